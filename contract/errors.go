@@ -1,0 +1,292 @@
+package contract
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Kind is the class of an error. It decides the HTTP status of the problem
+// written for it and whether the operation may be retried. The zero Kind is
+// KindInternal.
+type Kind uint8
+
+// The kinds of error. Their order is not part of the contract; use the names.
+const (
+	KindInternal           Kind = iota // a bug or an unknown failure: not retryable
+	KindInvalid                        // bad input: never retried
+	KindUnauthorized                   // missing or bad credentials
+	KindForbidden                      // authenticated but not allowed
+	KindNotFound                       // the target does not exist
+	KindConflict                       // the state conflicts with the request (in flight, duplicate, version)
+	KindPreconditionFailed             // a precondition (If-Match, fingerprint) failed
+	KindTooLarge                       // the request body or value is over a size limit
+	KindRateLimited                    // throttled: retry after a while
+	KindUnavailable                    // the dependency is down or refusing: retry after a while
+	KindTimeout                        // the operation did not finish in time: it may have succeeded
+	KindCanceled                       // the caller gave up: never retried
+	KindOverloaded                     // the dependency asks callers not to retry at all
+)
+
+var kindNames = [...]string{
+	KindInternal:           "internal",
+	KindInvalid:            "invalid",
+	KindUnauthorized:       "unauthorized",
+	KindForbidden:          "forbidden",
+	KindNotFound:           "not_found",
+	KindConflict:           "conflict",
+	KindPreconditionFailed: "precondition_failed",
+	KindTooLarge:           "too_large",
+	KindRateLimited:        "rate_limited",
+	KindUnavailable:        "unavailable",
+	KindTimeout:            "timeout",
+	KindCanceled:           "canceled",
+	KindOverloaded:         "overloaded",
+}
+
+// String returns the stable snake_case name of the kind ("rate_limited").
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return "kind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// ParseKind returns the Kind named s (as returned by Kind.String).
+func ParseKind(s string) (Kind, bool) {
+	for k, n := range kindNames {
+		if n == s {
+			return Kind(k), true
+		}
+	}
+	return KindInternal, false
+}
+
+// Retryable reports whether errors of this kind are transient by default:
+// rate limited, unavailable and timeout. Overloaded is deliberately not
+// retryable: the dependency asked callers to back off entirely.
+func (k Kind) Retryable() bool {
+	switch k {
+	case KindRateLimited, KindUnavailable, KindTimeout:
+		return true
+	}
+	return false
+}
+
+// Error is the error type every sadpath package speaks. Build one with New or
+// the Kind helpers (Invalid, Unavailable, …), match it with errors.Is against
+// a Kind sentinel (errors.Is(err, contract.ErrUnavailable)) and read its
+// detail with errors.As.
+//
+// Detail is meant for the client and must not carry internal text; the
+// wrapped Cause carries the internal reason and is never written into a
+// problem response.
+type Error struct {
+	Kind       Kind          // class of the error
+	Code       string        // stable machine code, e.g. "payment.amount_out_of_range"; defaults to Kind.String()
+	Op         string        // operation that failed, e.g. "payments.create"
+	Detail     string        // human explanation safe to show to the client
+	RetryAfter time.Duration // hint: do not retry before this; 0 means none
+	Fields     []FieldError  // field errors for KindInvalid
+	Cause      error         // wrapped cause; internal, never shown to clients
+
+	retry retryOverride
+}
+
+type retryOverride uint8
+
+const (
+	retryDefault retryOverride = iota
+	retryYes
+	retryNo
+)
+
+// FieldError names one invalid field and why it is invalid. Name uses a
+// JSON-pointer-like dotted path ("payer.iban", "items[2].qty").
+type FieldError struct {
+	Name   string `json:"name"`
+	Reason string `json:"reason"`
+}
+
+// New returns an *Error of kind k for operation op with a client-safe detail.
+func New(k Kind, op, detail string) *Error {
+	return &Error{Kind: k, Op: op, Detail: detail}
+}
+
+// Wrap returns an *Error of kind k for operation op wrapping cause. The
+// cause's text stays internal: Detail is left empty.
+func Wrap(k Kind, op string, cause error) *Error {
+	return &Error{Kind: k, Op: op, Cause: cause}
+}
+
+// WithCode sets the stable machine code and returns e.
+func (e *Error) WithCode(code string) *Error { e.Code = code; return e }
+
+// WithRetryAfter sets the retry-after hint and returns e.
+func (e *Error) WithRetryAfter(d time.Duration) *Error { e.RetryAfter = d; return e }
+
+// WithRetryable overrides whether the error is retryable, whatever its Kind.
+func (e *Error) WithRetryable(ok bool) *Error {
+	if ok {
+		e.retry = retryYes
+	} else {
+		e.retry = retryNo
+	}
+	return e
+}
+
+// Retryable reports whether the operation may be retried: the override set
+// with WithRetryable, or else Kind.Retryable.
+func (e *Error) Retryable() bool {
+	switch e.retry {
+	case retryYes:
+		return true
+	case retryNo:
+		return false
+	}
+	return e.Kind.Retryable()
+}
+
+// CodeOrKind returns Code, or the Kind name when Code is empty.
+func (e *Error) CodeOrKind() string {
+	if e.Code != "" {
+		return e.Code
+	}
+	return e.Kind.String()
+}
+
+// Error reads "op: kind: detail: cause", leaving out empty parts.
+func (e *Error) Error() string {
+	var b strings.Builder
+	if e.Op != "" {
+		b.WriteString(e.Op)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Kind.String())
+	if e.Code != "" && e.Code != e.Kind.String() {
+		b.WriteString(" (")
+		b.WriteString(e.Code)
+		b.WriteString(")")
+	}
+	if e.Detail != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Detail)
+	}
+	if e.Cause != nil {
+		b.WriteString(": ")
+		b.WriteString(e.Cause.Error())
+	}
+	return b.String()
+}
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Cause }
+
+// Is matches the Kind sentinels (ErrInvalid, ErrUnavailable, …) and another
+// *Error with the same Kind and Code.
+func (e *Error) Is(target error) bool {
+	switch t := target.(type) {
+	case kindSentinel:
+		return e.Kind == Kind(t)
+	case *Error:
+		return t.Kind == e.Kind && t.Code == e.Code
+	}
+	return false
+}
+
+// kindSentinel is the type of the Err* sentinels: errors.Is(err, ErrTimeout)
+// is true for any *Error of KindTimeout in err's chain.
+type kindSentinel Kind
+
+func (k kindSentinel) Error() string { return "contract: " + Kind(k).String() }
+
+// Sentinels for errors.Is, one per Kind.
+var (
+	ErrInternal           error = kindSentinel(KindInternal)
+	ErrInvalid            error = kindSentinel(KindInvalid)
+	ErrUnauthorized       error = kindSentinel(KindUnauthorized)
+	ErrForbidden          error = kindSentinel(KindForbidden)
+	ErrNotFound           error = kindSentinel(KindNotFound)
+	ErrConflict           error = kindSentinel(KindConflict)
+	ErrPreconditionFailed error = kindSentinel(KindPreconditionFailed)
+	ErrTooLarge           error = kindSentinel(KindTooLarge)
+	ErrRateLimited        error = kindSentinel(KindRateLimited)
+	ErrUnavailable        error = kindSentinel(KindUnavailable)
+	ErrTimeout            error = kindSentinel(KindTimeout)
+	ErrCanceled           error = kindSentinel(KindCanceled)
+	ErrOverloaded         error = kindSentinel(KindOverloaded)
+)
+
+// As returns the first *Error in err's chain, or, when there is none, a new
+// *Error classifying err (see KindOf). It returns nil for a nil err.
+func As(err error) *Error {
+	if err == nil {
+		return nil
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return &Error{Kind: classify(err), Cause: err}
+}
+
+// KindOf classifies err: the Kind of the first *Error in its chain; else
+// context.DeadlineExceeded and net.Error timeouts are KindTimeout,
+// context.Canceled is KindCanceled, and anything unknown is KindInternal.
+// KindOf(nil) is KindInternal; check err != nil first.
+func KindOf(err error) Kind {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Kind
+	}
+	return classify(err)
+}
+
+func classify(err error) Kind {
+	switch {
+	case err == nil:
+		return KindInternal
+	case errors.Is(err, context.DeadlineExceeded):
+		return KindTimeout
+	case errors.Is(err, context.Canceled):
+		return KindCanceled
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return KindTimeout
+	}
+	return KindInternal
+}
+
+// Retryable reports whether err is transient: the first *Error's Retryable,
+// else whether KindOf(err) is retryable. Unknown errors are not retryable.
+// Retryable(nil) is false.
+func Retryable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Retryable()
+	}
+	return classify(err).Retryable()
+}
+
+// RetryAfter returns the retry-after hint of the first *Error in err's chain
+// that has one, and whether there was one.
+func RetryAfter(err error) (time.Duration, bool) {
+	for err != nil {
+		var e *Error
+		if !errors.As(err, &e) {
+			return 0, false
+		}
+		if e.RetryAfter > 0 {
+			return e.RetryAfter, true
+		}
+		err = e.Cause
+	}
+	return 0, false
+}
