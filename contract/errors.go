@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -17,7 +19,7 @@ type Kind uint8
 // The kinds of error. Their order is not part of the contract; use the names.
 const (
 	KindInternal           Kind = iota // a bug or an unknown failure: not retryable
-	KindInvalid                        // bad input: never retried
+	KindInvalid                        // well-formed input with an invalid meaning (amount -5, currency "XYZ"): never retried
 	KindUnauthorized                   // missing or bad credentials
 	KindForbidden                      // authenticated but not allowed
 	KindNotFound                       // the target does not exist
@@ -29,6 +31,7 @@ const (
 	KindTimeout                        // the operation did not finish in time: it may have succeeded
 	KindCanceled                       // the caller gave up: never retried
 	KindOverloaded                     // the dependency asks callers not to retry at all
+	KindMalformed                      // syntactically malformed input (bad JSON, wrong types): never retried
 )
 
 var kindNames = [...]string{
@@ -45,6 +48,7 @@ var kindNames = [...]string{
 	KindTimeout:            "timeout",
 	KindCanceled:           "canceled",
 	KindOverloaded:         "overloaded",
+	KindMalformed:          "malformed",
 }
 
 // String returns the stable snake_case name of the kind ("rate_limited").
@@ -77,7 +81,7 @@ func (k Kind) Retryable() bool {
 }
 
 // Error is the error type every sadpath package speaks. Build one with New or
-// the Kind helpers (Invalid, Unavailable, …), match it with errors.Is against
+// Wrap (plus WithCode, WithRetryAfter, WithRetryable), match it with errors.Is against
 // a Kind sentinel (errors.Is(err, contract.ErrUnavailable)) and read its
 // detail with errors.As.
 //
@@ -90,7 +94,7 @@ type Error struct {
 	Op         string        // operation that failed, e.g. "payments.create"
 	Detail     string        // human explanation safe to show to the client
 	RetryAfter time.Duration // hint: do not retry before this; 0 means none
-	Fields     []FieldError  // field errors for KindInvalid
+	Fields     []FieldError  // field errors (KindInvalid, KindMalformed), written as invalid-params
 	Cause      error         // wrapped cause; internal, never shown to clients
 
 	retry retryOverride
@@ -218,6 +222,7 @@ var (
 	ErrTimeout            error = kindSentinel(KindTimeout)
 	ErrCanceled           error = kindSentinel(KindCanceled)
 	ErrOverloaded         error = kindSentinel(KindOverloaded)
+	ErrMalformed          error = kindSentinel(KindMalformed)
 )
 
 // As returns the first *Error in err's chain, or, when there is none, a new
@@ -234,8 +239,11 @@ func As(err error) *Error {
 }
 
 // KindOf classifies err: the Kind of the first *Error in its chain; else
-// context.DeadlineExceeded and net.Error timeouts are KindTimeout,
-// context.Canceled is KindCanceled, and anything unknown is KindInternal.
+// context.DeadlineExceeded and timeouts (net.Error, or any error with a
+// Timeout() bool method returning true) are KindTimeout, context.Canceled is
+// KindCanceled, a refused connection or a failed dial is KindUnavailable
+// (the request never reached the dependency), *http.MaxBytesError is
+// KindTooLarge, and anything unknown is KindInternal.
 // KindOf(nil) is KindInternal; check err != nil first.
 func KindOf(err error) Kind {
 	var e *Error
@@ -244,6 +252,10 @@ func KindOf(err error) Kind {
 	}
 	return classify(err)
 }
+
+// timeouter is the behaviour net.Error, os.ErrDeadlineExceeded and many
+// client libraries share; found with errors.As, never by string matching.
+type timeouter interface{ Timeout() bool }
 
 func classify(err error) Kind {
 	switch {
@@ -254,11 +266,36 @@ func classify(err error) Kind {
 	case errors.Is(err, context.Canceled):
 		return KindCanceled
 	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
+	var te timeouter
+	if errors.As(err, &te) && te.Timeout() {
 		return KindTimeout
 	}
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return KindUnavailable
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "dial" {
+		return KindUnavailable
+	}
+	var me *http.MaxBytesError
+	if errors.As(err, &me) {
+		return KindTooLarge
+	}
 	return KindInternal
+}
+
+// ConfigError returns the error constructors return for a bad configuration
+// value: KindInvalid, Code "config.invalid", Op the package ("retry"), the
+// field named in Detail and in Fields. Its message reads
+// "retry: invalid (config.invalid): Config.MaxAttempts: must be >= 1, got -1".
+func ConfigError(op, field, reason string) *Error {
+	return &Error{
+		Kind:   KindInvalid,
+		Code:   "config.invalid",
+		Op:     op,
+		Detail: field + ": " + reason,
+		Fields: []FieldError{{Name: field, Reason: reason}},
+	}
 }
 
 // Retryable reports whether err is transient: the first *Error's Retryable,

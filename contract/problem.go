@@ -1,9 +1,10 @@
 package contract
 
 import (
+	"bytes"
 	"encoding/json"
-	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -12,20 +13,171 @@ import (
 const ProblemContentType = "application/problem+json"
 
 // Problem is an RFC 9457 problem details object.
+//
+// The standard members are typed fields; "code" (the Error's stable machine
+// code) and "invalid-params" (field errors) are the two extension members
+// sadpath defines. Every other member is kept in Extensions when decoding
+// and written back when encoding, so a client never loses what a server
+// sent. As RFC 9457 requires, a standard member whose JSON value has the
+// wrong type ("status": "503") is ignored when decoding, not an error.
 type Problem struct {
-	Type          string         `json:"type,omitempty"`
-	Title         string         `json:"title,omitempty"`
-	Status        int            `json:"status,omitempty"`
-	Detail        string         `json:"detail,omitempty"`
-	Instance      string         `json:"instance,omitempty"`
-	Code          string         `json:"code,omitempty"`
-	InvalidParams []FieldError   `json:"invalid-params,omitempty"`
-	Extensions    map[string]any `json:"-"`
+	Type          string         `json:"type,omitempty"`           // URI reference identifying the problem type; "about:blank" when none
+	Title         string         `json:"title,omitempty"`          // short summary of the type; the HTTP status text for about:blank
+	Status        int            `json:"status,omitempty"`         // the HTTP status code; always equal to the response status
+	Detail        string         `json:"detail,omitempty"`         // explanation that helps the client fix the request; never debugging text
+	Instance      string         `json:"instance,omitempty"`       // URI reference of this occurrence (the request path)
+	Code          string         `json:"code,omitempty"`           // extension: stable machine code (Error.CodeOrKind)
+	InvalidParams []FieldError   `json:"invalid-params,omitempty"` // extension: one entry per invalid field
+	Extensions    map[string]any `json:"-"`                        // every other member; names of standard members are ignored here
 }
 
-// HTTPStatus returns the HTTP status for a Kind.
+// isProblemMember reports whether name is a member Problem types itself.
+func isProblemMember(name string) bool {
+	switch name {
+	case "type", "title", "status", "detail", "instance", "code", "invalid-params":
+		return true
+	}
+	return false
+}
+
+// MarshalJSON writes the standard members in RFC order, then "code",
+// "invalid-params" and the Extensions sorted by name. An extension named like
+// a standard member is skipped: it cannot override a typed field.
+func (p Problem) MarshalJSON() ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteByte('{')
+	n := 0
+	member := func(name string, v any) error {
+		val, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			b.WriteByte(',')
+		}
+		n++
+		key, _ := json.Marshal(name)
+		b.Write(key)
+		b.WriteByte(':')
+		b.Write(val)
+		return nil
+	}
+	// Typed members cannot fail to marshal.
+	if p.Type != "" {
+		_ = member("type", p.Type)
+	}
+	if p.Title != "" {
+		_ = member("title", p.Title)
+	}
+	if p.Status != 0 {
+		_ = member("status", p.Status)
+	}
+	if p.Detail != "" {
+		_ = member("detail", p.Detail)
+	}
+	if p.Instance != "" {
+		_ = member("instance", p.Instance)
+	}
+	if p.Code != "" {
+		_ = member("code", p.Code)
+	}
+	if len(p.InvalidParams) > 0 {
+		_ = member("invalid-params", p.InvalidParams)
+	}
+	names := make([]string, 0, len(p.Extensions))
+	for name := range p.Extensions {
+		if !isProblemMember(name) {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		if err := member(name, p.Extensions[name]); err != nil {
+			return nil, err
+		}
+	}
+	b.WriteByte('}')
+	return b.Bytes(), nil
+}
+
+// UnmarshalJSON decodes a problem object. The input must be a JSON object
+// (or null); standard members with a value of the wrong type are ignored;
+// unknown members go to Extensions, numbers as json.Number so they survive a
+// round trip exactly.
+func (p *Problem) UnmarshalJSON(data []byte) error {
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(data, &members); err != nil {
+		return err
+	}
+	*p = Problem{}
+	for name, raw := range members {
+		switch name {
+		case "type":
+			_ = json.Unmarshal(raw, &p.Type)
+		case "title":
+			_ = json.Unmarshal(raw, &p.Title)
+		case "status":
+			var status int
+			if json.Unmarshal(raw, &status) == nil && status >= 100 && status <= 999 {
+				p.Status = status
+			}
+		case "detail":
+			_ = json.Unmarshal(raw, &p.Detail)
+		case "instance":
+			_ = json.Unmarshal(raw, &p.Instance)
+		case "code":
+			_ = json.Unmarshal(raw, &p.Code)
+		case "invalid-params":
+			p.InvalidParams = decodeInvalidParams(raw)
+		default:
+			d := json.NewDecoder(bytes.NewReader(raw))
+			d.UseNumber()
+			var v any
+			if d.Decode(&v) != nil {
+				continue
+			}
+			if p.Extensions == nil {
+				p.Extensions = make(map[string]any)
+			}
+			p.Extensions[name] = v
+		}
+	}
+	return nil
+}
+
+// decodeInvalidParams keeps the well-typed entries of an invalid-params
+// array, at most maxFieldErrors of them.
+func decodeInvalidParams(raw json.RawMessage) []FieldError {
+	var entries []json.RawMessage
+	if json.Unmarshal(raw, &entries) != nil {
+		return nil
+	}
+	var out []FieldError
+	for _, entry := range entries {
+		if len(out) == maxFieldErrors {
+			break
+		}
+		var fe struct {
+			Name   *string `json:"name"`
+			Reason string  `json:"reason"`
+		}
+		if json.Unmarshal(entry, &fe) != nil || fe.Name == nil {
+			continue
+		}
+		out = append(out, FieldError{Name: *fe.Name, Reason: fe.Reason})
+	}
+	return out
+}
+
+// HTTPStatus returns the HTTP status for a Kind:
+//
+//	malformed 400, invalid 422, unauthorized 401, forbidden 403, not found 404,
+//	conflict 409, precondition failed 412, too large 413, rate limited 429,
+//	unavailable and overloaded 503, timeout 504, canceled 499, internal 500.
 func HTTPStatus(k Kind) int {
 	switch k {
+	case KindMalformed:
+		return http.StatusBadRequest
 	case KindInvalid:
 		return http.StatusUnprocessableEntity
 	case KindUnauthorized:
@@ -47,13 +199,24 @@ func HTTPStatus(k Kind) int {
 	case KindTimeout:
 		return http.StatusGatewayTimeout
 	case KindCanceled:
-		return 499
+		return StatusClientClosedRequest
 	}
 	return http.StatusInternalServerError
 }
 
-// ProblemFrom builds the problem for err. Internal errors get a generic
-// detail: their text never reaches the client.
+// StatusClientClosedRequest (499, from nginx) is the status written for
+// KindCanceled: the client went away before the answer; nobody reads it, but
+// logs and metrics see a client-side outcome rather than a server error.
+const StatusClientClosedRequest = 499
+
+// internalDetail is the only detail an internal error ever shows.
+const internalDetail = "internal error"
+
+// ProblemFrom builds the problem for err (a nil err is an internal error):
+// type about:blank, the status of its Kind and that status's text as title,
+// its Detail, its code (Error.CodeOrKind) and its field errors as
+// invalid-params. Internal errors get a generic detail and no field errors:
+// neither their Detail nor their Cause ever reaches the client.
 func ProblemFrom(err error) Problem {
 	e := As(err)
 	if e == nil {
@@ -68,32 +231,49 @@ func ProblemFrom(err error) Problem {
 		Code:          e.CodeOrKind(),
 		InvalidParams: e.Fields,
 	}
+	if p.Title == "" {
+		p.Title = "Client Closed Request"
+	}
 	if e.Kind == KindInternal {
-		p.Detail = "internal error"
+		p.Detail = internalDetail
+		p.InvalidParams = nil
 	}
 	return p
 }
 
-// WriteProblem writes err as an application/problem+json response with the
-// status of its kind and, when err carries a retry-after hint, a Retry-After
-// header in whole seconds (rounded up).
+// WriteProblem writes err as an application/problem+json response: the
+// status of its Kind (equal to the problem's "status" member), the problem
+// built by ProblemFrom with the request path as "instance", and, for rate
+// limited and unavailable errors that carry a retry-after hint, a
+// Retry-After header in whole seconds (rounded up). Overloaded errors never
+// get Retry-After: the dependency asked callers not to retry. Responses are
+// marked Cache-Control: no-store, and a HEAD request gets no body.
 func WriteProblem(w http.ResponseWriter, r *http.Request, err error) {
 	p := ProblemFrom(err)
 	if r != nil && r.URL != nil {
-		p.Instance = r.URL.Path
+		p.Instance = r.URL.EscapedPath()
 	}
-	if d, ok := RetryAfter(err); ok {
-		w.Header().Set("Retry-After", strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10))
+	h := w.Header()
+	if k := KindOf(err); err != nil && (k == KindRateLimited || k == KindUnavailable) {
+		if d, ok := RetryAfter(err); ok {
+			h.Set("Retry-After", strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10))
+		}
 	}
 	body, mErr := json.Marshal(p)
 	if mErr != nil {
-		body = []byte(`{"title":"Internal Server Error","status":500}`)
-		p.Status = http.StatusInternalServerError
+		// Unreachable with the typed members ProblemFrom sets; kept so a
+		// future extension can never turn a problem into a panic.
+		p = Problem{Type: "about:blank", Title: http.StatusText(500), Status: 500, Detail: internalDetail, Code: KindInternal.String()}
+		body, _ = json.Marshal(p)
+		h.Del("Retry-After")
 	}
-	w.Header().Set("Content-Type", ProblemContentType)
+	h.Set("Content-Type", ProblemContentType)
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(p.Status)
+	if r != nil && r.Method == http.MethodHead {
+		return
+	}
 	_, _ = w.Write(body)
 }
-
-// errNoProblem is returned by ParseProblem for a response that is not a problem.
-var errNoProblem = errors.New("contract: response is not a problem")
