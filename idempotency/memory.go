@@ -1,0 +1,455 @@
+package idempotency
+
+import (
+	"container/heap"
+	"context"
+	"hash/maphash"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/sadpath/sadpath/contract"
+)
+
+// MemoryConfig configures a MemoryStore. The zero value is valid: every zero
+// field means the documented default.
+type MemoryConfig struct {
+	// MaxEntries bounds the number of records kept. Default 100,000.
+	MaxEntries int
+	// MaxBytes bounds the bytes kept: keys, fingerprints, stored results
+	// plus a fixed per-record overhead (entryOverhead, 160 bytes). Default 64 MiB.
+	MaxBytes int64
+	// Shards is the number of independently locked shards, a power of two.
+	// MaxEntries and MaxBytes are divided evenly between shards, so a single
+	// result larger than MaxBytes/Shards cannot be stored. Default 16, or 1
+	// when MaxEntries < 1024 or MaxBytes < 16 MiB (small stores keep their
+	// whole budget in one shard).
+	Shards int
+	// Clock tells the time. Default: the system clock.
+	Clock Clock
+}
+
+// Defaults of MemoryConfig.
+const (
+	DefaultMemoryMaxEntries = 100_000
+	DefaultMemoryMaxBytes   = 64 << 20
+	defaultShards           = 16
+	// entryOverhead approximates the bytes a record costs beyond its
+	// strings and result (map slot, struct, heap slot).
+	entryOverhead = 160
+)
+
+// MemoryStore is a bounded, sharded, in-process Store: what unit tests and
+// single-process services use. It passes idempotency/storetest.
+//
+// Records expire after the claim's Retention, counted from the claim, the
+// completion or the release, whichever is last, and never before the lease.
+// Expired records are dropped lazily by the shard's next write. When a
+// shard is over its share of MaxEntries or MaxBytes, the record that would
+// expire first is evicted, but never a claim whose lease is running: if
+// only such claims are left, Claim fails with a KindUnavailable error
+// (code "idempotency.store_full") rather than break an owner's lease, and
+// Complete of a result that cannot fit fails with KindTooLarge (the owner
+// keeps its lease and may Release).
+//
+// Fencing tokens come from a per-shard counter, so they increase strictly
+// per key even across eviction and expiry.
+//
+// A MemoryStore is safe for concurrent use. It starts no goroutines.
+type MemoryStore struct {
+	shards     []memShard
+	mask       uint64
+	seed       maphash.Seed
+	clock      Clock
+	maxEntries int   // per shard
+	maxBytes   int64 // per shard
+}
+
+type memShard struct {
+	mu      sync.Mutex
+	entries map[Key]*memEntry
+	byExp   expHeap
+	bytes   int64
+	tokens  uint64
+	// per-shard share of MemoryConfig.MaxEntries and MaxBytes
+	maxEntries int
+	maxBytes   int64
+	_          [24]byte // keep shards' locks on separate cache lines
+}
+
+type memEntry struct {
+	key        Key
+	fp         string
+	state      RecordState
+	token      uint64
+	leaseUntil time.Time
+	expireAt   time.Time
+	retention  time.Duration
+	result     *Result
+	size       int64
+	idx        int // index in the shard's heap
+}
+
+// NewMemoryStore returns a MemoryStore configured by cfg, or a KindInvalid
+// error naming the bad field.
+func NewMemoryStore(cfg MemoryConfig) (*MemoryStore, error) {
+	if cfg.MaxEntries < 0 {
+		return nil, configError("MemoryConfig.MaxEntries", "must be >= 0, got %d", cfg.MaxEntries)
+	}
+	if cfg.MaxBytes < 0 {
+		return nil, configError("MemoryConfig.MaxBytes", "must be >= 0, got %d", cfg.MaxBytes)
+	}
+	if cfg.Shards < 0 || cfg.Shards&(cfg.Shards-1) != 0 || cfg.Shards > 1<<16 {
+		return nil, configError("MemoryConfig.Shards", "must be a power of two in [1, 65536] or 0, got %d", cfg.Shards)
+	}
+	if cfg.MaxEntries == 0 {
+		cfg.MaxEntries = DefaultMemoryMaxEntries
+	}
+	if cfg.MaxBytes == 0 {
+		cfg.MaxBytes = DefaultMemoryMaxBytes
+	}
+	if cfg.Shards == 0 {
+		cfg.Shards = defaultShards
+		if cfg.MaxEntries < 1024 || cfg.MaxBytes < 16<<20 {
+			cfg.Shards = 1
+		}
+	}
+	if cfg.MaxEntries < cfg.Shards {
+		return nil, configError("MemoryConfig.MaxEntries", "must be >= Shards (%d), got %d", cfg.Shards, cfg.MaxEntries)
+	}
+	if cfg.MaxBytes/int64(cfg.Shards) < 4*entryOverhead {
+		return nil, configError("MemoryConfig.MaxBytes", "must be >= %d per shard, got %d over %d shards", 4*entryOverhead, cfg.MaxBytes, cfg.Shards)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = systemClock{}
+	}
+	s := &MemoryStore{
+		shards:     make([]memShard, cfg.Shards),
+		mask:       uint64(cfg.Shards - 1),
+		seed:       maphash.MakeSeed(),
+		clock:      cfg.Clock,
+		maxEntries: cfg.MaxEntries / cfg.Shards,
+		maxBytes:   cfg.MaxBytes / int64(cfg.Shards),
+	}
+	for i := range s.shards {
+		s.shards[i].entries = make(map[Key]*memEntry)
+		s.shards[i].maxEntries = s.maxEntries
+		s.shards[i].maxBytes = s.maxBytes
+	}
+	return s, nil
+}
+
+func (s *MemoryStore) shard(k Key) *memShard {
+	if s.mask == 0 {
+		return &s.shards[0]
+	}
+	var h maphash.Hash
+	h.SetSeed(s.seed)
+	h.WriteString(k.Scope)
+	h.WriteByte(0)
+	h.WriteString(k.Key)
+	return &s.shards[h.Sum64()&s.mask]
+}
+
+// Len returns the number of records held, expired ones not yet dropped included.
+func (s *MemoryStore) Len() int {
+	n := 0
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		n += len(sh.entries)
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+// Bytes returns the bytes accounted to the records held (see MemoryConfig.MaxBytes).
+func (s *MemoryStore) Bytes() int64 {
+	var n int64
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		n += sh.bytes
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+func ctxErr(ctx context.Context, op string) error {
+	if err := ctx.Err(); err != nil {
+		return contract.Wrap(contract.KindOf(err), op, err)
+	}
+	return nil
+}
+
+func validateClaim(req ClaimRequest) error {
+	if req.Lease <= 0 {
+		return contract.New(contract.KindInvalid, "idempotency.claim", "lease must be > 0").WithCode("idempotency.invalid_request")
+	}
+	if req.Retention < req.Lease {
+		return contract.New(contract.KindInvalid, "idempotency.claim", "retention must be >= lease").WithCode("idempotency.invalid_request")
+	}
+	return nil
+}
+
+// Claim implements Store.
+func (s *MemoryStore) Claim(ctx context.Context, req ClaimRequest) (Claim, error) {
+	if err := ctxErr(ctx, "idempotency.claim"); err != nil {
+		return Claim{}, err
+	}
+	if err := validateClaim(req); err != nil {
+		return Claim{}, err
+	}
+	now := s.clock.Now()
+	sh := s.shard(req.Key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	sh.expire(now)
+	e := sh.entries[req.Key]
+	if e != nil {
+		switch {
+		case e.state == StateCompleted:
+			if e.fp != req.Fingerprint {
+				return Claim{Status: Mismatch, Token: e.token}, nil
+			}
+			return Claim{Status: Completed, Token: e.token, Result: cloneResult(e.result)}, nil
+		case e.state == StateInProgress && now.Before(e.leaseUntil):
+			if e.fp != req.Fingerprint {
+				return Claim{Status: Mismatch, Token: e.token}, nil
+			}
+			return Claim{Status: InProgress, Token: e.token, LeaseRemaining: e.leaseUntil.Sub(now)}, nil
+		}
+		// Released, or in progress with an expired lease: the caller wins.
+		sh.tokens++
+		sh.bytes += int64(len(req.Fingerprint) - len(e.fp))
+		e.size += int64(len(req.Fingerprint) - len(e.fp))
+		e.fp, e.state, e.token = req.Fingerprint, StateInProgress, sh.tokens
+		e.leaseUntil, e.retention = now.Add(req.Lease), req.Retention
+		sh.setExpiry(e, now.Add(req.Retention))
+		return Claim{Status: Claimed, Token: e.token}, nil
+	}
+	size := entryOverhead + int64(len(req.Key.Scope)+len(req.Key.Key)+len(req.Fingerprint))
+	if !sh.makeRoom(now, 1, size, nil) {
+		return Claim{}, contract.New(contract.KindUnavailable, "idempotency.claim", "idempotency store full of in-progress claims").
+			WithCode("idempotency.store_full").WithRetryAfter(time.Second)
+	}
+	sh.tokens++
+	e = &memEntry{
+		key: req.Key, fp: req.Fingerprint, state: StateInProgress, token: sh.tokens,
+		leaseUntil: now.Add(req.Lease), retention: req.Retention, size: size,
+		expireAt: now.Add(req.Retention),
+	}
+	sh.entries[req.Key] = e
+	sh.bytes += size
+	heap.Push(&sh.byExp, e)
+	return Claim{Status: Claimed, Token: e.token}, nil
+}
+
+// owned returns the live entry owned by token, or nil.
+func (sh *memShard) owned(k Key, token uint64, now time.Time) *memEntry {
+	e := sh.entries[k]
+	if e == nil || e.state != StateInProgress || e.token != token || !now.Before(e.leaseUntil) {
+		return nil
+	}
+	return e
+}
+
+// Complete implements Store.
+func (s *MemoryStore) Complete(ctx context.Context, key Key, token uint64, result Result) error {
+	if err := ctxErr(ctx, "idempotency.complete"); err != nil {
+		return err
+	}
+	now := s.clock.Now()
+	sh := s.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	sh.expire(now)
+	e := sh.owned(key, token, now)
+	if e == nil {
+		return ErrLeaseLost
+	}
+	rsize := resultSize(&result)
+	if entryOverhead+int64(len(key.Scope)+len(key.Key)+len(e.fp))+rsize > s.maxBytes {
+		return contract.New(contract.KindTooLarge, "idempotency.complete", "result larger than the store's per-shard byte budget").
+			WithCode("idempotency.result_too_large")
+	}
+	if !sh.makeRoom(now, 0, rsize, e) {
+		return contract.New(contract.KindUnavailable, "idempotency.complete", "idempotency store full of in-progress claims").
+			WithCode("idempotency.store_full").WithRetryAfter(time.Second)
+	}
+	e.state = StateCompleted
+	e.result = cloneResult(&result)
+	e.size += rsize
+	sh.bytes += rsize
+	sh.setExpiry(e, now.Add(e.retention))
+	return nil
+}
+
+// Release implements Store.
+func (s *MemoryStore) Release(ctx context.Context, key Key, token uint64) error {
+	if err := ctxErr(ctx, "idempotency.release"); err != nil {
+		return err
+	}
+	now := s.clock.Now()
+	sh := s.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	sh.expire(now)
+	e := sh.owned(key, token, now)
+	if e == nil {
+		return ErrLeaseLost
+	}
+	e.state = StateReleased
+	e.leaseUntil = now
+	sh.setExpiry(e, now.Add(e.retention))
+	return nil
+}
+
+// Renew implements Store.
+func (s *MemoryStore) Renew(ctx context.Context, key Key, token uint64, lease time.Duration) error {
+	if err := ctxErr(ctx, "idempotency.renew"); err != nil {
+		return err
+	}
+	if lease <= 0 {
+		return contract.New(contract.KindInvalid, "idempotency.renew", "lease must be > 0").WithCode("idempotency.invalid_request")
+	}
+	now := s.clock.Now()
+	sh := s.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	sh.expire(now)
+	e := sh.owned(key, token, now)
+	if e == nil {
+		return ErrLeaseLost
+	}
+	e.leaseUntil = now.Add(lease)
+	if e.leaseUntil.After(e.expireAt) {
+		sh.setExpiry(e, e.leaseUntil)
+	}
+	return nil
+}
+
+// Get implements Store.
+func (s *MemoryStore) Get(ctx context.Context, key Key) (Record, error) {
+	if err := ctxErr(ctx, "idempotency.get"); err != nil {
+		return Record{}, err
+	}
+	now := s.clock.Now()
+	sh := s.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	e := sh.entries[key]
+	if e == nil || !now.Before(e.expireAt) {
+		return Record{}, ErrNotFound
+	}
+	r := Record{Key: e.key, Fingerprint: e.fp, State: e.state, Token: e.token}
+	switch e.state {
+	case StateInProgress:
+		r.LeaseRemaining = e.leaseUntil.Sub(now)
+	case StateCompleted:
+		r.Result = cloneResult(e.result)
+	}
+	return r, nil
+}
+
+// expire drops every record whose retention has passed. Must hold sh.mu.
+func (sh *memShard) expire(now time.Time) {
+	for len(sh.byExp) > 0 && !now.Before(sh.byExp[0].expireAt) {
+		sh.remove(sh.byExp[0])
+	}
+}
+
+func (sh *memShard) remove(e *memEntry) {
+	heap.Remove(&sh.byExp, e.idx)
+	delete(sh.entries, e.key)
+	sh.bytes -= e.size
+}
+
+func (sh *memShard) setExpiry(e *memEntry, at time.Time) {
+	e.expireAt = at
+	heap.Fix(&sh.byExp, e.idx)
+}
+
+// makeRoom evicts, earliest expiry first, until the shard can take
+// addEntries more records and addBytes more bytes. It never evicts keep or a
+// claim whose lease is running. It reports whether there is room. Must hold sh.mu.
+func (sh *memShard) makeRoom(now time.Time, addEntries int, addBytes int64, keep *memEntry) bool {
+	if len(sh.entries)+addEntries <= sh.maxEntries && sh.bytes+addBytes <= sh.maxBytes {
+		return true
+	}
+	var skipped []*memEntry
+	defer func() {
+		for _, e := range skipped {
+			heap.Push(&sh.byExp, e)
+		}
+	}()
+	for len(sh.entries)+addEntries > sh.maxEntries || sh.bytes+addBytes > sh.maxBytes {
+		if len(sh.byExp) == 0 {
+			return false
+		}
+		e := sh.byExp[0]
+		if e == keep || (e.state == StateInProgress && now.Before(e.leaseUntil)) {
+			heap.Pop(&sh.byExp)
+			skipped = append(skipped, e)
+			continue
+		}
+		sh.remove(e)
+	}
+	return true
+}
+
+func resultSize(r *Result) int64 {
+	n := int64(len(r.Body))
+	for k, vs := range r.Header {
+		n += int64(len(k))
+		for _, v := range vs {
+			n += int64(len(v)) + 16
+		}
+	}
+	return n
+}
+
+// cloneResult returns a deep copy, so neither the caller nor the store can
+// change the other's bytes.
+func cloneResult(r *Result) *Result {
+	if r == nil {
+		return nil
+	}
+	c := &Result{StatusCode: r.StatusCode}
+	if r.Body != nil {
+		c.Body = append(make([]byte, 0, len(r.Body)), r.Body...)
+	}
+	if r.Header != nil {
+		c.Header = make(http.Header, len(r.Header))
+		for k, vs := range r.Header {
+			c.Header[k] = append([]string(nil), vs...)
+		}
+	}
+	return c
+}
+
+// expHeap orders records by expiry, earliest first.
+type expHeap []*memEntry
+
+func (h expHeap) Len() int           { return len(h) }
+func (h expHeap) Less(i, j int) bool { return h[i].expireAt.Before(h[j].expireAt) }
+func (h expHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].idx = i
+	h[j].idx = j
+}
+func (h *expHeap) Push(x any) {
+	e := x.(*memEntry)
+	e.idx = len(*h)
+	*h = append(*h, e)
+}
+func (h *expHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	e.idx = -1
+	return e
+}
+
+var _ Store = (*MemoryStore)(nil)

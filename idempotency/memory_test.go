@@ -1,0 +1,225 @@
+package idempotency_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sadpath/sadpath/contract"
+	"github.com/sadpath/sadpath/idempotency"
+	"github.com/sadpath/sadpath/idempotency/storetest"
+)
+
+func newMemory(t testing.TB, cfg idempotency.MemoryConfig) *idempotency.MemoryStore {
+	t.Helper()
+	s, err := idempotency.NewMemoryStore(cfg)
+	if err != nil {
+		t.Fatalf("NewMemoryStore: %v", err)
+	}
+	return s
+}
+
+func TestMemoryStoreConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) (idempotency.Store, storetest.Clock) {
+		clk := storetest.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+		return newMemory(t, idempotency.MemoryConfig{Clock: clk}), clk
+	})
+}
+
+func TestMemoryStoreConformanceSharded(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) (idempotency.Store, storetest.Clock) {
+		clk := storetest.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+		return newMemory(t, idempotency.MemoryConfig{Clock: clk, Shards: 8, MaxBytes: 64 << 20}), clk
+	})
+}
+
+// The suite on the real clock, as Redis and PostgreSQL stores run it.
+func TestMemoryStoreConformanceRealClock(t *testing.T) {
+	if testing.Short() {
+		t.Skip("sleeps on real time")
+	}
+	storetest.Run(t, func(t *testing.T) (idempotency.Store, storetest.Clock) {
+		return newMemory(t, idempotency.MemoryConfig{}), nil
+	})
+}
+
+func TestMemoryConfigValidation(t *testing.T) {
+	tests := []struct {
+		cfg   idempotency.MemoryConfig
+		field string
+	}{
+		{idempotency.MemoryConfig{MaxEntries: -1}, "MemoryConfig.MaxEntries"},
+		{idempotency.MemoryConfig{MaxBytes: -5}, "MemoryConfig.MaxBytes"},
+		{idempotency.MemoryConfig{Shards: 3}, "MemoryConfig.Shards"},
+		{idempotency.MemoryConfig{Shards: -2}, "MemoryConfig.Shards"},
+		{idempotency.MemoryConfig{Shards: 16, MaxEntries: 8}, "MemoryConfig.MaxEntries"},
+		{idempotency.MemoryConfig{MaxBytes: 100}, "MemoryConfig.MaxBytes"},
+	}
+	for _, tc := range tests {
+		_, err := idempotency.NewMemoryStore(tc.cfg)
+		if !errors.Is(err, contract.ErrInvalid) {
+			t.Fatalf("%+v: %v, want contract.ErrInvalid", tc.cfg, err)
+		}
+		if e := contract.As(err); e.Code != "config.invalid" || !strings.Contains(e.Detail, tc.field) {
+			t.Fatalf("%+v: code %q detail %q, want config.invalid naming %s", tc.cfg, e.Code, e.Detail, tc.field)
+		}
+	}
+}
+
+func claimN(t *testing.T, s idempotency.Store, scope string, n int, lease time.Duration, complete bool) {
+	t.Helper()
+	ctx := context.Background()
+	for i := range n {
+		k := idempotency.Key{Scope: scope, Key: fmt.Sprint(i)}
+		c, err := s.Claim(ctx, idempotency.ClaimRequest{Key: k, Fingerprint: "fp", Lease: lease, Retention: time.Hour + time.Duration(i)*time.Minute})
+		if err != nil || c.Status != idempotency.Claimed {
+			t.Fatalf("claim %d: %v %v", i, c.Status, err)
+		}
+		if complete {
+			if err := s.Complete(ctx, k, c.Token, idempotency.Result{Body: []byte("r")}); err != nil {
+				t.Fatalf("complete %d: %v", i, err)
+			}
+		}
+	}
+}
+
+func TestMemoryStoreEvictsOldestExpiringFirst(t *testing.T) {
+	clk := storetest.NewFakeClock(time.Unix(0, 0))
+	s := newMemory(t, idempotency.MemoryConfig{MaxEntries: 10, Clock: clk})
+	claimN(t, s, "a", 10, time.Minute, true) // key i expires at 1h+i min
+	clk.Advance(30 * time.Minute)
+	claimN(t, s, "b", 3, time.Minute, true) // b/i expires at 1h30+i min: evicts a/0, a/1, a/2
+	if got := s.Len(); got != 10 {
+		t.Fatalf("Len %d, want 10", got)
+	}
+	ctx := context.Background()
+	for i := range 10 {
+		_, err := s.Get(ctx, idempotency.Key{Scope: "a", Key: fmt.Sprint(i)})
+		if evicted := i < 3; evicted != errors.Is(err, idempotency.ErrNotFound) {
+			t.Fatalf("a/%d: Get error %v; want evicted=%v", i, err, evicted)
+		}
+	}
+}
+
+func TestMemoryStoreNeverEvictsInProgress(t *testing.T) {
+	clk := storetest.NewFakeClock(time.Unix(0, 0))
+	s := newMemory(t, idempotency.MemoryConfig{MaxEntries: 4, Clock: clk})
+	claimN(t, s, "busy", 3, time.Minute, false)
+	claimN(t, s, "done", 1, time.Minute, true)
+	ctx := context.Background()
+	// Full: the completed record goes, the live claims stay.
+	claimN(t, s, "new", 1, time.Minute, false)
+	_, err := s.Claim(ctx, idempotency.ClaimRequest{Key: idempotency.Key{Scope: "x", Key: "y"}, Fingerprint: "fp", Lease: time.Minute, Retention: time.Hour})
+	if !errors.Is(err, contract.ErrUnavailable) || !contract.Retryable(err) {
+		t.Fatalf("claim into a store full of live claims: %v, want retryable unavailable", err)
+	}
+	for i := range 3 {
+		r, err := s.Get(ctx, idempotency.Key{Scope: "busy", Key: fmt.Sprint(i)})
+		if err != nil || r.State != idempotency.StateInProgress {
+			t.Fatalf("live claim busy/%d evicted: %v %v", i, r, err)
+		}
+	}
+	// Once leases expire, those claims are evictable.
+	clk.Advance(time.Minute)
+	claimN(t, s, "later", 4, time.Minute, false)
+}
+
+func TestMemoryStoreByteBound(t *testing.T) {
+	clk := storetest.NewFakeClock(time.Unix(0, 0))
+	const maxBytes = 64 << 10
+	s := newMemory(t, idempotency.MemoryConfig{MaxBytes: maxBytes, Clock: clk})
+	ctx := context.Background()
+	body := make([]byte, 4<<10)
+	for i := range 200 {
+		k := idempotency.Key{Scope: "s", Key: fmt.Sprint(i)}
+		c, err := s.Claim(ctx, idempotency.ClaimRequest{Key: k, Fingerprint: "fp", Lease: time.Minute, Retention: time.Hour})
+		if err != nil {
+			t.Fatalf("claim %d: %v", i, err)
+		}
+		if err := s.Complete(ctx, k, c.Token, idempotency.Result{Body: body}); err != nil {
+			t.Fatalf("complete %d: %v", i, err)
+		}
+		if b := s.Bytes(); b > maxBytes {
+			t.Fatalf("after %d results: %d bytes held, bound %d", i+1, b, maxBytes)
+		}
+	}
+	if n := s.Len(); n < 10 || n > 16 {
+		t.Fatalf("Len %d: want the 4 KiB results that fit in 64 KiB", n)
+	}
+	// A result over the whole budget is refused; the owner keeps its lease.
+	k := idempotency.Key{Scope: "s", Key: "huge"}
+	c, _ := s.Claim(ctx, idempotency.ClaimRequest{Key: k, Fingerprint: "fp", Lease: time.Minute, Retention: time.Hour})
+	err := s.Complete(ctx, k, c.Token, idempotency.Result{Body: make([]byte, maxBytes)})
+	if !errors.Is(err, contract.ErrTooLarge) {
+		t.Fatalf("Complete over the budget: %v, want contract.ErrTooLarge", err)
+	}
+	if err := s.Release(ctx, k, c.Token); err != nil {
+		t.Fatalf("Release after a refused Complete: %v", err)
+	}
+}
+
+func TestMemoryStoreExpiryFreesSpace(t *testing.T) {
+	clk := storetest.NewFakeClock(time.Unix(0, 0))
+	s := newMemory(t, idempotency.MemoryConfig{MaxEntries: 100, Clock: clk})
+	claimN(t, s, "a", 50, time.Minute, true)
+	clk.Advance(24 * time.Hour)
+	claimN(t, s, "b", 1, time.Minute, false) // a write drops the expired records
+	if n := s.Len(); n != 1 {
+		t.Fatalf("Len %d after every record expired and one claim, want 1", n)
+	}
+}
+
+// Many goroutines over a small sharded store: bounds hold and every
+// operation answers consistently, under -race.
+func TestMemoryStoreConcurrentBounded(t *testing.T) {
+	s := newMemory(t, idempotency.MemoryConfig{MaxEntries: 2048, MaxBytes: 16 << 20, Shards: 8})
+	var wg sync.WaitGroup
+	ctx := context.Background()
+	for g := range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 500 {
+				k := idempotency.Key{Scope: "c", Key: fmt.Sprint((g*7919 + i) % 3000)}
+				c, err := s.Claim(ctx, idempotency.ClaimRequest{Key: k, Fingerprint: "fp", Lease: time.Second, Retention: time.Minute})
+				if err != nil {
+					if errors.Is(err, contract.ErrUnavailable) {
+						continue
+					}
+					t.Errorf("claim: %v", err)
+					return
+				}
+				if c.Status != idempotency.Claimed {
+					continue
+				}
+				if i%3 == 0 {
+					err = s.Release(ctx, k, c.Token)
+				} else {
+					err = s.Complete(ctx, k, c.Token, idempotency.Result{StatusCode: 200, Body: []byte(k.Key)})
+				}
+				if err != nil {
+					t.Errorf("finish %v: %v", k, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := s.Len(); n > 2048 {
+		t.Fatalf("Len %d over MaxEntries 2048", n)
+	}
+	for i := range 3000 {
+		k := idempotency.Key{Scope: "c", Key: fmt.Sprint(i)}
+		r, err := s.Get(ctx, k)
+		if err != nil {
+			continue
+		}
+		if r.State == idempotency.StateCompleted && string(r.Result.Body) != k.Key {
+			t.Fatalf("%v holds %q", k, r.Result.Body)
+		}
+	}
+}
