@@ -1,0 +1,95 @@
+package redisstore
+
+import "github.com/redis/go-redis/v9"
+
+// A record is one Redis hash. Its fields:
+//
+//	v  format version ("1")
+//	s  state: 1 in progress, 2 completed, 3 released
+//	t  fencing token (HINCRBY: 64-bit, only ever increases while the hash lives)
+//	d  lease deadline, server milliseconds since the epoch (in progress only)
+//	f  fingerprint
+//	k  retention in milliseconds (applied again on completion)
+//	r  encoded result (completed only; see encodeResult)
+//
+// Every script reads the clock with TIME on the server, so no client clock
+// takes part in a lease decision. Scripts touch only KEYS[1].
+
+// nowMS is the common prelude: the server time in milliseconds.
+const nowMS = `
+local tm = redis.call('TIME')
+local now = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)
+`
+
+// claimScript answers {status, token, leaseRemainingMS, result}; status uses
+// the idempotency.ClaimStatus numbering. ARGV: fingerprint, lease ms,
+// retention ms, key ttl ms.
+var claimScript = redis.NewScript(nowMS + `
+local h = redis.call('HMGET', KEYS[1], 's', 't', 'd', 'f', 'r')
+local s = h[1]
+if s == '2' then
+  if h[4] ~= ARGV[1] then return {4, h[2], 0} end
+  return {3, h[2], 0, h[5]}
+end
+if s == '1' then
+  local left = tonumber(h[3]) - now
+  if left > 0 then
+    if h[4] ~= ARGV[1] then return {4, h[2], left} end
+    return {2, h[2], left}
+  end
+end
+local lease = tonumber(ARGV[2])
+local tok = redis.call('HINCRBY', KEYS[1], 't', 1)
+redis.call('HSET', KEYS[1], 'v', '1', 's', '1', 'd', now + lease, 'f', ARGV[1], 'k', ARGV[3])
+redis.call('HDEL', KEYS[1], 'r')
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return {1, tok, lease}
+`)
+
+// completeScript answers 1 when the result was stored (or had already been
+// stored under the same token: a retried command), 0 when the lease is lost.
+// ARGV: token, encoded result.
+var completeScript = redis.NewScript(nowMS + `
+local h = redis.call('HMGET', KEYS[1], 's', 't', 'd', 'k')
+if h[2] ~= ARGV[1] then return 0 end
+if h[1] == '2' then return 1 end
+if h[1] ~= '1' or tonumber(h[3]) <= now then return 0 end
+redis.call('HSET', KEYS[1], 's', '2', 'r', ARGV[2])
+redis.call('HDEL', KEYS[1], 'd')
+redis.call('PEXPIRE', KEYS[1], h[4])
+return 1
+`)
+
+// releaseScript answers 1 when released (or already released under the
+// same token), 0 when the lease is lost. ARGV: token.
+var releaseScript = redis.NewScript(nowMS + `
+local h = redis.call('HMGET', KEYS[1], 's', 't', 'd')
+if h[2] ~= ARGV[1] then return 0 end
+if h[1] == '3' then return 1 end
+if h[1] ~= '1' or tonumber(h[3]) <= now then return 0 end
+redis.call('HSET', KEYS[1], 's', '3')
+redis.call('HDEL', KEYS[1], 'd')
+return 1
+`)
+
+// renewScript answers 1 when the lease was extended, 0 when it is lost.
+// ARGV: token, lease ms, minimum key ttl ms.
+var renewScript = redis.NewScript(nowMS + `
+local h = redis.call('HMGET', KEYS[1], 's', 't', 'd')
+if h[2] ~= ARGV[1] or h[1] ~= '1' or tonumber(h[3]) <= now then return 0 end
+redis.call('HSET', KEYS[1], 'd', now + tonumber(ARGV[2]))
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[3]) then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+end
+return 1
+`)
+
+// getScript answers nil for no record, else {state, token,
+// leaseRemainingMS, fingerprint, result}.
+var getScript = redis.NewScript(nowMS + `
+local h = redis.call('HMGET', KEYS[1], 's', 't', 'd', 'f', 'r')
+if not h[1] then return false end
+local left = 0
+if h[1] == '1' then left = tonumber(h[3]) - now end
+return {tonumber(h[1]), h[2], left, h[4], h[5]}
+`)

@@ -1,0 +1,276 @@
+package redisstore
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sadpath/sadpath/contract"
+	"github.com/sadpath/sadpath/idempotency"
+	"github.com/sadpath/sadpath/logctx"
+)
+
+// Defaults applied to zero Config fields.
+const (
+	DefaultPrefix         = "sadpath:idem:"
+	DefaultMaxResultBytes = 16 << 20
+)
+
+// Config configures a Store. Zero fields take the documented defaults.
+type Config struct {
+	// Client is the Redis client: a *redis.Client, *redis.ClusterClient or
+	// a Sentinel-backed failover client. Required.
+	Client redis.UniversalClient
+
+	// Prefix starts every key the Store writes, so several stores (or
+	// other data) can share one Redis. It must not contain '{' or '}',
+	// which would break the hash tag. Default DefaultPrefix.
+	Prefix string
+
+	// MaxResultBytes bounds the encoded size of a completed result;
+	// Complete refuses a larger one with a KindTooLarge error. Default
+	// DefaultMaxResultBytes (16 MiB).
+	MaxResultBytes int
+
+	// Logger receives store failures and refused stale owners. Nil logs
+	// nothing. Raw keys are never logged: records are named by the hash
+	// that also names their Redis key.
+	Logger *slog.Logger
+}
+
+// Store is an idempotency.Store on Redis. It is safe for concurrent use by
+// many goroutines, and any number of Stores (in any number of processes)
+// with the same Prefix share records.
+type Store struct {
+	client   redis.UniversalClient
+	prefix   string
+	maxBytes int
+	log      *slog.Logger
+}
+
+var _ idempotency.Store = (*Store)(nil)
+
+// New returns a Store configured by cfg, or a KindInvalid error (code
+// "config.invalid") naming the first bad field.
+func New(cfg Config) (*Store, error) {
+	if cfg.Client == nil {
+		return nil, invalidConfig("Client", "must not be nil")
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = DefaultPrefix
+	}
+	if strings.ContainsAny(cfg.Prefix, "{}") {
+		return nil, invalidConfig("Prefix", fmt.Sprintf("must not contain '{' or '}', got %q", cfg.Prefix))
+	}
+	if len(cfg.Prefix) > 256 {
+		return nil, invalidConfig("Prefix", fmt.Sprintf("must be at most 256 bytes, got %d", len(cfg.Prefix)))
+	}
+	switch {
+	case cfg.MaxResultBytes == 0:
+		cfg.MaxResultBytes = DefaultMaxResultBytes
+	case cfg.MaxResultBytes < 0:
+		return nil, invalidConfig("MaxResultBytes", fmt.Sprintf("must be >= 0, got %d", cfg.MaxResultBytes))
+	}
+	return &Store{client: cfg.Client, prefix: cfg.Prefix, maxBytes: cfg.MaxResultBytes, log: cfg.Logger}, nil
+}
+
+func invalidConfig(field, why string) error {
+	return contract.New(contract.KindInvalid, "redisstore.New", "Config."+field+": "+why).WithCode("config.invalid")
+}
+
+// recordID names a key by the SHA-256 of its length-prefixed scope and key:
+// fixed size whatever the caller sends, no byte of it can escape the hash
+// tag, and the raw key never reaches Redis or a log.
+func recordID(k idempotency.Key) string {
+	h := sha256.New()
+	var n [binary.MaxVarintLen64]byte
+	h.Write(n[:binary.PutUvarint(n[:], uint64(len(k.Scope)))])
+	h.Write([]byte(k.Scope))
+	h.Write([]byte(k.Key))
+	return base64.RawURLEncoding.EncodeToString(h.Sum(nil))
+}
+
+// redisKey is prefix + "{" + id + "}": the braces are a Redis Cluster hash
+// tag, so every key of one record (today one hash) maps to one slot.
+func (s *Store) redisKey(id string) string {
+	return s.prefix + "{" + id + "}"
+}
+
+// ms rounds d up to whole milliseconds, the resolution of Redis leases.
+func ms(d time.Duration) int64 {
+	return int64((d + time.Millisecond - 1) / time.Millisecond)
+}
+
+// keyTTL keeps a record alive at least two leases past its lease start, so a
+// key never expires (and its token counter restarts) while a lease on it is
+// still running.
+func keyTTL(lease, retention int64) int64 {
+	return max(retention, 2*lease)
+}
+
+// Claim claims req.Key in one round trip; see idempotency.Store.
+func (s *Store) Claim(ctx context.Context, req idempotency.ClaimRequest) (idempotency.Claim, error) {
+	const op = "redisstore.claim"
+	if req.Lease <= 0 {
+		return idempotency.Claim{}, contract.New(contract.KindInvalid, op, fmt.Sprintf("ClaimRequest.Lease: must be > 0, got %v", req.Lease))
+	}
+	if req.Retention < req.Lease {
+		return idempotency.Claim{}, contract.New(contract.KindInvalid, op, fmt.Sprintf("ClaimRequest.Retention: must be >= Lease (%v), got %v", req.Lease, req.Retention))
+	}
+	id := recordID(req.Key)
+	lease, retention := ms(req.Lease), ms(req.Retention)
+	v, err := claimScript.Run(ctx, s.client, []string{s.redisKey(id)},
+		req.Fingerprint, lease, retention, keyTTL(lease, retention)).Slice()
+	if err != nil {
+		return idempotency.Claim{}, s.fail(ctx, op, id, err)
+	}
+	if len(v) < 3 {
+		return idempotency.Claim{}, s.fail(ctx, op, id, errReply)
+	}
+	status, err1 := toInt(v[0])
+	token, err2 := toInt(v[1])
+	left, err3 := toInt(v[2])
+	if err := errors.Join(err1, err2, err3); err != nil || status < 1 || status > 4 {
+		return idempotency.Claim{}, s.fail(ctx, op, id, errReply)
+	}
+	c := idempotency.Claim{Status: idempotency.ClaimStatus(status), Token: uint64(token)}
+	switch c.Status {
+	case idempotency.InProgress:
+		c.LeaseRemaining = time.Duration(left) * time.Millisecond
+	case idempotency.Completed:
+		if len(v) < 4 {
+			return idempotency.Claim{}, s.fail(ctx, op, id, errReply)
+		}
+		r, err := toResult(v[3])
+		if err != nil {
+			return idempotency.Claim{}, s.fail(ctx, op, id, err)
+		}
+		c.Result = &r
+	}
+	return c, nil
+}
+
+// Complete stores result for the owner of token, in one round trip.
+func (s *Store) Complete(ctx context.Context, key idempotency.Key, token uint64, result idempotency.Result) error {
+	const op = "redisstore.complete"
+	enc := encodeResult(result)
+	if len(enc) > s.maxBytes {
+		return contract.New(contract.KindTooLarge, op, fmt.Sprintf("result is %d bytes encoded, over the limit of %d", len(enc), s.maxBytes))
+	}
+	id := recordID(key)
+	n, err := completeScript.Run(ctx, s.client, []string{s.redisKey(id)}, strconv.FormatUint(token, 10), enc).Int64()
+	return s.owned(ctx, op, id, n, err)
+}
+
+// Release makes the key claimable again, in one round trip.
+func (s *Store) Release(ctx context.Context, key idempotency.Key, token uint64) error {
+	const op = "redisstore.release"
+	id := recordID(key)
+	n, err := releaseScript.Run(ctx, s.client, []string{s.redisKey(id)}, strconv.FormatUint(token, 10)).Int64()
+	return s.owned(ctx, op, id, n, err)
+}
+
+// Renew extends the owner's lease to lease from now (server time), in one
+// round trip.
+func (s *Store) Renew(ctx context.Context, key idempotency.Key, token uint64, lease time.Duration) error {
+	const op = "redisstore.renew"
+	if lease <= 0 {
+		return contract.New(contract.KindInvalid, op, fmt.Sprintf("lease: must be > 0, got %v", lease))
+	}
+	id := recordID(key)
+	l := ms(lease)
+	n, err := renewScript.Run(ctx, s.client, []string{s.redisKey(id)}, strconv.FormatUint(token, 10), l, 2*l).Int64()
+	return s.owned(ctx, op, id, n, err)
+}
+
+// Get returns the record of key in one round trip, or an error matching
+// idempotency.ErrNotFound.
+func (s *Store) Get(ctx context.Context, key idempotency.Key) (idempotency.Record, error) {
+	const op = "redisstore.get"
+	id := recordID(key)
+	v, err := getScript.Run(ctx, s.client, []string{s.redisKey(id)}).Slice()
+	if errors.Is(err, redis.Nil) {
+		return idempotency.Record{}, idempotency.ErrNotFound
+	}
+	if err != nil {
+		return idempotency.Record{}, s.fail(ctx, op, id, err)
+	}
+	if len(v) < 4 {
+		return idempotency.Record{}, s.fail(ctx, op, id, errReply)
+	}
+	state, err1 := toInt(v[0])
+	token, err2 := toInt(v[1])
+	left, err3 := toInt(v[2])
+	fp, ok := v[3].(string)
+	if err := errors.Join(err1, err2, err3); err != nil || !ok || state < 1 || state > 3 {
+		return idempotency.Record{}, s.fail(ctx, op, id, errReply)
+	}
+	rec := idempotency.Record{Key: key, Fingerprint: fp, State: idempotency.RecordState(state), Token: uint64(token)}
+	switch rec.State {
+	case idempotency.StateInProgress:
+		rec.LeaseRemaining = time.Duration(left) * time.Millisecond
+	case idempotency.StateCompleted:
+		if len(v) < 5 {
+			return idempotency.Record{}, s.fail(ctx, op, id, errReply)
+		}
+		r, err := toResult(v[4])
+		if err != nil {
+			return idempotency.Record{}, s.fail(ctx, op, id, err)
+		}
+		rec.Result = &r
+	}
+	return rec, nil
+}
+
+// owned turns a compare-and-set script's answer into nil or ErrLeaseLost.
+func (s *Store) owned(ctx context.Context, op, id string, n int64, err error) error {
+	if err != nil {
+		return s.fail(ctx, op, id, err)
+	}
+	if n != 1 {
+		logctx.Decision(ctx, s.log, slog.LevelInfo, "refused stale owner", "lease lost: token not current or lease expired",
+			slog.String(logctx.KeyDependency, "redis"), slog.String("store_op", op), slog.String("key_hash", id))
+		return idempotency.ErrLeaseLost
+	}
+	return nil
+}
+
+// fail maps err to a contract error and logs it.
+func (s *Store) fail(ctx context.Context, op, id string, err error) error {
+	e := mapError(op, err)
+	if s.log != nil && e.Kind != contract.KindCanceled {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "idempotency store call failed",
+			slog.String(logctx.KeyDependency, "redis"), slog.String("store_op", op),
+			slog.String("key_hash", id), slog.String("kind", e.Kind.String()), slog.Any("error", err))
+	}
+	return e
+}
+
+var errReply = errors.New("redisstore: unexpected script reply")
+
+func toInt(v any) (int64, error) {
+	switch x := v.(type) {
+	case int64:
+		return x, nil
+	case string:
+		return strconv.ParseInt(x, 10, 64)
+	}
+	return 0, errReply
+}
+
+func toResult(v any) (idempotency.Result, error) {
+	s, ok := v.(string)
+	if !ok {
+		return idempotency.Result{}, errCorrupt
+	}
+	return decodeResult([]byte(s))
+}
