@@ -46,27 +46,23 @@ redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return {1, tok, lease}
 `)
 
-// completeScript answers 1 when the result was stored (or had already been
-// stored under the same token: a retried command), 0 when the lease is lost.
+// completeScript answers 1 when the result was stored, 0 when the lease is
+// lost (a completed record is final: even its owner cannot overwrite it).
 // ARGV: token, encoded result.
 var completeScript = redis.NewScript(nowMS + `
 local h = redis.call('HMGET', KEYS[1], 's', 't', 'd', 'k')
-if h[2] ~= ARGV[1] then return 0 end
-if h[1] == '2' then return 1 end
-if h[1] ~= '1' or tonumber(h[3]) <= now then return 0 end
+if h[2] ~= ARGV[1] or h[1] ~= '1' or tonumber(h[3]) <= now then return 0 end
 redis.call('HSET', KEYS[1], 's', '2', 'r', ARGV[2])
 redis.call('HDEL', KEYS[1], 'd')
 redis.call('PEXPIRE', KEYS[1], h[4])
 return 1
 `)
 
-// releaseScript answers 1 when released (or already released under the
-// same token), 0 when the lease is lost. ARGV: token.
+// releaseScript answers 1 when released, 0 when the lease is lost.
+// ARGV: token.
 var releaseScript = redis.NewScript(nowMS + `
 local h = redis.call('HMGET', KEYS[1], 's', 't', 'd')
-if h[2] ~= ARGV[1] then return 0 end
-if h[1] == '3' then return 1 end
-if h[1] ~= '1' or tonumber(h[3]) <= now then return 0 end
+if h[2] ~= ARGV[1] or h[1] ~= '1' or tonumber(h[3]) <= now then return 0 end
 redis.call('HSET', KEYS[1], 's', '3')
 redis.call('HDEL', KEYS[1], 'd')
 return 1
