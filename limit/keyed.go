@@ -1,0 +1,212 @@
+package limit
+
+import (
+	"context"
+	"hash/maphash"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Keyed limiter defaults, used when the corresponding field is zero.
+const (
+	DefaultMaxKeys     = 10000
+	DefaultIdleTimeout = 10 * time.Minute
+)
+
+// maxKeyBytes bounds the memory a single key may hold: longer keys are
+// replaced by a 128-bit keyed hash of themselves, so a hostile 1 MB key
+// costs 16 bytes.
+const maxKeyBytes = 128
+
+// KeyedConfig configures a KeyedLimiter: one token bucket per key, each
+// configured by Limiter, with a bounded number of keys in memory.
+type KeyedConfig struct {
+	// Limiter configures every key's bucket (rate, burst, mode, max wait),
+	// the clock and the logger. Its rules and defaults apply.
+	Limiter LimiterConfig
+	// MaxKeys bounds the number of keys tracked at once. When a new key
+	// arrives and the limiter is full, the least recently used key is
+	// forgotten. Default DefaultMaxKeys.
+	MaxKeys int
+	// IdleTimeout forgets a key unused for this long. It must be at least
+	// the time a bucket takes to refill (Burst/Rate), so that forgetting an
+	// idle key never grants it more than it already had. Default: the larger
+	// of DefaultIdleTimeout and the refill time.
+	IdleTimeout time.Duration
+}
+
+// KeyedLimiter is a rate limiter with one token bucket per key (API key,
+// tenant, client IP), each behaving as a Limiter configured by
+// KeyedConfig.Limiter. Memory is bounded: at most MaxKeys keys are tracked,
+// least recently used first out, idle keys are dropped after IdleTimeout,
+// and keys longer than 128 bytes are stored as a 128-bit hash.
+//
+// Forgetting a key is lossless when its bucket had refilled (which
+// IdleTimeout guarantees); a key evicted early because more than MaxKeys
+// keys are active comes back with a full bucket, so size MaxKeys above the
+// number of keys active within one refill period.
+//
+// Keys are spread over independently locked shards, so calls for different
+// keys rarely contend. A KeyedLimiter is safe for concurrent use; create one
+// with NewKeyedLimiter.
+type KeyedLimiter struct {
+	core   rateCore
+	idle   time.Duration
+	seed1  maphash.Seed
+	seed2  maphash.Seed
+	mask   uint64
+	shards []keyShard
+}
+
+type keyShard struct {
+	mu         sync.Mutex
+	m          map[string]*keyEntry
+	head, tail *keyEntry // most recently used first
+	max        int
+	_          [64]byte // keep neighbouring shards' locks on separate cache lines
+}
+
+type keyEntry struct {
+	key        string
+	bucket     *rate.Limiter
+	last       time.Time
+	prev, next *keyEntry
+}
+
+// NewKeyedLimiter returns a KeyedLimiter for cfg, or a *contract.Error of
+// KindInvalid (code "config.invalid") naming the first bad field.
+func NewKeyedLimiter(cfg KeyedConfig) (*KeyedLimiter, error) {
+	c, err := newRateCore(cfg.Limiter, "KeyedConfig.Limiter")
+	if err != nil {
+		return nil, err
+	}
+	if cfg.MaxKeys < 0 {
+		return nil, invalidField("KeyedConfig.MaxKeys", "must be >= 0", cfg.MaxKeys)
+	}
+	if cfg.IdleTimeout < 0 {
+		return nil, invalidField("KeyedConfig.IdleTimeout", "must be >= 0", cfg.IdleTimeout)
+	}
+	refill := time.Duration(0)
+	if c.limit != rate.Inf {
+		refill = durationOf(float64(c.burst) / float64(c.limit))
+	}
+	if cfg.IdleTimeout > 0 && cfg.IdleTimeout < refill {
+		return nil, invalidField("KeyedConfig.IdleTimeout", "must be >= Burst/Rate, the bucket refill time "+refill.String(), cfg.IdleTimeout)
+	}
+	maxKeys := cfg.MaxKeys
+	if maxKeys == 0 {
+		maxKeys = DefaultMaxKeys
+	}
+	idle := cfg.IdleTimeout
+	if idle == 0 {
+		idle = max(DefaultIdleTimeout, refill)
+	}
+	n := 1 // shards: one per 64 keys, a power of two, at most 16
+	for n < 16 && maxKeys/(n*2) >= 64 {
+		n *= 2
+	}
+	k := &KeyedLimiter{
+		core:   c,
+		idle:   idle,
+		seed1:  maphash.MakeSeed(),
+		seed2:  maphash.MakeSeed(),
+		mask:   uint64(n - 1),
+		shards: make([]keyShard, n),
+	}
+	for i := range k.shards {
+		k.shards[i].m = make(map[string]*keyEntry)
+		k.shards[i].max = maxKeys / n
+	}
+	return k, nil
+}
+
+// durationOf converts seconds to a Duration, saturating instead of overflowing.
+func durationOf(sec float64) time.Duration {
+	const maxSec = float64(1<<63-1) / float64(time.Second)
+	if sec >= maxSec || sec != sec {
+		return time.Duration(1<<63 - 1)
+	}
+	return time.Duration(sec * float64(time.Second))
+}
+
+// Take spends one token of key's bucket, as Limiter.Take does. Any string is
+// a valid key, the empty string included (one bucket shared by every caller
+// without a key).
+func (k *KeyedLimiter) Take(ctx context.Context, key string) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	now := k.core.clock.Now()
+	return k.core.take(ctx, k.bucket(key, now), now)
+}
+
+// bucket returns key's bucket, creating it (and evicting idle or least
+// recently used keys) as needed.
+func (k *KeyedLimiter) bucket(key string, now time.Time) *rate.Limiter {
+	h := maphash.String(k.seed1, key)
+	if len(key) > maxKeyBytes {
+		var b [16]byte
+		h2 := maphash.String(k.seed2, key)
+		for i := range 8 {
+			b[i] = byte(h >> (8 * i))
+			b[8+i] = byte(h2 >> (8 * i))
+		}
+		key = string(b[:])
+	}
+	s := &k.shards[h&k.mask]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.m[key]
+	if e != nil {
+		s.unlink(e)
+	} else {
+		for s.tail != nil && (len(s.m) >= s.max || now.Sub(s.tail.last) > k.idle) {
+			t := s.tail
+			s.unlink(t)
+			delete(s.m, t.key)
+		}
+		e = &keyEntry{key: key, bucket: k.core.newBucket()}
+		s.m[key] = e
+	}
+	e.last = now
+	s.pushFront(e)
+	return e.bucket
+}
+
+func (s *keyShard) unlink(e *keyEntry) {
+	if e.prev != nil {
+		e.prev.next = e.next
+	} else {
+		s.head = e.next
+	}
+	if e.next != nil {
+		e.next.prev = e.prev
+	} else {
+		s.tail = e.prev
+	}
+	e.prev, e.next = nil, nil
+}
+
+func (s *keyShard) pushFront(e *keyEntry) {
+	e.next = s.head
+	if s.head != nil {
+		s.head.prev = e
+	} else {
+		s.tail = e
+	}
+	s.head = e
+}
+
+// Len returns the number of keys currently tracked; it never exceeds MaxKeys.
+func (k *KeyedLimiter) Len() int {
+	n := 0
+	for i := range k.shards {
+		s := &k.shards[i]
+		s.mu.Lock()
+		n += len(s.m)
+		s.mu.Unlock()
+	}
+	return n
+}

@@ -1,0 +1,229 @@
+package limit
+
+import (
+	"context"
+	"log/slog"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/sadpath/sadpath/contract"
+	"github.com/sadpath/sadpath/logctx"
+	"golang.org/x/time/rate"
+)
+
+// Mode says what a rate limiter does with a call that finds no token.
+type Mode uint8
+
+const (
+	// Reject refuses the call at once with a KindRateLimited error whose
+	// RetryAfter is the time until a token is available. The default.
+	Reject Mode = iota
+	// Wait delays the call until its token is available, if that is within
+	// MaxWait and before the context's deadline; otherwise it rejects at
+	// once, as Reject does, without waiting in vain.
+	Wait
+)
+
+// String returns "reject" or "wait".
+func (m Mode) String() string {
+	switch m {
+	case Reject:
+		return "reject"
+	case Wait:
+		return "wait"
+	}
+	return "mode(" + strconv.Itoa(int(m)) + ")"
+}
+
+// DefaultRateMaxWait is the longest wait of a Wait-mode limiter whose
+// MaxWait is zero.
+const DefaultRateMaxWait = time.Second
+
+// LimiterConfig configures a Limiter (and each key of a KeyedLimiter). A
+// zero field means its documented default; constructors reject bad values
+// with an error naming the field.
+type LimiterConfig struct {
+	// Name of the limited operation or dependency ("api.create-payment"). It
+	// is the Op of the errors returned and is logged. Default "ratelimit".
+	Name string
+	// Rate is the sustained number of calls per second (use rate.Every to
+	// express one call per interval). Required: it must be > 0. rate.Inf
+	// disables limiting.
+	Rate rate.Limit
+	// Burst is the bucket size: how many calls may pass at once after a
+	// quiet period. Default: one second's worth, ceil(Rate), at least 1.
+	Burst int
+	// Mode: Reject (the default) or Wait.
+	Mode Mode
+	// MaxWait bounds a Wait-mode delay. Default DefaultRateMaxWait. Setting
+	// it in Reject mode is an error.
+	MaxWait time.Duration
+	// Clock is the time source of the token bucket and of waits. Default:
+	// the real clock.
+	Clock Clock
+	// Logger receives rejected (Info) and waited (Debug) decisions through
+	// logctx.Decision. Default nil: no logging.
+	Logger *slog.Logger
+}
+
+// rateCore is the validated configuration shared by Limiter and
+// KeyedLimiter, and the take logic applied to one token bucket.
+type rateCore struct {
+	name    string
+	limit   rate.Limit
+	burst   int
+	mode    Mode
+	maxWait time.Duration
+	clock   Clock
+	logger  *slog.Logger
+}
+
+func newRateCore(cfg LimiterConfig, prefix string) (rateCore, error) {
+	switch {
+	case math.IsNaN(float64(cfg.Rate)) || cfg.Rate <= 0:
+		return rateCore{}, invalidField(prefix+".Rate", "must be > 0", float64(cfg.Rate))
+	case cfg.Burst < 0:
+		return rateCore{}, invalidField(prefix+".Burst", "must be >= 0", cfg.Burst)
+	case cfg.Mode != Reject && cfg.Mode != Wait:
+		return rateCore{}, invalidField(prefix+".Mode", "must be Reject or Wait", cfg.Mode)
+	case cfg.MaxWait < 0:
+		return rateCore{}, invalidField(prefix+".MaxWait", "must be >= 0", cfg.MaxWait)
+	case cfg.MaxWait > 0 && cfg.Mode == Reject:
+		return rateCore{}, invalidField(prefix+".MaxWait", "must be 0 in Reject mode (no call ever waits)", cfg.MaxWait)
+	}
+	c := rateCore{
+		name:    cfg.Name,
+		limit:   cfg.Rate,
+		burst:   cfg.Burst,
+		mode:    cfg.Mode,
+		maxWait: cfg.MaxWait,
+		clock:   clockOr(cfg.Clock),
+		logger:  cfg.Logger,
+	}
+	if c.name == "" {
+		c.name = "ratelimit"
+	}
+	if c.burst == 0 {
+		c.burst = 1
+		if r := math.Ceil(float64(c.limit)); r > 1 {
+			c.burst = int(min(r, math.MaxInt32))
+		}
+	}
+	if c.maxWait == 0 {
+		c.maxWait = DefaultRateMaxWait
+	}
+	return c, nil
+}
+
+func (c *rateCore) newBucket() *rate.Limiter {
+	l := rate.NewLimiter(c.limit, c.burst)
+	// rate.NewLimiter starts with a full bucket at time zero; anchoring it
+	// on our clock keeps injected clocks (which may read any time) exact.
+	l.SetBurstAt(c.clock.Now(), c.burst)
+	return l
+}
+
+// take spends one token of lim, at time now, following the mode.
+func (c *rateCore) take(ctx context.Context, lim *rate.Limiter, now time.Time) error {
+	if lim.AllowN(now, 1) { // allocation-free fast path
+		return nil
+	}
+	// No token now: reserve one to learn exactly when it would be ours,
+	// then either wait for it or give it back.
+	r := lim.ReserveN(now, 1)
+	if !r.OK() {
+		return c.reject(ctx, rate.InfDuration, "no token can ever be granted")
+	}
+	d := r.DelayFrom(now)
+	if d == 0 {
+		return nil
+	}
+	if c.mode == Reject {
+		r.CancelAt(now)
+		return c.reject(ctx, d, "rate exceeded")
+	}
+	limit := c.maxWait
+	if dl, ok := ctx.Deadline(); ok {
+		// Context deadlines are wall-clock times, whatever our clock says.
+		if rem := time.Until(dl); rem < limit {
+			limit = rem
+		}
+	}
+	if d > limit {
+		r.CancelAt(now)
+		return c.reject(ctx, d, "rate exceeded and the wait would pass max wait or the deadline")
+	}
+	if err := ctx.Err(); err != nil {
+		r.CancelAt(now)
+		return ctxError(c.name, err)
+	}
+	timer, stop := c.clock.NewTimer(d)
+	select {
+	case <-timer:
+		if c.logger != nil {
+			logctx.Decision(ctx, c.logger, slog.LevelDebug, "ratelimit.waited", "rate exceeded",
+				slog.String(logctx.KeyDependency, c.name),
+				slog.Duration("waited", d))
+		}
+		return nil
+	case <-ctx.Done():
+		stop()
+		r.CancelAt(c.clock.Now())
+		return ctxError(c.name, ctx.Err())
+	}
+}
+
+func (c *rateCore) reject(ctx context.Context, retryAfter time.Duration, reason string) error {
+	if c.logger != nil {
+		logctx.Decision(ctx, c.logger, slog.LevelInfo, "ratelimit.rejected", reason,
+			slog.String(logctx.KeyDependency, c.name),
+			slog.Duration("retry_after", retryAfter),
+			slog.Float64("rate", float64(c.limit)),
+			slog.Int("burst", c.burst))
+	}
+	if retryAfter == rate.InfDuration {
+		retryAfter = 0
+	}
+	return rejected(contract.KindRateLimited, c.name, CodeRateLimited,
+		"too many requests; retry after the indicated delay", retryAfter)
+}
+
+// Limiter is a token-bucket rate limiter built on golang.org/x/time/rate:
+// the bucket holds at most Burst tokens and refills at Rate per second; each
+// call spends one. What a call does when the bucket is empty depends on the
+// Mode: Reject fails at once, Wait sleeps until its token is due if that is
+// soon enough. Every refusal is a *contract.Error of KindRateLimited (code
+// CodeRateLimited) whose RetryAfter is the time until a token is available,
+// computed from a reservation that is then cancelled, so a refused call
+// consumes nothing.
+//
+// For one bucket per caller (API key, tenant, IP) use KeyedLimiter.
+//
+// A Limiter is safe for concurrent use. Create one with NewLimiter; the zero
+// value is not usable.
+type Limiter struct {
+	core   rateCore
+	bucket *rate.Limiter
+}
+
+// NewLimiter returns a Limiter for cfg, or a *contract.Error of KindInvalid
+// (code "config.invalid") naming the first bad field.
+func NewLimiter(cfg LimiterConfig) (*Limiter, error) {
+	c, err := newRateCore(cfg, "LimiterConfig")
+	if err != nil {
+		return nil, err
+	}
+	return &Limiter{core: c, bucket: c.newBucket()}, nil
+}
+
+// Take spends one token, waiting for it in Wait mode. It returns nil when
+// the call may proceed; a KindRateLimited *contract.Error with RetryAfter
+// when refused; or, when ctx ends during a wait, KindCanceled or
+// KindTimeout wrapping ctx.Err().
+func (l *Limiter) Take(ctx context.Context) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	return l.core.take(ctx, l.bucket, l.core.clock.Now())
+}
