@@ -1,7 +1,13 @@
 package contract
 
 import (
+	"bytes"
 	"encoding/json"
+	"io"
+	"math"
+	"mime"
+	"net/url"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -12,22 +18,382 @@ const SpecVersion = "1.0"
 // Event is a CloudEvents 1.0 compatible envelope (JSON event format) with a
 // per-subject Sequence extension used by the ordering package.
 // (Source, ID) is the event's identity for deduplication.
+//
+// The JSON encoding is the CloudEvents JSON format: attributes are top-level
+// members, Data is the "data" member as raw JSON, Sequence and
+// CorrelationID are the "sequence" and "correlationid" extension
+// attributes, and any other extension attribute lives in Extensions. Decode
+// with DecodeEvent (strict, validated) or json.Unmarshal (strict syntax,
+// not validated); encode with json.Marshal.
 type Event struct {
-	ID              string          `json:"id"`
-	Source          string          `json:"source"`
-	SpecVersion     string          `json:"specversion"`
-	Type            string          `json:"type"`
-	Time            time.Time       `json:"time,omitzero"`
-	Subject         string          `json:"subject,omitempty"`
-	DataContentType string          `json:"datacontenttype,omitempty"`
-	DataSchema      string          `json:"dataschema,omitempty"`
-	Sequence        uint64          `json:"sequence,omitempty"`
-	CorrelationID   string          `json:"correlationid,omitempty"`
-	Data            json.RawMessage `json:"data,omitempty"`
+	ID              string          `json:"id"`                        // required; unique within Source
+	Source          string          `json:"source"`                    // required URI-reference, e.g. "/payments" or "urn:psp:acme"
+	SpecVersion     string          `json:"specversion"`               // required; must be SpecVersion ("1.0")
+	Type            string          `json:"type"`                      // required, e.g. "com.example.payment.created.v1"; a breaking change changes it
+	Time            time.Time       `json:"time,omitzero"`             // when the occurrence happened; RFC 3339 in JSON; zero means absent
+	Subject         string          `json:"subject,omitempty"`         // the entity the event is about, e.g. "payment/pay_123"; the ordering key
+	DataContentType string          `json:"datacontenttype,omitempty"` // media type of Data; DecodeEvent sets "application/json" when Data is present and this is absent
+	DataSchema      string          `json:"dataschema,omitempty"`      // absolute URI of Data's schema
+	Sequence        uint64          `json:"sequence,omitempty"`        // extension: per-Subject, increasing from 1; 0 means absent
+	CorrelationID   string          `json:"correlationid,omitempty"`   // extension: correlation id of the request that caused the event
+	Data            json.RawMessage `json:"data,omitempty"`            // the payload as raw JSON; empty means absent
+	// Extensions holds every other extension attribute, by name. Names must
+	// match [a-z0-9]{1,20} and not be a name above; values are strings,
+	// booleans or integers within the CloudEvents Integer range (int32).
+	// Decoded integers are int64.
+	Extensions map[string]any `json:"-"`
 }
 
 // DedupKey returns the event's deduplication identity, unambiguous for any
 // bytes in Source and ID.
 func (e *Event) DedupKey() string {
 	return strconv.Quote(e.Source) + "/" + strconv.Quote(e.ID)
+}
+
+// maxAttrName is the longest attribute name CloudEvents allows for portable
+// events.
+const maxAttrName = 20
+
+// validAttrName reports whether name matches [a-z0-9]{1,20}.
+func validAttrName(name string) bool {
+	if name == "" || len(name) > maxAttrName {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// isEventMember reports whether name is a member Event types itself.
+func isEventMember(name string) bool {
+	switch name {
+	case "id", "source", "specversion", "type", "time", "subject", "datacontenttype",
+		"dataschema", "sequence", "correlationid", "data", "data_base64":
+		return true
+	}
+	return false
+}
+
+// DecodeEvent decodes one event in the CloudEvents JSON format, strictly,
+// and validates it (see Event.Validate). Syntax problems are KindMalformed
+// (code event.malformed): not a single JSON object, a repeated attribute, an
+// attribute of the wrong JSON type, a time that is not RFC 3339, a sequence
+// that is not an unsigned integer (a JSON number or a decimal string), an
+// extension name outside [a-z0-9]{1,20} or an extension value that is not a
+// string, boolean or int32 integer, data_base64 (binary data is not
+// supported: data is JSON). Missing or wrong required attributes are
+// KindInvalid (code event.invalid). Every error lists the offending
+// attributes in Fields. A null attribute counts as absent. When data is
+// present and datacontenttype absent, DataContentType is set to
+// "application/json", as the JSON format implies.
+func DecodeEvent(b []byte) (Event, error) {
+	var e Event
+	if err := e.UnmarshalJSON(b); err != nil {
+		return Event{}, err
+	}
+	if err := e.Validate(); err != nil {
+		return Event{}, err
+	}
+	return e, nil
+}
+
+// UnmarshalJSON decodes the CloudEvents JSON format with the syntax rules of
+// DecodeEvent, without Validate's checks of the attribute values.
+func (e *Event) UnmarshalJSON(b []byte) error {
+	malformed := func(detail string, cause error) error {
+		return &Error{Kind: KindMalformed, Code: "event.malformed", Detail: detail, Cause: cause}
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	tok, err := dec.Token()
+	if err != nil {
+		if err == io.EOF {
+			return malformed("event is empty", nil)
+		}
+		return malformed("invalid JSON at offset "+strconv.FormatInt(dec.InputOffset(), 10), err)
+	}
+	if tok != json.Delim('{') {
+		return malformed("event must be a JSON object", nil)
+	}
+	var (
+		ev   Event
+		v    Validator
+		seen = make(map[string]bool)
+	)
+	for dec.More() {
+		tok, err = dec.Token()
+		if err != nil {
+			return malformed("invalid JSON at offset "+strconv.FormatInt(dec.InputOffset(), 10), err)
+		}
+		name, _ := tok.(string) // object keys are always strings
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return malformed("invalid JSON at offset "+strconv.FormatInt(dec.InputOffset(), 10), err)
+		}
+		if seen[name] {
+			v.Add(clip(name), "is repeated")
+			continue
+		}
+		seen[name] = true
+		ev.setAttr(&v, name, raw)
+	}
+	if _, err := dec.Token(); err != nil { // the closing '}'
+		return malformed("invalid JSON at offset "+strconv.FormatInt(dec.InputOffset(), 10), err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return malformed("unexpected data after the event at offset "+strconv.FormatInt(dec.InputOffset(), 10), nil)
+	}
+	if err := v.Err(); err != nil {
+		ce := err.(*Error)
+		ce.Kind, ce.Code, ce.Detail = KindMalformed, "event.malformed", "event is malformed: "+ce.Detail
+		return ce
+	}
+	if len(ev.Data) > 0 && ev.DataContentType == "" {
+		ev.DataContentType = "application/json"
+	}
+	*e = ev
+	return nil
+}
+
+// setAttr stores one decoded attribute, recording what is wrong in v.
+func (e *Event) setAttr(v *Validator, name string, raw json.RawMessage) {
+	if string(raw) == "null" {
+		return
+	}
+	str := func(dst *string) {
+		if json.Unmarshal(raw, dst) != nil {
+			v.Add(name, "must be a string")
+		}
+	}
+	switch name {
+	case "id":
+		str(&e.ID)
+	case "source":
+		str(&e.Source)
+	case "specversion":
+		str(&e.SpecVersion)
+	case "type":
+		str(&e.Type)
+	case "subject":
+		str(&e.Subject)
+	case "datacontenttype":
+		str(&e.DataContentType)
+	case "dataschema":
+		str(&e.DataSchema)
+	case "correlationid":
+		str(&e.CorrelationID)
+	case "time":
+		var s string
+		if json.Unmarshal(raw, &s) != nil {
+			v.Add(name, "must be a string")
+			return
+		}
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			v.Add(name, "must be an RFC 3339 timestamp")
+			return
+		}
+		e.Time = t
+	case "sequence":
+		digits := string(raw)
+		var s string
+		if json.Unmarshal(raw, &s) == nil {
+			digits = s
+		}
+		n, err := strconv.ParseUint(digits, 10, 64)
+		if err != nil || !isDigits(digits) {
+			v.Add(name, "must be an unsigned integer")
+			return
+		}
+		e.Sequence = n
+	case "data":
+		e.Data = raw
+	case "data_base64":
+		v.Add(name, "is not supported: data must be JSON")
+	default:
+		if !validAttrName(name) {
+			v.Add(clip(name), "is not a valid attribute name: [a-z0-9]{1,20}")
+			return
+		}
+		val, ok := decodeExtension(raw)
+		if !ok {
+			v.Add(name, "must be a string, a boolean or an integer")
+			return
+		}
+		if e.Extensions == nil {
+			e.Extensions = make(map[string]any)
+		}
+		e.Extensions[name] = val
+	}
+}
+
+// decodeExtension decodes a CloudEvents extension value: a string, a
+// boolean or an integer in the int32 range (as int64).
+func decodeExtension(raw json.RawMessage) (any, bool) {
+	switch raw[0] {
+	case '"':
+		var s string
+		return s, json.Unmarshal(raw, &s) == nil
+	case 't', 'f':
+		var b bool
+		return b, json.Unmarshal(raw, &b) == nil
+	}
+	n, err := strconv.ParseInt(string(raw), 10, 64)
+	if err != nil || n < math.MinInt32 || n > math.MaxInt32 {
+		return nil, false
+	}
+	return n, true
+}
+
+// extensionValue checks a value for an extension attribute and returns its
+// JSON form.
+func extensionValue(v any) (json.RawMessage, bool) {
+	var n int64
+	switch x := v.(type) {
+	case string, bool:
+		b, err := json.Marshal(x)
+		return b, err == nil
+	case int:
+		n = int64(x)
+	case int8:
+		n = int64(x)
+	case int16:
+		n = int64(x)
+	case int32:
+		n = int64(x)
+	case int64:
+		n = x
+	default:
+		return nil, false
+	}
+	if n < math.MinInt32 || n > math.MaxInt32 {
+		return nil, false
+	}
+	return strconv.AppendInt(nil, n, 10), true
+}
+
+// Validate checks the attribute values of e against CloudEvents 1.0 and
+// returns nil or an *Error of KindInvalid (code event.invalid) listing every
+// problem in Fields: id, source and type are required, specversion must be
+// "1.0", source must be a URI-reference, dataschema an absolute URI,
+// datacontenttype a media type, time a year from 0 to 9999, data valid
+// JSON, and every extension a valid name with a string, boolean or int32
+// value.
+func (e *Event) Validate() error {
+	var v Validator
+	v.Required("id", e.ID)
+	if v.Required("source", e.Source) {
+		_, err := url.Parse(e.Source)
+		v.Check(err == nil, "source", "must be a URI-reference")
+	}
+	if v.Required("specversion", e.SpecVersion) {
+		v.Check(e.SpecVersion == SpecVersion, "specversion", `must be "1.0"`)
+	}
+	v.Required("type", e.Type)
+	if !e.Time.IsZero() {
+		v.Check(e.Time.Year() >= 0 && e.Time.Year() <= 9999, "time", "must be a year from 0 to 9999")
+	}
+	if e.DataSchema != "" {
+		u, err := url.Parse(e.DataSchema)
+		v.Check(err == nil && u.IsAbs(), "dataschema", "must be an absolute URI")
+	}
+	if e.DataContentType != "" {
+		_, _, err := mime.ParseMediaType(e.DataContentType)
+		v.Check(err == nil, "datacontenttype", "must be a media type")
+	}
+	if len(e.Data) > 0 {
+		v.Check(json.Valid(e.Data), "data", "must be valid JSON")
+	}
+	names := make([]string, 0, len(e.Extensions))
+	for name := range e.Extensions {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		if !validAttrName(name) || isEventMember(name) {
+			v.Add(clip(name), "is not a valid extension attribute name: [a-z0-9]{1,20}, not a standard attribute")
+			continue
+		}
+		_, ok := extensionValue(e.Extensions[name])
+		v.Check(ok, name, "must be a string, a boolean or an int32 integer")
+	}
+	if err := v.Err(); err != nil {
+		ce := err.(*Error)
+		ce.Code, ce.Detail = "event.invalid", "event is invalid: "+ce.Detail
+		return ce
+	}
+	return nil
+}
+
+// MarshalJSON writes the CloudEvents JSON format: specversion, id, source,
+// type, the optional attributes that are set, the extensions sorted by
+// name, then data. It fails on what cannot be encoded (an extension with a
+// bad name or value, a time outside years 0-9999, data that is not valid
+// JSON); it does not require the required attributes: call Validate.
+func (e Event) MarshalJSON() ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteByte('{')
+	n := 0
+	write := func(name string, val []byte) {
+		if n > 0 {
+			b.WriteByte(',')
+		}
+		n++
+		b.WriteByte('"')
+		b.WriteString(name) // attribute names are [a-z0-9_]: no escaping needed
+		b.WriteString(`":`)
+		b.Write(val)
+	}
+	str := func(name, s string, always bool) {
+		if s != "" || always {
+			val, _ := json.Marshal(s)
+			write(name, val)
+		}
+	}
+	str("specversion", e.SpecVersion, true)
+	str("id", e.ID, true)
+	str("source", e.Source, true)
+	str("type", e.Type, true)
+	str("subject", e.Subject, false)
+	if !e.Time.IsZero() {
+		val, err := json.Marshal(e.Time)
+		if err != nil {
+			return nil, &Error{Kind: KindInvalid, Code: "event.invalid", Detail: "time cannot be encoded", Fields: []FieldError{{Name: "time", Reason: "must be a year from 0 to 9999"}}, Cause: err}
+		}
+		write("time", val)
+	}
+	str("datacontenttype", e.DataContentType, false)
+	str("dataschema", e.DataSchema, false)
+	if e.Sequence > 0 {
+		write("sequence", strconv.AppendUint(nil, e.Sequence, 10))
+	}
+	str("correlationid", e.CorrelationID, false)
+	names := make([]string, 0, len(e.Extensions))
+	for name := range e.Extensions {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		val, ok := extensionValue(e.Extensions[name])
+		if !ok || !validAttrName(name) || isEventMember(name) {
+			return nil, &Error{Kind: KindInvalid, Code: "event.invalid", Detail: "extension attribute cannot be encoded",
+				Fields: []FieldError{{Name: clip(name), Reason: "must be named [a-z0-9]{1,20} with a string, boolean or int32 value"}}}
+		}
+		write(name, val)
+	}
+	if len(e.Data) > 0 {
+		if !json.Valid(e.Data) {
+			return nil, &Error{Kind: KindInvalid, Code: "event.invalid", Detail: "data is not valid JSON",
+				Fields: []FieldError{{Name: "data", Reason: "must be valid JSON"}}}
+		}
+		var c bytes.Buffer
+		_ = json.Compact(&c, e.Data)
+		write("data", c.Bytes())
+	}
+	b.WriteByte('}')
+	return b.Bytes(), nil
 }

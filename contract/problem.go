@@ -47,19 +47,24 @@ func (p Problem) MarshalJSON() ([]byte, error) {
 	var b bytes.Buffer
 	b.WriteByte('{')
 	n := 0
+	var val bytes.Buffer
+	enc := json.NewEncoder(&val)
+	enc.SetEscapeHTML(false)
 	member := func(name string, v any) error {
-		val, err := json.Marshal(v)
-		if err != nil {
+		val.Reset()
+		if err := enc.Encode(name); err != nil {
+			return err
+		}
+		val.Truncate(val.Len() - 1) // Encode's newline
+		val.WriteByte(':')
+		if err := enc.Encode(v); err != nil {
 			return err
 		}
 		if n > 0 {
 			b.WriteByte(',')
 		}
 		n++
-		key, _ := json.Marshal(name)
-		b.Write(key)
-		b.WriteByte(':')
-		b.Write(val)
+		b.Write(val.Bytes()[:val.Len()-1])
 		return nil
 	}
 	// Typed members cannot fail to marshal.
@@ -259,12 +264,12 @@ func WriteProblem(w http.ResponseWriter, r *http.Request, err error) {
 			h.Set("Retry-After", strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10))
 		}
 	}
-	body, mErr := json.Marshal(p)
+	body, mErr := marshalProblem(p)
 	if mErr != nil {
 		// Unreachable with the typed members ProblemFrom sets; kept so a
 		// future extension can never turn a problem into a panic.
 		p = Problem{Type: "about:blank", Title: http.StatusText(500), Status: 500, Detail: internalDetail, Code: KindInternal.String()}
-		body, _ = json.Marshal(p)
+		body, _ = marshalProblem(p)
 		h.Del("Retry-After")
 	}
 	h.Set("Content-Type", ProblemContentType)
@@ -276,4 +281,17 @@ func WriteProblem(w http.ResponseWriter, r *http.Request, err error) {
 		return
 	}
 	_, _ = w.Write(body)
+}
+
+// marshalProblem encodes p without HTML escaping: a problem is read by
+// programs and people with curl ("must be >= 1"), never rendered as HTML
+// (the response is marked nosniff).
+func marshalProblem(p Problem) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(p); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }

@@ -215,12 +215,12 @@ func ParseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 		return 0, false
 	}
 	if isDigits(v) {
-		// Anything over ten digits is over MaxRetryAfter anyway.
-		if len(v) > 10 {
+		// Compare in seconds: multiplying first could overflow.
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n > int64(MaxRetryAfter/time.Second) {
 			return MaxRetryAfter, true
 		}
-		n, _ := strconv.ParseInt(v, 10, 64)
-		return min(time.Duration(n)*time.Second, MaxRetryAfter), true
+		return time.Duration(n) * time.Second, true
 	}
 	t, err := http.ParseTime(v)
 	if err != nil {

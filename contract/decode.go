@@ -1,0 +1,250 @@
+package contract
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"reflect"
+	"strconv"
+	"strings"
+)
+
+// DefaultJSONLimit is the body size limit DecodeJSON and DecodeRequest use
+// when given a limit <= 0: 1 MiB.
+const DefaultJSONLimit int64 = 1 << 20
+
+// errBodyTooLarge is what limitedReader returns past the limit.
+var errBodyTooLarge = errors.New("contract: body over limit")
+
+// limitedReader reads at most limit bytes and fails with errBodyTooLarge as
+// soon as the source has more: unlike io.LimitReader, "too large" is an
+// error, not a silent truncation.
+type limitedReader struct {
+	r         io.Reader
+	remaining int64 // bytes still allowed; -1 once over
+	read      int64
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if l.remaining < 0 {
+		return 0, errBodyTooLarge
+	}
+	if int64(len(p)) > l.remaining+1 {
+		p = p[:l.remaining+1]
+	}
+	n, err := l.r.Read(p)
+	l.remaining -= int64(n)
+	l.read += int64(n)
+	if l.remaining < 0 {
+		return n, errBodyTooLarge
+	}
+	return n, err
+}
+
+// DecodeJSON decodes exactly one JSON value from r into v, strictly: the body
+// must be at most limit bytes (limit <= 0 means DefaultJSONLimit), objects
+// may only hold fields v knows, and nothing but white space may follow the
+// value. Every failure is an *Error:
+//
+//	body over limit                 KindTooLarge (413)  code json.too_large
+//	empty body                      KindMalformed (400) code json.empty
+//	bad syntax, truncated body      KindMalformed (400) code json.syntax, names the offset
+//	wrong type for a field          KindMalformed (400) code json.type, names the field and offset
+//	unknown field                   KindMalformed (400) code json.unknown_field, names the field
+//	data after the value            KindMalformed (400) code json.trailing_data, names the offset
+//	reading r failed                the read error's Kind (timeout, canceled), else KindMalformed, code json.read
+//	v is not a non-nil pointer      KindInternal (500)  code json.target
+//
+// Field errors (type, unknown field) are also in Fields, so they are written
+// as invalid-params. The details quote at most a short prefix of the
+// client's input. As encoding/json does, field names match case-insensitively
+// and a repeated member keeps its last value.
+func DecodeJSON(r io.Reader, limit int64, v any) error {
+	if limit <= 0 {
+		limit = DefaultJSONLimit
+	}
+	lr := &limitedReader{r: r, remaining: limit}
+	dec := json.NewDecoder(lr)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return decodeError(err, lr, limit)
+	}
+	end := dec.InputOffset()
+	if _, err := dec.Token(); err != io.EOF {
+		if err != nil && (errors.Is(err, errBodyTooLarge) || isMaxBytes(err)) {
+			return tooLarge(limit, err)
+		}
+		if err != nil && !isSyntax(err) && !errors.Is(err, io.ErrUnexpectedEOF) {
+			return readError(err)
+		}
+		return &Error{Kind: KindMalformed, Code: "json.trailing_data",
+			Detail: "unexpected data after the JSON value at offset " + strconv.FormatInt(end, 10)}
+	}
+	return nil
+}
+
+func isMaxBytes(err error) bool {
+	var me *http.MaxBytesError
+	return errors.As(err, &me)
+}
+
+func isSyntax(err error) bool {
+	var se *json.SyntaxError
+	return errors.As(err, &se)
+}
+
+func tooLarge(limit int64, cause error) *Error {
+	return &Error{Kind: KindTooLarge, Code: "json.too_large",
+		Detail: "body exceeds the limit of " + strconv.FormatInt(limit, 10) + " bytes", Cause: cause}
+}
+
+func readError(err error) *Error {
+	k := classify(err)
+	if k == KindInternal {
+		k = KindMalformed
+	}
+	return &Error{Kind: k, Code: "json.read", Detail: "could not read the body", Cause: err}
+}
+
+// decodeError turns an error of json.Decoder.Decode into an *Error.
+func decodeError(err error, lr *limitedReader, limit int64) error {
+	var (
+		se *json.SyntaxError
+		te *json.UnmarshalTypeError
+		ie *json.InvalidUnmarshalError
+		ce *Error
+	)
+	switch {
+	case errors.Is(err, errBodyTooLarge) || isMaxBytes(err):
+		return tooLarge(limit, err)
+	case err == io.EOF:
+		return &Error{Kind: KindMalformed, Code: "json.empty", Detail: "body is empty: a JSON value is required"}
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return &Error{Kind: KindMalformed, Code: "json.syntax",
+			Detail: "unexpected end of JSON input at offset " + strconv.FormatInt(lr.read, 10), Cause: err}
+	case errors.As(err, &se):
+		return &Error{Kind: KindMalformed, Code: "json.syntax",
+			Detail: "invalid JSON at offset " + strconv.FormatInt(se.Offset, 10) + ": " + clip(strings.TrimPrefix(se.Error(), "json: ")), Cause: err}
+	case errors.As(err, &te):
+		want := jsonTypeName(te.Type)
+		got := clip(te.Value)
+		if te.Field == "" {
+			return &Error{Kind: KindMalformed, Code: "json.type",
+				Detail: "body must be " + want + ", got " + got, Cause: err}
+		}
+		name := clip(te.Field)
+		return &Error{Kind: KindMalformed, Code: "json.type",
+			Detail: "field " + strconv.Quote(name) + " must be " + want + ", got " + got + " at offset " + strconv.FormatInt(te.Offset, 10),
+			Fields: []FieldError{{Name: name, Reason: "must be " + want}}, Cause: err}
+	case errors.As(err, &ie):
+		return &Error{Kind: KindInternal, Code: "json.target", Detail: "decode target must be a non-nil pointer", Cause: err}
+	case errors.As(err, &ce):
+		return ce
+	}
+	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		if unq, uErr := strconv.Unquote(name); uErr == nil {
+			name = unq
+		}
+		name = clip(name)
+		return &Error{Kind: KindMalformed, Code: "json.unknown_field",
+			Detail: "unknown field " + strconv.Quote(name),
+			Fields: []FieldError{{Name: name, Reason: "is not a known field"}}, Cause: err}
+	}
+	if isReadFailure(err) {
+		return readError(err)
+	}
+	// An UnmarshalJSON or UnmarshalText method rejected a value (a time that
+	// is not RFC 3339, for example).
+	return &Error{Kind: KindMalformed, Code: "json.value", Detail: "invalid value: " + clip(err.Error()), Cause: err}
+}
+
+// isReadFailure tells read errors (network, context) from value errors of
+// Unmarshal methods, which encoding/json returns unwrapped alike.
+func isReadFailure(err error) bool {
+	k := classify(err)
+	return k != KindInternal && k != KindTooLarge
+}
+
+// clip keeps error details short and printable whatever the input held.
+func clip(s string) string {
+	const max = 64
+	s = cleanRemoteText(s)
+	if len(s) <= max {
+		return s
+	}
+	cut := max
+	for cut > 0 && !isRuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
+func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
+
+// jsonTypeName names what JSON a Go type wants, in the client's terms.
+func jsonTypeName(t reflect.Type) string {
+	if t == nil {
+		return "a JSON value"
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return "an integer"
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		return "a non-negative integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	case reflect.Pointer:
+		return jsonTypeName(t.Elem())
+	}
+	return "a JSON value"
+}
+
+// DecodeRequest decodes r's body with DecodeJSON after checking that the
+// Content-Type is application/json or another +json type (with no charset
+// but UTF-8): a missing or other type is KindMalformed (400) with code
+// request.content_type. A declared Content-Length over limit fails at once
+// with KindTooLarge, before reading.
+func DecodeRequest(r *http.Request, limit int64, v any) error {
+	if limit <= 0 {
+		limit = DefaultJSONLimit
+	}
+	if err := checkJSONContentType(r.Header.Get("Content-Type")); err != nil {
+		return err
+	}
+	if r.ContentLength > limit {
+		return tooLarge(limit, nil)
+	}
+	if r.Body == nil {
+		return &Error{Kind: KindMalformed, Code: "json.empty", Detail: "body is empty: a JSON value is required"}
+	}
+	return DecodeJSON(r.Body, limit, v)
+}
+
+func checkJSONContentType(ct string) error {
+	bad := &Error{Kind: KindMalformed, Code: "request.content_type",
+		Detail: "Content-Type must be application/json",
+		Fields: []FieldError{{Name: "Content-Type", Reason: "must be application/json"}}}
+	if ct == "" {
+		return bad
+	}
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil || (mt != "application/json" && !(strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"))) {
+		return bad
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+		bad.Detail = "Content-Type charset must be utf-8"
+		bad.Fields[0].Reason = "charset must be utf-8"
+		return bad
+	}
+	return nil
+}

@@ -1,0 +1,197 @@
+package contract
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestProblemJSONRoundTrip(t *testing.T) {
+	p := Problem{
+		Type: "https://example.com/probs/out-of-credit", Title: "You do not have enough credit.",
+		Status: 403, Detail: "Your current balance is 30, but that costs 50.", Instance: "/account/12345/msgs/abc",
+		Code:          "account.out_of_credit",
+		InvalidParams: []FieldError{{Name: "amount", Reason: "must be <= 30"}},
+		Extensions:    map[string]any{"balance": json.Number("30"), "accounts": []any{"/account/12345", "/account/67890"}},
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"type":"https://example.com/probs/out-of-credit","title":"You do not have enough credit.","status":403,` +
+		`"detail":"Your current balance is 30, but that costs 50.","instance":"/account/12345/msgs/abc","code":"account.out_of_credit",` +
+		`"invalid-params":[{"name":"amount","reason":"must be \u003c= 30"}],"accounts":["/account/12345","/account/67890"],"balance":30}`
+	if string(b) != want {
+		t.Fatalf("Marshal =\n%s\nwant\n%s", b, want)
+	}
+	var back Problem
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back, p) {
+		t.Fatalf("round trip =\n%#v\nwant\n%#v", back, p)
+	}
+}
+
+func TestProblemUnmarshalTolerance(t *testing.T) {
+	// RFC 9457 3.1: a member with the wrong type is ignored.
+	var p Problem
+	in := `{"type":5,"title":"T","status":"503","detail":["x"],"instance":null,"code":"c",` +
+		`"invalid-params":[{"name":"a","reason":"r"},{"name":7},"junk",{"reason":"no name"},{"name":"b","extra":1}],` +
+		`"big":12345678901234567890123,"nested":{"k":[1,2]}}`
+	if err := json.Unmarshal([]byte(in), &p); err != nil {
+		t.Fatal(err)
+	}
+	want := Problem{
+		Title: "T", Code: "c",
+		InvalidParams: []FieldError{{Name: "a", Reason: "r"}, {Name: "b"}},
+		Extensions: map[string]any{
+			"big":    json.Number("12345678901234567890123"),
+			"nested": map[string]any{"k": []any{json.Number("1"), json.Number("2")}},
+		},
+	}
+	if !reflect.DeepEqual(p, want) {
+		t.Fatalf("got\n%#v\nwant\n%#v", p, want)
+	}
+	for _, bad := range []string{`[]`, `"x"`, `{`, `1`} {
+		if err := json.Unmarshal([]byte(bad), &p); err == nil {
+			t.Errorf("Unmarshal(%s) accepted a non-object", bad)
+		}
+	}
+}
+
+func TestProblemExtensionsCannotOverrideStandardMembers(t *testing.T) {
+	b, err := json.Marshal(Problem{Status: 404, Extensions: map[string]any{"status": 200, "type": "x", "ok": true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b) != `{"status":404,"ok":true}` {
+		t.Fatalf("Marshal = %s", b)
+	}
+	if _, err := json.Marshal(Problem{Extensions: map[string]any{"ch": make(chan int)}}); err == nil {
+		t.Fatal("an unencodable extension must be an error, not a broken document")
+	}
+}
+
+func TestHTTPStatusEveryKind(t *testing.T) {
+	want := map[Kind]int{
+		KindInternal: 500, KindInvalid: 422, KindMalformed: 400, KindUnauthorized: 401, KindForbidden: 403,
+		KindNotFound: 404, KindConflict: 409, KindPreconditionFailed: 412, KindTooLarge: 413,
+		KindRateLimited: 429, KindUnavailable: 503, KindOverloaded: 503, KindTimeout: 504, KindCanceled: 499,
+	}
+	if len(want) != len(kindNames) {
+		t.Fatalf("table covers %d of %d kinds", len(want), len(kindNames))
+	}
+	for k, status := range want {
+		if got := HTTPStatus(k); got != status {
+			t.Errorf("HTTPStatus(%v) = %d, want %d", k, got, status)
+		}
+	}
+}
+
+func TestWriteProblem(t *testing.T) {
+	tests := []struct {
+		name       string
+		err        error
+		status     int
+		retryAfter string
+		detail     string
+		code       string
+	}{
+		{"rate limited", New(KindRateLimited, "api", "slow down").WithRetryAfter(1500 * time.Millisecond), 429, "2", "slow down", "rate_limited"},
+		{"unavailable", Wrap(KindUnavailable, "psp", errors.New("dial tcp 10.0.0.7:443: refused")).WithRetryAfter(30 * time.Second), 503, "30", "", "unavailable"},
+		{"unavailable without hint", New(KindUnavailable, "psp", ""), 503, "", "", "unavailable"},
+		{"overloaded never has Retry-After", New(KindOverloaded, "psp", "").WithRetryAfter(time.Minute), 503, "", "", "overloaded"},
+		{"conflict ignores hint", New(KindConflict, "", "in flight").WithRetryAfter(time.Minute), 409, "", "in flight", "conflict"},
+		{"invalid", New(KindInvalid, "", "bad amount").WithCode("payment.amount"), 422, "", "bad amount", "payment.amount"},
+		{"malformed", New(KindMalformed, "", "bad json"), 400, "", "bad json", "malformed"},
+		{"plain error is internal", errors.New("pq: password authentication failed for user admin"), 500, "", "internal error", "internal"},
+		{"internal detail hidden", New(KindInternal, "db", "SELECT * FROM secrets failed"), 500, "", "internal error", "internal"},
+		{"net timeout", fmt.Errorf("psp: %w", errNetTimeout), 504, "", "", "timeout"},
+		{"nil error", nil, 500, "", "internal error", "internal"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			WriteProblem(rec, httptest.NewRequest("POST", "/payments/pay_1?token=secret", nil), tt.err)
+			res := rec.Result()
+			if res.StatusCode != tt.status {
+				t.Errorf("status %d, want %d", res.StatusCode, tt.status)
+			}
+			if ct := res.Header.Get("Content-Type"); ct != ProblemContentType {
+				t.Errorf("Content-Type %q", ct)
+			}
+			if got := res.Header.Get("Retry-After"); got != tt.retryAfter {
+				t.Errorf("Retry-After %q, want %q", got, tt.retryAfter)
+			}
+			if res.Header.Get("Cache-Control") != "no-store" {
+				t.Error("problem responses must not be cached")
+			}
+			var p Problem
+			if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil {
+				t.Fatalf("body %q: %v", rec.Body, err)
+			}
+			if p.Status != res.StatusCode {
+				t.Errorf("problem status %d != HTTP status %d", p.Status, res.StatusCode)
+			}
+			if p.Detail != tt.detail || p.Code != tt.code {
+				t.Errorf("detail %q code %q, want %q %q", p.Detail, p.Code, tt.detail, tt.code)
+			}
+			if p.Instance != "/payments/pay_1" {
+				t.Errorf("instance %q: must be the path without the query", p.Instance)
+			}
+			if p.Type != "about:blank" || p.Title != http.StatusText(tt.status) {
+				t.Errorf("type %q title %q", p.Type, p.Title)
+			}
+			body := rec.Body.String()
+			for _, secret := range []string{"password", "SELECT", "10.0.0.7", "secret"} {
+				if strings.Contains(body, secret) {
+					t.Errorf("body leaks %q: %s", secret, body)
+				}
+			}
+		})
+	}
+}
+
+var errNetTimeout = timeoutErr{timeout: true}
+
+func TestWriteProblemInvalidParamsAndHead(t *testing.T) {
+	v := NewValidator()
+	v.Required("payer", "")
+	v.Range("amount_minor", -5, 1, 1_000_000)
+	rec := httptest.NewRecorder()
+	WriteProblem(rec, httptest.NewRequest("POST", "/p", nil), v.Err())
+	var p Problem
+	if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil {
+		t.Fatal(err)
+	}
+	if rec.Code != 422 || len(p.InvalidParams) != 2 || p.InvalidParams[1].Name != "amount_minor" {
+		t.Fatalf("%d %+v", rec.Code, p)
+	}
+
+	// Internal errors never show field errors either.
+	rec = httptest.NewRecorder()
+	WriteProblem(rec, nil, &Error{Kind: KindInternal, Fields: []FieldError{{Name: "dsn", Reason: "postgres://u:pw@h"}}})
+	if strings.Contains(rec.Body.String(), "pw@h") {
+		t.Fatalf("internal field errors leaked: %s", rec.Body)
+	}
+
+	rec = httptest.NewRecorder()
+	WriteProblem(rec, httptest.NewRequest("HEAD", "/p", nil), New(KindNotFound, "", "no such payment"))
+	if rec.Code != 404 || rec.Body.Len() != 0 {
+		t.Fatalf("HEAD: %d %q", rec.Code, rec.Body)
+	}
+}
+
+func TestProblemFromCanceledTitle(t *testing.T) {
+	p := ProblemFrom(New(KindCanceled, "", ""))
+	if p.Status != 499 || p.Title != "Client Closed Request" {
+		t.Fatalf("%+v", p)
+	}
+}
