@@ -20,6 +20,16 @@ const (
 	KeySpanID        = "span_id"
 )
 
+// Attribute keys of the access line written by the middleware. They are
+// stable like the coordinate keys.
+const (
+	KeyMethod     = "method"      // request method
+	KeyRoute      = "route"       // matched ServeMux pattern (Request.Pattern), or "" when none
+	KeyStatus     = "status"      // response status code
+	KeyDurationMS = "duration_ms" // time to serve the request, in milliseconds (float)
+	KeyBytes      = "bytes"       // response body bytes written
+)
+
 // coords is the immutable set of coordinates carried by a context. Every
 // With* call copies it, so a child never changes what its parent sees.
 type coords struct {
@@ -32,6 +42,24 @@ type coords struct {
 
 type ctxKey struct{}
 
+// valueCtx carries coords in the same allocation as the context node, so a
+// With* call costs one allocation instead of two (coords plus
+// context.WithValue). Cancellation, deadlines and other values are those
+// of the embedded parent.
+type valueCtx struct {
+	context.Context
+	c coords
+}
+
+func (v *valueCtx) Value(key any) any {
+	if _, ok := key.(ctxKey); ok {
+		return &v.c
+	}
+	return v.Context.Value(key)
+}
+
+func (v *valueCtx) String() string { return "logctx.WithCoordinates" }
+
 func from(ctx context.Context) *coords {
 	if ctx == nil {
 		return nil
@@ -40,22 +68,25 @@ func from(ctx context.Context) *coords {
 	return c
 }
 
-func derive(ctx context.Context) (context.Context, *coords) {
+// derive returns a new context node whose coordinates start as a copy of
+// ctx's. A nil ctx is treated as context.Background.
+func derive(ctx context.Context) *valueCtx {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	n := &coords{}
+	n := &valueCtx{Context: ctx}
 	if c := from(ctx); c != nil {
-		*n = *c
+		n.c = *c
 	}
-	return ctx, n
+	return n
 }
 
-// WithCorrelationID returns a context carrying the correlation id.
+// WithCorrelationID returns a context carrying the correlation id. A nil
+// ctx is treated as context.Background.
 func WithCorrelationID(ctx context.Context, id string) context.Context {
-	ctx, c := derive(ctx)
-	c.correlationID = id
-	return context.WithValue(ctx, ctxKey{}, c)
+	n := derive(ctx)
+	n.c.correlationID = id
+	return n
 }
 
 // CorrelationID returns the context's correlation id, or "".
@@ -68,9 +99,9 @@ func CorrelationID(ctx context.Context) string {
 
 // WithOperation returns a context carrying the operation name ("payments.create").
 func WithOperation(ctx context.Context, op string) context.Context {
-	ctx, c := derive(ctx)
-	c.operation = op
-	return context.WithValue(ctx, ctxKey{}, c)
+	n := derive(ctx)
+	n.c.operation = op
+	return n
 }
 
 // Operation returns the context's operation, or "".
@@ -84,9 +115,9 @@ func Operation(ctx context.Context) string {
 // WithEntity returns a context carrying the entity the work is about
 // (kind "payment", id "pay_123").
 func WithEntity(ctx context.Context, kind, id string) context.Context {
-	ctx, c := derive(ctx)
-	c.entityKind, c.entityID = kind, id
-	return context.WithValue(ctx, ctxKey{}, c)
+	n := derive(ctx)
+	n.c.entityKind, n.c.entityID = kind, id
+	return n
 }
 
 // Entity returns the context's entity kind and id, or "", "".
@@ -98,17 +129,22 @@ func Entity(ctx context.Context) (kind, id string) {
 }
 
 // With returns a context carrying attrs in addition to those already there.
-// The Handler adds them to every record logged with the context.
+// The Handler adds them to every record logged with the context, redacted
+// like the record's own attributes. With no attrs it returns ctx (or
+// context.Background for a nil ctx).
 func With(ctx context.Context, attrs ...slog.Attr) context.Context {
-	ctx, c := derive(ctx)
+	if ctx == nil {
+		ctx = context.Background()
+	}
 	if len(attrs) == 0 {
 		return ctx
 	}
-	merged := make([]slog.Attr, 0, len(c.attrs)+len(attrs))
-	merged = append(merged, c.attrs...)
+	n := derive(ctx)
+	merged := make([]slog.Attr, 0, len(n.c.attrs)+len(attrs))
+	merged = append(merged, n.c.attrs...)
 	merged = append(merged, attrs...)
-	c.attrs = merged
-	return context.WithValue(ctx, ctxKey{}, c)
+	n.c.attrs = merged
+	return n
 }
 
 // Attrs returns the free attributes added with With. The slice must not be modified.
@@ -117,26 +153,4 @@ func Attrs(ctx context.Context) []slog.Attr {
 		return c.attrs
 	}
 	return nil
-}
-
-// Decision logs that the system decided something — replayed a stored
-// response, failed fast because a breaker is open, dropped a stale event,
-// gave up after N attempts — as one record whose message is the decision,
-// with the attributes decision and reason plus attrs. Coordinates come from
-// ctx when l's handler is a logctx Handler. A nil l logs nothing, and a
-// disabled level costs one Enabled call.
-func Decision(ctx context.Context, l *slog.Logger, level slog.Level, decision, reason string, attrs ...slog.Attr) {
-	if l == nil {
-		return
-	}
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	if !l.Enabled(ctx, level) {
-		return
-	}
-	all := make([]slog.Attr, 0, 2+len(attrs))
-	all = append(all, slog.String(KeyDecision, decision), slog.String(KeyReason, reason))
-	all = append(all, attrs...)
-	l.LogAttrs(ctx, level, decision, all...)
 }

@@ -1,0 +1,215 @@
+package logctx
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+
+	"go.opentelemetry.io/otel/trace"
+)
+
+// HandlerConfig configures a Handler. The zero value of every field but
+// Next means its documented default.
+type HandlerConfig struct {
+	// Next receives the records, with coordinates added and secrets
+	// redacted. Required.
+	Next slog.Handler
+
+	// RedactKeys lists extra attribute keys whose values are secret, matched
+	// like the default keys: ASCII case-insensitively, with '-', '_' and
+	// ' ' treated as equal. Entries must not be empty.
+	RedactKeys []string
+
+	// NoDefaultKeys turns off the default secret keys (authorization,
+	// cookies, tokens, passwords, api keys, card fields…; see the package
+	// doc), leaving only RedactKeys. Default false: the defaults apply.
+	NoDefaultKeys bool
+
+	// NoCardScan turns off masking of payment card numbers found inside
+	// string values, error texts and the message. Default false: card
+	// numbers are masked.
+	NoCardScan bool
+
+	// Replacement replaces the value of a secret attribute. Default
+	// DefaultRedacted ("[REDACTED]").
+	Replacement string
+}
+
+// Handler is a slog.Handler that adds the coordinates of the record's
+// context — correlation id, operation, entity, the attributes added with
+// With, and the otel trace and span ids — to every record, redacts secrets,
+// and passes the record to the wrapped handler. See the package doc for the
+// attribute names, the group semantics and the redaction rules.
+//
+// A Handler is safe for concurrent use; WithAttrs and WithGroup return new
+// Handlers that share its configuration.
+type Handler struct {
+	next   slog.Handler // wrapped handler, with the attrs added before any group
+	red    *redactor
+	groups []groupFrame // groups opened with WithGroup, kept here so coordinates stay top-level
+}
+
+// groupFrame is one group opened with WithGroup and the attrs added inside
+// it before the next group.
+type groupFrame struct {
+	name  string
+	attrs []slog.Attr
+}
+
+var _ slog.Handler = (*Handler)(nil)
+
+// NewHandler returns a Handler wrapping cfg.Next. It returns a
+// *contract.Error of KindInvalid naming the field when cfg is invalid.
+func NewHandler(cfg HandlerConfig) (*Handler, error) {
+	if cfg.Next == nil {
+		return nil, configError("HandlerConfig.Next", "must not be nil")
+	}
+	for i, k := range cfg.RedactKeys {
+		if k == "" {
+			return nil, configError("HandlerConfig.RedactKeys["+strconv.Itoa(i)+"]", "must not be empty")
+		}
+	}
+	return &Handler{next: cfg.Next, red: newRedactor(cfg)}, nil
+}
+
+// Enabled reports whether the wrapped handler handles records at level. It
+// is exactly as cheap as the wrapped handler's Enabled.
+func (h *Handler) Enabled(ctx context.Context, level slog.Level) bool {
+	return h.next.Enabled(ctx, level)
+}
+
+// Handle adds the coordinates of ctx to r, redacts secrets, and passes the
+// result to the wrapped handler, returning its error unchanged. A nil ctx
+// has no coordinates.
+func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
+	// Coordinates are gathered on the stack; records with up to five attrs
+	// in all are rebuilt without allocating (slog keeps five inline).
+	var buf [8]slog.Attr
+	coords := buf[:0]
+	if c := from(ctx); c != nil {
+		if c.correlationID != "" {
+			coords = append(coords, slog.String(KeyCorrelationID, c.correlationID))
+		}
+		if c.operation != "" {
+			coords = append(coords, slog.String(KeyOperation, c.operation))
+		}
+		if c.entityKind != "" {
+			coords = append(coords, slog.String(KeyEntityKind, c.entityKind))
+		}
+		if c.entityID != "" {
+			coords = append(coords, slog.String(KeyEntityID, c.entityID))
+		}
+		for _, a := range c.attrs {
+			a, _ = h.red.attr(a)
+			coords = append(coords, a)
+		}
+	}
+	if ctx != nil {
+		if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+			coords = append(coords,
+				slog.String(KeyTraceID, sc.TraceID().String()),
+				slog.String(KeySpanID, sc.SpanID().String()))
+		}
+	}
+
+	msg := r.Message
+	msgChanged := false
+	if h.red.scanPAN {
+		msg, msgChanged = maskPANs(msg)
+	}
+
+	if len(h.groups) > 0 {
+		return h.handleGrouped(ctx, r, msg, coords)
+	}
+
+	if len(coords) == 0 && !msgChanged {
+		// Nothing to add: pass r on untouched unless an attr changes.
+		changed := false
+		r.Attrs(func(a slog.Attr) bool {
+			_, changed = h.red.attr(a)
+			return !changed
+		})
+		if !changed {
+			return h.next.Handle(ctx, r)
+		}
+	}
+
+	nr := slog.NewRecord(r.Time, r.Level, msg, r.PC)
+	if len(coords)+r.NumAttrs() <= cap(buf) {
+		// One AddAttrs call for all: the common case.
+		all := coords
+		r.Attrs(func(a slog.Attr) bool {
+			a, _ = h.red.attr(a)
+			all = append(all, a)
+			return true
+		})
+		nr.AddAttrs(all...)
+	} else {
+		nr.AddAttrs(coords...)
+		r.Attrs(func(a slog.Attr) bool {
+			a, _ = h.red.attr(a)
+			nr.AddAttrs(a)
+			return true
+		})
+	}
+	return h.next.Handle(ctx, nr)
+}
+
+// handleGrouped builds the record for a Handler with open groups:
+// coordinates top-level, then the record's attrs nested in the groups
+// together with the attrs added within each group.
+func (h *Handler) handleGrouped(ctx context.Context, r slog.Record, msg string, coords []slog.Attr) error {
+	inner := make([]slog.Attr, 0, r.NumAttrs())
+	r.Attrs(func(a slog.Attr) bool {
+		a, _ = h.red.attr(a)
+		inner = append(inner, a)
+		return true
+	})
+	for i := len(h.groups) - 1; i >= 0; i-- {
+		g := h.groups[i]
+		level := make([]slog.Attr, 0, len(g.attrs)+1)
+		level = append(level, g.attrs...)
+		if len(inner) > 0 {
+			level = append(level, slog.Attr{Key: g.name, Value: slog.GroupValue(inner...)})
+		}
+		inner = level
+	}
+	nr := slog.NewRecord(r.Time, r.Level, msg, r.PC)
+	nr.AddAttrs(coords...)
+	nr.AddAttrs(inner...)
+	return h.next.Handle(ctx, nr)
+}
+
+// WithAttrs returns a Handler whose records also carry attrs, resolved and
+// redacted now. Inside a group they are qualified by it; coordinates are
+// not.
+func (h *Handler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	if len(attrs) == 0 {
+		return h
+	}
+	red := make([]slog.Attr, len(attrs))
+	for i, a := range attrs {
+		red[i], _ = h.red.attr(a)
+	}
+	if len(h.groups) == 0 {
+		return &Handler{next: h.next.WithAttrs(red), red: h.red}
+	}
+	groups := make([]groupFrame, len(h.groups))
+	copy(groups, h.groups)
+	last := &groups[len(groups)-1]
+	last.attrs = append(append(make([]slog.Attr, 0, len(last.attrs)+len(red)), last.attrs...), red...)
+	return &Handler{next: h.next, red: h.red, groups: groups}
+}
+
+// WithGroup returns a Handler that qualifies the record's attrs and later
+// WithAttrs attrs by name. Coordinates stay top-level. An empty name
+// returns h.
+func (h *Handler) WithGroup(name string) slog.Handler {
+	if name == "" {
+		return h
+	}
+	groups := make([]groupFrame, len(h.groups), len(h.groups)+1)
+	copy(groups, h.groups)
+	groups = append(groups, groupFrame{name: name})
+	return &Handler{next: h.next, red: h.red, groups: groups}
+}
