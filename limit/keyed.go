@@ -40,8 +40,9 @@ type KeyedConfig struct {
 // KeyedLimiter is a rate limiter with one token bucket per key (API key,
 // tenant, client IP), each behaving as a Limiter configured by
 // KeyedConfig.Limiter. Memory is bounded: at most MaxKeys keys are tracked,
-// least recently used first out, idle keys are dropped after IdleTimeout,
-// and keys longer than 128 bytes are stored as a 128-bit hash.
+// least recently used first out, keys idle for IdleTimeout are dropped
+// (lazily: when a new key arrives in the same shard), and keys longer than
+// 128 bytes are stored as a 128-bit hash.
 //
 // Forgetting a key is lossless when its bucket had refilled (which
 // IdleTimeout guarantees); a key evicted early because more than MaxKeys
