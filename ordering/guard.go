@@ -1,0 +1,444 @@
+package ordering
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/sadpath/sadpath/contract"
+	"github.com/sadpath/sadpath/logctx"
+)
+
+// Decision is what the Guard decided for one event.
+type Decision uint8
+
+// The decisions, from the event's sequence s and the subject's last applied
+// sequence l.
+const (
+	Apply     Decision = iota + 1 // s == l+1: the next one; applied
+	Duplicate                     // s == l: already applied; dropped
+	Stale                         // s < l: older than the last applied; dropped
+	Gap                           // s > l+1: ahead of the next expected; held or rejected
+)
+
+// String returns the decision's name ("apply", "duplicate", "stale", "gap").
+func (d Decision) String() string {
+	switch d {
+	case Apply:
+		return "apply"
+	case Duplicate:
+		return "duplicate"
+	case Stale:
+		return "stale"
+	case Gap:
+		return "gap"
+	}
+	return "unknown"
+}
+
+// GapPolicy says what the Guard does with an event ahead of the next
+// expected sequence.
+type GapPolicy uint8
+
+const (
+	// GapReject returns ErrGap at once: the caller redelivers the event later
+	// (a broker NAK with a delay). It is the default: nothing is kept in memory.
+	GapReject GapPolicy = iota
+	// GapHold keeps the event in a bounded buffer until the missing events
+	// arrive (then it is applied right after them) or HoldTimeout passes
+	// (then OnTimeout decides). Only events processed with a non-nil
+	// SettleFunc are held; the others are rejected as with GapReject.
+	GapHold
+)
+
+// TimeoutAction says what happens to held events once the oldest of a
+// subject has waited HoldTimeout.
+type TimeoutAction uint8
+
+const (
+	// TimeoutSkip gives up on the missing sequences: it logs a "gap skipped"
+	// decision, records the sequence before the lowest held one as applied
+	// and applies the held events in order. Events of the skipped sequences
+	// that arrive later are stale. It is the default.
+	TimeoutSkip TimeoutAction = iota
+	// TimeoutReject settles every held event of the subject with ErrGap, so
+	// the caller redelivers them later.
+	TimeoutReject
+)
+
+// Config configures a Guard. The zero value is valid: an in-memory state
+// with its defaults, gaps rejected at once, no logging.
+type Config struct {
+	// State keeps the last applied sequence per subject. Nil means a new
+	// Memory state with the default MemoryConfig.
+	State State
+
+	// Gap is the gap policy. The zero value is GapReject.
+	Gap GapPolicy
+
+	// MaxHeld bounds how many deliveries the hold buffer keeps, over all
+	// subjects. Zero means 1024. A gap event that does not fit is rejected
+	// with ErrGap.
+	MaxHeld int
+
+	// HoldTimeout is how long a held event waits for the missing ones. Zero
+	// means 30s.
+	HoldTimeout time.Duration
+
+	// OnTimeout is what happens when HoldTimeout passes. The zero value is
+	// TimeoutSkip.
+	OnTimeout TimeoutAction
+
+	// RetryAfter is the retry-after hint of ErrGap errors. Zero means 1s.
+	RetryAfter time.Duration
+
+	// Clock times held events. Nil means the system clock.
+	Clock Clock
+
+	// Logger receives one record per decision other than apply (apply is
+	// logged at debug level). Nil means no logging.
+	Logger *slog.Logger
+}
+
+// Outcome is the result of processing one event.
+type Outcome struct {
+	Decision Decision
+	Sequence uint64 // the event's sequence
+	Last     uint64 // the subject's last applied sequence after the decision
+	Held     bool   // Gap only: the event is held and will be settled later
+}
+
+// ApplyFunc applies one event: the caller's effect. With a persistent State
+// it runs inside the State's transaction (see ordering/pgstate).
+type ApplyFunc func(ctx context.Context, ev *contract.Event) error
+
+// SettleFunc is called once for every held delivery, when its fate is
+// decided: applied (Decision Apply, or Duplicate/Stale when another delivery
+// of it got there first) with err nil, failed with the ApplyFunc's error, or
+// rejected with ErrGap. It may run on the goroutine of another Process call
+// or of Sweep, and must not call back into the Guard for the same subject.
+type SettleFunc func(ctx context.Context, ev *contract.Event, o Outcome, err error)
+
+// Guard decides, per subject, whether each event is applied, dropped as a
+// duplicate or stale, or is a gap, and applies the events it accepts in
+// sequence order, exactly once per State.
+//
+// Events are ordered by (Subject, Sequence); sequences of a subject start at
+// 1 and increase by 1. A Guard is safe for concurrent use: events of
+// different subjects are processed in parallel, events of the same subject
+// one at a time (the State serialises them).
+type Guard struct {
+	state       State
+	mem         *Memory // fast path when state is a *Memory
+	policy      GapPolicy
+	maxHeld     int
+	holdTimeout time.Duration
+	onTimeout   TimeoutAction
+	retryAfter  time.Duration
+	clock       Clock
+	log         *slog.Logger
+	hold        hold
+}
+
+// New returns a Guard configured by cfg, or an error of KindInvalid (code
+// "config.invalid") naming the first bad field.
+func New(cfg Config) (*Guard, error) {
+	switch {
+	case cfg.Gap > GapHold:
+		return nil, configError(fmt.Sprintf("Config.Gap: unknown policy %d", cfg.Gap))
+	case cfg.OnTimeout > TimeoutReject:
+		return nil, configError(fmt.Sprintf("Config.OnTimeout: unknown action %d", cfg.OnTimeout))
+	case cfg.MaxHeld < 0:
+		return nil, configError(fmt.Sprintf("Config.MaxHeld: must be >= 0, got %d", cfg.MaxHeld))
+	case cfg.HoldTimeout < 0:
+		return nil, configError(fmt.Sprintf("Config.HoldTimeout: must be >= 0, got %s", cfg.HoldTimeout))
+	case cfg.RetryAfter < 0:
+		return nil, configError(fmt.Sprintf("Config.RetryAfter: must be >= 0, got %s", cfg.RetryAfter))
+	}
+	g := &Guard{
+		state:       cfg.State,
+		policy:      cfg.Gap,
+		maxHeld:     cfg.MaxHeld,
+		holdTimeout: cfg.HoldTimeout,
+		onTimeout:   cfg.OnTimeout,
+		retryAfter:  cfg.RetryAfter,
+		clock:       cfg.Clock,
+		log:         cfg.Logger,
+	}
+	if g.state == nil {
+		m, err := NewMemory(MemoryConfig{Clock: cfg.Clock})
+		if err != nil {
+			return nil, err
+		}
+		g.state = m
+	}
+	g.mem, _ = g.state.(*Memory)
+	if g.maxHeld == 0 {
+		g.maxHeld = 1024
+	}
+	if g.holdTimeout == 0 {
+		g.holdTimeout = 30 * time.Second
+	}
+	if g.retryAfter == 0 {
+		g.retryAfter = time.Second
+	}
+	if g.clock == nil {
+		g.clock = systemClock{}
+	}
+	return g, nil
+}
+
+// State returns the Guard's state.
+func (g *Guard) State() State { return g.state }
+
+// Held returns how many deliveries the hold buffer keeps.
+func (g *Guard) Held() int { return int(g.hold.count.Load()) }
+
+// Process decides ev and, when it is the next of its subject, applies it
+// with apply and records its sequence. Held events that become next are
+// applied right after it, in order, and settled.
+//
+// The answers:
+//   - Apply with a nil error: apply ran and succeeded, the sequence is recorded.
+//   - Apply with an error: apply failed (its error is returned unchanged);
+//     nothing is recorded, so a redelivery applies it again.
+//   - Duplicate or Stale, nil error: dropped; apply did not run.
+//   - Gap with Held: kept in the hold buffer; settle will be called later.
+//   - Gap with an error matching ErrGap: rejected; redeliver it later.
+//   - An error matching ErrInvalidEvent: ev has no subject or sequence 0.
+//   - Any other error comes from the State; nothing was applied.
+//
+// ev must not be modified after the call while it may be held.
+func (g *Guard) Process(ctx context.Context, ev *contract.Event, apply ApplyFunc, settle SettleFunc) (Outcome, error) {
+	switch {
+	case ev == nil:
+		return Outcome{}, invalidEvent("nil event")
+	case ev.Subject == "":
+		return Outcome{Sequence: ev.Sequence}, invalidEvent("event has no subject")
+	case ev.Sequence == 0:
+		return Outcome{}, invalidEvent("event has no sequence (sequences start at 1)")
+	case apply == nil:
+		return Outcome{Sequence: ev.Sequence}, invalidEvent("nil ApplyFunc")
+	}
+	if g.hold.count.Load() > 0 {
+		g.expire(ctx, ev.Subject)
+	}
+	o, err := g.advance(ctx, ev, apply, settle)
+	if err != nil {
+		return o, err
+	}
+	switch o.Decision {
+	case Apply:
+		if g.log != nil && g.log.Enabled(ctx, slog.LevelDebug) {
+			g.decision(ctx, slog.LevelDebug, "event applied", "next in sequence", ev.Subject, o)
+		}
+		if g.hold.count.Load() > 0 {
+			// Another delivery of this event may be held: it is settled too.
+			if he := g.hold.take(ev.Subject, ev.Sequence); he != nil {
+				g.settle(ctx, he, Outcome{Decision: Duplicate, Sequence: o.Sequence, Last: o.Last}, nil)
+			}
+			g.drain(ctx, ev.Subject, ev.Sequence+1)
+		}
+	case Duplicate:
+		if g.log != nil {
+			g.decision(ctx, slog.LevelInfo, "duplicate event dropped",
+				fmt.Sprintf("sequence %d already applied", o.Sequence), ev.Subject, o)
+		}
+	case Stale:
+		if g.log != nil {
+			g.decision(ctx, slog.LevelWarn, "stale event dropped",
+				fmt.Sprintf("sequence %d is older than last applied %d", o.Sequence, o.Last), ev.Subject, o)
+		}
+	case Gap:
+		if o.Held {
+			if g.log != nil {
+				g.decision(ctx, slog.LevelInfo, "gap: event held",
+					fmt.Sprintf("expected sequence %d, got %d", o.Last+1, o.Sequence), ev.Subject, o)
+			}
+			return o, nil
+		}
+		reason := fmt.Sprintf("expected sequence %d, got %d", o.Last+1, o.Sequence)
+		if g.policy == GapHold && settle != nil {
+			reason += "; hold buffer full"
+		}
+		g.decision(ctx, slog.LevelWarn, "gap: event rejected", reason, ev.Subject, o)
+		return o, gapError(fmt.Sprintf("subject %q: %s", ev.Subject, reason), g.retryAfter)
+	}
+	return o, nil
+}
+
+// advance decides ev against the State and applies it when it is next.
+func (g *Guard) advance(ctx context.Context, ev *contract.Event, apply ApplyFunc, settle SettleFunc) (Outcome, error) {
+	if g.mem != nil {
+		// Direct calls on the concrete state: no closure escapes, so the
+		// in-order path allocates nothing.
+		e, err := g.mem.lock(ev.Subject)
+		if err != nil {
+			return Outcome{Sequence: ev.Sequence}, err
+		}
+		return g.decideLocked(ctx, e, ev, apply, settle)
+	}
+	var o Outcome
+	err := g.state.Advance(ctx, ev.Subject, func(ctx context.Context, last uint64) (uint64, error) {
+		var next uint64
+		var err error
+		next, o, err = g.decide(ctx, last, ev, apply, settle)
+		return next, err
+	})
+	return o, err
+}
+
+func (g *Guard) decideLocked(ctx context.Context, e *memEntry, ev *contract.Event, apply ApplyFunc, settle SettleFunc) (Outcome, error) {
+	defer e.mu.Unlock()
+	next, o, err := g.decide(ctx, e.last, ev, apply, settle)
+	if err == nil && next > e.last {
+		e.last = next
+	}
+	return o, err
+}
+
+// decide runs with the subject locked in the State.
+func (g *Guard) decide(ctx context.Context, last uint64, ev *contract.Event, apply ApplyFunc, settle SettleFunc) (uint64, Outcome, error) {
+	o := Outcome{Sequence: ev.Sequence, Last: last}
+	seq := ev.Sequence
+	switch {
+	case seq == last:
+		o.Decision = Duplicate
+		return last, o, nil
+	case seq < last:
+		o.Decision = Stale
+		return last, o, nil
+	case seq > last+1:
+		o.Decision = Gap
+		if g.policy == GapHold && settle != nil {
+			// Added while the subject is locked: a concurrent apply of the
+			// missing event either ran before (and we would not be here) or
+			// runs after and finds this event when it drains.
+			o.Held = g.hold.add(ev, apply, settle, g.clock.Now(), g.maxHeld)
+		}
+		return last, o, nil
+	}
+	o.Decision = Apply
+	if err := apply(ctx, ev); err != nil {
+		return last, o, err
+	}
+	o.Last = seq
+	return seq, o, nil
+}
+
+// drain applies the held events of subject from sequence next on, in order,
+// until one is missing or fails.
+func (g *Guard) drain(ctx context.Context, subject string, next uint64) {
+	for {
+		he := g.hold.take(subject, next)
+		if he == nil {
+			return
+		}
+		o, err := g.advance(ctx, &he.ev, he.apply, nil)
+		if err == nil && o.Decision == Gap {
+			// The State moved back under us (shared state edited elsewhere):
+			// keep waiting.
+			g.hold.put(he)
+			return
+		}
+		if err == nil {
+			g.decision(ctx, slog.LevelInfo, "held event released",
+				fmt.Sprintf("sequence %d is now %s", o.Sequence, o.Decision), subject, o)
+		}
+		g.settle(ctx, he, o, err)
+		if err != nil {
+			return
+		}
+		next++
+	}
+}
+
+// Sweep applies the timeout policy to every subject whose oldest held event
+// waited HoldTimeout, and returns how many subjects it settled. Process
+// does the same for the subject it processes; call Sweep periodically
+// (the consumer adapters do) so that a gap on a quiet subject is settled too.
+func (g *Guard) Sweep(ctx context.Context) int {
+	if g.hold.count.Load() == 0 {
+		return 0
+	}
+	n := 0
+	for _, s := range g.hold.subjectsList() {
+		if g.expire(ctx, s) {
+			n++
+		}
+	}
+	return n
+}
+
+// expire applies the timeout policy to subject when its oldest held event
+// waited HoldTimeout, and reports whether it did.
+func (g *Guard) expire(ctx context.Context, subject string) bool {
+	now := g.clock.Now()
+	minSeq, since, ok := g.hold.oldest(subject)
+	if !ok || now.Sub(since) < g.holdTimeout {
+		return false
+	}
+	waited := now.Sub(since)
+	if g.onTimeout == TimeoutReject {
+		for _, he := range g.hold.takeAll(subject) {
+			o := Outcome{Decision: Gap, Sequence: he.ev.Sequence}
+			reason := fmt.Sprintf("held %s waiting for sequences before %d", waited, minSeq)
+			g.decision(ctx, slog.LevelWarn, "gap: held event rejected", reason, subject, o)
+			g.settle(ctx, he, o, gapError(fmt.Sprintf("subject %q: %s", subject, reason), g.retryAfter))
+		}
+		return true
+	}
+	var from uint64
+	err := g.state.Advance(ctx, subject, func(ctx context.Context, last uint64) (uint64, error) {
+		from = last + 1
+		if last+1 < minSeq {
+			return minSeq - 1, nil
+		}
+		return last, nil
+	})
+	if err != nil {
+		g.decision(ctx, slog.LevelError, "gap skip failed", "state error: "+err.Error(), subject, Outcome{Decision: Gap, Sequence: minSeq})
+		return false
+	}
+	if from < minSeq {
+		g.decision(ctx, slog.LevelWarn, "gap skipped",
+			fmt.Sprintf("waited %s for sequences %d..%d", waited, from, minSeq-1),
+			subject, Outcome{Decision: Gap, Sequence: minSeq, Last: minSeq - 1})
+	}
+	// Held events at or below the recorded sequence are settled as
+	// duplicate or stale by drain's advance; start from the lowest.
+	g.drainFrom(ctx, subject)
+	return true
+}
+
+// drainFrom drains subject starting at its lowest held sequence.
+func (g *Guard) drainFrom(ctx context.Context, subject string) {
+	for {
+		lo, _, ok := g.hold.oldest(subject)
+		if !ok {
+			return
+		}
+		before := g.hold.count.Load()
+		g.drain(ctx, subject, lo)
+		if g.hold.count.Load() == before {
+			return // nothing could be released
+		}
+	}
+}
+
+func (g *Guard) settle(ctx context.Context, he *heldEvent, o Outcome, err error) {
+	for _, s := range he.settles {
+		s(ctx, &he.ev, o, err)
+	}
+}
+
+func (g *Guard) decision(ctx context.Context, level slog.Level, decision, reason, subject string, o Outcome) {
+	if g.log == nil {
+		return
+	}
+	logctx.Decision(ctx, g.log, level, decision, reason,
+		slog.String("subject", subject),
+		slog.Uint64("sequence", o.Sequence),
+		slog.Uint64("last_sequence", o.Last))
+}

@@ -1,0 +1,136 @@
+package ordering
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sadpath/sadpath/contract"
+)
+
+// hold is the bounded buffer of events waiting for a gap to fill, keyed by
+// subject and sequence. Several deliveries of one event share an entry.
+type hold struct {
+	mu       sync.Mutex
+	count    atomic.Int64 // deliveries held, over all subjects
+	subjects map[string]map[uint64]*heldEvent
+}
+
+type heldEvent struct {
+	ev      contract.Event
+	apply   ApplyFunc
+	settles []SettleFunc
+	since   time.Time
+}
+
+// add holds ev, or attaches settle to the entry already holding it. It
+// reports false when the buffer is full.
+func (h *hold) add(ev *contract.Event, apply ApplyFunc, settle SettleFunc, now time.Time, max int) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.count.Load() >= int64(max) {
+		return false
+	}
+	if h.subjects == nil {
+		h.subjects = make(map[string]map[uint64]*heldEvent)
+	}
+	s := h.subjects[ev.Subject]
+	if s == nil {
+		s = make(map[uint64]*heldEvent)
+		h.subjects[ev.Subject] = s
+	}
+	if he := s[ev.Sequence]; he != nil {
+		he.settles = append(he.settles, settle)
+	} else {
+		s[ev.Sequence] = &heldEvent{ev: *ev, apply: apply, settles: []SettleFunc{settle}, since: now}
+	}
+	h.count.Add(1)
+	return true
+}
+
+// put returns an entry taken with take.
+func (h *hold) put(he *heldEvent) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.subjects == nil {
+		h.subjects = make(map[string]map[uint64]*heldEvent)
+	}
+	s := h.subjects[he.ev.Subject]
+	if s == nil {
+		s = make(map[uint64]*heldEvent)
+		h.subjects[he.ev.Subject] = s
+	}
+	if old := s[he.ev.Sequence]; old != nil {
+		old.settles = append(old.settles, he.settles...)
+		if he.since.Before(old.since) {
+			old.since = he.since
+		}
+	} else {
+		s[he.ev.Sequence] = he
+	}
+	h.count.Add(int64(len(he.settles)))
+}
+
+// take removes and returns the entry of (subject, seq), or nil.
+func (h *hold) take(subject string, seq uint64) *heldEvent {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s := h.subjects[subject]
+	he := s[seq]
+	if he == nil {
+		return nil
+	}
+	delete(s, seq)
+	if len(s) == 0 {
+		delete(h.subjects, subject)
+	}
+	h.count.Add(-int64(len(he.settles)))
+	return he
+}
+
+// takeAll removes and returns every entry of subject, lowest sequence first.
+func (h *hold) takeAll(subject string) []*heldEvent {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s := h.subjects[subject]
+	delete(h.subjects, subject)
+	out := make([]*heldEvent, 0, len(s))
+	for _, he := range s {
+		out = append(out, he)
+		h.count.Add(-int64(len(he.settles)))
+	}
+	for i := 1; i < len(out); i++ { // insertion sort: the buffer is small
+		for j := i; j > 0 && out[j].ev.Sequence < out[j-1].ev.Sequence; j-- {
+			out[j], out[j-1] = out[j-1], out[j]
+		}
+	}
+	return out
+}
+
+// oldest returns the lowest held sequence of subject and the time the
+// longest-waiting of its entries was held.
+func (h *hold) oldest(subject string) (minSeq uint64, since time.Time, ok bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for seq, he := range h.subjects[subject] {
+		if !ok || seq < minSeq {
+			minSeq = seq
+		}
+		if !ok || he.since.Before(since) {
+			since = he.since
+		}
+		ok = true
+	}
+	return minSeq, since, ok
+}
+
+// subjectsList returns the subjects with held events.
+func (h *hold) subjectsList() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]string, 0, len(h.subjects))
+	for s := range h.subjects {
+		out = append(out, s)
+	}
+	return out
+}

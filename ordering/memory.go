@@ -1,0 +1,177 @@
+package ordering
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/sadpath/sadpath/contract"
+)
+
+// MemoryConfig configures a Memory state. The zero value is valid.
+type MemoryConfig struct {
+	// MaxSubjects bounds how many subjects are remembered. Zero means the
+	// default, 100,000. When the state is full, a new subject takes the place
+	// of one idle for at least IdleTTL; when there is none, Advance fails with
+	// an error of KindOverloaded (code "ordering.state_full").
+	MaxSubjects int
+
+	// IdleTTL is how long a subject must go untouched before it may be
+	// forgotten to make room. Zero means subjects are never forgotten.
+	// A forgotten subject starts again from sequence 0: its next event is
+	// judged a gap (or applied, when it is sequence 1), so choose an IdleTTL
+	// longer than any redelivery window.
+	IdleTTL time.Duration
+
+	// Clock tells the time for IdleTTL. Nil means the system clock.
+	Clock Clock
+}
+
+// Memory is a bounded in-memory State for tests and single-process services.
+// It is safe for concurrent use: Advance calls for different subjects run in
+// parallel, for the same subject one at a time. What it remembers is lost
+// with the process; use ordering/pgstate for a durable, shared state.
+type Memory struct {
+	mu       sync.RWMutex
+	subjects map[string]*memEntry
+	max      int
+	idle     time.Duration
+	clock    Clock
+}
+
+type memEntry struct {
+	mu   sync.Mutex
+	last uint64
+	used time.Time // last Advance, when IdleTTL > 0
+	dead bool      // forgotten: look the subject up again
+}
+
+var _ State = (*Memory)(nil)
+
+// NewMemory returns an empty Memory state configured by cfg.
+func NewMemory(cfg MemoryConfig) (*Memory, error) {
+	if cfg.MaxSubjects < 0 {
+		return nil, configError(fmt.Sprintf("MemoryConfig.MaxSubjects: must be >= 0, got %d", cfg.MaxSubjects))
+	}
+	if cfg.IdleTTL < 0 {
+		return nil, configError(fmt.Sprintf("MemoryConfig.IdleTTL: must be >= 0, got %s", cfg.IdleTTL))
+	}
+	m := &Memory{subjects: make(map[string]*memEntry), max: cfg.MaxSubjects, idle: cfg.IdleTTL, clock: cfg.Clock}
+	if m.max == 0 {
+		m.max = 100_000
+	}
+	if m.clock == nil {
+		m.clock = systemClock{}
+	}
+	return m, nil
+}
+
+// Last returns the last applied sequence of subject, or 0.
+func (m *Memory) Last(ctx context.Context, subject string) (uint64, error) {
+	m.mu.RLock()
+	e := m.subjects[subject]
+	m.mu.RUnlock()
+	if e == nil {
+		return 0, nil
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.dead {
+		return 0, nil
+	}
+	return e.last, nil
+}
+
+// Len returns how many subjects are remembered.
+func (m *Memory) Len() int {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return len(m.subjects)
+}
+
+// Advance implements State.
+func (m *Memory) Advance(ctx context.Context, subject string, fn func(ctx context.Context, last uint64) (uint64, error)) error {
+	e, err := m.lock(subject)
+	if err != nil {
+		return err
+	}
+	defer e.mu.Unlock()
+	next, err := fn(ctx, e.last)
+	if err != nil {
+		return err
+	}
+	if next > e.last {
+		e.last = next
+	}
+	return nil
+}
+
+// lock returns subject's entry, locked, creating it when needed. The Guard
+// calls it directly so that the in-order path allocates nothing.
+func (m *Memory) lock(subject string) (*memEntry, error) {
+	for {
+		m.mu.RLock()
+		e := m.subjects[subject]
+		m.mu.RUnlock()
+		if e == nil {
+			var err error
+			if e, err = m.create(subject); err != nil {
+				return nil, err
+			}
+		}
+		e.mu.Lock()
+		if e.dead {
+			e.mu.Unlock()
+			continue
+		}
+		if m.idle > 0 {
+			e.used = m.clock.Now()
+		}
+		return e, nil
+	}
+}
+
+func (m *Memory) create(subject string) (*memEntry, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e := m.subjects[subject]; e != nil {
+		return e, nil
+	}
+	if len(m.subjects) >= m.max && !m.evictLocked() {
+		return nil, (&contract.Error{
+			Kind:   contract.KindOverloaded,
+			Code:   "ordering.state_full",
+			Op:     "ordering.memory",
+			Detail: fmt.Sprintf("state holds %d subjects and none is idle", len(m.subjects)),
+		})
+	}
+	e := &memEntry{}
+	if m.idle > 0 {
+		e.used = m.clock.Now()
+	}
+	m.subjects[subject] = e
+	return e, nil
+}
+
+// evictLocked forgets one subject idle for at least IdleTTL. It scans the
+// map: eviction only happens when the state is full.
+func (m *Memory) evictLocked() bool {
+	if m.idle <= 0 {
+		return false
+	}
+	now := m.clock.Now()
+	for k, e := range m.subjects {
+		if !e.mu.TryLock() {
+			continue // in use: not idle
+		}
+		if now.Sub(e.used) >= m.idle {
+			e.dead = true
+			e.mu.Unlock()
+			delete(m.subjects, k)
+			return true
+		}
+		e.mu.Unlock()
+	}
+	return false
+}

@@ -1,0 +1,26 @@
+package ordering
+
+import "context"
+
+// State keeps the last applied sequence of every subject. Implementations
+// must be safe for concurrent use; shared ones (ordering/pgstate) also across
+// processes. The semantics every State must honour (ordering/statetest checks
+// them):
+//
+//   - Last returns the last applied sequence of subject, 0 when none was
+//     applied (or the subject was forgotten).
+//   - Advance calls fn once with the last applied sequence while no other
+//     Advance for the same subject runs, and then stores the sequence fn
+//     returns when fn returns a nil error and a sequence greater than last.
+//     A smaller or equal sequence changes nothing: the state never goes
+//     backwards. When fn fails, nothing is stored and Advance returns fn's
+//     error unchanged.
+//   - A State that persists makes fn's effects and the new sequence atomic
+//     when fn writes through the transaction it offers (pgstate.Tx): either
+//     both are committed or neither is.
+//   - Failures of the State itself are *contract.Error values of KindUnavailable
+//     or KindTimeout (retryable), or KindOverloaded when a bounded State is full.
+type State interface {
+	Last(ctx context.Context, subject string) (uint64, error)
+	Advance(ctx context.Context, subject string, fn func(ctx context.Context, last uint64) (uint64, error)) error
+}

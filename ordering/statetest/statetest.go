@@ -1,0 +1,150 @@
+// Package statetest is a conformance suite for ordering.State
+// implementations: any State proves it honours the contract documented on
+// ordering.State by passing Run.
+package statetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/sadpath/sadpath/ordering"
+)
+
+// Run checks the State contract. newState returns an empty State for each
+// subtest; subjects used are unique within a subtest only, so a shared
+// backend must be emptied or namespaced by newState.
+func Run(t *testing.T, newState func(t *testing.T) ordering.State) {
+	t.Helper()
+	ctx := context.Background()
+
+	t.Run("UnknownSubjectIsZero", func(t *testing.T) {
+		s := newState(t)
+		last, err := s.Last(ctx, "nobody")
+		if err != nil || last != 0 {
+			t.Fatalf("Last(unknown) = %d, %v; want 0, nil", last, err)
+		}
+	})
+
+	t.Run("AdvanceStoresGreater", func(t *testing.T) {
+		s := newState(t)
+		for _, step := range []struct{ give, want uint64 }{{1, 1}, {2, 2}, {5, 5}, {3, 5}, {5, 5}, {0, 5}, {6, 6}} {
+			var seen uint64
+			err := s.Advance(ctx, "a", func(_ context.Context, last uint64) (uint64, error) {
+				seen = last
+				return step.give, nil
+			})
+			if err != nil {
+				t.Fatalf("Advance(%d): %v", step.give, err)
+			}
+			last, err := s.Last(ctx, "a")
+			if err != nil || last != step.want {
+				t.Fatalf("after Advance(%d) from %d: Last = %d, %v; want %d", step.give, seen, last, err, step.want)
+			}
+		}
+	})
+
+	t.Run("FailedFnStoresNothing", func(t *testing.T) {
+		s := newState(t)
+		mustAdvance(t, s, "a", 3)
+		boom := errors.New("effect failed")
+		err := s.Advance(ctx, "a", func(context.Context, uint64) (uint64, error) { return 9, boom })
+		if !errors.Is(err, boom) {
+			t.Fatalf("Advance error = %v, want the fn's error", err)
+		}
+		if last, _ := s.Last(ctx, "a"); last != 3 {
+			t.Fatalf("Last after failed fn = %d, want 3", last)
+		}
+	})
+
+	t.Run("SubjectsAreIndependent", func(t *testing.T) {
+		s := newState(t)
+		mustAdvance(t, s, "a", 7)
+		mustAdvance(t, s, "b", 2)
+		for subj, want := range map[string]uint64{"a": 7, "b": 2, "c": 0} {
+			if last, err := s.Last(ctx, subj); err != nil || last != want {
+				t.Fatalf("Last(%q) = %d, %v; want %d", subj, last, err, want)
+			}
+		}
+	})
+
+	t.Run("OpaqueSubjects", func(t *testing.T) {
+		s := newState(t)
+		subjects := []string{"ünïcødé/✓", "with space", "quote'\"", "nul\x00byte", "\xff\xfe", strings.Repeat("long", 256)}
+		for i, subj := range subjects {
+			mustAdvance(t, s, subj, uint64(i+1))
+		}
+		for i, subj := range subjects {
+			if last, err := s.Last(ctx, subj); err != nil || last != uint64(i+1) {
+				t.Fatalf("Last(%q) = %d, %v; want %d", subj, last, err, i+1)
+			}
+		}
+	})
+
+	t.Run("ConcurrentAdvanceIsSerialised", func(t *testing.T) {
+		s := newState(t)
+		const workers, each = 8, 10
+		var mu sync.Mutex
+		seen := make(map[uint64]int)
+		var wg sync.WaitGroup
+		errs := make(chan error, workers*each)
+		for w := 0; w < workers; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < each; i++ {
+					err := s.Advance(ctx, "hot", func(_ context.Context, last uint64) (uint64, error) {
+						mu.Lock()
+						seen[last]++
+						mu.Unlock()
+						return last + 1, nil
+					})
+					if err != nil {
+						errs <- err
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatalf("Advance: %v", err)
+		}
+		if last, _ := s.Last(ctx, "hot"); last != workers*each {
+			t.Fatalf("Last = %d after %d increments, want %d (lost update)", last, workers*each, workers*each)
+		}
+		for last, n := range seen {
+			if n != 1 {
+				t.Fatalf("fn saw last=%d %d times: Advance calls overlapped", last, n)
+			}
+		}
+	})
+
+	t.Run("CanceledContext", func(t *testing.T) {
+		s := newState(t)
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		called := false
+		err := s.Advance(cctx, "a", func(ctx context.Context, last uint64) (uint64, error) {
+			called = true
+			return last + 1, ctx.Err()
+		})
+		if err == nil {
+			t.Fatalf("Advance with a canceled context: nil error (fn called: %v)", called)
+		}
+		if last, _ := s.Last(ctx, "a"); last != 0 {
+			t.Fatalf("Last after canceled Advance = %d, want 0", last)
+		}
+	})
+}
+
+func mustAdvance(t *testing.T, s ordering.State, subject string, to uint64) {
+	t.Helper()
+	err := s.Advance(context.Background(), subject, func(context.Context, uint64) (uint64, error) { return to, nil })
+	if err != nil {
+		t.Fatal(fmt.Errorf("Advance(%q, %d): %w", subject, to, err))
+	}
+}
