@@ -1,0 +1,124 @@
+// Package redisstore is an [idempotency.Store] on Redis, for services that
+// run on more than one instance and already operate Redis.
+//
+// It is its own Go module (github.com/sadpath/sadpath/idempotency/redisstore)
+// so that the core sadpath module never pulls a Redis client into a
+// build that does not use one.
+//
+// # Wiring
+//
+//	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{"127.0.0.1:6379"}})
+//	store, err := redisstore.New(redisstore.Config{Client: rdb, Prefix: "payments:idem:"})
+//	if err != nil { ... }
+//	// store is an idempotency.Store: pass it to idempotency.Do or the HTTP middleware.
+//
+// Config.Client is any [redis.UniversalClient]: a single node, a Sentinel
+// failover client or a Cluster client. A zero Config field takes its
+// documented default; a bad value makes New return a [contract.Error] of
+// KindInvalid (code "config.invalid") naming the field.
+//
+// # Model
+//
+// A record is one Redis hash under the key
+//
+//	<Prefix>{<base64url SHA-256 of scope and key>}
+//
+// The scope and key are hashed together with a length prefix, so any bytes
+// (NUL, braces, newlines, 1 MiB of them) are safe, a scope can never be
+// confused with another scope's key, every key has the same short size, and
+// no raw idempotency key is ever written to Redis or to a log. The braces
+// are a Redis Cluster hash tag: every key of one record maps to one slot
+// (today a record is one key; the tag keeps that true if a record ever grows
+// a companion key).
+//
+// The hash holds a format version (v), the state (s: 1 in progress, 2
+// completed, 3 released), the fencing token (t), the lease deadline (d),
+// the fingerprint (f), the retention (k) and the result (r). The result is a
+// compact binary encoding that starts with a version byte (status code,
+// headers sorted by name, body) so the format can evolve without a flag day.
+//
+// # Round trips
+//
+// Every operation is one Lua script run with EVALSHA: one round trip.
+//
+//   - Claim reads the record and either claims it (HINCRBY on the token, so
+//     tokens only grow) or returns the existing state — with the stored
+//     result when completed. A fresh key therefore costs two round trips
+//     (Claim, Complete) and a replay one (Claim).
+//   - Complete, Release and Renew are compare-and-set on the fencing token:
+//     they change the record only when the token is the current owner's,
+//     the record is in progress and the lease has not expired; otherwise they
+//     return [idempotency.ErrLeaseLost] and change nothing. A completed
+//     record is final.
+//   - Get returns the record and the remaining lease.
+//
+// The first call of a process may find the script missing from the server's
+// cache (NOSCRIPT) and send it once with EVAL.
+//
+// # Time
+//
+// Leases are decided by the Redis server's clock (the TIME command inside
+// each script), never by the caller's: two service instances with skewed
+// clocks agree on who holds a lease. Leases have millisecond resolution and
+// are rounded up.
+//
+// # Retention
+//
+// Retention is the key's TTL (read it with PTTL). A claim sets the TTL to
+// max(Retention, 2×Lease), so a record always outlives its lease and its
+// token counter can never restart while an owner still works; Complete sets
+// it to the claim's Retention, counted from completion. Redis removes
+// expired records itself: there is nothing to clean up. Size Redis memory
+// for (requests per second × retention × record size), and use a maxmemory
+// policy that does not evict these keys (noeviction or volatile-* with
+// care): an evicted record is a forgotten key, and the next duplicate would
+// run again.
+//
+// # Failover: what can be lost, and why fencing bounds it
+//
+// Redis replication is asynchronous. When a primary fails and a replica is
+// promoted (Sentinel or Cluster), the writes of the last moments before the
+// failure may not have reached the replica. For this store that means:
+//
+//   - a claim may be lost: the key looks new again and a second caller can
+//     claim it while the first still runs its effect;
+//   - a completion may be lost: the key looks in progress (or new) and a
+//     duplicate may run the effect again.
+//
+// The fencing token bounds the damage: only one owner at a time can
+// complete, and an owner whose lease was lost (or that a failover forgot)
+// gets [idempotency.ErrLeaseLost] from Complete instead of silently
+// overwriting the newer owner's result. A side effect that must never happen
+// twice, even across a failover, needs the downstream system to check the
+// token as well (pass it along as a fencing token or a version), or a store
+// whose writes are durable before they are acknowledged, such as the
+// PostgreSQL store with its transactional mode. WAIT or WAITAOF after a write
+// narrow the window but do not close it.
+//
+// # Errors
+//
+// Failures of Redis are [contract.Error] values: refused or reset
+// connections, EOF, a closed client, an exhausted pool, and the server's
+// transient refusals (LOADING, READONLY after a failover, MASTERDOWN,
+// CLUSTERDOWN, TRYAGAIN, BUSY, OOM) are KindUnavailable; a deadline or a
+// network timeout is KindTimeout; both are retryable. A canceled context is
+// KindCanceled and still matches context.Canceled. A corrupt record or a
+// script error is KindInternal and not retryable. A timeout does not say
+// whether the command ran: a claim whose reply was lost holds the key until
+// its lease expires, and a Complete retried after its first attempt was
+// applied reports ErrLeaseLost — Get then shows the record completed with
+// the caller's own token.
+//
+// # Concurrency
+//
+// A Store is safe for concurrent use by many goroutines, and any number of
+// Stores in any number of processes with the same Prefix share records:
+// exactly one of many concurrent claimers wins, because each script runs
+// atomically on the server.
+//
+// # Logging
+//
+// With Config.Logger set, store failures are logged at Warn and refused
+// stale owners at Info (with [logctx.Decision]), with the dependency, the
+// store operation and the record's key hash — never the raw key or a result.
+package redisstore
