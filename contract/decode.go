@@ -25,6 +25,7 @@ type limitedReader struct {
 	r         io.Reader
 	remaining int64 // bytes still allowed; -1 once over
 	read      int64
+	err       error // the source's last error other than io.EOF
 }
 
 func (l *limitedReader) Read(p []byte) (int, error) {
@@ -35,6 +36,9 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 		p = p[:l.remaining+1]
 	}
 	n, err := l.r.Read(p)
+	if err != nil && err != io.EOF {
+		l.err = err
+	}
 	l.remaining -= int64(n)
 	l.read += int64(n)
 	if l.remaining < 0 {
@@ -76,7 +80,7 @@ func DecodeJSON(r io.Reader, limit int64, v any) error {
 		if err != nil && (errors.Is(err, errBodyTooLarge) || isMaxBytes(err)) {
 			return tooLarge(limit, err)
 		}
-		if err != nil && !isSyntax(err) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		if err != nil && lr.err != nil && errors.Is(err, lr.err) {
 			return readError(err)
 		}
 		return &Error{Kind: KindMalformed, Code: "json.trailing_data",
@@ -88,11 +92,6 @@ func DecodeJSON(r io.Reader, limit int64, v any) error {
 func isMaxBytes(err error) bool {
 	var me *http.MaxBytesError
 	return errors.As(err, &me)
-}
-
-func isSyntax(err error) bool {
-	var se *json.SyntaxError
-	return errors.As(err, &se)
 }
 
 func tooLarge(limit int64, cause error) *Error {
@@ -123,21 +122,21 @@ func decodeError(err error, lr *limitedReader, limit int64) error {
 		return &Error{Kind: KindMalformed, Code: "json.empty", Detail: "body is empty: a JSON value is required"}
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return &Error{Kind: KindMalformed, Code: "json.syntax",
-			Detail: "unexpected end of JSON input at offset " + strconv.FormatInt(lr.read, 10), Cause: err}
+			Detail: "unexpected end of JSON input at offset " + strconv.FormatInt(lr.read, 10)}
 	case errors.As(err, &se):
 		return &Error{Kind: KindMalformed, Code: "json.syntax",
-			Detail: "invalid JSON at offset " + strconv.FormatInt(se.Offset, 10) + ": " + clip(strings.TrimPrefix(se.Error(), "json: ")), Cause: err}
+			Detail: "invalid JSON at offset " + strconv.FormatInt(se.Offset, 10) + ": " + clip(strings.TrimPrefix(se.Error(), "json: "))}
 	case errors.As(err, &te):
 		want := jsonTypeName(te.Type)
 		got := clip(te.Value)
 		if te.Field == "" {
 			return &Error{Kind: KindMalformed, Code: "json.type",
-				Detail: "body must be " + want + ", got " + got, Cause: err}
+				Detail: "body must be " + want + ", got " + got}
 		}
 		name := clip(te.Field)
 		return &Error{Kind: KindMalformed, Code: "json.type",
 			Detail: "field " + strconv.Quote(name) + " must be " + want + ", got " + got + " at offset " + strconv.FormatInt(te.Offset, 10),
-			Fields: []FieldError{{Name: name, Reason: "must be " + want}}, Cause: err}
+			Fields: []FieldError{{Name: name, Reason: "must be " + want}}}
 	case errors.As(err, &ie):
 		return &Error{Kind: KindInternal, Code: "json.target", Detail: "decode target must be a non-nil pointer", Cause: err}
 	case errors.As(err, &ce):
@@ -150,21 +149,14 @@ func decodeError(err error, lr *limitedReader, limit int64) error {
 		name = clip(name)
 		return &Error{Kind: KindMalformed, Code: "json.unknown_field",
 			Detail: "unknown field " + strconv.Quote(name),
-			Fields: []FieldError{{Name: name, Reason: "is not a known field"}}, Cause: err}
+			Fields: []FieldError{{Name: name, Reason: "is not a known field"}}}
 	}
-	if isReadFailure(err) {
+	if lr.err != nil && errors.Is(err, lr.err) {
 		return readError(err)
 	}
 	// An UnmarshalJSON or UnmarshalText method rejected a value (a time that
-	// is not RFC 3339, for example).
-	return &Error{Kind: KindMalformed, Code: "json.value", Detail: "invalid value: " + clip(err.Error()), Cause: err}
-}
-
-// isReadFailure tells read errors (network, context) from value errors of
-// Unmarshal methods, which encoding/json returns unwrapped alike.
-func isReadFailure(err error) bool {
-	k := classify(err)
-	return k != KindInternal && k != KindTooLarge
+	// is not RFC 3339, for example); its text helps the client, bounded.
+	return &Error{Kind: KindMalformed, Code: "json.value", Detail: "invalid value: " + cleanRemoteText(err.Error())}
 }
 
 // clip keeps error details short and printable whatever the input held.

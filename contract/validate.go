@@ -102,6 +102,9 @@ func (v *Validator) OneOf(name, value string, allowed ...string) bool {
 			return v.Check(true, name, "")
 		}
 	}
+	if len(allowed) == 0 {
+		return v.Check(false, name, "has no allowed value")
+	}
 	quoted := make([]string, len(allowed))
 	for i, a := range allowed {
 		quoted[i] = strconv.Quote(a)

@@ -1,0 +1,193 @@
+package contract
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+type payment struct {
+	Payer       string    `json:"payer"`
+	AmountMinor int64     `json:"amount_minor"`
+	Currency    string    `json:"currency"`
+	BookedAt    time.Time `json:"booked_at"`
+	Items       []struct {
+		Qty uint32 `json:"qty"`
+	} `json:"items"`
+}
+
+func TestDecodeJSON(t *testing.T) {
+	tests := []struct {
+		name   string
+		body   string
+		limit  int64
+		kind   Kind
+		code   string
+		detail string
+		field  string
+	}{
+		{"valid", `{"payer":"ACME","amount_minor":1250,"currency":"EUR"}`, 0, 0, "", "", ""},
+		{"valid with trailing white space", "{\"payer\":\"ACME\"}\n\t \r\n", 0, 0, "", "", ""},
+		{"empty", ``, 0, KindMalformed, "json.empty", "body is empty: a JSON value is required", ""},
+		{"only white space", "  \n", 0, KindMalformed, "json.empty", "body is empty: a JSON value is required", ""},
+		{"syntax", `{"payer":"ACME",}`, 0, KindMalformed, "json.syntax", "invalid JSON at offset 17: invalid character '}' looking for beginning of object key string", ""},
+		{"truncated", `{"payer":"AC`, 0, KindMalformed, "json.syntax", "unexpected end of JSON input at offset 12", ""},
+		{"wrong type", `{"payer":"ACME","amount_minor":"12.50"}`, 0, KindMalformed, "json.type",
+			`field "amount_minor" must be an integer, got string at offset 38`, "amount_minor"},
+		{"overflow", `{"amount_minor":1e30}`, 0, KindMalformed, "json.type",
+			`field "amount_minor" must be an integer, got number 1e30 at offset 20`, "amount_minor"},
+		{"nested wrong type", `{"items":[{"qty":-1}]}`, 0, KindMalformed, "json.type",
+			`field "items.qty" must be a non-negative integer, got number -1 at offset 19`, "items.qty"},
+		{"top-level wrong type", `[1,2]`, 0, KindMalformed, "json.type", "body must be an object, got array", ""},
+		{"unknown field", `{"payer":"ACME","admin":true}`, 0, KindMalformed, "json.unknown_field", `unknown field "admin"`, "admin"},
+		{"long unknown field clipped", `{"` + strings.Repeat("a", 500) + `":1}`, 0, KindMalformed, "json.unknown_field",
+			`unknown field "` + strings.Repeat("a", 64) + `…"`, strings.Repeat("a", 64) + "…"},
+		{"trailing data", `{"payer":"ACME"}{"payer":"EVIL"}`, 0, KindMalformed, "json.trailing_data", "unexpected data after the JSON value at offset 16", ""},
+		{"trailing garbage", `{"payer":"ACME"} x`, 0, KindMalformed, "json.trailing_data", "unexpected data after the JSON value at offset 16", ""},
+		{"bad time", `{"booked_at":"yesterday"}`, 0, KindMalformed, "json.value",
+			`invalid value: parsing time "yesterday" as "2006-01-02T15:04:05Z07:00": cannot parse "yesterday" as "2006"`, ""},
+		{"too large", `{"payer":"` + strings.Repeat("x", 100) + `"}`, 64, KindTooLarge, "json.too_large", "body exceeds the limit of 64 bytes", ""},
+		{"too large by trailing space", `{"payer":"x"}` + strings.Repeat(" ", 100), 20, KindTooLarge, "json.too_large", "body exceeds the limit of 20 bytes", ""},
+		{"exactly at the limit", `{"payer":"x"}`, 13, 0, "", "", ""},
+		{"one over the limit", `{"payer":"xy"}`, 13, KindTooLarge, "json.too_large", "body exceeds the limit of 13 bytes", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var p payment
+			err := DecodeJSON(strings.NewReader(tt.body), tt.limit, &p)
+			if tt.code == "" {
+				if err != nil {
+					t.Fatalf("DecodeJSON = %v", err)
+				}
+				if p.Payer == "" {
+					t.Fatal("nothing decoded")
+				}
+				return
+			}
+			var e *Error
+			if !errors.As(err, &e) {
+				t.Fatalf("DecodeJSON = %v (%T), want *Error", err, err)
+			}
+			if e.Kind != tt.kind || e.Code != tt.code {
+				t.Errorf("kind %v code %q, want %v %q (%v)", e.Kind, e.Code, tt.kind, tt.code, err)
+			}
+			if tt.detail != "" && e.Detail != tt.detail {
+				t.Errorf("detail\n%q\nwant\n%q", e.Detail, tt.detail)
+			}
+			if tt.field != "" && (len(e.Fields) != 1 || e.Fields[0].Name != tt.field) {
+				t.Errorf("fields %v, want %q", e.Fields, tt.field)
+			}
+		})
+	}
+}
+
+func TestDecodeJSONTarget(t *testing.T) {
+	var p payment
+	if KindOf(DecodeJSON(strings.NewReader(`{}`), 0, p)) != KindInternal {
+		t.Error("a non-pointer target is a bug: KindInternal")
+	}
+	if KindOf(DecodeJSON(strings.NewReader(`{}`), 0, nil)) != KindInternal {
+		t.Error("a nil target is a bug: KindInternal")
+	}
+	var m map[string]any
+	if err := DecodeJSON(strings.NewReader(`{"any":"thing"}`), 0, &m); err != nil || m["any"] != "thing" {
+		t.Errorf("map target: %v %v", err, m)
+	}
+}
+
+type failingReader struct{ err error }
+
+func (r failingReader) Read([]byte) (int, error) { return 0, r.err }
+
+func TestDecodeJSONReadErrors(t *testing.T) {
+	tests := []struct {
+		err  error
+		kind Kind
+	}{
+		{context.DeadlineExceeded, KindTimeout},
+		{context.Canceled, KindCanceled},
+		{timeoutErr{timeout: true}, KindTimeout},
+		{errors.New("connection reset by peer"), KindMalformed},
+		{&http.MaxBytesError{Limit: 5}, KindTooLarge},
+	}
+	for _, tt := range tests {
+		var p payment
+		err := DecodeJSON(failingReader{tt.err}, 0, &p)
+		if KindOf(err) != tt.kind {
+			t.Errorf("read error %v: got %v, want %v", tt.err, err, tt.kind)
+		}
+		if !errors.Is(err, tt.err) && tt.kind != KindTooLarge {
+			t.Errorf("read error %v lost from the chain: %v", tt.err, err)
+		}
+	}
+	// A read error after a complete value is still reported.
+	r := io.MultiReader(strings.NewReader(`{"payer":"x"}`), failingReader{context.DeadlineExceeded})
+	var p payment
+	if KindOf(DecodeJSON(r, 0, &p)) != KindTimeout {
+		t.Error("read error after the value")
+	}
+}
+
+func TestDecodeJSONWithMaxBytesReader(t *testing.T) {
+	rec := httptest.NewRecorder()
+	body := http.MaxBytesReader(rec, io.NopCloser(strings.NewReader(`{"payer":"`+strings.Repeat("x", 100)+`"}`)), 10)
+	var p payment
+	err := DecodeJSON(body, 1<<20, &p)
+	if !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestDecodeRequest(t *testing.T) {
+	tests := []struct {
+		name        string
+		contentType string
+		body        string
+		length      int64
+		kind        Kind
+		code        string
+	}{
+		{"json", "application/json", `{"payer":"x"}`, -1, 0, ""},
+		{"json utf-8", "application/json; charset=UTF-8", `{"payer":"x"}`, -1, 0, ""},
+		{"+json", "application/vnd.acme.payment+json", `{"payer":"x"}`, -1, 0, ""},
+		{"missing content type", "", `{"payer":"x"}`, -1, KindMalformed, "request.content_type"},
+		{"form", "application/x-www-form-urlencoded", `payer=x`, -1, KindMalformed, "request.content_type"},
+		{"text json", "text/json", `{"payer":"x"}`, -1, KindMalformed, "request.content_type"},
+		{"latin1", "application/json; charset=latin1", `{"payer":"x"}`, -1, KindMalformed, "request.content_type"},
+		{"broken media type", "application/json; charset", `{"payer":"x"}`, -1, KindMalformed, "request.content_type"},
+		{"declared too large", "application/json", `{}`, 1 << 30, KindTooLarge, "json.too_large"},
+		{"unknown field", "application/json", `{"payer":"x","role":"admin"}`, -1, KindMalformed, "json.unknown_field"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest("POST", "/payments", strings.NewReader(tt.body))
+			r.ContentLength = tt.length
+			if tt.contentType != "" {
+				r.Header.Set("Content-Type", tt.contentType)
+			}
+			var p payment
+			err := DecodeRequest(r, 1024, &p)
+			if tt.code == "" {
+				if err != nil || p.Payer != "x" {
+					t.Fatalf("DecodeRequest = %v, %+v", err, p)
+				}
+				return
+			}
+			e := As(err)
+			if e == nil || e.Kind != tt.kind || e.Code != tt.code {
+				t.Fatalf("DecodeRequest = %v, want %v %s", err, tt.kind, tt.code)
+			}
+		})
+	}
+	r := httptest.NewRequest("POST", "/payments", nil)
+	r.Header.Set("Content-Type", "application/json")
+	r.Body = nil
+	if e := As(DecodeRequest(r, 0, &payment{})); e.Code != "json.empty" {
+		t.Fatalf("nil body: %v", e)
+	}
+}
