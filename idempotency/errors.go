@@ -1,0 +1,31 @@
+package idempotency
+
+import "github.com/sadpath/sadpath/contract"
+
+// Errors of the executor, the middleware and Dedup. They are *contract.Error
+// values: match them with errors.Is (which compares Kind and Code) and read
+// the retry-after hint with contract.RetryAfter.
+var (
+	// ErrInProgress: another owner holds the key's lease. KindConflict,
+	// retryable; the returned error carries RetryAfter = the remaining lease.
+	ErrInProgress error = &contract.Error{Kind: contract.KindConflict, Code: "idempotency.in_progress", Detail: "a request with this idempotency key is still in progress"}
+	// ErrMismatch: the key was used before with another payload
+	// (fingerprint). KindPreconditionFailed, never retryable; the middleware
+	// answers it with 422 as the IETF draft requires.
+	ErrMismatch error = &contract.Error{Kind: contract.KindPreconditionFailed, Code: "idempotency.key_reused", Detail: "this idempotency key was already used with a different request payload"}
+	// ErrStoreUnavailable: the store failed and the executor failed closed:
+	// the operation did not run. KindUnavailable, retryable.
+	ErrStoreUnavailable error = &contract.Error{Kind: contract.KindUnavailable, Code: "idempotency.store_unavailable", Detail: "idempotency store unavailable"}
+	// ErrKeyMissing: the request needs an Idempotency-Key header (HTTP 400).
+	ErrKeyMissing error = &contract.Error{Kind: contract.KindInvalid, Code: "idempotency.key_missing", Detail: "this request requires an Idempotency-Key header"}
+	// ErrKeyInvalid: the Idempotency-Key header is malformed, too long or
+	// repeated (HTTP 400).
+	ErrKeyInvalid error = &contract.Error{Kind: contract.KindInvalid, Code: "idempotency.key_invalid", Detail: "the Idempotency-Key header is not a valid key"}
+)
+
+// errFrom returns a fresh copy of a sentinel (so callers may change it)
+// with op, retry-after and cause set.
+func errFrom(sentinel error, op string, cause error) *contract.Error {
+	s := sentinel.(*contract.Error)
+	return &contract.Error{Kind: s.Kind, Code: s.Code, Detail: s.Detail, Op: op, Cause: cause}
+}

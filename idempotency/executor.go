@@ -1,0 +1,420 @@
+package idempotency
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/sadpath/sadpath/contract"
+)
+
+// DuplicatePolicy says what a duplicate does when it meets the same key
+// still in progress.
+type DuplicatePolicy uint8
+
+const (
+	// FailFast (the default) returns ErrInProgress at once, with RetryAfter
+	// set to the owner's remaining lease (HTTP: 409 with Retry-After).
+	FailFast DuplicatePolicy = iota
+	// Wait polls the store with exponential backoff until the first
+	// operation completes (the duplicate then gets its result), fails and is
+	// released (the duplicate then runs it), or the context ends.
+	Wait
+)
+
+// Codec encodes the values Do stores. Marshal and Unmarshal have the
+// signatures of encoding/json's.
+type Codec interface {
+	Marshal(v any) ([]byte, error)
+	Unmarshal(data []byte, v any) error
+}
+
+// JSONCodec is the default Codec: encoding/json.
+type JSONCodec struct{}
+
+// Marshal calls json.Marshal.
+func (JSONCodec) Marshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+// Unmarshal calls json.Unmarshal.
+func (JSONCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
+
+// Defaults of Config.
+const (
+	DefaultLease           = 30 * time.Second
+	DefaultRetention       = 24 * time.Hour
+	DefaultPollInterval    = 10 * time.Millisecond
+	DefaultMaxPollInterval = time.Second
+)
+
+// Config configures an Executor, and through it the Middleware and Dedup.
+// Every zero field means its documented default; only Store is required.
+type Config struct {
+	// Store keeps the records. Required.
+	Store Store
+	// Lease is how long a claim is held without a heartbeat; a crashed
+	// owner's key becomes claimable again after it. Default 30s.
+	Lease time.Duration
+	// Retention is how long a record and its stored result are kept, and so
+	// how long a duplicate is recognised. Must be >= Lease. Default 24h.
+	Retention time.Duration
+	// Duplicate is the policy for a duplicate meeting the key in progress.
+	// Default FailFast.
+	Duplicate DuplicatePolicy
+	// PollInterval is the first delay between polls under Wait, doubled up
+	// to MaxPollInterval and never past the owner's remaining lease.
+	// Defaults 10ms and 1s.
+	PollInterval    time.Duration
+	MaxPollInterval time.Duration
+	// Heartbeat is how often the owner renews its lease while the operation
+	// runs. When a renewal finds the lease lost, the operation's context is
+	// canceled with cause ErrLeaseLost and its result is not recorded.
+	// Default Lease/3; negative disables renewal (the operation must then
+	// finish within Lease).
+	Heartbeat time.Duration
+	// FailOpen runs the operation without idempotency when the store fails
+	// to claim (counted and logged as store_error). The default, false,
+	// fails closed: the operation does not run and the caller gets
+	// ErrStoreUnavailable (HTTP: 503 with Retry-After). Fail open only where
+	// running twice is cheaper than not running at all.
+	FailOpen bool
+	// StoreError reports whether an error returned by the operation is
+	// permanent and must be stored and replayed to duplicates, like a
+	// result. Errors it does not accept release the key so a retry runs the
+	// operation again. Default nil: every error releases. Stored errors are
+	// replayed as *contract.Error with the original Kind, Code and Detail.
+	StoreError func(error) bool
+	// Codec encodes Do's values. Default JSONCodec.
+	Codec Codec
+	// Clock tells the time and arms heartbeat and poll timers. Default: the system clock.
+	Clock Clock
+	// Logger receives one decision record per outcome (see the Outcome
+	// constants), with the key as a short hash. Default nil: no logging.
+	Logger *slog.Logger
+	// MeterProvider provides the Meter for the sadpath.idempotency.outcomes
+	// counter. Default: the global otel MeterProvider.
+	MeterProvider metric.MeterProvider
+}
+
+// Executor runs operations at most once per key: claim → run → complete,
+// or release on failure. Use it through Do, Middleware or Dedup. An
+// Executor is safe for concurrent use; it holds no per-call state.
+type Executor struct {
+	store      Store
+	lease      time.Duration
+	retention  time.Duration
+	duplicate  DuplicatePolicy
+	poll       time.Duration
+	maxPoll    time.Duration
+	heartbeat  time.Duration
+	failOpen   bool
+	storeError func(error) bool
+	codec      Codec
+	clock      Clock
+	obs        *observer
+}
+
+// New returns an Executor configured by cfg, or a KindInvalid error naming
+// the bad field.
+func New(cfg Config) (*Executor, error) { return newExecutor(cfg, "Config", "do") }
+
+func newExecutor(cfg Config, name, component string) (*Executor, error) {
+	if cfg.Store == nil {
+		return nil, configError(name+".Store", "required")
+	}
+	for _, d := range []struct {
+		field string
+		v     time.Duration
+	}{{"Lease", cfg.Lease}, {"Retention", cfg.Retention}, {"PollInterval", cfg.PollInterval}, {"MaxPollInterval", cfg.MaxPollInterval}} {
+		if d.v < 0 {
+			return nil, configError(name+"."+d.field, "must be >= 0, got %v", d.v)
+		}
+	}
+	if cfg.Duplicate > Wait {
+		return nil, configError(name+".Duplicate", "unknown policy %d", cfg.Duplicate)
+	}
+	if cfg.Lease == 0 {
+		cfg.Lease = DefaultLease
+	}
+	if cfg.Retention == 0 {
+		cfg.Retention = max(DefaultRetention, cfg.Lease)
+	}
+	if cfg.Retention < cfg.Lease {
+		return nil, configError(name+".Retention", "must be >= Lease (%v), got %v", cfg.Lease, cfg.Retention)
+	}
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = DefaultPollInterval
+	}
+	if cfg.MaxPollInterval == 0 {
+		cfg.MaxPollInterval = max(DefaultMaxPollInterval, cfg.PollInterval)
+	}
+	if cfg.MaxPollInterval < cfg.PollInterval {
+		return nil, configError(name+".MaxPollInterval", "must be >= PollInterval (%v), got %v", cfg.PollInterval, cfg.MaxPollInterval)
+	}
+	if cfg.Heartbeat == 0 {
+		cfg.Heartbeat = cfg.Lease / 3
+	}
+	if cfg.Heartbeat >= cfg.Lease {
+		return nil, configError(name+".Heartbeat", "must be < Lease (%v) to renew in time, got %v", cfg.Lease, cfg.Heartbeat)
+	}
+	if cfg.Codec == nil {
+		cfg.Codec = JSONCodec{}
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = systemClock{}
+	}
+	obs, err := newObserver(component, cfg.Logger, cfg.MeterProvider)
+	if err != nil {
+		return nil, configError(name+".MeterProvider", "counter: %v", err)
+	}
+	return &Executor{
+		store: cfg.Store, lease: cfg.Lease, retention: cfg.Retention, duplicate: cfg.Duplicate,
+		poll: cfg.PollInterval, maxPoll: cfg.MaxPollInterval, heartbeat: cfg.Heartbeat,
+		failOpen: cfg.FailOpen, storeError: cfg.StoreError, codec: cfg.Codec, clock: cfg.Clock, obs: obs,
+	}, nil
+}
+
+// Do runs fn at most once for key across every caller sharing e's store,
+// and returns its value; a duplicate gets the stored value back without
+// running fn.
+//
+//   - The first caller claims key and runs fn. On success the value is
+//     encoded with the Codec and stored for Retention; on error the key is
+//     released (so a retry runs fn again) unless Config.StoreError marks the
+//     error permanent, in which case it is stored and replayed.
+//   - A duplicate with the same fingerprint gets the stored value (or
+//     stored error). A duplicate with another fingerprint gets ErrMismatch.
+//     A duplicate arriving while fn runs gets ErrInProgress (FailFast) or
+//     waits for the outcome (Wait).
+//   - While fn runs its lease is renewed every Heartbeat. If the lease is
+//     lost (the store expired it and another caller claimed the key) fn's
+//     context is canceled with cause ErrLeaseLost, and Do returns fn's value
+//     with an error matching ErrLeaseLost: fn ran, but its result was not
+//     recorded and the other owner's is authoritative.
+//   - If fn panics the key is released and the panic continues.
+//   - When the store fails, Do returns ErrStoreUnavailable without running
+//     fn, unless Config.FailOpen. When only the final Complete fails after fn
+//     succeeded, Do returns fn's value and nil error (fn ran; the failure is
+//     logged and counted as store_error); the key stays in progress until
+//     its lease expires, so duplicates are still held off for a while.
+//
+// fingerprint identifies the payload, e.g. Fingerprint of the request.
+func Do[T any](ctx context.Context, e *Executor, key Key, fingerprint string, fn func(context.Context) (T, error)) (T, error) {
+	var (
+		v   T
+		ran bool
+	)
+	res, replayed, err := e.run(ctx, key, fingerprint, func(ctx context.Context) (Result, bool, error) {
+		ran = true
+		var ferr error
+		v, ferr = fn(ctx)
+		if ferr != nil {
+			if e.storeError != nil && e.storeError(ferr) {
+				return encodeError(ferr), true, ferr
+			}
+			return Result{}, false, ferr
+		}
+		b, merr := e.codec.Marshal(v)
+		if merr != nil {
+			return Result{}, false, contract.Wrap(contract.KindInternal, "idempotency.do", merr).WithCode("idempotency.encode")
+		}
+		return Result{Body: b}, true, nil
+	})
+	if ran || !replayed {
+		return v, err
+	}
+	var out T
+	if res.StatusCode == storedErrorStatus {
+		return out, decodeError(res.Body)
+	}
+	if uerr := e.codec.Unmarshal(res.Body, &out); uerr != nil {
+		return out, contract.Wrap(contract.KindInternal, "idempotency.do", uerr).WithCode("idempotency.decode")
+	}
+	return out, nil
+}
+
+// storedErrorStatus marks a Result holding a stored permanent error rather
+// than a value (values have StatusCode 0).
+const storedErrorStatus = 1
+
+type storedError struct {
+	Kind   string `json:"kind"`
+	Code   string `json:"code,omitempty"`
+	Detail string `json:"detail,omitempty"`
+}
+
+func encodeError(err error) Result {
+	ce := contract.As(err)
+	b, _ := json.Marshal(storedError{Kind: ce.Kind.String(), Code: ce.Code, Detail: ce.Detail})
+	return Result{StatusCode: storedErrorStatus, Body: b}
+}
+
+func decodeError(b []byte) error {
+	var se storedError
+	if err := json.Unmarshal(b, &se); err != nil {
+		return contract.Wrap(contract.KindInternal, "idempotency.do", err).WithCode("idempotency.decode")
+	}
+	k, _ := contract.ParseKind(se.Kind)
+	return &contract.Error{Kind: k, Code: se.Code, Detail: se.Detail, Op: "idempotency.replay"}
+}
+
+// work is an operation run under a claim: it returns the result to record,
+// whether to record it (false: release the key) and its error.
+type work func(ctx context.Context) (res Result, store bool, err error)
+
+// run is the claim protocol shared by Do, Middleware and Dedup. It returns
+// the replayed result (replayed true), or runs fn and returns what fn
+// returned (fresh work, or fail-open), or a protocol error.
+func (e *Executor) run(ctx context.Context, key Key, fp string, fn work) (Result, bool, error) {
+	req := ClaimRequest{Key: key, Fingerprint: fp, Lease: e.lease, Retention: e.retention}
+	delay := e.poll
+	for {
+		c, err := e.store.Claim(ctx, req)
+		if err != nil {
+			if cerr := ctx.Err(); cerr != nil {
+				return Result{}, false, contract.Wrap(contract.KindOf(cerr), "idempotency.claim", err)
+			}
+			if e.failOpen {
+				e.obs.note(ctx, oStoreError, slog.LevelWarn, "store failed: running without idempotency (fail open)", key, slog.String("error", err.Error()))
+				res, _, ferr := fn(ctx)
+				return res, false, ferr
+			}
+			e.obs.note(ctx, oStoreError, slog.LevelError, "store failed: not running (fail closed)", key, slog.String("error", err.Error()))
+			return Result{}, false, errFrom(ErrStoreUnavailable, "idempotency.claim", err).WithRetryAfter(time.Second)
+		}
+		switch c.Status {
+		case Claimed:
+			return e.own(ctx, key, c.Token, fn)
+		case Completed:
+			e.obs.note(ctx, oReplayed, slog.LevelInfo, "completed before: replaying the stored result", key)
+			if c.Result == nil {
+				return Result{}, true, nil
+			}
+			return *c.Result, true, nil
+		case Mismatch:
+			e.obs.note(ctx, oMismatch, slog.LevelWarn, "key reused with a different payload", key)
+			return Result{}, false, errFrom(ErrMismatch, "idempotency.claim", nil)
+		case InProgress:
+			remaining := max(c.LeaseRemaining, time.Millisecond)
+			if e.duplicate == FailFast {
+				e.obs.note(ctx, oConflict, slog.LevelInfo, "in progress elsewhere: failing fast", key)
+				return Result{}, false, errFrom(ErrInProgress, "idempotency.claim", nil).WithRetryAfter(remaining)
+			}
+			wait := min(delay, remaining)
+			delay = min(2*delay, e.maxPoll)
+			select {
+			case <-ctx.Done():
+				e.obs.note(ctx, oConflict, slog.LevelInfo, "in progress elsewhere: gave up waiting", key)
+				return Result{}, false, errFrom(ErrInProgress, "idempotency.claim", context.Cause(ctx)).WithRetryAfter(remaining)
+			case <-e.clock.After(wait):
+			}
+		default:
+			e.obs.note(ctx, oStoreError, slog.LevelError, "store answered an unknown claim status", key)
+			return Result{}, false, errFrom(ErrStoreUnavailable, "idempotency.claim", errors.New("unknown claim status "+c.Status.String()))
+		}
+	}
+}
+
+// own runs fn while holding the lease, then completes or releases.
+func (e *Executor) own(ctx context.Context, key Key, token uint64, fn work) (res Result, _ bool, err error) {
+	// Completing and releasing must happen even when the caller's context
+	// ended: fn's work is done, and the record has to say so.
+	bg := context.WithoutCancel(ctx)
+	finished := false
+	defer func() {
+		if !finished { // fn panicked
+			if rerr := e.store.Release(bg, key, token); rerr != nil && !errors.Is(rerr, ErrLeaseLost) {
+				e.obs.note(ctx, oStoreError, slog.LevelError, "release after panic failed", key, slog.String("error", rerr.Error()))
+			}
+		}
+	}()
+
+	runCtx := ctx
+	var hb *heartbeat
+	if e.heartbeat > 0 {
+		var cancel context.CancelCauseFunc
+		runCtx, cancel = context.WithCancelCause(ctx)
+		defer cancel(nil)
+		hb = e.startHeartbeat(runCtx, key, token, cancel)
+		defer hb.stop()
+	}
+	res, store, ferr := fn(runCtx)
+	finished = true
+	if hb != nil {
+		hb.stop()
+		if hb.lost {
+			e.obs.note(ctx, oLeaseLost, slog.LevelError, "lease lost while running: result not recorded", key)
+			return res, false, errFrom(ErrLeaseLost, "idempotency.renew", ferr)
+		}
+	}
+	if store {
+		cerr := e.store.Complete(bg, key, token, res)
+		switch {
+		case cerr == nil:
+			e.obs.note(ctx, oExecuted, slog.LevelDebug, "ran and recorded the result", key)
+		case errors.Is(cerr, ErrLeaseLost):
+			e.obs.note(ctx, oLeaseLost, slog.LevelError, "lease lost before completing: result not recorded", key)
+			return res, false, errFrom(ErrLeaseLost, "idempotency.complete", ferr)
+		default:
+			e.obs.note(ctx, oStoreError, slog.LevelError, "ran but could not record the result", key, slog.String("error", cerr.Error()))
+		}
+		return res, false, ferr
+	}
+	if rerr := e.store.Release(bg, key, token); rerr != nil {
+		if errors.Is(rerr, ErrLeaseLost) {
+			e.obs.note(ctx, oLeaseLost, slog.LevelWarn, "lease lost before releasing", key)
+		} else {
+			e.obs.note(ctx, oStoreError, slog.LevelError, "release failed: the key stays claimed until its lease expires", key, slog.String("error", rerr.Error()))
+		}
+	} else {
+		e.obs.note(ctx, oExecuted, slog.LevelDebug, "ran and failed: key released for a retry", key)
+	}
+	return res, false, ferr
+}
+
+// heartbeat renews a lease until stopped, and cancels the work's context
+// when the lease is lost.
+type heartbeat struct {
+	done     chan struct{}
+	finished chan struct{}
+	once     sync.Once
+	lost     bool // written by the goroutine before finished closes
+}
+
+func (e *Executor) startHeartbeat(ctx context.Context, key Key, token uint64, cancel context.CancelCauseFunc) *heartbeat {
+	hb := &heartbeat{done: make(chan struct{}), finished: make(chan struct{})}
+	bg := context.WithoutCancel(ctx)
+	go func() {
+		defer close(hb.finished)
+		for {
+			select {
+			case <-hb.done:
+				return
+			case <-e.clock.After(e.heartbeat):
+			}
+			err := e.store.Renew(bg, key, token, e.lease)
+			switch {
+			case err == nil:
+			case errors.Is(err, ErrLeaseLost):
+				hb.lost = true
+				cancel(errFrom(ErrLeaseLost, "idempotency.renew", nil))
+				return
+			default:
+				// A failed renewal is retried at the next beat; the lease
+				// may still hold. If it runs out, Complete reports it.
+				e.obs.note(ctx, oStoreError, slog.LevelWarn, "lease renewal failed", key, slog.String("error", err.Error()))
+			}
+		}
+	}()
+	return hb
+}
+
+// stop ends the heartbeat and waits for its goroutine; lost is then stable.
+func (hb *heartbeat) stop() {
+	hb.once.Do(func() { close(hb.done) })
+	<-hb.finished
+}

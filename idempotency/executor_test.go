@@ -1,0 +1,409 @@
+package idempotency_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sadpath/sadpath/contract"
+	"github.com/sadpath/sadpath/idempotency"
+	"github.com/sadpath/sadpath/idempotency/storetest"
+)
+
+type payment struct {
+	ID     string `json:"id"`
+	Amount int64  `json:"amount"`
+}
+
+type execEnv struct {
+	clk   *storetest.FakeClock
+	store *idempotency.MemoryStore
+	fault *faultyStore
+	meter *countingMeter
+	logs  *bytes.Buffer
+	ex    *idempotency.Executor
+}
+
+func newExec(t *testing.T, mod func(*idempotency.Config)) *execEnv {
+	t.Helper()
+	env := &execEnv{clk: storetest.NewFakeClock(epoch), meter: newCountingMeter(), logs: &bytes.Buffer{}}
+	env.store = newMemory(t, idempotency.MemoryConfig{Clock: env.clk})
+	env.fault = &faultyStore{Store: env.store}
+	cfg := idempotency.Config{
+		Store:         env.fault,
+		Clock:         env.clk,
+		MeterProvider: env.meter,
+		Logger:        slog.New(slog.NewJSONHandler(&lockedWriter{w: env.logs}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	ex, err := idempotency.New(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	env.ex = ex
+	return env
+}
+
+var k1 = idempotency.Key{Scope: "tenant-1", Key: "order-secret-key-123"}
+
+func TestDoRunsOnceThenReplays(t *testing.T) {
+	env := newExec(t, nil)
+	var runs atomic.Int32
+	fn := func(context.Context) (payment, error) {
+		runs.Add(1)
+		return payment{ID: "pay_1", Amount: 1250}, nil
+	}
+	ctx := context.Background()
+	first, err := idempotency.Do(ctx, env.ex, k1, "fp", fn)
+	if err != nil || first != (payment{ID: "pay_1", Amount: 1250}) {
+		t.Fatalf("first Do: %+v %v", first, err)
+	}
+	for range 3 {
+		again, err := idempotency.Do(ctx, env.ex, k1, "fp", fn)
+		if err != nil || again != first {
+			t.Fatalf("replay: %+v %v, want %+v", again, err, first)
+		}
+	}
+	if n := runs.Load(); n != 1 {
+		t.Fatalf("fn ran %d times, want 1", n)
+	}
+	if env.meter.get(idempotency.OutcomeExecuted) != 1 || env.meter.get(idempotency.OutcomeReplayed) != 3 {
+		t.Fatalf("counters: %v", env.meter.counts)
+	}
+	logs := env.logs.String()
+	if strings.Contains(logs, k1.Key) || strings.Contains(logs, k1.Scope) {
+		t.Fatalf("logs carry the raw key or scope:\n%s", logs)
+	}
+	if !strings.Contains(logs, `"decision":"replayed"`) || !strings.Contains(logs, `"`+idempotency.KeyHash+`":"`) {
+		t.Fatalf("logs miss the replay decision or key hash:\n%s", logs)
+	}
+}
+
+func TestDoMismatch(t *testing.T) {
+	env := newExec(t, nil)
+	ctx := context.Background()
+	if _, err := idempotency.Do(ctx, env.ex, k1, "fp-a", func(context.Context) (int, error) { return 1, nil }); err != nil {
+		t.Fatal(err)
+	}
+	ran := false
+	_, err := idempotency.Do(ctx, env.ex, k1, "fp-b", func(context.Context) (int, error) { ran = true; return 2, nil })
+	if !errors.Is(err, idempotency.ErrMismatch) || !errors.Is(err, contract.ErrPreconditionFailed) || contract.Retryable(err) {
+		t.Fatalf("Do with another fingerprint: %v, want non-retryable ErrMismatch", err)
+	}
+	if ran || env.meter.get(idempotency.OutcomeMismatch) != 1 {
+		t.Fatalf("ran=%v mismatch count %d", ran, env.meter.get(idempotency.OutcomeMismatch))
+	}
+}
+
+// startBlocked runs Do in a goroutine with fn blocked until release is closed.
+func startBlocked(env *execEnv, key idempotency.Key, release <-chan struct{}, result int, err error) (started, done chan struct{}, out *int, outErr *error) {
+	started, done = make(chan struct{}), make(chan struct{})
+	out, outErr = new(int), new(error)
+	go func() {
+		defer close(done)
+		*out, *outErr = idempotency.Do(context.Background(), env.ex, key, "fp", func(ctx context.Context) (int, error) {
+			close(started)
+			<-release
+			return result, err
+		})
+	}()
+	return
+}
+
+func TestDoFailFastOnDuplicateInFlight(t *testing.T) {
+	env := newExec(t, func(c *idempotency.Config) { c.Lease = 10 * time.Second })
+	release := make(chan struct{})
+	started, done, _, _ := startBlocked(env, k1, release, 7, nil)
+	<-started
+	env.clk.Advance(2 * time.Second)
+	_, err := idempotency.Do(context.Background(), env.ex, k1, "fp", func(context.Context) (int, error) {
+		t.Error("duplicate ran")
+		return 0, nil
+	})
+	if !errors.Is(err, idempotency.ErrInProgress) || !errors.Is(err, contract.ErrConflict) {
+		t.Fatalf("duplicate in flight: %v, want ErrInProgress", err)
+	}
+	if ra, ok := contract.RetryAfter(err); !ok || ra <= 0 || ra > 10*time.Second {
+		t.Fatalf("RetryAfter %v %v, want the remaining lease", ra, ok)
+	}
+	close(release)
+	<-done
+	if env.meter.get(idempotency.OutcomeConflict) != 1 {
+		t.Fatalf("conflict count %d", env.meter.get(idempotency.OutcomeConflict))
+	}
+}
+
+func TestDoWaitGetsFirstResult(t *testing.T) {
+	env := newExec(t, func(c *idempotency.Config) { c.Duplicate = idempotency.Wait })
+	release := make(chan struct{})
+	started, done, _, _ := startBlocked(env, k1, release, 42, nil)
+	<-started
+	dupDone := make(chan struct{})
+	var got int
+	var gotErr error
+	go func() {
+		defer close(dupDone)
+		got, gotErr = idempotency.Do(context.Background(), env.ex, k1, "fp", func(context.Context) (int, error) {
+			return -1, nil
+		})
+	}()
+	// The duplicate polls; let the first finish, then let poll timers fire.
+	waitFor(t, "the duplicate to poll", func() bool { return env.clk.Waiters() >= 2 })
+	close(release)
+	<-done
+	advanceUntil(t, env.clk, 10*time.Millisecond, dupDone)
+	if gotErr != nil || got != 42 {
+		t.Fatalf("waiting duplicate: %d %v, want the first result 42", got, gotErr)
+	}
+}
+
+func TestDoWaitRunsWhenFirstFails(t *testing.T) {
+	env := newExec(t, func(c *idempotency.Config) { c.Duplicate = idempotency.Wait })
+	release := make(chan struct{})
+	boom := errors.New("boom")
+	started, done, _, firstErr := startBlocked(env, k1, release, 0, boom)
+	<-started
+	dupDone := make(chan struct{})
+	var got int
+	var gotErr error
+	go func() {
+		defer close(dupDone)
+		got, gotErr = idempotency.Do(context.Background(), env.ex, k1, "fp", func(context.Context) (int, error) {
+			return 99, nil
+		})
+	}()
+	waitFor(t, "the duplicate to poll", func() bool { return env.clk.Waiters() >= 2 })
+	close(release)
+	<-done
+	if !errors.Is(*firstErr, boom) {
+		t.Fatalf("first: %v", *firstErr)
+	}
+	advanceUntil(t, env.clk, 10*time.Millisecond, dupDone)
+	if gotErr != nil || got != 99 {
+		t.Fatalf("duplicate after a released failure: %d %v, want it to run and return 99", got, gotErr)
+	}
+}
+
+func TestDoWaitGivesUpWithContext(t *testing.T) {
+	env := newExec(t, func(c *idempotency.Config) { c.Duplicate = idempotency.Wait })
+	release := make(chan struct{})
+	started, done, _, _ := startBlocked(env, k1, release, 1, nil)
+	<-started
+	ctx, cancel := context.WithCancel(context.Background())
+	dupDone := make(chan struct{})
+	var gotErr error
+	go func() {
+		defer close(dupDone)
+		_, gotErr = idempotency.Do(ctx, env.ex, k1, "fp", func(context.Context) (int, error) { return 0, nil })
+	}()
+	waitFor(t, "the duplicate to poll", func() bool { return env.clk.Waiters() >= 2 })
+	cancel()
+	<-dupDone
+	if !errors.Is(gotErr, idempotency.ErrInProgress) || !errors.Is(gotErr, context.Canceled) {
+		t.Fatalf("canceled wait: %v, want ErrInProgress wrapping context.Canceled", gotErr)
+	}
+	close(release)
+	<-done
+}
+
+func TestDoErrorReleasesForRetry(t *testing.T) {
+	env := newExec(t, nil)
+	ctx := context.Background()
+	boom := contract.New(contract.KindUnavailable, "psp.charge", "gateway down")
+	var runs int
+	_, err := idempotency.Do(ctx, env.ex, k1, "fp", func(context.Context) (int, error) { runs++; return 0, boom })
+	if err != boom {
+		t.Fatalf("Do returned %v, want fn's error unchanged", err)
+	}
+	v, err := idempotency.Do(ctx, env.ex, k1, "fp", func(context.Context) (int, error) { runs++; return 5, nil })
+	if err != nil || v != 5 || runs != 2 {
+		t.Fatalf("retry after a failure: %d %v runs=%d, want it to run", v, err, runs)
+	}
+}
+
+func TestDoStoresPermanentErrors(t *testing.T) {
+	env := newExec(t, func(c *idempotency.Config) {
+		c.StoreError = func(err error) bool { return errors.Is(err, contract.ErrInvalid) }
+	})
+	ctx := context.Background()
+	declined := contract.New(contract.KindInvalid, "psp.charge", "card declined").WithCode("payment.declined")
+	var runs int
+	_, err := idempotency.Do(ctx, env.ex, k1, "fp", func(context.Context) (int, error) { runs++; return 0, declined })
+	if err != declined {
+		t.Fatalf("first: %v", err)
+	}
+	_, err = idempotency.Do(ctx, env.ex, k1, "fp", func(context.Context) (int, error) { runs++; return 1, nil })
+	ce := contract.As(err)
+	if runs != 1 || ce.Kind != contract.KindInvalid || ce.Code != "payment.declined" || ce.Detail != "card declined" {
+		t.Fatalf("replayed permanent error: %v (runs=%d)", err, runs)
+	}
+}
+
+func TestDoPanicReleases(t *testing.T) {
+	env := newExec(t, nil)
+	ctx := context.Background()
+	func() {
+		defer func() {
+			if r := recover(); r != "kaboom" {
+				t.Fatalf("recovered %v, want the panic to continue", r)
+			}
+		}()
+		_, _ = idempotency.Do(ctx, env.ex, k1, "fp", func(context.Context) (int, error) { panic("kaboom") })
+	}()
+	v, err := idempotency.Do(ctx, env.ex, k1, "fp", func(context.Context) (int, error) { return 3, nil })
+	if err != nil || v != 3 {
+		t.Fatalf("after a panic: %d %v, want the key released", v, err)
+	}
+}
+
+func TestDoHeartbeatKeepsLease(t *testing.T) {
+	env := newExec(t, func(c *idempotency.Config) { c.Lease = 3 * time.Second; c.Heartbeat = time.Second })
+	release := make(chan struct{})
+	started, done, out, outErr := startBlocked(env, k1, release, 11, nil)
+	<-started
+	for range 10 { // 10 s of work on a 3 s lease
+		waitFor(t, "the heartbeat to arm", func() bool { return env.clk.Waiters() == 1 })
+		env.clk.Advance(time.Second)
+	}
+	c, err := env.store.Claim(context.Background(), idempotency.ClaimRequest{Key: k1, Fingerprint: "fp", Lease: time.Second, Retention: time.Hour})
+	if err != nil || c.Status != idempotency.InProgress {
+		t.Fatalf("after 10s of heartbeats a claimer sees %v %v, want in progress", c.Status, err)
+	}
+	close(release)
+	<-done
+	if *outErr != nil || *out != 11 {
+		t.Fatalf("Do: %d %v", *out, *outErr)
+	}
+	if r, _ := env.store.Get(context.Background(), k1); r.State != idempotency.StateCompleted {
+		t.Fatalf("record %v, want completed", r.State)
+	}
+}
+
+func TestDoHeartbeatDetectsLeaseLoss(t *testing.T) {
+	env := newExec(t, func(c *idempotency.Config) { c.Lease = 3 * time.Second; c.Heartbeat = time.Second })
+	env.fault.set(&env.fault.renewErr, func() error { return idempotency.ErrLeaseLost })
+	var cause error
+	done := make(chan struct{})
+	var err error
+	go func() {
+		defer close(done)
+		_, err = idempotency.Do(context.Background(), env.ex, k1, "fp", func(ctx context.Context) (int, error) {
+			<-ctx.Done()
+			cause = context.Cause(ctx)
+			return 0, ctx.Err()
+		})
+	}()
+	advanceUntil(t, env.clk, time.Second, done)
+	if !errors.Is(cause, idempotency.ErrLeaseLost) {
+		t.Fatalf("fn's context cause %v, want ErrLeaseLost", cause)
+	}
+	if !errors.Is(err, idempotency.ErrLeaseLost) || env.meter.get(idempotency.OutcomeLeaseLost) != 1 {
+		t.Fatalf("Do: %v (lease_lost count %d), want ErrLeaseLost", err, env.meter.get(idempotency.OutcomeLeaseLost))
+	}
+}
+
+// Without a heartbeat, an owner that outlives its lease is fenced off: the
+// new owner's result stands and the late one learns it lost.
+func TestDoLateOwnerFenced(t *testing.T) {
+	env := newExec(t, func(c *idempotency.Config) { c.Lease = 3 * time.Second; c.Heartbeat = -1 })
+	release := make(chan struct{})
+	started, done, out, outErr := startBlocked(env, k1, release, 1, nil)
+	<-started
+	env.clk.Advance(4 * time.Second)
+	v, err := idempotency.Do(context.Background(), env.ex, k1, "fp", func(context.Context) (int, error) { return 2, nil })
+	if err != nil || v != 2 {
+		t.Fatalf("re-claim after lease expiry: %d %v", v, err)
+	}
+	close(release)
+	<-done
+	if !errors.Is(*outErr, idempotency.ErrLeaseLost) || *out != 1 {
+		t.Fatalf("late owner: %d %v, want its value and ErrLeaseLost", *out, *outErr)
+	}
+	v, err = idempotency.Do(context.Background(), env.ex, k1, "fp", func(context.Context) (int, error) { return 3, nil })
+	if err != nil || v != 2 {
+		t.Fatalf("replay: %d %v, want the new owner's 2", v, err)
+	}
+}
+
+func TestDoStoreFailureFailsClosed(t *testing.T) {
+	env := newExec(t, nil)
+	env.fault.set(&env.fault.claimErr, func() error { return errDown })
+	ran := false
+	_, err := idempotency.Do(context.Background(), env.ex, k1, "fp", func(context.Context) (int, error) { ran = true; return 1, nil })
+	if ran || !errors.Is(err, idempotency.ErrStoreUnavailable) || !errors.Is(err, contract.ErrUnavailable) || !contract.Retryable(err) {
+		t.Fatalf("store down: ran=%v err=%v, want fail closed with a retryable ErrStoreUnavailable", ran, err)
+	}
+	if !errors.Is(err, errDown) {
+		t.Fatalf("the store's error is not in the chain: %v", err)
+	}
+	if env.meter.get(idempotency.OutcomeStoreError) != 1 {
+		t.Fatalf("store_error count %d", env.meter.get(idempotency.OutcomeStoreError))
+	}
+}
+
+func TestDoStoreFailureFailOpen(t *testing.T) {
+	env := newExec(t, func(c *idempotency.Config) { c.FailOpen = true })
+	env.fault.set(&env.fault.claimErr, func() error { return errDown })
+	v, err := idempotency.Do(context.Background(), env.ex, k1, "fp", func(context.Context) (int, error) { return 8, nil })
+	if err != nil || v != 8 {
+		t.Fatalf("fail open: %d %v, want fn to run", v, err)
+	}
+}
+
+func TestDoCompleteFailureReturnsValue(t *testing.T) {
+	env := newExec(t, nil)
+	env.fault.set(&env.fault.compErr, func() error { return errDown })
+	v, err := idempotency.Do(context.Background(), env.ex, k1, "fp", func(context.Context) (int, error) { return 4, nil })
+	if err != nil || v != 4 {
+		t.Fatalf("Complete failing after fn succeeded: %d %v, want fn's value", v, err)
+	}
+	// The key stays claimed until the lease expires: duplicates are held off.
+	_, err = idempotency.Do(context.Background(), env.ex, k1, "fp", func(context.Context) (int, error) { return 5, nil })
+	if !errors.Is(err, idempotency.ErrInProgress) {
+		t.Fatalf("duplicate right after an unrecorded success: %v, want ErrInProgress", err)
+	}
+}
+
+func TestDoCanceledContext(t *testing.T) {
+	env := newExec(t, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	ran := false
+	_, err := idempotency.Do(ctx, env.ex, k1, "fp", func(context.Context) (int, error) { ran = true; return 1, nil })
+	if ran || !errors.Is(err, context.Canceled) {
+		t.Fatalf("canceled: ran=%v err=%v", ran, err)
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	s := newMemory(t, idempotency.MemoryConfig{})
+	tests := []struct {
+		cfg   idempotency.Config
+		field string
+	}{
+		{idempotency.Config{}, "Config.Store"},
+		{idempotency.Config{Store: s, Lease: -1}, "Config.Lease"},
+		{idempotency.Config{Store: s, Retention: -1}, "Config.Retention"},
+		{idempotency.Config{Store: s, Lease: time.Hour, Retention: time.Minute}, "Config.Retention"},
+		{idempotency.Config{Store: s, PollInterval: time.Second, MaxPollInterval: time.Millisecond}, "Config.MaxPollInterval"},
+		{idempotency.Config{Store: s, Lease: time.Second, Heartbeat: time.Second}, "Config.Heartbeat"},
+		{idempotency.Config{Store: s, Duplicate: 9}, "Config.Duplicate"},
+	}
+	for _, tc := range tests {
+		_, err := idempotency.New(tc.cfg)
+		e := contract.As(err)
+		if !errors.Is(err, contract.ErrInvalid) || e.Code != "config.invalid" || !strings.Contains(e.Detail, tc.field) {
+			t.Fatalf("%+v: %v, want config.invalid naming %s", tc.cfg, err, tc.field)
+		}
+	}
+	if _, err := idempotency.New(idempotency.Config{Store: s}); err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+}
