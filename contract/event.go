@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -302,8 +303,9 @@ func (e *Event) Validate() error {
 		v.Check(err == nil && u.IsAbs(), "dataschema", "must be an absolute URI")
 	}
 	if e.DataContentType != "" {
-		_, _, err := mime.ParseMediaType(e.DataContentType)
-		v.Check(err == nil, "datacontenttype", "must be a media type")
+		mt, _, err := mime.ParseMediaType(e.DataContentType)
+		v.Check(err == nil && strings.Count(mt, "/") == 1 && !strings.HasPrefix(mt, "/") && !strings.HasSuffix(mt, "/"),
+			"datacontenttype", "must be a media type (type/subtype)")
 	}
 	if len(e.Data) > 0 {
 		v.Check(json.Valid(e.Data), "data", "must be valid JSON")

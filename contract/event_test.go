@@ -1,0 +1,225 @@
+package contract
+
+import (
+	"encoding/json"
+	"errors"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+const fullEvent = `{"specversion":"1.0","id":"evt_1","source":"/payments","type":"com.example.payment.captured.v1",` +
+	`"subject":"payment/pay_1","time":"2026-11-25T06:00:00.123Z","datacontenttype":"application/json",` +
+	`"dataschema":"https://schemas.example.com/payment/v1","sequence":7,"correlationid":"c-42",` +
+	`"partitionkey":"pay_1","traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01","priority":3,"replayed":false,` +
+	`"data":{"amount_minor":1250,"currency":"EUR"}}`
+
+func TestDecodeEventFull(t *testing.T) {
+	e, err := DecodeEvent([]byte(fullEvent))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Event{
+		ID: "evt_1", Source: "/payments", SpecVersion: "1.0", Type: "com.example.payment.captured.v1",
+		Time:            time.Date(2026, 11, 25, 6, 0, 0, 123_000_000, time.UTC),
+		Subject:         "payment/pay_1",
+		DataContentType: "application/json", DataSchema: "https://schemas.example.com/payment/v1",
+		Sequence: 7, CorrelationID: "c-42",
+		Data: json.RawMessage(`{"amount_minor":1250,"currency":"EUR"}`),
+		Extensions: map[string]any{
+			"partitionkey": "pay_1", "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+			"priority": int64(3), "replayed": false,
+		},
+	}
+	if !reflect.DeepEqual(e, want) {
+		t.Fatalf("got\n%#v\nwant\n%#v", e, want)
+	}
+	if e.DedupKey() != `"/payments"/"evt_1"` {
+		t.Fatalf("DedupKey %s", e.DedupKey())
+	}
+	// Encoding round trip: the same bytes (canonical member order) and the
+	// same event.
+	b, err := json.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b) != fullEventCanonical {
+		t.Fatalf("Marshal =\n%s\nwant\n%s", b, fullEventCanonical)
+	}
+	back, err := DecodeEvent(b)
+	if err != nil || !reflect.DeepEqual(back, e) {
+		t.Fatalf("round trip: %v\n%#v", err, back)
+	}
+}
+
+const fullEventCanonical = `{"specversion":"1.0","id":"evt_1","source":"/payments","type":"com.example.payment.captured.v1",` +
+	`"subject":"payment/pay_1","time":"2026-11-25T06:00:00.123Z","datacontenttype":"application/json",` +
+	`"dataschema":"https://schemas.example.com/payment/v1","sequence":7,"correlationid":"c-42",` +
+	`"partitionkey":"pay_1","priority":3,"replayed":false,"traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",` +
+	`"data":{"amount_minor":1250,"currency":"EUR"}}`
+
+func TestDecodeEventMinimalAndDefaults(t *testing.T) {
+	e, err := DecodeEvent([]byte(`{"specversion":"1.0","id":"1","source":"urn:psp:acme","type":"t"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.DataContentType != "" || e.Sequence != 0 || e.Extensions != nil || e.Data != nil || !e.Time.IsZero() {
+		t.Fatalf("absent attributes must stay zero: %#v", e)
+	}
+	e, err = DecodeEvent([]byte(`{"specversion":"1.0","id":"1","source":"s","type":"t","data":[1],"subject":null,"sequence":"18446744073709551615"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.DataContentType != "application/json" {
+		t.Fatalf("datacontenttype default: %q", e.DataContentType)
+	}
+	if e.Sequence != 18446744073709551615 {
+		t.Fatalf("sequence as a decimal string: %d", e.Sequence)
+	}
+	e, err = DecodeEvent([]byte(`{"specversion":"1.0","id":"1","source":"s","type":"t","datacontenttype":"text/plain","data":"hello","time":"2026-11-25T07:00:00+01:00"}`))
+	if err != nil || e.DataContentType != "text/plain" || string(e.Data) != `"hello"` || !e.Time.Equal(time.Date(2026, 11, 25, 6, 0, 0, 0, time.UTC)) {
+		t.Fatalf("%v %#v", err, e)
+	}
+}
+
+func TestDecodeEventErrors(t *testing.T) {
+	tests := []struct {
+		name   string
+		in     string
+		kind   Kind
+		fields []string
+	}{
+		{"empty", ``, KindMalformed, nil},
+		{"not json", `hello`, KindMalformed, nil},
+		{"array", `[{"id":"1"}]`, KindMalformed, nil},
+		{"string", `"event"`, KindMalformed, nil},
+		{"truncated", `{"specversion":"1.0","id":`, KindMalformed, nil},
+		{"trailing data", `{"specversion":"1.0","id":"1","source":"s","type":"t"} {}`, KindMalformed, nil},
+		{"missing required", `{}`, KindInvalid, []string{"id", "source", "specversion", "type"}},
+		{"wrong specversion", `{"specversion":"0.3","id":"1","source":"s","type":"t"}`, KindInvalid, []string{"specversion"}},
+		{"blank id", `{"specversion":"1.0","id":" ","source":"s","type":"t"}`, KindInvalid, []string{"id"}},
+		{"null required", `{"specversion":"1.0","id":null,"source":"s","type":"t"}`, KindInvalid, []string{"id"}},
+		{"wrong types", `{"specversion":1.0,"id":5,"source":["s"],"type":true}`, KindMalformed, []string{"specversion", "id", "source", "type"}},
+		{"repeated attribute", `{"specversion":"1.0","id":"1","id":"2","source":"s","type":"t"}`, KindMalformed, []string{"id"}},
+		{"bad time", `{"specversion":"1.0","id":"1","source":"s","type":"t","time":"25/11/2026"}`, KindMalformed, []string{"time"}},
+		{"time as number", `{"specversion":"1.0","id":"1","source":"s","type":"t","time":1764050400}`, KindMalformed, []string{"time"}},
+		{"negative sequence", `{"specversion":"1.0","id":"1","source":"s","type":"t","sequence":-1}`, KindMalformed, []string{"sequence"}},
+		{"fractional sequence", `{"specversion":"1.0","id":"1","source":"s","type":"t","sequence":1.5}`, KindMalformed, []string{"sequence"}},
+		{"exponent sequence", `{"specversion":"1.0","id":"1","source":"s","type":"t","sequence":1e3}`, KindMalformed, []string{"sequence"}},
+		{"overflowing sequence", `{"specversion":"1.0","id":"1","source":"s","type":"t","sequence":18446744073709551616}`, KindMalformed, []string{"sequence"}},
+		{"signed string sequence", `{"specversion":"1.0","id":"1","source":"s","type":"t","sequence":"+1"}`, KindMalformed, []string{"sequence"}},
+		{"upper-case extension", `{"specversion":"1.0","id":"1","source":"s","type":"t","partitionKey":"x"}`, KindMalformed, []string{"partitionKey"}},
+		{"long extension name", `{"specversion":"1.0","id":"1","source":"s","type":"t","abcdefghijklmnopqrstu":"x"}`, KindMalformed, []string{"abcdefghijklmnopqrstu"}},
+		{"underscore extension", `{"specversion":"1.0","id":"1","source":"s","type":"t","trace_id":"x"}`, KindMalformed, []string{"trace_id"}},
+		{"object extension", `{"specversion":"1.0","id":"1","source":"s","type":"t","meta":{"a":1}}`, KindMalformed, []string{"meta"}},
+		{"float extension", `{"specversion":"1.0","id":"1","source":"s","type":"t","ratio":0.5}`, KindMalformed, []string{"ratio"}},
+		{"int64 extension", `{"specversion":"1.0","id":"1","source":"s","type":"t","big":4294967296}`, KindMalformed, []string{"big"}},
+		{"data_base64", `{"specversion":"1.0","id":"1","source":"s","type":"t","data_base64":"AQID"}`, KindMalformed, []string{"data_base64"}},
+		{"relative dataschema", `{"specversion":"1.0","id":"1","source":"s","type":"t","dataschema":"/schemas/v1"}`, KindInvalid, []string{"dataschema"}},
+		{"bad source", `{"specversion":"1.0","id":"1","source":"http://[::1","type":"t"}`, KindInvalid, []string{"source"}},
+		{"bad datacontenttype", `{"specversion":"1.0","id":"1","source":"s","type":"t","datacontenttype":"json"}`, KindInvalid, []string{"datacontenttype"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e, err := DecodeEvent([]byte(tt.in))
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("DecodeEvent = %v (%T), want *Error", err, err)
+			}
+			if !reflect.DeepEqual(e, Event{}) {
+				t.Errorf("a failed decode must return the zero Event, got %#v", e)
+			}
+			if ce.Kind != tt.kind {
+				t.Errorf("kind %v, want %v: %v", ce.Kind, tt.kind, err)
+			}
+			var names []string
+			for _, f := range ce.Fields {
+				names = append(names, f.Name)
+			}
+			sort.Strings(names)
+			want := append([]string(nil), tt.fields...)
+			sort.Strings(want)
+			if !reflect.DeepEqual(names, want) && !(len(names) == 0 && len(want) == 0) {
+				t.Errorf("fields %v, want %v", names, want)
+			}
+		})
+	}
+}
+
+func TestEventValidate(t *testing.T) {
+	valid := Event{ID: "1", Source: "/s", SpecVersion: SpecVersion, Type: "t"}
+	if err := valid.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		edit  func(*Event)
+		field string
+	}{
+		{"extension named like an attribute", func(e *Event) { e.Extensions = map[string]any{"id": "x"} }, "id"},
+		{"extension named data", func(e *Event) { e.Extensions = map[string]any{"data": "x"} }, "data"},
+		{"extension bad name", func(e *Event) { e.Extensions = map[string]any{"Bad-Name": "x"} }, "Bad-Name"},
+		{"extension float", func(e *Event) { e.Extensions = map[string]any{"ratio": 0.5} }, "ratio"},
+		{"extension int64 out of range", func(e *Event) { e.Extensions = map[string]any{"n": int64(1) << 40} }, "n"},
+		{"extension nil", func(e *Event) { e.Extensions = map[string]any{"n": nil} }, "n"},
+		{"invalid data", func(e *Event) { e.Data = json.RawMessage(`{"a":`) }, "data"},
+		{"time year 10000", func(e *Event) { e.Time = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) }, "time"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := valid
+			tt.edit(&e)
+			err := e.Validate()
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("Validate = %v", err)
+			}
+			if f := As(err).Fields; len(f) != 1 || f[0].Name != tt.field {
+				t.Fatalf("fields %v, want %q", f, tt.field)
+			}
+			if _, mErr := json.Marshal(e); tt.field != "time" && tt.field != "data" && !errors.Is(mErr, ErrInvalid) {
+				t.Fatalf("Marshal of an unencodable extension = %v", mErr)
+			}
+		})
+	}
+	ok := valid
+	ok.Extensions = map[string]any{"a": "s", "b": true, "c": 3, "d": int32(-4), "e": int64(2147483647)}
+	if err := ok.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(ok)
+	if err != nil || !strings.Contains(string(b), `"a":"s","b":true,"c":3,"d":-4,"e":2147483647`) {
+		t.Fatalf("%v %s", err, b)
+	}
+}
+
+func TestEventMarshalErrors(t *testing.T) {
+	_, err := json.Marshal(Event{Data: json.RawMessage(`{`)})
+	if !errors.Is(err, ErrInvalid) {
+		t.Fatalf("invalid data: %v", err)
+	}
+	_, err = json.Marshal(Event{Time: time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC)})
+	if !errors.Is(err, ErrInvalid) {
+		t.Fatalf("bad time: %v", err)
+	}
+	// A pointer marshals the same as a value.
+	e := Event{ID: "1", Source: "s", SpecVersion: "1.0", Type: "t", Data: json.RawMessage(" { \"a\" : 1 } ")}
+	b1, _ := json.Marshal(e)
+	b2, _ := json.Marshal(&e)
+	if string(b1) != string(b2) || string(b1) != `{"specversion":"1.0","id":"1","source":"s","type":"t","data":{"a":1}}` {
+		t.Fatalf("%s / %s", b1, b2)
+	}
+}
+
+func TestEventUnmarshalViaEncodingJSON(t *testing.T) {
+	var batch []Event
+	in := `[{"specversion":"1.0","id":"1","source":"s","type":"t","sequence":1},{"specversion":"1.0","id":"2","source":"s","type":"t","sequence":2}]`
+	if err := json.Unmarshal([]byte(in), &batch); err != nil || len(batch) != 2 || batch[1].Sequence != 2 {
+		t.Fatalf("%v %+v", err, batch)
+	}
+	err := json.Unmarshal([]byte(`[{"id":"1","Bad":1}]`), &batch)
+	if !errors.Is(err, ErrMalformed) {
+		t.Fatalf("strict syntax through json.Unmarshal: %v", err)
+	}
+}
