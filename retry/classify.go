@@ -1,0 +1,80 @@
+package retry
+
+import (
+	"errors"
+
+	"github.com/cenkalti/backoff/v4"
+
+	"github.com/sadpath/sadpath/contract"
+)
+
+// Class is what a Classifier decides about a failure.
+type Class uint8
+
+const (
+	// Unknown defers to the next classifier (the default classification).
+	Unknown Class = iota
+	// Transient failures are retried.
+	Transient
+	// Permanent failures are returned at once.
+	Permanent
+	// Overloaded failures stop every retry at once: the dependency asked
+	// callers to back off.
+	Overloaded
+)
+
+// String returns the lower-case name of the class.
+func (c Class) String() string {
+	switch c {
+	case Transient:
+		return "transient"
+	case Permanent:
+		return "permanent"
+	case Overloaded:
+		return "overloaded"
+	}
+	return "unknown"
+}
+
+// A Classifier decides whether a failure may be retried. It returns Unknown
+// to let the default classification decide.
+type Classifier func(err error) Class
+
+// Classify is the default classification, in order:
+//
+//   - a *backoff.PermanentError (backoff.Permanent) is Permanent;
+//   - contract.KindOverloaded is Overloaded;
+//   - contract.Retryable(err) — KindRateLimited, KindUnavailable,
+//     KindTimeout (including context.DeadlineExceeded from an attempt timeout
+//     and net.Error timeouts), or an explicit WithRetryable(true) — is
+//     Transient;
+//   - anything else (invalid, unauthorized, conflict, canceled, unknown
+//     errors …) is Permanent.
+//
+// Unknown errors are not retried: wrap them with contract.Wrap(KindUnavailable, …)
+// or supply a Classifier when they are known to be transient.
+func Classify(err error) Class {
+	if err == nil {
+		return Unknown
+	}
+	var pe *backoff.PermanentError
+	if errors.As(err, &pe) {
+		return Permanent
+	}
+	if contract.KindOf(err) == contract.KindOverloaded {
+		return Overloaded
+	}
+	if contract.Retryable(err) {
+		return Transient
+	}
+	return Permanent
+}
+
+func (p *Policy) classify(err error) Class {
+	if p.classifier != nil {
+		if c := p.classifier(err); c != Unknown && c <= Overloaded {
+			return c
+		}
+	}
+	return Classify(err)
+}

@@ -1,0 +1,208 @@
+package retry
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/sadpath/sadpath/contract"
+	"github.com/sadpath/sadpath/logctx"
+)
+
+// defaultPolicy is what a nil *Policy means. It is never modified.
+var defaultPolicy = func() *Policy {
+	p, err := New(Config{})
+	if err != nil {
+		panic(err) // the zero Config is valid by construction
+	}
+	return p
+}()
+
+// Do calls fn until it succeeds or p says stop, and returns fn's value.
+//
+// fn receives the attempt's context: ctx itself, or a child with its own
+// deadline when p has an AttemptTimeout. A failure is classified (see
+// Classify and Config.Classifier): Permanent and Overloaded failures end at
+// once; Transient ones are retried after a wait from p's strategy,
+// lengthened to a contract.RetryAfter hint and always capped by MaxDelay.
+// Do never sleeps past ctx's deadline nor starts a retry that could not
+// finish before it: it gives up early with StopDeadline. Cancelling ctx
+// ends a wait at once.
+//
+// On failure Do returns the last value fn returned and an *Error that
+// unwraps to fn's last error. On success after the first attempt nothing is
+// allocated, no clock is read and no otel call is made. A nil p means the
+// defaults (New(Config{})).
+func Do[T any](ctx context.Context, p *Policy, fn func(context.Context) (T, error)) (T, error) {
+	if p == nil {
+		p = defaultPolicy
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if err := ctx.Err(); err != nil {
+		var zero T
+		return zero, &Error{Op: p.name, Reason: StopContext, Cause: err, ctxErr: err}
+	}
+	if p.budget != nil {
+		p.budget.Call()
+	}
+	var v T
+	var err error
+	if p.attemptTimeout > 0 {
+		v, err = attemptTimeout(ctx, p, fn)
+	} else {
+		v, err = fn(ctx)
+	}
+	if err == nil {
+		if p.budget != nil {
+			p.budget.Success()
+		}
+		return v, nil
+	}
+	return loop(ctx, p, fn, v, err, true, nil)
+}
+
+// DoVoid is Do for functions that return only an error.
+func DoVoid(ctx context.Context, p *Policy, fn func(context.Context) error) error {
+	_, err := Do(ctx, p, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, fn(ctx)
+	})
+	return err
+}
+
+func attemptTimeout[T any](ctx context.Context, p *Policy, fn func(context.Context) (T, error)) (T, error) {
+	actx, cancel := context.WithDeadline(ctx, p.clock.Now().Add(p.attemptTimeout))
+	defer cancel()
+	return fn(actx)
+}
+
+// loop is the failure path of Do: the first attempt failed with err.
+// When timeouts is false the caller applies AttemptTimeout itself (the
+// Transport must keep the attempt context alive while the body is read).
+// beforeWait runs before each wait (the Transport drains the discarded
+// response there).
+func loop[T any](ctx context.Context, p *Policy, fn func(context.Context) (T, error), v T, err error, timeouts bool, beforeWait func()) (T, error) {
+	c := call{p: p, s: schedule{p: p}}
+	for n := 1; ; n++ {
+		wait, final := c.failed(ctx, n, err)
+		if final != nil {
+			return v, final
+		}
+		if beforeWait != nil {
+			beforeWait()
+		}
+		if serr := p.clock.Sleep(ctx, wait); serr != nil {
+			return v, c.stop(ctx, n, StopContext, err, serr)
+		}
+		if timeouts && p.attemptTimeout > 0 {
+			v, err = attemptTimeout(ctx, p, fn)
+		} else {
+			v, err = fn(ctx)
+		}
+		if err == nil {
+			if p.budget != nil {
+				p.budget.Success()
+			}
+			return v, nil
+		}
+	}
+}
+
+// call is the per-call state of the failure path.
+type call struct {
+	p     *Policy
+	s     schedule
+	start time.Time // end of the first failed attempt
+}
+
+// failed decides what follows the failure err of attempt n: a wait before
+// the next attempt, or the final error.
+func (c *call) failed(ctx context.Context, n int, err error) (time.Duration, *Error) {
+	p := c.p
+	now := p.clock.Now()
+	if n == 1 {
+		c.start = now
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		return 0, c.stopAt(ctx, now, n, StopContext, err, cerr)
+	}
+	switch p.classify(err) {
+	case Permanent:
+		return 0, c.stopAt(ctx, now, n, StopPermanent, err, nil)
+	case Overloaded:
+		if p.budget != nil {
+			p.budget.Failure()
+		}
+		return 0, c.stopAt(ctx, now, n, StopOverloaded, err, nil)
+	}
+	if p.budget != nil {
+		p.budget.Failure()
+	}
+	if n >= p.maxAttempts {
+		return 0, c.stopAt(ctx, now, n, StopAttempts, err, nil)
+	}
+	wait := c.s.next()
+	if ra, ok := contract.RetryAfter(err); ok && ra > wait {
+		wait = ra
+	}
+	wait = min(wait, p.maxDelay)
+	if now.Sub(c.start)+wait > p.maxElapsed {
+		return 0, c.stopAt(ctx, now, n, StopElapsed, err, nil)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		left := dl.Sub(now)
+		if wait >= left || (p.reserve > 0 && wait+p.reserve > left) {
+			return 0, c.stopAt(ctx, now, n, StopDeadline, err, context.DeadlineExceeded)
+		}
+	}
+	if p.budget != nil && !p.budget.Retry() {
+		return 0, c.stopAt(ctx, now, n, StopBudget, err, nil)
+	}
+	if p.onRetry != nil {
+		p.onRetry(n, wait, err)
+	}
+	if p.logger != nil {
+		logctx.Decision(ctx, p.logger, slog.LevelInfo, "retrying", errorType(err),
+			slog.String(logctx.KeyDependency, p.name),
+			slog.Int("attempt", n),
+			slog.Duration("delay", wait),
+			slog.String("error", err.Error()))
+	}
+	p.tel.retry(ctx, p.name, n, wait, err)
+	return wait, nil
+}
+
+func (c *call) stop(ctx context.Context, n int, r StopReason, cause, ctxErr error) *Error {
+	return c.stopAt(ctx, c.p.clock.Now(), n, r, cause, ctxErr)
+}
+
+func (c *call) stopAt(ctx context.Context, now time.Time, n int, r StopReason, cause, ctxErr error) *Error {
+	p := c.p
+	e := &Error{Op: p.name, Attempts: n, Elapsed: now.Sub(c.start), Reason: r, Cause: cause, ctxErr: ctxErr}
+	if r == StopPermanent && n == 1 {
+		// Not a retry decision: the caller gets its error, unretried.
+		return e
+	}
+	if p.logger != nil {
+		msg := "gave up retrying"
+		if r == StopBudget {
+			msg = "retry budget exhausted"
+		}
+		logctx.Decision(ctx, p.logger, slog.LevelWarn, msg, r.String(),
+			slog.String(logctx.KeyDependency, p.name),
+			slog.Int("attempts", n),
+			slog.Duration("elapsed", e.Elapsed),
+			slog.String("error", cause.Error()))
+	}
+	p.tel.giveUp(ctx, p.name, e)
+	return e
+}
+
+// errorType names a failure by its contract kind ("unavailable").
+func errorType(err error) string {
+	if err == nil {
+		return ""
+	}
+	return contract.KindOf(err).String()
+}

@@ -1,0 +1,526 @@
+package retry_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/sadpath/sadpath/contract"
+	"github.com/sadpath/sadpath/logctx"
+	"github.com/sadpath/sadpath/retry"
+	"github.com/sadpath/sadpath/retry/retrytest"
+)
+
+// failing returns fn failing with errs in turn, then succeeding with 42,
+// and the count of calls.
+func failing(errs ...error) (func(context.Context) (int, error), *atomic.Int32) {
+	var n atomic.Int32
+	return func(context.Context) (int, error) {
+		i := int(n.Add(1)) - 1
+		if i < len(errs) {
+			return -i, errs[i]
+		}
+		return 42, nil
+	}, &n
+}
+
+func constPolicy(t testing.TB, clk retry.Clock, cfg retry.Config) *retry.Policy {
+	cfg.Clock = clk
+	if cfg.InitialDelay == 0 {
+		cfg.InitialDelay = 100 * time.Millisecond
+		cfg.Strategy = retry.Constant
+	}
+	return mustPolicy(t, cfg)
+}
+
+func TestFirstTrySuccess(t *testing.T) {
+	clk := retrytest.NewClock()
+	fn, calls := failing()
+	v, err := retry.Do(context.Background(), constPolicy(t, clk, retry.Config{}), fn)
+	if v != 42 || err != nil || calls.Load() != 1 || len(clk.Sleeps()) != 0 {
+		t.Errorf("Do = %v, %v after %d calls, %d sleeps; want 42, nil, 1, 0", v, err, calls.Load(), len(clk.Sleeps()))
+	}
+}
+
+func TestTransientThenSuccess(t *testing.T) {
+	clk := retrytest.NewClock()
+	fn, calls := failing(unavailable(), contract.New(contract.KindTimeout, "dep", "slow"))
+	v, err := retry.Do(context.Background(), constPolicy(t, clk, retry.Config{}), fn)
+	if v != 42 || err != nil {
+		t.Fatalf("Do = %v, %v; want 42, nil", v, err)
+	}
+	if calls.Load() != 3 {
+		t.Errorf("calls = %d, want 3", calls.Load())
+	}
+	if got := clk.Sleeps(); len(got) != 2 || got[0] != 100*time.Millisecond || got[1] != 100*time.Millisecond {
+		t.Errorf("sleeps = %v, want [100ms 100ms]", got)
+	}
+}
+
+func TestDoVoid(t *testing.T) {
+	clk := retrytest.NewClock()
+	n := 0
+	err := retry.DoVoid(context.Background(), constPolicy(t, clk, retry.Config{}), func(context.Context) error {
+		n++
+		if n < 2 {
+			return unavailable()
+		}
+		return nil
+	})
+	if err != nil || n != 2 {
+		t.Errorf("DoVoid = %v after %d calls; want nil after 2", err, n)
+	}
+}
+
+// TestStopReasons covers every way Do gives up, with the final error's
+// attempts, elapsed time, reason, cause and unwrapping.
+func TestStopReasons(t *testing.T) {
+	permanent := contract.New(contract.KindInvalid, "dep", "bad amount")
+	overloaded := contract.New(contract.KindOverloaded, "dep", "shedding")
+	tests := []struct {
+		name     string
+		cfg      retry.Config
+		errs     []error
+		deadline time.Duration // 0: none
+		cancelAt int           // cancel ctx in the n-th sleep; 0: never
+		reason   retry.StopReason
+		attempts int
+		elapsed  time.Duration
+		cause    error
+	}{
+		{name: "attempts", cfg: retry.Config{MaxAttempts: 3},
+			errs: []error{unavailable(), unavailable(), unavailable()}, reason: retry.StopAttempts, attempts: 3, elapsed: 200 * time.Millisecond, cause: contract.ErrUnavailable},
+		{name: "elapsed", cfg: retry.Config{MaxAttempts: 10, MaxElapsedTime: 250 * time.Millisecond, MaxDelay: 100 * time.Millisecond},
+			errs: repeat(unavailable(), 10), reason: retry.StopElapsed, attempts: 3, elapsed: 200 * time.Millisecond, cause: contract.ErrUnavailable},
+		{name: "deadline", cfg: retry.Config{MaxAttempts: 10}, deadline: 250 * time.Millisecond,
+			errs: repeat(unavailable(), 10), reason: retry.StopDeadline, attempts: 3, elapsed: 200 * time.Millisecond, cause: context.DeadlineExceeded},
+		{name: "permanent", cfg: retry.Config{}, errs: []error{permanent}, reason: retry.StopPermanent, attempts: 1, cause: contract.ErrInvalid},
+		{name: "permanent after transient", cfg: retry.Config{}, errs: []error{unavailable(), permanent}, reason: retry.StopPermanent, attempts: 2, elapsed: 100 * time.Millisecond, cause: contract.ErrInvalid},
+		{name: "backoff.Permanent", cfg: retry.Config{}, errs: []error{backoff.Permanent(unavailable())}, reason: retry.StopPermanent, attempts: 1, cause: contract.ErrUnavailable},
+		{name: "unknown error", cfg: retry.Config{}, errs: []error{errors.New("boom")}, reason: retry.StopPermanent, attempts: 1},
+		{name: "overloaded", cfg: retry.Config{}, errs: []error{unavailable(), overloaded}, reason: retry.StopOverloaded, attempts: 2, elapsed: 100 * time.Millisecond, cause: contract.ErrOverloaded},
+		{name: "context canceled while waiting", cfg: retry.Config{MaxAttempts: 10}, cancelAt: 2,
+			errs: repeat(unavailable(), 10), reason: retry.StopContext, attempts: 2, elapsed: 200 * time.Millisecond, cause: context.Canceled},
+		{name: "context canceled during attempt", cfg: retry.Config{MaxAttempts: 10}, cancelAt: -2,
+			errs: repeat(unavailable(), 10), reason: retry.StopContext, attempts: 2, elapsed: 100 * time.Millisecond, cause: context.Canceled},
+		{name: "budget", cfg: retry.Config{MaxAttempts: 10, Budget: emptyBudget{}},
+			errs: repeat(unavailable(), 10), reason: retry.StopBudget, attempts: 1, cause: contract.ErrUnavailable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clk := retrytest.NewClock()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if tt.deadline > 0 {
+				var c2 context.CancelFunc
+				ctx, c2 = context.WithDeadline(ctx, clk.Now().Add(tt.deadline))
+				defer c2()
+			}
+			sleeps := 0
+			if tt.cancelAt > 0 {
+				clk.OnSleep(func(time.Duration) {
+					if sleeps++; sleeps == tt.cancelAt {
+						cancel()
+					}
+				})
+			}
+			var calls int
+			fn := func(context.Context) (int, error) {
+				calls++
+				if tt.cancelAt < 0 && calls == -tt.cancelAt {
+					cancel()
+				}
+				return -calls, tt.errs[calls-1]
+			}
+			v, err := retry.Do(ctx, constPolicy(t, clk, tt.cfg), fn)
+			var re *retry.Error
+			if !errors.As(err, &re) {
+				t.Fatalf("Do error %v (%T) is not a *retry.Error", err, err)
+			}
+			if v != -calls {
+				t.Errorf("value = %d, want the last attempt's %d", v, -calls)
+			}
+			if re.Reason != tt.reason || !errors.Is(err, tt.reason) {
+				t.Errorf("reason = %v, want %v", re.Reason, tt.reason)
+			}
+			if re.Attempts != tt.attempts || calls != tt.attempts {
+				t.Errorf("attempts = %d (fn called %d times), want %d", re.Attempts, calls, tt.attempts)
+			}
+			if re.Elapsed != tt.elapsed {
+				t.Errorf("elapsed = %v, want %v", re.Elapsed, tt.elapsed)
+			}
+			if re.Cause != tt.errs[calls-1] || errors.Unwrap(err) != tt.errs[calls-1] {
+				t.Errorf("cause = %v, want the last failure %v", re.Cause, tt.errs[calls-1])
+			}
+			if tt.cause != nil && !errors.Is(err, tt.cause) {
+				t.Errorf("errors.Is(%v, %v) = false", err, tt.cause)
+			}
+			for _, other := range []retry.StopReason{retry.StopAttempts, retry.StopElapsed, retry.StopDeadline, retry.StopBudget, retry.StopPermanent, retry.StopOverloaded, retry.StopContext} {
+				if other != tt.reason && errors.Is(err, other) {
+					t.Errorf("errors.Is(err, %v) = true; reason is %v", other, tt.reason)
+				}
+			}
+			if tt.deadline > 0 {
+				dl, _ := ctx.Deadline()
+				if end := clk.Now(); end.After(dl) {
+					t.Errorf("slept until %v, past the deadline %v", end, dl)
+				}
+			}
+		})
+	}
+}
+
+func repeat(err error, n int) []error {
+	out := make([]error, n)
+	for i := range out {
+		out[i] = err
+	}
+	return out
+}
+
+type emptyBudget struct{}
+
+func (emptyBudget) Call()       {}
+func (emptyBudget) Success()    {}
+func (emptyBudget) Failure()    {}
+func (emptyBudget) Retry() bool { return false }
+
+func TestContextDoneBeforeFirstAttempt(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	calls := 0
+	_, err := retry.Do(ctx, nil, func(context.Context) (int, error) { calls++; return 0, nil })
+	var re *retry.Error
+	if !errors.As(err, &re) || re.Attempts != 0 || re.Reason != retry.StopContext || !errors.Is(err, context.Canceled) || calls != 0 {
+		t.Errorf("Do on a canceled ctx = %v (calls %d); want StopContext, 0 attempts, context.Canceled", err, calls)
+	}
+}
+
+func TestErrorMessage(t *testing.T) {
+	clk := retrytest.NewClock()
+	p := constPolicy(t, clk, retry.Config{Name: "payments-gateway"})
+	_, err := retry.Do(context.Background(), p, func(context.Context) (int, error) { return 0, unavailable() })
+	want := "retry: payments-gateway: gave up after 3 attempts in 200ms (attempts exhausted): dep.call: unavailable: down"
+	if err == nil || err.Error() != want {
+		t.Errorf("err = %q\nwant  %q", err, want)
+	}
+	if k := contract.KindOf(err); k != contract.KindUnavailable {
+		t.Errorf("contract.KindOf = %v, want unavailable", k)
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	ctx := context.Background()
+	t.Run("honoured", func(t *testing.T) {
+		clk := retrytest.NewClock()
+		p := constPolicy(t, clk, retry.Config{InitialDelay: 10 * time.Millisecond})
+		fn, _ := failing(contract.New(contract.KindRateLimited, "dep", "slow down").WithRetryAfter(3 * time.Second))
+		if _, err := retry.Do(ctx, p, fn); err != nil {
+			t.Fatal(err)
+		}
+		if got := clk.Sleeps(); len(got) != 1 || got[0] != 3*time.Second {
+			t.Errorf("sleeps = %v, want [3s]", got)
+		}
+	})
+	t.Run("shorter than backoff", func(t *testing.T) {
+		clk := retrytest.NewClock()
+		p := constPolicy(t, clk, retry.Config{InitialDelay: 2 * time.Second, Strategy: retry.Constant})
+		fn, _ := failing(contract.New(contract.KindRateLimited, "dep", "").WithRetryAfter(time.Millisecond))
+		if _, err := retry.Do(ctx, p, fn); err != nil {
+			t.Fatal(err)
+		}
+		if got := clk.Sleeps(); len(got) != 1 || got[0] != 2*time.Second {
+			t.Errorf("sleeps = %v, want [2s]: Retry-After is a minimum", got)
+		}
+	})
+	t.Run("hostile is capped by MaxDelay", func(t *testing.T) {
+		clk := retrytest.NewClock()
+		p := constPolicy(t, clk, retry.Config{MaxDelay: 5 * time.Second, InitialDelay: 10 * time.Millisecond})
+		fn, _ := failing(contract.New(contract.KindUnavailable, "dep", "").WithRetryAfter(484289 * time.Hour))
+		if _, err := retry.Do(ctx, p, fn); err != nil {
+			t.Fatal(err)
+		}
+		if got := clk.Sleeps(); len(got) != 1 || got[0] != 5*time.Second {
+			t.Errorf("sleeps = %v, want [5s]", got)
+		}
+	})
+	t.Run("past the deadline gives up without sleeping", func(t *testing.T) {
+		clk := retrytest.NewClock()
+		p := constPolicy(t, clk, retry.Config{MaxDelay: 20 * time.Second, InitialDelay: 10 * time.Millisecond})
+		dctx, cancel := context.WithDeadline(ctx, clk.Now().Add(2*time.Second))
+		defer cancel()
+		fn, calls := failing(contract.New(contract.KindUnavailable, "dep", "").WithRetryAfter(10 * time.Second))
+		_, err := retry.Do(dctx, p, fn)
+		if !errors.Is(err, retry.StopDeadline) || !errors.Is(err, context.DeadlineExceeded) || calls.Load() != 1 || len(clk.Sleeps()) != 0 {
+			t.Errorf("err = %v after %d calls, %v sleeps; want StopDeadline at once", err, calls.Load(), clk.Sleeps())
+		}
+	})
+	t.Run("longer than MaxElapsedTime does not disable retries", func(t *testing.T) {
+		// backoff/v4 silently stops retrying here. MaxDelay is never above
+		// MaxElapsedTime, so the hint is capped and the retry happens.
+		clk := retrytest.NewClock()
+		p := constPolicy(t, clk, retry.Config{MaxElapsedTime: time.Second, InitialDelay: 10 * time.Millisecond})
+		fn, calls := failing(contract.New(contract.KindUnavailable, "dep", "").WithRetryAfter(time.Minute))
+		v, err := retry.Do(ctx, p, fn)
+		if v != 42 || err != nil || calls.Load() != 2 {
+			t.Errorf("Do = %v, %v after %d calls; want a retry", v, err, calls.Load())
+		}
+		if got := clk.Sleeps(); len(got) != 1 || got[0] != time.Second {
+			t.Errorf("sleeps = %v, want [1s]", got)
+		}
+	})
+}
+
+func TestAttemptTimeout(t *testing.T) {
+	clk := retrytest.NewClock()
+	p := constPolicy(t, clk, retry.Config{AttemptTimeout: 300 * time.Millisecond})
+	var deadlines []time.Time
+	var nows []time.Time
+	fn := func(ctx context.Context) (int, error) {
+		dl, ok := ctx.Deadline()
+		if !ok {
+			t.Fatal("attempt context has no deadline")
+		}
+		deadlines = append(deadlines, dl)
+		nows = append(nows, clk.Now())
+		if len(deadlines) < 3 {
+			return 0, context.DeadlineExceeded // the attempt timed out: transient
+		}
+		return 7, nil
+	}
+	v, err := retry.Do(context.Background(), p, fn)
+	if v != 7 || err != nil {
+		t.Fatalf("Do = %v, %v", v, err)
+	}
+	for i := range deadlines {
+		if want := nows[i].Add(300 * time.Millisecond); !deadlines[i].Equal(want) {
+			t.Errorf("attempt %d deadline %v, want start+300ms %v", i+1, deadlines[i], want)
+		}
+	}
+}
+
+func TestNoAttemptThatCannotFinish(t *testing.T) {
+	// 1s left, 100ms wait, 300ms attempt timeout: attempts 1..3 fit (wait+timeout
+	// ends before the deadline), the next does not: give up before sleeping.
+	clk := retrytest.NewClock()
+	p := constPolicy(t, clk, retry.Config{AttemptTimeout: 300 * time.Millisecond, MaxAttempts: 100})
+	ctx, cancel := context.WithDeadline(context.Background(), clk.Now().Add(time.Second))
+	defer cancel()
+	calls := 0
+	_, err := retry.Do(ctx, p, func(context.Context) (int, error) {
+		calls++
+		clk.Advance(200 * time.Millisecond) // each attempt takes 200ms
+		return 0, unavailable()
+	})
+	// t=0 a1 ends .2; wait to .3 (.3+.3 ≤ 1) a2 ends .5; wait to .6 (.6+.3 ≤ 1)
+	// a3 ends .8; .9+.3 > 1: stop.
+	if !errors.Is(err, retry.StopDeadline) || calls != 3 {
+		t.Errorf("err = %v after %d calls; want StopDeadline after 3", err, calls)
+	}
+}
+
+func TestClassifierOverride(t *testing.T) {
+	clk := retrytest.NewClock()
+	errTemp := errors.New("temporary glitch")
+	p := constPolicy(t, clk, retry.Config{Classifier: func(err error) retry.Class {
+		switch {
+		case errors.Is(err, errTemp):
+			return retry.Transient
+		case errors.Is(err, contract.ErrRateLimited):
+			return retry.Permanent
+		}
+		return retry.Unknown
+	}})
+	fn, calls := failing(errTemp, errTemp)
+	if v, err := retry.Do(context.Background(), p, fn); v != 42 || err != nil || calls.Load() != 3 {
+		t.Errorf("classified transient: %v, %v after %d calls", v, err, calls.Load())
+	}
+	fn, calls = failing(contract.New(contract.KindRateLimited, "dep", ""))
+	if _, err := retry.Do(context.Background(), p, fn); !errors.Is(err, retry.StopPermanent) || calls.Load() != 1 {
+		t.Errorf("classified permanent: %v after %d calls", err, calls.Load())
+	}
+	fn, calls = failing(unavailable())
+	if _, err := retry.Do(context.Background(), p, fn); err != nil || calls.Load() != 2 {
+		t.Errorf("unknown falls back to the default: %v after %d calls", err, calls.Load())
+	}
+}
+
+func TestClassify(t *testing.T) {
+	for _, tt := range []struct {
+		err  error
+		want retry.Class
+	}{
+		{nil, retry.Unknown},
+		{unavailable(), retry.Transient},
+		{contract.New(contract.KindRateLimited, "", ""), retry.Transient},
+		{contract.New(contract.KindTimeout, "", ""), retry.Transient},
+		{context.DeadlineExceeded, retry.Transient},
+		{context.Canceled, retry.Permanent},
+		{contract.New(contract.KindInvalid, "", ""), retry.Permanent},
+		{contract.New(contract.KindUnauthorized, "", ""), retry.Permanent},
+		{contract.New(contract.KindConflict, "", ""), retry.Permanent},
+		{contract.New(contract.KindInternal, "", "").WithRetryable(true), retry.Transient},
+		{contract.New(contract.KindUnavailable, "", "").WithRetryable(false), retry.Permanent},
+		{contract.New(contract.KindOverloaded, "", ""), retry.Overloaded},
+		{fmt.Errorf("wrapped: %w", contract.New(contract.KindOverloaded, "", "")), retry.Overloaded},
+		{backoff.Permanent(unavailable()), retry.Permanent},
+		{errors.New("unknown"), retry.Permanent},
+	} {
+		if got := retry.Classify(tt.err); got != tt.want {
+			t.Errorf("Classify(%v) = %v, want %v", tt.err, got, tt.want)
+		}
+	}
+}
+
+// TestConcurrentCallsShareAPolicy runs many goroutines through one Policy
+// and one budget under -race and counts every execution.
+func TestConcurrentCallsShareAPolicy(t *testing.T) {
+	clk := retrytest.NewClock()
+	budget := &countingBudget{}
+	p := constPolicy(t, clk, retry.Config{MaxAttempts: 5, Budget: budget, MaxElapsedTime: time.Hour})
+	const goroutines, perG = 64, 50
+	var executions, successes atomic.Int64
+	var wg sync.WaitGroup
+	for g := 0; g < goroutines; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < perG; i++ {
+				n := 0
+				v, err := retry.Do(context.Background(), p, func(context.Context) (int, error) {
+					executions.Add(1)
+					n++
+					if n < 3 { // every call fails twice, then succeeds
+						return 0, unavailable()
+					}
+					return g, nil
+				})
+				if err != nil || v != g {
+					t.Errorf("goroutine %d: %v, %v", g, v, err)
+					return
+				}
+				successes.Add(1)
+			}
+		}(g)
+	}
+	wg.Wait()
+	if got, want := executions.Load(), int64(goroutines*perG*3); got != want {
+		t.Errorf("executions = %d, want exactly %d", got, want)
+	}
+	if successes.Load() != goroutines*perG {
+		t.Errorf("successes = %d", successes.Load())
+	}
+	calls := int64(goroutines * perG)
+	if budget.calls.Load() != calls || budget.successes.Load() != calls || budget.failures.Load() != 2*calls || budget.retries.Load() != 2*calls {
+		t.Errorf("budget saw calls=%d successes=%d failures=%d retries=%d; want %d, %d, %d, %d",
+			budget.calls.Load(), budget.successes.Load(), budget.failures.Load(), budget.retries.Load(), calls, calls, 2*calls, 2*calls)
+	}
+}
+
+// countingBudget allows everything and counts what Do tells it.
+type countingBudget struct{ calls, successes, failures, retries atomic.Int64 }
+
+func (b *countingBudget) Call()       { b.calls.Add(1) }
+func (b *countingBudget) Success()    { b.successes.Add(1) }
+func (b *countingBudget) Failure()    { b.failures.Add(1) }
+func (b *countingBudget) Retry() bool { b.retries.Add(1); return true }
+
+func TestLogsAndTelemetry(t *testing.T) {
+	clk := retrytest.NewClock()
+	sink := &logSink{}
+	mp := newFakeMeterProvider()
+	var hooked []int
+	p := constPolicy(t, clk, retry.Config{
+		Name: "ledger", Logger: sink.logger(), MeterProvider: mp, MaxAttempts: 3,
+		OnRetry: func(attempt int, delay time.Duration, err error) { hooked = append(hooked, attempt) },
+	})
+	span := &recordingSpan{}
+	ctx := logctx.WithCorrelationID(context.Background(), "corr-1")
+	ctx = trace.ContextWithSpan(ctx, span)
+	_, err := retry.Do(ctx, p, func(context.Context) (int, error) { return 0, unavailable() })
+	if !errors.Is(err, retry.StopAttempts) {
+		t.Fatalf("err = %v", err)
+	}
+	recs := sink.records(t)
+	if len(recs) != 3 {
+		t.Fatalf("got %d records, want 2 retries + 1 give-up: %v", len(recs), recs)
+	}
+	for i, r := range recs[:2] {
+		if r["msg"] != "retrying" || r[logctx.KeyDecision] != "retrying" || r[logctx.KeyReason] != "unavailable" ||
+			r["attempt"] != float64(i+1) || r[logctx.KeyDependency] != "ledger" || r["delay"] != float64(100*time.Millisecond) {
+			t.Errorf("record %d = %v", i, r)
+		}
+	}
+	if r := recs[2]; r["msg"] != "gave up retrying" || r["level"] != "WARN" || r[logctx.KeyReason] != "attempts exhausted" || r["attempts"] != float64(3) {
+		t.Errorf("give-up record = %v", r)
+	}
+	if len(hooked) != 2 || hooked[0] != 1 || hooked[1] != 2 {
+		t.Errorf("OnRetry attempts = %v, want [1 2]", hooked)
+	}
+	if mp.count("sadpath.retry.retries") != 2 || mp.count("sadpath.retry.give_ups") != 1 {
+		t.Errorf("counters retries=%d give_ups=%d, want 2, 1", mp.count("sadpath.retry.retries"), mp.count("sadpath.retry.give_ups"))
+	}
+	if len(span.events) != 3 || span.events[0] != "retry" || span.events[2] != "retry.give_up" {
+		t.Errorf("span events = %v", span.events)
+	}
+
+	// Off costs nothing: no records, counters or events.
+	sink2, mp2, span2 := &logSink{}, newFakeMeterProvider(), &recordingSpan{}
+	p2 := constPolicy(t, clk, retry.Config{MeterProvider: mp2, DisableTelemetry: true})
+	_, _ = retry.Do(trace.ContextWithSpan(context.Background(), span2), p2, func(context.Context) (int, error) { return 0, unavailable() })
+	if len(sink2.records(t)) != 0 || mp2.count("sadpath.retry.retries") != 0 || len(span2.events) != 0 {
+		t.Errorf("telemetry off still recorded: %d events", len(span2.events))
+	}
+}
+
+func TestBudgetExhaustedIsLogged(t *testing.T) {
+	clk := retrytest.NewClock()
+	sink := &logSink{}
+	mp := newFakeMeterProvider()
+	p := constPolicy(t, clk, retry.Config{Name: "ledger", Logger: sink.logger(), MeterProvider: mp, Budget: emptyBudget{}})
+	orig := unavailable()
+	_, err := retry.Do(context.Background(), p, func(context.Context) (int, error) { return 0, orig })
+	if !errors.Is(err, retry.StopBudget) || !errors.Is(err, orig) {
+		t.Fatalf("err = %v; want StopBudget wrapping the original error", err)
+	}
+	recs := sink.records(t)
+	if len(recs) != 1 || recs[0]["msg"] != "retry budget exhausted" || recs[0][logctx.KeyReason] != "retry budget exhausted" {
+		t.Errorf("records = %v", recs)
+	}
+	mp.mu.Lock()
+	defer mp.mu.Unlock()
+	if len(mp.attrs["sadpath.retry.give_ups"]) != 1 {
+		t.Fatalf("give_ups recorded %d times", len(mp.attrs["sadpath.retry.give_ups"]))
+	}
+	if v, ok := mp.attrs["sadpath.retry.give_ups"][0].Value("sadpath.retry.stop_reason"); !ok || v.AsString() != "retry budget exhausted" {
+		t.Errorf("stop_reason attribute = %v", v)
+	}
+}
+
+func TestRealClockCancelStopsWaitAtOnce(t *testing.T) {
+	// The one test on the system clock: a 1h wait must end when ctx is
+	// canceled, not when the timer fires.
+	p := mustPolicy(t, retry.Config{Strategy: retry.Constant, InitialDelay: time.Hour, MaxElapsedTime: 2 * time.Hour, MaxDelay: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	started := make(chan struct{})
+	go func() {
+		_, err := retry.Do(ctx, p, func(context.Context) (int, error) {
+			close(started)
+			return 0, unavailable()
+		})
+		done <- err
+	}()
+	<-started
+	cancel()
+	if err := <-done; !errors.Is(err, retry.StopContext) || !errors.Is(err, context.Canceled) {
+		t.Errorf("err = %v; want StopContext", err)
+	}
+}

@@ -1,0 +1,310 @@
+package retry
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/sadpath/sadpath/contract"
+)
+
+// IdempotencyKeyHeader is the header that makes a non-idempotent request
+// retryable (IETF draft "The Idempotency-Key HTTP Header Field").
+const IdempotencyKeyHeader = "Idempotency-Key"
+
+// maxDrain is the most of a discarded response body read so its connection
+// can be reused; a longer body is closed unread.
+const maxDrain = 64 << 10
+
+// TransportConfig configures a Transport. Zero fields mean the defaults.
+type TransportConfig struct {
+	// Base makes the attempts. Default http.DefaultTransport.
+	Base http.RoundTripper
+	// Policy decides waits, attempts, budget, logs and telemetry. Nil means
+	// New(Config{}). Its AttemptTimeout bounds each attempt until its
+	// response body is closed.
+	Policy *Policy
+	// RetryStatuses are the response statuses retried. Default 429, 502,
+	// 503 and 504; each must be in [400, 599].
+	RetryStatuses []int
+	// GenerateIdempotencyKey adds a random Idempotency-Key to POST requests
+	// that have none, making them retryable; the same key is sent on every
+	// attempt. The server must implement the header.
+	GenerateIdempotencyKey bool
+	// ResendCountHeader, when set, names a request header carrying the
+	// resend count (1 on the first retry) on retries; the first attempt does
+	// not carry it. Default: no header.
+	ResendCountHeader string
+}
+
+// Transport is an http.RoundTripper that retries safe requests: those with
+// an idempotent method (GET, HEAD, OPTIONS, PUT, DELETE) and those carrying
+// an Idempotency-Key header (or given one, see
+// TransportConfig.GenerateIdempotencyKey). Other requests, and requests whose
+// body cannot be rewound (a Body without GetBody), get exactly one attempt.
+//
+// A connection error or a response with a RetryStatuses status is retried
+// under the Policy; Retry-After is honoured (capped by MaxDelay and the
+// deadline), a 503 problem with code "overloaded" stops at once, bodies are
+// rewound through GetBody, and every discarded response is drained (up to
+// 64 KiB) and closed so its connection is reused. When the Policy gives up
+// on a status the last response is returned as is, with a nil error, like
+// any RoundTripper; when it gives up on a connection error, the *Error is
+// returned.
+//
+// On a retried request the span in the request's context gets the
+// attribute http.request.resend_count (unless the Policy's telemetry is
+// off). A Transport is safe for concurrent use.
+type Transport struct {
+	base     http.RoundTripper
+	p        *Policy
+	loop     *Policy // p without AttemptTimeout: try applies it itself
+	statuses []int
+	genKey   bool
+	header   string
+}
+
+var _ http.RoundTripper = (*Transport)(nil)
+
+// NewTransport validates cfg and returns the Transport.
+func NewTransport(cfg TransportConfig) (*Transport, error) {
+	t := &Transport{base: cfg.Base, p: cfg.Policy, genKey: cfg.GenerateIdempotencyKey}
+	if t.base == nil {
+		t.base = http.DefaultTransport
+	}
+	if t.p == nil {
+		t.p = defaultPolicy
+	}
+	// The attempt timeout must last until the response body is closed, so
+	// try applies it, not Do; the copy keeps p's budget, hooks, telemetry
+	// and deadline reserve.
+	t.loop = t.p
+	if t.p.attemptTimeout > 0 {
+		c := *t.p
+		c.attemptTimeout = 0
+		t.loop = &c
+	}
+	if len(cfg.RetryStatuses) == 0 {
+		t.statuses = []int{http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout}
+	} else {
+		for i, s := range cfg.RetryStatuses {
+			if s < 400 || s > 599 {
+				return nil, configError("TransportConfig.RetryStatuses["+strconv.Itoa(i)+"]", "must be in [400, 599], got %d", s)
+			}
+		}
+		t.statuses = append([]int(nil), cfg.RetryStatuses...)
+	}
+	if h := cfg.ResendCountHeader; h != "" {
+		if !validHeaderName(h) {
+			return nil, configError("TransportConfig.ResendCountHeader", "must be a valid header name, got %q", h)
+		}
+		t.header = http.CanonicalHeaderKey(h)
+	}
+	return t, nil
+}
+
+func validHeaderName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0 {
+			continue
+		}
+		return false
+	}
+	return len(s) <= 256
+}
+
+func idempotentMethod(m string) bool {
+	switch m {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
+}
+
+// RoundTrip sends req, retrying it when it is safe to.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	safe := idempotentMethod(req.Method) || req.Header.Get(IdempotencyKeyHeader) != ""
+	if !safe && t.genKey && req.Method == http.MethodPost {
+		r := req.Clone(req.Context())
+		r.Header.Set(IdempotencyKeyHeader, rand.Text())
+		req, safe = r, true
+	}
+	hasBody := req.Body != nil && req.Body != http.NoBody
+	if !safe || (hasBody && req.GetBody == nil) {
+		return t.base.RoundTrip(req)
+	}
+	ctx := req.Context()
+	p := t.p
+	a := &attempts{t: t, req: req, hasBody: hasBody}
+	resp, err := Do(ctx, t.loop, a.try)
+	if a.n == 0 && hasBody {
+		req.Body.Close() // a RoundTripper always closes the body
+	}
+	if a.n > 1 && p.tel != nil {
+		trace.SpanFromContext(ctx).SetAttributes(attribute.Int("http.request.resend_count", a.n-1))
+	}
+	if err == nil {
+		return resp, nil
+	}
+	if resp != nil && resp == a.pending {
+		return resp, nil // gave up on a status: the caller reads the last answer
+	}
+	return nil, err
+}
+
+// attempts is the state of one RoundTrip.
+type attempts struct {
+	t       *Transport
+	req     *http.Request
+	hasBody bool
+	n       int
+	pending *http.Response // the last retryable-status response, not yet discarded
+}
+
+func (a *attempts) try(ctx context.Context) (*http.Response, error) {
+	if a.pending != nil {
+		drain(a.pending.Body)
+		a.pending = nil
+	}
+	a.n++
+	t, p := a.t, a.t.p
+	var cancel context.CancelFunc
+	if p.attemptTimeout > 0 {
+		ctx, cancel = context.WithDeadline(ctx, p.clock.Now().Add(p.attemptTimeout))
+	}
+	r := a.req.WithContext(ctx)
+	if a.n > 1 {
+		if a.hasBody {
+			body, err := a.req.GetBody()
+			if err != nil {
+				if cancel != nil {
+					cancel()
+				}
+				return nil, contract.Wrap(contract.KindInternal, "retry.Transport", err).WithCode("http.get_body")
+			}
+			r.Body = body
+		}
+		if t.header != "" {
+			r.Header = a.req.Header.Clone()
+			r.Header.Set(t.header, strconv.Itoa(a.n-1))
+		}
+	}
+	resp, err := t.base.RoundTrip(r)
+	if err != nil {
+		if cancel != nil {
+			cancel()
+		}
+		return nil, transportError(err)
+	}
+	if cancel != nil {
+		resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
+	}
+	if !t.retryStatus(resp.StatusCode) {
+		return resp, nil
+	}
+	a.pending = resp
+	return resp, statusError(resp, p)
+}
+
+func (t *Transport) retryStatus(code int) bool {
+	for _, s := range t.statuses {
+		if s == code {
+			return true
+		}
+	}
+	return false
+}
+
+// statusError is the failure for a retryable status: contract's mapping of
+// status and Retry-After, refined by a problem body's code ("overloaded").
+// A JSON body is read (at most contract.MaxProblemBody) and put back, so the
+// caller can still read it when this is the last answer.
+func statusError(resp *http.Response, p *Policy) error {
+	now := p.clock.Now()
+	var e *contract.Error
+	if resp.Body != nil && resp.Body != http.NoBody && strings.Contains(resp.Header.Get("Content-Type"), "json") {
+		buf, rerr := io.ReadAll(io.LimitReader(resp.Body, contract.MaxProblemBody+1))
+		resp.Body = &replayBody{Reader: io.MultiReader(bytes.NewReader(buf), errReader{rerr}, resp.Body), c: resp.Body}
+		peek := *resp
+		peek.Body = io.NopCloser(bytes.NewReader(buf))
+		e = contract.As(contract.ParseProblemAt(&peek, now))
+	} else {
+		e = contract.ErrorFromStatusAt(resp.StatusCode, resp.Header, now)
+	}
+	if e.Kind != contract.KindOverloaded {
+		e.WithRetryable(true) // configured as retryable, whatever its Kind
+	}
+	return e
+}
+
+// transportError classifies an error from the base RoundTripper:
+// connection failures (refused, reset, EOF, net errors) and attempt
+// timeouts are transient; a canceled context and anything else (bad URL,
+// TLS verification …) are not.
+func transportError(err error) error {
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	if contract.Retryable(err) {
+		var ce *contract.Error
+		if errors.As(err, &ce) {
+			return err
+		}
+		return contract.Wrap(contract.KindOf(err), "retry.Transport", err)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) {
+		return contract.Wrap(contract.KindUnavailable, "retry.Transport", err)
+	}
+	return err
+}
+
+func drain(b io.ReadCloser) {
+	if b == nil {
+		return
+	}
+	_, _ = io.CopyN(io.Discard, b, maxDrain)
+	_ = b.Close()
+}
+
+// cancelBody ends the attempt's context when the body is closed.
+type cancelBody struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (b *cancelBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
+}
+
+// replayBody returns the bytes already read, then the rest.
+type replayBody struct {
+	io.Reader
+	c io.Closer
+}
+
+func (b *replayBody) Close() error { return b.c.Close() }
+
+// errReader replays a read error met while peeking (nil: nothing).
+type errReader struct{ err error }
+
+func (r errReader) Read([]byte) (int, error) {
+	if r.err != nil {
+		return 0, r.err
+	}
+	return 0, io.EOF
+}

@@ -1,0 +1,409 @@
+package retry_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/sadpath/sadpath/contract"
+	"github.com/sadpath/sadpath/retry"
+	"github.com/sadpath/sadpath/retry/retrytest"
+)
+
+// step is one scripted answer of the fake base transport.
+type step struct {
+	status int
+	header http.Header
+	body   string
+	err    error
+}
+
+// trackedBody records how much was read and whether it was closed.
+type trackedBody struct {
+	r      io.Reader
+	read   atomic.Int64
+	closed atomic.Bool
+}
+
+func (b *trackedBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	b.read.Add(int64(n))
+	return n, err
+}
+
+func (b *trackedBody) Close() error { b.closed.Store(true); return nil }
+
+type seenRequest struct {
+	method string
+	header http.Header
+	body   string
+	ctx    context.Context
+}
+
+// scripted is a fake base RoundTripper answering with steps in turn.
+type scripted struct {
+	mu     sync.Mutex
+	steps  []step
+	seen   []seenRequest
+	bodies []*trackedBody
+}
+
+func (s *scripted) RoundTrip(r *http.Request) (*http.Response, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var body string
+	if r.Body != nil {
+		b, _ := io.ReadAll(r.Body)
+		r.Body.Close()
+		body = string(b)
+	}
+	s.seen = append(s.seen, seenRequest{method: r.Method, header: r.Header.Clone(), body: body, ctx: r.Context()})
+	i := len(s.seen) - 1
+	if i >= len(s.steps) {
+		i = len(s.steps) - 1
+	}
+	st := s.steps[i]
+	if st.err != nil {
+		return nil, st.err
+	}
+	tb := &trackedBody{r: strings.NewReader(st.body)}
+	s.bodies = append(s.bodies, tb)
+	h := st.header
+	if h == nil {
+		h = http.Header{}
+	}
+	return &http.Response{StatusCode: st.status, Status: http.StatusText(st.status), Header: h, Body: tb, Request: r}, nil
+}
+
+func newTransport(t *testing.T, base http.RoundTripper, clk *retrytest.Clock, cfg retry.TransportConfig, pcfg retry.Config) *retry.Transport {
+	t.Helper()
+	pcfg.Clock = clk
+	if pcfg.InitialDelay == 0 {
+		pcfg.Strategy, pcfg.InitialDelay = retry.Constant, 50*time.Millisecond
+	}
+	cfg.Base = base
+	cfg.Policy = mustPolicy(t, pcfg)
+	tr, err := retry.NewTransport(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
+func TestTransportRetriesIdempotentAndDrains(t *testing.T) {
+	clk := retrytest.NewClock()
+	base := &scripted{steps: []step{
+		{status: 503, body: strings.Repeat("x", 1000)},
+		{status: 502, body: "bad gateway"},
+		{status: 200, body: "ok"},
+	}}
+	tr := newTransport(t, base, clk, retry.TransportConfig{ResendCountHeader: "X-Resend-Count"}, retry.Config{})
+	span := &recordingSpan{}
+	ctx := trace.ContextWithSpan(context.Background(), span)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://dep.test/items/1", nil)
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(b) != "ok" || len(base.seen) != 3 {
+		t.Fatalf("got %d %q after %d attempts; want 200 ok after 3", resp.StatusCode, b, len(base.seen))
+	}
+	for i, tb := range base.bodies[:2] {
+		if !tb.closed.Load() || tb.read.Load() != int64(len(base.steps[i].body)) {
+			t.Errorf("discarded body %d: closed %v, read %d of %d", i, tb.closed.Load(), tb.read.Load(), len(base.steps[i].body))
+		}
+	}
+	for i, want := range []string{"", "1", "2"} {
+		if got := base.seen[i].header.Get("X-Resend-Count"); got != want {
+			t.Errorf("attempt %d X-Resend-Count = %q, want %q", i+1, got, want)
+		}
+	}
+	if req.Header.Get("X-Resend-Count") != "" {
+		t.Error("the caller's request was modified")
+	}
+	if v, ok := span.attr("http.request.resend_count"); !ok || v.AsInt64() != 2 {
+		t.Errorf("http.request.resend_count = %v, %v; want 2", v, ok)
+	}
+}
+
+func TestTransportRetryAfter(t *testing.T) {
+	for _, tt := range []struct {
+		name, value string
+		want        time.Duration
+	}{
+		{"seconds", "2", 2 * time.Second},
+		{"hostile", "1743441600000", 5 * time.Second}, // 484,289 hours: capped by MaxDelay
+		{"garbage", "soon", 50 * time.Millisecond},
+		{"negative", "-5", 50 * time.Millisecond},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			clk := retrytest.NewClock()
+			base := &scripted{steps: []step{{status: 429, header: http.Header{"Retry-After": {tt.value}}}, {status: 200}}}
+			tr := newTransport(t, base, clk, retry.TransportConfig{}, retry.Config{MaxDelay: 5 * time.Second})
+			req, _ := http.NewRequest(http.MethodGet, "http://dep.test/", nil)
+			resp, err := tr.RoundTrip(req)
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatalf("RoundTrip = %v, %v", resp, err)
+			}
+			resp.Body.Close()
+			if got := clk.Sleeps(); len(got) != 1 || got[0] != tt.want {
+				t.Errorf("sleeps = %v, want [%v]", got, tt.want)
+			}
+		})
+	}
+	t.Run("http date", func(t *testing.T) {
+		clk := retrytest.NewClockAt(time.Date(2026, 11, 25, 6, 0, 0, 0, time.UTC))
+		date := clk.Now().Add(3 * time.Second).Format(http.TimeFormat)
+		base := &scripted{steps: []step{{status: 503, header: http.Header{"Retry-After": {date}}}, {status: 204}}}
+		tr := newTransport(t, base, clk, retry.TransportConfig{}, retry.Config{})
+		req, _ := http.NewRequest(http.MethodGet, "http://dep.test/", nil)
+		resp, err := tr.RoundTrip(req)
+		if err != nil || resp.StatusCode != 204 {
+			t.Fatalf("RoundTrip = %v, %v", resp, err)
+		}
+		resp.Body.Close()
+		if got := clk.Sleeps(); len(got) != 1 || got[0] != 3*time.Second {
+			t.Errorf("sleeps = %v, want [3s]", got)
+		}
+	})
+}
+
+func TestTransportUnsafeRequestsGetOneAttempt(t *testing.T) {
+	clk := retrytest.NewClock()
+	for _, tt := range []struct {
+		name string
+		req  func() *http.Request
+	}{
+		{"POST without key", func() *http.Request {
+			r, _ := http.NewRequest(http.MethodPost, "http://dep.test/pay", strings.NewReader(`{"amount":1}`))
+			return r
+		}},
+		{"PATCH without key", func() *http.Request {
+			r, _ := http.NewRequest(http.MethodPatch, "http://dep.test/pay", strings.NewReader(`{}`))
+			return r
+		}},
+		{"PUT with a body that cannot be rewound", func() *http.Request {
+			r, _ := http.NewRequest(http.MethodPut, "http://dep.test/pay", io.NopCloser(strings.NewReader("x")))
+			r.GetBody = nil
+			return r
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			base := &scripted{steps: []step{{status: 503}, {status: 200}}}
+			tr := newTransport(t, base, clk, retry.TransportConfig{}, retry.Config{})
+			resp, err := tr.RoundTrip(tt.req())
+			if err != nil || resp.StatusCode != 503 || len(base.seen) != 1 {
+				t.Fatalf("got %v, %v after %d attempts; want the 503 after 1", resp, err, len(base.seen))
+			}
+			resp.Body.Close()
+		})
+	}
+}
+
+func TestTransportIdempotencyKey(t *testing.T) {
+	t.Run("caller's key, body rewound", func(t *testing.T) {
+		clk := retrytest.NewClock()
+		base := &scripted{steps: []step{{err: &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}}, {status: 503}, {status: 201}}}
+		tr := newTransport(t, base, clk, retry.TransportConfig{}, retry.Config{})
+		req, _ := http.NewRequest(http.MethodPost, "http://dep.test/pay", strings.NewReader(`{"amount":100}`))
+		req.Header.Set("Idempotency-Key", "k-123")
+		resp, err := tr.RoundTrip(req)
+		if err != nil || resp.StatusCode != 201 || len(base.seen) != 3 {
+			t.Fatalf("got %v, %v after %d attempts", resp, err, len(base.seen))
+		}
+		resp.Body.Close()
+		for i, s := range base.seen {
+			if s.header.Get("Idempotency-Key") != "k-123" || s.body != `{"amount":100}` {
+				t.Errorf("attempt %d: key %q body %q", i+1, s.header.Get("Idempotency-Key"), s.body)
+			}
+		}
+	})
+	t.Run("generated key, the same on every attempt", func(t *testing.T) {
+		clk := retrytest.NewClock()
+		base := &scripted{steps: []step{{status: 502}, {status: 504}, {status: 200}}}
+		tr := newTransport(t, base, clk, retry.TransportConfig{GenerateIdempotencyKey: true}, retry.Config{})
+		req, _ := http.NewRequest(http.MethodPost, "http://dep.test/pay", strings.NewReader(`{}`))
+		resp, err := tr.RoundTrip(req)
+		if err != nil || resp.StatusCode != 200 || len(base.seen) != 3 {
+			t.Fatalf("got %v, %v after %d attempts", resp, err, len(base.seen))
+		}
+		resp.Body.Close()
+		key := base.seen[0].header.Get("Idempotency-Key")
+		if len(key) < 16 {
+			t.Fatalf("generated key %q is too short", key)
+		}
+		for i, s := range base.seen {
+			if s.header.Get("Idempotency-Key") != key || s.body != "{}" {
+				t.Errorf("attempt %d: key %q body %q", i+1, s.header.Get("Idempotency-Key"), s.body)
+			}
+		}
+		if req.Header.Get("Idempotency-Key") != "" {
+			t.Error("the caller's request was modified")
+		}
+	})
+}
+
+func TestTransportGivesUp(t *testing.T) {
+	t.Run("on a status: the last response, body intact", func(t *testing.T) {
+		clk := retrytest.NewClock()
+		problem := `{"type":"about:blank","title":"Service Unavailable","status":503,"code":"unavailable"}`
+		h := http.Header{"Content-Type": {"application/problem+json"}}
+		base := &scripted{steps: []step{{status: 503, header: h, body: problem}}}
+		tr := newTransport(t, base, clk, retry.TransportConfig{}, retry.Config{MaxAttempts: 3})
+		req, _ := http.NewRequest(http.MethodGet, "http://dep.test/", nil)
+		resp, err := tr.RoundTrip(req)
+		if err != nil || resp.StatusCode != 503 || len(base.seen) != 3 {
+			t.Fatalf("got %v, %v after %d attempts; want the 503 after 3", resp, err, len(base.seen))
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != problem {
+			t.Errorf("body = %q, want the problem intact", b)
+		}
+		if !base.bodies[2].closed.Load() {
+			t.Error("closing the returned body did not close the underlying body")
+		}
+	})
+	t.Run("overloaded problem stops at once", func(t *testing.T) {
+		clk := retrytest.NewClock()
+		h := http.Header{"Content-Type": {"application/problem+json"}}
+		base := &scripted{steps: []step{{status: 503, header: h, body: `{"status":503,"code":"overloaded"}`}, {status: 200}}}
+		tr := newTransport(t, base, clk, retry.TransportConfig{}, retry.Config{})
+		req, _ := http.NewRequest(http.MethodGet, "http://dep.test/", nil)
+		resp, err := tr.RoundTrip(req)
+		if err != nil || resp.StatusCode != 503 || len(base.seen) != 1 {
+			t.Fatalf("got %v, %v after %d attempts; want the 503 after 1", resp, err, len(base.seen))
+		}
+		resp.Body.Close()
+	})
+	t.Run("on connection errors: the *retry.Error", func(t *testing.T) {
+		clk := retrytest.NewClock()
+		dial := &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+		base := &scripted{steps: []step{{err: dial}}}
+		tr := newTransport(t, base, clk, retry.TransportConfig{}, retry.Config{MaxAttempts: 4})
+		req, _ := http.NewRequest(http.MethodGet, "http://dep.test/", nil)
+		resp, err := tr.RoundTrip(req)
+		if resp != nil || !errors.Is(err, retry.StopAttempts) || !errors.Is(err, syscall.ECONNREFUSED) || !errors.Is(err, contract.ErrUnavailable) || len(base.seen) != 4 {
+			t.Fatalf("got %v, %v after %d attempts", resp, err, len(base.seen))
+		}
+	})
+	t.Run("unconfigured status is not retried", func(t *testing.T) {
+		clk := retrytest.NewClock()
+		base := &scripted{steps: []step{{status: 500}, {status: 200}}}
+		tr := newTransport(t, base, clk, retry.TransportConfig{}, retry.Config{})
+		req, _ := http.NewRequest(http.MethodGet, "http://dep.test/", nil)
+		resp, err := tr.RoundTrip(req)
+		if err != nil || resp.StatusCode != 500 || len(base.seen) != 1 {
+			t.Fatalf("got %v, %v after %d attempts", resp, err, len(base.seen))
+		}
+		resp.Body.Close()
+	})
+	t.Run("configured statuses", func(t *testing.T) {
+		clk := retrytest.NewClock()
+		base := &scripted{steps: []step{{status: 500}, {status: 200}}}
+		tr := newTransport(t, base, clk, retry.TransportConfig{RetryStatuses: []int{500}}, retry.Config{})
+		req, _ := http.NewRequest(http.MethodGet, "http://dep.test/", nil)
+		resp, err := tr.RoundTrip(req)
+		if err != nil || resp.StatusCode != 200 || len(base.seen) != 2 {
+			t.Fatalf("got %v, %v after %d attempts", resp, err, len(base.seen))
+		}
+		resp.Body.Close()
+	})
+	t.Run("other errors are not retried", func(t *testing.T) {
+		clk := retrytest.NewClock()
+		base := &scripted{steps: []step{{err: errors.New("unsupported protocol scheme")}}}
+		tr := newTransport(t, base, clk, retry.TransportConfig{}, retry.Config{})
+		req, _ := http.NewRequest(http.MethodGet, "http://dep.test/", nil)
+		if _, err := tr.RoundTrip(req); !errors.Is(err, retry.StopPermanent) || len(base.seen) != 1 {
+			t.Fatalf("got %v after %d attempts", err, len(base.seen))
+		}
+	})
+	t.Run("canceled before the first attempt closes the body", func(t *testing.T) {
+		clk := retrytest.NewClock()
+		base := &scripted{steps: []step{{status: 200}}}
+		tr := newTransport(t, base, clk, retry.TransportConfig{}, retry.Config{})
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		body := &trackedBody{r: strings.NewReader("x")}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPut, "http://dep.test/", body)
+		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader("x")), nil }
+		if _, err := tr.RoundTrip(req); !errors.Is(err, context.Canceled) || len(base.seen) != 0 || !body.closed.Load() {
+			t.Fatalf("got %v after %d attempts, body closed %v", err, len(base.seen), body.closed.Load())
+		}
+	})
+}
+
+func TestTransportAttemptTimeoutLastsUntilBodyClosed(t *testing.T) {
+	clk := retrytest.NewClock()
+	base := &scripted{steps: []step{{status: 503}, {status: 200, body: "ok"}}}
+	tr := newTransport(t, base, clk, retry.TransportConfig{}, retry.Config{AttemptTimeout: time.Minute})
+	req, _ := http.NewRequest(http.MethodGet, "http://dep.test/", nil)
+	resp, err := tr.RoundTrip(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("RoundTrip = %v, %v", resp, err)
+	}
+	actx := base.seen[1].ctx
+	if _, ok := actx.Deadline(); !ok {
+		t.Fatal("attempt context has no deadline")
+	}
+	if base.seen[0].ctx.Err() == nil {
+		t.Error("the discarded attempt's context was not released")
+	}
+	if actx.Err() != nil {
+		t.Fatal("attempt context ended before the body was read")
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "ok" || actx.Err() == nil {
+		t.Errorf("body %q; attempt context after Close: %v (want canceled)", b, actx.Err())
+	}
+}
+
+// TestTransportRealServer runs the Transport against a real HTTP server:
+// the GET body rewind path over the network, connection reuse after
+// draining, and the caller seeing the success.
+func TestTransportRealServer(t *testing.T) {
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if hits.Add(1) < 3 {
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("busy"))
+			return
+		}
+		_, _ = w.Write(append([]byte("got "), b...))
+	}))
+	defer srv.Close()
+	clk := retrytest.NewClock()
+	base := srv.Client().Transport.(*http.Transport)
+	defer base.CloseIdleConnections()
+	tr := newTransport(t, base, clk, retry.TransportConfig{}, retry.Config{})
+	client := &http.Client{Transport: tr}
+	req, _ := http.NewRequest(http.MethodPut, srv.URL+"/doc", strings.NewReader("v2"))
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "got v2" || hits.Load() != 3 {
+		t.Errorf("body %q after %d hits; want \"got v2\" after 3", b, hits.Load())
+	}
+	if got := clk.Sleeps(); len(got) != 2 || got[0] != time.Second || got[1] != time.Second {
+		t.Errorf("sleeps = %v, want [1s 1s] from Retry-After", got)
+	}
+}
