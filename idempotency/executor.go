@@ -302,14 +302,14 @@ func (e *Executor) run(ctx context.Context, key Key, fp string, fn work) (Result
 			remaining := max(c.LeaseRemaining, time.Millisecond)
 			if e.duplicate == FailFast {
 				e.obs.note(ctx, oConflict, slog.LevelInfo, "in progress elsewhere: failing fast", key)
-				return Result{}, false, errFrom(ErrInProgress, "idempotency.claim", nil).WithRetryAfter(remaining)
+				return Result{}, false, errFrom(ErrInProgress, "idempotency.claim", nil).WithRetryAfter(remaining).WithRetryable(true)
 			}
 			wait := min(delay, remaining)
 			delay = min(2*delay, e.maxPoll)
 			select {
 			case <-ctx.Done():
 				e.obs.note(ctx, oConflict, slog.LevelInfo, "in progress elsewhere: gave up waiting", key)
-				return Result{}, false, errFrom(ErrInProgress, "idempotency.claim", context.Cause(ctx)).WithRetryAfter(remaining)
+				return Result{}, false, errFrom(ErrInProgress, "idempotency.claim", context.Cause(ctx)).WithRetryAfter(remaining).WithRetryable(true)
 			case <-e.clock.After(wait):
 			}
 		default:

@@ -84,7 +84,9 @@ type countingMeter struct {
 
 func newCountingMeter() *countingMeter { return &countingMeter{counts: map[string]int64{}} }
 
-func (c *countingMeter) Meter(string, ...metric.MeterOption) metric.Meter { return countingMeterM{c: c} }
+func (c *countingMeter) Meter(string, ...metric.MeterOption) metric.Meter {
+	return countingMeterM{c: c}
+}
 
 func (c *countingMeter) get(outcome string) int64 {
 	c.mu.Lock()

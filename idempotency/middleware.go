@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/sadpath/sadpath/contract"
 )
@@ -320,8 +321,13 @@ func writeReplay(w http.ResponseWriter, res Result) {
 	_, _ = w.Write(res.Body)
 }
 
-// writeProblem writes err as a problem; status 0 means the status of err's kind.
+// writeProblem writes err as a problem; status 0 means the status of err's
+// kind. A retry-after hint becomes a Retry-After header, for 409 too (the
+// draft's "retry later" for a request in flight).
 func writeProblem(w http.ResponseWriter, r *http.Request, status int, err error) {
+	if d, ok := contract.RetryAfter(err); ok {
+		w.Header().Set("Retry-After", strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10))
+	}
 	if status == 0 {
 		contract.WriteProblem(w, r, err)
 		return

@@ -1,0 +1,351 @@
+package idempotency_test
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sadpath/sadpath/contract"
+	"github.com/sadpath/sadpath/idempotency"
+	"github.com/sadpath/sadpath/idempotency/storetest"
+)
+
+type mwEnv struct {
+	clk   *storetest.FakeClock
+	fault *faultyStore
+	meter *countingMeter
+	mw    *idempotency.Middleware
+	runs  atomic.Int32
+}
+
+// callerScope reads the caller from a header, as an auth middleware would
+// have put it on the request.
+func callerScope(r *http.Request) (string, error) { return r.Header.Get("X-Caller"), nil }
+
+func newMW(t *testing.T, mod func(*idempotency.MiddlewareConfig)) *mwEnv {
+	t.Helper()
+	env := &mwEnv{clk: storetest.NewFakeClock(epoch), meter: newCountingMeter()}
+	env.fault = &faultyStore{Store: newMemory(t, idempotency.MemoryConfig{Clock: env.clk})}
+	cfg := idempotency.MiddlewareConfig{
+		Config: idempotency.Config{Store: env.fault, Clock: env.clk, MeterProvider: env.meter},
+		Scope:  callerScope,
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	mw, err := idempotency.NewMiddleware(cfg)
+	if err != nil {
+		t.Fatalf("NewMiddleware: %v", err)
+	}
+	env.mw = mw
+	return env
+}
+
+// paymentHandler creates a payment: it echoes the body and counts runs.
+func (env *mwEnv) paymentHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := env.runs.Add(1)
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Location", "/payments/pay_"+string(rune('0'+n)))
+		w.Header().Set("Set-Cookie", "session=secret")
+		w.Header().Add("Link", "</a>; rel=a")
+		w.Header().Add("Link", "</b>; rel=b")
+		w.WriteHeader(http.StatusCreated)
+		_, _ = w.Write([]byte(`{"run":`))
+		_, _ = w.Write([]byte{byte('0' + n)})
+		_, _ = w.Write([]byte(`,"echo":` + string(body) + "}\x00"))
+	})
+}
+
+func req(method, target, caller, key, body string) *http.Request {
+	r := httptest.NewRequest(method, target, strings.NewReader(body))
+	if caller != "" {
+		r.Header.Set("X-Caller", caller)
+	}
+	if key != "" {
+		r.Header.Set("Idempotency-Key", key)
+	}
+	return r
+}
+
+func serve(h http.Handler, r *http.Request) *httptest.ResponseRecorder {
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return w
+}
+
+func problemCode(t *testing.T, w *httptest.ResponseRecorder) string {
+	t.Helper()
+	if ct := w.Header().Get("Content-Type"); ct != contract.ProblemContentType {
+		t.Fatalf("content type %q, want a problem; body %s", ct, w.Body)
+	}
+	var p struct {
+		Status int    `json:"status"`
+		Code   string `json:"code"`
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &p); err != nil {
+		t.Fatalf("problem body %q: %v", w.Body, err)
+	}
+	if p.Status != w.Code {
+		t.Fatalf("problem status %d != HTTP status %d", p.Status, w.Code)
+	}
+	return p.Code
+}
+
+func TestMiddlewareReplaysExactly(t *testing.T) {
+	env := newMW(t, nil)
+	h := env.mw.Wrap(env.paymentHandler())
+	first := serve(h, req("POST", "/payments?x=1", "alice", `"k-1"`, `{"amount":10}`))
+	if first.Code != 201 || first.Header().Get(idempotency.HeaderReplayed) != "" {
+		t.Fatalf("first: %d %v", first.Code, first.Header())
+	}
+	for range 3 {
+		again := serve(h, req("POST", "/payments?x=1", "alice", `"k-1"`, `{"amount":10}`))
+		if again.Code != first.Code || again.Body.String() != first.Body.String() {
+			t.Fatalf("replay: %d %q, want %d %q", again.Code, again.Body, first.Code, first.Body)
+		}
+		if again.Header().Get(idempotency.HeaderReplayed) != "true" {
+			t.Fatalf("replay lacks Idempotent-Replayed: %v", again.Header())
+		}
+		for _, hname := range []string{"Content-Type", "Location", "Link"} {
+			if g, w := again.Header().Values(hname), first.Header().Values(hname); strings.Join(g, "|") != strings.Join(w, "|") {
+				t.Fatalf("replayed %s = %q, want %q", hname, g, w)
+			}
+		}
+		if again.Header().Get("Set-Cookie") != "" {
+			t.Fatal("Set-Cookie was stored and replayed")
+		}
+	}
+	if env.runs.Load() != 1 {
+		t.Fatalf("handler ran %d times", env.runs.Load())
+	}
+	// Bare (unquoted) keys name the same key as the quoted form.
+	bare := serve(h, req("POST", "/payments?x=1", "alice", `k-1`, `{"amount":10}`))
+	if bare.Header().Get(idempotency.HeaderReplayed) != "true" {
+		t.Fatalf("bare key: %d, want a replay", bare.Code)
+	}
+}
+
+func TestMiddlewareStatuses(t *testing.T) {
+	env := newMW(t, nil)
+	h := env.mw.Wrap(env.paymentHandler())
+	serve(h, req("POST", "/payments", "alice", "k", `{"amount":10}`))
+	tests := []struct {
+		name   string
+		r      *http.Request
+		status int
+		code   string
+	}{
+		{"missing key", req("POST", "/payments", "alice", "", `{}`), 400, "idempotency.key_missing"},
+		{"bad key", req("POST", "/payments", "alice", `"unterminated`, `{}`), 400, "idempotency.key_invalid"},
+		{"key too long", req("POST", "/payments", "alice", strings.Repeat("a", 256), `{}`), 400, "idempotency.key_invalid"},
+		{"other body", req("POST", "/payments", "alice", "k", `{"amount":11}`), 422, "idempotency.key_reused"},
+		{"other path", req("POST", "/refunds", "alice", "k", `{"amount":10}`), 422, "idempotency.key_reused"},
+		{"other query", req("POST", "/payments?dry=1", "alice", "k", `{"amount":10}`), 422, "idempotency.key_reused"},
+		{"other method", req("PATCH", "/payments", "alice", "k", `{"amount":10}`), 422, "idempotency.key_reused"},
+		{"no caller", req("POST", "/payments", "", "k", `{"amount":10}`), 401, "idempotency.no_scope"},
+		{"body too large", req("POST", "/payments", "alice", "k2", strings.Repeat("x", idempotency.DefaultMaxBodyBytes+1)), 413, "idempotency.body_too_large"},
+	}
+	for _, tc := range tests {
+		w := serve(h, tc.r)
+		if w.Code != tc.status {
+			t.Fatalf("%s: status %d, want %d (%s)", tc.name, w.Code, tc.status, w.Body)
+		}
+		if code := problemCode(t, w); code != tc.code {
+			t.Fatalf("%s: code %q, want %q", tc.name, code, tc.code)
+		}
+	}
+	r := req("POST", "/payments", "alice", "", `{}`)
+	r.Header.Add("Idempotency-Key", "a")
+	r.Header.Add("Idempotency-Key", "b")
+	if w := serve(h, r); w.Code != 400 {
+		t.Fatalf("repeated header: %d", w.Code)
+	}
+	// GET is not configured: passes through without a key.
+	if w := serve(h, req("GET", "/payments", "alice", "", "")); w.Code != 201 {
+		t.Fatalf("GET: %d", w.Code)
+	}
+	if env.runs.Load() != 2 || env.meter.get(idempotency.OutcomeMismatch) != 4 {
+		t.Fatalf("runs %d, mismatches %d", env.runs.Load(), env.meter.get(idempotency.OutcomeMismatch))
+	}
+}
+
+func TestMiddlewareInFlightConflict(t *testing.T) {
+	env := newMW(t, func(c *idempotency.MiddlewareConfig) { c.Lease = 10 * time.Second })
+	entered, release := make(chan struct{}), make(chan struct{})
+	h := env.mw.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(entered)
+		<-release
+		w.WriteHeader(204)
+	}))
+	done := make(chan *httptest.ResponseRecorder)
+	go func() { done <- serve(h, req("POST", "/p", "alice", "k", "{}")) }()
+	<-entered
+	w := serve(h, req("POST", "/p", "alice", "k", "{}"))
+	if w.Code != 409 || w.Header().Get("Retry-After") != "10" || problemCode(t, w) != "idempotency.in_progress" {
+		t.Fatalf("in flight: %d Retry-After %q %s", w.Code, w.Header().Get("Retry-After"), w.Body)
+	}
+	close(release)
+	if first := <-done; first.Code != 204 {
+		t.Fatalf("first: %d", first.Code)
+	}
+	if w := serve(h, req("POST", "/p", "alice", "k", "{}")); w.Code != 204 || w.Header().Get(idempotency.HeaderReplayed) != "true" {
+		t.Fatalf("after completion: %d %v", w.Code, w.Header())
+	}
+}
+
+func TestMiddlewareStorePolicy(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		stored bool
+	}{{200, true}, {201, true}, {400, true}, {404, true}, {409, true}, {422, true}, {408, false}, {429, false}, {500, false}, {502, false}, {503, false}} {
+		env := newMW(t, nil)
+		h := env.mw.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			env.runs.Add(1)
+			w.WriteHeader(tc.status)
+		}))
+		serve(h, req("POST", "/p", "alice", "k", "{}"))
+		w := serve(h, req("POST", "/p", "alice", "k", "{}"))
+		if w.Code != tc.status {
+			t.Fatalf("status %d: second answer %d", tc.status, w.Code)
+		}
+		if replayed := w.Header().Get(idempotency.HeaderReplayed) == "true"; replayed != tc.stored || (env.runs.Load() == 1) != tc.stored {
+			t.Fatalf("status %d: replayed=%v runs=%d, want stored=%v", tc.status, replayed, env.runs.Load(), tc.stored)
+		}
+	}
+}
+
+func TestMiddlewarePanicReleases(t *testing.T) {
+	env := newMW(t, nil)
+	panicking := true
+	h := env.mw.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		env.runs.Add(1)
+		if panicking {
+			panic(http.ErrAbortHandler)
+		}
+		w.WriteHeader(201)
+	}))
+	func() {
+		defer func() {
+			if r := recover(); r != http.ErrAbortHandler {
+				t.Fatalf("recovered %v", r)
+			}
+		}()
+		serve(h, req("POST", "/p", "alice", "k", "{}"))
+	}()
+	panicking = false
+	if w := serve(h, req("POST", "/p", "alice", "k", "{}")); w.Code != 201 || env.runs.Load() != 2 {
+		t.Fatalf("after a panic: %d runs=%d, want the retry to run", w.Code, env.runs.Load())
+	}
+}
+
+func TestMiddlewareResponseTooLarge(t *testing.T) {
+	env := newMW(t, func(c *idempotency.MiddlewareConfig) { c.MaxResponseBytes = 1000 })
+	big := strings.Repeat("b", 1001)
+	h := env.mw.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		env.runs.Add(1)
+		_, _ = io.WriteString(w, big[:500])
+		_, _ = io.WriteString(w, big[500:])
+	}))
+	first := serve(h, req("POST", "/p", "alice", "k", "{}"))
+	if first.Code != 200 || first.Body.String() != big {
+		t.Fatalf("first: %d, %d bytes: the client must get the whole response", first.Code, first.Body.Len())
+	}
+	second := serve(h, req("POST", "/p", "alice", "k", "{}"))
+	if second.Code != 409 || problemCode(t, second) != "idempotency.response_not_stored" || env.runs.Load() != 1 {
+		t.Fatalf("duplicate of an unstorable response: %d %s runs=%d", second.Code, second.Body, env.runs.Load())
+	}
+}
+
+// The security property: keys live per caller scope, so a caller can
+// neither replay nor probe (422/409) another caller's request.
+func TestMiddlewareScopeIsolation(t *testing.T) {
+	env := newMW(t, nil)
+	h := env.mw.Wrap(env.paymentHandler())
+	alice := serve(h, req("POST", "/payments", "alice", "shared-key", `{"to":"alice"}`))
+	// Mallory reuses Alice's key with Alice's payload: she does not get Alice's response.
+	m1 := serve(h, req("POST", "/payments", "mallory", "shared-key", `{"to":"alice"}`))
+	if m1.Header().Get(idempotency.HeaderReplayed) != "" || m1.Body.String() == alice.Body.String() {
+		t.Fatalf("another caller got a replay of alice's response: %s", m1.Body)
+	}
+	// With another payload she learns nothing either (no 422 telling her the key exists).
+	m2 := serve(h, req("POST", "/payments", "eve", "shared-key", `{"to":"eve"}`))
+	if m2.Code != 201 || m2.Header().Get(idempotency.HeaderReplayed) != "" {
+		t.Fatalf("probe by another caller: %d %s", m2.Code, m2.Body)
+	}
+	// Alice still gets her own response.
+	a2 := serve(h, req("POST", "/payments", "alice", "shared-key", `{"to":"alice"}`))
+	if a2.Body.String() != alice.Body.String() || a2.Header().Get(idempotency.HeaderReplayed) != "true" {
+		t.Fatalf("alice's replay: %s", a2.Body)
+	}
+	// Scope strings that could collide if joined with the key do not.
+	c1 := serve(h, req("POST", "/payments", "a:b", "c", `{}`))
+	c2 := serve(h, req("POST", "/payments", "a", "b:c", `{}`))
+	if c2.Header().Get(idempotency.HeaderReplayed) != "" || c1.Body.String() == c2.Body.String() {
+		t.Fatal("scope a:b key c collided with scope a key b:c")
+	}
+}
+
+func TestMiddlewareStoreDownFailsClosed(t *testing.T) {
+	env := newMW(t, nil)
+	env.fault.set(&env.fault.claimErr, func() error { return errDown })
+	h := env.mw.Wrap(env.paymentHandler())
+	w := serve(h, req("POST", "/p", "alice", "k", "{}"))
+	if w.Code != 503 || w.Header().Get("Retry-After") == "" || problemCode(t, w) != "idempotency.store_unavailable" || env.runs.Load() != 0 {
+		t.Fatalf("store down: %d %v %s runs=%d", w.Code, w.Header(), w.Body, env.runs.Load())
+	}
+}
+
+func TestMiddlewareWithServeMux(t *testing.T) {
+	env := newMW(t, nil)
+	mux := http.NewServeMux()
+	mux.Handle("POST /accounts/{id}/payments", env.mw.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		env.runs.Add(1)
+		body, _ := io.ReadAll(r.Body)
+		_, _ = io.WriteString(w, r.PathValue("id")+":"+string(body))
+	})))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	post := func() (string, string) {
+		r, _ := http.NewRequest("POST", srv.URL+"/accounts/acc_7/payments", strings.NewReader("pay 5"))
+		r.Header.Set("Idempotency-Key", `"abc"`)
+		r.Header.Set("X-Caller", "alice")
+		resp, err := http.DefaultClient.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b), resp.Header.Get(idempotency.HeaderReplayed)
+	}
+	b1, r1 := post()
+	b2, r2 := post()
+	if b1 != "acc_7:pay 5" || b2 != b1 || r1 != "" || r2 != "true" || env.runs.Load() != 1 {
+		t.Fatalf("through ServeMux: %q %q %q %q runs=%d", b1, r1, b2, r2, env.runs.Load())
+	}
+}
+
+func TestMiddlewareConfigValidation(t *testing.T) {
+	s := newMemory(t, idempotency.MemoryConfig{})
+	for _, tc := range []struct {
+		cfg   idempotency.MiddlewareConfig
+		field string
+	}{
+		{idempotency.MiddlewareConfig{Config: idempotency.Config{Store: s}}, "MiddlewareConfig.Scope"},
+		{idempotency.MiddlewareConfig{Scope: callerScope}, "MiddlewareConfig.Store"},
+		{idempotency.MiddlewareConfig{Config: idempotency.Config{Store: s}, Scope: callerScope, MaxBodyBytes: -1}, "MiddlewareConfig.MaxBodyBytes"},
+		{idempotency.MiddlewareConfig{Config: idempotency.Config{Store: s}, Scope: callerScope, Methods: []string{""}}, "MiddlewareConfig.Methods"},
+	} {
+		_, err := idempotency.NewMiddleware(tc.cfg)
+		if !errors.Is(err, contract.ErrInvalid) || !strings.Contains(contract.As(err).Detail, tc.field) {
+			t.Fatalf("%s: %v", tc.field, err)
+		}
+	}
+}
