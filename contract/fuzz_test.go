@@ -1,0 +1,150 @@
+package contract
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"reflect"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+// FuzzParseProblem: any status, headers and body give nil (below 400) or an
+// *Error, never a panic; the detail stays bounded and printable, the
+// retry-after within [0, MaxRetryAfter].
+func FuzzParseProblem(f *testing.F) {
+	f.Add(503, ProblemContentType, "5", `{"type":"about:blank","status":503,"code":"unavailable","detail":"down"}`)
+	f.Add(422, ProblemContentType, "", `{"invalid-params":[{"name":"a","reason":"b"}],"x":{"y":[1,2.5e400]}}`)
+	f.Add(429, "application/json", "Wed, 25 Nov 2026 06:01:30 GMT", `{"detail":"\u0000\n"}`)
+	f.Add(500, "text/html", "-1", `<html>`)
+	f.Add(400, "", "99999999999999999999", `{"status":"x","code":7,"invalid-params":"no"}`)
+	f.Add(200, "", "", ``)
+	f.Add(0, "application/problem+json; charset=\"", "", `{"a":`+strings.Repeat("[", 5000))
+	f.Fuzz(func(t *testing.T, status int, contentType, retryAfter, body string) {
+		h := http.Header{}
+		h.Set("Content-Type", contentType)
+		h.Set("Retry-After", retryAfter)
+		resp := &http.Response{StatusCode: status, Header: h, Body: io.NopCloser(strings.NewReader(body))}
+		err := ParseProblemAt(resp, now)
+		if status < 400 {
+			if err != nil {
+				t.Fatalf("status %d: %v", status, err)
+			}
+			return
+		}
+		var e *Error
+		if !errors.As(err, &e) {
+			t.Fatalf("ParseProblem = %v (%T)", err, err)
+		}
+		if e.RetryAfter < 0 || e.RetryAfter > MaxRetryAfter {
+			t.Fatalf("RetryAfter %v", e.RetryAfter)
+		}
+		for _, s := range []string{e.Detail, e.Code} {
+			if len(s) > maxRemoteText || !utf8.ValidString(s) || strings.ContainsAny(s, "\n\r\x00") {
+				t.Fatalf("unclean remote text %q", s)
+			}
+		}
+		_ = err.Error()
+	})
+}
+
+// FuzzDecodeJSON: any body decodes or fails with an *Error, never a panic;
+// a body within the limit never fails as too large.
+func FuzzDecodeJSON(f *testing.F) {
+	for _, seed := range []string{
+		`{"payer":"ACME","amount_minor":1250,"currency":"EUR","items":[{"qty":1}]}`,
+		``, `   `, `{`, `{"payer":"x",}`, `{"amount_minor":"1"}`, `{"amount_minor":1e400}`,
+		`{"items":[{"qty":-1}]}`, `{"admin":true}`, `{} {}`, `{}x`, `[]`, `null`, `"\ud800"`,
+		`{"booked_at":"2026-13-45T99:00:00Z"}`, strings.Repeat(`[`, 20000), "\xff\xfe{}",
+	} {
+		f.Add([]byte(seed), int64(64))
+	}
+	f.Fuzz(func(t *testing.T, body []byte, limit int64) {
+		var p payment
+		err := DecodeJSON(bytes.NewReader(body), limit, &p)
+		if err == nil {
+			return
+		}
+		var e *Error
+		if !errors.As(err, &e) {
+			t.Fatalf("DecodeJSON = %v (%T)", err, err)
+		}
+		effective := limit
+		if effective <= 0 {
+			effective = DefaultJSONLimit
+		}
+		if e.Kind == KindTooLarge && int64(len(body)) <= effective {
+			t.Fatalf("%d bytes within limit %d reported too large", len(body), effective)
+		}
+		if e.Kind != KindMalformed && e.Kind != KindTooLarge {
+			t.Fatalf("unexpected kind %v: %v", e.Kind, err)
+		}
+		if len(e.Detail) > 1024 {
+			t.Fatalf("detail of %d bytes", len(e.Detail))
+		}
+	})
+}
+
+// FuzzDecodeEvent: any input decodes or fails with an *Error, never a
+// panic; what decodes is valid, encodes, and decodes again to the same
+// event.
+func FuzzDecodeEvent(f *testing.F) {
+	for _, seed := range []string{
+		fullEvent,
+		`{"specversion":"1.0","id":"1","source":"s","type":"t"}`,
+		`{"specversion":"1.0","id":"1","source":"s","type":"t","sequence":"42","data":null}`,
+		`{"specversion":"1.0","id":"1","id":"1","source":"s","type":"t"}`,
+		`{"specversion":"1.0","id":"1","source":"s","type":"t","x":1.5,"Y":1,"data_base64":"AA=="}`,
+		`{"specversion":"1.0","id":"1","source":"s","type":"t","time":"2026-11-25T06:00:00+25:00"}`,
+		`{"specversion":"1.0","id":"1","source":"s","type":"t","data":"\u00e9\ud800"}`,
+		``, `[]`, `{`, `{}`, `{"":""}`, `null`, `{"specversion":"1.0"} x`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		e, err := DecodeEvent(in)
+		if err != nil {
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("DecodeEvent = %v (%T)", err, err)
+			}
+			if ce.Kind != KindMalformed && ce.Kind != KindInvalid {
+				t.Fatalf("unexpected kind %v", ce.Kind)
+			}
+			return
+		}
+		if err := e.Validate(); err != nil {
+			t.Fatalf("decoded event does not validate: %v", err)
+		}
+		b, err := json.Marshal(e)
+		if err != nil {
+			t.Fatalf("decoded event does not encode: %v", err)
+		}
+		back, err := DecodeEvent(b)
+		if err != nil {
+			t.Fatalf("re-decode of %s: %v", b, err)
+		}
+		if !back.Time.Equal(e.Time) {
+			t.Fatalf("time %v != %v", back.Time, e.Time)
+		}
+		back.Time, e.Time = e.Time, e.Time
+		if !bytes.Equal(compactJSON(back.Data), compactJSON(e.Data)) {
+			t.Fatalf("data %s != %s", back.Data, e.Data)
+		}
+		back.Data, e.Data = nil, nil
+		if !reflect.DeepEqual(back, e) {
+			t.Fatalf("round trip\n%#v\n%#v", back, e)
+		}
+	})
+}
+
+func compactJSON(b []byte) []byte {
+	var c bytes.Buffer
+	if len(b) > 0 {
+		_ = json.Compact(&c, b)
+	}
+	return c.Bytes()
+}
