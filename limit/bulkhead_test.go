@@ -437,11 +437,11 @@ func TestBulkheadLogsDecisions(t *testing.T) {
 		t.Fatalf("got %d records, want 2 (rejected, waited): %v", len(recs), recs)
 	}
 	rej, waited := recs[0], recs[1]
-	if rej[logctx.KeyDecision] != "bulkhead.rejected" || rej["level"] != "INFO" ||
+	if rej[logctx.KeyDecision] != "bulkhead.rejected" || rej["level"] != "INFO" || rej[logctx.KeyCorrelationID] != "corr-1" ||
 		rej[logctx.KeyDependency] != "ledger" || rej["code"] != CodeBulkheadFull || rej[logctx.KeyReason] == "" {
 		t.Errorf("rejected record = %v", rej)
 	}
-	if waited[logctx.KeyDecision] != "bulkhead.waited" || waited["level"] != "DEBUG" ||
+	if waited[logctx.KeyDecision] != "bulkhead.waited" || waited["level"] != "DEBUG" || waited[logctx.KeyCorrelationID] != "corr-1" ||
 		waited["waited"] != float64(250*time.Millisecond) {
 		t.Errorf("waited record = %v", waited)
 	}

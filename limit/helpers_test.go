@@ -10,9 +10,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/sadpath/sadpath/contract"
+	"github.com/sadpath/sadpath/logctx"
 )
 
 // wantErr asserts err is a *contract.Error of kind k with the given code.
@@ -61,8 +61,14 @@ func (b *logBuffer) Write(p []byte) (int, error) {
 	return b.buf.Write(p)
 }
 
+// logger logs JSON through a logctx.Handler, which adds the context's
+// coordinates (correlation id, operation, …) to each record.
 func (b *logBuffer) logger() *slog.Logger {
-	return slog.New(slog.NewJSONHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	h, err := logctx.NewHandler(logctx.HandlerConfig{Next: slog.NewJSONHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})})
+	if err != nil {
+		panic(err)
+	}
+	return slog.New(h)
 }
 
 // records returns the logged records, decoded.
@@ -82,19 +88,6 @@ func (b *logBuffer) records(t *testing.T) []map[string]any {
 		out = append(out, m)
 	}
 	return out
-}
-
-// eventually polls cond (for state changed by other goroutines that has no
-// channel to wait on); it fails after a generous real-time bound.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		runtime.Gosched()
-	}
 }
 
 // runtimeYield lets other goroutines run while a slot is held, so the

@@ -107,12 +107,12 @@ func TestKeyedLimiterEvictsLeastRecentlyUsed(t *testing.T) {
 	_ = k.Take(ctx, "b")
 	_ = k.Take(ctx, "c")
 	wantErr(t, k.Take(ctx, "a"), contract.KindRateLimited, "") // a is now most recent
-	_ = k.Take(ctx, "d")                                        // evicts b, the least recently used
+	_ = k.Take(ctx, "d")                                       // evicts b, the least recently used
 	if k.Len() != 3 {
 		t.Fatalf("Len = %d, want 3", k.Len())
 	}
 	wantErr(t, k.Take(ctx, "a"), contract.KindRateLimited, "") // a kept its empty bucket
-	if err := k.Take(ctx, "b"); err != nil {                    // b was forgotten: fresh bucket
+	if err := k.Take(ctx, "b"); err != nil {                   // b was forgotten: fresh bucket
 		t.Fatalf("b should have been evicted and start full: %v", err)
 	}
 }

@@ -217,14 +217,16 @@ func TestLimiterLogsRejection(t *testing.T) {
 	var logs logBuffer
 	clk := limittest.NewClock(epoch)
 	l, _ := NewLimiter(LimiterConfig{Name: "api", Rate: 2, Burst: 1, Clock: clk, Logger: logs.logger()})
-	_ = l.Take(context.Background())
-	_ = l.Take(context.Background())
+	ctx := logctx.WithOperation(logctx.WithCorrelationID(context.Background(), "corr-9"), "refunds.create")
+	_ = l.Take(ctx)
+	_ = l.Take(ctx)
 	recs := logs.records(t)
 	if len(recs) != 1 {
 		t.Fatalf("records = %v, want one", recs)
 	}
 	r := recs[0]
 	if r[logctx.KeyDecision] != "ratelimit.rejected" || r["level"] != "INFO" || r[logctx.KeyDependency] != "api" ||
+		r[logctx.KeyCorrelationID] != "corr-9" || r[logctx.KeyOperation] != "refunds.create" ||
 		r["retry_after"] != float64(500*time.Millisecond) || r["burst"] != float64(1) {
 		t.Fatalf("record = %v", r)
 	}

@@ -1,0 +1,100 @@
+// Package limit keeps a service from running unbounded: a Bulkhead caps how
+// many calls to a dependency run at once, and rate limiters (Limiter, and
+// KeyedLimiter for one bucket per caller) cap how often calls happen. Both
+// refuse excess work at once, with a contract error that says when to come
+// back, and both have HTTP middleware that answers RFC 9457 problems.
+//
+// # Why
+//
+// "What happens if the database gets slow for thirty seconds?" Without a
+// bound, every request that reaches the slow dependency parks a goroutine,
+// a connection and some memory behind it; the queue grows until the process
+// falls over, and then the dependency, when it recovers, meets a stampede.
+// A bulkhead turns that pile-up into fast, honest refusals: at most N calls
+// in flight, at most M waiting for a bounded time, everyone else told
+// "unavailable, retry after 1s" in microseconds. A rate limiter does the same
+// for volume: a noisy client gets "rate limited, retry after 200ms" instead
+// of eating everybody's capacity.
+//
+// # Bulkhead
+//
+// A Bulkhead admits at most BulkheadConfig.MaxConcurrent calls at once;
+// there is no unlimited setting. When every slot is taken, up to MaxWaiting
+// calls queue (first come, first served) for at most MaxWait and never past
+// their context; the rest are refused immediately. By default nobody waits:
+// a full bulkhead refuses at once.
+//
+//	b, err := limit.NewBulkhead(limit.BulkheadConfig{Name: "payments-db", MaxConcurrent: 16, MaxWaiting: 32, MaxWait: 50 * time.Millisecond})
+//	...
+//	row, err := limit.Do(ctx, b, func(ctx context.Context) (Row, error) { return db.Get(ctx, id) })
+//
+// Do runs a function in a slot; Acquire and Release bracket code that cannot
+// be wrapped. The slot is released when the function returns or panics, and
+// the panic continues up the stack, so a bug never leaks capacity.
+//
+// A refusal is a *contract.Error of KindUnavailable (HTTP 503) with code
+// CodeBulkheadFull or CodeBulkheadWaitTimeout and RetryAfter set from
+// BulkheadConfig.RetryAfter. Unavailable, not rate limited, because the
+// bulkhead protects the server's capacity whoever the caller is: the caller
+// did nothing wrong, the service is busy. A call whose context ends while it
+// waits gets KindCanceled or KindTimeout wrapping the context error; a
+// context that is already done never takes a slot.
+//
+// The uncontended path is lock free: one compare-and-swap to acquire, one
+// atomic add and one load to release, no allocation. The queue has its own
+// mutex that is touched only when the bulkhead is full.
+//
+// # Rate limiting
+//
+// Limiter is a token bucket built on golang.org/x/time/rate: Burst tokens at
+// most, refilled at Rate per second, one spent per call. Its Mode decides
+// what happens when the bucket is empty:
+//
+//   - Reject (the default) refuses at once.
+//   - Wait sleeps until the call's token is due, when that is within MaxWait
+//     and before the context's deadline; a wait that could not succeed in
+//     time is refused at once rather than attempted.
+//
+// A refusal is a *contract.Error of KindRateLimited (HTTP 429) with code
+// CodeRateLimited whose RetryAfter is exactly the time until a token is
+// available, read from a rate.Reservation that is then cancelled: refused
+// calls do not consume tokens, so a client that honours Retry-After gets in.
+//
+// KeyedLimiter keeps one bucket per key (API key, tenant, client IP) with
+// bounded memory: at most KeyedConfig.MaxKeys keys (least recently used
+// first out), keys idle for IdleTimeout dropped, keys longer than 128 bytes
+// stored as a 128-bit hash. IdleTimeout may not be shorter than the time a
+// bucket takes to refill, so forgetting an idle key never gives it tokens it
+// would not have had. Keys are spread over independently locked shards.
+//
+// # HTTP
+//
+// Bulkhead.Middleware, Limiter.Middleware and KeyedLimiter.Middleware wrap
+// an http.Handler and answer a refusal with contract.WriteProblem: an
+// application/problem+json body and a Retry-After header in whole seconds,
+// rounded up. RemoteIP is a key function for per-client limiting that, on
+// purpose, ignores forgeable X-Forwarded-For headers.
+//
+// # Configuration
+//
+// Every type is built from a config struct by a constructor
+// (NewBulkhead, NewLimiter, NewKeyedLimiter). A zero field means its
+// documented default; a bad value (zero MaxConcurrent, negative durations,
+// a non-positive or NaN Rate, a MaxWait that could never apply) makes the
+// constructor return a *contract.Error of KindInvalid, code
+// "config.invalid", that names the field:
+//
+//	limit: invalid (config.invalid): BulkheadConfig.MaxConcurrent: must be >= 1, got 0
+//
+// # Time, logging and concurrency
+//
+// Time comes from a Clock (default: the real clock); package limittest has a
+// manual one, so tests of wait timeouts and refills never sleep. With a
+// Logger configured, each refusal is logged at Info and each wait at Debug
+// as a logctx.Decision ("bulkhead.rejected", "ratelimit.waited", …) carrying
+// the coordinates of the request's context; with none, nothing is logged and
+// nothing is paid. Nothing secret is logged: keys are never written.
+//
+// All types are safe for concurrent use. No goroutine is started: waiting
+// happens in the caller's goroutine.
+package limit
