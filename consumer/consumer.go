@@ -1,0 +1,444 @@
+package consumer
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"time"
+
+	"github.com/sadpath/sadpath/contract"
+	"github.com/sadpath/sadpath/idempotency"
+	"github.com/sadpath/sadpath/logctx"
+	"github.com/sadpath/sadpath/ordering"
+)
+
+// Action is what the broker adapter does with a delivery.
+type Action uint8
+
+const (
+	// Ack acknowledges the delivery: the event was applied, or it was a
+	// duplicate or stale and is dropped.
+	Ack Action = iota + 1
+	// Retry asks for a redelivery after Result.Delay (a NAK with delay).
+	Retry
+	// DeadLetter gives the delivery up for good (a JetStream Term): the
+	// event is bad or failed permanently, or MaxAttempts was reached. The
+	// DeadLetter callback has already been called.
+	DeadLetter
+	// Hold leaves the delivery unacknowledged: the event is held by the
+	// ordering Guard until the missing ones arrive; Delivery.Settle is called
+	// later with the final Result (Ack, Retry or DeadLetter).
+	Hold
+)
+
+// String returns the action's name ("ack", "retry", "dead_letter", "hold").
+func (a Action) String() string {
+	switch a {
+	case Ack:
+		return "ack"
+	case Retry:
+		return "retry"
+	case DeadLetter:
+		return "dead_letter"
+	case Hold:
+		return "hold"
+	}
+	return "unknown"
+}
+
+// Delivery is one delivery of an encoded event by a broker.
+type Delivery struct {
+	// Data is the event in the CloudEvents JSON format.
+	Data []byte
+	// Attempt counts deliveries of this message, 1 for the first (JetStream's
+	// NumDelivered). Zero is read as 1.
+	Attempt int
+	// Settle, when set, lets the Guard hold a gap event: Handle answers
+	// Hold, and Settle is called once, later and possibly on another
+	// goroutine, with the final Result. Without it gaps are retried.
+	Settle func(Result)
+}
+
+// Result is the decision for one delivery.
+type Result struct {
+	Action Action
+	// Delay is how long to wait before the redelivery (Retry only).
+	Delay time.Duration
+	// Reason says why, in a few words: "applied", "duplicate: already
+	// processed", "malformed event"…
+	Reason string
+	// Decision is the ordering Guard's decision, 0 when no Guard ran.
+	Decision ordering.Decision
+	// Event is the decoded event, nil when Data could not be decoded.
+	Event *contract.Event
+	// Err is the error behind a Retry or DeadLetter.
+	Err error
+}
+
+// Handler applies one event: the consumer's effect. Return a *contract.Error
+// so the consumer can tell a transient failure (KindUnavailable, KindTimeout,
+// KindRateLimited: retried with backoff) from a permanent one (anything not
+// retryable, including unclassified errors: dead-lettered at once).
+type Handler func(ctx context.Context, ev *contract.Event) error
+
+// DeadLetterFunc receives every delivery given up: the raw delivery, the
+// decoded event when there is one, and the reason as a *contract.Error
+// chain. Store it somewhere a human will look; it must not block for long.
+type DeadLetterFunc func(ctx context.Context, d Delivery, ev *contract.Event, err error)
+
+// Config configures a Consumer. Handler is required; every other zero field
+// means its documented default.
+type Config struct {
+	// Name names the consumer: the operation in logs and the scope of its
+	// deduplication records. Zero means "consumer".
+	Name string
+
+	// Handler applies the events. Required.
+	Handler Handler
+
+	// Store deduplicates events by (source, id) across redeliveries,
+	// restarts and, with a shared store, instances. Nil means no
+	// deduplication by id (the Guard still drops sequence duplicates).
+	Store idempotency.Store
+
+	// Guard orders events per subject. Nil means events are handled in
+	// whatever order they arrive. With a Guard, events without a subject
+	// or sequence are dead-lettered.
+	Guard *ordering.Guard
+
+	// DeadLetter receives deliveries given up. Nil means they are only logged.
+	DeadLetter DeadLetterFunc
+
+	// MaxAttempts is the delivery attempt at which a retryable failure is
+	// dead-lettered instead of retried. Zero means 10. Gap rejections count:
+	// size it with the longest gap you are willing to wait for in mind.
+	MaxAttempts int
+
+	// MinBackoff and MaxBackoff bound the exponential redelivery delay:
+	// MinBackoff × 2^(attempt-1), at most MaxBackoff, and never less than
+	// an error's retry-after hint. Zero means 1s and 1m.
+	MinBackoff time.Duration
+	MaxBackoff time.Duration
+
+	// MaxEventBytes bounds the size of an encoded event; larger ones are
+	// dead-lettered. Zero means 1 MiB.
+	MaxEventBytes int
+
+	// Lease is how long a (source, id) claim is held while the handler
+	// runs. Zero means 1m. Retention is how long a processed id is
+	// remembered. Zero means 24h; it must be >= Lease.
+	Lease     time.Duration
+	Retention time.Duration
+
+	// Logger receives the decisions (dead-letter, retry, duplicate). Nil
+	// means no logging.
+	Logger *slog.Logger
+}
+
+// Consumer turns deliveries into decisions. It is safe for concurrent use.
+type Consumer struct {
+	name        string
+	scope       string
+	handler     Handler
+	store       idempotency.Store
+	guard       *ordering.Guard
+	deadLetter  DeadLetterFunc
+	maxAttempts int
+	minBackoff  time.Duration
+	maxBackoff  time.Duration
+	maxBytes    int
+	lease       time.Duration
+	retention   time.Duration
+	log         *slog.Logger
+}
+
+// New returns a Consumer configured by cfg, or an error of KindInvalid
+// (code "config.invalid") naming the first bad field.
+func New(cfg Config) (*Consumer, error) {
+	bad := func(format string, args ...any) error {
+		return &contract.Error{Kind: contract.KindInvalid, Code: "config.invalid", Op: "consumer", Detail: fmt.Sprintf(format, args...)}
+	}
+	switch {
+	case cfg.Handler == nil:
+		return nil, bad("Config.Handler: required")
+	case cfg.MaxAttempts < 0:
+		return nil, bad("Config.MaxAttempts: must be >= 0, got %d", cfg.MaxAttempts)
+	case cfg.MinBackoff < 0:
+		return nil, bad("Config.MinBackoff: must be >= 0, got %s", cfg.MinBackoff)
+	case cfg.MaxBackoff < 0:
+		return nil, bad("Config.MaxBackoff: must be >= 0, got %s", cfg.MaxBackoff)
+	case cfg.MaxEventBytes < 0:
+		return nil, bad("Config.MaxEventBytes: must be >= 0, got %d", cfg.MaxEventBytes)
+	case cfg.Lease < 0:
+		return nil, bad("Config.Lease: must be >= 0, got %s", cfg.Lease)
+	case cfg.Retention < 0:
+		return nil, bad("Config.Retention: must be >= 0, got %s", cfg.Retention)
+	}
+	c := &Consumer{
+		name:        cfg.Name,
+		handler:     cfg.Handler,
+		store:       cfg.Store,
+		guard:       cfg.Guard,
+		deadLetter:  cfg.DeadLetter,
+		maxAttempts: orDefault(cfg.MaxAttempts, 10),
+		minBackoff:  orDefault(cfg.MinBackoff, time.Second),
+		maxBackoff:  orDefault(cfg.MaxBackoff, time.Minute),
+		maxBytes:    orDefault(cfg.MaxEventBytes, 1<<20),
+		lease:       orDefault(cfg.Lease, time.Minute),
+		retention:   orDefault(cfg.Retention, 24*time.Hour),
+		log:         cfg.Logger,
+	}
+	if c.name == "" {
+		c.name = "consumer"
+	}
+	if c.maxBackoff < c.minBackoff {
+		return nil, bad("Config.MaxBackoff: must be >= MinBackoff (%s), got %s", c.minBackoff, c.maxBackoff)
+	}
+	if c.retention < c.lease {
+		return nil, bad("Config.Retention: must be >= Lease (%s), got %s", c.lease, c.retention)
+	}
+	c.scope = "consumer/" + c.name
+	return c, nil
+}
+
+func orDefault[T int | time.Duration](v, def T) T {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+// Sweep applies the Guard's hold timeout (see ordering.Guard.Sweep). Broker
+// adapters call it periodically; it does nothing without a Guard.
+func (c *Consumer) Sweep(ctx context.Context) int {
+	if c.guard == nil {
+		return 0
+	}
+	return c.guard.Sweep(ctx)
+}
+
+// Handle decodes one delivery strictly, drops it when its (source, id) was
+// already processed, passes it through the ordering Guard, runs the Handler
+// with the event's coordinates on ctx, and returns what the broker adapter
+// must do with the delivery. It never panics on bad input: undecodable,
+// oversized or invalid events are dead-lettered, and a panicking Handler is
+// a permanent failure.
+func (c *Consumer) Handle(ctx context.Context, d Delivery) Result {
+	if d.Attempt < 1 {
+		d.Attempt = 1
+	}
+	ctx = logctx.WithOperation(ctx, c.name)
+	if len(d.Data) > c.maxBytes {
+		err := &contract.Error{Kind: contract.KindTooLarge, Code: "event.too_large", Op: c.name,
+			Detail: fmt.Sprintf("event is %d bytes, limit %d", len(d.Data), c.maxBytes)}
+		return c.dead(ctx, d, nil, "event too large", err)
+	}
+	ev, err := contract.DecodeEvent(d.Data)
+	if err != nil {
+		return c.dead(ctx, d, nil, "malformed event", err)
+	}
+	e := &ev
+	ctx = c.coordinates(ctx, e)
+	if c.guard != nil && (e.Subject == "" || e.Sequence == 0) {
+		err := &contract.Error{Kind: contract.KindInvalid, Code: "ordering.invalid_event", Op: c.name,
+			Detail: "an ordered consumer needs subject and sequence"}
+		return c.dead(ctx, d, e, "event cannot be ordered", err)
+	}
+
+	var token uint64
+	key := idempotency.Key{Scope: c.scope, Key: e.DedupKey()}
+	if c.store != nil {
+		claim, err := c.store.Claim(ctx, idempotency.ClaimRequest{Key: key, Fingerprint: fingerprint(e), Lease: c.lease, Retention: c.retention})
+		if err != nil {
+			return c.retry(ctx, d, e, "dedup store failed", err)
+		}
+		switch claim.Status {
+		case idempotency.Completed:
+			c.logDecision(ctx, slog.LevelInfo, "duplicate event dropped", "(source, id) already processed", e)
+			return Result{Action: Ack, Reason: "duplicate: already processed", Event: e}
+		case idempotency.InProgress:
+			delay := max(claim.LeaseRemaining, c.minBackoff)
+			c.logDecision(ctx, slog.LevelInfo, "event retry scheduled", "(source, id) in progress elsewhere", e, slog.Duration("delay", delay))
+			return Result{Action: Retry, Delay: delay, Reason: "in progress elsewhere", Event: e,
+				Err: &contract.Error{Kind: contract.KindConflict, Code: "consumer.in_progress", Op: c.name, Detail: "event is being processed elsewhere"}}
+		case idempotency.Mismatch:
+			err := &contract.Error{Kind: contract.KindConflict, Code: "consumer.event_mismatch", Op: c.name,
+				Detail: "an event with the same source and id but other content was processed"}
+			return c.dead(ctx, d, e, "same (source, id), other content", err)
+		}
+		token = claim.Token
+	}
+
+	if c.guard == nil {
+		if err := c.apply(ctx, e); err != nil {
+			c.release(ctx, key, token)
+			return c.failed(ctx, d, e, 0, err)
+		}
+		c.complete(ctx, key, token)
+		return Result{Action: Ack, Reason: "applied", Event: e}
+	}
+
+	var settle ordering.SettleFunc
+	if d.Settle != nil {
+		settle = func(ctx context.Context, ev *contract.Event, o ordering.Outcome, err error) {
+			d.Settle(c.settled(ctx, d, ev, o, err))
+		}
+	}
+	o, err := c.guard.Process(ctx, e, c.apply, settle)
+	if err != nil {
+		c.release(ctx, key, token)
+		return c.failed(ctx, d, e, o.Decision, err)
+	}
+	switch o.Decision {
+	case ordering.Apply:
+		c.complete(ctx, key, token)
+		return Result{Action: Ack, Reason: "applied", Decision: o.Decision, Event: e}
+	case ordering.Duplicate, ordering.Stale:
+		c.complete(ctx, key, token)
+		return Result{Action: Ack, Reason: o.Decision.String() + ": dropped", Decision: o.Decision, Event: e}
+	default: // held
+		c.release(ctx, key, token)
+		return Result{Action: Hold, Reason: "gap: held", Decision: o.Decision, Event: e}
+	}
+}
+
+// settled turns the final fate of a held event into a Result.
+func (c *Consumer) settled(ctx context.Context, d Delivery, e *contract.Event, o ordering.Outcome, err error) Result {
+	ctx = c.coordinates(logctx.WithOperation(ctx, c.name), e)
+	if err != nil {
+		return c.failed(ctx, d, e, o.Decision, err)
+	}
+	if c.store != nil {
+		// Record the id as processed, best effort: the Guard already
+		// protects the effect, the record saves later redeliveries a trip.
+		key := idempotency.Key{Scope: c.scope, Key: e.DedupKey()}
+		if claim, err := c.store.Claim(ctx, idempotency.ClaimRequest{Key: key, Fingerprint: fingerprint(e), Lease: c.lease, Retention: c.retention}); err == nil && claim.Status == idempotency.Claimed {
+			c.complete(ctx, key, claim.Token)
+		}
+	}
+	return Result{Action: Ack, Reason: "held then " + o.Decision.String(), Decision: o.Decision, Event: e}
+}
+
+// apply runs the Handler, turning a panic into a permanent error.
+func (c *Consumer) apply(ctx context.Context, e *contract.Event) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = &contract.Error{Kind: contract.KindInternal, Code: "consumer.handler_panic", Op: c.name,
+				Detail: "handler panicked", Cause: fmt.Errorf("panic: %v\n%s", p, debug.Stack())}
+		}
+	}()
+	// Held events are applied on the goroutine of the event that filled the
+	// gap: give the handler this event's coordinates, not that one's.
+	return c.handler(c.coordinates(ctx, e), e)
+}
+
+// failed decides between Retry and DeadLetter for an error.
+func (c *Consumer) failed(ctx context.Context, d Delivery, e *contract.Event, dec ordering.Decision, err error) Result {
+	var r Result
+	switch {
+	case errors.Is(err, ordering.ErrGap):
+		r = c.retry(ctx, d, e, "gap: missing earlier events", err)
+	case contract.Retryable(err) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+		r = c.retry(ctx, d, e, "handler failed, transient", err)
+	default:
+		r = c.dead(ctx, d, e, "handler failed, permanent", err)
+	}
+	r.Decision = dec
+	return r
+}
+
+func (c *Consumer) retry(ctx context.Context, d Delivery, e *contract.Event, reason string, err error) Result {
+	if d.Attempt >= c.maxAttempts {
+		return c.dead(ctx, d, e, fmt.Sprintf("%s; gave up after %d attempts", reason, d.Attempt), err)
+	}
+	delay := c.backoff(d.Attempt)
+	if ra, ok := contract.RetryAfter(err); ok && ra > delay {
+		delay = ra
+	}
+	c.logDecision(ctx, slog.LevelWarn, "event retry scheduled", reason, e,
+		slog.Int("attempt", d.Attempt), slog.Duration("delay", delay), slog.String("error", contract.As(err).CodeOrKind()))
+	return Result{Action: Retry, Delay: delay, Reason: reason, Event: e, Err: err}
+}
+
+// backoff is MinBackoff × 2^(attempt-1), at most MaxBackoff.
+func (c *Consumer) backoff(attempt int) time.Duration {
+	d := c.minBackoff
+	for i := 1; i < attempt && d < c.maxBackoff; i++ {
+		d *= 2
+	}
+	return min(d, c.maxBackoff)
+}
+
+func (c *Consumer) dead(ctx context.Context, d Delivery, e *contract.Event, reason string, err error) Result {
+	c.logDecision(ctx, slog.LevelError, "event dead-lettered", reason, e,
+		slog.Int("attempt", d.Attempt), slog.String("error", contract.As(err).CodeOrKind()))
+	if c.deadLetter != nil {
+		c.deadLetter(ctx, d, e, err)
+	}
+	return Result{Action: DeadLetter, Reason: reason, Event: e, Err: err}
+}
+
+func (c *Consumer) complete(ctx context.Context, key idempotency.Key, token uint64) {
+	if c.store == nil {
+		return
+	}
+	// The effect is done: a lost record only costs a later redelivery a
+	// trip through the Guard (or the Handler, without one).
+	if err := c.store.Complete(context.WithoutCancel(ctx), key, token, idempotency.Result{}); err != nil {
+		c.logDecision(ctx, slog.LevelWarn, "dedup record not stored", "store: "+contract.As(err).CodeOrKind(), nil)
+	}
+}
+
+func (c *Consumer) release(ctx context.Context, key idempotency.Key, token uint64) {
+	if c.store == nil {
+		return
+	}
+	if err := c.store.Release(context.WithoutCancel(ctx), key, token); err != nil {
+		c.logDecision(ctx, slog.LevelWarn, "dedup claim not released", "store: "+contract.As(err).CodeOrKind(), nil)
+	}
+}
+
+// coordinates puts the event's correlation id and subject on ctx for every log line written while it is handled.
+func (c *Consumer) coordinates(ctx context.Context, e *contract.Event) context.Context {
+	if e.CorrelationID != "" && e.CorrelationID != logctx.CorrelationID(ctx) {
+		ctx = logctx.WithCorrelationID(ctx, e.CorrelationID)
+	}
+	if kind, id := logctx.Entity(ctx); e.Subject != "" && (kind != "subject" || id != e.Subject) {
+		ctx = logctx.WithEntity(ctx, "subject", e.Subject)
+	}
+	return ctx
+}
+
+func (c *Consumer) logDecision(ctx context.Context, level slog.Level, decision, reason string, e *contract.Event, attrs ...slog.Attr) {
+	if c.log == nil {
+		return
+	}
+	if e != nil {
+		attrs = append(attrs, slog.String("event_type", e.Type), slog.String("event_source", e.Source))
+		if e.Sequence != 0 {
+			attrs = append(attrs, slog.Uint64("sequence", e.Sequence))
+		}
+	}
+	logctx.Decision(ctx, c.log, level, decision, reason, attrs...)
+}
+
+// fingerprint digests what makes an event's content: a redelivery has the
+// same one, another event reusing (source, id) a different one.
+func fingerprint(e *contract.Event) string {
+	h := sha256.New()
+	var n [8]byte
+	for _, s := range []string{e.Type, e.Subject, e.DataSchema} {
+		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
+		h.Write(n[:])
+		h.Write([]byte(s))
+	}
+	binary.BigEndian.PutUint64(n[:], e.Sequence)
+	h.Write(n[:])
+	h.Write(e.Data)
+	return hex.EncodeToString(h.Sum(nil))
+}

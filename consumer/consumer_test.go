@@ -1,0 +1,393 @@
+package consumer_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sadpath/sadpath/consumer"
+	"github.com/sadpath/sadpath/contract"
+	"github.com/sadpath/sadpath/idempotency"
+	"github.com/sadpath/sadpath/logctx"
+	"github.com/sadpath/sadpath/ordering"
+)
+
+func event(subject string, seq uint64, data string) contract.Event {
+	return contract.Event{
+		ID: fmt.Sprintf("%s-%d", subject, seq), Source: "/ledger", SpecVersion: "1.0", Type: "com.example.posted.v1",
+		Subject: subject, Sequence: seq, CorrelationID: fmt.Sprintf("corr-%s-%d", subject, seq), Data: json.RawMessage(data),
+	}
+}
+
+func encode(t testing.TB, e contract.Event) []byte {
+	t.Helper()
+	b, err := json.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func memStore(t testing.TB) idempotency.Store {
+	t.Helper()
+	s, err := idempotency.NewMemoryStore(idempotency.MemoryConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func mustConsumer(t testing.TB, cfg consumer.Config) *consumer.Consumer {
+	t.Helper()
+	c, err := consumer.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func mustGuard(t testing.TB, cfg ordering.Config) *ordering.Guard {
+	t.Helper()
+	g, err := ordering.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// dlq records dead-lettered deliveries.
+type dlq struct {
+	mu   sync.Mutex
+	errs []error
+}
+
+func (q *dlq) add(_ context.Context, _ consumer.Delivery, _ *contract.Event, err error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.errs = append(q.errs, err)
+}
+
+func (q *dlq) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.errs)
+}
+
+func TestDuplicateDeliveryAppliedOnce(t *testing.T) {
+	ctx := context.Background()
+	var calls atomic.Int64
+	c := mustConsumer(t, consumer.Config{
+		Store:   memStore(t),
+		Guard:   mustGuard(t, ordering.Config{}),
+		Handler: func(context.Context, *contract.Event) error { calls.Add(1); return nil },
+	})
+	data := encode(t, event("acct", 1, `{"amount":5}`))
+	r := c.Handle(ctx, consumer.Delivery{Data: data, Attempt: 1})
+	if r.Action != consumer.Ack || r.Decision != ordering.Apply || r.Reason != "applied" {
+		t.Fatalf("first delivery: %+v", r)
+	}
+	r = c.Handle(ctx, consumer.Delivery{Data: data, Attempt: 2})
+	if r.Action != consumer.Ack || r.Reason != "duplicate: already processed" {
+		t.Fatalf("redelivery: %+v, want ack as duplicate by (source, id)", r)
+	}
+	if calls.Load() != 1 {
+		t.Fatalf("handler ran %d times, want 1", calls.Load())
+	}
+}
+
+func TestDedupWithoutGuard(t *testing.T) {
+	var calls atomic.Int64
+	c := mustConsumer(t, consumer.Config{
+		Store:   memStore(t),
+		Handler: func(context.Context, *contract.Event) error { calls.Add(1); return nil },
+	})
+	e := event("", 0, `{}`) // unordered events are fine without a Guard
+	for i := 0; i < 3; i++ {
+		if r := c.Handle(context.Background(), consumer.Delivery{Data: encode(t, e)}); r.Action != consumer.Ack {
+			t.Fatalf("delivery %d: %+v", i, r)
+		}
+	}
+	if calls.Load() != 1 {
+		t.Fatalf("handler ran %d times, want 1", calls.Load())
+	}
+}
+
+func TestBadEventsAreDeadLettered(t *testing.T) {
+	big := event("acct", 1, `"`+strings.Repeat("x", 2000)+`"`)
+	noSeq := event("acct", 0, `{}`)
+	noSubject := event("", 3, `{}`)
+	cases := []struct {
+		name string
+		data []byte
+		kind error
+	}{
+		{"empty", nil, contract.ErrMalformed},
+		{"not json", []byte("{nope"), contract.ErrMalformed},
+		{"array", []byte("[1,2]"), contract.ErrMalformed},
+		{"missing id", []byte(`{"source":"/s","specversion":"1.0","type":"t","subject":"a","sequence":1}`), contract.ErrInvalid},
+		{"trailing data", append(encode(t, event("a", 1, `{}`)), []byte(`{}`)...), contract.ErrMalformed},
+		{"too large", encode(t, big), contract.ErrTooLarge},
+		{"no sequence", encode(t, noSeq), contract.ErrInvalid},
+		{"no subject", encode(t, noSubject), contract.ErrInvalid},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var q dlq
+			var calls atomic.Int64
+			c := mustConsumer(t, consumer.Config{
+				Guard:         mustGuard(t, ordering.Config{}),
+				Store:         memStore(t),
+				MaxEventBytes: 1024,
+				DeadLetter:    q.add,
+				Handler:       func(context.Context, *contract.Event) error { calls.Add(1); return nil },
+			})
+			r := c.Handle(context.Background(), consumer.Delivery{Data: tc.data, Attempt: 1})
+			if r.Action != consumer.DeadLetter || !errors.Is(r.Err, tc.kind) {
+				t.Fatalf("%+v, want dead-letter matching %v", r, tc.kind)
+			}
+			if q.len() != 1 || calls.Load() != 0 {
+				t.Fatalf("dead-letter callback %d times, handler %d times", q.len(), calls.Load())
+			}
+		})
+	}
+}
+
+func TestTransientFailureBacksOffThenDeadLetters(t *testing.T) {
+	var q dlq
+	c := mustConsumer(t, consumer.Config{
+		Guard:       mustGuard(t, ordering.Config{}),
+		Store:       memStore(t),
+		MaxAttempts: 5,
+		MinBackoff:  100 * time.Millisecond,
+		MaxBackoff:  time.Second,
+		DeadLetter:  q.add,
+		Handler: func(context.Context, *contract.Event) error {
+			return contract.New(contract.KindUnavailable, "ledger.db", "connection refused")
+		},
+	})
+	data := encode(t, event("acct", 1, `{}`))
+	want := []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond}
+	for i, d := range want {
+		r := c.Handle(context.Background(), consumer.Delivery{Data: data, Attempt: i + 1})
+		if r.Action != consumer.Retry || r.Delay != d || !errors.Is(r.Err, contract.ErrUnavailable) {
+			t.Fatalf("attempt %d: %+v, want retry after %s", i+1, r, d)
+		}
+	}
+	r := c.Handle(context.Background(), consumer.Delivery{Data: data, Attempt: 5})
+	if r.Action != consumer.DeadLetter || q.len() != 1 || !strings.Contains(r.Reason, "gave up after 5 attempts") {
+		t.Fatalf("attempt 5: %+v (dlq %d), want dead-letter", r, q.len())
+	}
+}
+
+func TestRetryAfterHintHonoured(t *testing.T) {
+	c := mustConsumer(t, consumer.Config{
+		Handler: func(context.Context, *contract.Event) error {
+			return contract.New(contract.KindRateLimited, "psp", "slow down").WithRetryAfter(7 * time.Second)
+		},
+	})
+	r := c.Handle(context.Background(), consumer.Delivery{Data: encode(t, event("a", 1, `{}`))})
+	if r.Action != consumer.Retry || r.Delay != 7*time.Second {
+		t.Fatalf("%+v, want retry after 7s", r)
+	}
+}
+
+func TestPermanentFailureAndPanicDeadLetter(t *testing.T) {
+	for name, h := range map[string]consumer.Handler{
+		"invalid": func(context.Context, *contract.Event) error {
+			return contract.New(contract.KindInvalid, "ledger", "amount out of range")
+		},
+		"unclassified": func(context.Context, *contract.Event) error { return errors.New("mystery") },
+		"panic":        func(context.Context, *contract.Event) error { panic("boom") },
+	} {
+		t.Run(name, func(t *testing.T) {
+			var q dlq
+			g := mustGuard(t, ordering.Config{})
+			c := mustConsumer(t, consumer.Config{Guard: g, Store: memStore(t), DeadLetter: q.add, Handler: h})
+			r := c.Handle(context.Background(), consumer.Delivery{Data: encode(t, event("a", 1, `{}`)), Attempt: 1})
+			if r.Action != consumer.DeadLetter || q.len() != 1 {
+				t.Fatalf("%+v, want dead-letter at first attempt", r)
+			}
+			if last, _ := g.State().Last(context.Background(), "a"); last != 0 {
+				t.Fatalf("failed event recorded as applied: last %d", last)
+			}
+		})
+	}
+}
+
+func TestCanceledContextRetries(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := mustConsumer(t, consumer.Config{Handler: func(ctx context.Context, _ *contract.Event) error {
+		cancel()
+		return ctx.Err()
+	}})
+	if r := c.Handle(ctx, consumer.Delivery{Data: encode(t, event("a", 1, `{}`))}); r.Action != consumer.Retry {
+		t.Fatalf("%+v: shutting down is not the event's fault: retry", r)
+	}
+}
+
+func TestGapRejectedIsRetried(t *testing.T) {
+	c := mustConsumer(t, consumer.Config{
+		Guard:      mustGuard(t, ordering.Config{RetryAfter: 2 * time.Second}),
+		Store:      memStore(t),
+		MinBackoff: time.Second,
+		Handler:    func(context.Context, *contract.Event) error { return nil },
+	})
+	r := c.Handle(context.Background(), consumer.Delivery{Data: encode(t, event("a", 2, `{}`)), Attempt: 1})
+	if r.Action != consumer.Retry || r.Decision != ordering.Gap || r.Delay != 2*time.Second || !errors.Is(r.Err, ordering.ErrGap) {
+		t.Fatalf("%+v, want retry after the gap hint", r)
+	}
+	// The claim was released: the redelivery, once 1 arrived, applies.
+	if r := c.Handle(context.Background(), consumer.Delivery{Data: encode(t, event("a", 1, `{}`))}); r.Action != consumer.Ack {
+		t.Fatal(r)
+	}
+	if r := c.Handle(context.Background(), consumer.Delivery{Data: encode(t, event("a", 2, `{}`)), Attempt: 2}); r.Action != consumer.Ack || r.Decision != ordering.Apply {
+		t.Fatalf("redelivered 2: %+v", r)
+	}
+}
+
+func TestHeldEventSettledWithItsOwnCoordinates(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[uint64]string{}
+	c := mustConsumer(t, consumer.Config{
+		Guard: mustGuard(t, ordering.Config{Gap: ordering.GapHold}),
+		Store: memStore(t),
+		Handler: func(ctx context.Context, e *contract.Event) error {
+			mu.Lock()
+			defer mu.Unlock()
+			seen[e.Sequence] = logctx.CorrelationID(ctx)
+			return nil
+		},
+	})
+	var settled []consumer.Result
+	d := consumer.Delivery{Data: encode(t, event("a", 2, `{}`)), Settle: func(r consumer.Result) { settled = append(settled, r) }}
+	if r := c.Handle(context.Background(), d); r.Action != consumer.Hold {
+		t.Fatalf("gap with Settle: %+v, want hold", r)
+	}
+	if r := c.Handle(context.Background(), consumer.Delivery{Data: encode(t, event("a", 1, `{}`))}); r.Action != consumer.Ack {
+		t.Fatal(r)
+	}
+	if len(settled) != 1 || settled[0].Action != consumer.Ack || settled[0].Event.Sequence != 2 {
+		t.Fatalf("settled %+v, want one ack for sequence 2", settled)
+	}
+	if seen[1] != "corr-a-1" || seen[2] != "corr-a-2" {
+		t.Fatalf("handler coordinates %v: each event must carry its own correlation id", seen)
+	}
+	// The held event's id was recorded: a redelivery is a duplicate.
+	if r := c.Handle(context.Background(), d); r.Action != consumer.Ack || r.Reason != "duplicate: already processed" {
+		t.Fatalf("redelivery of settled held event: %+v", r)
+	}
+}
+
+func TestSameIDOtherContentDeadLetters(t *testing.T) {
+	var q dlq
+	c := mustConsumer(t, consumer.Config{Store: memStore(t), DeadLetter: q.add, Handler: func(context.Context, *contract.Event) error { return nil }})
+	if r := c.Handle(context.Background(), consumer.Delivery{Data: encode(t, event("a", 1, `{"amount":1}`))}); r.Action != consumer.Ack {
+		t.Fatal(r)
+	}
+	r := c.Handle(context.Background(), consumer.Delivery{Data: encode(t, event("a", 1, `{"amount":999}`))})
+	if r.Action != consumer.DeadLetter || !errors.Is(r.Err, contract.ErrConflict) || q.len() != 1 {
+		t.Fatalf("%+v, want dead-letter: reused (source, id)", r)
+	}
+}
+
+func TestInProgressElsewhereRetries(t *testing.T) {
+	store := memStore(t)
+	entered, release := make(chan struct{}), make(chan struct{})
+	var calls atomic.Int64
+	c := mustConsumer(t, consumer.Config{Name: "ledger", Store: store, MinBackoff: time.Second, Lease: 30 * time.Second,
+		Handler: func(context.Context, *contract.Event) error {
+			if calls.Add(1) == 1 {
+				close(entered)
+				<-release
+			}
+			return nil
+		}})
+	data := encode(t, event("a", 1, `{}`))
+	first := make(chan consumer.Result)
+	go func() { first <- c.Handle(context.Background(), consumer.Delivery{Data: data}) }()
+	<-entered
+	r := c.Handle(context.Background(), consumer.Delivery{Data: data})
+	close(release)
+	if r.Action != consumer.Retry || r.Delay < time.Second || r.Delay > 30*time.Second || !errors.Is(r.Err, contract.ErrConflict) {
+		t.Fatalf("%+v, want retry within the first delivery's lease", r)
+	}
+	if r := <-first; r.Action != consumer.Ack || calls.Load() != 1 {
+		t.Fatalf("first delivery %+v, handler ran %d times", r, calls.Load())
+	}
+}
+
+// failingStore is an idempotency.Store that is down.
+type failingStore struct{ idempotency.Store }
+
+func (failingStore) Claim(context.Context, idempotency.ClaimRequest) (idempotency.Claim, error) {
+	return idempotency.Claim{}, contract.New(contract.KindUnavailable, "store", "down")
+}
+
+func TestStoreDownRetries(t *testing.T) {
+	var calls atomic.Int64
+	c := mustConsumer(t, consumer.Config{Store: failingStore{}, Handler: func(context.Context, *contract.Event) error { calls.Add(1); return nil }})
+	r := c.Handle(context.Background(), consumer.Delivery{Data: encode(t, event("a", 1, `{}`))})
+	if r.Action != consumer.Retry || !errors.Is(r.Err, contract.ErrUnavailable) || calls.Load() != 0 {
+		t.Fatalf("%+v (handler %d), want retry without running the handler", r, calls.Load())
+	}
+}
+
+func TestDecisionsLogged(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&buf, nil))
+	c := mustConsumer(t, consumer.Config{Store: memStore(t), Guard: mustGuard(t, ordering.Config{Logger: log}), Logger: log,
+		Handler: func(context.Context, *contract.Event) error { return nil }})
+	data := encode(t, event("a", 1, `{"secret":"do-not-log"}`))
+	c.Handle(context.Background(), consumer.Delivery{Data: data})
+	c.Handle(context.Background(), consumer.Delivery{Data: data})
+	c.Handle(context.Background(), consumer.Delivery{Data: []byte("garbage")})
+	out := buf.String()
+	for _, want := range []string{`"decision":"duplicate event dropped"`, `"reason":"(source, id) already processed"`, `"decision":"event dead-lettered"`, `"reason":"malformed event"`} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("log lacks %s:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "do-not-log") || strings.Contains(out, "a-1") {
+		t.Fatalf("log carries the event body or id:\n%s", out)
+	}
+}
+
+func TestConfigInvalid(t *testing.T) {
+	h := func(context.Context, *contract.Event) error { return nil }
+	for _, tc := range []struct {
+		cfg  consumer.Config
+		want string
+	}{
+		{consumer.Config{}, "Config.Handler: required"},
+		{consumer.Config{Handler: h, MaxAttempts: -1}, "Config.MaxAttempts: must be >= 0, got -1"},
+		{consumer.Config{Handler: h, MinBackoff: -1}, "Config.MinBackoff: must be >= 0, got -1ns"},
+		{consumer.Config{Handler: h, MaxBackoff: -1}, "Config.MaxBackoff: must be >= 0, got -1ns"},
+		{consumer.Config{Handler: h, MinBackoff: time.Minute, MaxBackoff: time.Second}, "Config.MaxBackoff: must be >= MinBackoff (1m0s), got 1s"},
+		{consumer.Config{Handler: h, MaxEventBytes: -5}, "Config.MaxEventBytes: must be >= 0, got -5"},
+		{consumer.Config{Handler: h, Lease: -1}, "Config.Lease: must be >= 0, got -1ns"},
+		{consumer.Config{Handler: h, Retention: -1}, "Config.Retention: must be >= 0, got -1ns"},
+		{consumer.Config{Handler: h, Lease: time.Hour, Retention: time.Minute}, "Config.Retention: must be >= Lease (1h0m0s), got 1m0s"},
+	} {
+		_, err := consumer.New(tc.cfg)
+		ce := contract.As(err)
+		if !errors.Is(err, contract.ErrInvalid) || ce.Code != "config.invalid" || ce.Detail != tc.want {
+			t.Fatalf("New: %v, want config.invalid %q", err, tc.want)
+		}
+	}
+}
+
+func TestActionString(t *testing.T) {
+	for a, want := range map[consumer.Action]string{consumer.Ack: "ack", consumer.Retry: "retry", consumer.DeadLetter: "dead_letter", consumer.Hold: "hold", 0: "unknown"} {
+		if a.String() != want {
+			t.Fatalf("%d: %q", a, a.String())
+		}
+	}
+}

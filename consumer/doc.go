@@ -1,0 +1,67 @@
+/*
+Package consumer wires an event handler for at-least-once brokers: strict
+decoding, deduplication by (source, id), per-subject ordering, logging
+coordinates, and a clear decision for every delivery — acknowledge, retry
+later with backoff, hold, or dead-letter.
+
+# Why
+
+A broker redelivers: after a crash, an ack lost on the wire, an ack wait
+that expired while the handler was slow. It reorders: across partitions,
+retries and publishers. It carries bad messages that will never decode.
+A consumer that retries a malformed message forever blocks its stream; one
+that applies a redelivery twice pays twice; one that applies "refunded"
+before "captured" corrupts its projection. Consumer.Handle makes each of
+those cases an explicit, logged decision.
+
+# What Handle does
+
+For each Delivery, in order:
+
+ 1. Size check (Config.MaxEventBytes) and strict decoding with
+    contract.DecodeEvent. Oversized, malformed or invalid events are
+    dead-lettered at once: the DeadLetter callback receives them and the
+    adapter terminates the message. They are never retried.
+ 2. Deduplication by (source, id) through the idempotency.Store
+    (Config.Store): an id already processed is acknowledged without running
+    the handler; one in progress elsewhere is retried after the other
+    owner's lease; the same id with other content is dead-lettered.
+ 3. Ordering with the ordering.Guard (Config.Guard): duplicates and stale
+    events are acknowledged and dropped; a gap is retried later (ErrGap) or,
+    when the delivery has a Settle function and the Guard holds gaps,
+    held until the missing events arrive.
+ 4. The Handler runs with the event's correlation id and subject on the
+    context (logctx), so every log line it writes carries them. A panic
+    becomes a permanent error.
+ 5. Classification of the Handler's error with contract: retryable kinds
+    (unavailable, timeout, rate limited) and a canceled context are retried
+    after MinBackoff × 2^(attempt-1), capped at MaxBackoff and at least the
+    error's retry-after hint, until MaxAttempts; anything else is
+    dead-lettered.
+
+# Exactly once
+
+The Guard records the last applied sequence only when the Handler succeeds,
+so the effect of each (subject, sequence) happens once per Guard state; the
+idempotency Store extends "once" to unordered events and across processes.
+With ordering/pgstate the Handler writes through the same transaction that
+records the sequence, which makes the effect exactly once across crashes,
+not just deduplicated.
+
+# Adapters
+
+A broker adapter turns Result.Action into its own calls: Ack, a
+negative acknowledgement with Result.Delay, a terminate for DeadLetter, and
+nothing for Hold until Delivery.Settle reports. It calls Consumer.Sweep
+periodically so held gaps time out. The NATS JetStream adapter lives in its
+own module, github.com/sadpath/sadpath/consumer/jetstream.
+
+# Configuration and concurrency
+
+Config follows the library's style: zero fields mean their documented
+defaults, New rejects bad values with a KindInvalid error (code
+"config.invalid") naming the field. A Consumer holds no per-delivery state
+and is safe for concurrent use. Logs never carry event data or ids: only the
+decision, its reason, the event type, source, subject and sequence.
+*/
+package consumer
