@@ -1,0 +1,521 @@
+package breaker
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/sadpath/sadpath/contract"
+)
+
+var (
+	errOpenState       = gobreaker.ErrOpenState
+	errTooManyRequests = gobreaker.ErrTooManyRequests
+
+	// Outcomes as errors handed to gobreaker, so it classifies without
+	// calling Classify a second time.
+	errFailure = errors.New("breaker: failure")
+	errIgnore  = errors.New("breaker: ignored")
+	errGate    = errors.New("breaker: open delay")
+	errTrip    = errors.New("breaker: trip")
+)
+
+const (
+	forcedNone int32 = iota
+	forcedOpen
+	forcedClosed
+)
+
+// Breaker is a circuit breaker: it watches the outcomes of calls to one
+// dependency and, when too many fail, fails fast instead of calling it.
+//
+// The model: in the closed state calls flow and are counted over a rolling
+// window; once the window holds MinCalls counted calls and the failure ratio
+// reaches FailureRatio, the breaker opens. Open, every call fails at once
+// with a *contract.Error of KindUnavailable whose RetryAfter is the time
+// until the next probe. After the open delay (OpenTimeout, doubling with
+// jitter on each consecutive trip up to MaxOpenTimeout) the breaker is
+// half-open: HalfOpenProbes calls go through; if all succeed it closes, if
+// one fails it opens again.
+//
+// Counting, tripping and probe limiting are gobreaker/v2's
+// CircuitBreaker; Breaker adds classification, slow calls, the growing open
+// delay on an injectable clock, operator control, and observation with
+// context.
+//
+// A Breaker is safe for concurrent use. Build one with New; the zero value is
+// not usable.
+type Breaker struct {
+	name   string
+	cb     *gobreaker.CircuitBreaker[struct{}]
+	cfg    Config
+	slow   int64 // SlowCallThreshold in ns; 0 = off
+	clock  Clock // nil = system clock
+	epoch  time.Time
+	random func() float64
+
+	forced    atomic.Int32
+	openUntil atomic.Int64 // b.now() deadline of the open delay; 0 = not open by delay
+	pending   atomic.Int32 // transitions queued by gobreaker's callback
+
+	// guarded by gobreaker's mutex (written only from its callbacks)
+	trips     int    // consecutive trips without a close
+	tripCount Counts // counts of the last ReadyToTrip that returned true
+
+	tripMu  sync.Mutex // serialises Trip, ForceOpen
+	tripOn  atomic.Bool
+	tripReq atomic.Pointer[tripRequest]
+
+	pmu   sync.Mutex
+	queue []Transition
+
+	errOp      string // prebuilt Detail strings: rejection allocates one *contract.Error only
+	detailOpen string
+	detailFull string
+
+	inst *instruments
+}
+
+// New returns a Breaker configured by cfg, or a *contract.Error of
+// KindInvalid naming the first bad field.
+func New(cfg Config) (*Breaker, error) {
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	b := &Breaker{
+		name:       c.Name,
+		cfg:        c,
+		slow:       int64(c.SlowCallThreshold),
+		clock:      c.Clock,
+		random:     c.Rand,
+		errOp:      c.Name,
+		detailOpen: "circuit breaker is open: failing fast",
+		detailFull: "circuit breaker is half-open and its probes are taken: failing fast",
+	}
+	if b.clock != nil {
+		b.epoch = b.clock.Now()
+	} else {
+		b.epoch = time.Now()
+	}
+	if b.random == nil {
+		b.random = rand.Float64
+	}
+	minCalls, ratio := uint32(c.MinCalls), c.FailureRatio
+	b.cb = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:         c.Name,
+		MaxRequests:  uint32(c.HalfOpenProbes),
+		Interval:     c.Window,
+		BucketPeriod: c.Window / time.Duration(c.Buckets),
+		// The open delay is enforced by b.openUntil on b's clock, so
+		// gobreaker's own open state ends at once: the first call after
+		// the delay turns it half-open.
+		Timeout: time.Nanosecond,
+		ReadyToTrip: func(n gobreaker.Counts) bool {
+			if b.tripOn.Load() {
+				b.tripCount = countsOf(n)
+				return true
+			}
+			counted := n.TotalSuccesses + n.TotalFailures
+			if counted < minCalls || float64(n.TotalFailures) < ratio*float64(counted) {
+				return false
+			}
+			b.tripCount = countsOf(n)
+			return true
+		},
+		OnStateChange: b.onGobreakerChange,
+		IsSuccessful:  func(err error) bool { return err == nil },
+		IsExcluded:    func(err error) bool { return err == errIgnore || err == errGate },
+	})
+	if !c.DisableMetrics {
+		inst, err := newInstruments(b, c.MeterProvider)
+		if err != nil {
+			return nil, contract.Wrap(contract.KindInternal, "breaker", err)
+		}
+		b.inst = inst
+	}
+	return b, nil
+}
+
+func countsOf(n gobreaker.Counts) Counts {
+	return Counts{
+		Requests:             n.Requests,
+		Successes:            n.TotalSuccesses,
+		Failures:             n.TotalFailures,
+		Ignored:              n.TotalExclusions,
+		ConsecutiveSuccesses: n.ConsecutiveSuccesses,
+		ConsecutiveFailures:  n.ConsecutiveFailures,
+	}
+}
+
+// Name returns the breaker's name.
+func (b *Breaker) Name() string { return b.name }
+
+// now returns the time since b.epoch on b's clock (monotonic for the system clock).
+func (b *Breaker) now() int64 {
+	if b.clock == nil {
+		return int64(time.Since(b.epoch))
+	}
+	return int64(b.clock.Now().Sub(b.epoch))
+}
+
+// State returns the current state. An open breaker whose delay has passed
+// reports StateHalfOpen: its next call is a probe.
+func (b *Breaker) State() State {
+	switch b.forced.Load() {
+	case forcedOpen:
+		return StateForcedOpen
+	case forcedClosed:
+		return StateForcedClosed
+	}
+	if u := b.openUntil.Load(); u != 0 {
+		if b.now() < u {
+			return StateOpen
+		}
+		return StateHalfOpen
+	}
+	switch b.cb.State() {
+	case gobreaker.StateClosed:
+		return StateClosed
+	default: // gobreaker's open state lasts 1ns: it is half-open for any caller
+		return StateHalfOpen
+	}
+}
+
+// Counts returns the counts of the current window (closed) or of the
+// current half-open period.
+func (b *Breaker) Counts() Counts { return countsOf(b.cb.Counts()) }
+
+// RetryAfter returns how long until the breaker lets a probe through: zero
+// when it is closed or half-open.
+func (b *Breaker) RetryAfter() time.Duration {
+	if u := b.openUntil.Load(); u != 0 {
+		if d := u - b.now(); d > 0 {
+			return time.Duration(d)
+		}
+	}
+	return 0
+}
+
+// Do runs fn if b lets the call through and returns its result. A rejected
+// call returns a *contract.Error of KindUnavailable (code CodeOpen or
+// CodeTooManyProbes, Op the breaker's name, RetryAfter the time until the
+// next probe, errors.Is ErrOpen or ErrTooManyProbes) without calling fn.
+//
+// fn's error is classified by Config.Classify; a call longer than
+// SlowCallThreshold counts as a failure whatever its result, which Do still
+// returns. A panic in fn counts as a failure and is re-raised.
+func Do[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, error)) (T, error) {
+	var (
+		res  T
+		err  error
+		zero T
+	)
+	classify := b.cfg.Classify
+	if rej := b.exec(ctx, func() Outcome {
+		res, err = fn(ctx)
+		return classify(err)
+	}); rej != nil {
+		return zero, rej
+	}
+	return res, err
+}
+
+// Execute is Do for a function without a result.
+func (b *Breaker) Execute(ctx context.Context, fn func(context.Context) error) error {
+	var err error
+	classify := b.cfg.Classify
+	if rej := b.exec(ctx, func() Outcome {
+		err = fn(ctx)
+		return classify(err)
+	}); rej != nil {
+		return rej
+	}
+	return err
+}
+
+// exec admits the call, runs run (which calls the user's function and
+// classifies its result), and records the outcome. It returns the rejection
+// error, or nil when run ran.
+func (b *Breaker) exec(ctx context.Context, run func() Outcome) error {
+	switch b.forced.Load() {
+	case forcedNone:
+	case forcedOpen:
+		b.record(ctx, Rejected)
+		return b.rejectErr(CodeOpen, errOpenState, b.cfg.OpenTimeout)
+	default: // forced closed: run uncounted by the breaker
+		b.record(ctx, run())
+		return nil
+	}
+	if u := b.openUntil.Load(); u != 0 {
+		if d := u - b.now(); d > 0 {
+			b.record(ctx, Rejected)
+			return b.rejectErr(CodeOpen, errOpenState, time.Duration(d))
+		}
+		b.endOpenDelay(ctx, u, "open delay elapsed: probing")
+	}
+	defer b.flush(ctx)
+	_, gerr := b.cb.Execute(func() (struct{}, error) {
+		if b.pending.Load() != 0 {
+			b.flush(ctx) // report the half-open transition before the probe runs
+		}
+		if u := b.openUntil.Load(); u != 0 {
+			if b.now() < u {
+				return struct{}{}, errGate // tripped while this call was being admitted
+			}
+			b.endOpenDelay(ctx, u, "open delay elapsed: probing")
+		}
+		var start int64
+		if b.slow != 0 {
+			start = b.now()
+		}
+		o := run()
+		if b.slow != 0 && o != Ignore && b.now()-start > b.slow {
+			o = Slow
+		}
+		b.record(ctx, o)
+		switch o {
+		case Success:
+			return struct{}{}, nil
+		case Ignore:
+			return struct{}{}, errIgnore
+		}
+		return struct{}{}, errFailure
+	})
+	switch gerr {
+	case nil, errFailure, errIgnore:
+		return nil
+	case errTooManyRequests:
+		b.record(ctx, Rejected)
+		return b.rejectErr(CodeTooManyProbes, errTooManyRequests, b.cfg.OpenTimeout)
+	}
+	// errGate, or gobreaker's open state (a 1ns race)
+	b.record(ctx, Rejected)
+	ra := b.RetryAfter()
+	if ra == 0 {
+		ra = time.Millisecond
+	}
+	return b.rejectErr(CodeOpen, errOpenState, ra)
+}
+
+// endOpenDelay clears the open delay u; the caller that clears it reports
+// the transition to half-open, so it is reported once.
+func (b *Breaker) endOpenDelay(ctx context.Context, u int64, reason string) {
+	if b.openUntil.CompareAndSwap(u, 0) {
+		b.emit(ctx, Transition{Name: b.name, From: StateOpen, To: StateHalfOpen, Reason: reason})
+	}
+}
+
+func (b *Breaker) rejectErr(code string, cause error, retryAfter time.Duration) error {
+	detail := b.detailOpen
+	if cause == errTooManyRequests {
+		detail = b.detailFull
+	}
+	return &contract.Error{
+		Kind:       contract.KindUnavailable,
+		Code:       code,
+		Op:         b.errOp,
+		Detail:     detail,
+		RetryAfter: retryAfter,
+		Cause:      cause,
+	}
+}
+
+// openDelay returns the open delay of the n-th consecutive trip (n >= 1):
+// OpenTimeout doubled n-1 times, capped at MaxOpenTimeout, and for n >= 2
+// shortened at random by up to Jitter, never below OpenTimeout.
+func (b *Breaker) openDelay(n int) time.Duration {
+	base, maxd := b.cfg.OpenTimeout, b.cfg.MaxOpenTimeout
+	d := base
+	for i := 1; i < n && d < maxd; i++ {
+		if d > maxd/2 {
+			d = maxd
+			break
+		}
+		d *= 2
+	}
+	d = min(d, maxd)
+	if n >= 2 {
+		d -= time.Duration(float64(d) * b.cfg.Jitter * b.random())
+		d = max(d, base)
+	}
+	return d
+}
+
+// onGobreakerChange runs under gobreaker's mutex: it updates the open delay
+// and queues the transition; the calling goroutine reports it (flush) once
+// the mutex is released.
+func (b *Breaker) onGobreakerChange(_ string, from, to gobreaker.State) {
+	switch to {
+	case gobreaker.StateOpen:
+		b.trips++
+		d := b.openDelay(b.trips)
+		req := b.tripReq.Load()
+		if req != nil && req.openFor > 0 {
+			d = req.openFor
+		}
+		b.openUntil.Store(b.now() + int64(d))
+		t := Transition{Name: b.name, From: StateClosed, To: StateOpen, OpenFor: d}
+		switch {
+		case req != nil:
+			t.Reason = req.reason
+			t.From = stateOf(from)
+		case from == gobreaker.StateClosed:
+			t.Counts = b.tripCount
+			t.Reason = "failure rate " + strconv.FormatFloat(b.tripCount.FailureRate(), 'f', 2, 64) +
+				" over " + strconv.Itoa(int(b.tripCount.Successes+b.tripCount.Failures)) +
+				" calls >= " + strconv.FormatFloat(b.cfg.FailureRatio, 'f', 2, 64)
+		default:
+			t.From = StateHalfOpen
+			t.Reason = "probe failed"
+		}
+		b.enqueue(t)
+	case gobreaker.StateClosed:
+		b.trips = 0
+		if u := b.openUntil.Load(); u != 0 && b.now() >= u {
+			b.openUntil.CompareAndSwap(u, 0)
+		}
+		b.enqueue(Transition{Name: b.name, From: stateOf(from), To: StateClosed,
+			Reason: strconv.Itoa(b.cfg.HalfOpenProbes) + " probes succeeded"})
+	}
+	// gobreaker's open -> half-open is reported by exec when the open delay
+	// on b's clock has elapsed.
+}
+
+func stateOf(s gobreaker.State) State {
+	switch s {
+	case gobreaker.StateClosed:
+		return StateClosed
+	case gobreaker.StateOpen:
+		return StateOpen
+	}
+	return StateHalfOpen
+}
+
+func (b *Breaker) enqueue(t Transition) {
+	b.pmu.Lock()
+	b.queue = append(b.queue, t)
+	b.pmu.Unlock()
+	b.pending.Add(1)
+}
+
+// flush reports the queued transitions with ctx.
+func (b *Breaker) flush(ctx context.Context) {
+	if b.pending.Load() == 0 {
+		return
+	}
+	b.pmu.Lock()
+	q := b.queue
+	b.queue = nil
+	b.pending.Store(0)
+	b.pmu.Unlock()
+	for _, t := range q {
+		b.emit(ctx, t)
+	}
+}
+
+// Trip opens the breaker now, as if it had tripped, for openFor (zero means
+// the delay of the next consecutive trip), giving reason in the logged
+// transition. An operator uses it to isolate a dependency for a while;
+// breaker/redisstate uses it to apply a trip seen by another instance.
+// Tripping an open breaker extends its delay to openFor when that is longer.
+func (b *Breaker) Trip(ctx context.Context, openFor time.Duration, reason string) {
+	if openFor < 0 {
+		openFor = 0
+	}
+	if reason == "" {
+		reason = "tripped by operator"
+	}
+	b.tripMu.Lock()
+	defer b.tripMu.Unlock()
+	if u := b.openUntil.Load(); u != 0 {
+		if b.now() < u {
+			if openFor > 0 {
+				if nu := b.now() + int64(openFor); nu > u {
+					b.openUntil.CompareAndSwap(u, nu)
+				}
+			}
+			return
+		}
+		b.endOpenDelay(ctx, u, "open delay elapsed")
+	}
+	b.tripReq.Store(&tripRequest{openFor: openFor, reason: reason})
+	b.tripOn.Store(true)
+	_, err := b.cb.Execute(func() (struct{}, error) { return struct{}{}, errTrip })
+	b.tripOn.Store(false)
+	b.tripReq.Store(nil)
+	if err == errTooManyRequests { // half-open with probes in flight: hold them off by delay
+		d := openFor
+		if d == 0 {
+			d = b.cfg.OpenTimeout
+		}
+		b.openUntil.Store(b.now() + int64(d))
+		b.enqueue(Transition{Name: b.name, From: StateHalfOpen, To: StateOpen, Reason: reason, OpenFor: d})
+	}
+	b.flush(ctx)
+}
+
+type tripRequest struct {
+	openFor time.Duration
+	reason  string
+}
+
+// Probe ends the open delay now: the next call is a half-open probe. It does
+// nothing when the breaker is not open. breaker/redisstate uses it when
+// another instance saw the dependency recover.
+func (b *Breaker) Probe(ctx context.Context) {
+	if u := b.openUntil.Load(); u != 0 {
+		b.endOpenDelay(ctx, u, "probe requested")
+	}
+}
+
+// ForceOpen isolates the dependency: every call fails fast until Reset.
+// The underlying breaker is tripped too, so that after Reset it probes before
+// closing.
+func (b *Breaker) ForceOpen(ctx context.Context, reason string) {
+	if b.State() == StateForcedOpen {
+		return
+	}
+	if reason == "" {
+		reason = "forced open by operator"
+	}
+	b.forced.Store(forcedNone)
+	b.Trip(ctx, 0, reason)
+	from := b.State()
+	b.forced.Store(forcedOpen)
+	b.emit(ctx, Transition{Name: b.name, From: from, To: StateForcedOpen, Reason: reason})
+}
+
+// ForceClosed lets every call through uncounted until Reset, whatever the
+// failures: for an operator who knows better than the breaker.
+func (b *Breaker) ForceClosed(ctx context.Context, reason string) {
+	from := b.State()
+	if from == StateForcedClosed {
+		return
+	}
+	if reason == "" {
+		reason = "forced closed by operator"
+	}
+	b.forced.Store(forcedClosed)
+	b.emit(ctx, Transition{Name: b.name, From: from, To: StateForcedClosed, Reason: reason})
+}
+
+// Reset ends ForceOpen or ForceClosed and returns to automatic operation.
+// After ForceOpen the breaker is half-open: its next calls are probes.
+func (b *Breaker) Reset(ctx context.Context) {
+	from := b.State()
+	if from != StateForcedOpen && from != StateForcedClosed {
+		return
+	}
+	if from == StateForcedOpen {
+		b.openUntil.Store(0)
+	}
+	b.forced.Store(forcedNone)
+	b.emit(ctx, Transition{Name: b.name, From: from, To: b.State(), Reason: "reset by operator"})
+}

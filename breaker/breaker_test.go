@@ -1,0 +1,574 @@
+package breaker_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/sadpath/sadpath/breaker"
+	"github.com/sadpath/sadpath/contract"
+	"github.com/sadpath/sadpath/logctx"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *fakeClock { return &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+var errDown = contract.New(contract.KindUnavailable, "dep", "down")
+
+type harness struct {
+	t     *testing.T
+	b     *breaker.Breaker
+	clock *fakeClock
+	mu    sync.Mutex
+	trans []breaker.Transition
+	ctxs  []context.Context
+}
+
+func newHarness(t *testing.T, cfg breaker.Config) *harness {
+	t.Helper()
+	h := &harness{t: t, clock: newClock()}
+	if cfg.Name == "" {
+		cfg.Name = "dep"
+	}
+	if cfg.Window == 0 {
+		cfg.Window = time.Hour // no bucket rolls during a unit test
+	}
+	if cfg.MinCalls == 0 {
+		cfg.MinCalls = 4
+	}
+	if cfg.OpenTimeout == 0 {
+		cfg.OpenTimeout = 10 * time.Second
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = func() float64 { return 0 }
+	}
+	cfg.Clock = h.clock
+	cfg.DisableMetrics = true
+	cfg.OnStateChange = func(ctx context.Context, tr breaker.Transition) {
+		h.mu.Lock()
+		h.trans = append(h.trans, tr)
+		h.ctxs = append(h.ctxs, ctx)
+		h.mu.Unlock()
+	}
+	b, err := breaker.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.b = b
+	return h
+}
+
+func (h *harness) call(err error) error {
+	return h.b.Execute(context.Background(), func(context.Context) error { return err })
+}
+
+func (h *harness) path() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var s []string
+	for _, t := range h.trans {
+		s = append(s, t.From.String()+">"+t.To.String())
+	}
+	return strings.Join(s, " ")
+}
+
+func (h *harness) wantState(want breaker.State) {
+	h.t.Helper()
+	if got := h.b.State(); got != want {
+		h.t.Fatalf("state = %v, want %v (transitions %s)", got, want, h.path())
+	}
+}
+
+func TestTripsOnFailureRateAfterMinCalls(t *testing.T) {
+	h := newHarness(t, breaker.Config{MinCalls: 10, FailureRatio: 0.5})
+	// 4 failures alone are below MinCalls: stays closed.
+	for range 4 {
+		if err := h.call(errDown); !errors.Is(err, errDown) {
+			t.Fatalf("call returned %v, want the function's error", err)
+		}
+	}
+	h.wantState(breaker.StateClosed)
+	// 5 successes: 4/9 calls failed, still below MinCalls.
+	for range 5 {
+		_ = h.call(nil)
+	}
+	h.wantState(breaker.StateClosed)
+	// 10th counted call: 4/10 = 0.4 < 0.5 → closed.
+	_ = h.call(nil)
+	h.wantState(breaker.StateClosed)
+	// 5/11 = 0.45 closed; 6/12 = 0.5 → open.
+	_ = h.call(errDown)
+	h.wantState(breaker.StateClosed)
+	_ = h.call(errDown)
+	h.wantState(breaker.StateOpen)
+	if got := h.path(); got != "closed>open" {
+		t.Fatalf("transitions %q", got)
+	}
+	tr := h.trans[0]
+	if tr.Counts.Failures != 6 || tr.Counts.Successes != 6 || tr.OpenFor != 10*time.Second {
+		t.Fatalf("transition = %+v", tr)
+	}
+	if !strings.Contains(tr.Reason, "failure rate 0.50 over 12 calls") {
+		t.Fatalf("reason %q", tr.Reason)
+	}
+}
+
+func TestOpenRejectsWithContractError(t *testing.T) {
+	h := newHarness(t, breaker.Config{Name: "payments-gateway"})
+	for range 4 {
+		_ = h.call(errDown)
+	}
+	h.clock.Advance(3 * time.Second)
+	ran := false
+	_, err := breaker.Do(context.Background(), h.b, func(context.Context) (int, error) { ran = true; return 1, nil })
+	if ran {
+		t.Fatal("function ran while the breaker was open")
+	}
+	if !errors.Is(err, contract.ErrUnavailable) || !errors.Is(err, breaker.ErrOpen) {
+		t.Fatalf("err = %v, want unavailable + ErrOpen", err)
+	}
+	ce := contract.As(err)
+	if ce.Op != "payments-gateway" || ce.Code != breaker.CodeOpen || ce.RetryAfter != 7*time.Second {
+		t.Fatalf("error = %+v", ce)
+	}
+	if ra, ok := contract.RetryAfter(err); !ok || ra != 7*time.Second {
+		t.Fatalf("RetryAfter = %v %v", ra, ok)
+	}
+	if !contract.Retryable(err) {
+		t.Fatal("open error should be retryable (after RetryAfter)")
+	}
+	if got := h.b.RetryAfter(); got != 7*time.Second {
+		t.Fatalf("Breaker.RetryAfter = %v", got)
+	}
+}
+
+func TestHalfOpenProbesCloseOrReopen(t *testing.T) {
+	h := newHarness(t, breaker.Config{HalfOpenProbes: 2})
+	for range 4 {
+		_ = h.call(errDown)
+	}
+	h.clock.Advance(10 * time.Second)
+	h.wantState(breaker.StateHalfOpen)
+	// A failed probe reopens.
+	if err := h.call(errDown); !errors.Is(err, errDown) {
+		t.Fatalf("probe returned %v", err)
+	}
+	h.wantState(breaker.StateOpen)
+	if got := h.path(); got != "closed>open open>half_open half_open>open" {
+		t.Fatalf("transitions %q", got)
+	}
+	h.clock.Advance(time.Minute)
+	// Two successful probes close it.
+	_ = h.call(nil)
+	h.wantState(breaker.StateHalfOpen)
+	_ = h.call(nil)
+	h.wantState(breaker.StateClosed)
+	if got := h.path(); got != "closed>open open>half_open half_open>open open>half_open half_open>closed" {
+		t.Fatalf("transitions %q", got)
+	}
+}
+
+func TestHalfOpenLimitsProbes(t *testing.T) {
+	h := newHarness(t, breaker.Config{HalfOpenProbes: 2})
+	for range 4 {
+		_ = h.call(errDown)
+	}
+	h.clock.Advance(10 * time.Second)
+	release := make(chan struct{})
+	started := make(chan struct{}, 2)
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = h.b.Execute(context.Background(), func(context.Context) error {
+				started <- struct{}{}
+				<-release
+				return nil
+			})
+		}()
+	}
+	<-started
+	<-started
+	err := h.call(nil)
+	if !errors.Is(err, breaker.ErrTooManyProbes) || !errors.Is(err, contract.ErrUnavailable) {
+		t.Fatalf("third call during probes: %v", err)
+	}
+	if ce := contract.As(err); ce.Code != breaker.CodeTooManyProbes || ce.RetryAfter <= 0 {
+		t.Fatalf("error %+v", ce)
+	}
+	close(release)
+	wg.Wait()
+	h.wantState(breaker.StateClosed)
+}
+
+func TestClassification(t *testing.T) {
+	caller := []error{
+		contract.New(contract.KindInvalid, "op", "bad"),
+		contract.New(contract.KindNotFound, "op", "no"),
+		contract.New(contract.KindConflict, "op", "dup"),
+		contract.New(contract.KindUnauthorized, "op", "who"),
+		contract.New(contract.KindForbidden, "op", "no"),
+		contract.New(contract.KindPreconditionFailed, "op", "if-match"),
+		contract.New(contract.KindTooLarge, "op", "big"),
+		context.Canceled,
+		fmt.Errorf("wrapped: %w", context.Canceled),
+	}
+	for _, err := range caller {
+		if got := breaker.Classify(err); got != breaker.Ignore {
+			t.Errorf("Classify(%v) = %v, want ignored", err, got)
+		}
+	}
+	failures := []error{
+		context.DeadlineExceeded,
+		contract.New(contract.KindTimeout, "op", "slow"),
+		contract.New(contract.KindUnavailable, "op", "down"),
+		contract.New(contract.KindInternal, "op", "bug"),
+		contract.New(contract.KindRateLimited, "op", "429"),
+		contract.New(contract.KindOverloaded, "op", "shed"),
+		errors.New("connection reset"),
+	}
+	for _, err := range failures {
+		if got := breaker.Classify(err); got != breaker.Failure {
+			t.Errorf("Classify(%v) = %v, want failure", err, got)
+		}
+	}
+	if breaker.Classify(nil) != breaker.Success {
+		t.Error("Classify(nil) != success")
+	}
+
+	// Caller errors never trip the breaker, however many.
+	h := newHarness(t, breaker.Config{})
+	for range 100 {
+		for _, err := range caller {
+			_ = h.call(err)
+		}
+	}
+	h.wantState(breaker.StateClosed)
+	if c := h.b.Counts(); c.Ignored != uint32(100*len(caller)) || c.Failures != 0 {
+		t.Fatalf("counts %+v", c)
+	}
+}
+
+func TestSlowCallsCountAsFailures(t *testing.T) {
+	h := newHarness(t, breaker.Config{SlowCallThreshold: time.Second, MinCalls: 4, FailureRatio: 1})
+	slowOK := func(context.Context) (string, error) {
+		h.clock.Advance(2 * time.Second)
+		return "ok", nil
+	}
+	for i := range 4 {
+		v, err := breaker.Do(context.Background(), h.b, slowOK)
+		if v != "ok" || err != nil {
+			t.Fatalf("slow call %d returned %q, %v: its result must be kept", i, v, err)
+		}
+	}
+	h.wantState(breaker.StateOpen)
+	// A slow caller error stays ignored.
+	h2 := newHarness(t, breaker.Config{SlowCallThreshold: time.Second})
+	for range 10 {
+		_ = h2.b.Execute(context.Background(), func(context.Context) error {
+			h2.clock.Advance(2 * time.Second)
+			return contract.New(contract.KindInvalid, "op", "bad")
+		})
+	}
+	h2.wantState(breaker.StateClosed)
+	// Calls at the threshold are not slow.
+	h3 := newHarness(t, breaker.Config{SlowCallThreshold: time.Second})
+	for range 10 {
+		_ = h3.b.Execute(context.Background(), func(context.Context) error { h3.clock.Advance(time.Second); return nil })
+	}
+	h3.wantState(breaker.StateClosed)
+}
+
+func TestOpenDelayGrowsWithJitterAndResets(t *testing.T) {
+	r := 0.5
+	h := newHarness(t, breaker.Config{OpenTimeout: 10 * time.Second, MaxOpenTimeout: 60 * time.Second, Jitter: 0.2,
+		HalfOpenProbes: 1, Rand: func() float64 { return r }})
+	for range 4 {
+		_ = h.call(errDown)
+	}
+	want := []time.Duration{10 * time.Second, 18 * time.Second, 36 * time.Second, 54 * time.Second, 54 * time.Second}
+	for i, w := range want {
+		tr := h.trans[len(h.trans)-1]
+		if tr.To != breaker.StateOpen || tr.OpenFor != w {
+			t.Fatalf("trip %d: %+v, want open for %v", i+1, tr, w)
+		}
+		h.clock.Advance(w - time.Millisecond)
+		h.wantState(breaker.StateOpen)
+		h.clock.Advance(time.Millisecond)
+		_ = h.call(errDown) // failed probe: next trip
+	}
+	// A close resets the growth.
+	h.clock.Advance(time.Hour)
+	_ = h.call(nil)
+	h.wantState(breaker.StateClosed)
+	for range 4 {
+		_ = h.call(errDown)
+	}
+	if tr := h.trans[len(h.trans)-1]; tr.OpenFor != 10*time.Second {
+		t.Fatalf("after close, first trip open for %v", tr.OpenFor)
+	}
+}
+
+func TestForceOpenClosedReset(t *testing.T) {
+	h := newHarness(t, breaker.Config{HalfOpenProbes: 1})
+	ctx := context.Background()
+	h.b.ForceOpen(ctx, "incident 42")
+	h.wantState(breaker.StateForcedOpen)
+	h.clock.Advance(24 * time.Hour) // no delay ends a forced open
+	err := h.call(nil)
+	if !errors.Is(err, breaker.ErrOpen) {
+		t.Fatalf("forced open let a call through: %v", err)
+	}
+	h.b.Reset(ctx)
+	h.wantState(breaker.StateHalfOpen)
+	_ = h.call(nil)
+	h.wantState(breaker.StateClosed)
+
+	h.b.ForceClosed(ctx, "")
+	h.wantState(breaker.StateForcedClosed)
+	for range 50 {
+		if err := h.call(errDown); !errors.Is(err, errDown) {
+			t.Fatalf("forced closed rejected: %v", err)
+		}
+	}
+	h.wantState(breaker.StateForcedClosed)
+	h.b.Reset(ctx)
+	h.wantState(breaker.StateClosed)
+	if c := h.b.Counts(); c.Failures != 0 {
+		t.Fatalf("forced-closed calls were counted: %+v", c)
+	}
+	if got := h.path(); !strings.HasPrefix(got, "closed>open open>forced_open forced_open>half_open half_open>closed closed>forced_closed forced_closed>closed") {
+		t.Fatalf("transitions %q", got)
+	}
+	if h.trans[1].Reason != "incident 42" {
+		t.Fatalf("reason %q", h.trans[1].Reason)
+	}
+}
+
+func TestTripAndProbe(t *testing.T) {
+	h := newHarness(t, breaker.Config{HalfOpenProbes: 1})
+	ctx := context.Background()
+	h.b.Trip(ctx, 5*time.Minute, "tripped by peer")
+	h.wantState(breaker.StateOpen)
+	if ra := h.b.RetryAfter(); ra != 5*time.Minute {
+		t.Fatalf("RetryAfter %v", ra)
+	}
+	// Tripping again with a longer delay extends it; a shorter one does not shorten it.
+	h.b.Trip(ctx, time.Minute, "again")
+	if ra := h.b.RetryAfter(); ra != 5*time.Minute {
+		t.Fatalf("RetryAfter after shorter trip %v", ra)
+	}
+	h.b.Probe(ctx)
+	h.wantState(breaker.StateHalfOpen)
+	_ = h.call(nil)
+	h.wantState(breaker.StateClosed)
+	if got := h.path(); got != "closed>open open>half_open half_open>closed" {
+		t.Fatalf("transitions %q", got)
+	}
+	if h.trans[0].Reason != "tripped by peer" || h.trans[0].OpenFor != 5*time.Minute {
+		t.Fatalf("trip transition %+v", h.trans[0])
+	}
+}
+
+func TestPanicCountsAsFailureAndRepanics(t *testing.T) {
+	h := newHarness(t, breaker.Config{MinCalls: 3, FailureRatio: 1})
+	for i := range 3 {
+		func() {
+			defer func() {
+				if r := recover(); r != "boom" {
+					t.Fatalf("recovered %v, want the original panic value", r)
+				}
+			}()
+			_ = h.b.Execute(context.Background(), func(context.Context) error { panic("boom") })
+			t.Fatalf("call %d did not panic", i)
+		}()
+	}
+	h.wantState(breaker.StateOpen)
+	if got := h.path(); got != "closed>open" {
+		t.Fatalf("transitions %q", got)
+	}
+	// The breaker still works: probes run and close it.
+	h.clock.Advance(time.Minute)
+	for range 3 {
+		if err := h.call(nil); err != nil {
+			t.Fatalf("probe: %v", err)
+		}
+	}
+	h.wantState(breaker.StateClosed)
+}
+
+type ctxKey struct{}
+
+func TestHooksGetTheCausingContextAndLogOnce(t *testing.T) {
+	var buf bytes.Buffer
+	logger := slog.New(slog.NewJSONHandler(&buf, nil))
+	h := newHarness(t, breaker.Config{Logger: logger, MinCalls: 2, FailureRatio: 1, HalfOpenProbes: 1})
+	for i := range 2 {
+		ctx := context.WithValue(logctx.WithCorrelationID(context.Background(), fmt.Sprint("req-", i)), ctxKey{}, i)
+		_ = h.b.Execute(ctx, func(context.Context) error { return errDown })
+	}
+	for range 5 {
+		_ = h.call(nil) // rejected: no further logs
+	}
+	h.mu.Lock()
+	if len(h.ctxs) != 1 || h.ctxs[0].Value(ctxKey{}) != 1 {
+		t.Fatalf("hook contexts %v: want the second (tripping) call's", h.ctxs)
+	}
+	h.mu.Unlock()
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 1 {
+		t.Fatalf("want exactly one log line, got %d:\n%s", len(lines), buf.String())
+	}
+	for _, want := range []string{`"msg":"breaker opened: failing fast"`, `"decision":"breaker opened: failing fast"`,
+		`"dependency":"dep"`, `"from":"closed"`, `"state":"open"`, `"failures":2`, `"level":"WARN"`, `"open_for":`} {
+		if !strings.Contains(lines[0], want) {
+			t.Errorf("log line lacks %s: %s", want, lines[0])
+		}
+	}
+}
+
+func TestConcurrentCallsKeepCountsExact(t *testing.T) {
+	h := newHarness(t, breaker.Config{MinCalls: 1 << 20})
+	var ran atomic.Int64
+	var wg sync.WaitGroup
+	const G, N = 16, 500
+	for g := range G {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range N {
+				var err error
+				switch (g + i) % 3 {
+				case 1:
+					err = errDown
+				case 2:
+					err = contract.New(contract.KindInvalid, "op", "bad")
+				}
+				_ = h.b.Execute(context.Background(), func(context.Context) error { ran.Add(1); return err })
+				_ = h.b.State()
+			}
+		}()
+	}
+	wg.Wait()
+	c := h.b.Counts()
+	if int64(c.Requests) != ran.Load() || ran.Load() != G*N || c.Successes+c.Failures+c.Ignored != G*N {
+		t.Fatalf("counts %+v, ran %d", c, ran.Load())
+	}
+}
+
+func TestConcurrentTripUnderLoad(t *testing.T) {
+	h := newHarness(t, breaker.Config{MinCalls: 10, FailureRatio: 0.5, HalfOpenProbes: 2})
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				_ = h.call(errDown)
+			}
+		}()
+	}
+	for range 50 {
+		h.clock.Advance(time.Minute)
+		time.Sleep(100 * time.Microsecond)
+	}
+	close(stop)
+	wg.Wait()
+	// Every reported transition chains: each From is the previous To.
+	path := h.path()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	prev := breaker.StateClosed
+	for i, tr := range h.trans {
+		if tr.From != prev {
+			t.Fatalf("transition %d %v>%v does not follow %v (%s)", i, tr.From, tr.To, prev, path)
+		}
+		prev = tr.To
+	}
+}
+
+func TestRollingWindowForgetsOldFailures(t *testing.T) {
+	// gobreaker counts the window on the system clock: a short real window.
+	h := newHarness(t, breaker.Config{Window: 40 * time.Millisecond, Buckets: 2, MinCalls: 4, FailureRatio: 0.5})
+	for range 3 {
+		_ = h.call(errDown)
+	}
+	time.Sleep(100 * time.Millisecond)
+	_ = h.call(errDown) // 1 failure in the window: below MinCalls
+	h.wantState(breaker.StateClosed)
+	if c := h.b.Counts(); c.Failures != 1 {
+		t.Fatalf("counts after the window rolled: %+v", c)
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	cases := []struct {
+		cfg   breaker.Config
+		field string
+	}{
+		{breaker.Config{}, "Config.Name"},
+		{breaker.Config{Name: strings.Repeat("x", 300)}, "Config.Name"},
+		{breaker.Config{Name: "n", Window: -1}, "Config.Window"},
+		{breaker.Config{Name: "n", Window: time.Millisecond, Buckets: 10}, "Config.Window"},
+		{breaker.Config{Name: "n", Buckets: -1}, "Config.Buckets"},
+		{breaker.Config{Name: "n", Buckets: 5000}, "Config.Buckets"},
+		{breaker.Config{Name: "n", MinCalls: -1}, "Config.MinCalls"},
+		{breaker.Config{Name: "n", FailureRatio: -0.1}, "Config.FailureRatio"},
+		{breaker.Config{Name: "n", FailureRatio: 1.5}, "Config.FailureRatio"},
+		{breaker.Config{Name: "n", SlowCallThreshold: -time.Second}, "Config.SlowCallThreshold"},
+		{breaker.Config{Name: "n", OpenTimeout: -time.Second}, "Config.OpenTimeout"},
+		{breaker.Config{Name: "n", MaxOpenTimeout: -time.Second}, "Config.MaxOpenTimeout"},
+		{breaker.Config{Name: "n", OpenTimeout: time.Minute, MaxOpenTimeout: time.Second}, "Config.MaxOpenTimeout"},
+		{breaker.Config{Name: "n", Jitter: 2}, "Config.Jitter"},
+		{breaker.Config{Name: "n", HalfOpenProbes: -3}, "Config.HalfOpenProbes"},
+	}
+	for _, c := range cases {
+		_, err := breaker.New(c.cfg)
+		if !errors.Is(err, contract.ErrInvalid) {
+			t.Errorf("%+v: err = %v, want KindInvalid", c.cfg, err)
+			continue
+		}
+		ce := contract.As(err)
+		if ce.Code != breaker.CodeConfigInvalid || !strings.HasPrefix(ce.Detail, c.field+":") ||
+			!strings.HasPrefix(err.Error(), "breaker: invalid (config.invalid): "+c.field) {
+			t.Errorf("error %q (detail %q), want it to name %s", err, ce.Detail, c.field)
+		}
+	}
+	if _, err := breaker.New(breaker.Config{Name: "ok", OpenTimeout: time.Duration(1 << 62)}); err != nil {
+		t.Errorf("huge OpenTimeout: %v", err)
+	}
+}

@@ -1,0 +1,195 @@
+package breaker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"time"
+
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/sadpath/sadpath/contract"
+)
+
+// Defaults used for the zero fields of Config.
+const (
+	DefaultWindow         = 60 * time.Second
+	DefaultBuckets        = 10
+	DefaultMinCalls       = 20
+	DefaultFailureRatio   = 0.5
+	DefaultOpenTimeout    = 30 * time.Second
+	DefaultOpenGrowth     = 8 // MaxOpenTimeout defaults to DefaultOpenGrowth × OpenTimeout
+	DefaultJitter         = 0.2
+	DefaultHalfOpenProbes = 3
+)
+
+// CodeConfigInvalid is the machine code of the error returned by New,
+// NewRegistry and NewTransport for a bad config value (KindInvalid).
+const CodeConfigInvalid = "config.invalid"
+
+// Clock is the time source of a Breaker: the open delay, the retry-after
+// hint and slow-call detection read time only through it, so tests drive
+// them with a fake clock. A nil Clock means the system clock. The rolling
+// failure window is counted by gobreaker, which always reads the system
+// clock.
+type Clock interface {
+	Now() time.Time
+}
+
+// Config configures a Breaker. Every zero field means the documented default;
+// New rejects a bad value with a *contract.Error of KindInvalid naming the
+// field.
+type Config struct {
+	// Name identifies the breaker in errors, logs and metrics, e.g. the
+	// downstream dependency ("payments-gateway"). Required.
+	Name string
+
+	// Window is the length of the rolling window over which calls are
+	// counted in the closed state. Default 60s.
+	Window time.Duration
+	// Buckets is the number of buckets the window is divided into; counts
+	// age out one bucket at a time. Default 10; at most 1000.
+	Buckets int
+	// MinCalls is the number of counted calls (successes plus failures)
+	// the window must hold before the failure rate can trip the breaker.
+	// Default 20.
+	MinCalls int
+	// FailureRatio trips the breaker when failures/(successes+failures)
+	// over the window reaches it, in (0, 1]. Default 0.5.
+	FailureRatio float64
+	// SlowCallThreshold makes a call that takes longer count as a failure,
+	// even when it succeeds. Zero disables slow-call detection (and its two
+	// clock reads per call).
+	SlowCallThreshold time.Duration
+
+	// OpenTimeout is how long the breaker stays open after its first trip
+	// before letting half-open probes through. Default 30s.
+	OpenTimeout time.Duration
+	// MaxOpenTimeout caps the open delay, which doubles on every
+	// consecutive trip (a failed probe) with jitter. Default
+	// DefaultOpenGrowth × OpenTimeout; set it equal to OpenTimeout for a
+	// constant delay.
+	MaxOpenTimeout time.Duration
+	// Jitter is the fraction, in [0, 1], by which the open delay of a
+	// repeated trip is randomly shortened (never below OpenTimeout), so
+	// that instances tripped together do not probe together. Default 0.2.
+	Jitter float64
+	// HalfOpenProbes is the number of calls let through in the half-open
+	// state; all must succeed to close the breaker, one failure reopens it.
+	// Default 3.
+	HalfOpenProbes int
+
+	// Classify decides whether a call's error counts as a success, a
+	// failure, or is ignored. Default Classify (the package function).
+	Classify func(err error) Outcome
+
+	// OnStateChange is called once per state change, after the breaker's
+	// locks are released, with the context of the call that caused it (or
+	// of the operator call: ForceOpen, Trip …). Keep it fast.
+	OnStateChange func(ctx context.Context, t Transition)
+	// OnCall is called after every call that ran (not for rejected calls)
+	// with its outcome. Nil costs nothing. Used by breaker/redisstate to
+	// share counts.
+	OnCall func(ctx context.Context, o Outcome)
+
+	// Logger receives one decision record per state change (see
+	// logctx.Decision). Nil logs nothing.
+	Logger *slog.Logger
+	// MeterProvider provides the meter for the state gauge and the call and
+	// transition counters. Nil means otel's global provider.
+	MeterProvider metric.MeterProvider
+	// DisableMetrics turns metrics off entirely: no instruments, no cost.
+	DisableMetrics bool
+
+	// Clock is the time source. Nil means the system clock.
+	Clock Clock
+	// Rand returns a uniform value in [0, 1) for jitter. Nil means
+	// math/rand/v2.
+	Rand func() float64
+}
+
+func invalidField(op, field, rule string, got any) error {
+	e := contract.New(contract.KindInvalid, op,
+		fmt.Sprintf("%s: %s, got %v", field, rule, got)).WithCode(CodeConfigInvalid)
+	e.Fields = []contract.FieldError{{Name: field, Reason: rule}}
+	return e
+}
+
+// withDefaults validates c and returns it with defaults applied.
+func (c Config) withDefaults() (Config, error) {
+	const op = "breaker"
+	bad := func(field, rule string, got any) (Config, error) {
+		return c, invalidField(op, "Config."+field, rule, got)
+	}
+	if c.Name == "" {
+		return bad("Name", "must not be empty", `""`)
+	}
+	if len(c.Name) > 256 {
+		return bad("Name", "must be at most 256 bytes", len(c.Name))
+	}
+	if c.Window < 0 {
+		return bad("Window", "must be >= 0", c.Window)
+	}
+	if c.Window == 0 {
+		c.Window = DefaultWindow
+	}
+	if c.Buckets < 0 || c.Buckets > 1000 {
+		return bad("Buckets", "must be in [0, 1000]", c.Buckets)
+	}
+	if c.Buckets == 0 {
+		c.Buckets = DefaultBuckets
+	}
+	if c.Window/time.Duration(c.Buckets) < time.Millisecond {
+		return bad("Window", "must be at least 1ms per bucket", c.Window)
+	}
+	if c.MinCalls < 0 || c.MinCalls > math.MaxUint32/2 {
+		return bad("MinCalls", "must be in [0, 2147483647]", c.MinCalls)
+	}
+	if c.MinCalls == 0 {
+		c.MinCalls = DefaultMinCalls
+	}
+	if math.IsNaN(c.FailureRatio) || c.FailureRatio < 0 || c.FailureRatio > 1 {
+		return bad("FailureRatio", "must be in (0, 1]", c.FailureRatio)
+	}
+	if c.FailureRatio == 0 {
+		c.FailureRatio = DefaultFailureRatio
+	}
+	if c.SlowCallThreshold < 0 {
+		return bad("SlowCallThreshold", "must be >= 0", c.SlowCallThreshold)
+	}
+	if c.OpenTimeout < 0 {
+		return bad("OpenTimeout", "must be >= 0", c.OpenTimeout)
+	}
+	if c.OpenTimeout == 0 {
+		c.OpenTimeout = DefaultOpenTimeout
+	}
+	if c.MaxOpenTimeout < 0 {
+		return bad("MaxOpenTimeout", "must be >= 0", c.MaxOpenTimeout)
+	}
+	if c.MaxOpenTimeout == 0 {
+		c.MaxOpenTimeout = DefaultOpenGrowth * c.OpenTimeout
+		if c.MaxOpenTimeout/DefaultOpenGrowth != c.OpenTimeout { // overflow
+			c.MaxOpenTimeout = math.MaxInt64
+		}
+	}
+	if c.MaxOpenTimeout < c.OpenTimeout {
+		return bad("MaxOpenTimeout", "must be >= OpenTimeout", c.MaxOpenTimeout)
+	}
+	if math.IsNaN(c.Jitter) || c.Jitter < 0 || c.Jitter > 1 {
+		return bad("Jitter", "must be in [0, 1]", c.Jitter)
+	}
+	if c.Jitter == 0 {
+		c.Jitter = DefaultJitter
+	}
+	if c.HalfOpenProbes < 0 || c.HalfOpenProbes > 1<<20 {
+		return bad("HalfOpenProbes", "must be in [0, 1048576]", c.HalfOpenProbes)
+	}
+	if c.HalfOpenProbes == 0 {
+		c.HalfOpenProbes = DefaultHalfOpenProbes
+	}
+	if c.Classify == nil {
+		c.Classify = Classify
+	}
+	return c, nil
+}
