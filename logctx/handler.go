@@ -126,7 +126,14 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 		// Nothing to add: pass r on untouched unless an attr changes.
 		changed := false
 		r.Attrs(func(a slog.Attr) bool {
-			_, changed = h.red.attr(a)
+			switch a.Value.Kind() {
+			case slog.KindLogValuer, slog.KindGroup:
+				// Resolved or walked once, in the rebuild below, so a
+				// LogValue method runs exactly once.
+				changed = true
+			default:
+				_, changed = h.red.attr(a)
+			}
 			return !changed
 		})
 		if !changed {
@@ -167,12 +174,13 @@ func (h *Handler) handleGrouped(ctx context.Context, r slog.Record, msg string, 
 	})
 	for i := len(h.groups) - 1; i >= 0; i-- {
 		g := h.groups[i]
-		level := make([]slog.Attr, 0, len(g.attrs)+1)
+		level := make([]slog.Attr, 0, len(g.attrs)+len(inner))
 		level = append(level, g.attrs...)
-		if len(inner) > 0 {
-			level = append(level, slog.Attr{Key: g.name, Value: slog.GroupValue(inner...)})
+		level = append(level, inner...)
+		inner = nil
+		if len(level) > 0 {
+			inner = []slog.Attr{{Key: g.name, Value: slog.GroupValue(level...)}}
 		}
-		inner = level
 	}
 	nr := slog.NewRecord(r.Time, r.Level, msg, r.PC)
 	nr.AddAttrs(coords...)

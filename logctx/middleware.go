@@ -78,7 +78,7 @@ type middleware struct {
 func NewMiddleware(cfg MiddlewareConfig) (func(http.Handler) http.Handler, error) {
 	m := &middleware{
 		log:        cfg.Logger,
-		header:     HeaderCorrelationID,
+		header:     http.CanonicalHeaderKey(HeaderCorrelationID),
 		traceparen: !cfg.IgnoreTraceparent,
 		level:      cfg.AccessLevel,
 		access:     !cfg.NoAccessLog && cfg.Logger != nil,

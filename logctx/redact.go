@@ -323,13 +323,12 @@ func findPAN(s string, start, end int) (int, int, bool) {
 		}
 		var digits [19]byte
 		nd := 0
-		for me := ms; me < end && nd <= 19; me++ {
+		for me := ms; me < end; me++ {
 			if !isDigit(s[me]) {
 				continue
 			}
-			if nd == 19 {
-				nd++
-				break
+			if nd == len(digits) {
+				break // longer than any card number
 			}
 			digits[nd] = s[me] - '0'
 			nd++

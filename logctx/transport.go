@@ -46,7 +46,7 @@ var _ http.RoundTripper = (*Transport)(nil)
 // NewTransport returns a Transport. It returns a *contract.Error of
 // KindInvalid naming the field when cfg is invalid.
 func NewTransport(cfg TransportConfig) (*Transport, error) {
-	t := &Transport{base: cfg.Base, header: HeaderCorrelationID, prop: cfg.Propagator, noOtel: cfg.NoOtel}
+	t := &Transport{base: cfg.Base, header: http.CanonicalHeaderKey(HeaderCorrelationID), prop: cfg.Propagator, noOtel: cfg.NoOtel}
 	if t.base == nil {
 		t.base = http.DefaultTransport
 	}

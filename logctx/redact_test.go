@@ -1,0 +1,320 @@
+package logctx
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+)
+
+const testPAN = "4111111111111111" // Visa test number, Luhn-valid
+
+func TestRedactSecretKeys(t *testing.T) {
+	secrets := []string{
+		"Authorization", "authorization", "Proxy-Authorization", "Cookie", "Set-Cookie", "set_cookie",
+		"password", "db_password", "Password", "passwd", "passphrase", "pwd",
+		"token", "access_token", "refresh_token", "id_token", "X-Auth-Token", "csrfToken",
+		"secret", "client_secret", "api_key", "X-Api-Key", "apikey", "private_key",
+		"credentials", "card_number", "cvv", "pan", "pin", "jwt", "session_id",
+		"idempotency_key", "Idempotency-Key",
+	}
+	for _, k := range secrets {
+		t.Run(k, func(t *testing.T) {
+			l, buf := newJSONLogger(t, HandlerConfig{})
+			l.Info("m", k, "s3cr3t-value")
+			out := buf.String()
+			if strings.Contains(out, "s3cr3t-value") {
+				t.Fatalf("secret under %q printed: %s", k, out)
+			}
+			if got := jsonLines(t, buf)[0][k]; got != DefaultRedacted {
+				t.Errorf("%s = %v, want %q", k, got, DefaultRedacted)
+			}
+		})
+	}
+	for _, k := range []string{"amount", "currency", "user", "status", "key_id", "path"} {
+		l, buf := newJSONLogger(t, HandlerConfig{})
+		l.Info("m", k, "visible")
+		if got := jsonLines(t, buf)[0][k]; got != "visible" {
+			t.Errorf("non-secret %s = %v", k, got)
+		}
+	}
+}
+
+func TestRedactEverywhere(t *testing.T) {
+	// Record attrs, nested groups, logger.With attrs (with and without an
+	// open group), context attrs and the message are all redacted.
+	l, buf := newJSONLogger(t, HandlerConfig{RedactKeys: []string{"X-Tenant-Key"}})
+	ctx := With(context.Background(), slog.String("session", "ctx-secret"))
+	l.With("token", "with-secret").WithGroup("g").With("password", "group-with-secret").
+		InfoContext(ctx, "card "+testPAN+" declined",
+			slog.Group("auth", slog.String("Authorization", "Bearer grp-secret")),
+			slog.Group("req", slog.String("x_tenant_key", "custom-secret"), slog.String("note", "pan "+testPAN)),
+			slog.Any("err", fmt.Errorf("charge %s: declined", testPAN)),
+		)
+	out := buf.String()
+	for _, leak := range []string{"ctx-secret", "with-secret", "group-with-secret", "grp-secret", "custom-secret", testPAN} {
+		if strings.Contains(out, leak) {
+			t.Errorf("%q leaked: %s", leak, out)
+		}
+	}
+	if !strings.Contains(out, "card ************1111 declined") {
+		t.Errorf("message not masked as expected: %s", out)
+	}
+}
+
+func TestRedactHeadersURLsMaps(t *testing.T) {
+	l, buf := newJSONLogger(t, HandlerConfig{})
+	h := http.Header{
+		"Authorization": {"Bearer hdr-secret"},
+		"Cookie":        {"sid=cookie-secret"},
+		"Accept":        {"application/json"},
+	}
+	u, _ := url.Parse("https://user:url-secret@example.com/pay")
+	l.Info("m",
+		"headers", h,
+		"raw", map[string][]string{"Set-Cookie": {"a=set-cookie-secret"}},
+		"form", url.Values{"password": {"form-secret"}, "q": {"ok"}},
+		"labels", map[string]string{"api_key": "map-secret", "env": "prod"},
+		"url", u,
+	)
+	out := buf.String()
+	for _, leak := range []string{"hdr-secret", "cookie-secret", "set-cookie-secret", "form-secret", "map-secret", "url-secret"} {
+		if strings.Contains(out, leak) {
+			t.Errorf("%q leaked: %s", leak, out)
+		}
+	}
+	for _, keep := range []string{"application/json", `"env":"prod"`, "example.com"} {
+		if !strings.Contains(out, keep) {
+			t.Errorf("%q lost: %s", keep, out)
+		}
+	}
+	// The caller's header map is not modified.
+	if h.Get("Authorization") != "Bearer hdr-secret" {
+		t.Error("caller's header was modified")
+	}
+}
+
+func TestRedactOptions(t *testing.T) {
+	l, buf := newJSONLogger(t, HandlerConfig{NoDefaultKeys: true, RedactKeys: []string{"ssn"}, Replacement: "xxx", NoCardScan: true})
+	l.Info("m", "password", "shown", "SSN", "hidden", "card", testPAN)
+	got := jsonLines(t, buf)[0]
+	if got["password"] != "shown" || got["SSN"] != "xxx" || got["card"] != testPAN {
+		t.Errorf("got %v", got)
+	}
+}
+
+// secretValuer counts its LogValue calls.
+type secretValuer struct{ calls *atomic.Int32 }
+
+func (s secretValuer) LogValue() slog.Value {
+	s.calls.Add(1)
+	return slog.GroupValue(slog.String("user", "ann"), slog.String("password", "valuer-secret"))
+}
+
+type tokenValuer string
+
+func (tokenValuer) LogValue() slog.Value { return slog.StringValue("pan=" + testPAN) }
+
+func TestRedactLogValuerLazyThenRedacted(t *testing.T) {
+	var calls atomic.Int32
+	var buf bytes.Buffer
+	h := mustHandler(t, HandlerConfig{Next: slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo})})
+	l := slog.New(h)
+	l.Debug("disabled", "user", secretValuer{&calls})
+	if calls.Load() != 0 {
+		t.Fatalf("LogValue called %d times for a disabled record", calls.Load())
+	}
+	l.Info("enabled", "user", secretValuer{&calls}, "note", tokenValuer("x"))
+	if calls.Load() != 1 {
+		t.Errorf("LogValue called %d times, want 1", calls.Load())
+	}
+	out := buf.String()
+	if strings.Contains(out, "valuer-secret") || strings.Contains(out, testPAN) {
+		t.Errorf("resolved secret leaked: %s", out)
+	}
+	if !strings.Contains(out, `"user":"ann"`) {
+		t.Errorf("resolved value lost: %s", out)
+	}
+}
+
+// The wrapped handler does not matter: redaction happens before it.
+func TestRedactWhicheverHandler(t *testing.T) {
+	for name, mk := range map[string]func(*bytes.Buffer) slog.Handler{
+		"json": func(b *bytes.Buffer) slog.Handler { return slog.NewJSONHandler(b, nil) },
+		"text": func(b *bytes.Buffer) slog.Handler { return slog.NewTextHandler(b, nil) },
+		"text-grouped": func(b *bytes.Buffer) slog.Handler {
+			return slog.NewTextHandler(b, nil).WithGroup("app")
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var buf bytes.Buffer
+			l := slog.New(mustHandler(t, HandlerConfig{Next: mk(&buf)}))
+			l.Info("m", "Authorization", "Bearer abc.def", "cookie", "sid=zz9", "card", "4111-1111-1111-1111")
+			out := buf.String()
+			for _, leak := range []string{"abc.def", "zz9", "4111-1111-1111-1111"} {
+				if strings.Contains(out, leak) {
+					t.Errorf("%q leaked: %s", leak, out)
+				}
+			}
+		})
+	}
+}
+
+func TestMaskPANs(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{testPAN, "************1111"},
+		{"card 4111 1111 1111 1111 ok", "card **** **** **** 1111 ok"},
+		{"card 4111-1111-1111-1111", "card ****-****-****-1111"},
+		{"amex 378282246310005.", "amex ***********0005."},
+		{"mc=5555555555554444&x=1", "mc=************4444&x=1"},
+		{"19 digits 6011000990139424000 no", "19 digits 6011000990139424000 no"}, // not Luhn-valid
+		{"two 4111111111111111 and 5555555555554444", "two ************1111 and ************4444"},
+		{"followed 4111 1111 1111 1111 2030", "followed **** **** **** 1111 2030"},
+		{"\"pan\":\"4012888888881881\"", "\"pan\":\"************1881\""},
+	} {
+		got, ok := maskPANs(tc.in)
+		if got != tc.want || ok != (tc.in != tc.want) {
+			t.Errorf("maskPANs(%q) = %q, %v; want %q", tc.in, got, ok, tc.want)
+		}
+	}
+	for _, s := range []string{
+		"4111111111111112",           // fails Luhn
+		"order ord4111111111111111",  // glued to letters: an identifier
+		"1234567890123",              // 13 digits, not Luhn-valid
+		"ts 20261125060000123456789", // long number, not a card
+		"phone +1 415 555 0100",      // too few digits
+		strings.Repeat("9", 1000),    // huge run
+		strings.Repeat("1 ", 10000),  // many groups
+		"",                           // empty
+		"short",
+	} {
+		if got, ok := maskPANs(s); ok || got != s {
+			t.Errorf("maskPANs(%.40q) changed it to %.40q", s, got)
+		}
+	}
+}
+
+func TestLuhn(t *testing.T) {
+	d := func(s string) []byte {
+		b := []byte(s)
+		for i := range b {
+			b[i] -= '0'
+		}
+		return b
+	}
+	for _, s := range []string{"4111111111111111", "5555555555554444", "378282246310005", "6011111111111117", "79927398713"} {
+		if !luhn(d(s)) {
+			t.Errorf("luhn(%s) = false", s)
+		}
+	}
+	for _, s := range []string{"4111111111111112", "79927398710", "1234567812345678"} {
+		if luhn(d(s)) {
+			t.Errorf("luhn(%s) = true", s)
+		}
+	}
+}
+
+func TestRedactorKeyCacheConcurrent(t *testing.T) {
+	r := newRedactor(HandlerConfig{Next: slog.DiscardHandler})
+	keys := []string{"password", "amount", "Authorization", "user", "api_key", "status"}
+	want := []bool{true, false, true, false, true, false}
+	done := make(chan bool)
+	for g := range 8 {
+		go func() {
+			ok := true
+			for i := range 2000 {
+				k := (i + g) % len(keys)
+				if r.secretKey(keys[k]) != want[k] {
+					ok = false
+				}
+				// Dynamic keys churn the cache without changing answers.
+				if r.secretKey(fmt.Sprintf("field_%d", i)) {
+					ok = false
+				}
+			}
+			done <- ok
+		}()
+	}
+	for range 8 {
+		if !<-done {
+			t.Error("wrong verdict under concurrency")
+		}
+	}
+}
+
+func FuzzMaskPANs(f *testing.F) {
+	for _, s := range []string{testPAN, "card 4111 1111 1111 1111", "4111-1111-1111-1111 2030", "x", "", "1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6", strings.Repeat("4111111111111111 ", 5)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		out, ok := maskPANs(s)
+		if len(out) != len(s) {
+			t.Fatalf("length changed: %q -> %q", s, out)
+		}
+		if !ok && out != s {
+			t.Fatalf("changed without ok: %q -> %q", s, out)
+		}
+		// Masking only ever replaces digits by '*'.
+		for i := range len(s) {
+			if out[i] != s[i] && (out[i] != '*' || !isDigit(s[i])) {
+				t.Fatalf("byte %d changed from %q to %q", i, s[i], out[i])
+			}
+		}
+		// Every isolated run of 13-19 digits that passes Luhn is masked.
+		for i := 0; i < len(s); {
+			if !isDigit(s[i]) {
+				i++
+				continue
+			}
+			j := i
+			for j < len(s) && isDigit(s[j]) {
+				j++
+			}
+			if isolatedRun(s, i, j) && j-i >= 13 && j-i <= 19 && luhnString(s[i:j]) && out[i:j-4] != strings.Repeat("*", j-i-4) {
+				t.Fatalf("card number %q at %d not masked: %q", s[i:j], i, out)
+			}
+			i = j
+		}
+	})
+}
+
+func TestRedactErrorNil(t *testing.T) {
+	l, buf := newJSONLogger(t, HandlerConfig{})
+	var err error
+	l.Info("m", "err", err, "e2", errors.New("plain"))
+	if got := jsonLines(t, buf)[0]["e2"]; got != "plain" {
+		t.Errorf("e2 = %v", got)
+	}
+}
+
+// isolatedRun reports whether the digit run s[i:j] touches neither letters
+// or digits nor a separator that joins it to more digits.
+func isolatedRun(s string, i, j int) bool {
+	if i > 0 {
+		c := s[i-1]
+		if isAlnum(c) || ((c == ' ' || c == '-') && i > 1 && isDigit(s[i-2])) {
+			return false
+		}
+	}
+	if j < len(s) {
+		c := s[j]
+		if isAlnum(c) || ((c == ' ' || c == '-') && j+1 < len(s) && isDigit(s[j+1])) {
+			return false
+		}
+	}
+	return true
+}
+
+func luhnString(s string) bool {
+	b := []byte(s)
+	for i := range b {
+		b[i] -= '0'
+	}
+	return luhn(b)
+}
