@@ -3,7 +3,7 @@ package contract
 import (
 	"bytes"
 	"encoding/json"
-	"io"
+	"errors"
 	"math"
 	"mime"
 	"net/url"
@@ -105,48 +105,43 @@ func DecodeEvent(b []byte) (Event, error) {
 // UnmarshalJSON decodes the CloudEvents JSON format with the syntax rules of
 // DecodeEvent, without Validate's checks of the attribute values.
 func (e *Event) UnmarshalJSON(b []byte) error {
-	malformed := func(detail string, cause error) error {
-		return &Error{Kind: KindMalformed, Code: "event.malformed", Detail: detail, Cause: cause}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return eventMalformed("event is empty", nil)
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	tok, err := dec.Token()
-	if err != nil {
-		if err == io.EOF {
-			return malformed("event is empty", nil)
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(b, &members); err != nil {
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			return eventMalformed("invalid JSON at offset "+strconv.FormatInt(se.Offset, 10)+": "+clip(strings.TrimPrefix(se.Error(), "json: ")), nil)
 		}
-		return malformed("invalid JSON at offset "+strconv.FormatInt(dec.InputOffset(), 10), err)
+		return eventMalformed("event must be a JSON object", nil)
 	}
-	if tok != json.Delim('{') {
-		return malformed("event must be a JSON object", nil)
+	if members == nil { // null
+		return eventMalformed("event must be a JSON object", nil)
+	}
+	if countMembers(b) != len(members) {
+		return repeatedMembers(b)
 	}
 	var (
-		ev   Event
-		v    Validator
-		seen = make(map[string]bool)
+		ev Event
+		v  Validator
 	)
-	for dec.More() {
-		tok, err = dec.Token()
-		if err != nil {
-			return malformed("invalid JSON at offset "+strconv.FormatInt(dec.InputOffset(), 10), err)
+	// A fixed order keeps the reported field errors stable.
+	for _, name := range [...]string{"specversion", "id", "source", "type", "subject", "time",
+		"datacontenttype", "dataschema", "sequence", "correlationid", "data", "data_base64"} {
+		if raw, ok := members[name]; ok {
+			ev.setAttr(&v, name, raw)
 		}
-		name, _ := tok.(string) // object keys are always strings
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return malformed("invalid JSON at offset "+strconv.FormatInt(dec.InputOffset(), 10), err)
-		}
-		if seen[name] {
-			v.Add(clip(name), "is repeated")
-			continue
-		}
-		seen[name] = true
-		ev.setAttr(&v, name, raw)
 	}
-	if _, err := dec.Token(); err != nil { // the closing '}'
-		return malformed("invalid JSON at offset "+strconv.FormatInt(dec.InputOffset(), 10), err)
+	ext := make([]string, 0, len(members))
+	for name := range members {
+		if !isEventMember(name) {
+			ext = append(ext, name)
+		}
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return malformed("unexpected data after the event at offset "+strconv.FormatInt(dec.InputOffset(), 10), nil)
+	slices.Sort(ext)
+	for _, name := range ext {
+		ev.setAttr(&v, name, members[name])
 	}
 	if err := v.Err(); err != nil {
 		ce := err.(*Error)
@@ -158,6 +153,80 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 	}
 	*e = ev
 	return nil
+}
+
+func eventMalformed(detail string, cause error) error {
+	return &Error{Kind: KindMalformed, Code: "event.malformed", Detail: detail, Cause: cause}
+}
+
+// countMembers counts the members of the valid JSON object b, duplicates
+// included: the commas at depth one, plus one if there is any member.
+func countMembers(b []byte) int {
+	depth, n := 0, 0
+	inString, escaped, nonEmpty := false, false, false
+	for _, c := range b {
+		if inString {
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inString = true
+			if depth == 1 {
+				nonEmpty = true
+			}
+		case '{', '[':
+			depth++
+		case '}', ']':
+			depth--
+		case ',':
+			if depth == 1 {
+				n++
+			}
+		}
+	}
+	if nonEmpty {
+		n++
+	}
+	return n
+}
+
+// repeatedMembers names the members of the valid JSON object b that appear
+// more than once. It is the slow path, taken only for such input.
+func repeatedMembers(b []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	_, _ = dec.Token() // '{'
+	var v Validator
+	seen := make(map[string]bool)
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			break
+		}
+		name, _ := tok.(string)
+		var raw json.RawMessage
+		if dec.Decode(&raw) != nil {
+			break
+		}
+		if seen[name] {
+			v.Add(clip(name), "is repeated")
+		}
+		seen[name] = true
+	}
+	err := v.Err()
+	if err == nil {
+		return eventMalformed("event has repeated attributes", nil)
+	}
+	ce := err.(*Error)
+	ce.Kind, ce.Code, ce.Detail = KindMalformed, "event.malformed", "event is malformed: "+ce.Detail
+	return ce
 }
 
 // setAttr stores one decoded attribute, recording what is wrong in v.

@@ -223,3 +223,24 @@ func TestEventUnmarshalViaEncodingJSON(t *testing.T) {
 		t.Fatalf("strict syntax through json.Unmarshal: %v", err)
 	}
 }
+
+func TestCountMembers(t *testing.T) {
+	tests := map[string]int{
+		`{}`:                              0,
+		` { } `:                           0,
+		`{"a":1}`:                         1,
+		`{"a":{"b":1,"c":[1,2,3]},"d":2}`: 2,
+		`{"a,b":"x,\"y,z","c":"\\"}`:      2,
+		`{"a":[{"x":1},{"y":2}],"a":1}`:   2,
+	}
+	for in, want := range tests {
+		if got := countMembers([]byte(in)); got != want {
+			t.Errorf("countMembers(%s) = %d, want %d", in, got, want)
+		}
+	}
+	// A member repeated under an escaped spelling is still repeated.
+	_, err := DecodeEvent([]byte(`{"specversion":"1.0","id":"1","\u0069d":"2","source":"s","type":"t"}`))
+	if f := As(err).Fields; !errors.Is(err, ErrMalformed) || len(f) != 1 || f[0].Name != "id" {
+		t.Fatalf("escaped duplicate: %v %v", err, f)
+	}
+}
