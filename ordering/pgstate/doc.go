@@ -1,0 +1,47 @@
+/*
+Package pgstate keeps the ordering guard's state in PostgreSQL, in the same
+transaction as the caller's effect.
+
+# Model
+
+One row per subject holds the last applied sequence. State.Advance opens a
+transaction, locks the subject's row with SELECT … FOR UPDATE (creating it
+at 0 the first time), calls the Guard's function — which runs the caller's
+ApplyFunc — with a context carrying the transaction, updates the row and
+commits. The ApplyFunc writes its effect through pgstate.Tx(ctx), so the
+effect and the new sequence commit together or not at all: a crash between
+the two is impossible, and a redelivery after a failure finds both or
+neither. That is exactly-once effects, not at-least-once with deduplication.
+
+	pool, _ := pgxpool.New(ctx, dsn)
+	st, _ := pgstate.New(pgstate.Config{DB: pool, Table: "ledger_ordering"})
+	_ = st.Migrate(ctx)
+	guard, _ := ordering.New(ordering.Config{State: st})
+	apply := func(ctx context.Context, e *contract.Event) error {
+		tx, _ := pgstate.Tx(ctx)
+		_, err := tx.Exec(ctx, `UPDATE accounts SET balance = balance + $1 WHERE id = $2`, amount(e), e.Subject)
+		return err
+	}
+
+# Concurrency
+
+The row lock serialises the events of one subject across goroutines and
+processes sharing the table; different subjects proceed in parallel. Keep
+the ApplyFunc short: the lock is held while it runs. Use a pool
+(*pgxpool.Pool) as Config.DB for concurrent use.
+
+# Errors
+
+Failures of the database are *contract.Error values: KindUnavailable for
+lost connections, serialization failures, deadlocks and lock timeouts
+(retryable), KindTimeout or KindCanceled from the context, KindInternal
+otherwise (a missing table: call Migrate). Errors of the ApplyFunc are
+returned unchanged, after the rollback.
+
+# Defaults
+
+Config.Table defaults to "sadpath_ordering"; Config.DB is required. New
+rejects a bad value with a KindInvalid error (code "config.invalid") naming
+the field. The State passes ordering/statetest.
+*/
+package pgstate

@@ -1,0 +1,215 @@
+package pgstate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"regexp"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/sadpath/sadpath/contract"
+	"github.com/sadpath/sadpath/ordering"
+)
+
+// Beginner starts transactions: *pgxpool.Pool and *pgx.Conn both are.
+type Beginner interface {
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+// Config configures a State.
+type Config struct {
+	// DB opens the transactions. Required. Use a pool (*pgxpool.Pool) when
+	// several goroutines advance subjects at once: a *pgx.Conn runs one
+	// transaction at a time.
+	DB Beginner
+
+	// Table is the table holding one row per subject, optionally
+	// schema-qualified ("ordering.sequences"). Names are lower-case
+	// identifiers: [a-z_][a-z0-9_]*. Zero means "sadpath_ordering".
+	Table string
+}
+
+// State is an ordering.State in PostgreSQL: one row per subject with the
+// last applied sequence. Advance runs its function inside the transaction
+// that locks (SELECT … FOR UPDATE) and updates the subject's row, and offers
+// that transaction to the function through Tx, so the caller's writes and
+// the new sequence commit together or not at all. Rows of one subject are
+// locked for the length of the function: processes sharing the table apply
+// a subject's events one at a time and never twice.
+//
+// A State is safe for concurrent use. Sequences above math.MaxInt64 are
+// refused (the column is a bigint).
+type State struct {
+	db    Beginner
+	table string // sanitized, ready to splice into SQL
+	q     queries
+}
+
+type queries struct {
+	last, lock, insert, update string
+}
+
+var _ ordering.State = (*State)(nil)
+
+var identRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+
+// New returns a State configured by cfg, or an error of KindInvalid (code
+// "config.invalid") naming the first bad field. It does not touch the
+// database: call Migrate to create the table.
+func New(cfg Config) (*State, error) {
+	bad := func(format string, args ...any) error {
+		return &contract.Error{Kind: contract.KindInvalid, Code: "config.invalid", Op: "pgstate", Detail: fmt.Sprintf(format, args...)}
+	}
+	if cfg.DB == nil {
+		return nil, bad("Config.DB: required")
+	}
+	name := cfg.Table
+	if name == "" {
+		name = "sadpath_ordering"
+	}
+	parts := strings.Split(name, ".")
+	if len(parts) > 2 {
+		return nil, bad("Config.Table: want table or schema.table, got %q", cfg.Table)
+	}
+	for _, p := range parts {
+		if !identRE.MatchString(p) {
+			return nil, bad("Config.Table: %q is not a lower-case identifier [a-z_][a-z0-9_]*", p)
+		}
+	}
+	t := pgx.Identifier(parts).Sanitize()
+	return &State{db: cfg.DB, table: t, q: queries{
+		last:   `SELECT last FROM ` + t + ` WHERE subject = $1`,
+		lock:   `SELECT last FROM ` + t + ` WHERE subject = $1 FOR UPDATE`,
+		insert: `INSERT INTO ` + t + ` (subject, last) VALUES ($1, 0) ON CONFLICT (subject) DO NOTHING`,
+		update: `UPDATE ` + t + ` SET last = $2, updated_at = now() WHERE subject = $1`,
+	}}, nil
+}
+
+// Migrate creates the table when it does not exist. Subjects are stored as
+// bytea: any bytes, NUL included, are a valid subject.
+func (s *State) Migrate(ctx context.Context) error {
+	tx, err := s.db.Begin(ctx)
+	if err != nil {
+		return pgError("pgstate.migrate", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after Commit
+	_, err = tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+s.table+` (
+	subject    bytea       PRIMARY KEY,
+	last       bigint      NOT NULL CHECK (last >= 0),
+	updated_at timestamptz NOT NULL DEFAULT now()
+)`)
+	if err != nil {
+		return pgError("pgstate.migrate", err)
+	}
+	return pgError("pgstate.migrate", tx.Commit(ctx))
+}
+
+// Last returns the last applied sequence of subject, or 0.
+func (s *State) Last(ctx context.Context, subject string) (uint64, error) {
+	tx, err := s.db.Begin(ctx)
+	if err != nil {
+		return 0, pgError("pgstate.last", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
+	var last int64
+	err = tx.QueryRow(ctx, s.q.last, []byte(subject)).Scan(&last)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, pgError("pgstate.last", err)
+	}
+	return uint64(last), nil
+}
+
+type txKey struct{}
+
+// Tx returns the transaction of the Advance call whose function received
+// ctx. Write the effect of an event through it to commit the effect and
+// the sequence atomically. It reports false outside such a function.
+func Tx(ctx context.Context) (pgx.Tx, bool) {
+	tx, ok := ctx.Value(txKey{}).(pgx.Tx)
+	return tx, ok
+}
+
+// Advance implements ordering.State: in one transaction it locks subject's
+// row (creating it at 0), calls fn with the last applied sequence and a
+// context carrying the transaction (see Tx), records the sequence fn
+// returns when it is greater, and commits. When fn fails, everything is
+// rolled back, fn's writes included, and fn's error is returned unchanged.
+//
+// When the commit itself fails the outcome is unknown to the caller only in
+// the usual PostgreSQL sense (a connection lost during COMMIT); the error is
+// KindUnavailable and a redelivery finds either both the effect and the
+// sequence, or neither.
+func (s *State) Advance(ctx context.Context, subject string, fn func(ctx context.Context, last uint64) (uint64, error)) error {
+	tx, err := s.db.Begin(ctx)
+	if err != nil {
+		return pgError("pgstate.advance", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after Commit
+	key := []byte(subject)
+	var last int64
+	err = tx.QueryRow(ctx, s.q.lock, key).Scan(&last)
+	if errors.Is(err, pgx.ErrNoRows) {
+		if _, err = tx.Exec(ctx, s.q.insert, key); err != nil {
+			return pgError("pgstate.advance", err)
+		}
+		err = tx.QueryRow(ctx, s.q.lock, key).Scan(&last)
+	}
+	if err != nil {
+		return pgError("pgstate.advance", err)
+	}
+	next, err := fn(context.WithValue(ctx, txKey{}, tx), uint64(last))
+	if err != nil {
+		return err
+	}
+	if next > uint64(last) {
+		if next > math.MaxInt64 {
+			return &contract.Error{Kind: contract.KindInvalid, Code: "ordering.sequence_range", Op: "pgstate.advance",
+				Detail: fmt.Sprintf("sequence %d is above the stored range (max %d)", next, int64(math.MaxInt64))}
+		}
+		if _, err := tx.Exec(ctx, s.q.update, key, int64(next)); err != nil {
+			return pgError("pgstate.advance", err)
+		}
+	}
+	return pgError("pgstate.advance", tx.Commit(ctx))
+}
+
+// pgError turns a driver error into a contract error: context errors keep
+// their kind, connection failures, serialization failures, deadlocks and
+// lock timeouts are KindUnavailable (retryable), anything else KindInternal.
+func pgError(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var ce *contract.Error
+	if errors.As(err, &ce) {
+		return err
+	}
+	kind := contract.KindOf(err) // timeout / canceled from the context
+	if kind == contract.KindInternal {
+		var pe *pgconn.PgError
+		switch {
+		case errors.As(err, &pe):
+			switch {
+			case pe.Code == "40001" || pe.Code == "40P01" || pe.Code == "55P03" || pe.Code == "57P01" || strings.HasPrefix(pe.Code, "08"):
+				kind = contract.KindUnavailable
+			case pe.Code == "57014":
+				kind = contract.KindTimeout
+			}
+		case pgconn.SafeToRetry(err), isConnErr(err):
+			kind = contract.KindUnavailable
+		}
+	}
+	return &contract.Error{Kind: kind, Code: "ordering.state_" + kind.String(), Op: op, Cause: err}
+}
+
+func isConnErr(err error) bool {
+	var ce *pgconn.ConnectError
+	return errors.As(err, &ce) || errors.Is(err, pgx.ErrTxClosed) || strings.Contains(err.Error(), "conn closed")
+}

@@ -1,0 +1,244 @@
+package pgstate_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/goleak"
+
+	"github.com/sadpath/sadpath/contract"
+	"github.com/sadpath/sadpath/internal/testenv"
+	"github.com/sadpath/sadpath/ordering"
+	"github.com/sadpath/sadpath/ordering/pgstate"
+	"github.com/sadpath/sadpath/ordering/statetest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func pool(t *testing.T) *pgxpool.Pool {
+	t.Helper()
+	p, err := pgxpool.New(context.Background(), testenv.PostgresDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+// table returns a fresh, migrated State on a table of its own (prefix
+// pgstate_test_), dropped when the test ends.
+func table(t *testing.T, p *pgxpool.Pool) (*pgstate.State, string) {
+	t.Helper()
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	name := "pgstate_test_" + hex.EncodeToString(b[:])
+	st, err := pgstate.New(pgstate.Config{DB: p, Table: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = p.Exec(context.Background(), "DROP TABLE IF EXISTS "+name) })
+	return st, name
+}
+
+func TestConformance(t *testing.T) {
+	p := pool(t)
+	statetest.Run(t, func(t *testing.T) ordering.State {
+		st, _ := table(t, p)
+		return st
+	})
+}
+
+func TestConfigInvalid(t *testing.T) {
+	for _, tc := range []struct {
+		cfg  pgstate.Config
+		want string
+	}{
+		{pgstate.Config{}, "Config.DB: required"},
+		{pgstate.Config{DB: &pgxpool.Pool{}, Table: "Robert'); DROP TABLE x;--"}, `Config.Table: "Robert'); DROP TABLE x;--" is not a lower-case identifier [a-z_][a-z0-9_]*`},
+		{pgstate.Config{DB: &pgxpool.Pool{}, Table: "a.b.c"}, `Config.Table: want table or schema.table, got "a.b.c"`},
+	} {
+		_, err := pgstate.New(tc.cfg)
+		ce := contract.As(err)
+		if !errors.Is(err, contract.ErrInvalid) || ce.Code != "config.invalid" || ce.Detail != tc.want {
+			t.Fatalf("New(%+v) = %v, want %q", tc.cfg, err, tc.want)
+		}
+	}
+}
+
+// TestEffectAndSequenceCommitTogether writes the caller's effect through
+// pgstate.Tx: when the apply fails, or the transaction cannot commit,
+// neither the effect nor the sequence is stored.
+func TestEffectAndSequenceCommitTogether(t *testing.T) {
+	ctx := context.Background()
+	p := pool(t)
+	st, name := table(t, p)
+	effects := name + "_effects"
+	if _, err := p.Exec(ctx, "CREATE TABLE "+effects+" (subject text, seq bigint, PRIMARY KEY (subject, seq))"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = p.Exec(context.Background(), "DROP TABLE IF EXISTS "+effects) })
+	g, err := ordering.New(ordering.Config{State: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var failNext atomic.Bool
+	apply := func(ctx context.Context, e *contract.Event) error {
+		tx, ok := pgstate.Tx(ctx)
+		if !ok {
+			return errors.New("no transaction on the context")
+		}
+		if _, err := tx.Exec(ctx, "INSERT INTO "+effects+" VALUES ($1, $2)", e.Subject, int64(e.Sequence)); err != nil {
+			return err
+		}
+		if failNext.Swap(false) {
+			return contract.New(contract.KindUnavailable, "ledger", "injected failure after the write")
+		}
+		return nil
+	}
+	count := func() (n int) {
+		if err := p.QueryRow(ctx, "SELECT count(*) FROM "+effects).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	ev := func(seq uint64) *contract.Event {
+		return &contract.Event{ID: fmt.Sprint(seq), Source: "/t", Subject: "acct", Sequence: seq}
+	}
+	if _, err := g.Process(ctx, ev(1), apply, nil); err != nil {
+		t.Fatal(err)
+	}
+	failNext.Store(true)
+	if _, err := g.Process(ctx, ev(2), apply, nil); !errors.Is(err, contract.ErrUnavailable) {
+		t.Fatalf("failing apply: %v", err)
+	}
+	if n, last := count(), mustLast(t, st, "acct"); n != 1 || last != 1 {
+		t.Fatalf("after a failed apply: %d effects, last %d; want 1, 1 (rolled back together)", n, last)
+	}
+	// The context is canceled after the effect is written: the commit fails
+	// and nothing of event 2 is stored.
+	cctx, cancel := context.WithCancel(ctx)
+	_, err = g.Process(cctx, ev(2), func(ctx context.Context, e *contract.Event) error {
+		err := apply(ctx, e)
+		cancel()
+		return err
+	}, nil)
+	if err == nil {
+		t.Fatal("commit after cancel succeeded")
+	}
+	if n, last := count(), mustLast(t, st, "acct"); n != 1 || last != 1 {
+		t.Fatalf("after a failed commit: %d effects, last %d; want 1, 1", n, last)
+	}
+	if _, err := g.Process(ctx, ev(2), apply, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n, last := count(), mustLast(t, st, "acct"); n != 2 || last != 2 {
+		t.Fatalf("after redelivery: %d effects, last %d; want 2, 2", n, last)
+	}
+}
+
+// TestTwoProcessesExactlyOnce runs two Guards (two processes) over the same
+// table, each receiving every event twice in its own order: each event's
+// effect is written exactly once (the primary key would reject a second
+// write, and the count proves none was attempted and lost).
+func TestTwoProcessesExactlyOnce(t *testing.T) {
+	ctx := context.Background()
+	p := pool(t)
+	_, name := table(t, p)
+	effects := name + "_effects"
+	if _, err := p.Exec(ctx, "CREATE TABLE "+effects+" (subject text, seq bigint, PRIMARY KEY (subject, seq))"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = p.Exec(context.Background(), "DROP TABLE IF EXISTS "+effects) })
+	const subjects, events = 5, 20
+	var applied atomic.Int64
+	apply := func(ctx context.Context, e *contract.Event) error {
+		tx, _ := pgstate.Tx(ctx)
+		_, err := tx.Exec(ctx, "INSERT INTO "+effects+" VALUES ($1, $2)", e.Subject, int64(e.Sequence))
+		if err == nil {
+			applied.Add(1)
+		}
+		return err
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 100)
+	for proc := 0; proc < 2; proc++ {
+		// Each process has its own Guard (and hold buffer) over the shared state.
+		st2, err := pgstate.New(pgstate.Config{DB: p, Table: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := ordering.New(ordering.Config{State: st2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for s := 0; s < subjects; s++ {
+			wg.Add(1)
+			go func(proc, s int) {
+				defer wg.Done()
+				subject := fmt.Sprintf("acct_%d", s)
+				// Every event twice, racing the other process.
+				for seq := uint64(1); seq <= events; seq++ {
+					for copy := 0; copy < 2; copy++ {
+						e := &contract.Event{ID: fmt.Sprint(seq), Source: "/t", Subject: subject, Sequence: seq}
+						if _, err := g.Process(ctx, e, apply, nil); err != nil && !errors.Is(err, ordering.ErrGap) {
+							errs <- err
+							return
+						}
+					}
+				}
+			}(proc, s)
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	var n int
+	if err := p.QueryRow(ctx, "SELECT count(*) FROM "+effects).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != subjects*events || applied.Load() != subjects*events {
+		t.Fatalf("%d effects stored, %d applies; want %d each: exactly once", n, applied.Load(), subjects*events)
+	}
+}
+
+func TestLastOnMissingTableIsAnError(t *testing.T) {
+	p := pool(t)
+	st, err := pgstate.New(pgstate.Config{DB: p, Table: "pgstate_test_does_not_exist"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = st.Last(context.Background(), "x")
+	if err == nil || contract.As(err) == nil || errors.Is(err, contract.ErrInvalid) {
+		t.Fatalf("Last on a missing table: %v, want a contract error", err)
+	}
+}
+
+func TestSequenceAboveBigintRefused(t *testing.T) {
+	p := pool(t)
+	st, _ := table(t, p)
+	err := st.Advance(context.Background(), "s", func(context.Context, uint64) (uint64, error) { return 1 << 63, nil })
+	if !errors.Is(err, contract.ErrInvalid) {
+		t.Fatalf("sequence 2^63: %v, want KindInvalid", err)
+	}
+}
+
+func mustLast(t *testing.T, st *pgstate.State, subject string) uint64 {
+	t.Helper()
+	last, err := st.Last(context.Background(), subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return last
+}
