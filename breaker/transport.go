@@ -1,0 +1,104 @@
+package breaker
+
+import (
+	"net/http"
+)
+
+// TransportConfig configures a Transport.
+type TransportConfig struct {
+	// Registry holds the breakers, one per key. Required.
+	Registry *Registry
+	// Key returns the breaker key of a request. Default: the request's
+	// host (URL.Host, with its port), so one failing host never opens the
+	// breaker of another.
+	Key func(*http.Request) string
+	// Next performs the requests. Default http.DefaultTransport.
+	Next http.RoundTripper
+	// Classify decides how a finished round trip counts. Default
+	// ClassifyResponse.
+	Classify func(resp *http.Response, err error) Outcome
+}
+
+// ClassifyResponse is the default classification of a round trip: 5xx and
+// 429 responses and transport errors (timeouts, refused connections) are
+// failures; other 4xx are the caller's and ignored; a request canceled by its
+// caller is ignored; anything else is a success.
+func ClassifyResponse(resp *http.Response, err error) Outcome {
+	if err != nil {
+		return Classify(err)
+	}
+	switch s := resp.StatusCode; {
+	case s >= 500, s == http.StatusTooManyRequests:
+		return Failure
+	case s >= 400:
+		return Ignore
+	}
+	return Success
+}
+
+// Transport is an http.RoundTripper that guards each downstream (by key)
+// with its own Breaker. A request whose breaker is open is not sent: RoundTrip
+// returns the breaker's *contract.Error (KindUnavailable, with RetryAfter),
+// which http.Client wraps in a *url.Error; errors.Is and errors.As reach it.
+// Responses are returned unchanged, 5xx included: the breaker only counts
+// them. The time to read a response body is not part of the call.
+//
+// A Transport is safe for concurrent use.
+type Transport struct {
+	reg      *Registry
+	key      func(*http.Request) string
+	next     http.RoundTripper
+	classify func(*http.Response, error) Outcome
+}
+
+// NewTransport returns a Transport, or a *contract.Error of KindInvalid naming
+// the first bad field.
+func NewTransport(cfg TransportConfig) (*Transport, error) {
+	if cfg.Registry == nil {
+		return nil, invalidField("breaker", "TransportConfig.Registry", "must not be nil", nil)
+	}
+	t := &Transport{reg: cfg.Registry, key: cfg.Key, next: cfg.Next, classify: cfg.Classify}
+	if t.key == nil {
+		t.key = func(r *http.Request) string { return r.URL.Host }
+	}
+	if t.next == nil {
+		t.next = http.DefaultTransport
+	}
+	if t.classify == nil {
+		t.classify = ClassifyResponse
+	}
+	return t, nil
+}
+
+// Middleware returns a client middleware that wraps a RoundTripper with the
+// breakers of cfg (cfg.Next is ignored).
+func Middleware(cfg TransportConfig) (func(http.RoundTripper) http.RoundTripper, error) {
+	if _, err := NewTransport(cfg); err != nil {
+		return nil, err
+	}
+	return func(next http.RoundTripper) http.RoundTripper {
+		c := cfg
+		c.Next = next
+		t, _ := NewTransport(c)
+		return t
+	}, nil
+}
+
+// RoundTrip implements http.RoundTripper.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	b := t.reg.Get(t.key(req))
+	var (
+		resp *http.Response
+		err  error
+	)
+	if rej := b.exec(req.Context(), func() Outcome {
+		resp, err = t.next.RoundTrip(req)
+		return t.classify(resp, err)
+	}); rej != nil {
+		if req.Body != nil {
+			req.Body.Close() // RoundTrip must close the body, even on errors
+		}
+		return nil, rej
+	}
+	return resp, err
+}

@@ -1,0 +1,243 @@
+package breaker_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sadpath/sadpath/breaker"
+	"github.com/sadpath/sadpath/contract"
+)
+
+func newTransport(t *testing.T, cfg breaker.Config) (*breaker.Registry, *http.Client) {
+	t.Helper()
+	cfg.DisableMetrics = true
+	if cfg.Window == 0 {
+		cfg.Window = time.Hour
+	}
+	if cfg.MinCalls == 0 {
+		cfg.MinCalls = 5
+	}
+	reg, err := breaker.NewRegistry(breaker.RegistryConfig{Breaker: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := breaker.NewTransport(breaker.TransportConfig{Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(http.DefaultTransport.(*http.Transport).CloseIdleConnections)
+	return reg, &http.Client{Transport: tr}
+}
+
+func get(t *testing.T, c *http.Client, u string) (int, error) {
+	t.Helper()
+	resp, err := c.Get(u)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+func TestTransportOneBreakerPerHost(t *testing.T) {
+	var badHits atomic.Int64
+	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		badHits.Add(1)
+		w.WriteHeader(http.StatusBadGateway)
+	}))
+	defer bad.Close()
+	good := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer good.Close()
+	reg, c := newTransport(t, breaker.Config{})
+
+	for i := range 5 {
+		code, err := get(t, c, bad.URL)
+		if err != nil || code != http.StatusBadGateway {
+			t.Fatalf("call %d: %d %v: 5xx responses must reach the caller", i, code, err)
+		}
+	}
+	_, err := get(t, c, bad.URL)
+	if !errors.Is(err, contract.ErrUnavailable) || !errors.Is(err, breaker.ErrOpen) {
+		t.Fatalf("after 5 failures: %v, want the open breaker's error", err)
+	}
+	var ue *url.Error
+	if !errors.As(err, &ue) {
+		t.Fatalf("want a *url.Error from http.Client, got %T", err)
+	}
+	if ra, ok := contract.RetryAfter(err); !ok || ra <= 0 {
+		t.Fatalf("RetryAfter %v %v", ra, ok)
+	}
+	if badHits.Load() != 5 {
+		t.Fatalf("bad server hit %d times, want 5 (the rejected call must not be sent)", badHits.Load())
+	}
+	// Another host is unaffected.
+	for range 10 {
+		if code, err := get(t, c, good.URL); err != nil || code != 200 {
+			t.Fatalf("good host: %d %v", code, err)
+		}
+	}
+	hostBad := strings.TrimPrefix(bad.URL, "http://")
+	hostGood := strings.TrimPrefix(good.URL, "http://")
+	if reg.Get(hostBad).State() != breaker.StateOpen || reg.Get(hostGood).State() != breaker.StateClosed {
+		t.Fatal("per-host states wrong")
+	}
+	if n := len(reg.Breakers()); n != 2 {
+		t.Fatalf("%d breakers, want 2", n)
+	}
+}
+
+func TestTransportClassification(t *testing.T) {
+	statuses := []struct {
+		code  int
+		trips bool
+	}{
+		{400, false}, {401, false}, {403, false}, {404, false}, {409, false}, {422, false},
+		{429, true}, {500, true}, {502, true}, {503, true}, {504, true}, {200, false}, {302, false},
+	}
+	for _, s := range statuses {
+		t.Run(fmt.Sprint(s.code), func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if s.code == 302 {
+					w.Header().Set("Location", "/x")
+				}
+				w.WriteHeader(s.code)
+			}))
+			defer srv.Close()
+			reg, _ := newTransport(t, breaker.Config{})
+			tr, _ := breaker.NewTransport(breaker.TransportConfig{Registry: reg})
+			for range 10 {
+				req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+				resp, err := tr.RoundTrip(req)
+				if err != nil {
+					break
+				}
+				resp.Body.Close()
+			}
+			got := reg.Get(strings.TrimPrefix(srv.URL, "http://")).State() == breaker.StateOpen
+			if got != s.trips {
+				t.Fatalf("status %d: tripped=%v, want %v", s.code, got, s.trips)
+			}
+		})
+	}
+}
+
+func TestTransportTimeoutsCountCancelsDoNot(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	host := strings.TrimPrefix(srv.URL, "http://")
+
+	reg, c := newTransport(t, breaker.Config{})
+	for range 5 { // canceled by the caller: ignored
+		ctx, cancel := context.WithCancel(context.Background())
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+		time.AfterFunc(5*time.Millisecond, cancel)
+		if _, err := c.Do(req); err == nil {
+			t.Fatal("canceled request succeeded")
+		}
+		cancel()
+	}
+	if st, n := reg.Get(host).State(), reg.Get(host).Counts(); st != breaker.StateClosed || n.Ignored != 5 {
+		t.Fatalf("after cancels: %v %+v", st, n)
+	}
+	for range 5 { // deadline exceeded: failures
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+		_, _ = c.Do(req)
+		cancel()
+	}
+	if st := reg.Get(host).State(); st != breaker.StateOpen {
+		t.Fatalf("after timeouts: %v, want open", st)
+	}
+}
+
+func TestTransportClosesBodyWhenRejecting(t *testing.T) {
+	reg, _ := newTransport(t, breaker.Config{})
+	tr, _ := breaker.NewTransport(breaker.TransportConfig{Registry: reg, Key: func(*http.Request) string { return "k" }})
+	reg.Get("k").ForceOpen(context.Background(), "")
+	body := &closeRecorder{Reader: strings.NewReader("payload")}
+	req, _ := http.NewRequest(http.MethodPost, "http://127.0.0.1:1/", body)
+	resp, err := tr.RoundTrip(req)
+	if resp != nil || !errors.Is(err, breaker.ErrOpen) {
+		t.Fatalf("got %v %v", resp, err)
+	}
+	if !body.closed {
+		t.Fatal("request body not closed")
+	}
+}
+
+type closeRecorder struct {
+	*strings.Reader
+	closed bool
+}
+
+func (c *closeRecorder) Close() error { c.closed = true; return nil }
+
+func TestRegistryBoundedAndConcurrent(t *testing.T) {
+	reg, err := breaker.NewRegistry(breaker.RegistryConfig{MaxBreakers: 8, Breaker: breaker.Config{DisableMetrics: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	got := make([][]*breaker.Breaker, 8)
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 100 {
+				got[g] = append(got[g], reg.Get(fmt.Sprint("host-", i%8)))
+			}
+		}()
+	}
+	wg.Wait()
+	for g := range got {
+		for i, b := range got[g] {
+			if b != got[0][i] {
+				t.Fatalf("goroutines got different breakers for key %d", i%8)
+			}
+		}
+	}
+	if o := reg.Get("one-too-many"); o.Name() != breaker.OverflowName || reg.Get("another") != o {
+		t.Fatalf("overflow breaker %q", o.Name())
+	}
+	if n := len(reg.Breakers()); n != 9 {
+		t.Fatalf("%d breakers", n)
+	}
+	if b := reg.Get(""); b.Name() != breaker.OverflowName {
+		t.Fatalf("name %q", b.Name())
+	}
+	long := strings.Repeat("h", 10000)
+	reg2, _ := breaker.NewRegistry(breaker.RegistryConfig{Breaker: breaker.Config{DisableMetrics: true}})
+	if b := reg2.Get(long); len(b.Name()) != 256 {
+		t.Fatalf("long key name length %d", len(b.Name()))
+	}
+	if b := reg2.Get(""); b.Name() != "(empty)" {
+		t.Fatalf("empty key name %q", b.Name())
+	}
+	if _, err := breaker.NewRegistry(breaker.RegistryConfig{Breaker: breaker.Config{FailureRatio: 3}}); !errors.Is(err, contract.ErrInvalid) ||
+		!strings.Contains(err.Error(), "Config.FailureRatio") {
+		t.Fatalf("bad template: %v", err)
+	}
+	if _, err := breaker.NewRegistry(breaker.RegistryConfig{MaxBreakers: -1}); !errors.Is(err, contract.ErrInvalid) {
+		t.Fatalf("bad max: %v", err)
+	}
+	if _, err := breaker.NewTransport(breaker.TransportConfig{}); !errors.Is(err, contract.ErrInvalid) ||
+		!strings.Contains(err.Error(), "TransportConfig.Registry") {
+		t.Fatalf("nil registry: %v", err)
+	}
+}
