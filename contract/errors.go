@@ -162,7 +162,8 @@ func (e *Error) CodeOrKind() string {
 	return e.Kind.String()
 }
 
-// Error reads "op: kind: detail: cause", leaving out empty parts.
+// Error reads "op: kind (code): detail: cause", leaving out empty parts and
+// a code equal to the kind name.
 func (e *Error) Error() string {
 	var b strings.Builder
 	if e.Op != "" {
