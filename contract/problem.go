@@ -285,13 +285,8 @@ func WriteProblem(w http.ResponseWriter, r *http.Request, err error) {
 
 // marshalProblem encodes p without HTML escaping: a problem is read by
 // programs and people with curl ("must be >= 1"), never rendered as HTML
-// (the response is marked nosniff).
+// (the response is marked nosniff). MarshalJSON escapes nothing itself;
+// json.Marshal would add the escaping in a second pass.
 func marshalProblem(p Problem) ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(p); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+	return p.MarshalJSON()
 }
