@@ -66,19 +66,34 @@ func ValidateCorrelationID(id string) error {
 // NewCorrelationID returns a fresh correlation id: 128 random bits from
 // crypto/rand as 32 lowercase hex characters, the shape of a W3C trace id.
 func NewCorrelationID() string {
-	id, _ := newID(rand.Reader)
+	id, _ := newID(nil)
 	return id
 }
 
-// newID reads 16 bytes from r and returns them hex-encoded.
+// newID returns 16 bytes from r (crypto/rand when nil), hex-encoded.
 func newID(r io.Reader) (string, error) {
+	if r == nil {
+		return randomID(), nil
+	}
 	var b [16]byte
 	if _, err := io.ReadFull(r, b[:]); err != nil {
 		return "", err
 	}
+	return hexID(&b), nil
+}
+
+// randomID reads crypto/rand directly, which never fails and keeps the
+// buffer on the stack (an io.Reader would move it to the heap).
+func randomID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hexID(&b)
+}
+
+func hexID(b *[16]byte) string {
 	var s [32]byte
 	hex.Encode(s[:], b[:])
-	return string(s[:]), nil
+	return string(s[:])
 }
 
 // traceIDFromTraceparent returns the trace-id of a W3C traceparent header

@@ -3,7 +3,6 @@ package logctx
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
 	"io"
 	"log/slog"
 	"net"
@@ -66,7 +65,7 @@ type middleware struct {
 	level      slog.Level
 	access     bool
 	clock      Clock
-	rand       io.Reader
+	rand       io.Reader // nil: crypto/rand
 	fallback   atomic.Uint64
 	start      time.Time // fallback id prefix, for uniqueness across restarts
 }
@@ -93,9 +92,6 @@ func NewMiddleware(cfg MiddlewareConfig) (func(http.Handler) http.Handler, error
 	}
 	if m.clock == nil {
 		m.clock = systemClock{}
-	}
-	if m.rand == nil {
-		m.rand = rand.Reader
 	}
 	m.start = m.clock.Now()
 	return m.wrap, nil
