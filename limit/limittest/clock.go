@@ -1,6 +1,7 @@
 // Package limittest provides test doubles for package limit: a manual
 // Clock whose time only moves when the test says so, so tests of bulkhead
-// wait timeouts and rate limiter waits never sleep on real time.
+// wait timeouts and rate limiter waits never sleep on real time, and a
+// Probe that records the most calls ever seen running at once.
 //
 // Clock satisfies limit.Clock without importing package limit, so it can be
 // used from the limit package's own tests as well as from users' tests:
