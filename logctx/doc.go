@@ -1,0 +1,178 @@
+/*
+Package logctx makes every log line answer: which operation, which entity,
+which correlation id, which decision, which dependency, which state.
+
+"Error processing request" with nothing else is a sticky note that says
+good luck. logctx puts the coordinates of the work on the
+[context.Context] as a request goes deeper, and a [slog.Handler] wrapper
+writes them on every record logged with that context, so the code that
+logs never has to remember them.
+
+# Coordinates on the context
+
+[WithCorrelationID], [WithOperation], [WithEntity] and [With] return a
+child context carrying one more coordinate; the getters [CorrelationID],
+[Operation], [Entity] and [Attrs] read them back. Each call copies the
+coordinates into a new context node (one allocation; With also copies its
+attribute list), so a child never
+changes what its parent or siblings see, and goroutines may share any of
+them. A nil context passed by mistake is treated as
+[context.Background].
+
+	ctx = logctx.WithCorrelationID(ctx, id)
+	ctx = logctx.WithOperation(ctx, "payments.capture")
+	ctx = logctx.WithEntity(ctx, "payment", p.ID)
+	ctx = logctx.With(ctx, slog.String(logctx.KeyDependency, "acquirer"))
+	log.InfoContext(ctx, "captured", "amount", p.Amount)
+
+# Stable attribute names
+
+The Handler, the decision helper and the middleware write these keys. They
+are part of the API: dashboards and alerts may depend on them, and they do
+not change.
+
+	correlation_id   KeyCorrelationID  the id shared by every service handling one request or message
+	operation        KeyOperation      what is being done ("payments.capture")
+	entity_kind      KeyEntityKind     what it is done to ("payment")
+	entity_id        KeyEntityID       which one ("pay_123")
+	trace_id         KeyTraceID        otel trace id, 32 hex, when a valid span is on the context
+	span_id          KeySpanID         otel span id, 16 hex, likewise
+	decision         KeyDecision       what the system decided (see Decision)
+	reason           KeyReason         why
+	dependency       KeyDependency     the downstream involved (used by retry, breaker, limit)
+	state            KeyState          a state, e.g. of a breaker or an idempotency record
+	method           KeyMethod         access line: request method
+	route            KeyRoute          access line: the ServeMux pattern (Request.Pattern), "" if none
+	status           KeyStatus         access line: response status code
+	duration_ms      KeyDurationMS     access line: time to serve, milliseconds (float)
+	bytes            KeyBytes          access line: response body bytes
+
+On each line the attributes given to Logger.With come first (the wrapped
+handler has already formatted them), then correlation_id, operation,
+entity_kind, entity_id, the attributes added with [With] in the order
+added, trace_id and span_id, and last the record's own attributes. Empty
+coordinates are left out.
+
+# The Handler
+
+[NewHandler] wraps any [slog.Handler] (JSON, text, an otel bridge, a
+vendor's). [Handler] passes [testing/slogtest] over the JSON and text
+handlers and keeps the slog semantics of WithAttrs and WithGroup, with one
+deliberate rule: coordinates stay at the top level even inside a group, so
+a query on correlation_id finds every line whatever group the logger was
+in:
+
+	slog.New(h).WithGroup("http").InfoContext(ctx, "request", "status", 201)
+	// {"msg":"request","correlation_id":"req-7","http":{"status":201}}
+
+Handler.Enabled is a direct call to the wrapped handler's Enabled: a
+disabled level costs what it costs without logctx. Handle builds the new
+record on the stack: with up to five attributes in all (slog keeps five
+inline) it allocates nothing beyond what the wrapped handler does. Beyond
+five, slog itself allocates for the record, wrapped or not; otel ids add
+two small strings (the hex form) when a span is active; a logger with open
+groups rebuilds the group nesting per record (a few allocations).
+
+Handle returns the wrapped handler's error unchanged ([slog.Logger] ignores
+it; call Handle directly to see it).
+
+# Redaction
+
+Secrets never reach the output, whichever handler is wrapped, because the
+Handler rewrites attributes before passing them on:
+
+  - Keys: a value is replaced by "[REDACTED]" (HandlerConfig.Replacement)
+    when its key, compared case-insensitively with '-', '_' and ' ' alike,
+    is one of auth, pwd, pass, pan, cvv, cvc, cvv2, pin, jwt, otp, bearer,
+    session, sessionid, session_id, ssn, or contains one of password,
+    passwd, passphrase, secret, token, authorization, cookie, api_key,
+    apikey, private_key, credential, card_number, cardnumber, credit_card,
+    idempotency_key — Authorization, Proxy-Authorization, Cookie,
+    Set-Cookie, X-Api-Key, access_token, client_secret, db_password… — or
+    one of HandlerConfig.RedactKeys. NoDefaultKeys keeps only RedactKeys.
+  - Card numbers: 13 to 19 digits, contiguous or in groups separated by
+    single spaces or dashes, not glued to letters, that pass the Luhn
+    check, are masked to their last four digits wherever they appear in a
+    string value, in an error's text and in the message
+    ("4111 1111 1111 1111" becomes "**** **** **** 1111"). NoCardScan
+    turns this off.
+  - Containers: [net/http.Header], map[string][]string, [net/url.Values]
+    and map[string]string are redacted key by key (a copy: the caller's map
+    is untouched); a [*net/url.URL] with a password is written redacted.
+  - Groups are walked recursively; attributes given to WithAttrs are
+    redacted once, when the logger is made; attributes from [With] on
+    every record.
+
+Values implementing [slog.LogValuer] stay lazy: LogValue runs only when the
+record is enabled, exactly once, and its result is then redacted like any
+other value. Other values of kind Any (structs, pointers) are passed on as
+they are: give types that hold secrets a LogValue method, as in the
+example.
+
+Key verdicts are cached in a small fixed-size table per Handler family, so
+redaction costs a hash and a compare per attribute after warm-up, and a
+flood of distinct keys cannot grow memory.
+
+# Decisions
+
+[Decision] logs that the system decided something — replayed a stored
+response, failed fast because a breaker is open, dropped a stale event,
+gave up after N attempts — as one record whose message is the decision,
+with decision and reason attributes. Packages take a *slog.Logger in their
+Config (nil: no logging) and call Decision; there is no global logger.
+
+# HTTP
+
+[NewMiddleware] returns server middleware. For each request it picks the
+correlation id:
+
+ 1. the X-Correlation-ID header (MiddlewareConfig.Header), if it appears
+    once and is valid: 1 to 128 bytes of ASCII letters, digits, '-', '_',
+    '.', ':' ([ValidateCorrelationID]); anything else — newlines, control
+    characters, quotes, spaces, non-ASCII, oversize, a repeated header —
+    is rejected, and the replacement is logged as a decision at Warn
+    with the reason, never the rejected value;
+ 2. otherwise the trace id of a valid W3C traceparent header, or of a span
+    already on the request context (IgnoreTraceparent turns this off);
+ 3. otherwise a fresh id: 128 bits from crypto/rand as 32 hex characters.
+
+It puts the id on the request context, echoes it in the response header,
+and logs one access line per request (method, route, status, duration_ms,
+bytes) at AccessLevel, raised to Warn for 5xx. The raw path and query are
+not logged: they may carry ids and tokens; the route is the ServeMux
+pattern. A handler that panics still gets its access line (status 500),
+and the panic goes on unchanged. The response writer wrapper supports
+[net/http.ResponseController] (Unwrap), Flush and Hijack. Overhead without
+the access line: three allocations and well under 2 µs per request.
+
+[NewTransport] returns a client [net/http.RoundTripper] that sends the
+context's correlation id in the same header and injects the otel context
+with TransportConfig.Propagator, by default the global
+otel.GetTextMapPropagator() looked up per request. It clones the request
+before adding headers, keeps a header the caller set, and never sends an
+id that fails validation.
+
+# Messages and events
+
+[Inject] and [Extract] move the correlation id through any header set with
+Get and Set — [net/http.Header], nats.Header, otel's
+propagation.MapCarrier, or a map[string][]string through [MapHeader].
+[InjectEvent] and [ExtractEvent] do the same for
+[github.com/sadpath/sadpath/contract.Event.CorrelationID]. Extract
+validates what it reads: an invalid id is an error of kind invalid, and
+the caller decides (typically: log it and use [NewCorrelationID]).
+
+# Configuration
+
+Every constructor takes a config struct whose zero fields mean the
+documented defaults, and returns a [*github.com/sadpath/sadpath/contract.Error]
+of kind invalid (code "config.invalid") naming the bad field, matching
+errors.Is(err, contract.ErrInvalid).
+
+# Concurrency
+
+Contexts are immutable; Handler, the middleware and Transport are safe for
+concurrent use. The package starts no goroutines and holds no global
+mutable state.
+*/
+package logctx
