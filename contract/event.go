@@ -337,6 +337,15 @@ func extensionValue(v any) (json.RawMessage, bool) {
 		n = int64(x)
 	case int64:
 		n = x
+	case uint8:
+		n = int64(x)
+	case uint16:
+		n = int64(x)
+	case uint32:
+		if x > math.MaxInt32 {
+			return nil, false
+		}
+		n = int64(x)
 	default:
 		return nil, false
 	}

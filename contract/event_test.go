@@ -164,6 +164,8 @@ func TestEventValidate(t *testing.T) {
 		{"extension float", func(e *Event) { e.Extensions = map[string]any{"ratio": 0.5} }, "ratio"},
 		{"extension int64 out of range", func(e *Event) { e.Extensions = map[string]any{"n": int64(1) << 40} }, "n"},
 		{"extension nil", func(e *Event) { e.Extensions = map[string]any{"n": nil} }, "n"},
+		{"extension uint32 out of range", func(e *Event) { e.Extensions = map[string]any{"n": uint32(1 << 31)} }, "n"},
+		{"extension uint64", func(e *Event) { e.Extensions = map[string]any{"n": uint64(1)} }, "n"},
 		{"invalid data", func(e *Event) { e.Data = json.RawMessage(`{"a":`) }, "data"},
 		{"time year 10000", func(e *Event) { e.Time = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) }, "time"},
 	}
@@ -184,12 +186,12 @@ func TestEventValidate(t *testing.T) {
 		})
 	}
 	ok := valid
-	ok.Extensions = map[string]any{"a": "s", "b": true, "c": 3, "d": int32(-4), "e": int64(2147483647)}
+	ok.Extensions = map[string]any{"a": "s", "b": true, "c": 3, "d": int32(-4), "e": int64(2147483647), "f": uint8(7), "g": uint32(1 << 30)}
 	if err := ok.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	b, err := json.Marshal(ok)
-	if err != nil || !strings.Contains(string(b), `"a":"s","b":true,"c":3,"d":-4,"e":2147483647`) {
+	if err != nil || !strings.Contains(string(b), `"a":"s","b":true,"c":3,"d":-4,"e":2147483647,"f":7,"g":1073741824`) {
 		t.Fatalf("%v %s", err, b)
 	}
 }
