@@ -17,15 +17,15 @@ import (
 
 // report is what one scenario prints.
 type report struct {
-	Number     int        `json:"number"`
-	Title      string     `json:"title"`
-	Did        []string   `json:"did"`        // what was done to the system
-	Decided    []string   `json:"decided"`    // what the library decided
-	Figures    [][2]string `json:"figures"`   // key figures, in order
-	Timeline   []string   `json:"timeline,omitempty"`
-	Invariants []check    `json:"invariants"` // what must hold
-	Logs       []string   `json:"logs"`       // JSON log lines explaining the decisions
-	Elapsed    string     `json:"elapsed"`
+	Number     int         `json:"number"`
+	Title      string      `json:"title"`
+	Did        []string    `json:"did"`     // what was done to the system
+	Decided    []string    `json:"decided"` // what the library decided
+	Figures    [][2]string `json:"figures"` // key figures, in order
+	Timeline   []string    `json:"timeline,omitempty"`
+	Invariants []check     `json:"invariants"` // what must hold
+	Logs       []string    `json:"logs"`       // JSON log lines explaining the decisions
+	Elapsed    string      `json:"elapsed"`
 }
 
 type check struct {
@@ -33,8 +33,10 @@ type check struct {
 	OK   bool   `json:"ok"`
 }
 
-func (r *report) did(format string, a ...any)     { r.Did = append(r.Did, fmt.Sprintf(format, a...)) }
-func (r *report) decided(format string, a ...any) { r.Decided = append(r.Decided, fmt.Sprintf(format, a...)) }
+func (r *report) did(format string, a ...any) { r.Did = append(r.Did, fmt.Sprintf(format, a...)) }
+func (r *report) decided(format string, a ...any) {
+	r.Decided = append(r.Decided, fmt.Sprintf(format, a...))
+}
 func (r *report) figure(name string, format string, a ...any) {
 	r.Figures = append(r.Figures, [2]string{name, fmt.Sprintf(format, a...)})
 }

@@ -2,9 +2,9 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
