@@ -144,6 +144,7 @@ type Policy struct {
 	logger         *slog.Logger
 	onRetry        func(int, time.Duration, error)
 	tel            *telemetry
+	plain          bool // no budget, no attempt timeout: Do's inlined path
 }
 
 // New validates cfg, applies the defaults and returns the Policy.
@@ -209,6 +210,7 @@ func New(cfg Config) (*Policy, error) {
 	if p.clock == nil {
 		p.clock = systemClock{}
 	}
+	p.plain = p.budget == nil && p.attemptTimeout == 0
 	if !cfg.DisableTelemetry {
 		p.tel = newTelemetry(cfg.MeterProvider)
 	}

@@ -34,6 +34,21 @@ var defaultPolicy = func() *Policy {
 // allocated, no clock is read and no otel call is made. A nil p means the
 // defaults (New(Config{})).
 func Do[T any](ctx context.Context, p *Policy, fn func(context.Context) (T, error)) (T, error) {
+	// The common case, a first-try success under a plain policy, costs a
+	// context check and the call; everything else is in slow.
+	if p != nil && p.plain && ctx != nil && ctx.Err() == nil {
+		v, err := fn(ctx)
+		if err == nil {
+			return v, nil
+		}
+		return loop(ctx, p, fn, v, err, true, nil)
+	}
+	return do(ctx, p, fn)
+}
+
+// do is Do for a nil policy or context, a done context, a budget or an
+// attempt timeout.
+func do[T any](ctx context.Context, p *Policy, fn func(context.Context) (T, error)) (T, error) {
 	if p == nil {
 		p = defaultPolicy
 	}

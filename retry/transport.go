@@ -92,6 +92,7 @@ func NewTransport(cfg TransportConfig) (*Transport, error) {
 	if t.p.attemptTimeout > 0 {
 		c := *t.p
 		c.attemptTimeout = 0
+		c.plain = c.budget == nil
 		t.loop = &c
 	}
 	if len(cfg.RetryStatuses) == 0 {

@@ -1,0 +1,192 @@
+package retry_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+
+	"github.com/sadpath/sadpath/retry"
+	"github.com/sadpath/sadpath/retry/retrytest"
+)
+
+var benchSink int
+
+//go:noinline
+func work(ctx context.Context) (int, error) { return 42, nil }
+
+//go:noinline
+func workErr() error { return nil }
+
+// BenchmarkFirstTry compares a first-try success through Do with the same
+// call made directly (plus the context check Do makes) and with backoff/v4.
+func BenchmarkFirstTry(b *testing.B) {
+	ctx := context.Background()
+	b.Run("direct+ctx", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if ctx.Err() != nil {
+				b.Fatal("done")
+			}
+			v, err := work(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			benchSink += v
+		}
+	})
+	b.Run("retry.Do", func(b *testing.B) {
+		p := mustPolicy(b, retry.Config{})
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			v, err := retry.Do(ctx, p, work)
+			if err != nil {
+				b.Fatal(err)
+			}
+			benchSink += v
+		}
+	})
+	b.Run("retry.Do/token-bucket", func(b *testing.B) {
+		tb, _ := retry.NewTokenBucket(retry.TokenBucketConfig{})
+		p := mustPolicy(b, retry.Config{Budget: tb})
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			v, err := retry.Do(ctx, p, work)
+			if err != nil {
+				b.Fatal(err)
+			}
+			benchSink += v
+		}
+	})
+	b.Run("retry.Do/ratio-budget", func(b *testing.B) {
+		rb, _ := retry.NewRatioBudget(retry.RatioBudgetConfig{})
+		p := mustPolicy(b, retry.Config{Budget: rb})
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			v, err := retry.Do(ctx, p, work)
+			if err != nil {
+				b.Fatal(err)
+			}
+			benchSink += v
+		}
+	})
+	b.Run("retry.Do/attempt-timeout", func(b *testing.B) {
+		p := mustPolicy(b, retry.Config{AttemptTimeout: time.Second})
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			v, err := retry.Do(ctx, p, work)
+			if err != nil {
+				b.Fatal(err)
+			}
+			benchSink += v
+		}
+	})
+	b.Run("backoff.Retry/ExponentialBackOff-per-call", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if err := backoff.Retry(workErr, backoff.WithContext(backoff.NewExponentialBackOff(), ctx)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("backoff.RetryWithData/shared-ZeroBackOff", func(b *testing.B) {
+		zb := &backoff.ZeroBackOff{}
+		op := func() (int, error) { return work(ctx) }
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			v, err := backoff.RetryWithData(op, zb)
+			if err != nil {
+				b.Fatal(err)
+			}
+			benchSink += v
+		}
+	})
+}
+
+// BenchmarkTwoRetries measures the failure path: two transient failures,
+// then success, on the fake clock (no sleeping).
+func BenchmarkTwoRetries(b *testing.B) {
+	ctx := context.Background()
+	p := mustPolicy(b, retry.Config{Clock: retrytest.NewClockAt(time.Unix(0, 0)), MaxElapsedTime: time.Duration(1<<62) / 2})
+	err := unavailable()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		n := 0
+		v, rerr := retry.Do(ctx, p, func(context.Context) (int, error) {
+			if n++; n < 3 {
+				return 0, err
+			}
+			return n, nil
+		})
+		if rerr != nil {
+			b.Fatal(rerr)
+		}
+		benchSink += v
+	}
+}
+
+func BenchmarkBudgetParallel(b *testing.B) {
+	b.Run("token-bucket", func(b *testing.B) {
+		tb, _ := retry.NewTokenBucket(retry.TokenBucketConfig{})
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				tb.Failure()
+				if tb.Retry() {
+					benchSink++
+				}
+				tb.Success()
+			}
+		})
+	})
+	b.Run("ratio", func(b *testing.B) {
+		rb, _ := retry.NewRatioBudget(retry.RatioBudgetConfig{})
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				rb.Call()
+				if rb.Retry() {
+					benchSink++
+				}
+			}
+		})
+	})
+}
+
+type staticRT struct{}
+
+func (staticRT) RoundTrip(r *http.Request) (*http.Response, error) {
+	return &http.Response{StatusCode: 200, Header: http.Header{}, Body: http.NoBody, Request: r}, nil
+}
+
+// BenchmarkTransportFirstTry is the Transport's overhead on a successful
+// GET over a base that answers at once.
+func BenchmarkTransportFirstTry(b *testing.B) {
+	tr, err := retry.NewTransport(retry.TransportConfig{Base: staticRT{}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, "http://dep.test/", nil)
+	b.Run("base", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			resp, _ := staticRT{}.RoundTrip(req)
+			_, _ = io.Copy(io.Discard, resp.Body)
+		}
+	})
+	b.Run("retry.Transport", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			resp, err := tr.RoundTrip(req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+		}
+	})
+	_ = strings.NewReader
+}
