@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -193,5 +194,20 @@ func TestProblemFromCanceledTitle(t *testing.T) {
 	p := ProblemFrom(New(KindCanceled, "", ""))
 	if p.Status != 499 || p.Title != "Client Closed Request" {
 		t.Fatalf("%+v", p)
+	}
+}
+
+func TestWriteProblemDoesNotEscapeHTML(t *testing.T) {
+	rec := httptest.NewRecorder()
+	err := ConfigError("retry", "Config.MaxAttempts", "must be >= 1, got -1 <&>")
+	WriteProblem(rec, nil, err)
+	if !strings.Contains(rec.Body.String(), `"detail":"Config.MaxAttempts: must be >= 1, got -1 <&>"`) {
+		t.Fatalf("body %s", rec.Body)
+	}
+	if rec.Header().Get("X-Content-Type-Options") != "nosniff" {
+		t.Fatal("unescaped problems must be served with nosniff")
+	}
+	if rec.Header().Get("Content-Length") != strconv.Itoa(rec.Body.Len()) {
+		t.Fatalf("Content-Length %q for %d bytes", rec.Header().Get("Content-Length"), rec.Body.Len())
 	}
 }
