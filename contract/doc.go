@@ -94,7 +94,9 @@
 // same from a status and headers for RoundTrippers that do not read bodies,
 // and [ParseRetryAfter] parses one header value against a given time. The
 // *Error's Cause is a [*ResponseError] holding the status and the decoded
-// problem with all its extensions.
+// problem with all its extensions. Such an error describes your call to the
+// dependency, not your client's request: wrap it in an error of your own
+// before WriteProblem, or a provider's 422 becomes your client's 422.
 //
 // # Validation
 //

@@ -53,6 +53,12 @@ func (e *ResponseError) Error() string {
 // close it; the caller still does. HTTP-date Retry-After values are measured
 // against the response's Date header, or the current time when it has none;
 // ParseProblemAt takes that time explicitly.
+//
+// The error describes the call to the dependency, not your client's request:
+// a 422 from a payment provider is not your caller's 422. Classify it (retry,
+// breaker), then wrap it before answering your own client, for example
+// contract.Wrap(contract.KindUnavailable, "payments.create", err), so its
+// kind and detail do not leak through WriteProblem.
 func ParseProblem(resp *http.Response) error {
 	return ParseProblemAt(resp, time.Now())
 }
