@@ -32,7 +32,7 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 	if l.remaining < 0 {
 		return 0, errBodyTooLarge
 	}
-	if int64(len(p)) > l.remaining+1 {
+	if l.remaining < int64(len(p)) { // remaining+1 cannot overflow here
 		p = p[:l.remaining+1]
 	}
 	n, err := l.r.Read(p)
@@ -58,6 +58,7 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 //	wrong type for a field          KindMalformed (400) code json.type, names the field and offset
 //	unknown field                   KindMalformed (400) code json.unknown_field, names the field
 //	data after the value            KindMalformed (400) code json.trailing_data, names the offset
+//	value refused by its type       KindMalformed (400) code json.value (a time that is not RFC 3339)
 //	reading r failed                the read error's Kind (timeout, canceled), else KindMalformed, code json.read
 //	v is not a non-nil pointer      KindInternal (500)  code json.target
 //
@@ -68,6 +69,9 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 func DecodeJSON(r io.Reader, limit int64, v any) error {
 	if limit <= 0 {
 		limit = DefaultJSONLimit
+	}
+	if r == nil {
+		return &Error{Kind: KindMalformed, Code: "json.empty", Detail: "body is empty: a JSON value is required"}
 	}
 	lr := &limitedReader{r: r, remaining: limit}
 	dec := json.NewDecoder(lr)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -189,5 +190,18 @@ func TestDecodeRequest(t *testing.T) {
 	r.Body = nil
 	if e := As(DecodeRequest(r, 0, &payment{})); e.Code != "json.empty" {
 		t.Fatalf("nil body: %v", e)
+	}
+}
+
+func TestDecodeJSONExtremeLimitsAndNilReader(t *testing.T) {
+	var p payment
+	if err := DecodeJSON(strings.NewReader(`{"payer":"x"}`), math.MaxInt64, &p); err != nil || p.Payer != "x" {
+		t.Fatalf("MaxInt64 limit: %v", err)
+	}
+	if err := DecodeJSON(strings.NewReader(`{"payer":"x"}`), 1, &p); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("limit 1: %v", err)
+	}
+	if e := As(DecodeJSON(nil, 0, &p)); e == nil || e.Code != "json.empty" {
+		t.Fatalf("nil reader: %v", e)
 	}
 }
