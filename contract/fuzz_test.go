@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"reflect"
 	"strings"
@@ -62,6 +63,9 @@ func FuzzDecodeJSON(f *testing.F) {
 	} {
 		f.Add([]byte(seed), int64(64))
 	}
+	f.Add([]byte(`{"payer":"x"}`), int64(math.MaxInt64))
+	f.Add([]byte(`{"payer":"x"}`), int64(-1))
+	f.Add([]byte(`{"payer":"x"}`), int64(1))
 	f.Fuzz(func(t *testing.T, body []byte, limit int64) {
 		var p payment
 		err := DecodeJSON(bytes.NewReader(body), limit, &p)
