@@ -112,3 +112,67 @@ func BenchmarkOverheadRatio(b *testing.B) {
 		b.ReportMetric(float64(dWrapped.Nanoseconds())/float64(n), "wrapped-ns/rec")
 	}
 }
+
+// BenchmarkDisabled measures what a disabled level costs at each layer:
+// the Handler's Enabled alone, Logger.Enabled, and a full LogAttrs /
+// DebugContext call that is dropped.
+func BenchmarkDisabled(b *testing.B) {
+	inner := slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn})
+	h, err := NewHandler(HandlerConfig{Next: inner})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := WithCorrelationID(context.Background(), "4bf92f3577b34da6a3ce929d0e0e4736")
+	for _, tc := range []struct {
+		name string
+		h    slog.Handler
+	}{{"direct", inner}, {"wrapped", h}} {
+		l := slog.New(tc.h)
+		b.Run(tc.name+"/Handler.Enabled", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				tc.h.Enabled(ctx, slog.LevelDebug)
+			}
+		})
+		b.Run(tc.name+"/Logger.Enabled", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				l.Enabled(ctx, slog.LevelDebug)
+			}
+		})
+		b.Run(tc.name+"/LogAttrs", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				l.LogAttrs(ctx, slog.LevelDebug, "dropped", slog.Int("amount", 1250))
+			}
+		})
+		b.Run(tc.name+"/DebugContext", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				l.DebugContext(ctx, "dropped")
+			}
+		})
+	}
+}
+
+// nopHandler accepts everything and writes nothing, so BenchmarkHandleOnly
+// measures the wrapper alone.
+type nopHandler struct{}
+
+func (nopHandler) Enabled(context.Context, slog.Level) bool  { return true }
+func (nopHandler) Handle(context.Context, slog.Record) error { return nil }
+func (h nopHandler) WithAttrs([]slog.Attr) slog.Handler      { return h }
+func (h nopHandler) WithGroup(string) slog.Handler           { return h }
+
+func BenchmarkHandleOnly(b *testing.B) {
+	h, _ := NewHandler(HandlerConfig{Next: nopHandler{}})
+	ctx := WithCorrelationID(context.Background(), "4bf92f3577b34da6a3ce929d0e0e4736")
+	ctx = WithOperation(ctx, "payments.capture")
+	ctx = With(ctx, slog.String("tenant", "acme"))
+	r := slog.NewRecord(time.Now(), slog.LevelInfo, "payment captured", 0)
+	r.AddAttrs(slog.Int("amount", 1250), slog.String("currency", "EUR"))
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = h.Handle(ctx, r)
+	}
+}

@@ -43,7 +43,7 @@ func ExampleHandler() {
 
 	log.InfoContext(ctx, "payment captured", slog.Int("amount", 1250), slog.String("currency", "EUR"))
 	// Output:
-	// {"level":"INFO","msg":"payment captured","correlation_id":"4bf92f3577b34da6a3ce929d0e0e4736","operation":"payments.capture","entity_kind":"payment","entity_id":"pay_123","dependency":"acquirer","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7","amount":1250,"currency":"EUR"}
+	// {"level":"INFO","msg":"payment captured","amount":1250,"currency":"EUR","correlation_id":"4bf92f3577b34da6a3ce929d0e0e4736","operation":"payments.capture","entity_kind":"payment","entity_id":"pay_123","dependency":"acquirer","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7"}
 }
 
 // Coordinates stay at the top level when the logger has open groups, so
@@ -57,7 +57,7 @@ func ExampleHandler_groups() {
 	ctx := logctx.WithCorrelationID(context.Background(), "req-7")
 	log.InfoContext(ctx, "request", "status", 201)
 	// Output:
-	// {"level":"INFO","msg":"request","correlation_id":"req-7","http":{"method":"POST","status":201}}
+	// {"level":"INFO","msg":"request","http":{"method":"POST","status":201},"correlation_id":"req-7"}
 }
 
 // Decision logs what the system decided and why, uniformly.
@@ -71,5 +71,5 @@ func ExampleDecision() {
 	logctx.Decision(ctx, log, slog.LevelInfo, "replayed stored response", "request already completed",
 		slog.String(logctx.KeyState, "completed"))
 	// Output:
-	// {"level":"INFO","msg":"replayed stored response","correlation_id":"req-8","operation":"payments.create","decision":"replayed stored response","reason":"request already completed","state":"completed"}
+	// {"level":"INFO","msg":"replayed stored response","decision":"replayed stored response","reason":"request already completed","state":"completed","correlation_id":"req-8","operation":"payments.create"}
 }

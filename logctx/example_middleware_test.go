@@ -44,7 +44,7 @@ func ExampleNewMiddleware() {
 	srv.ServeHTTP(rec, req)
 	fmt.Println("echoed:", rec.Header().Get("X-Correlation-ID"))
 	// Output:
-	// {"level":"INFO","msg":"http request","correlation_id":"req-42","method":"POST","route":"POST /payments","status":201,"bytes":2}
+	// {"level":"INFO","msg":"http request","method":"POST","route":"POST /payments","status":201,"bytes":2,"correlation_id":"req-42"}
 	// echoed: req-42
 }
 

@@ -122,49 +122,43 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 		return h.handleGrouped(ctx, r, msg, coords)
 	}
 
-	if len(coords) == 0 && !msgChanged {
-		// Nothing to add: pass r on untouched unless an attr changes.
-		changed := false
-		r.Attrs(func(a slog.Attr) bool {
-			switch a.Value.Kind() {
-			case slog.KindLogValuer, slog.KindGroup:
-				// Resolved or walked once, in the rebuild below, so a
-				// LogValue method runs exactly once.
-				changed = true
-			default:
-				_, changed = h.red.attr(a)
-			}
-			return !changed
-		})
-		if !changed {
+	// Pass the record on with the coordinates appended, unless an attr
+	// must change (a secret, a card number, a LogValuer to resolve).
+	changed := false
+	r.Attrs(func(a slog.Attr) bool {
+		switch a.Value.Kind() {
+		case slog.KindLogValuer, slog.KindGroup:
+			// Resolved or walked once, in the rebuild below, so a
+			// LogValue method runs exactly once.
+			changed = true
+		default:
+			_, changed = h.red.attr(a)
+		}
+		return !changed
+	})
+	if !changed {
+		if len(coords) == 0 && !msgChanged {
 			return h.next.Handle(ctx, r)
 		}
+		r = r.Clone() // never append into a backing array the caller shares
+		r.Message = msg
+		r.AddAttrs(coords...)
+		return h.next.Handle(ctx, r)
 	}
 
 	nr := slog.NewRecord(r.Time, r.Level, msg, r.PC)
-	if len(coords)+r.NumAttrs() <= cap(buf) {
-		// One AddAttrs call for all: the common case.
-		all := coords
-		r.Attrs(func(a slog.Attr) bool {
-			a, _ = h.red.attr(a)
-			all = append(all, a)
-			return true
-		})
-		nr.AddAttrs(all...)
-	} else {
-		nr.AddAttrs(coords...)
-		r.Attrs(func(a slog.Attr) bool {
-			a, _ = h.red.attr(a)
-			nr.AddAttrs(a)
-			return true
-		})
-	}
+	r.Attrs(func(a slog.Attr) bool {
+		a, _ = h.red.attr(a)
+		nr.AddAttrs(a)
+		return true
+	})
+	nr.AddAttrs(coords...)
 	return h.next.Handle(ctx, nr)
 }
 
-// handleGrouped builds the record for a Handler with open groups:
-// coordinates top-level, then the record's attrs nested in the groups
-// together with the attrs added within each group.
+// handleGrouped builds the record for a Handler with open groups: the
+// record's attrs nested in the groups together with the attrs added within
+// each group, then the coordinates, top-level.
 func (h *Handler) handleGrouped(ctx context.Context, r slog.Record, msg string, coords []slog.Attr) error {
 	inner := make([]slog.Attr, 0, r.NumAttrs())
 	r.Attrs(func(a slog.Attr) bool {
@@ -183,8 +177,8 @@ func (h *Handler) handleGrouped(ctx context.Context, r slog.Record, msg string, 
 		}
 	}
 	nr := slog.NewRecord(r.Time, r.Level, msg, r.PC)
-	nr.AddAttrs(coords...)
 	nr.AddAttrs(inner...)
+	nr.AddAttrs(coords...)
 	return h.next.Handle(ctx, nr)
 }
 

@@ -396,3 +396,26 @@ func TestHandlerZeroExtraAllocs(t *testing.T) {
 		t.Errorf("wrapped allocs %v > direct allocs %v", w, d)
 	}
 }
+
+func TestHandlerDoesNotCorruptSharedRecord(t *testing.T) {
+	var buf bytes.Buffer
+	h := mustHandler(t, HandlerConfig{Next: slog.NewJSONHandler(&buf, nil)})
+	r := slog.NewRecord(testTime, slog.LevelInfo, "m", 0)
+	for i := range 7 { // two beyond the inline five: a back slice
+		r.AddAttrs(slog.Int("a"+string(rune('0'+i)), i))
+	}
+	ctx := fullCtx()
+	for range 3 {
+		if err := h.Handle(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r.NumAttrs() != 7 {
+		t.Errorf("caller's record now has %d attrs", r.NumAttrs())
+	}
+	for _, line := range jsonLines(t, &buf) {
+		if _, bug := line["!BUG"]; bug || line["a6"] != float64(6) || line[KeyCorrelationID] != "corr-1" {
+			t.Errorf("line %v", line)
+		}
+	}
+}
