@@ -193,3 +193,20 @@ func BenchmarkKeyedLimiterAllowParallel(b *testing.B) {
 		}
 	})
 }
+
+// Control for the parallel benchmarks: per-goroutine work that shares
+// nothing. If this does not get cheaper from -cpu 1 to -cpu 2, the machine
+// has no second core to give, and no parallel figure here can show scaling.
+func BenchmarkBaselineIndependentParallel(b *testing.B) {
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		var x struct {
+			v atomic.Int64
+			_ [56]byte
+		}
+		for pb.Next() {
+			x.v.Add(1)
+			x.v.Add(-1)
+		}
+	})
+}
