@@ -66,12 +66,10 @@ func (s *schedule) next() time.Duration {
 		if s.prev < p.initial {
 			s.prev = p.initial
 		}
-		hi := s.prev * 3
-		if hi < s.prev || hi > 3*p.maxDelay { // overflow or far past the cap
-			hi = 3 * p.maxDelay
-		}
-		d := p.initial + time.Duration(s.rand()*float64(hi-p.initial))
-		d = min(d, p.maxDelay)
+		// In float64: 3·prev overflows time.Duration near its limit.
+		lo := float64(p.initial)
+		hi := min(3*float64(s.prev), 3*float64(p.maxDelay))
+		d := clampDur(lo+s.rand()*(hi-lo), p.maxDelay)
 		s.prev = d
 		return d
 	}
@@ -79,12 +77,23 @@ func (s *schedule) next() time.Duration {
 	switch p.strategy {
 	case EqualJitter:
 		half := e / 2
-		return half + time.Duration(s.rand()*float64(e-half))
+		return clampDur(float64(half)+s.rand()*float64(e-half), e)
 	case Exponential:
 		return e
 	default: // FullJitter
-		return time.Duration(s.rand() * float64(e))
+		return clampDur(s.rand()*float64(e), e)
 	}
+}
+
+// clampDur converts x to a Duration in [0, hi].
+func clampDur(x float64, hi time.Duration) time.Duration {
+	if !(x > 0) {
+		return 0
+	}
+	if x >= float64(hi) {
+		return hi
+	}
+	return time.Duration(x)
 }
 
 // BackOff returns a fresh backoff/v4 BackOff producing this policy's waits

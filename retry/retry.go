@@ -167,7 +167,7 @@ func (c *call) failed(ctx context.Context, n int, err error) (time.Duration, *Er
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		left := dl.Sub(now)
-		if wait >= left || (p.reserve > 0 && wait+p.reserve > left) {
+		if wait >= left || p.reserve > left-wait {
 			return 0, c.stopAt(ctx, now, n, StopDeadline, err, context.DeadlineExceeded)
 		}
 	}
