@@ -7,22 +7,29 @@ import (
 	"github.com/sadpath/sadpath/contract"
 )
 
-// Clock tells the time and waits. The memory store, the executor, the
-// middleware and Dedup read time and arm timers (lease heartbeats, polls
+// Clock tells the time and arms timers. The memory store, the executor,
+// the middleware and Dedup read time and arm timers (lease heartbeats, polls
 // while waiting for a duplicate) only through it, so tests drive them with
 // a fake clock (storetest.FakeClock) instead of sleeping. A nil Clock in a
-// config means the system clock.
+// config means the system clock (time.Now, time.AfterFunc).
 type Clock interface {
 	// Now returns the current time.
 	Now() time.Time
-	// After returns a channel that receives once d has passed, like time.After.
-	After(d time.Duration) <-chan time.Time
+	// AfterFunc calls f, in its own goroutine or the clock's, once d has
+	// passed, unless the returned Timer is stopped first; like time.AfterFunc.
+	AfterFunc(d time.Duration, f func()) Timer
+}
+
+// Timer is a timer armed by Clock.AfterFunc. *time.Timer satisfies it.
+type Timer interface {
+	// Stop prevents the timer from firing; it reports whether it did.
+	Stop() bool
 }
 
 type systemClock struct{}
 
-func (systemClock) Now() time.Time                         { return time.Now() }
-func (systemClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+func (systemClock) Now() time.Time                                 { return time.Now() }
+func (systemClock) AfterFunc(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
 
 // configError returns the KindInvalid error for a bad config field, e.g.
 // "idempotency: MemoryConfig.MaxEntries: must be >= 0, got -1".

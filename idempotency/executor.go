@@ -306,11 +306,14 @@ func (e *Executor) run(ctx context.Context, key Key, fp string, fn work) (Result
 			}
 			wait := min(delay, remaining)
 			delay = min(2*delay, e.maxPoll)
+			tick := make(chan struct{})
+			t := e.clock.AfterFunc(wait, func() { close(tick) })
 			select {
 			case <-ctx.Done():
+				t.Stop()
 				e.obs.note(ctx, oConflict, slog.LevelInfo, "in progress elsewhere: gave up waiting", key)
 				return Result{}, false, errFrom(ErrInProgress, "idempotency.claim", context.Cause(ctx)).WithRetryAfter(remaining).WithRetryable(true)
-			case <-e.clock.After(wait):
+			case <-tick:
 			}
 		default:
 			e.obs.note(ctx, oStoreError, slog.LevelError, "store answered an unknown claim status", key)
@@ -340,13 +343,12 @@ func (e *Executor) own(ctx context.Context, key Key, token uint64, fn work) (res
 		runCtx, cancel = context.WithCancelCause(ctx)
 		defer cancel(nil)
 		hb = e.startHeartbeat(runCtx, key, token, cancel)
-		defer hb.stop()
+		defer hb.stop() // also on panic
 	}
 	res, store, ferr := fn(runCtx)
 	finished = true
 	if hb != nil {
-		hb.stop()
-		if hb.lost {
+		if hb.stop() {
 			e.obs.note(ctx, oLeaseLost, slog.LevelError, "lease lost while running: result not recorded", key)
 			return res, false, errFrom(ErrLeaseLost, "idempotency.renew", ferr)
 		}
@@ -377,44 +379,58 @@ func (e *Executor) own(ctx context.Context, key Key, token uint64, fn work) (res
 }
 
 // heartbeat renews a lease until stopped, and cancels the work's context
-// when the lease is lost.
+// when the lease is lost. It arms one timer at a time: no goroutine waits
+// between beats.
 type heartbeat struct {
-	done     chan struct{}
-	finished chan struct{}
-	once     sync.Once
-	lost     bool // written by the goroutine before finished closes
+	e      *Executor
+	ctx    context.Context // the work's context; renewals run without its cancellation
+	key    Key
+	token  uint64
+	cancel context.CancelCauseFunc
+
+	mu      sync.Mutex // held for a whole beat, so stop waits for one in flight
+	timer   Timer
+	stopped bool
+	lost    bool
 }
 
 func (e *Executor) startHeartbeat(ctx context.Context, key Key, token uint64, cancel context.CancelCauseFunc) *heartbeat {
-	hb := &heartbeat{done: make(chan struct{}), finished: make(chan struct{})}
-	bg := context.WithoutCancel(ctx)
-	go func() {
-		defer close(hb.finished)
-		for {
-			select {
-			case <-hb.done:
-				return
-			case <-e.clock.After(e.heartbeat):
-			}
-			err := e.store.Renew(bg, key, token, e.lease)
-			switch {
-			case err == nil:
-			case errors.Is(err, ErrLeaseLost):
-				hb.lost = true
-				cancel(errFrom(ErrLeaseLost, "idempotency.renew", nil))
-				return
-			default:
-				// A failed renewal is retried at the next beat; the lease
-				// may still hold. If it runs out, Complete reports it.
-				e.obs.note(ctx, oStoreError, slog.LevelWarn, "lease renewal failed", key, slog.String("error", err.Error()))
-			}
-		}
-	}()
+	hb := &heartbeat{e: e, ctx: ctx, key: key, token: token, cancel: cancel}
+	hb.mu.Lock()
+	hb.timer = e.clock.AfterFunc(e.heartbeat, hb.beat)
+	hb.mu.Unlock()
 	return hb
 }
 
-// stop ends the heartbeat and waits for its goroutine; lost is then stable.
-func (hb *heartbeat) stop() {
-	hb.once.Do(func() { close(hb.done) })
-	<-hb.finished
+func (hb *heartbeat) beat() {
+	hb.mu.Lock()
+	defer hb.mu.Unlock()
+	if hb.stopped {
+		return
+	}
+	err := hb.e.store.Renew(context.WithoutCancel(hb.ctx), hb.key, hb.token, hb.e.lease)
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrLeaseLost):
+		hb.lost = true
+		hb.cancel(errFrom(ErrLeaseLost, "idempotency.renew", nil))
+		return
+	default:
+		// A failed renewal is retried at the next beat; the lease may still
+		// hold. If it runs out, Complete reports it.
+		hb.e.obs.note(hb.ctx, oStoreError, slog.LevelWarn, "lease renewal failed", hb.key, slog.String("error", err.Error()))
+	}
+	hb.timer = hb.e.clock.AfterFunc(hb.e.heartbeat, hb.beat)
+}
+
+// stop ends the heartbeat, waiting for a beat in flight, and reports
+// whether the lease was lost.
+func (hb *heartbeat) stop() bool {
+	hb.mu.Lock()
+	defer hb.mu.Unlock()
+	if !hb.stopped {
+		hb.stopped = true
+		hb.timer.Stop()
+	}
+	return hb.lost
 }

@@ -6,5 +6,5 @@ import (
 	"go.uber.org/goleak"
 )
 
-// The executor starts a heartbeat goroutine per owned operation: none may outlive it.
+// Heartbeat and poll timers run callbacks in goroutines: none may outlive a test.
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

@@ -85,7 +85,7 @@ type memEntry struct {
 	leaseUntil time.Time
 	expireAt   time.Time
 	retention  time.Duration
-	result     *Result
+	result     Result // StateCompleted only
 	size       int64
 	idx        int // index in the shard's heap
 }
@@ -212,7 +212,7 @@ func (s *MemoryStore) Claim(ctx context.Context, req ClaimRequest) (Claim, error
 			if e.fp != req.Fingerprint {
 				return Claim{Status: Mismatch, Token: e.token}, nil
 			}
-			return Claim{Status: Completed, Token: e.token, Result: cloneResult(e.result)}, nil
+			return Claim{Status: Completed, Token: e.token, Result: cloneResult(&e.result)}, nil
 		case e.state == StateInProgress && now.Before(e.leaseUntil):
 			if e.fp != req.Fingerprint {
 				return Claim{Status: Mismatch, Token: e.token}, nil
@@ -278,7 +278,7 @@ func (s *MemoryStore) Complete(ctx context.Context, key Key, token uint64, resul
 			WithCode("idempotency.store_full").WithRetryAfter(time.Second)
 	}
 	e.state = StateCompleted
-	e.result = cloneResult(&result)
+	e.result = copyResult(&result)
 	e.size += rsize
 	sh.bytes += rsize
 	sh.setExpiry(e, now.Add(e.retention))
@@ -347,7 +347,7 @@ func (s *MemoryStore) Get(ctx context.Context, key Key) (Record, error) {
 	case StateInProgress:
 		r.LeaseRemaining = e.leaseUntil.Sub(now)
 	case StateCompleted:
-		r.Result = cloneResult(e.result)
+		r.Result = cloneResult(&e.result)
 	}
 	return r, nil
 }
@@ -415,7 +415,12 @@ func cloneResult(r *Result) *Result {
 	if r == nil {
 		return nil
 	}
-	c := &Result{StatusCode: r.StatusCode}
+	c := copyResult(r)
+	return &c
+}
+
+func copyResult(r *Result) Result {
+	c := Result{StatusCode: r.StatusCode}
 	if r.Body != nil {
 		c.Body = append(make([]byte, 0, len(r.Body)), r.Body...)
 	}

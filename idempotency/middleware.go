@@ -35,12 +35,12 @@ var DefaultReplayHeaders = []string{
 }
 
 // DefaultStoreStatus is the default MiddlewareConfig.StoreStatus: responses
-// 200-499 are stored and replayed, except 408 Request Timeout, 425 Too Early
-// and 429 Too Many Requests, which say "try again" and so release the key,
-// like every 1xx and 5xx status.
+// 200-499 are stored and replayed, except 408 Request Timeout, 425 Too Early,
+// 429 Too Many Requests and 499 (client closed request), which say "try
+// again" and so release the key, like every 1xx and 5xx status.
 func DefaultStoreStatus(status int) bool {
 	switch status {
-	case http.StatusRequestTimeout, http.StatusTooEarly, http.StatusTooManyRequests:
+	case http.StatusRequestTimeout, http.StatusTooEarly, http.StatusTooManyRequests, 499:
 		return false
 	}
 	return status >= 200 && status < 500
@@ -260,6 +260,11 @@ func (m *Middleware) outcome(ctx context.Context, rec *recorder) (Result, bool, 
 		rec.WriteHeader(http.StatusOK) // net/http would answer 200 with an empty body
 	}
 	if !m.storeStatus(rec.status) {
+		return Result{}, false, nil
+	}
+	if ctx.Err() != nil && (rec.status < 200 || rec.status > 299) {
+		// The request timed out or the client went away, and the handler
+		// answered with an error: treat it as the timeout it is.
 		return Result{}, false, nil
 	}
 	if rec.overflow {

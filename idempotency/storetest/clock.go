@@ -1,14 +1,17 @@
 package storetest
 
 import (
+	"slices"
 	"sync"
 	"time"
+
+	"github.com/sadpath/sadpath/idempotency"
 )
 
 // FakeClock is a manual clock for tests: Now stays put until Advance moves
-// it, and channels from After fire when Advance reaches their time. It
-// satisfies both Clock and idempotency.Clock, so one value drives a
-// MemoryStore, an Executor and the suite:
+// it, and functions armed with AfterFunc run when Advance reaches their
+// time. It satisfies both Clock and idempotency.Clock, so one value drives
+// a MemoryStore, an Executor and the suite:
 //
 //	clk := storetest.NewFakeClock(time.Unix(0, 0))
 //	s, _ := idempotency.NewMemoryStore(idempotency.MemoryConfig{Clock: clk})
@@ -17,12 +20,14 @@ import (
 type FakeClock struct {
 	mu      sync.Mutex
 	now     time.Time
-	waiters []waiter
+	waiters []*fakeTimer
 }
 
-type waiter struct {
-	at time.Time
-	ch chan time.Time
+type fakeTimer struct {
+	c       *FakeClock
+	at      time.Time
+	f       func()
+	stopped bool
 }
 
 // NewFakeClock returns a FakeClock reading start.
@@ -35,22 +40,42 @@ func (c *FakeClock) Now() time.Time {
 	return c.now
 }
 
-// After returns a channel that receives the clock's time once Advance has
-// moved it d or more past now. A d <= 0 fires at once.
-func (c *FakeClock) After(d time.Duration) <-chan time.Time {
+// AfterFunc arms f to run once Advance has moved the clock d or more past
+// now. Advance runs due functions in the calling goroutine, after releasing
+// the clock's lock (so f may arm another timer). A d <= 0 runs f in a new
+// goroutine at once, like time.AfterFunc.
+func (c *FakeClock) AfterFunc(d time.Duration, f func()) idempotency.Timer {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	ch := make(chan time.Time, 1)
+	t := &fakeTimer{c: c, at: c.now.Add(d), f: f}
 	if d <= 0 {
-		ch <- c.now
-		return ch
+		t.stopped = true
+		go f()
+		return t
 	}
-	c.waiters = append(c.waiters, waiter{at: c.now.Add(d), ch: ch})
-	return ch
+	c.waiters = append(c.waiters, t)
+	return t
 }
 
-// Waiters returns how many channels from After have not fired yet. Tests
-// use it to know a goroutine is parked on the clock before advancing it.
+// Stop disarms the timer; it reports whether the timer was still armed.
+func (t *fakeTimer) Stop() bool {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	if t.stopped {
+		return false
+	}
+	t.stopped = true
+	for i, w := range t.c.waiters {
+		if w == t {
+			t.c.waiters = append(t.c.waiters[:i], t.c.waiters[i+1:]...)
+			break
+		}
+	}
+	return true
+}
+
+// Waiters returns how many armed timers have not fired or been stopped.
+// Tests use it to know a goroutine is parked on the clock before advancing it.
 func (c *FakeClock) Waiters() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -58,19 +83,25 @@ func (c *FakeClock) Waiters() int {
 }
 
 // Advance moves the clock forward by d (backward for a negative d) and
-// fires every After channel whose time has come.
+// runs every armed function whose time has come, earliest first.
 func (c *FakeClock) Advance(d time.Duration) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.now = c.now.Add(d)
+	var due []*fakeTimer
 	kept := c.waiters[:0]
 	for _, w := range c.waiters {
 		if w.at.After(c.now) {
 			kept = append(kept, w)
 			continue
 		}
-		w.ch <- c.now
+		w.stopped = true
+		due = append(due, w)
 	}
 	clear(c.waiters[len(kept):])
 	c.waiters = kept
+	c.mu.Unlock()
+	slices.SortStableFunc(due, func(a, b *fakeTimer) int { return a.at.Compare(b.at) })
+	for _, w := range due {
+		w.f()
+	}
 }

@@ -1,0 +1,167 @@
+package idempotency_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sadpath/sadpath/idempotency"
+)
+
+func benchExecutor(b *testing.B, cfg idempotency.Config) *idempotency.Executor {
+	b.Helper()
+	if cfg.Store == nil {
+		cfg.Store = newMemory(b, idempotency.MemoryConfig{MaxEntries: 1 << 22, MaxBytes: 1 << 30})
+	}
+	ex, err := idempotency.New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return ex
+}
+
+func benchKeys(n int) []idempotency.Key {
+	keys := make([]idempotency.Key, n)
+	for i := range keys {
+		keys[i] = idempotency.Key{Scope: "tenant", Key: "key-" + strconv.Itoa(i)}
+	}
+	return keys
+}
+
+type benchValue struct {
+	ID     string `json:"id"`
+	Amount int64  `json:"amount"`
+}
+
+// BenchmarkDoFreshKey: claim, run, encode, complete on the in-memory store,
+// with the default heartbeat (a goroutine per call).
+func BenchmarkDoFreshKey(b *testing.B) {
+	ex := benchExecutor(b, idempotency.Config{})
+	benchDoFresh(b, ex)
+}
+
+// BenchmarkDoFreshKeyNoHeartbeat: the same with Heartbeat < 0.
+func BenchmarkDoFreshKeyNoHeartbeat(b *testing.B) {
+	ex := benchExecutor(b, idempotency.Config{Heartbeat: -1})
+	benchDoFresh(b, ex)
+}
+
+func benchDoFresh(b *testing.B, ex *idempotency.Executor) {
+	keys := benchKeys(b.N)
+	ctx := context.Background()
+	fn := func(context.Context) (benchValue, error) { return benchValue{ID: "pay_1", Amount: 100}, nil }
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		if _, err := idempotency.Do(ctx, ex, keys[i], "fp", fn); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDoReplay: a completed key: claim answers Completed, decode.
+func BenchmarkDoReplay(b *testing.B) {
+	ex := benchExecutor(b, idempotency.Config{})
+	ctx := context.Background()
+	k := idempotency.Key{Scope: "tenant", Key: "k"}
+	fn := func(context.Context) (benchValue, error) { return benchValue{ID: "pay_1", Amount: 100}, nil }
+	if _, err := idempotency.Do(ctx, ex, k, "fp", fn); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if _, err := idempotency.Do(ctx, ex, k, "fp", fn); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+var benchBody = []byte(`{"amount":1250,"currency":"EUR","to":"acc_42"}`)
+
+func trivialHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(201)
+		_, _ = w.Write([]byte(`{"id":"pay_1","status":"created"}`))
+	})
+}
+
+func benchServe(b *testing.B, h http.Handler) {
+	r := httptest.NewRequest("POST", "/payments", nil)
+	r.Header.Set("Idempotency-Key", `"5f0c9a7e-2a51-4f0e-9d1e-3a1b2c3d4e5f"`)
+	r.Header.Set("X-Caller", "tenant-1")
+	rd := bytes.NewReader(benchBody)
+	r.Body = io.NopCloser(rd)
+	h.ServeHTTP(httptest.NewRecorder(), r) // first call: executes (middleware) or warms up
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		rd.Reset(benchBody)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != 201 {
+			b.Fatal(w.Code)
+		}
+	}
+}
+
+// BenchmarkHandlerDirect is the baseline: the trivial handler alone.
+func BenchmarkHandlerDirect(b *testing.B) { benchServe(b, trivialHandler()) }
+
+// BenchmarkMiddlewareReplay: the same request replayed by the middleware.
+func BenchmarkMiddlewareReplay(b *testing.B) {
+	mw, err := idempotency.NewMiddleware(idempotency.MiddlewareConfig{
+		Config: idempotency.Config{Store: newMemory(b, idempotency.MemoryConfig{})},
+		Scope:  callerScope,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchServe(b, mw.Wrap(trivialHandler()))
+}
+
+// BenchmarkMemoryStoreParallel: claim+complete over 1 M distinct keys from
+// b.RunParallel goroutines (run with -cpu 1,2), with a 32 MiB / 100k-entry
+// bound, so eviction runs constantly. store-bytes reports what the store
+// holds at the end, which must stay under the bound.
+func BenchmarkMemoryStoreParallel(b *testing.B) {
+	const distinct = 1 << 20
+	const maxBytes = 32 << 20
+	s := newMemory(b, idempotency.MemoryConfig{MaxEntries: 100_000, MaxBytes: maxBytes})
+	keys := benchKeys(distinct)
+	result := idempotency.Result{StatusCode: 201, Body: benchBody}
+	var next atomic.Uint64
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			k := keys[next.Add(1)%distinct]
+			c, err := s.Claim(ctx, idempotency.ClaimRequest{Key: k, Fingerprint: "fp", Lease: time.Minute, Retention: time.Hour})
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			if c.Status == idempotency.Claimed {
+				if err := s.Complete(ctx, k, c.Token, result); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}
+	})
+	b.StopTimer()
+	if got := s.Bytes(); got > maxBytes {
+		b.Fatalf("store holds %d bytes, over its %d bound", got, maxBytes)
+	}
+	b.ReportMetric(float64(s.Bytes()), "store-bytes")
+	b.ReportMetric(float64(s.Len()), "store-entries")
+}
