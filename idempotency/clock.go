@@ -28,7 +28,7 @@ type Timer interface {
 
 type systemClock struct{}
 
-func (systemClock) Now() time.Time                                 { return time.Now() }
+func (systemClock) Now() time.Time                            { return time.Now() }
 func (systemClock) AfterFunc(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
 
 // configError returns the KindInvalid error for a bad config field, e.g.
