@@ -137,7 +137,9 @@
 // source, specversion, type, time, subject, datacontenttype, dataschema and
 // data (raw JSON), plus two extensions: "sequence", an unsigned integer that
 // increases per subject (the ordering package applies events in that order;
-// 0 means absent) and "correlationid". Other extension attributes are kept in
+// 0 means absent; written as a JSON number, read from a number or, as the
+// CloudEvents sequence extension defines it, a decimal string) and
+// "correlationid". Other extension attributes are kept in
 // Extensions, with names [a-z0-9]{1,20} and string, boolean or int32 values.
 // (Source, ID) is the event's identity: [Event.DedupKey].
 //
