@@ -1,0 +1,160 @@
+package jetstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	js "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sadpath/sadpath/consumer"
+	"github.com/sadpath/sadpath/contract"
+	"github.com/sadpath/sadpath/logctx"
+)
+
+// Config configures an Adapter. Pull and Consumer are required; every
+// other zero field means its documented default.
+type Config struct {
+	// Pull is the JetStream pull consumer to read from. It must use
+	// explicit acknowledgements (AckExplicitPolicy, the default).
+	Pull js.Consumer
+
+	// Consumer decides what to do with each message.
+	Consumer *consumer.Consumer
+
+	// Batch is how many messages one pull asks for. Zero means 100.
+	Batch int
+
+	// MaxWait is how long one pull waits for messages; it is also the
+	// period at which held gaps are swept (consumer.Consumer.Sweep). Zero
+	// means 1s.
+	MaxWait time.Duration
+
+	// Logger receives pull and acknowledgement failures. Nil means no logging.
+	Logger *slog.Logger
+}
+
+// Adapter feeds a JetStream pull consumer to a consumer.Consumer and acts
+// on its decisions: Ack, NAK with delay (Retry), Term (DeadLetter), and
+// nothing for Hold until the held event is settled. Messages are handled
+// one at a time in delivery order by Run.
+type Adapter struct {
+	pull    js.Consumer
+	c       *consumer.Consumer
+	batch   int
+	maxWait time.Duration
+	log     *slog.Logger
+}
+
+// New returns an Adapter configured by cfg, or an error of KindInvalid
+// (code "config.invalid") naming the first bad field.
+func New(cfg Config) (*Adapter, error) {
+	bad := func(format string, args ...any) error {
+		return &contract.Error{Kind: contract.KindInvalid, Code: "config.invalid", Op: "consumer/jetstream", Detail: fmt.Sprintf(format, args...)}
+	}
+	switch {
+	case cfg.Pull == nil:
+		return nil, bad("Config.Pull: required")
+	case cfg.Consumer == nil:
+		return nil, bad("Config.Consumer: required")
+	case cfg.Batch < 0:
+		return nil, bad("Config.Batch: must be >= 0, got %d", cfg.Batch)
+	case cfg.MaxWait < 0:
+		return nil, bad("Config.MaxWait: must be >= 0, got %s", cfg.MaxWait)
+	}
+	a := &Adapter{pull: cfg.Pull, c: cfg.Consumer, batch: cfg.Batch, maxWait: cfg.MaxWait, log: cfg.Logger}
+	if a.batch == 0 {
+		a.batch = 100
+	}
+	if a.maxWait == 0 {
+		a.maxWait = time.Second
+	}
+	return a, nil
+}
+
+// Run pulls and handles messages until ctx is done, then returns nil.
+// Failed pulls (server unavailable) are logged and retried after MaxWait;
+// Run returns an error only when the consumer no longer exists.
+func (a *Adapter) Run(ctx context.Context) error {
+	for ctx.Err() == nil {
+		fctx, cancel := context.WithTimeout(ctx, a.maxWait)
+		batch, err := a.pull.Fetch(a.batch, js.FetchContext(fctx))
+		if err == nil {
+			for msg := range batch.Messages() {
+				a.handle(ctx, msg)
+			}
+			err = batch.Error()
+		}
+		cancel()
+		a.c.Sweep(ctx)
+		switch {
+		case err == nil, ctx.Err() != nil, errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+		case errors.Is(err, js.ErrConsumerDeleted), errors.Is(err, js.ErrConsumerNotFound):
+			return &contract.Error{Kind: contract.KindNotFound, Code: "jetstream.consumer_gone", Op: "consumer/jetstream", Cause: err}
+		default:
+			logctx.Decision(ctx, a.log, slog.LevelWarn, "pull failed", "jetstream: "+err.Error())
+			select {
+			case <-ctx.Done():
+			case <-time.After(a.maxWait):
+			}
+		}
+	}
+	return nil
+}
+
+func (a *Adapter) handle(ctx context.Context, msg js.Msg) {
+	attempt := 1
+	if md, err := msg.Metadata(); err == nil {
+		attempt = int(md.NumDelivered)
+	}
+	d := consumer.Delivery{Data: msg.Data(), Attempt: attempt, Settle: func(r consumer.Result) { a.finish(ctx, msg, r) }}
+	if r := a.c.Handle(ctx, d); r.Action != consumer.Hold {
+		a.finish(ctx, msg, r)
+	}
+}
+
+func (a *Adapter) finish(ctx context.Context, msg js.Msg, r consumer.Result) {
+	var err error
+	switch r.Action {
+	case consumer.Ack:
+		err = msg.Ack()
+	case consumer.Retry:
+		err = msg.NakWithDelay(r.Delay)
+	case consumer.DeadLetter:
+		err = msg.Term()
+	}
+	if err != nil {
+		// The message will be redelivered after its ack wait: the
+		// consumer's dedup and ordering make that harmless.
+		logctx.Decision(ctx, a.log, slog.LevelWarn, "acknowledgement failed", r.Action.String()+": "+err.Error())
+	}
+}
+
+// Publish publishes ev on subject with the Nats-Msg-Id header set to the
+// event's (source, id), so that JetStream drops a republication of the same
+// event within the stream's duplicate window. It returns the PubAck, whose
+// Duplicate field tells a dropped republication.
+func Publish(ctx context.Context, j js.JetStream, subject string, ev *contract.Event) (*js.PubAck, error) {
+	if err := ev.Validate(); err != nil {
+		return nil, err
+	}
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return nil, contract.Wrap(contract.KindInvalid, "consumer/jetstream.publish", err)
+	}
+	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
+	msg.Header.Set(js.MsgIDHeader, ev.DedupKey())
+	ack, err := j.PublishMsg(ctx, msg)
+	if err != nil {
+		kind := contract.KindOf(err)
+		if kind == contract.KindInternal {
+			kind = contract.KindUnavailable
+		}
+		return nil, contract.Wrap(kind, "consumer/jetstream.publish", err)
+	}
+	return ack, nil
+}

@@ -1,0 +1,367 @@
+package jetstream_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	mrand "math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	js "github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/goleak"
+
+	"github.com/sadpath/sadpath/consumer"
+	"github.com/sadpath/sadpath/consumer/jetstream"
+	"github.com/sadpath/sadpath/contract"
+	"github.com/sadpath/sadpath/idempotency"
+	"github.com/sadpath/sadpath/internal/testenv"
+	"github.com/sadpath/sadpath/ordering"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// stream creates a memory stream with a unique name and subject space for
+// one test, deleted when it ends.
+func stream(t testing.TB) (js.JetStream, string, string) {
+	t.Helper()
+	nc, err := nats.Connect(testenv.NATSURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	j, err := js.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	id := hex.EncodeToString(b[:])
+	name, subj := "SADPATH_ORDERING_"+strings.ToUpper(id), "sadpath.ordering."+id
+	ctx := context.Background()
+	if _, err := j.CreateStream(ctx, js.StreamConfig{
+		Name: name, Subjects: []string{subj + ".>"}, Storage: js.MemoryStorage, Duplicates: 2 * time.Minute,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = j.DeleteStream(context.Background(), name) })
+	return j, name, subj
+}
+
+func pullConsumer(t testing.TB, j js.JetStream, streamName string, ackWait time.Duration) js.Consumer {
+	t.Helper()
+	c, err := j.CreateOrUpdateConsumer(context.Background(), streamName, js.ConsumerConfig{
+		Durable: "projection", AckPolicy: js.AckExplicitPolicy, AckWait: ackWait, MaxDeliver: -1, MaxAckPending: 10000,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+type fold map[string]uint64
+
+func (f fold) apply(e *contract.Event) {
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%d|%d|%s", f[e.Subject], e.Sequence, e.Data)
+	f[e.Subject] = h.Sum64()
+}
+
+func TestProjectionUnderRedeliveryAndDisorder(t *testing.T) {
+	for _, hold := range []bool{false, true} {
+		t.Run(fmt.Sprintf("hold=%v", hold), func(t *testing.T) { projection(t, hold) })
+	}
+}
+
+func projection(t *testing.T, hold bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	j, streamName, subj := stream(t)
+	r := mrand.New(mrand.NewPCG(11, 13))
+
+	// History: 10 subjects × 20 events, folded in order for the expectation.
+	const subjects, perSubject = 10, 20
+	var hist []contract.Event
+	want := fold{}
+	for s := 0; s < subjects; s++ {
+		for q := 1; q <= perSubject; q++ {
+			e := contract.Event{
+				ID: fmt.Sprintf("evt-%d-%d", s, q), Source: "/ledger", SpecVersion: "1.0", Type: "com.example.posted.v1",
+				Subject: fmt.Sprintf("acct_%d", s), Sequence: uint64(q), CorrelationID: fmt.Sprintf("req-%d-%d", s, q),
+				Data: json.RawMessage(fmt.Sprintf(`{"amount":%d}`, r.IntN(10000))),
+			}
+			hist = append(hist, e)
+			want.apply(&e)
+		}
+	}
+
+	// Out-of-order publication, with republications: with the same
+	// Nats-Msg-Id (JetStream drops them) and without one (it cannot).
+	// The first 5 events of acct_0 go first and in order, so the crashed
+	// worker below applies them before it dies; the rest is shuffled.
+	order := []int{0, 1, 2, 3, 4}
+	for _, i := range r.Perm(len(hist) - 5) {
+		order = append(order, i+5)
+	}
+	for _, i := range order {
+		if _, err := jetstream.Publish(ctx, j, subj+".events", &hist[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dropped, raw := 0, 0
+	for _, i := range order[:40] {
+		ack, err := jetstream.Publish(ctx, j, subj+".events", &hist[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ack.Duplicate {
+			t.Fatalf("republication of %s with the same Nats-Msg-Id was stored", hist[i].ID)
+		}
+		dropped++
+	}
+	for _, i := range order[40:70] {
+		b, _ := json.Marshal(hist[i])
+		if _, err := j.Publish(ctx, subj+".events", b); err != nil {
+			t.Fatal(err)
+		}
+		raw++
+	}
+
+	pull := pullConsumer(t, j, streamName, time.Second)
+
+	var mu sync.Mutex
+	got := fold{}
+	execs := map[string]int{}
+	faults, inject := 0, false
+	handler := func(_ context.Context, e *contract.Event) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if inject && execs[e.ID] == 0 && r.IntN(10) == 0 {
+			faults++ // transient failure: NAK with delay, redelivered
+			return contract.New(contract.KindUnavailable, "projection", "injected fault")
+		}
+		got.apply(e)
+		execs[e.ID]++
+		return nil
+	}
+	store, err := idempotency.NewMemoryStore(idempotency.MemoryConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy := ordering.GapReject
+	if hold {
+		policy = ordering.GapHold
+	}
+	var logs syncBuffer
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	guard, err := ordering.New(ordering.Config{Gap: policy, HoldTimeout: time.Hour, RetryAfter: 20 * time.Millisecond, MaxHeld: 10000, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dead []error
+	c, err := consumer.New(consumer.Config{
+		Name: "projection", Store: store, Guard: guard, Handler: handler, Logger: log,
+		MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, MaxAttempts: 1 << 20,
+		DeadLetter: func(_ context.Context, _ consumer.Delivery, _ *contract.Event, err error) { dead = append(dead, err) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A worker that crashes: it receives 15 messages, handles some of them
+	// (their effect happens) and never acknowledges any. JetStream
+	// redelivers them after the ack wait.
+	batch, err := pull.Fetch(15, js.FetchMaxWait(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	crashed := 0
+	for msg := range batch.Messages() {
+		c.Handle(ctx, consumer.Delivery{Data: msg.Data(), Attempt: 1})
+		crashed++
+	}
+	mu.Lock()
+	inject = true
+	if len(execs) < 5 {
+		t.Fatalf("crashed worker applied %d events, want the first ones of acct_0", len(execs))
+	}
+	mu.Unlock()
+	if crashed != 15 {
+		t.Fatalf("crashed worker received %d messages, want 15", crashed)
+	}
+
+	a, err := jetstream.New(jetstream.Config{Pull: pull, Consumer: c, Batch: 50, MaxWait: 200 * time.Millisecond, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error)
+	go func() { done <- a.Run(runCtx) }()
+
+	// Wait until every event is applied and every message acknowledged.
+	for {
+		info, err := pull.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		n := len(execs)
+		mu.Unlock()
+		if n == len(hist) && info.NumAckPending == 0 && info.NumPending == 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("timed out: %d/%d applied, ack pending %d, pending %d, held %d", n, len(hist), info.NumAckPending, info.NumPending, guard.Held())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+
+	mu.Lock()
+	defer mu.Unlock()
+	for id, n := range execs {
+		if n != 1 {
+			t.Fatalf("event %s applied %d times, want exactly once", id, n)
+		}
+	}
+	for s, d := range want {
+		if got[s] != d {
+			t.Fatalf("subject %s: projection differs from applying every event once, in order", s)
+		}
+	}
+	if len(dead) != 0 {
+		t.Fatalf("%d dead letters: %v", len(dead), dead[0])
+	}
+	if faults == 0 {
+		t.Fatal("no fault injected: no NAK-with-delay redelivery was exercised")
+	}
+	out := logs.String()
+	dups := strings.Count(out, `"reason":"(source, id) already processed"`)
+	if dups < raw+5 {
+		t.Fatalf("%d duplicates dropped by (source, id), want at least %d: the %d republished without Nats-Msg-Id and the 5 applied by the crashed worker", dups, raw+5, raw)
+	}
+	t.Logf("hold=%v: %d events, %d republications dropped by JetStream, %d deliveries dropped by (source, id), %d injected faults, %d messages abandoned by a crashed worker",
+		hold, len(hist), dropped, dups, faults, crashed)
+}
+
+func TestPublishRejectsInvalidEvent(t *testing.T) {
+	j, _, subj := stream(t)
+	_, err := jetstream.Publish(context.Background(), j, subj+".x", &contract.Event{ID: "1"})
+	if !errors.Is(err, contract.ErrInvalid) {
+		t.Fatalf("Publish(invalid) = %v, want KindInvalid", err)
+	}
+}
+
+func TestMalformedMessageIsTerminated(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	j, streamName, subj := stream(t)
+	if _, err := j.Publish(ctx, subj+".bad", []byte(`{"not":"an event"`)); err != nil {
+		t.Fatal(err)
+	}
+	pull := pullConsumer(t, j, streamName, time.Second)
+	deadc := make(chan error, 1)
+	c, err := consumer.New(consumer.Config{
+		Handler: func(context.Context, *contract.Event) error {
+			t.Error("handler ran for a malformed message")
+			return nil
+		},
+		DeadLetter: func(_ context.Context, _ consumer.Delivery, _ *contract.Event, err error) { deadc <- err },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := jetstream.New(jetstream.Config{Pull: pull, Consumer: c, MaxWait: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error)
+	go func() { done <- a.Run(runCtx) }()
+	select {
+	case err := <-deadc:
+		if !errors.Is(err, contract.ErrMalformed) {
+			t.Fatalf("dead letter error %v, want malformed", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("malformed message never dead-lettered")
+	}
+	// Terminated: never redelivered, nothing pending.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		info, err := pull.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.NumAckPending == 0 && info.NumPending == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("message still pending after Term: %+v", info)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-deadc:
+		t.Fatalf("dead-lettered twice: %v", err)
+	default:
+	}
+}
+
+func TestConfigInvalid(t *testing.T) {
+	c, err := consumer.New(consumer.Config{Handler: func(context.Context, *contract.Event) error { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pull js.Consumer = fakePull{}
+	for _, tc := range []struct {
+		cfg  jetstream.Config
+		want string
+	}{
+		{jetstream.Config{Consumer: c}, "Config.Pull: required"},
+		{jetstream.Config{Pull: pull}, "Config.Consumer: required"},
+		{jetstream.Config{Pull: pull, Consumer: c, Batch: -1}, "Config.Batch: must be >= 0, got -1"},
+		{jetstream.Config{Pull: pull, Consumer: c, MaxWait: -1}, "Config.MaxWait: must be >= 0, got -1ns"},
+	} {
+		_, err := jetstream.New(tc.cfg)
+		if ce := contract.As(err); !errors.Is(err, contract.ErrInvalid) || ce.Code != "config.invalid" || ce.Detail != tc.want {
+			t.Fatalf("New: %v, want %q", err, tc.want)
+		}
+	}
+}
+
+type fakePull struct{ js.Consumer }
+
+// syncBuffer is a bytes.Buffer safe for concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
