@@ -26,7 +26,7 @@ type sample struct{ ns, bytes, allocs []float64 }
 var line = regexp.MustCompile(`^Benchmark(\S+?)/(\S+?)(?:-\d+)?\s+\d+\s+([\d.]+) ns/op(?:\s+([\d.]+) B/op)?(?:\s+([\d.]+) allocs/op)?`)
 
 func main() {
-	baselines := flag.String("baselines", "direct,mutexmap,plainslog", "comma-separated impls that are lower bounds, not peers")
+	baselines := flag.String("baselines", "direct,mutexmap,plainslog,chansem", "comma-separated impls that are lower bounds, not peers")
 	flag.Parse()
 	if err := run(os.Stdin, os.Stdout, strings.Split(*baselines, ",")); err != nil {
 		fmt.Fprintln(os.Stderr, "benchtable:", err)
