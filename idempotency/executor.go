@@ -336,14 +336,18 @@ func (e *Executor) own(ctx context.Context, key Key, token uint64, fn work) (res
 		}
 	}()
 
-	runCtx := ctx
-	var hb *heartbeat
+	var (
+		runCtx context.Context
+		hb     *heartbeat
+	)
 	if e.heartbeat > 0 {
-		var cancel context.CancelCauseFunc
-		runCtx, cancel = context.WithCancelCause(ctx)
+		cctx, cancel := context.WithCancelCause(ctx)
 		defer cancel(nil)
-		hb = e.startHeartbeat(runCtx, key, token, cancel)
+		hb = e.startHeartbeat(cctx, key, token, cancel)
 		defer hb.stop() // also on panic
+		runCtx = &hb.oc
+	} else {
+		runCtx = &ownerCtx{Context: ctx, token: token}
 	}
 	res, store, ferr := fn(runCtx)
 	finished = true
@@ -382,6 +386,7 @@ func (e *Executor) own(ctx context.Context, key Key, token uint64, fn work) (res
 // when the lease is lost. It arms one timer at a time: no goroutine waits
 // between beats.
 type heartbeat struct {
+	oc     ownerCtx // the work's context, carrying the token; allocated with the heartbeat
 	e      *Executor
 	ctx    context.Context // the work's context; renewals run without its cancellation
 	key    Key
@@ -395,7 +400,7 @@ type heartbeat struct {
 }
 
 func (e *Executor) startHeartbeat(ctx context.Context, key Key, token uint64, cancel context.CancelCauseFunc) *heartbeat {
-	hb := &heartbeat{e: e, ctx: ctx, key: key, token: token, cancel: cancel}
+	hb := &heartbeat{oc: ownerCtx{Context: ctx, token: token}, e: e, ctx: ctx, key: key, token: token, cancel: cancel}
 	hb.mu.Lock()
 	hb.timer = e.clock.AfterFunc(e.heartbeat, hb.beat)
 	hb.mu.Unlock()
@@ -433,4 +438,31 @@ func (hb *heartbeat) stop() bool {
 		hb.timer.Stop()
 	}
 	return hb.lost
+}
+
+type tokenKey struct{}
+
+// ownerCtx is the context of an operation run under a claim: it carries the
+// claim's fencing token for Token.
+type ownerCtx struct {
+	context.Context
+	token uint64
+}
+
+func (c *ownerCtx) Value(key any) any {
+	if key == (tokenKey{}) {
+		return c.token
+	}
+	return c.Context.Value(key)
+}
+
+// Token returns the fencing token of the claim under which the operation
+// receiving ctx runs (in Do's function, a Middleware-wrapped handler or a
+// Dedup handler), and false outside one, e.g. when failing open. Tokens
+// increase strictly per key: pass the token to a downstream write ("update
+// … where fence < $token") so the write of an owner whose lease expired and
+// was re-claimed is rejected.
+func Token(ctx context.Context) (uint64, bool) {
+	t, ok := ctx.Value(tokenKey{}).(uint64)
+	return t, ok
 }

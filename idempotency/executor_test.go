@@ -407,3 +407,30 @@ func TestConfigValidation(t *testing.T) {
 		t.Fatalf("defaults: %v", err)
 	}
 }
+
+func TestDoExposesIncreasingFencingTokens(t *testing.T) {
+	for _, hb := range []time.Duration{0, -1} {
+		env := newExec(t, func(c *idempotency.Config) { c.Heartbeat = hb })
+		ctx := context.Background()
+		if _, ok := idempotency.Token(ctx); ok {
+			t.Fatal("Token outside an operation")
+		}
+		var tokens []uint64
+		for i := range 3 {
+			_, _ = idempotency.Do(ctx, env.ex, k1, "fp", func(ctx context.Context) (int, error) {
+				tok, ok := idempotency.Token(ctx)
+				if !ok {
+					t.Fatal("no token inside the operation")
+				}
+				tokens = append(tokens, tok)
+				if i < 2 {
+					return 0, errors.New("retryable") // released: the next call re-claims
+				}
+				return 1, nil
+			})
+		}
+		if len(tokens) != 3 || tokens[0] >= tokens[1] || tokens[1] >= tokens[2] {
+			t.Fatalf("heartbeat %v: tokens %v, want 3 strictly increasing", hb, tokens)
+		}
+	}
+}

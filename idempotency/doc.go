@@ -1,0 +1,121 @@
+// Package idempotency makes sure that if the same thing happens more than
+// once — a client retries a POST after a timeout, a broker redelivers an
+// event, an integration "timed out" but processed anyway — the work is not
+// done the wrong way twice.
+//
+// It has four parts that share one protocol and one Store:
+//
+//   - Do, a generic executor: run a function at most once per key and
+//     replay its stored result to duplicates;
+//   - Middleware, net/http middleware implementing the IETF draft "The
+//     Idempotency-Key HTTP Header Field";
+//   - Dedup, consumer-side deduplication of events by (source, id);
+//   - MemoryStore, a bounded in-process Store, and the Store interface that
+//     the Redis and PostgreSQL stores (own modules) implement, checked by the
+//     conformance suite in idempotency/storetest.
+//
+// # The protocol: claim, lease, fencing
+//
+// Every operation is identified by a Key: the caller's Scope (tenant, user,
+// API key) and the caller's Key. The first caller claims the key with a
+// fingerprint of its payload and a lease. Exactly one of many concurrent
+// claimers wins and receives a fencing token; the others learn that the
+// key is in progress (with the remaining lease), completed (with the stored
+// result), or used with a different payload (mismatch).
+//
+// The winner runs the operation, then completes the key with the result —
+// which the store accepts only while the winner still holds the lease with
+// its token — or releases it after a retryable failure so a retry may run
+// it again. While the operation runs, the executor renews the lease every
+// Config.Heartbeat; if a renewal finds the lease lost, the operation's
+// context is canceled with cause ErrLeaseLost.
+//
+// A lease is crash recovery: if the owner dies, its lease expires and the
+// next claimer wins with a larger token. The late owner, should it wake up,
+// cannot overwrite, release or renew anything (ErrLeaseLost). Tokens
+// increase strictly per key and are exported (Claim.Token), so a
+// downstream write can carry the token and reject a stale holder — the
+// fencing that a lease alone cannot give.
+//
+// Records, with their results, are kept for Config.Retention (default
+// 24 h): that is the window in which duplicates are recognised. Lease
+// (default 30 s) and retention are separate settings.
+//
+// # Duplicates in flight
+//
+// A duplicate that meets the key in progress either fails fast (FailFast,
+// the default) with ErrInProgress, a retryable KindConflict error whose
+// RetryAfter is the owner's remaining lease, or waits (Wait): it polls the
+// store with exponential backoff, bounded by its context, and returns the
+// first caller's result when it completes — or runs the operation itself
+// if the first caller failed and released the key.
+//
+// # Failures
+//
+// An operation's error releases the key, unless Config.StoreError marks it
+// permanent: then it is stored and replayed like a result. A panic releases
+// the key and continues. A store failure fails closed by default: the
+// operation does not run and the caller gets ErrStoreUnavailable
+// (KindUnavailable, retryable; HTTP 503 with Retry-After). Config.FailOpen
+// runs the operation without protection instead; choose it only where
+// running twice is cheaper than not running.
+//
+// # HTTP status codes
+//
+// Middleware applies to the configured methods (default POST and PATCH)
+// and answers:
+//
+//	400  Idempotency-Key missing (unless KeyOptional), malformed, repeated or too long
+//	401  no caller scope for the request
+//	413  request body over MaxBodyBytes
+//	422  key reused with a different method, path, query, body or fingerprinted header
+//	409  first request with the key still in flight, with Retry-After (FailFast)
+//	503  the store failed (fail closed), with Retry-After
+//	the stored status, replay headers and body bytes, plus Idempotent-Replayed: true,
+//	     when the first request completed
+//
+// Problems are application/problem+json (RFC 9457) with a stable "code"
+// (idempotency.key_missing, idempotency.key_invalid,
+// idempotency.key_reused, idempotency.in_progress,
+// idempotency.store_unavailable, …).
+//
+// Which responses are stored: by default (DefaultStoreStatus) 2xx and 4xx
+// responses are stored and replayed, because the request was processed and
+// retrying it would not change the answer; 5xx, 408, 425, 429 and 499
+// release the key so the client may retry, and so do panics and requests
+// whose context ended before a success was written. MiddlewareConfig.StoreStatus
+// changes the policy. A response larger than MaxResponseBytes reaches its
+// client unchanged but is not kept: duplicates get a 409 problem
+// idempotency.response_not_stored rather than a second execution.
+//
+// # Security property: scopes
+//
+// Keys are stored per caller scope, returned by MiddlewareConfig.Scope from
+// the authenticated request. Two callers using the same Idempotency-Key
+// value are two different keys: a caller can never receive another
+// caller's stored response, never learn through 422 or 409 that another
+// caller used a key, and never block another caller's request. Scope is
+// required; a service with a single caller returns a constant. Stores treat
+// Scope and Key as opaque bytes, so no choice of either can collide with
+// another (storetest checks "a:b"+"c" against "a"+"b:c").
+//
+// # Observability
+//
+// Every decision is counted by the otel counter sadpath.idempotency.outcomes
+// with attributes outcome (executed, replayed, conflict, mismatch,
+// lease_lost, store_error) and component (do, http, event), from
+// Config.MeterProvider (default: the global one), so dashboards tell
+// replays from fresh work. With Config.Logger set, each decision is also
+// logged through logctx.Decision with the request's coordinates. Logs never
+// carry a raw key, only KeyHash (12 hex digits of SHA-256), and never a
+// stored body.
+//
+// # Configuration, zero values, concurrency
+//
+// Every type is built from a config struct by a constructor (New,
+// NewMiddleware, NewDedup, NewMemoryStore); zero fields mean the documented
+// defaults and a bad field returns a contract.ErrInvalid error naming it.
+// Time is read through Config.Clock, so tests use storetest.FakeClock
+// instead of sleeping. Executors, middlewares, Dedup values and MemoryStore
+// are safe for concurrent use; none starts a goroutine that outlives a call.
+package idempotency
