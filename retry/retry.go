@@ -30,8 +30,8 @@ var defaultPolicy = func() *Policy {
 // ends a wait at once.
 //
 // On failure Do returns the last value fn returned and an *Error that
-// unwraps to fn's last error. On success after the first attempt nothing is
-// allocated, no clock is read and no otel call is made. A nil p means the
+// unwraps to fn's last error. A success at the first attempt allocates
+// nothing, reads no clock and makes no otel call. A nil p means the
 // defaults (New(Config{})).
 func Do[T any](ctx context.Context, p *Policy, fn func(context.Context) (T, error)) (T, error) {
 	// The common case, a first-try success under a plain policy, costs a

@@ -1,6 +1,3 @@
-// Package retrytest provides test doubles for package retry: a fake Clock
-// whose Sleep advances virtual time at once, so tests of code using retry
-// run in microseconds and never sleep on real time.
 package retrytest
 
 import (

@@ -1,0 +1,167 @@
+/*
+Package retry retries calls to dependencies without turning a failing
+dependency into a retry storm: jittered exponential backoff, classified
+errors, a bounded number of attempts and time, deadlines honoured, and a
+retry budget shared by every caller of a dependency.
+
+Retry without backoff is a fast car without brakes. Every default here is a
+brake: at most 3 attempts, at most 30s of retrying, full jitter, no retry of
+errors that are not known to be transient.
+
+# Model
+
+A [Policy] is an immutable, validated configuration built once with [New]
+and shared. [Do] calls a function with it:
+
+	policy, err := retry.New(retry.Config{Name: "fx-rates", AttemptTimeout: time.Second})
+	...
+	rate, err := retry.Do(ctx, policy, func(ctx context.Context) (Rate, error) {
+		return fx.Get(ctx, "EUR", "USD")
+	})
+
+[DoVoid] is the same for functions that only return an error. Do keeps its
+per-call state on its own stack, so one Policy serves any number of
+goroutines. A nil *Policy means New(Config{}); the zero [Config] is a valid,
+safe policy, and every zero field means the default documented on it.
+A bad value is rejected by New with a [contract.KindInvalid] error naming
+the field ("Config.MaxAttempts: must be >= 1, got -1").
+
+# Waits
+
+The [Strategy] shapes the waits, as in the AWS "Exponential Backoff And
+Jitter" analysis, with exp(n) = min(MaxDelay, InitialDelay·Multiplier^(n-1))
+for the n-th retry:
+
+	FullJitter (default)  uniform [0, exp(n))                    fewest calls under contention
+	EqualJitter           exp(n)/2 + uniform [0, exp(n)/2)
+	DecorrelatedJitter    min(MaxDelay, uniform [InitialDelay, 3·previous))
+	Exponential           exp(n)                                  no jitter: clients retry in lockstep
+	Constant              InitialDelay
+
+The examples/jitter program reproduces the AWS experiment with these
+strategies. [Policy.BackOff] exposes the same waits as a backoff/v4
+BackOff for code that runs its own loop.
+
+# Classification
+
+Each failure is classified ([Classify], [Class]). Errors speak
+[contract] kinds, so no string matching is needed:
+
+  - transient — rate limited, unavailable, timeout (including an attempt
+    timeout's context.DeadlineExceeded), or any error marked
+    WithRetryable(true) — is retried;
+  - overloaded ([contract.KindOverloaded]: "do not retry") stops at once;
+  - anything else — invalid, unauthorized, conflict, canceled, and errors
+    that are not *contract.Error at all — is permanent and returned at once.
+    A backoff/v4 backoff.Permanent error is permanent too.
+
+[Config.Classifier] is asked first and may answer [Unknown] to defer to
+the default: the chain of responsibility of aws-sdk-go-v2's retryers.
+
+# Time
+
+Do stops at whichever comes first:
+
+  - MaxAttempts attempts (the first included);
+  - MaxElapsedTime: a retry whose wait would end after it is not made. It
+    is measured from the end of the first failed attempt, so that the
+    success path reads no clock at all; the first attempt is bounded by the
+    context and AttemptTimeout;
+  - the context deadline: a wait is never longer than the time left, and a
+    retry is not started unless the deadline leaves, after the wait, a full
+    AttemptTimeout (when one is set). Do gives up early with [StopDeadline]
+    instead of sleeping into a deadline it cannot meet;
+  - the context being canceled, which ends a wait at once ([StopContext]).
+
+A [contract.RetryAfter] hint lengthens a wait (never shortens it) and is
+always capped by MaxDelay; MaxDelay may not exceed MaxElapsedTime. A hostile
+"Retry-After: 1743441600000" therefore costs at most MaxDelay, and a hint
+longer than MaxElapsedTime still allows a retry after MaxDelay.
+
+AttemptTimeout gives each attempt's context its own deadline.
+
+# Budgets
+
+A [Budget] is shared by every caller of one dependency (put the same value
+in each Config) and refuses retries when too many are being made, so a
+dependency that is down sees about its normal traffic, not MaxAttempts
+times it. Both common styles are provided:
+
+  - [TokenBucket], gRPC retry throttling: 10 tokens, a failure costs 1, a
+    success refunds 0.1, retries only while more than 5 tokens remain;
+  - [RatioBudget], the SRE book / Envoy / Linkerd style: retries at most 10 %
+    of recent calls, with a minimum so a quiet dependency can still retry.
+
+When the budget refuses, Do returns the original failure inside an *Error
+with [StopBudget], logs the decision "retry budget exhausted" and counts it.
+
+# The final error
+
+When Do gives up it returns an [*Error]: the attempts made, the time spent,
+the [StopReason] and the last failure. It unwraps to that failure, so
+errors.Is(err, contract.ErrUnavailable) and contract.KindOf keep working,
+and errors.Is(err, retry.StopBudget) tells why it stopped:
+
+	retry: payments-gateway: gave up after 3 attempts in 1.2s (attempts exhausted): payments.charge: unavailable
+
+# Logs and telemetry
+
+With [Config.Logger] set, each retry is logged at Info as the decision
+"retrying" (attempt, delay, error kind and text, dependency) and each
+give-up after a retry at Warn, through [logctx.Decision], so the
+coordinates on the context (correlation id, operation, entity) are on
+every record. Idempotency keys, tokens and bodies are never logged.
+
+Unless [Config.DisableTelemetry] is set, retries and give-ups are counted
+(sadpath.retry.retries, sadpath.retry.give_ups) with a meter from
+[Config.MeterProvider] (default: the global otel MeterProvider) and added
+as span events to the span in the context. Only the failure path touches
+otel; a first-try success makes no otel call.
+
+# HTTP
+
+[Transport] is an http.RoundTripper retrying only safe requests:
+idempotent methods (GET, HEAD, OPTIONS, PUT, DELETE) and requests carrying
+an Idempotency-Key header, which is sent unchanged on every attempt
+([TransportConfig.GenerateIdempotencyKey] adds one to POSTs). It retries
+connection errors and 429, 502, 503 and 504 (configurable), honours
+Retry-After (via [contract.ErrorFromStatusAt]), stops at once on a 503
+problem with code "overloaded", rewinds bodies with GetBody (a body
+without GetBody gets one attempt), drains and closes every discarded
+response, and sets http.request.resend_count on the request's span. When
+it gives up on a status the caller receives the last response, body intact.
+
+# Testing
+
+Time is read and slept through a [Clock]. The retrytest package provides a
+fake whose Sleep advances virtual time at once, so tests of retrying code
+run in microseconds and can assert every wait.
+
+# backoff/v4 and its pitfalls
+
+The exponential curve is computed by github.com/cenkalti/backoff/v4's
+ExponentialBackOff, and its Permanent errors are honoured. Its pitfalls are
+not inherited:
+
+  - ExponentialBackOff is not safe for concurrent use: Do creates one per
+    call, on the failure path only, and never shares it;
+  - its MaxElapsedTime defaults to 15 minutes and is measured from
+    creation: here it is set to 0 (off) and Do applies its own, 30s by
+    default, and validated against MaxDelay;
+  - its randomization is ±50 % around the curve, not the AWS jitters: set to
+    0 here, with full, equal or decorrelated jitter applied on top;
+  - a Retry-After longer than MaxElapsedTime silently disables retries in
+    its loop: here a hint is capped by MaxDelay (<= MaxElapsedTime), and any
+    give-up carries an explicit StopReason;
+  - its loop starts a wait that the context deadline cannot accommodate
+    and only fails when the deadline fires: Do checks the deadline before
+    every wait and gives up at once.
+
+# Performance
+
+A first-try success under a policy without budget or attempt timeout costs
+one context check and one indirect call, with no allocation, no clock read
+and no otel call. See docs/bench/retry.md for measurements beside
+backoff.Retry.
+*/
+package retry
