@@ -35,7 +35,8 @@ type BulkheadConfig struct {
 	// no call would ever wait.
 	MaxWait time.Duration
 	// RetryAfter is the hint carried by rejections (and written as the
-	// Retry-After header by the middleware). Default DefaultRetryAfter.
+	// Retry-After header by the middleware). Default DefaultRetryAfter; at
+	// most a year.
 	RetryAfter time.Duration
 	// Clock is the time source for wait timeouts. Default: the real clock.
 	Clock Clock
@@ -95,8 +96,8 @@ func NewBulkhead(cfg BulkheadConfig) (*Bulkhead, error) {
 		return nil, invalidField("BulkheadConfig.MaxWait", "must be >= 0", cfg.MaxWait)
 	case cfg.MaxWait > 0 && cfg.MaxWaiting == 0:
 		return nil, invalidField("BulkheadConfig.MaxWait", "must be 0 when MaxWaiting is 0 (no call ever waits)", cfg.MaxWait)
-	case cfg.RetryAfter < 0:
-		return nil, invalidField("BulkheadConfig.RetryAfter", "must be >= 0", cfg.RetryAfter)
+	case cfg.RetryAfter < 0 || cfg.RetryAfter > maxRetryAfter:
+		return nil, invalidField("BulkheadConfig.RetryAfter", "must be between 0 and 8760h (a year)", cfg.RetryAfter)
 	}
 	b := &Bulkhead{
 		max:        int64(cfg.MaxConcurrent),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -28,6 +29,7 @@ func TestNewBulkheadRejectsBadConfig(t *testing.T) {
 		{BulkheadConfig{MaxConcurrent: 1, MaxWaiting: 1, MaxWait: -time.Second}, "BulkheadConfig.MaxWait"},
 		{BulkheadConfig{MaxConcurrent: 1, MaxWait: time.Second}, "BulkheadConfig.MaxWait"},
 		{BulkheadConfig{MaxConcurrent: 1, RetryAfter: -1}, "BulkheadConfig.RetryAfter"},
+		{BulkheadConfig{MaxConcurrent: 1, RetryAfter: math.MaxInt64}, "BulkheadConfig.RetryAfter"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.field, func(t *testing.T) {

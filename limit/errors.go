@@ -42,6 +42,12 @@ func ctxError(op string, err error) error {
 	return contract.Wrap(contract.KindOf(err), op, err)
 }
 
+// maxRetryAfter caps retry-after hints. Absurd-but-valid settings (a rate of
+// one call per century) would otherwise give hints near the largest
+// Duration, which overflow whoever adds to them (rounding up to seconds).
+const maxRetryAfter = 365 * 24 * time.Hour
+
 func rejected(kind contract.Kind, op, code, detail string, retryAfter time.Duration) error {
+	retryAfter = min(retryAfter, maxRetryAfter)
 	return &contract.Error{Kind: kind, Code: code, Op: op, Detail: detail, RetryAfter: retryAfter}
 }

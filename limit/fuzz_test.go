@@ -127,7 +127,7 @@ func FuzzNewLimiterConfig(f *testing.F) {
 			}
 			switch e := contract.As(err); e.Kind {
 			case contract.KindRateLimited:
-				if e.RetryAfter < 0 {
+				if e.RetryAfter < 0 || e.RetryAfter > maxRetryAfter {
 					t.Fatalf("negative retry-after %v", e.RetryAfter)
 				}
 			case contract.KindCanceled:

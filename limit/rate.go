@@ -57,7 +57,8 @@ type LimiterConfig struct {
 	// Mode: Reject (the default) or Wait.
 	Mode Mode
 	// MaxWait bounds a Wait-mode delay. Default DefaultRateMaxWait. Setting
-	// it in Reject mode is an error.
+	// it in Reject mode is an error. Because a waiting call holds a
+	// reservation, at most about Burst + Rate×MaxWait calls wait at once.
 	MaxWait time.Duration
 	// Clock is the time source of the token bucket and of waits. Default:
 	// the real clock.
@@ -175,15 +176,13 @@ func (c *rateCore) take(ctx context.Context, lim *rate.Limiter, now time.Time) e
 }
 
 func (c *rateCore) reject(ctx context.Context, retryAfter time.Duration, reason string) error {
+	retryAfter = min(retryAfter, maxRetryAfter)
 	if c.logger != nil {
 		logctx.Decision(ctx, c.logger, slog.LevelInfo, "ratelimit.rejected", reason,
 			slog.String(logctx.KeyDependency, c.name),
 			slog.Duration("retry_after", retryAfter),
 			slog.Float64("rate", float64(c.limit)),
 			slog.Int("burst", c.burst))
-	}
-	if retryAfter == rate.InfDuration {
-		retryAfter = 0
 	}
 	return rejected(contract.KindRateLimited, c.name, CodeRateLimited,
 		"too many requests; retry after the indicated delay", retryAfter)
@@ -196,7 +195,7 @@ func (c *rateCore) reject(ctx context.Context, retryAfter time.Duration, reason 
 // soon enough. Every refusal is a *contract.Error of KindRateLimited (code
 // CodeRateLimited) whose RetryAfter is the time until a token is available,
 // computed from a reservation that is then cancelled, so a refused call
-// consumes nothing.
+// consumes nothing. Hints are capped at a year.
 //
 // For one bucket per caller (API key, tenant, IP) use KeyedLimiter.
 //

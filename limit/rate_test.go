@@ -263,3 +263,18 @@ func TestModeString(t *testing.T) {
 		t.Fatal(Reject.String(), Wait.String(), Mode(9).String())
 	}
 }
+
+// An absurd-but-valid rate (one call per ~3 million years) still gives a
+// finite, capped hint that the problem writer can round without overflow.
+func TestLimiterRetryAfterIsCapped(t *testing.T) {
+	clk := limittest.NewClock(epoch)
+	l, err := NewLimiter(LimiterConfig{Rate: 1e-14, Burst: 1, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = l.Take(context.Background())
+	e := wantErr(t, l.Take(context.Background()), contract.KindRateLimited, CodeRateLimited)
+	if e.RetryAfter != maxRetryAfter {
+		t.Fatalf("RetryAfter = %v, want the cap %v", e.RetryAfter, maxRetryAfter)
+	}
+}
