@@ -3,6 +3,8 @@ package main
 import (
 	"sync"
 	"time"
+
+	"github.com/sadpath/sadpath/idempotency"
 )
 
 // manualClock is a clock that moves only when told: the tour uses it where
@@ -27,9 +29,10 @@ func (c *manualClock) Advance(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
-// After fires at once: the scenarios using manualClock never wait on it.
-func (c *manualClock) After(time.Duration) <-chan time.Time {
-	ch := make(chan time.Time, 1)
-	ch <- c.Now()
-	return ch
-}
+// AfterFunc never fires: the scenarios using manualClock disable the
+// heartbeat and never wait for a duplicate, so no timer is armed.
+func (c *manualClock) AfterFunc(time.Duration, func()) idempotency.Timer { return stoppedTimer{} }
+
+type stoppedTimer struct{}
+
+func (stoppedTimer) Stop() bool { return false }

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sadpath/sadpath/breaker"
+	"github.com/sadpath/sadpath/contract"
+	"github.com/sadpath/sadpath/idempotency"
+	"github.com/sadpath/sadpath/limit"
+	"github.com/sadpath/sadpath/logctx"
+	"github.com/sadpath/sadpath/retry"
+)
+
+// FakeGateway is the downstream payment gateway of the example: idempotent on
+// its side (it honours Idempotency-Key with sadpath's middleware), with
+// injectable faults: a failure rate (503 problems) and a latency.
+type FakeGateway struct {
+	FailRate float64       // share of charges answered with 503, in [0, 1]
+	Latency  time.Duration // added to every charge
+
+	charges atomic.Int64
+	mu      sync.Mutex
+	rnd     *rand.Rand
+	down    atomic.Bool
+}
+
+// Charges returns how many charges the gateway really executed.
+func (g *FakeGateway) Charges() int64 { return g.charges.Load() }
+
+// SetDown makes every charge fail (true) or follow FailRate again (false).
+func (g *FakeGateway) SetDown(down bool) { g.down.Store(down) }
+
+// Handler returns the gateway's HTTP handler: POST /charges.
+func (g *FakeGateway) Handler(logger *slog.Logger) (http.Handler, error) {
+	store, err := idempotency.NewMemoryStore(idempotency.MemoryConfig{})
+	if err != nil {
+		return nil, err
+	}
+	mw, err := idempotency.NewMiddleware(idempotency.MiddlewareConfig{
+		Config: idempotency.Config{Store: store, Duplicate: idempotency.Wait, Logger: logger},
+		Scope:  func(*http.Request) (string, error) { return "payments-service", nil },
+	})
+	if err != nil {
+		return nil, err
+	}
+	g.rnd = rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	mux := http.NewServeMux()
+	mux.Handle("POST /charges", mw.Wrap(http.HandlerFunc(g.charge)))
+	return mux, nil
+}
+
+func (g *FakeGateway) charge(w http.ResponseWriter, r *http.Request) {
+	if g.Latency > 0 {
+		time.Sleep(g.Latency)
+	}
+	g.mu.Lock()
+	fail := g.down.Load() || g.rnd.Float64() < g.FailRate
+	g.mu.Unlock()
+	if fail {
+		contract.WriteProblem(w, r, contract.New(contract.KindUnavailable, "gateway.charge", "the gateway is unavailable").WithRetryAfter(time.Second))
+		return
+	}
+	n := g.charges.Add(1)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusCreated)
+	_ = json.NewEncoder(w).Encode(chargeResponse{ChargeID: fmt.Sprintf("ch_%06d", n), Status: "succeeded"})
+}
+
+type chargeRequest struct {
+	AmountMinor int64  `json:"amount_minor"`
+	Currency    string `json:"currency"`
+	Reference   string `json:"reference"`
+}
+
+type chargeResponse struct {
+	ChargeID string `json:"charge_id"`
+	Status   string `json:"status"`
+}
+
+// gatewayClient calls the gateway through the protections, outermost first:
+// bulkhead (bounded concurrency) → retry (same Idempotency-Key on every
+// attempt, budgeted) → breaker (fail fast when the gateway is down) →
+// correlation propagation → HTTP.
+type gatewayClient struct {
+	url      string
+	http     *http.Client
+	bulkhead *limit.Bulkhead
+}
+
+func newGatewayClient(url string, logger *slog.Logger) (*gatewayClient, error) {
+	corr, err := logctx.NewTransport(logctx.TransportConfig{})
+	if err != nil {
+		return nil, err
+	}
+	reg, err := breaker.NewRegistry(breaker.RegistryConfig{Breaker: breaker.Config{
+		Window: 10 * time.Second, MinCalls: 10, FailureRatio: 0.5, SlowCallThreshold: 2 * time.Second,
+		OpenTimeout: 5 * time.Second, Logger: logger,
+	}})
+	if err != nil {
+		return nil, err
+	}
+	brk, err := breaker.NewTransport(breaker.TransportConfig{Registry: reg, Next: corr})
+	if err != nil {
+		return nil, err
+	}
+	budget, err := retry.NewTokenBucket(retry.TokenBucketConfig{})
+	if err != nil {
+		return nil, err
+	}
+	policy, err := retry.New(retry.Config{
+		Name: "gateway", MaxAttempts: 3, InitialDelay: 50 * time.Millisecond, MaxDelay: time.Second,
+		MaxElapsedTime: 3 * time.Second, AttemptTimeout: 3 * time.Second, Budget: budget, Logger: logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	rt, err := retry.NewTransport(retry.TransportConfig{Base: brk, Policy: policy})
+	if err != nil {
+		return nil, err
+	}
+	bh, err := limit.NewBulkhead(limit.BulkheadConfig{Name: "gateway", MaxConcurrent: 32, MaxWaiting: 64, MaxWait: time.Second, Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	return &gatewayClient{url: url, http: &http.Client{Transport: rt, Timeout: 10 * time.Second}, bulkhead: bh}, nil
+}
+
+// gatewayKey derives the key sent to the gateway from the caller's scope and
+// Idempotency-Key: the same client request always sends the same key, even
+// when a first execution failed after the gateway charged.
+func gatewayKey(scope, key string) string {
+	sum := sha256.Sum256([]byte(scope + "\x00" + key))
+	return "pay-" + hex.EncodeToString(sum[:16])
+}
+
+func (c *gatewayClient) charge(ctx context.Context, key string, req chargeRequest) (chargeResponse, error) {
+	return limit.Do(ctx, c.bulkhead, func(ctx context.Context) (chargeResponse, error) {
+		body, err := json.Marshal(req)
+		if err != nil {
+			return chargeResponse{}, err
+		}
+		hr, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url+"/charges", bytes.NewReader(body))
+		if err != nil {
+			return chargeResponse{}, err
+		}
+		hr.Header.Set("Content-Type", "application/json")
+		hr.Header.Set("Idempotency-Key", key)
+		resp, err := c.http.Do(hr)
+		if err != nil {
+			return chargeResponse{}, unavailable(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
+			return chargeResponse{}, unavailable(contract.ParseProblem(resp))
+		}
+		var out chargeResponse
+		if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&out); err != nil {
+			return chargeResponse{}, unavailable(err)
+		}
+		return out, nil
+	})
+}
+
+// unavailable turns any gateway failure into the answer our client gets: 503
+// with a Retry-After, keeping the gateway's hint when it gave one. The cause
+// stays internal.
+func unavailable(cause error) error {
+	ra, ok := contract.RetryAfter(cause)
+	if !ok || ra < time.Second {
+		ra = time.Second
+	}
+	return &contract.Error{Kind: contract.KindUnavailable, Op: "payments.create", Code: "payments.gateway_unavailable",
+		Detail: "the payment gateway is unavailable; retry with the same Idempotency-Key", RetryAfter: ra, Cause: cause}
+}

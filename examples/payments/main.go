@@ -1,0 +1,179 @@
+// Command payments is an HTTP payments service composing every sadpath
+// package: correlation ids and access logs (logctx), strict decoding and
+// validation with RFC 9457 problems (contract), the Idempotency-Key
+// middleware (idempotency, on memory, Redis or PostgreSQL), and a gateway
+// client protected by a bulkhead (limit), retries carrying the same key
+// (retry) and a circuit breaker (breaker).
+//
+//	go run ./examples/payments                       # in-memory, fake gateway in-process
+//	go run ./examples/payments -store redis -redis-addr 127.0.0.1:6379
+//	go run ./examples/payments -store postgres -pg-dsn postgres://postgres@127.0.0.1:5432/test
+//	go run ./examples/payments -gateway-fail-rate 0.3 -gateway-latency 200ms
+//
+// See examples/README.md for the contract and curl lines.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sadpath/sadpath/idempotency"
+	"github.com/sadpath/sadpath/idempotency/pgstore"
+	"github.com/sadpath/sadpath/idempotency/redisstore"
+	"github.com/sadpath/sadpath/logctx"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stderr, nil); err != nil {
+		fmt.Fprintln(os.Stderr, "payments:", err)
+		os.Exit(1)
+	}
+}
+
+// options are the command-line flags.
+type options struct {
+	addr, store, redisAddr, redisPrefix, pgDSN, pgTable string
+	failRate                                            float64
+	latency                                             time.Duration
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("payments", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.addr, "addr", "127.0.0.1:8080", "listen address")
+	fs.StringVar(&o.store, "store", "memory", "idempotency store: memory, redis or postgres")
+	fs.StringVar(&o.redisAddr, "redis-addr", "127.0.0.1:6379", "Redis address (-store redis)")
+	fs.StringVar(&o.redisPrefix, "redis-prefix", "payments:idem:", "Redis key prefix (-store redis)")
+	fs.StringVar(&o.pgDSN, "pg-dsn", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable", "PostgreSQL DSN (-store postgres)")
+	fs.StringVar(&o.pgTable, "pg-table", "payments_idempotency", "PostgreSQL table (-store postgres)")
+	fs.Float64Var(&o.failRate, "gateway-fail-rate", 0, "share of gateway charges failing with 503, in [0, 1]")
+	fs.DurationVar(&o.latency, "gateway-latency", 0, "latency added to every gateway charge")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if o.failRate < 0 || o.failRate > 1 {
+		return o, fmt.Errorf("-gateway-fail-rate must be in [0, 1], got %v", o.failRate)
+	}
+	if o.latency < 0 {
+		return o, fmt.Errorf("-gateway-latency must be >= 0, got %v", o.latency)
+	}
+	return o, nil
+}
+
+// openStore opens the idempotency store the flags name; close releases it.
+func openStore(ctx context.Context, o options, logger *slog.Logger) (store idempotency.Store, close func(), err error) {
+	switch o.store {
+	case "memory":
+		s, err := idempotency.NewMemoryStore(idempotency.MemoryConfig{})
+		return s, func() {}, err
+	case "redis":
+		client := redis.NewClient(&redis.Options{Addr: o.redisAddr})
+		if err := client.Ping(ctx).Err(); err != nil {
+			client.Close()
+			return nil, nil, fmt.Errorf("redis at %s: %w", o.redisAddr, err)
+		}
+		s, err := redisstore.New(redisstore.Config{Client: client, Prefix: o.redisPrefix, Logger: logger})
+		if err != nil {
+			client.Close()
+			return nil, nil, err
+		}
+		return s, func() { client.Close() }, nil
+	case "postgres":
+		pool, err := pgxpool.New(ctx, o.pgDSN)
+		if err != nil {
+			return nil, nil, fmt.Errorf("postgres: %w", err)
+		}
+		s, err := pgstore.New(pgstore.Config{Pool: pool, Table: o.pgTable})
+		if err == nil {
+			err = s.Migrate(ctx)
+		}
+		if err != nil {
+			pool.Close()
+			return nil, nil, err
+		}
+		return s, pool.Close, nil
+	}
+	return nil, nil, fmt.Errorf("-store must be memory, redis or postgres, got %q", o.store)
+}
+
+// run starts the fake gateway and the service, and serves until ctx is done;
+// then it shuts down gracefully: in-flight requests finish. ready, when not
+// nil, receives the service's address once it listens.
+func run(ctx context.Context, args []string, logOut io.Writer, ready chan<- string) error {
+	o, err := parseFlags(args, logOut)
+	if err != nil {
+		return err
+	}
+	h, err := logctx.NewHandler(logctx.HandlerConfig{Next: slog.NewJSONHandler(logOut, nil)})
+	if err != nil {
+		return err
+	}
+	logger := slog.New(h)
+
+	store, closeStore, err := openStore(ctx, o, logger)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+
+	gw := &FakeGateway{FailRate: o.failRate, Latency: o.latency}
+	gwHandler, err := gw.Handler(logger.With(slog.String("component", "fake-gateway")))
+	if err != nil {
+		return err
+	}
+	gwLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	gwSrv := &http.Server{Handler: gwHandler, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = gwSrv.Serve(gwLn) }()
+	defer gwSrv.Close()
+
+	handler, err := NewHandler(Config{Store: store, GatewayURL: "http://" + gwLn.Addr().String(), Logger: logger})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", o.addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 64 << 10}
+	logger.Info("payments listening", slog.String("addr", ln.Addr().String()), slog.String("store", o.store), slog.String("gateway", gwLn.Addr().String()))
+	if ready != nil {
+		ready <- ln.Addr().String()
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down: finishing in-flight requests")
+	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return err
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	logger.Info("shut down cleanly")
+	return nil
+}

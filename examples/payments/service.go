@@ -1,0 +1,228 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/sadpath/sadpath/contract"
+	"github.com/sadpath/sadpath/idempotency"
+	"github.com/sadpath/sadpath/logctx"
+)
+
+// Limits of the payments contract.
+const (
+	maxBodyBytes   = 64 << 10
+	maxAmountMinor = 10_000_000 // 100,000.00 in a two-decimal currency
+)
+
+// createPaymentRequest is the body of POST /payments.
+type createPaymentRequest struct {
+	AmountMinor int64  `json:"amount_minor"`
+	Currency    string `json:"currency"`
+	Payer       string `json:"payer"`
+	Payee       string `json:"payee"`
+	Reference   string `json:"reference"`
+}
+
+func (p *createPaymentRequest) validate() error {
+	v := contract.NewValidator()
+	v.Range("amount_minor", p.AmountMinor, 1, maxAmountMinor)
+	v.Currency("currency", p.Currency)
+	v.Length("payer", p.Payer, 1, 64)
+	if v.Length("payee", p.Payee, 1, 64) && p.Payer != "" {
+		v.Check(p.Payee != p.Payer, "payee", "must differ from payer")
+	}
+	v.Length("reference", p.Reference, 1, 128)
+	return v.Err()
+}
+
+// Payment is the resource the service creates.
+type Payment struct {
+	ID          string    `json:"id"`
+	Status      string    `json:"status"`
+	AmountMinor int64     `json:"amount_minor"`
+	Currency    string    `json:"currency"`
+	Payer       string    `json:"payer"`
+	Payee       string    `json:"payee"`
+	Reference   string    `json:"reference"`
+	ChargeID    string    `json:"charge_id"`
+	CreatedAt   time.Time `json:"created_at"`
+}
+
+// payments is the service's own data: in memory, for the example.
+type payments struct {
+	mu   sync.Mutex
+	byID map[string]Payment
+	seq  int
+}
+
+func (s *payments) add(p Payment) Payment {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seq++
+	p.ID = fmt.Sprintf("pay_%06d", s.seq)
+	s.byID[p.ID] = p
+	return p
+}
+
+func (s *payments) get(id string) (Payment, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.byID[id]
+	return p, ok
+}
+
+func (s *payments) list() []Payment {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Payment, 0, len(s.byID))
+	for _, p := range s.byID {
+		out = append(out, p)
+	}
+	slices.SortFunc(out, func(a, b Payment) int { return cmpString(a.ID, b.ID) })
+	return out
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// Config wires a payments service.
+type Config struct {
+	Store      idempotency.Store // idempotency records; required
+	GatewayURL string            // base URL of the payment gateway; required
+	Logger     *slog.Logger      // JSON logs with coordinates; required
+}
+
+type apiKeyCtx struct{}
+
+// NewHandler returns the service's HTTP handler:
+//
+//	logctx middleware (correlation id, access line)
+//	└─ mux
+//	   ├─ POST /payments   auth → idempotency middleware → create
+//	   ├─ GET  /payments/{id}, GET /payments
+//	   └─ GET  /healthz
+func NewHandler(cfg Config) (http.Handler, error) {
+	if cfg.Store == nil || cfg.GatewayURL == "" || cfg.Logger == nil {
+		return nil, contract.New(contract.KindInvalid, "payments.NewHandler", "Store, GatewayURL and Logger are required").WithCode("config.invalid")
+	}
+	gw, err := newGatewayClient(cfg.GatewayURL, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	idem, err := idempotency.NewMiddleware(idempotency.MiddlewareConfig{
+		Config: idempotency.Config{Store: cfg.Store, Lease: 30 * time.Second, Logger: cfg.Logger},
+		// The authenticated caller is the idempotency scope: one merchant can
+		// never replay or probe another's payments.
+		Scope:        func(r *http.Request) (string, error) { s, _ := r.Context().Value(apiKeyCtx{}).(string); return s, nil },
+		MaxBodyBytes: maxBodyBytes,
+	})
+	if err != nil {
+		return nil, err
+	}
+	store := &payments{byID: map[string]Payment{}}
+	svc := &service{gw: gw, store: store, logger: cfg.Logger}
+
+	mux := http.NewServeMux()
+	mux.Handle("POST /payments", authenticate(idem.Wrap(http.HandlerFunc(svc.create))))
+	mux.HandleFunc("GET /payments/{id}", svc.get)
+	mux.HandleFunc("GET /payments", svc.list)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"ok"}`))
+	})
+	access, err := logctx.NewMiddleware(logctx.MiddlewareConfig{Logger: cfg.Logger})
+	if err != nil {
+		return nil, err
+	}
+	return access(mux), nil
+}
+
+// authenticate requires X-Api-Key (any non-empty value, in the example) and
+// puts the caller on the context. It never logs the key itself.
+func authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key := r.Header.Get("X-Api-Key")
+		if key == "" {
+			contract.WriteProblem(w, r, contract.New(contract.KindUnauthorized, "payments.auth", "X-Api-Key is required").WithCode("auth.missing_api_key"))
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), apiKeyCtx{}, key)))
+	})
+}
+
+type service struct {
+	gw     *gatewayClient
+	store  *payments
+	logger *slog.Logger
+}
+
+func (s *service) create(w http.ResponseWriter, r *http.Request) {
+	ctx := logctx.WithOperation(r.Context(), "payments.create")
+	var req createPaymentRequest
+	if err := contract.DecodeRequest(r, maxBodyBytes, &req); err != nil {
+		contract.WriteProblem(w, r, err)
+		return
+	}
+	if err := req.validate(); err != nil {
+		logctx.Decision(ctx, s.logger, slog.LevelInfo, "rejected invalid payment", "invalid fields", slog.Int("fields", len(contract.As(err).Fields)))
+		contract.WriteProblem(w, r, err)
+		return
+	}
+	scope, _ := ctx.Value(apiKeyCtx{}).(string)
+	charge, err := s.gw.charge(ctx, gatewayKey(scope, r.Header.Get("Idempotency-Key")),
+		chargeRequest{AmountMinor: req.AmountMinor, Currency: req.Currency, Reference: req.Reference})
+	if err != nil {
+		// 503 + Retry-After: the idempotency middleware releases the key, so
+		// the client may retry with the same one; the gateway key is derived
+		// from it, so a charge the gateway did make is never made twice.
+		logctx.Decision(ctx, s.logger, slog.LevelWarn, "payment not charged", "gateway unavailable", slog.String(logctx.KeyDependency, "gateway"), slog.Any("error", err))
+		contract.WriteProblem(w, r, err)
+		return
+	}
+	p := s.store.add(Payment{Status: "captured", AmountMinor: req.AmountMinor, Currency: req.Currency, Payer: req.Payer,
+		Payee: req.Payee, Reference: req.Reference, ChargeID: charge.ChargeID, CreatedAt: time.Now().UTC()})
+	ctx = logctx.WithEntity(ctx, "payment", p.ID)
+	s.logger.LogAttrs(ctx, slog.LevelInfo, "payment captured", slog.String("charge_id", p.ChargeID), slog.Int64("amount_minor", p.AmountMinor), slog.String("currency", p.Currency))
+	w.Header().Set("Location", "/payments/"+p.ID)
+	writeJSON(w, http.StatusCreated, p)
+}
+
+func (s *service) get(w http.ResponseWriter, r *http.Request) {
+	p, ok := s.store.get(r.PathValue("id"))
+	if !ok {
+		contract.WriteProblem(w, r, contract.New(contract.KindNotFound, "payments.get", "no payment with this id").WithCode("payments.not_found"))
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+func (s *service) list(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, struct {
+		Payments []Payment `json:"payments"`
+	}{s.store.list()})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		contract.WriteProblem(w, nil, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
