@@ -23,7 +23,8 @@ import (
 )
 
 func main() {
-	runs := flag.Int("runs", 20, "runs averaged per cell")
+	runs := flag.Int("runs", 100, "runs averaged per cell (the original used 100)")
+	seed := flag.Uint64("seed", 1, "seed of the simulated randomness")
 	list := flag.String("clients", "10,50,100,150,190", "comma-separated client counts")
 	flag.Parse()
 	var counts []int
@@ -39,10 +40,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, "jitter: -runs must be in [1, 10000]")
 		os.Exit(2)
 	}
-	printTable(os.Stdout, counts, *runs)
+	printTable(os.Stdout, counts, *runs, *seed)
 }
 
-func printTable(w *os.File, counts []int, runs int) {
+func printTable(w *os.File, counts []int, runs int, seed uint64) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "strategy\t")
 	for _, n := range counts {
@@ -52,7 +53,7 @@ func printTable(w *os.File, counts []int, runs int) {
 	for _, s := range scenarios {
 		fmt.Fprintf(tw, "%s\t", s.name)
 		for _, n := range counts {
-			r := average(s, n, runs)
+			r := average(s, n, runs, seed)
 			cell := fmt.Sprintf("%.0f calls / %.2fs", r.calls, r.time.Seconds())
 			if r.completed < float64(n) {
 				cell += fmt.Sprintf(" (%.0f%% done)", 100*r.completed/float64(n))

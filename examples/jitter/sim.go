@@ -173,11 +173,11 @@ func simulate(s scenario, n int, seed uint64) result {
 	return r
 }
 
-// average runs simulate for seeds 1..runs and averages.
-func average(s scenario, n, runs int) result {
+// average runs simulate for runs seeds derived from seed and averages.
+func average(s scenario, n, runs int, seed uint64) result {
 	var sum result
 	for i := 1; i <= runs; i++ {
-		r := simulate(s, n, uint64(i)*1000003+uint64(n))
+		r := simulate(s, n, seed*7919+uint64(i)*1000003+uint64(n))
 		sum.calls += r.calls
 		sum.time += r.time
 		sum.completed += r.completed
