@@ -1,0 +1,65 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/sadpath/sadpath/contract"
+)
+
+// mapError classifies an error from pgx as a contract error:
+//
+//   - context canceled: KindCanceled;
+//   - context deadline, a network timeout, statement_timeout (57014) and
+//     lock_timeout (55P03): KindTimeout, retryable — the statement may have
+//     run;
+//   - serialization failure (40001) and deadlock (40P01): KindUnavailable,
+//     retryable — the transaction was rolled back and can run again;
+//   - connection loss and server shutdown (class 08, 57P01 as sent by
+//     pg_terminate_backend, 57P02, 57P03), lack of resources (class 53),
+//     idle-session timeouts (25P03, 57P05) and every I/O error: KindUnavailable;
+//   - any other server error (a missing table, a constraint): KindInternal.
+//
+// The cause stays wrapped: errors.As(err, new(*pgconn.PgError)) still works.
+func mapError(op string, err error) *contract.Error {
+	kind, code := contract.KindUnavailable, "pgstore.unavailable"
+	var pe *pgconn.PgError
+	var ne net.Error
+	switch {
+	case errors.Is(err, context.Canceled):
+		kind, code = contract.KindCanceled, "pgstore.canceled"
+	case errors.Is(err, context.DeadlineExceeded), pgconn.Timeout(err), errors.As(err, &ne) && ne.Timeout():
+		kind, code = contract.KindTimeout, "pgstore.timeout"
+	case errors.As(err, &pe):
+		kind, code = classifyPg(pe.Code)
+	case errors.Is(err, errCorrupt):
+		kind, code = contract.KindInternal, "pgstore.corrupt"
+	}
+	return contract.Wrap(kind, op, err).WithCode(code)
+}
+
+func classifyPg(code string) (contract.Kind, string) {
+	switch code {
+	case "57014":
+		return contract.KindTimeout, "pgstore.statement_timeout"
+	case "55P03":
+		return contract.KindTimeout, "pgstore.lock_timeout"
+	case "40001":
+		return contract.KindUnavailable, "pgstore.serialization_failure"
+	case "40P01":
+		return contract.KindUnavailable, "pgstore.deadlock"
+	case "57P01", "57P02", "57P03", "57P05", "25P03":
+		return contract.KindUnavailable, "pgstore.connection_lost"
+	}
+	switch {
+	case strings.HasPrefix(code, "08"):
+		return contract.KindUnavailable, "pgstore.connection_lost"
+	case strings.HasPrefix(code, "53"):
+		return contract.KindUnavailable, "pgstore.insufficient_resources"
+	}
+	return contract.KindInternal, "pgstore.server_error"
+}

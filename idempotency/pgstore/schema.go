@@ -1,0 +1,67 @@
+package pgstore
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// schemaSQL is the schema, with %[1]s standing for the quoted table name and
+// %[2]s for the quoted name of its index. It is printed in the package
+// documentation; keep the two in step.
+const schemaSQL = `CREATE TABLE IF NOT EXISTS %[1]s (
+    id           bytea       PRIMARY KEY,  -- SHA-256 of the length-prefixed scope and key
+    fingerprint  bytea       NOT NULL,     -- opaque payload digest
+    state        smallint    NOT NULL,     -- 1 in progress, 2 completed, 3 released
+    token        bigint      NOT NULL,     -- fencing token, +1 on every claim
+    lease_until  timestamptz,              -- in progress only
+    retention_us bigint      NOT NULL,     -- retention asked by the claim, in microseconds
+    expires_at   timestamptz NOT NULL,     -- the row may be deleted after this
+    result       bytea                     -- completed only: versioned binary encoding
+);
+CREATE INDEX IF NOT EXISTS %[2]s ON %[1]s (expires_at);`
+
+// Migrate creates the schema (when Config.Schema is not "public"), the table
+// and its index if they do not exist. It is safe to run concurrently from
+// many instances (an advisory lock serializes it) and on every start.
+// Teams that run their own migrations apply the SQL in the package
+// documentation instead.
+func (s *Store) Migrate(ctx context.Context) error {
+	const op = "pgstore.migrate"
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return s.fail(ctx, op, nil, err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	// One lock for every pgstore migration: CREATE … IF NOT EXISTS is not
+	// safe against a concurrent CREATE of the same name.
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('sadpath.pgstore.migrate'))`); err != nil {
+		return s.fail(ctx, op, nil, err)
+	}
+	if s.schema != "public" {
+		if _, err := tx.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{s.schema}.Sanitize()); err != nil {
+			return s.fail(ctx, op, nil, err)
+		}
+	}
+	if _, err := tx.Exec(ctx, fmt.Sprintf(schemaSQL, s.qualified, pgx.Identifier{s.table + "_expires_at_idx"}.Sanitize())); err != nil {
+		return s.fail(ctx, op, nil, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return s.fail(ctx, op, nil, err)
+	}
+	return nil
+}
+
+// validIdent accepts the lower-case SQL identifiers a Config may name:
+// letters, digits and underscores, not starting with a digit, at most 48
+// bytes (leaving room for the index suffix within PostgreSQL's 63).
+func validIdent(s string) bool {
+	if s == "" || len(s) > 48 || (s[0] >= '0' && s[0] <= '9') {
+		return false
+	}
+	return strings.IndexFunc(s, func(r rune) bool {
+		return !(r == '_' || (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9'))
+	}) < 0
+}

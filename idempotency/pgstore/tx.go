@@ -1,0 +1,133 @@
+package pgstore
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sadpath/sadpath/contract"
+	"github.com/sadpath/sadpath/idempotency"
+	"github.com/sadpath/sadpath/logctx"
+)
+
+// cleanupTimeout bounds the rollback and release DoTx runs after a failure,
+// on a context detached from the caller's (which may be the reason for the
+// failure).
+const cleanupTimeout = 5 * time.Second
+
+// DoTx runs fn at most once per key with exactly-once effects in PostgreSQL:
+// fn's writes through tx and the completed idempotency record commit in one
+// transaction.
+//
+//  1. DoTx claims key with fingerprint (Config.TxLease, Config.TxRetention),
+//     in its own statement. A completed key returns the stored value without
+//     calling fn (a replay); a key in progress returns an error matching
+//     idempotency.ErrInProgress with the remaining lease as RetryAfter; a
+//     key used with another fingerprint returns idempotency.ErrMismatch.
+//  2. Having won the claim, DoTx begins a transaction (Config.TxOptions) and
+//     calls fn with it.
+//  3. In the same transaction it stores fn's value (encoded with
+//     encoding/json) as the completed record — a conditional UPDATE that
+//     matches only while DoTx's token owns an unexpired lease — and commits.
+//
+// Whatever stops the work — fn's error, a panic, a canceled context, a
+// terminated connection, a statement timeout, the process dying — before
+// the commit leaves nothing of fn's writes, and the key becomes claimable
+// again (at once when DoTx can release it, else when the lease expires).
+// After the commit the key replays fn's value. A stale owner (its lease
+// expired and another caller claimed the key) cannot commit: its UPDATE
+// matches no row, DoTx rolls back and returns idempotency.ErrLeaseLost.
+//
+// fn's error is returned unchanged (after the rollback and release); a panic
+// in fn is re-raised after them. Failures of the database are contract
+// errors as described in the package documentation. When Commit itself
+// fails the outcome is unknown to DoTx; calling DoTx again tells: it
+// replays if the commit happened.
+//
+// fn must do its writes through tx only, and must not commit or roll it back.
+func DoTx[T any](ctx context.Context, s *Store, key idempotency.Key, fingerprint string, fn func(ctx context.Context, tx pgx.Tx) (T, error)) (T, error) {
+	const op = "pgstore.dotx"
+	var zero T
+	c, err := s.Claim(ctx, idempotency.ClaimRequest{Key: key, Fingerprint: fingerprint, Lease: s.txLease, Retention: s.txRetention})
+	if err != nil {
+		return zero, err
+	}
+	switch c.Status {
+	case idempotency.Completed:
+		var v T
+		if err := (idempotency.JSONCodec{}).Unmarshal(c.Result.Body, &v); err != nil {
+			return zero, contract.Wrap(contract.KindInternal, op, err).WithCode("pgstore.decode")
+		}
+		logctx.Decision(ctx, s.log, slog.LevelInfo, "replayed stored result", "key already completed",
+			slog.String(logctx.KeyDependency, "postgresql"))
+		return v, nil
+	case idempotency.InProgress:
+		e := *(idempotency.ErrInProgress.(*contract.Error))
+		e.Op, e.RetryAfter = op, c.LeaseRemaining
+		return zero, &e
+	case idempotency.Mismatch:
+		e := *(idempotency.ErrMismatch.(*contract.Error))
+		e.Op = op
+		return zero, &e
+	}
+	return runTx(ctx, s, key, c.Token, fn)
+}
+
+func runTx[T any](ctx context.Context, s *Store, key idempotency.Key, token uint64, fn func(context.Context, pgx.Tx) (T, error)) (v T, err error) {
+	const op = "pgstore.dotx"
+	var zero T
+	id := recordID(key)
+	committed := false
+	var tx pgx.Tx
+	// Whatever happens before the commit: roll back and release, on a
+	// context the caller's cancellation cannot cut short. Release is a
+	// conditional update, so it is harmless when the commit did happen.
+	defer func() {
+		if committed {
+			return
+		}
+		p := recover()
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		defer cancel()
+		if tx != nil {
+			_ = tx.Rollback(cctx)
+		}
+		if rerr := s.Release(cctx, key, token); rerr != nil && p == nil && err == nil {
+			err = rerr
+		}
+		if p != nil {
+			panic(p)
+		}
+	}()
+	tx, err = s.pool.BeginTx(ctx, s.txOptions)
+	if err != nil {
+		tx = nil
+		return zero, s.fail(ctx, op, id, err)
+	}
+	v, err = fn(ctx, tx)
+	if err != nil {
+		return zero, err
+	}
+	body, err := (idempotency.JSONCodec{}).Marshal(v)
+	if err != nil {
+		return zero, contract.Wrap(contract.KindInvalid, op, err).WithCode("pgstore.encode")
+	}
+	enc := encodeResult(idempotency.Result{Body: body})
+	if len(enc) > s.maxBytes {
+		return zero, contract.New(contract.KindTooLarge, op, "encoded value over Config.MaxResultBytes")
+	}
+	tag, err := tx.Exec(ctx, s.sqlComplete, id, int64(token), enc)
+	if err != nil {
+		return zero, s.fail(ctx, op, id, err)
+	}
+	if tag.RowsAffected() != 1 {
+		return zero, s.owned(ctx, op, id, 0, nil)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return zero, s.fail(ctx, op, id, err)
+	}
+	committed = true
+	return v, nil
+}
