@@ -1,0 +1,77 @@
+package redisstate
+
+import "github.com/redis/go-redis/v9"
+
+// All keys of one breaker share the hash tag {name}, so the scripts touch a
+// single slot (Redis Cluster). KEYS[1] is the base key "<prefix>{<name>}";
+// the state hash is base..":state", window buckets base..":w:<n>", and the
+// channel base..":events". Time is Redis's (TIME), so instances with skewed
+// clocks agree on the window and the open deadline.
+
+// syncScript merges one instance's counts since its last sync into the
+// shared rolling window, trips the shared state when the window's failure
+// rate is reached, and returns {state, open remaining ms, epoch, successes,
+// failures}.
+//
+// ARGV: bucket ms, buckets, successes, failures, min calls, failure ratio,
+// open ms, origin.
+var syncScript = redis.NewScript(`
+local base = KEYS[1]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local bms, nb = tonumber(ARGV[1]), tonumber(ARGV[2])
+local ds, df = tonumber(ARGV[3]), tonumber(ARGV[4])
+local cur = math.floor(now / bms)
+if ds > 0 or df > 0 then
+  local k = base .. ':w:' .. cur
+  redis.call('HINCRBY', k, 's', ds)
+  redis.call('HINCRBY', k, 'f', df)
+  redis.call('PEXPIRE', k, bms * (nb + 1))
+end
+local st = redis.call('HMGET', base .. ':state', 'state', 'until', 'epoch')
+local state = st[1] or 'closed'
+local untilms = tonumber(st[2]) or 0
+local epoch = tonumber(st[3]) or 0
+local s, f = 0, 0
+for i = 0, nb - 1 do
+  local v = redis.call('HMGET', base .. ':w:' .. (cur - i), 's', 'f')
+  s = s + (tonumber(v[1]) or 0)
+  f = f + (tonumber(v[2]) or 0)
+end
+if (state ~= 'open' or untilms <= now) and (ds + df) > 0 and s + f >= tonumber(ARGV[5]) and f >= tonumber(ARGV[6]) * (s + f) then
+  epoch = epoch + 1
+  state = 'open'
+  untilms = now + tonumber(ARGV[7])
+  redis.call('HSET', base .. ':state', 'state', 'open', 'until', untilms, 'epoch', epoch, 'origin', ARGV[8])
+  for i = 0, nb - 1 do redis.call('DEL', base .. ':w:' .. (cur - i)) end
+  redis.call('PUBLISH', base .. ':events', 'open|' .. epoch .. '|' .. ARGV[7] .. '|' .. ARGV[8])
+end
+local remaining = 0
+if state == 'open' and untilms > now then remaining = untilms - now end
+return {state, remaining, epoch, s, f}
+`)
+
+// openScript records that an instance's breaker opened for ARGV[1] ms
+// (keeping a later deadline already stored), clears the window and
+// publishes. Returns the new epoch. ARGV: open ms, origin.
+var openScript = redis.NewScript(`
+local base = KEYS[1]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local st = redis.call('HMGET', base .. ':state', 'until', 'epoch')
+local untilms = math.max(tonumber(st[1]) or 0, now + tonumber(ARGV[1]))
+local epoch = (tonumber(st[2]) or 0) + 1
+redis.call('HSET', base .. ':state', 'state', 'open', 'until', untilms, 'epoch', epoch, 'origin', ARGV[2])
+redis.call('PUBLISH', base .. ':events', 'open|' .. epoch .. '|' .. (untilms - now) .. '|' .. ARGV[2])
+return epoch
+`)
+
+// closeScript records that an instance's probes succeeded and publishes it.
+// Returns the new epoch. ARGV: origin.
+var closeScript = redis.NewScript(`
+local base = KEYS[1]
+local epoch = (tonumber(redis.call('HGET', base .. ':state', 'epoch')) or 0) + 1
+redis.call('HSET', base .. ':state', 'state', 'closed', 'until', 0, 'epoch', epoch, 'origin', ARGV[1])
+redis.call('PUBLISH', base .. ':events', 'closed|' .. epoch .. '|0|' .. ARGV[1])
+return epoch
+`)

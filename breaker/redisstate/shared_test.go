@@ -1,0 +1,379 @@
+package redisstate_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/sony/gobreaker/v2"
+	"go.uber.org/goleak"
+
+	"github.com/sadpath/sadpath/breaker"
+	"github.com/sadpath/sadpath/breaker/redisstate"
+	"github.com/sadpath/sadpath/contract"
+	"github.com/sadpath/sadpath/internal/testenv"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var errDown = contract.New(contract.KindUnavailable, "dep", "down")
+
+// roundTrips counts the commands and pipelines a client sends: one each is a
+// network round trip.
+type roundTrips struct{ n atomic.Int64 }
+
+func (r *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (r *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error { r.n.Add(1); return next(ctx, cmd) }
+}
+func (r *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error { r.n.Add(1); return next(ctx, cmds) }
+}
+
+func client(t *testing.T) (*redis.Client, *roundTrips) {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
+	rt := &roundTrips{}
+	c.AddHook(rt)
+	t.Cleanup(func() { c.Close() })
+	if err := c.Ping(context.Background()).Err(); err != nil {
+		t.Fatalf("redis: %v", err)
+	}
+	return c, rt
+}
+
+// uniqueName keeps tests of this and other packages apart in the shared Redis.
+func uniqueName(t *testing.T) string {
+	var r [6]byte
+	_, _ = rand.Read(r[:])
+	return "t-" + t.Name() + "-" + hex.EncodeToString(r[:])
+}
+
+const testPrefix = "sadpath-test:breaker:"
+
+func newShared(t *testing.T, c redis.UniversalClient, name, id string, bc breaker.Config) *redisstate.Shared {
+	t.Helper()
+	bc.Name = name
+	bc.DisableMetrics = true
+	if bc.Window == 0 {
+		bc.Window = time.Minute
+	}
+	s, err := redisstate.New(redisstate.Config{Client: c, Breaker: bc, Prefix: testPrefix,
+		SyncInterval: 50 * time.Millisecond, InstanceID: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func fail(b *breaker.Breaker) error {
+	return b.Execute(context.Background(), func(context.Context) error { return errDown })
+}
+
+func ok(b *breaker.Breaker) error {
+	return b.Execute(context.Background(), func(context.Context) error { return nil })
+}
+
+func TestTwoInstancesSeeEachOthersTripsAndRecovery(t *testing.T) {
+	c, _ := client(t)
+	name := uniqueName(t)
+	cfg := breaker.Config{MinCalls: 4, OpenTimeout: 300 * time.Millisecond, MaxOpenTimeout: 300 * time.Millisecond, HalfOpenProbes: 1}
+	a := newShared(t, c, name, "a", cfg)
+	b := newShared(t, c, name, "b", cfg)
+	time.Sleep(100 * time.Millisecond) // both subscribed
+
+	for range 4 {
+		_ = fail(a.Breaker())
+	}
+	if st := a.Breaker().State(); st != breaker.StateOpen {
+		t.Fatalf("a: %v", st)
+	}
+	eventually(t, "b sees a's trip", func() bool { return b.Breaker().State() == breaker.StateOpen })
+	var ran bool
+	err := b.Breaker().Execute(context.Background(), func(context.Context) error { ran = true; return nil })
+	if ran || !errors.Is(err, breaker.ErrOpen) {
+		t.Fatalf("b let a call through: %v", err)
+	}
+	if ra := b.Breaker().RetryAfter(); ra <= 0 || ra > 300*time.Millisecond {
+		t.Fatalf("b RetryAfter %v", ra)
+	}
+	// a recovers (probe succeeds); b follows by probing.
+	eventually(t, "a's open delay ends", func() bool { return a.Breaker().State() == breaker.StateHalfOpen })
+	if err := ok(a.Breaker()); err != nil {
+		t.Fatal(err)
+	}
+	if st := a.Breaker().State(); st != breaker.StateClosed {
+		t.Fatalf("a after probe: %v", st)
+	}
+	eventually(t, "b half-open or closed", func() bool { return b.Breaker().State() != breaker.StateOpen })
+	if err := ok(b.Breaker()); err != nil {
+		t.Fatal(err)
+	}
+	if st := b.Breaker().State(); st != breaker.StateClosed {
+		t.Fatalf("b after probe: %v", st)
+	}
+	// And the other way round: b trips, a follows.
+	for range 4 {
+		_ = fail(b.Breaker())
+	}
+	eventually(t, "a sees b's trip", func() bool { return a.Breaker().State() == breaker.StateOpen })
+}
+
+func TestSharedWindowTripsWhatNoInstanceSeesAlone(t *testing.T) {
+	c, _ := client(t)
+	name := uniqueName(t)
+	cfg := breaker.Config{MinCalls: 10, FailureRatio: 0.5, OpenTimeout: time.Minute}
+	a := newShared(t, c, name, "a", cfg)
+	b := newShared(t, c, name, "b", cfg)
+	for range 6 { // 6 < MinCalls on each instance
+		_ = fail(a.Breaker())
+		_ = fail(b.Breaker())
+	}
+	if a.Breaker().State() != breaker.StateClosed || b.Breaker().State() != breaker.StateClosed {
+		t.Fatal("an instance tripped on its own counts")
+	}
+	eventually(t, "both trip on the shared window", func() bool {
+		return a.Breaker().State() == breaker.StateOpen && b.Breaker().State() == breaker.StateOpen
+	})
+}
+
+func TestClosedPathRoundTripsPerCall(t *testing.T) {
+	c, rt := client(t)
+	s := newShared(t, c, uniqueName(t), "a", breaker.Config{MinCalls: 1000})
+	time.Sleep(100 * time.Millisecond)
+	const calls = 20000
+	before := rt.n.Load()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range calls / 4 {
+				if err := ok(s.Breaker()); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	time.Sleep(120 * time.Millisecond) // let a last merge happen
+	n := rt.n.Load() - before
+	perCall := float64(n) / calls
+	t.Logf("ours: %d Redis round trips for %d closed-state calls in %v: %.4f per call", n, calls, time.Since(start), perCall)
+	if perCall > 1 {
+		t.Fatalf("%.3f round trips per call, want <= 1", perCall)
+	}
+	if n == 0 {
+		t.Fatal("no merge reached Redis: counts are not shared")
+	}
+}
+
+// gobreaker's own distributed breaker on the same Redis, for comparison.
+func TestGobreakerDistributedRoundTripsPerCall(t *testing.T) {
+	c, rt := client(t)
+	store := redisstate.NewGobreakerStore(c, time.Second)
+	dcb, err := gobreaker.NewDistributedCircuitBreaker[int](store, gobreaker.Settings{Name: testPrefix + uniqueName(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const calls = 200
+	before := rt.n.Load()
+	for range calls {
+		if _, err := dcb.Execute(func() (int, error) { return 1, nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	perCall := float64(rt.n.Load()-before) / calls
+	t.Logf("gobreaker DistributedCircuitBreaker: %.2f Redis round trips per closed-state call (lock held across the call)", perCall)
+	if perCall < 4 {
+		t.Fatalf("expected gobreaker's get+lock+set+unlock per call, measured %.2f", perCall)
+	}
+	// The lock really is held while the function runs.
+	held := false
+	_, _ = dcb.Execute(func() (int, error) {
+		n, _ := c.Exists(context.Background(), "gobreaker:mutex:"+dcb.Name()).Result()
+		held = n == 1
+		return 0, nil
+	})
+	if !held {
+		t.Fatal("expected gobreaker to hold its lock during the call")
+	}
+}
+
+// A Redis that accepts connections and never answers: every call must still
+// go through the local breaker without waiting, and it still trips locally.
+func TestRedisUnreachableFailsOpenWithoutBlocking(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns sync.WaitGroup
+	var mu sync.Mutex
+	var open []net.Conn
+	conns.Add(1)
+	go func() {
+		defer conns.Done()
+		for {
+			cn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			open = append(open, cn) // never answered
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		ln.Close()
+		conns.Wait()
+		mu.Lock()
+		for _, cn := range open {
+			cn.Close()
+		}
+		mu.Unlock()
+	}()
+	c := redis.NewClient(&redis.Options{Addr: ln.Addr().String(), MaxRetries: -1, ReadTimeout: 200 * time.Millisecond,
+		WriteTimeout: 200 * time.Millisecond, DialTimeout: 200 * time.Millisecond})
+	defer c.Close()
+	var logs bytes.Buffer
+	var logMu sync.Mutex
+	s, err := redisstate.New(redisstate.Config{Client: c, Prefix: testPrefix, SyncInterval: 20 * time.Millisecond,
+		Timeout: 100 * time.Millisecond,
+		Breaker: breaker.Config{Name: "down", MinCalls: 5, DisableMetrics: true, Window: time.Minute,
+			Logger: slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logs}, nil))}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 10000 {
+			_ = ok(s.Breaker())
+		}
+		for range 10 {
+			_ = fail(s.Breaker())
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second): // a call that waited on Redis would take >= 100ms each
+		t.Fatal("calls blocked on an unreachable Redis")
+	}
+	// 10 failures after 10000 successes: 10/10010 < 0.5, closed; now fail alone.
+	b2 := s.Breaker()
+	if b2.State() != breaker.StateClosed {
+		t.Fatalf("state %v", b2.State())
+	}
+	eventually(t, "the unreachable store is logged", func() bool {
+		logMu.Lock()
+		defer logMu.Unlock()
+		return strings.Contains(logs.String(), "breaker running locally: shared state unavailable")
+	})
+	// The local breaker still trips on its own.
+	bb := newLocalOnlyTrip(t, c)
+	if bb.State() != breaker.StateOpen {
+		t.Fatalf("local trip with Redis down: %v", bb.State())
+	}
+}
+
+func newLocalOnlyTrip(t *testing.T, c redis.UniversalClient) *breaker.Breaker {
+	s, err := redisstate.New(redisstate.Config{Client: c, Prefix: testPrefix, Timeout: 50 * time.Millisecond,
+		Breaker: breaker.Config{Name: "down2", MinCalls: 3, DisableMetrics: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	for range 3 {
+		_ = fail(s.Breaker())
+	}
+	return s.Breaker()
+}
+
+func TestHostileMessagesAreIgnored(t *testing.T) {
+	c, _ := client(t)
+	name := uniqueName(t)
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	s, err := redisstate.New(redisstate.Config{Client: c, Prefix: testPrefix, SyncInterval: time.Hour,
+		Breaker: breaker.Config{Name: name, DisableMetrics: true,
+			Logger: slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	time.Sleep(100 * time.Millisecond)
+	channel := testPrefix + "{" + name + "}:events"
+	for _, m := range []string{"", "open", "open|x|1|a", "open|1|-5|a", "open|1|0|a", "half|1|1|a",
+		"open|1|99999999999999|a", strings.Repeat("z", 10000)} {
+		if err := c.Publish(context.Background(), channel, m).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A valid one last: once it applied, the bad ones were read before it.
+	if err := c.Publish(context.Background(), channel, "open|1000000|60000|peer").Err(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the valid message applies", func() bool { return s.Breaker().State() == breaker.StateOpen })
+	mu.Lock()
+	defer mu.Unlock()
+	if n := strings.Count(logs.String(), `msg="breaker ignored shared message"`); n != 8 {
+		t.Fatalf("%d bad messages logged, want 8:\n%s", n, logs.String())
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func TestConfigValidation(t *testing.T) {
+	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	defer c.Close()
+	for _, tc := range []struct {
+		cfg   redisstate.Config
+		field string
+	}{
+		{redisstate.Config{Breaker: breaker.Config{Name: "x"}}, "Config.Client"},
+		{redisstate.Config{Client: c, SyncInterval: -1, Breaker: breaker.Config{Name: "x"}}, "Config.SyncInterval"},
+		{redisstate.Config{Client: c, Timeout: -1, Breaker: breaker.Config{Name: "x"}}, "Config.Timeout"},
+		{redisstate.Config{Client: c, InstanceID: "a|b", Breaker: breaker.Config{Name: "x"}}, "Config.InstanceID"},
+		{redisstate.Config{Client: c}, "Config.Name"},
+		{redisstate.Config{Client: c, Breaker: breaker.Config{Name: "x", FailureRatio: 2}}, "Config.FailureRatio"},
+	} {
+		_, err := redisstate.New(tc.cfg)
+		if !errors.Is(err, contract.ErrInvalid) || !strings.Contains(err.Error(), tc.field) {
+			t.Errorf("want invalid %s, got %v", tc.field, err)
+		}
+	}
+}
