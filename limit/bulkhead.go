@@ -53,9 +53,11 @@ type BulkheadConfig struct {
 // goroutines, never an unbounded pile.
 //
 // Use Do to run a function in a slot, or Acquire and Release around code
-// that cannot be wrapped. Waiters are served in arrival order, but a call
-// arriving when a slot is free takes it without queueing (as sync.Mutex
-// lets a new locker barge), which keeps the uncontended path lock free.
+// that cannot be wrapped. Waiters are served strictly in arrival order:
+// while any call waits, a newcomer queues behind it even if a slot is being
+// freed, and a releasing call hands its slot straight to the first waiter.
+// When nobody waits, acquiring and releasing touch one atomic counter and
+// no lock.
 //
 // A Bulkhead is safe for concurrent use. Create one with NewBulkhead; the
 // zero value is not usable.
@@ -148,7 +150,9 @@ func (b *Bulkhead) Acquire(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return ctxError(b.name, err)
 	}
-	if b.tryAcquire() {
+	// While anyone waits, newcomers queue behind them (no barging), so a
+	// waiter is never starved into a timeout by later arrivals.
+	if b.waiters.Load() == 0 && b.tryAcquire() {
 		return nil
 	}
 	return b.acquireSlow(ctx)
@@ -177,7 +181,7 @@ func (b *Bulkhead) acquireSlow(ctx context.Context) error {
 	// inflight before it reads waiters, so either it sees us and hands its
 	// slot over, or we see its slot free here.
 	b.waiters.Add(1)
-	if b.tryAcquire() {
+	if b.head == nil && b.tryAcquire() {
 		b.waiters.Add(-1)
 		b.mu.Unlock()
 		return nil

@@ -458,3 +458,43 @@ func TestBulkheadNoLoggerNoLogs(t *testing.T) {
 		t.Errorf("message = %q", got)
 	}
 }
+
+// TestBulkheadNoBarging freezes a Release between its two halves (slot
+// counted free, hand-off not yet done) and checks that a newcomer queues
+// behind the waiter instead of taking the free slot.
+func TestBulkheadNoBarging(t *testing.T) {
+	clk := limittest.NewClock(epoch)
+	b, _ := NewBulkhead(BulkheadConfig{MaxConcurrent: 1, MaxWaiting: 2, MaxWait: time.Hour, Clock: clk})
+	ctx := context.Background()
+	if err := b.Acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	first := make(chan error, 1)
+	go func() { first <- b.Acquire(ctx) }()
+	clk.BlockUntilTimers(1)
+
+	b.inflight.Add(-1) // first half of Release: the slot is free, the waiter not yet served
+	second := make(chan error, 1)
+	go func() { second <- b.Acquire(ctx) }()
+	clk.BlockUntilTimers(2) // the newcomer queued instead of barging
+	if b.InFlight() != 0 || b.Waiting() != 2 {
+		t.Fatalf("InFlight %d Waiting %d, want 0 2", b.InFlight(), b.Waiting())
+	}
+	b.handOff() // second half of Release
+	if err := <-first; err != nil {
+		t.Fatalf("first waiter: %v", err)
+	}
+	select {
+	case err := <-second:
+		t.Fatalf("newcomer got in ahead of its turn: %v", err)
+	default:
+	}
+	b.Release()
+	if err := <-second; err != nil {
+		t.Fatal(err)
+	}
+	b.Release()
+	if b.InFlight() != 0 || b.Waiting() != 0 {
+		t.Fatalf("InFlight %d Waiting %d", b.InFlight(), b.Waiting())
+	}
+}
