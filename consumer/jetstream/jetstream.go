@@ -76,20 +76,22 @@ func New(cfg Config) (*Adapter, error) {
 	return a, nil
 }
 
-// Run pulls and handles messages until ctx is done, then returns nil.
+// Run pulls and handles messages until ctx is done, then returns nil. It
+// notices ctx within MaxWait: a pull in flight is not abandoned.
 // Failed pulls (server unavailable) are logged and retried after MaxWait;
 // Run returns an error only when the consumer no longer exists.
 func (a *Adapter) Run(ctx context.Context) error {
 	for ctx.Err() == nil {
-		fctx, cancel := context.WithTimeout(ctx, a.maxWait)
-		batch, err := a.pull.Fetch(a.batch, js.FetchContext(fctx))
+		// The server ends the pull after MaxWait: no message is sent to a
+		// pull the client has already given up on (a client-side timeout
+		// would strand those until their ack wait expires).
+		batch, err := a.pull.Fetch(a.batch, js.FetchMaxWait(a.maxWait))
 		if err == nil {
 			for msg := range batch.Messages() {
 				a.handle(ctx, msg)
 			}
 			err = batch.Error()
 		}
-		cancel()
 		a.c.Sweep(ctx)
 		switch {
 		case err == nil, ctx.Err() != nil, errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
