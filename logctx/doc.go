@@ -100,7 +100,10 @@ Handler rewrites attributes before passing them on:
     turns this off.
   - Containers: [net/http.Header], map[string][]string, [net/url.Values]
     and map[string]string are redacted key by key (a copy: the caller's map
-    is untouched); a [*net/url.URL] with a password is written redacted.
+    is untouched); a [*net/http.Request] is written as method, path (no
+    query) and redacted headers, a [*net/http.Response] as status and
+    redacted headers; a [*net/url.URL] with a password is written
+    redacted.
   - Groups are walked recursively; attributes given to WithAttrs are
     redacted once, when the logger is made; attributes from [With] on
     every record.

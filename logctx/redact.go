@@ -175,7 +175,8 @@ func (r *redactor) group(as []slog.Attr) ([]slog.Attr, bool) {
 }
 
 // any redacts the well-known container types that carry secrets: header
-// maps (Authorization, Cookie), URLs with a password, and card numbers in
+// maps (Authorization, Cookie), requests and responses (as method, path,
+// status and redacted headers), URLs with a password, and card numbers in
 // error texts. Other KindAny values are passed on as they are: give types
 // that hold secrets a LogValue method.
 func (r *redactor) any(v any) (slog.Value, bool) {
@@ -203,6 +204,19 @@ func (r *redactor) any(v any) (slog.Value, bool) {
 				return slog.AnyValue(c), true
 			}
 		}
+	case *http.Request:
+		// A text handler would print the whole struct, headers included.
+		if x != nil {
+			return r.request(x), true
+		}
+	case *http.Response:
+		if x != nil {
+			h, _ := r.header(x.Header)
+			if h == nil {
+				h = x.Header
+			}
+			return slog.GroupValue(slog.Int("status", x.StatusCode), slog.Any("header", http.Header(h))), true
+		}
 	case *url.URL:
 		if x != nil && x.User != nil {
 			if _, ok := x.User.Password(); ok {
@@ -217,6 +231,20 @@ func (r *redactor) any(v any) (slog.Value, bool) {
 		}
 	}
 	return slog.Value{}, false
+}
+
+// request writes a request as method, path and redacted headers; the query
+// is left out, as it may carry tokens.
+func (r *redactor) request(req *http.Request) slog.Value {
+	path := ""
+	if req.URL != nil {
+		path = req.URL.Path
+	}
+	h, _ := r.header(req.Header)
+	if h == nil {
+		h = req.Header
+	}
+	return slog.GroupValue(slog.String("method", req.Method), slog.String("path", path), slog.Any("header", http.Header(h)))
 }
 
 func (r *redactor) value(k, v string) string {

@@ -318,3 +318,31 @@ func luhnString(s string) bool {
 	}
 	return luhn(b)
 }
+
+func TestRedactRequestResponse(t *testing.T) {
+	for name, mk := range map[string]func(*bytes.Buffer) slog.Handler{
+		"json": func(b *bytes.Buffer) slog.Handler { return slog.NewJSONHandler(b, nil) },
+		"text": func(b *bytes.Buffer) slog.Handler { return slog.NewTextHandler(b, nil) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			var buf bytes.Buffer
+			l := slog.New(mustHandler(t, HandlerConfig{Next: mk(&buf)}))
+			req, _ := http.NewRequest("POST", "https://api.example.com/pay?token=query-secret", nil)
+			req.Header.Set("Authorization", "Bearer req-secret")
+			req.Header.Set("Accept", "application/json")
+			resp := &http.Response{StatusCode: 502, Header: http.Header{"Set-Cookie": {"sid=resp-secret"}}}
+			l.Info("m", "req", req, "resp", resp)
+			out := buf.String()
+			for _, leak := range []string{"query-secret", "req-secret", "resp-secret"} {
+				if strings.Contains(out, leak) {
+					t.Errorf("%q leaked: %s", leak, out)
+				}
+			}
+			for _, keep := range []string{"POST", "/pay", "application/json", "502"} {
+				if !strings.Contains(out, keep) {
+					t.Errorf("%q lost: %s", keep, out)
+				}
+			}
+		})
+	}
+}
