@@ -16,6 +16,7 @@ import (
 	tnoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/sadpath/sadpath/contract"
+	"github.com/sadpath/sadpath/logctx"
 	"github.com/sadpath/sadpath/retry"
 )
 
@@ -42,8 +43,14 @@ func (s *logSink) Write(p []byte) (int, error) {
 	return s.buf.Write(p)
 }
 
+// logger logs JSON through a logctx.Handler, so the context's coordinates
+// are on every record.
 func (s *logSink) logger() *slog.Logger {
-	return slog.New(slog.NewJSONHandler(s, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	h, err := logctx.NewHandler(logctx.HandlerConfig{Next: slog.NewJSONHandler(s, &slog.HandlerOptions{Level: slog.LevelDebug})})
+	if err != nil {
+		panic(err)
+	}
+	return slog.New(h)
 }
 
 func (s *logSink) records(t *testing.T) []map[string]any {

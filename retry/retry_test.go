@@ -443,6 +443,7 @@ func TestLogsAndTelemetry(t *testing.T) {
 	})
 	span := &recordingSpan{}
 	ctx := logctx.WithCorrelationID(context.Background(), "corr-1")
+	ctx = logctx.WithOperation(ctx, "ledger.post")
 	ctx = trace.ContextWithSpan(ctx, span)
 	_, err := retry.Do(ctx, p, func(context.Context) (int, error) { return 0, unavailable() })
 	if !errors.Is(err, retry.StopAttempts) {
@@ -454,11 +455,13 @@ func TestLogsAndTelemetry(t *testing.T) {
 	}
 	for i, r := range recs[:2] {
 		if r["msg"] != "retrying" || r[logctx.KeyDecision] != "retrying" || r[logctx.KeyReason] != "unavailable" ||
-			r["attempt"] != float64(i+1) || r[logctx.KeyDependency] != "ledger" || r["delay"] != float64(100*time.Millisecond) {
+			r["attempt"] != float64(i+1) || r[logctx.KeyDependency] != "ledger" || r["delay"] != float64(100*time.Millisecond) ||
+			r[logctx.KeyCorrelationID] != "corr-1" || r[logctx.KeyOperation] != "ledger.post" {
 			t.Errorf("record %d = %v", i, r)
 		}
 	}
-	if r := recs[2]; r["msg"] != "gave up retrying" || r["level"] != "WARN" || r[logctx.KeyReason] != "attempts exhausted" || r["attempts"] != float64(3) {
+	if r := recs[2]; r["msg"] != "gave up retrying" || r["level"] != "WARN" || r[logctx.KeyReason] != "attempts exhausted" ||
+		r["attempts"] != float64(3) || r[logctx.KeyCorrelationID] != "corr-1" {
 		t.Errorf("give-up record = %v", r)
 	}
 	if len(hooked) != 2 || hooked[0] != 1 || hooked[1] != 2 {

@@ -407,3 +407,29 @@ func TestTransportRealServer(t *testing.T) {
 		t.Errorf("sleeps = %v, want [1s 1s] from Retry-After", got)
 	}
 }
+
+func TestTransportNeverLogsTheKey(t *testing.T) {
+	clk := retrytest.NewClock()
+	sink := &logSink{}
+	base := &scripted{steps: []step{{status: 503}, {status: 429}, {status: 503}}}
+	tr := newTransport(t, base, clk, retry.TransportConfig{}, retry.Config{Logger: sink.logger(), MaxAttempts: 3, Name: "psp"})
+	req, _ := http.NewRequest(http.MethodPost, "http://dep.test/pay?token=tok_live_abc", strings.NewReader(`{"card":"4111111111111111"}`))
+	req.Header.Set("Idempotency-Key", "idem-secret-7f3a")
+	resp, err := tr.RoundTrip(req)
+	if err != nil || resp.StatusCode != 503 {
+		t.Fatalf("got %v, %v", resp, err)
+	}
+	resp.Body.Close()
+	recs := sink.records(t)
+	if len(recs) != 3 {
+		t.Fatalf("%d records, want 2 retries and a give-up", len(recs))
+	}
+	sink.mu.Lock()
+	out := sink.buf.String()
+	sink.mu.Unlock()
+	for _, secret := range []string{"idem-secret-7f3a", "tok_live_abc", "4111111111111111"} {
+		if strings.Contains(out, secret) {
+			t.Errorf("log output contains %q:\n%s", secret, out)
+		}
+	}
+}
