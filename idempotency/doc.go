@@ -33,9 +33,9 @@
 // A lease is crash recovery: if the owner dies, its lease expires and the
 // next claimer wins with a larger token. The late owner, should it wake up,
 // cannot overwrite, release or renew anything (ErrLeaseLost). Tokens
-// increase strictly per key and are exported (Claim.Token), so a
-// downstream write can carry the token and reject a stale holder — the
-// fencing that a lease alone cannot give.
+// increase strictly per key and are exported (Claim.Token, and Token(ctx)
+// inside the operation), so a downstream write can carry the token and
+// reject a stale holder — the fencing that a lease alone cannot give.
 //
 // Records, with their results, are kept for Config.Retention (default
 // 24 h): that is the window in which duplicates are recognised. Lease

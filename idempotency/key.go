@@ -26,7 +26,15 @@ func ParseKey(v string, maxLen int, strict bool) (string, error) {
 		return "", invalidKey("too long")
 	}
 	var key string
-	if strings.HasPrefix(v, `"`) {
+	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' && !strings.ContainsAny(v[1:len(v)-1], "\\\"") {
+		// The common case, no escapes: the key is a substring, no copy.
+		for i := 1; i < len(v)-1; i++ {
+			if c := v[i]; c < 0x20 || c > 0x7e {
+				return "", invalidKey("not printable ASCII")
+			}
+		}
+		key = v[1 : len(v)-1]
+	} else if strings.HasPrefix(v, `"`) {
 		var b strings.Builder
 		closed := false
 		for i := 1; i < len(v); i++ {

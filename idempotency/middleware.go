@@ -3,12 +3,16 @@ package idempotency
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sadpath/sadpath/contract"
@@ -216,16 +220,18 @@ func (m *Middleware) Wrap(next http.Handler) http.Handler {
 			writeProblem(w, r, 0, err)
 			return
 		}
-		body, err := readBody(r, m.maxBody)
+		buf, err := readBody(r, m.maxBody)
 		if err != nil {
 			writeProblem(w, r, 0, err)
 			return
 		}
-		fp := m.fingerprint(r, body)
+		defer bufPool.Put(buf)
+		fp := m.fingerprint(r, buf.Bytes())
 
 		var rec *recorder
 		res, replayed, err := m.ex.run(r.Context(), Key{Scope: scope, Key: key}, fp, func(ctx context.Context) (Result, bool, error) {
 			rec = &recorder{w: w, limit: m.maxResp, replay: m.replay}
+			body := bytes.Clone(buf.Bytes()) // the handler may keep it; the buffer goes back to the pool
 			r2 := r.WithContext(ctx)
 			r2.Body = io.NopCloser(bytes.NewReader(body))
 			r2.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
@@ -275,36 +281,67 @@ func (m *Middleware) outcome(ctx context.Context, rec *recorder) (Result, bool, 
 	return Result{StatusCode: rec.status, Header: rec.header, Body: rec.buf}, true, nil
 }
 
+// fingerprint is Fingerprint(method, target, "Name:v1\x00v2" per
+// fingerprinted header, body), where target is the escaped path plus "?"
+// and the raw query when there is one. It frames into a pooled buffer and
+// hashes once, so the replay path allocates only the hex string.
 func (m *Middleware) fingerprint(r *http.Request, body []byte) string {
-	target := r.URL.EscapedPath()
+	b := bufPool.Get().(*bytes.Buffer)
+	b.Reset()
+	var n [8]byte
+	part := func(ss ...string) {
+		l := 0
+		for _, s := range ss {
+			l += len(s)
+		}
+		binary.BigEndian.PutUint64(n[:], uint64(l))
+		b.Write(n[:])
+		for _, s := range ss {
+			b.WriteString(s)
+		}
+	}
+	part(r.Method)
 	if r.URL.RawQuery != "" {
-		target += "?" + r.URL.RawQuery
+		part(r.URL.EscapedPath(), "?", r.URL.RawQuery)
+	} else {
+		part(r.URL.EscapedPath())
 	}
-	parts := make([][]byte, 0, 3+len(m.fpHeaders))
-	parts = append(parts, []byte(r.Method), []byte(target))
 	for _, h := range m.fpHeaders {
-		parts = append(parts, []byte(h+":"+strings.Join(r.Header[h], "\x00")))
+		part(h+":", strings.Join(r.Header[h], "\x00"))
 	}
-	parts = append(parts, body)
-	return Fingerprint(parts...)
+	binary.BigEndian.PutUint64(n[:], uint64(len(body)))
+	b.Write(n[:])
+	b.Write(body)
+	sum := sha256.Sum256(b.Bytes())
+	bufPool.Put(b)
+	return hex.EncodeToString(sum[:])
 }
 
-func readBody(r *http.Request, limit int64) ([]byte, error) {
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// readBody reads the request body, up to limit, into a pooled buffer the
+// caller must return to bufPool.
+func readBody(r *http.Request, limit int64) (*bytes.Buffer, error) {
+	buf := bufPool.Get().(*bytes.Buffer)
+	buf.Reset()
 	if r.Body == nil || r.Body == http.NoBody {
-		return nil, nil
+		return buf, nil
 	}
 	if r.ContentLength > limit {
+		bufPool.Put(buf)
 		return nil, tooLarge(limit)
 	}
-	b, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	_, err := buf.ReadFrom(io.LimitReader(r.Body, limit+1))
 	_ = r.Body.Close()
 	if err != nil {
+		bufPool.Put(buf)
 		return nil, contract.Wrap(contract.KindInvalid, "idempotency.http", err).WithCode("idempotency.body_unreadable")
 	}
-	if int64(len(b)) > limit {
+	if int64(buf.Len()) > limit {
+		bufPool.Put(buf)
 		return nil, tooLarge(limit)
 	}
-	return b, nil
+	return buf, nil
 }
 
 func tooLarge(limit int64) error {
@@ -312,12 +349,15 @@ func tooLarge(limit int64) error {
 		"request body larger than "+strconv.FormatInt(limit, 10)+" bytes").WithCode("idempotency.body_too_large")
 }
 
+// replayedTrue is shared by every replay: header values are not modified in place.
+var replayedTrue = []string{"true"}
+
 func writeReplay(w http.ResponseWriter, res Result) {
 	h := w.Header()
 	for k, vs := range res.Header {
 		h[k] = vs
 	}
-	h.Set(HeaderReplayed, "true")
+	h[HeaderReplayed] = replayedTrue
 	status := res.StatusCode
 	if status < 200 || status > 999 {
 		status = http.StatusOK
