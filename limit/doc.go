@@ -20,9 +20,11 @@
 //
 // A Bulkhead admits at most BulkheadConfig.MaxConcurrent calls at once;
 // there is no unlimited setting. When every slot is taken, up to MaxWaiting
-// calls queue (first come, first served) for at most MaxWait and never past
-// their context; the rest are refused immediately. By default nobody waits:
-// a full bulkhead refuses at once.
+// calls queue for at most MaxWait and never past their context; the rest are
+// refused immediately. By default nobody waits: a full bulkhead refuses at
+// once. The queue is strictly first come, first served: while any call
+// waits, newcomers queue behind it, and a released slot goes straight to
+// the first waiter, so later arrivals never starve a waiter into a timeout.
 //
 //	b, err := limit.NewBulkhead(limit.BulkheadConfig{Name: "payments-db", MaxConcurrent: 16, MaxWaiting: 32, MaxWait: 50 * time.Millisecond})
 //	...
@@ -40,9 +42,11 @@
 // waits gets KindCanceled or KindTimeout wrapping the context error; a
 // context that is already done never takes a slot.
 //
-// The uncontended path is lock free: one compare-and-swap to acquire, one
-// atomic add and one load to release, no allocation. The queue has its own
-// mutex that is touched only when the bulkhead is full.
+// The uncontended path is lock free: a load and a compare-and-swap to
+// acquire, an atomic add and a load to release, no allocation. The queue has
+// its own mutex, touched only when the bulkhead is full. The one shared word,
+// the in-flight counter, is what an exact global bound needs; it is not
+// striped, because Release would then have to know its stripe.
 //
 // # Rate limiting
 //
