@@ -41,8 +41,9 @@ type HandlerConfig struct {
 // and passes the record to the wrapped handler. See the package doc for the
 // attribute names, the group semantics and the redaction rules.
 //
-// A Handler is safe for concurrent use; WithAttrs and WithGroup return new
-// Handlers that share its configuration.
+// Make one with NewHandler; the zero Handler has nothing to wrap and must
+// not be used. A Handler is safe for concurrent use; WithAttrs and
+// WithGroup return new Handlers that share its configuration.
 type Handler struct {
 	next   slog.Handler // wrapped handler, with the attrs added before any group
 	red    *redactor

@@ -393,3 +393,34 @@ func TestMiddlewareAndTransportEndToEnd(t *testing.T) {
 	}
 	_ = slog.LevelInfo
 }
+
+func FuzzMiddlewareHeaders(f *testing.F) {
+	f.Add("req-1", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	f.Add("bad\nid", "garbage")
+	f.Add("", "")
+	f.Add(strings.Repeat("a", 200), "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x")
+	mw, err := NewMiddleware(MiddlewareConfig{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, corr, traceparent string) {
+		var seen string
+		h := mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			seen = CorrelationID(r.Context())
+		}))
+		req := httptest.NewRequest("GET", "/", nil)
+		req.Header["X-Correlation-Id"] = []string{corr}
+		req.Header["Traceparent"] = []string{traceparent}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if err := ValidateCorrelationID(seen); err != nil {
+			t.Fatalf("handler saw invalid id %q: %v", seen, err)
+		}
+		if ValidateCorrelationID(corr) == nil && seen != corr {
+			t.Fatalf("valid id %q replaced by %q", corr, seen)
+		}
+		if rec.Header().Get(HeaderCorrelationID) != seen {
+			t.Fatalf("echoed %q, handler saw %q", rec.Header().Get(HeaderCorrelationID), seen)
+		}
+	})
+}
