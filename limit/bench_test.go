@@ -210,3 +210,22 @@ func BenchmarkBaselineIndependentParallel(b *testing.B) {
 		}
 	})
 }
+
+// Memory per tracked key: every op is a new 16-byte key (the limiter holds
+// up to 1<<20), so B/op is what one more key costs, map growth included.
+func BenchmarkKeyedLimiterNewKey(b *testing.B) {
+	k, _ := NewKeyedLimiter(KeyedConfig{Limiter: LimiterConfig{Rate: 1e12, Burst: 1 << 30}, MaxKeys: 1 << 20})
+	keys := make([]string, 1<<20)
+	for i := range keys {
+		keys[i] = "tenant-" + strconv.Itoa(100000000+i)
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if err := k.Take(ctx, keys[i&(1<<20-1)]); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}

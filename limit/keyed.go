@@ -28,7 +28,9 @@ type KeyedConfig struct {
 	Limiter LimiterConfig
 	// MaxKeys bounds the number of keys tracked at once. When a new key
 	// arrives and the limiter is full, the least recently used key is
-	// forgotten. Default DefaultMaxKeys.
+	// forgotten. Default DefaultMaxKeys. Each key costs about 250 bytes
+	// plus the key itself (at most 128 bytes), so the default bounds the
+	// limiter near 4 MB.
 	MaxKeys int
 	// IdleTimeout forgets a key unused for this long. It must be at least
 	// the time a bucket takes to refill (Burst/Rate), so that forgetting an
