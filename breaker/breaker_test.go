@@ -568,7 +568,16 @@ func TestConfigValidation(t *testing.T) {
 			t.Errorf("error %q (detail %q), want it to name %s", err, ce.Detail, c.field)
 		}
 	}
-	if _, err := breaker.New(breaker.Config{Name: "ok", OpenTimeout: time.Duration(1 << 62)}); err != nil {
-		t.Errorf("huge OpenTimeout: %v", err)
+	for _, c := range []breaker.Config{
+		{Name: "n", Window: 1 << 62},
+		{Name: "n", OpenTimeout: 1 << 62},
+		{Name: "n", MaxOpenTimeout: 1 << 62},
+	} {
+		if _, err := breaker.New(c); !errors.Is(err, contract.ErrInvalid) {
+			t.Errorf("huge duration accepted: %+v", c)
+		}
+	}
+	if _, err := breaker.New(breaker.Config{Name: "ok", OpenTimeout: 8760 * time.Hour, Window: 720 * time.Hour}); err != nil {
+		t.Errorf("largest durations: %v", err)
 	}
 }

@@ -46,7 +46,7 @@ type Config struct {
 	Name string
 
 	// Window is the length of the rolling window over which calls are
-	// counted in the closed state. Default 60s.
+	// counted in the closed state. Default 60s; at most 30 days.
 	Window time.Duration
 	// Buckets is the number of buckets the window is divided into; counts
 	// age out one bucket at a time. Default 10; at most 1000.
@@ -64,12 +64,12 @@ type Config struct {
 	SlowCallThreshold time.Duration
 
 	// OpenTimeout is how long the breaker stays open after its first trip
-	// before letting half-open probes through. Default 30s.
+	// before letting half-open probes through. Default 30s; at most a year.
 	OpenTimeout time.Duration
 	// MaxOpenTimeout caps the open delay, which doubles on every
 	// consecutive trip (a failed probe) with jitter. Default
-	// DefaultOpenGrowth × OpenTimeout; set it equal to OpenTimeout for a
-	// constant delay.
+	// DefaultOpenGrowth × OpenTimeout (at most a year); set it equal to
+	// OpenTimeout for a constant delay.
 	MaxOpenTimeout time.Duration
 	// Jitter is the fraction, in [0, 1], by which the open delay of a
 	// repeated trip is randomly shortened (never below OpenTimeout), so
@@ -109,6 +109,13 @@ type Config struct {
 	Rand func() float64
 }
 
+// Bounds that keep gobreaker's window arithmetic and the open deadline far
+// from overflow.
+const (
+	maxWindow = 30 * 24 * time.Hour
+	maxOpen   = 365 * 24 * time.Hour
+)
+
 func invalidField(op, field, rule string, got any) error {
 	e := contract.New(contract.KindInvalid, op,
 		fmt.Sprintf("%s: %s, got %v", field, rule, got)).WithCode(CodeConfigInvalid)
@@ -128,8 +135,8 @@ func (c Config) withDefaults() (Config, error) {
 	if len(c.Name) > 256 {
 		return bad("Name", "must be at most 256 bytes", len(c.Name))
 	}
-	if c.Window < 0 {
-		return bad("Window", "must be >= 0", c.Window)
+	if c.Window < 0 || c.Window > maxWindow {
+		return bad("Window", "must be in [0, 720h]", c.Window)
 	}
 	if c.Window == 0 {
 		c.Window = DefaultWindow
@@ -158,20 +165,17 @@ func (c Config) withDefaults() (Config, error) {
 	if c.SlowCallThreshold < 0 {
 		return bad("SlowCallThreshold", "must be >= 0", c.SlowCallThreshold)
 	}
-	if c.OpenTimeout < 0 {
-		return bad("OpenTimeout", "must be >= 0", c.OpenTimeout)
+	if c.OpenTimeout < 0 || c.OpenTimeout > maxOpen {
+		return bad("OpenTimeout", "must be in [0, 8760h]", c.OpenTimeout)
 	}
 	if c.OpenTimeout == 0 {
 		c.OpenTimeout = DefaultOpenTimeout
 	}
-	if c.MaxOpenTimeout < 0 {
-		return bad("MaxOpenTimeout", "must be >= 0", c.MaxOpenTimeout)
+	if c.MaxOpenTimeout < 0 || c.MaxOpenTimeout > maxOpen {
+		return bad("MaxOpenTimeout", "must be in [0, 8760h]", c.MaxOpenTimeout)
 	}
 	if c.MaxOpenTimeout == 0 {
-		c.MaxOpenTimeout = DefaultOpenGrowth * c.OpenTimeout
-		if c.MaxOpenTimeout/DefaultOpenGrowth != c.OpenTimeout { // overflow
-			c.MaxOpenTimeout = math.MaxInt64
-		}
+		c.MaxOpenTimeout = min(DefaultOpenGrowth*c.OpenTimeout, maxOpen)
 	}
 	if c.MaxOpenTimeout < c.OpenTimeout {
 		return bad("MaxOpenTimeout", "must be >= OpenTimeout", c.MaxOpenTimeout)

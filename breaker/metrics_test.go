@@ -1,0 +1,122 @@
+package breaker_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/embedded"
+	"go.opentelemetry.io/otel/metric/noop"
+
+	"github.com/sadpath/sadpath/breaker"
+)
+
+// recorder is a minimal MeterProvider that sums counters by name and
+// attributes and runs registered callbacks on demand.
+type recorder struct {
+	noop.MeterProvider
+	mu        sync.Mutex
+	sums      map[string]int64
+	callbacks []metric.Callback
+}
+
+func (r *recorder) Meter(string, ...metric.MeterOption) metric.Meter { return &recMeter{r: r} }
+
+type recMeter struct {
+	noop.Meter
+	r *recorder
+}
+
+func (m *recMeter) Int64Counter(name string, _ ...metric.Int64CounterOption) (metric.Int64Counter, error) {
+	return &recCounter{name: name, r: m.r}, nil
+}
+
+func (m *recMeter) RegisterCallback(f metric.Callback, _ ...metric.Observable) (metric.Registration, error) {
+	m.r.mu.Lock()
+	m.r.callbacks = append(m.r.callbacks, f)
+	m.r.mu.Unlock()
+	return noop.Registration{}, nil
+}
+
+type recCounter struct {
+	noop.Int64Counter
+	name string
+	r    *recorder
+}
+
+func (c *recCounter) Add(_ context.Context, v int64, opts ...metric.AddOption) {
+	set := metric.NewAddConfig(opts).Attributes()
+	key := c.name + "{" + set.Encoded(attribute.DefaultEncoder()) + "}"
+	c.r.mu.Lock()
+	c.r.sums[key] += v
+	c.r.mu.Unlock()
+}
+
+type recObserver struct {
+	embedded.Observer
+	r *recorder
+}
+
+func (o recObserver) ObserveFloat64(metric.Float64Observable, float64, ...metric.ObserveOption) {}
+func (o recObserver) ObserveInt64(_ metric.Int64Observable, v int64, opts ...metric.ObserveOption) {
+	set := metric.NewObserveConfig(opts).Attributes()
+	o.r.sums["state{"+set.Encoded(attribute.DefaultEncoder())+"}"] = v
+}
+
+func (r *recorder) collect() map[string]int64 {
+	r.mu.Lock()
+	cbs := r.callbacks
+	r.mu.Unlock()
+	for _, cb := range cbs {
+		r.mu.Lock()
+		_ = cb(context.Background(), recObserver{r: r})
+		r.mu.Unlock()
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]int64, len(r.sums))
+	for k, v := range r.sums {
+		out[k] = v
+	}
+	return out
+}
+
+func TestMetrics(t *testing.T) {
+	rec := &recorder{sums: map[string]int64{}}
+	clock := newClock()
+	b, err := breaker.New(breaker.Config{Name: "pay", MeterProvider: rec, Clock: clock, MinCalls: 3, FailureRatio: 1,
+		SlowCallThreshold: time.Second, Window: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	_ = b.Execute(ctx, func(context.Context) error { return nil })
+	_ = b.Execute(ctx, func(context.Context) error { clock.Advance(2 * time.Second); return nil })
+	_ = b.Execute(ctx, func(context.Context) error { return errDown })
+	_ = b.Execute(ctx, func(context.Context) error { return context.Canceled })
+	_ = b.Execute(ctx, func(context.Context) error { return errDown })
+	m := rec.collect()
+	want := map[string]int64{
+		"sadpath.breaker.calls{breaker.name=pay,outcome=success}": 1,
+		"sadpath.breaker.calls{breaker.name=pay,outcome=slow}":    1,
+		"sadpath.breaker.calls{breaker.name=pay,outcome=failure}": 2,
+		"sadpath.breaker.calls{breaker.name=pay,outcome=ignored}": 1,
+		"state{breaker.name=pay}":                                 int64(breaker.StateClosed),
+	}
+	for k, v := range want {
+		if m[k] != v {
+			t.Errorf("%s = %d, want %d (all: %v)", k, m[k], v, m)
+		}
+	}
+	b.Trip(ctx, time.Minute, "test")
+	_ = b.Execute(ctx, func(context.Context) error { return nil })
+	m = rec.collect()
+	if m["sadpath.breaker.calls{breaker.name=pay,outcome=rejected}"] != 1 ||
+		m["sadpath.breaker.transitions{breaker.name=pay,from=closed,to=open}"] != 1 ||
+		m["state{breaker.name=pay}"] != int64(breaker.StateOpen) {
+		t.Errorf("after trip: %v", m)
+	}
+}
