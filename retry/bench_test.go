@@ -3,9 +3,9 @@ package retry_test
 import (
 	"context"
 	"hash/crc32"
-	"runtime"
 	"io"
 	"net/http"
+	"runtime"
 	"testing"
 	"time"
 
