@@ -182,3 +182,15 @@ func BenchmarkHandleOnly(b *testing.B) {
 		_ = h.Handle(ctx, r)
 	}
 }
+
+// BenchmarkDecision logs an enabled decision with one extra attr through the
+// wrapper to the JSON handler.
+func BenchmarkDecision(b *testing.B) {
+	h, _ := NewHandler(HandlerConfig{Next: slog.NewJSONHandler(io.Discard, nil)})
+	l := slog.New(h)
+	ctx := WithOperation(WithCorrelationID(context.Background(), "4bf92f3577b34da6a3ce929d0e0e4736"), "payments.capture")
+	b.ReportAllocs()
+	for b.Loop() {
+		Decision(ctx, l, slog.LevelInfo, "breaker open: failing fast", "5 failures in 10s", slog.String(KeyDependency, "acquirer"))
+	}
+}

@@ -95,7 +95,7 @@ Handler rewrites attributes before passing them on:
   - Card numbers: 13 to 19 digits, contiguous or in groups separated by
     single spaces or dashes, not glued to letters, that pass the Luhn
     check, are masked to their last four digits wherever they appear in a
-    string value, in an error's text and in the message
+    string value, in an error's text, in the message and in the entity id
     ("4111 1111 1111 1111" becomes "**** **** **** 1111"). NoCardScan
     turns this off.
   - Containers: [net/http.Header], map[string][]string, [net/url.Values]

@@ -98,7 +98,14 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 			coords = append(coords, slog.String(KeyEntityKind, c.entityKind))
 		}
 		if c.entityID != "" {
-			coords = append(coords, slog.String(KeyEntityID, c.entityID))
+			// An entity id comes from data, so it could be a card number
+			// by mistake; the other coordinates are names from code or
+			// validated ids.
+			id := c.entityID
+			if h.red.scanPAN {
+				id, _ = maskPANs(id)
+			}
+			coords = append(coords, slog.String(KeyEntityID, id))
 		}
 		for _, a := range c.attrs {
 			a, _ = h.red.attr(a)

@@ -50,7 +50,7 @@ func TestRedactEverywhere(t *testing.T) {
 	// Record attrs, nested groups, logger.With attrs (with and without an
 	// open group), context attrs and the message are all redacted.
 	l, buf := newJSONLogger(t, HandlerConfig{RedactKeys: []string{"X-Tenant-Key"}})
-	ctx := With(context.Background(), slog.String("session", "ctx-secret"))
+	ctx := With(WithEntity(context.Background(), "card", testPAN), slog.String("session", "ctx-secret"))
 	l.With("token", "with-secret").WithGroup("g").With("password", "group-with-secret").
 		InfoContext(ctx, "card "+testPAN+" declined",
 			slog.Group("auth", slog.String("Authorization", "Bearer grp-secret")),
