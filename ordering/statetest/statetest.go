@@ -1,6 +1,3 @@
-// Package statetest is a conformance suite for ordering.State
-// implementations: any State proves it honours the contract documented on
-// ordering.State by passing Run.
 package statetest
 
 import (

@@ -1,0 +1,14 @@
+// Package statetest is a conformance suite for ordering.State
+// implementations, in the manner of testing/fstest.TestFS: any State proves
+// it honours the contract documented on ordering.State by passing Run.
+//
+//	func TestConformance(t *testing.T) {
+//		statetest.Run(t, func(t *testing.T) ordering.State { return newEmptyState(t) })
+//	}
+//
+// Run checks that an unknown subject reads 0, that Advance stores only a
+// greater sequence and nothing when its function fails, that subjects are
+// independent and opaque (any bytes), that concurrent Advance calls on one
+// subject never overlap and never lose an update, and that a canceled
+// context stores nothing. It is used by ordering.Memory and ordering/pgstate.
+package statetest
