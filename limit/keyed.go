@@ -4,6 +4,7 @@ import (
 	"context"
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -43,8 +44,9 @@ type KeyedConfig struct {
 // tenant, client IP), each behaving as a Limiter configured by
 // KeyedConfig.Limiter. Memory is bounded: at most MaxKeys keys are tracked,
 // least recently used first out, keys idle for IdleTimeout are dropped
-// (lazily: when a new key arrives in the same shard), and keys longer than
-// 128 bytes are stored as a 128-bit hash.
+// (lazily, without a background goroutine: each new key evicts idle keys
+// from its own shard and from one other shard in turn), and keys longer
+// than 128 bytes are stored as a 128-bit hash.
 //
 // Forgetting a key is lossless when its bucket had refilled (which
 // IdleTimeout guarantees); a key evicted early because more than MaxKeys
@@ -55,12 +57,13 @@ type KeyedConfig struct {
 // keys rarely contend. A KeyedLimiter is safe for concurrent use; create one
 // with NewKeyedLimiter.
 type KeyedLimiter struct {
-	core   rateCore
-	idle   time.Duration
-	seed1  maphash.Seed
-	seed2  maphash.Seed
-	mask   uint64
-	shards []keyShard
+	core      rateCore
+	idle      time.Duration
+	seed1     maphash.Seed
+	seed2     maphash.Seed
+	mask      uint64
+	sweepNext atomic.Uint64
+	shards    []keyShard
 }
 
 type keyShard struct {
@@ -142,12 +145,36 @@ func (k *KeyedLimiter) Take(ctx context.Context, key string) error {
 		ctx = context.Background()
 	}
 	now := k.core.clock.Now()
-	return k.core.take(ctx, k.bucket(key, now), now)
+	b, created := k.bucket(key, now)
+	if created && len(k.shards) > 1 {
+		k.sweep(now)
+	}
+	return k.core.take(ctx, b, now)
+}
+
+// sweep drops idle keys from one other shard, taken round robin, so idle
+// keys leave every shard even when no new key lands in it. It never waits
+// for a busy shard and drops at most a few keys, so a new key's cost stays
+// bounded.
+func (k *KeyedLimiter) sweep(now time.Time) {
+	s := &k.shards[k.sweepNext.Add(1)&k.mask]
+	if !s.mu.TryLock() {
+		return
+	}
+	defer s.mu.Unlock()
+	for range 8 {
+		t := s.tail
+		if t == nil || now.Sub(t.last) <= k.idle {
+			return
+		}
+		s.unlink(t)
+		delete(s.m, t.key)
+	}
 }
 
 // bucket returns key's bucket, creating it (and evicting idle or least
-// recently used keys) as needed.
-func (k *KeyedLimiter) bucket(key string, now time.Time) *rate.Limiter {
+// recently used keys of its shard) as needed, and whether it was created.
+func (k *KeyedLimiter) bucket(key string, now time.Time) (*rate.Limiter, bool) {
 	h := maphash.String(k.seed1, key)
 	if len(key) > maxKeyBytes {
 		var b [16]byte
@@ -162,7 +189,8 @@ func (k *KeyedLimiter) bucket(key string, now time.Time) *rate.Limiter {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e := s.m[key]
-	if e != nil {
+	created := e == nil
+	if !created {
 		s.unlink(e)
 	} else {
 		for s.tail != nil && (len(s.m) >= s.max || now.Sub(s.tail.last) > k.idle) {
@@ -175,7 +203,7 @@ func (k *KeyedLimiter) bucket(key string, now time.Time) *rate.Limiter {
 	}
 	e.last = now
 	s.pushFront(e)
-	return e.bucket
+	return e.bucket, created
 }
 
 func (s *keyShard) unlink(e *keyEntry) {

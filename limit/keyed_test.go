@@ -187,3 +187,24 @@ func TestKeyedLimiterExactlyBurstPerKey(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyedLimiterSweepsIdleKeysAcrossShards: with 16 shards, idle keys in
+// shards that receive no new key are still dropped, by the round-robin
+// sweep that every new key performs.
+func TestKeyedLimiterSweepsIdleKeysAcrossShards(t *testing.T) {
+	clk := limittest.NewClock(epoch)
+	k, _ := NewKeyedLimiter(KeyedConfig{Limiter: LimiterConfig{Rate: 1, Burst: 1, Clock: clk}, IdleTimeout: time.Minute})
+	if len(k.shards) != 16 {
+		t.Fatalf("%d shards, want 16", len(k.shards))
+	}
+	for i := range 64 {
+		_ = k.Take(context.Background(), "old-"+strconv.Itoa(i))
+	}
+	clk.Advance(2 * time.Minute)
+	for i := range 32 { // two round-robin passes over the 16 shards
+		_ = k.Take(context.Background(), "new-"+strconv.Itoa(i))
+	}
+	if n := k.Len(); n != 32 {
+		t.Fatalf("Len = %d, want 32: idle keys left behind in quiet shards", n)
+	}
+}
