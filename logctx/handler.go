@@ -83,8 +83,9 @@ func (h *Handler) Enabled(ctx context.Context, level slog.Level) bool {
 // result to the wrapped handler, returning its error unchanged. A nil ctx
 // has no coordinates.
 func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
-	// Coordinates are gathered on the stack; records with up to five attrs
-	// in all are rebuilt without allocating (slog keeps five inline).
+	// Coordinates are gathered on the stack and appended to the record,
+	// which keeps five attrs inline: a record with up to five attrs in all
+	// costs no allocation.
 	var buf [8]slog.Attr
 	coords := buf[:0]
 	if c := from(ctx); c != nil {

@@ -59,15 +59,15 @@ type MiddlewareConfig struct {
 
 // middleware holds the validated configuration.
 type middleware struct {
-	log        *slog.Logger
-	header     string // canonical form
-	traceparen bool
-	level      slog.Level
-	access     bool
-	clock      Clock
-	rand       io.Reader // nil: crypto/rand
-	fallback   atomic.Uint64
-	start      time.Time // fallback id prefix, for uniqueness across restarts
+	log            *slog.Logger
+	header         string // canonical form
+	useTraceparent bool
+	level          slog.Level
+	access         bool
+	clock          Clock
+	rand           io.Reader // nil: crypto/rand
+	fallback       atomic.Uint64
+	start          time.Time // fallback id prefix, for uniqueness across restarts
 }
 
 // NewMiddleware returns HTTP server middleware that gives every request a
@@ -76,13 +76,13 @@ type middleware struct {
 // KindInvalid naming the field when cfg is invalid.
 func NewMiddleware(cfg MiddlewareConfig) (func(http.Handler) http.Handler, error) {
 	m := &middleware{
-		log:        cfg.Logger,
-		header:     http.CanonicalHeaderKey(HeaderCorrelationID),
-		traceparen: !cfg.IgnoreTraceparent,
-		level:      cfg.AccessLevel,
-		access:     !cfg.NoAccessLog && cfg.Logger != nil,
-		clock:      cfg.Clock,
-		rand:       cfg.Rand,
+		log:            cfg.Logger,
+		header:         http.CanonicalHeaderKey(HeaderCorrelationID),
+		useTraceparent: !cfg.IgnoreTraceparent,
+		level:          cfg.AccessLevel,
+		access:         !cfg.NoAccessLog && cfg.Logger != nil,
+		clock:          cfg.Clock,
+		rand:           cfg.Rand,
 	}
 	if cfg.Header != "" {
 		if !validHeaderName(cfg.Header) {
@@ -172,7 +172,7 @@ func (m *middleware) correlationID(r *http.Request, ctx context.Context) (id, re
 			return vs[0], ""
 		}
 	}
-	if m.traceparen {
+	if m.useTraceparent {
 		if vs := r.Header[headerTraceparent]; len(vs) == 1 {
 			if tid := traceIDFromTraceparent(vs[0]); tid != "" {
 				return tid, rejected
