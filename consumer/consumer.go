@@ -130,7 +130,10 @@ type Config struct {
 	MaxEventBytes int
 
 	// Lease is how long a (source, id) claim is held while the handler
-	// runs. Zero means 1m. Retention is how long a processed id is
+	// runs. Zero means 1m. Make it longer than the slowest handler run:
+	// once it expires, a redelivery may claim the id and run the handler
+	// concurrently (with a Guard, the subject lock still serialises them
+	// and the second is dropped as a duplicate). Retention is how long a processed id is
 	// remembered. Zero means 24h; it must be >= Lease.
 	Lease     time.Duration
 	Retention time.Duration
@@ -403,10 +406,15 @@ func (c *Consumer) release(ctx context.Context, key idempotency.Key, token uint6
 	}
 }
 
-// coordinates puts the event's correlation id and subject on ctx for every log line written while it is handled.
+// coordinates puts the event's correlation id (when valid, see
+// logctx.ValidateCorrelationID) and subject on ctx for every log line written while it is handled.
 func (c *Consumer) coordinates(ctx context.Context, e *contract.Event) context.Context {
 	if e.CorrelationID != "" && e.CorrelationID != logctx.CorrelationID(ctx) {
-		ctx = logctx.WithCorrelationID(ctx, e.CorrelationID)
+		// An id that is not a valid correlation id (hostile bytes, too
+		// long) is left out of the logs; the event itself is still fine.
+		if cctx, err := logctx.ExtractEvent(ctx, e); err == nil {
+			ctx = cctx
+		}
 	}
 	if kind, id := logctx.Entity(ctx); e.Subject != "" && (kind != "subject" || id != e.Subject) {
 		ctx = logctx.WithEntity(ctx, "subject", e.Subject)

@@ -286,6 +286,22 @@ func TestHeldEventSettledWithItsOwnCoordinates(t *testing.T) {
 	}
 }
 
+func TestHostileCorrelationIDLeftOut(t *testing.T) {
+	var seen string
+	c := mustConsumer(t, consumer.Config{Handler: func(ctx context.Context, _ *contract.Event) error {
+		seen = logctx.CorrelationID(ctx)
+		return nil
+	}})
+	e := event("a", 1, `{}`)
+	e.CorrelationID = "line\nbreak\x1b[31m"
+	if r := c.Handle(context.Background(), consumer.Delivery{Data: encode(t, e)}); r.Action != consumer.Ack {
+		t.Fatalf("%+v: a bad correlation id is no reason to reject the event", r)
+	}
+	if seen != "" {
+		t.Fatalf("handler saw correlation id %q, want it left out", seen)
+	}
+}
+
 func TestSameIDOtherContentDeadLetters(t *testing.T) {
 	var q dlq
 	c := mustConsumer(t, consumer.Config{Store: memStore(t), DeadLetter: q.add, Handler: func(context.Context, *contract.Event) error { return nil }})
