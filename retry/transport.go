@@ -184,7 +184,10 @@ func (a *attempts) try(ctx context.Context) (*http.Response, error) {
 	if p.attemptTimeout > 0 {
 		ctx, cancel = context.WithDeadline(ctx, p.clock.Now().Add(p.attemptTimeout))
 	}
-	r := a.req.WithContext(ctx)
+	r := a.req
+	if cancel != nil || a.n > 1 {
+		r = a.req.WithContext(ctx) // a shallow copy: the caller's request is never modified
+	}
 	if a.n > 1 {
 		if a.hasBody {
 			body, err := a.req.GetBody()
