@@ -1,0 +1,79 @@
+// Package redisstate shares a circuit breaker's state between the instances
+// of a service through Redis, without ever putting Redis — or a lock — on the
+// path of a call.
+//
+// # Why not gobreaker's distributed breaker
+//
+// gobreaker/v2's DistributedCircuitBreaker reads the shared state, takes a
+// Redis lock, runs the caller's function while holding it, then writes the
+// state and unlocks: four Redis round trips per call (measured by this
+// package's tests with a counting go-redis hook), and every call of the
+// whole cluster serialised behind one lock — the slower the dependency, the
+// longer the lock is held. A lock wait of up to five seconds sits in front of
+// every call while Redis is slow. GobreakerStore implements its
+// SharedDataStore so the cost can be measured and for migrations; Shared is
+// the recommended design.
+//
+// # Model
+//
+// Each instance runs an ordinary local breaker.Breaker (Shared.Breaker), so
+// calls cost exactly what a local breaker costs and never touch the network.
+// Shared adds three background flows:
+//
+//   - Counts: successes and failures counted locally since the last merge
+//     are added into a rolling window in Redis (same Window and Buckets as
+//     the breaker, on Redis's clock) by one Lua script, every SyncInterval,
+//     or as soon as MinCalls calls were counted when busier. One round trip
+//     per merge, whatever the traffic: at 20,000 calls per second and a 1s
+//     interval that is 0.00005 round trips per call. When the shared window
+//     reaches MinCalls and FailureRatio, the script opens the shared state —
+//     so ten instances each seeing too few calls to decide still trip
+//     together.
+//   - Trips: when the local breaker opens on its own counts (or a probe
+//     fails), the open state and its delay are written and published at once
+//     on a Redis channel; the other instances open for the same remaining
+//     delay.
+//   - Recovery: when the local breaker closes after its probes succeeded,
+//     that is published; the other instances end their open delay and probe
+//     for themselves (they do not close blindly).
+//
+// Every message carries an epoch that grows with each shared change, so old
+// or echoed messages are ignored; the periodic merge re-reads the shared
+// state, so an instance that missed a message (reconnecting subscription)
+// catches up within one SyncInterval.
+//
+// # Consistency trade-off
+//
+// The shared state is eventually consistent. Between merges an instance
+// decides on its local counts alone; the shared window lags by up to one
+// SyncInterval; a trip reaches the other instances after one publish (a
+// round trip, typically well under a millisecond on a LAN) during which they
+// still send calls. Two instances may trip at the same moment; the later
+// deadline wins. Probing is per instance: after a shared trip every instance
+// sends its own HalfOpenProbes probes. In exchange no call ever waits for
+// Redis, and the closed path costs no round trip at all.
+//
+// # Redis down
+//
+// Every Redis operation runs in the background with Config.Timeout. When
+// Redis is unreachable the merges fail, the counts are dropped (the shared
+// window is advisory), one decision is logged ("breaker running locally:
+// shared state unavailable", and its counterpart when Redis is back) and the
+// local breaker keeps protecting the instance on its own: fail open, never
+// block.
+//
+// # Keys
+//
+// For a breaker named N and Config.Prefix P: the hash "P{N}:state", window
+// buckets "P{N}:w:<bucket>" (expiring after one window) and the channel
+// "P{N}:events". The hash tag keeps a breaker's keys in one Redis Cluster
+// slot. Messages on the channel are parsed strictly; anything malformed is
+// ignored and logged.
+//
+// # Lifecycle and concurrency
+//
+// New validates the config (a *contract.Error of KindInvalid naming the
+// field), starts two goroutines (merge loop, subscription) and returns
+// without waiting for Redis. Close stops them; the client stays the
+// caller's. A Shared is safe for concurrent use.
+package redisstate
