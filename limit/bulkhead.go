@@ -251,6 +251,10 @@ func (b *Bulkhead) Release() {
 func (b *Bulkhead) handOff() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.handOffLocked()
+}
+
+func (b *Bulkhead) handOffLocked() {
 	for b.head != nil && b.tryAcquire() {
 		w := b.head
 		b.remove(w)

@@ -498,3 +498,51 @@ func TestBulkheadNoBarging(t *testing.T) {
 		t.Fatalf("InFlight %d Waiting %d", b.InFlight(), b.Waiting())
 	}
 }
+
+// TestBulkheadHandOffRacingWaitEnd hands a slot to a waiter at the moment
+// its wait ends (MaxWait fired, or its context was cancelled) and checks no
+// slot is lost or leaked: on timeout the waiter keeps the slot it was
+// given; on cancellation it gives the slot back.
+func TestBulkheadHandOffRacingWaitEnd(t *testing.T) {
+	for _, cancelled := range []bool{false, true} {
+		for range 30 {
+			clk := limittest.NewClock(epoch)
+			b, _ := NewBulkhead(BulkheadConfig{MaxConcurrent: 1, MaxWaiting: 1, MaxWait: time.Second, Clock: clk})
+			if err := b.Acquire(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- b.Acquire(ctx) }()
+			clk.BlockUntilTimers(1)
+
+			b.mu.Lock() // the waiter cannot abandon until the hand-off is done
+			if cancelled {
+				cancel()
+			} else {
+				clk.Advance(time.Second)
+			}
+			b.inflight.Add(-1) // the holder releases …
+			b.handOffLocked()  // … and hands its slot to the waiter
+			b.mu.Unlock()
+
+			err := <-done
+			cancel()
+			// A waiter parked in select has its case fixed by cancel; one
+			// that had not parked yet may see both ready and take the slot.
+			if cancelled && err != nil {
+				if !errors.Is(err, context.Canceled) || b.InFlight() != 0 {
+					t.Fatalf("cancelled: err %v InFlight %d, want Canceled and the slot given back", err, b.InFlight())
+				}
+			} else {
+				if err != nil || b.InFlight() != 1 {
+					t.Fatalf("timed out: err %v InFlight %d, want the handed-over slot kept", err, b.InFlight())
+				}
+				b.Release()
+			}
+			if b.InFlight() != 0 || b.Waiting() != 0 {
+				t.Fatalf("InFlight %d Waiting %d", b.InFlight(), b.Waiting())
+			}
+		}
+	}
+}
