@@ -14,6 +14,20 @@ import (
 	"github.com/sadpath/sadpath/idempotency"
 )
 
+// cpuTimer reports cpu-ns/op, process CPU time per op, when stopped.
+type cpuTimer struct {
+	b     *testing.B
+	start time.Duration
+}
+
+func startCPU(b *testing.B) *cpuTimer { return &cpuTimer{b: b, start: processCPU()} }
+
+func (c *cpuTimer) stop() {
+	if d := processCPU() - c.start; d > 0 {
+		c.b.ReportMetric(float64(d.Nanoseconds())/float64(c.b.N), "cpu-ns/op")
+	}
+}
+
 func benchExecutor(b *testing.B, cfg idempotency.Config) *idempotency.Executor {
 	b.Helper()
 	if cfg.Store == nil {
@@ -58,11 +72,13 @@ func benchDoFresh(b *testing.B, ex *idempotency.Executor) {
 	fn := func(context.Context) (benchValue, error) { return benchValue{ID: "pay_1", Amount: 100}, nil }
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu := startCPU(b)
 	for i := range b.N {
 		if _, err := idempotency.Do(ctx, ex, keys[i], "fp", fn); err != nil {
 			b.Fatal(err)
 		}
 	}
+	cpu.stop()
 }
 
 // BenchmarkDoReplay: a completed key: claim answers Completed, decode.
@@ -76,11 +92,13 @@ func BenchmarkDoReplay(b *testing.B) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu := startCPU(b)
 	for range b.N {
 		if _, err := idempotency.Do(ctx, ex, k, "fp", fn); err != nil {
 			b.Fatal(err)
 		}
 	}
+	cpu.stop()
 }
 
 var benchBody = []byte(`{"amount":1250,"currency":"EUR","to":"acc_42"}`)
@@ -103,6 +121,8 @@ func benchServe(b *testing.B, h http.Handler) {
 	h.ServeHTTP(httptest.NewRecorder(), r) // first call: executes (middleware) or warms up
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu := startCPU(b)
+	defer cpu.stop()
 	for range b.N {
 		rd.Reset(benchBody)
 		w := httptest.NewRecorder()
@@ -142,6 +162,7 @@ func BenchmarkMemoryStoreParallel(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu := startCPU(b)
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			k := keys[next.Add(1)%distinct]
@@ -159,6 +180,7 @@ func BenchmarkMemoryStoreParallel(b *testing.B) {
 		}
 	})
 	b.StopTimer()
+	cpu.stop()
 	if got := s.Bytes(); got > maxBytes {
 		b.Fatalf("store holds %d bytes, over its %d bound", got, maxBytes)
 	}

@@ -116,6 +116,14 @@ type Executor struct {
 	codec      Codec
 	clock      Clock
 	obs        *observer
+	shared     sharedClaimer // the store's copy-free Claim, when it has one
+}
+
+// sharedClaimer is implemented by stores of this package that can answer a
+// claim with their stored result without copying it; the executor only
+// reads replayed results.
+type sharedClaimer interface {
+	claimShared(ctx context.Context, req ClaimRequest) (Claim, error)
 }
 
 // New returns an Executor configured by cfg, or a KindInvalid error naming
@@ -171,8 +179,10 @@ func newExecutor(cfg Config, name, component string) (*Executor, error) {
 	if err != nil {
 		return nil, configError(name+".MeterProvider", "counter: %v", err)
 	}
+	shared, _ := cfg.Store.(sharedClaimer)
 	return &Executor{
-		store: cfg.Store, lease: cfg.Lease, retention: cfg.Retention, duplicate: cfg.Duplicate,
+		shared: shared,
+		store:  cfg.Store, lease: cfg.Lease, retention: cfg.Retention, duplicate: cfg.Duplicate,
 		poll: cfg.PollInterval, maxPoll: cfg.MaxPollInterval, heartbeat: cfg.Heartbeat,
 		failOpen: cfg.FailOpen, storeError: cfg.StoreError, codec: cfg.Codec, clock: cfg.Clock, obs: obs,
 	}, nil
@@ -273,7 +283,15 @@ func (e *Executor) run(ctx context.Context, key Key, fp string, fn work) (Result
 	req := ClaimRequest{Key: key, Fingerprint: fp, Lease: e.lease, Retention: e.retention}
 	delay := e.poll
 	for {
-		c, err := e.store.Claim(ctx, req)
+		var (
+			c   Claim
+			err error
+		)
+		if e.shared != nil {
+			c, err = e.shared.claimShared(ctx, req)
+		} else {
+			c, err = e.store.Claim(ctx, req)
+		}
 		if err != nil {
 			if cerr := ctx.Err(); cerr != nil {
 				return Result{}, false, contract.Wrap(contract.KindOf(cerr), "idempotency.claim", err)

@@ -194,6 +194,17 @@ func validateClaim(req ClaimRequest) error {
 
 // Claim implements Store.
 func (s *MemoryStore) Claim(ctx context.Context, req ClaimRequest) (Claim, error) {
+	return s.claim(ctx, req, false)
+}
+
+// claimShared is Claim answering Completed with the stored Result itself
+// rather than a copy, for the executor, which only reads it. A completed
+// record's result is never changed again, so sharing it is safe.
+func (s *MemoryStore) claimShared(ctx context.Context, req ClaimRequest) (Claim, error) {
+	return s.claim(ctx, req, true)
+}
+
+func (s *MemoryStore) claim(ctx context.Context, req ClaimRequest, share bool) (Claim, error) {
 	if err := ctxErr(ctx, "idempotency.claim"); err != nil {
 		return Claim{}, err
 	}
@@ -211,6 +222,9 @@ func (s *MemoryStore) Claim(ctx context.Context, req ClaimRequest) (Claim, error
 		case e.state == StateCompleted:
 			if e.fp != req.Fingerprint {
 				return Claim{Status: Mismatch, Token: e.token}, nil
+			}
+			if share {
+				return Claim{Status: Completed, Token: e.token, Result: &e.result}, nil
 			}
 			return Claim{Status: Completed, Token: e.token, Result: cloneResult(&e.result)}, nil
 		case e.state == StateInProgress && now.Before(e.leaseUntil):

@@ -355,7 +355,7 @@ var replayedTrue = []string{"true"}
 func writeReplay(w http.ResponseWriter, res Result) {
 	h := w.Header()
 	for k, vs := range res.Header {
-		h[k] = vs
+		h[k] = append([]string(nil), vs...) // the stored values may be shared with the store
 	}
 	h[HeaderReplayed] = replayedTrue
 	status := res.StatusCode
