@@ -349,3 +349,29 @@ func TestMiddlewareConfigValidation(t *testing.T) {
 		}
 	}
 }
+
+// With a MemoryStore the executor replays the stored result without a
+// copy; a caller changing the replayed response must not change the store.
+func TestMiddlewareReplayDoesNotShareStoredHeaders(t *testing.T) {
+	mw, err := idempotency.NewMiddleware(idempotency.MiddlewareConfig{
+		Config: idempotency.Config{Store: newMemory(t, idempotency.MemoryConfig{})},
+		Scope:  callerScope,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := mw.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"ok":true}`)
+	}))
+	serve(h, req("POST", "/p", "alice", "k", "{}"))
+	for range 2 {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req("POST", "/p", "alice", "k", "{}"))
+		if got := w.Header().Get("Content-Type"); got != "application/json" || w.Body.String() != `{"ok":true}` {
+			t.Fatalf("replay: %q %q", got, w.Body)
+		}
+		w.Header()["Content-Type"][0] = "text/evil" // in place, on the live header map
+		w.Body.Bytes()[0] = 'X'
+	}
+}
