@@ -244,6 +244,9 @@ func (b *Breaker) Execute(ctx context.Context, fn func(context.Context) error) e
 // classifies its result), and records the outcome. It returns the rejection
 // error, or nil when run ran.
 func (b *Breaker) exec(ctx context.Context, run func() Outcome) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
 	switch b.forced.Load() {
 	case forcedNone:
 	case forcedOpen:
@@ -518,4 +521,15 @@ func (b *Breaker) Reset(ctx context.Context) {
 	}
 	b.forced.Store(forcedNone)
 	b.emit(ctx, Transition{Name: b.name, From: from, To: b.State(), Reason: "reset by operator"})
+}
+
+// Close unregisters the breaker's state gauge from its MeterProvider, so a
+// breaker created and dropped at run time can be garbage collected. The
+// breaker keeps working; only its gauge stops being reported. Breakers that
+// live as long as the process need not be closed.
+func (b *Breaker) Close() error {
+	if b.inst == nil || b.inst.reg == nil || !b.inst.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	return b.inst.reg.Unregister()
 }

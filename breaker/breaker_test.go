@@ -581,3 +581,21 @@ func TestConfigValidation(t *testing.T) {
 		t.Errorf("largest durations: %v", err)
 	}
 }
+
+func TestNilContextAndClose(t *testing.T) {
+	b, err := breaker.New(breaker.Config{Name: "nil-ctx", MinCalls: 1, FailureRatio: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	//lint:ignore SA1012 a nil context must not panic
+	err = b.Execute(nil, func(context.Context) error { return errDown }) //nolint:staticcheck
+	if !errors.Is(err, errDown) || b.State() != breaker.StateOpen {
+		t.Fatalf("nil ctx: %v %v", err, b.State())
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"strconv"
+	"sync/atomic"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -28,6 +29,7 @@ type instruments struct {
 	byOutcome   [Rejected + 1][]metric.AddOption // prebuilt: Add allocates nothing
 	nameAttr    attribute.KeyValue
 	reg         metric.Registration
+	closed      atomic.Bool
 }
 
 func newInstruments(b *Breaker, mp metric.MeterProvider) (*instruments, error) {
