@@ -510,20 +510,65 @@ func TestBudgetExhaustedIsLogged(t *testing.T) {
 func TestRealClockCancelStopsWaitAtOnce(t *testing.T) {
 	// The one test on the system clock: a 1h wait must end when ctx is
 	// canceled, not when the timer fires.
-	p := mustPolicy(t, retry.Config{Strategy: retry.Constant, InitialDelay: time.Hour, MaxElapsedTime: 2 * time.Hour, MaxDelay: time.Hour})
+	waiting := make(chan struct{})
+	p := mustPolicy(t, retry.Config{
+		Strategy: retry.Constant, InitialDelay: time.Hour, MaxElapsedTime: 2 * time.Hour, MaxDelay: time.Hour,
+		OnRetry: func(int, time.Duration, error) { close(waiting) },
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	started := make(chan struct{})
 	go func() {
-		_, err := retry.Do(ctx, p, func(context.Context) (int, error) {
-			close(started)
-			return 0, unavailable()
-		})
+		_, err := retry.Do(ctx, p, func(context.Context) (int, error) { return 0, unavailable() })
 		done <- err
 	}()
-	<-started
+	<-waiting // Do is about to sleep for an hour
 	cancel()
-	if err := <-done; !errors.Is(err, retry.StopContext) || !errors.Is(err, context.Canceled) {
-		t.Errorf("err = %v; want StopContext", err)
+	select {
+	case err := <-done:
+		if !errors.Is(err, retry.StopContext) || !errors.Is(err, context.Canceled) {
+			t.Errorf("err = %v; want StopContext", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Do kept sleeping after the context was canceled")
+	}
+}
+
+func TestSystemClockShortWait(t *testing.T) {
+	// A 1ms real wait through the default clock, then success.
+	p := mustPolicy(t, retry.Config{Strategy: retry.Constant, InitialDelay: time.Millisecond})
+	n := 0
+	v, err := retry.Do(context.Background(), p, func(context.Context) (int, error) {
+		if n++; n == 1 {
+			return 0, unavailable()
+		}
+		return n, nil
+	})
+	if v != 2 || err != nil {
+		t.Errorf("Do = %v, %v", v, err)
+	}
+}
+
+func TestNilPolicyAndContext(t *testing.T) {
+	//lint:ignore SA1012 a nil context is tolerated on purpose
+	v, err := retry.Do(nil, nil, func(ctx context.Context) (int, error) {
+		if ctx == nil {
+			t.Error("fn got a nil context")
+		}
+		return 1, nil
+	})
+	if v != 1 || err != nil {
+		t.Errorf("Do(nil, nil, fn) = %v, %v", v, err)
+	}
+	var p *retry.Policy
+	if d := p.BackOff().NextBackOff(); d < 0 || d > retry.DefaultInitialDelay {
+		t.Errorf("nil policy first wait %v outside the default full-jitter range", d)
+	}
+	if got := mustPolicy(t, retry.Config{Name: "ledger"}).Name(); got != "ledger" {
+		t.Errorf("Name() = %q", got)
+	}
+	for c, want := range map[retry.Class]string{retry.Unknown: "unknown", retry.Transient: "transient", retry.Permanent: "permanent", retry.Overloaded: "overloaded"} {
+		if c.String() != want {
+			t.Errorf("Class(%d).String() = %q, want %q", c, c.String(), want)
+		}
 	}
 }
