@@ -114,9 +114,10 @@ other value. Other values of kind Any (structs, pointers) are passed on as
 they are: give types that hold secrets a LogValue method, as in the
 example.
 
-Key verdicts are cached in a small fixed-size table per Handler family, so
-redaction costs a hash and a compare per attribute after warm-up, and a
-flood of distinct keys cannot grow memory.
+All secret keys and key parts are compiled, when the Handler is made, into
+one automaton (Aho-Corasick, as a DFA over the bytes the patterns use): a
+key is checked in one pass over its bytes, with no allocation, no lock and
+no cache that a flood of distinct keys could thrash or grow.
 
 # Decisions
 

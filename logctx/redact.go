@@ -1,12 +1,9 @@
 package logctx
 
 import (
-	"hash/maphash"
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strings"
-	"sync/atomic"
 )
 
 // DefaultRedacted is the value that replaces a secret attribute.
@@ -29,99 +26,166 @@ var defaultSecretParts = []string{
 }
 
 // redactor decides which attributes are secret and rewrites them. It is
-// shared by a Handler and every handler derived from it, and safe for
-// concurrent use.
+// immutable once built, shared by a Handler and every handler derived from
+// it, and safe for concurrent use.
 type redactor struct {
-	keys     map[string]struct{} // normalized exact keys
-	parts    []string            // normalized substrings
+	keys     *keyMatcher
 	scanPAN  bool
 	redacted slog.Value
-
-	// A small direct-mapped cache of key decisions: keys are nearly always
-	// a handful of constants, so after warm-up classifying a key costs a
-	// hash and a pointer load. Bounded, so hostile dynamic keys cannot grow
-	// it.
-	seed  maphash.Seed
-	cache [256]atomic.Pointer[keyVerdict]
-}
-
-type keyVerdict struct {
-	key    string
-	secret bool
 }
 
 func newRedactor(cfg HandlerConfig) *redactor {
 	r := &redactor{
-		keys:     make(map[string]struct{}),
 		scanPAN:  !cfg.NoCardScan,
 		redacted: slog.StringValue(DefaultRedacted),
-		seed:     maphash.MakeSeed(),
 	}
 	if cfg.Replacement != "" {
 		r.redacted = slog.StringValue(cfg.Replacement)
 	}
+	var exact, parts []string
 	if !cfg.NoDefaultKeys {
-		for _, k := range defaultSecretKeys {
-			r.keys[k] = struct{}{}
-		}
-		r.parts = defaultSecretParts
+		exact = append(exact, defaultSecretKeys...)
+		parts = append(parts, defaultSecretParts...)
 	}
-	for _, k := range cfg.RedactKeys {
-		r.keys[normalizeKey(k)] = struct{}{}
-	}
+	exact = append(exact, cfg.RedactKeys...)
+	r.keys = newKeyMatcher(exact, parts)
 	return r
-}
-
-func normalizeKey(k string) string {
-	b := []byte(k)
-	for i, c := range b {
-		switch {
-		case 'A' <= c && c <= 'Z':
-			b[i] = c + 'a' - 'A'
-		case c == '-' || c == ' ':
-			b[i] = '_'
-		}
-	}
-	return string(b)
 }
 
 // secretKey reports whether values under key k must be redacted.
 func (r *redactor) secretKey(k string) bool {
-	if k == "" {
-		return false
-	}
-	slot := &r.cache[maphash.String(r.seed, k)%uint64(len(r.cache))]
-	if v := slot.Load(); v != nil && v.key == k {
-		return v.secret
-	}
-	secret := r.classify(k)
-	slot.Store(&keyVerdict{key: k, secret: secret})
-	return secret
+	return k != "" && r.keys.match(k)
 }
 
-func (r *redactor) classify(k string) bool {
-	n := k
-	if needsNormalizing(k) {
-		n = normalizeKey(k)
+// keyMatcher matches a key against every secret key and key part at once:
+// an Aho-Corasick automaton compiled to a DFA over the bytes that occur in
+// the patterns. Exact keys are patterns framed by start and end marks
+// ("\x01pan\x02"), parts are bare ("token"), so one pass over the key
+// answers both, with no allocation, no cache to thrash and no lock.
+// Matching is ASCII case-insensitive with '-', ' ' and '_' alike.
+type keyMatcher struct {
+	class [256]uint8 // byte -> symbol class; 0: a byte no pattern contains
+	ncls  int
+	next  []int32 // row offset of a state + class -> row offset of the next state, or -1: a pattern matched
+}
+
+const (
+	markStart = 0x01
+	markEnd   = 0x02
+)
+
+func foldKeyByte(c byte) byte {
+	switch {
+	case 'A' <= c && c <= 'Z':
+		return c + 'a' - 'A'
+	case c == '-' || c == ' ':
+		return '_'
 	}
-	if _, ok := r.keys[n]; ok {
+	return c
+}
+
+func newKeyMatcher(exact, parts []string) *keyMatcher {
+	m := &keyMatcher{}
+	patterns := make([]string, 0, len(exact)+len(parts))
+	for _, k := range exact {
+		patterns = append(patterns, string(rune(markStart))+k+string(rune(markEnd)))
+	}
+	patterns = append(patterns, parts...)
+
+	// Symbol classes: one per distinct folded byte in the patterns.
+	var clsOf [256]uint8
+	ncls := 1
+	for _, p := range patterns {
+		for i := 0; i < len(p); i++ {
+			c := foldKeyByte(p[i])
+			if clsOf[c] == 0 {
+				clsOf[c] = uint8(ncls) // at most 231 folded bytes: fits
+				ncls++
+			}
+		}
+	}
+	for b := 0; b < 256; b++ {
+		m.class[b] = clsOf[foldKeyByte(byte(b))]
+	}
+	m.ncls = ncls
+
+	// Trie.
+	next := make([]int32, ncls) // state 0: root; -1: no edge yet
+	for i := range next {
+		next[i] = -1
+	}
+	out := []bool{false}
+	for _, p := range patterns {
+		s := int32(0)
+		for i := 0; i < len(p); i++ {
+			c := int(m.class[p[i]])
+			t := next[int(s)*ncls+c]
+			if t < 0 {
+				t = int32(len(out))
+				next[int(s)*ncls+c] = t
+				out = append(out, false)
+				for range ncls {
+					next = append(next, -1)
+				}
+			}
+			s = t
+		}
+		out[s] = true
+	}
+
+	// Breadth-first: failure links folded into the transitions (a DFA),
+	// and a state matches when its failure state does.
+	fail := make([]int32, len(out))
+	queue := make([]int32, 0, len(out))
+	for c := 0; c < ncls; c++ {
+		if t := next[c]; t > 0 {
+			fail[t] = 0
+			queue = append(queue, t)
+		} else {
+			next[c] = 0
+		}
+	}
+	for len(queue) > 0 {
+		s := queue[0]
+		queue = queue[1:]
+		out[s] = out[s] || out[fail[s]]
+		for c := 0; c < ncls; c++ {
+			i := int(s)*ncls + c
+			if t := next[i]; t >= 0 {
+				fail[t] = next[int(fail[s])*ncls+c]
+				queue = append(queue, t)
+			} else {
+				next[i] = next[int(fail[s])*ncls+c]
+			}
+		}
+	}
+	// Store each target pre-multiplied by ncls (the offset of its row),
+	// and a target that completes a pattern as -1: match then costs two
+	// loads, an add and a compare per byte.
+	for i, t := range next {
+		if out[t] {
+			next[i] = -1
+		} else {
+			next[i] = t * int32(ncls)
+		}
+	}
+	m.next = next
+	return m
+}
+
+// match reports whether k, framed by the marks, contains a pattern.
+func (m *keyMatcher) match(k string) bool {
+	s := m.next[m.class[markStart]]
+	if s < 0 {
 		return true
 	}
-	for _, p := range r.parts {
-		if strings.Contains(n, p) {
-			return true
-		}
-	}
-	return false
-}
-
-func needsNormalizing(k string) bool {
 	for i := 0; i < len(k); i++ {
-		if c := k[i]; ('A' <= c && c <= 'Z') || c == '-' || c == ' ' {
+		s = m.next[s+int32(m.class[k[i]])]
+		if s < 0 {
 			return true
 		}
 	}
-	return false
+	return m.next[s+int32(m.class[markEnd])] < 0
 }
 
 // attr returns a resolved and redacted. changed reports whether the
