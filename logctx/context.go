@@ -8,16 +8,16 @@ import (
 // Attribute keys written by the Handler and the decision helpers. They are
 // stable: dashboards and alerts may depend on them.
 const (
-	KeyCorrelationID = "correlation_id"
-	KeyOperation     = "operation"
-	KeyEntityKind    = "entity_kind"
-	KeyEntityID      = "entity_id"
-	KeyDecision      = "decision"
-	KeyReason        = "reason"
-	KeyDependency    = "dependency"
-	KeyState         = "state"
-	KeyTraceID       = "trace_id"
-	KeySpanID        = "span_id"
+	KeyCorrelationID = "correlation_id" // the id shared by every service handling one request or message
+	KeyOperation     = "operation"      // what is being done ("payments.capture")
+	KeyEntityKind    = "entity_kind"    // what it is done to ("payment")
+	KeyEntityID      = "entity_id"      // which one ("pay_123")
+	KeyDecision      = "decision"       // what the system decided (Decision)
+	KeyReason        = "reason"         // why it decided so (Decision)
+	KeyDependency    = "dependency"     // the downstream involved ("acquirer")
+	KeyState         = "state"          // a state, e.g. of a breaker or an idempotency record
+	KeyTraceID       = "trace_id"       // otel trace id (32 hex) of the span on the context
+	KeySpanID        = "span_id"        // otel span id (16 hex) of the span on the context
 )
 
 // Attribute keys of the access line written by the middleware. They are
