@@ -2,10 +2,14 @@ package pgstore
 
 import (
 	"context"
+	"errors"
+	"io"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/sadpath/sadpath/contract"
 	"github.com/sadpath/sadpath/idempotency"
@@ -40,8 +44,12 @@ const cleanupTimeout = 5 * time.Second
 // expired and another caller claimed the key) cannot commit: its UPDATE
 // matches no row, DoTx rolls back and returns idempotency.ErrLeaseLost.
 //
-// fn's error is returned unchanged (after the rollback and release); a panic
-// in fn is re-raised after them. Failures of the database are contract
+// fn's error is returned after the rollback and release: unchanged when it is
+// a *contract.Error or not a database failure ("card declined"), and mapped
+// to a contract error like the store's own failures when it is one (a
+// statement timeout, a serialization failure, a lost connection, a canceled
+// context), still wrapping the pgx error. A panic in fn is re-raised after
+// the rollback and release. Failures of the database are contract
 // errors as described in the package documentation. When Commit itself
 // fails the outcome is unknown to DoTx; calling DoTx again tells: it
 // replays if the commit happened.
@@ -108,7 +116,7 @@ func runTx[T any](ctx context.Context, s *Store, key idempotency.Key, token uint
 	}
 	v, err = fn(ctx, tx)
 	if err != nil {
-		return zero, err
+		return zero, fnError(op, err, tx)
 	}
 	body, err := (idempotency.JSONCodec{}).Marshal(v)
 	if err != nil {
@@ -130,4 +138,21 @@ func runTx[T any](ctx context.Context, s *Store, key idempotency.Key, token uint
 	}
 	committed = true
 	return v, nil
+}
+
+// fnError maps the database failures among fn's errors to contract errors
+// (see DoTx) and leaves the caller's own errors alone.
+func fnError(op string, err error, tx pgx.Tx) error {
+	var ce *contract.Error
+	if errors.As(err, &ce) {
+		return err
+	}
+	var pe *pgconn.PgError
+	var ne net.Error
+	if errors.As(err, &pe) || errors.As(err, &ne) || errors.Is(err, context.Canceled) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.EOF) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || tx.Conn().IsClosed() {
+		return mapError(op, err)
+	}
+	return err
 }
