@@ -261,7 +261,7 @@ func WriteProblem(w http.ResponseWriter, r *http.Request, err error) {
 	h := w.Header()
 	if k := KindOf(err); err != nil && (k == KindRateLimited || k == KindUnavailable) {
 		if d, ok := RetryAfter(err); ok {
-			h.Set("Retry-After", strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10))
+			h.Set("Retry-After", strconv.FormatInt(retryAfterSeconds(d), 10))
 		}
 	}
 	body, mErr := marshalProblem(p)
@@ -289,4 +289,13 @@ func WriteProblem(w http.ResponseWriter, r *http.Request, err error) {
 // json.Marshal would add the escaping in a second pass.
 func marshalProblem(p Problem) ([]byte, error) {
 	return p.MarshalJSON()
+}
+
+// retryAfterSeconds rounds d up to whole seconds, capped at MaxRetryAfter
+// so that rounding a huge hint can never overflow into a negative header.
+func retryAfterSeconds(d time.Duration) int64 {
+	if d > MaxRetryAfter {
+		d = MaxRetryAfter
+	}
+	return int64((d + time.Second - 1) / time.Second)
 }

@@ -211,3 +211,14 @@ func TestWriteProblemDoesNotEscapeHTML(t *testing.T) {
 		t.Fatalf("Content-Length %q for %d bytes", rec.Header().Get("Content-Length"), rec.Body.Len())
 	}
 }
+
+func TestWriteProblemRetryAfterNeverOverflows(t *testing.T) {
+	for _, d := range []time.Duration{1, time.Second, time.Second + 1, MaxRetryAfter, MaxRetryAfter + 1, 1<<63 - 1} {
+		rec := httptest.NewRecorder()
+		WriteProblem(rec, nil, New(KindUnavailable, "op", "down").WithRetryAfter(d))
+		got, err := strconv.ParseInt(rec.Header().Get("Retry-After"), 10, 64)
+		if err != nil || got < 1 || got > int64(MaxRetryAfter/time.Second) {
+			t.Errorf("RetryAfter %v: header %q, want 1..%d seconds", d, rec.Header().Get("Retry-After"), int64(MaxRetryAfter/time.Second))
+		}
+	}
+}
