@@ -43,12 +43,12 @@ func Do[T any](ctx context.Context, p *Policy, fn func(context.Context) (T, erro
 		}
 		return loop(ctx, p, fn, v, err, true, nil)
 	}
-	return do(ctx, p, fn)
+	return do(ctx, p, fn, nil)
 }
 
 // do is Do for a nil policy or context, a done context, a budget or an
-// attempt timeout.
-func do[T any](ctx context.Context, p *Policy, fn func(context.Context) (T, error)) (T, error) {
+// attempt timeout, and for the Transport, which passes beforeWait.
+func do[T any](ctx context.Context, p *Policy, fn func(context.Context) (T, error), beforeWait func()) (T, error) {
 	if p == nil {
 		p = defaultPolicy
 	}
@@ -75,7 +75,7 @@ func do[T any](ctx context.Context, p *Policy, fn func(context.Context) (T, erro
 		}
 		return v, nil
 	}
-	return loop(ctx, p, fn, v, err, true, nil)
+	return loop(ctx, p, fn, v, err, true, beforeWait)
 }
 
 // DoVoid is Do for functions that return only an error.

@@ -57,10 +57,10 @@ type TransportConfig struct {
 // under the Policy; Retry-After is honoured (capped by MaxDelay and the
 // deadline), a 503 problem with code "overloaded" stops at once, bodies are
 // rewound through GetBody, and every discarded response is drained (up to
-// 64 KiB) and closed so its connection is reused. When the Policy gives up
-// on a status the last response is returned as is, with a nil error, like
-// any RoundTripper; when it gives up on a connection error, the *Error is
-// returned.
+// 64 KiB) and closed before the wait, so its connection is reused. When the
+// Policy gives up on a status the last response is returned as is, with a
+// nil error, like any RoundTripper; when it gives up on a connection error
+// or because the context ended during a wait, the *Error is returned.
 //
 // On a retried request the span in the request's context gets the
 // attribute http.request.resend_count (unless the Policy's telemetry is
@@ -148,7 +148,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	p := t.p
 	a := &attempts{t: t, req: req, hasBody: hasBody}
-	resp, err := Do(ctx, t.loop, a.try)
+	resp, err := do(ctx, t.loop, a.try, a.discard)
 	if a.n == 0 && hasBody {
 		req.Body.Close() // a RoundTripper always closes the body
 	}
@@ -173,11 +173,17 @@ type attempts struct {
 	pending *http.Response // the last retryable-status response, not yet discarded
 }
 
-func (a *attempts) try(ctx context.Context) (*http.Response, error) {
+// discard drains and closes the pending response before the wait, so its
+// connection goes back to the pool while the client sleeps.
+func (a *attempts) discard() {
 	if a.pending != nil {
 		drain(a.pending.Body)
 		a.pending = nil
 	}
+}
+
+func (a *attempts) try(ctx context.Context) (*http.Response, error) {
+	a.discard()
 	a.n++
 	t, p := a.t, a.t.p
 	var cancel context.CancelFunc

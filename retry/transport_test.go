@@ -109,6 +109,14 @@ func TestTransportRetriesIdempotentAndDrains(t *testing.T) {
 		{status: 200, body: "ok"},
 	}}
 	tr := newTransport(t, base, clk, retry.TransportConfig{ResendCountHeader: "X-Resend-Count"}, retry.Config{})
+	// Each discarded response is drained and closed before the wait.
+	clk.OnSleep(func(time.Duration) {
+		base.mu.Lock()
+		defer base.mu.Unlock()
+		if last := base.bodies[len(base.bodies)-1]; !last.closed.Load() {
+			t.Error("sleeping while the discarded response is still open")
+		}
+	})
 	span := &recordingSpan{}
 	ctx := trace.ContextWithSpan(context.Background(), span)
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://dep.test/items/1", nil)
@@ -344,6 +352,23 @@ func TestTransportGivesUp(t *testing.T) {
 			t.Fatalf("got %v after %d attempts, body closed %v", err, len(base.seen), body.closed.Load())
 		}
 	})
+}
+
+func TestTransportCanceledDuringWait(t *testing.T) {
+	clk := retrytest.NewClock()
+	base := &scripted{steps: []step{{status: 503, body: "busy"}}}
+	tr := newTransport(t, base, clk, retry.TransportConfig{}, retry.Config{MaxAttempts: 5})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	clk.OnSleep(func(time.Duration) { cancel() })
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://dep.test/", nil)
+	resp, err := tr.RoundTrip(req)
+	if resp != nil || !errors.Is(err, retry.StopContext) || !errors.Is(err, context.Canceled) || len(base.seen) != 1 {
+		t.Fatalf("got %v, %v after %d attempts; want StopContext and no response", resp, err, len(base.seen))
+	}
+	if !base.bodies[0].closed.Load() {
+		t.Error("the discarded response was not closed")
+	}
 }
 
 func TestTransportAttemptTimeoutLastsUntilBodyClosed(t *testing.T) {
