@@ -131,8 +131,8 @@ type RatioBudgetConfig struct {
 // exponentially decaying count with time constant Window. Because calls
 // and retries decay alike, the bound holds over any period, not just within
 // a window: a dependency failing every call sees at most (1+Ratio)× its
-// calls, plus at most MinRetries while traffic is low. It is safe for
-// concurrent use (one mutex).
+// calls, plus up to about MinRetries per Window while traffic is too low
+// for the ratio to allow them. It is safe for concurrent use (one mutex).
 type RatioBudget struct {
 	ratio  float64
 	min    float64
