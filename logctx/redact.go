@@ -289,7 +289,7 @@ func (r *redactor) any(v any) (slog.Value, bool) {
 		}
 	case error:
 		if x != nil && r.scanPAN {
-			if s, ok := maskPANs(x.Error()); ok {
+			if s, ok := maskPANs(errorText(x)); ok {
 				return slog.StringValue(s), true
 			}
 		}
@@ -309,6 +309,18 @@ func (r *redactor) request(req *http.Request) slog.Value {
 		h = req.Header
 	}
 	return slog.GroupValue(slog.String("method", req.Method), slog.String("path", path), slog.Any("header", http.Header(h)))
+}
+
+// errorText returns err.Error(), or "" when it panics (a nil pointer
+// receiver, typically): the wrapped handler decides how to print such a
+// value, as it would without logctx.
+func errorText(err error) (s string) {
+	defer func() {
+		if recover() != nil {
+			s = ""
+		}
+	}()
+	return err.Error()
 }
 
 func (r *redactor) value(k, v string) string {

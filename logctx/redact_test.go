@@ -404,3 +404,16 @@ func TestRedactRequestResponse(t *testing.T) {
 		})
 	}
 }
+
+type ptrError struct{ msg string }
+
+func (e *ptrError) Error() string { return e.msg } // panics on a nil receiver
+
+func TestRedactNilPointerError(t *testing.T) {
+	l, buf := newJSONLogger(t, HandlerConfig{})
+	var pe *ptrError
+	l.Info("m", "err", error(pe), "ok", "yes")
+	if got := jsonLines(t, buf)[0]; got["ok"] != "yes" {
+		t.Errorf("line %v", got)
+	}
+}
