@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/sadpath/sadpath/contract"
+	"go.opentelemetry.io/otel/propagation"
 )
 
 // Carrier is a message's header set as the correlation helpers need it:
@@ -49,6 +50,10 @@ func nilCarrier(c Carrier) bool {
 	case MapHeader:
 		return h == nil
 	case http.Header:
+		return h == nil
+	case propagation.MapCarrier:
+		return h == nil
+	case propagation.HeaderCarrier:
 		return h == nil
 	}
 	return false

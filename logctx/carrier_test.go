@@ -52,6 +52,8 @@ func TestExtractRules(t *testing.T) {
 	Inject(WithCorrelationID(context.Background(), "x"), MapHeader(nil))
 	Inject(WithCorrelationID(context.Background(), "x"), http.Header(nil))
 	Inject(WithCorrelationID(context.Background(), "x"), nil)
+	Inject(WithCorrelationID(context.Background(), "x"), propagation.MapCarrier(nil))
+	Inject(WithCorrelationID(context.Background(), "x"), propagation.HeaderCarrier(nil))
 	// An unsafe id in the context is never written.
 	h := MapHeader{}
 	Inject(WithCorrelationID(context.Background(), "a\"b"), h)
