@@ -34,7 +34,8 @@ func (h MapHeader) Set(key, value string) { h[key] = []string{value} }
 
 // Inject writes the correlation id of ctx into c under HeaderCorrelationID.
 // It writes nothing when ctx has no id or its id is not valid (see
-// ValidateCorrelationID): an unsafe id never leaves the process.
+// ValidateCorrelationID): an unsafe id never leaves the process. A nil
+// carrier, or a nil map of a known carrier type, is left alone.
 func Inject(ctx context.Context, c Carrier) {
 	if id := CorrelationID(ctx); id != "" && checkID(id) == "" && !nilCarrier(c) {
 		c.Set(HeaderCorrelationID, id)
