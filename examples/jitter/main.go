@@ -16,6 +16,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -43,7 +44,7 @@ func main() {
 	printTable(os.Stdout, counts, *runs, *seed)
 }
 
-func printTable(w *os.File, counts []int, runs int, seed uint64) {
+func printTable(w io.Writer, counts []int, runs int, seed uint64) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "strategy\t")
 	for _, n := range counts {

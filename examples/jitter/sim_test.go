@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"math"
+	"strings"
 	"testing"
 )
 
@@ -69,5 +71,23 @@ func TestSimulationIsDeterministic(t *testing.T) {
 	}
 	if a.completed != 50 || a.calls < 50 {
 		t.Errorf("run %+v: every client must write once at least", a)
+	}
+}
+
+func TestPrintTable(t *testing.T) {
+	var buf bytes.Buffer
+	printTable(&buf, []int{10, 20}, 2, 7)
+	out := buf.String()
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 1+len(scenarios) {
+		t.Fatalf("%d lines, want a header and %d rows:\n%s", len(lines), len(scenarios), out)
+	}
+	for _, s := range scenarios {
+		if !strings.Contains(out, s.name) {
+			t.Errorf("no row for %s:\n%s", s.name, out)
+		}
+	}
+	if !strings.Contains(lines[0], "20 clients") || !strings.Contains(out, "calls /") {
+		t.Errorf("unexpected table:\n%s", out)
 	}
 }
