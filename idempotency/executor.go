@@ -124,6 +124,7 @@ type Executor struct {
 // reads replayed results.
 type sharedClaimer interface {
 	claimShared(ctx context.Context, req ClaimRequest) (Claim, error)
+	completeOwned(ctx context.Context, key Key, token uint64, result Result) error
 }
 
 // New returns an Executor configured by cfg, or a KindInvalid error naming
@@ -376,7 +377,12 @@ func (e *Executor) own(ctx context.Context, key Key, token uint64, fn work) (res
 		}
 	}
 	if store {
-		cerr := e.store.Complete(bg, key, token, res)
+		var cerr error
+		if e.shared != nil {
+			cerr = e.shared.completeOwned(bg, key, token, res)
+		} else {
+			cerr = e.store.Complete(bg, key, token, res)
+		}
 		switch {
 		case cerr == nil:
 			e.obs.note(ctx, oExecuted, slog.LevelDebug, "ran and recorded the result", key)

@@ -270,6 +270,16 @@ func (sh *memShard) owned(k Key, token uint64, now time.Time) *memEntry {
 
 // Complete implements Store.
 func (s *MemoryStore) Complete(ctx context.Context, key Key, token uint64, result Result) error {
+	return s.complete(ctx, key, token, result, false)
+}
+
+// completeOwned is Complete keeping result as is, without a copy: for the
+// executor, which hands over results it built and never touches again.
+func (s *MemoryStore) completeOwned(ctx context.Context, key Key, token uint64, result Result) error {
+	return s.complete(ctx, key, token, result, true)
+}
+
+func (s *MemoryStore) complete(ctx context.Context, key Key, token uint64, result Result, owned bool) error {
 	if err := ctxErr(ctx, "idempotency.complete"); err != nil {
 		return err
 	}
@@ -292,7 +302,11 @@ func (s *MemoryStore) Complete(ctx context.Context, key Key, token uint64, resul
 			WithCode("idempotency.store_full").WithRetryAfter(time.Second)
 	}
 	e.state = StateCompleted
-	e.result = copyResult(&result)
+	if owned {
+		e.result = result
+	} else {
+		e.result = copyResult(&result)
+	}
 	e.size += rsize
 	sh.bytes += rsize
 	sh.setExpiry(e, now.Add(e.retention))
