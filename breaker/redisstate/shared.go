@@ -189,9 +189,9 @@ func New(cfg Config) (*Shared, error) {
 	s.healthy.Store(true)
 	s.ctx, s.stop = context.WithCancel(context.Background())
 
-	s.ps = s.client.Subscribe(context.Background(), s.channel)
+	s.ps = s.client.Subscribe(context.Background()) // no channel yet: no network in New
 	s.wg.Add(2)
-	go s.listen(s.ps.Channel())
+	go s.listen()
 	go s.loop()
 	return s, nil
 }
@@ -354,8 +354,14 @@ func (s *Shared) sync() {
 	}
 }
 
-func (s *Shared) listen(ch <-chan *redis.Message) {
+func (s *Shared) listen() {
 	defer s.wg.Done()
+	// Subscribing dials; go-redis re-subscribes by itself after a failure
+	// here or a lost connection later.
+	if err := s.ps.Subscribe(s.ctx, s.channel); err != nil {
+		s.health(err)
+	}
+	ch := s.ps.Channel()
 	for {
 		select {
 		case <-s.quit:
