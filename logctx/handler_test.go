@@ -105,6 +105,38 @@ func parseTextLine(t *testing.T, s string) map[string]any {
 	return m
 }
 
+// withCoords puts coordinates on the context of every record, so slogtest
+// runs with the Handler actually adding them.
+type withCoords struct{ h slog.Handler }
+
+func (w withCoords) Enabled(ctx context.Context, l slog.Level) bool { return w.h.Enabled(ctx, l) }
+func (w withCoords) Handle(ctx context.Context, r slog.Record) error {
+	return w.h.Handle(fullCtx(), r)
+}
+func (w withCoords) WithAttrs(as []slog.Attr) slog.Handler { return withCoords{w.h.WithAttrs(as)} }
+func (w withCoords) WithGroup(n string) slog.Handler       { return withCoords{w.h.WithGroup(n)} }
+
+func TestSlogtestJSONWithCoordinates(t *testing.T) {
+	var buf bytes.Buffer
+	newHandler := func(*testing.T) slog.Handler {
+		buf.Reset()
+		return withCoords{mustHandler(t, HandlerConfig{Next: slog.NewJSONHandler(&buf, nil)})}
+	}
+	result := func(t *testing.T) map[string]any {
+		lines := jsonLines(t, &buf)
+		if len(lines) != 1 {
+			t.Fatalf("want 1 line, got %d: %s", len(lines), buf.String())
+		}
+		m := lines[0]
+		// Every line carries the coordinates at the top level.
+		if m[KeyCorrelationID] != "corr-1" || m[KeyTraceID] != "4bf92f3577b34da6a3ce929d0e0e4736" {
+			t.Errorf("coordinates missing: %v", m)
+		}
+		return m
+	}
+	slogtest.Run(t, newHandler, result)
+}
+
 func TestNewHandlerConfigErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
