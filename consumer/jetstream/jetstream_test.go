@@ -373,3 +373,69 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestGapSkippedAfterHoldTimeout publishes a subject's events with one
+// missing for good: with GapHold and a short HoldTimeout the held events
+// are applied after a logged "gap skipped", and every message is acked.
+func TestGapSkippedAfterHoldTimeout(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	j, streamName, subj := stream(t)
+	for _, seq := range []uint64{3, 1, 4} { // 2 never comes
+		e := contract.Event{ID: fmt.Sprint("e", seq), Source: "/ledger", SpecVersion: "1.0", Type: "t.v1", Subject: "acct", Sequence: seq}
+		if _, err := jetstream.Publish(ctx, j, subj+".events", &e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pull := pullConsumer(t, j, streamName, 5*time.Second)
+	var logs syncBuffer
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	guard, err := ordering.New(ordering.Config{Gap: ordering.GapHold, HoldTimeout: 300 * time.Millisecond, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var applied []uint64
+	c, err := consumer.New(consumer.Config{Guard: guard, Handler: func(_ context.Context, e *contract.Event) error {
+		mu.Lock()
+		defer mu.Unlock()
+		applied = append(applied, e.Sequence)
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := jetstream.New(jetstream.Config{Pull: pull, Consumer: c, MaxWait: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error)
+	go func() { done <- a.Run(runCtx) }()
+	for {
+		info, err := pull.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		n := len(applied)
+		mu.Unlock()
+		if n == 3 && info.NumAckPending == 0 && info.NumPending == 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("timed out: applied %v, ack pending %d", applied, info.NumAckPending)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(applied) != "[1 3 4]" {
+		t.Fatalf("applied %v, want [1 3 4]", applied)
+	}
+	if !strings.Contains(logs.String(), `"decision":"gap skipped"`) {
+		t.Fatalf("no gap skipped decision logged:\n%s", logs.String())
+	}
+}
