@@ -278,7 +278,14 @@ func (b *Breaker) exec(ctx context.Context, run func() Outcome) error {
 		if b.slow != 0 {
 			start = b.now()
 		}
+		panicked := true
+		defer func() {
+			if panicked { // gobreaker counts it as a failure and re-panics
+				b.record(ctx, Failure)
+			}
+		}()
 		o := run()
+		panicked = false
 		if b.slow != 0 && o != Ignore && b.now()-start > b.slow {
 			o = Slow
 		}

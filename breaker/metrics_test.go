@@ -111,6 +111,13 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("%s = %d, want %d (all: %v)", k, m[k], v, m)
 		}
 	}
+	func() {
+		defer func() { _ = recover() }()
+		_ = b.Execute(ctx, func(context.Context) error { panic("boom") })
+	}()
+	if m := rec.collect(); m["sadpath.breaker.calls{breaker.name=pay,outcome=failure}"] != 3 {
+		t.Errorf("a panic is not counted as a failure: %v", m)
+	}
 	b.Trip(ctx, time.Minute, "test")
 	_ = b.Execute(ctx, func(context.Context) error { return nil })
 	m = rec.collect()
