@@ -337,9 +337,14 @@ func (g *Guard) drain(ctx context.Context, subject string, next uint64) {
 		}
 		o, err := g.advance(ctx, &he.ev, he.apply, nil)
 		if err == nil && o.Decision == Gap {
-			// The State moved back under us (shared state edited elsewhere):
-			// keep waiting.
+			// Another drainer took the missing event before us and may have
+			// applied it between our decision and this put, finding nothing
+			// to release: look once more. Otherwise keep waiting.
 			g.hold.put(he)
+			if last, lerr := g.state.Last(ctx, subject); lerr == nil && last+1 == he.ev.Sequence {
+				next = he.ev.Sequence
+				continue
+			}
 			return
 		}
 		if err == nil {
