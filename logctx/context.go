@@ -139,12 +139,30 @@ func With(ctx context.Context, attrs ...slog.Attr) context.Context {
 	if len(attrs) == 0 {
 		return ctx
 	}
-	n := derive(ctx)
-	merged := make([]slog.Attr, 0, len(n.c.attrs)+len(attrs))
-	merged = append(merged, n.c.attrs...)
-	merged = append(merged, attrs...)
-	n.c.attrs = merged
+	var n *valueCtx
+	total := len(Attrs(ctx)) + len(attrs)
+	if total <= len(valueCtxAttrs{}.buf) {
+		// Few attrs: the node and its attr list in one allocation.
+		na := &valueCtxAttrs{}
+		n = &na.valueCtx
+		n.Context = ctx
+		if c := from(ctx); c != nil {
+			n.c = *c
+		}
+		n.c.attrs = append(na.buf[:0:total], n.c.attrs...)
+	} else {
+		n = derive(ctx)
+		n.c.attrs = append(make([]slog.Attr, 0, total), n.c.attrs...)
+	}
+	n.c.attrs = append(n.c.attrs, attrs...)
 	return n
+}
+
+// valueCtxAttrs is a context node with room for a few attrs, so With
+// costs a single allocation in the common case.
+type valueCtxAttrs struct {
+	valueCtx
+	buf [4]slog.Attr
 }
 
 // Attrs returns the free attributes added with With. The slice must not be modified.

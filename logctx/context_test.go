@@ -76,4 +76,17 @@ func TestWithAllocs(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() { _ = WithCorrelationID(ctx, "c") }); n != 1 {
 		t.Errorf("WithCorrelationID allocates %v times, want 1", n)
 	}
+	two := With(ctx, slog.Int("a", 1), slog.Int("b", 2))
+	if n := testing.AllocsPerRun(100, func() { _ = With(two, slog.Int("c", 3)) }); n != 1 {
+		t.Errorf("With (few attrs) allocates %v times, want 1", n)
+	}
+	four := With(two, slog.Int("c", 3), slog.Int("d", 4))
+	if n := testing.AllocsPerRun(100, func() { _ = With(four, slog.Int("e", 5)) }); n != 2 {
+		t.Errorf("With (many attrs) allocates %v times, want 2", n)
+	}
+	// Appending to a child never shows in a sibling sharing the parent.
+	c1, c2 := With(two, slog.Int("x", 1)), With(two, slog.Int("y", 2))
+	if a1, a2 := Attrs(c1), Attrs(c2); len(a1) != 3 || len(a2) != 3 || a1[2].Key != "x" || a2[2].Key != "y" || len(Attrs(two)) != 2 {
+		t.Errorf("attrs shared: %v %v %v", a1, a2, Attrs(two))
+	}
 }

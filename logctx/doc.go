@@ -13,8 +13,8 @@ logs never has to remember them.
 [WithCorrelationID], [WithOperation], [WithEntity] and [With] return a
 child context carrying one more coordinate; the getters [CorrelationID],
 [Operation], [Entity] and [Attrs] read them back. Each call copies the
-coordinates into a new context node (one allocation; With also copies its
-attribute list), so a child never
+coordinates into a new context node (one allocation; two for a With that
+brings the context past four attributes), so a child never
 changes what its parent or siblings see, and goroutines may share any of
 them. A nil context passed by mistake is treated as
 [context.Background].
