@@ -425,9 +425,24 @@ func TestDecisionString(t *testing.T) {
 func TestConcurrentSameSubjectExactlyOnce(t *testing.T) {
 	// Many goroutines deliver every event of a few subjects several times,
 	// in any order, with hold: each (subject, sequence) is applied exactly
-	// once and in order.
+	// once and in order, on the Memory fast path and on the State
+	// interface path.
+	for _, generic := range []bool{false, true} {
+		t.Run(fmt.Sprintf("generic=%v", generic), func(t *testing.T) { concurrentExactlyOnce(t, generic) })
+	}
+}
+
+func concurrentExactlyOnce(t *testing.T, generic bool) {
 	ctx := context.Background()
-	g := mustGuard(t, ordering.Config{Gap: ordering.GapHold, MaxHeld: 100000})
+	cfg := ordering.Config{Gap: ordering.GapHold, MaxHeld: 100000}
+	if generic {
+		m, err := ordering.NewMemory(ordering.MemoryConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.State = opaqueState{m}
+	}
+	g := mustGuard(t, cfg)
 	const subjects, events, copies, workers = 4, 200, 3, 16
 	var mu sync.Mutex
 	applied := make(map[string][]uint64)
