@@ -242,3 +242,42 @@ func mustLast(t *testing.T, st *pgstate.State, subject string) uint64 {
 	}
 	return last
 }
+
+// TestHoldDrainsThroughPostgres holds gap events and releases them in
+// order, each in its own transaction, once the missing one arrives.
+func TestHoldDrainsThroughPostgres(t *testing.T) {
+	ctx := context.Background()
+	p := pool(t)
+	st, _ := table(t, p)
+	g, err := ordering.New(ordering.Config{State: st, Gap: ordering.GapHold})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var applied []uint64
+	apply := func(ctx context.Context, e *contract.Event) error {
+		if _, ok := pgstate.Tx(ctx); !ok {
+			return errors.New("held event applied outside the transaction")
+		}
+		applied = append(applied, e.Sequence)
+		return nil
+	}
+	var settled []string
+	settle := func(_ context.Context, e *contract.Event, o ordering.Outcome, err error) {
+		settled = append(settled, fmt.Sprintf("%d=%s/%v", e.Sequence, o.Decision, err))
+	}
+	for _, seq := range []uint64{3, 2} {
+		o, err := g.Process(ctx, &contract.Event{ID: fmt.Sprint(seq), Source: "/t", Subject: "acct", Sequence: seq}, apply, settle)
+		if err != nil || !o.Held {
+			t.Fatalf("seq %d: %+v %v, want held", seq, o, err)
+		}
+	}
+	if _, err := g.Process(ctx, &contract.Event{ID: "1", Source: "/t", Subject: "acct", Sequence: 1}, apply, settle); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(applied) != "[1 2 3]" || fmt.Sprint(settled) != "[2=apply/<nil> 3=apply/<nil>]" {
+		t.Fatalf("applied %v settled %v", applied, settled)
+	}
+	if last := mustLast(t, st, "acct"); last != 3 {
+		t.Fatalf("last %d, want 3", last)
+	}
+}
