@@ -1,0 +1,116 @@
+// Package pgstore is an [idempotency.Store] on PostgreSQL, with a
+// transactional mode, [DoTx], that commits the caller's own writes and the
+// completed idempotency record in one transaction: exactly-once effects, not
+// just at-least-once with deduplication.
+//
+// It is its own Go module (github.com/sadpath/sadpath/idempotency/pgstore)
+// so that the core sadpath module never pulls a database driver into a
+// build that does not use one.
+//
+// # Wiring
+//
+//	pool, err := pgxpool.New(ctx, "postgres://app@db:5432/app")
+//	store, err := pgstore.New(pgstore.Config{Pool: pool})
+//	err = store.Migrate(ctx) // or apply the schema below with your migration tool
+//
+// A zero Config field takes its documented default; a bad value makes New
+// return a [contract.Error] of KindInvalid (code "config.invalid") naming
+// the field.
+//
+// # Schema
+//
+// Migrate creates this (schema "public" and table "sadpath_idempotency" by
+// default; Config.Schema and Config.Table change them). Teams that run their
+// own migrations apply it themselves:
+//
+//	CREATE TABLE IF NOT EXISTS sadpath_idempotency (
+//	    id           bytea       PRIMARY KEY,  -- SHA-256 of the length-prefixed scope and key
+//	    fingerprint  bytea       NOT NULL,     -- opaque payload digest
+//	    state        smallint    NOT NULL,     -- 1 in progress, 2 completed, 3 released
+//	    token        bigint      NOT NULL,     -- fencing token, +1 on every claim
+//	    lease_until  timestamptz,              -- in progress only
+//	    retention_us bigint      NOT NULL,     -- retention asked by the claim, in microseconds
+//	    expires_at   timestamptz NOT NULL,     -- the row may be deleted after this
+//	    result       bytea                     -- completed only: versioned binary encoding
+//	);
+//	CREATE INDEX IF NOT EXISTS sadpath_idempotency_expires_at_idx ON sadpath_idempotency (expires_at);
+//
+// The primary key is a hash of the scope and key, so keys of any size and any
+// bytes (NUL, invalid UTF-8) fit a B-tree row, a scope can never be confused
+// with another's key, and no raw idempotency key is stored. The result column
+// holds a compact encoding that starts with a version byte (status code,
+// headers sorted by name, body), so the format can evolve.
+//
+// # Statements
+//
+// Every operation is one statement, and one round trip once pgx has prepared
+// it on the connection:
+//
+//   - Claim: a single statement that inserts a fresh key (INSERT … ON
+//     CONFLICT (id) DO NOTHING RETURNING), or takes over a claimable row
+//     (released, lease expired, or past retention: a conditional UPDATE …
+//     RETURNING that adds one to the token), or else returns the existing
+//     row — with the stored result when completed. Duplicates and replays
+//     lock nothing. Only when the statement's snapshot predates a concurrent
+//     claimer's commit does Claim run it again.
+//   - Complete, Release and Renew: UPDATE … WHERE id = $1 AND token = $2 AND
+//     state = 1 AND lease_until > statement_timestamp(); no row updated means
+//     [idempotency.ErrLeaseLost] and nothing changed.
+//   - Get: one SELECT.
+//
+// A fresh key therefore costs two round trips (Claim, Complete), a replay one.
+// Leases are computed by the server (statement_timestamp()), never by the
+// caller's clock, so instances with skewed clocks agree on who owns a lease.
+//
+// # Retention and cleanup
+//
+// A claimed row is kept for max(Retention, 2×Lease) and a completed one for
+// the claim's Retention from completion. A row past expires_at is invisible
+// (Get answers not found, Claim treats the key as new, its token still
+// growing) but stays on disk until [Store.DeleteExpired] removes it, at most
+// a batch per call, skipping rows a claim holds locked:
+//
+//	DELETE FROM t WHERE id IN (
+//	  SELECT id FROM t WHERE expires_at <= statement_timestamp() LIMIT $1 FOR UPDATE SKIP LOCKED)
+//
+// Schedule it (every minute on one instance is plenty) and call it again at
+// once while it returns a full batch. Each call is a short transaction that
+// never blocks traffic; autovacuum reclaims the space.
+//
+// # Transactional mode
+//
+// [DoTx] claims the key, runs the caller's function in a transaction, then
+// stores the function's value as the completed record in that same
+// transaction and commits. Business writes and the record commit together or
+// not at all: a crash, panic, timeout or terminated connection before the
+// commit leaves no business row (the key is released, or becomes claimable
+// when its lease expires), and after the commit every retry replays the
+// value. A stale owner, whose lease expired and whose key was claimed again,
+// cannot commit: its conditional UPDATE matches no row and DoTx rolls back.
+//
+// # Errors
+//
+// Failures of PostgreSQL are [contract.Error] values wrapping the pgx error:
+// connection loss and server shutdown (class 08, 57P01 from
+// pg_terminate_backend, 57P02, 57P03), lack of resources (class 53) and I/O
+// errors are KindUnavailable; serialization failures (40001) and deadlocks
+// (40P01) are KindUnavailable too, since the transaction can simply run
+// again; statement_timeout (57014), lock_timeout (55P03), a context deadline
+// and network timeouts are KindTimeout; all of them are retryable. A
+// canceled context is KindCanceled and still matches context.Canceled. Any
+// other server error (a missing table) is KindInternal, not retryable.
+//
+// # Concurrency
+//
+// A Store is safe for concurrent use by many goroutines, and any number of
+// Stores in any number of processes on the same table share records:
+// exactly one of many concurrent claimers wins, by the primary key and row
+// versions of PostgreSQL.
+//
+// # Logging
+//
+// With Config.Logger set, store failures are logged at Warn and refused
+// stale owners and DoTx replays at Info (with [logctx.Decision]), with the
+// dependency, the operation and the record's key hash — never the raw key
+// or a result.
+package pgstore
