@@ -1,6 +1,7 @@
 package idempotency_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -373,5 +374,70 @@ func TestMiddlewareReplayDoesNotShareStoredHeaders(t *testing.T) {
 		}
 		w.Header()["Content-Type"][0] = "text/evil" // in place, on the live header map
 		w.Body.Bytes()[0] = 'X'
+	}
+}
+
+func TestMiddlewareWaitPolicyReplaysFirstResponse(t *testing.T) {
+	env := newMW(t, func(c *idempotency.MiddlewareConfig) { c.Duplicate = idempotency.Wait })
+	entered, release := make(chan struct{}), make(chan struct{})
+	h := env.mw.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		env.runs.Add(1)
+		close(entered)
+		<-release
+		w.WriteHeader(201)
+		_, _ = io.WriteString(w, "created once")
+	}))
+	first := make(chan *httptest.ResponseRecorder)
+	go func() { first <- serve(h, req("POST", "/p", "alice", "k", "{}")) }()
+	<-entered
+	second := make(chan *httptest.ResponseRecorder, 1)
+	secondDone := make(chan struct{})
+	go func() {
+		defer close(secondDone)
+		second <- serve(h, req("POST", "/p", "alice", "k", "{}"))
+	}()
+	// The duplicate parks on a poll timer next to the owner's heartbeat.
+	waitFor(t, "the duplicate to wait", func() bool { return env.clk.Waiters() >= 2 })
+	close(release)
+	if w := <-first; w.Code != 201 {
+		t.Fatalf("first: %d", w.Code)
+	}
+	advanceUntil(t, env.clk, 10*time.Millisecond, secondDone)
+	w2 := <-second
+	if w2.Code != 201 || w2.Body.String() != "created once" || w2.Header().Get(idempotency.HeaderReplayed) != "true" || env.runs.Load() != 1 {
+		t.Fatalf("waiting duplicate: %d %q %v runs=%d", w2.Code, w2.Body, w2.Header(), env.runs.Load())
+	}
+}
+
+// A request whose context ended (client gone, server timeout) before the
+// handler wrote a success releases the key: the retry runs.
+func TestMiddlewareTimeoutReleases(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		write func(w http.ResponseWriter)
+	}{
+		{"wrote nothing", func(http.ResponseWriter) {}},
+		{"wrote 503", func(w http.ResponseWriter) { w.WriteHeader(503) }},
+		{"wrote 400 after the deadline", func(w http.ResponseWriter) { w.WriteHeader(400) }},
+	} {
+		env := newMW(t, nil)
+		h := env.mw.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if env.runs.Add(1) == 1 {
+				<-r.Context().Done()
+				tc.write(w)
+				return
+			}
+			w.WriteHeader(201)
+		}))
+		ctx, cancel := context.WithCancel(context.Background())
+		r := req("POST", "/p", "alice", "k", "{}").WithContext(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); serve(h, r) }()
+		waitFor(t, "the handler to start", func() bool { return env.runs.Load() == 1 })
+		cancel()
+		<-done
+		if w := serve(h, req("POST", "/p", "alice", "k", "{}")); w.Code != 201 || w.Header().Get(idempotency.HeaderReplayed) != "" {
+			t.Fatalf("%s: retry got %d replayed=%q, want a fresh run", tc.name, w.Code, w.Header().Get(idempotency.HeaderReplayed))
+		}
 	}
 }
