@@ -66,6 +66,7 @@ type Delivery struct {
 
 // Result is the decision for one delivery.
 type Result struct {
+	// Action is what the adapter must do with the delivery.
 	Action Action
 	// Delay is how long to wait before the redelivery (Retry only).
 	Delay time.Duration
@@ -123,7 +124,7 @@ type Config struct {
 	// MinBackoff × 2^(attempt-1), at most MaxBackoff, and never less than
 	// an error's retry-after hint. Zero means 1s and 1m.
 	MinBackoff time.Duration
-	MaxBackoff time.Duration
+	MaxBackoff time.Duration // see MinBackoff
 
 	// MaxEventBytes bounds the size of an encoded event; larger ones are
 	// dead-lettered. Zero means 1 MiB.
@@ -136,7 +137,7 @@ type Config struct {
 	// and the second is dropped as a duplicate). Retention is how long a processed id is
 	// remembered. Zero means 24h; it must be >= Lease.
 	Lease     time.Duration
-	Retention time.Duration
+	Retention time.Duration // see Lease
 
 	// Logger receives the decisions (dead-letter, retry, duplicate). Nil
 	// means no logging.

@@ -103,10 +103,10 @@ type Config struct {
 
 // Outcome is the result of processing one event.
 type Outcome struct {
-	Decision Decision
-	Sequence uint64 // the event's sequence
-	Last     uint64 // the subject's last applied sequence after the decision
-	Held     bool   // Gap only: the event is held and will be settled later
+	Decision Decision // what was decided
+	Sequence uint64   // the event's sequence
+	Last     uint64   // the subject's last applied sequence after the decision
+	Held     bool     // Gap only: the event is held and will be settled later
 }
 
 // ApplyFunc applies one event: the caller's effect. With a persistent State
