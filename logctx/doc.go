@@ -132,15 +132,18 @@ Config (nil: no logging) and call Decision; there is no global logger.
 [NewMiddleware] returns server middleware. For each request it picks the
 correlation id:
 
- 1. the X-Correlation-ID header (MiddlewareConfig.Header), if it appears
+ 1. a valid id already on the request context — set by an outer logctx
+    middleware or a test — is kept, so nested middleware never splits one
+    request into two ids;
+ 2. otherwise the X-Correlation-ID header (MiddlewareConfig.Header), if it appears
     once and is valid: 1 to 128 bytes of ASCII letters, digits, '-', '_',
     '.', ':' ([ValidateCorrelationID]); anything else — newlines, control
     characters, quotes, spaces, non-ASCII, oversize, a repeated header —
     is rejected, and the replacement is logged as a decision at Warn
     with the reason, never the rejected value;
- 2. otherwise the trace id of a valid W3C traceparent header, or of a span
+ 3. otherwise the trace id of a valid W3C traceparent header, or of a span
     already on the request context (IgnoreTraceparent turns this off);
- 3. otherwise a fresh id: 128 bits from crypto/rand as 32 hex characters.
+ 4. otherwise a fresh id: 128 bits from crypto/rand as 32 hex characters.
 
 It puts the id on the request context, echoes it in the response header,
 and logs one access line per request (method, route, status, duration_ms,

@@ -158,11 +158,16 @@ func (m *middleware) wrap(next http.Handler) http.Handler {
 	})
 }
 
-// correlationID picks the request's correlation id: a valid incoming
-// header, else the trace id of a valid traceparent or of the span on the
-// context, else a fresh one. rejected says why an incoming header was
+// correlationID picks the request's correlation id: one already on the
+// context, else a valid incoming header, else the trace id of a valid
+// traceparent or of the span on the context, else a fresh one. rejected says why an incoming header was
 // refused ("" when there was none or it was valid).
 func (m *middleware) correlationID(r *http.Request, ctx context.Context) (id, rejected string) {
+	// An id already on the context (an outer logctx middleware, a test)
+	// wins: nested middleware must not split one request into two ids.
+	if id := CorrelationID(ctx); id != "" && checkID(id) == "" {
+		return id, ""
+	}
 	if vs := r.Header[m.header]; len(vs) > 0 {
 		if len(vs) > 1 {
 			rejected = "header repeated " + strconv.Itoa(len(vs)) + " times"

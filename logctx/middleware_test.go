@@ -424,3 +424,32 @@ func FuzzMiddlewareHeaders(f *testing.F) {
 		}
 	})
 }
+
+func TestMiddlewareNestedKeepsOneID(t *testing.T) {
+	l, buf := newJSONLogger(t, HandlerConfig{})
+	outer, _ := NewMiddleware(MiddlewareConfig{Logger: l})
+	inner, _ := NewMiddleware(MiddlewareConfig{Logger: l})
+	var seen string
+	h := outer(inner(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen = CorrelationID(r.Context())
+	})))
+	req := httptest.NewRequest("GET", "/", nil)
+	req.Header.Set(HeaderCorrelationID, "bad id") // rejected once, by the outer layer
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if len(seen) != 32 || rec.Header().Get(HeaderCorrelationID) != seen {
+		t.Fatalf("seen %q, echoed %q", seen, rec.Header().Get(HeaderCorrelationID))
+	}
+	replaced := 0
+	for _, line := range jsonLines(t, buf) {
+		if line[KeyCorrelationID] != seen {
+			t.Errorf("line with another id: %v", line)
+		}
+		if line[KeyDecision] == "correlation id replaced" {
+			replaced++
+		}
+	}
+	if replaced != 1 {
+		t.Errorf("replacement logged %d times, want 1", replaced)
+	}
+}
