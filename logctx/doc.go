@@ -102,8 +102,9 @@ Handler rewrites attributes before passing them on:
     and map[string]string are redacted key by key (a copy: the caller's map
     is untouched); a [*net/http.Request] is written as method, path (no
     query) and redacted headers, a [*net/http.Response] as status and
-    redacted headers; a [*net/url.URL] with a password is written
-    redacted.
+    redacted headers; a [*net/url.URL] with a password or secret query
+    parameters (?access_token=…) is written as a string with them
+    redacted. Log URLs as *url.URL rather than strings to get this.
   - Groups are walked recursively; attributes given to WithAttrs are
     redacted once, when the logger is made; attributes from [With] on
     every record.

@@ -240,8 +240,8 @@ func (r *redactor) group(as []slog.Attr) ([]slog.Attr, bool) {
 
 // any redacts the well-known container types that carry secrets: header
 // maps (Authorization, Cookie), requests and responses (as method, path,
-// status and redacted headers), URLs with a password, and card numbers in
-// error texts. Other KindAny values are passed on as they are: give types
+// status and redacted headers), URLs with a password or secret query
+// parameters, and card numbers in error texts. Other KindAny values are passed on as they are: give types
 // that hold secrets a LogValue method.
 func (r *redactor) any(v any) (slog.Value, bool) {
 	switch x := v.(type) {
@@ -282,10 +282,8 @@ func (r *redactor) any(v any) (slog.Value, bool) {
 			return slog.GroupValue(slog.Int("status", x.StatusCode), slog.Any("header", http.Header(h))), true
 		}
 	case *url.URL:
-		if x != nil && x.User != nil {
-			if _, ok := x.User.Password(); ok {
-				return slog.StringValue(x.Redacted()), true
-			}
+		if x != nil {
+			return r.url(x)
 		}
 	case error:
 		if x != nil && r.scanPAN {
@@ -309,6 +307,30 @@ func (r *redactor) request(req *http.Request) slog.Value {
 		h = req.Header
 	}
 	return slog.GroupValue(slog.String("method", req.Method), slog.String("path", path), slog.Any("header", http.Header(h)))
+}
+
+// url returns u as a string with its password and the values of secret
+// query parameters redacted, when it has any of them.
+func (r *redactor) url(u *url.URL) (slog.Value, bool) {
+	changed := false
+	c := *u
+	if c.User != nil {
+		if _, ok := c.User.Password(); ok {
+			changed = true // Redacted below masks it
+		}
+	}
+	if c.RawQuery != "" {
+		q, err := url.ParseQuery(c.RawQuery)
+		if err != nil {
+			c.RawQuery, changed = "", true // unparseable: drop rather than leak
+		} else if m, ok := r.header(q); ok {
+			c.RawQuery, changed = url.Values(m).Encode(), true
+		}
+	}
+	if !changed {
+		return slog.Value{}, false
+	}
+	return slog.StringValue(c.Redacted()), true
 }
 
 // errorText returns err.Error(), or "" when it panics (a nil pointer

@@ -417,3 +417,24 @@ func TestRedactNilPointerError(t *testing.T) {
 		t.Errorf("line %v", got)
 	}
 }
+
+func TestRedactURLQuery(t *testing.T) {
+	l, buf := newJSONLogger(t, HandlerConfig{})
+	u1, _ := url.Parse("https://api.example.com/cb?access_token=q-secret&state=ok")
+	u2, _ := url.Parse("https://api.example.com/plain?page=2")
+	u3, _ := url.Parse("https://api.example.com/x?%zz=bad-escape-secret")
+	l.Info("m", "u1", u1, "u2", u2, "u3", u3)
+	out := buf.String()
+	for _, leak := range []string{"q-secret", "bad-escape-secret"} {
+		if strings.Contains(out, leak) {
+			t.Errorf("%q leaked: %s", leak, out)
+		}
+	}
+	got := jsonLines(t, buf)[0]
+	if s, _ := got["u1"].(string); !strings.Contains(s, "state=ok") || !strings.Contains(s, "/cb") {
+		t.Errorf("u1 = %v", got["u1"])
+	}
+	if !strings.Contains(out, "page=2") {
+		t.Errorf("plain URL changed: %s", out)
+	}
+}
