@@ -187,3 +187,34 @@ func BenchmarkMemoryStoreParallel(b *testing.B) {
 	b.ReportMetric(float64(s.Bytes()), "store-bytes")
 	b.ReportMetric(float64(s.Len()), "store-entries")
 }
+
+// rawCodec stores []byte values as they are: it isolates the executor's own
+// cost from encoding/json's.
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) ([]byte, error) { return v.([]byte), nil }
+func (rawCodec) Unmarshal(data []byte, v any) error {
+	*v.(*[]byte) = data
+	return nil
+}
+
+// BenchmarkDoReplayRawCodec: DoReplay without JSON: the protocol's own cost.
+func BenchmarkDoReplayRawCodec(b *testing.B) {
+	ex := benchExecutor(b, idempotency.Config{Codec: rawCodec{}})
+	ctx := context.Background()
+	k := idempotency.Key{Scope: "tenant", Key: "k"}
+	val := []byte(`{"id":"pay_1","amount":100}`)
+	fn := func(context.Context) ([]byte, error) { return val, nil }
+	if _, err := idempotency.Do(ctx, ex, k, "fp", fn); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu := startCPU(b)
+	for range b.N {
+		if _, err := idempotency.Do(ctx, ex, k, "fp", fn); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cpu.stop()
+}
