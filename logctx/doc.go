@@ -68,9 +68,10 @@ in:
 	// {"msg":"request","http":{"status":201},"correlation_id":"req-7"}
 
 Handler.Enabled is a direct call to the wrapped handler's Enabled: a
-disabled level costs what it costs without logctx. Handle builds the new
-record on the stack: with up to five attributes in all (slog keeps five
-inline) it allocates nothing beyond what the wrapped handler does. Beyond
+disabled level costs what it costs without logctx. Handle gathers the
+coordinates on the stack and appends them to (a clone of) the caller's
+record: with up to five attributes in all (slog keeps five inline) it
+allocates nothing beyond what the wrapped handler does. Beyond
 five, slog itself allocates for the record, wrapped or not; otel ids add
 two small strings (the hex form) when a span is active; a logger with open
 groups rebuilds the group nesting per record (a few allocations).
