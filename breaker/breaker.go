@@ -72,8 +72,9 @@ type Breaker struct {
 	tripOn  atomic.Bool
 	tripReq atomic.Pointer[tripRequest]
 
-	pmu   sync.Mutex
-	queue []Transition
+	pmu      sync.Mutex
+	queue    []queued
+	draining bool // one goroutine reports at a time, in queue order
 
 	errOp      string // prebuilt Detail strings: rejection allocates one *contract.Error only
 	detailOpen string
@@ -219,7 +220,9 @@ func Do[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, err
 	)
 	classify := b.cfg.Classify
 	if rej := b.exec(ctx, func() Outcome {
-		res, err = fn(ctx)
+		if res, err = fn(ctx); err == nil {
+			return Success
+		}
 		return classify(err)
 	}); rej != nil {
 		return zero, rej
@@ -232,7 +235,9 @@ func (b *Breaker) Execute(ctx context.Context, fn func(context.Context) error) e
 	var err error
 	classify := b.cfg.Classify
 	if rej := b.exec(ctx, func() Outcome {
-		err = fn(ctx)
+		if err = fn(ctx); err == nil {
+			return Success
+		}
 		return classify(err)
 	}); rej != nil {
 		return rej
@@ -263,7 +268,11 @@ func (b *Breaker) exec(ctx context.Context, run func() Outcome) error {
 		}
 		b.endOpenDelay(ctx, u, "open delay elapsed: probing")
 	}
-	defer b.flush(ctx)
+	defer func() { // report the transitions this call caused, panic or not
+		if b.pending.Load() != 0 {
+			b.flush(ctx)
+		}
+	}()
 	_, gerr := b.cb.Execute(func() (struct{}, error) {
 		if b.pending.Load() != 0 {
 			b.flush(ctx) // report the half-open transition before the probe runs
@@ -317,8 +326,15 @@ func (b *Breaker) exec(ctx context.Context, run func() Outcome) error {
 // endOpenDelay clears the open delay u; the caller that clears it reports
 // the transition to half-open, so it is reported once.
 func (b *Breaker) endOpenDelay(ctx context.Context, u int64, reason string) {
-	if b.openUntil.CompareAndSwap(u, 0) {
-		b.emit(ctx, Transition{Name: b.name, From: StateOpen, To: StateHalfOpen, Reason: reason})
+	b.pmu.Lock() // clear and queue atomically, so the report keeps state order
+	ok := b.openUntil.CompareAndSwap(u, 0)
+	if ok {
+		b.queue = append(b.queue, queued{ctx: ctx, t: Transition{Name: b.name, From: StateOpen, To: StateHalfOpen, Reason: reason}})
+		b.pending.Add(1)
+	}
+	b.pmu.Unlock()
+	if ok {
+		b.flush(ctx)
 	}
 }
 
@@ -370,7 +386,6 @@ func (b *Breaker) onGobreakerChange(_ string, from, to gobreaker.State) {
 		if req != nil && req.openFor > 0 {
 			d = req.openFor
 		}
-		b.openUntil.Store(b.now() + int64(d))
 		t := Transition{Name: b.name, From: StateClosed, To: StateOpen, OpenFor: d}
 		switch {
 		case req != nil:
@@ -385,14 +400,24 @@ func (b *Breaker) onGobreakerChange(_ string, from, to gobreaker.State) {
 			t.From = StateHalfOpen
 			t.Reason = "probe failed"
 		}
-		b.enqueue(t)
+		// Set the delay and queue the report together: no caller can end
+		// this delay (endOpenDelay, under pmu) before its opening is queued.
+		b.pmu.Lock()
+		b.openUntil.Store(b.now() + int64(d))
+		b.queue = append(b.queue, queued{t: t})
+		b.pending.Add(1)
+		b.pmu.Unlock()
 	case gobreaker.StateClosed:
 		b.trips = 0
+		t := Transition{Name: b.name, From: stateOf(from), To: StateClosed,
+			Reason: strconv.Itoa(b.cfg.HalfOpenProbes) + " probes succeeded"}
+		b.pmu.Lock()
 		if u := b.openUntil.Load(); u != 0 && b.now() >= u {
 			b.openUntil.CompareAndSwap(u, 0)
 		}
-		b.enqueue(Transition{Name: b.name, From: stateOf(from), To: StateClosed,
-			Reason: strconv.Itoa(b.cfg.HalfOpenProbes) + " probes succeeded"})
+		b.queue = append(b.queue, queued{t: t})
+		b.pending.Add(1)
+		b.pmu.Unlock()
 	}
 	// gobreaker's open -> half-open is reported by exec when the open delay
 	// on b's clock has elapsed.
@@ -408,25 +433,53 @@ func stateOf(s gobreaker.State) State {
 	return StateHalfOpen
 }
 
-func (b *Breaker) enqueue(t Transition) {
-	b.pmu.Lock()
-	b.queue = append(b.queue, t)
-	b.pmu.Unlock()
-	b.pending.Add(1)
+// queued is a transition waiting to be reported; ctx is nil when the
+// transition came from gobreaker's callback, which has none: the goroutine
+// that reports it is then the one whose call caused it (or, under a race, a
+// concurrent caller).
+type queued struct {
+	ctx context.Context
+	t   Transition
 }
 
-// flush reports the queued transitions with ctx.
-func (b *Breaker) flush(ctx context.Context) {
-	if b.pending.Load() == 0 {
-		return
-	}
+func (b *Breaker) enqueueCtx(ctx context.Context, t Transition) {
 	b.pmu.Lock()
-	q := b.queue
-	b.queue = nil
-	b.pending.Store(0)
+	b.queue = append(b.queue, queued{ctx: ctx, t: t})
+	b.pending.Add(1)
 	b.pmu.Unlock()
-	for _, t := range q {
-		b.emit(ctx, t)
+}
+
+// flush reports the queued transitions, in order, with their own context
+// or else ctx. When another goroutine is reporting, flush returns at once and
+// that goroutine reports these too, so a hook may call the breaker.
+func (b *Breaker) flush(ctx context.Context) {
+	for {
+		b.pmu.Lock()
+		if b.draining || len(b.queue) == 0 {
+			b.pmu.Unlock()
+			return
+		}
+		q := b.queue
+		b.queue = nil
+		b.pending.Store(0)
+		b.draining = true
+		b.pmu.Unlock()
+		b.drain(ctx, q)
+	}
+}
+
+func (b *Breaker) drain(ctx context.Context, q []queued) {
+	defer func() {
+		b.pmu.Lock()
+		b.draining = false
+		b.pmu.Unlock()
+	}()
+	for _, e := range q {
+		c := e.ctx
+		if c == nil {
+			c = ctx
+		}
+		b.emit(c, e.t)
 	}
 }
 
@@ -465,8 +518,11 @@ func (b *Breaker) Trip(ctx context.Context, openFor time.Duration, reason string
 		if d == 0 {
 			d = b.cfg.OpenTimeout
 		}
+		b.pmu.Lock()
 		b.openUntil.Store(b.now() + int64(d))
-		b.enqueue(Transition{Name: b.name, From: StateHalfOpen, To: StateOpen, Reason: reason, OpenFor: d})
+		b.queue = append(b.queue, queued{ctx: ctx, t: Transition{Name: b.name, From: StateHalfOpen, To: StateOpen, Reason: reason, OpenFor: d}})
+		b.pending.Add(1)
+		b.pmu.Unlock()
 	}
 	b.flush(ctx)
 }
@@ -499,7 +555,8 @@ func (b *Breaker) ForceOpen(ctx context.Context, reason string) {
 	b.Trip(ctx, 0, reason)
 	from := b.State()
 	b.forced.Store(forcedOpen)
-	b.emit(ctx, Transition{Name: b.name, From: from, To: StateForcedOpen, Reason: reason})
+	b.enqueueCtx(ctx, Transition{Name: b.name, From: from, To: StateForcedOpen, Reason: reason})
+	b.flush(ctx)
 }
 
 // ForceClosed lets every call through uncounted until Reset, whatever the
@@ -513,7 +570,8 @@ func (b *Breaker) ForceClosed(ctx context.Context, reason string) {
 		reason = "forced closed by operator"
 	}
 	b.forced.Store(forcedClosed)
-	b.emit(ctx, Transition{Name: b.name, From: from, To: StateForcedClosed, Reason: reason})
+	b.enqueueCtx(ctx, Transition{Name: b.name, From: from, To: StateForcedClosed, Reason: reason})
+	b.flush(ctx)
 }
 
 // Reset ends ForceOpen or ForceClosed and returns to automatic operation.
@@ -527,7 +585,8 @@ func (b *Breaker) Reset(ctx context.Context) {
 		b.openUntil.Store(0)
 	}
 	b.forced.Store(forcedNone)
-	b.emit(ctx, Transition{Name: b.name, From: from, To: b.State(), Reason: "reset by operator"})
+	b.enqueueCtx(ctx, Transition{Name: b.name, From: from, To: b.State(), Reason: "reset by operator"})
+	b.flush(ctx)
 }
 
 // Close unregisters the breaker's state gauge from its MeterProvider, so a

@@ -80,8 +80,9 @@ type Config struct {
 	// Default 3.
 	HalfOpenProbes int
 
-	// Classify decides whether a call's error counts as a success, a
-	// failure, or is ignored. Default Classify (the package function).
+	// Classify decides whether a call's non-nil error counts as a failure,
+	// is ignored, or (if it says so) a success; a nil error is always a
+	// Success. Default Classify (the package function).
 	Classify func(err error) Outcome
 
 	// OnStateChange is called once per state change, after the breaker's
