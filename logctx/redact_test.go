@@ -438,3 +438,25 @@ func TestRedactURLQuery(t *testing.T) {
 		t.Errorf("plain URL changed: %s", out)
 	}
 }
+
+func FuzzHandlerRedaction(f *testing.F) {
+	f.Add("password", "hunter2")
+	f.Add("Set-Cookie", "sid=1")
+	f.Add("note", "card 4111 1111 1111 1111")
+	f.Add("", "x")
+	f.Add("a\x00b", "\xff\xfe")
+	f.Fuzz(func(t *testing.T, key, value string) {
+		var buf bytes.Buffer
+		h := mustHandler(t, HandlerConfig{Next: slog.NewJSONHandler(&buf, nil)})
+		secret := "Zq9" + value + "Zq9" // a marker that cannot occur by chance
+		ctx := With(WithCorrelationID(context.Background(), "c"), slog.String(key, secret))
+		slog.New(h).WithGroup("g").InfoContext(ctx, "m", key, secret, "nested", slog.GroupValue(slog.String(key, secret)))
+		lines := jsonLines(t, &buf) // must be valid JSON whatever the input
+		if len(lines) != 1 {
+			t.Fatalf("%d lines", len(lines))
+		}
+		if h.red.secretKey(key) && strings.Contains(buf.String(), "Zq9") {
+			t.Fatalf("secret under key %q printed: %s", key, buf.String())
+		}
+	})
+}
