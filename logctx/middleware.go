@@ -124,9 +124,12 @@ type requestState struct {
 
 func (m *middleware) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := m.clock.Now()
+		var start time.Time
+		if m.access {
+			start = m.clock.Now()
+		}
 		parent := r.Context()
-		id, rejected := m.correlationID(r, parent)
+		id, rejected := m.correlationID(parent, r)
 
 		st := &requestState{}
 		st.ctx.Context = parent
@@ -160,9 +163,10 @@ func (m *middleware) wrap(next http.Handler) http.Handler {
 
 // correlationID picks the request's correlation id: one already on the
 // context, else a valid incoming header, else the trace id of a valid
-// traceparent or of the span on the context, else a fresh one. rejected says why an incoming header was
-// refused ("" when there was none or it was valid).
-func (m *middleware) correlationID(r *http.Request, ctx context.Context) (id, rejected string) {
+// traceparent or of the span on the context, else a fresh one. rejected
+// says why an incoming header was refused ("" when there was none or it
+// was valid).
+func (m *middleware) correlationID(ctx context.Context, r *http.Request) (id, rejected string) {
 	// An id already on the context (an outer logctx middleware, a test)
 	// wins: nested middleware must not split one request into two ids.
 	if id := CorrelationID(ctx); id != "" && checkID(id) == "" {
