@@ -12,7 +12,8 @@ import (
 // Next means its documented default.
 type HandlerConfig struct {
 	// Next receives the records, with coordinates added and secrets
-	// redacted. Required.
+	// redacted. Required, and not itself a *Handler (coordinates would be
+	// written twice).
 	Next slog.Handler
 
 	// RedactKeys lists extra attribute keys whose values are secret, matched
@@ -64,6 +65,10 @@ var _ slog.Handler = (*Handler)(nil)
 func NewHandler(cfg HandlerConfig) (*Handler, error) {
 	if cfg.Next == nil {
 		return nil, configError("HandlerConfig.Next", "must not be nil")
+	}
+	if _, ok := cfg.Next.(*Handler); ok {
+		// Every coordinate would be written twice.
+		return nil, configError("HandlerConfig.Next", "is already a *logctx.Handler: wrap its handler once")
 	}
 	for i, k := range cfg.RedactKeys {
 		if k == "" {

@@ -144,6 +144,7 @@ func TestNewHandlerConfigErrors(t *testing.T) {
 		field string
 	}{
 		{"nil next", HandlerConfig{}, "HandlerConfig.Next"},
+		{"double wrap", HandlerConfig{Next: mustHandler(t, HandlerConfig{Next: slog.DiscardHandler})}, "HandlerConfig.Next"},
 		{"empty key", HandlerConfig{Next: slog.DiscardHandler, RedactKeys: []string{"ok", ""}}, "HandlerConfig.RedactKeys[1]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
