@@ -61,7 +61,8 @@ func nilCarrier(c Carrier) bool {
 }
 
 // Extract returns ctx carrying the correlation id found in c under
-// HeaderCorrelationID. When c has no id it returns ctx unchanged and nil;
+// HeaderCorrelationID (also spelled "X-Correlation-Id" or
+// "x-correlation-id", as case-sensitive carriers may hold it). When c has no id it returns ctx unchanged and nil;
 // when the id is invalid it returns ctx unchanged and the
 // ValidateCorrelationID error, so the caller decides (typically: log it
 // and continue with NewCorrelationID). A nil ctx is treated as
@@ -73,7 +74,7 @@ func Extract(ctx context.Context, c Carrier) (context.Context, error) {
 	if nilCarrier(c) {
 		return ctx, nil
 	}
-	id := c.Get(HeaderCorrelationID)
+	id := getID(c)
 	if id == "" {
 		return ctx, nil
 	}
@@ -81,6 +82,20 @@ func Extract(ctx context.Context, c Carrier) (context.Context, error) {
 		return ctx, err
 	}
 	return WithCorrelationID(ctx, id), nil
+}
+
+// idSpellings are the forms the header name takes on the way: as written,
+// canonicalized by net/http, lower-cased by HTTP/2 and many brokers.
+// Case-sensitive carriers (nats.Header, MapHeader) need each tried.
+var idSpellings = [...]string{HeaderCorrelationID, "X-Correlation-Id", "x-correlation-id"}
+
+func getID(c Carrier) string {
+	for _, k := range idSpellings {
+		if id := c.Get(k); id != "" {
+			return id
+		}
+	}
+	return ""
 }
 
 // InjectEvent sets e.CorrelationID to the correlation id of ctx when e has

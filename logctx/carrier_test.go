@@ -87,3 +87,12 @@ func TestEventHelpers(t *testing.T) {
 		t.Errorf("nil event: %v %v", got, err)
 	}
 }
+
+func TestExtractSpellings(t *testing.T) {
+	for _, k := range []string{"X-Correlation-ID", "X-Correlation-Id", "x-correlation-id"} {
+		got, err := Extract(context.Background(), MapHeader{k: {"sp-1"}})
+		if err != nil || CorrelationID(got) != "sp-1" {
+			t.Errorf("%s: %q %v", k, CorrelationID(got), err)
+		}
+	}
+}
