@@ -27,7 +27,7 @@ type HandlerConfig struct {
 	NoDefaultKeys bool
 
 	// NoCardScan turns off masking of payment card numbers found inside
-	// string values, error texts and the message. Default false: card
+	// string values, error texts, the message and the entity id. Default false: card
 	// numbers are masked.
 	NoCardScan bool
 
