@@ -173,6 +173,12 @@ propagation.MapCarrier, or a map[string][]string through [MapHeader].
 validates what it reads: an invalid id is an error of kind invalid, and
 the caller decides (typically: log it and use [NewCorrelationID]).
 
+# Testing
+
+Package [github.com/sadpath/sadpath/logctx/logctxtest] records what code
+logs through this Handler, so tests assert on decisions and coordinates
+without parsing log lines.
+
 # Configuration
 
 Every constructor takes a config struct whose zero fields mean the
