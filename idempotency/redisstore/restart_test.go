@@ -20,7 +20,7 @@ import (
 // port, with an append-only file fsynced on every write, so it can be
 // restarted without touching the shared server. It returns the address and
 // a restart function.
-func privateRedis(t *testing.T) (addr string, restart func()) {
+func privateRedis(t *testing.T, extra ...string) (addr string, restart func()) {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -41,8 +41,9 @@ func privateRedis(t *testing.T) (addr string, restart func()) {
 	// start may run on the restarting goroutine: it reports with t.Error,
 	// never t.Fatal.
 	start := func() {
-		cmd = exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
-			"--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no", "--logfile", "")
+		args := []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
+			"--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no", "--logfile", ""}
+		cmd = exec.Command(bin, append(args, extra...)...)
 		if err := cmd.Start(); err != nil {
 			t.Error(err)
 			return
