@@ -10,7 +10,7 @@
 //	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{"127.0.0.1:6379"}})
 //	store, err := redisstore.New(redisstore.Config{Client: rdb, Prefix: "payments:idem:"})
 //	if err != nil { ... }
-//	// store is an idempotency.Store: pass it to idempotency.Do or the HTTP middleware.
+//	exec, err := idempotency.New(idempotency.Config{Store: store}) // then idempotency.Do(ctx, exec, …)
 //
 // Config.Client is any [redis.UniversalClient]: a single node, a Sentinel
 // failover client or a Cluster client. A zero Config field takes its
