@@ -59,10 +59,17 @@ type Clock interface {
 	Advance(d time.Duration)
 }
 
-// RealLease is the lease the suite uses for stores on real time (nil Clock).
-// It is short so the suite stays fast and long enough that a loaded machine
-// does not expire a lease between two consecutive store calls.
-const RealLease = 300 * time.Millisecond
+// RealLease is the lease the suite uses for stores on real time (nil Clock)
+// in the subtests that wait for a lease or a retention to run out. It is
+// short so the suite stays fast (those subtests also run in parallel), and
+// long enough that a loaded machine does not expire a lease between two
+// consecutive store calls.
+const RealLease = time.Second
+
+// SteadyLease is the lease of the subtests that must never see a lease run
+// out (concurrency, large values …): a loaded machine or the race detector
+// can stretch them over seconds.
+const SteadyLease = time.Minute
 
 // sleepClock is the Clock used when newStore returns nil.
 type sleepClock struct{}
@@ -79,13 +86,17 @@ type harness struct {
 	prefix string
 }
 
-func newHarness(t *testing.T, newStore func(t *testing.T) (idempotency.Store, Clock)) *harness {
+func newHarness(t *testing.T, newStore func(t *testing.T) (idempotency.Store, Clock), timed bool) *harness {
 	t.Helper()
 	s, c := newStore(t)
 	if s == nil {
 		t.Fatal("storetest: newStore returned a nil Store")
 	}
-	h := &harness{t: t, store: s, clock: c, lease: RealLease, slack: RealLease / 2}
+	lease := SteadyLease
+	if timed {
+		lease = RealLease
+	}
+	h := &harness{t: t, store: s, clock: c, lease: lease, slack: RealLease / 2}
 	if c == nil {
 		h.clock, h.real = sleepClock{}, true
 	} else {
@@ -195,33 +206,38 @@ func sameResult(t *testing.T, what string, got *idempotency.Result, want idempot
 // the suite never reuses a key across subtests.
 func Run(t *testing.T, newStore func(t *testing.T) (idempotency.Store, Clock)) {
 	tests := []struct {
-		name string
-		fn   func(*harness)
+		name  string
+		fn    func(*harness)
+		timed bool // lets leases or retention run out: a short lease, parallel on real time
 	}{
-		{"ClaimFresh", testClaimFresh},
-		{"GetNotFound", testGetNotFound},
-		{"ConcurrentClaimOneWinner", testConcurrentClaim},
-		{"ConcurrentKeys", testConcurrentKeys},
-		{"CompleteReplay", testCompleteReplay},
-		{"ValuesAreCopied", testValuesAreCopied},
-		{"OpaqueResult", testOpaqueResult},
-		{"Mismatch", testMismatch},
-		{"ReleaseAndReclaim", testReleaseAndReclaim},
-		{"UnknownOwner", testUnknownOwner},
-		{"CompletedIsFinal", testCompletedIsFinal},
-		{"LeaseExpiryFencing", testLeaseExpiryFencing},
-		{"ExpiredLeaseCannotComplete", testExpiredLeaseCannotComplete},
-		{"Renew", testRenew},
-		{"Retention", testRetention},
-		{"LargeValue", testLargeValue},
-		{"OddKeys", testOddKeys},
-		{"ScopeIsolation", testScopeIsolation},
-		{"InvalidRequest", testInvalidRequest},
-		{"CanceledContext", testCanceledContext},
+		{"ClaimFresh", testClaimFresh, false},
+		{"GetNotFound", testGetNotFound, false},
+		{"ConcurrentClaimOneWinner", testConcurrentClaim, false},
+		{"ConcurrentKeys", testConcurrentKeys, false},
+		{"CompleteReplay", testCompleteReplay, false},
+		{"ValuesAreCopied", testValuesAreCopied, false},
+		{"OpaqueResult", testOpaqueResult, false},
+		{"Mismatch", testMismatch, false},
+		{"ReleaseAndReclaim", testReleaseAndReclaim, false},
+		{"UnknownOwner", testUnknownOwner, false},
+		{"CompletedIsFinal", testCompletedIsFinal, false},
+		{"LeaseExpiryFencing", testLeaseExpiryFencing, true},
+		{"ExpiredLeaseCannotComplete", testExpiredLeaseCannotComplete, true},
+		{"Renew", testRenew, true},
+		{"Retention", testRetention, true},
+		{"LargeValue", testLargeValue, false},
+		{"OddKeys", testOddKeys, false},
+		{"ScopeIsolation", testScopeIsolation, false},
+		{"InvalidRequest", testInvalidRequest, false},
+		{"CanceledContext", testCanceledContext, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			tc.fn(newHarness(t, newStore))
+			h := newHarness(t, newStore, tc.timed)
+			if tc.timed && h.real {
+				t.Parallel() // their sleeps overlap
+			}
+			tc.fn(h)
 		})
 	}
 }
