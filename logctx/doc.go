@@ -87,10 +87,11 @@ Handler rewrites attributes before passing them on:
   - Keys: a value is replaced by "[REDACTED]" (HandlerConfig.Replacement)
     when its key, compared case-insensitively with '-', '_' and ' ' alike,
     is one of auth, pwd, pass, pan, cvv, cvc, cvv2, pin, jwt, otp, bearer,
-    session, sessionid, session_id, ssn, or contains one of password,
-    passwd, passphrase, secret, token, authorization, cookie, api_key,
-    apikey, private_key, credential, card_number, cardnumber, credit_card,
-    idempotency_key — Authorization, Proxy-Authorization, Cookie,
+    session, sessionid, session_id, ssn, idempotency_key (the raw key: a
+    key's hash, idempotency_key_hash, is logged), or contains one of
+    password, passwd, passphrase, secret, token, authorization, cookie,
+    api_key, apikey, private_key, credential, card_number, cardnumber,
+    credit_card — Authorization, Proxy-Authorization, Cookie,
     Set-Cookie, X-Api-Key, access_token, client_secret, db_password… — or
     one of HandlerConfig.RedactKeys. NoDefaultKeys keeps only RedactKeys.
   - Card numbers: 13 to 19 digits, contiguous or in groups separated by

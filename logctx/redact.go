@@ -14,7 +14,7 @@ const DefaultRedacted = "[REDACTED]"
 // '_', so "Set-Cookie", "set_cookie" and "SET COOKIE" are one key.
 var defaultSecretKeys = []string{
 	"auth", "pwd", "pass", "pan", "cvv", "cvc", "cvv2", "pin", "jwt", "otp",
-	"bearer", "session", "sessionid", "session_id", "ssn",
+	"bearer", "session", "sessionid", "session_id", "ssn", "idempotency_key",
 }
 
 // Substrings that make a key secret: "db_password", "X-Api-Key",
@@ -22,7 +22,7 @@ var defaultSecretKeys = []string{
 var defaultSecretParts = []string{
 	"password", "passwd", "passphrase", "secret", "token", "authorization",
 	"cookie", "api_key", "apikey", "private_key", "credential", "card_number",
-	"cardnumber", "credit_card", "idempotency_key",
+	"cardnumber", "credit_card",
 }
 
 // redactor decides which attributes are secret and rewrites them. It is

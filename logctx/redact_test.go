@@ -37,7 +37,7 @@ func TestRedactSecretKeys(t *testing.T) {
 			}
 		})
 	}
-	for _, k := range []string{"amount", "currency", "user", "status", "key_id", "path"} {
+	for _, k := range []string{"amount", "currency", "user", "status", "key_id", "path", "idempotency_key_hash"} {
 		l, buf := newJSONLogger(t, HandlerConfig{})
 		l.Info("m", k, "visible")
 		if got := jsonLines(t, buf)[0][k]; got != "visible" {

@@ -32,6 +32,15 @@ for m in "${modules[@]}"; do
 	# Show package results and failures, keep the verbose log for counting.
 	grep -E '^(ok|FAIL|---|panic:|\?)|^\s+--- (FAIL|SKIP)|_test\.go:[0-9]+:' "$log.mod" | grep -vE '^\s*--- PASS' || true
 	cat "$log.mod" >>"$log"
+	# Allocation tests are built without -race only (//go:build !race): the
+	# race detector changes allocation counts.
+	if ! go test -count=1 -v -run 'Alloc' ./... >"$log.alloc" 2>&1; then
+		grep -E '^(FAIL|---)|_test\.go:[0-9]+:' "$log.alloc" || true
+		echo "FAIL: allocation tests in $m"
+		status=1
+	fi
+	grep -E '^\s*--- (PASS|FAIL|SKIP)' "$log.alloc" >>"$log" || true
+	rm -f "$log.alloc"
 	if ! go test -run '^$' -bench . -benchtime=1x ./... >"$log.bench" 2>&1; then
 		echo "FAIL: benchmarks (-benchtime=1x) in $m"
 		cat "$log.bench"
