@@ -217,7 +217,11 @@ func newApp(o Options, ac appConfig) (*app, error) {
 		DeadLetter: func(ctx context.Context, d consumer.Delivery, ev *contract.Event, err error) {
 			a.mu.Lock()
 			defer a.mu.Unlock()
-			a.deadLetters = append(a.deadLetters, contract.As(err).CodeOrKind()+": "+detail(err))
+			reason := contract.As(err).CodeOrKind() + ": " + detail(err)
+			if d.Attempt > 1 {
+				reason += fmt.Sprintf(" (given up at attempt %d)", d.Attempt)
+			}
+			a.deadLetters = append(a.deadLetters, reason)
 		},
 		// Gap rejections count as attempts: leave room for a long gap.
 		MaxAttempts: 50,
@@ -255,12 +259,22 @@ func (a *app) deadLettered() []string {
 	return append([]string(nil), a.deadLetters...)
 }
 
-// detail is the error's detail without its operation prefix.
+// detail is the error's detail without its operation prefix, with the
+// invalid fields it names.
 func detail(err error) string {
-	if ce := contract.As(err); ce != nil && ce.Detail != "" {
-		return ce.Detail
+	ce := contract.As(err)
+	if ce == nil || ce.Detail == "" {
+		return err.Error()
 	}
-	return err.Error()
+	d := ce.Detail
+	for i, f := range ce.Fields {
+		if i == 3 {
+			d += fmt.Sprintf("; … %d more", len(ce.Fields)-3)
+			break
+		}
+		d += "; " + f.Name + ": " + f.Reason
+	}
+	return d
 }
 
 // verify fills r.Problems: the projection against the in-order
