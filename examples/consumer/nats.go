@@ -133,11 +133,14 @@ func RunNATS(ctx context.Context, o Options) (*Report, error) {
 		case <-runCtx.Done():
 			done = true
 		case err := <-runErr:
-			stop()
-			if err == nil {
-				err = runCtx.Err()
+			// Run returns early only when the consumer is gone (or
+			// runCtx ended, which the next iteration reports).
+			if err != nil {
+				return nil, err
 			}
-			return nil, contract.Wrap(contract.KindUnavailable, "examples/consumer.nats", err)
+			runErr <- nil // for the wait below
+			<-runCtx.Done()
+			done = true
 		case <-tick.C:
 			left = a.outstanding(len(w.Events), w.Malformed)
 			if left == "" {
