@@ -17,7 +17,7 @@ var forbidden = []string{
 func TestCoreBuildListHasNoHeavyDependencies(t *testing.T) {
 	cmd := exec.Command("go", "list", "-m", "all")
 	cmd.Dir = "../.."
-	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod")
+	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("go list -m all: %v\n%s", err, out)
