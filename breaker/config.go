@@ -73,7 +73,8 @@ type Config struct {
 	MaxOpenTimeout time.Duration
 	// Jitter is the fraction, in [0, 1], by which the open delay of a
 	// repeated trip is randomly shortened (never below OpenTimeout), so
-	// that instances tripped together do not probe together. Default 0.2.
+	// that instances tripped together do not probe together. Default 0.2
+	// (zero means the default: for no jitter, set Rand to return 0).
 	Jitter float64
 	// HalfOpenProbes is the number of calls let through in the half-open
 	// state; all must succeed to close the breaker, one failure reopens it.
