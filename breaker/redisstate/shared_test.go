@@ -73,7 +73,10 @@ func newShared(t *testing.T, c redis.UniversalClient, name, id string, bc breake
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Close() })
+	t.Cleanup(func() {
+		s.Close()
+		c.Del(context.Background(), testPrefix+"{"+name+"}:state") // window buckets expire on their own
+	})
 	return s
 }
 
@@ -200,6 +203,7 @@ func TestGobreakerDistributedRoundTripsPerCall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { c.Del(context.Background(), "gobreaker:state:"+dcb.Name()) })
 	const calls = 200
 	before := rt.n.Load()
 	for range calls {
@@ -375,5 +379,30 @@ func TestConfigValidation(t *testing.T) {
 		if !errors.Is(err, contract.ErrInvalid) || !strings.Contains(err.Error(), tc.field) {
 			t.Errorf("want invalid %s, got %v", tc.field, err)
 		}
+	}
+}
+
+// An instance that starts (or reconnects) after a trip was published learns
+// it from the shared state on its first merge.
+func TestLateInstanceCatchesUpFromSharedState(t *testing.T) {
+	c, _ := client(t)
+	name := uniqueName(t)
+	cfg := breaker.Config{MinCalls: 3, OpenTimeout: time.Minute}
+	a := newShared(t, c, name, "a", cfg)
+	for range 3 {
+		_ = fail(a.Breaker())
+	}
+	if a.Breaker().State() != breaker.StateOpen {
+		t.Fatal("a did not trip")
+	}
+	// Wait until a's trip is stored, then start b: it never saw the message.
+	eventually(t, "a's trip is stored", func() bool {
+		st, _ := c.HGet(context.Background(), testPrefix+"{"+name+"}:state", "state").Result()
+		return st == "open"
+	})
+	b := newShared(t, c, name, "b", cfg)
+	eventually(t, "b catches up", func() bool { return b.Breaker().State() == breaker.StateOpen })
+	if ra := b.Breaker().RetryAfter(); ra <= 30*time.Second || ra > time.Minute {
+		t.Fatalf("b open for %v, want the remainder of a's minute", ra)
 	}
 }
