@@ -130,8 +130,29 @@ func (c *rateCore) take(ctx context.Context, lim *rate.Limiter, now time.Time) e
 	if lim.AllowN(now, 1) { // allocation-free fast path
 		return nil
 	}
+	if c.mode == Reject {
+		// The delay until a token is ours is (1 - tokens) / rate: computed
+		// from the bucket, not from a reservation made and cancelled, which
+		// would take the limiter's lock twice more on the hot reject path.
+		lmt := lim.Limit()
+		if lim.Burst() < 1 || lmt <= 0 {
+			return c.reject(ctx, rate.InfDuration, "no token can ever be granted")
+		}
+		wait := (1 - lim.TokensAt(now)) / float64(lmt) * float64(time.Second)
+		if wait >= float64(maxRetryAfter) { // also keeps the conversion from overflowing
+			return c.reject(ctx, maxRetryAfter, "rate exceeded")
+		}
+		d := time.Duration(wait)
+		if d <= 0 { // a token came back (a cancelled wait) since AllowN
+			if lim.AllowN(now, 1) {
+				return nil
+			}
+			d = time.Nanosecond
+		}
+		return c.reject(ctx, d, "rate exceeded")
+	}
 	// No token now: reserve one to learn exactly when it would be ours,
-	// then either wait for it or give it back.
+	// then wait for it or give it back.
 	r := lim.ReserveN(now, 1)
 	if !r.OK() {
 		return c.reject(ctx, rate.InfDuration, "no token can ever be granted")
@@ -139,10 +160,6 @@ func (c *rateCore) take(ctx context.Context, lim *rate.Limiter, now time.Time) e
 	d := r.DelayFrom(now)
 	if d == 0 {
 		return nil
-	}
-	if c.mode == Reject {
-		r.CancelAt(now)
-		return c.reject(ctx, d, "rate exceeded")
 	}
 	limit := c.maxWait
 	if dl, ok := ctx.Deadline(); ok {
