@@ -1,131 +1,13 @@
 package pgstore
 
 import (
-	"encoding/binary"
-	"errors"
-	"net/http"
-	"sort"
-
 	"github.com/sadpath/sadpath/idempotency"
+	"github.com/sadpath/sadpath/idempotency/internal/resultcodec"
 )
 
-// resultVersion is the first byte of every encoded result. A new layout gets
-// a new version; decode keeps reading the old ones.
-const resultVersion byte = 1
+// The result encoding is shared with the other store (see resultcodec).
+var errCorrupt = resultcodec.ErrCorrupt
 
-// Limits that keep a corrupted or hostile value from making decode allocate
-// without bound.
-const (
-	maxHeaderFields = 1 << 12
-	maxHeaderValues = 1 << 12
-)
+func encodeResult(r idempotency.Result) []byte { return resultcodec.Encode(r) }
 
-var errCorrupt = errors.New("pgstore: corrupt result encoding")
-
-// encodeResult writes r as: version byte, uvarint status code, uvarint
-// number of header fields, then for each field (sorted by name) its name,
-// uvarint number of values and the values, every string as uvarint length
-// plus bytes, and finally the body as the rest of the value.
-func encodeResult(r idempotency.Result) []byte {
-	n := 1 + 2*binary.MaxVarintLen64 + len(r.Body)
-	names := make([]string, 0, len(r.Header))
-	for k, vs := range r.Header {
-		names = append(names, k)
-		n += 2*binary.MaxVarintLen64 + len(k)
-		for _, v := range vs {
-			n += binary.MaxVarintLen64 + len(v)
-		}
-	}
-	sort.Strings(names)
-	b := make([]byte, 0, n)
-	b = append(b, resultVersion)
-	b = binary.AppendUvarint(b, uint64(max(r.StatusCode, 0)))
-	b = binary.AppendUvarint(b, uint64(len(names)))
-	for _, k := range names {
-		vs := r.Header[k]
-		b = appendString(b, k)
-		b = binary.AppendUvarint(b, uint64(len(vs)))
-		for _, v := range vs {
-			b = appendString(b, v)
-		}
-	}
-	return append(b, r.Body...)
-}
-
-func appendString(b []byte, s string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
-}
-
-// decodeResult is the inverse of encodeResult. It never panics: anything it
-// cannot read returns errCorrupt.
-func decodeResult(b []byte) (idempotency.Result, error) {
-	var r idempotency.Result
-	if len(b) == 0 || b[0] != resultVersion {
-		return r, errCorrupt
-	}
-	d := decoder{b: b[1:]}
-	status := d.uvarint()
-	if status > 999 {
-		return r, errCorrupt
-	}
-	r.StatusCode = int(status)
-	nf := d.uvarint()
-	if nf > maxHeaderFields || nf > uint64(len(d.b)) {
-		return r, errCorrupt
-	}
-	if nf > 0 {
-		r.Header = make(http.Header, nf)
-	}
-	for i := uint64(0); i < nf && d.err == nil; i++ {
-		k := d.str()
-		nv := d.uvarint()
-		if nv > maxHeaderValues || nv > uint64(len(d.b)) {
-			return idempotency.Result{}, errCorrupt
-		}
-		vs := make([]string, 0, nv)
-		for j := uint64(0); j < nv && d.err == nil; j++ {
-			vs = append(vs, d.str())
-		}
-		r.Header[k] = vs
-	}
-	if d.err != nil {
-		return idempotency.Result{}, errCorrupt
-	}
-	if len(d.b) > 0 {
-		r.Body = append([]byte(nil), d.b...)
-	}
-	return r, nil
-}
-
-type decoder struct {
-	b   []byte
-	err error
-}
-
-func (d *decoder) uvarint() uint64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.err = errCorrupt
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) str() string {
-	n := d.uvarint()
-	if d.err != nil {
-		return ""
-	}
-	if n > uint64(len(d.b)) {
-		d.err = errCorrupt
-		return ""
-	}
-	s := string(d.b[:n])
-	d.b = d.b[n:]
-	return s
-}
+func decodeResult(b []byte) (idempotency.Result, error) { return resultcodec.Decode(b) }

@@ -1,4 +1,4 @@
-package redisstore
+package resultcodec
 
 import (
 	"bytes"
@@ -19,7 +19,7 @@ func TestResultRoundTrip(t *testing.T) {
 		{StatusCode: 200, Body: bytes.Repeat([]byte{0, 0xff, '{', '}'}, 4096)},
 	}
 	for i, r := range cases {
-		got, err := decodeResult(encodeResult(r))
+		got, err := Decode(Encode(r))
 		if err != nil {
 			t.Fatalf("case %d: decode: %v", i, err)
 		}
@@ -38,9 +38,9 @@ func headerEqual(a, b http.Header) bool {
 
 func TestEncodeIsDeterministic(t *testing.T) {
 	r := idempotency.Result{StatusCode: 200, Header: http.Header{"B": {"2"}, "A": {"1"}, "C": {"3"}}}
-	first := encodeResult(r)
+	first := Encode(r)
 	for range 20 {
-		if !bytes.Equal(encodeResult(r), first) {
+		if !bytes.Equal(Encode(r), first) {
 			t.Fatal("encoding depends on map order")
 		}
 	}
@@ -50,7 +50,7 @@ func TestEncodeIsDeterministic(t *testing.T) {
 }
 
 func TestDecodeRejectsCorrupt(t *testing.T) {
-	good := encodeResult(idempotency.Result{StatusCode: 200, Header: http.Header{"A": {"b"}}, Body: []byte("x")})
+	good := Encode(idempotency.Result{StatusCode: 200, Header: http.Header{"A": {"b"}}, Body: []byte("x")})
 	cases := map[string][]byte{
 		"empty":            nil,
 		"unknown version":  append([]byte{9}, good[1:]...),
@@ -61,29 +61,29 @@ func TestDecodeRejectsCorrupt(t *testing.T) {
 		"bad varint":       {1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
 	}
 	for name, b := range cases {
-		if _, err := decodeResult(b); !errors.Is(err, errCorrupt) {
-			t.Errorf("%s: err = %v, want errCorrupt", name, err)
+		if _, err := Decode(b); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s: err = %v, want ErrCorrupt", name, err)
 		}
 	}
 }
 
-// FuzzDecodeResult: decoding any bytes returns a result or errCorrupt, never
+// FuzzDecodeResult: decoding any bytes returns a result or ErrCorrupt, never
 // panics, and whatever decodes re-encodes to a value that decodes the same.
 func FuzzDecodeResult(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte{1})
-	f.Add(encodeResult(idempotency.Result{StatusCode: 201, Header: http.Header{"K": {"v1", "v2"}}, Body: []byte("body")}))
+	f.Add(Encode(idempotency.Result{StatusCode: 201, Header: http.Header{"K": {"v1", "v2"}}, Body: []byte("body")}))
 	f.Add([]byte{1, 0, 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Add([]byte{2, 0, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		r, err := decodeResult(b)
+		r, err := Decode(b)
 		if err != nil {
-			if !errors.Is(err, errCorrupt) {
+			if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("unexpected error type %v", err)
 			}
 			return
 		}
-		again, err := decodeResult(encodeResult(r))
+		again, err := Decode(Encode(r))
 		if err != nil {
 			t.Fatalf("re-decode: %v", err)
 		}
