@@ -576,10 +576,15 @@ func TestConcurrentSweepNeverAppliesTwiceOrBackwards(t *testing.T) {
 	wg.Wait()
 	close(stop)
 	sweeper.Wait()
-	clk.Advance(time.Hour)
-	g.Sweep(ctx)
+	// Skipping one gap can leave later events of the subject held behind
+	// the next one; each pass skips one more. A bounded number of passes
+	// must empty the buffer.
+	for i := 0; i < 100 && g.Held() != 0; i++ {
+		clk.Advance(time.Hour)
+		g.Sweep(ctx)
+	}
 	if g.Held() != 0 {
-		t.Fatalf("%d deliveries still held after the final sweep", g.Held())
+		t.Fatalf("%d deliveries still held after the final sweeps", g.Held())
 	}
 	if settledN.Load() != heldN.Load() {
 		t.Fatalf("%d held, %d settled: every held delivery must be settled once", heldN.Load(), settledN.Load())
