@@ -218,3 +218,31 @@ func BenchmarkDoReplayRawCodec(b *testing.B) {
 	}
 	cpu.stop()
 }
+
+type benchRefValue struct {
+	ID    string   `json:"id"`
+	Items []string `json:"items"`
+}
+
+// BenchmarkDoReplayDecoded: DoReplay with a value type holding a slice,
+// which is never memoized: every replay decodes the stored JSON afresh.
+func BenchmarkDoReplayDecoded(b *testing.B) {
+	ex := benchExecutor(b, idempotency.Config{})
+	ctx := context.Background()
+	k := idempotency.Key{Scope: "tenant", Key: "k"}
+	fn := func(context.Context) (benchRefValue, error) {
+		return benchRefValue{ID: "pay_1", Items: []string{"a"}}, nil
+	}
+	if _, err := idempotency.Do(ctx, ex, k, "fp", fn); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu := startCPU(b)
+	for range b.N {
+		if _, err := idempotency.Do(ctx, ex, k, "fp", fn); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cpu.stop()
+}

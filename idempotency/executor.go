@@ -2,10 +2,13 @@ package idempotency
 
 import (
 	"context"
+	"encoding"
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/metric"
@@ -117,14 +120,42 @@ type Executor struct {
 	clock      Clock
 	obs        *observer
 	shared     sharedClaimer // the store's copy-free Claim, when it has one
+	jsonCodec  bool          // codec is JSONCodec, whose decoding of plain types may be memoized
 }
 
 // sharedClaimer is implemented by stores of this package that can answer a
 // claim with their stored result without copying it; the executor only
-// reads replayed results.
+// reads replayed results. A Completed answer comes with the record's
+// memoSlot.
 type sharedClaimer interface {
-	claimShared(ctx context.Context, req ClaimRequest) (Claim, error)
+	claimShared(ctx context.Context, req ClaimRequest) (Claim, *memoSlot, error)
 	completeOwned(ctx context.Context, key Key, token uint64, result Result) error
+}
+
+// memoSlot sits next to a completed record of the in-memory store and
+// holds a form of its result derived once and reused by later replays
+// (Do's decoded value, the Middleware's replay headers). A completed
+// record's result never changes, so a memo derived from it stays valid as
+// long as the record; a memo is immutable once stored, and replays only
+// copy out of it, so no two callers ever share anything mutable.
+type memoSlot struct{ p atomic.Pointer[memo] }
+
+type memo struct{ v any }
+
+func (s *memoSlot) load() any {
+	if s == nil {
+		return nil
+	}
+	if m := s.p.Load(); m != nil {
+		return m.v
+	}
+	return nil
+}
+
+func (s *memoSlot) store(v any) {
+	if s != nil {
+		s.p.Store(&memo{v: v})
+	}
 }
 
 // New returns an Executor configured by cfg, or a KindInvalid error naming
@@ -181,9 +212,10 @@ func newExecutor(cfg Config, name, component string) (*Executor, error) {
 		return nil, configError(name+".MeterProvider", "counter: %v", err)
 	}
 	shared, _ := cfg.Store.(sharedClaimer)
+	_, jsonCodec := cfg.Codec.(JSONCodec)
 	return &Executor{
-		shared: shared,
-		store:  cfg.Store, lease: cfg.Lease, retention: cfg.Retention, duplicate: cfg.Duplicate,
+		shared: shared, jsonCodec: jsonCodec,
+		store: cfg.Store, lease: cfg.Lease, retention: cfg.Retention, duplicate: cfg.Duplicate,
 		poll: cfg.PollInterval, maxPoll: cfg.MaxPollInterval, heartbeat: cfg.Heartbeat,
 		failOpen: cfg.FailOpen, storeError: cfg.StoreError, codec: cfg.Codec, clock: cfg.Clock, obs: obs,
 	}, nil
@@ -214,12 +246,19 @@ func newExecutor(cfg Config, name, component string) (*Executor, error) {
 //     its lease expires, so duplicates are still held off for a while.
 //
 // fingerprint identifies the payload, e.g. Fingerprint of the request.
+//
+// Replays from a MemoryStore with the JSONCodec decode each record once per
+// type T when T is plain — no pointers, slices, maps, interfaces, channels
+// or functions anywhere in it, and nothing in it with its own UnmarshalJSON
+// or UnmarshalText — and return copies of that value afterwards, so a
+// replay costs no decoding; other types, codecs and stores decode every
+// replay. Either way every caller gets a value of its own.
 func Do[T any](ctx context.Context, e *Executor, key Key, fingerprint string, fn func(context.Context) (T, error)) (T, error) {
 	var (
 		v   T
 		ran bool
 	)
-	res, replayed, err := e.run(ctx, key, fingerprint, func(ctx context.Context) (Result, bool, error) {
+	res, slot, replayed, err := e.run(ctx, key, fingerprint, func(ctx context.Context) (Result, bool, error) {
 		ran = true
 		var ferr error
 		v, ferr = fn(ctx)
@@ -238,14 +277,90 @@ func Do[T any](ctx context.Context, e *Executor, key Key, fingerprint string, fn
 	if ran || !replayed {
 		return v, err
 	}
-	var out T
+	return replayValue[T](e, res, slot)
+}
+
+// replayValue decodes a replayed result. With the JSON codec and the
+// in-memory store, the decoded value of a plain type (see plainType) or a
+// stored error is memoized next to the record, and later replays return a
+// copy of it instead of decoding the same bytes again: json.Unmarshal of
+// the same bytes into a zero plain value always yields the same value, and
+// a copy of a plain value shares nothing mutable.
+func replayValue[T any](e *Executor, res Result, slot *memoSlot) (T, error) {
+	var zero T
+	memoize := slot != nil && e.jsonCodec
 	if res.StatusCode == storedErrorStatus {
-		return out, decodeError(res.Body)
+		if memoize {
+			if se, ok := slot.load().(storedError); ok {
+				return zero, se.err()
+			}
+		}
+		se, err := decodeError(res.Body)
+		if err != nil {
+			return zero, err
+		}
+		if memoize {
+			slot.store(se)
+		}
+		return zero, se.err()
 	}
+	if memoize {
+		if v, ok := slot.load().(T); ok {
+			return v, nil
+		}
+	}
+	var out T // declared here: it escapes to the codec, and the memo hit above must not pay for it
 	if uerr := e.codec.Unmarshal(res.Body, &out); uerr != nil {
 		return out, contract.Wrap(contract.KindInternal, "idempotency.do", uerr).WithCode("idempotency.decode")
 	}
+	if memoize && plainType(reflect.TypeFor[T]()) {
+		slot.store(out)
+	}
 	return out, nil
+}
+
+var (
+	plainTypes          sync.Map // reflect.Type → bool
+	jsonUnmarshalerType = reflect.TypeFor[json.Unmarshaler]()
+	textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
+)
+
+// plainType reports whether a decoded value of type t may be memoized and
+// handed to several callers as copies: t holds no pointer, slice, map,
+// channel, function or interface, so a copy shares nothing mutable with
+// the original (strings are immutable), and nothing in t decodes itself
+// (UnmarshalJSON, UnmarshalText), since such a method need not be a pure
+// function of the bytes.
+func plainType(t reflect.Type) bool {
+	if p, ok := plainTypes.Load(t); ok {
+		return p.(bool)
+	}
+	p := isPlain(t)
+	plainTypes.Store(t, p)
+	return p
+}
+
+func isPlain(t reflect.Type) bool {
+	if pt := reflect.PointerTo(t); pt.Implements(jsonUnmarshalerType) || pt.Implements(textUnmarshalerType) {
+		return false
+	}
+	switch t.Kind() {
+	case reflect.Bool, reflect.String,
+		reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
+		reflect.Float32, reflect.Float64:
+		return true
+	case reflect.Array:
+		return isPlain(t.Elem())
+	case reflect.Struct:
+		for i := range t.NumField() {
+			if !isPlain(t.Field(i).Type) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }
 
 // storedErrorStatus marks a Result holding a stored permanent error rather
@@ -264,11 +379,16 @@ func encodeError(err error) Result {
 	return Result{StatusCode: storedErrorStatus, Body: b}
 }
 
-func decodeError(b []byte) error {
+func decodeError(b []byte) (storedError, error) {
 	var se storedError
 	if err := json.Unmarshal(b, &se); err != nil {
-		return contract.Wrap(contract.KindInternal, "idempotency.do", err).WithCode("idempotency.decode")
+		return se, contract.Wrap(contract.KindInternal, "idempotency.do", err).WithCode("idempotency.decode")
 	}
+	return se, nil
+}
+
+// err returns a new *contract.Error for every replay: callers may modify it.
+func (se storedError) err() error {
 	k, _ := contract.ParseKind(se.Kind)
 	return &contract.Error{Kind: k, Code: se.Code, Detail: se.Detail, Op: "idempotency.replay"}
 }
@@ -278,50 +398,53 @@ func decodeError(b []byte) error {
 type work func(ctx context.Context) (res Result, store bool, err error)
 
 // run is the claim protocol shared by Do, Middleware and Dedup. It returns
-// the replayed result (replayed true), or runs fn and returns what fn
-// returned (fresh work, or fail-open), or a protocol error.
-func (e *Executor) run(ctx context.Context, key Key, fp string, fn work) (Result, bool, error) {
+// the replayed result (replayed true) with the record's memo slot when the
+// store has one, or runs fn and returns what fn returned (fresh work, or
+// fail-open), or a protocol error.
+func (e *Executor) run(ctx context.Context, key Key, fp string, fn work) (Result, *memoSlot, bool, error) {
 	req := ClaimRequest{Key: key, Fingerprint: fp, Lease: e.lease, Retention: e.retention}
 	delay := e.poll
 	for {
 		var (
-			c   Claim
-			err error
+			c    Claim
+			slot *memoSlot
+			err  error
 		)
 		if e.shared != nil {
-			c, err = e.shared.claimShared(ctx, req)
+			c, slot, err = e.shared.claimShared(ctx, req)
 		} else {
 			c, err = e.store.Claim(ctx, req)
 		}
 		if err != nil {
 			if cerr := ctx.Err(); cerr != nil {
-				return Result{}, false, contract.Wrap(contract.KindOf(cerr), "idempotency.claim", err)
+				return Result{}, nil, false, contract.Wrap(contract.KindOf(cerr), "idempotency.claim", err)
 			}
 			if e.failOpen {
 				e.obs.note(ctx, oStoreError, slog.LevelWarn, "store failed: running without idempotency (fail open)", key, slog.String("error", err.Error()))
 				res, _, ferr := fn(ctx)
-				return res, false, ferr
+				return res, nil, false, ferr
 			}
 			e.obs.note(ctx, oStoreError, slog.LevelError, "store failed: not running (fail closed)", key, slog.String("error", err.Error()))
-			return Result{}, false, errFrom(ErrStoreUnavailable, "idempotency.claim", err).WithRetryAfter(time.Second)
+			return Result{}, nil, false, errFrom(ErrStoreUnavailable, "idempotency.claim", err).WithRetryAfter(time.Second)
 		}
 		switch c.Status {
 		case Claimed:
-			return e.own(ctx, key, c.Token, fn)
+			res, err := e.own(ctx, key, c.Token, fn)
+			return res, nil, false, err
 		case Completed:
 			e.obs.note(ctx, oReplayed, slog.LevelInfo, "completed before: replaying the stored result", key)
 			if c.Result == nil {
-				return Result{}, true, nil
+				return Result{}, nil, true, nil
 			}
-			return *c.Result, true, nil
+			return *c.Result, slot, true, nil
 		case Mismatch:
 			e.obs.note(ctx, oMismatch, slog.LevelWarn, "key reused with a different payload", key)
-			return Result{}, false, errFrom(ErrMismatch, "idempotency.claim", nil)
+			return Result{}, nil, false, errFrom(ErrMismatch, "idempotency.claim", nil)
 		case InProgress:
 			remaining := max(c.LeaseRemaining, time.Millisecond)
 			if e.duplicate == FailFast {
 				e.obs.note(ctx, oConflict, slog.LevelInfo, "in progress elsewhere: failing fast", key)
-				return Result{}, false, errFrom(ErrInProgress, "idempotency.claim", nil).WithRetryAfter(remaining).WithRetryable(true)
+				return Result{}, nil, false, errFrom(ErrInProgress, "idempotency.claim", nil).WithRetryAfter(remaining).WithRetryable(true)
 			}
 			wait := min(delay, remaining)
 			delay = min(2*delay, e.maxPoll)
@@ -331,18 +454,18 @@ func (e *Executor) run(ctx context.Context, key Key, fp string, fn work) (Result
 			case <-ctx.Done():
 				t.Stop()
 				e.obs.note(ctx, oConflict, slog.LevelInfo, "in progress elsewhere: gave up waiting", key)
-				return Result{}, false, errFrom(ErrInProgress, "idempotency.claim", context.Cause(ctx)).WithRetryAfter(remaining).WithRetryable(true)
+				return Result{}, nil, false, errFrom(ErrInProgress, "idempotency.claim", context.Cause(ctx)).WithRetryAfter(remaining).WithRetryable(true)
 			case <-tick:
 			}
 		default:
 			e.obs.note(ctx, oStoreError, slog.LevelError, "store answered an unknown claim status", key)
-			return Result{}, false, errFrom(ErrStoreUnavailable, "idempotency.claim", errors.New("unknown claim status "+c.Status.String()))
+			return Result{}, nil, false, errFrom(ErrStoreUnavailable, "idempotency.claim", errors.New("unknown claim status "+c.Status.String()))
 		}
 	}
 }
 
 // own runs fn while holding the lease, then completes or releases.
-func (e *Executor) own(ctx context.Context, key Key, token uint64, fn work) (res Result, _ bool, err error) {
+func (e *Executor) own(ctx context.Context, key Key, token uint64, fn work) (Result, error) {
 	// Completing and releasing must happen even when the caller's context
 	// ended: fn's work is done, and the record has to say so.
 	bg := context.WithoutCancel(ctx)
@@ -373,7 +496,7 @@ func (e *Executor) own(ctx context.Context, key Key, token uint64, fn work) (res
 	if hb != nil {
 		if hb.stop() {
 			e.obs.note(ctx, oLeaseLost, slog.LevelError, "lease lost while running: result not recorded", key)
-			return res, false, errFrom(ErrLeaseLost, "idempotency.renew", ferr)
+			return res, errFrom(ErrLeaseLost, "idempotency.renew", ferr)
 		}
 	}
 	if store {
@@ -388,11 +511,11 @@ func (e *Executor) own(ctx context.Context, key Key, token uint64, fn work) (res
 			e.obs.note(ctx, oExecuted, slog.LevelDebug, "ran and recorded the result", key)
 		case errors.Is(cerr, ErrLeaseLost):
 			e.obs.note(ctx, oLeaseLost, slog.LevelError, "lease lost before completing: result not recorded", key)
-			return res, false, errFrom(ErrLeaseLost, "idempotency.complete", ferr)
+			return res, errFrom(ErrLeaseLost, "idempotency.complete", ferr)
 		default:
 			e.obs.note(ctx, oStoreError, slog.LevelError, "ran but could not record the result", key, slog.String("error", cerr.Error()))
 		}
-		return res, false, ferr
+		return res, ferr
 	}
 	if rerr := e.store.Release(bg, key, token); rerr != nil {
 		if errors.Is(rerr, ErrLeaseLost) {
@@ -403,7 +526,7 @@ func (e *Executor) own(ctx context.Context, key Key, token uint64, fn work) (res
 	} else {
 		e.obs.note(ctx, oExecuted, slog.LevelDebug, "ran and failed: key released for a retry", key)
 	}
-	return res, false, ferr
+	return res, ferr
 }
 
 // heartbeat renews a lease until stopped, and cancels the work's context

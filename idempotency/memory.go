@@ -85,7 +85,8 @@ type memEntry struct {
 	leaseUntil time.Time
 	expireAt   time.Time
 	retention  time.Duration
-	result     Result // StateCompleted only
+	result     Result   // StateCompleted only
+	memo       memoSlot // StateCompleted only: a decoded form of result, see memoSlot
 	size       int64
 	idx        int // index in the shard's heap
 }
@@ -194,22 +195,24 @@ func validateClaim(req ClaimRequest) error {
 
 // Claim implements Store.
 func (s *MemoryStore) Claim(ctx context.Context, req ClaimRequest) (Claim, error) {
-	return s.claim(ctx, req, false)
+	c, _, err := s.claimMemo(ctx, req, false)
+	return c, err
 }
 
 // claimShared is Claim answering Completed with the stored Result itself
-// rather than a copy, for the executor, which only reads it. A completed
-// record's result is never changed again, so sharing it is safe.
-func (s *MemoryStore) claimShared(ctx context.Context, req ClaimRequest) (Claim, error) {
-	return s.claim(ctx, req, true)
+// rather than a copy, for the executor, which only reads it, and with the
+// record's memo slot. A completed record's result is never changed again,
+// so sharing it is safe.
+func (s *MemoryStore) claimShared(ctx context.Context, req ClaimRequest) (Claim, *memoSlot, error) {
+	return s.claimMemo(ctx, req, true)
 }
 
-func (s *MemoryStore) claim(ctx context.Context, req ClaimRequest, share bool) (Claim, error) {
+func (s *MemoryStore) claimMemo(ctx context.Context, req ClaimRequest, share bool) (Claim, *memoSlot, error) {
 	if err := ctxErr(ctx, "idempotency.claim"); err != nil {
-		return Claim{}, err
+		return Claim{}, nil, err
 	}
 	if err := validateClaim(req); err != nil {
-		return Claim{}, err
+		return Claim{}, nil, err
 	}
 	now := s.clock.Now()
 	sh := s.shard(req.Key)
@@ -221,17 +224,17 @@ func (s *MemoryStore) claim(ctx context.Context, req ClaimRequest, share bool) (
 		switch {
 		case e.state == StateCompleted:
 			if e.fp != req.Fingerprint {
-				return Claim{Status: Mismatch, Token: e.token}, nil
+				return Claim{Status: Mismatch, Token: e.token}, nil, nil
 			}
 			if share {
-				return Claim{Status: Completed, Token: e.token, Result: &e.result}, nil
+				return Claim{Status: Completed, Token: e.token, Result: &e.result}, &e.memo, nil
 			}
-			return Claim{Status: Completed, Token: e.token, Result: cloneResult(&e.result)}, nil
+			return Claim{Status: Completed, Token: e.token, Result: cloneResult(&e.result)}, nil, nil
 		case e.state == StateInProgress && now.Before(e.leaseUntil):
 			if e.fp != req.Fingerprint {
-				return Claim{Status: Mismatch, Token: e.token}, nil
+				return Claim{Status: Mismatch, Token: e.token}, nil, nil
 			}
-			return Claim{Status: InProgress, Token: e.token, LeaseRemaining: e.leaseUntil.Sub(now)}, nil
+			return Claim{Status: InProgress, Token: e.token, LeaseRemaining: e.leaseUntil.Sub(now)}, nil, nil
 		}
 		// Released, or in progress with an expired lease: the caller wins.
 		sh.tokens++
@@ -240,11 +243,11 @@ func (s *MemoryStore) claim(ctx context.Context, req ClaimRequest, share bool) (
 		e.fp, e.state, e.token = req.Fingerprint, StateInProgress, sh.tokens
 		e.leaseUntil, e.retention = now.Add(req.Lease), req.Retention
 		sh.setExpiry(e, now.Add(req.Retention))
-		return Claim{Status: Claimed, Token: e.token}, nil
+		return Claim{Status: Claimed, Token: e.token}, nil, nil
 	}
 	size := entryOverhead + int64(len(req.Key.Scope)+len(req.Key.Key)+len(req.Fingerprint))
 	if !sh.makeRoom(now, 1, size, nil) {
-		return Claim{}, contract.New(contract.KindUnavailable, "idempotency.claim", "idempotency store full of in-progress claims").
+		return Claim{}, nil, contract.New(contract.KindUnavailable, "idempotency.claim", "idempotency store full of in-progress claims").
 			WithCode("idempotency.store_full").WithRetryAfter(time.Second)
 	}
 	sh.tokens++
@@ -256,7 +259,7 @@ func (s *MemoryStore) claim(ctx context.Context, req ClaimRequest, share bool) (
 	sh.entries[req.Key] = e
 	sh.bytes += size
 	heap.Push(&sh.byExp, e)
-	return Claim{Status: Claimed, Token: e.token}, nil
+	return Claim{Status: Claimed, Token: e.token}, nil, nil
 }
 
 // owned returns the live entry owned by token, or nil.
@@ -302,6 +305,7 @@ func (s *MemoryStore) complete(ctx context.Context, key Key, token uint64, resul
 			WithCode("idempotency.store_full").WithRetryAfter(time.Second)
 	}
 	e.state = StateCompleted
+	e.memo.p.Store(nil)
 	if owned {
 		e.result = result
 	} else {

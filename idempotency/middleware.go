@@ -229,7 +229,7 @@ func (m *Middleware) Wrap(next http.Handler) http.Handler {
 		fp := m.fingerprint(r, buf.Bytes())
 
 		var rec *recorder
-		res, replayed, err := m.ex.run(r.Context(), Key{Scope: scope, Key: key}, fp, func(ctx context.Context) (Result, bool, error) {
+		res, _, replayed, err := m.ex.run(r.Context(), Key{Scope: scope, Key: key}, fp, func(ctx context.Context) (Result, bool, error) {
 			rec = &recorder{w: w, limit: m.maxResp, replay: m.replay}
 			body := bytes.Clone(buf.Bytes()) // the handler may keep it; the buffer goes back to the pool
 			r2 := r.WithContext(ctx)

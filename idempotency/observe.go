@@ -47,7 +47,10 @@ const meterName = "github.com/sadpath/sadpath/idempotency"
 type observer struct {
 	log     *slog.Logger
 	counter metric.Int64Counter
-	opts    [len(outcomes)]metric.AddOption
+	// opts holds one ready-made option slice per outcome: passing it with
+	// ... spares Add's variadic slice, which would escape through the
+	// counter interface and cost an allocation per decision.
+	opts [len(outcomes)][]metric.AddOption
 }
 
 func newObserver(component string, log *slog.Logger, mp metric.MeterProvider) (*observer, error) {
@@ -62,8 +65,8 @@ func newObserver(component string, log *slog.Logger, mp metric.MeterProvider) (*
 	}
 	o := &observer{log: log, counter: c}
 	for i, name := range outcomes {
-		o.opts[i] = metric.WithAttributeSet(attribute.NewSet(
-			attribute.String("outcome", name), attribute.String("component", component)))
+		o.opts[i] = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(
+			attribute.String("outcome", name), attribute.String("component", component)))}
 	}
 	return o, nil
 }
@@ -71,7 +74,7 @@ func newObserver(component string, log *slog.Logger, mp metric.MeterProvider) (*
 // note counts an outcome and logs it as a decision. The key is logged only
 // as a hash, computed only when the record will be written.
 func (o *observer) note(ctx context.Context, oc outcome, level slog.Level, reason string, key Key, attrs ...slog.Attr) {
-	o.counter.Add(ctx, 1, o.opts[oc])
+	o.counter.Add(ctx, 1, o.opts[oc]...)
 	if o.log == nil || !o.log.Enabled(ctx, level) {
 		return
 	}
