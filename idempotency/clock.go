@@ -28,7 +28,15 @@ type Timer interface {
 
 type systemClock struct{}
 
-func (systemClock) Now() time.Time                            { return time.Now() }
+// clockBase anchors systemClock.Now: the time at start-up plus the
+// monotonic time elapsed since, which reads one clock where time.Now reads
+// two (wall and monotonic). Only the monotonic reading of these times
+// matters: the store only compares and subtracts them, which Go does with
+// the monotonic readings when both times have one, as these all do. Their
+// wall reading does not follow later steps of the system's wall clock.
+var clockBase = time.Now()
+
+func (systemClock) Now() time.Time                            { return clockBase.Add(time.Since(clockBase)) }
 func (systemClock) AfterFunc(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
 
 // configError returns the KindInvalid error for a bad config field, e.g.

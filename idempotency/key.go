@@ -21,18 +21,18 @@ func ParseKey(v string, maxLen int, strict bool) (string, error) {
 	if maxLen <= 0 {
 		maxLen = DefaultMaxKeyLength
 	}
-	v = strings.Trim(v, " \t")
+	for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
+		v = v[1:]
+	}
+	for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
+		v = v[:len(v)-1]
+	}
 	if len(v) > 2*maxLen+2 { // longer than any escaped key of maxLen
 		return "", invalidKey("too long")
 	}
 	var key string
-	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' && !strings.ContainsAny(v[1:len(v)-1], "\\\"") {
+	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' && plainString(v[1:len(v)-1]) {
 		// The common case, no escapes: the key is a substring, no copy.
-		for i := 1; i < len(v)-1; i++ {
-			if c := v[i]; c < 0x20 || c > 0x7e {
-				return "", invalidKey("not printable ASCII")
-			}
-		}
 		key = v[1 : len(v)-1]
 	} else if strings.HasPrefix(v, `"`) {
 		var b strings.Builder
@@ -79,6 +79,17 @@ func ParseKey(v string, maxLen int, strict bool) (string, error) {
 		return "", invalidKey("too long")
 	}
 	return key, nil
+}
+
+// plainString reports whether s is printable ASCII without quotes or
+// backslashes: the inside of a structured-field string without escapes.
+func plainString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 func invalidKey(why string) error {

@@ -10,8 +10,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -117,7 +117,7 @@ type MiddlewareConfig struct {
 type Middleware struct {
 	ex          *Executor
 	scope       func(*http.Request) (string, error)
-	methods     map[string]bool
+	methods     []string
 	optional    bool
 	maxKey      int
 	strict      bool
@@ -150,7 +150,7 @@ func NewMiddleware(cfg MiddlewareConfig) (*Middleware, error) {
 	m := &Middleware{
 		ex: ex, scope: cfg.Scope, optional: cfg.KeyOptional, strict: cfg.StrictKey,
 		maxKey: cfg.MaxKeyLength, maxBody: cfg.MaxBodyBytes, maxResp: cfg.MaxResponseBytes,
-		storeStatus: cfg.StoreStatus, methods: map[string]bool{},
+		storeStatus: cfg.StoreStatus,
 	}
 	if m.maxKey == 0 {
 		m.maxKey = DefaultMaxKeyLength
@@ -172,7 +172,9 @@ func NewMiddleware(cfg MiddlewareConfig) (*Middleware, error) {
 		if meth == "" {
 			return nil, configError("MiddlewareConfig.Methods", "empty method")
 		}
-		m.methods[meth] = true
+		if !m.applies(meth) {
+			m.methods = append(m.methods, meth)
+		}
 	}
 	for _, h := range cfg.FingerprintHeaders {
 		m.fpHeaders = append(m.fpHeaders, http.CanonicalHeaderKey(h))
@@ -190,11 +192,11 @@ func NewMiddleware(cfg MiddlewareConfig) (*Middleware, error) {
 // Wrap returns next guarded by the middleware.
 func (m *Middleware) Wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !m.methods[r.Method] {
+		if !m.applies(r.Method) {
 			next.ServeHTTP(w, r)
 			return
 		}
-		vals := r.Header.Values(HeaderKey)
+		vals := r.Header[HeaderKey] // HeaderKey is canonical: Values(HeaderKey) without canonicalising it again
 		if len(vals) == 0 {
 			if m.optional {
 				next.ServeHTTP(w, r)
@@ -220,18 +222,18 @@ func (m *Middleware) Wrap(next http.Handler) http.Handler {
 			writeProblem(w, r, 0, err)
 			return
 		}
-		buf, err := readBody(r, m.maxBody)
+		rb := getReqBuf()
+		defer putReqBuf(rb)
+		fp, bodyAt, err := m.readAndFingerprint(rb, r)
 		if err != nil {
 			writeProblem(w, r, 0, err)
 			return
 		}
-		defer bufPool.Put(buf)
-		fp := m.fingerprint(r, buf.Bytes())
 
 		var rec *recorder
-		res, _, replayed, err := m.ex.run(r.Context(), Key{Scope: scope, Key: key}, fp, func(ctx context.Context) (Result, bool, error) {
+		res, slot, replayed, err := m.ex.run(r.Context(), Key{Scope: scope, Key: key}, fp, func(ctx context.Context) (Result, bool, error) {
 			rec = &recorder{w: w, limit: m.maxResp, replay: m.replay}
-			body := bytes.Clone(buf.Bytes()) // the handler may keep it; the buffer goes back to the pool
+			body := bytes.Clone(rb.b[bodyAt:]) // the handler may keep it; the buffer goes back to the pool
 			r2 := r.WithContext(ctx)
 			r2.Body = io.NopCloser(bytes.NewReader(body))
 			r2.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
@@ -252,7 +254,7 @@ func (m *Middleware) Wrap(next http.Handler) http.Handler {
 			return
 		}
 		if replayed {
-			writeReplay(w, res)
+			writeReplay(w, res, slot)
 		}
 	})
 }
@@ -281,67 +283,121 @@ func (m *Middleware) outcome(ctx context.Context, rec *recorder) (Result, bool, 
 	return Result{StatusCode: rec.status, Header: rec.header, Body: rec.buf}, true, nil
 }
 
-// fingerprint is Fingerprint(method, target, "Name:v1\x00v2" per
-// fingerprinted header, body), where target is the escaped path plus "?"
-// and the raw query when there is one. It frames into a pooled buffer and
-// hashes once, so the replay path allocates only the hex string.
-func (m *Middleware) fingerprint(r *http.Request, body []byte) string {
-	b := bufPool.Get().(*bytes.Buffer)
-	b.Reset()
-	var n [8]byte
-	part := func(ss ...string) {
-		l := 0
-		for _, s := range ss {
-			l += len(s)
-		}
-		binary.BigEndian.PutUint64(n[:], uint64(l))
-		b.Write(n[:])
-		for _, s := range ss {
-			b.WriteString(s)
+// applies reports whether the middleware applies to method.
+func (m *Middleware) applies(method string) bool {
+	for _, meth := range m.methods { // a handful: cheaper than hashing into a map
+		if meth == method {
+			return true
 		}
 	}
-	part(r.Method)
-	if r.URL.RawQuery != "" {
-		part(r.URL.EscapedPath(), "?", r.URL.RawQuery)
-	} else {
-		part(r.URL.EscapedPath())
-	}
-	for _, h := range m.fpHeaders {
-		part(h+":", strings.Join(r.Header[h], "\x00"))
-	}
-	binary.BigEndian.PutUint64(n[:], uint64(len(body)))
-	b.Write(n[:])
-	b.Write(body)
-	sum := sha256.Sum256(b.Bytes())
-	bufPool.Put(b)
-	return hex.EncodeToString(sum[:])
+	return false
 }
 
-var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+// reqBuf is a pooled buffer holding a request's fingerprint framing
+// followed by its body.
+type reqBuf struct{ b []byte }
 
-// readBody reads the request body, up to limit, into a pooled buffer the
-// caller must return to bufPool.
-func readBody(r *http.Request, limit int64) (*bytes.Buffer, error) {
-	buf := bufPool.Get().(*bytes.Buffer)
-	buf.Reset()
+// maxPooledReqBuf is the largest buffer returned to the pool: a rare large
+// body should not keep its memory pinned in the pool.
+const maxPooledReqBuf = 64 << 10
+
+var reqBufPool = sync.Pool{New: func() any { return &reqBuf{b: make([]byte, 0, 1024)} }}
+
+func getReqBuf() *reqBuf { return reqBufPool.Get().(*reqBuf) }
+
+func putReqBuf(rb *reqBuf) {
+	if cap(rb.b) <= maxPooledReqBuf {
+		rb.b = rb.b[:0]
+		reqBufPool.Put(rb)
+	}
+}
+
+// readAndFingerprint reads the request body, up to MaxBodyBytes, into rb
+// (the body is rb.b[bodyAt:]) and returns the request's fingerprint:
+// Fingerprint(method, target, "Name:v1\x00v2" per fingerprinted header,
+// body), where target is the escaped path plus "?" and the raw query when
+// there is one. The framing is written into rb ahead of the body, so the
+// body is read once, hashed in place, and only the hex string is allocated.
+func (m *Middleware) readAndFingerprint(rb *reqBuf, r *http.Request) (fp string, bodyAt int, err error) {
+	b := appendPart(rb.b[:0], r.Method)
+	path := r.URL.EscapedPath()
+	if r.URL.RawQuery != "" {
+		b = binary.BigEndian.AppendUint64(b, uint64(len(path)+1+len(r.URL.RawQuery)))
+		b = append(append(append(b, path...), '?'), r.URL.RawQuery...)
+	} else {
+		b = appendPart(b, path)
+	}
+	for _, h := range m.fpHeaders {
+		vs := r.Header[h]
+		n := len(h) + 1 + max(len(vs)-1, 0) // "Name:" and the NUL separators
+		for _, v := range vs {
+			n += len(v)
+		}
+		b = binary.BigEndian.AppendUint64(b, uint64(n))
+		b = append(append(b, h...), ':')
+		for i, v := range vs {
+			if i > 0 {
+				b = append(b, 0)
+			}
+			b = append(b, v...)
+		}
+	}
+	lenAt := len(b)
+	b = append(b, 0, 0, 0, 0, 0, 0, 0, 0)
+	bodyAt = len(b)
+	b, err = readBody(b, r, m.maxBody)
+	rb.b = b
+	if err != nil {
+		return "", 0, err
+	}
+	binary.BigEndian.PutUint64(b[lenAt:], uint64(len(b)-bodyAt))
+	sum := sha256.Sum256(b)
+	var hx [2 * sha256.Size]byte
+	hex.Encode(hx[:], sum[:])
+	return string(hx[:]), bodyAt, nil
+}
+
+// appendPart appends s framed by its length, as Fingerprint frames a part.
+func appendPart(b []byte, s string) []byte {
+	return append(binary.BigEndian.AppendUint64(b, uint64(len(s))), s...)
+}
+
+// readBody appends the request body, up to limit bytes, to b.
+func readBody(b []byte, r *http.Request, limit int64) ([]byte, error) {
 	if r.Body == nil || r.Body == http.NoBody {
-		return buf, nil
+		return b, nil
 	}
 	if r.ContentLength > limit {
-		bufPool.Put(buf)
-		return nil, tooLarge(limit)
+		return b, tooLarge(limit)
 	}
-	_, err := buf.ReadFrom(io.LimitReader(r.Body, limit+1))
+	start := len(b)
+	if r.ContentLength > 0 {
+		b = slices.Grow(b, int(r.ContentLength)+1) // +1: room for the read that finds EOF
+	}
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		room := cap(b) - len(b)
+		if left := limit - int64(len(b)-start); left < int64(room) {
+			room = int(left) + 1 // one byte past the limit tells "too large"
+		}
+		n, err := r.Body.Read(b[len(b) : len(b)+room])
+		b = b[:len(b)+n]
+		if int64(len(b)-start) > limit {
+			_ = r.Body.Close()
+			return b, tooLarge(limit)
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			_ = r.Body.Close()
+			return b, contract.Wrap(contract.KindInvalid, "idempotency.http", err).WithCode("idempotency.body_unreadable")
+		}
+	}
 	_ = r.Body.Close()
-	if err != nil {
-		bufPool.Put(buf)
-		return nil, contract.Wrap(contract.KindInvalid, "idempotency.http", err).WithCode("idempotency.body_unreadable")
-	}
-	if int64(buf.Len()) > limit {
-		bufPool.Put(buf)
-		return nil, tooLarge(limit)
-	}
-	return buf, nil
+	return b, nil
 }
 
 func tooLarge(limit int64) error {
@@ -349,15 +405,49 @@ func tooLarge(limit int64) error {
 		"request body larger than "+strconv.FormatInt(limit, 10)+" bytes").WithCode("idempotency.body_too_large")
 }
 
-// replayedTrue is shared by every replay: header values are not modified in place.
-var replayedTrue = []string{"true"}
+// replayHeaders is a stored response's headers in the form a replay writes
+// them: names as stored, and every value in one slice, followed by "true"
+// for Idempotent-Replayed. It is memoized next to a MemoryStore record.
+type replayHeaders struct {
+	names []string
+	ends  []int    // the values of names[i] are vals[ends[i-1]:ends[i]]
+	vals  []string // immutable: every replay copies it
+}
 
-func writeReplay(w http.ResponseWriter, res Result) {
-	h := w.Header()
-	for k, vs := range res.Header {
-		h[k] = append([]string(nil), vs...) // the stored values may be shared with the store
+func newReplayHeaders(h http.Header) *replayHeaders {
+	rh := &replayHeaders{names: make([]string, 0, len(h)), ends: make([]int, 0, len(h))}
+	for k := range h {
+		rh.names = append(rh.names, k)
 	}
-	h[HeaderReplayed] = replayedTrue
+	slices.Sort(rh.names)
+	for _, k := range rh.names {
+		rh.vals = append(rh.vals, h[k]...)
+		rh.ends = append(rh.ends, len(rh.vals))
+	}
+	rh.vals = append(rh.vals, "true")
+	return rh
+}
+
+// writeReplay writes a stored response, with Idempotent-Replayed: true.
+// The header values written are a fresh copy, made in one allocation: the
+// stored ones are shared with the store and with other replays, and a
+// later handler or middleware may modify what it finds in the response's
+// header map.
+func writeReplay(w http.ResponseWriter, res Result, slot *memoSlot) {
+	rh, _ := slot.load().(*replayHeaders)
+	if rh == nil {
+		rh = newReplayHeaders(res.Header)
+		slot.store(rh)
+	}
+	vals := slices.Clone(rh.vals)
+	h := w.Header()
+	start := 0
+	for i, k := range rh.names {
+		end := rh.ends[i]
+		h[k] = vals[start:end:end]
+		start = end
+	}
+	h[HeaderReplayed] = vals[start : start+1 : start+1]
 	status := res.StatusCode
 	if status < 200 || status > 999 {
 		status = http.StatusOK

@@ -363,16 +363,31 @@ func TestMiddlewareReplayDoesNotShareStoredHeaders(t *testing.T) {
 	}
 	h := mw.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
+		w.Header().Add("Link", "</a>; rel=a")
+		w.Header().Add("Link", "</b>; rel=b")
 		_, _ = io.WriteString(w, `{"ok":true}`)
 	}))
 	serve(h, req("POST", "/p", "alice", "k", "{}"))
-	for range 2 {
+	for range 3 {
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, req("POST", "/p", "alice", "k", "{}"))
 		if got := w.Header().Get("Content-Type"); got != "application/json" || w.Body.String() != `{"ok":true}` {
 			t.Fatalf("replay: %q %q", got, w.Body)
 		}
-		w.Header()["Content-Type"][0] = "text/evil" // in place, on the live header map
+		if got := strings.Join(w.Header().Values("Link"), "|"); got != "</a>; rel=a|</b>; rel=b" {
+			t.Fatalf("replayed Link %q", got)
+		}
+		if got := w.Header().Get(idempotency.HeaderReplayed); got != "true" {
+			t.Fatalf("replayed %s %q", idempotency.HeaderReplayed, got)
+		}
+		// Change everything in place, on the live header map, and grow
+		// the slices: none of it may reach the next replay.
+		hdr := w.Header()
+		hdr["Content-Type"][0] = "text/evil"
+		hdr["Link"][0] = "</evil>"
+		hdr["Link"] = append(hdr["Link"][:1], "</evil2>", "</evil3>")
+		hdr["Content-Type"] = append(hdr["Content-Type"], "x")
+		hdr[idempotency.HeaderReplayed][0] = "false"
 		w.Body.Bytes()[0] = 'X'
 	}
 }
