@@ -63,22 +63,30 @@ type MemoryStore struct {
 	clock      Clock
 	maxEntries int   // per shard
 	maxBytes   int64 // per shard
+	testHash   func(Key) uint64
 }
 
 type memShard struct {
-	mu      sync.Mutex
-	entries map[Key]*memEntry
+	mu sync.Mutex
+	// entries indexes the records by their key's hash, which picked the
+	// shard too: one hash per operation, and probes compare integers
+	// rather than two strings each. Records whose keys share a hash are
+	// chained through memEntry.next.
+	entries map[uint64]*memEntry
+	n       int // records held
 	byExp   expHeap
 	bytes   int64
 	tokens  uint64
 	// per-shard share of MemoryConfig.MaxEntries and MaxBytes
 	maxEntries int
 	maxBytes   int64
-	_          [24]byte // keep shards' locks on separate cache lines
+	_          [48]byte // pad to 128 bytes: shards' locks on separate cache lines
 }
 
 type memEntry struct {
 	key        Key
+	hash       uint64    // of key
+	next       *memEntry // the next record whose key has the same hash
 	fp         string
 	state      RecordState
 	token      uint64
@@ -133,23 +141,59 @@ func NewMemoryStore(cfg MemoryConfig) (*MemoryStore, error) {
 		maxBytes:   cfg.MaxBytes / int64(cfg.Shards),
 	}
 	for i := range s.shards {
-		s.shards[i].entries = make(map[Key]*memEntry)
+		s.shards[i].entries = make(map[uint64]*memEntry)
 		s.shards[i].maxEntries = s.maxEntries
 		s.shards[i].maxBytes = s.maxBytes
 	}
 	return s, nil
 }
 
-func (s *MemoryStore) shard(k Key) *memShard {
-	if s.mask == 0 {
-		return &s.shards[0]
+// locate returns the shard of k and k's hash.
+func (s *MemoryStore) locate(k Key) (*memShard, uint64) {
+	var h uint64
+	if s.testHash != nil {
+		h = s.testHash(k)
+	} else {
+		h = maphash.Comparable(s.seed, k)
 	}
-	var h maphash.Hash
-	h.SetSeed(s.seed)
-	h.WriteString(k.Scope)
-	h.WriteByte(0)
-	h.WriteString(k.Key)
-	return &s.shards[h.Sum64()&s.mask]
+	return &s.shards[h&s.mask], h
+}
+
+// find returns the record of k, whose hash is h, or nil. Must hold sh.mu.
+func (sh *memShard) find(h uint64, k Key) *memEntry {
+	for e := sh.entries[h]; e != nil; e = e.next {
+		if e.key == k {
+			return e
+		}
+	}
+	return nil
+}
+
+// insert adds e, with e.hash set, to the index. Must hold sh.mu.
+func (sh *memShard) insert(e *memEntry) {
+	e.next = sh.entries[e.hash]
+	sh.entries[e.hash] = e
+	sh.n++
+}
+
+// unlink removes e from the index. Must hold sh.mu.
+func (sh *memShard) unlink(e *memEntry) {
+	head := sh.entries[e.hash]
+	switch {
+	case head == e && e.next == nil:
+		delete(sh.entries, e.hash)
+	case head == e:
+		sh.entries[e.hash] = e.next
+	default:
+		for p := head; p != nil; p = p.next {
+			if p.next == e {
+				p.next = e.next
+				break
+			}
+		}
+	}
+	e.next = nil
+	sh.n--
 }
 
 // Len returns the number of records held, expired ones not yet dropped included.
@@ -158,7 +202,7 @@ func (s *MemoryStore) Len() int {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		n += len(sh.entries)
+		n += sh.n
 		sh.mu.Unlock()
 	}
 	return n
@@ -215,11 +259,11 @@ func (s *MemoryStore) claimMemo(ctx context.Context, req ClaimRequest, share boo
 		return Claim{}, nil, err
 	}
 	now := s.clock.Now()
-	sh := s.shard(req.Key)
+	sh, h := s.locate(req.Key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	sh.expire(now)
-	e := sh.entries[req.Key]
+	e := sh.find(h, req.Key)
 	if e != nil {
 		switch {
 		case e.state == StateCompleted:
@@ -252,19 +296,19 @@ func (s *MemoryStore) claimMemo(ctx context.Context, req ClaimRequest, share boo
 	}
 	sh.tokens++
 	e = &memEntry{
-		key: req.Key, fp: req.Fingerprint, state: StateInProgress, token: sh.tokens,
+		key: req.Key, hash: h, fp: req.Fingerprint, state: StateInProgress, token: sh.tokens,
 		leaseUntil: now.Add(req.Lease), retention: req.Retention, size: size,
 		expireAt: now.Add(req.Retention),
 	}
-	sh.entries[req.Key] = e
+	sh.insert(e)
 	sh.bytes += size
 	heap.Push(&sh.byExp, e)
 	return Claim{Status: Claimed, Token: e.token}, nil, nil
 }
 
 // owned returns the live entry owned by token, or nil.
-func (sh *memShard) owned(k Key, token uint64, now time.Time) *memEntry {
-	e := sh.entries[k]
+func (sh *memShard) owned(h uint64, k Key, token uint64, now time.Time) *memEntry {
+	e := sh.find(h, k)
 	if e == nil || e.state != StateInProgress || e.token != token || !now.Before(e.leaseUntil) {
 		return nil
 	}
@@ -287,11 +331,11 @@ func (s *MemoryStore) complete(ctx context.Context, key Key, token uint64, resul
 		return err
 	}
 	now := s.clock.Now()
-	sh := s.shard(key)
+	sh, h := s.locate(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	sh.expire(now)
-	e := sh.owned(key, token, now)
+	e := sh.owned(h, key, token, now)
 	if e == nil {
 		return ErrLeaseLost
 	}
@@ -323,11 +367,11 @@ func (s *MemoryStore) Release(ctx context.Context, key Key, token uint64) error 
 		return err
 	}
 	now := s.clock.Now()
-	sh := s.shard(key)
+	sh, h := s.locate(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	sh.expire(now)
-	e := sh.owned(key, token, now)
+	e := sh.owned(h, key, token, now)
 	if e == nil {
 		return ErrLeaseLost
 	}
@@ -346,11 +390,11 @@ func (s *MemoryStore) Renew(ctx context.Context, key Key, token uint64, lease ti
 		return contract.New(contract.KindInvalid, "idempotency.renew", "lease must be > 0").WithCode("idempotency.invalid_request")
 	}
 	now := s.clock.Now()
-	sh := s.shard(key)
+	sh, h := s.locate(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	sh.expire(now)
-	e := sh.owned(key, token, now)
+	e := sh.owned(h, key, token, now)
 	if e == nil {
 		return ErrLeaseLost
 	}
@@ -367,10 +411,10 @@ func (s *MemoryStore) Get(ctx context.Context, key Key) (Record, error) {
 		return Record{}, err
 	}
 	now := s.clock.Now()
-	sh := s.shard(key)
+	sh, h := s.locate(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	e := sh.entries[key]
+	e := sh.find(h, key)
 	if e == nil || !now.Before(e.expireAt) {
 		return Record{}, ErrNotFound
 	}
@@ -393,7 +437,7 @@ func (sh *memShard) expire(now time.Time) {
 
 func (sh *memShard) remove(e *memEntry) {
 	heap.Remove(&sh.byExp, e.idx)
-	delete(sh.entries, e.key)
+	sh.unlink(e)
 	sh.bytes -= e.size
 }
 
@@ -406,7 +450,7 @@ func (sh *memShard) setExpiry(e *memEntry, at time.Time) {
 // addEntries more records and addBytes more bytes. It never evicts keep or a
 // claim whose lease is running. It reports whether there is room. Must hold sh.mu.
 func (sh *memShard) makeRoom(now time.Time, addEntries int, addBytes int64, keep *memEntry) bool {
-	if len(sh.entries)+addEntries <= sh.maxEntries && sh.bytes+addBytes <= sh.maxBytes {
+	if sh.n+addEntries <= sh.maxEntries && sh.bytes+addBytes <= sh.maxBytes {
 		return true
 	}
 	var skipped []*memEntry
@@ -415,7 +459,7 @@ func (sh *memShard) makeRoom(now time.Time, addEntries int, addBytes int64, keep
 			heap.Push(&sh.byExp, e)
 		}
 	}()
-	for len(sh.entries)+addEntries > sh.maxEntries || sh.bytes+addBytes > sh.maxBytes {
+	for sh.n+addEntries > sh.maxEntries || sh.bytes+addBytes > sh.maxBytes {
 		if len(sh.byExp) == 0 {
 			return false
 		}

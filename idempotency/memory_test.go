@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -35,6 +36,60 @@ func TestMemoryStoreConformanceSharded(t *testing.T) {
 		clk := storetest.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 		return newMemory(t, idempotency.MemoryConfig{Clock: clk, Shards: 8, MaxBytes: 64 << 20}), clk
 	})
+}
+
+// The suite with a degenerate hash, so that most keys share one: records
+// with colliding hashes must stay apart.
+func TestMemoryStoreConformanceCollidingHashes(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) (idempotency.Store, storetest.Clock) {
+		clk := storetest.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+		s := newMemory(t, idempotency.MemoryConfig{Clock: clk, Shards: 4, MaxBytes: 64 << 20})
+		idempotency.SetMemoryHash(s, func(k idempotency.Key) uint64 { return uint64(len(k.Key) % 3) })
+		return s, clk
+	})
+}
+
+func TestMemoryStoreCollisionsEvictAndExpire(t *testing.T) {
+	clk := storetest.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	s := newMemory(t, idempotency.MemoryConfig{Clock: clk, MaxEntries: 8})
+	idempotency.SetMemoryHash(s, func(idempotency.Key) uint64 { return 7 })
+	ctx := context.Background()
+	claim := func(k string, lease time.Duration) idempotency.Claim {
+		t.Helper()
+		c, err := s.Claim(ctx, idempotency.ClaimRequest{Key: idempotency.Key{Scope: "s", Key: k}, Fingerprint: "fp", Lease: lease, Retention: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	for i := range 20 { // 20 keys through 8 slots, all on one hash: eviction unlinks from the middle of the chain
+		k := strconv.Itoa(i)
+		c := claim(k, time.Second)
+		if c.Status != idempotency.Claimed {
+			t.Fatalf("key %s: %v", k, c.Status)
+		}
+		if err := s.Complete(ctx, idempotency.Key{Scope: "s", Key: k}, c.Token, idempotency.Result{Body: []byte(k)}); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(time.Second)
+	}
+	if s.Len() != 8 {
+		t.Fatalf("Len %d, want 8", s.Len())
+	}
+	for i := range 20 {
+		k := strconv.Itoa(i)
+		r, err := s.Get(ctx, idempotency.Key{Scope: "s", Key: k})
+		switch {
+		case i < 12 && !errors.Is(err, idempotency.ErrNotFound):
+			t.Fatalf("key %s: evicted record found: %v %v", k, r, err)
+		case i >= 12 && (err != nil || string(r.Result.Body) != k):
+			t.Fatalf("key %s: %+v %v", k, r, err)
+		}
+	}
+	clk.Advance(2 * time.Hour)
+	if c := claim("new", time.Second); c.Status != idempotency.Claimed || s.Len() != 1 {
+		t.Fatalf("after expiry: %v, Len %d", c.Status, s.Len())
+	}
 }
 
 // The suite on the real clock, as Redis and PostgreSQL stores run it.
@@ -221,5 +276,14 @@ func TestMemoryStoreConcurrentBounded(t *testing.T) {
 		if r.State == idempotency.StateCompleted && string(r.Result.Body) != k.Key {
 			t.Fatalf("%v holds %q", k, r.Result.Body)
 		}
+	}
+}
+
+func TestMemoryShardsFillCacheLines(t *testing.T) {
+	if strconv.IntSize != 64 {
+		t.Skip("padding computed for 64-bit platforms")
+	}
+	if idempotency.MemShardSize%64 != 0 {
+		t.Fatalf("a shard is %d bytes, not a multiple of a 64-byte cache line", idempotency.MemShardSize)
 	}
 }
