@@ -74,10 +74,12 @@ type Config struct {
 	PollInterval    time.Duration
 	MaxPollInterval time.Duration
 	// Heartbeat is how often the owner renews its lease while the operation
-	// runs. When a renewal finds the lease lost, the operation's context is
-	// canceled with cause ErrLeaseLost and its result is not recorded.
-	// Default Lease/3; negative disables renewal (the operation must then
-	// finish within Lease).
+	// runs; the first renewal comes between Heartbeat/2 and Heartbeat after
+	// the claim (operations shorter than that share one timer instead of
+	// arming one each). When a renewal finds the lease lost, the
+	// operation's context is canceled with cause ErrLeaseLost and its
+	// result is not recorded. Default Lease/3; negative disables renewal
+	// (the operation must then finish within Lease).
 	Heartbeat time.Duration
 	// FailOpen runs the operation without idempotency when the store fails
 	// to claim (counted and logged as store_error). The default, false,
@@ -105,7 +107,8 @@ type Config struct {
 
 // Executor runs operations at most once per key: claim → run → complete,
 // or release on failure. Use it through Do, Middleware or Dedup. An
-// Executor is safe for concurrent use; it holds no per-call state.
+// Executor is safe for concurrent use; the only per-call state it holds is
+// the list of running operations awaiting their first heartbeat.
 type Executor struct {
 	store      Store
 	lease      time.Duration
@@ -119,6 +122,7 @@ type Executor struct {
 	codec      Codec
 	clock      Clock
 	obs        *observer
+	young      youngOps      // running operations not yet due a renewal timer of their own
 	shared     sharedClaimer // the store's copy-free Claim, when it has one
 	jsonCodec  bool          // codec is JSONCodec, whose decoding of plain types may be memoized
 }
@@ -213,12 +217,14 @@ func newExecutor(cfg Config, name, component string) (*Executor, error) {
 	}
 	shared, _ := cfg.Store.(sharedClaimer)
 	_, jsonCodec := cfg.Codec.(JSONCodec)
-	return &Executor{
+	e := &Executor{
 		shared: shared, jsonCodec: jsonCodec,
 		store: cfg.Store, lease: cfg.Lease, retention: cfg.Retention, duplicate: cfg.Duplicate,
 		poll: cfg.PollInterval, maxPoll: cfg.MaxPollInterval, heartbeat: cfg.Heartbeat,
 		failOpen: cfg.FailOpen, storeError: cfg.StoreError, codec: cfg.Codec, clock: cfg.Clock, obs: obs,
-	}, nil
+	}
+	e.young.sweep = e.sweep
+	return e, nil
 }
 
 // Do runs fn at most once for key across every caller sharing e's store,
@@ -467,8 +473,12 @@ func (e *Executor) run(ctx context.Context, key Key, fp string, fn work) (Result
 // own runs fn while holding the lease, then completes or releases.
 func (e *Executor) own(ctx context.Context, key Key, token uint64, fn work) (Result, error) {
 	// Completing and releasing must happen even when the caller's context
-	// ended: fn's work is done, and the record has to say so.
-	bg := context.WithoutCancel(ctx)
+	// ended: fn's work is done, and the record has to say so. A context
+	// that can never end (no Done channel) is used as it is.
+	bg := ctx
+	if ctx.Done() != nil {
+		bg = context.WithoutCancel(ctx)
+	}
 	finished := false
 	defer func() {
 		if !finished { // fn panicked
@@ -529,9 +539,27 @@ func (e *Executor) own(ctx context.Context, key Key, token uint64, fn work) (Res
 	return res, ferr
 }
 
+// Heartbeats: an operation renews its lease every Heartbeat while it runs,
+// the first time between Heartbeat/2 and Heartbeat after it started. Most
+// operations end long before that, so they do not arm a timer each: they
+// join the executor's list of young operations, which one shared timer,
+// armed while the list is not empty, sweeps every Heartbeat/2. An
+// operation still running at a sweep gets a timer of its own for its first
+// renewal, Heartbeat/2 later, and from then on renews every Heartbeat. An
+// operation that ends before a sweep costs a list insertion and removal.
+
+// youngOps is an executor's list of running operations that have no
+// renewal timer of their own yet.
+type youngOps struct {
+	mu    sync.Mutex
+	head  *heartbeat
+	armed bool   // the sweep timer is armed
+	sweep func() // e.sweep, made once
+}
+
 // heartbeat renews a lease until stopped, and cancels the work's context
-// when the lease is lost. It arms one timer at a time: no goroutine waits
-// between beats.
+// when the lease is lost. It arms one timer at a time, and none while the
+// operation is young: no goroutine waits between beats.
 type heartbeat struct {
 	oc     ownerCtx // the work's context, carrying the token; allocated with the heartbeat
 	e      *Executor
@@ -540,18 +568,53 @@ type heartbeat struct {
 	token  uint64
 	cancel context.CancelCauseFunc
 
+	// In e.young while listed; guarded by e.young.mu.
+	prev, next *heartbeat
+	listed     bool
+
 	mu      sync.Mutex // held for a whole beat, so stop waits for one in flight
-	timer   Timer
+	timer   Timer      // the renewal timer, once the operation is no longer young
 	stopped bool
 	lost    bool
 }
 
 func (e *Executor) startHeartbeat(ctx context.Context, key Key, token uint64, cancel context.CancelCauseFunc) *heartbeat {
 	hb := &heartbeat{oc: ownerCtx{Context: ctx, token: token}, e: e, ctx: ctx, key: key, token: token, cancel: cancel}
-	hb.mu.Lock()
-	hb.timer = e.clock.AfterFunc(e.heartbeat, hb.beat)
-	hb.mu.Unlock()
+	y := &e.young
+	y.mu.Lock()
+	hb.listed, hb.next = true, y.head
+	if y.head != nil {
+		y.head.prev = hb
+	}
+	y.head = hb
+	if !y.armed {
+		y.armed = true
+		e.clock.AfterFunc(e.heartbeat/2, y.sweep)
+	}
+	y.mu.Unlock()
 	return hb
+}
+
+// sweep gives every young operation a renewal timer of its own: each has
+// run for at most Heartbeat/2, so its first renewal, Heartbeat/2 from now,
+// comes at most Heartbeat after it started.
+func (e *Executor) sweep() {
+	y := &e.young
+	y.mu.Lock()
+	list := y.head
+	y.head, y.armed = nil, false
+	for hb := list; hb != nil; hb = hb.next {
+		hb.listed = false // from here on its links are only read, by this sweep
+	}
+	y.mu.Unlock()
+	first := e.heartbeat - e.heartbeat/2
+	for hb := list; hb != nil; hb = hb.next {
+		hb.mu.Lock()
+		if !hb.stopped {
+			hb.timer = e.clock.AfterFunc(first, hb.beat)
+		}
+		hb.mu.Unlock()
+	}
 }
 
 func (hb *heartbeat) beat() {
@@ -582,7 +645,23 @@ func (hb *heartbeat) stop() bool {
 	defer hb.mu.Unlock()
 	if !hb.stopped {
 		hb.stopped = true
-		hb.timer.Stop()
+		if hb.timer != nil {
+			hb.timer.Stop()
+		}
+		y := &hb.e.young
+		y.mu.Lock()
+		if hb.listed {
+			if hb.prev != nil {
+				hb.prev.next = hb.next
+			} else {
+				y.head = hb.next
+			}
+			if hb.next != nil {
+				hb.next.prev = hb.prev
+			}
+			hb.listed, hb.prev, hb.next = false, nil, nil
+		}
+		y.mu.Unlock()
 	}
 	return hb.lost
 }
