@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -132,7 +133,7 @@ type Executor struct {
 // reads replayed results. A Completed answer comes with the record's
 // memoSlot.
 type sharedClaimer interface {
-	claimShared(ctx context.Context, req ClaimRequest) (Claim, *memoSlot, error)
+	claimShared(ctx context.Context, req ClaimRequest, fpBorrowed bool) (Claim, *memoSlot, error)
 	completeOwned(ctx context.Context, key Key, token uint64, result Result) error
 }
 
@@ -264,7 +265,7 @@ func Do[T any](ctx context.Context, e *Executor, key Key, fingerprint string, fn
 		v   T
 		ran bool
 	)
-	res, slot, replayed, err := e.run(ctx, key, fingerprint, func(ctx context.Context) (Result, bool, error) {
+	res, slot, replayed, err := e.run(ctx, key, fingerprint, false, func(ctx context.Context) (Result, bool, error) {
 		ran = true
 		var ferr error
 		v, ferr = fn(ctx)
@@ -407,7 +408,13 @@ type work func(ctx context.Context) (res Result, store bool, err error)
 // the replayed result (replayed true) with the record's memo slot when the
 // store has one, or runs fn and returns what fn returned (fresh work, or
 // fail-open), or a protocol error.
-func (e *Executor) run(ctx context.Context, key Key, fp string, fn work) (Result, *memoSlot, bool, error) {
+//
+// fpBorrowed says fp's bytes are only lent for the call (the middleware
+// hashes into a pooled buffer): a store keeping it must copy it.
+func (e *Executor) run(ctx context.Context, key Key, fp string, fpBorrowed bool, fn work) (Result, *memoSlot, bool, error) {
+	if fpBorrowed && e.shared == nil {
+		fp = strings.Clone(fp) // a store of another kind may keep it
+	}
 	req := ClaimRequest{Key: key, Fingerprint: fp, Lease: e.lease, Retention: e.retention}
 	delay := e.poll
 	for {
@@ -417,7 +424,7 @@ func (e *Executor) run(ctx context.Context, key Key, fp string, fn work) (Result
 			err  error
 		)
 		if e.shared != nil {
-			c, slot, err = e.shared.claimShared(ctx, req)
+			c, slot, err = e.shared.claimShared(ctx, req, fpBorrowed)
 		} else {
 			c, err = e.store.Claim(ctx, req)
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"hash/maphash"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -239,19 +240,19 @@ func validateClaim(req ClaimRequest) error {
 
 // Claim implements Store.
 func (s *MemoryStore) Claim(ctx context.Context, req ClaimRequest) (Claim, error) {
-	c, _, err := s.claimMemo(ctx, req, false)
+	c, _, err := s.claimMemo(ctx, req, false, false)
 	return c, err
 }
 
 // claimShared is Claim answering Completed with the stored Result itself
 // rather than a copy, for the executor, which only reads it, and with the
 // record's memo slot. A completed record's result is never changed again,
-// so sharing it is safe.
-func (s *MemoryStore) claimShared(ctx context.Context, req ClaimRequest) (Claim, *memoSlot, error) {
-	return s.claimMemo(ctx, req, true)
+// so sharing it is safe. With fpBorrowed, req.Fingerprint is copied if kept.
+func (s *MemoryStore) claimShared(ctx context.Context, req ClaimRequest, fpBorrowed bool) (Claim, *memoSlot, error) {
+	return s.claimMemo(ctx, req, true, fpBorrowed)
 }
 
-func (s *MemoryStore) claimMemo(ctx context.Context, req ClaimRequest, share bool) (Claim, *memoSlot, error) {
+func (s *MemoryStore) claimMemo(ctx context.Context, req ClaimRequest, share, fpBorrowed bool) (Claim, *memoSlot, error) {
 	if err := ctxErr(ctx, "idempotency.claim"); err != nil {
 		return Claim{}, nil, err
 	}
@@ -281,6 +282,9 @@ func (s *MemoryStore) claimMemo(ctx context.Context, req ClaimRequest, share boo
 			return Claim{Status: InProgress, Token: e.token, LeaseRemaining: e.leaseUntil.Sub(now)}, nil, nil
 		}
 		// Released, or in progress with an expired lease: the caller wins.
+		if fpBorrowed {
+			req.Fingerprint = strings.Clone(req.Fingerprint)
+		}
 		sh.tokens++
 		sh.bytes += int64(len(req.Fingerprint) - len(e.fp))
 		e.size += int64(len(req.Fingerprint) - len(e.fp))
@@ -293,6 +297,9 @@ func (s *MemoryStore) claimMemo(ctx context.Context, req ClaimRequest, share boo
 	if !sh.makeRoom(now, 1, size, nil) {
 		return Claim{}, nil, contract.New(contract.KindUnavailable, "idempotency.claim", "idempotency store full of in-progress claims").
 			WithCode("idempotency.store_full").WithRetryAfter(time.Second)
+	}
+	if fpBorrowed {
+		req.Fingerprint = strings.Clone(req.Fingerprint)
 	}
 	sh.tokens++
 	e = &memEntry{

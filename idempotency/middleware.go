@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/sadpath/sadpath/contract"
 )
@@ -231,7 +232,7 @@ func (m *Middleware) Wrap(next http.Handler) http.Handler {
 		}
 
 		var rec *recorder
-		res, slot, replayed, err := m.ex.run(r.Context(), Key{Scope: scope, Key: key}, fp, func(ctx context.Context) (Result, bool, error) {
+		res, slot, replayed, err := m.ex.run(r.Context(), Key{Scope: scope, Key: key}, fp, true, func(ctx context.Context) (Result, bool, error) {
 			rec = &recorder{w: w, limit: m.maxResp, replay: m.replay}
 			body := bytes.Clone(rb.b[bodyAt:]) // the handler may keep it; the buffer goes back to the pool
 			r2 := r.WithContext(ctx)
@@ -294,8 +295,11 @@ func (m *Middleware) applies(method string) bool {
 }
 
 // reqBuf is a pooled buffer holding a request's fingerprint framing
-// followed by its body.
-type reqBuf struct{ b []byte }
+// followed by its body, and the fingerprint's hex digits.
+type reqBuf struct {
+	b   []byte
+	hex [2 * sha256.Size]byte
+}
 
 // maxPooledReqBuf is the largest buffer returned to the pool: a rare large
 // body should not keep its memory pinned in the pool.
@@ -317,7 +321,8 @@ func putReqBuf(rb *reqBuf) {
 // Fingerprint(method, target, "Name:v1\x00v2" per fingerprinted header,
 // body), where target is the escaped path plus "?" and the raw query when
 // there is one. The framing is written into rb ahead of the body, so the
-// body is read once, hashed in place, and only the hex string is allocated.
+// body is read once and hashed in place; the fingerprint returned borrows
+// rb's memory and is valid only until rb goes back to the pool.
 func (m *Middleware) readAndFingerprint(rb *reqBuf, r *http.Request) (fp string, bodyAt int, err error) {
 	b := appendPart(rb.b[:0], r.Method)
 	path := r.URL.EscapedPath()
@@ -352,9 +357,10 @@ func (m *Middleware) readAndFingerprint(rb *reqBuf, r *http.Request) (fp string,
 	}
 	binary.BigEndian.PutUint64(b[lenAt:], uint64(len(b)-bodyAt))
 	sum := sha256.Sum256(b)
-	var hx [2 * sha256.Size]byte
-	hex.Encode(hx[:], sum[:])
-	return string(hx[:]), bodyAt, nil
+	hex.Encode(rb.hex[:], sum[:])
+	// The fingerprint borrows rb's bytes: it is only compared while rb is
+	// held, and run is told so, so that whatever keeps it copies it.
+	return unsafe.String(&rb.hex[0], len(rb.hex)), bodyAt, nil
 }
 
 // appendPart appends s framed by its length, as Fingerprint frames a part.

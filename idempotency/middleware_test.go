@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -453,6 +454,44 @@ func TestMiddlewareTimeoutReleases(t *testing.T) {
 		<-done
 		if w := serve(h, req("POST", "/p", "alice", "k", "{}")); w.Code != 201 || w.Header().Get(idempotency.HeaderReplayed) != "" {
 			t.Fatalf("%s: retry got %d replayed=%q, want a fresh run", tc.name, w.Code, w.Header().Get(idempotency.HeaderReplayed))
+		}
+	}
+}
+
+// The middleware hashes into pooled buffers and lends the fingerprint to
+// the store: what the MemoryStore keeps must not change when the buffer
+// serves the next request.
+func TestMiddlewareStoredFingerprintOutlivesItsBuffer(t *testing.T) {
+	mw, err := idempotency.NewMiddleware(idempotency.MiddlewareConfig{
+		Config: idempotency.Config{Store: newMemory(t, idempotency.MemoryConfig{})},
+		Scope:  callerScope,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fail := true
+	h := mw.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/flaky" && fail {
+			fail = false
+			w.WriteHeader(http.StatusServiceUnavailable) // releases the key: the retry re-claims it
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		_, _ = w.Write(body)
+	}))
+	for _, path := range []string{"/p", "/flaky", "/flaky"} {
+		serve(h, req("POST", path, "alice", "k-"+path, `{"first":true}`))
+		for i := range 20 { // other requests through the same pool
+			serve(h, req("POST", "/other", "alice", "o-"+path+strconv.Itoa(i), strings.Repeat("x", i)))
+		}
+	}
+	for _, path := range []string{"/p", "/flaky"} {
+		again := serve(h, req("POST", path, "alice", "k-"+path, `{"first":true}`))
+		if again.Header().Get(idempotency.HeaderReplayed) != "true" || again.Body.String() != `{"first":true}` {
+			t.Fatalf("%s: same payload: %d %q, want the replay", path, again.Code, again.Body)
+		}
+		if w := serve(h, req("POST", path, "alice", "k-"+path, `{"first":false}`)); w.Code != http.StatusUnprocessableEntity {
+			t.Fatalf("%s: other payload: %d, want 422", path, w.Code)
 		}
 	}
 }
