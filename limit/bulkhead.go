@@ -3,9 +3,12 @@ package limit
 import (
 	"context"
 	"log/slog"
+	"math/bits"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/sadpath/sadpath/contract"
 	"github.com/sadpath/sadpath/logctx"
@@ -56,14 +59,22 @@ type BulkheadConfig struct {
 // that cannot be wrapped. Waiters are served strictly in arrival order:
 // while any call waits, a newcomer queues behind it even if a slot is being
 // freed, and a releasing call hands its slot straight to the first waiter.
-// When nobody waits, acquiring and releasing touch one atomic counter and
-// no lock.
+// When nobody waits, acquiring and releasing take no lock: the slots are
+// split over a few cache-line-sized stripes (MaxConcurrent in all, so the
+// bound is exact), each goroutine starts at a stripe picked from its stack
+// address and moves on to the others only when that stripe is full, so
+// calls on different cores rarely touch the same counter.
 //
 // A Bulkhead is safe for concurrent use. Create one with NewBulkhead; the
 // zero value is not usable.
 type Bulkhead struct {
-	inflight atomic.Int64 // slots taken; never above max
-	waiters  atomic.Int64 // calls queued or about to queue; read by Release to decide on a hand-off
+	// stripes share out the max slots; a stripe's count never exceeds its
+	// capacity, so the sum (the calls in flight) never exceeds max.
+	stripes []stripe
+	shift   uint // 64 - log2(len(stripes)), for the stripe hint
+	_       [cacheLine]byte
+	waiters atomic.Int64 // calls queued or about to queue; read by Release to decide on a hand-off
+	_       [cacheLine - 8]byte
 
 	max        int64
 	maxWaiting int
@@ -76,6 +87,22 @@ type Bulkhead struct {
 	mu         sync.Mutex // guards the queue
 	head, tail *waiter
 	queued     int
+}
+
+// cacheLine is the padding that keeps each stripe, and the waiters count,
+// on a cache line of its own (64 bytes on amd64 and most arm64; two lines
+// cover adjacent-line prefetching).
+const cacheLine = 128
+
+// maxStripes bounds the stripe count: more stripes than cores only lengthen
+// the scan a full stripe causes.
+const maxStripes = 16
+
+// stripe is a share of the bulkhead's slots, alone on its cache line.
+type stripe struct {
+	n   atomic.Int64 // slots of this stripe taken
+	cap int64
+	_   [cacheLine - 16]byte
 }
 
 // waiter is one call queued for a slot. A releasing call hands its slot over
@@ -102,6 +129,7 @@ func NewBulkhead(cfg BulkheadConfig) (*Bulkhead, error) {
 		return nil, invalidField("BulkheadConfig.RetryAfter", "must be between 0 and 8760h (a year)", cfg.RetryAfter)
 	}
 	b := &Bulkhead{
+		stripes:    newStripes(cfg.MaxConcurrent),
 		max:        int64(cfg.MaxConcurrent),
 		maxWaiting: cfg.MaxWaiting,
 		maxWait:    cfg.MaxWait,
@@ -110,6 +138,7 @@ func NewBulkhead(cfg BulkheadConfig) (*Bulkhead, error) {
 		clock:      clockOr(cfg.Clock),
 		logger:     cfg.Logger,
 	}
+	b.shift = 64 - uint(bits.TrailingZeros(uint(len(b.stripes))))
 	if b.maxWait == 0 {
 		b.maxWait = DefaultMaxWait
 	}
@@ -158,18 +187,93 @@ func (b *Bulkhead) Acquire(ctx context.Context) error {
 	return b.acquireSlow(ctx)
 }
 
-// tryAcquire takes a slot if one is free. It never lets inflight exceed max,
-// even transiently, so Release can trust what it reads.
-func (b *Bulkhead) tryAcquire() bool {
-	for {
-		cur := b.inflight.Load()
-		if cur >= b.max {
-			return false
-		}
-		if b.inflight.CompareAndSwap(cur, cur+1) {
-			return true
+// newStripes splits max slots over a power-of-two number of stripes: about
+// four per core (so two busy goroutines rarely share one), never more than
+// max (a stripe holds at least one slot) nor maxStripes.
+func newStripes(slots int) []stripe {
+	n := 1
+	for n < 4*runtime.GOMAXPROCS(0) && 2*n <= slots && 2*n <= maxStripes {
+		n *= 2
+	}
+	s := make([]stripe, n)
+	for i := range s {
+		s[i].cap = int64(slots / n)
+		if i < slots%n {
+			s[i].cap++
 		}
 	}
+	return s
+}
+
+// hint picks the stripe a goroutine starts at, from the address of its
+// stack: goroutines have distinct stacks, so concurrent callers mostly
+// start at different stripes, and a goroutine's Acquire and Release mostly
+// pick the same one (keeping the line in its core's cache). It is only a
+// starting point: correctness never depends on it.
+func (b *Bulkhead) hint() int {
+	if b.shift == 64 {
+		return 0
+	}
+	var here byte
+	// Goroutine stacks start at 2 KiB; frames a few hundred bytes apart
+	// (Acquire and Release called from one function) mostly share a block.
+	sp := uint64(uintptr(unsafe.Pointer(&here))) >> 11
+	return int((sp * 0x9E3779B97F4A7C15) >> b.shift) // Fibonacci hashing
+}
+
+// tryAcquire takes a slot if one is free: from the hinted stripe, else from
+// the first other stripe with room. No stripe ever exceeds its capacity,
+// even transiently, so the count of calls in flight never exceeds max.
+func (b *Bulkhead) tryAcquire() bool {
+	n := len(b.stripes)
+	start := b.hint()
+	for i := range n {
+		s := &b.stripes[(start+i)&(n-1)]
+		for {
+			cur := s.n.Load()
+			if cur >= s.cap {
+				break
+			}
+			if s.n.CompareAndSwap(cur, cur+1) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// free gives a slot back: to the hinted stripe if it has one taken, else to
+// the first other stripe that has (any stripe will do: the counts need only
+// sum to the calls in flight). A scan that finds every stripe empty raced
+// with other calls moving slots around; the slot is then taken off the
+// hinted stripe, whose count goes negative. That keeps the sum exact and
+// every count within its capacity, so the sum stays within max.
+//
+// With a single stripe the count is exact and a Release without a matching
+// Acquire panics; with several it cannot be told apart from that race.
+func (b *Bulkhead) free() {
+	n := len(b.stripes)
+	if n == 1 {
+		if b.stripes[0].n.Add(-1) < 0 {
+			b.stripes[0].n.Add(1)
+			panic("limit: Bulkhead.Release called without a matching Acquire")
+		}
+		return
+	}
+	start := b.hint()
+	for i := range n {
+		s := &b.stripes[(start+i)&(n-1)]
+		for {
+			cur := s.n.Load()
+			if cur <= 0 {
+				break
+			}
+			if s.n.CompareAndSwap(cur, cur-1) {
+				return
+			}
+		}
+	}
+	b.stripes[start].n.Add(-1)
 }
 
 func (b *Bulkhead) acquireSlow(ctx context.Context) error {
@@ -177,9 +281,10 @@ func (b *Bulkhead) acquireSlow(ctx context.Context) error {
 		return b.reject(ctx, CodeBulkheadFull, "all slots taken, waiting disabled")
 	}
 	b.mu.Lock()
-	// Announce before the second look at inflight: Release decrements
-	// inflight before it reads waiters, so either it sees us and hands its
-	// slot over, or we see its slot free here.
+	// Announce before the second look at the stripes: Release frees its
+	// slot before it reads waiters, so either it sees us and hands its slot
+	// over, or our scan (which starts after the announcement) sees the slot
+	// free here.
 	b.waiters.Add(1)
 	if b.head == nil && b.tryAcquire() {
 		b.waiters.Add(-1)
@@ -236,12 +341,11 @@ func (b *Bulkhead) abandon(w *waiter) bool {
 
 // Release frees a slot taken by a successful Acquire, handing it to the
 // longest waiting call if there is one. Calling Release more often than
-// Acquire succeeded is a bug and panics.
+// Acquire succeeded is a bug: it panics when the bulkhead has a single
+// stripe (MaxConcurrent 1, or GOMAXPROCS 1), and otherwise may go
+// undetected and raise the bound by one.
 func (b *Bulkhead) Release() {
-	if b.inflight.Add(-1) < 0 {
-		b.inflight.Add(1)
-		panic("limit: Bulkhead.Release called without a matching Acquire")
-	}
+	b.free()
 	if b.waiters.Load() > 0 {
 		b.handOff()
 	}
@@ -295,7 +399,7 @@ func (b *Bulkhead) reject(ctx context.Context, code, reason string) error {
 		logctx.Decision(ctx, b.logger, slog.LevelInfo, "bulkhead.rejected", reason,
 			slog.String(logctx.KeyDependency, b.name),
 			slog.String("code", code),
-			slog.Int64("in_flight", b.inflight.Load()),
+			slog.Int("in_flight", b.InFlight()),
 			slog.Int64("max_concurrent", b.max),
 			slog.Int("max_waiting", b.maxWaiting))
 	}
@@ -303,8 +407,15 @@ func (b *Bulkhead) reject(ctx context.Context, code, reason string) error {
 	return rejected(contract.KindUnavailable, b.name, code, detail, b.retryAfter)
 }
 
-// InFlight returns the number of slots currently taken.
-func (b *Bulkhead) InFlight() int { return int(b.inflight.Load()) }
+// InFlight returns the number of slots currently taken (a sum over the
+// stripes: exact when nothing changes meanwhile).
+func (b *Bulkhead) InFlight() int {
+	var n int64
+	for i := range b.stripes {
+		n += b.stripes[i].n.Load()
+	}
+	return int(n)
+}
 
 // Waiting returns the number of calls currently queued for a slot.
 func (b *Bulkhead) Waiting() int {

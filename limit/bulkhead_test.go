@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -473,7 +474,7 @@ func TestBulkheadNoBarging(t *testing.T) {
 	go func() { first <- b.Acquire(ctx) }()
 	clk.BlockUntilTimers(1)
 
-	b.inflight.Add(-1) // first half of Release: the slot is free, the waiter not yet served
+	b.free() // first half of Release: the slot is free, the waiter not yet served
 	second := make(chan error, 1)
 	go func() { second <- b.Acquire(ctx) }()
 	clk.BlockUntilTimers(2) // the newcomer queued instead of barging
@@ -522,8 +523,8 @@ func TestBulkheadHandOffRacingWaitEnd(t *testing.T) {
 			} else {
 				clk.Advance(time.Second)
 			}
-			b.inflight.Add(-1) // the holder releases …
-			b.handOffLocked()  // … and hands its slot to the waiter
+			b.free()          // the holder releases …
+			b.handOffLocked() // … and hands its slot to the waiter
 			b.mu.Unlock()
 
 			err := <-done
@@ -544,5 +545,81 @@ func TestBulkheadHandOffRacingWaitEnd(t *testing.T) {
 				t.Fatalf("InFlight %d Waiting %d", b.InFlight(), b.Waiting())
 			}
 		}
+	}
+}
+
+// TestBulkheadSlotsReleasedByOtherGoroutines acquires slots on some
+// goroutines and releases them on others, so releases land on stripes other
+// than the ones the slots came from (counts may go negative). The bound must
+// hold throughout, no slot may leak, and afterwards exactly MaxConcurrent
+// slots can be taken again.
+func TestBulkheadSlotsReleasedByOtherGoroutines(t *testing.T) {
+	const slots = 16
+	b, _ := NewBulkhead(BulkheadConfig{MaxConcurrent: slots})
+	if len(b.stripes) < 2 && runtime.GOMAXPROCS(0) > 1 {
+		t.Fatalf("%d stripes for MaxConcurrent %d, want several", len(b.stripes), max)
+	}
+	held := make(chan struct{}, slots)
+	var inFlight, maxSeen atomic.Int64
+	var wg sync.WaitGroup
+	for range 8 { // acquirers
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 2000 {
+				if b.Acquire(context.Background()) != nil {
+					runtimeYield()
+					continue
+				}
+				cur := inFlight.Add(1)
+				for m := maxSeen.Load(); cur > m && !maxSeen.CompareAndSwap(m, cur); m = maxSeen.Load() {
+				}
+				held <- struct{}{}
+			}
+		}()
+	}
+	stop := make(chan struct{})
+	var rel sync.WaitGroup
+	for range 8 { // releasers
+		rel.Add(1)
+		go func() {
+			defer rel.Done()
+			for {
+				select {
+				case <-held:
+					inFlight.Add(-1)
+					b.Release()
+				case <-stop:
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	rel.Wait()
+	for len(held) > 0 {
+		<-held
+		inFlight.Add(-1)
+		b.Release()
+	}
+	if m := maxSeen.Load(); m > slots {
+		t.Fatalf("%d slots held at once, MaxConcurrent %d", m, slots)
+	}
+	if got := b.InFlight(); got != 0 {
+		t.Fatalf("InFlight %d after every slot was released", got)
+	}
+	for i := range b.stripes {
+		if n, c := b.stripes[i].n.Load(), b.stripes[i].cap; n > c {
+			t.Fatalf("stripe %d holds %d of %d", i, n, c)
+		}
+	}
+	for i := range slots {
+		if err := b.Acquire(context.Background()); err != nil {
+			t.Fatalf("slot %d of %d refused after the churn: %v", i+1, slots, err)
+		}
+	}
+	if err := b.Acquire(context.Background()); err == nil {
+		t.Fatal("a slot beyond MaxConcurrent was granted")
 	}
 }
