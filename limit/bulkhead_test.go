@@ -557,7 +557,7 @@ func TestBulkheadSlotsReleasedByOtherGoroutines(t *testing.T) {
 	const slots = 16
 	b, _ := NewBulkhead(BulkheadConfig{MaxConcurrent: slots})
 	if len(b.stripes) < 2 && runtime.GOMAXPROCS(0) > 1 {
-		t.Fatalf("%d stripes for MaxConcurrent %d, want several", len(b.stripes), max)
+		t.Fatalf("%d stripes for MaxConcurrent %d, want several", len(b.stripes), slots)
 	}
 	held := make(chan struct{}, slots)
 	var inFlight, maxSeen atomic.Int64
