@@ -377,14 +377,31 @@ func (g *Guard) Sweep(ctx context.Context) int {
 }
 
 // expire applies the timeout policy to subject when its oldest held event
-// waited HoldTimeout, and reports whether it did.
+// waited HoldTimeout, and reports whether it did. Under TimeoutSkip it
+// skips gap after gap while the events still held behind the next gap have
+// also waited HoldTimeout, so one Sweep settles everything that timed out
+// rather than one gap per sweep.
 func (g *Guard) expire(ctx context.Context, subject string) bool {
 	now := g.clock.Now()
-	minSeq, since, ok := g.hold.oldest(subject)
-	if !ok || now.Sub(since) < g.holdTimeout {
-		return false
+	settled := false
+	var prevMin uint64
+	for {
+		minSeq, since, ok := g.hold.oldest(subject)
+		if !ok || now.Sub(since) < g.holdTimeout || (settled && minSeq <= prevMin) {
+			return settled // nothing (more) timed out, or no progress
+		}
+		if !g.expireGap(ctx, subject, minSeq, now.Sub(since)) {
+			return settled
+		}
+		settled, prevMin = true, minSeq
 	}
-	waited := now.Sub(since)
+}
+
+// expireGap settles the gap before minSeq, the lowest held sequence of
+// subject, whose oldest entry waited: TimeoutReject settles every held event
+// of the subject with a gap error; TimeoutSkip records minSeq-1 as applied
+// and drains what follows. It reports false when the state store failed.
+func (g *Guard) expireGap(ctx context.Context, subject string, minSeq uint64, waited time.Duration) bool {
 	if g.onTimeout == TimeoutReject {
 		for _, he := range g.hold.takeAll(subject) {
 			o := Outcome{Decision: Gap, Sequence: he.ev.Sequence}

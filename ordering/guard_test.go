@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -576,15 +577,12 @@ func TestConcurrentSweepNeverAppliesTwiceOrBackwards(t *testing.T) {
 	wg.Wait()
 	close(stop)
 	sweeper.Wait()
-	// Skipping one gap can leave later events of the subject held behind
-	// the next one; each pass skips one more. A bounded number of passes
-	// must empty the buffer.
-	for i := 0; i < 100 && g.Held() != 0; i++ {
-		clk.Advance(time.Hour)
-		g.Sweep(ctx)
-	}
+	// Every held event has now waited past the timeout: one sweep must
+	// skip every gap of every subject, not one gap per subject.
+	clk.Advance(time.Hour)
+	g.Sweep(ctx)
 	if g.Held() != 0 {
-		t.Fatalf("%d deliveries still held after the final sweeps", g.Held())
+		t.Fatalf("%d deliveries still held after the final sweep", g.Held())
 	}
 	if settledN.Load() != heldN.Load() {
 		t.Fatalf("%d held, %d settled: every held delivery must be settled once", heldN.Load(), settledN.Load())
@@ -593,5 +591,39 @@ func TestConcurrentSweepNeverAppliesTwiceOrBackwards(t *testing.T) {
 		if l != 100 {
 			t.Fatalf("subject %s ends at %d, want 100", s, l)
 		}
+	}
+}
+
+// TestSweepSkipsEveryTimedOutGap holds events behind two gaps of one
+// subject; once all of them waited the timeout, a single Sweep skips both
+// gaps and applies every held event in order.
+func TestSweepSkipsEveryTimedOutGap(t *testing.T) {
+	clk := newFakeClock()
+	g := mustGuard(t, ordering.Config{Gap: ordering.GapHold, MaxHeld: 100, HoldTimeout: time.Second, OnTimeout: ordering.TimeoutSkip, Clock: clk})
+	ctx := context.Background()
+	var applied []uint64
+	apply := func(_ context.Context, ev *contract.Event) error {
+		applied = append(applied, ev.Sequence)
+		return nil
+	}
+	settled := 0
+	settle := func(context.Context, *contract.Event, ordering.Outcome, error) { settled++ }
+	for _, seq := range []uint64{1, 3, 4, 6, 7} { // 2 and 5 never arrive
+		if _, err := g.Process(ctx, ev("acct-1", seq), apply, settle); err != nil && !errors.Is(err, ordering.ErrGap) {
+			t.Fatalf("seq %d: %v", seq, err)
+		}
+	}
+	if g.Held() != 4 {
+		t.Fatalf("held %d, want 4", g.Held())
+	}
+	clk.Advance(2 * time.Second)
+	if n := g.Sweep(ctx); n != 1 {
+		t.Fatalf("Sweep settled %d subjects, want 1", n)
+	}
+	if g.Held() != 0 || settled != 4 {
+		t.Fatalf("held %d settled %d after one sweep, want 0 and 4", g.Held(), settled)
+	}
+	if want := []uint64{1, 3, 4, 6, 7}; !slices.Equal(applied, want) {
+		t.Fatalf("applied %v, want %v", applied, want)
 	}
 }
