@@ -143,7 +143,14 @@ type sharedClaimer interface {
 // record's result never changes, so a memo derived from it stays valid as
 // long as the record; a memo is immutable once stored, and replays only
 // copy out of it, so no two callers ever share anything mutable.
-type memoSlot struct{ p atomic.Pointer[memo] }
+//
+// A memo is derived on the second miss, not the first: most records are
+// replayed once if at all, and deriving and storing the memo costs
+// allocations a single replay would not get back.
+type memoSlot struct {
+	p      atomic.Pointer[memo]
+	misses atomic.Uint32
+}
 
 type memo struct{ v any }
 
@@ -161,6 +168,12 @@ func (s *memoSlot) store(v any) {
 	if s != nil {
 		s.p.Store(&memo{v: v})
 	}
+}
+
+// secondMiss counts a replay that found no memo, and reports whether it
+// was not the first: the time to store one.
+func (s *memoSlot) secondMiss() bool {
+	return s != nil && s.misses.Add(1) > 1
 }
 
 // New returns an Executor configured by cfg, or a KindInvalid error naming
@@ -289,7 +302,8 @@ func Do[T any](ctx context.Context, e *Executor, key Key, fingerprint string, fn
 
 // replayValue decodes a replayed result. With the JSON codec and the
 // in-memory store, the decoded value of a plain type (see plainType) or a
-// stored error is memoized next to the record, and later replays return a
+// stored error is memoized next to the record (from its second replay on,
+// see memoSlot), and later replays return a
 // copy of it instead of decoding the same bytes again: json.Unmarshal of
 // the same bytes into a zero plain value always yields the same value, and
 // a copy of a plain value shares nothing mutable.
@@ -306,7 +320,7 @@ func replayValue[T any](e *Executor, res Result, slot *memoSlot) (T, error) {
 		if err != nil {
 			return zero, err
 		}
-		if memoize {
+		if memoize && slot.secondMiss() {
 			slot.store(se)
 		}
 		return zero, se.err()
@@ -320,7 +334,7 @@ func replayValue[T any](e *Executor, res Result, slot *memoSlot) (T, error) {
 	if uerr := e.codec.Unmarshal(res.Body, &out); uerr != nil {
 		return out, contract.Wrap(contract.KindInternal, "idempotency.do", uerr).WithCode("idempotency.decode")
 	}
-	if memoize && plainType(reflect.TypeFor[T]()) {
+	if memoize && plainType(reflect.TypeFor[T]()) && slot.secondMiss() {
 		slot.store(out)
 	}
 	return out, nil

@@ -413,7 +413,8 @@ func tooLarge(limit int64) error {
 
 // replayHeaders is a stored response's headers in the form a replay writes
 // them: names as stored, and every value in one slice, followed by "true"
-// for Idempotent-Replayed. It is memoized next to a MemoryStore record.
+// for Idempotent-Replayed. It is memoized next to a MemoryStore record
+// from the record's second replay on.
 type replayHeaders struct {
 	names []string
 	ends  []int    // the values of names[i] are vals[ends[i-1]:ends[i]]
@@ -441,19 +442,34 @@ func newReplayHeaders(h http.Header) *replayHeaders {
 // header map.
 func writeReplay(w http.ResponseWriter, res Result, slot *memoSlot) {
 	rh, _ := slot.load().(*replayHeaders)
-	if rh == nil {
+	if rh == nil && slot.secondMiss() {
 		rh = newReplayHeaders(res.Header)
 		slot.store(rh)
 	}
-	vals := slices.Clone(rh.vals)
 	h := w.Header()
-	start := 0
-	for i, k := range rh.names {
-		end := rh.ends[i]
-		h[k] = vals[start:end:end]
-		start = end
+	if rh != nil {
+		vals := slices.Clone(rh.vals)
+		start := 0
+		for i, k := range rh.names {
+			end := rh.ends[i]
+			h[k] = vals[start:end:end]
+			start = end
+		}
+		h[HeaderReplayed] = vals[start : start+1 : start+1]
+	} else {
+		n := 1
+		for _, vs := range res.Header {
+			n += len(vs)
+		}
+		vals := make([]string, 0, n)
+		for k, vs := range res.Header {
+			start := len(vals)
+			vals = append(vals, vs...)
+			h[k] = vals[start:len(vals):len(vals)]
+		}
+		vals = append(vals, "true")
+		h[HeaderReplayed] = vals[n-1 : n : n]
 	}
-	h[HeaderReplayed] = vals[start : start+1 : start+1]
 	status := res.StatusCode
 	if status < 200 || status > 999 {
 		status = http.StatusOK
