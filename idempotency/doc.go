@@ -117,5 +117,8 @@
 // defaults and a bad field returns a contract.ErrInvalid error naming it.
 // Time is read through Config.Clock, so tests use storetest.FakeClock
 // instead of sleeping. Executors, middlewares, Dedup values and MemoryStore
-// are safe for concurrent use; none starts a goroutine that outlives a call.
+// are safe for concurrent use; none starts a goroutine that outlives a call,
+// except that the executor's shared heartbeat sweep timer (see
+// Config.Heartbeat), armed by a call, may fire once up to Heartbeat/2 after
+// the last call ended, and then finds nothing to do.
 package idempotency
