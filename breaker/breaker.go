@@ -268,7 +268,14 @@ func (b *Breaker) exec(ctx context.Context, run func() Outcome) error {
 		}
 		b.endOpenDelay(ctx, u, "open delay elapsed: probing")
 	}
-	defer func() { // report the transitions this call caused, panic or not
+	// One deferred check covers a panic in fn (recorded as a failure: the
+	// call ran and gobreaker counts it so before re-panicking) and the
+	// transitions this call caused, which are reported panic or not.
+	running := false
+	defer func() {
+		if running {
+			b.record(ctx, Failure)
+		}
 		if b.pending.Load() != 0 {
 			b.flush(ctx)
 		}
@@ -287,14 +294,9 @@ func (b *Breaker) exec(ctx context.Context, run func() Outcome) error {
 		if b.slow != 0 {
 			start = b.now()
 		}
-		panicked := true
-		defer func() {
-			if panicked { // gobreaker counts it as a failure and re-panics
-				b.record(ctx, Failure)
-			}
-		}()
+		running = true
 		o := run()
-		panicked = false
+		running = false
 		if b.slow != 0 && o != Ignore && b.now()-start > b.slow {
 			o = Slow
 		}
