@@ -46,7 +46,7 @@ func (d *Dedup) Handle(ctx context.Context, source, id string, fn func(context.C
 		return false, contract.New(contract.KindInvalid, "idempotency.dedup", "message id is empty").WithCode("idempotency.message_id_missing")
 	}
 	ran := false
-	_, _, replayed, err := d.ex.run(ctx, Key{Scope: dedupScopePrefix + source, Key: id}, "", false, func(ctx context.Context) (Result, bool, error) {
+	_, _, replayed, err := d.ex.run(ctx, Key{Scope: dedupScopePrefix + source, Key: id}, "", false, nil, func(ctx context.Context) (Result, bool, error) {
 		ran = true
 		if ferr := fn(ctx); ferr != nil {
 			return Result{}, false, ferr

@@ -1,6 +1,7 @@
 package idempotency
 
 import (
+	"bytes"
 	"context"
 	"encoding"
 	"encoding/json"
@@ -134,7 +135,7 @@ type Executor struct {
 // memoSlot.
 type sharedClaimer interface {
 	claimShared(ctx context.Context, req ClaimRequest, fpBorrowed bool) (Claim, *memoSlot, error)
-	completeOwned(ctx context.Context, key Key, token uint64, result Result) error
+	completeOwned(ctx context.Context, key Key, token uint64, result Result, seed any) error
 }
 
 // memoSlot sits next to a completed record of the in-memory store and
@@ -146,7 +147,9 @@ type sharedClaimer interface {
 //
 // A memo is derived on the second miss, not the first: most records are
 // replayed once if at all, and deriving and storing the memo costs
-// allocations a single replay would not get back.
+// allocations a single replay would not get back. The exception is a value
+// Do can memoize at completion without decoding anything (see
+// exactJSONType): it is stored with the result.
 type memoSlot struct {
 	p      atomic.Pointer[memo]
 	misses atomic.Uint32
@@ -267,30 +270,48 @@ func newExecutor(cfg Config, name, component string) (*Executor, error) {
 //
 // fingerprint identifies the payload, e.g. Fingerprint of the request.
 //
-// Replays from a MemoryStore with the JSONCodec decode each record once per
-// type T when T is plain — no pointers, slices, maps, interfaces, channels
-// or functions anywhere in it, and nothing in it with its own UnmarshalJSON
-// or UnmarshalText — and return copies of that value afterwards, so a
-// replay costs no decoding; other types, codecs and stores decode every
-// replay. Either way every caller gets a value of its own.
+// Replays from a MemoryStore with the JSONCodec return what decoding the
+// stored JSON gives, as every store does, but decode it at most once:
+//   - when T is plain — no pointers, slices, maps, interfaces, channels or
+//     functions anywhere in it, and nothing in it with its own
+//     UnmarshalJSON or UnmarshalText — the decoded value is kept next to
+//     the record and later replays get copies of it;
+//   - when T's JSON is moreover exact — every struct field exported, not
+//     embedded, not dropped or re-encoded by its tag, named unlike its
+//     siblings even ignoring case, nothing with its own MarshalJSON or
+//     MarshalText — and the encoding replaced no invalid UTF-8, fn's value
+//     is that decoded value already, so it is kept at completion and not
+//     even the first replay decodes.
+//
+// Other types, codecs and stores decode every replay. Either way every
+// caller gets a value of its own.
 func Do[T any](ctx context.Context, e *Executor, key Key, fingerprint string, fn func(context.Context) (T, error)) (T, error) {
 	var (
-		v   T
-		ran bool
+		v    T
+		ran  bool
+		seed any // the replay value, when it is known without decoding (see exactJSON)
 	)
-	res, slot, replayed, err := e.run(ctx, key, fingerprint, false, func(ctx context.Context) (Result, bool, error) {
+	seeding := e.shared != nil && e.jsonCodec
+	res, slot, replayed, err := e.run(ctx, key, fingerprint, false, &seed, func(ctx context.Context) (Result, bool, error) {
 		ran = true
 		var ferr error
 		v, ferr = fn(ctx)
 		if ferr != nil {
 			if e.storeError != nil && e.storeError(ferr) {
-				return encodeError(ferr), true, ferr
+				res, se := encodeError(ferr)
+				if seeding && exactJSONBytes(res.Body) {
+					seed = se
+				}
+				return res, true, ferr
 			}
 			return Result{}, false, ferr
 		}
 		b, merr := e.codec.Marshal(v)
 		if merr != nil {
 			return Result{}, false, contract.Wrap(contract.KindInternal, "idempotency.do", merr).WithCode("idempotency.encode")
+		}
+		if seeding && exactJSONType(reflect.TypeFor[T]()) && exactJSONBytes(b) {
+			seed = v
 		}
 		return Result{Body: b}, true, nil
 	})
@@ -384,6 +405,81 @@ func isPlain(t reflect.Type) bool {
 	return false
 }
 
+var (
+	exactTypes        sync.Map // reflect.Type → bool
+	jsonMarshalerType = reflect.TypeFor[json.Marshaler]()
+	textMarshalerType = reflect.TypeFor[encoding.TextMarshaler]()
+)
+
+// exactJSONType reports whether encoding/json decodes every encoding of a
+// value of type t back to an equal value, provided its strings are valid
+// UTF-8 (see exactJSONBytes): t is plain (see plainType); it and its parts
+// neither encode nor decode themselves; every struct field is exported,
+// not embedded, not dropped (`json:"-"`), not re-encoded (",string"), and
+// its JSON name differs from its siblings' even ignoring case (decoding
+// matches names case-insensitively). For such a t the value returned by
+// the first call can be memoized as the replay value at completion: a
+// replay from the in-memory store then returns exactly what a decoding
+// store (Redis, PostgreSQL) would.
+func exactJSONType(t reflect.Type) bool {
+	if x, ok := exactTypes.Load(t); ok {
+		return x.(bool)
+	}
+	x := plainType(t) && isExact(t)
+	exactTypes.Store(t, x)
+	return x
+}
+
+func isExact(t reflect.Type) bool {
+	pt := reflect.PointerTo(t)
+	if t.Implements(jsonMarshalerType) || pt.Implements(jsonMarshalerType) ||
+		t.Implements(textMarshalerType) || pt.Implements(textMarshalerType) {
+		return false
+	}
+	switch t.Kind() {
+	case reflect.Array:
+		return isExact(t.Elem())
+	case reflect.Struct:
+		names := make(map[string]bool, t.NumField())
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if !f.IsExported() || f.Anonymous {
+				return false
+			}
+			name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if name == "-" && opts == "" {
+				return false
+			}
+			for o := range strings.SplitSeq(opts, ",") {
+				if o == "string" {
+					return false
+				}
+			}
+			if name == "" {
+				name = f.Name
+			}
+			lower := strings.ToLower(name)
+			if names[lower] {
+				return false
+			}
+			names[lower] = true
+			if !isExact(f.Type) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// exactJSONBytes reports whether an encoding holds no replaced string:
+// encoding/json writes invalid UTF-8 as \ufffd, which decodes to another
+// string. (A string holding the six characters \ufffd is encoded with an
+// escaped backslash and also matches: a false negative, never a false
+// positive.)
+func exactJSONBytes(b []byte) bool { return !bytes.Contains(b, replacementEscape) }
+
+var replacementEscape = []byte(`\ufffd`)
+
 // storedErrorStatus marks a Result holding a stored permanent error rather
 // than a value (values have StatusCode 0).
 const storedErrorStatus = 1
@@ -394,10 +490,11 @@ type storedError struct {
 	Detail string `json:"detail,omitempty"`
 }
 
-func encodeError(err error) Result {
+func encodeError(err error) (Result, storedError) {
 	ce := contract.As(err)
-	b, _ := json.Marshal(storedError{Kind: ce.Kind.String(), Code: ce.Code, Detail: ce.Detail})
-	return Result{StatusCode: storedErrorStatus, Body: b}
+	se := storedError{Kind: ce.Kind.String(), Code: ce.Code, Detail: ce.Detail}
+	b, _ := json.Marshal(se)
+	return Result{StatusCode: storedErrorStatus, Body: b}, se
 }
 
 func decodeError(b []byte) (storedError, error) {
@@ -425,7 +522,7 @@ type work func(ctx context.Context) (res Result, store bool, err error)
 //
 // fpBorrowed says fp's bytes are only lent for the call (the middleware
 // hashes into a pooled buffer): a store keeping it must copy it.
-func (e *Executor) run(ctx context.Context, key Key, fp string, fpBorrowed bool, fn work) (Result, *memoSlot, bool, error) {
+func (e *Executor) run(ctx context.Context, key Key, fp string, fpBorrowed bool, seed *any, fn work) (Result, *memoSlot, bool, error) {
 	if fpBorrowed && e.shared == nil {
 		fp = strings.Clone(fp) // a store of another kind may keep it
 	}
@@ -456,7 +553,7 @@ func (e *Executor) run(ctx context.Context, key Key, fp string, fpBorrowed bool,
 		}
 		switch c.Status {
 		case Claimed:
-			res, err := e.own(ctx, key, c.Token, fn)
+			res, err := e.own(ctx, key, c.Token, seed, fn)
 			return res, nil, false, err
 		case Completed:
 			e.obs.note(ctx, oReplayed, slog.LevelInfo, "completed before: replaying the stored result", key)
@@ -492,7 +589,7 @@ func (e *Executor) run(ctx context.Context, key Key, fp string, fpBorrowed bool,
 }
 
 // own runs fn while holding the lease, then completes or releases.
-func (e *Executor) own(ctx context.Context, key Key, token uint64, fn work) (Result, error) {
+func (e *Executor) own(ctx context.Context, key Key, token uint64, seed *any, fn work) (Result, error) {
 	// Completing and releasing must happen even when the caller's context
 	// ended: fn's work is done, and the record has to say so. A context
 	// that can never end (no Done channel) is used as it is.
@@ -533,7 +630,11 @@ func (e *Executor) own(ctx context.Context, key Key, token uint64, fn work) (Res
 	if store {
 		var cerr error
 		if e.shared != nil {
-			cerr = e.shared.completeOwned(bg, key, token, res)
+			var sv any
+			if seed != nil {
+				sv = *seed
+			}
+			cerr = e.shared.completeOwned(bg, key, token, res, sv)
 		} else {
 			cerr = e.store.Complete(bg, key, token, res)
 		}

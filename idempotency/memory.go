@@ -324,16 +324,19 @@ func (sh *memShard) owned(h uint64, k Key, token uint64, now time.Time) *memEntr
 
 // Complete implements Store.
 func (s *MemoryStore) Complete(ctx context.Context, key Key, token uint64, result Result) error {
-	return s.complete(ctx, key, token, result, false)
+	return s.complete(ctx, key, token, result, false, nil)
 }
 
 // completeOwned is Complete keeping result as is, without a copy: for the
 // executor, which hands over results it built and never touches again.
-func (s *MemoryStore) completeOwned(ctx context.Context, key Key, token uint64, result Result) error {
-	return s.complete(ctx, key, token, result, true)
+// A non-nil seed is the value replays would decode from result (the
+// executor checked that decoding is exact): it becomes the record's memo at
+// once, so not even the first replay decodes.
+func (s *MemoryStore) completeOwned(ctx context.Context, key Key, token uint64, result Result, seed any) error {
+	return s.complete(ctx, key, token, result, true, seed)
 }
 
-func (s *MemoryStore) complete(ctx context.Context, key Key, token uint64, result Result, owned bool) error {
+func (s *MemoryStore) complete(ctx context.Context, key Key, token uint64, result Result, owned bool, seed any) error {
 	if err := ctxErr(ctx, "idempotency.complete"); err != nil {
 		return err
 	}
@@ -356,7 +359,11 @@ func (s *MemoryStore) complete(ctx context.Context, key Key, token uint64, resul
 			WithCode("idempotency.store_full").WithRetryAfter(time.Second)
 	}
 	e.state = StateCompleted
-	e.memo.p.Store(nil)
+	if seed != nil {
+		e.memo.p.Store(&memo{v: seed})
+	} else {
+		e.memo.p.Store(nil)
+	}
 	if owned {
 		e.result = result
 	} else {

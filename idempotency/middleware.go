@@ -232,7 +232,7 @@ func (m *Middleware) Wrap(next http.Handler) http.Handler {
 		}
 
 		var rec *recorder
-		res, slot, replayed, err := m.ex.run(r.Context(), Key{Scope: scope, Key: key}, fp, true, func(ctx context.Context) (Result, bool, error) {
+		res, slot, replayed, err := m.ex.run(r.Context(), Key{Scope: scope, Key: key}, fp, true, nil, func(ctx context.Context) (Result, bool, error) {
 			rec = &recorder{w: w, limit: m.maxResp, replay: m.replay}
 			body := bytes.Clone(rb.b[bodyAt:]) // the handler may keep it; the buffer goes back to the pool
 			r2 := r.WithContext(ctx)
