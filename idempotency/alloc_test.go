@@ -34,7 +34,7 @@ func TestAllocDoFreshKey(t *testing.T) {
 	for _, tc := range []struct {
 		heartbeat bool
 		max       float64
-	}{{true, 8}, {false, 6}} { // 2 of them: the replay value memoized at completion (box + memo)
+	}{{true, 7}, {false, 5}} { // 1 of them: the replay value memoized at completion
 		cfg := idempotency.Config{Store: newMemory(t, idempotency.MemoryConfig{MaxEntries: 1 << 16, MaxBytes: 1 << 28})}
 		if !tc.heartbeat {
 			cfg.Heartbeat = -1

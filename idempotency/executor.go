@@ -135,7 +135,7 @@ type Executor struct {
 // memoSlot.
 type sharedClaimer interface {
 	claimShared(ctx context.Context, req ClaimRequest, fpBorrowed bool) (Claim, *memoSlot, error)
-	completeOwned(ctx context.Context, key Key, token uint64, result Result, seed any) error
+	completeOwned(ctx context.Context, key Key, token uint64, result Result, seed *memo) error
 }
 
 // memoSlot sits next to a completed record of the in-memory store and
@@ -156,6 +156,38 @@ type memoSlot struct {
 }
 
 type memo struct{ v any }
+
+// boxed holds a memoized value of Do together with the memo pointing at it,
+// so memoizing a value costs one allocation, not two (the memo and the
+// value boxed into its interface).
+type boxed[T any] struct {
+	m   memo
+	val T
+}
+
+// box returns the memo of v.
+func box[T any](v T) *memo {
+	b := &boxed[T]{val: v}
+	b.m.v = b
+	return &b.m
+}
+
+// unbox returns a copy of the value memoized in s by box, if s holds one
+// of type T.
+func unbox[T any](s *memoSlot) (T, bool) {
+	if b, ok := s.load().(*boxed[T]); ok {
+		return b.val, true
+	}
+	var zero T
+	return zero, false
+}
+
+// set stores m as s's memo.
+func (s *memoSlot) set(m *memo) {
+	if s != nil {
+		s.p.Store(m)
+	}
+}
 
 func (s *memoSlot) load() any {
 	if s == nil {
@@ -289,7 +321,7 @@ func Do[T any](ctx context.Context, e *Executor, key Key, fingerprint string, fn
 	var (
 		v    T
 		ran  bool
-		seed any // the replay value, when it is known without decoding (see exactJSON)
+		seed *memo // the replay value, when it is known without decoding (see exactJSONType)
 	)
 	seeding := e.shared != nil && e.jsonCodec
 	res, slot, replayed, err := e.run(ctx, key, fingerprint, false, &seed, func(ctx context.Context) (Result, bool, error) {
@@ -300,7 +332,7 @@ func Do[T any](ctx context.Context, e *Executor, key Key, fingerprint string, fn
 			if e.storeError != nil && e.storeError(ferr) {
 				res, se := encodeError(ferr)
 				if seeding && exactJSONBytes(res.Body) {
-					seed = se
+					seed = box(se)
 				}
 				return res, true, ferr
 			}
@@ -311,7 +343,7 @@ func Do[T any](ctx context.Context, e *Executor, key Key, fingerprint string, fn
 			return Result{}, false, contract.Wrap(contract.KindInternal, "idempotency.do", merr).WithCode("idempotency.encode")
 		}
 		if seeding && exactJSONType(reflect.TypeFor[T]()) && exactJSONBytes(b) {
-			seed = v
+			seed = box(v)
 		}
 		return Result{Body: b}, true, nil
 	})
@@ -333,7 +365,7 @@ func replayValue[T any](e *Executor, res Result, slot *memoSlot) (T, error) {
 	memoize := slot != nil && e.jsonCodec
 	if res.StatusCode == storedErrorStatus {
 		if memoize {
-			if se, ok := slot.load().(storedError); ok {
+			if se, ok := unbox[storedError](slot); ok {
 				return zero, se.err()
 			}
 		}
@@ -342,12 +374,12 @@ func replayValue[T any](e *Executor, res Result, slot *memoSlot) (T, error) {
 			return zero, err
 		}
 		if memoize && slot.secondMiss() {
-			slot.store(se)
+			slot.set(box(se))
 		}
 		return zero, se.err()
 	}
 	if memoize {
-		if v, ok := slot.load().(T); ok {
+		if v, ok := unbox[T](slot); ok {
 			return v, nil
 		}
 	}
@@ -356,7 +388,7 @@ func replayValue[T any](e *Executor, res Result, slot *memoSlot) (T, error) {
 		return out, contract.Wrap(contract.KindInternal, "idempotency.do", uerr).WithCode("idempotency.decode")
 	}
 	if memoize && plainType(reflect.TypeFor[T]()) && slot.secondMiss() {
-		slot.store(out)
+		slot.set(box(out))
 	}
 	return out, nil
 }
@@ -522,7 +554,7 @@ type work func(ctx context.Context) (res Result, store bool, err error)
 //
 // fpBorrowed says fp's bytes are only lent for the call (the middleware
 // hashes into a pooled buffer): a store keeping it must copy it.
-func (e *Executor) run(ctx context.Context, key Key, fp string, fpBorrowed bool, seed *any, fn work) (Result, *memoSlot, bool, error) {
+func (e *Executor) run(ctx context.Context, key Key, fp string, fpBorrowed bool, seed **memo, fn work) (Result, *memoSlot, bool, error) {
 	if fpBorrowed && e.shared == nil {
 		fp = strings.Clone(fp) // a store of another kind may keep it
 	}
@@ -589,7 +621,7 @@ func (e *Executor) run(ctx context.Context, key Key, fp string, fpBorrowed bool,
 }
 
 // own runs fn while holding the lease, then completes or releases.
-func (e *Executor) own(ctx context.Context, key Key, token uint64, seed *any, fn work) (Result, error) {
+func (e *Executor) own(ctx context.Context, key Key, token uint64, seed **memo, fn work) (Result, error) {
 	// Completing and releasing must happen even when the caller's context
 	// ended: fn's work is done, and the record has to say so. A context
 	// that can never end (no Done channel) is used as it is.
@@ -630,7 +662,7 @@ func (e *Executor) own(ctx context.Context, key Key, token uint64, seed *any, fn
 	if store {
 		var cerr error
 		if e.shared != nil {
-			var sv any
+			var sv *memo
 			if seed != nil {
 				sv = *seed
 			}

@@ -332,11 +332,11 @@ func (s *MemoryStore) Complete(ctx context.Context, key Key, token uint64, resul
 // A non-nil seed is the value replays would decode from result (the
 // executor checked that decoding is exact): it becomes the record's memo at
 // once, so not even the first replay decodes.
-func (s *MemoryStore) completeOwned(ctx context.Context, key Key, token uint64, result Result, seed any) error {
+func (s *MemoryStore) completeOwned(ctx context.Context, key Key, token uint64, result Result, seed *memo) error {
 	return s.complete(ctx, key, token, result, true, seed)
 }
 
-func (s *MemoryStore) complete(ctx context.Context, key Key, token uint64, result Result, owned bool, seed any) error {
+func (s *MemoryStore) complete(ctx context.Context, key Key, token uint64, result Result, owned bool, seed *memo) error {
 	if err := ctxErr(ctx, "idempotency.complete"); err != nil {
 		return err
 	}
@@ -359,11 +359,7 @@ func (s *MemoryStore) complete(ctx context.Context, key Key, token uint64, resul
 			WithCode("idempotency.store_full").WithRetryAfter(time.Second)
 	}
 	e.state = StateCompleted
-	if seed != nil {
-		e.memo.p.Store(&memo{v: seed})
-	} else {
-		e.memo.p.Store(nil)
-	}
+	e.memo.p.Store(seed) // nil when there is none
 	if owned {
 		e.result = result
 	} else {
