@@ -181,7 +181,7 @@ func (b *Bulkhead) Acquire(ctx context.Context) error {
 	}
 	// While anyone waits, newcomers queue behind them (no barging), so a
 	// waiter is never starved into a timeout by later arrivals.
-	if b.waiters.Load() == 0 && b.tryAcquire() {
+	if b.waiters.Load() == 0 && b.tryAcquire(b.hint(uintptr(unsafe.Pointer(&b)))) {
 		return nil
 	}
 	return b.acquireSlow(ctx)
@@ -205,28 +205,29 @@ func newStripes(slots int) []stripe {
 	return s
 }
 
-// hint picks the stripe a goroutine starts at, from the address of its
-// stack: goroutines have distinct stacks, so concurrent callers mostly
-// start at different stripes, and a goroutine's Acquire and Release mostly
-// pick the same one (keeping the line in its core's cache). It is only a
-// starting point: correctness never depends on it.
-func (b *Bulkhead) hint() int {
+// hint picks the stripe a goroutine starts at, from addr, the address of
+// the receiver parameter of Acquire or Release. Goroutines have distinct
+// stacks, so concurrent callers mostly start at different stripes; and
+// since that address is in the caller's frame (where the register ABI
+// reserves the spill slots of a call's arguments), Acquire and Release
+// called from one function (as Do and the middleware do) compute the same
+// hint, so a call gives its slot back to the stripe it took it from and the
+// line stays in its core's cache. It is only a starting point: correctness
+// never depends on it.
+func (b *Bulkhead) hint(addr uintptr) int {
 	if b.shift == 64 {
 		return 0
 	}
-	var here byte
-	// Goroutine stacks start at 2 KiB; frames a few hundred bytes apart
-	// (Acquire and Release called from one function) mostly share a block.
-	sp := uint64(uintptr(unsafe.Pointer(&here))) >> 11
-	return int((sp * 0x9E3779B97F4A7C15) >> b.shift) // Fibonacci hashing
+	// Goroutine stacks start at 2 KiB: one block per stack, whatever the
+	// depth of the call within it.
+	return int((uint64(addr>>11) * 0x9E3779B97F4A7C15) >> b.shift) // Fibonacci hashing
 }
 
 // tryAcquire takes a slot if one is free: from the hinted stripe, else from
 // the first other stripe with room. No stripe ever exceeds its capacity,
 // even transiently, so the count of calls in flight never exceeds max.
-func (b *Bulkhead) tryAcquire() bool {
+func (b *Bulkhead) tryAcquire(start int) bool {
 	n := len(b.stripes)
-	start := b.hint()
 	for i := range n {
 		s := &b.stripes[(start+i)&(n-1)]
 		for {
@@ -251,7 +252,7 @@ func (b *Bulkhead) tryAcquire() bool {
 //
 // With a single stripe the count is exact and a Release without a matching
 // Acquire panics; with several it cannot be told apart from that race.
-func (b *Bulkhead) free() {
+func (b *Bulkhead) free(start int) {
 	n := len(b.stripes)
 	if n == 1 {
 		if b.stripes[0].n.Add(-1) < 0 {
@@ -260,7 +261,6 @@ func (b *Bulkhead) free() {
 		}
 		return
 	}
-	start := b.hint()
 	for i := range n {
 		s := &b.stripes[(start+i)&(n-1)]
 		for {
@@ -286,7 +286,7 @@ func (b *Bulkhead) acquireSlow(ctx context.Context) error {
 	// over, or our scan (which starts after the announcement) sees the slot
 	// free here.
 	b.waiters.Add(1)
-	if b.head == nil && b.tryAcquire() {
+	if b.head == nil && b.tryAcquire(0) {
 		b.waiters.Add(-1)
 		b.mu.Unlock()
 		return nil
@@ -345,7 +345,7 @@ func (b *Bulkhead) abandon(w *waiter) bool {
 // stripe (MaxConcurrent 1, or GOMAXPROCS 1), and otherwise may go
 // undetected and raise the bound by one.
 func (b *Bulkhead) Release() {
-	b.free()
+	b.free(b.hint(uintptr(unsafe.Pointer(&b))))
 	if b.waiters.Load() > 0 {
 		b.handOff()
 	}
@@ -359,7 +359,7 @@ func (b *Bulkhead) handOff() {
 }
 
 func (b *Bulkhead) handOffLocked() {
-	for b.head != nil && b.tryAcquire() {
+	for b.head != nil && b.tryAcquire(0) {
 		w := b.head
 		b.remove(w)
 		b.waiters.Add(-1)

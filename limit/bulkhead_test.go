@@ -474,7 +474,7 @@ func TestBulkheadNoBarging(t *testing.T) {
 	go func() { first <- b.Acquire(ctx) }()
 	clk.BlockUntilTimers(1)
 
-	b.free() // first half of Release: the slot is free, the waiter not yet served
+	b.free(0) // first half of Release: the slot is free, the waiter not yet served
 	second := make(chan error, 1)
 	go func() { second <- b.Acquire(ctx) }()
 	clk.BlockUntilTimers(2) // the newcomer queued instead of barging
@@ -523,7 +523,7 @@ func TestBulkheadHandOffRacingWaitEnd(t *testing.T) {
 			} else {
 				clk.Advance(time.Second)
 			}
-			b.free()          // the holder releases …
+			b.free(0)          // the holder releases …
 			b.handOffLocked() // … and hands its slot to the waiter
 			b.mu.Unlock()
 
