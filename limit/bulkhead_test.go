@@ -523,7 +523,7 @@ func TestBulkheadHandOffRacingWaitEnd(t *testing.T) {
 			} else {
 				clk.Advance(time.Second)
 			}
-			b.free(0)          // the holder releases …
+			b.free(0)         // the holder releases …
 			b.handOffLocked() // … and hands its slot to the waiter
 			b.mu.Unlock()
 
