@@ -394,10 +394,25 @@ func replayValue[T any](e *Executor, res Result, slot *memoSlot) (T, error) {
 }
 
 var (
-	plainTypes          sync.Map // reflect.Type → bool
+	typeFacts           sync.Map // reflect.Type → facts
 	jsonUnmarshalerType = reflect.TypeFor[json.Unmarshaler]()
 	textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
+	jsonMarshalerType   = reflect.TypeFor[json.Marshaler]()
+	textMarshalerType   = reflect.TypeFor[encoding.TextMarshaler]()
 )
+
+// facts are what replays need to know of a type, worked out once per type.
+type facts struct{ plain, exact bool }
+
+func factsOf(t reflect.Type) facts {
+	if f, ok := typeFacts.Load(t); ok {
+		return f.(facts)
+	}
+	f := facts{plain: isPlain(t)}
+	f.exact = f.plain && isExact(t)
+	typeFacts.Store(t, f)
+	return f
+}
 
 // plainType reports whether a decoded value of type t may be memoized and
 // handed to several callers as copies: t holds no pointer, slice, map,
@@ -405,14 +420,7 @@ var (
 // the original (strings are immutable), and nothing in t decodes itself
 // (UnmarshalJSON, UnmarshalText), since such a method need not be a pure
 // function of the bytes.
-func plainType(t reflect.Type) bool {
-	if p, ok := plainTypes.Load(t); ok {
-		return p.(bool)
-	}
-	p := isPlain(t)
-	plainTypes.Store(t, p)
-	return p
-}
+func plainType(t reflect.Type) bool { return factsOf(t).plain }
 
 func isPlain(t reflect.Type) bool {
 	if pt := reflect.PointerTo(t); pt.Implements(jsonUnmarshalerType) || pt.Implements(textUnmarshalerType) {
@@ -437,12 +445,6 @@ func isPlain(t reflect.Type) bool {
 	return false
 }
 
-var (
-	exactTypes        sync.Map // reflect.Type → bool
-	jsonMarshalerType = reflect.TypeFor[json.Marshaler]()
-	textMarshalerType = reflect.TypeFor[encoding.TextMarshaler]()
-)
-
 // exactJSONType reports whether encoding/json decodes every encoding of a
 // value of type t back to an equal value, provided its strings are valid
 // UTF-8 (see exactJSONBytes): t is plain (see plainType); it and its parts
@@ -453,14 +455,7 @@ var (
 // the first call can be memoized as the replay value at completion: a
 // replay from the in-memory store then returns exactly what a decoding
 // store (Redis, PostgreSQL) would.
-func exactJSONType(t reflect.Type) bool {
-	if x, ok := exactTypes.Load(t); ok {
-		return x.(bool)
-	}
-	x := plainType(t) && isExact(t)
-	exactTypes.Store(t, x)
-	return x
-}
+func exactJSONType(t reflect.Type) bool { return factsOf(t).exact }
 
 func isExact(t reflect.Type) bool {
 	pt := reflect.PointerTo(t)
