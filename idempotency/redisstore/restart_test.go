@@ -94,16 +94,21 @@ func TestExactlyOnceUnderRedisRestart(t *testing.T) {
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	var restarts atomic.Int64
+	// The first restart comes 20 ms into the run, then one every 500 ms:
+	// the run (a second or two on a quiet machine) must see at least one,
+	// however fast the store has become.
 	go func() {
 		defer close(done)
+		wait := 20 * time.Millisecond
 		for {
 			select {
 			case <-stop:
 				return
-			case <-time.After(time.Second):
+			case <-time.After(wait):
 			}
 			restart()
 			restarts.Add(1)
+			wait = 500 * time.Millisecond
 		}
 	}()
 	var faults atomic.Int64
