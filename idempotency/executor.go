@@ -165,12 +165,15 @@ type boxed[T any] struct {
 	val T
 }
 
-// box returns the memo of v.
-func box[T any](v T) *memo {
+// newBoxed returns v in a box whose memo points at it.
+func newBoxed[T any](v T) *boxed[T] {
 	b := &boxed[T]{val: v}
 	b.m.v = b
-	return &b.m
+	return b
 }
+
+// box returns the memo of v.
+func box[T any](v T) *memo { return &newBoxed(v).m }
 
 // unbox returns a copy of the value memoized in s by box, if s holds one
 // of type T.
@@ -338,12 +341,25 @@ func Do[T any](ctx context.Context, e *Executor, key Key, fingerprint string, fn
 			}
 			return Result{}, false, ferr
 		}
-		b, merr := e.codec.Marshal(v)
+		// A value that may become the replay value is boxed first and
+		// encoded through a pointer into its box (the same JSON), which
+		// saves boxing it a second time for the codec.
+		var (
+			b    []byte
+			merr error
+			bx   *boxed[T]
+		)
+		if seeding && exactJSONType(reflect.TypeFor[T]()) {
+			bx = newBoxed(v)
+			b, merr = e.codec.Marshal(&bx.val)
+		} else {
+			b, merr = e.codec.Marshal(v)
+		}
 		if merr != nil {
 			return Result{}, false, contract.Wrap(contract.KindInternal, "idempotency.do", merr).WithCode("idempotency.encode")
 		}
-		if seeding && exactJSONType(reflect.TypeFor[T]()) && exactJSONBytes(b) {
-			seed = box(v)
+		if bx != nil && exactJSONBytes(b) {
+			seed = &bx.m
 		}
 		return Result{Body: b}, true, nil
 	})
