@@ -342,8 +342,8 @@ func (b *Bulkhead) abandon(w *waiter) bool {
 // Release frees a slot taken by a successful Acquire, handing it to the
 // longest waiting call if there is one. Calling Release more often than
 // Acquire succeeded is a bug: it panics when the bulkhead has a single
-// stripe (MaxConcurrent 1, or GOMAXPROCS 1), and otherwise may go
-// undetected and raise the bound by one.
+// stripe (MaxConcurrent 1), and otherwise may go undetected and raise the
+// bound by one.
 func (b *Bulkhead) Release() {
 	b.free(b.hint(uintptr(unsafe.Pointer(&b))))
 	if b.waiters.Load() > 0 {
