@@ -94,21 +94,7 @@ func benchDoEach(b *testing.B, ex *idempotency.Executor, keys []idempotency.Key)
 // BenchmarkDoReplay: a completed key: claim answers Completed, decode.
 func BenchmarkDoReplay(b *testing.B) {
 	ex := benchExecutor(b, idempotency.Config{})
-	ctx := context.Background()
-	k := idempotency.Key{Scope: "tenant", Key: "k"}
-	fn := func(context.Context) (benchValue, error) { return benchValue{ID: "pay_1", Amount: 100}, nil }
-	if _, err := idempotency.Do(ctx, ex, k, "fp", fn); err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	cpu := startCPU(b)
-	for range b.N {
-		if _, err := idempotency.Do(ctx, ex, k, "fp", fn); err != nil {
-			b.Fatal(err)
-		}
-	}
-	cpu.stop()
+	benchReplay(b, ex, benchFn)
 }
 
 var benchBody = []byte(`{"amount":1250,"currency":"EUR","to":"acc_42"}`)
@@ -211,22 +197,9 @@ func (rawCodec) Unmarshal(data []byte, v any) error {
 // BenchmarkDoReplayRawCodec: DoReplay without JSON: the protocol's own cost.
 func BenchmarkDoReplayRawCodec(b *testing.B) {
 	ex := benchExecutor(b, idempotency.Config{Codec: rawCodec{}})
-	ctx := context.Background()
-	k := idempotency.Key{Scope: "tenant", Key: "k"}
 	val := []byte(`{"id":"pay_1","amount":100}`)
 	fn := func(context.Context) ([]byte, error) { return val, nil }
-	if _, err := idempotency.Do(ctx, ex, k, "fp", fn); err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	cpu := startCPU(b)
-	for range b.N {
-		if _, err := idempotency.Do(ctx, ex, k, "fp", fn); err != nil {
-			b.Fatal(err)
-		}
-	}
-	cpu.stop()
+	benchReplay(b, ex, fn)
 }
 
 type benchRefValue struct {
@@ -238,23 +211,10 @@ type benchRefValue struct {
 // which is never memoized: every replay decodes the stored JSON afresh.
 func BenchmarkDoReplayDecoded(b *testing.B) {
 	ex := benchExecutor(b, idempotency.Config{})
-	ctx := context.Background()
-	k := idempotency.Key{Scope: "tenant", Key: "k"}
 	fn := func(context.Context) (benchRefValue, error) {
 		return benchRefValue{ID: "pay_1", Items: []string{"a"}}, nil
 	}
-	if _, err := idempotency.Do(ctx, ex, k, "fp", fn); err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	cpu := startCPU(b)
-	for range b.N {
-		if _, err := idempotency.Do(ctx, ex, k, "fp", fn); err != nil {
-			b.Fatal(err)
-		}
-	}
-	cpu.stop()
+	benchReplay(b, ex, fn)
 }
 
 // BenchmarkDoReplayFirst: the first replay of each of b.N completed keys,
@@ -336,4 +296,22 @@ func BenchmarkReplayFloor(b *testing.B) {
 		_, _ = w.Write(rc.body)
 	})
 	benchServe(b, h)
+}
+
+// benchReplay completes one key with fn, then times replaying it.
+func benchReplay[T any](b *testing.B, ex *idempotency.Executor, fn func(context.Context) (T, error)) {
+	ctx := context.Background()
+	k := idempotency.Key{Scope: "tenant", Key: "k"}
+	if _, err := idempotency.Do(ctx, ex, k, "fp", fn); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu := startCPU(b)
+	for range b.N {
+		if _, err := idempotency.Do(ctx, ex, k, "fp", fn); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cpu.stop()
 }
