@@ -122,3 +122,20 @@ func TestReadBodyLimits(t *testing.T) {
 		})
 	}
 }
+
+// TestPlainStringEveryByte checks plainString's table against its
+// definition for every byte value, alone and inside a longer string.
+func TestPlainStringEveryByte(t *testing.T) {
+	for c := 0; c < 256; c++ {
+		want := c >= 0x20 && c <= 0x7e && c != '"' && c != '\\'
+		if got := plainString(string([]byte{byte(c)})); got != want {
+			t.Errorf("plainString(%#x) = %v, want %v", c, got, want)
+		}
+		if got := plainString("abc" + string([]byte{byte(c)}) + "xyz"); got != want {
+			t.Errorf("plainString(abc %#x xyz) = %v, want %v", c, got, want)
+		}
+	}
+	if !plainString("") {
+		t.Error(`plainString("") = false, want true`)
+	}
+}

@@ -83,14 +83,24 @@ func ParseKey(v string, maxLen int, strict bool) (string, error) {
 
 // plainString reports whether s is printable ASCII without quotes or
 // backslashes: the inside of a structured-field string without escapes.
+// One table load per byte: every replay parses its key.
 func plainString(s string) bool {
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+		if !plainByte[s[i]] {
 			return false
 		}
 	}
 	return true
 }
+
+// plainByte[c] says c may appear unescaped in a structured-field string:
+// printable ASCII other than '"' and '\\'. It is never written after init.
+var plainByte = func() (t [256]bool) {
+	for c := 0x20; c <= 0x7e; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
 
 func invalidKey(why string) error {
 	e := errFrom(ErrKeyInvalid, "idempotency.key", nil)

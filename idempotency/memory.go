@@ -1,7 +1,6 @@
 package idempotency
 
 import (
-	"container/heap"
 	"context"
 	"hash/maphash"
 	"net/http"
@@ -81,7 +80,10 @@ type memShard struct {
 	// per-shard share of MemoryConfig.MaxEntries and MaxBytes
 	maxEntries int
 	maxBytes   int64
-	_          [48]byte // pad to 128 bytes: shards' locks on separate cache lines
+	// base is the store's clock reading at construction: the heap keys
+	// expiry times as nanoseconds since base.
+	base time.Time
+	_    [24]byte // pad to 128 bytes: shards' locks on separate cache lines
 }
 
 type memEntry struct {
@@ -141,10 +143,12 @@ func NewMemoryStore(cfg MemoryConfig) (*MemoryStore, error) {
 		maxEntries: cfg.MaxEntries / cfg.Shards,
 		maxBytes:   cfg.MaxBytes / int64(cfg.Shards),
 	}
+	base := cfg.Clock.Now()
 	for i := range s.shards {
 		s.shards[i].entries = make(map[uint64]*memEntry)
 		s.shards[i].maxEntries = s.maxEntries
 		s.shards[i].maxBytes = s.maxBytes
+		s.shards[i].base = base
 	}
 	return s, nil
 }
@@ -162,17 +166,27 @@ func (s *MemoryStore) locate(k Key) (*memShard, uint64) {
 
 // find returns the record of k, whose hash is h, or nil. Must hold sh.mu.
 func (sh *memShard) find(h uint64, k Key) *memEntry {
-	for e := sh.entries[h]; e != nil; e = e.next {
-		if e.key == k {
-			return e
-		}
-	}
-	return nil
+	e, _ := sh.lookup(h, k)
+	return e
 }
 
-// insert adds e, with e.hash set, to the index. Must hold sh.mu.
-func (sh *memShard) insert(e *memEntry) {
-	e.next = sh.entries[e.hash]
+// lookup returns the record of k, whose hash is h, or nil, and the head of
+// h's chain, which insertAt needs: a claim of a new key probes the map once
+// to look and once to insert. Must hold sh.mu.
+func (sh *memShard) lookup(h uint64, k Key) (e, head *memEntry) {
+	head = sh.entries[h]
+	for e = head; e != nil; e = e.next {
+		if e.key == k {
+			return e, head
+		}
+	}
+	return nil, head
+}
+
+// insertAt adds e, with e.hash set, to the index in front of head, the
+// current head of its chain. Must hold sh.mu.
+func (sh *memShard) insertAt(e, head *memEntry) {
+	e.next = head
 	sh.entries[e.hash] = e
 	sh.n++
 }
@@ -264,7 +278,7 @@ func (s *MemoryStore) claimMemo(ctx context.Context, req ClaimRequest, share, fp
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	sh.expire(now)
-	e := sh.find(h, req.Key)
+	e, head := sh.lookup(h, req.Key)
 	if e != nil {
 		switch {
 		case e.state == StateCompleted:
@@ -294,9 +308,13 @@ func (s *MemoryStore) claimMemo(ctx context.Context, req ClaimRequest, share, fp
 		return Claim{Status: Claimed, Token: e.token}, nil, nil
 	}
 	size := entryOverhead + int64(len(req.Key.Scope)+len(req.Key.Key)+len(req.Fingerprint))
+	held := sh.n
 	if !sh.makeRoom(now, 1, size, nil) {
 		return Claim{}, nil, contract.New(contract.KindUnavailable, "idempotency.claim", "idempotency store full of in-progress claims").
 			WithCode("idempotency.store_full").WithRetryAfter(time.Second)
+	}
+	if sh.n != held { // evictions may have unlinked the chain's head
+		head = sh.entries[h]
 	}
 	if fpBorrowed {
 		req.Fingerprint = strings.Clone(req.Fingerprint)
@@ -307,9 +325,9 @@ func (s *MemoryStore) claimMemo(ctx context.Context, req ClaimRequest, share, fp
 		leaseUntil: now.Add(req.Lease), retention: req.Retention, size: size,
 		expireAt: now.Add(req.Retention),
 	}
-	sh.insert(e)
+	sh.insertAt(e, head)
 	sh.bytes += size
-	heap.Push(&sh.byExp, e)
+	sh.byExp.push(e, sh.key(e.expireAt))
 	return Claim{Status: Claimed, Token: e.token}, nil, nil
 }
 
@@ -440,21 +458,26 @@ func (s *MemoryStore) Get(ctx context.Context, key Key) (Record, error) {
 
 // expire drops every record whose retention has passed. Must hold sh.mu.
 func (sh *memShard) expire(now time.Time) {
-	for len(sh.byExp) > 0 && !now.Before(sh.byExp[0].expireAt) {
-		sh.remove(sh.byExp[0])
+	k := sh.key(now)
+	for len(sh.byExp) > 0 && sh.byExp[0].at <= k {
+		sh.remove(sh.byExp[0].e)
 	}
 }
 
 func (sh *memShard) remove(e *memEntry) {
-	heap.Remove(&sh.byExp, e.idx)
+	sh.byExp.remove(e.idx)
 	sh.unlink(e)
 	sh.bytes -= e.size
 }
 
 func (sh *memShard) setExpiry(e *memEntry, at time.Time) {
 	e.expireAt = at
-	heap.Fix(&sh.byExp, e.idx)
+	sh.byExp.fix(e.idx, sh.key(at))
 }
+
+// key is t as the expiry heap orders it: nanoseconds since sh.base (on the
+// monotonic clock when both readings have it, as time.Time.Before).
+func (sh *memShard) key(t time.Time) int64 { return int64(t.Sub(sh.base)) }
 
 // makeRoom evicts, earliest expiry first, until the shard can take
 // addEntries more records and addBytes more bytes. It never evicts keep or a
@@ -463,23 +486,23 @@ func (sh *memShard) makeRoom(now time.Time, addEntries int, addBytes int64, keep
 	if sh.n+addEntries <= sh.maxEntries && sh.bytes+addBytes <= sh.maxBytes {
 		return true
 	}
-	var skipped []*memEntry
+	var skipped []expItem
 	defer func() {
-		for _, e := range skipped {
-			heap.Push(&sh.byExp, e)
+		for _, it := range skipped {
+			sh.byExp.push(it.e, it.at)
 		}
 	}()
 	for sh.n+addEntries > sh.maxEntries || sh.bytes+addBytes > sh.maxBytes {
 		if len(sh.byExp) == 0 {
 			return false
 		}
-		e := sh.byExp[0]
-		if e == keep || (e.state == StateInProgress && now.Before(e.leaseUntil)) {
-			heap.Pop(&sh.byExp)
-			skipped = append(skipped, e)
+		it := sh.byExp[0]
+		if e := it.e; e == keep || (e.state == StateInProgress && now.Before(e.leaseUntil)) {
+			sh.byExp.remove(0)
+			skipped = append(skipped, it)
 			continue
 		}
-		sh.remove(e)
+		sh.remove(it.e)
 	}
 	return true
 }
@@ -519,28 +542,85 @@ func copyResult(r *Result) Result {
 	return c
 }
 
-// expHeap orders records by expiry, earliest first.
-type expHeap []*memEntry
+// expHeap is a binary min-heap of records by expiry, earliest first. Each
+// item carries its key, so ordering reads the heap's own array rather than
+// a record per comparison (a cache miss each in a large store); a record
+// knows its index (memEntry.idx) for remove and fix.
+type expHeap []expItem
 
-func (h expHeap) Len() int           { return len(h) }
-func (h expHeap) Less(i, j int) bool { return h[i].expireAt.Before(h[j].expireAt) }
-func (h expHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].idx = i
-	h[j].idx = j
+type expItem struct {
+	at int64 // memShard.key(e.expireAt)
+	e  *memEntry
 }
-func (h *expHeap) Push(x any) {
-	e := x.(*memEntry)
+
+func (h *expHeap) push(e *memEntry, at int64) {
 	e.idx = len(*h)
-	*h = append(*h, e)
+	*h = append(*h, expItem{at: at, e: e})
+	h.up(e.idx)
 }
-func (h *expHeap) Pop() any {
+
+// remove takes out the item at index i; its record's idx becomes -1.
+func (h *expHeap) remove(i int) {
 	old := *h
-	e := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
+	last := len(old) - 1
+	e := old[i].e
+	if i != last {
+		old[i] = old[last]
+		old[i].e.idx = i
+	}
+	old[last] = expItem{}
+	*h = old[:last]
+	if i != last && !h.down(i) {
+		h.up(i)
+	}
 	e.idx = -1
-	return e
+}
+
+// fix gives the item at index i the key at and restores the order.
+func (h expHeap) fix(i int, at int64) {
+	h[i].at = at
+	if !h.down(i) {
+		h.up(i)
+	}
+}
+
+func (h expHeap) up(j int) {
+	it := h[j]
+	for j > 0 {
+		p := (j - 1) / 2
+		if h[p].at <= it.at {
+			break
+		}
+		h[j] = h[p]
+		h[j].e.idx = j
+		j = p
+	}
+	h[j] = it
+	it.e.idx = j
+}
+
+// down sifts the item at i towards the leaves and reports whether it moved.
+func (h expHeap) down(i0 int) bool {
+	it := h[i0]
+	i, n := i0, len(h)
+	for {
+		c := 2*i + 1
+		if c >= n || c < 0 {
+			break
+		}
+		if r := c + 1; r < n && h[r].at < h[c].at {
+			c = r
+		}
+		if it.at <= h[c].at {
+			break
+		}
+		h[i] = h[c]
+		h[i].e.idx = i
+		i = c
+	}
+	h[i] = it
+	it.e.idx = i
+	return i > i0
 }
 
 var _ Store = (*MemoryStore)(nil)
