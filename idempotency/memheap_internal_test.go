@@ -20,13 +20,13 @@ func TestExpHeapRandomOperations(t *testing.T) {
 			t.Fatalf("step %d: heap holds %d, want %d", step, len(h), len(ref))
 		}
 		for i, it := range h {
-			if it.e.idx != i {
+			if int(it.e.idx) != i {
 				t.Fatalf("step %d: record at %d says idx %d", step, i, it.e.idx)
 			}
 			if it.at != ref[it.e] {
 				t.Fatalf("step %d: key %d, want %d", step, it.at, ref[it.e])
 			}
-			if i > 0 && h[(i-1)/2].at > it.at {
+			if i > 0 && h[(i-1)/heapArity].at > it.at {
 				t.Fatalf("step %d: parent of %d has a larger key", step, i)
 			}
 		}
@@ -49,7 +49,7 @@ func TestExpHeapRandomOperations(t *testing.T) {
 			ref[e] = at
 		case op < 6:
 			e := h[rng.IntN(len(h))].e
-			h.remove(e.idx)
+			h.remove(int(e.idx))
 			if e.idx != -1 {
 				t.Fatalf("step %d: removed record keeps idx %d", step, e.idx)
 			}
@@ -57,7 +57,7 @@ func TestExpHeapRandomOperations(t *testing.T) {
 		case op < 8:
 			e := h[rng.IntN(len(h))].e
 			at := rng.Int64N(1000)
-			h.fix(e.idx, at)
+			h.fix(int(e.idx), at)
 			ref[e] = at
 		default:
 			e := h[0].e

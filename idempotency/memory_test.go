@@ -112,6 +112,7 @@ func TestMemoryConfigValidation(t *testing.T) {
 		{idempotency.MemoryConfig{Shards: 3}, "MemoryConfig.Shards"},
 		{idempotency.MemoryConfig{Shards: -2}, "MemoryConfig.Shards"},
 		{idempotency.MemoryConfig{Shards: 16, MaxEntries: 8}, "MemoryConfig.MaxEntries"},
+		{idempotency.MemoryConfig{Shards: 1, MaxEntries: 1 << 31, MaxBytes: 1 << 40}, "MemoryConfig.MaxEntries"}, // a shard's heap indexes records with int32
 		{idempotency.MemoryConfig{MaxBytes: 100}, "MemoryConfig.MaxBytes"},
 	}
 	for _, tc := range tests {
