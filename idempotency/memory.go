@@ -18,7 +18,12 @@ type MemoryConfig struct {
 	// MaxEntries bounds the number of records kept. Default 100,000.
 	MaxEntries int
 	// MaxBytes bounds the bytes kept: keys, fingerprints, stored results
-	// plus a fixed per-record overhead (entryOverhead, 160 bytes). Default 64 MiB.
+	// (a result's header map counted at what a small Go map costs, about
+	// 400 bytes) plus a fixed per-record overhead (entryOverhead, 232
+	// bytes: the record, its index and heap slots, allocation rounding).
+	// The accounting follows the Go heap: BenchmarkMemoryStoreParallel
+	// reports both, and TestMemoryStoreBytesTrackHeap keeps them close.
+	// Default 64 MiB.
 	MaxBytes int64
 	// Shards is the number of independently locked shards, a power of two.
 	// MaxEntries and MaxBytes are divided evenly between shards, so a single
@@ -36,8 +41,17 @@ const (
 	DefaultMemoryMaxBytes   = 64 << 20
 	defaultShards           = 16
 	// entryOverhead approximates the bytes a record costs beyond its
-	// strings and result (map slot, struct, heap slot).
-	entryOverhead = 160
+	// strings and result: the memEntry (176 bytes allocated), its slots in
+	// the shard's map and heap with their growth slack, and the rounding
+	// of its strings' allocations. Measured, not guessed: see
+	// TestMemoryStoreBytesTrackHeap.
+	entryOverhead = 232
+	// headerMapOverhead approximates what a result's non-empty header map
+	// costs beyond its keys and values: a Go map of up to 8 entries (one
+	// group of 8 slots and the map itself); mapSlotOverhead is each entry
+	// past 8.
+	headerMapOverhead = 400
+	mapSlotOverhead   = 48
 )
 
 // MemoryStore is a bounded, sharded, in-process Store: what unit tests and
@@ -511,6 +525,9 @@ func (sh *memShard) makeRoom(now time.Time, addEntries int, addBytes int64, keep
 
 func resultSize(r *Result) int64 {
 	n := int64(len(r.Body))
+	if len(r.Header) > 0 {
+		n += headerMapOverhead + mapSlotOverhead*int64(max(len(r.Header)-8, 0))
+	}
 	for k, vs := range r.Header {
 		n += int64(len(k))
 		for _, v := range vs {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -286,5 +288,51 @@ func TestMemoryShardsFillCacheLines(t *testing.T) {
 	}
 	if idempotency.MemShardSize%64 != 0 {
 		t.Fatalf("a shard is %d bytes, not a multiple of a 64-byte cache line", idempotency.MemShardSize)
+	}
+}
+
+// TestMemoryStoreBytesTrackHeap checks that MaxBytes bounds what the store
+// really holds: the bytes it accounts for its records stay within a few
+// percent of what they add to the Go heap, for results with and without a
+// header map (a header map costs ~400 bytes, more than a small body). The
+// accounting may err on the safe side, but not by much: a bound that
+// counts too little lets the heap grow past it, one that counts too much
+// keeps fewer records than it could.
+func TestMemoryStoreBytesTrackHeap(t *testing.T) {
+	const n = 50_000
+	body := []byte(`{"amount":1250,"currency":"EUR","to":"acc_42"}`)
+	for _, tc := range []struct {
+		name   string
+		header http.Header
+	}{
+		{"body only", nil},
+		{"body and Content-Type", http.Header{"Content-Type": {"application/json"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			s := newMemory(t, idempotency.MemoryConfig{MaxEntries: 1 << 20, MaxBytes: 1 << 32})
+			ctx := context.Background()
+			for i := range n {
+				k := idempotency.Key{Scope: "tenant-1", Key: "5f0c9a7e-2a51-4f0e-9d1e-" + strconv.Itoa(100_000_000_000+i)}
+				c, err := s.Claim(ctx, idempotency.ClaimRequest{Key: k, Fingerprint: idempotency.Fingerprint([]byte(k.Key)), Lease: time.Minute, Retention: time.Hour})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := s.Complete(ctx, k, c.Token, idempotency.Result{StatusCode: 201, Header: tc.header.Clone(), Body: body}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			runtime.GC()
+			runtime.ReadMemStats(&after)
+			heap := float64(after.HeapAlloc) - float64(before.HeapAlloc)
+			accounted := float64(s.Bytes())
+			t.Logf("per record: heap %.0f B, accounted %.0f B", heap/n, accounted/n)
+			if accounted < 0.85*heap || accounted > 1.5*heap {
+				t.Errorf("accounted %.0f B per record, heap %.0f B: the MaxBytes bound does not follow the heap", accounted/n, heap/n)
+			}
+			runtime.KeepAlive(s)
+		})
 	}
 }
