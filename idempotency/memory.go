@@ -52,6 +52,12 @@ const (
 	// past 8.
 	headerMapOverhead = 400
 	mapSlotOverhead   = 48
+	// memoOverhead is what the memo of a completed record may come to
+	// hold (memoSlot): a decoded value, boxed (Do), or, when the result has
+	// headers, the replay headers the middleware builds at its second
+	// replay: replayHeadersOverhead plus per-header and per-value costs.
+	memoOverhead          = 48
+	replayHeadersOverhead = 96
 )
 
 // MemoryStore is a bounded, sharded, in-process Store: what unit tests and
@@ -523,15 +529,17 @@ func (sh *memShard) makeRoom(now time.Time, addEntries int, addBytes int64, keep
 	return true
 }
 
+// resultSize is what a completed record's result costs beyond the record:
+// its body, its header map and the memo replays may attach to it.
 func resultSize(r *Result) int64 {
-	n := int64(len(r.Body))
+	n := int64(len(r.Body)) + memoOverhead
 	if len(r.Header) > 0 {
-		n += headerMapOverhead + mapSlotOverhead*int64(max(len(r.Header)-8, 0))
+		n += headerMapOverhead + mapSlotOverhead*int64(max(len(r.Header)-8, 0)) + replayHeadersOverhead
 	}
 	for k, vs := range r.Header {
-		n += int64(len(k))
+		n += int64(len(k)) + 24 // the key, its slot in the replay headers' names and ends
 		for _, v := range vs {
-			n += int64(len(v)) + 16
+			n += int64(len(v)) + 32 // the value, its string header in the map and in the replay headers
 		}
 	}
 	return n

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"strconv"
 	"strings"
@@ -323,6 +324,85 @@ func TestMemoryStoreBytesTrackHeap(t *testing.T) {
 				if err := s.Complete(ctx, k, c.Token, idempotency.Result{StatusCode: 201, Header: tc.header.Clone(), Body: body}); err != nil {
 					t.Fatal(err)
 				}
+			}
+			runtime.GC()
+			runtime.ReadMemStats(&after)
+			heap := float64(after.HeapAlloc) - float64(before.HeapAlloc)
+			accounted := float64(s.Bytes())
+			t.Logf("per record: heap %.0f B, accounted %.0f B", heap/n, accounted/n)
+			if accounted < 0.85*heap || accounted > 1.5*heap {
+				t.Errorf("accounted %.0f B per record, heap %.0f B: the MaxBytes bound does not follow the heap", accounted/n, heap/n)
+			}
+			runtime.KeepAlive(s)
+		})
+	}
+}
+
+// TestMemoryStoreBytesTrackHeapThroughDoAndMiddleware is
+// TestMemoryStoreBytesTrackHeap for records written by Do and by the
+// middleware, each replayed twice, so that the memos replays attach (a
+// decoded value, replay headers) are on the heap too.
+func TestMemoryStoreBytesTrackHeapThroughDoAndMiddleware(t *testing.T) {
+	const n = 20_000
+	key := func(i int) idempotency.Key {
+		return idempotency.Key{Scope: "tenant-1", Key: "5f0c9a7e-2a51-4f0e-9d1e-" + strconv.Itoa(100_000_000_000+i)}
+	}
+	type payment struct {
+		ID     string `json:"id"`
+		Amount int64  `json:"amount"`
+	}
+	create := func(context.Context) (payment, error) { return payment{ID: "pay_1", Amount: 100}, nil }
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		_, _ = w.Write([]byte(`{"id":"pay_1","status":"created"}`))
+	})
+	for _, tc := range []struct {
+		name string
+		run  func(s *idempotency.MemoryStore) func(i int)
+	}{
+		{"Do", func(s *idempotency.MemoryStore) func(int) {
+			ex, err := idempotency.New(idempotency.Config{Store: s})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return func(i int) {
+				k := key(i)
+				for range 3 {
+					if _, err := idempotency.Do(context.Background(), ex, k, idempotency.Fingerprint([]byte(k.Key)), create); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+		}},
+		{"Middleware", func(s *idempotency.MemoryStore) func(int) {
+			mw, err := idempotency.NewMiddleware(idempotency.MiddlewareConfig{Config: idempotency.Config{Store: s}, Scope: callerScope})
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := mw.Wrap(handler)
+			return func(i int) {
+				for range 3 {
+					r := httptest.NewRequest(http.MethodPost, "/payments", strings.NewReader(`{"amount":1250}`))
+					r.Header.Set("Idempotency-Key", `"`+key(i).Key+`"`)
+					r.Header.Set("X-Caller", "tenant-1")
+					w := httptest.NewRecorder()
+					h.ServeHTTP(w, r)
+					if w.Code != http.StatusCreated {
+						t.Fatalf("status %d", w.Code)
+					}
+				}
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			s := newMemory(t, idempotency.MemoryConfig{MaxEntries: 1 << 20, MaxBytes: 1 << 32})
+			run := tc.run(s)
+			for i := range n {
+				run(i)
 			}
 			runtime.GC()
 			runtime.ReadMemStats(&after)

@@ -281,7 +281,11 @@ func (m *Middleware) outcome(ctx context.Context, rec *recorder) (Result, bool, 
 			"the response to the first request with this key was too large to store; it was delivered once").
 			WithCode("idempotency.response_not_stored")), true, nil
 	}
-	return Result{StatusCode: rec.status, Header: rec.header, Body: rec.buf}, true, nil
+	body := rec.buf
+	if cap(body)-len(body) > len(body)/8 {
+		body = bytes.Clone(body) // the growth slack of append would stay allocated for the retention period
+	}
+	return Result{StatusCode: rec.status, Header: rec.header, Body: body}, true, nil
 }
 
 // applies reports whether the middleware applies to method.
@@ -530,15 +534,7 @@ func (rc *recorder) WriteHeader(code int) {
 		return
 	}
 	rc.status = code
-	src := rc.w.Header()
-	for _, k := range rc.replay {
-		if vs, ok := src[k]; ok {
-			if rc.header == nil {
-				rc.header = make(http.Header, len(rc.replay))
-			}
-			rc.header[k] = append([]string(nil), vs...)
-		}
-	}
+	rc.header = storedHeader(rc.w.Header(), rc.replay)
 	rc.w.WriteHeader(code)
 }
 
@@ -554,6 +550,34 @@ func (rc *recorder) Write(p []byte) (int, error) {
 		}
 	}
 	return rc.w.Write(p)
+}
+
+// storedHeader copies the headers named in replay from src, or returns
+// nil when there are none. The map is sized for what it holds, and the
+// values share one slice: a stored response may stay in memory for the
+// whole retention period, and a map sized for every replayable header
+// (nine by default) would cost twice what one of up to eight does.
+func storedHeader(src http.Header, replay []string) http.Header {
+	keys, vals := 0, 0
+	for _, k := range replay {
+		if vs, ok := src[k]; ok {
+			keys++
+			vals += len(vs)
+		}
+	}
+	if keys == 0 {
+		return nil
+	}
+	h := make(http.Header, keys)
+	all := make([]string, 0, vals)
+	for _, k := range replay {
+		if vs, ok := src[k]; ok {
+			start := len(all)
+			all = append(all, vs...)
+			h[k] = all[start:len(all):len(all)]
+		}
+	}
+	return h
 }
 
 // Flush flushes the underlying writer when it can.
