@@ -31,12 +31,15 @@ const (
 	DefaultMaxResponseBytes = 1 << 20
 )
 
-// DefaultReplayHeaders are the response headers stored and replayed when
-// MiddlewareConfig.ReplayHeaders is nil. Set-Cookie and other
-// per-response credentials are deliberately absent.
-var DefaultReplayHeaders = []string{
-	"Content-Type", "Content-Encoding", "Content-Language", "Content-Location",
-	"Location", "ETag", "Last-Modified", "Cache-Control", "Link",
+// DefaultReplayHeaders returns the response headers stored and replayed
+// when MiddlewareConfig.ReplayHeaders is nil. Set-Cookie and other
+// per-response credentials are deliberately absent. It returns a new
+// slice on every call: changing it changes no middleware.
+func DefaultReplayHeaders() []string {
+	return []string{
+		"Content-Type", "Content-Encoding", "Content-Language", "Content-Location",
+		"Location", "ETag", "Last-Modified", "Cache-Control", "Link",
+	}
 }
 
 // DefaultStoreStatus is the default MiddlewareConfig.StoreStatus: responses
@@ -86,7 +89,7 @@ type MiddlewareConfig struct {
 	// besides method, path with query, and body. Default none.
 	FingerprintHeaders []string
 	// ReplayHeaders are the response headers stored and replayed. Default
-	// DefaultReplayHeaders.
+	// DefaultReplayHeaders().
 	ReplayHeaders []string
 	// StoreStatus reports whether a response status is stored and replayed
 	// (true) or releases the key so the client may retry (false). Default
@@ -182,7 +185,7 @@ func NewMiddleware(cfg MiddlewareConfig) (*Middleware, error) {
 	}
 	replay := cfg.ReplayHeaders
 	if replay == nil {
-		replay = DefaultReplayHeaders
+		replay = DefaultReplayHeaders()
 	}
 	for _, h := range replay {
 		m.replay = append(m.replay, http.CanonicalHeaderKey(h))
