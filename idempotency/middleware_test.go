@@ -495,3 +495,21 @@ func TestMiddlewareStoredFingerprintOutlivesItsBuffer(t *testing.T) {
 		}
 	}
 }
+
+// TestDefaultReplayHeadersIsACopy: changing what DefaultReplayHeaders
+// returned changes neither its next result nor any middleware.
+func TestDefaultReplayHeadersIsACopy(t *testing.T) {
+	h := idempotency.DefaultReplayHeaders()
+	if len(h) == 0 || h[0] != "Content-Type" {
+		t.Fatalf("DefaultReplayHeaders() = %v", h)
+	}
+	for _, k := range h {
+		if strings.EqualFold(k, "Set-Cookie") {
+			t.Fatal("Set-Cookie must never be replayed by default")
+		}
+	}
+	h[0] = "Set-Cookie"
+	if got := idempotency.DefaultReplayHeaders()[0]; got != "Content-Type" {
+		t.Fatalf("after changing a returned slice, DefaultReplayHeaders()[0] = %q", got)
+	}
+}
