@@ -310,30 +310,19 @@ func TestMemoryStoreBytesTrackHeap(t *testing.T) {
 		{"body and Content-Type", http.Header{"Content-Type": {"application/json"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var before, after runtime.MemStats
-			runtime.GC()
-			runtime.ReadMemStats(&before)
-			s := newMemory(t, idempotency.MemoryConfig{MaxEntries: 1 << 20, MaxBytes: 1 << 32})
-			ctx := context.Background()
-			for i := range n {
-				k := idempotency.Key{Scope: "tenant-1", Key: "5f0c9a7e-2a51-4f0e-9d1e-" + strconv.Itoa(100_000_000_000+i)}
-				c, err := s.Claim(ctx, idempotency.ClaimRequest{Key: k, Fingerprint: idempotency.Fingerprint([]byte(k.Key)), Lease: time.Minute, Retention: time.Hour})
-				if err != nil {
-					t.Fatal(err)
+			checkBytesTrackHeap(t, n, func(s *idempotency.MemoryStore) {
+				ctx := context.Background()
+				for i := range n {
+					k := idempotency.Key{Scope: "tenant-1", Key: "5f0c9a7e-2a51-4f0e-9d1e-" + strconv.Itoa(100_000_000_000+i)}
+					c, err := s.Claim(ctx, idempotency.ClaimRequest{Key: k, Fingerprint: idempotency.Fingerprint([]byte(k.Key)), Lease: time.Minute, Retention: time.Hour})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if err := s.Complete(ctx, k, c.Token, idempotency.Result{StatusCode: 201, Header: tc.header.Clone(), Body: body}); err != nil {
+						t.Fatal(err)
+					}
 				}
-				if err := s.Complete(ctx, k, c.Token, idempotency.Result{StatusCode: 201, Header: tc.header.Clone(), Body: body}); err != nil {
-					t.Fatal(err)
-				}
-			}
-			runtime.GC()
-			runtime.ReadMemStats(&after)
-			heap := float64(after.HeapAlloc) - float64(before.HeapAlloc)
-			accounted := float64(s.Bytes())
-			t.Logf("per record: heap %.0f B, accounted %.0f B", heap/n, accounted/n)
-			if accounted < 0.85*heap || accounted > 1.5*heap {
-				t.Errorf("accounted %.0f B per record, heap %.0f B: the MaxBytes bound does not follow the heap", accounted/n, heap/n)
-			}
-			runtime.KeepAlive(s)
+			})
 		})
 	}
 }
@@ -396,23 +385,33 @@ func TestMemoryStoreBytesTrackHeapThroughDoAndMiddleware(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var before, after runtime.MemStats
-			runtime.GC()
-			runtime.ReadMemStats(&before)
-			s := newMemory(t, idempotency.MemoryConfig{MaxEntries: 1 << 20, MaxBytes: 1 << 32})
-			run := tc.run(s)
-			for i := range n {
-				run(i)
-			}
-			runtime.GC()
-			runtime.ReadMemStats(&after)
-			heap := float64(after.HeapAlloc) - float64(before.HeapAlloc)
-			accounted := float64(s.Bytes())
-			t.Logf("per record: heap %.0f B, accounted %.0f B", heap/n, accounted/n)
-			if accounted < 0.85*heap || accounted > 1.5*heap {
-				t.Errorf("accounted %.0f B per record, heap %.0f B: the MaxBytes bound does not follow the heap", accounted/n, heap/n)
-			}
-			runtime.KeepAlive(s)
+			checkBytesTrackHeap(t, n, func(s *idempotency.MemoryStore) {
+				run := tc.run(s)
+				for i := range n {
+					run(i)
+				}
+			})
 		})
 	}
+}
+
+// checkBytesTrackHeap has fill write n records into a new MemoryStore and
+// fails unless the bytes the store accounts for them are 0.85–1.5× what
+// they add to the Go heap (after a collection).
+func checkBytesTrackHeap(t *testing.T, n int, fill func(s *idempotency.MemoryStore)) {
+	t.Helper()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	s := newMemory(t, idempotency.MemoryConfig{MaxEntries: 1 << 20, MaxBytes: 1 << 32})
+	fill(s)
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	heap := float64(after.HeapAlloc) - float64(before.HeapAlloc)
+	accounted := float64(s.Bytes())
+	t.Logf("per record: heap %.0f B, accounted %.0f B", heap/float64(n), accounted/float64(n))
+	if accounted < 0.85*heap || accounted > 1.5*heap {
+		t.Errorf("accounted %.0f B per record, heap %.0f B: the MaxBytes bound does not follow the heap", accounted/float64(n), heap/float64(n))
+	}
+	runtime.KeepAlive(s)
 }
