@@ -1,9 +1,11 @@
 package idempotency
 
 import (
+	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"time"
 )
 
 // TestExpHeapRandomOperations drives the expiry heap with random pushes,
@@ -65,5 +67,19 @@ func TestExpHeapRandomOperations(t *testing.T) {
 			delete(ref, e)
 		}
 		check(step)
+	}
+}
+
+// TestAfterSaturates: a tick far in the future stays in the future; it
+// never wraps around into the past (a record that would expire at once).
+func TestAfterSaturates(t *testing.T) {
+	if got := after(10, 5); got != 15 {
+		t.Fatalf("after(10, 5) = %d", got)
+	}
+	if got := after(math.MaxInt64-3, 10); got != math.MaxInt64 {
+		t.Fatalf("after(max-3, 10) = %d, want max", got)
+	}
+	if got := after(1<<62, time.Duration(math.MaxInt64)); got != math.MaxInt64 {
+		t.Fatalf("after(2^62, max) = %d, want max", got)
 	}
 }

@@ -82,8 +82,9 @@ type MemoryStore struct {
 	mask       uint64
 	seed       maphash.Seed
 	clock      Clock
-	maxEntries int   // per shard
-	maxBytes   int64 // per shard
+	base       time.Time // the clock's reading at construction: ticks count from it
+	maxEntries int       // per shard
+	maxBytes   int64     // per shard
 	testHash   func(Key) uint64
 }
 
@@ -101,10 +102,7 @@ type memShard struct {
 	// per-shard share of MemoryConfig.MaxEntries and MaxBytes
 	maxEntries int
 	maxBytes   int64
-	// base is the store's clock reading at construction: the heap keys
-	// expiry times as nanoseconds since base.
-	base time.Time
-	_    [24]byte // pad to 128 bytes: shards' locks on separate cache lines
+	_          [48]byte // pad to 128 bytes: shards' locks on separate cache lines
 }
 
 type memEntry struct {
@@ -113,7 +111,7 @@ type memEntry struct {
 	next, prev *memEntry // the records whose keys have the same hash: a chain, head first
 	fp         string
 	token      uint64
-	leaseUntil int64 // memShard.key of the lease's end
+	leaseUntil int64 // ticks (see MemoryStore.now) at which the lease ends
 	retention  time.Duration
 	result     Result   // StateCompleted only
 	memo       memoSlot // StateCompleted only: a decoded form of result, see memoSlot
@@ -166,12 +164,11 @@ func NewMemoryStore(cfg MemoryConfig) (*MemoryStore, error) {
 		maxEntries: cfg.MaxEntries / cfg.Shards,
 		maxBytes:   cfg.MaxBytes / int64(cfg.Shards),
 	}
-	base := cfg.Clock.Now()
+	s.base = cfg.Clock.Now()
 	for i := range s.shards {
 		s.shards[i].entries = make(map[uint64]*memEntry)
 		s.shards[i].maxEntries = s.maxEntries
 		s.shards[i].maxBytes = s.maxBytes
-		s.shards[i].base = base
 	}
 	return s, nil
 }
@@ -297,7 +294,7 @@ func (s *MemoryStore) claimMemo(ctx context.Context, req ClaimRequest, share, fp
 	if err := validateClaim(req); err != nil {
 		return Claim{}, nil, err
 	}
-	now := s.clock.Now()
+	now := s.now()
 	sh, h := s.locate(req.Key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -313,11 +310,11 @@ func (s *MemoryStore) claimMemo(ctx context.Context, req ClaimRequest, share, fp
 				return Claim{Status: Completed, Token: e.token, Result: &e.result}, &e.memo, nil
 			}
 			return Claim{Status: Completed, Token: e.token, Result: cloneResult(&e.result)}, nil, nil
-		case e.state == StateInProgress && sh.key(now) < e.leaseUntil:
+		case e.state == StateInProgress && now < e.leaseUntil:
 			if e.fp != req.Fingerprint {
 				return Claim{Status: Mismatch, Token: e.token}, nil, nil
 			}
-			return Claim{Status: InProgress, Token: e.token, LeaseRemaining: time.Duration(e.leaseUntil - sh.key(now))}, nil, nil
+			return Claim{Status: InProgress, Token: e.token, LeaseRemaining: time.Duration(e.leaseUntil - now)}, nil, nil
 		}
 		// Released, or in progress with an expired lease: the caller wins.
 		if fpBorrowed {
@@ -327,8 +324,8 @@ func (s *MemoryStore) claimMemo(ctx context.Context, req ClaimRequest, share, fp
 		sh.bytes += int64(len(req.Fingerprint) - len(e.fp))
 		e.size += int64(len(req.Fingerprint) - len(e.fp))
 		e.fp, e.state, e.token = req.Fingerprint, StateInProgress, sh.tokens
-		e.leaseUntil, e.retention = sh.key(now.Add(req.Lease)), req.Retention
-		sh.setExpiry(e, now.Add(req.Retention))
+		e.leaseUntil, e.retention = after(now, req.Lease), req.Retention
+		sh.byExp.fix(int(e.idx), after(now, req.Retention))
 		return Claim{Status: Claimed, Token: e.token}, nil, nil
 	}
 	size := entryOverhead + int64(len(req.Key.Scope)+len(req.Key.Key)+len(req.Fingerprint))
@@ -346,18 +343,18 @@ func (s *MemoryStore) claimMemo(ctx context.Context, req ClaimRequest, share, fp
 	sh.tokens++
 	e = &memEntry{
 		key: req.Key, hash: h, fp: req.Fingerprint, state: StateInProgress, token: sh.tokens,
-		leaseUntil: sh.key(now.Add(req.Lease)), retention: req.Retention, size: size,
+		leaseUntil: after(now, req.Lease), retention: req.Retention, size: size,
 	}
 	sh.insertAt(e, head)
 	sh.bytes += size
-	sh.byExp.push(e, sh.key(now.Add(req.Retention)))
+	sh.byExp.push(e, after(now, req.Retention))
 	return Claim{Status: Claimed, Token: e.token}, nil, nil
 }
 
 // owned returns the live entry owned by token, or nil.
-func (sh *memShard) owned(h uint64, k Key, token uint64, now time.Time) *memEntry {
+func (sh *memShard) owned(h uint64, k Key, token uint64, now int64) *memEntry {
 	e := sh.find(h, k)
-	if e == nil || e.state != StateInProgress || e.token != token || sh.key(now) >= e.leaseUntil {
+	if e == nil || e.state != StateInProgress || e.token != token || now >= e.leaseUntil {
 		return nil
 	}
 	return e
@@ -381,7 +378,7 @@ func (s *MemoryStore) complete(ctx context.Context, key Key, token uint64, resul
 	if err := ctxErr(ctx, "idempotency.complete"); err != nil {
 		return err
 	}
-	now := s.clock.Now()
+	now := s.now()
 	sh, h := s.locate(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -408,7 +405,7 @@ func (s *MemoryStore) complete(ctx context.Context, key Key, token uint64, resul
 	}
 	e.size += rsize
 	sh.bytes += rsize
-	sh.setExpiry(e, now.Add(e.retention))
+	sh.byExp.fix(int(e.idx), after(now, e.retention))
 	return nil
 }
 
@@ -417,7 +414,7 @@ func (s *MemoryStore) Release(ctx context.Context, key Key, token uint64) error 
 	if err := ctxErr(ctx, "idempotency.release"); err != nil {
 		return err
 	}
-	now := s.clock.Now()
+	now := s.now()
 	sh, h := s.locate(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -427,8 +424,8 @@ func (s *MemoryStore) Release(ctx context.Context, key Key, token uint64) error 
 		return ErrLeaseLost
 	}
 	e.state = StateReleased
-	e.leaseUntil = sh.key(now)
-	sh.setExpiry(e, now.Add(e.retention))
+	e.leaseUntil = now
+	sh.byExp.fix(int(e.idx), after(now, e.retention))
 	return nil
 }
 
@@ -440,7 +437,7 @@ func (s *MemoryStore) Renew(ctx context.Context, key Key, token uint64, lease ti
 	if lease <= 0 {
 		return contract.New(contract.KindInvalid, "idempotency.renew", "lease must be > 0").WithCode("idempotency.invalid_request")
 	}
-	now := s.clock.Now()
+	now := s.now()
 	sh, h := s.locate(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -449,7 +446,7 @@ func (s *MemoryStore) Renew(ctx context.Context, key Key, token uint64, lease ti
 	if e == nil {
 		return ErrLeaseLost
 	}
-	e.leaseUntil = sh.key(now.Add(lease))
+	e.leaseUntil = after(now, lease)
 	if e.leaseUntil > sh.byExp[e.idx].at { // records never expire before their lease
 		sh.byExp.fix(int(e.idx), e.leaseUntil)
 	}
@@ -461,18 +458,18 @@ func (s *MemoryStore) Get(ctx context.Context, key Key) (Record, error) {
 	if err := ctxErr(ctx, "idempotency.get"); err != nil {
 		return Record{}, err
 	}
-	now := s.clock.Now()
+	now := s.now()
 	sh, h := s.locate(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	e := sh.find(h, key)
-	if e == nil || sh.key(now) >= sh.byExp[e.idx].at {
+	if e == nil || now >= sh.byExp[e.idx].at {
 		return Record{}, ErrNotFound
 	}
 	r := Record{Key: e.key, Fingerprint: e.fp, State: e.state, Token: e.token}
 	switch e.state {
 	case StateInProgress:
-		r.LeaseRemaining = time.Duration(e.leaseUntil - sh.key(now))
+		r.LeaseRemaining = time.Duration(e.leaseUntil - now)
 	case StateCompleted:
 		r.Result = cloneResult(&e.result)
 	}
@@ -480,9 +477,8 @@ func (s *MemoryStore) Get(ctx context.Context, key Key) (Record, error) {
 }
 
 // expire drops every record whose retention has passed. Must hold sh.mu.
-func (sh *memShard) expire(now time.Time) {
-	k := sh.key(now)
-	for len(sh.byExp) > 0 && sh.byExp[0].at <= k {
+func (sh *memShard) expire(now int64) {
+	for len(sh.byExp) > 0 && sh.byExp[0].at <= now {
 		sh.remove(sh.byExp[0].e)
 	}
 }
@@ -493,18 +489,23 @@ func (sh *memShard) remove(e *memEntry) {
 	sh.bytes -= e.size
 }
 
-func (sh *memShard) setExpiry(e *memEntry, at time.Time) {
-	sh.byExp.fix(int(e.idx), sh.key(at))
-}
+// now reads the clock as ticks: nanoseconds since s.base (on the monotonic
+// clock when the Clock's readings carry it, as time.Time.Before does).
+// Records keep their lease ends and expiries in ticks.
+func (s *MemoryStore) now() int64 { return int64(s.clock.Now().Sub(s.base)) }
 
-// key is t as the expiry heap orders it: nanoseconds since sh.base (on the
-// monotonic clock when both readings have it, as time.Time.Before).
-func (sh *memShard) key(t time.Time) int64 { return int64(t.Sub(sh.base)) }
+// after is the tick d after now, saturating rather than wrapping around.
+func after(now int64, d time.Duration) int64 {
+	if d > 0 && now > math.MaxInt64-int64(d) {
+		return math.MaxInt64
+	}
+	return now + int64(d)
+}
 
 // makeRoom evicts, earliest expiry first, until the shard can take
 // addEntries more records and addBytes more bytes. It never evicts keep or a
 // claim whose lease is running. It reports whether there is room. Must hold sh.mu.
-func (sh *memShard) makeRoom(now time.Time, addEntries int, addBytes int64, keep *memEntry) bool {
+func (sh *memShard) makeRoom(now int64, addEntries int, addBytes int64, keep *memEntry) bool {
 	if sh.n+addEntries <= sh.maxEntries && sh.bytes+addBytes <= sh.maxBytes {
 		return true
 	}
@@ -519,7 +520,7 @@ func (sh *memShard) makeRoom(now time.Time, addEntries int, addBytes int64, keep
 			return false
 		}
 		it := sh.byExp[0]
-		if e := it.e; e == keep || (e.state == StateInProgress && sh.key(now) < e.leaseUntil) {
+		if e := it.e; e == keep || (e.state == StateInProgress && now < e.leaseUntil) {
 			sh.byExp.remove(0)
 			skipped = append(skipped, it)
 			continue
@@ -581,7 +582,7 @@ type expHeap []expItem
 const heapArity = 4
 
 type expItem struct {
-	at int64 // memShard.key of the record's expiry
+	at int64 // ticks at which the record expires
 	e  *memEntry
 }
 
