@@ -121,11 +121,8 @@ func trivialHandler() http.Handler {
 }
 
 func benchServe(b *testing.B, h http.Handler) {
-	r := httptest.NewRequest("POST", "/payments", nil)
-	r.Header.Set("Idempotency-Key", `"5f0c9a7e-2a51-4f0e-9d1e-3a1b2c3d4e5f"`)
-	r.Header.Set("X-Caller", "tenant-1")
 	rd := bytes.NewReader(benchBody)
-	r.Body = io.NopCloser(rd)
+	r := newBenchRequest(rd)
 	h.ServeHTTP(httptest.NewRecorder(), r) // first call: executes (middleware) or warms up
 	b.ReportAllocs()
 	b.ResetTimer()
