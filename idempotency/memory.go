@@ -71,7 +71,10 @@ const (
 // only such claims are left, Claim fails with a KindUnavailable error
 // (code "idempotency.store_full") rather than break an owner's lease, and
 // Complete of a result that cannot fit fails with KindTooLarge (the owner
-// keeps its lease and may Release).
+// keeps its lease and may Release). A Claim or Complete that fails this way
+// evicts nothing. A claim whose key and fingerprint alone exceed a shard's
+// share of MaxBytes fails with KindTooLarge (code
+// "idempotency.claim_too_large").
 //
 // Fencing tokens come from a per-shard counter, so they increase strictly
 // per key even across eviction and expiry.
@@ -317,6 +320,14 @@ func (s *MemoryStore) claimMemo(ctx context.Context, req ClaimRequest, share, fp
 			return Claim{Status: InProgress, Token: e.token, LeaseRemaining: time.Duration(e.leaseUntil - now)}, nil, nil
 		}
 		// Released, or in progress with an expired lease: the caller wins.
+		if grow := int64(len(req.Fingerprint) - len(e.fp)); grow > 0 {
+			if e.size+grow > sh.maxBytes {
+				return Claim{}, nil, errClaimTooLarge()
+			}
+			if !sh.makeRoom(now, 0, grow, e) {
+				return Claim{}, nil, errStoreFull("idempotency.claim")
+			}
+		}
 		if fpBorrowed {
 			req.Fingerprint = strings.Clone(req.Fingerprint)
 		}
@@ -329,10 +340,12 @@ func (s *MemoryStore) claimMemo(ctx context.Context, req ClaimRequest, share, fp
 		return Claim{Status: Claimed, Token: e.token}, nil, nil
 	}
 	size := entryOverhead + int64(len(req.Key.Scope)+len(req.Key.Key)+len(req.Fingerprint))
+	if size > sh.maxBytes { // could never fit: evict nothing for it
+		return Claim{}, nil, errClaimTooLarge()
+	}
 	held := sh.n
 	if !sh.makeRoom(now, 1, size, nil) {
-		return Claim{}, nil, contract.New(contract.KindUnavailable, "idempotency.claim", "idempotency store full of in-progress claims").
-			WithCode("idempotency.store_full").WithRetryAfter(time.Second)
+		return Claim{}, nil, errStoreFull("idempotency.claim")
 	}
 	if sh.n != held { // evictions may have unlinked the chain's head
 		head = sh.entries[h]
@@ -349,6 +362,19 @@ func (s *MemoryStore) claimMemo(ctx context.Context, req ClaimRequest, share, fp
 	sh.bytes += size
 	sh.byExp.push(e, after(now, req.Retention))
 	return Claim{Status: Claimed, Token: e.token}, nil, nil
+}
+
+// errClaimTooLarge is Claim's error for a record that could not fit in an
+// empty shard: retrying cannot help.
+func errClaimTooLarge() error {
+	return contract.New(contract.KindTooLarge, "idempotency.claim", "key and fingerprint larger than the store's per-shard byte budget").
+		WithCode("idempotency.claim_too_large")
+}
+
+// errStoreFull is the error for a shard whose room is held by running claims.
+func errStoreFull(op string) error {
+	return contract.New(contract.KindUnavailable, op, "idempotency store full of in-progress claims").
+		WithCode("idempotency.store_full").WithRetryAfter(time.Second)
 }
 
 // owned returns the live entry owned by token, or nil.
@@ -393,8 +419,7 @@ func (s *MemoryStore) complete(ctx context.Context, key Key, token uint64, resul
 			WithCode("idempotency.result_too_large")
 	}
 	if !sh.makeRoom(now, 0, rsize, e) {
-		return contract.New(contract.KindUnavailable, "idempotency.complete", "idempotency store full of in-progress claims").
-			WithCode("idempotency.store_full").WithRetryAfter(time.Second)
+		return errStoreFull("idempotency.complete")
 	}
 	e.state = StateCompleted
 	e.memo.p.Store(seed) // nil when there is none
@@ -504,28 +529,47 @@ func after(now int64, d time.Duration) int64 {
 
 // makeRoom evicts, earliest expiry first, until the shard can take
 // addEntries more records and addBytes more bytes. It never evicts keep or a
-// claim whose lease is running. It reports whether there is room. Must hold sh.mu.
+// claim whose lease is running, and it evicts nothing at all when evicting
+// every record it may evict would still leave too little room: a request
+// that fails must not cost the shard its completed records. It reports
+// whether there is room. Must hold sh.mu.
 func (sh *memShard) makeRoom(now int64, addEntries int, addBytes int64, keep *memEntry) bool {
 	if sh.n+addEntries <= sh.maxEntries && sh.bytes+addBytes <= sh.maxBytes {
 		return true
 	}
-	var skipped []expItem
-	defer func() {
-		for _, it := range skipped {
-			sh.byExp.push(it.e, it.at)
-		}
-	}()
-	for sh.n+addEntries > sh.maxEntries || sh.bytes+addBytes > sh.maxBytes {
+	// Pop items off the heap, setting aside the records that must stay
+	// (held) and those to evict (victims), until the victims would free
+	// enough; only then unlink them. Either way the held ones, and on
+	// failure the victims too, go back on the heap.
+	var heldBuf, victimBuf [4]expItem // most calls evict one record: no allocation
+	held, victims := heldBuf[:0], victimBuf[:0]
+	n, bytes := sh.n, sh.bytes
+	for n+addEntries > sh.maxEntries || bytes+addBytes > sh.maxBytes {
 		if len(sh.byExp) == 0 {
+			for _, it := range victims {
+				sh.byExp.push(it.e, it.at)
+			}
+			for _, it := range held {
+				sh.byExp.push(it.e, it.at)
+			}
 			return false
 		}
 		it := sh.byExp[0]
+		sh.byExp.remove(0)
 		if e := it.e; e == keep || (e.state == StateInProgress && now < e.leaseUntil) {
-			sh.byExp.remove(0)
-			skipped = append(skipped, it)
+			held = append(held, it)
 			continue
 		}
-		sh.remove(it.e)
+		victims = append(victims, it)
+		n--
+		bytes -= it.e.size
+	}
+	for _, it := range victims {
+		sh.unlink(it.e)
+		sh.bytes -= it.e.size
+	}
+	for _, it := range held {
+		sh.byExp.push(it.e, it.at)
 	}
 	return true
 }

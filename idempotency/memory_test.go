@@ -221,6 +221,96 @@ func TestMemoryStoreByteBound(t *testing.T) {
 	}
 }
 
+// A claim or completion the store must refuse evicts nothing: completed
+// records are what stops a duplicate from running again, and dropping them
+// for a request that fails anyway would only invite second executions.
+func TestMemoryStoreRefusalEvictsNothing(t *testing.T) {
+	ctx := context.Background()
+	req := func(k, fp string) idempotency.ClaimRequest {
+		return idempotency.ClaimRequest{Key: idempotency.Key{Scope: "s", Key: k}, Fingerprint: fp, Lease: time.Minute, Retention: time.Hour}
+	}
+	const maxBytes = 64 << 10
+	setup := func(t *testing.T) (*idempotency.MemoryStore, *storetest.FakeClock) {
+		clk := storetest.NewFakeClock(time.Unix(0, 0))
+		s := newMemory(t, idempotency.MemoryConfig{MaxBytes: maxBytes, MaxEntries: 100, Shards: 1, Clock: clk})
+		for i := range 10 {
+			k := strconv.Itoa(i)
+			c, err := s.Claim(ctx, req(k, "fp"))
+			if err != nil || c.Status != idempotency.Claimed {
+				t.Fatal(c.Status, err)
+			}
+			if err := s.Complete(ctx, req(k, "").Key, c.Token, idempotency.Result{Body: []byte("done")}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return s, clk
+	}
+	stillCompleted := func(t *testing.T, s *idempotency.MemoryStore) {
+		t.Helper()
+		if n := s.Len(); n < 10 {
+			t.Errorf("Len %d after a refused request, want the 10 completed records kept", n)
+		}
+		for i := range 10 {
+			if c, err := s.Claim(ctx, req(strconv.Itoa(i), "fp")); err != nil || c.Status != idempotency.Completed {
+				t.Fatalf("duplicate of completed key %d: %v %v, want completed", i, c.Status, err)
+			}
+		}
+		if b := s.Bytes(); b > maxBytes {
+			t.Errorf("Bytes %d over the bound %d", b, maxBytes)
+		}
+	}
+
+	t.Run("claim larger than the shard", func(t *testing.T) {
+		s, _ := setup(t)
+		_, err := s.Claim(ctx, req("huge", strings.Repeat("f", maxBytes)))
+		if !errors.Is(err, contract.ErrTooLarge) || contract.Retryable(err) {
+			t.Fatalf("oversize claim: %v, want a permanent contract.ErrTooLarge", err)
+		}
+		stillCompleted(t, s)
+	})
+	t.Run("released key re-claimed with a fingerprint too large", func(t *testing.T) {
+		s, _ := setup(t)
+		c, err := s.Claim(ctx, req("r", "fp"))
+		if err != nil || c.Status != idempotency.Claimed {
+			t.Fatal(c.Status, err)
+		}
+		if err := s.Release(ctx, req("r", "").Key, c.Token); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Claim(ctx, req("r", strings.Repeat("f", maxBytes))); !errors.Is(err, contract.ErrTooLarge) {
+			t.Fatalf("re-claim over the budget: %v, want contract.ErrTooLarge", err)
+		}
+		stillCompleted(t, s)
+		// A re-claim that fits once older records go evicts them, and
+		// stays within the bound.
+		if c, err := s.Claim(ctx, req("r", strings.Repeat("f", maxBytes/2))); err != nil || c.Status != idempotency.Claimed {
+			t.Fatalf("re-claim within the budget: %v %v", c.Status, err)
+		}
+		if b := s.Bytes(); b > maxBytes {
+			t.Fatalf("Bytes %d over the bound %d after a re-claim", b, maxBytes)
+		}
+	})
+	t.Run("room held by live claims", func(t *testing.T) {
+		s, _ := setup(t)
+		// Live claims take most of the budget; what is left, with every
+		// completed record evicted, is still too little for the next one.
+		big := strings.Repeat("f", maxBytes/4)
+		for i := range 3 {
+			if c, err := s.Claim(ctx, req("live"+strconv.Itoa(i), big)); err != nil || c.Status != idempotency.Claimed {
+				t.Fatalf("live claim %d: %v %v", i, c.Status, err)
+			}
+		}
+		before := s.Len()
+		_, err := s.Claim(ctx, req("next", big))
+		if !errors.Is(err, contract.ErrUnavailable) || !contract.Retryable(err) {
+			t.Fatalf("claim into a shard held by live claims: %v, want retryable unavailable", err)
+		}
+		if n := s.Len(); n != before {
+			t.Fatalf("the refused claim evicted %d records", before-n)
+		}
+	})
+}
+
 func TestMemoryStoreExpiryFreesSpace(t *testing.T) {
 	clk := storetest.NewFakeClock(time.Unix(0, 0))
 	s := newMemory(t, idempotency.MemoryConfig{MaxEntries: 100, Clock: clk})
