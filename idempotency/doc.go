@@ -84,9 +84,10 @@
 // retrying it would not change the answer; 5xx, 408, 425, 429 and 499
 // release the key so the client may retry, and so do panics and requests
 // whose context ended before a success was written. MiddlewareConfig.StoreStatus
-// changes the policy. A response larger than MaxResponseBytes reaches its
-// client unchanged but is not kept: duplicates get a 409 problem
-// idempotency.response_not_stored rather than a second execution.
+// changes the policy. A response larger than MaxResponseBytes, or one the
+// store refuses as too large, reaches its client unchanged but is not
+// kept: duplicates get a 409 problem idempotency.response_not_stored
+// rather than a second execution.
 //
 // # Security property: scopes
 //

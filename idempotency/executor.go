@@ -127,6 +127,7 @@ type Executor struct {
 	young      youngOps      // running operations not yet due a renewal timer of their own
 	shared     sharedClaimer // the store's copy-free Claim, when it has one
 	jsonCodec  bool          // codec is JSONCodec, whose decoding of plain types may be memoized
+	notStored  func() Result // what to record when the store refuses a result as too large
 }
 
 // sharedClaimer is implemented by stores of this package that can answer a
@@ -276,7 +277,18 @@ func newExecutor(cfg Config, name, component string) (*Executor, error) {
 		failOpen: cfg.FailOpen, storeError: cfg.StoreError, codec: cfg.Codec, clock: cfg.Clock, obs: obs,
 	}
 	e.young.sweep = e.sweep
+	e.notStored = func() Result {
+		res, _ := encodeError(errResultNotStored("the result of the first call with this key was too large to store; it was returned once"))
+		return res
+	}
 	return e, nil
+}
+
+// errResultNotStored is what duplicates get when the first call ran but
+// the store refused its result as too large: a permanent conflict, since
+// running the operation again is what the key exists to prevent.
+func errResultNotStored(detail string) *contract.Error {
+	return contract.New(contract.KindConflict, "idempotency.complete", detail).WithCode("idempotency.result_not_stored")
 }
 
 // Do runs fn at most once for key across every caller sharing e's store,
@@ -302,6 +314,10 @@ func newExecutor(cfg Config, name, component string) (*Executor, error) {
 //     succeeded, Do returns fn's value and nil error (fn ran; the failure is
 //     logged and counted as store_error); the key stays in progress until
 //     its lease expires, so duplicates are still held off for a while.
+//     When the store refuses the value as too large (contract.ErrTooLarge,
+//     e.g. over a MemoryStore shard's byte budget), Do records instead that
+//     the call ran: duplicates get a permanent KindConflict error with code
+//     "idempotency.result_not_stored", never a second run.
 //
 // fingerprint identifies the payload, e.g. Fingerprint of the request.
 //
@@ -465,8 +481,9 @@ func isPlain(t reflect.Type) bool {
 // value of type t back to an equal value, provided its strings are valid
 // UTF-8 (see exactJSONBytes): t is plain (see plainType); it and its parts
 // neither encode nor decode themselves; every struct field is exported,
-// not embedded, not dropped (`json:"-"`), not re-encoded (",string"), and
-// its JSON name differs from its siblings' even ignoring case (decoding
+// not embedded, not dropped (`json:"-"`, or ",omitzero" on a type with
+// its own IsZero method, which may call a non-zero value zero), not
+// re-encoded (",string"), and its JSON name differs from its siblings' even ignoring case (decoding
 // matches names case-insensitively). For such a t the value returned by
 // the first call can be memoized as the replay value at completion: a
 // replay from the in-memory store then returns exactly what a decoding
@@ -494,7 +511,10 @@ func isExact(t reflect.Type) bool {
 				return false
 			}
 			for o := range strings.SplitSeq(opts, ",") {
-				if o == "string" {
+				// ",string" re-encodes the value; ",omitzero" drops a
+				// value its own IsZero calls zero, which decodes to the
+				// zero value whatever it held.
+				if o == "string" || (o == "omitzero" && hasIsZero(f.Type)) {
 					return false
 				}
 			}
@@ -512,6 +532,16 @@ func isExact(t reflect.Type) bool {
 		}
 	}
 	return true
+}
+
+// isZeroer is the method encoding/json's omitzero consults.
+type isZeroer interface{ IsZero() bool }
+
+var isZeroerType = reflect.TypeFor[isZeroer]()
+
+// hasIsZero reports whether t or *t has an IsZero() bool method.
+func hasIsZero(t reflect.Type) bool {
+	return t.Implements(isZeroerType) || reflect.PointerTo(t).Implements(isZeroerType)
 }
 
 // exactJSONBytes reports whether an encoding holds no replaced string:
@@ -680,6 +710,14 @@ func (e *Executor) own(ctx context.Context, key Key, token uint64, seed **memo, 
 			cerr = e.shared.completeOwned(bg, key, token, res, sv)
 		} else {
 			cerr = e.store.Complete(bg, key, token, res)
+		}
+		if cerr != nil && errors.Is(cerr, contract.ErrTooLarge) && e.notStored != nil {
+			// Record that it ran, so that duplicates get a conflict
+			// rather than run it a second time.
+			if merr := e.store.Complete(bg, key, token, e.notStored()); merr == nil {
+				e.obs.note(ctx, oStoreError, slog.LevelWarn, "ran, but the result was too large to store: duplicates get a conflict", key, slog.String("error", cerr.Error()))
+				return res, ferr
+			}
 		}
 		switch {
 		case cerr == nil:

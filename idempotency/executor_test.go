@@ -371,6 +371,34 @@ func TestDoCompleteFailureReturnsValue(t *testing.T) {
 	}
 }
 
+// A value the store refuses as too large: the caller gets it, and
+// duplicates a permanent conflict, never a second run.
+func TestDoResultTooLargeToStore(t *testing.T) {
+	clk := storetest.NewFakeClock(epoch)
+	store := newMemory(t, idempotency.MemoryConfig{Clock: clk, MaxBytes: 16 << 10, MaxEntries: 16, Shards: 1})
+	ex, err := idempotency.New(idempotency.Config{Store: store, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := strings.Repeat("x", 32<<10)
+	runs := 0
+	fn := func(context.Context) (string, error) { runs++; return big, nil }
+	ctx := context.Background()
+	if v, err := idempotency.Do(ctx, ex, k1, "fp", fn); err != nil || v != big {
+		t.Fatalf("first call: %d bytes, %v; want its value", len(v), err)
+	}
+	for range 2 {
+		_, err := idempotency.Do(ctx, ex, k1, "fp", fn)
+		var ce *contract.Error
+		if !errors.As(err, &ce) || ce.Kind != contract.KindConflict || ce.Code != "idempotency.result_not_stored" || contract.Retryable(err) {
+			t.Fatalf("duplicate: %v, want a permanent conflict idempotency.result_not_stored", err)
+		}
+	}
+	if runs != 1 {
+		t.Fatalf("fn ran %d times", runs)
+	}
+}
+
 func TestDoCanceledContext(t *testing.T) {
 	env := newExec(t, nil)
 	ctx, cancel := context.WithCancel(context.Background())

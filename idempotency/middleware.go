@@ -63,8 +63,11 @@ type MiddlewareConfig struct {
 	// the request, typically from what authentication put on its context.
 	// Keys are stored per scope, so one caller can never replay, probe or
 	// block another's requests. Required: a single-caller service returns a
-	// constant. An error is written as a problem (a *contract.Error keeps
-	// its kind, anything else is 401); an empty scope is 401.
+	// constant. An error is written as a problem with the status of its
+	// kind as contract.KindOf tells it: a *contract.Error keeps its kind,
+	// a timeout (an identity lookup that timed out) is 504, a refused
+	// connection 503; an error KindOf cannot classify, and an empty
+	// scope, are 401 (code idempotency.no_scope).
 	Scope func(*http.Request) (string, error)
 	// Methods the middleware applies to; others pass through. Default POST and PATCH.
 	Methods []string
@@ -83,7 +86,9 @@ type MiddlewareConfig struct {
 	// response still reaches the first client unchanged, but is not kept:
 	// the key is completed with a 409 problem (code
 	// "idempotency.response_not_stored") that duplicates get, so the
-	// operation never runs twice. Default 1 MiB.
+	// operation never runs twice. The same happens when the store refuses
+	// a response as too large (a MemoryStore's per-shard byte budget).
+	// Default 1 MiB.
 	MaxResponseBytes int
 	// FingerprintHeaders are request headers included in the fingerprint
 	// besides method, path with query, and body. Default none.
@@ -151,6 +156,7 @@ func NewMiddleware(cfg MiddlewareConfig) (*Middleware, error) {
 	if err != nil {
 		return nil, err
 	}
+	ex.notStored = func() Result { return problemResult(errResponseNotStored()) }
 	m := &Middleware{
 		ex: ex, scope: cfg.Scope, optional: cfg.KeyOptional, strict: cfg.StrictKey,
 		maxKey: cfg.MaxKeyLength, maxBody: cfg.MaxBodyBytes, maxResp: cfg.MaxResponseBytes,
@@ -280,9 +286,7 @@ func (m *Middleware) outcome(ctx context.Context, rec *recorder) (Result, bool, 
 		return Result{}, false, nil
 	}
 	if rec.overflow {
-		return problemResult(contract.New(contract.KindConflict, "idempotency.http",
-			"the response to the first request with this key was too large to store; it was delivered once").
-			WithCode("idempotency.response_not_stored")), true, nil
+		return problemResult(errResponseNotStored()), true, nil
 	}
 	body := rec.buf
 	if cap(body)-len(body) > len(body)/8 {
@@ -505,6 +509,15 @@ func writeProblem(w http.ResponseWriter, r *http.Request, status int, err error)
 	w.Header().Set("Content-Type", contract.ProblemContentType)
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
+}
+
+// errResponseNotStored is what duplicates of a request get when its
+// response was too large to keep (over MaxResponseBytes, or refused by the
+// store as too large): a 409, never a second execution.
+func errResponseNotStored() error {
+	return contract.New(contract.KindConflict, "idempotency.http",
+		"the response to the first request with this key was too large to store; it was delivered once").
+		WithCode("idempotency.response_not_stored")
 }
 
 // problemResult renders err as a stored problem response.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -266,6 +267,28 @@ func TestMiddlewareResponseTooLarge(t *testing.T) {
 	}
 }
 
+// A response under MaxResponseBytes that the store refuses as too large
+// (over a MemoryStore shard's budget) is handled like one over
+// MaxResponseBytes: duplicates get 409, the handler runs once.
+func TestMiddlewareResponseRefusedByStore(t *testing.T) {
+	env := newMW(t, func(c *idempotency.MiddlewareConfig) {
+		c.Store = newMemory(t, idempotency.MemoryConfig{Clock: c.Clock, MaxBytes: 16 << 10, MaxEntries: 16, Shards: 1})
+	})
+	big := strings.Repeat("b", 32<<10)
+	h := env.mw.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		env.runs.Add(1)
+		_, _ = io.WriteString(w, big)
+	}))
+	first := serve(h, req("POST", "/p", "alice", "k", "{}"))
+	if first.Code != 200 || first.Body.String() != big {
+		t.Fatalf("first: %d, %d bytes: the client must get the whole response", first.Code, first.Body.Len())
+	}
+	second := serve(h, req("POST", "/p", "alice", "k", "{}"))
+	if second.Code != 409 || problemCode(t, second) != "idempotency.response_not_stored" || env.runs.Load() != 1 {
+		t.Fatalf("duplicate of a response the store refused: %d %s runs=%d", second.Code, second.Body, env.runs.Load())
+	}
+}
+
 // The security property: keys live per caller scope, so a caller can
 // neither replay nor probe (422/409) another caller's request.
 func TestMiddlewareScopeIsolation(t *testing.T) {
@@ -292,6 +315,31 @@ func TestMiddlewareScopeIsolation(t *testing.T) {
 	c2 := serve(h, req("POST", "/payments", "a", "b:c", `{}`))
 	if c2.Header().Get(idempotency.HeaderReplayed) != "" || c1.Body.String() == c2.Body.String() {
 		t.Fatal("scope a:b key c collided with scope a key b:c")
+	}
+}
+
+// Scope's errors become problems with the status of their kind; what
+// contract.KindOf cannot classify is 401. The handler never runs.
+func TestMiddlewareScopeErrors(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		err    error
+		status int
+		code   string
+	}{
+		{"unclassified", errors.New("token signature invalid"), 401, "idempotency.no_scope"},
+		{"contract error keeps its kind", contract.New(contract.KindForbidden, "auth", "key revoked").WithCode("auth.revoked"), 403, "auth.revoked"},
+		{"identity lookup timed out", fmt.Errorf("auth lookup: %w", context.DeadlineExceeded), 504, "timeout"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			env := newMW(t, func(cfg *idempotency.MiddlewareConfig) {
+				cfg.Scope = func(*http.Request) (string, error) { return "", c.err }
+			})
+			w := serve(env.mw.Wrap(env.paymentHandler()), req("POST", "/payments", "alice", "k", `{}`))
+			if w.Code != c.status || problemCode(t, w) != c.code || env.runs.Load() != 0 {
+				t.Fatalf("status %d code %q runs %d, want %d %q 0 (%s)", w.Code, problemCode(t, w), env.runs.Load(), c.status, c.code, w.Body)
+			}
+		})
 	}
 }
 

@@ -45,6 +45,21 @@ type withCaseTwins struct {
 	Id string `json:"ID"` //nolint:revive // two names that differ only in case, on purpose
 }
 
+// money is zero, to encoding/json's omitzero, whenever its amount is,
+// whatever its currency: a ",omitzero" field of it drops a currency.
+type money struct {
+	Amount   int64
+	Currency string
+}
+
+func (m money) IsZero() bool { return m.Amount == 0 }
+
+type withOmitZero struct {
+	ID  string `json:"id"`
+	Fee money  `json:"fee,omitzero"`
+	N   int64  `json:"n,omitzero"` // no IsZero of its own: exact
+}
+
 type inner struct{ A string }
 
 type withEmbedded struct {
@@ -130,6 +145,10 @@ func TestSeededReplayEqualsRoundTrip(t *testing.T) {
 	t.Run("names differing in case", func(t *testing.T) { checkReplays(t, withCaseTwins{ID: "a", Id: "b"}) })
 	t.Run("embedded struct", func(t *testing.T) { checkReplays(t, withEmbedded{inner: inner{A: "a"}, B: "b"}) })
 	t.Run("custom marshaler", func(t *testing.T) { checkReplays(t, withMarshaler{U: "abc"}) })
+	t.Run("omitzero with the type's own IsZero", func(t *testing.T) {
+		checkReplays(t, withOmitZero{ID: "a", Fee: money{Currency: "EUR"}})
+	})
+	t.Run("omitzero, zero values", func(t *testing.T) { checkReplays(t, withOmitZero{ID: "a"}) })
 }
 
 // The losing types above really differ from their round trip, so the
@@ -142,6 +161,7 @@ func TestSeedTestPremises(t *testing.T) {
 		{"unexported", withUnexported{ID: "a", secret: "s"}, roundTrip(t, withUnexported{ID: "a", secret: "s"})},
 		{"dropped", withDropped{ID: "a", Tmp: "t"}, roundTrip(t, withDropped{ID: "a", Tmp: "t"})},
 		{"marshaler", withMarshaler{U: "abc"}, roundTrip(t, withMarshaler{U: "abc"})},
+		{"omitzero", withOmitZero{Fee: money{Currency: "EUR"}}, roundTrip(t, withOmitZero{Fee: money{Currency: "EUR"}})},
 	} {
 		if reflect.DeepEqual(c.v, c.rt) {
 			t.Errorf("%s: the round trip equals the value; the test proves nothing", c.name)
