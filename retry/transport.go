@@ -32,7 +32,8 @@ type TransportConfig struct {
 	Base http.RoundTripper
 	// Policy decides waits, attempts, budget, logs and telemetry. Nil means
 	// New(Config{}). Its AttemptTimeout bounds each attempt until its
-	// response body is closed.
+	// response body is closed, the one attempt of a request that is never
+	// retried included.
 	Policy *Policy
 	// RetryStatuses are the response statuses retried. Default 429, 502,
 	// 503 and 504; each must be in [400, 599].
@@ -143,7 +144,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	hasBody := req.Body != nil && req.Body != http.NoBody
 	if !safe || (hasBody && req.GetBody == nil) {
-		return t.base.RoundTrip(req)
+		return t.once(req)
 	}
 	ctx := req.Context()
 	p := t.p
@@ -162,6 +163,23 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return resp, nil // gave up on a status: the caller reads the last answer
 	}
 	return nil, err
+}
+
+// once sends a request that must not be retried: one attempt, bounded by
+// the policy's AttemptTimeout until its response body is closed, as every
+// attempt is.
+func (t *Transport) once(req *http.Request) (*http.Response, error) {
+	if t.p.attemptTimeout <= 0 {
+		return t.base.RoundTrip(req)
+	}
+	ctx, cancel := context.WithDeadline(req.Context(), t.p.clock.Now().Add(t.p.attemptTimeout))
+	resp, err := t.base.RoundTrip(req.WithContext(ctx))
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
+	return resp, nil
 }
 
 // attempts is the state of one RoundTrip.

@@ -221,6 +221,48 @@ func TestTransportUnsafeRequestsGetOneAttempt(t *testing.T) {
 	}
 }
 
+// A request that gets one attempt gets the policy's AttemptTimeout all
+// the same, until its body is closed: the calls that cannot be retried
+// are the last that should hang.
+func TestTransportOneAttemptHasAttemptTimeout(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		req  func() *http.Request
+	}{
+		{"POST without key", func() *http.Request {
+			r, _ := http.NewRequest(http.MethodPost, "http://dep.test/", strings.NewReader("x"))
+			return r
+		}},
+		{"PUT with a body that cannot be rewound", func() *http.Request {
+			r, _ := http.NewRequest(http.MethodPut, "http://dep.test/", strings.NewReader("x"))
+			r.GetBody = nil
+			return r
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			clk := retrytest.NewClock()
+			base := &scripted{steps: []step{{status: 200, body: "ok"}}}
+			tr := newTransport(t, base, clk, retry.TransportConfig{}, retry.Config{AttemptTimeout: time.Second})
+			resp, err := tr.RoundTrip(tt.req())
+			if err != nil || len(base.seen) != 1 {
+				t.Fatalf("RoundTrip = %v, %v after %d attempts", resp, err, len(base.seen))
+			}
+			actx := base.seen[0].ctx
+			if _, ok := actx.Deadline(); !ok {
+				t.Fatal("the single attempt ran without the policy's AttemptTimeout")
+			}
+			if actx.Err() != nil {
+				t.Fatal("attempt context ended before the body was read")
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if string(b) != "ok" || actx.Err() == nil {
+				t.Errorf("body %q; attempt context after Close: %v (want canceled)", b, actx.Err())
+			}
+		})
+	}
+}
+
 func TestTransportIdempotencyKey(t *testing.T) {
 	t.Run("caller's key, body rewound", func(t *testing.T) {
 		clk := retrytest.NewClock()
