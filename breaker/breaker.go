@@ -167,7 +167,9 @@ func (b *Breaker) now() int64 {
 }
 
 // State returns the current state. An open breaker whose delay has passed
-// reports StateHalfOpen: its next call is a probe.
+// reports StateHalfOpen: its next call is a probe (or StateClosed in the
+// race Trip describes, where a probe that completed as it was tripped
+// closed it).
 func (b *Breaker) State() State {
 	switch b.forced.Load() {
 	case forcedOpen:
@@ -175,11 +177,8 @@ func (b *Breaker) State() State {
 	case forcedClosed:
 		return StateForcedClosed
 	}
-	if u := b.openUntil.Load(); u != 0 {
-		if b.now() < u {
-			return StateOpen
-		}
-		return StateHalfOpen
+	if u := b.openUntil.Load(); u != 0 && b.now() < u {
+		return StateOpen
 	}
 	switch b.cb.State() {
 	case gobreaker.StateClosed:
@@ -191,7 +190,10 @@ func (b *Breaker) State() State {
 
 // Counts returns the counts of the current window (closed) or of the
 // current half-open period.
-func (b *Breaker) Counts() Counts { return countsOf(b.cb.Counts()) }
+func (b *Breaker) Counts() Counts {
+	b.cb.State() // gobreaker ages its window out on State, not on Counts
+	return countsOf(b.cb.Counts())
+}
 
 // RetryAfter returns how long until the breaker lets a probe through: zero
 // when it is closed or half-open.
@@ -257,8 +259,8 @@ func (b *Breaker) exec(ctx context.Context, run func() Outcome) error {
 	case forcedOpen:
 		b.record(ctx, Rejected)
 		return b.rejectErr(CodeOpen, errOpenState, b.cfg.OpenTimeout)
-	default: // forced closed: run uncounted by the breaker
-		b.record(ctx, run())
+	default: // forced closed: run uncounted by the breaker, in metrics only
+		b.count(ctx, run())
 		return nil
 	}
 	if u := b.openUntil.Load(); u != 0 {
@@ -300,7 +302,16 @@ func (b *Breaker) exec(ctx context.Context, run func() Outcome) error {
 		if b.slow != 0 && o != Ignore && b.now()-start > b.slow {
 			o = Slow
 		}
+		// An open delay set while this call ran is a trip. Either it
+		// started a new gobreaker generation, which discards this result
+		// anyway, or it was a Trip that found the half-open probes taken
+		// (see Trip): this probe belongs to the state before it, so
+		// gobreaker must not close or reopen on its result.
+		held := b.openUntil.Load() != 0
 		b.record(ctx, o)
+		if held {
+			return struct{}{}, errIgnore
+		}
 		switch o {
 		case Success:
 			return struct{}{}, nil
@@ -326,12 +337,19 @@ func (b *Breaker) exec(ctx context.Context, run func() Outcome) error {
 }
 
 // endOpenDelay clears the open delay u; the caller that clears it reports
-// the transition to half-open, so it is reported once.
+// the transition to half-open, so it is reported once. When gobreaker closed
+// during the delay (a probe completed as a Trip held it open: see
+// onGobreakerChange) the breaker closes instead.
 func (b *Breaker) endOpenDelay(ctx context.Context, u int64, reason string) {
+	t := Transition{Name: b.name, From: StateOpen, To: StateHalfOpen, Reason: reason}
+	if b.cb.State() == gobreaker.StateClosed {
+		t.To = StateClosed
+		t.Reason = "open delay ended: " + strconv.Itoa(b.cfg.HalfOpenProbes) + " probes had succeeded as it was tripped"
+	}
 	b.pmu.Lock() // clear and queue atomically, so the report keeps state order
 	ok := b.openUntil.CompareAndSwap(u, 0)
 	if ok {
-		b.queue = append(b.queue, queued{ctx: ctx, t: Transition{Name: b.name, From: StateOpen, To: StateHalfOpen, Reason: reason}})
+		b.queue = append(b.queue, queued{ctx: ctx, t: t})
 		b.pending.Add(1)
 	}
 	b.pmu.Unlock()
@@ -402,27 +420,59 @@ func (b *Breaker) onGobreakerChange(_ string, from, to gobreaker.State) {
 			t.From = StateHalfOpen
 			t.Reason = "probe failed"
 		}
-		// Set the delay and queue the report together: no caller can end
-		// this delay (endOpenDelay, under pmu) before its opening is queued.
 		b.pmu.Lock()
-		b.openUntil.Store(b.now() + int64(d))
-		b.queue = append(b.queue, queued{t: t})
-		b.pending.Add(1)
+		b.openLocked(b.now()+int64(d), queued{t: t})
 		b.pmu.Unlock()
 	case gobreaker.StateClosed:
 		b.trips = 0
 		t := Transition{Name: b.name, From: stateOf(from), To: StateClosed,
 			Reason: strconv.Itoa(b.cfg.HalfOpenProbes) + " probes succeeded"}
 		b.pmu.Lock()
-		if u := b.openUntil.Load(); u != 0 && b.now() >= u {
-			b.openUntil.CompareAndSwap(u, 0)
+		report := true
+		if u := b.openUntil.Load(); u != 0 {
+			// A Trip landed as the last probe completed (exec ignores the
+			// probes a Trip held off): the breaker was reported open. It
+			// stays open while the delay lasts, without a report, and
+			// endOpenDelay reports open > closed when the delay ends.
+			report = b.now() >= u && b.openUntil.CompareAndSwap(u, 0)
+			t.From = StateOpen
 		}
-		b.queue = append(b.queue, queued{t: t})
-		b.pending.Add(1)
+		if report {
+			b.queue = append(b.queue, queued{t: t})
+			b.pending.Add(1)
+		}
 		b.pmu.Unlock()
 	}
 	// gobreaker's open -> half-open is reported by exec when the open delay
 	// on b's clock has elapsed.
+}
+
+// openLocked opens the breaker by delay until until and queues q, which
+// reports it; pmu must be held, so no caller ends the delay (endOpenDelay)
+// before its opening is queued. A breaker already open by delay stays open:
+// a Trip held its half-open probes off and one of them failed as it landed,
+// or another Trip won the race. Then nothing changed state, so nothing is
+// reported, and the later deadline stands: a failed probe never shortens an
+// operator's Trip.
+func (b *Breaker) openLocked(until int64, q queued) {
+	if b.openUntil.Load() != 0 {
+		b.extendOpen(until)
+		return
+	}
+	b.openUntil.Store(until)
+	b.queue = append(b.queue, q)
+	b.pending.Add(1)
+}
+
+// extendOpen moves the open deadline to until when that is later; it does
+// nothing when the delay was ended meanwhile.
+func (b *Breaker) extendOpen(until int64) {
+	for {
+		u := b.openUntil.Load()
+		if u == 0 || u >= until || b.openUntil.CompareAndSwap(u, until) {
+			return
+		}
+	}
 }
 
 func stateOf(s gobreaker.State) State {
@@ -486,14 +536,21 @@ func (b *Breaker) drain(ctx context.Context, q []queued) {
 }
 
 // Trip opens the breaker now, as if it had tripped, for openFor (zero means
-// the delay of the next consecutive trip), giving reason in the logged
-// transition. An operator uses it to isolate a dependency for a while;
-// breaker/redisstate uses it to apply a trip seen by another instance.
+// the delay of the next consecutive trip; at most a year), giving reason in
+// the logged transition. An operator uses it to isolate a dependency for a
+// while; breaker/redisstate uses it to apply a trip seen by another instance.
 // Tripping an open breaker extends its delay to openFor when that is longer.
+//
+// Tripping a half-open breaker whose probes are in flight opens it for
+// openFor (zero: OpenTimeout) all the same. The probes run to their end but
+// their results are ignored, as are those of any call that started in an
+// earlier state: whether they succeed or fail, the breaker stays open for
+// the whole delay, then probes again. Only a probe that had completed as the
+// Trip landed still counts: if it failed, the later of the two delays
+// stands; if it closed the breaker, the breaker stays open for the delay and
+// then closes, reported as open > closed.
 func (b *Breaker) Trip(ctx context.Context, openFor time.Duration, reason string) {
-	if openFor < 0 {
-		openFor = 0
-	}
+	openFor = min(max(openFor, 0), maxOpen) // keeps now+openFor from overflowing
 	if reason == "" {
 		reason = "tripped by operator"
 	}
@@ -502,9 +559,7 @@ func (b *Breaker) Trip(ctx context.Context, openFor time.Duration, reason string
 	if u := b.openUntil.Load(); u != 0 {
 		if b.now() < u {
 			if openFor > 0 {
-				if nu := b.now() + int64(openFor); nu > u {
-					b.openUntil.CompareAndSwap(u, nu)
-				}
+				b.extendOpen(b.now() + int64(openFor))
 			}
 			return
 		}
@@ -521,9 +576,7 @@ func (b *Breaker) Trip(ctx context.Context, openFor time.Duration, reason string
 			d = b.cfg.OpenTimeout
 		}
 		b.pmu.Lock()
-		b.openUntil.Store(b.now() + int64(d))
-		b.queue = append(b.queue, queued{ctx: ctx, t: Transition{Name: b.name, From: StateHalfOpen, To: StateOpen, Reason: reason, OpenFor: d}})
-		b.pending.Add(1)
+		b.openLocked(b.now()+int64(d), queued{ctx: ctx, t: Transition{Name: b.name, From: StateHalfOpen, To: StateOpen, Reason: reason, OpenFor: d}})
 		b.pmu.Unlock()
 	}
 	b.flush(ctx)
@@ -562,7 +615,9 @@ func (b *Breaker) ForceOpen(ctx context.Context, reason string) {
 }
 
 // ForceClosed lets every call through uncounted until Reset, whatever the
-// failures: for an operator who knows better than the breaker.
+// failures: for an operator who knows better than the breaker. The calls are
+// not reported to Config.OnCall either (only to the metrics), so
+// breaker/redisstate does not share them with other instances.
 func (b *Breaker) ForceClosed(ctx context.Context, reason string) {
 	from := b.State()
 	if from == StateForcedClosed {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -398,6 +399,136 @@ func TestTripAndProbe(t *testing.T) {
 	}
 }
 
+// ForceClosed lets calls through uncounted: Config.OnCall, through which
+// breaker/redisstate shares counts, does not see them either; the metrics do.
+func TestForceClosedCallsAreInMetricsOnly(t *testing.T) {
+	rec := &recorder{sums: map[string]int64{}}
+	var onCall []breaker.Outcome
+	b, err := breaker.New(breaker.Config{Name: "pay", MeterProvider: rec, MinCalls: 3, Window: time.Hour,
+		OnCall: func(_ context.Context, o breaker.Outcome) { onCall = append(onCall, o) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	b.ForceClosed(ctx, "operator: failures expected during migration")
+	for range 5 {
+		_ = b.Execute(ctx, func(context.Context) error { return errDown })
+	}
+	if len(onCall) != 0 {
+		t.Fatalf("OnCall saw forced-closed calls: %v", onCall)
+	}
+	if m := rec.collect(); m["sadpath.breaker.calls{breaker.name=pay,outcome=failure}"] != 5 {
+		t.Fatalf("forced-closed calls missing from the metrics: %v", m)
+	}
+	b.Reset(ctx)
+	_ = b.Execute(ctx, func(context.Context) error { return errDown })
+	if len(onCall) != 1 || onCall[0] != breaker.Failure {
+		t.Fatalf("OnCall after Reset: %v, want [failure]", onCall)
+	}
+}
+
+// Trip takes any duration: one too long to add to the clock ("until further
+// notice") opens the breaker for a year, the longest open delay.
+func TestTripCapsOpenForAtAYear(t *testing.T) {
+	const year = 365 * 24 * time.Hour
+	h := newHarness(t, breaker.Config{})
+	ctx := context.Background()
+	h.clock.Advance(time.Hour) // the breaker has lived a while: now+MaxInt64 overflows
+	h.b.Trip(ctx, time.Duration(math.MaxInt64), "maintenance")
+	h.wantState(breaker.StateOpen)
+	if ra := h.b.RetryAfter(); ra != year {
+		t.Fatalf("RetryAfter = %v, want %v", ra, year)
+	}
+	if tr := h.trans[0]; tr.OpenFor != year {
+		t.Fatalf("transition %+v, want open for %v", tr, year)
+	}
+	h.clock.Advance(year - time.Nanosecond)
+	h.wantState(breaker.StateOpen)
+	h.clock.Advance(time.Nanosecond)
+	h.wantState(breaker.StateHalfOpen)
+
+	// Extending an open breaker is capped alike.
+	h2 := newHarness(t, breaker.Config{})
+	h2.clock.Advance(time.Hour)
+	h2.b.Trip(ctx, time.Minute, "incident")
+	h2.b.Trip(ctx, time.Duration(math.MaxInt64), "maintenance")
+	if ra := h2.b.RetryAfter(); ra != year {
+		t.Fatalf("RetryAfter after extending = %v, want %v", ra, year)
+	}
+}
+
+// Trip on a half-open breaker whose probe is in flight cannot trip gobreaker
+// (the probe slots are taken): it opens by delay alone. The operator's delay
+// must stand whatever the probe returns, and the reported transitions must
+// follow State(). A probe still running when the Trip lands is ignored, and
+// the breaker probes again after the delay; one that had completed (the
+// Trip comes from OnCall, before gobreaker counts the result) counts.
+func TestTripWhileProbeInFlight(t *testing.T) {
+	const hold = time.Hour
+	for _, tc := range []struct {
+		name      string
+		probe     error
+		completed bool   // the probe had returned when the Trip landed
+		afterHold string // transitions reported by a call after the delay
+	}{
+		{"running/succeeds", nil, false, "open>half_open half_open>closed"},
+		{"running/fails", errDown, false, "open>half_open half_open>closed"},
+		{"completed/succeeded", nil, true, "open>closed"},
+		{"completed/failed", errDown, true, "open>half_open half_open>closed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			var b *breaker.Breaker
+			trip := func() { b.Trip(ctx, hold, "operator: maintenance") }
+			var onCall func()
+			h := newHarness(t, breaker.Config{HalfOpenProbes: 1, MinCalls: 1,
+				OnCall: func(context.Context, breaker.Outcome) {
+					if onCall != nil {
+						f := onCall
+						onCall = nil
+						f()
+					}
+				}})
+			b = h.b
+			_ = h.call(errDown) // trips for 10s
+			h.clock.Advance(time.Minute)
+			if tc.completed {
+				onCall = trip
+				_ = h.call(tc.probe)
+			} else {
+				started, release := make(chan struct{}), make(chan struct{})
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					_ = b.Execute(ctx, func(context.Context) error { close(started); <-release; return tc.probe })
+				}()
+				<-started
+				trip()
+				close(release)
+				<-done
+			}
+			h.wantState(breaker.StateOpen)
+			if ra := b.RetryAfter(); ra != hold {
+				t.Fatalf("RetryAfter = %v, want the Trip's %v (transitions %s)", ra, hold, h.path())
+			}
+			const before = "closed>open open>half_open half_open>open"
+			if got := h.path(); got != before {
+				t.Fatalf("transitions %q, want %q", got, before)
+			}
+			h.clock.Advance(hold - time.Nanosecond)
+			h.wantState(breaker.StateOpen)
+			h.clock.Advance(time.Nanosecond)
+			if err := h.call(nil); err != nil {
+				t.Fatalf("call after the delay: %v", err)
+			}
+			h.wantState(breaker.StateClosed)
+			if got, want := h.path(), before+" "+tc.afterHold; got != want {
+				t.Fatalf("transitions %q, want %q", got, want)
+			}
+		})
+	}
+}
+
 func TestPanicCountsAsFailureAndRepanics(t *testing.T) {
 	h := newHarness(t, breaker.Config{MinCalls: 3, FailureRatio: 1})
 	for i := range 3 {
@@ -532,6 +663,24 @@ func TestRollingWindowForgetsOldFailures(t *testing.T) {
 	h.wantState(breaker.StateClosed)
 	if c := h.b.Counts(); c.Failures != 1 {
 		t.Fatalf("counts after the window rolled: %+v", c)
+	}
+}
+
+// Counts follows the rolling window: once the window has passed, the calls
+// counted in it are gone even when no call came since.
+func TestCountsForgetPassedWindow(t *testing.T) {
+	// gobreaker counts the window on the system clock: a short real window.
+	const window = 20 * time.Millisecond
+	h := newHarness(t, breaker.Config{Window: window, Buckets: 2, MinCalls: 100})
+	for range 5 {
+		_ = h.call(errDown)
+	}
+	if c := h.b.Counts(); c.Failures != 5 {
+		t.Fatalf("counts %+v, want 5 failures", c)
+	}
+	time.Sleep(3 * window)
+	if c := h.b.Counts(); c.Requests != 0 || c.Failures != 0 {
+		t.Fatalf("counts %+v after the window passed, want zero", c)
 	}
 }
 

@@ -90,9 +90,10 @@ type Config struct {
 	// locks are released, with the context of the call that caused it (or
 	// of the operator call: ForceOpen, Trip …). Keep it fast.
 	OnStateChange func(ctx context.Context, t Transition)
-	// OnCall is called after every call that ran (not for rejected calls)
-	// with its outcome. Nil costs nothing. Used by breaker/redisstate to
-	// share counts.
+	// OnCall is called with its outcome after every call the breaker
+	// counted: every call that ran, except those ForceClosed lets through
+	// uncounted (they are in the metrics only); never for rejected calls.
+	// Nil costs nothing. Used by breaker/redisstate to share counts.
 	OnCall func(ctx context.Context, o Outcome)
 
 	// Logger receives one decision record per state change (see

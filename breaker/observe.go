@@ -66,11 +66,16 @@ func newInstruments(b *Breaker, mp metric.MeterProvider) (*instruments, error) {
 	return in, nil
 }
 
-// record counts one call outcome in metrics and tells Config.OnCall.
-func (b *Breaker) record(ctx context.Context, o Outcome) {
+// count counts one call outcome in metrics.
+func (b *Breaker) count(ctx context.Context, o Outcome) {
 	if b.inst != nil {
 		b.inst.calls.Add(ctx, 1, b.inst.byOutcome[o]...)
 	}
+}
+
+// record counts one call outcome in metrics and tells Config.OnCall.
+func (b *Breaker) record(ctx context.Context, o Outcome) {
+	b.count(ctx, o)
 	if o != Rejected && b.cfg.OnCall != nil {
 		b.cfg.OnCall(ctx, o)
 	}

@@ -32,7 +32,11 @@
 //   - Trips: when the local breaker opens on its own counts (or a probe
 //     fails), the open state and its delay are written and published at once
 //     on a Redis channel; the other instances open for the same remaining
-//     delay.
+//     delay. A trip, local or by the shared window, clears the shared
+//     window, and an instance whose breaker opens drops the counts it has
+//     not merged yet: the failures before a trip decided it, and must not
+//     count against the recovery. Calls that ForceClosed lets through are
+//     counted nowhere, locally or shared.
 //   - Recovery: when the local breaker closes after its probes succeeded,
 //     that is published; the other instances end their open delay and probe
 //     for themselves (they do not close blindly).
@@ -40,7 +44,9 @@
 // Every message carries an epoch that grows with each shared change, so old
 // or echoed messages are ignored; the periodic merge re-reads the shared
 // state, so an instance that missed a message (reconnecting subscription)
-// catches up within one SyncInterval.
+// catches up within one SyncInterval. An epoch is at least Redis's time in
+// milliseconds, so epochs keep growing even when Redis loses the state (a
+// restart without persistence, a failover to a lagging replica).
 //
 // # Consistency trade-off
 //

@@ -7,6 +7,12 @@ import "github.com/redis/go-redis/v9"
 // the state hash is base..":state", window buckets base..":w:<n>", and the
 // channel base..":events". Time is Redis's (TIME), so instances with skewed
 // clocks agree on the window and the open deadline.
+//
+// Every change of the shared state gets a new epoch, max(stored epoch + 1,
+// TIME in ms): it grows with each change, and keeps growing when Redis lost
+// the state hash (a restart without persistence, a failover to a lagging
+// replica, FLUSHDB), so instances that saw the old epochs do not ignore the
+// new ones.
 
 // syncScript merges one instance's counts since its last sync into the
 // shared rolling window, trips the shared state when the window's failure
@@ -39,7 +45,7 @@ for i = 0, nb - 1 do
   f = f + (tonumber(v[2]) or 0)
 end
 if (state ~= 'open' or untilms <= now) and (ds + df) > 0 and s + f >= tonumber(ARGV[5]) and f >= tonumber(ARGV[6]) * (s + f) then
-  epoch = epoch + 1
+  epoch = math.max(epoch + 1, now)
   state = 'open'
   untilms = now + tonumber(ARGV[7])
   redis.call('HSET', base .. ':state', 'state', 'open', 'until', untilms, 'epoch', epoch, 'origin', ARGV[8])
@@ -52,16 +58,20 @@ return {state, remaining, epoch, s, f}
 `)
 
 // openScript records that an instance's breaker opened for ARGV[1] ms
-// (keeping a later deadline already stored), clears the window and
-// publishes. Returns the new epoch. ARGV: open ms, origin.
+// (keeping a later deadline already stored), clears the window as
+// syncScript's own trip does (the counts before the trip decided it) and
+// publishes. Returns the new epoch. ARGV: open ms, origin, bucket ms,
+// buckets.
 var openScript = redis.NewScript(`
 local base = KEYS[1]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local st = redis.call('HMGET', base .. ':state', 'until', 'epoch')
 local untilms = math.max(tonumber(st[1]) or 0, now + tonumber(ARGV[1]))
-local epoch = (tonumber(st[2]) or 0) + 1
+local epoch = math.max((tonumber(st[2]) or 0) + 1, now)
 redis.call('HSET', base .. ':state', 'state', 'open', 'until', untilms, 'epoch', epoch, 'origin', ARGV[2])
+local cur = math.floor(now / tonumber(ARGV[3]))
+for i = 0, tonumber(ARGV[4]) - 1 do redis.call('DEL', base .. ':w:' .. (cur - i)) end
 redis.call('PUBLISH', base .. ':events', 'open|' .. epoch .. '|' .. (untilms - now) .. '|' .. ARGV[2])
 return epoch
 `)
@@ -70,7 +80,9 @@ return epoch
 // Returns the new epoch. ARGV: origin.
 var closeScript = redis.NewScript(`
 local base = KEYS[1]
-local epoch = (tonumber(redis.call('HGET', base .. ':state', 'epoch')) or 0) + 1
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local epoch = math.max((tonumber(redis.call('HGET', base .. ':state', 'epoch')) or 0) + 1, now)
 redis.call('HSET', base .. ':state', 'state', 'closed', 'until', 0, 'epoch', epoch, 'origin', ARGV[1])
 redis.call('PUBLISH', base .. ':events', 'closed|' .. epoch .. '|0|' .. ARGV[1])
 return epoch

@@ -235,8 +235,15 @@ func (s *Shared) onCall(o breaker.Outcome) {
 }
 
 // onLocalChange queues a local open or close for publishing; transitions
-// applied from the shared state are not echoed back.
+// applied from the shared state are not echoed back. When the local breaker
+// opens, the counts not merged yet are dropped: they are from before the
+// trip, which clears the shared window (openScript, syncScript), and merged
+// after it they would count against the recovery.
 func (s *Shared) onLocalChange(t breaker.Transition) {
+	if t.To == breaker.StateOpen {
+		s.succ.Store(0)
+		s.fail.Store(0)
+	}
 	if len(t.Reason) >= len(peerPrefix) && t.Reason[:len(peerPrefix)] == peerPrefix {
 		return
 	}
@@ -300,7 +307,7 @@ func (s *Shared) publish(t breaker.Transition) {
 	)
 	if t.To == breaker.StateOpen {
 		ms := max(1, t.OpenFor.Milliseconds())
-		epoch, err = openScript.Run(ctx, s.client, []string{s.base}, ms, s.id).Int64()
+		epoch, err = openScript.Run(ctx, s.client, []string{s.base}, ms, s.id, s.bucketMs, s.buckets).Int64()
 	} else {
 		epoch, err = closeScript.Run(ctx, s.client, []string{s.base}, s.id).Int64()
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -89,6 +90,42 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// subscribed waits until n instances listen on name's channel.
+func subscribed(t *testing.T, c redis.UniversalClient, name string, n int64) {
+	t.Helper()
+	channel := testPrefix + "{" + name + "}:events"
+	eventually(t, "the instances are subscribed", func() bool {
+		m, err := c.PubSubNumSub(context.Background(), channel).Result()
+		return err == nil && m[channel] >= n
+	})
+}
+
+// window returns the successes and failures in name's shared window.
+func window(t *testing.T, c redis.UniversalClient, name string) (succ, fail int64) {
+	t.Helper()
+	ctx := context.Background()
+	keys, err := c.Keys(ctx, testPrefix+"{"+name+"}:w:*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		v, err := c.HMGet(ctx, k, "s", "f").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, p := range []*int64{&succ, &fail} {
+			if str, ok := v[i].(string); ok {
+				n, err := strconv.ParseInt(str, 10, 64)
+				if err != nil {
+					t.Fatal(err)
+				}
+				*p += n
+			}
+		}
+	}
+	return succ, fail
 }
 
 func fail(b *breaker.Breaker) error {
@@ -404,5 +441,121 @@ func TestLateInstanceCatchesUpFromSharedState(t *testing.T) {
 	eventually(t, "b catches up", func() bool { return b.Breaker().State() == breaker.StateOpen })
 	if ra := b.Breaker().RetryAfter(); ra <= 30*time.Second || ra > time.Minute {
 		t.Fatalf("b open for %v, want the remainder of a's minute", ra)
+	}
+}
+
+// A trip clears the shared window, and the counts merged before it or
+// counted locally before it are not merged after it: once the breaker has
+// recovered, the failures that tripped it cannot trip it again.
+func TestFailuresBeforeATripDoNotRetripTheRecovery(t *testing.T) {
+	c, _ := client(t)
+	name := uniqueName(t)
+	var mu sync.Mutex
+	var path []string
+	s := newShared(t, c, name, "a", breaker.Config{MinCalls: 4, HalfOpenProbes: 1,
+		OpenTimeout: 100 * time.Millisecond, MaxOpenTimeout: 100 * time.Millisecond,
+		OnStateChange: func(_ context.Context, tr breaker.Transition) {
+			mu.Lock()
+			path = append(path, tr.From.String()+">"+tr.To.String()+" ("+tr.Reason+")")
+			mu.Unlock()
+		}})
+	b := s.Breaker()
+	for range 3 {
+		_ = fail(b)
+	}
+	eventually(t, "3 failures are merged, below MinCalls", func() bool {
+		_, f := window(t, c, name)
+		return f == 3
+	})
+	_ = fail(b) // the 4th trips the local breaker, which publishes the trip
+	if st := b.State(); st != breaker.StateOpen {
+		t.Fatalf("local breaker %v", st)
+	}
+	eventually(t, "the open delay ends", func() bool { return b.State() == breaker.StateHalfOpen })
+	if err := ok(b); err != nil {
+		t.Fatal(err)
+	}
+	if st := b.State(); st != breaker.StateClosed {
+		t.Fatalf("after the probe: %v", st)
+	}
+	// The merge of the probe's success is the one that would re-trip on
+	// stale failures (a trip by the shared window would clear it again).
+	eventually(t, "the window holds the probe's success alone", func() bool {
+		succ, f := window(t, c, name)
+		return succ == 1 && f == 0
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if b.State() != breaker.StateClosed || len(path) != 3 {
+		t.Fatalf("state %v, transitions:\n%s", b.State(), strings.Join(path, "\n"))
+	}
+}
+
+// ForceClosed lets calls through uncounted: they must not reach the shared
+// window and trip the other instances.
+func TestForcedClosedCallsDoNotTripPeers(t *testing.T) {
+	c, _ := client(t)
+	name := uniqueName(t)
+	cfg := breaker.Config{MinCalls: 4, OpenTimeout: time.Minute, HalfOpenProbes: 1}
+	a := newShared(t, c, name, "a", cfg)
+	b := newShared(t, c, name, "b", cfg)
+	subscribed(t, c, name, 2)
+	ctx := context.Background()
+	a.Breaker().ForceClosed(ctx, "operator: failures expected during migration")
+	for range 4 {
+		_ = fail(a.Breaker())
+	}
+	a.Breaker().Reset(ctx)
+	// A counted call after them: once it is merged, so would they have been.
+	if err := ok(a.Breaker()); err != nil {
+		t.Fatalf("a after Reset: %v", err)
+	}
+	eventually(t, "a's counted call is merged", func() bool {
+		s, _ := window(t, c, name)
+		return s == 1
+	})
+	if _, f := window(t, c, name); f != 0 {
+		t.Fatalf("%d forced-closed failures in the shared window", f)
+	}
+	if st := b.Breaker().State(); st != breaker.StateClosed {
+		t.Fatalf("b is %v", st)
+	}
+}
+
+// Redis loses the shared state (a restart without persistence, a failover to
+// a lagging replica, FLUSHDB): the epochs of the changes after it must still
+// be newer than those the instances saw before it.
+func TestEpochsKeepGrowingAfterSharedStateLoss(t *testing.T) {
+	c, _ := client(t)
+	name := uniqueName(t)
+	ctx := context.Background()
+	key := testPrefix + "{" + name + "}:state"
+	// The shared state has changed up to now, and a has read its epoch.
+	now, err := c.Time(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.HSet(ctx, key, "state", "closed", "until", 0, "epoch", now.UnixMilli(), "origin", "x")
+	a := newShared(t, c, name, "a", breaker.Config{MinCalls: 2, HalfOpenProbes: 1})
+	if err := ok(a.Breaker()); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a merged (and read the state) after its call", func() bool {
+		s, _ := window(t, c, name)
+		return s == 1
+	})
+	c.Del(ctx, key) // Redis loses the state
+
+	b := newShared(t, c, name, "b", breaker.Config{MinCalls: 2, OpenTimeout: time.Minute, HalfOpenProbes: 1})
+	subscribed(t, c, name, 2)
+	_ = fail(b.Breaker())
+	_ = fail(b.Breaker()) // b trips for a minute and publishes it
+	if st := b.Breaker().State(); st != breaker.StateOpen {
+		t.Fatalf("b: %v", st)
+	}
+	eventually(t, "a follows b's trip", func() bool { return a.Breaker().State() == breaker.StateOpen })
+	epoch, err := c.HGet(ctx, key, "epoch").Int64()
+	if err != nil || epoch <= now.UnixMilli() {
+		t.Fatalf("epoch after the loss %d (%v), want > %d", epoch, err, now.UnixMilli())
 	}
 }
