@@ -45,6 +45,14 @@ TimeoutReject settles the held events with ErrGap for redelivery. The timeout
 is checked whenever the subject is processed and by Guard.Sweep, which
 adapters call periodically. A full buffer rejects the event with ErrGap.
 
+The wait starts when the gap opens, and starts again whenever it reopens:
+when the missing event does arrive but fails (its ApplyFunc or the State
+returns an error), directly or released from the hold, the caller will
+redeliver it, so the events held behind it wait a full HoldTimeout from that
+failure. A timeout therefore skips only sequences that went unseen, or kept
+failing without a redelivery, for HoldTimeout; never an event that has just
+failed and is about to be retried.
+
 # State
 
 The last applied sequence of each subject lives behind the State interface:

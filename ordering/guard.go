@@ -2,8 +2,10 @@ package ordering
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/sadpath/sadpath/contract"
@@ -53,7 +55,8 @@ const (
 )
 
 // TimeoutAction says what happens to held events once the oldest of a
-// subject has waited HoldTimeout.
+// subject has waited HoldTimeout (see Config.HoldTimeout for when the wait
+// starts).
 type TimeoutAction uint8
 
 const (
@@ -61,6 +64,12 @@ const (
 	// decision, records the sequence before the lowest held one as applied
 	// and applies the held events in order. Events of the skipped sequences
 	// that arrive later are stale. It is the default.
+	//
+	// When the State refuses the skip with an error of KindInvalid (it
+	// cannot record that sequence: see BoundedState), retrying would never
+	// succeed: the held events from the lowest on are settled with that
+	// error, a permanent one. After any other State error they stay held
+	// and the next Process or Sweep of the subject tries again.
 	TimeoutSkip TimeoutAction = iota
 	// TimeoutReject settles every held event of the subject with ErrGap, so
 	// the caller redelivers them later.
@@ -82,8 +91,14 @@ type Config struct {
 	// with ErrGap.
 	MaxHeld int
 
-	// HoldTimeout is how long a held event waits for the missing ones. Zero
-	// means 30s.
+	// HoldTimeout is how long held events wait for the missing ones. Zero
+	// means 30s. The wait of a subject's held events starts when the gap
+	// before them opens: when the first of them is held, and again each
+	// time the missing event is delivered but fails (its ApplyFunc or the
+	// State returns an error, whether it came directly or was released from
+	// the hold). A failed event thus always has a full HoldTimeout for its
+	// redelivery before TimeoutSkip gives up on it: choose a HoldTimeout
+	// longer than the caller's retry delay.
 	HoldTimeout time.Duration
 
 	// OnTimeout is what happens when HoldTimeout passes. The zero value is
@@ -115,9 +130,10 @@ type ApplyFunc func(ctx context.Context, ev *contract.Event) error
 
 // SettleFunc is called once for every held delivery, when its fate is
 // decided: applied (Decision Apply, or Duplicate/Stale when another delivery
-// of it got there first) with err nil, failed with the ApplyFunc's error, or
-// rejected with ErrGap. It may run on the goroutine of another Process call
-// or of Sweep, and must not call back into the Guard for the same subject.
+// of it got there first) with err nil, failed with the ApplyFunc's or the
+// State's error, or rejected with ErrGap. It may run on the goroutine of
+// another Process call or of Sweep, and must not call back into the Guard
+// for the same subject.
 type SettleFunc func(ctx context.Context, ev *contract.Event, o Outcome, err error)
 
 // Guard decides, per subject, whether each event is applied, dropped as a
@@ -139,6 +155,7 @@ type Guard struct {
 	clock       Clock
 	log         *slog.Logger
 	hold        hold
+	maxSeq      uint64 // highest sequence the state can record
 }
 
 // New returns a Guard configured by cfg, or an error of KindInvalid (code
@@ -174,6 +191,10 @@ func New(cfg Config) (*Guard, error) {
 		g.state = m
 	}
 	g.mem, _ = g.state.(*Memory)
+	g.maxSeq = math.MaxUint64
+	if b, ok := g.state.(BoundedState); ok {
+		g.maxSeq = b.MaxSequence()
+	}
 	if g.maxHeld == 0 {
 		g.maxHeld = 1024
 	}
@@ -205,8 +226,13 @@ func (g *Guard) Held() int { return int(g.hold.count.Load()) }
 //     nothing is recorded, so a redelivery applies it again.
 //   - Duplicate or Stale, nil error: dropped; apply did not run.
 //   - Gap with Held: kept in the hold buffer; settle will be called later.
+//     The error is nil even when the State failed after deciding the gap
+//     (a failed commit): a gap stores nothing, so the hold stands and settle
+//     is the delivery's only answer.
 //   - Gap with an error matching ErrGap: rejected; redeliver it later.
-//   - An error matching ErrInvalidEvent: ev has no subject or sequence 0.
+//   - An error matching ErrInvalidEvent: ev has no subject, sequence 0, or
+//     a sequence above the highest the State can record (BoundedState).
+//     It is permanent; nothing was applied or held.
 //   - Any other error comes from the State; nothing was applied.
 //
 // ev must not be modified after the call while it may be held.
@@ -220,6 +246,11 @@ func (g *Guard) Process(ctx context.Context, ev *contract.Event, apply ApplyFunc
 		return Outcome{}, invalidEvent("event has no sequence (sequences start at 1)")
 	case apply == nil:
 		return Outcome{Sequence: ev.Sequence}, invalidEvent("nil ApplyFunc")
+	case ev.Sequence > g.maxSeq:
+		// Refused up front: it could never be recorded as applied, so
+		// applying it would be rolled back and holding it would keep it
+		// until a timeout skip the State cannot store either.
+		return Outcome{Sequence: ev.Sequence}, invalidEvent(fmt.Sprintf("sequence %d is above the highest the state can record (%d)", ev.Sequence, g.maxSeq))
 	}
 	if g.hold.count.Load() > 0 {
 		g.expire(ctx, ev.Subject)
@@ -286,6 +317,24 @@ func (g *Guard) advance(ctx context.Context, ev *contract.Event, apply ApplyFunc
 		next, o, err = g.decide(ctx, last, ev, apply, settle)
 		return next, err
 	})
+	switch {
+	case err == nil:
+	case o.Held:
+		// The State failed after decide returned (a failed commit). On the
+		// gap path the transaction stores no sequence and runs no apply
+		// (pgstate at most creates the subject's row at 0, which the next
+		// Advance creates again), so nothing the held event needs is lost;
+		// and it was added to the hold while the subject was locked, so the
+		// apply of the missing event still finds it when it drains. The
+		// delivery is held: answering the error too would give it two fates.
+		g.decision(ctx, slog.LevelWarn, "state error ignored",
+			"event held; a gap stores nothing: "+err.Error(), ev.Subject, o)
+		return o, nil
+	case o.Decision == Apply && o.Last == ev.Sequence:
+		// apply succeeded but the State could not record it: the event
+		// failed after all, and the gap it was filling opens again.
+		g.restartWait(ev.Subject)
+	}
 	return o, err
 }
 
@@ -321,6 +370,9 @@ func (g *Guard) decide(ctx context.Context, last uint64, ev *contract.Event, app
 	}
 	o.Decision = Apply
 	if err := apply(ctx, ev); err != nil {
+		// Under the subject lock: a timeout skip of this sequence that has
+		// not taken the lock yet sees the restarted wait (see expireGap).
+		g.restartWait(ev.Subject)
 		return last, o, err
 	}
 	o.Last = seq
@@ -353,9 +405,23 @@ func (g *Guard) drain(ctx context.Context, subject string, next uint64) {
 		}
 		g.settle(ctx, he, o, err)
 		if err != nil {
+			// he.ev is missing again until its redelivery (decide already
+			// restarted the wait when apply failed; not when the State did).
+			g.restartWait(subject)
 			return
 		}
 		next++
+	}
+}
+
+// restartWait restarts the wait of subject's held events: the next expected
+// event was delivered but failed, so the gap before them has just opened
+// again. The failed event then has a full HoldTimeout for its redelivery;
+// without the restart, events held long before would have a timeout skip
+// it at once, and its redelivery would be dropped as stale.
+func (g *Guard) restartWait(subject string) {
+	if g.hold.count.Load() > 0 {
+		g.hold.touch(subject, g.clock.Now())
 	}
 }
 
@@ -380,7 +446,8 @@ func (g *Guard) Sweep(ctx context.Context) int {
 // waited HoldTimeout, and reports whether it did. Under TimeoutSkip it
 // skips gap after gap while the events still held behind the next gap have
 // also waited HoldTimeout, so one Sweep settles everything that timed out
-// rather than one gap per sweep.
+// rather than one gap per sweep. A wait restarts when the gap reopens
+// (restartWait): a held event that fails while this runs stops it there.
 func (g *Guard) expire(ctx context.Context, subject string) bool {
 	now := g.clock.Now()
 	settled := false
@@ -390,7 +457,7 @@ func (g *Guard) expire(ctx context.Context, subject string) bool {
 		if !ok || now.Sub(since) < g.holdTimeout || (settled && minSeq <= prevMin) {
 			return settled // nothing (more) timed out, or no progress
 		}
-		if !g.expireGap(ctx, subject, minSeq, now.Sub(since)) {
+		if !g.expireGap(ctx, subject, minSeq, now, since) {
 			return settled
 		}
 		settled, prevMin = true, minSeq
@@ -398,22 +465,34 @@ func (g *Guard) expire(ctx context.Context, subject string) bool {
 }
 
 // expireGap settles the gap before minSeq, the lowest held sequence of
-// subject, whose oldest entry waited: TimeoutReject settles every held event
-// of the subject with a gap error; TimeoutSkip records minSeq-1 as applied
-// and drains what follows. It reports false when the state store failed.
-func (g *Guard) expireGap(ctx context.Context, subject string, minSeq uint64, waited time.Duration) bool {
+// subject, whose oldest entry (waiting since since) had waited HoldTimeout
+// at now: TimeoutReject settles every held event of the subject with a gap
+// error; TimeoutSkip records minSeq-1 as applied and drains what follows,
+// after checking again under the subject's lock that the hold still says
+// so. It reports false when nothing was settled: the hold changed
+// meanwhile, or the State failed with an error worth retrying.
+func (g *Guard) expireGap(ctx context.Context, subject string, minSeq uint64, now, since time.Time) bool {
 	if g.onTimeout == TimeoutReject {
 		for _, he := range g.hold.takeAll(subject) {
 			o := Outcome{Decision: Gap, Sequence: he.ev.Sequence}
-			reason := fmt.Sprintf("held %s waiting for sequences before %d", waited, minSeq)
+			reason := fmt.Sprintf("held %s waiting for sequences before %d", now.Sub(since), minSeq)
 			g.decision(ctx, slog.LevelWarn, "gap: held event rejected", reason, subject, o)
 			g.settle(ctx, he, o, gapError(fmt.Sprintf("subject %q: %s", subject, reason), g.retryAfter))
 		}
 		return true
 	}
 	var from uint64
+	current := false
 	err := g.state.Advance(ctx, subject, func(ctx context.Context, last uint64) (uint64, error) {
-		from = last + 1
+		// Look again now that the subject is locked: since expire looked,
+		// the missing event may have failed (restarting the wait) or an
+		// event below minSeq may have been held. Skipping then would drop
+		// a redelivery or record a held event as applied.
+		lo, s, ok := g.hold.oldest(subject)
+		if !ok || lo != minSeq || now.Sub(s) < g.holdTimeout {
+			return last, nil
+		}
+		from, since, current = last+1, s, true
 		if last+1 < minSeq {
 			return minSeq - 1, nil
 		}
@@ -421,11 +500,26 @@ func (g *Guard) expireGap(ctx context.Context, subject string, minSeq uint64, wa
 	})
 	if err != nil {
 		g.decision(ctx, slog.LevelError, "gap skip failed", "state error: "+err.Error(), subject, Outcome{Decision: Gap, Sequence: minSeq})
+		if !current || !errors.Is(err, contract.ErrInvalid) {
+			return false // the next sweep tries again
+		}
+		// The State refuses to record minSeq-1 (a sequence above what it
+		// can store): it never will, and the events held from minSeq on
+		// can never be applied. Settle them with the permanent error so
+		// the caller dead-letters them rather than holding them forever.
+		for _, he := range g.hold.takeFrom(subject, minSeq) {
+			o := Outcome{Decision: Gap, Sequence: he.ev.Sequence}
+			g.decision(ctx, slog.LevelError, "gap: held event refused", "state refuses the skip: "+err.Error(), subject, o)
+			g.settle(ctx, he, o, err)
+		}
+		return true
+	}
+	if !current {
 		return false
 	}
 	if from < minSeq {
 		g.decision(ctx, slog.LevelWarn, "gap skipped",
-			fmt.Sprintf("waited %s for sequences %d..%d", waited, from, minSeq-1),
+			fmt.Sprintf("waited %s for sequences %d..%d", now.Sub(since), from, minSeq-1),
 			subject, Outcome{Decision: Gap, Sequence: minSeq, Last: minSeq - 1})
 	}
 	// Held events at or below the recorded sequence are settled as

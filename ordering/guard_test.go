@@ -627,3 +627,412 @@ func TestSweepSkipsEveryTimedOutGap(t *testing.T) {
 		t.Fatalf("applied %v, want %v", applied, want)
 	}
 }
+
+// faultyState is a State whose Advance calls fail on demand, in the order
+// queued: "before" fails without calling fn (the State is down), "after"
+// runs fn and then fails without storing anything (a failed commit),
+// "hook" runs hook before taking the subject's lock (another goroutine got
+// there first), "" lets the call through.
+type faultyState struct {
+	ordering.State
+	mu     sync.Mutex
+	faults []string
+	hook   func()
+}
+
+var errStateDown = contract.New(contract.KindUnavailable, "state", "connection lost")
+
+func (s *faultyState) queue(faults ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = append(s.faults, faults...)
+}
+
+func (s *faultyState) Advance(ctx context.Context, subject string, fn func(context.Context, uint64) (uint64, error)) error {
+	s.mu.Lock()
+	fault := ""
+	if len(s.faults) > 0 {
+		fault, s.faults = s.faults[0], s.faults[1:]
+	}
+	s.mu.Unlock()
+	switch fault {
+	case "before":
+		return errStateDown
+	case "hook":
+		s.hook()
+	case "after":
+		return s.State.Advance(ctx, subject, func(ctx context.Context, last uint64) (uint64, error) {
+			if _, err := fn(ctx, last); err != nil {
+				return last, err
+			}
+			return last, errStateDown
+		})
+	}
+	return s.State.Advance(ctx, subject, fn)
+}
+
+func newFaultyState(t *testing.T) *faultyState {
+	t.Helper()
+	m, err := ordering.NewMemory(ordering.MemoryConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &faultyState{State: m}
+}
+
+// TestSweepDoesNotSkipHeldEventThatJustFailed: a timeout sweep releases a
+// held event whose apply fails transiently; it is settled with the error
+// for the caller to redeliver, and the same sweep must not then skip its
+// sequence to apply the events held behind it: that would make the
+// redelivery stale and apply 4 without 3.
+func TestSweepDoesNotSkipHeldEventThatJustFailed(t *testing.T) {
+	ctx := context.Background()
+	clk := newFakeClock()
+	boom := contract.New(contract.KindUnavailable, "db", "down")
+	r := recorder{fail: map[string]error{"s/3": boom}}
+	var s settled
+	g := mustGuard(t, ordering.Config{Gap: ordering.GapHold, HoldTimeout: time.Second, Clock: clk})
+	mustProcess(t, g, ev("s", 1), r.apply, s.settle)
+	mustProcess(t, g, ev("s", 3), r.apply, s.settle) // 2 is missing
+	mustProcess(t, g, ev("s", 4), r.apply, s.settle)
+	clk.Advance(time.Second)
+	g.Sweep(ctx) // skips 2; 3 fails
+	if got := s.String(); got != "s/3=err:unavailable" || r.got() != "s/1" || g.Held() != 1 {
+		t.Fatalf("after the sweep: settled %q applied %q held %d; want 3 failed, 4 still held", got, r.got(), g.Held())
+	}
+	// 3 has a full HoldTimeout from its failure for its redelivery.
+	clk.Advance(time.Second - time.Millisecond)
+	if n := g.Sweep(ctx); n != 0 || r.got() != "s/1" {
+		t.Fatalf("sweep within the timeout after the failure settled %d, applied %q", n, r.got())
+	}
+	o, err := g.Process(ctx, ev("s", 3), r.apply, nil)
+	if err != nil || o.Decision != ordering.Apply {
+		t.Fatalf("redelivery of failed 3: %+v %v, want apply", o, err)
+	}
+	if got := r.got(); got != "s/1 s/3 s/4" {
+		t.Fatalf("applied %q, want 1 3 4", got)
+	}
+	if got := s.String(); got != "s/3=err:unavailable s/4=apply" {
+		t.Fatalf("settled %q", got)
+	}
+}
+
+// TestDrainFailureRestartsHoldTimeout: the gap fills, the held event right
+// after it fails; the events held behind it wait a full HoldTimeout from
+// that failure, not from when they were held, so the redelivery of the
+// failed event is applied, and only a redelivery that never comes is
+// skipped — exactly HoldTimeout after the failure.
+func TestDrainFailureRestartsHoldTimeout(t *testing.T) {
+	for _, redeliver := range []bool{true, false} {
+		t.Run(fmt.Sprintf("redelivered=%v", redeliver), func(t *testing.T) {
+			ctx := context.Background()
+			clk := newFakeClock()
+			log, buf := logBuffer()
+			boom := contract.New(contract.KindUnavailable, "db", "down")
+			r := recorder{fail: map[string]error{"s/3": boom}}
+			var s settled
+			g := mustGuard(t, ordering.Config{Gap: ordering.GapHold, HoldTimeout: 10 * time.Second, Clock: clk, Logger: log})
+			mustProcess(t, g, ev("s", 1), r.apply, s.settle)
+			mustProcess(t, g, ev("s", 3), r.apply, s.settle)
+			mustProcess(t, g, ev("s", 4), r.apply, s.settle)
+			clk.Advance(9 * time.Second)
+			mustProcess(t, g, ev("s", 2), r.apply, s.settle) // applies 2; 3 fails; 4 stays held
+			if got := s.String(); got != "s/3=err:unavailable" || g.Held() != 1 {
+				t.Fatalf("settled %q held %d", got, g.Held())
+			}
+			clk.Advance(10*time.Second - time.Millisecond) // 4 held 19s ago, 3 failed 10s-1ms ago
+			if n := g.Sweep(ctx); n != 0 || r.got() != "s/1 s/2" {
+				t.Fatalf("sweep before a full timeout after the failure settled %d, applied %q", n, r.got())
+			}
+			if redeliver {
+				if o, err := g.Process(ctx, ev("s", 3), r.apply, nil); err != nil || o.Decision != ordering.Apply {
+					t.Fatalf("redelivery of failed 3: %+v %v, want apply", o, err)
+				}
+				if got := r.got(); got != "s/1 s/2 s/3 s/4" {
+					t.Fatalf("applied %q", got)
+				}
+				return
+			}
+			clk.Advance(time.Millisecond)
+			if n := g.Sweep(ctx); n != 1 || r.got() != "s/1 s/2 s/4" {
+				t.Fatalf("sweep a full timeout after the failure settled %d, applied %q; want 3 skipped", n, r.got())
+			}
+			found := false
+			for _, rec := range decisions(t, buf) {
+				if rec["decision"] == "gap skipped" {
+					found = rec["reason"] == "waited 10s for sequences 3..3"
+				}
+			}
+			if !found {
+				t.Fatalf("no 'gap skipped' decision waiting 10s for 3:\n%s", buf)
+			}
+		})
+	}
+}
+
+// TestDirectFailureRestartsHoldTimeout: the missing event arrives late and
+// fails — its apply, or the State's commit after it — while events are held
+// behind it. The caller redelivers it; the held events wait a full
+// HoldTimeout from that failure before a skip gives up on it.
+func TestDirectFailureRestartsHoldTimeout(t *testing.T) {
+	for _, fault := range []string{"apply", "commit"} {
+		t.Run(fault, func(t *testing.T) {
+			ctx := context.Background()
+			clk := newFakeClock()
+			st := newFaultyState(t)
+			r := recorder{fail: map[string]error{}}
+			var s settled
+			g := mustGuard(t, ordering.Config{State: st, Gap: ordering.GapHold, HoldTimeout: 10 * time.Second, Clock: clk})
+			mustProcess(t, g, ev("s", 1), r.apply, s.settle)
+			mustProcess(t, g, ev("s", 3), r.apply, s.settle) // 2 is missing
+			clk.Advance(9 * time.Second)
+			if fault == "apply" {
+				r.fail["s/2"] = contract.New(contract.KindUnavailable, "db", "down")
+			} else {
+				st.queue("after")
+			}
+			if o, err := g.Process(ctx, ev("s", 2), r.apply, s.settle); err == nil || o.Decision != ordering.Apply {
+				t.Fatalf("failing 2: %+v %v, want apply with an error", o, err)
+			}
+			clk.Advance(10*time.Second - time.Millisecond)
+			if n := g.Sweep(ctx); n != 0 || g.Held() != 1 {
+				t.Fatalf("sweep within the timeout after the failure settled %d (held %d)", n, g.Held())
+			}
+			if o, err := g.Process(ctx, ev("s", 2), r.apply, s.settle); err != nil || o.Decision != ordering.Apply {
+				t.Fatalf("redelivery of 2: %+v %v, want apply", o, err)
+			}
+			want := "s/1 s/2 s/3"
+			if fault == "commit" {
+				want = "s/1 s/2 s/2 s/3" // the first apply ran; its commit failed
+			}
+			if got := r.got(); got != want {
+				t.Fatalf("applied %q, want %q", got, want)
+			}
+			if got := s.String(); got != "s/3=apply" {
+				t.Fatalf("settled %q", got)
+			}
+		})
+	}
+}
+
+// TestDrainStateFailureRestartsHoldTimeout: when the State fails as a held
+// event is released, the event is settled with the State's error and is
+// missing again: the events behind it wait a full HoldTimeout too.
+func TestDrainStateFailureRestartsHoldTimeout(t *testing.T) {
+	ctx := context.Background()
+	clk := newFakeClock()
+	st := newFaultyState(t)
+	var r recorder
+	var s settled
+	g := mustGuard(t, ordering.Config{State: st, Gap: ordering.GapHold, HoldTimeout: 10 * time.Second, Clock: clk})
+	mustProcess(t, g, ev("s", 1), r.apply, s.settle)
+	mustProcess(t, g, ev("s", 3), r.apply, s.settle)
+	mustProcess(t, g, ev("s", 4), r.apply, s.settle)
+	clk.Advance(9 * time.Second)
+	st.queue("", "before") // 2 applies; the State is down when 3 is released
+	mustProcess(t, g, ev("s", 2), r.apply, s.settle)
+	if got := s.String(); got != "s/3=err:unavailable" {
+		t.Fatalf("settled %q", got)
+	}
+	clk.Advance(10*time.Second - time.Millisecond)
+	if n := g.Sweep(ctx); n != 0 {
+		t.Fatalf("sweep within the timeout after the failure settled %d", n)
+	}
+	mustProcess(t, g, ev("s", 3), r.apply, nil)
+	if got := r.got(); got != "s/1 s/2 s/3 s/4" {
+		t.Fatalf("applied %q", got)
+	}
+}
+
+// TestHeldDespiteStateFailureAfterDecision: the State fails after the
+// Guard held a gap event (a lost commit). The gap stored nothing, so the
+// hold stands: Process answers Held with no error — not the State's error
+// too, which would have the caller redeliver or dead-letter a delivery that
+// is also settled later — and the event is applied once the gap fills.
+func TestHeldDespiteStateFailureAfterDecision(t *testing.T) {
+	ctx := context.Background()
+	st := newFaultyState(t)
+	log, buf := logBuffer()
+	var r recorder
+	var s settled
+	g := mustGuard(t, ordering.Config{State: st, Gap: ordering.GapHold, Logger: log})
+	st.queue("after")
+	o, err := g.Process(ctx, ev("s", 2), r.apply, s.settle)
+	if err != nil || o.Decision != ordering.Gap || !o.Held {
+		t.Fatalf("Process(2) with a failed commit: %+v %v, want held and no error", o, err)
+	}
+	mustProcess(t, g, ev("s", 1), r.apply, s.settle)
+	if r.got() != "s/1 s/2" || s.String() != "s/2=apply" || g.Held() != 0 {
+		t.Fatalf("applied %q settled %q held %d", r.got(), s.String(), g.Held())
+	}
+	found := false
+	for _, rec := range decisions(t, buf) {
+		found = found || rec["decision"] == "state error ignored"
+	}
+	if !found {
+		t.Fatalf("the ignored State error is not logged:\n%s", buf)
+	}
+	// Without a settle func nothing is held: the State's error is returned.
+	st.queue("after")
+	if _, err := g.Process(ctx, ev("s", 4), r.apply, nil); !errors.Is(err, contract.ErrUnavailable) {
+		t.Fatalf("unheld gap with a failed commit: %v, want the State's error", err)
+	}
+}
+
+// cappedState records sequences up to max and refuses greater ones with
+// KindInvalid, as pgstate does above math.MaxInt64, without saying so;
+// boundedState also declares it (ordering.BoundedState).
+type cappedState struct {
+	ordering.State
+	max uint64
+}
+
+func (s cappedState) Advance(ctx context.Context, subject string, fn func(context.Context, uint64) (uint64, error)) error {
+	return s.State.Advance(ctx, subject, func(ctx context.Context, last uint64) (uint64, error) {
+		next, err := fn(ctx, last)
+		if err == nil && next > s.max {
+			return last, contract.New(contract.KindInvalid, "capped.advance", "sequence above the stored range").WithCode("ordering.sequence_range")
+		}
+		return next, err
+	})
+}
+
+type boundedState struct{ cappedState }
+
+func (s boundedState) MaxSequence() uint64 { return s.max }
+
+func newCappedState(t *testing.T, max uint64) cappedState {
+	t.Helper()
+	m, err := ordering.NewMemory(ordering.MemoryConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cappedState{State: m, max: max}
+}
+
+// TestSequenceAboveBoundedStateRefusedUpFront: on a BoundedState an event
+// above MaxSequence can never be recorded: it is refused at once, with a
+// permanent ErrInvalidEvent, neither applied nor held.
+func TestSequenceAboveBoundedStateRefusedUpFront(t *testing.T) {
+	ctx := context.Background()
+	st := boundedState{newCappedState(t, 10)}
+	var r recorder
+	var s settled
+	g := mustGuard(t, ordering.Config{State: st, Gap: ordering.GapHold})
+	for _, seq := range []uint64{11, 12} { // 11 would be next, 12 a gap
+		if seq == 11 {
+			if err := st.Advance(ctx, "s", func(context.Context, uint64) (uint64, error) { return 10, nil }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		o, err := g.Process(ctx, ev("s", seq), r.apply, s.settle)
+		if !errors.Is(err, ordering.ErrInvalidEvent) || contract.Retryable(err) || o.Held {
+			t.Fatalf("seq %d above MaxSequence: %+v %v, want a permanent ErrInvalidEvent", seq, o, err)
+		}
+	}
+	if r.got() != "" || g.Held() != 0 || s.String() != "" {
+		t.Fatalf("applied %q held %d settled %q", r.got(), g.Held(), s.String())
+	}
+	mustProcess(t, g, ev("t", 10), r.apply, s.settle) // at the bound: held as usual
+	if g.Held() != 1 {
+		t.Fatalf("Held = %d, want sequence 10 held", g.Held())
+	}
+}
+
+// TestTimeoutSkipRefusedByStateSettlesHeldEvents: a State that does not
+// declare its bound refuses a timeout skip for good (KindInvalid): the held
+// events it concerns are settled with that permanent error instead of being
+// held forever, failing every sweep. A transient State error leaves them
+// held for the next sweep.
+func TestTimeoutSkipRefusedByStateSettlesHeldEvents(t *testing.T) {
+	ctx := context.Background()
+	clk := newFakeClock()
+	log, buf := logBuffer()
+	st := &faultyState{State: newCappedState(t, 10)}
+	var r recorder
+	var s settled
+	g := mustGuard(t, ordering.Config{State: st, Gap: ordering.GapHold, HoldTimeout: time.Second, Clock: clk, Logger: log})
+	for _, seq := range []uint64{13, 12, 15} { // skipping to 11 is refused
+		mustProcess(t, g, ev("s", seq), r.apply, s.settle)
+	}
+	clk.Advance(time.Second)
+	st.queue("before")
+	if n := g.Sweep(ctx); n != 0 || g.Held() != 3 || s.String() != "" {
+		t.Fatalf("sweep with the State down settled %d, held %d, settled %q; want all kept for the next sweep", n, g.Held(), s.String())
+	}
+	if n := g.Sweep(ctx); n != 1 || g.Held() != 0 {
+		t.Fatalf("Sweep = %d, held %d; want the refused events settled", n, g.Held())
+	}
+	if got := s.String(); got != "s/12=err:ordering.sequence_range s/13=err:ordering.sequence_range s/15=err:ordering.sequence_range" {
+		t.Fatalf("settled %q, want each held event with the State's permanent error", got)
+	}
+	if r.got() != "" {
+		t.Fatalf("applied %q", r.got())
+	}
+	n := 0
+	for _, rec := range decisions(t, buf) {
+		if rec["decision"] == "gap: held event refused" {
+			n++
+		}
+	}
+	if n != 3 {
+		t.Fatalf("%d 'gap: held event refused' records, want 3:\n%s", n, buf)
+	}
+}
+
+// TestTimeoutSkipRechecksUnderLock: a sweep finds a subject timed out, but
+// before its skip takes the subject's lock another goroutine changes the
+// picture: the missing event arrives and fails (restarting the wait), or an
+// event below the lowest held one is held. The skip, checked again under
+// the lock, does not happen: it would turn the failed event's redelivery
+// stale, or record the newly held event as applied without applying it.
+func TestTimeoutSkipRechecksUnderLock(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		fail    bool   // 3 is the missing event and fails; else 2 and 3 are missing
+		applied string // in the end
+		settled string
+	}{
+		{name: "missing event failed", fail: true, applied: "s/1 s/2 s/3 s/4", settled: "s/4=apply"},
+		{name: "lower event held", applied: "s/1 s/3 s/4", settled: "s/3=apply s/4=apply"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			clk := newFakeClock()
+			st := newFaultyState(t)
+			r := recorder{fail: map[string]error{}}
+			var s settled
+			g := mustGuard(t, ordering.Config{State: st, Gap: ordering.GapHold, HoldTimeout: time.Second, Clock: clk})
+			mustProcess(t, g, ev("s", 1), r.apply, s.settle)
+			if tc.fail {
+				mustProcess(t, g, ev("s", 2), r.apply, s.settle) // 3 is the missing one
+				r.fail["s/3"] = contract.New(contract.KindUnavailable, "db", "down")
+			}
+			mustProcess(t, g, ev("s", 4), r.apply, s.settle)
+			clk.Advance(time.Second)
+			st.hook = func() {
+				// 3 is processed a moment before the sweep read the clock,
+				// so its own Process finds nothing timed out.
+				clk.Advance(-time.Millisecond)
+				defer clk.Advance(time.Millisecond)
+				o, err := g.Process(ctx, ev("s", 3), r.apply, s.settle)
+				if tc.fail != (err != nil) || (!tc.fail && !o.Held) {
+					t.Errorf("Process(3) during the sweep: %+v %v", o, err)
+				}
+			}
+			st.queue("hook")
+			if n := g.Sweep(ctx); n != 0 {
+				t.Fatalf("Sweep = %d: it skipped after the hold changed (applied %q settled %q)", n, r.got(), s.String())
+			}
+			if tc.fail {
+				mustProcess(t, g, ev("s", 3), r.apply, s.settle) // the redelivery
+			} else {
+				clk.Advance(time.Second)
+				g.Sweep(ctx) // skips 2 only
+			}
+			if r.got() != tc.applied || s.String() != tc.settled || g.Held() != 0 {
+				t.Fatalf("applied %q settled %q held %d; want %q and %q", r.got(), s.String(), g.Held(), tc.applied, tc.settled)
+			}
+		})
+	}
+}

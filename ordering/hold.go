@@ -20,7 +20,7 @@ type heldEvent struct {
 	ev      contract.Event
 	apply   ApplyFunc
 	settles []SettleFunc
-	since   time.Time
+	since   time.Time // when its wait began: held, or its gap last reopened
 }
 
 // add holds ev, or attaches settle to the entry already holding it. It
@@ -89,15 +89,24 @@ func (h *hold) take(subject string, seq uint64) *heldEvent {
 }
 
 // takeAll removes and returns every entry of subject, lowest sequence first.
-func (h *hold) takeAll(subject string) []*heldEvent {
+func (h *hold) takeAll(subject string) []*heldEvent { return h.takeFrom(subject, 0) }
+
+// takeFrom removes and returns the entries of subject whose sequence is at
+// least from, lowest sequence first.
+func (h *hold) takeFrom(subject string, from uint64) []*heldEvent {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	s := h.subjects[subject]
-	delete(h.subjects, subject)
 	out := make([]*heldEvent, 0, len(s))
-	for _, he := range s {
-		out = append(out, he)
-		h.count.Add(-int64(len(he.settles)))
+	for seq, he := range s {
+		if seq >= from {
+			out = append(out, he)
+			delete(s, seq)
+			h.count.Add(-int64(len(he.settles)))
+		}
+	}
+	if len(s) == 0 {
+		delete(h.subjects, subject)
 	}
 	for i := 1; i < len(out); i++ { // insertion sort: the buffer is small
 		for j := i; j > 0 && out[j].ev.Sequence < out[j-1].ev.Sequence; j-- {
@@ -105,6 +114,16 @@ func (h *hold) takeAll(subject string) []*heldEvent {
 		}
 	}
 	return out
+}
+
+// touch restarts the wait of every entry of subject at now: the gap before
+// them has just opened again (see Guard.restartWait).
+func (h *hold) touch(subject string, now time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, he := range h.subjects[subject] {
+		he.since = now
+	}
 }
 
 // oldest returns the lowest held sequence of subject and the time the

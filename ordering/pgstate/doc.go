@@ -38,6 +38,15 @@ lost connections, serialization failures, deadlocks and lock timeouts
 otherwise (a missing table: call Migrate). Errors of the ApplyFunc are
 returned unchanged, after the rollback.
 
+Sequences are bigints: Advance refuses one above math.MaxInt64 with a
+KindInvalid error (code "ordering.sequence_range"). State is an
+ordering.BoundedState, so a Guard refuses such an event up front with an
+error matching ordering.ErrInvalidEvent, before applying or holding it.
+
+A gap event held by the Guard stays held when its transaction fails to
+commit: that transaction stores no sequence, so Process answers Held with a
+nil error and the SettleFunc alone decides the delivery.
+
 # Defaults
 
 Config.Table defaults to "sadpath_ordering"; Config.DB is required. New

@@ -42,7 +42,8 @@ type Config struct {
 // a subject's events one at a time and never twice.
 //
 // A State is safe for concurrent use. Sequences above math.MaxInt64 are
-// refused (the column is a bigint).
+// refused (the column is a bigint): State is an ordering.BoundedState, so
+// a Guard refuses such events up front instead of applying or holding them.
 type State struct {
 	db    Beginner
 	table string // sanitized, ready to splice into SQL
@@ -53,7 +54,7 @@ type queries struct {
 	last, lock, insert, update string
 }
 
-var _ ordering.State = (*State)(nil)
+var _ ordering.BoundedState = (*State)(nil)
 
 var identRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 
@@ -125,6 +126,11 @@ func (s *State) Last(ctx context.Context, subject string) (uint64, error) {
 	}
 	return uint64(last), nil
 }
+
+// MaxSequence implements ordering.BoundedState: math.MaxInt64, the largest
+// bigint. Advance refuses a greater sequence with an error of KindInvalid
+// (code "ordering.sequence_range").
+func (s *State) MaxSequence() uint64 { return math.MaxInt64 }
 
 type txKey struct{}
 

@@ -6,13 +6,17 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/goleak"
 
+	"github.com/sadpath/sadpath/consumer"
 	"github.com/sadpath/sadpath/contract"
 	"github.com/sadpath/sadpath/internal/testenv"
 	"github.com/sadpath/sadpath/ordering"
@@ -279,5 +283,198 @@ func TestHoldDrainsThroughPostgres(t *testing.T) {
 	}
 	if last := mustLast(t, st, "acct"); last != 3 {
 		t.Fatalf("last %d, want 3", last)
+	}
+}
+
+// failingCommit opens transactions on a pool; while fail is set, their
+// COMMIT fails as with a connection lost at that moment (after a rollback).
+type failingCommit struct {
+	p    *pgxpool.Pool
+	fail atomic.Bool
+}
+
+func (f *failingCommit) Begin(ctx context.Context) (pgx.Tx, error) {
+	tx, err := f.p.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &failingCommitTx{Tx: tx, f: f}, nil
+}
+
+type failingCommitTx struct {
+	pgx.Tx
+	f *failingCommit
+}
+
+func (t *failingCommitTx) Commit(ctx context.Context) error {
+	if t.f.fail.Load() {
+		_ = t.Tx.Rollback(ctx)
+		return errors.New("conn closed")
+	}
+	return t.Tx.Commit(ctx)
+}
+
+// TestHeldGapSurvivesFailedCommit: the transaction in which the Guard held
+// a gap event fails to commit. It stored nothing (a gap writes no
+// sequence), so the event stays held and Process says so with no error:
+// the SettleFunc is the delivery's only answer, called once when the gap
+// fills.
+func TestHeldGapSurvivesFailedCommit(t *testing.T) {
+	ctx := context.Background()
+	p := pool(t)
+	_, name := table(t, p)
+	fc := &failingCommit{p: p}
+	st, err := pgstate.New(pgstate.Config{DB: fc, Table: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := ordering.New(ordering.Config{State: st, Gap: ordering.GapHold})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var applied []uint64
+	apply := func(_ context.Context, e *contract.Event) error {
+		applied = append(applied, e.Sequence)
+		return nil
+	}
+	var settled []string
+	settle := func(_ context.Context, e *contract.Event, o ordering.Outcome, err error) {
+		settled = append(settled, fmt.Sprintf("%d=%s/%v", e.Sequence, o.Decision, err))
+	}
+	fc.fail.Store(true)
+	o, err := g.Process(ctx, &contract.Event{ID: "2", Source: "/t", Subject: "acct", Sequence: 2}, apply, settle)
+	fc.fail.Store(false)
+	if err != nil || !o.Held {
+		t.Fatalf("Process(2) with a failed commit: %+v %v, want held and no error", o, err)
+	}
+	if _, err := g.Process(ctx, &contract.Event{ID: "1", Source: "/t", Subject: "acct", Sequence: 1}, apply, settle); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(applied) != "[1 2]" || fmt.Sprint(settled) != "[2=apply/<nil>]" || g.Held() != 0 {
+		t.Fatalf("applied %v settled %v held %d; want 2 applied and settled once", applied, settled, g.Held())
+	}
+	if last := mustLast(t, st, "acct"); last != 2 {
+		t.Fatalf("last %d, want 2", last)
+	}
+}
+
+// TestConsumerHeldGapFailedCommitDecidedOnce: through the consumer, the
+// delivery whose hold transaction failed to commit is answered Hold, then
+// settled once with Ack when the gap fills; it is not also dead-lettered.
+func TestConsumerHeldGapFailedCommitDecidedOnce(t *testing.T) {
+	ctx := context.Background()
+	p := pool(t)
+	_, name := table(t, p)
+	fc := &failingCommit{p: p}
+	st, err := pgstate.New(pgstate.Config{DB: fc, Table: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := ordering.New(ordering.Config{State: st, Gap: ordering.GapHold})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var applied, dead []uint64
+	c, err := consumer.New(consumer.Config{
+		Guard:       g,
+		MaxAttempts: 1,
+		Handler: func(_ context.Context, e *contract.Event) error {
+			applied = append(applied, e.Sequence)
+			return nil
+		},
+		DeadLetter: func(_ context.Context, _ consumer.Delivery, e *contract.Event, _ error) {
+			dead = append(dead, e.Sequence)
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := func(seq uint64) []byte {
+		return []byte(fmt.Sprintf(`{"specversion":"1.0","id":"e%d","source":"/t","type":"t","subject":"acct","sequence":%d}`, seq, seq))
+	}
+	var settles []string
+	settle := func(r consumer.Result) { settles = append(settles, r.Action.String()) }
+	fc.fail.Store(true)
+	r2 := c.Handle(ctx, consumer.Delivery{Data: data(2), Attempt: 1, Settle: settle})
+	fc.fail.Store(false)
+	r1 := c.Handle(ctx, consumer.Delivery{Data: data(1), Attempt: 1, Settle: settle})
+	if r2.Action != consumer.Hold || r1.Action != consumer.Ack {
+		t.Fatalf("Handle(2) = %s, Handle(1) = %s; want hold, ack", r2.Action, r1.Action)
+	}
+	if fmt.Sprint(settles) != "[ack]" || fmt.Sprint(applied) != "[1 2]" || len(dead) != 0 {
+		t.Fatalf("settles %v applied %v dead-lettered %v; want 2 settled once (ack), applied once, not dead-lettered", settles, applied, dead)
+	}
+}
+
+// TestSequenceAboveBigintRefusedUpFront: State is an ordering.BoundedState,
+// so the Guard refuses an event above math.MaxInt64 before running its
+// apply (whose effect would be rolled back) or holding it (it could never
+// be skipped to): a permanent ErrInvalidEvent, nothing held.
+func TestSequenceAboveBigintRefusedUpFront(t *testing.T) {
+	ctx := context.Background()
+	p := pool(t)
+	st, _ := table(t, p)
+	if st.MaxSequence() != math.MaxInt64 {
+		t.Fatalf("MaxSequence = %d, want math.MaxInt64", st.MaxSequence())
+	}
+	g, err := ordering.New(ordering.Config{State: st, Gap: ordering.GapHold})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Advance(ctx, "full", func(context.Context, uint64) (uint64, error) { return math.MaxInt64, nil }); err != nil {
+		t.Fatal(err)
+	}
+	applies := 0
+	apply := func(context.Context, *contract.Event) error { applies++; return nil }
+	settles := 0
+	settle := func(context.Context, *contract.Event, ordering.Outcome, error) { settles++ }
+	for _, e := range []*contract.Event{
+		{ID: "next", Source: "/t", Subject: "full", Sequence: math.MaxInt64 + 1}, // would be next
+		{ID: "gap", Source: "/t", Subject: "acct", Sequence: math.MaxInt64 + 2},  // would be held
+	} {
+		o, err := g.Process(ctx, e, apply, settle)
+		if !errors.Is(err, ordering.ErrInvalidEvent) || contract.Retryable(err) || o.Held {
+			t.Fatalf("Process(%s/%d): %+v %v, want a permanent ErrInvalidEvent", e.Subject, e.Sequence, o, err)
+		}
+	}
+	if applies != 0 || settles != 0 || g.Held() != 0 {
+		t.Fatalf("%d applies, %d settles, %d held; want none", applies, settles, g.Held())
+	}
+}
+
+// stepClock is an ordering.Clock moved by hand.
+type stepClock struct{ now atomic.Int64 }
+
+func (c *stepClock) Now() time.Time { return time.Unix(0, c.now.Load()) }
+
+// TestTimeoutSkipAboveBigintSettlesHeldEvents: behind a wrapper that hides
+// MaxSequence, the Guard holds an event above math.MaxInt64; the timeout
+// skip to just before it is refused by PostgreSQL's range for good, so the
+// held event is settled with that permanent error (the consumer
+// dead-letters it) instead of failing every sweep and staying held forever.
+func TestTimeoutSkipAboveBigintSettlesHeldEvents(t *testing.T) {
+	ctx := context.Background()
+	p := pool(t)
+	st, _ := table(t, p)
+	clk := &stepClock{}
+	g, err := ordering.New(ordering.Config{State: struct{ ordering.State }{st}, Gap: ordering.GapHold, HoldTimeout: time.Second, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply := func(context.Context, *contract.Event) error { return nil }
+	var settled []error
+	settle := func(_ context.Context, _ *contract.Event, _ ordering.Outcome, err error) {
+		settled = append(settled, err)
+	}
+	o, err := g.Process(ctx, &contract.Event{ID: "x", Source: "/t", Subject: "acct", Sequence: math.MaxInt64 + 2}, apply, settle)
+	if err != nil || !o.Held {
+		t.Fatalf("%+v %v, want held (the Guard does not know the bound)", o, err)
+	}
+	clk.now.Add(int64(time.Second))
+	if n := g.Sweep(ctx); n != 1 || g.Held() != 0 {
+		t.Fatalf("Sweep = %d, held %d; want the held event settled", n, g.Held())
+	}
+	if len(settled) != 1 || !errors.Is(settled[0], contract.ErrInvalid) || contract.As(settled[0]).Code != "ordering.sequence_range" {
+		t.Fatalf("settled with %v, want the State's ordering.sequence_range error", settled)
 	}
 }

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/sadpath/sadpath/contract"
 	"github.com/sadpath/sadpath/ordering"
 )
 
@@ -117,6 +119,38 @@ func Run(t *testing.T, newState func(t *testing.T) ordering.State) {
 			if n != 1 {
 				t.Fatalf("fn saw last=%d %d times: Advance calls overlapped", last, n)
 			}
+		}
+	})
+
+	t.Run("SequenceRange", func(t *testing.T) {
+		s := newState(t)
+		b, bounded := s.(ordering.BoundedState)
+		if !bounded {
+			// Not a BoundedState: the Guard relies on every sequence
+			// being recordable.
+			mustAdvance(t, s, "a", math.MaxUint64)
+			if last, err := s.Last(ctx, "a"); err != nil || last != math.MaxUint64 {
+				t.Fatalf("Last = %d, %v; want %d (a State that is not an ordering.BoundedState records any uint64)", last, err, uint64(math.MaxUint64))
+			}
+			return
+		}
+		limit := b.MaxSequence()
+		if limit == 0 {
+			t.Fatal("MaxSequence() = 0, want at least 1")
+		}
+		mustAdvance(t, s, "a", limit)
+		if last, err := s.Last(ctx, "a"); err != nil || last != limit {
+			t.Fatalf("Last = %d, %v; want MaxSequence %d", last, err, limit)
+		}
+		if limit == math.MaxUint64 {
+			return
+		}
+		err := s.Advance(ctx, "b", func(context.Context, uint64) (uint64, error) { return limit + 1, nil })
+		if !errors.Is(err, contract.ErrInvalid) {
+			t.Fatalf("Advance(MaxSequence+1) = %v, want an error of KindInvalid", err)
+		}
+		if last, _ := s.Last(ctx, "b"); last != 0 {
+			t.Fatalf("Last after refused Advance = %d, want 0", last)
 		}
 	})
 
