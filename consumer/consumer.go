@@ -347,6 +347,8 @@ func (c *Consumer) failed(ctx context.Context, d Delivery, e *contract.Event, de
 	switch {
 	case errors.Is(err, ordering.ErrGap):
 		r = c.retry(ctx, d, e, "gap: missing earlier events", err)
+	case errors.Is(err, ordering.ErrInvalidEvent):
+		r = c.dead(ctx, d, e, "event cannot be ordered", err) // e.g. a sequence its State cannot record
 	case contract.Retryable(err) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 		r = c.retry(ctx, d, e, "handler failed, transient", err)
 	default:

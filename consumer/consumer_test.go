@@ -103,6 +103,36 @@ func TestDuplicateDeliveryAppliedOnce(t *testing.T) {
 	}
 }
 
+// boundedMemory is an ordering.Memory that records sequences up to max.
+type boundedMemory struct {
+	*ordering.Memory
+	max uint64
+}
+
+func (b boundedMemory) MaxSequence() uint64 { return b.max }
+
+// An event whose sequence the Guard's State cannot record is dead-lettered
+// at once as unorderable, without running the handler, and its id is not
+// kept as processed.
+func TestSequenceBeyondStateDeadLettered(t *testing.T) {
+	mem, err := ordering.NewMemory(ordering.MemoryConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int64
+	var q dlq
+	c := mustConsumer(t, consumer.Config{
+		Store:      memStore(t),
+		Guard:      mustGuard(t, ordering.Config{State: boundedMemory{Memory: mem, max: 100}}),
+		Handler:    func(context.Context, *contract.Event) error { calls.Add(1); return nil },
+		DeadLetter: q.add,
+	})
+	r := c.Handle(context.Background(), consumer.Delivery{Data: encode(t, event("acct", 101, `{}`)), Attempt: 1})
+	if r.Action != consumer.DeadLetter || r.Reason != "event cannot be ordered" || !errors.Is(r.Err, ordering.ErrInvalidEvent) || q.len() != 1 || calls.Load() != 0 {
+		t.Fatalf("%+v (dead-lettered %d, handler ran %d): want dead-lettered as unorderable", r, q.len(), calls.Load())
+	}
+}
+
 func TestDedupWithoutGuard(t *testing.T) {
 	var calls atomic.Int64
 	c := mustConsumer(t, consumer.Config{
