@@ -190,14 +190,16 @@ func (e *Error) Error() string {
 // Unwrap returns the cause.
 func (e *Error) Unwrap() error { return e.Cause }
 
-// Is matches the Kind sentinels (ErrInvalid, ErrUnavailable, …) and another
-// *Error with the same Kind and Code.
+// Is matches the Kind sentinels (ErrInvalid, ErrUnavailable, …), whatever
+// the error's Code, and another *Error with the same Kind and the same
+// effective code (CodeOrKind: an empty Code matches the kind's name, as
+// written in problems). A nil *Error target matches nothing.
 func (e *Error) Is(target error) bool {
 	switch t := target.(type) {
 	case kindSentinel:
 		return e.Kind == Kind(t)
 	case *Error:
-		return t.Kind == e.Kind && t.Code == e.Code
+		return t != nil && t.Kind == e.Kind && t.CodeOrKind() == e.CodeOrKind()
 	}
 	return false
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"syscall"
@@ -132,6 +133,49 @@ func TestSentinels(t *testing.T) {
 	}
 	if errors.Is(a, &Error{Kind: KindConflict, Code: "order.other"}) {
 		t.Error("other code must not match")
+	}
+}
+
+// errors.Is with a typed-nil *Error target panicked inside (*Error).Is.
+func TestErrorIsNilErrorTarget(t *testing.T) {
+	var target *Error
+	if errors.Is(New(KindInvalid, "op", "d"), target) {
+		t.Error("an *Error is a nil *Error")
+	}
+	if errors.Is(fmt.Errorf("w: %w", New(KindInternal, "", "")), target) {
+		t.Error("a wrapped *Error is a nil *Error")
+	}
+}
+
+// Code defaults to the kind's name, and Is compares that effective code: an
+// error parsed back from a problem carries the code "unavailable" written
+// out, and must still match the error it was written from.
+func TestErrorIsComparesEffectiveCode(t *testing.T) {
+	plain := New(KindUnavailable, "", "")
+	explicit := New(KindUnavailable, "", "").WithCode("unavailable")
+	if !errors.Is(explicit, plain) || !errors.Is(plain, explicit) {
+		t.Errorf("same Kind and effective Code, but errors.Is = %v / %v", errors.Is(explicit, plain), errors.Is(plain, explicit))
+	}
+	rec := httptest.NewRecorder()
+	WriteProblem(rec, httptest.NewRequest("GET", "/", nil), plain)
+	parsed := ParseProblemAt(rec.Result(), now)
+	if !errors.Is(parsed, plain) {
+		t.Errorf("problem parsed back (code %q) does not match the error written", As(parsed).Code)
+	}
+	for _, other := range []*Error{
+		New(KindUnavailable, "", "").WithCode("psp.down"),            // other code
+		New(KindTimeout, "", "").WithCode("unavailable"),             // other kind, code naming this one
+		New(KindRateLimited, "", ""),                                 // other kind
+		New(KindUnavailable, "", "").WithCode("rate_limited"),        // a code naming another kind
+		New(KindInternal, "", "").WithCode(KindUnavailable.String()), // zero Kind
+	} {
+		if errors.Is(plain, other) || errors.Is(other, plain) {
+			t.Errorf("%v matches %v", other, plain)
+		}
+	}
+	// The sentinels match the kind whatever the code.
+	if !errors.Is(plain.WithCode("psp.down"), ErrUnavailable) || errors.Is(plain, ErrTimeout) {
+		t.Error("sentinels must match the Kind alone")
 	}
 }
 

@@ -79,10 +79,48 @@ func isEventMember(name string) bool {
 	return false
 }
 
+// isRFC3339 reports whether s has the syntax of an RFC 3339 date-time:
+// "2006-01-02T15:04:05", an optional fraction of one or more digits after a
+// '.', then 'Z' or an offset "±hh:mm" with hh up to 23 and mm up to 59.
+// time.Parse checks the ranges of the date and time fields, but accepts
+// more than RFC 3339: a one-digit hour ("T1:02:03Z"), a comma before the
+// fraction ("03,5Z"), an offset minute of 60 ("+00:60") and offset hours of
+// 24 ("+24:00"), which json.Marshal then refuses. The lower-case 't' and
+// 'z' RFC 3339 allows are refused, as time.Parse does.
+func isRFC3339(s string) bool {
+	const layout = "0000-00-00T00:00:00" // '0' stands for any digit
+	if len(s) <= len(layout) {
+		return false
+	}
+	for i := range len(layout) {
+		if s[i] != layout[i] && (layout[i] != '0' || !isDigits(s[i:i+1])) {
+			return false
+		}
+	}
+	rest := s[len(layout):]
+	if rest[0] == '.' {
+		n := 1
+		for n < len(rest) && isDigits(rest[n:n+1]) {
+			n++
+		}
+		if n == 1 {
+			return false
+		}
+		rest = rest[n:]
+	}
+	if rest == "Z" {
+		return true
+	}
+	return len(rest) == len("+07:00") && (rest[0] == '+' || rest[0] == '-') && rest[3] == ':' &&
+		isDigits(rest[1:3]) && rest[1:3] <= "23" && isDigits(rest[4:6]) && rest[4:6] <= "59"
+}
+
 // DecodeEvent decodes one event in the CloudEvents JSON format, strictly,
 // and validates it (see Event.Validate). Syntax problems are KindMalformed
 // (code event.malformed): not a single JSON object, a repeated attribute, an
-// attribute of the wrong JSON type, a time that is not RFC 3339, a sequence
+// attribute of the wrong JSON type, a time that is not an RFC 3339
+// date-time ("2006-01-02T15:04:05.999Z" or with an offset "+07:00" under
+// 24 hours; the looser forms time.Parse also takes are refused), a sequence
 // that is not an unsigned integer (a JSON number or a decimal string), an
 // extension name outside [a-z0-9]{1,20} or an extension value that is not a
 // string, boolean or int32 integer, data_base64 (binary data is not
@@ -263,7 +301,11 @@ func (e *Event) setAttr(v *Validator, name string, raw json.RawMessage) {
 			return
 		}
 		t, err := time.Parse(time.RFC3339Nano, s)
-		if err != nil {
+		if err == nil {
+			// What decodes must encode again (isRFC3339 implies it).
+			_, err = t.MarshalText()
+		}
+		if err != nil || !isRFC3339(s) {
 			v.Add(name, "must be an RFC 3339 timestamp")
 			return
 		}
@@ -359,9 +401,9 @@ func extensionValue(v any) (json.RawMessage, bool) {
 // returns nil or an *Error of KindInvalid (code event.invalid) listing every
 // problem in Fields: id, source and type are required, specversion must be
 // "1.0", source must be a URI-reference, dataschema an absolute URI,
-// datacontenttype a media type, time a year from 0 to 9999, data valid
-// JSON, and every extension a valid name with a string, boolean or int32
-// value.
+// datacontenttype a media type, time a year from 0 to 9999 with a zone
+// offset under 24 hours (what RFC 3339 can write), data valid JSON, and
+// every extension a valid name with a string, boolean or int32 value.
 func (e *Event) Validate() error {
 	var v Validator
 	v.Required("id", e.ID)
@@ -374,7 +416,8 @@ func (e *Event) Validate() error {
 	}
 	v.Required("type", e.Type)
 	if !e.Time.IsZero() {
-		v.Check(e.Time.Year() >= 0 && e.Time.Year() <= 9999, "time", "must be a year from 0 to 9999")
+		reason := timeReason(e.Time)
+		v.Check(reason == "", "time", reason)
 	}
 	if e.DataSchema != "" {
 		u, err := url.Parse(e.DataSchema)
@@ -409,11 +452,24 @@ func (e *Event) Validate() error {
 	return nil
 }
 
+// timeReason returns why t cannot be written in RFC 3339, or "" when it
+// can.
+func timeReason(t time.Time) string {
+	if y := t.Year(); y < 0 || y > 9999 {
+		return "must be a year from 0 to 9999"
+	}
+	if _, err := t.MarshalText(); err != nil {
+		return "must have a zone offset under 24 hours"
+	}
+	return ""
+}
+
 // MarshalJSON writes the CloudEvents JSON format: specversion, id, source,
 // type, the optional attributes that are set, the extensions sorted by
 // name, then data. It fails on what cannot be encoded (an extension with a
-// bad name or value, a time outside years 0-9999, data that is not valid
-// JSON); it does not require the required attributes: call Validate.
+// bad name or value, a time outside years 0-9999 or with a zone offset of
+// 24 hours or more, data that is not valid JSON); it does not require the
+// required attributes: call Validate.
 func (e Event) MarshalJSON() ([]byte, error) {
 	var b bytes.Buffer
 	b.WriteByte('{')
@@ -442,7 +498,7 @@ func (e Event) MarshalJSON() ([]byte, error) {
 	if !e.Time.IsZero() {
 		val, err := json.Marshal(e.Time)
 		if err != nil {
-			return nil, &Error{Kind: KindInvalid, Code: "event.invalid", Detail: "time cannot be encoded", Fields: []FieldError{{Name: "time", Reason: "must be a year from 0 to 9999"}}, Cause: err}
+			return nil, &Error{Kind: KindInvalid, Code: "event.invalid", Detail: "time cannot be encoded", Fields: []FieldError{{Name: "time", Reason: timeReason(e.Time)}}, Cause: err}
 		}
 		write("time", val)
 	}

@@ -148,6 +148,56 @@ func TestDecodeEventErrors(t *testing.T) {
 	}
 }
 
+// DecodeEvent accepted the time "2024-01-01T01:02:03+24:00" (time.Parse
+// takes offset hours of 24), which json.Marshal of the decoded event then
+// refused, and other forms time.Parse takes that are not RFC 3339.
+func TestDecodeEventTimeMustBeRFC3339(t *testing.T) {
+	event := func(ts string) []byte {
+		return []byte(`{"specversion":"1.0","id":"1","source":"/s","type":"t","time":"` + ts + `"}`)
+	}
+	for _, ts := range []string{
+		"2024-01-01T01:02:03Z",
+		"2024-01-01T01:02:03.5Z",
+		"2024-01-01T01:02:03.123456789+01:00",
+		"2024-01-01T01:02:03+23:59",
+		"2024-01-01T01:02:03-23:59",
+		"2024-01-01T01:02:03-00:00",
+		"0000-01-01T00:00:00Z",
+		"9999-12-31T23:59:59.999999999Z",
+	} {
+		e, err := DecodeEvent(event(ts))
+		if err != nil {
+			t.Errorf("DecodeEvent(time %q) = %v", ts, err)
+			continue
+		}
+		if _, err := json.Marshal(e); err != nil {
+			t.Errorf("time %q decodes but does not encode: %v", ts, err)
+		}
+	}
+	for _, ts := range []string{
+		"2024-01-01T01:02:03+24:00", // offset hour 24: parses, cannot be encoded
+		"2024-01-01T01:02:03-24:00",
+		"2024-01-01T01:02:03+23:60", // offset minute 60: the same as +24:00
+		"2024-01-01T01:02:03+00:60",
+		"2024-01-01T1:02:03Z",    // one-digit hour
+		"2024-01-01T01:02:03,5Z", // comma before the fraction
+		"2024-01-01T01:02:03.Z",
+		"2024-01-01T01:02:03+0100",
+		"2024-01-01t01:02:03z",
+		"2024-01-01 01:02:03Z",
+		"2024-01-01T01:02:03",
+		"2024-01-01T01:02:03Z ",
+		"2024-02-30T01:02:03Z",
+		"+2024-01-01T01:02:03Z",
+		"",
+	} {
+		e, err := DecodeEvent(event(ts))
+		if f := As(err); !errors.Is(err, ErrMalformed) || len(f.Fields) != 1 || f.Fields[0] != (FieldError{Name: "time", Reason: "must be an RFC 3339 timestamp"}) {
+			t.Errorf("DecodeEvent(time %q) = %v, %v; want a malformed time", ts, e.Time, err)
+		}
+	}
+}
+
 func TestEventValidate(t *testing.T) {
 	valid := Event{ID: "1", Source: "/s", SpecVersion: SpecVersion, Type: "t"}
 	if err := valid.Validate(); err != nil {
@@ -168,6 +218,7 @@ func TestEventValidate(t *testing.T) {
 		{"extension uint64", func(e *Event) { e.Extensions = map[string]any{"n": uint64(1)} }, "n"},
 		{"invalid data", func(e *Event) { e.Data = json.RawMessage(`{"a":`) }, "data"},
 		{"time year 10000", func(e *Event) { e.Time = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) }, "time"},
+		{"time offset 24h", func(e *Event) { e.Time = time.Date(2026, 1, 1, 0, 0, 0, 0, time.FixedZone("", 24*3600)) }, "time"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -202,8 +253,12 @@ func TestEventMarshalErrors(t *testing.T) {
 		t.Fatalf("invalid data: %v", err)
 	}
 	_, err = json.Marshal(Event{Time: time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC)})
-	if !errors.Is(err, ErrInvalid) {
+	if f := As(err).Fields; !errors.Is(err, ErrInvalid) || len(f) != 1 || f[0].Reason != "must be a year from 0 to 9999" {
 		t.Fatalf("bad time: %v", err)
+	}
+	_, err = json.Marshal(Event{Time: time.Date(2026, 1, 1, 0, 0, 0, 0, time.FixedZone("", -24*3600))})
+	if f := As(err).Fields; !errors.Is(err, ErrInvalid) || len(f) != 1 || f[0].Reason != "must have a zone offset under 24 hours" {
+		t.Fatalf("time with a 24h offset: %v", err)
 	}
 	// A pointer marshals the same as a value.
 	e := Event{ID: "1", Source: "s", SpecVersion: "1.0", Type: "t", Data: json.RawMessage(" { \"a\" : 1 } ")}

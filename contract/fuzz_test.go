@@ -8,8 +8,10 @@ import (
 	"math"
 	"net/http"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
 
@@ -103,6 +105,11 @@ func FuzzDecodeEvent(f *testing.F) {
 		`{"specversion":"1.0","id":"1","id":"1","source":"s","type":"t"}`,
 		`{"specversion":"1.0","id":"1","source":"s","type":"t","x":1.5,"Y":1,"data_base64":"AA=="}`,
 		`{"specversion":"1.0","id":"1","source":"s","type":"t","time":"2026-11-25T06:00:00+25:00"}`,
+		`{"specversion":"1.0","id":"1","source":"s","type":"t","time":"2026-11-25T06:00:00+24:00"}`,
+		`{"specversion":"1.0","id":"1","source":"s","type":"t","time":"2026-11-25T06:00:00-23:60"}`,
+		`{"specversion":"1.0","id":"1","source":"s","type":"t","time":"2026-11-25T6:00:00.5+23:59"}`,
+		`{"specversion":"1.0","id":"1","source":"s","type":"t","time":"2026-11-25T06:00:00,5Z"}`,
+		`{"specversion":"1.0","id":"1","source":"s","type":"t","time":"0000-01-01T00:00:00.000000000001-00:00"}`,
 		`{"specversion":"1.0","id":"1","source":"s","type":"t","data":"\u00e9\ud800"}`,
 		``, `[]`, `{`, `{}`, `{"":""}`, `null`, `{"specversion":"1.0"} x`,
 	} {
@@ -141,6 +148,33 @@ func FuzzDecodeEvent(f *testing.F) {
 		back.Data, e.Data = nil, nil
 		if !reflect.DeepEqual(back, e) {
 			t.Fatalf("round trip\n%#v\n%#v", back, e)
+		}
+	})
+}
+
+// rfc3339 is the RFC 3339 date-time grammar (upper-case T and Z), the
+// reference isRFC3339 is checked against.
+var rfc3339 = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$`)
+
+// FuzzIsRFC3339: isRFC3339 agrees with the RFC 3339 grammar, and a time that
+// passes it and time.Parse encodes again.
+func FuzzIsRFC3339(f *testing.F) {
+	for _, seed := range []string{
+		"2024-01-01T01:02:03Z", "2024-01-01T01:02:03.123456789+23:59", "2024-01-01T01:02:03+24:00",
+		"2024-01-01T01:02:03-23:60", "2024-01-01T1:02:03Z", "2024-01-01T01:02:03,5Z", "2024-01-01T01:02:03.Z",
+		"2024-01-01t01:02:03z", "2024-01-01T01:02:03+0100", "2024-01-01T01:02:03Z\n", "", "Z",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got := isRFC3339(s)
+		if want := rfc3339.MatchString(s); got != want {
+			t.Fatalf("isRFC3339(%q) = %v, want %v", s, got, want)
+		}
+		if tm, err := time.Parse(time.RFC3339Nano, s); err == nil && got {
+			if _, err := tm.MarshalText(); err != nil {
+				t.Fatalf("%q is RFC 3339 and parses, but does not encode: %v", s, err)
+			}
 		}
 	})
 }

@@ -25,13 +25,18 @@ const CodeValidationFailed = "validation.failed"
 //
 // Err returns nil, or one *Error of KindInvalid (HTTP 422) with every field
 // error in Fields, which WriteProblem writes as invalid-params. At most 100
-// field errors are listed; the detail still counts all of them.
+// field errors are listed; the detail still counts every invalid field, and
+// a field left out of the list still counts as failed.
 //
 // The zero Validator is ready to use. A Validator is not safe for concurrent
 // use; it is meant to live for one request.
 type Validator struct {
-	fields  []FieldError
-	dropped int // field errors over maxFieldErrors, counted but not kept
+	fields []FieldError
+	// dropped holds the names of the fields that failed past
+	// maxFieldErrors: not listed, but still failed (their later rules are
+	// skipped) and counted once each. It grows with the input that names
+	// the fields; the answer stays bounded.
+	dropped map[string]struct{}
 }
 
 // NewValidator returns an empty Validator.
@@ -43,7 +48,8 @@ func (v *Validator) failed(name string) bool {
 			return true
 		}
 	}
-	return false
+	_, ok := v.dropped[name]
+	return ok
 }
 
 // Add records that field name is invalid for reason, unless name already has
@@ -53,7 +59,10 @@ func (v *Validator) Add(name, reason string) {
 		return
 	}
 	if len(v.fields) == maxFieldErrors {
-		v.dropped++
+		if v.dropped == nil {
+			v.dropped = make(map[string]struct{})
+		}
+		v.dropped[name] = struct{}{}
 		return
 	}
 	v.fields = append(v.fields, FieldError{Name: name, Reason: reason})
@@ -172,7 +181,7 @@ func humanDuration(d time.Duration) string {
 }
 
 // Valid reports whether no rule has failed so far.
-func (v *Validator) Valid() bool { return len(v.fields) == 0 && v.dropped == 0 }
+func (v *Validator) Valid() bool { return len(v.fields) == 0 && len(v.dropped) == 0 }
 
 // Fields returns a copy of the field errors recorded so far.
 func (v *Validator) Fields() []FieldError {
@@ -186,17 +195,17 @@ func (v *Validator) Fields() []FieldError {
 
 // Err returns nil when every rule passed, else an *Error of KindInvalid
 // with Code CodeValidationFailed, a detail counting the invalid fields
-// ("2 fields are invalid") and the field errors in Fields.
+// ("2 fields are invalid", each field once) and the field errors in Fields.
 func (v *Validator) Err() error {
 	if v.Valid() {
 		return nil
 	}
-	n := len(v.fields) + v.dropped
+	n := len(v.fields) + len(v.dropped)
 	detail := "1 field is invalid"
 	if n != 1 {
 		detail = strconv.Itoa(n) + " fields are invalid"
 	}
-	if v.dropped > 0 {
+	if len(v.dropped) > 0 {
 		detail += " (the first " + strconv.Itoa(len(v.fields)) + " are listed)"
 	}
 	return &Error{Kind: KindInvalid, Code: CodeValidationFailed, Detail: detail, Fields: v.Fields()}

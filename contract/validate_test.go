@@ -137,6 +137,35 @@ func TestValidatorCapsFieldErrors(t *testing.T) {
 	}
 }
 
+// Past the 100 listed field errors, a field that failed was forgotten: a
+// later rule on it reported true instead of being skipped, and a second
+// failure counted it twice in the detail.
+func TestValidatorRemembersFieldsPastTheCap(t *testing.T) {
+	v := NewValidator()
+	for i := range maxFieldErrors {
+		v.Add("f"+strconv.Itoa(i), "bad")
+	}
+	if v.Required("extra", "") { // the 101st field: fails, not listed
+		t.Fatal("Required on an empty value passed")
+	}
+	if v.Required("extra", "x") || v.Check(true, "extra", "") {
+		t.Error("a rule on a field that already failed reported true")
+	}
+	v.Add("extra", "again")
+	v.Range("extra", 0, 1, 2)
+	v.Add("f0", "again") // a listed field, for comparison
+	e := As(v.Err())
+	if got, want := e.Detail, "101 fields are invalid (the first 100 are listed)"; got != want {
+		t.Errorf("detail %q, want %q", got, want)
+	}
+	if len(e.Fields) != maxFieldErrors || v.Valid() {
+		t.Errorf("%d fields listed, valid %v", len(e.Fields), v.Valid())
+	}
+	if !v.Required("other", "x") {
+		t.Error("a rule on a field that never failed must still pass")
+	}
+}
+
 func TestValidatorErrIsACopy(t *testing.T) {
 	v := NewValidator()
 	v.Add("a", "bad")
