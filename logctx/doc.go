@@ -98,8 +98,11 @@ Handler rewrites attributes before passing them on:
     single spaces or dashes, not glued to letters, that pass the Luhn
     check, are masked to their last four digits wherever they appear in a
     string value, in an error's text, in the message and in the entity id
-    ("4111 1111 1111 1111" becomes "**** **** **** 1111"). NoCardScan
-    turns this off.
+    ("4111 1111 1111 1111" becomes "**** **** **** 1111"), whatever digit
+    groups come before or after them ("ref 14 4111 1111 1111 1111" becomes
+    "ref ** **** **** **** 1111"): every candidate is masked, overlapping
+    ones included, so at most a card's last four digits are visible, and
+    sometimes fewer. NoCardScan turns this off.
   - Containers: [net/http.Header], map[string][]string, [net/url.Values]
     and map[string]string are redacted key by key (a copy: the caller's map
     is untouched); a [*net/http.Request] is written as method, path (no

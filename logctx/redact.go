@@ -388,9 +388,13 @@ func (r *redactor) header(h map[string][]string) (map[string][]string, bool) {
 // maskPANs returns s with every payment card number in it masked, keeping
 // the last four digits ("4111 1111 1111 1111" → "**** **** **** 1111").
 // A card number is 13 to 19 digits, contiguous or in groups separated by
-// single spaces or dashes, not touching other digits or letters, that pass
-// the Luhn check. ok is false (and s returned as is, without allocating)
-// when there is none.
+// single spaces or dashes, that pass the Luhn check and are not glued to
+// letters or other digits, though other groups may come before or after it
+// ("ref 14 4111 1111 1111 1111", "4111 1111 1111 1111 2030"). Every such
+// number is masked, overlapping ones included: masking only adds '*', so
+// whatever surrounds a card number, at most its last four digits stay
+// visible. ok is false (and s returned as is, without allocating) when
+// there is none.
 func maskPANs(s string) (string, bool) {
 	if len(s) < 13 {
 		return s, false
@@ -417,18 +421,23 @@ func maskPANs(s string) (string, bool) {
 			break
 		}
 		i = end
-		// A run glued to letters is an identifier ("ord4111..."), not a PAN.
-		if (start > 0 && isAlnum(s[start-1])) || (end < len(s) && isAlnum(s[end])) {
-			continue
-		}
-		if ms, me, ok := findPAN(s, start, end); ok {
-			if out == nil {
-				out = []byte(s)
+		// A number glued to letters is an identifier ("ord4111..."), not a
+		// PAN: no card starts at a run glued to a letter on its left, nor
+		// ends at a run glued to one on its right.
+		gluedStart := start > 0 && isAlnum(s[start-1])
+		gluedEnd := end < len(s) && isAlnum(s[end])
+		// Try every group of the run as the start of a card number: a
+		// shorter Luhn-valid window may begin before a card and end inside
+		// it, so masking it alone would leave the card's tail in clear.
+		for ms := start; ms < end; ms++ {
+			if !isDigit(s[ms]) || (ms > start && isDigit(s[ms-1])) || (ms == start && gluedStart) {
+				continue
 			}
-			maskDigits(out[ms:me])
-			// Further card numbers in the same run are rare; scan the rest.
-			for ms2, me2, ok2 := findPAN(s, me, end); ok2; ms2, me2, ok2 = findPAN(s, me2, end) {
-				maskDigits(out[ms2:me2])
+			if me, ok := panAt(s, ms, end, gluedEnd); ok {
+				if out == nil {
+					out = []byte(s)
+				}
+				maskDigits(out[ms:me], s[ms:me])
 			}
 		}
 	}
@@ -438,59 +447,45 @@ func maskPANs(s string) (string, bool) {
 	return string(out), true
 }
 
-// findPAN looks in s[start:end] (digits and single separators) for a card
-// number starting and ending at group boundaries. Checking windows at the
-// boundaries catches "4111 1111 1111 1111 exp 12 30" styles as well as a
-// number followed by another group ("4111111111111111 2030").
-func findPAN(s string, start, end int) (int, int, bool) {
-	for ms := start; ms < end; ms++ {
-		if ms != start && !(isDigit(s[ms]) && !isDigit(s[ms-1])) {
+// panAt returns the end of the longest card number that starts at ms, at a
+// group boundary of the run s[ms:end] (digits and single separators), and
+// whether there is one. A card number ends at a group boundary, the run's
+// end excluded when the run is glued to a letter (gluedEnd). Checking every
+// boundary catches "4111 1111 1111 1111 exp 12 30" styles as well as a
+// number followed by another group ("4111111111111111 2030"); masking the
+// longest window from ms masks every shorter one too.
+func panAt(s string, ms, end int, gluedEnd bool) (int, bool) {
+	var digits [19]byte
+	nd, best := 0, -1
+	for me := ms; me < end && nd < len(digits); me++ {
+		if !isDigit(s[me]) {
 			continue
 		}
-		var digits [19]byte
-		nd := 0
-		for me := ms; me < end; me++ {
-			if !isDigit(s[me]) {
-				continue
-			}
-			if nd == len(digits) {
-				break // longer than any card number
-			}
-			digits[nd] = s[me] - '0'
-			nd++
-			atBoundary := me+1 == end || !isDigit(s[me+1])
-			if nd >= 13 && atBoundary && luhn(digits[:nd]) {
-				// Prefer the longest candidate from this start.
-				best := me + 1
-				for me2, nd2 := me+1, nd; me2 < end && nd2 < 19; me2++ {
-					if !isDigit(s[me2]) {
-						continue
-					}
-					digits[nd2] = s[me2] - '0'
-					nd2++
-					if (me2+1 == end || !isDigit(s[me2+1])) && luhn(digits[:nd2]) {
-						best = me2 + 1
-					}
-				}
-				return ms, best, true
-			}
+		digits[nd] = s[me] - '0'
+		nd++
+		atBoundary := (me+1 < end && !isDigit(s[me+1])) || (me+1 == end && !gluedEnd)
+		if nd >= 13 && atBoundary && luhn(digits[:nd]) {
+			best = me + 1
 		}
 	}
-	return 0, 0, false
+	return best, best >= 0
 }
 
-func maskDigits(b []byte) {
-	// Keep the last four digits.
+// maskDigits replaces by '*' the digits of dst but the last four, reading
+// which bytes are digits from src, the unmasked text dst is a copy of:
+// overlapping card numbers are masked in turn, and each must keep only its
+// own last four digits, whatever was masked before.
+func maskDigits(dst []byte, src string) {
 	keep := 4
-	for i := len(b) - 1; i >= 0; i-- {
-		if !isDigit(b[i]) {
+	for i := len(src) - 1; i >= 0; i-- {
+		if !isDigit(src[i]) {
 			continue
 		}
 		if keep > 0 {
 			keep--
 			continue
 		}
-		b[i] = '*'
+		dst[i] = '*'
 	}
 }
 

@@ -177,6 +177,17 @@ func TestMaskPANs(t *testing.T) {
 		{"two 4111111111111111 and 5555555555554444", "two ************1111 and ************4444"},
 		{"followed 4111 1111 1111 1111 2030", "followed **** **** **** 1111 2030"},
 		{"\"pan\":\"4012888888881881\"", "\"pan\":\"************1881\""},
+		// Other digit groups around a card: every card number is masked,
+		// overlapping ones included, leaving at most its last four digits.
+		{"ref 14 4111 1111 1111 1111", "ref ** **** **** **** 1111"},
+		{"ref 14-4111-1111-1111-1111", "ref **-****-****-****-1111"},
+		{"4111 1111 1111 1111 5555 5555 5555 4444", "**** **** **** **** **** **** **** 4444"},
+		{"4111-1111-1111-1111-5555-5555-5555-4444", "****-****-****-****-****-****-****-4444"},
+		{"4111 1111 1111 1111 5", "**** **** **** 1111 5"},
+		{"1 2 3 4111 1111 1111 1111 9 8 7", "1 2 * **** **** **** ***1 9 8 7"},
+		// A letter glued to another group does not hide the card.
+		{"id1 4111 1111 1111 1111", "id1 **** **** **** 1111"},
+		{"4111 1111 1111 1111 2x", "**** **** **** 1111 2x"},
 	} {
 		got, ok := maskPANs(tc.in)
 		if got != tc.want || ok != (tc.in != tc.want) {
@@ -186,6 +197,7 @@ func TestMaskPANs(t *testing.T) {
 	for _, s := range []string{
 		"4111111111111112",           // fails Luhn
 		"order ord4111111111111111",  // glued to letters: an identifier
+		"ord4111 1111 1111 1111",     // the same, in groups
 		"1234567890123",              // 13 digits, not Luhn-valid
 		"ts 20261125060000123456789", // long number, not a card
 		"phone +1 415 555 0100",      // too few digits
@@ -198,6 +210,75 @@ func TestMaskPANs(t *testing.T) {
 			t.Errorf("maskPANs(%.40q) changed it to %.40q", s, got)
 		}
 	}
+}
+
+// A short digit group before a card number made a Luhn-valid window of its
+// own with the card's first groups; masking only that window left the
+// card's last eight digits in clear ("ref ** **** **** 1111 1111").
+func TestRedactCardAfterShortDigitGroup(t *testing.T) {
+	l, buf := newJSONLogger(t, HandlerConfig{})
+	l.Info("m", "note", "ref 14 4111 1111 1111 1111")
+	out := buf.String()
+	if strings.Contains(out, "1111 1111") || !strings.Contains(out, "ref ** **** **** **** 1111") {
+		t.Fatalf("more than the last four digits of the card are visible: %s", out)
+	}
+}
+
+// Whatever digit groups surround a card number, at most its last four
+// digits stay visible.
+func TestMaskPANsShowsAtMostLastFourOfEveryCard(t *testing.T) {
+	cards := []string{testPAN, "5555555555554444", "378282246310005", "6011111111111117", "4012888888881881"}
+	var inputs []string
+	for _, c := range cards {
+		for _, sep := range []string{" ", "-"} {
+			grouped := c[:4] + sep + c[4:8] + sep + c[8:12] + sep + c[12:]
+			for _, before := range []string{"", "1" + sep, "14" + sep, "9" + sep + "87" + sep, "id1" + sep, "x "} {
+				for _, after := range []string{"", sep + "5", sep + "2030", sep + "12" + sep + "30", sep + "2x", sep + testPAN, " ."} {
+					inputs = append(inputs, before+c+after, before+grouped+after)
+				}
+			}
+		}
+	}
+	for _, s := range inputs {
+		out, _ := maskPANs(s)
+		if card, ok := cardLeak(s, out); ok {
+			t.Errorf("maskPANs(%q) = %q: more than the last four digits of %q visible", s, out, card)
+		}
+	}
+}
+
+// cardLeak returns a card number of s (13 to 19 Luhn-valid digits,
+// contiguous or in groups separated by single spaces or dashes, not glued
+// to letters or digits) of which out, s masked, shows more than the last
+// four digits.
+func cardLeak(s, out string) (string, bool) {
+	for i := 0; i < len(s); i++ {
+		if !isDigit(s[i]) || (i > 0 && isAlnum(s[i-1])) {
+			continue
+		}
+		var digits []byte
+		for j := i; j < len(s) && len(digits) < 19; j++ {
+			if !isDigit(s[j]) {
+				if (s[j] != ' ' && s[j] != '-') || j+1 == len(s) || !isDigit(s[j+1]) {
+					break
+				}
+				continue
+			}
+			digits = append(digits, s[j]-'0')
+			if len(digits) < 13 || !luhn(digits) || (j+1 < len(s) && isAlnum(s[j+1])) {
+				continue
+			}
+			for k, seen := j, 0; k >= i; k-- {
+				if isDigit(s[k]) {
+					if seen >= 4 && out[k] != '*' {
+						return s[i : j+1], true
+					}
+					seen++
+				}
+			}
+		}
+	}
+	return "", false
 }
 
 func TestLuhn(t *testing.T) {
@@ -307,7 +388,8 @@ func FuzzSecretKey(f *testing.F) {
 }
 
 func FuzzMaskPANs(f *testing.F) {
-	for _, s := range []string{testPAN, "card 4111 1111 1111 1111", "4111-1111-1111-1111 2030", "x", "", "1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6", strings.Repeat("4111111111111111 ", 5)} {
+	for _, s := range []string{testPAN, "card 4111 1111 1111 1111", "4111-1111-1111-1111 2030", "x", "", "1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6", strings.Repeat("4111111111111111 ", 5),
+		"ref 14 4111 1111 1111 1111", "4111 1111 1111 1111 5555 5555 5555 4444", "id1 4111-1111-1111-1111-2x"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -338,6 +420,11 @@ func FuzzMaskPANs(f *testing.F) {
 				t.Fatalf("card number %q at %d not masked: %q", s[i:j], i, out)
 			}
 			i = j
+		}
+		// Whatever surrounds a card number, at most its last four digits
+		// stay visible.
+		if card, leak := cardLeak(s, out); leak {
+			t.Fatalf("more than the last four digits of %q visible: %q", card, out)
 		}
 	})
 }
