@@ -137,3 +137,45 @@ func FuzzNewLimiterConfig(f *testing.F) {
 		}
 	})
 }
+
+// FuzzNewKeyedLimiterConfig: any numbers give either a KindInvalid error or
+// a keyed limiter whose IdleTimeout covers the bucket refill time,
+// Burst/Rate plus MaxWait in Wait mode, saturating rather than overflowing.
+func FuzzNewKeyedLimiterConfig(f *testing.F) {
+	f.Add(1.0, 1, uint8(1), int64(time.Second), int64(time.Second))
+	f.Add(1.0, 1, uint8(1), int64(time.Second), int64(2*time.Second))
+	f.Add(1.0, 0, uint8(0), int64(0), int64(0))
+	f.Add(1e-300, 1<<40, uint8(1), int64(math.MaxInt64), int64(0))
+	f.Add(1.0, 1, uint8(1), int64(math.MaxInt64), int64(math.MaxInt64))
+	f.Add(math.Inf(1), 0, uint8(1), int64(time.Hour), int64(time.Nanosecond))
+	f.Add(1e300, 0, uint8(1), int64(1), int64(-1))
+	f.Fuzz(func(t *testing.T, r float64, burst int, mode uint8, maxWait, idle int64) {
+		k, err := NewKeyedLimiter(KeyedConfig{
+			Limiter:     LimiterConfig{Rate: rate.Limit(r), Burst: burst, Mode: Mode(mode), MaxWait: time.Duration(maxWait)},
+			MaxKeys:     1,
+			IdleTimeout: time.Duration(idle),
+		})
+		if err != nil {
+			if !errors.Is(err, contract.ErrInvalid) || k != nil {
+				t.Fatalf("bad config error %v (limiter %v)", err, k)
+			}
+			return
+		}
+		if idle > 0 && k.idle != time.Duration(idle) {
+			t.Fatalf("idle %v, configured %v", k.idle, time.Duration(idle))
+		}
+		if k.idle <= 0 {
+			t.Fatalf("idle %v", k.idle)
+		}
+		if k.core.limit == rate.Inf || math.IsInf(float64(k.core.limit), 1) {
+			return // never limited
+		}
+		refill := float64(k.core.burst) / float64(k.core.limit) * float64(time.Second)
+		if k.core.mode == Wait {
+			refill += float64(k.core.maxWait)
+		}
+		if want := min(refill, float64(math.MaxInt64)); float64(k.idle) < want*(1-1e-9)-2 {
+			t.Fatalf("idle %v shorter than the refill time %v (%+v)", k.idle, time.Duration(want), k.core)
+		}
+	})
+}

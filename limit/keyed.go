@@ -3,6 +3,7 @@ package limit
 import (
 	"context"
 	"hash/maphash"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,9 +35,11 @@ type KeyedConfig struct {
 	// limiter near 4 MB.
 	MaxKeys int
 	// IdleTimeout forgets a key unused for this long. It must be at least
-	// the time a bucket takes to refill (Burst/Rate), so that forgetting an
-	// idle key never grants it more than it already had. Default: the larger
-	// of DefaultIdleTimeout and the refill time.
+	// the time a bucket takes to refill, so that forgetting an idle key
+	// never grants it more than it already had: Burst/Rate, plus MaxWait in
+	// Wait mode, where a waiting call's reservation can leave the bucket up
+	// to Rate×MaxWait tokens in debt. Default: the larger of
+	// DefaultIdleTimeout and the refill time.
 	IdleTimeout time.Duration
 }
 
@@ -48,10 +51,10 @@ type KeyedConfig struct {
 // from its own shard and from one other shard in turn), and keys longer
 // than 128 bytes are stored as a 128-bit hash.
 //
-// Forgetting a key is lossless when its bucket had refilled (which
-// IdleTimeout guarantees); a key evicted early because more than MaxKeys
-// keys are active comes back with a full bucket, so size MaxKeys above the
-// number of keys active within one refill period.
+// Forgetting a key is lossless when its bucket had refilled, from any
+// Wait-mode debt too (which IdleTimeout guarantees); a key evicted early
+// because more than MaxKeys keys are active comes back with a full bucket,
+// so size MaxKeys above the number of keys active within one refill period.
 //
 // Keys are spread over independently locked shards, so calls for different
 // keys rarely contend. A KeyedLimiter is safe for concurrent use; create one
@@ -94,12 +97,19 @@ func NewKeyedLimiter(cfg KeyedConfig) (*KeyedLimiter, error) {
 	if cfg.IdleTimeout < 0 {
 		return nil, invalidField("KeyedConfig.IdleTimeout", "must be >= 0", cfg.IdleTimeout)
 	}
-	refill := time.Duration(0)
-	if c.limit != rate.Inf {
+	refill, rule := time.Duration(0), "must be >= Burst/Rate"
+	if c.limit != rate.Inf && !math.IsInf(float64(c.limit), 1) { // else never limited, never in debt
 		refill = durationOf(float64(c.burst) / float64(c.limit))
+		if c.mode == Wait {
+			// A waiting call's reservation puts the bucket up to
+			// Rate×MaxWait tokens in debt, which takes MaxWait more to
+			// repay. Saturate rather than overflow.
+			refill = min(refill, time.Duration(1<<63-1)-c.maxWait) + c.maxWait
+			rule = "must be >= Burst/Rate + MaxWait"
+		}
 	}
 	if cfg.IdleTimeout > 0 && cfg.IdleTimeout < refill {
-		return nil, invalidField("KeyedConfig.IdleTimeout", "must be >= Burst/Rate, the bucket refill time "+refill.String(), cfg.IdleTimeout)
+		return nil, invalidField("KeyedConfig.IdleTimeout", rule+", the bucket refill time "+refill.String(), cfg.IdleTimeout)
 	}
 	maxKeys := cfg.MaxKeys
 	if maxKeys == 0 {

@@ -3,6 +3,7 @@ package limit
 import (
 	"context"
 	"errors"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -54,6 +55,88 @@ func TestKeyedLimiterDefaults(t *testing.T) {
 	k, _ = NewKeyedLimiter(KeyedConfig{Limiter: LimiterConfig{Rate: rate.Every(time.Minute), Burst: 60}})
 	if k.idle != time.Hour {
 		t.Errorf("idle = %v, want the 1h refill time", k.idle)
+	}
+}
+
+// In Wait mode a reservation puts a bucket up to Rate×MaxWait tokens in
+// debt, so it refills in Burst/Rate + MaxWait, not Burst/Rate: IdleTimeout =
+// Burst/Rate was accepted, and evicting the indebted key forgave its debt.
+func TestKeyedLimiterIdleTimeoutCountsWaitDebt(t *testing.T) {
+	wait := LimiterConfig{Rate: 1, Burst: 1, Mode: Wait, MaxWait: time.Second}
+	k, err := NewKeyedLimiter(KeyedConfig{Limiter: wait, MaxKeys: 10, IdleTimeout: time.Second})
+	if k != nil {
+		t.Fatal("IdleTimeout = Burst/Rate accepted in Wait mode")
+	}
+	wantInvalid(t, err, "KeyedConfig.IdleTimeout")
+	if !strings.Contains(err.Error(), "Burst/Rate + MaxWait, the bucket refill time 2s") {
+		t.Errorf("err = %q, want it to give the rule and the 2s refill time", err)
+	}
+
+	// The smallest accepted IdleTimeout keeps the indebted key.
+	clk := limittest.NewClock(epoch)
+	wait.Clock = clk
+	k, err = NewKeyedLimiter(KeyedConfig{Limiter: wait, MaxKeys: 10, IdleTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := k.Take(ctx, "a"); err != nil { // spends the only token
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- k.Take(ctx, "a") }() // reserves the token due at +1s
+	clk.BlockUntilTimers(1)
+	clk.Advance(time.Second)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(time.Millisecond)
+	// Bucket "a" holds 0.001 tokens: its next token is due in 999ms. A new
+	// key in the same (single) shard must not evict it as idle.
+	if err := k.Take(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	dctx, cancel := context.WithTimeout(ctx, time.Millisecond) // too short to wait 999ms
+	defer cancel()
+	if err := k.Take(dctx, "a"); err == nil {
+		t.Fatal("key a got a token 1ms after its last one was due (rate 1/s, burst 1): its debt was forgiven")
+	}
+
+	// Reject mode never borrows: Burst/Rate is enough there.
+	if _, err := NewKeyedLimiter(KeyedConfig{Limiter: LimiterConfig{Rate: 1, Burst: 1}, IdleTimeout: time.Second}); err != nil {
+		t.Errorf("Reject mode, IdleTimeout = Burst/Rate: %v", err)
+	}
+}
+
+// The default IdleTimeout covers the Wait-mode refill time, without
+// overflowing when Burst/Rate or MaxWait is huge.
+func TestKeyedLimiterDefaultIdleTimeoutInWaitMode(t *testing.T) {
+	const forever = time.Duration(1<<63 - 1)
+	tests := []struct {
+		cfg  LimiterConfig
+		idle time.Duration
+	}{
+		{LimiterConfig{Rate: 1, Mode: Wait}, DefaultIdleTimeout},
+		{LimiterConfig{Rate: 100, Burst: 200, Mode: Wait, MaxWait: time.Minute}, DefaultIdleTimeout},
+		{LimiterConfig{Rate: 1, Burst: 1, Mode: Wait, MaxWait: DefaultIdleTimeout}, DefaultIdleTimeout + time.Second},
+		{LimiterConfig{Rate: rate.Every(time.Minute), Burst: 60, Mode: Wait, MaxWait: time.Minute}, time.Hour + time.Minute},
+		{LimiterConfig{Rate: 1, Burst: 1, Mode: Wait, MaxWait: forever}, forever},
+		{LimiterConfig{Rate: 1e-300, Burst: 1, Mode: Wait, MaxWait: time.Hour}, forever},
+		{LimiterConfig{Rate: rate.Inf, Mode: Wait, MaxWait: time.Hour}, DefaultIdleTimeout}, // never limited: no debt
+		{LimiterConfig{Rate: rate.Limit(math.Inf(1)), Mode: Wait, MaxWait: time.Hour}, DefaultIdleTimeout},
+	}
+	for _, tt := range tests {
+		k, err := NewKeyedLimiter(KeyedConfig{Limiter: tt.cfg})
+		if err != nil {
+			t.Errorf("%+v: %v", tt.cfg, err)
+			continue
+		}
+		if k.idle != tt.idle {
+			t.Errorf("%+v: idle = %v, want %v", tt.cfg, k.idle, tt.idle)
+		}
+		if k, err := NewKeyedLimiter(KeyedConfig{Limiter: tt.cfg, IdleTimeout: tt.idle}); err != nil || k.idle != tt.idle {
+			t.Errorf("%+v, IdleTimeout %v: %v", tt.cfg, tt.idle, err)
+		}
 	}
 }
 
