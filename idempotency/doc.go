@@ -32,8 +32,9 @@
 //
 // A lease is crash recovery: if the owner dies, its lease expires and the
 // next claimer wins with a larger token. The late owner, should it wake up,
-// cannot overwrite, release or renew anything (ErrLeaseLost). Tokens
-// increase strictly per key and are exported (Claim.Token, and Token(ctx)
+// cannot overwrite, release or renew anything (ErrLeaseLost), even after
+// its record expired and the key was claimed afresh. Tokens increase
+// strictly per key, across the loss of a record too, and are exported (Claim.Token, and Token(ctx)
 // inside the operation), so a downstream write can carry the token and
 // reject a stale holder — the fencing that a lease alone cannot give.
 //

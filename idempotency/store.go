@@ -96,7 +96,12 @@ type Record struct {
 //   - Claim: if no live record exists (none, released, or in progress with an
 //     expired lease) the caller wins, the record becomes in progress with the
 //     request's fingerprint and lease, and Token is strictly greater than any
-//     token issued before for that key while a record of it was retained.
+//     token issued before for that key, even when the record that carried
+//     it has since expired, been evicted or been deleted: an owner stalled
+//     past its record's lifetime must still be fenced off. (MemoryStore
+//     keeps a counter per shard; the Redis and PostgreSQL stores start a
+//     key's tokens from the server's clock in microseconds, which holds
+//     unless that clock steps back by more than the record's lifetime.)
 //     Exactly one of many concurrent claimers wins. Otherwise the answer is
 //     Mismatch when the fingerprints differ, else InProgress or Completed.
 //   - Complete stores the result and keeps it for the claim's Retention, only

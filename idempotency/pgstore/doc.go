@@ -27,7 +27,7 @@
 //	    id           bytea       PRIMARY KEY,  -- SHA-256 of the length-prefixed scope and key
 //	    fingerprint  bytea       NOT NULL,     -- opaque payload digest
 //	    state        smallint    NOT NULL,     -- 1 in progress, 2 completed, 3 released
-//	    token        bigint      NOT NULL,     -- fencing token, +1 on every claim
+//	    token        bigint      NOT NULL,     -- fencing token: max(token + 1, server clock in microseconds)
 //	    lease_until  timestamptz,              -- in progress only
 //	    retention_us bigint      NOT NULL,     -- retention asked by the claim, in microseconds
 //	    expires_at   timestamptz NOT NULL,     -- the row may be deleted after this
@@ -49,10 +49,11 @@
 //   - Claim: a single statement that inserts a fresh key (INSERT … ON
 //     CONFLICT (id) DO NOTHING RETURNING), or takes over a claimable row
 //     (released, lease expired, or past retention: a conditional UPDATE …
-//     RETURNING that adds one to the token), or else returns the existing
-//     row — with the stored result when completed. Duplicates and replays
-//     lock nothing. Only when the statement's snapshot predates a concurrent
-//     claimer's commit does Claim run it again.
+//     RETURNING with a new, larger token: see Fencing tokens), or else
+//     returns the existing row — with the stored result when completed.
+//     Duplicates and replays lock nothing. Only when the statement's
+//     snapshot predates a concurrent claimer's commit does Claim run it
+//     again.
 //   - Complete, Release and Renew: UPDATE … WHERE id = $1 AND token = $2 AND
 //     state = 1 AND lease_until > statement_timestamp(); no row updated means
 //     [idempotency.ErrLeaseLost] and nothing changed.
@@ -61,6 +62,44 @@
 // A fresh key therefore costs two round trips (Claim, Complete), a replay one.
 // Leases are computed by the server (statement_timestamp()), never by the
 // caller's clock, so instances with skewed clocks agree on who owns a lease.
+// A Lease or Retention longer than 100 years is taken as 100 years, so no
+// conversion overflows (a duration near math.MaxInt64 would otherwise wrap
+// negative and expire the record at once).
+//
+// Each statement runs in a transaction of its own, so any default
+// isolation level works. Under REPEATABLE READ or SERIALIZABLE (set as the
+// database's, role's or connection's default_transaction_isolation) a
+// statement that meets a row committed after its snapshot fails with a
+// serialization failure (40001) where READ COMMITTED would read the latest
+// version; the Store then runs it again, on a fresh snapshot, a bounded
+// number of times: the loser of concurrent claims still answers InProgress.
+//
+// # Fencing tokens
+//
+// A winning claim's token is the larger of the row's token + 1 and the
+// server clock in microseconds since the epoch (statement_timestamp()), for
+// a fresh row the clock. Tokens therefore increase strictly per key while
+// the row lives, and keep increasing after [Store.DeleteExpired] removed it
+// (or anyone deleted it), because the clock has moved on: the key's next
+// owner gets a larger token than a stale owner whose row is gone, and the
+// stale owner's Complete, Release and Renew fail with
+// [idempotency.ErrLeaseLost]. Tokens are large numbers (about 1.8e15
+// today), not counters from 1; only their order means anything. A row
+// written by an earlier version, with a token counted from 1, moves to the
+// clock at its next claim.
+//
+// The clock was chosen over a sequence: it needs no schema object beyond
+// the table (teams applying the schema themselves change nothing), it
+// follows a failover to a standby, whose sequences can lag the tokens the
+// old primary issued, and it leaves every token issued by an earlier
+// version far behind. The remaining risk is the server clock going
+// backwards. While a row lives its token + 1 wins over the clock, so a step
+// back never lowers it. A deleted row leaves only the clock: a step back
+// larger than the time since the row's last claim (for a row removed by
+// DeleteExpired at least max(Retention, 2×Lease)), or a failover to a
+// server whose clock is that far behind, can give the next owner a token no
+// larger than the stale owner's. Keep database servers on NTP, which slews
+// small corrections rather than stepping the clock.
 //
 // # Retention and cleanup
 //
@@ -93,9 +132,12 @@
 // Failures of PostgreSQL are [contract.Error] values wrapping the pgx error:
 // connection loss and server shutdown (class 08, 57P01 from
 // pg_terminate_backend, 57P02, 57P03), lack of resources (class 53) and I/O
-// errors are KindUnavailable; serialization failures (40001) and deadlocks
-// (40P01) are KindUnavailable too, since the transaction can simply run
-// again; statement_timeout (57014), lock_timeout (55P03), a context deadline
+// errors are KindUnavailable; so is a write refused by a read-only server
+// (25006, code "pgstore.read_only": a standby, or a primary demoted by a
+// failover, still reached by the pool); serialization failures (40001) that
+// outlast the Store's own retries, or that end DoTx's transaction, and
+// deadlocks (40P01) are KindUnavailable too, since the transaction can
+// simply run again; statement_timeout (57014), lock_timeout (55P03), a context deadline
 // and network timeouts are KindTimeout; all of them are retryable. A
 // canceled context is KindCanceled and still matches context.Canceled. Any
 // other server error (a missing table) is KindInternal, not retryable.

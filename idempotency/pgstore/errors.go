@@ -22,6 +22,10 @@ import (
 //   - connection loss and server shutdown (class 08, 57P01 as sent by
 //     pg_terminate_backend, 57P02, 57P03), lack of resources (class 53),
 //     idle-session timeouts (25P03, 57P05) and every I/O error: KindUnavailable;
+//   - a write refused by a read-only server (25006
+//     read_only_sql_transaction: a standby, or a primary demoted by a
+//     failover, that the pool still reaches): KindUnavailable, retryable —
+//     the same write succeeds once the pool reaches the new primary;
 //   - any other server error (a missing table, a constraint): KindInternal.
 //
 // The cause stays wrapped: errors.As(err, new(*pgconn.PgError)) still works.
@@ -54,6 +58,8 @@ func classifyPg(code string) (contract.Kind, string) {
 		return contract.KindUnavailable, "pgstore.deadlock"
 	case "57P01", "57P02", "57P03", "57P05", "25P03":
 		return contract.KindUnavailable, "pgstore.connection_lost"
+	case "25006":
+		return contract.KindUnavailable, "pgstore.read_only"
 	}
 	switch {
 	case strings.HasPrefix(code, "08"):

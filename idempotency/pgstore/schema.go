@@ -15,7 +15,7 @@ const schemaSQL = `CREATE TABLE IF NOT EXISTS %[1]s (
     id           bytea       PRIMARY KEY,  -- SHA-256 of the length-prefixed scope and key
     fingerprint  bytea       NOT NULL,     -- opaque payload digest
     state        smallint    NOT NULL,     -- 1 in progress, 2 completed, 3 released
-    token        bigint      NOT NULL,     -- fencing token, +1 on every claim
+    token        bigint      NOT NULL,     -- fencing token: max(token + 1, server clock in microseconds)
     lease_until  timestamptz,              -- in progress only
     retention_us bigint      NOT NULL,     -- retention asked by the claim, in microseconds
     expires_at   timestamptz NOT NULL,     -- the row may be deleted after this

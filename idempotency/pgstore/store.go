@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/sadpath/sadpath/contract"
@@ -150,10 +151,16 @@ func invalidConfig(field, why string) error {
 // Every statement reads the server's clock (statement_timestamp(): the
 // start of the statement, also inside a long transaction), never the
 // caller's. Durations travel as microseconds.
+//
+// A winning claim's token is the larger of the row's token + 1 and the
+// server clock in microseconds since the epoch (clockUS): it grows while the
+// row lives and, unlike a counter from 1, does not restart once the row is
+// deleted (see the package documentation, Fencing tokens).
 func (s *Store) prepareSQL() {
 	t := s.qualified
 	const us = ` * interval '1 microsecond'`
 	const ts = `statement_timestamp()`
+	const clockUS = `(extract(epoch FROM ` + ts + `) * 1000000)::bigint`
 	// A fresh key is inserted; an existing claimable row (released, lease
 	// expired, retention over) is updated; any other row is only read. No
 	// branch locks a row it does not change, so duplicates and replays never
@@ -161,13 +168,13 @@ func (s *Store) prepareSQL() {
 	claimable := `(r.expires_at <= ` + ts + ` OR r.state = 3 OR (r.state = 1 AND r.lease_until <= ` + ts + `))`
 	s.sqlClaim = `WITH ins AS (
   INSERT INTO ` + t + ` (id, fingerprint, state, token, lease_until, retention_us, expires_at)
-  VALUES ($1::bytea, $2::bytea, 1, 1, ` + ts + ` + $3::bigint::float8` + us + `, $4::bigint,
+  VALUES ($1::bytea, $2::bytea, 1, ` + clockUS + `, ` + ts + ` + $3::bigint::float8` + us + `, $4::bigint,
           ` + ts + ` + greatest($4::bigint, 2 * $3::bigint)::float8` + us + `)
   ON CONFLICT (id) DO NOTHING
   RETURNING token
 ), upd AS (
   UPDATE ` + t + ` AS r SET
-    fingerprint = $2::bytea, state = 1, token = r.token + 1,
+    fingerprint = $2::bytea, state = 1, token = greatest(r.token + 1, ` + clockUS + `),
     lease_until = ` + ts + ` + $3::bigint::float8` + us + `, retention_us = $4::bigint,
     expires_at = ` + ts + ` + greatest($4::bigint, 2 * $3::bigint)::float8` + us + `, result = NULL
   WHERE r.id = $1::bytea AND ` + claimable + `
@@ -207,13 +214,49 @@ func recordID(k idempotency.Key) []byte {
 	return h.Sum(nil)
 }
 
+// maxDuration caps Lease and Retention: a longer one is taken as 100
+// years. Without a cap a duration near math.MaxInt64 would overflow when
+// rounded up to microseconds (the record expired at once); with it every
+// value, twice a lease included, is exact as a float8, stays far inside the
+// timestamptz range when added to the clock, and converts back to a
+// time.Duration without overflow.
+const maxDuration = 100 * 365 * 24 * time.Hour
+
+// micros rounds d, capped at maxDuration, up to whole microseconds.
 func micros(d time.Duration) int64 {
+	d = min(d, maxDuration)
 	return int64((d + time.Microsecond - 1) / time.Microsecond)
 }
 
 // maxClaimAttempts bounds the retries of a claim whose answer was read from
-// a snapshot older than a concurrent writer's commit (see Claim).
+// a snapshot older than a concurrent writer's commit, and of any statement
+// that failed with a serialization failure (see Claim).
 const maxClaimAttempts = 16
+
+// serializationFailure reports whether err is SQLSTATE 40001. Under
+// REPEATABLE READ or SERIALIZABLE (as a database's, role's or connection's
+// default_transaction_isolation) a statement that meets a row version
+// committed after its snapshot fails with it instead of waiting and reading
+// the latest version, as READ COMMITTED does. The Store's statements run in
+// transactions of their own, so the failure rolled back nothing else and the
+// statement can simply run again, on a fresh snapshot.
+func serializationFailure(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "40001"
+}
+
+// exec runs one statement in a transaction of its own, again (at most
+// maxClaimAttempts times in all) while it fails with a serialization
+// failure.
+func (s *Store) exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	for attempt := 1; ; attempt++ {
+		tag, err := s.pool.Exec(ctx, sql, args...)
+		if attempt < maxClaimAttempts && serializationFailure(err) {
+			continue
+		}
+		return tag, err
+	}
+}
 
 // Claim claims req.Key with one statement (INSERT … ON CONFLICT DO NOTHING
 // RETURNING for a fresh key, a conditional UPDATE … RETURNING for a
@@ -223,8 +266,11 @@ const maxClaimAttempts = 16
 // Under a race the row read can come from a snapshot taken before a
 // concurrent claim committed (no row, or a row that looks claimable although
 // the INSERT or UPDATE, which see the latest version, found it was not);
-// Claim then runs the statement again. Without a concurrent writer on the
-// same key, a claim is always one round trip.
+// Claim then runs the statement again. Under REPEATABLE READ or SERIALIZABLE
+// as the default isolation, the INSERT or UPDATE fails instead with a
+// serialization failure (40001), and Claim runs the statement again too: on
+// a fresh snapshot it sees the winner's row and answers InProgress. Without
+// a concurrent writer on the same key, a claim is always one round trip.
 func (s *Store) Claim(ctx context.Context, req idempotency.ClaimRequest) (idempotency.Claim, error) {
 	const op = "pgstore.claim"
 	if req.Lease <= 0 {
@@ -236,6 +282,9 @@ func (s *Store) Claim(ctx context.Context, req idempotency.ClaimRequest) (idempo
 	return s.claim(ctx, s.pool, req)
 }
 
+// querier runs each statement in a transaction of its own (the pool): claim
+// retries a statement after a serialization failure, which would be wrong
+// inside a caller's transaction (aborted by the failure).
 type querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
@@ -244,6 +293,7 @@ func (s *Store) claim(ctx context.Context, q querier, req idempotency.ClaimReque
 	const op = "pgstore.claim"
 	id := recordID(req.Key)
 	fp := []byte(req.Fingerprint)
+	raced := errors.New("pgstore: claim kept racing with concurrent writers")
 	for range maxClaimAttempts {
 		var (
 			won     bool
@@ -258,6 +308,10 @@ func (s *Store) claim(ctx context.Context, q querier, req idempotency.ClaimReque
 			Scan(&won, &token, &state, &leftUS, &rowFP, &result, &expired)
 		if errors.Is(err, pgx.ErrNoRows) {
 			continue // inserted by a writer that committed after our snapshot
+		}
+		if serializationFailure(err) {
+			raced = err // written by a writer that committed after our snapshot
+			continue
 		}
 		if err != nil {
 			return idempotency.Claim{}, s.fail(ctx, op, id, err)
@@ -284,10 +338,12 @@ func (s *Store) claim(ctx context.Context, q querier, req idempotency.ClaimReque
 		}
 		return c, nil
 	}
-	return idempotency.Claim{}, s.fail(ctx, op, id, errors.New("pgstore: claim kept racing with concurrent writers"))
+	return idempotency.Claim{}, s.fail(ctx, op, id, raced)
 }
 
-// Complete stores result for the owner of token: one conditional UPDATE.
+// Complete stores result for the owner of token: one conditional UPDATE
+// (run again after a serialization failure, as every statement of the
+// Store outside DoTx's transaction).
 func (s *Store) Complete(ctx context.Context, key idempotency.Key, token uint64, result idempotency.Result) error {
 	const op = "pgstore.complete"
 	enc := encodeResult(result)
@@ -295,7 +351,7 @@ func (s *Store) Complete(ctx context.Context, key idempotency.Key, token uint64,
 		return contract.New(contract.KindTooLarge, op, fmt.Sprintf("result is %d bytes encoded, over the limit of %d", len(enc), s.maxBytes))
 	}
 	id := recordID(key)
-	tag, err := s.pool.Exec(ctx, s.sqlComplete, id, int64(token), enc)
+	tag, err := s.exec(ctx, s.sqlComplete, id, int64(token), enc)
 	return s.owned(ctx, op, id, tag.RowsAffected(), err)
 }
 
@@ -303,7 +359,7 @@ func (s *Store) Complete(ctx context.Context, key idempotency.Key, token uint64,
 func (s *Store) Release(ctx context.Context, key idempotency.Key, token uint64) error {
 	const op = "pgstore.release"
 	id := recordID(key)
-	tag, err := s.pool.Exec(ctx, s.sqlRelease, id, int64(token))
+	tag, err := s.exec(ctx, s.sqlRelease, id, int64(token))
 	return s.owned(ctx, op, id, tag.RowsAffected(), err)
 }
 
@@ -315,7 +371,7 @@ func (s *Store) Renew(ctx context.Context, key idempotency.Key, token uint64, le
 		return contract.New(contract.KindInvalid, op, fmt.Sprintf("lease: must be > 0, got %v", lease))
 	}
 	id := recordID(key)
-	tag, err := s.pool.Exec(ctx, s.sqlRenew, id, int64(token), micros(lease))
+	tag, err := s.exec(ctx, s.sqlRenew, id, int64(token), micros(lease))
 	return s.owned(ctx, op, id, tag.RowsAffected(), err)
 }
 
@@ -332,7 +388,14 @@ func (s *Store) Get(ctx context.Context, key idempotency.Key) (idempotency.Recor
 		fp     []byte
 		result []byte
 	)
-	err := s.pool.QueryRow(ctx, s.sqlGet, id).Scan(&state, &token, &leftUS, &fp, &result)
+	var err error
+	for attempt := 1; ; attempt++ {
+		err = s.pool.QueryRow(ctx, s.sqlGet, id).Scan(&state, &token, &leftUS, &fp, &result)
+		if attempt < maxClaimAttempts && serializationFailure(err) {
+			continue // a SERIALIZABLE read can fail too, rarely
+		}
+		break
+	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		return idempotency.Record{}, idempotency.ErrNotFound
 	}
@@ -366,7 +429,7 @@ func (s *Store) DeleteExpired(ctx context.Context, limit int) (int64, error) {
 	if limit <= 0 {
 		limit = s.batch
 	}
-	tag, err := s.pool.Exec(ctx, s.sqlDelete, limit)
+	tag, err := s.exec(ctx, s.sqlDelete, limit)
 	if err != nil {
 		return 0, s.fail(ctx, "pgstore.delete_expired", nil, err)
 	}

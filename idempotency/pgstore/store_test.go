@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"testing"
 	"time"
 
@@ -46,7 +47,7 @@ func TestLeaseFromServerClock(t *testing.T) {
 	s := newStore(t, p, newTable())
 	ctx := context.Background()
 	c, err := s.Claim(ctx, idempotency.ClaimRequest{Key: keyOf("k"), Fingerprint: "fp", Lease: 10 * time.Second, Retention: time.Minute})
-	if err != nil || c.Status != idempotency.Claimed || c.Token != 1 {
+	if err != nil || c.Status != idempotency.Claimed || c.Token == 0 {
 		t.Fatal(c, err)
 	}
 	var leaseLeft, keep float64
@@ -135,6 +136,175 @@ func TestClaimOverExpiredRow(t *testing.T) {
 	c2, err := s.Claim(ctx, idempotency.ClaimRequest{Key: k, Fingerprint: "b", Lease: time.Second, Retention: time.Hour})
 	if err != nil || c2.Status != idempotency.Claimed || c2.Token <= c.Token {
 		t.Fatalf("claim over expired row: %+v, %v", c2, err)
+	}
+}
+
+// TestStaleOwnerFencedAfterDeleteExpired: a stalled owner's row expires and
+// DeleteExpired removes it; another caller claims the key again. The new
+// token is larger than the stale owner's (a fresh row does not restart at
+// 1), so the stale owner can neither complete, release nor renew the new
+// owner's claim.
+func TestStaleOwnerFencedAfterDeleteExpired(t *testing.T) {
+	p, _ := newPool(t, "pgstore-stale", nil)
+	s := newStore(t, p, newTable())
+	ctx := context.Background()
+	k := keyOf("k")
+	req := idempotency.ClaimRequest{Key: k, Fingerprint: "fp", Lease: time.Second, Retention: time.Hour}
+	a, err := s.Claim(ctx, req)
+	if err != nil || a.Status != idempotency.Claimed {
+		t.Fatal(a, err)
+	}
+	// The owner stalls past its lease and retention, as time would.
+	if _, err := p.Exec(ctx, `UPDATE `+s.qualified+` SET lease_until = now() - interval '2 seconds', expires_at = now() - interval '1 second'`); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.DeleteExpired(ctx, 0); err != nil || n != 1 {
+		t.Fatalf("DeleteExpired = %d, %v; want the stale owner's row", n, err)
+	}
+	b, err := s.Claim(ctx, req)
+	if err != nil || b.Status != idempotency.Claimed {
+		t.Fatal(b, err)
+	}
+	if b.Token <= a.Token {
+		t.Fatalf("new owner's token %d after the stale owner's %d; tokens must keep increasing after the row is deleted", b.Token, a.Token)
+	}
+	if err := s.Complete(ctx, k, a.Token, idempotency.Result{Body: []byte("stale")}); !errors.Is(err, idempotency.ErrLeaseLost) {
+		t.Fatalf("stale owner Complete = %v", err)
+	}
+	if err := s.Release(ctx, k, a.Token); !errors.Is(err, idempotency.ErrLeaseLost) {
+		t.Fatalf("stale owner Release = %v", err)
+	}
+	if err := s.Renew(ctx, k, a.Token, time.Hour); !errors.Is(err, idempotency.ErrLeaseLost) {
+		t.Fatalf("stale owner Renew = %v", err)
+	}
+	rec, err := s.Get(ctx, k)
+	if err != nil || rec.State != idempotency.StateInProgress || rec.Token != b.Token || rec.LeaseRemaining > time.Second {
+		t.Fatalf("after the stale owner's calls: %+v, %v; want the new owner's claim unchanged", rec, err)
+	}
+	if err := s.Complete(ctx, k, b.Token, idempotency.Result{Body: []byte("fresh")}); err != nil {
+		t.Fatal(err)
+	}
+	if rec, _ := s.Get(ctx, k); rec.Result == nil || string(rec.Result.Body) != "fresh" {
+		t.Fatalf("stored %+v", rec.Result)
+	}
+}
+
+// TestTokenOfLegacyRowGrows: a row whose token was counted from 1 (by an
+// earlier version) is claimed again with a larger token.
+func TestTokenOfLegacyRowGrows(t *testing.T) {
+	p, _ := newPool(t, "pgstore-legacy", nil)
+	s := newStore(t, p, newTable())
+	ctx := context.Background()
+	k := keyOf("k")
+	if _, err := p.Exec(ctx, `INSERT INTO `+s.qualified+` (id, fingerprint, state, token, retention_us, expires_at)
+VALUES ($1, 'fp', 3, 7, 3600000000, now() + interval '1 hour')`, recordID(k)); err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.Claim(ctx, idempotency.ClaimRequest{Key: k, Fingerprint: "fp", Lease: time.Second, Retention: time.Hour})
+	if err != nil || c.Status != idempotency.Claimed || c.Token <= 7 {
+		t.Fatalf("claim over a legacy row = %+v, %v", c, err)
+	}
+	if err := s.Release(ctx, k, 7); !errors.Is(err, idempotency.ErrLeaseLost) {
+		t.Fatalf("legacy token Release = %v", err)
+	}
+	if err := s.Complete(ctx, k, c.Token, idempotency.Result{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestHugeDurationsAreCapped: a Lease or Retention near math.MaxInt64
+// ("forever") is taken as 100 years. It used to overflow the conversion to
+// microseconds: the completed record was invisible at once and a duplicate
+// ran again.
+func TestHugeDurationsAreCapped(t *testing.T) {
+	p, _ := newPool(t, "pgstore-huge", nil)
+	s := newStore(t, p, newTable())
+	ctx := context.Background()
+	const century = 100 * 365 * 24 * time.Hour
+	for _, d := range []time.Duration{math.MaxInt64, math.MaxInt64 - time.Microsecond + 1, century + time.Nanosecond} {
+		if got := micros(d); got != micros(century) {
+			t.Fatalf("micros(%d) = %d, want %d", d, got, micros(century))
+		}
+	}
+
+	k := keyOf("forever")
+	req := idempotency.ClaimRequest{Key: k, Fingerprint: "fp", Lease: time.Second, Retention: math.MaxInt64}
+	a, err := s.Claim(ctx, req)
+	if err != nil || a.Status != idempotency.Claimed {
+		t.Fatal(a, err)
+	}
+	if err := s.Complete(ctx, k, a.Token, idempotency.Result{Body: []byte("done")}); err != nil {
+		t.Fatal(err)
+	}
+	dup, err := s.Claim(ctx, req)
+	if err != nil || dup.Status != idempotency.Completed || dup.Token != a.Token || dup.Result == nil || string(dup.Result.Body) != "done" {
+		t.Fatalf("duplicate after completion = %+v, %v; want completed", dup, err)
+	}
+	var keepDays float64
+	if err := p.QueryRow(ctx, `SELECT extract(epoch FROM expires_at - now()) / 86400 FROM `+s.qualified+` WHERE id = $1`, recordID(k)).Scan(&keepDays); err != nil || keepDays < 36499 || keepDays > 36500 {
+		t.Fatalf("kept %v days, %v; want 100 years (36500 days)", keepDays, err)
+	}
+
+	// A lease as long: held, renewable, reported without overflow.
+	k = keyOf("forever-lease")
+	req = idempotency.ClaimRequest{Key: k, Fingerprint: "fp", Lease: math.MaxInt64, Retention: math.MaxInt64}
+	b, err := s.Claim(ctx, req)
+	if err != nil || b.Status != idempotency.Claimed {
+		t.Fatal(b, err)
+	}
+	dup, err = s.Claim(ctx, req)
+	if err != nil || dup.Status != idempotency.InProgress || dup.LeaseRemaining < century-time.Hour || dup.LeaseRemaining > century {
+		t.Fatalf("duplicate in flight = %+v, %v; want in progress for 100 years", dup, err)
+	}
+	if err := s.Renew(ctx, k, b.Token, math.MaxInt64); err != nil {
+		t.Fatal(err)
+	}
+	if rec, err := s.Get(ctx, k); err != nil || rec.LeaseRemaining < century-time.Hour || rec.LeaseRemaining > century {
+		t.Fatalf("after Renew: %+v, %v", rec, err)
+	}
+	if err := s.Complete(ctx, k, b.Token, idempotency.Result{Body: []byte("done")}); err != nil {
+		t.Fatal(err)
+	}
+	if dup, err := s.Claim(ctx, req); err != nil || dup.Status != idempotency.Completed {
+		t.Fatalf("duplicate after completion = %+v, %v", dup, err)
+	}
+}
+
+// TestReadOnlyServerIsUnavailable: a pool that reaches a read-only server (a
+// standby after a failover, or a demoted primary; here a connection whose
+// transactions default to read only) gets retryable KindUnavailable errors
+// from every write, with code pgstore.read_only, as the Redis store's
+// READONLY does; reads still work.
+func TestReadOnlyServerIsUnavailable(t *testing.T) {
+	admin, _ := newPool(t, "pgstore-readonly-admin", nil)
+	table := newTable()
+	rw := newStore(t, admin, table)
+	ctx := context.Background()
+	k := keyOf("k")
+	c, err := rw.Claim(ctx, idempotency.ClaimRequest{Key: k, Fingerprint: "fp", Lease: time.Minute, Retention: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := newPool(t, "pgstore-readonly", map[string]string{"default_transaction_read_only": "on"})
+	s, err := New(Config{Pool: p, Schema: testSchema, Table: table})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect := func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, contract.ErrUnavailable) || !contract.Retryable(err) || contract.As(err).Code != "pgstore.read_only" {
+			t.Fatalf("%s on a read-only server: %v; want retryable unavailable, code pgstore.read_only", what, err)
+		}
+	}
+	_, err = s.Claim(ctx, idempotency.ClaimRequest{Key: keyOf("other"), Fingerprint: "fp", Lease: time.Second, Retention: time.Hour})
+	expect("Claim", err)
+	expect("Complete", s.Complete(ctx, k, c.Token, idempotency.Result{}))
+	expect("Release", s.Release(ctx, k, c.Token))
+	expect("Renew", s.Renew(ctx, k, c.Token, time.Minute))
+	_, err = s.DeleteExpired(ctx, 0)
+	expect("DeleteExpired", err)
+	if rec, err := s.Get(ctx, k); err != nil || rec.State != idempotency.StateInProgress || rec.Token != c.Token {
+		t.Fatalf("Get on a read-only server: %+v, %v", rec, err)
 	}
 }
 

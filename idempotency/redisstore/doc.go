@@ -41,10 +41,10 @@
 //
 // Every operation is one Lua script run with EVALSHA: one round trip.
 //
-//   - Claim reads the record and either claims it (HINCRBY on the token, so
-//     tokens only grow) or returns the existing state — with the stored
-//     result when completed. A fresh key therefore costs two round trips
-//     (Claim, Complete) and a replay one (Claim).
+//   - Claim reads the record and either claims it (with a new, larger
+//     fencing token: see Fencing tokens) or returns the existing state —
+//     with the stored result when completed. A fresh key therefore costs two
+//     round trips (Claim, Complete) and a replay one (Claim).
 //   - Complete, Release and Renew are compare-and-set on the fencing token:
 //     they change the record only when the token is the current owner's,
 //     the record is in progress and the lease has not expired; otherwise they
@@ -60,14 +60,38 @@
 // Leases are decided by the Redis server's clock (the TIME command inside
 // each script), never by the caller's: two service instances with skewed
 // clocks agree on who holds a lease. Leases have millisecond resolution and
-// are rounded up.
+// are rounded up. A Lease or Retention longer than 100 years is taken as
+// 100 years, so no conversion overflows (a duration near math.MaxInt64
+// would otherwise wrap negative and expire the record at once).
+//
+// # Fencing tokens
+//
+// A winning claim's token is the larger of the record's token + 1 and the
+// Redis server's clock in microseconds since the epoch (TIME). Tokens
+// therefore increase strictly per key while the record lives, and keep
+// increasing after it is gone — expired, evicted or lost in a failover —
+// because the clock has moved on: the key's next owner gets a larger token
+// than the stale owner whose record vanished, and the stale owner's
+// Complete, Release and Renew fail with [idempotency.ErrLeaseLost]. Tokens
+// are large numbers (about 1.8e15 today), not counters from 1; only their
+// order means anything. A record written by an earlier version, with a
+// token counted from 1, moves to the clock at its next claim.
+//
+// The remaining risk is the server clock going backwards. While a record
+// lives its token + 1 wins over the clock, so a step back never lowers it.
+// A record that is gone leaves only the clock: a step back larger than the
+// time since the record's last claim (for an expired record at least its
+// TTL, so at least max(Retention, 2×Lease)), or a failover to a server
+// whose clock is that far behind, can give the next owner a token no larger
+// than the stale owner's. Keep Redis servers on NTP, which slews small
+// corrections rather than stepping the clock.
 //
 // # Retention
 //
 // Retention is the key's TTL (read it with PTTL). A claim sets the TTL to
-// max(Retention, 2×Lease), so a record always outlives its lease and its
-// token counter can never restart while an owner still works; Complete sets
-// it to the claim's Retention, counted from completion. Redis removes
+// max(Retention, 2×Lease), so a record always outlives its lease and no new
+// claimer can take a key while its owner still works; Complete sets it to
+// the claim's Retention, counted from completion. Redis removes
 // expired records itself: there is nothing to clean up. Size Redis memory
 // for (requests per second × retention × record size), and use a maxmemory
 // policy that does not evict these keys (noeviction or volatile-* with

@@ -6,7 +6,7 @@ import "github.com/redis/go-redis/v9"
 //
 //	v  format version ("1")
 //	s  state: 1 in progress, 2 completed, 3 released
-//	t  fencing token (HINCRBY: 64-bit, only ever increases while the hash lives)
+//	t  fencing token: max(previous token + 1, server clock in microseconds)
 //	d  lease deadline, server milliseconds since the epoch (in progress only)
 //	f  fingerprint
 //	k  retention in milliseconds (applied again on completion)
@@ -14,6 +14,12 @@ import "github.com/redis/go-redis/v9"
 //
 // Every script reads the clock with TIME on the server, so no client clock
 // takes part in a lease decision. Scripts touch only KEYS[1].
+//
+// Tokens are computed in Lua numbers (doubles): the microsecond clock
+// (about 1.8e15 today) and one more than a stored token are exact below 2^53
+// (about 9e15, the clock reaches it in the 2250s). A token is stored with
+// %d, so the field holds the same decimal digits that Complete, Release and
+// Renew compare with their token argument.
 
 // nowMS is the common prelude: the server time in milliseconds.
 const nowMS = `
@@ -24,6 +30,12 @@ local now = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)
 // claimScript answers {status, token, leaseRemainingMS, result}; status uses
 // the idempotency.ClaimStatus numbering. ARGV: fingerprint, lease ms,
 // retention ms, key ttl ms.
+//
+// A winning claim takes the larger of the record's token + 1 and the server
+// clock in microseconds: tokens grow while the hash lives, and do not
+// restart at 1 when it is gone (expired, evicted, lost in a failover), so a
+// later owner's token is larger than a stale owner's (unless the server
+// clock stepped back: see the package documentation, Fencing tokens).
 var claimScript = redis.NewScript(nowMS + `
 local h = redis.call('HMGET', KEYS[1], 's', 't', 'd', 'f', 'r')
 local s = h[1]
@@ -39,8 +51,8 @@ if s == '1' then
   end
 end
 local lease = tonumber(ARGV[2])
-local tok = redis.call('HINCRBY', KEYS[1], 't', 1)
-redis.call('HSET', KEYS[1], 'v', '1', 's', '1', 'd', now + lease, 'f', ARGV[1], 'k', ARGV[3])
+local tok = math.max((tonumber(h[2]) or 0) + 1, tonumber(tm[1]) * 1000000 + tonumber(tm[2]))
+redis.call('HSET', KEYS[1], 't', string.format('%d', tok), 'v', '1', 's', '1', 'd', now + lease, 'f', ARGV[1], 'k', ARGV[3])
 redis.call('HDEL', KEYS[1], 'r')
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return {1, tok, lease}

@@ -105,14 +105,24 @@ func (s *Store) redisKey(id string) string {
 	return s.prefix + "{" + id + "}"
 }
 
-// ms rounds d up to whole milliseconds, the resolution of Redis leases.
+// maxDuration caps Lease and Retention: a longer one is taken as 100
+// years. Without a cap a duration near math.MaxInt64 would overflow when
+// rounded up to milliseconds (the record expired at once), and the lease
+// deadline, twice the lease and the remaining lease read back as a
+// time.Duration could overflow too; with it every value stays far inside
+// the ranges of PEXPIRE, Lua numbers and time.Duration.
+const maxDuration = 100 * 365 * 24 * time.Hour
+
+// ms rounds d, capped at maxDuration, up to whole milliseconds, the
+// resolution of Redis leases.
 func ms(d time.Duration) int64 {
+	d = min(d, maxDuration)
 	return int64((d + time.Millisecond - 1) / time.Millisecond)
 }
 
 // keyTTL keeps a record alive at least two leases past its lease start, so a
-// key never expires (and its token counter restarts) while a lease on it is
-// still running.
+// key never expires while a lease on it is still running (a new claimer
+// would win it while the owner still works).
 func keyTTL(lease, retention int64) int64 {
 	return max(retention, 2*lease)
 }
@@ -137,12 +147,12 @@ func (s *Store) Claim(ctx context.Context, req idempotency.ClaimRequest) (idempo
 		return idempotency.Claim{}, s.fail(ctx, op, id, errReply)
 	}
 	status, err1 := toInt(v[0])
-	token, err2 := toInt(v[1])
+	token, err2 := toToken(v[1])
 	left, err3 := toInt(v[2])
 	if err := errors.Join(err1, err2, err3); err != nil || status < 1 || status > 4 {
 		return idempotency.Claim{}, s.fail(ctx, op, id, errReply)
 	}
-	c := idempotency.Claim{Status: idempotency.ClaimStatus(status), Token: uint64(token)}
+	c := idempotency.Claim{Status: idempotency.ClaimStatus(status), Token: token}
 	switch c.Status {
 	case idempotency.InProgress:
 		c.LeaseRemaining = time.Duration(left) * time.Millisecond
@@ -208,13 +218,13 @@ func (s *Store) Get(ctx context.Context, key idempotency.Key) (idempotency.Recor
 		return idempotency.Record{}, s.fail(ctx, op, id, errReply)
 	}
 	state, err1 := toInt(v[0])
-	token, err2 := toInt(v[1])
+	token, err2 := toToken(v[1])
 	left, err3 := toInt(v[2])
 	fp, ok := v[3].(string)
 	if err := errors.Join(err1, err2, err3); err != nil || !ok || state < 1 || state > 3 {
 		return idempotency.Record{}, s.fail(ctx, op, id, errReply)
 	}
-	rec := idempotency.Record{Key: key, Fingerprint: fp, State: idempotency.RecordState(state), Token: uint64(token)}
+	rec := idempotency.Record{Key: key, Fingerprint: fp, State: idempotency.RecordState(state), Token: token}
 	switch rec.State {
 	case idempotency.StateInProgress:
 		rec.LeaseRemaining = time.Duration(left) * time.Millisecond
@@ -263,6 +273,21 @@ func toInt(v any) (int64, error) {
 		return x, nil
 	case string:
 		return strconv.ParseInt(x, 10, 64)
+	}
+	return 0, errReply
+}
+
+// toToken reads a fencing token: an integer reply (a fresh claim) or the
+// decimal string stored in the hash, never negative.
+func toToken(v any) (uint64, error) {
+	switch x := v.(type) {
+	case int64:
+		if x < 0 {
+			return 0, errReply
+		}
+		return uint64(x), nil
+	case string:
+		return strconv.ParseUint(x, 10, 64)
 	}
 	return 0, errReply
 }

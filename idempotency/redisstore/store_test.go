@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -141,6 +143,151 @@ func TestLeaseExpiryAndRenew(t *testing.T) {
 	rec, _ = s.Get(ctx, req.Key)
 	if string(rec.Result.Body) != "fresh" {
 		t.Fatalf("stored %q", rec.Result.Body)
+	}
+}
+
+// TestStaleOwnerFencedAfterRecordLoss: a stalled owner's record is gone —
+// its TTL ran out, or Redis evicted or lost it — and another caller claims
+// the key again. The new token is larger than the stale owner's (tokens do
+// not restart at 1 with a new hash), so the stale owner can neither
+// complete, release nor renew the new owner's claim.
+func TestStaleOwnerFencedAfterRecordLoss(t *testing.T) {
+	for _, loss := range []string{"ttl expiry", "eviction"} {
+		t.Run(loss, func(t *testing.T) {
+			c := newClient(t, "redisstore-test")
+			s := newStore(t, c, testPrefix(t))
+			ctx := context.Background()
+			req := claimReq("k", "fp", 50*time.Millisecond)
+			req.Retention = 50 * time.Millisecond // the key's TTL: 2 × Lease = 100 ms
+			a, err := s.Claim(ctx, req)
+			if err != nil || a.Status != idempotency.Claimed {
+				t.Fatal(a, err)
+			}
+			rkey := s.redisKey(recordID(req.Key))
+			if loss == "eviction" {
+				if err := c.Del(ctx, rkey).Err(); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				// Integration test against a real server clock: waiting is the only way.
+				time.Sleep(250 * time.Millisecond)
+			}
+			if n, err := c.Exists(ctx, rkey).Result(); err != nil || n != 0 {
+				t.Fatalf("record still there (%d), %v", n, err)
+			}
+			req.Lease, req.Retention = time.Minute, time.Minute
+			b, err := s.Claim(ctx, req)
+			if err != nil || b.Status != idempotency.Claimed {
+				t.Fatal(b, err)
+			}
+			if b.Token <= a.Token {
+				t.Fatalf("new owner's token %d after the stale owner's %d; tokens must keep increasing after the record is gone", b.Token, a.Token)
+			}
+			if err := s.Complete(ctx, req.Key, a.Token, idempotency.Result{Body: []byte("stale")}); !errors.Is(err, idempotency.ErrLeaseLost) {
+				t.Fatalf("stale owner Complete = %v", err)
+			}
+			if err := s.Release(ctx, req.Key, a.Token); !errors.Is(err, idempotency.ErrLeaseLost) {
+				t.Fatalf("stale owner Release = %v", err)
+			}
+			if err := s.Renew(ctx, req.Key, a.Token, time.Hour); !errors.Is(err, idempotency.ErrLeaseLost) {
+				t.Fatalf("stale owner Renew = %v", err)
+			}
+			rec, err := s.Get(ctx, req.Key)
+			if err != nil || rec.State != idempotency.StateInProgress || rec.Token != b.Token || rec.LeaseRemaining > time.Minute {
+				t.Fatalf("after the stale owner's calls: %+v, %v; want the new owner's claim unchanged", rec, err)
+			}
+			// The hash stores the token as the decimal digits the owner calls compare.
+			if tf, err := c.HGet(ctx, rkey, "t").Result(); err != nil || tf != strconv.FormatUint(b.Token, 10) {
+				t.Fatalf("stored token %q, %v; want %d", tf, err, b.Token)
+			}
+			if err := s.Complete(ctx, req.Key, b.Token, idempotency.Result{Body: []byte("fresh")}); err != nil {
+				t.Fatal(err)
+			}
+			if rec, _ := s.Get(ctx, req.Key); rec.Result == nil || string(rec.Result.Body) != "fresh" {
+				t.Fatalf("stored %+v", rec.Result)
+			}
+		})
+	}
+}
+
+// TestTokenOfLegacyRecordGrows: a record whose token was counted from 1 (by
+// an earlier version) is claimed again with a larger token.
+func TestTokenOfLegacyRecordGrows(t *testing.T) {
+	c := newClient(t, "redisstore-test")
+	s := newStore(t, c, testPrefix(t))
+	ctx := context.Background()
+	req := claimReq("k", "fp", time.Second)
+	rkey := s.redisKey(recordID(req.Key))
+	if err := c.HSet(ctx, rkey, "v", "1", "s", "3", "t", "7", "f", "fp", "k", "3600000").Err(); err != nil {
+		t.Fatal(err)
+	}
+	c.Expire(ctx, rkey, time.Hour)
+	cl, err := s.Claim(ctx, req)
+	if err != nil || cl.Status != idempotency.Claimed || cl.Token <= 7 {
+		t.Fatalf("claim over a legacy record = %+v, %v", cl, err)
+	}
+	if err := s.Release(ctx, req.Key, 7); !errors.Is(err, idempotency.ErrLeaseLost) {
+		t.Fatalf("legacy token Release = %v", err)
+	}
+	if err := s.Complete(ctx, req.Key, cl.Token, idempotency.Result{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestHugeDurationsAreCapped: a Lease or Retention near math.MaxInt64
+// ("forever") is taken as 100 years. It used to overflow the conversion to
+// milliseconds: the completed record vanished at once and a duplicate ran
+// again.
+func TestHugeDurationsAreCapped(t *testing.T) {
+	c := newClient(t, "redisstore-test")
+	s := newStore(t, c, testPrefix(t))
+	ctx := context.Background()
+	const century = 100 * 365 * 24 * time.Hour
+	for _, d := range []time.Duration{math.MaxInt64, math.MaxInt64 - time.Millisecond + 1, century + time.Nanosecond} {
+		if got := ms(d); got != ms(century) {
+			t.Fatalf("ms(%d) = %d, want %d", d, got, ms(century))
+		}
+	}
+
+	req := claimReq("forever", "fp", time.Second)
+	req.Retention = math.MaxInt64
+	a, err := s.Claim(ctx, req)
+	if err != nil || a.Status != idempotency.Claimed {
+		t.Fatal(a, err)
+	}
+	if err := s.Complete(ctx, req.Key, a.Token, idempotency.Result{Body: []byte("done")}); err != nil {
+		t.Fatal(err)
+	}
+	dup, err := s.Claim(ctx, req)
+	if err != nil || dup.Status != idempotency.Completed || dup.Token != a.Token || dup.Result == nil || string(dup.Result.Body) != "done" {
+		t.Fatalf("duplicate after completion = %+v, %v; want completed", dup, err)
+	}
+	if pttl, err := c.PTTL(ctx, s.redisKey(recordID(req.Key))).Result(); err != nil || pttl < century-time.Hour || pttl > century {
+		t.Fatalf("PTTL %v, %v; want 100 years", pttl, err)
+	}
+
+	// A lease as long: held, renewable, reported without overflow.
+	req = claimReq("forever-lease", "fp", math.MaxInt64)
+	req.Retention = math.MaxInt64
+	b, err := s.Claim(ctx, req)
+	if err != nil || b.Status != idempotency.Claimed {
+		t.Fatal(b, err)
+	}
+	dup, err = s.Claim(ctx, req)
+	if err != nil || dup.Status != idempotency.InProgress || dup.LeaseRemaining < century-time.Hour || dup.LeaseRemaining > century {
+		t.Fatalf("duplicate in flight = %+v, %v; want in progress for 100 years", dup, err)
+	}
+	if err := s.Renew(ctx, req.Key, b.Token, math.MaxInt64); err != nil {
+		t.Fatal(err)
+	}
+	if rec, err := s.Get(ctx, req.Key); err != nil || rec.LeaseRemaining < century-time.Hour || rec.LeaseRemaining > century {
+		t.Fatalf("after Renew: %+v, %v", rec, err)
+	}
+	if err := s.Complete(ctx, req.Key, b.Token, idempotency.Result{Body: []byte("done")}); err != nil {
+		t.Fatal(err)
+	}
+	if dup, err := s.Claim(ctx, req); err != nil || dup.Status != idempotency.Completed {
+		t.Fatalf("duplicate after completion = %+v, %v", dup, err)
 	}
 }
 

@@ -27,7 +27,8 @@
 // one winner among 64 concurrent claimers; lease expiry, re-claim and
 // fencing (a late owner's Complete, Release and Renew fail with
 // idempotency.ErrLeaseLost and change nothing); strictly increasing tokens
-// per key across release and re-claim; fingerprint mismatch while in
+// per key across release, re-claim and the expiry of the record (an owner
+// stalled past its record's retention is fenced off too); fingerprint mismatch while in
 // progress and once completed; byte-exact replay of status, headers and body;
 // isolation of stored values from the caller's slices; retention expiry;
 // renewal; 1 MiB values; keys and scopes with odd bytes (NUL, newline,
@@ -627,10 +628,23 @@ func testRetention(h *harness) {
 	k2 := h.key("retention-abandoned")
 	req2 := h.req(k2, "fp")
 	req2.Retention = 2 * h.lease
-	h.mustClaim(req2)
+	stale := h.mustClaim(req2)
 	h.clock.Advance(2*h.lease + h.slack)
 	if _, err := h.store.Get(ctx, k2); !errors.Is(err, idempotency.ErrNotFound) {
 		h.t.Fatalf("Get of an abandoned claim after retention: %v, want ErrNotFound", err)
+	}
+	// Its owner, stalled past the record's lifetime, is fenced off all the
+	// same: the next claim's token is greater, though the record that
+	// carried the old one is gone, and the stale owner can change nothing.
+	cur := h.mustClaim(h.req(k2, "fp"))
+	if cur <= stale {
+		h.t.Fatalf("claim after the record expired: token %d, want > the stale owner's %d", cur, stale)
+	}
+	h.expectLeaseLost("stale owner's Complete after its record expired", h.store.Complete(ctx, k2, stale, sampleResult("stale")))
+	h.expectLeaseLost("stale owner's Release after its record expired", h.store.Release(ctx, k2, stale))
+	h.expectLeaseLost("stale owner's Renew after its record expired", h.store.Renew(ctx, k2, stale, h.lease))
+	if r := h.get(k2); r.State != idempotency.StateInProgress || r.Token != cur {
+		h.t.Fatalf("after the stale owner's calls, Get: %+v, want in progress with token %d", r, cur)
 	}
 }
 
