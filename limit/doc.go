@@ -61,8 +61,9 @@
 //
 // A refusal is a *contract.Error of KindRateLimited (HTTP 429) with code
 // CodeRateLimited whose RetryAfter is exactly the time until a token is
-// available, read from a rate.Reservation that is then cancelled: refused
-// calls do not consume tokens, so a client that honours Retry-After gets in.
+// available, read from the bucket's state without reserving: refused calls
+// do not consume tokens, even many at once, so a client that honours
+// Retry-After gets in.
 //
 // KeyedLimiter keeps one bucket per key (API key, tenant, client IP) with
 // bounded memory: at most KeyedConfig.MaxKeys keys (least recently used

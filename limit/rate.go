@@ -151,8 +151,25 @@ func (c *rateCore) take(ctx context.Context, lim *rate.Limiter, now time.Time) e
 		}
 		return c.reject(ctx, d, "rate exceeded")
 	}
-	// No token now: reserve one to learn exactly when it would be ours,
-	// then wait for it or give it back.
+	limit := c.maxWait
+	if dl, ok := ctx.Deadline(); ok {
+		// Context deadlines are wall-clock times, whatever our clock says.
+		if rem := time.Until(dl); rem < limit {
+			limit = rem
+		}
+	}
+	// A call that could not wait long enough is refused from the bucket's
+	// state, as in Reject mode, without reserving. Reserving and cancelling
+	// would not always give the token back: x/time/rate restores a
+	// cancelled reservation's tokens only in so far as no later reservation
+	// counted on them, so concurrent refusals would drain the bucket.
+	if lmt := lim.Limit(); lmt > 0 && lmt != rate.Inf && lim.Burst() >= 1 {
+		if wait := (1 - lim.TokensAt(now)) / float64(lmt) * float64(time.Second); wait > float64(limit) {
+			return c.reject(ctx, time.Duration(min(wait, float64(maxRetryAfter))), "rate exceeded and the wait would pass max wait or the deadline")
+		}
+	}
+	// Reserve the token to learn exactly when it is ours, then wait for it
+	// or give it back.
 	r := lim.ReserveN(now, 1)
 	if !r.OK() {
 		return c.reject(ctx, rate.InfDuration, "no token can ever be granted")
@@ -161,14 +178,7 @@ func (c *rateCore) take(ctx context.Context, lim *rate.Limiter, now time.Time) e
 	if d == 0 {
 		return nil
 	}
-	limit := c.maxWait
-	if dl, ok := ctx.Deadline(); ok {
-		// Context deadlines are wall-clock times, whatever our clock says.
-		if rem := time.Until(dl); rem < limit {
-			limit = rem
-		}
-	}
-	if d > limit {
+	if d > limit { // another call reserved since the check above
 		r.CancelAt(now)
 		return c.reject(ctx, d, "rate exceeded and the wait would pass max wait or the deadline")
 	}
@@ -211,8 +221,10 @@ func (c *rateCore) reject(ctx context.Context, retryAfter time.Duration, reason 
 // Mode: Reject fails at once, Wait sleeps until its token is due if that is
 // soon enough. Every refusal is a *contract.Error of KindRateLimited (code
 // CodeRateLimited) whose RetryAfter is the time until a token is available,
-// computed from a reservation that is then cancelled, so a refused call
-// consumes nothing. Hints are capped at a year.
+// computed from the bucket's state without reserving anything, so a refused
+// call consumes nothing, even among many concurrent ones. (A Wait-mode call
+// cancelled while it waits gives its token back as x/time/rate does: fully
+// unless a later call already counted on it.) Hints are capped at a year.
 //
 // For one bucket per caller (API key, tenant, IP) use KeyedLimiter.
 //

@@ -166,6 +166,42 @@ func TestLimiterWaitModeRejectsLongWaitAtOnce(t *testing.T) {
 	}
 }
 
+// Concurrent refusals leave the bucket as they found it: with one call
+// waiting for the next token (the bucket owing one), many goroutines
+// refused at once must not push it deeper into debt.
+func TestLimiterWaitModeConcurrentRefusalsConsumeNothing(t *testing.T) {
+	clk := limittest.NewClock(epoch)
+	l, _ := NewLimiter(LimiterConfig{Rate: 1, Burst: 1, Mode: Wait, MaxWait: time.Second, Clock: clk})
+	ctx := context.Background()
+	if err := l.Take(ctx); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- l.Take(ctx) }()
+	clk.BlockUntilTimers(1)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 200 {
+				if err := l.Take(ctx); !errors.Is(err, contract.ErrRateLimited) {
+					t.Errorf("Take: %v, want refused", err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if got := l.bucket.TokensAt(clk.Now()); got != -1 {
+		t.Fatalf("bucket holds %v tokens after the refusals, want -1 (the waiter's token only)", got)
+	}
+	clk.Advance(time.Second)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestLimiterWaitModeRespectsContextDeadline(t *testing.T) {
 	clk := limittest.NewClock(epoch)
 	l, _ := NewLimiter(LimiterConfig{Rate: 1, Burst: 1, Mode: Wait, MaxWait: time.Hour, Clock: clk})
