@@ -410,7 +410,16 @@ func readBody(b []byte, r *http.Request, limit int64) ([]byte, error) {
 		}
 		if err != nil {
 			_ = r.Body.Close()
-			return b, contract.Wrap(contract.KindInvalid, "idempotency.http", err).WithCode("idempotency.body_unreadable")
+			if me := (*http.MaxBytesError)(nil); errors.As(err, &me) { // an outer http.MaxBytesReader
+				return b, tooLarge(me.Limit)
+			}
+			// A timeout or a client gone keeps its kind (504, 499);
+			// anything else is a request that could not be read (400).
+			k := contract.KindOf(err)
+			if k == contract.KindInternal {
+				k = contract.KindMalformed
+			}
+			return b, contract.Wrap(k, "idempotency.http", err).WithCode("idempotency.body_unreadable")
 		}
 	}
 	_ = r.Body.Close()
@@ -503,7 +512,7 @@ func writeProblem(w http.ResponseWriter, r *http.Request, status int, err error)
 	p := contract.ProblemFrom(err)
 	p.Status, p.Title = status, http.StatusText(status)
 	if r != nil && r.URL != nil {
-		p.Instance = r.URL.Path
+		p.Instance = r.URL.EscapedPath() // a URI reference, as contract.WriteProblem writes it
 	}
 	body, _ := json.Marshal(p)
 	w.Header().Set("Content-Type", contract.ProblemContentType)
@@ -558,14 +567,18 @@ func (rc *recorder) Write(p []byte) (int, error) {
 	if rc.status == 0 {
 		rc.WriteHeader(http.StatusOK)
 	}
+	// Keep what the client was sent: the writer may refuse bytes (past a
+	// declared Content-Length, a body on a 204 or 304), and a replay must
+	// not carry bytes the first answer did not.
+	n, err := rc.w.Write(p)
 	if !rc.overflow {
-		if len(rc.buf)+len(p) > rc.limit {
+		if len(rc.buf)+n > rc.limit {
 			rc.overflow, rc.buf = true, nil
 		} else {
-			rc.buf = append(rc.buf, p...)
+			rc.buf = append(rc.buf, p[:n]...)
 		}
 	}
-	return rc.w.Write(p)
+	return n, err
 }
 
 // storedHeader copies the headers named in replay from src, or returns

@@ -289,6 +289,64 @@ func TestMiddlewareResponseRefusedByStore(t *testing.T) {
 	}
 }
 
+// A replay carries what the first client was sent, not what the handler
+// tried to write: net/http refuses bytes past a declared Content-Length.
+func TestMiddlewareReplayHoldsOnlyDeliveredBytes(t *testing.T) {
+	env := newMW(t, nil)
+	h := env.mw.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "5")
+		w.WriteHeader(http.StatusCreated)
+		_, _ = w.Write([]byte("hello"))
+		if _, err := w.Write([]byte(" EXTRA")); err == nil {
+			t.Error("test premise: net/http accepted bytes past Content-Length")
+		}
+	}))
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	send := func() (int, string, string) {
+		r, _ := http.NewRequest("POST", srv.URL+"/p", strings.NewReader("{}"))
+		r.Header.Set("X-Caller", "alice")
+		r.Header.Set("Idempotency-Key", `"k-cl"`)
+		resp, err := srv.Client().Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), resp.Header.Get(idempotency.HeaderReplayed)
+	}
+	s1, b1, _ := send()
+	s2, b2, replayed := send()
+	if replayed != "true" || s1 != s2 || b1 != b2 || b1 != "hello" {
+		t.Fatalf("first client got %d %q, replay (replayed %q) %d %q", s1, b1, replayed, s2, b2)
+	}
+}
+
+// Request bodies that cannot be read: one cut off by an outer
+// http.MaxBytesHandler is 413, like one over MaxBodyBytes; the handler
+// never runs.
+func TestMiddlewareOuterBodyLimitIs413(t *testing.T) {
+	env := newMW(t, nil)
+	h := http.MaxBytesHandler(env.mw.Wrap(env.paymentHandler()), 16)
+	w := serve(h, req("POST", "/payments", "alice", "k-1", `{"amount":`+strings.Repeat("1", 100)+`}`))
+	if w.Code != http.StatusRequestEntityTooLarge || env.runs.Load() != 0 {
+		t.Fatalf("status %d, runs %d: want 413 and no run (%s)", w.Code, env.runs.Load(), w.Body)
+	}
+}
+
+// Problems name the request with its escaped path, a URI reference.
+func TestMiddlewareProblemInstanceIsEscaped(t *testing.T) {
+	env := newMW(t, nil)
+	w := serve(env.mw.Wrap(env.paymentHandler()), req("POST", "/pay%20ments/a%3Fb", "alice", "", `{}`))
+	var p struct{ Instance string }
+	if err := json.Unmarshal(w.Body.Bytes(), &p); err != nil || w.Code != 400 {
+		t.Fatalf("%d %s: %v", w.Code, w.Body, err)
+	}
+	if p.Instance != "/pay%20ments/a%3Fb" {
+		t.Fatalf("instance %q, want %q", p.Instance, "/pay%20ments/a%3Fb")
+	}
+}
+
 // The security property: keys live per caller scope, so a caller can
 // neither replay nor probe (422/409) another caller's request.
 func TestMiddlewareScopeIsolation(t *testing.T) {

@@ -139,6 +139,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	safe := idempotentMethod(req.Method) || req.Header.Get(IdempotencyKeyHeader) != ""
 	if !safe && t.genKey && req.Method == http.MethodPost {
 		r := req.Clone(req.Context())
+		if r.Header == nil { // RoundTrip called directly, not through http.Client
+			r.Header = make(http.Header)
+		}
 		r.Header.Set(IdempotencyKeyHeader, rand.Text())
 		req, safe = r, true
 	}
@@ -178,7 +181,7 @@ func (t *Transport) once(req *http.Request) (*http.Response, error) {
 		cancel()
 		return nil, err
 	}
-	resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
+	resp.Body = withCancel(resp.Body, cancel)
 	return resp, nil
 }
 
@@ -225,6 +228,9 @@ func (a *attempts) try(ctx context.Context) (*http.Response, error) {
 		}
 		if t.header != "" {
 			r.Header = a.req.Header.Clone()
+			if r.Header == nil {
+				r.Header = make(http.Header)
+			}
 			r.Header.Set(t.header, strconv.Itoa(a.n-1))
 		}
 	}
@@ -236,7 +242,7 @@ func (a *attempts) try(ctx context.Context) (*http.Response, error) {
 		return nil, transportError(err)
 	}
 	if cancel != nil {
-		resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
+		resp.Body = withCancel(resp.Body, cancel)
 	}
 	if !t.retryStatus(resp.StatusCode) {
 		return resp, nil
@@ -317,6 +323,25 @@ func (b *cancelBody) Close() error {
 	err := b.ReadCloser.Close()
 	b.cancel()
 	return err
+}
+
+// cancelRWBody is a cancelBody over a writable body: the connection of a
+// 101 Switching Protocols response, which the caller must still be able to
+// write to (net/http documents it as an io.ReadWriteCloser).
+type cancelRWBody struct {
+	cancelBody
+	w io.Writer
+}
+
+func (b *cancelRWBody) Write(p []byte) (int, error) { return b.w.Write(p) }
+
+// withCancel wraps body so that closing it calls cancel, keeping Write
+// when body has it.
+func withCancel(body io.ReadCloser, cancel context.CancelFunc) io.ReadCloser {
+	if w, ok := body.(io.Writer); ok {
+		return &cancelRWBody{cancelBody: cancelBody{ReadCloser: body, cancel: cancel}, w: w}
+	}
+	return &cancelBody{ReadCloser: body, cancel: cancel}
 }
 
 // replayBody returns the bytes already read, then the rest.

@@ -1,12 +1,14 @@
 package retry_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -260,6 +262,63 @@ func TestTransportOneAttemptHasAttemptTimeout(t *testing.T) {
 				t.Errorf("body %q; attempt context after Close: %v (want canceled)", b, actx.Err())
 			}
 		})
+	}
+}
+
+// A 101 Switching Protocols body is the upgraded connection, which the
+// caller writes to: the AttemptTimeout's wrapper must keep it writable.
+func TestTransportUpgradeBodyStaysWritable(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close()
+		_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		_ = brw.Flush()
+		line, _ := brw.ReadString('\n')
+		_, _ = conn.Write([]byte(line))
+	}))
+	defer srv.Close()
+	tr, err := retry.NewTransport(retry.TransportConfig{Policy: mustPolicy(t, retry.Config{AttemptTimeout: 5 * time.Second})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "echo")
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	rw, ok := resp.Body.(io.ReadWriteCloser)
+	if resp.StatusCode != http.StatusSwitchingProtocols || !ok {
+		t.Fatalf("status %d, body %T: want 101 with a writable body", resp.StatusCode, resp.Body)
+	}
+	if _, err := rw.Write([]byte("hi\n")); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := bufio.NewReader(rw).ReadString('\n'); got != "hi\n" {
+		t.Fatalf("echo %q", got)
+	}
+}
+
+// A request with a nil Header (RoundTrip called directly, not through
+// http.Client) gets its generated key and resend count without a panic.
+func TestTransportNilRequestHeader(t *testing.T) {
+	clk := retrytest.NewClock()
+	base := &scripted{steps: []step{{status: 503}, {status: 201}}}
+	tr := newTransport(t, base, clk, retry.TransportConfig{GenerateIdempotencyKey: true, ResendCountHeader: "Resend-Count"}, retry.Config{})
+	u, _ := url.Parse("http://dep.test/pay")
+	resp, err := tr.RoundTrip(&http.Request{Method: http.MethodPost, URL: u})
+	if err != nil || resp.StatusCode != 201 {
+		t.Fatalf("RoundTrip = %v, %v", resp, err)
+	}
+	resp.Body.Close()
+	if len(base.seen) != 2 || base.seen[0].header.Get(retry.IdempotencyKeyHeader) == "" || base.seen[1].header.Get("Resend-Count") != "1" {
+		t.Fatalf("attempts %d, headers %v / %v", len(base.seen), base.seen[0].header, base.seen[len(base.seen)-1].header)
 	}
 }
 
