@@ -103,7 +103,11 @@ func (r *Report) Write(w io.Writer) {
 	fmt.Fprintf(w, "dropped    %6d duplicates by (source, id)   idempotency store\n", c.DupByID)
 	fmt.Fprintf(w, "           %6d duplicates by sequence       ordering guard\n", c.DupBySeq)
 	fmt.Fprintf(w, "           %6d stale                        ordering guard\n", c.Stale)
-	fmt.Fprintf(w, "           %6d copies of a held event       ordering guard (acked with it)\n", c.JoinedHeld)
+	if r.JoinedDerived {
+		fmt.Fprintf(w, "           %6d other acks (held copies)     ordering guard (derived: not observable through the Adapter)\n", c.JoinedHeld)
+	} else {
+		fmt.Fprintf(w, "           %6d copies of a held event       ordering guard (acked with it)\n", c.JoinedHeld)
+	}
 	fmt.Fprintf(w, "gaps       %6d held until the missing events arrived\n", c.GapsHeld)
 	fmt.Fprintf(w, "           %6d rejected and redelivered (hold buffer of %d full, or hold timed out)\n", c.GapsRejected, o.MaxHeld)
 	fmt.Fprintf(w, "retried    %6d transient handler failures (injected, fail-rate %g)\n", c.TransientFailures, o.FailRate)

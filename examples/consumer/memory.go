@@ -52,7 +52,7 @@ func RunMemory(ctx context.Context, o Options) (*Report, error) {
 	r.Produced.Events, r.Produced.Duplicates, r.Produced.Republished, r.Produced.Malformed, r.Produced.Deliveries =
 		len(w.Events), w.Duplicates, w.Republished, w.Malformed, len(w.Items)
 
-	b := &simBroker{clock: clock, c: a.c, counts: &r.Counts}
+	b := &simBroker{clock: clock, c: a.c, counts: &r.Counts, held: map[heldKey]int{}}
 	for _, it := range w.Items {
 		b.publish(it.Data)
 	}
@@ -70,8 +70,15 @@ func RunMemory(ctx context.Context, o Options) (*Report, error) {
 	}
 	// The simulated broker redelivers nothing on its own: every message
 	// ends acknowledged or dead-lettered exactly once.
-	if c := r.Counts; c.Acked+c.DeadLettered != r.Stored {
+	c := r.Counts
+	if c.Acked+c.DeadLettered != r.Stored {
 		r.Problems = append(r.Problems, fmt.Sprintf("%d acked + %d dead-lettered, want each of the %d messages settled once", c.Acked, c.DeadLettered, r.Stored))
+	}
+	// Every acknowledgement is an application or a copy dropped or joined
+	// for a reason: counted apart, the sum must hold.
+	if explained := c.Applied + c.DupByID + c.DupBySeq + c.Stale + c.JoinedHeld; c.Acked != explained {
+		r.Problems = append(r.Problems, fmt.Sprintf("%d acked, but %d applied + %d dropped by id + %d by sequence + %d stale + %d joined a held copy = %d",
+			c.Acked, c.Applied, c.DupByID, c.DupBySeq, c.Stale, c.JoinedHeld, explained))
 	}
 	r.Elapsed = time.Since(start)
 	return r, nil
@@ -87,6 +94,15 @@ type simBroker struct {
 	order  int
 
 	settledHolds int // held messages the Guard has settled
+	// held counts the deliveries of each (subject, sequence) the Guard
+	// holds and has not settled: it keeps one entry per event, so a
+	// delivery held while an earlier copy is joins that copy's entry.
+	held map[heldKey]int
+}
+
+type heldKey struct {
+	subject  string
+	sequence uint64
 }
 
 type simMsg struct {
@@ -94,6 +110,9 @@ type simMsg struct {
 	attempt int
 	due     time.Time
 	order   int // FIFO among messages due at the same time
+
+	held   heldKey // set while the Guard holds this delivery
+	joined bool    // held while an earlier copy was: settled with that copy's entry
 }
 
 func (b *simBroker) publish(data []byte) {
@@ -153,10 +172,21 @@ func (b *simBroker) deliver(ctx context.Context, m *simMsg) {
 	d := consumer.Delivery{Data: m.data, Attempt: m.attempt, Settle: func(r consumer.Result) {
 		// Called once, later, for a held message: act on the final result.
 		b.settledHolds++
+		if b.held[m.held]--; b.held[m.held] <= 0 {
+			delete(b.held, m.held)
+		}
+		if m.joined && r.Action == consumer.Ack && r.Decision == ordering.Apply {
+			// Acked because the entry it joined was applied (once, for
+			// the copy that opened it): counted here, not inferred.
+			b.counts.JoinedHeld++
+		}
 		b.act(m, r)
 	}}
 	r := b.c.Handle(ctx, d)
 	if r.Action == consumer.Hold {
+		m.held = heldKey{r.Event.Subject, r.Event.Sequence}
+		m.joined = b.held[m.held] > 0
+		b.held[m.held]++
 		b.counts.classify(r)
 		return
 	}

@@ -106,7 +106,7 @@ func RunNATS(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 
-	r := &Report{Mode: "nats", Options: o}
+	r := &Report{Mode: "nats", Options: o, JoinedDerived: true}
 	r.Produced.Events, r.Produced.Duplicates, r.Produced.Republished, r.Produced.Malformed, r.Produced.Deliveries =
 		len(w.Events), w.Duplicates, w.Republished, w.Malformed, len(w.Items)
 

@@ -31,6 +31,7 @@ type FakeGateway struct {
 	Latency  time.Duration // added to every charge
 
 	charges atomic.Int64
+	calls   atomic.Int64
 	mu      sync.Mutex
 	rnd     *rand.Rand
 	down    atomic.Bool
@@ -38,6 +39,9 @@ type FakeGateway struct {
 
 // Charges returns how many charges the gateway really executed.
 func (g *FakeGateway) Charges() int64 { return g.charges.Load() }
+
+// Calls returns how many requests reached the gateway, replays included.
+func (g *FakeGateway) Calls() int64 { return g.calls.Load() }
 
 // SetDown makes every charge fail (true) or follow FailRate again (false).
 func (g *FakeGateway) SetDown(down bool) { g.down.Store(down) }
@@ -58,7 +62,10 @@ func (g *FakeGateway) Handler(logger *slog.Logger) (http.Handler, error) {
 	g.rnd = rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	mux := http.NewServeMux()
 	mux.Handle("POST /charges", mw.Wrap(http.HandlerFunc(g.charge)))
-	return mux, nil
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		g.calls.Add(1)
+		mux.ServeHTTP(w, r)
+	}), nil
 }
 
 func (g *FakeGateway) charge(w http.ResponseWriter, r *http.Request) {
@@ -163,7 +170,7 @@ func (c *gatewayClient) charge(ctx context.Context, key string, req chargeReques
 		}
 		defer resp.Body.Close()
 		if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
-			return chargeResponse{}, unavailable(contract.ParseProblem(resp))
+			return chargeResponse{}, gatewayError(resp)
 		}
 		var out chargeResponse
 		if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&out); err != nil {
@@ -173,9 +180,50 @@ func (c *gatewayClient) charge(ctx context.Context, key string, req chargeReques
 	})
 }
 
-// unavailable turns any gateway failure into the answer our client gets: 503
-// with a Retry-After, keeping the gateway's hint when it gave one. The cause
-// stays internal.
+// gatewayError turns a gateway answer other than 200/201 into the answer our
+// client gets. What decides is whether the same request can succeed later:
+//
+//   - 5xx, 408, 425, 429, 499, and 409 idempotency.in_progress (the gateway
+//     is still running this key's charge): 503 + Retry-After. The idempotency
+//     middleware releases the key, and the client's retry with it sends the
+//     same gateway key, so a charge already made is replayed, not repeated.
+//   - 401, 403, 404, 407, 410: the gateway refuses us (credentials, URL),
+//     not the payment: 500, details kept out of the answer. Nothing was
+//     charged and the key is released: a retry works once we are fixed.
+//   - any other 4xx is the gateway's final word on this payment (422 key
+//     reused, 402 declined, …): its kind is kept, in an error of our own, so
+//     the middleware stores the answer and a retry replays it without
+//     calling the gateway again. Wrapping it as 503 would tell the client to
+//     retry a request that can never succeed, hitting the gateway each time.
+func gatewayError(resp *http.Response) error {
+	perr := contract.ParseProblem(resp)
+	if perr == nil { // 202, 204, 3xx: not a charge we can record; ask again later
+		return unavailable(fmt.Errorf("gateway answered %d, want 200 or 201", resp.StatusCode))
+	}
+	code := contract.As(perr).CodeOrKind()
+	switch s := resp.StatusCode; {
+	case s >= 500, contract.Retryable(perr), s == contract.StatusClientClosedRequest,
+		s == http.StatusConflict && code == "idempotency.in_progress":
+		return unavailable(perr)
+	case s == http.StatusUnauthorized, s == http.StatusForbidden, s == http.StatusNotFound,
+		s == http.StatusProxyAuthRequired, s == http.StatusGone:
+		return &contract.Error{Kind: contract.KindInternal, Op: "payments.create", Code: "payments.gateway_refused",
+			Detail: "the payment gateway refused our request", Cause: perr}
+	}
+	e := &contract.Error{Kind: contract.KindOf(perr), Op: "payments.create", Code: "payments.gateway_rejected",
+		Detail: "the payment gateway rejected the payment (" + code + ")", Cause: perr}
+	if code == "idempotency.key_reused" {
+		// The gateway saw this Idempotency-Key with another body: the
+		// client reused its key (an earlier request with it reached the
+		// gateway though its answer was lost). Same code as our middleware.
+		e.Code, e.Detail = code, "this Idempotency-Key was already used with another payment; use a new key for a new payment"
+	}
+	return e
+}
+
+// unavailable turns a transient gateway failure into the answer our client
+// gets: 503 with a Retry-After, keeping the gateway's hint when it gave one.
+// The cause stays internal.
 func unavailable(cause error) error {
 	ra, ok := contract.RetryAfter(cause)
 	if !ok || ra < time.Second {

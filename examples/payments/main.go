@@ -8,6 +8,7 @@
 //	go run ./examples/payments                       # in-memory, fake gateway in-process
 //	go run ./examples/payments -store redis -redis-addr 127.0.0.1:6379
 //	go run ./examples/payments -store postgres -pg-dsn postgres://postgres@127.0.0.1:5432/test
+//	                           # deletes expired records every -pg-cleanup-interval (1m; 0 on all instances but one)
 //	go run ./examples/payments -gateway-fail-rate 0.3 -gateway-latency 200ms
 //
 // See examples/README.md for the contract and curl lines.
@@ -49,7 +50,7 @@ func main() {
 type options struct {
 	addr, store, redisAddr, redisPrefix, pgDSN, pgTable string
 	failRate                                            float64
-	latency                                             time.Duration
+	latency, pgCleanup                                  time.Duration
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -62,6 +63,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.redisPrefix, "redis-prefix", "payments:idem:", "Redis key prefix (-store redis)")
 	fs.StringVar(&o.pgDSN, "pg-dsn", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable", "PostgreSQL DSN (-store postgres)")
 	fs.StringVar(&o.pgTable, "pg-table", "payments_idempotency", "PostgreSQL table (-store postgres)")
+	fs.DurationVar(&o.pgCleanup, "pg-cleanup-interval", time.Minute, "how often expired records are deleted (-store postgres); 0 disables it: run it on one instance")
 	fs.Float64Var(&o.failRate, "gateway-fail-rate", 0, "share of gateway charges failing with 503, in [0, 1]")
 	fs.DurationVar(&o.latency, "gateway-latency", 0, "latency added to every gateway charge")
 	if err := fs.Parse(args); err != nil {
@@ -72,6 +74,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.latency < 0 {
 		return o, fmt.Errorf("-gateway-latency must be >= 0, got %v", o.latency)
+	}
+	if o.pgCleanup < 0 {
+		return o, fmt.Errorf("-pg-cleanup-interval must be >= 0, got %v", o.pgCleanup)
 	}
 	return o, nil
 }
@@ -99,7 +104,7 @@ func openStore(ctx context.Context, o options, logger *slog.Logger) (store idemp
 		if err != nil {
 			return nil, nil, fmt.Errorf("postgres: %w", err)
 		}
-		s, err := pgstore.New(pgstore.Config{Pool: pool, Table: o.pgTable})
+		s, err := pgstore.New(pgstore.Config{Pool: pool, Table: o.pgTable, Logger: logger})
 		if err == nil {
 			err = s.Migrate(ctx)
 		}
@@ -110,6 +115,54 @@ func openStore(ctx context.Context, o options, logger *slog.Logger) (store idemp
 		return s, pool.Close, nil
 	}
 	return nil, nil, fmt.Errorf("-store must be memory, redis or postgres, got %q", o.store)
+}
+
+// expiredDeleter is a store whose expired records stay on disk until deleted
+// (pgstore; Redis expires its keys itself, the memory store evicts).
+type expiredDeleter interface {
+	DeleteExpired(ctx context.Context, limit int) (int64, error)
+}
+
+// startCleanup deletes s's expired records every interval, in batches of
+// batch rows, calling again at once while a batch comes back full (each
+// call is one short statement that skips locked rows). stop ends it and
+// returns once the goroutine has: call it before closing the store.
+func startCleanup(ctx context.Context, s expiredDeleter, interval time.Duration, batch int, logger *slog.Logger) (stop func()) {
+	ctx, cancel := context.WithCancel(logctx.WithOperation(ctx, "payments.idempotency_cleanup"))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			// One correlation id per round joins its lines with the store's own.
+			rctx := logctx.WithCorrelationID(ctx, logctx.NewCorrelationID())
+			var total int64
+			for ctx.Err() == nil {
+				n, err := s.DeleteExpired(rctx, batch)
+				total += n
+				if err != nil {
+					if ctx.Err() == nil { // not a shutdown: the next tick tries again
+						logctx.Decision(rctx, logger, slog.LevelError, "expired records not deleted", "idempotency store failed",
+							slog.String(logctx.KeyDependency, "idempotency-store"), slog.Int64("deleted", total), slog.Any("error", err))
+					}
+					break
+				}
+				if n < int64(batch) {
+					break
+				}
+			}
+			if total > 0 {
+				logger.LogAttrs(rctx, slog.LevelInfo, "expired idempotency records deleted", slog.Int64("deleted", total))
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }
 
 // run starts the fake gateway and the service, and serves until ctx is done;
@@ -131,6 +184,11 @@ func run(ctx context.Context, args []string, logOut io.Writer, ready chan<- stri
 		return err
 	}
 	defer closeStore()
+	stopCleanup := func() {}
+	if d, ok := store.(expiredDeleter); ok && o.pgCleanup > 0 {
+		stopCleanup = startCleanup(ctx, d, o.pgCleanup, pgstore.DefaultCleanupBatch, logger)
+	}
+	defer stopCleanup() // on every return, before closeStore (deferred calls run last in, first out)
 
 	gw := &FakeGateway{FailRate: o.failRate, Latency: o.latency}
 	gwHandler, err := gw.Handler(logger.With(slog.String("component", "fake-gateway")))
@@ -166,6 +224,7 @@ func run(ctx context.Context, args []string, logOut io.Writer, ready chan<- stri
 	case <-ctx.Done():
 	}
 	logger.Info("shutting down: finishing in-flight requests")
+	stopCleanup() // a round in progress is abandoned: its statement is cancelled, the next instance's tick redoes it
 	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {

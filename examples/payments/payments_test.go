@@ -230,19 +230,21 @@ func TestPaymentsContract(t *testing.T) {
 				t.Fatalf("body over 64 KiB: %d, want 413", r.status)
 			}
 
-			// Reads.
+			// Reads: the caller's own payments (TestPaymentsReadsAreScoped
+			// covers the other callers).
 			loc := first.header.Get("Location")
-			if r := f.do(t, "GET", loc, "", nil); r.status != 200 || !bytes.Contains(r.body, []byte(`"charge_id"`)) {
+			m1 := map[string]string{"X-Api-Key": "merchant-1"}
+			if r := f.do(t, "GET", loc, "", m1); r.status != 200 || !bytes.Contains(r.body, []byte(`"charge_id"`)) {
 				t.Fatalf("GET %s: %d %s", loc, r.status, r.body)
 			}
-			if r := f.do(t, "GET", "/payments/pay_nope", "", nil); r.status != 404 {
+			if r := f.do(t, "GET", "/payments/pay_nope", "", m1); r.status != 404 {
 				t.Fatalf("GET unknown: %d, want 404", r.status)
 			} else {
 				problemParams(t, r)
 			}
 			var list struct{ Payments []Payment }
-			if r := f.do(t, "GET", "/payments", "", nil); json.Unmarshal(r.body, &list) != nil || len(list.Payments) != 2 {
-				t.Fatalf("list: %s, want 2 payments", r.body)
+			if r := f.do(t, "GET", "/payments", "", m1); json.Unmarshal(r.body, &list) != nil || len(list.Payments) != 1 {
+				t.Fatalf("list: %s, want merchant-1's 1 payment", r.body)
 			}
 			if r := f.do(t, "GET", "/healthz", "", nil); r.status != 200 {
 				t.Fatalf("healthz %d", r.status)
@@ -263,6 +265,50 @@ func TestPaymentsContract(t *testing.T) {
 				t.Fatal("the API key reached the logs")
 			}
 		})
+	}
+}
+
+// Reads need X-Api-Key and show only the caller's own payments. Ids are
+// sequential: another caller's payment is a 404 exactly like a missing one,
+// so ids cannot be enumerated or probed.
+func TestPaymentsReadsAreScoped(t *testing.T) {
+	f := start(t, stores(t)["memory"](t), &FakeGateway{})
+	m1 := map[string]string{"X-Api-Key": "merchant-1"}
+	m2 := map[string]string{"X-Api-Key": "merchant-2"}
+	p1 := f.do(t, "POST", "/payments", goodBody, auth("scoped-1"))
+	p2 := f.do(t, "POST", "/payments", goodBody, map[string]string{"X-Api-Key": "merchant-2", "Idempotency-Key": "scoped-1"})
+	if p1.status != 201 || p2.status != 201 {
+		t.Fatalf("create: %d, %d", p1.status, p2.status)
+	}
+	loc1, loc2 := p1.header.Get("Location"), p2.header.Get("Location")
+
+	for _, path := range []string{loc1, "/payments"} {
+		if r := f.do(t, "GET", path, "", nil); r.status != 401 {
+			t.Errorf("GET %s without X-Api-Key: %d %s, want 401", path, r.status, r.body)
+		}
+	}
+	if r := f.do(t, "GET", loc1, "", m1); r.status != 200 || !bytes.Equal(r.body, p1.body) {
+		t.Errorf("owner's GET %s: %d %s, want its payment", loc1, r.status, r.body)
+	}
+	foreign := f.do(t, "GET", loc1, "", m2)
+	missing := f.do(t, "GET", "/payments/pay_999999", "", m2)
+	if foreign.status != 404 || missing.status != 404 {
+		t.Fatalf("another caller's payment: %d, a missing one: %d, want 404 both", foreign.status, missing.status)
+	}
+	problemParams(t, foreign)
+	id1 := strings.TrimPrefix(loc1, "/payments/")
+	if a, b := strings.ReplaceAll(string(foreign.body), id1, "ID"), strings.ReplaceAll(string(missing.body), "pay_999999", "ID"); a != b {
+		t.Errorf("another caller's payment and a missing one answer differently:\n%s\n%s", a, b)
+	}
+	for who, h := range map[string]map[string]string{loc1: m1, loc2: m2} {
+		var list struct{ Payments []Payment }
+		r := f.do(t, "GET", "/payments", "", h)
+		if err := json.Unmarshal(r.body, &list); err != nil || r.status != 200 || len(list.Payments) != 1 || "/payments/"+list.Payments[0].ID != who {
+			t.Errorf("%s lists %d %s, want only %s", h["X-Api-Key"], r.status, r.body, who)
+		}
+	}
+	if strings.Contains(string(p1.body), "merchant-1") {
+		t.Errorf("the owner (API key) is serialized: %s", p1.body)
 	}
 }
 

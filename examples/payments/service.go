@@ -53,6 +53,8 @@ type Payment struct {
 	Reference   string    `json:"reference"`
 	ChargeID    string    `json:"charge_id"`
 	CreatedAt   time.Time `json:"created_at"`
+
+	owner string // the caller who created it; never serialized
 }
 
 // payments is the service's own data: in memory, for the example.
@@ -71,19 +73,27 @@ func (s *payments) add(p Payment) Payment {
 	return p
 }
 
-func (s *payments) get(id string) (Payment, bool) {
+// get returns owner's payment id. Another caller's payment is not found,
+// exactly like a missing one, so ids cannot be probed.
+func (s *payments) get(owner, id string) (Payment, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p, ok := s.byID[id]
-	return p, ok
+	if !ok || p.owner != owner {
+		return Payment{}, false
+	}
+	return p, true
 }
 
-func (s *payments) list() []Payment {
+// list returns owner's payments, by id.
+func (s *payments) list(owner string) []Payment {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]Payment, 0, len(s.byID))
+	out := make([]Payment, 0)
 	for _, p := range s.byID {
-		out = append(out, p)
+		if p.owner == owner {
+			out = append(out, p)
+		}
 	}
 	slices.SortFunc(out, func(a, b Payment) int { return cmpString(a.ID, b.ID) })
 	return out
@@ -113,7 +123,7 @@ type apiKeyCtx struct{}
 //	logctx middleware (correlation id, access line)
 //	└─ mux
 //	   ├─ POST /payments   auth → idempotency middleware → create
-//	   ├─ GET  /payments/{id}, GET /payments
+//	   ├─ GET  /payments/{id}, GET /payments   auth → the caller's own payments only
 //	   └─ GET  /healthz
 func NewHandler(cfg Config) (http.Handler, error) {
 	if cfg.Store == nil || cfg.GatewayURL == "" || cfg.Logger == nil {
@@ -127,7 +137,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		Config: idempotency.Config{Store: cfg.Store, Lease: 30 * time.Second, Logger: cfg.Logger},
 		// The authenticated caller is the idempotency scope: one merchant can
 		// never replay or probe another's payments.
-		Scope:        func(r *http.Request) (string, error) { s, _ := r.Context().Value(apiKeyCtx{}).(string); return s, nil },
+		Scope:        func(r *http.Request) (string, error) { return caller(r.Context()), nil },
 		MaxBodyBytes: maxBodyBytes,
 	})
 	if err != nil {
@@ -138,8 +148,10 @@ func NewHandler(cfg Config) (http.Handler, error) {
 
 	mux := http.NewServeMux()
 	mux.Handle("POST /payments", authenticate(idem.Wrap(http.HandlerFunc(svc.create))))
-	mux.HandleFunc("GET /payments/{id}", svc.get)
-	mux.HandleFunc("GET /payments", svc.list)
+	// Reads are authenticated too and see only the caller's payments: ids
+	// are sequential, so an open GET would let anyone enumerate them all.
+	mux.Handle("GET /payments/{id}", authenticate(http.HandlerFunc(svc.get)))
+	mux.Handle("GET /payments", authenticate(http.HandlerFunc(svc.list)))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"status":"ok"}`))
@@ -164,6 +176,12 @@ func authenticate(next http.Handler) http.Handler {
 	})
 }
 
+// caller returns the authenticated caller authenticate put on ctx, "" when none.
+func caller(ctx context.Context) string {
+	s, _ := ctx.Value(apiKeyCtx{}).(string)
+	return s
+}
+
 type service struct {
 	gw     *gatewayClient
 	store  *payments
@@ -182,19 +200,28 @@ func (s *service) create(w http.ResponseWriter, r *http.Request) {
 		contract.WriteProblem(w, r, err)
 		return
 	}
-	scope, _ := ctx.Value(apiKeyCtx{}).(string)
+	scope := caller(ctx)
 	charge, err := s.gw.charge(ctx, gatewayKey(scope, r.Header.Get("Idempotency-Key")),
 		chargeRequest{AmountMinor: req.AmountMinor, Currency: req.Currency, Reference: req.Reference})
 	if err != nil {
-		// 503 + Retry-After: the idempotency middleware releases the key, so
-		// the client may retry with the same one; the gateway key is derived
-		// from it, so a charge the gateway did make is never made twice.
-		logctx.Decision(ctx, s.logger, slog.LevelWarn, "payment not charged", "gateway unavailable", slog.String(logctx.KeyDependency, "gateway"), slog.Any("error", err))
+		// Transient (503 + Retry-After): the idempotency middleware releases
+		// the key, so the client may retry with the same one; the gateway key
+		// is derived from it, so a charge the gateway did make is never made
+		// twice. A 4xx rejection is stored and replayed to every retry.
+		reason := "gateway unavailable"
+		switch {
+		case contract.Retryable(err):
+		case contract.HTTPStatus(contract.KindOf(err)) < 500:
+			reason = "gateway rejected the payment"
+		default:
+			reason = "gateway call failed"
+		}
+		logctx.Decision(ctx, s.logger, slog.LevelWarn, "payment not charged", reason, slog.String(logctx.KeyDependency, "gateway"), slog.Any("error", err))
 		contract.WriteProblem(w, r, err)
 		return
 	}
 	p := s.store.add(Payment{Status: "captured", AmountMinor: req.AmountMinor, Currency: req.Currency, Payer: req.Payer,
-		Payee: req.Payee, Reference: req.Reference, ChargeID: charge.ChargeID, CreatedAt: time.Now().UTC()})
+		Payee: req.Payee, Reference: req.Reference, ChargeID: charge.ChargeID, CreatedAt: time.Now().UTC(), owner: scope})
 	ctx = logctx.WithEntity(ctx, "payment", p.ID)
 	s.logger.LogAttrs(ctx, slog.LevelInfo, "payment captured", slog.String("charge_id", p.ChargeID), slog.Int64("amount_minor", p.AmountMinor), slog.String("currency", p.Currency))
 	w.Header().Set("Location", "/payments/"+p.ID)
@@ -202,8 +229,8 @@ func (s *service) create(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *service) get(w http.ResponseWriter, r *http.Request) {
-	p, ok := s.store.get(r.PathValue("id"))
-	if !ok {
+	p, ok := s.store.get(caller(r.Context()), r.PathValue("id"))
+	if !ok { // missing, or another caller's: the same 404
 		contract.WriteProblem(w, r, contract.New(contract.KindNotFound, "payments.get", "no payment with this id").WithCode("payments.not_found"))
 		return
 	}
@@ -213,7 +240,7 @@ func (s *service) get(w http.ResponseWriter, r *http.Request) {
 func (s *service) list(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, struct {
 		Payments []Payment `json:"payments"`
-	}{s.store.list()})
+	}{s.store.list(caller(r.Context()))})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
