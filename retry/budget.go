@@ -113,9 +113,10 @@ type RatioBudgetConfig struct {
 	// Ratio is the share of calls that may be retried. Default 0.1; must be
 	// in (0, 1].
 	Ratio float64
-	// MinRetries is the number of retries always allowed within about a
-	// Window, so a dependency with little traffic can still be retried.
-	// Default 10; must be >= 0 (zero means the default).
+	// MinRetries is the number of retries allowed per Window however low
+	// the traffic, so a dependency with little traffic can still be
+	// retried: MinRetries at once after a quiet period, then one every
+	// Window/MinRetries. Default 10; must be >= 0 (zero means the default).
 	MinRetries int
 	// Window is how long calls and retries are remembered: both counts
 	// decay exponentially with this time constant (weight 1/e after one
@@ -126,18 +127,21 @@ type RatioBudgetConfig struct {
 }
 
 // RatioBudget is the SRE book / Envoy / Linkerd retry budget: a retry is
-// allowed while recent retries stay below max(MinRetries, Ratio × recent
-// calls), where calls counts original calls, not retries. "Recent" is an
-// exponentially decaying count with time constant Window. Because calls
-// and retries decay alike, the bound holds over any period, not just within
-// a window: a dependency failing every call sees at most (1+Ratio)× its
-// calls, plus up to about MinRetries per Window while traffic is too low
-// for the ratio to allow them. It is safe for concurrent use (one mutex).
+// allowed while recent retries, this one included, stay within Ratio ×
+// recent calls, where calls counts original calls, not retries, or while
+// traffic is too low for that and the MinRetries minimum allows it.
+// "Recent" is an exponentially decaying count with time constant Window.
+// Because calls and retries decay alike, the bound holds over any period,
+// not just within a window: a dependency failing every call sees at most
+// (1+Ratio)× its calls, plus up to about MinRetries per Window while
+// traffic is too low for the ratio to allow them: MinRetries at once after
+// a quiet period, then one every Window/MinRetries. It is safe for
+// concurrent use (one mutex).
 type RatioBudget struct {
-	ratio  float64
-	min    float64
-	window float64 // nanoseconds
-	clock  Clock
+	ratio    float64
+	minLevel float64 // the minimum, as a level of the decaying count: see Retry
+	window   float64 // nanoseconds
+	clock    Clock
 
 	mu      sync.Mutex
 	calls   float64
@@ -171,10 +175,10 @@ func NewRatioBudget(cfg RatioBudgetConfig) (*RatioBudget, error) {
 		cfg.Clock = systemClock{}
 	}
 	return &RatioBudget{
-		ratio:  cfg.Ratio,
-		min:    float64(cfg.MinRetries),
-		window: float64(cfg.Window),
-		clock:  cfg.Clock,
+		ratio:    cfg.Ratio,
+		minLevel: 1 / math.Expm1(1/float64(cfg.MinRetries)),
+		window:   float64(cfg.Window),
+		clock:    cfg.Clock,
 	}, nil
 }
 
@@ -209,11 +213,22 @@ func (b *RatioBudget) Success() {}
 func (b *RatioBudget) Failure() {}
 
 // Retry reports whether a retry fits in the budget, and counts it if so.
+//
+// The ratio allows a retry that keeps retries within Ratio × calls. The
+// minimum M = MinRetries cannot be "retries+1 <= M": the count, decaying as
+// e^(-t/Window), gets back from M to M-1 only after Window·ln(M/(M-1)), so
+// that rule allowed about M-1/2 retries per Window, and for M = 1 one per
+// some 20 Windows (the time 1 takes to decay to within 1e-9 of 0). Instead
+// a retry is allowed while the count is at most L = 1/(e^(1/M)-1): under
+// steady demand each retry lifts it to L+1, which decays back to L in
+// Window·ln((L+1)/L) = Window/M, so exactly M retries per Window; and since
+// M-1 < L < M (L = M - 1/2 + 1/(12M) - …) an empty budget allows a burst of
+// exactly M.
 func (b *RatioBudget) Retry() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.decay()
-	if b.retries+1 > max(b.min, b.ratio*b.calls)+1e-9 {
+	if b.retries+1 > b.ratio*b.calls+1e-9 && b.retries > b.minLevel+1e-9 {
 		return false
 	}
 	b.retries++

@@ -2,6 +2,7 @@ package retry_test
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -97,6 +98,74 @@ func TestRatioBudget(t *testing.T) {
 	}
 	if got != 1 {
 		t.Errorf("half a window later: %d retries, want 1", got)
+	}
+}
+
+// TestRatioBudgetMinRetriesPerWindowAtLowTraffic: with too few calls for
+// the ratio to allow anything, MinRetries means MinRetries per Window. The
+// minimum was "retries+1 <= MinRetries", which the decaying count only
+// satisfies again once back down to MinRetries-1: about MinRetries-1/2 per
+// Window, and for MinRetries 1 (1·e^-t back to 0) one failing call per
+// Window got its first retry and then none for some 20 Windows.
+func TestRatioBudgetMinRetriesPerWindowAtLowTraffic(t *testing.T) {
+	const window = 10 * time.Second
+	for _, m := range []int{1, 3, 10} {
+		t.Run("MinRetries="+strconv.Itoa(m), func(t *testing.T) {
+			newBudget := func(clk *retrytest.Clock) *retry.RatioBudget {
+				b, err := retry.NewRatioBudget(retry.RatioBudgetConfig{Ratio: 0.1, MinRetries: m, Window: window, Clock: clk})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return b
+			}
+			// An empty budget allows a burst of exactly MinRetries.
+			clk := retrytest.NewClock()
+			b := newBudget(clk)
+			b.Call()
+			burst := 0
+			for b.Retry() && burst <= m {
+				burst++
+			}
+			if burst != m {
+				t.Errorf("burst from an empty budget: %d retries, want MinRetries %d", burst, m)
+			}
+
+			// One failing call per Window, one retry wanted each time:
+			// every one is granted.
+			clk = retrytest.NewClock()
+			b = newBudget(clk)
+			granted := 0
+			for range 10 {
+				b.Call()
+				if b.Retry() {
+					granted++
+				}
+				clk.Advance(window)
+			}
+			if granted != 10 {
+				t.Errorf("one call and retry per Window for 10 Windows: %d retries granted, want 10", granted)
+			}
+
+			// Retries wanted all the time, one call per Window: after the
+			// burst, MinRetries per Window (Ratio × ~1.6 calls allows none).
+			clk = retrytest.NewClock()
+			b = newBudget(clk)
+			const windows, steps = 100, 1000 // steps per Window
+			granted = 0
+			for i := range windows * steps {
+				if i%steps == 0 {
+					b.Call()
+				}
+				for b.Retry() {
+					granted++
+				}
+				clk.Advance(window / steps)
+			}
+			want := windows * m
+			if granted < want*99/100 || granted > want+m {
+				t.Errorf("constant demand for %d Windows: %d retries granted, want about %d (MinRetries per Window, plus the first burst)", windows, granted, want)
+			}
+		})
 	}
 }
 

@@ -114,7 +114,11 @@ type Config struct {
 	// retry or on an empty budget (Warn). Nil logs nothing.
 	Logger *slog.Logger
 	// OnRetry, when set, is called before each wait with the number of the
-	// attempt that failed, the wait and the failure.
+	// attempt that failed, the wait and the failure. The time it takes
+	// counts: when a slow hook (or, under a Transport, draining the
+	// discarded response) leaves the retry too little time under
+	// MaxElapsedTime or the deadline, Do gives up after it, with
+	// StopElapsed or StopDeadline, instead of retrying.
 	OnRetry func(attempt int, delay time.Duration, err error)
 	// MeterProvider provides the meter for the counters. Nil means the
 	// global otel MeterProvider.

@@ -73,6 +73,10 @@ Do stops at whichever comes first:
     instead of sleeping into a deadline it cannot meet;
   - the context being canceled, which ends a wait at once ([StopContext]).
 
+The two time bounds are checked again on a fresh reading of the clock after
+the OnRetry hook has run and the [Transport] has drained the discarded
+response, before the retry is logged, so the time those take counts too.
+
 A [contract.RetryAfter] hint lengthens a wait (never shortens it) and is
 always capped by MaxDelay; MaxDelay may not exceed MaxElapsedTime. A hostile
 "Retry-After: 1743441600000" therefore costs at most MaxDelay, and a hint

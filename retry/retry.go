@@ -95,17 +95,15 @@ func attemptTimeout[T any](ctx context.Context, p *Policy, fn func(context.Conte
 // loop is the failure path of Do: the first attempt failed with err.
 // When timeouts is false the caller applies AttemptTimeout itself (the
 // Transport must keep the attempt context alive while the body is read).
-// beforeWait runs before each wait (the Transport drains the discarded
+// beforeWait runs before each wait, once the retry is granted and before
+// the time bounds are checked again (the Transport drains the discarded
 // response there).
 func loop[T any](ctx context.Context, p *Policy, fn func(context.Context) (T, error), v T, err error, timeouts bool, beforeWait func()) (T, error) {
 	c := call{p: p, s: schedule{p: p}}
 	for n := 1; ; n++ {
-		wait, final := c.failed(ctx, n, err)
+		wait, final := c.failed(ctx, n, err, beforeWait)
 		if final != nil {
 			return v, final
-		}
-		if beforeWait != nil {
-			beforeWait()
 		}
 		if serr := p.clock.Sleep(ctx, wait); serr != nil {
 			return v, c.stop(ctx, n, StopContext, err, serr)
@@ -132,8 +130,9 @@ type call struct {
 }
 
 // failed decides what follows the failure err of attempt n: a wait before
-// the next attempt, or the final error.
-func (c *call) failed(ctx context.Context, n int, err error) (time.Duration, *Error) {
+// the next attempt, or the final error. beforeWait, when set, runs once the
+// retry is granted.
+func (c *call) failed(ctx context.Context, n int, err error, beforeWait func()) (time.Duration, *Error) {
 	p := c.p
 	now := p.clock.Now()
 	if n == 1 {
@@ -162,20 +161,31 @@ func (c *call) failed(ctx context.Context, n int, err error) (time.Duration, *Er
 		wait = ra
 	}
 	wait = min(wait, p.maxDelay)
-	if now.Sub(c.start)+wait > p.maxElapsed {
-		return 0, c.stopAt(ctx, now, n, StopElapsed, err, nil)
-	}
-	if dl, ok := ctx.Deadline(); ok {
-		left := dl.Sub(now)
-		if wait >= left || p.reserve > left-wait {
-			return 0, c.stopAt(ctx, now, n, StopDeadline, err, context.DeadlineExceeded)
-		}
+	if final := c.late(ctx, now, n, err, wait); final != nil {
+		return 0, final
 	}
 	if p.budget != nil && !p.budget.Retry() {
 		return 0, c.stopAt(ctx, now, n, StopBudget, err, nil)
 	}
-	if p.onRetry != nil {
-		p.onRetry(n, wait, err)
+	// Draining the discarded response (bounded only by the attempt's
+	// context) and the OnRetry hook take time that now did not see: the
+	// retry must still fit, on a fresh reading of the clock, before it is
+	// logged and the wait begins. A retry dropped here was granted by the
+	// budget, which then counts one retry too many: the safe side.
+	if beforeWait != nil || p.onRetry != nil {
+		if beforeWait != nil {
+			beforeWait()
+		}
+		if p.onRetry != nil {
+			p.onRetry(n, wait, err)
+		}
+		now = p.clock.Now()
+		if cerr := ctx.Err(); cerr != nil {
+			return 0, c.stopAt(ctx, now, n, StopContext, err, cerr)
+		}
+		if final := c.late(ctx, now, n, err, wait); final != nil {
+			return 0, final
+		}
 	}
 	if p.logger != nil {
 		logctx.Decision(ctx, p.logger, slog.LevelInfo, "retrying", errorType(err),
@@ -186,6 +196,25 @@ func (c *call) failed(ctx context.Context, n int, err error) (time.Duration, *Er
 	}
 	p.tel.retry(ctx, p.name, n, wait, err)
 	return wait, nil
+}
+
+// late returns the final error when a wait of wait starting at now would
+// end after MaxElapsedTime, or would not leave a full AttemptTimeout (when
+// one is set) before ctx's deadline; nil when the retry fits. It compares
+// differences, not sums: a MaxElapsedTime or MaxDelay near the largest
+// Duration would overflow elapsed+wait.
+func (c *call) late(ctx context.Context, now time.Time, n int, err error, wait time.Duration) *Error {
+	p := c.p
+	if wait > p.maxElapsed-max(0, now.Sub(c.start)) {
+		return c.stopAt(ctx, now, n, StopElapsed, err, nil)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		left := dl.Sub(now)
+		if wait >= left || p.reserve > left-wait {
+			return c.stopAt(ctx, now, n, StopDeadline, err, context.DeadlineExceeded)
+		}
+	}
+	return nil
 }
 
 func (c *call) stop(ctx context.Context, n int, r StopReason, cause, ctxErr error) *Error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -323,6 +324,90 @@ func TestNoAttemptThatCannotFinish(t *testing.T) {
 	// a3 ends .8; .9+.3 > 1: stop.
 	if !errors.Is(err, retry.StopDeadline) || calls != 3 {
 		t.Errorf("err = %v after %d calls; want StopDeadline after 3", err, calls)
+	}
+}
+
+// TestSlowOnRetryCountsAgainstTimeBounds: the time bounds were checked
+// before the OnRetry hook ran, so a slow hook could start the next attempt
+// past MaxElapsedTime or with less than AttemptTimeout before the deadline.
+// They are checked again after it (the context too), and the retry is then
+// neither logged nor counted.
+func TestSlowOnRetryCountsAgainstTimeBounds(t *testing.T) {
+	tests := []struct {
+		name   string
+		cfg    retry.Config
+		dl     time.Duration // context deadline from the start, 0 for none
+		cancel bool          // the hook cancels the context
+		want   retry.StopReason
+	}{
+		// Wait 100ms: .95+.1 > 1s elapsed.
+		{"MaxElapsedTime", retry.Config{MaxElapsedTime: time.Second}, 0, false, retry.StopElapsed},
+		// Wait 100ms: .95+.1+.3 > 1s left.
+		{"deadline", retry.Config{AttemptTimeout: 300 * time.Millisecond}, time.Second, false, retry.StopDeadline},
+		{"canceled", retry.Config{}, 0, true, retry.StopContext},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clk := retrytest.NewClock()
+			sink := &logSink{}
+			mp := newFakeMeterProvider()
+			hooked := 0
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if tt.dl > 0 {
+				ctx, cancel = context.WithDeadline(ctx, clk.Now().Add(tt.dl))
+				defer cancel()
+			}
+			tt.cfg.MaxAttempts = 5
+			tt.cfg.Logger, tt.cfg.MeterProvider = sink.logger(), mp
+			tt.cfg.OnRetry = func(int, time.Duration, error) {
+				hooked++
+				clk.Advance(950 * time.Millisecond)
+				if tt.cancel {
+					cancel()
+				}
+			}
+			p := constPolicy(t, clk, tt.cfg)
+			fn, calls := failing(repeat(unavailable(), 10)...)
+			_, err := retry.Do(ctx, p, fn)
+			var e *retry.Error
+			if !errors.As(err, &e) || e.Reason != tt.want || calls.Load() != 1 || hooked != 1 {
+				t.Fatalf("err = %v after %d attempts and %d hooks; want %v after 1 and 1", err, calls.Load(), hooked, tt.want)
+			}
+			if e.Elapsed != 950*time.Millisecond {
+				t.Errorf("Elapsed = %v, want the hook's 950ms", e.Elapsed)
+			}
+			if len(clk.Sleeps()) != 0 {
+				t.Errorf("slept %v after giving up", clk.Sleeps())
+			}
+			recs := sink.records(t)
+			if len(recs) != 1 || recs[0]["msg"] != "gave up retrying" || recs[0][logctx.KeyReason] != tt.want.String() {
+				t.Errorf("records = %v; want only the give-up", recs)
+			}
+			if mp.count("sadpath.retry.retries") != 0 || mp.count("sadpath.retry.give_ups") != 1 {
+				t.Errorf("counters retries=%d give_ups=%d, want 0, 1", mp.count("sadpath.retry.retries"), mp.count("sadpath.retry.give_ups"))
+			}
+		})
+	}
+}
+
+// TestMaxElapsedTimeNearMaxDurationDoesNotOverflow: with MaxDelay and
+// MaxElapsedTime at the largest Duration ("no time bound"), elapsed+wait
+// wrapped negative once past it, so StopElapsed never fired and Do slept
+// some 292 years per attempt until MaxAttempts.
+func TestMaxElapsedTimeNearMaxDurationDoesNotOverflow(t *testing.T) {
+	clk := retrytest.NewClock()
+	p := mustPolicy(t, retry.Config{Strategy: retry.Exponential, InitialDelay: time.Hour, Multiplier: 10,
+		MaxDelay: math.MaxInt64, MaxElapsedTime: math.MaxInt64, MaxAttempts: 100, Clock: clk})
+	fn, calls := failing(repeat(unavailable(), 100)...)
+	_, err := retry.Do(context.Background(), p, fn)
+	if !errors.Is(err, retry.StopElapsed) {
+		t.Fatalf("after %d attempts and %v slept: err = %v, want StopElapsed", calls.Load(), clk.Slept(), err)
+	}
+	// Waits of 1h, 10h, … 10^6h sum to 1111111h; the next, 10^7h, would
+	// end after MaxElapsedTime (~2562047h).
+	if calls.Load() != 8 || clk.Slept() != 1111111*time.Hour {
+		t.Errorf("%d attempts, %v slept; want 8 and 1111111h", calls.Load(), clk.Slept())
 	}
 }
 

@@ -60,8 +60,10 @@ type TransportConfig struct {
 // rewound through GetBody, and every discarded response is drained (up to
 // 64 KiB) and closed before the wait, so its connection is reused. When the
 // Policy gives up on a status the last response is returned as is, with a
-// nil error, like any RoundTripper; when it gives up on a connection error
-// or because the context ended during a wait, the *Error is returned.
+// nil error, like any RoundTripper; when it gives up on a connection error,
+// because the context ended during a wait, or because draining the
+// discarded response took the time the retry needed (MaxElapsedTime, or a
+// full AttemptTimeout before the deadline), the *Error is returned.
 //
 // On a retried request the span in the request's context gets the
 // attribute http.request.resend_count (unless the Policy's telemetry is

@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sadpath/sadpath/contract"
+	"github.com/sadpath/sadpath/logctx"
 	"github.com/sadpath/sadpath/retry"
 	"github.com/sadpath/sadpath/retry/retrytest"
 )
@@ -557,5 +558,79 @@ func TestTransportNeverLogsTheKey(t *testing.T) {
 		if strings.Contains(out, secret) {
 			t.Errorf("log output contains %q:\n%s", secret, out)
 		}
+	}
+}
+
+// slowDrainBody is a discarded answer's body whose drain takes d of the
+// fake clock's time.
+type slowDrainBody struct {
+	clk    *retrytest.Clock
+	d      time.Duration
+	done   bool
+	closed atomic.Bool
+}
+
+func (b *slowDrainBody) Read(p []byte) (int, error) {
+	if b.done {
+		return 0, io.EOF
+	}
+	b.done = true
+	b.clk.Advance(b.d)
+	return copy(p, "busy"), nil
+}
+
+func (b *slowDrainBody) Close() error { b.closed.Store(true); return nil }
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestTransportSlowDrainCountsAgainstTheDeadline: a retry starts only when
+// the deadline leaves a full AttemptTimeout after the wait. That was
+// checked before the discarded 503 was drained, so a 900ms drain went
+// uncounted and the third attempt started with 500ms left, less than its
+// 1s AttemptTimeout. The check is now repeated after the drain, before the
+// retry is logged.
+func TestTransportSlowDrainCountsAgainstTheDeadline(t *testing.T) {
+	clk := retrytest.NewClock()
+	sink := &logSink{}
+	deadline := clk.Now().Add(2500 * time.Millisecond)
+	var lefts []time.Duration
+	var bodies []*slowDrainBody
+	base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		lefts = append(lefts, deadline.Sub(clk.Now()))
+		b := &slowDrainBody{clk: clk, d: 900 * time.Millisecond}
+		bodies = append(bodies, b)
+		return &http.Response{StatusCode: 503, Header: http.Header{"Content-Type": {"text/plain"}}, Body: b, Request: r}, nil
+	})
+	tr := newTransport(t, base, clk, retry.TransportConfig{}, retry.Config{Strategy: retry.Constant,
+		InitialDelay: 100 * time.Millisecond, AttemptTimeout: time.Second, MaxAttempts: 5, Logger: sink.logger()})
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://dep.test/", nil)
+	resp, err := tr.RoundTrip(req)
+	// t=0 a1 fails; .1+1 ≤ 2.5 left; drained at .9: .1+1 ≤ 1.6 left; a2 at 1.0
+	// with 1.5 left fails; .1+1 ≤ 1.5 left, but drained at 1.9: .1+1 > .6 left.
+	if resp != nil || !errors.Is(err, retry.StopDeadline) || !errors.Is(err, context.DeadlineExceeded) ||
+		!errors.Is(err, contract.ErrUnavailable) || len(lefts) != 2 {
+		t.Fatalf("got %v, %v after %d attempts; want StopDeadline (the drained response gone) after 2", resp, err, len(lefts))
+	}
+	for i, left := range lefts[1:] {
+		if left < time.Second {
+			t.Errorf("attempt %d started %v before the deadline, less than AttemptTimeout 1s", i+2, left)
+		}
+	}
+	if e := (*retry.Error)(nil); !errors.As(err, &e) || e.Elapsed != 1900*time.Millisecond {
+		t.Errorf("err %v: Elapsed %v, want 1.9s (the drain counted)", err, e.Elapsed)
+	}
+	for i, b := range bodies {
+		if !b.closed.Load() {
+			t.Errorf("response %d not closed", i+1)
+		}
+	}
+	recs := sink.records(t)
+	if len(recs) != 2 || recs[0]["msg"] != "retrying" || recs[0]["attempt"] != float64(1) ||
+		recs[1]["msg"] != "gave up retrying" || recs[1][logctx.KeyReason] != "context deadline too close" || recs[1]["attempts"] != float64(2) {
+		t.Errorf("records = %v; want one retry, then the give-up with no retry logged for attempt 2", recs)
 	}
 }

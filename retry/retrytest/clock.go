@@ -2,6 +2,7 @@ package retrytest
 
 import (
 	"context"
+	"math"
 	"sync"
 	"time"
 )
@@ -70,13 +71,20 @@ func (c *Clock) Sleeps() []time.Duration {
 	return append([]time.Duration(nil), c.sleeps...)
 }
 
-// Slept returns the sum of the durations passed to Sleep.
+// Slept returns the sum of the durations passed to Sleep, negative ones
+// counting as 0. It saturates at the largest Duration instead of wrapping.
 func (c *Clock) Slept() time.Duration {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var t time.Duration
 	for _, d := range c.sleeps {
-		t += max(d, 0)
+		if d <= 0 {
+			continue
+		}
+		if t > math.MaxInt64-d {
+			return math.MaxInt64
+		}
+		t += d
 	}
 	return t
 }

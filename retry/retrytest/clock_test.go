@@ -2,6 +2,7 @@ package retrytest_test
 
 import (
 	"context"
+	"math"
 	"sync"
 	"testing"
 	"time"
@@ -54,6 +55,18 @@ func TestClockSleepHonoursContext(t *testing.T) {
 	c.OnSleep(func(time.Duration) { cancel2() })
 	if err := c.Sleep(ctx2, time.Second); err != context.Canceled {
 		t.Errorf("Sleep canceled by OnSleep = %v, want context.Canceled", err)
+	}
+}
+
+// TestClockSleptSaturates: sleeps near the largest Duration (a policy with
+// no real time bound) sum to it instead of wrapping negative.
+func TestClockSleptSaturates(t *testing.T) {
+	c := retrytest.NewClockAt(time.Unix(0, 0))
+	for range 3 {
+		_ = c.Sleep(context.Background(), math.MaxInt64/2)
+	}
+	if got := c.Slept(); got != math.MaxInt64 {
+		t.Errorf("Slept = %v after 3 sleeps of MaxInt64/2, want the largest Duration", got)
 	}
 }
 
