@@ -66,13 +66,14 @@
 // Retry-After gets in.
 //
 // KeyedLimiter keeps one bucket per key (API key, tenant, client IP) with
-// bounded memory: at most KeyedConfig.MaxKeys keys (least recently used
-// first out), keys idle for IdleTimeout dropped, keys longer than 128 bytes
-// stored as a 128-bit hash. IdleTimeout may not be shorter than the time a
-// bucket takes to refill (Burst/Rate, plus MaxWait in Wait mode, whose
-// reservations can put a bucket in debt), so forgetting an idle key never
-// gives it tokens it would not have had. Keys are spread over independently
-// locked shards.
+// bounded memory: at most KeyedConfig.MaxKeys keys (the least recently used
+// forgotten when a new key finds the limiter full, never before), keys idle
+// for IdleTimeout dropped, keys longer than 128 bytes stored as a 128-bit
+// hash. IdleTimeout may not be shorter than the time a bucket takes to
+// refill (Burst/Rate, plus MaxWait in Wait mode, whose reservations can put
+// a bucket in debt), so forgetting an idle key never gives it tokens it
+// would not have had. Keys are spread over independently locked shards;
+// MaxKeys bounds them all together.
 //
 // # HTTP
 //

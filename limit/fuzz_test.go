@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -29,7 +30,8 @@ func FuzzRemoteIP(f *testing.F) {
 }
 
 // FuzzKeyedLimiterKeys: hostile keys (empty, huge, binary, colliding
-// prefixes) never panic, the key count stays within MaxKeys, and every
+// prefixes) never panic, the key count stays within MaxKeys and matches the
+// keys the shards hold (up to 200 keys: two shards from 128), and every
 // answer is a pass or a rate-limited refusal with a positive retry-after.
 func FuzzKeyedLimiterKeys(f *testing.F) {
 	f.Add("a", "b", 3, uint16(0))
@@ -40,15 +42,19 @@ func FuzzKeyedLimiterKeys(f *testing.F) {
 		if maxKeys < 0 {
 			maxKeys = -maxKeys
 		}
-		maxKeys = maxKeys%50 + 1
+		maxKeys = maxKeys%200 + 1
 		clk := limittest.NewClock(epoch)
 		k, err := NewKeyedLimiter(KeyedConfig{Limiter: LimiterConfig{Rate: 5, Burst: 2, Clock: clk}, MaxKeys: maxKeys})
 		if err != nil {
 			t.Fatal(err)
 		}
 		keys := []string{k1, k2, k1 + k2, k2 + k1, strings.Repeat(k1, 3)}
-		for i := range 60 {
-			err := k.Take(context.Background(), keys[i%len(keys)])
+		for i := range 300 {
+			key := keys[i%len(keys)]
+			if i%3 == 2 {
+				key = k2 + strconv.Itoa(i) // new keys, to fill the limiter
+			}
+			err := k.Take(context.Background(), key)
 			if err != nil {
 				e := contract.As(err)
 				if e.Kind != contract.KindRateLimited || e.RetryAfter <= 0 || e.RetryAfter > time.Second {
@@ -60,6 +66,7 @@ func FuzzKeyedLimiterKeys(f *testing.F) {
 			}
 			clk.Advance(time.Duration(stepMs) * time.Millisecond)
 		}
+		checkKeyCount(t, k)
 	})
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"hash/maphash"
 	"math"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,9 +31,10 @@ type KeyedConfig struct {
 	Limiter LimiterConfig
 	// MaxKeys bounds the number of keys tracked at once. When a new key
 	// arrives and the limiter is full, the least recently used key is
-	// forgotten. Default DefaultMaxKeys. Each key costs about 250 bytes
-	// plus the key itself (at most 128 bytes), so the default bounds the
-	// limiter near 4 MB.
+	// forgotten, and only then: the bound is on the whole limiter, however
+	// its keys spread over its shards. Default DefaultMaxKeys. Each key
+	// costs about 250 bytes plus the key itself (at most 128 bytes), so the
+	// default bounds the limiter near 4 MB.
 	MaxKeys int
 	// IdleTimeout forgets a key unused for this long. It must be at least
 	// the time a bucket takes to refill, so that forgetting an idle key
@@ -45,11 +47,11 @@ type KeyedConfig struct {
 
 // KeyedLimiter is a rate limiter with one token bucket per key (API key,
 // tenant, client IP), each behaving as a Limiter configured by
-// KeyedConfig.Limiter. Memory is bounded: at most MaxKeys keys are tracked,
-// least recently used first out, keys idle for IdleTimeout are dropped
-// (lazily, without a background goroutine: each new key evicts idle keys
-// from its own shard and from one other shard in turn), and keys longer
-// than 128 bytes are stored as a 128-bit hash.
+// KeyedConfig.Limiter. Memory is bounded: at most MaxKeys keys are tracked
+// (a new key beyond them forgets the least recently used), keys idle for
+// IdleTimeout are dropped (lazily, without a background goroutine: each new
+// key evicts idle keys from its own shard and from one other shard in
+// turn), and keys longer than 128 bytes are stored as a 128-bit hash.
 //
 // Forgetting a key is lossless when its bucket had refilled, from any
 // Wait-mode debt too (which IdleTimeout guarantees); a key evicted early
@@ -57,24 +59,34 @@ type KeyedConfig struct {
 // so size MaxKeys above the number of keys active within one refill period.
 //
 // Keys are spread over independently locked shards, so calls for different
-// keys rarely contend. A KeyedLimiter is safe for concurrent use; create one
-// with NewKeyedLimiter.
+// keys rarely contend; one atomic count of the keys of all shards enforces
+// MaxKeys. A new key in a full limiter forgets the least recently used key
+// of the shards no other call holds at that instant (it never waits for
+// another shard while holding its own): under contention, the oldest key of
+// a busy shard may be passed over. A KeyedLimiter is safe for concurrent
+// use; create one with NewKeyedLimiter.
 type KeyedLimiter struct {
 	core      rateCore
 	idle      time.Duration
 	seed1     maphash.Seed
 	seed2     maphash.Seed
 	mask      uint64
-	sweepNext atomic.Uint64
+	maxKeys   int64
 	shards    []keyShard
+	_         [64]byte // keep the counters written by new keys off the fields every Take reads
+	sweepNext atomic.Uint64
+	// keys counts the places taken of the MaxKeys: keys tracked in all
+	// shards plus places claimed for keys being added. A place is claimed
+	// before its key is added and given back after its key is deleted, so
+	// the shards never hold more than keys <= MaxKeys.
+	keys atomic.Int64
 }
 
 type keyShard struct {
 	mu         sync.Mutex
 	m          map[string]*keyEntry
 	head, tail *keyEntry // most recently used first
-	max        int
-	_          [64]byte // keep neighbouring shards' locks on separate cache lines
+	_          [64]byte  // keep neighbouring shards' locks on separate cache lines
 }
 
 type keyEntry struct {
@@ -119,21 +131,21 @@ func NewKeyedLimiter(cfg KeyedConfig) (*KeyedLimiter, error) {
 	if idle == 0 {
 		idle = max(DefaultIdleTimeout, refill)
 	}
-	n := 1 // shards: one per 64 keys, a power of two, at most 16
+	n := 1 // shards: one per 64 places, a power of two, at most 16
 	for n < 16 && maxKeys/(n*2) >= 64 {
 		n *= 2
 	}
 	k := &KeyedLimiter{
-		core:   c,
-		idle:   idle,
-		seed1:  maphash.MakeSeed(),
-		seed2:  maphash.MakeSeed(),
-		mask:   uint64(n - 1),
-		shards: make([]keyShard, n),
+		core:    c,
+		idle:    idle,
+		seed1:   maphash.MakeSeed(),
+		seed2:   maphash.MakeSeed(),
+		mask:    uint64(n - 1),
+		maxKeys: int64(maxKeys),
+		shards:  make([]keyShard, n),
 	}
 	for i := range k.shards {
 		k.shards[i].m = make(map[string]*keyEntry)
-		k.shards[i].max = maxKeys / n
 	}
 	return k, nil
 }
@@ -177,13 +189,16 @@ func (k *KeyedLimiter) sweep(now time.Time) {
 		if t == nil || now.Sub(t.last) <= k.idle {
 			return
 		}
-		s.unlink(t)
-		delete(s.m, t.key)
+		s.remove(t)
+		k.keys.Add(-1)
 	}
 }
 
-// bucket returns key's bucket, creating it (and evicting idle or least
-// recently used keys of its shard) as needed, and whether it was created.
+// bucket returns key's bucket, creating it as needed (after dropping the
+// idle keys of its shard, and the least recently used key when the limiter
+// is full), and whether it was created. A key already tracked costs a map
+// lookup and a move to the front of its shard's list, under the shard's
+// lock.
 func (k *KeyedLimiter) bucket(key string, now time.Time) (*rate.Limiter, bool) {
 	h := maphash.String(k.seed1, key)
 	if len(key) > maxKeyBytes {
@@ -203,17 +218,84 @@ func (k *KeyedLimiter) bucket(key string, now time.Time) (*rate.Limiter, bool) {
 	if !created {
 		s.unlink(e)
 	} else {
-		for s.tail != nil && (len(s.m) >= s.max || now.Sub(s.tail.last) > k.idle) {
-			t := s.tail
-			s.unlink(t)
-			delete(s.m, t.key)
+		dropped := int64(0)
+		for s.tail != nil && now.Sub(s.tail.last) > k.idle {
+			s.remove(s.tail)
+			dropped++
 		}
+		if dropped > 0 {
+			k.keys.Add(-dropped)
+		}
+		k.claim(s)
 		e = &keyEntry{key: key, bucket: k.core.newBucket()}
 		s.m[key] = e
 	}
 	e.last = now
 	s.pushFront(e)
 	return e.bucket, created
+}
+
+// claim takes one of the MaxKeys places for a new key of shard own, whose
+// lock the caller holds: a free place while there is one, else the place of
+// the least recently used key, which is forgotten.
+func (k *KeyedLimiter) claim(own *keyShard) {
+	for {
+		n := k.keys.Load()
+		if n < k.maxKeys {
+			if k.keys.CompareAndSwap(n, n+1) {
+				return
+			}
+			continue
+		}
+		if k.evictOldest(own) {
+			return
+		}
+		// Own is empty and every key is in a shard that another call
+		// holds for a moment, or is being added by one.
+		runtime.Gosched()
+	}
+}
+
+// evictOldest forgets the least recently used key among own's (the caller
+// holds its lock) and those of the shards it can lock without waiting, and
+// hands its place to the caller without giving it back to the count: false
+// when it found no key. Only TryLock is used while own is held, so two calls
+// evicting for each other's shards never wait for one another; a shard busy
+// at that instant is skipped.
+func (k *KeyedLimiter) evictOldest(own *keyShard) bool {
+	var victim *keyShard // locked by this call, or own
+	if own.tail != nil {
+		victim = own
+	}
+	for i := range k.shards {
+		o := &k.shards[i]
+		if o == own || !o.mu.TryLock() {
+			continue
+		}
+		if o.tail != nil && (victim == nil || o.tail.last.Before(victim.tail.last)) {
+			if victim != nil && victim != own {
+				victim.mu.Unlock()
+			}
+			victim = o
+			continue
+		}
+		o.mu.Unlock()
+	}
+	if victim == nil {
+		return false
+	}
+	victim.remove(victim.tail)
+	if victim != own {
+		victim.mu.Unlock()
+	}
+	return true
+}
+
+// remove forgets e. The caller holds s's lock and gives e's place back (or
+// hands it on).
+func (s *keyShard) remove(e *keyEntry) {
+	s.unlink(e)
+	delete(s.m, e.key)
 }
 
 func (s *keyShard) unlink(e *keyEntry) {
@@ -240,14 +322,6 @@ func (s *keyShard) pushFront(e *keyEntry) {
 	s.head = e
 }
 
-// Len returns the number of keys currently tracked; it never exceeds MaxKeys.
-func (k *KeyedLimiter) Len() int {
-	n := 0
-	for i := range k.shards {
-		s := &k.shards[i]
-		s.mu.Lock()
-		n += len(s.m)
-		s.mu.Unlock()
-	}
-	return n
-}
+// Len returns the number of keys currently tracked, a key being added
+// included; it never exceeds MaxKeys.
+func (k *KeyedLimiter) Len() int { return int(k.keys.Load()) }

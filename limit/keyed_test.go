@@ -3,6 +3,7 @@ package limit
 import (
 	"context"
 	"errors"
+	"hash/maphash"
 	"math"
 	"strconv"
 	"strings"
@@ -44,12 +45,8 @@ func TestKeyedLimiterDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	total := 0
-	for i := range k.shards {
-		total += k.shards[i].max
-	}
-	if total != DefaultMaxKeys || k.idle != DefaultIdleTimeout || len(k.shards) != 16 {
-		t.Errorf("max keys %d idle %v shards %d", total, k.idle, len(k.shards))
+	if k.maxKeys != DefaultMaxKeys || k.idle != DefaultIdleTimeout || len(k.shards) != 16 {
+		t.Errorf("max keys %d idle %v shards %d", k.maxKeys, k.idle, len(k.shards))
 	}
 	// A slow refill raises the default idle timeout to the refill time.
 	k, _ = NewKeyedLimiter(KeyedConfig{Limiter: LimiterConfig{Rate: rate.Every(time.Minute), Burst: 60}})
@@ -176,9 +173,10 @@ func TestKeyedLimiterBoundedKeys(t *testing.T) {
 				t.Fatalf("MaxKeys %d: Len %d after %d keys", maxKeys, k.Len(), i+1)
 			}
 		}
-		if n := k.Len(); n > maxKeys || n < maxKeys/2 {
-			t.Fatalf("MaxKeys %d: Len %d, want at most MaxKeys and not far below", maxKeys, n)
+		if n := k.Len(); n != maxKeys {
+			t.Fatalf("MaxKeys %d: Len %d after 20000 keys, want MaxKeys: a full limiter forgets one key per new key", maxKeys, n)
 		}
+		checkKeyCount(t, k)
 	}
 }
 
@@ -290,4 +288,228 @@ func TestKeyedLimiterSweepsIdleKeysAcrossShards(t *testing.T) {
 	if n := k.Len(); n != 32 {
 		t.Fatalf("Len = %d, want 32: idle keys left behind in quiet shards", n)
 	}
+}
+
+// shardKeys returns n keys with the given prefix that land in shard i.
+func shardKeys(k *KeyedLimiter, i uint64, prefix string, n int) []string {
+	var keys []string
+	for j := 0; len(keys) < n; j++ {
+		key := prefix + strconv.Itoa(j)
+		if maphash.String(k.seed1, key)&k.mask == i {
+			keys = append(keys, key)
+		}
+	}
+	return keys
+}
+
+// tracked reports whether key (at most maxKeyBytes long) is tracked, without
+// touching it.
+func tracked(k *KeyedLimiter, key string) bool {
+	s := &k.shards[maphash.String(k.seed1, key)&k.mask]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m[key] != nil
+}
+
+// checkKeyCount asserts, with no call in flight, that the count of places
+// taken is the number of keys in the shards, at most MaxKeys, and that each
+// shard's list holds exactly its map's keys.
+func checkKeyCount(t *testing.T, k *KeyedLimiter) {
+	t.Helper()
+	total := 0
+	for i := range k.shards {
+		s := &k.shards[i]
+		s.mu.Lock()
+		n := 0
+		for e := s.head; e != nil; e = e.next {
+			if s.m[e.key] != e || (e.next == nil) != (e == s.tail) {
+				t.Errorf("shard %d: list out of step with its map at %q", i, e.key)
+				break
+			}
+			n++
+		}
+		if n != len(s.m) {
+			t.Errorf("shard %d: %d keys in its list, %d in its map", i, n, len(s.m))
+		}
+		total += len(s.m)
+		s.mu.Unlock()
+	}
+	if got := k.keys.Load(); got != int64(total) || got > k.maxKeys {
+		t.Errorf("key count %d, shards hold %d keys, MaxKeys %d", got, total, k.maxKeys)
+	}
+}
+
+// TestKeyedLimiterKeepsKeysBelowMaxKeys: MaxKeys was split evenly over the
+// shards, each forgetting its least recently used key once it held
+// MaxKeys/shards, so with MaxKeys 1024 (16 shards of 64) the 65th key of
+// one shard evicted the first, whose spent bucket came back full: a rate
+// limit bypass with 65 keys in use. Keys are now forgotten only when the
+// limiter as a whole is full.
+func TestKeyedLimiterKeepsKeysBelowMaxKeys(t *testing.T) {
+	clk := limittest.NewClock(epoch)
+	k, err := NewKeyedLimiter(KeyedConfig{
+		Limiter: LimiterConfig{Rate: rate.Every(time.Hour), Burst: 1, Clock: clk},
+		MaxKeys: 1024,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(k.shards) != 16 {
+		t.Fatalf("%d shards, want 16", len(k.shards))
+	}
+	ctx := context.Background()
+	keys := shardKeys(k, 0, "client-", 200) // 200 keys of one shard, 1024 places
+	for _, key := range keys {
+		if err := k.Take(ctx, key); err != nil {
+			t.Fatalf("first take of %s: %v", key, err)
+		}
+	}
+	for _, key := range keys {
+		wantErr(t, k.Take(ctx, key), contract.KindRateLimited, CodeRateLimited) // spent for the next hour
+	}
+	if k.Len() != len(keys) {
+		t.Errorf("Len = %d, want %d", k.Len(), len(keys))
+	}
+	checkKeyCount(t, k)
+}
+
+// TestKeyedLimiterFullForgetsLeastRecentlyUsedOfAllShards: once the limiter
+// is full, a new key forgets the least recently used key of the whole
+// limiter, not of its own shard: a shard left empty or small while others
+// filled up gets its places back from them, rather than being capped at
+// the size it had (its own recent keys would be forgotten in turn, a
+// bypass while fewer than MaxKeys keys are in use).
+func TestKeyedLimiterFullForgetsLeastRecentlyUsedOfAllShards(t *testing.T) {
+	clk := limittest.NewClock(epoch)
+	k, err := NewKeyedLimiter(KeyedConfig{
+		Limiter: LimiterConfig{Rate: rate.Every(time.Hour), Burst: 1, Clock: clk},
+		MaxKeys: 256,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(k.shards) != 4 {
+		t.Fatalf("%d shards, want 4", len(k.shards))
+	}
+	ctx := context.Background()
+	// Fill the limiter from shards 3, 2 and 1 in turn, one second apart, so
+	// the least recently used key moves from shard to shard.
+	var old []string
+	s1, s2, s3 := shardKeys(k, 1, "old-", 86), shardKeys(k, 2, "old-", 86), shardKeys(k, 3, "old-", 86)
+	for i := 0; len(old) < 256; i++ {
+		old = append(old, s3[i], s2[i], s1[i])
+	}
+	old = old[:256]
+	for _, key := range old {
+		_ = k.Take(ctx, key)
+		clk.Advance(time.Second)
+	}
+	fresh := shardKeys(k, 0, "new-", 5)
+	for i, key := range fresh { // shard 0 empty, then holding only recent keys
+		if err := k.Take(ctx, key); err != nil {
+			t.Fatalf("first take of %s: %v", key, err)
+		}
+		clk.Advance(time.Second)
+		for j, o := range old[:i+2] {
+			if got, want := tracked(k, o), j > i; got != want {
+				t.Errorf("after %d new keys: old key #%d tracked %v, want %v", i+1, j+1, got, want)
+			}
+		}
+	}
+	for _, key := range fresh {
+		wantErr(t, k.Take(ctx, key), contract.KindRateLimited, CodeRateLimited) // none forgotten
+	}
+	if k.Len() != 256 {
+		t.Errorf("Len = %d, want 256", k.Len())
+	}
+	checkKeyCount(t, k)
+}
+
+// TestKeyedLimiterFullWaitsForABusyShard: a new key of an empty shard in a
+// full limiter whose every key is in a shard locked by another call waits
+// for that lock (it does not block on it while holding its own, which could
+// deadlock) and then forgets that shard's least recently used key.
+func TestKeyedLimiterFullWaitsForABusyShard(t *testing.T) {
+	clk := limittest.NewClock(epoch)
+	k, err := NewKeyedLimiter(KeyedConfig{Limiter: LimiterConfig{Rate: 1, Burst: 1, Clock: clk}, MaxKeys: 128})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := shardKeys(k, 1, "old-", 128)
+	for _, key := range old {
+		_ = k.Take(context.Background(), key)
+		clk.Advance(time.Millisecond)
+	}
+	s1 := &k.shards[1]
+	s1.mu.Lock() // another call holds shard 1
+	done := make(chan error, 1)
+	go func() { done <- k.Take(context.Background(), shardKeys(k, 0, "new-", 1)[0]) }()
+	time.Sleep(20 * time.Millisecond) // let it find nothing it can evict
+	select {
+	case err := <-done:
+		t.Fatalf("new key added while every key was locked away: %v", err)
+	default:
+	}
+	s1.mu.Unlock()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if tracked(k, old[0]) || !tracked(k, old[1]) {
+		t.Errorf("old key #1 tracked %v, #2 tracked %v; want the least recently used forgotten", tracked(k, old[0]), tracked(k, old[1]))
+	}
+	checkKeyCount(t, k)
+}
+
+// TestKeyedLimiterConcurrentKeysStayWithinMaxKeys: goroutines adding keys
+// to a full limiter, some keeping to one shard (emptied by idle timeouts,
+// so new keys there take places from other shards), others spread over
+// all, while the clock moves: the limiter never holds more than MaxKeys,
+// its count matches its shards, and nothing deadlocks.
+func TestKeyedLimiterConcurrentKeysStayWithinMaxKeys(t *testing.T) {
+	const maxKeys = 256 // 4 shards
+	clk := limittest.NewClock(epoch)
+	k, err := NewKeyedLimiter(KeyedConfig{
+		Limiter:     LimiterConfig{Rate: 1, Burst: 1, Clock: clk},
+		MaxKeys:     maxKeys,
+		IdleTimeout: time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(k.shards) != 4 {
+		t.Fatalf("%d shards, want 4", len(k.shards))
+	}
+	perShard := make([][]string, len(k.shards))
+	for i := range perShard {
+		perShard[i] = shardKeys(k, uint64(i), "s"+strconv.Itoa(i)+"-", 300)
+	}
+	var wg sync.WaitGroup
+	var over atomic.Int64
+	for g := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 3000 {
+				var key string
+				if g%2 == 0 {
+					shard := (g/2 + i/500) % len(perShard) // keeps to one shard, then moves on
+					key = perShard[shard][(i*7+g)%300]
+				} else {
+					key = "any-" + strconv.Itoa((i*13+g*101)%5000)
+				}
+				_ = k.Take(context.Background(), key)
+				if n := k.Len(); n > maxKeys {
+					over.Store(int64(n))
+				}
+				if g == 1 && i%100 == 0 {
+					clk.Advance(300 * time.Millisecond)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := over.Load(); n != 0 {
+		t.Errorf("Len %d > MaxKeys %d", n, maxKeys)
+	}
+	checkKeyCount(t, k)
 }
