@@ -383,7 +383,7 @@ func (g *Guard) decide(ctx context.Context, last uint64, ev *contract.Event, app
 // until one is missing or fails.
 func (g *Guard) drain(ctx context.Context, subject string, next uint64) {
 	for {
-		he := g.hold.take(subject, next)
+		he := g.hold.claim(subject, next)
 		if he == nil {
 			return
 		}
@@ -404,6 +404,7 @@ func (g *Guard) drain(ctx context.Context, subject string, next uint64) {
 				fmt.Sprintf("sequence %d is now %s", o.Sequence, o.Decision), subject, o)
 		}
 		g.settle(ctx, he, o, err)
+		g.hold.release(he)
 		if err != nil {
 			// he.ev is missing again until its redelivery (decide already
 			// restarted the wait when apply failed; not when the State did).
@@ -420,9 +421,7 @@ func (g *Guard) drain(ctx context.Context, subject string, next uint64) {
 // without the restart, events held long before would have a timeout skip
 // it at once, and its redelivery would be dropped as stale.
 func (g *Guard) restartWait(subject string) {
-	if g.hold.count.Load() > 0 {
-		g.hold.touch(subject, g.clock.Now())
-	}
+	g.hold.touch(subject, g.clock.Now())
 }
 
 // Sweep applies the timeout policy to every subject whose oldest held event

@@ -14,6 +14,47 @@ type hold struct {
 	mu       sync.Mutex
 	count    atomic.Int64 // deliveries held, over all subjects
 	subjects map[string]map[uint64]*heldEvent
+	inflight map[string]map[*heldEvent]struct{} // taken by drain, not yet settled or put back
+}
+
+// claim is take for drain: the entry stays visible to oldest and touch
+// until release or put.
+func (h *hold) claim(subject string, seq uint64) *heldEvent {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	he := h.subjects[subject][seq]
+	if he == nil {
+		return nil
+	}
+	delete(h.subjects[subject], seq)
+	if len(h.subjects[subject]) == 0 {
+		delete(h.subjects, subject)
+	}
+	h.count.Add(-int64(len(he.settles)))
+	if h.inflight == nil {
+		h.inflight = make(map[string]map[*heldEvent]struct{})
+	}
+	if h.inflight[subject] == nil {
+		h.inflight[subject] = make(map[*heldEvent]struct{})
+	}
+	h.inflight[subject][he] = struct{}{}
+	return he
+}
+
+// release forgets an entry claimed and settled.
+func (h *hold) release(he *heldEvent) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.releaseLocked(he)
+}
+
+func (h *hold) releaseLocked(he *heldEvent) {
+	if m := h.inflight[he.ev.Subject]; m != nil {
+		delete(m, he)
+		if len(m) == 0 {
+			delete(h.inflight, he.ev.Subject)
+		}
+	}
 }
 
 type heldEvent struct {
@@ -52,6 +93,7 @@ func (h *hold) add(ev *contract.Event, apply ApplyFunc, settle SettleFunc, now t
 func (h *hold) put(he *heldEvent) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.releaseLocked(he)
 	if h.subjects == nil {
 		h.subjects = make(map[string]map[uint64]*heldEvent)
 	}
@@ -124,6 +166,9 @@ func (h *hold) touch(subject string, now time.Time) {
 	for _, he := range h.subjects[subject] {
 		he.since = now
 	}
+	for he := range h.inflight[subject] {
+		he.since = now
+	}
 }
 
 // oldest returns the lowest held sequence of subject and the time the
@@ -134,6 +179,15 @@ func (h *hold) oldest(subject string) (minSeq uint64, since time.Time, ok bool) 
 	for seq, he := range h.subjects[subject] {
 		if !ok || seq < minSeq {
 			minSeq = seq
+		}
+		if !ok || he.since.Before(since) {
+			since = he.since
+		}
+		ok = true
+	}
+	for he := range h.inflight[subject] {
+		if !ok || he.ev.Sequence < minSeq {
+			minSeq = he.ev.Sequence
 		}
 		if !ok || he.since.Before(since) {
 			since = he.since
