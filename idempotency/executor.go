@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
 
 	"go.opentelemetry.io/otel/metric"
 
@@ -481,9 +482,10 @@ func isPlain(t reflect.Type) bool {
 // value of type t back to an equal value, provided its strings are valid
 // UTF-8 (see exactJSONBytes): t is plain (see plainType); it and its parts
 // neither encode nor decode themselves; every struct field is exported,
-// not embedded, not dropped (`json:"-"`, or ",omitzero" on a type with
-// its own IsZero method, which may call a non-zero value zero), not
-// re-encoded (",string"), and its JSON name differs from its siblings' even ignoring case (decoding
+// not embedded, not dropped (`json:"-"`, ",omitzero" on a type with its
+// own IsZero method, which may call a non-zero value zero, or ",omitempty"
+// on a float, which drops -0), not re-encoded (",string"), tagged with a
+// name encoding/json accepts, and its JSON name differs from its siblings' even ignoring case (decoding
 // matches names case-insensitively). For such a t the value returned by
 // the first call can be memoized as the replay value at completion: a
 // replay from the in-memory store then returns exactly what a decoding
@@ -510,11 +512,15 @@ func isExact(t reflect.Type) bool {
 			if name == "-" && opts == "" {
 				return false
 			}
+			if name != "" && !validJSONName(name) { // encoding/json would use f.Name, untagged
+				return false
+			}
 			for o := range strings.SplitSeq(opts, ",") {
 				// ",string" re-encodes the value; ",omitzero" drops a
 				// value its own IsZero calls zero, which decodes to the
 				// zero value whatever it held.
-				if o == "string" || (o == "omitzero" && hasIsZero(f.Type)) {
+				if o == "string" || (o == "omitzero" && hasIsZero(f.Type)) ||
+					(o == "omitempty" && (f.Type.Kind() == reflect.Float32 || f.Type.Kind() == reflect.Float64)) {
 					return false
 				}
 			}
@@ -644,7 +650,11 @@ func (e *Executor) run(ctx context.Context, key Key, fp string, fpBorrowed bool,
 				return Result{}, nil, false, errFrom(ErrInProgress, "idempotency.claim", nil).WithRetryAfter(remaining).WithRetryable(true)
 			}
 			wait := min(delay, remaining)
-			delay = min(2*delay, e.maxPoll)
+			if delay > e.maxPoll/2 {
+				delay = e.maxPoll
+			} else {
+				delay *= 2
+			}
 			tick := make(chan struct{})
 			t := e.clock.AfterFunc(wait, func() { close(tick) })
 			select {
@@ -894,4 +904,17 @@ func (c *ownerCtx) Value(key any) any {
 func Token(ctx context.Context) (uint64, bool) {
 	t, ok := ctx.Value(tokenKey{}).(uint64)
 	return t, ok
+}
+
+// validJSONName reports whether encoding/json accepts s as a field name
+// in a tag: letters, digits, and punctuation other than quotes, backslash
+// and comma. For any other name it ignores the tag's name and uses the Go
+// field's.
+func validJSONName(s string) bool {
+	for _, c := range s {
+		if !unicode.IsLetter(c) && !unicode.IsDigit(c) && !strings.ContainsRune("!#$%&()*+-./:;<=>?@[]^_{|}~ ", c) {
+			return false
+		}
+	}
+	return true
 }
