@@ -375,6 +375,9 @@ func (c *Consumer) retry(ctx context.Context, d Delivery, e *contract.Event, rea
 func (c *Consumer) backoff(attempt int) time.Duration {
 	d := c.minBackoff
 	for i := 1; i < attempt && d < c.maxBackoff; i++ {
+		if d > c.maxBackoff/2 { // doubling would pass the cap, or overflow
+			return c.maxBackoff
+		}
 		d *= 2
 	}
 	return min(d, c.maxBackoff)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"log/slog"
 	"strings"
 	"sync"
@@ -214,6 +215,30 @@ func TestTransientFailureBacksOffThenDeadLetters(t *testing.T) {
 	r := c.Handle(context.Background(), consumer.Delivery{Data: data, Attempt: 5})
 	if r.Action != consumer.DeadLetter || q.len() != 1 || !strings.Contains(r.Reason, "gave up after 5 attempts") {
 		t.Fatalf("attempt 5: %+v (dlq %d), want dead-letter", r, q.len())
+	}
+}
+
+// With MaxBackoff near the largest Duration, late attempts wait at most
+// MaxBackoff: the doubling never overflows into a negative or zero delay.
+func TestBackoffSaturatesAtMaxBackoff(t *testing.T) {
+	maxd := time.Duration(math.MaxInt64)
+	c := mustConsumer(t, consumer.Config{
+		MaxAttempts: 200, MinBackoff: time.Second, MaxBackoff: maxd,
+		Handler: func(context.Context, *contract.Event) error {
+			return contract.New(contract.KindUnavailable, "ledger.db", "down")
+		},
+	})
+	data := encode(t, event("acct", 1, `{}`))
+	prev := time.Duration(0)
+	for attempt := 1; attempt < 200; attempt += 7 {
+		r := c.Handle(context.Background(), consumer.Delivery{Data: data, Attempt: attempt})
+		if r.Action != consumer.Retry || r.Delay < prev || r.Delay <= 0 {
+			t.Fatalf("attempt %d: %+v after a delay of %s: want a delay that never shrinks", attempt, r, prev)
+		}
+		prev = r.Delay
+	}
+	if prev != maxd {
+		t.Fatalf("late delay %s, want MaxBackoff", prev)
 	}
 }
 
