@@ -24,6 +24,9 @@ var (
 	errIgnore  = errors.New("breaker: ignored")
 	errGate    = errors.New("breaker: open delay")
 	errTrip    = errors.New("breaker: trip")
+	// errGoexit is the panic a call that leaves by runtime.Goexit is
+	// turned into, until exec recovers it: see exec.
+	errGoexit = errors.New("breaker: runtime.Goexit")
 )
 
 const (
@@ -61,14 +64,15 @@ type Breaker struct {
 	random func() float64
 
 	forced    atomic.Int32
-	openUntil atomic.Int64 // b.now() deadline of the open delay; 0 = not open by delay
-	pending   atomic.Int32 // transitions queued by gobreaker's callback
+	openUntil atomic.Int64  // b.now() deadline of the open delay; 0 = not open by delay
+	pending   atomic.Int32  // transitions queued by gobreaker's callback
+	gen       atomic.Uint64 // gobreaker's state changes: the result of a call that spans one is discarded
 
 	// guarded by gobreaker's mutex (written only from its callbacks)
 	trips     int    // consecutive trips without a close
 	tripCount Counts // counts of the last ReadyToTrip that returned true
 
-	tripMu  sync.Mutex // serialises Trip, ForceOpen
+	opMu    sync.Mutex // serialises the operator calls: Trip, Probe, ForceOpen, ForceClosed, Reset
 	tripOn  atomic.Bool
 	tripReq atomic.Pointer[tripRequest]
 
@@ -213,7 +217,9 @@ func (b *Breaker) RetryAfter() time.Duration {
 //
 // fn's error is classified by Config.Classify; a call longer than
 // SlowCallThreshold counts as a failure whatever its result, which Do still
-// returns. A panic in fn counts as a failure and is re-raised.
+// returns. A panic in fn counts as a failure and is re-raised; so does
+// runtime.Goexit (t.FailNow, wrappers that call it): the call counts as a
+// failure and the goroutine goes on exiting.
 func Do[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, error)) (T, error) {
 	var (
 		res  T
@@ -270,46 +276,69 @@ func (b *Breaker) exec(ctx context.Context, run func() Outcome) error {
 		}
 		b.endOpenDelay(ctx, u, "open delay elapsed: probing")
 	}
-	// One deferred check covers a panic in fn (recorded as a failure: the
-	// call ran and gobreaker counts it so before re-panicking) and the
-	// transitions this call caused, which are reported panic or not.
-	running := false
+	// One deferred check reports the transitions this call caused, whether
+	// it returned, panicked or called runtime.Goexit, and ends the errGoexit
+	// panic of the latter (see below): the goroutine goes on exiting.
+	goexit := false
 	defer func() {
-		if running {
-			b.record(ctx, Failure)
+		if goexit {
+			if r := recover(); r != errGoexit {
+				panic(r) // not ours: raised while gobreaker counted the call
+			}
 		}
 		if b.pending.Load() != 0 {
 			b.flush(ctx)
 		}
 	}()
 	_, gerr := b.cb.Execute(func() (struct{}, error) {
+		const (
+			admitted = iota
+			running  // in run: the user's function
+			returned
+		)
+		phase := admitted
+		var gen uint64
+		// A call that does not return counts as a failure. gobreaker
+		// counts a panic so (its recover) and re-raises it, but knows
+		// nothing of runtime.Goexit (t.FailNow, and wrappers that call
+		// it): the call would keep its half-open probe slot for good. So
+		// Goexit is turned into a panic for gobreaker, which counts it and
+		// frees the slot, and exec recovers that panic.
+		defer func() {
+			if phase == returned {
+				return
+			}
+			if phase == running {
+				b.finish(ctx, gen, Failure)
+			}
+			if r := recover(); r != nil {
+				panic(r) // a panic, re-raised unchanged; gobreaker counts it
+			}
+			goexit = true
+			panic(errGoexit)
+		}()
 		if b.pending.Load() != 0 {
 			b.flush(ctx) // report the half-open transition before the probe runs
 		}
 		if u := b.openUntil.Load(); u != 0 {
 			if b.now() < u {
+				phase = returned
 				return struct{}{}, errGate // tripped while this call was being admitted
 			}
 			b.endOpenDelay(ctx, u, "open delay elapsed: probing")
 		}
+		gen = b.gen.Load()
 		var start int64
 		if b.slow != 0 {
 			start = b.now()
 		}
-		running = true
+		phase = running
 		o := run()
-		running = false
+		phase = returned
 		if b.slow != 0 && o != Ignore && b.now()-start > b.slow {
 			o = Slow
 		}
-		// An open delay set while this call ran is a trip. Either it
-		// started a new gobreaker generation, which discards this result
-		// anyway, or it was a Trip that found the half-open probes taken
-		// (see Trip): this probe belongs to the state before it, so
-		// gobreaker must not close or reopen on its result.
-		held := b.openUntil.Load() != 0
-		b.record(ctx, o)
-		if held {
+		if !b.finish(ctx, gen, o) {
 			return struct{}{}, errIgnore
 		}
 		switch o {
@@ -336,11 +365,37 @@ func (b *Breaker) exec(ctx context.Context, run func() Outcome) error {
 	return b.rejectErr(CodeOpen, errOpenState, ra)
 }
 
-// endOpenDelay clears the open delay u; the caller that clears it reports
-// the transition to half-open, so it is reported once. When gobreaker closed
-// during the delay (a probe completed as a Trip held it open: see
-// onGobreakerChange) the breaker closes instead.
+// finish records the outcome o of a call that ran since gobreaker's state
+// change gen, and reports whether gobreaker may count it. A call that spans
+// a state change or a Trip is in the metrics only: its result belongs to
+// the state before, so neither gobreaker nor Config.OnCall counts it.
+// gobreaker discards it anyway after a state change (a new generation);
+// after an open delay set while the call ran by a Trip that found the
+// half-open probes taken (see Trip), gobreaker must not close or reopen on
+// it. (A state change that lands between this check and gobreaker's count
+// is still reported to OnCall: a race of nanoseconds.)
+func (b *Breaker) finish(ctx context.Context, gen uint64, o Outcome) bool {
+	if b.openUntil.Load() != 0 || b.gen.Load() != gen {
+		b.count(ctx, o)
+		return false
+	}
+	b.record(ctx, o)
+	return true
+}
+
+// endOpenDelay clears the open delay u (see clearOpenDelay) and reports it.
 func (b *Breaker) endOpenDelay(ctx context.Context, u int64, reason string) {
+	if b.clearOpenDelay(ctx, u, reason) {
+		b.flush(ctx)
+	}
+}
+
+// clearOpenDelay clears the open delay u and queues the transition to
+// half-open; only the caller that clears it queues it, so it is reported
+// once. When gobreaker closed during the delay (a probe completed as a Trip
+// held it open: see onGobreakerChange) the breaker closes instead. It
+// reports whether it cleared the delay; the caller flushes.
+func (b *Breaker) clearOpenDelay(ctx context.Context, u int64, reason string) bool {
 	t := Transition{Name: b.name, From: StateOpen, To: StateHalfOpen, Reason: reason}
 	if b.cb.State() == gobreaker.StateClosed {
 		t.To = StateClosed
@@ -349,13 +404,10 @@ func (b *Breaker) endOpenDelay(ctx context.Context, u int64, reason string) {
 	b.pmu.Lock() // clear and queue atomically, so the report keeps state order
 	ok := b.openUntil.CompareAndSwap(u, 0)
 	if ok {
-		b.queue = append(b.queue, queued{ctx: ctx, t: t})
-		b.pending.Add(1)
+		b.queueLocked(queued{ctx: ctx, t: t})
 	}
 	b.pmu.Unlock()
-	if ok {
-		b.flush(ctx)
-	}
+	return ok
 }
 
 func (b *Breaker) rejectErr(code string, cause error, retryAfter time.Duration) error {
@@ -398,6 +450,7 @@ func (b *Breaker) openDelay(n int) time.Duration {
 // and queues the transition; the calling goroutine reports it (flush) once
 // the mutex is released.
 func (b *Breaker) onGobreakerChange(_ string, from, to gobreaker.State) {
+	b.gen.Add(1)
 	switch to {
 	case gobreaker.StateOpen:
 		b.trips++
@@ -438,8 +491,7 @@ func (b *Breaker) onGobreakerChange(_ string, from, to gobreaker.State) {
 			t.From = StateOpen
 		}
 		if report {
-			b.queue = append(b.queue, queued{t: t})
-			b.pending.Add(1)
+			b.queueLocked(queued{t: t})
 		}
 		b.pmu.Unlock()
 	}
@@ -460,8 +512,7 @@ func (b *Breaker) openLocked(until int64, q queued) {
 		return
 	}
 	b.openUntil.Store(until)
-	b.queue = append(b.queue, q)
-	b.pending.Add(1)
+	b.queueLocked(q)
 }
 
 // extendOpen moves the open deadline to until when that is later; it does
@@ -494,7 +545,24 @@ type queued struct {
 	t   Transition
 }
 
-func (b *Breaker) enqueueCtx(ctx context.Context, t Transition) {
+// queueLocked queues a change of the underlying breaker; pmu must be held.
+// While the breaker is forced nothing is queued: State() stays forced, and
+// Reset reports the state it hands control back to. (Only a call admitted
+// before the force can change the underlying breaker then: Trip and Probe
+// do nothing while forced.)
+func (b *Breaker) queueLocked(q queued) {
+	if b.forced.Load() != forcedNone {
+		return
+	}
+	b.queue = append(b.queue, q)
+	b.pending.Add(1)
+}
+
+// enqueueForced queues an operator's change to or from a forced state.
+func (b *Breaker) enqueueForced(ctx context.Context, t Transition) {
+	if t.From == t.To {
+		return
+	}
 	b.pmu.Lock()
 	b.queue = append(b.queue, queued{ctx: ctx, t: t})
 	b.pending.Add(1)
@@ -503,7 +571,9 @@ func (b *Breaker) enqueueCtx(ctx context.Context, t Transition) {
 
 // flush reports the queued transitions, in order, with their own context
 // or else ctx. When another goroutine is reporting, flush returns at once and
-// that goroutine reports these too, so a hook may call the breaker.
+// that goroutine reports these too, so a hook may call the breaker: no lock
+// of the breaker is held while a hook runs (the operator calls flush after
+// releasing opMu).
 func (b *Breaker) flush(ctx context.Context) {
 	for {
 		b.pmu.Lock()
@@ -549,13 +619,27 @@ func (b *Breaker) drain(ctx context.Context, q []queued) {
 // Trip landed still counts: if it failed, the later of the two delays
 // stands; if it closed the breaker, the breaker stays open for the delay and
 // then closes, reported as open > closed.
+//
+// Trip does nothing while the breaker is forced (ForceOpen, ForceClosed):
+// an operator's force wins over Trip and over the other instances of
+// breaker/redisstate, until Reset.
 func (b *Breaker) Trip(ctx context.Context, openFor time.Duration, reason string) {
 	openFor = min(max(openFor, 0), maxOpen) // keeps now+openFor from overflowing
 	if reason == "" {
 		reason = "tripped by operator"
 	}
-	b.tripMu.Lock()
-	defer b.tripMu.Unlock()
+	b.opMu.Lock()
+	defer b.flush(ctx) // after the unlock: a hook may call the breaker
+	defer b.opMu.Unlock()
+	if b.forced.Load() != forcedNone {
+		return
+	}
+	b.trip(ctx, openFor, reason)
+}
+
+// trip is Trip without its checks; opMu must be held. It queues the
+// transitions; the caller flushes them after releasing opMu.
+func (b *Breaker) trip(ctx context.Context, openFor time.Duration, reason string) {
 	if u := b.openUntil.Load(); u != 0 {
 		if b.now() < u {
 			if openFor > 0 {
@@ -563,7 +647,7 @@ func (b *Breaker) Trip(ctx context.Context, openFor time.Duration, reason string
 			}
 			return
 		}
-		b.endOpenDelay(ctx, u, "open delay elapsed")
+		b.clearOpenDelay(ctx, u, "open delay elapsed")
 	}
 	b.tripReq.Store(&tripRequest{openFor: openFor, reason: reason})
 	b.tripOn.Store(true)
@@ -579,7 +663,6 @@ func (b *Breaker) Trip(ctx context.Context, openFor time.Duration, reason string
 		b.openLocked(b.now()+int64(d), queued{ctx: ctx, t: Transition{Name: b.name, From: StateHalfOpen, To: StateOpen, Reason: reason, OpenFor: d}})
 		b.pmu.Unlock()
 	}
-	b.flush(ctx)
 }
 
 type tripRequest struct {
@@ -588,30 +671,39 @@ type tripRequest struct {
 }
 
 // Probe ends the open delay now: the next call is a half-open probe. It does
-// nothing when the breaker is not open. breaker/redisstate uses it when
-// another instance saw the dependency recover.
+// nothing when the breaker is not open, or is forced (see Trip).
+// breaker/redisstate uses it when another instance saw the dependency
+// recover.
 func (b *Breaker) Probe(ctx context.Context) {
+	b.opMu.Lock()
+	defer b.flush(ctx) // after the unlock: a hook may call the breaker
+	defer b.opMu.Unlock()
+	if b.forced.Load() != forcedNone {
+		return
+	}
 	if u := b.openUntil.Load(); u != 0 {
-		b.endOpenDelay(ctx, u, "probe requested")
+		b.clearOpenDelay(ctx, u, "probe requested")
 	}
 }
 
 // ForceOpen isolates the dependency: every call fails fast until Reset.
-// The underlying breaker is tripped too, so that after Reset it probes before
-// closing.
+// It is reported as one transition, from the state it leaves to
+// StateForcedOpen. The underlying breaker is tripped too, so that after
+// Reset it probes before closing.
 func (b *Breaker) ForceOpen(ctx context.Context, reason string) {
-	if b.State() == StateForcedOpen {
-		return
-	}
 	if reason == "" {
 		reason = "forced open by operator"
 	}
-	b.forced.Store(forcedNone)
-	b.Trip(ctx, 0, reason)
-	from := b.State()
+	b.opMu.Lock()
+	defer b.flush(ctx) // after the unlock: a hook may call the breaker
+	defer b.opMu.Unlock()
+	from := b.reported(ctx)
+	if from == StateForcedOpen {
+		return
+	}
 	b.forced.Store(forcedOpen)
-	b.enqueueCtx(ctx, Transition{Name: b.name, From: from, To: StateForcedOpen, Reason: reason})
-	b.flush(ctx)
+	b.trip(ctx, 0, reason) // forced: not reported
+	b.enqueueForced(ctx, Transition{Name: b.name, From: from, To: StateForcedOpen, Reason: reason})
 }
 
 // ForceClosed lets every call through uncounted until Reset, whatever the
@@ -619,31 +711,73 @@ func (b *Breaker) ForceOpen(ctx context.Context, reason string) {
 // not reported to Config.OnCall either (only to the metrics), so
 // breaker/redisstate does not share them with other instances.
 func (b *Breaker) ForceClosed(ctx context.Context, reason string) {
-	from := b.State()
-	if from == StateForcedClosed {
-		return
-	}
 	if reason == "" {
 		reason = "forced closed by operator"
 	}
+	b.opMu.Lock()
+	defer b.flush(ctx) // after the unlock: a hook may call the breaker
+	defer b.opMu.Unlock()
+	from := b.reported(ctx)
+	if from == StateForcedClosed {
+		return
+	}
 	b.forced.Store(forcedClosed)
-	b.enqueueCtx(ctx, Transition{Name: b.name, From: from, To: StateForcedClosed, Reason: reason})
-	b.flush(ctx)
+	b.enqueueForced(ctx, Transition{Name: b.name, From: from, To: StateForcedClosed, Reason: reason})
 }
 
 // Reset ends ForceOpen or ForceClosed and returns to automatic operation.
 // After ForceOpen the breaker is half-open: its next calls are probes.
 func (b *Breaker) Reset(ctx context.Context) {
-	from := b.State()
-	if from != StateForcedOpen && from != StateForcedClosed {
+	b.opMu.Lock()
+	defer b.flush(ctx) // after the unlock: a hook may call the breaker
+	defer b.opMu.Unlock()
+	var from State
+	switch b.forced.Load() {
+	case forcedOpen:
+		from = StateForcedOpen
+		b.openUntil.Store(0)
+	case forcedClosed:
+		from = StateForcedClosed
+	default:
 		return
 	}
-	if from == StateForcedOpen {
-		b.openUntil.Store(0)
-	}
+	to := b.underlying(ctx) // still forced: an elapsed delay ends unreported
 	b.forced.Store(forcedNone)
-	b.enqueueCtx(ctx, Transition{Name: b.name, From: from, To: b.State(), Reason: "reset by operator"})
-	b.flush(ctx)
+	b.enqueueForced(ctx, Transition{Name: b.name, From: from, To: to, Reason: "reset by operator"})
+}
+
+// reported returns the state last reported: the forced state, or else the
+// underlying one. opMu must be held.
+func (b *Breaker) reported(ctx context.Context) State {
+	switch b.forced.Load() {
+	case forcedOpen:
+		return StateForcedOpen
+	case forcedClosed:
+		return StateForcedClosed
+	}
+	return b.underlying(ctx)
+}
+
+// underlying returns the state of the breaker beneath any force, as
+// reported. State() says half-open as soon as the open delay has passed,
+// before anyone ended the delay and reported it (open > half_open); so an
+// elapsed delay is ended first (clearOpenDelay: reported unless forced), and
+// an operator's transition then follows the report before it. opMu must be
+// held.
+func (b *Breaker) underlying(ctx context.Context) State {
+	for {
+		u := b.openUntil.Load()
+		if u == 0 {
+			if b.cb.State() == gobreaker.StateClosed {
+				return StateClosed
+			}
+			return StateHalfOpen // gobreaker's open state lasts 1ns
+		}
+		if b.now() < u {
+			return StateOpen
+		}
+		b.clearOpenDelay(ctx, u, "open delay elapsed")
+	}
 }
 
 // Close unregisters the breaker's state gauge from its MeterProvider, so a

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -366,11 +367,12 @@ func TestForceOpenClosedReset(t *testing.T) {
 	if c := h.b.Counts(); c.Failures != 0 {
 		t.Fatalf("forced-closed calls were counted: %+v", c)
 	}
-	if got := h.path(); !strings.HasPrefix(got, "closed>open open>forced_open forced_open>half_open half_open>closed closed>forced_closed forced_closed>closed") {
+	// ForceOpen is one transition: the underlying trip is not reported.
+	if got := h.path(); got != "closed>forced_open forced_open>half_open half_open>closed closed>forced_closed forced_closed>closed" {
 		t.Fatalf("transitions %q", got)
 	}
-	if h.trans[1].Reason != "incident 42" {
-		t.Fatalf("reason %q", h.trans[1].Reason)
+	if h.trans[0].Reason != "incident 42" {
+		t.Fatalf("reason %q", h.trans[0].Reason)
 	}
 }
 
@@ -526,6 +528,377 @@ func TestTripWhileProbeInFlight(t *testing.T) {
 				t.Fatalf("transitions %q, want %q", got, want)
 			}
 		})
+	}
+}
+
+// A hook may call the breaker: the operator calls report their transitions
+// after releasing their lock, so a hook that trips, probes, forces or resets
+// the breaker while a transition is reported does not deadlock. Here every
+// report but the last makes the next operator call, nested in the hook.
+func TestHooksMayCallOperatorMethods(t *testing.T) {
+	ctx := context.Background()
+
+	// The plain case: escalate a trip from its own report.
+	var once sync.Once
+	var b *breaker.Breaker
+	b, err := breaker.New(breaker.Config{Name: "dep", DisableMetrics: true,
+		OnStateChange: func(ctx context.Context, tr breaker.Transition) {
+			if tr.To == breaker.StateOpen {
+				once.Do(func() { b.Trip(ctx, time.Hour, "escalate: isolate for an hour") })
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	withinSecond(t, "Trip whose hook calls Trip", func() { b.Trip(ctx, time.Minute, "operator") })
+	if st, ra := b.State(), b.RetryAfter(); st != breaker.StateOpen || ra <= time.Minute {
+		t.Fatalf("after the escalation: %v for %v, want open for about an hour", st, ra)
+	}
+
+	// Every operator call, each from the report of the one before.
+	h := newHarness(t, breaker.Config{})
+	next := map[string]func(){
+		"closed>open":             func() { h.b.Probe(ctx) },
+		"open>half_open":          func() { h.b.ForceOpen(ctx, "incident") },
+		"half_open>forced_open":   func() { h.b.Reset(ctx) },
+		"forced_open>half_open":   func() { h.b.ForceClosed(ctx, "migration") },
+		"half_open>forced_closed": func() { h.b.Reset(ctx) },
+		"forced_closed>half_open": func() { h.b.Trip(ctx, time.Minute, "again") },
+		"half_open>open":          func() {},
+	}
+	var hookErr atomic.Value
+	h2, err := breaker.New(breaker.Config{Name: "dep", DisableMetrics: true, Clock: h.clock,
+		OnStateChange: func(_ context.Context, tr breaker.Transition) {
+			step := tr.From.String() + ">" + tr.To.String()
+			h.mu.Lock()
+			h.trans = append(h.trans, tr)
+			h.mu.Unlock()
+			f, ok := next[step]
+			if !ok {
+				hookErr.Store("unexpected transition " + step)
+				return
+			}
+			f()
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.b = h2
+	withinSecond(t, "a chain of operator calls, each from a hook", func() { h.b.Trip(ctx, time.Minute, "operator") })
+	if e := hookErr.Load(); e != nil {
+		t.Fatalf("%v (transitions %s)", e, h.path())
+	}
+	const want = "closed>open open>half_open half_open>forced_open forced_open>half_open half_open>forced_closed forced_closed>half_open half_open>open"
+	if got := h.path(); got != want {
+		t.Fatalf("transitions %q, want %q", got, want)
+	}
+	h.wantState(breaker.StateOpen)
+}
+
+// withinSecond runs f and fails the test if it does not return within a
+// second (a deadlock).
+func withinSecond(t *testing.T, what string, f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Second):
+		t.Fatalf("%s deadlocked", what)
+	}
+}
+
+// Operator calls are serialised: two ForceOpen calls report one change to
+// forced_open, even when the second comes while the first is reported, and
+// whatever operator calls race, the reported transitions chain and none is
+// from a state to itself.
+func TestConcurrentOperatorCallsReportEachChangeOnce(t *testing.T) {
+	ctx := context.Background()
+	reporting, release := make(chan struct{}), make(chan struct{})
+	var first sync.Once
+	h := newHarness(t, breaker.Config{})
+	b, err := breaker.New(breaker.Config{Name: "dep", DisableMetrics: true,
+		OnStateChange: func(_ context.Context, tr breaker.Transition) {
+			first.Do(func() { close(reporting); <-release }) // the first ForceOpen is being reported
+			h.mu.Lock()
+			h.trans = append(h.trans, tr)
+			h.mu.Unlock()
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.b = b
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b.ForceOpen(ctx, "incident")
+	}()
+	<-reporting
+	withinSecond(t, "a second ForceOpen while the first is reported", func() { b.ForceOpen(ctx, "incident") })
+	close(release)
+	<-done
+	if got := h.path(); got != "closed>forced_open" {
+		t.Fatalf("transitions %q, want one closed>forced_open", got)
+	}
+
+	h = newHarness(t, breaker.Config{})
+	ops := []func(){
+		func() { h.b.ForceOpen(ctx, "incident") },
+		func() { h.b.ForceOpen(ctx, "incident") },
+		func() { h.b.ForceClosed(ctx, "migration") },
+		func() { h.b.Reset(ctx) },
+		func() { h.b.Trip(ctx, time.Minute, "peer") },
+		func() { h.b.Probe(ctx) },
+	}
+	for round := range 200 {
+		h.clock.Advance(3 * time.Second) // open delays (10s and up) pass now and then
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range 3 {
+			op := ops[(round+i*(round%5+1))%len(ops)]
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				op()
+			}()
+		}
+		close(start)
+		wg.Wait()
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	prev := breaker.StateClosed
+	for i, tr := range h.trans {
+		if tr.From != prev || tr.From == tr.To {
+			t.Fatalf("transition %d %v>%v after %v", i, tr.From, tr.To, prev)
+		}
+		prev = tr.To
+	}
+	if len(h.trans) == 0 || prev != h.b.State() {
+		t.Fatalf("%d transitions, the last to %v; state %v", len(h.trans), prev, h.b.State())
+	}
+}
+
+// An operator's force wins over Trip and Probe (which breaker/redisstate
+// calls when peers trip or recover): while forced they do nothing, and no
+// transition is reported while State() stays forced. After Reset they work
+// again.
+func TestProbeAndTripDoNothingWhileForced(t *testing.T) {
+	ctx := context.Background()
+
+	h := newHarness(t, breaker.Config{})
+	h.b.ForceOpen(ctx, "incident")
+	h.b.Probe(ctx) // a peer recovered
+	h.b.Trip(ctx, time.Hour, "shared: tripped by instance b")
+	h.wantState(breaker.StateForcedOpen)
+	if got := h.path(); got != "closed>forced_open" {
+		t.Fatalf("forced open: transitions %q", got)
+	}
+	h.b.Reset(ctx)
+	h.wantState(breaker.StateHalfOpen)
+	if ra := h.b.RetryAfter(); ra != 0 {
+		t.Fatalf("the Trip while forced open left a delay of %v", ra)
+	}
+
+	h2 := newHarness(t, breaker.Config{})
+	h2.b.ForceClosed(ctx, "migration")
+	h2.b.Trip(ctx, time.Minute, "shared: tripped by instance b") // a peer tripped
+	h2.b.Probe(ctx)
+	h2.wantState(breaker.StateForcedClosed)
+	if err := h2.call(nil); err != nil {
+		t.Fatalf("forced closed rejected: %v", err)
+	}
+	h2.b.Reset(ctx)
+	h2.wantState(breaker.StateClosed)
+	h2.b.Trip(ctx, time.Minute, "shared: tripped by instance b")
+	h2.wantState(breaker.StateOpen)
+	h2.b.Probe(ctx)
+	h2.wantState(breaker.StateHalfOpen)
+	const want = "closed>forced_closed forced_closed>closed closed>open open>half_open"
+	if got := h2.path(); got != want {
+		t.Fatalf("transitions %q, want %q", got, want)
+	}
+}
+
+// ForceOpen is reported as one transition from the state it leaves, forced
+// closed included, so the reported transitions chain.
+func TestForceOpenFromForcedClosedIsOneTransition(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t, breaker.Config{})
+	h.b.ForceClosed(ctx, "migration")
+	h.b.ForceOpen(ctx, "incident")
+	h.wantState(breaker.StateForcedOpen)
+	h.b.Reset(ctx)
+	h.wantState(breaker.StateHalfOpen)
+	const want = "closed>forced_closed forced_closed>forced_open forced_open>half_open"
+	if got := h.path(); got != want {
+		t.Fatalf("transitions %q, want %q", got, want)
+	}
+	if r := h.trans[1].Reason; r != "incident" {
+		t.Fatalf("reason %q", r)
+	}
+}
+
+// State() says half-open as soon as the open delay has passed, before the
+// end of the delay is reported (by the next call, usually). An operator call
+// in between reports that end first, so the transitions still chain; Reset
+// from forced closed hands back half-open, and the next call does not report
+// the end of a delay that passed while forced.
+func TestOperatorCallsAfterAnElapsedDelayKeepTheChain(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		ops  func(h *harness)
+		want string
+	}{
+		{"ForceClosed", func(h *harness) {
+			h.clock.Advance(time.Minute)
+			h.b.ForceClosed(ctx, "migration")
+			h.b.Reset(ctx)
+		}, "closed>open open>half_open half_open>forced_closed forced_closed>half_open half_open>closed"},
+		{"ForceOpen", func(h *harness) {
+			h.clock.Advance(time.Minute)
+			h.b.ForceOpen(ctx, "incident")
+			h.b.Reset(ctx)
+		}, "closed>open open>half_open half_open>forced_open forced_open>half_open half_open>closed"},
+		{"Reset", func(h *harness) {
+			h.b.ForceClosed(ctx, "migration")
+			h.clock.Advance(time.Minute)
+			h.b.Reset(ctx)
+		}, "closed>open open>forced_closed forced_closed>half_open half_open>closed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, breaker.Config{HalfOpenProbes: 1})
+			h.b.Trip(ctx, 10*time.Second, "operator")
+			tc.ops(h)
+			h.wantState(breaker.StateHalfOpen)
+			if err := h.call(nil); err != nil {
+				t.Fatalf("probe: %v", err)
+			}
+			h.wantState(breaker.StateClosed)
+			if got := h.path(); got != tc.want {
+				t.Fatalf("transitions %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// A call whose function leaves by runtime.Goexit (t.FailNow in a test
+// helper, wrappers that call Goexit) counts as a failure, like a panic, and
+// its goroutine still exits. A probe that does so frees its half-open slot:
+// the breaker reopens instead of rejecting every call for good.
+func TestGoexitInProbeFreesItsSlot(t *testing.T) {
+	var onCall []breaker.Outcome
+	var mu sync.Mutex
+	h := newHarness(t, breaker.Config{HalfOpenProbes: 1, MinCalls: 1,
+		OnCall: func(_ context.Context, o breaker.Outcome) { mu.Lock(); onCall = append(onCall, o); mu.Unlock() }})
+	goexit := func() (exited, recovered bool) {
+		done := make(chan struct{})
+		exited = true
+		go func() {
+			defer close(done)
+			defer func() { recovered = recover() != nil }()
+			_ = h.b.Execute(context.Background(), func(context.Context) error { runtime.Goexit(); return nil })
+			exited = false
+		}()
+		<-done
+		return exited, recovered
+	}
+	if exited, recovered := goexit(); !exited || recovered { // closed: counts as a failure and trips
+		t.Fatalf("closed: goroutine exited %v, saw a panic %v", exited, recovered)
+	}
+	h.wantState(breaker.StateOpen)
+	h.clock.Advance(time.Minute)
+	if exited, recovered := goexit(); !exited || recovered { // the probe
+		t.Fatalf("probe: goroutine exited %v, saw a panic %v", exited, recovered)
+	}
+	h.wantState(breaker.StateOpen) // the probe failed: reopened, not stuck half-open
+	h.clock.Advance(24 * time.Hour)
+	if err := h.call(nil); err != nil {
+		t.Fatalf("a day later the breaker is %v and rejects: %v (transitions %s)", h.b.State(), err, h.path())
+	}
+	h.wantState(breaker.StateClosed)
+	const want = "closed>open open>half_open half_open>open open>half_open half_open>closed"
+	if got := h.path(); got != want {
+		t.Fatalf("transitions %q, want %q", got, want)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(onCall) != "[failure failure success]" {
+		t.Fatalf("OnCall saw %v", onCall)
+	}
+}
+
+// A call that started before a state change and ends after it belongs to the
+// state before: gobreaker discards its result, and Config.OnCall (which
+// breaker/redisstate shares) does not see it either; the metrics count it.
+// Here calls in flight when the breaker trips fail (or panic) after the trip,
+// and a probe held off by a Trip succeeds.
+func TestCallsSpanningAStateChangeAreInMetricsOnly(t *testing.T) {
+	rec := &recorder{sums: map[string]int64{}}
+	clock := newClock()
+	var mu sync.Mutex
+	var onCall []breaker.Outcome
+	b, err := breaker.New(breaker.Config{Name: "pay", MeterProvider: rec, Clock: clock, MinCalls: 2, FailureRatio: 1,
+		HalfOpenProbes: 1, Window: time.Hour, OpenTimeout: 10 * time.Second,
+		OnCall: func(_ context.Context, o breaker.Outcome) { mu.Lock(); onCall = append(onCall, o); mu.Unlock() }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	// Two calls in flight, slow to end...
+	started, release := make(chan struct{}, 2), make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		_ = b.Execute(ctx, func(context.Context) error { started <- struct{}{}; <-release; return errDown })
+	}()
+	go func() {
+		defer wg.Done()
+		defer func() { _ = recover() }()
+		_ = b.Execute(ctx, func(context.Context) error { started <- struct{}{}; <-release; panic("boom") })
+	}()
+	<-started
+	<-started
+	// ...while two quick failures trip the breaker.
+	for range 2 {
+		_ = b.Execute(ctx, func(context.Context) error { return errDown })
+	}
+	if st := b.State(); st != breaker.StateOpen {
+		t.Fatalf("state %v", st)
+	}
+	close(release)
+	wg.Wait()
+
+	// A probe in flight when a Trip lands.
+	clock.Advance(time.Minute)
+	probing, done := make(chan struct{}), make(chan struct{})
+	release = make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = b.Execute(ctx, func(context.Context) error { close(probing); <-release; return nil })
+	}()
+	<-probing
+	b.Trip(ctx, time.Hour, "operator")
+	close(release)
+	<-done
+
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(onCall) != "[failure failure]" {
+		t.Fatalf("OnCall saw %v, want the two failures that tripped the breaker", onCall)
+	}
+	m := rec.collect()
+	if f, s := m["sadpath.breaker.calls{breaker.name=pay,outcome=failure}"], m["sadpath.breaker.calls{breaker.name=pay,outcome=success}"]; f != 4 || s != 1 {
+		t.Fatalf("metrics counted %d failures and %d successes, want 4 and 1: %v", f, s, m)
+	}
+	if ra := b.RetryAfter(); ra != time.Hour {
+		t.Fatalf("RetryAfter %v, want the Trip's hour", ra)
 	}
 }
 

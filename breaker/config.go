@@ -92,8 +92,11 @@ type Config struct {
 	OnStateChange func(ctx context.Context, t Transition)
 	// OnCall is called with its outcome after every call the breaker
 	// counted: every call that ran, except those ForceClosed lets through
-	// uncounted (they are in the metrics only); never for rejected calls.
-	// Nil costs nothing. Used by breaker/redisstate to share counts.
+	// uncounted and those whose result the breaker discards — calls that
+	// started before a state change (a trip, a close) and ended after it,
+	// and half-open probes a Trip held off (see Breaker.Trip) — which are
+	// in the metrics only; never for rejected calls. Nil costs nothing.
+	// Used by breaker/redisstate to share counts.
 	OnCall func(ctx context.Context, o Outcome)
 
 	// Logger receives one decision record per state change (see

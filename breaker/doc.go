@@ -33,7 +33,9 @@
 // dependency, ForceClosed lets every call through uncounted, Reset hands
 // control back. Trip opens the breaker for a given time and Probe ends the
 // open delay now; package breaker/redisstate uses both to share state
-// between instances.
+// between instances. A force wins: while the breaker is forced, Trip and
+// Probe do nothing, so neither an operator's Trip nor the other instances
+// change it until Reset. The operator calls are serialised.
 //
 // # Classification
 //
@@ -46,7 +48,10 @@
 // are failures. A call that takes longer than Config.SlowCallThreshold is a
 // failure whatever it returned — the caller still gets its result — so a
 // dependency that turns slow trips the breaker before callers time out. A
-// panic is a failure and is re-raised unchanged.
+// panic is a failure and is re-raised unchanged; a call that leaves by
+// runtime.Goexit (t.FailNow) is a failure too, and its goroutine still
+// exits. A call that started before a state change and ended after it
+// belongs to the state before: it is counted in the metrics only.
 //
 // # Calling
 //
@@ -71,8 +76,9 @@
 // # Observation
 //
 // Every state change is reported exactly once, after the breaker's locks are
-// released, with the context of the call that caused it — so the log record
-// carries that call's correlation id and operation (package logctx):
+// released (a hook may call the breaker, operator calls included), with the
+// context of the call that caused it — so the log record carries that
+// call's correlation id and operation (package logctx):
 //
 //   - a decision record through logctx.Decision on Config.Logger ("breaker
 //     opened: failing fast", reason "failure rate 0.60 over 20 calls >=
@@ -81,6 +87,11 @@
 //   - the otel metrics MetricTransitions and MetricState, next to
 //     MetricCalls counted per outcome, on Config.MeterProvider (default
 //     otel's global provider). Config.DisableMetrics removes them entirely.
+//
+// The reported transitions chain: each one's From is the To of the one
+// before. A force is one transition (closed > forced_open, say); while the
+// breaker is forced nothing else is reported, and Reset reports the state it
+// hands control back to.
 //
 // # gobreaker
 //

@@ -35,18 +35,37 @@
 //     delay. A trip, local or by the shared window, clears the shared
 //     window, and an instance whose breaker opens drops the counts it has
 //     not merged yet: the failures before a trip decided it, and must not
-//     count against the recovery. Calls that ForceClosed lets through are
-//     counted nowhere, locally or shared.
+//     count against the recovery. Calls that started before a trip and end
+//     after it are not shared either (the local breaker discards them, see
+//     breaker.Config.OnCall), and calls that ForceClosed lets through are
+//     counted nowhere, locally or shared. While Redis is slow, a local
+//     change waiting to be published is replaced by a newer one: the newest
+//     is the one shared, never dropped for an older one.
 //   - Recovery: when the local breaker closes after its probes succeeded,
 //     that is published; the other instances end their open delay and probe
-//     for themselves (they do not close blindly).
+//     for themselves (they do not close blindly). A recovery is written only
+//     if the shared state has not changed since the instance last saw it: a
+//     close that reaches Redis after another instance's newer trip does not
+//     undo that trip, and the instance follows the trip instead.
+//
+// An operator's ForceOpen or ForceClosed is local to its instance: it is not
+// published, and while forced the instance ignores the shared state (a force
+// wins over peers); after Reset it follows the shared state again from the
+// next merge.
 //
 // Every message carries an epoch that grows with each shared change, so old
 // or echoed messages are ignored; the periodic merge re-reads the shared
 // state, so an instance that missed a message (reconnecting subscription)
 // catches up within one SyncInterval. An epoch is at least Redis's time in
 // milliseconds, so epochs keep growing even when Redis loses the state (a
-// restart without persistence, a failover to a lagging replica).
+// restart without persistence, a failover to a lagging replica). A message
+// whose epoch is more than a day ahead of the instance's clock is malformed
+// (ignored and logged): recorded, it would make every real epoch after it
+// look old. And the merge is authoritative: an instance whose newest
+// recorded epoch is more than a minute ahead of both the stored state's
+// epoch and Redis's clock (a bad message that passed that check, a Redis
+// clock that jumped back) takes the stored epoch and applies the stored
+// state, logging "breaker shared epoch reset".
 //
 // # Consistency trade-off
 //

@@ -20,6 +20,26 @@ type message struct {
 
 const maxMessage = 512
 
+// maxEpochAhead is how far ahead of this instance's clock an epoch may be.
+// Epochs are Redis's time in milliseconds (see scripts.go), so an epoch a
+// day ahead is not clock skew but garbage: applied, it would make every
+// later, real epoch look old, and the instance would ignore them.
+const maxEpochAhead = 24 * time.Hour
+
+// checkEpoch rejects m when its epoch is more than maxEpochAhead ahead of
+// now, this instance's clock, with the error parseMessage gives a bad
+// message.
+func (m message) checkEpoch(now time.Time) error {
+	if m.epoch > now.Add(maxEpochAhead).UnixMilli() {
+		return badMessage("epoch ahead of this instance's clock by more than " + maxEpochAhead.String())
+	}
+	return nil
+}
+
+func badMessage(why string) error {
+	return contract.New(contract.KindInvalid, "redisstate", "bad message: "+why).WithCode("redisstate.bad_message")
+}
+
 func (m message) encode() string {
 	st := "closed"
 	if m.open {
@@ -33,7 +53,7 @@ func (m message) encode() string {
 // empty, huge, malformed, out of range — is a *contract.Error of KindInvalid.
 func parseMessage(s string) (message, error) {
 	bad := func(why string) (message, error) {
-		return message{}, contract.New(contract.KindInvalid, "redisstate", "bad message: "+why).WithCode("redisstate.bad_message")
+		return message{}, badMessage(why)
 	}
 	if len(s) > maxMessage {
 		return bad("too long")

@@ -17,7 +17,7 @@ import "github.com/redis/go-redis/v9"
 // syncScript merges one instance's counts since its last sync into the
 // shared rolling window, trips the shared state when the window's failure
 // rate is reached, and returns {state, open remaining ms, epoch, successes,
-// failures}.
+// failures, TIME in ms}.
 //
 // ARGV: bucket ms, buckets, successes, failures, min calls, failure ratio,
 // open ms, origin.
@@ -54,7 +54,7 @@ if (state ~= 'open' or untilms <= now) and (ds + df) > 0 and s + f >= tonumber(A
 end
 local remaining = 0
 if state == 'open' and untilms > now then remaining = untilms - now end
-return {state, remaining, epoch, s, f}
+return {state, remaining, epoch, s, f, now}
 `)
 
 // openScript records that an instance's breaker opened for ARGV[1] ms
@@ -76,13 +76,18 @@ redis.call('PUBLISH', base .. ':events', 'open|' .. epoch .. '|' .. (untilms - n
 return epoch
 `)
 
-// closeScript records that an instance's probes succeeded and publishes it.
-// Returns the new epoch. ARGV: origin.
+// closeScript records that an instance's probes succeeded and publishes it,
+// unless the stored epoch is newer than ARGV[2], the newest the instance had
+// seen: then another instance changed the shared state since (a trip), and
+// a stale close must not undo it. Returns the new epoch, or 0 when nothing
+// changed. ARGV: origin, epoch seen.
 var closeScript = redis.NewScript(`
 local base = KEYS[1]
+local stored = tonumber(redis.call('HGET', base .. ':state', 'epoch')) or 0
+if stored > tonumber(ARGV[2]) then return 0 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local epoch = math.max((tonumber(redis.call('HGET', base .. ':state', 'epoch')) or 0) + 1, now)
+local epoch = math.max(stored + 1, now)
 redis.call('HSET', base .. ':state', 'state', 'closed', 'until', 0, 'epoch', epoch, 'origin', ARGV[1])
 redis.call('PUBLISH', base .. ':events', 'closed|' .. epoch .. '|0|' .. ARGV[1])
 return epoch

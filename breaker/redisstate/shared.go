@@ -79,8 +79,17 @@ type Shared struct {
 	lastEpoch  atomic.Int64 // newest shared epoch applied or published
 	healthy    atomic.Bool
 
+	// The newest local change not published yet: a newer one replaces it,
+	// so while Redis is slow the changes in between are skipped and the
+	// newest state is the one shared, never dropped for an older one.
+	pubMu   sync.Mutex
+	pubNext change
+	pubSet  bool
+	pubSig  chan struct{} // 1-buffered: pubNext is set
+
+	published int64 // epoch of the last change this instance published; the loop's own
+
 	kick chan struct{}
-	pub  chan breaker.Transition
 	quit chan struct{}
 	ctx  context.Context // canceled by Close: aborts a Redis call in flight
 	stop context.CancelFunc
@@ -139,7 +148,7 @@ func New(cfg Config) (*Shared, error) {
 		every:   cfg.SyncInterval,
 		log:     cfg.Breaker.Logger,
 		kick:    make(chan struct{}, 1),
-		pub:     make(chan breaker.Transition, 16),
+		pubSig:  make(chan struct{}, 1),
 		quit:    make(chan struct{}),
 	}
 	bc := cfg.Breaker
@@ -234,11 +243,13 @@ func (s *Shared) onCall(o breaker.Outcome) {
 	}
 }
 
-// onLocalChange queues a local open or close for publishing; transitions
-// applied from the shared state are not echoed back. When the local breaker
-// opens, the counts not merged yet are dropped: they are from before the
-// trip, which clears the shared window (openScript, syncScript), and merged
-// after it they would count against the recovery.
+// onLocalChange queues a local open or close for publishing, replacing one
+// not published yet; transitions applied from the shared state are not
+// echoed back, nor are an operator's Reset (the breaker goes back to its own
+// state, which is nothing new to share). When the local breaker opens, the
+// counts not merged yet are dropped: they are from before the trip, which
+// clears the shared window (openScript, syncScript), and merged after it
+// they would count against the recovery.
 func (s *Shared) onLocalChange(t breaker.Transition) {
 	if t.To == breaker.StateOpen {
 		s.succ.Store(0)
@@ -247,13 +258,35 @@ func (s *Shared) onLocalChange(t breaker.Transition) {
 	if len(t.Reason) >= len(peerPrefix) && t.Reason[:len(peerPrefix)] == peerPrefix {
 		return
 	}
+	if t.From == breaker.StateForcedOpen || t.From == breaker.StateForcedClosed {
+		return
+	}
 	if t.To != breaker.StateOpen && !(t.To == breaker.StateClosed && t.From == breaker.StateHalfOpen) {
 		return
 	}
+	s.pubMu.Lock()
+	s.pubNext, s.pubSet = change{t: t, seen: s.lastEpoch.Load()}, true
+	s.pubMu.Unlock()
 	select {
-	case s.pub <- t:
-	default: // the loop is behind (Redis slow): the next merge re-reads the state
+	case s.pubSig <- struct{}{}:
+	default: // a signal is pending: the loop publishes pubNext, now t
 	}
+}
+
+// change is a local change to publish, with the newest shared epoch the
+// instance had seen when it happened.
+type change struct {
+	t    breaker.Transition
+	seen int64
+}
+
+// nextPublish takes the local change to publish, if any.
+func (s *Shared) nextPublish() (change, bool) {
+	s.pubMu.Lock()
+	defer s.pubMu.Unlock()
+	c, ok := s.pubNext, s.pubSet
+	s.pubNext, s.pubSet = change{}, false
+	return c, ok
 }
 
 func (s *Shared) loop() {
@@ -265,8 +298,10 @@ func (s *Shared) loop() {
 		select {
 		case <-s.quit:
 			return
-		case t := <-s.pub:
-			s.publish(t)
+		case <-s.pubSig:
+			if c, ok := s.nextPublish(); ok {
+				s.publish(c)
+			}
 		case <-s.kick:
 			s.sync()
 		case <-tick.C:
@@ -298,21 +333,28 @@ func (s *Shared) health(err error) {
 	}
 }
 
-func (s *Shared) publish(t breaker.Transition) {
+// publish writes a local change to the shared state and publishes it. An
+// open always applies (keeping a later deadline stored). A close applies
+// only when the shared state has not changed since the instance saw it (or
+// since its own last change, published after): a close that reaches Redis
+// after a peer's newer trip must not undo it. Then nothing is published, and
+// the instance follows the peer's trip from its message or the next merge.
+func (s *Shared) publish(c change) {
 	ctx, cancel := s.opCtx()
 	defer cancel()
 	var (
 		epoch int64
 		err   error
 	)
-	if t.To == breaker.StateOpen {
-		ms := max(1, t.OpenFor.Milliseconds())
+	if c.t.To == breaker.StateOpen {
+		ms := max(1, c.t.OpenFor.Milliseconds())
 		epoch, err = openScript.Run(ctx, s.client, []string{s.base}, ms, s.id, s.bucketMs, s.buckets).Int64()
 	} else {
-		epoch, err = closeScript.Run(ctx, s.client, []string{s.base}, s.id).Int64()
+		epoch, err = closeScript.Run(ctx, s.client, []string{s.base}, s.id, max(c.seen, s.published)).Int64()
 	}
 	s.health(err)
-	if err == nil {
+	if err == nil && epoch > 0 {
+		s.published = epoch
 		s.raiseEpoch(epoch)
 	}
 }
@@ -336,7 +378,7 @@ func (s *Shared) sync() {
 	defer cancel()
 	res, err := syncScript.Run(ctx, s.client, []string{s.base},
 		s.bucketMs, s.buckets, ds, df, s.minCalls, strconv.FormatFloat(s.ratio, 'f', -1, 64), s.openMs, s.id).Slice()
-	if err == nil && len(res) != 5 {
+	if err == nil && len(res) != 6 {
 		err = fmt.Errorf("redisstate: sync returned %d values", len(res))
 	}
 	s.health(err)
@@ -348,7 +390,11 @@ func (s *Shared) sync() {
 	epoch, _ := res[2].(int64)
 	succ, _ := res[3].(int64)
 	fail, _ := res[4].(int64)
-	if !s.raiseEpoch(epoch) {
+	now, _ := res[5].(int64)
+	if s.forced() {
+		return
+	}
+	if !s.raiseEpoch(epoch) && !s.resetEpoch(epoch, now) {
 		return
 	}
 	ctx2 := s.bgCtx()
@@ -359,6 +405,39 @@ func (s *Shared) sync() {
 	case state == "closed":
 		s.b.Probe(ctx2)
 	}
+}
+
+// epochSlack is how far an epoch may be ahead of the epoch stored in Redis
+// and of Redis's clock: epochs are at least Redis's time in ms, ahead of it
+// only by bursts of changes within a millisecond, or across a failover to a
+// server whose clock is a little behind.
+const epochSlack = time.Minute
+
+// resetEpoch makes the shared state authoritative: when the newest epoch
+// this instance recorded is ahead of both the stored state's epoch and
+// Redis's clock (now, ms) by more than epochSlack, no change of the shared
+// state produced it — a bad message that passed checkEpoch, a Redis clock
+// that jumped back — and, kept, it would make the instance ignore every
+// real change until Redis's clock caught up with it. resetEpoch then takes
+// the stored epoch and reports true: the caller applies the stored state.
+func (s *Shared) resetEpoch(epoch, now int64) bool {
+	last := s.lastEpoch.Load()
+	if last <= max(epoch, now)+epochSlack.Milliseconds() || !s.lastEpoch.CompareAndSwap(last, epoch) {
+		return false
+	}
+	logctx.Decision(s.bgCtx(), s.log, slog.LevelWarn, "breaker shared epoch reset",
+		fmt.Sprintf("recorded epoch %d is ahead of the shared state's %d and of Redis's clock", last, epoch),
+		slog.String(logctx.KeyDependency, s.b.Name()))
+	return true
+}
+
+// forced reports whether the local breaker is forced by an operator. Trip
+// and Probe do nothing then, so the shared state is not applied, and its
+// epoch is not recorded: once Reset, the breaker follows the shared state
+// again from the next merge.
+func (s *Shared) forced() bool {
+	st := s.b.State()
+	return st == breaker.StateForcedOpen || st == breaker.StateForcedClosed
 }
 
 func (s *Shared) listen() {
@@ -384,12 +463,15 @@ func (s *Shared) listen() {
 
 func (s *Shared) apply(payload string) {
 	m, err := parseMessage(payload)
+	if err == nil {
+		err = m.checkEpoch(time.Now())
+	}
 	if err != nil {
 		logctx.Decision(s.bgCtx(), s.log, slog.LevelWarn, "breaker ignored shared message", err.Error(),
 			slog.String(logctx.KeyDependency, s.b.Name()))
 		return
 	}
-	if m.origin == s.id || !s.raiseEpoch(m.epoch) {
+	if m.origin == s.id || s.forced() || !s.raiseEpoch(m.epoch) {
 		return
 	}
 	ctx := s.bgCtx()

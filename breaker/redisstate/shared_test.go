@@ -559,3 +559,207 @@ func TestEpochsKeepGrowingAfterSharedStateLoss(t *testing.T) {
 		t.Fatalf("epoch after the loss %d (%v), want > %d", epoch, err, now.UnixMilli())
 	}
 }
+
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// Calls that started before the local breaker tripped and fail after it are
+// discarded by the local breaker (they belong to the state before) and are
+// not shared either: merged after the trip cleared the shared window, they
+// would trip the breaker again once it has recovered.
+func TestCallsInFlightAcrossATripAreNotShared(t *testing.T) {
+	c, _ := client(t)
+	name := uniqueName(t)
+	clock := &fakeClock{t: time.Now()}
+	var mu sync.Mutex
+	var path []string
+	s := newShared(t, c, name, "a", breaker.Config{MinCalls: 4, HalfOpenProbes: 1, OpenTimeout: time.Minute, Clock: clock,
+		OnStateChange: func(_ context.Context, tr breaker.Transition) {
+			mu.Lock()
+			path = append(path, tr.From.String()+">"+tr.To.String()+" ("+tr.Reason+")")
+			mu.Unlock()
+		}})
+	b := s.Breaker()
+	// 4 calls in flight, slow to fail (a dependency timing out)...
+	release := make(chan struct{})
+	var started, done sync.WaitGroup
+	for range 4 {
+		started.Add(1)
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			_ = b.Execute(context.Background(), func(context.Context) error {
+				started.Done()
+				<-release
+				return errDown
+			})
+		}()
+	}
+	started.Wait()
+	// ...while 4 quick failures trip the breaker.
+	for range 4 {
+		_ = fail(b)
+	}
+	if st := b.State(); st != breaker.StateOpen {
+		t.Fatalf("local breaker %v", st)
+	}
+	eventually(t, "the trip is stored", func() bool {
+		st, _ := c.HGet(context.Background(), testPrefix+"{"+name+"}:state", "state").Result()
+		return st == "open"
+	})
+	close(release) // the in-flight calls fail now, after the trip
+	done.Wait()
+
+	clock.Advance(time.Minute)
+	if err := ok(b); err != nil { // the probe
+		t.Fatal(err)
+	}
+	if st := b.State(); st != breaker.StateClosed {
+		t.Fatalf("after the probe: %v", st)
+	}
+	// The in-flight failures were counted before the probe's success: had
+	// they been shared, they would be merged by now too.
+	eventually(t, "the probe's success is merged", func() bool {
+		succ, _ := window(t, c, name)
+		return succ == 1
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if _, f := window(t, c, name); f != 0 || b.State() != breaker.StateClosed || len(path) != 3 {
+		t.Fatalf("%d failures of calls that started before the trip in the shared window; state %v, transitions:\n%s",
+			f, b.State(), strings.Join(path, "\n"))
+	}
+}
+
+// A well-formed message whose epoch is far ahead of the instance's clock
+// (garbled or hostile) is a bad message: recorded, it would make every later
+// epoch (Redis's time in ms) look old, and the instance would ignore every
+// trip of its peers, from messages and from the merge alike.
+func TestMessageWithEpochFarAheadIsIgnored(t *testing.T) {
+	c, _ := client(t)
+	name := uniqueName(t)
+	var logs bytes.Buffer
+	var logMu sync.Mutex
+	cfg := breaker.Config{MinCalls: 2, OpenTimeout: time.Minute, HalfOpenProbes: 1,
+		Logger: slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logs}, nil))}
+	a := newShared(t, c, name, "a", cfg)
+	cfg.Logger = nil
+	b := newShared(t, c, name, "b", cfg)
+	subscribed(t, c, name, 2)
+	channel := testPrefix + "{" + name + "}:events"
+	if err := c.Publish(context.Background(), channel, "closed|9223372036854775807|0|garbled").Err(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a rejects the message", func() bool {
+		logMu.Lock()
+		defer logMu.Unlock()
+		return strings.Contains(logs.String(), `msg="breaker ignored shared message"`) &&
+			strings.Contains(logs.String(), "epoch ahead of this instance's clock")
+	})
+	_ = fail(b.Breaker())
+	_ = fail(b.Breaker()) // b trips for a minute and publishes it
+	if st := b.Breaker().State(); st != breaker.StateOpen {
+		t.Fatalf("b: %v", st)
+	}
+	eventually(t, "a follows b's trip", func() bool { return a.Breaker().State() == breaker.StateOpen })
+}
+
+// slowScripts holds every script call while paused (Redis slow), and says
+// so on held.
+type slowScripts struct {
+	mu   sync.Mutex
+	gate chan struct{} // nil: not paused
+	held chan struct{} // 1-buffered: a script call waits at the gate
+}
+
+func (s *slowScripts) pause() {
+	s.mu.Lock()
+	s.gate = make(chan struct{})
+	s.mu.Unlock()
+}
+
+func (s *slowScripts) resume() {
+	s.mu.Lock()
+	close(s.gate)
+	s.gate = nil
+	s.mu.Unlock()
+}
+
+func (s *slowScripts) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (s *slowScripts) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		s.mu.Lock()
+		g := s.gate
+		s.mu.Unlock()
+		if g != nil && strings.HasPrefix(strings.ToLower(cmd.Name()), "eval") {
+			select {
+			case s.held <- struct{}{}:
+			default:
+			}
+			select {
+			case <-g:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return next(ctx, cmd)
+	}
+}
+func (s *slowScripts) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// While Redis is slow the local changes pile up faster than they are
+// published: the newest must be the one shared. Here the dependency flaps
+// (20 changes) and then an operator trips the breaker for an hour; once Redis
+// is fast again the peers follow the hour-long trip.
+func TestNewestLocalChangeIsSharedWhenRedisIsSlow(t *testing.T) {
+	c, _ := client(t)
+	slow := &slowScripts{held: make(chan struct{}, 1)}
+	ca := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
+	ca.AddHook(slow)
+	t.Cleanup(func() { ca.Close() })
+	name := uniqueName(t)
+	clock := &fakeClock{t: time.Now()}
+	a, err := redisstate.New(redisstate.Config{Client: ca, Prefix: testPrefix, SyncInterval: 50 * time.Millisecond,
+		Timeout: 10 * time.Second,
+		Breaker: breaker.Config{Name: name, DisableMetrics: true, Window: time.Minute, MinCalls: 1, HalfOpenProbes: 1,
+			OpenTimeout: 10 * time.Millisecond, MaxOpenTimeout: 10 * time.Millisecond, Clock: clock}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	b := newShared(t, c, name, "b", breaker.Config{MinCalls: 100, OpenTimeout: time.Minute})
+	subscribed(t, c, name, 2)
+
+	slow.pause()
+	<-slow.held    // a's loop is stuck in a merge
+	for range 10 { // the dependency flaps: 20 changes to publish
+		_ = fail(a.Breaker())
+		clock.Advance(time.Second)
+		_ = ok(a.Breaker())
+	}
+	a.Breaker().Trip(context.Background(), time.Hour, "operator: maintenance")
+	slow.resume()
+
+	eventually(t, "b follows a's hour-long trip", func() bool {
+		return b.Breaker().State() == breaker.StateOpen && b.Breaker().RetryAfter() > 59*time.Minute
+	})
+	if st := a.Breaker().State(); st != breaker.StateOpen {
+		t.Fatalf("a is %v", st)
+	}
+}
