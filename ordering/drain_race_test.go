@@ -43,10 +43,7 @@ func TestTimeoutSkipSparesHeldEventBeingApplied(t *testing.T) {
 	ctx := context.Background()
 	clk := newFakeClock()
 	st := newPausingState(t)
-	g, err := ordering.New(ordering.Config{State: st, Gap: ordering.GapHold, HoldTimeout: 10 * time.Second, Clock: clk})
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := mustGuard(t, ordering.Config{State: st, Gap: ordering.GapHold, HoldTimeout: 10 * time.Second, Clock: clk})
 	rec := &recorder{}
 	var set settled
 	apply2 := func(ctx context.Context, e *contract.Event) error {
@@ -95,10 +92,7 @@ func TestFailureRestartsWaitOfHeldEventBeingApplied(t *testing.T) {
 	ctx := context.Background()
 	clk := newFakeClock()
 	st := newPausingState(t)
-	g, err := ordering.New(ordering.Config{State: st, Gap: ordering.GapHold, HoldTimeout: 10 * time.Second, Clock: clk})
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := mustGuard(t, ordering.Config{State: st, Gap: ordering.GapHold, HoldTimeout: 10 * time.Second, Clock: clk})
 	rec := &recorder{}
 	var set settled
 	apply3 := func(ctx context.Context, e *contract.Event) error {
