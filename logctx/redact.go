@@ -301,6 +301,9 @@ func (r *redactor) request(req *http.Request) slog.Value {
 	path := ""
 	if req.URL != nil {
 		path = req.URL.Path
+		if r.scanPAN {
+			path, _ = maskPANs(path)
+		}
 	}
 	h, _ := r.header(req.Header)
 	if h == nil {
@@ -327,10 +330,16 @@ func (r *redactor) url(u *url.URL) (slog.Value, bool) {
 			c.RawQuery, changed = url.Values(m).Encode(), true
 		}
 	}
+	out := c.Redacted()
+	if r.scanPAN {
+		if m, ok := maskPANs(out); ok {
+			out, changed = m, true
+		}
+	}
 	if !changed {
 		return slog.Value{}, false
 	}
-	return slog.StringValue(c.Redacted()), true
+	return slog.StringValue(out), true
 }
 
 // errorText returns err.Error(), or "" when it panics (a nil pointer

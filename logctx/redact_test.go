@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync/atomic"
@@ -546,4 +547,23 @@ func FuzzHandlerRedaction(f *testing.F) {
 			t.Fatalf("secret under key %q printed: %s", key, buf.String())
 		}
 	})
+}
+
+// Card numbers in a logged request's path or a *url.URL's path are masked
+// like those in any string value, whether or not the URL is rewritten for
+// a secret query parameter.
+func TestRedactCardInRequestAndURLPaths(t *testing.T) {
+	l, buf := newJSONLogger(t, HandlerConfig{})
+	l.Info("m", "req", httptest.NewRequest("GET", "/cards/"+testPAN+"/charge", nil))
+	for _, raw := range []string{
+		"https://api.example/cards/" + testPAN,
+		"https://api.example/cards/" + testPAN + "?token=x",
+	} {
+		u, _ := url.Parse(raw)
+		l.Info("m", "url", u)
+	}
+	out := buf.String()
+	if strings.Contains(out, testPAN) || strings.Count(out, "1111") != 3 {
+		t.Errorf("card number not masked to its last four digits in every line: %s", out)
+	}
 }

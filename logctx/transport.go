@@ -82,7 +82,13 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		r2.Header[t.header] = []string{id}
 	}
 	if !t.noOtel {
-		prop.Inject(ctx, propagation.HeaderCarrier(r2.Header))
+		c := make(propagation.MapCarrier)
+		prop.Inject(ctx, c)
+		for k, v := range c {
+			if ck := http.CanonicalHeaderKey(k); len(req.Header[ck]) == 0 {
+				r2.Header[ck] = []string{v}
+			}
+		}
 	}
 	return t.base.RoundTrip(r2)
 }

@@ -126,3 +126,41 @@ func TestNewTransportConfigError(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+// A traceparent the caller set is kept, as the correlation id is; without
+// one, the context's span is propagated.
+func TestTransportKeepsCallerTraceparent(t *testing.T) {
+	var sent http.Header
+	tr, err := NewTransport(TransportConfig{
+		Propagator: propagation.TraceContext{},
+		Base: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			sent = r.Header.Clone()
+			return &http.Response{StatusCode: 200, Body: http.NoBody, Request: r}, nil
+		})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tid, _ := trace.TraceIDFromHex("4bf92f3577b34da6a3ce929d0e0e4736")
+	sid, _ := trace.SpanIDFromHex("00f067aa0ba902b7")
+	ctx := trace.ContextWithSpanContext(context.Background(),
+		trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: 1}))
+	const mine = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	for _, c := range []struct{ set, want string }{
+		{mine, mine},
+		{"", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+	} {
+		req, _ := http.NewRequestWithContext(ctx, "GET", "http://x/", nil)
+		if c.set != "" {
+			req.Header.Set("Traceparent", c.set)
+		}
+		if _, err := tr.RoundTrip(req); err != nil {
+			t.Fatal(err)
+		}
+		if got := sent.Get("Traceparent"); got != c.want {
+			t.Errorf("caller set %q: sent %q, want %q", c.set, got, c.want)
+		}
+		if c.set == "" && req.Header.Get("Traceparent") != "" {
+			t.Error("the caller's request was modified")
+		}
+	}
+}
