@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // SpecVersion is the CloudEvents specification version this envelope follows.
@@ -366,7 +367,13 @@ func decodeExtension(raw json.RawMessage) (any, bool) {
 func extensionValue(v any) (json.RawMessage, bool) {
 	var n int64
 	switch x := v.(type) {
-	case string, bool:
+	case string:
+		if !utf8.ValidString(x) { // json.Marshal would replace it: another value
+			return nil, false
+		}
+		b, err := json.Marshal(x)
+		return b, err == nil
+	case bool:
 		b, err := json.Marshal(x)
 		return b, err == nil
 	case int:
@@ -406,10 +413,16 @@ func extensionValue(v any) (json.RawMessage, bool) {
 // every extension a valid name with a string, boolean or int32 value.
 func (e *Event) Validate() error {
 	var v Validator
+	for _, a := range [...]struct{ name, val string }{{"id", e.ID}, {"source", e.Source}, {"specversion", e.SpecVersion},
+		{"type", e.Type}, {"subject", e.Subject}, {"datacontenttype", e.DataContentType}, {"dataschema", e.DataSchema}, {"correlationid", e.CorrelationID}} {
+		if !utf8.ValidString(a.val) {
+			v.Add(a.name, "must be valid UTF-8")
+		}
+	}
 	v.Required("id", e.ID)
 	if v.Required("source", e.Source) {
 		_, err := url.Parse(e.Source)
-		v.Check(err == nil, "source", "must be a URI-reference")
+		v.Check(err == nil && uriChars(e.Source), "source", "must be a URI-reference")
 	}
 	if v.Required("specversion", e.SpecVersion) {
 		v.Check(e.SpecVersion == SpecVersion, "specversion", `must be "1.0"`)
@@ -421,7 +434,7 @@ func (e *Event) Validate() error {
 	}
 	if e.DataSchema != "" {
 		u, err := url.Parse(e.DataSchema)
-		v.Check(err == nil && u.IsAbs(), "dataschema", "must be an absolute URI")
+		v.Check(err == nil && u.IsAbs() && uriChars(e.DataSchema), "dataschema", "must be an absolute URI")
 	}
 	if e.DataContentType != "" {
 		mt, _, err := mime.ParseMediaType(e.DataContentType)
@@ -442,7 +455,7 @@ func (e *Event) Validate() error {
 			continue
 		}
 		_, ok := extensionValue(e.Extensions[name])
-		v.Check(ok, name, "must be a string, a boolean or an int32 integer")
+		v.Check(ok, name, "must be a UTF-8 string, a boolean or an int32 integer")
 	}
 	if err := v.Err(); err != nil {
 		ce := err.(*Error)
@@ -450,6 +463,18 @@ func (e *Event) Validate() error {
 		return ce
 	}
 	return nil
+}
+
+// uriChars reports whether s holds only the characters RFC 3986 allows in
+// a URI-reference (unreserved, reserved and '%').
+func uriChars(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"<>\\^`{|}", c) >= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // timeReason returns why t cannot be written in RFC 3339, or "" when it
@@ -460,6 +485,9 @@ func timeReason(t time.Time) string {
 	}
 	if _, err := t.MarshalText(); err != nil {
 		return "must have a zone offset under 24 hours"
+	}
+	if _, off := t.Zone(); off%60 != 0 {
+		return "must have a zone offset in whole minutes"
 	}
 	return ""
 }
@@ -484,7 +512,11 @@ func (e Event) MarshalJSON() ([]byte, error) {
 		b.WriteString(`":`)
 		b.Write(val)
 	}
+	badUTF8 := ""
 	str := func(name, s string, always bool) {
+		if !utf8.ValidString(s) && badUTF8 == "" {
+			badUTF8 = name // json.Marshal would replace it: another event after a round trip
+		}
 		if s != "" || always {
 			val, _ := json.Marshal(s)
 			write(name, val)
@@ -497,6 +529,9 @@ func (e Event) MarshalJSON() ([]byte, error) {
 	str("subject", e.Subject, false)
 	if !e.Time.IsZero() {
 		val, err := json.Marshal(e.Time)
+		if err == nil && timeReason(e.Time) != "" {
+			err = errors.New(timeReason(e.Time))
+		}
 		if err != nil {
 			return nil, &Error{Kind: KindInvalid, Code: "event.invalid", Detail: "time cannot be encoded", Fields: []FieldError{{Name: "time", Reason: timeReason(e.Time)}}, Cause: err}
 		}
@@ -508,6 +543,10 @@ func (e Event) MarshalJSON() ([]byte, error) {
 		write("sequence", strconv.AppendUint(nil, e.Sequence, 10))
 	}
 	str("correlationid", e.CorrelationID, false)
+	if badUTF8 != "" {
+		return nil, &Error{Kind: KindInvalid, Code: "event.invalid", Detail: "attribute is not valid UTF-8",
+			Fields: []FieldError{{Name: badUTF8, Reason: "must be valid UTF-8"}}}
+	}
 	names := make([]string, 0, len(e.Extensions))
 	for name := range e.Extensions {
 		names = append(names, name)
@@ -517,7 +556,7 @@ func (e Event) MarshalJSON() ([]byte, error) {
 		val, ok := extensionValue(e.Extensions[name])
 		if !ok || !validAttrName(name) || isEventMember(name) {
 			return nil, &Error{Kind: KindInvalid, Code: "event.invalid", Detail: "extension attribute cannot be encoded",
-				Fields: []FieldError{{Name: clip(name), Reason: "must be named [a-z0-9]{1,20} with a string, boolean or int32 value"}}}
+				Fields: []FieldError{{Name: clip(name), Reason: "must be named [a-z0-9]{1,20} with a UTF-8 string, boolean or int32 value"}}}
 		}
 		write(name, val)
 	}

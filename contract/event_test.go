@@ -219,6 +219,18 @@ func TestEventValidate(t *testing.T) {
 		{"invalid data", func(e *Event) { e.Data = json.RawMessage(`{"a":`) }, "data"},
 		{"time year 10000", func(e *Event) { e.Time = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) }, "time"},
 		{"time offset 24h", func(e *Event) { e.Time = time.Date(2026, 1, 1, 0, 0, 0, 0, time.FixedZone("", 24*3600)) }, "time"},
+		// RFC 3339 writes ±hh:mm: a zone offset with seconds (local mean
+		// times before 1937, e.g. Amsterdam +00:19:32) would be encoded
+		// as another instant.
+		{"time offset with seconds", func(e *Event) { e.Time = time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("LMT", 19*60+32)) }, "time"},
+		// json.Marshal would replace invalid UTF-8 with U+FFFD: another
+		// id, another DedupKey after a round trip.
+		{"id invalid UTF-8", func(e *Event) { e.ID = "id-\xff" }, "id"},
+		{"subject invalid UTF-8", func(e *Event) { e.Subject = "acct-\xfe" }, "subject"},
+		{"extension invalid UTF-8", func(e *Event) { e.Extensions = map[string]any{"tenant": "t\xff"} }, "tenant"},
+		// url.Parse is lenient; RFC 3986 has no spaces or quotes.
+		{"source not a URI-reference", func(e *Event) { e.Source = "not a uri" }, "source"},
+		{"dataschema with a space", func(e *Event) { e.DataSchema = "http://x/a b" }, "dataschema"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -231,8 +243,11 @@ func TestEventValidate(t *testing.T) {
 			if f := As(err).Fields; len(f) != 1 || f[0].Name != tt.field {
 				t.Fatalf("fields %v, want %q", f, tt.field)
 			}
-			if _, mErr := json.Marshal(e); tt.field != "time" && tt.field != "data" && !errors.Is(mErr, ErrInvalid) {
-				t.Fatalf("Marshal of an unencodable extension = %v", mErr)
+			// What cannot be encoded faithfully is refused by Marshal too
+			// (time and data have their own Marshal tests; source and
+			// dataschema encode as they are).
+			if _, mErr := json.Marshal(e); tt.field != "time" && tt.field != "data" && tt.field != "source" && tt.field != "dataschema" && !errors.Is(mErr, ErrInvalid) {
+				t.Fatalf("Marshal of an event that cannot be encoded faithfully = %v", mErr)
 			}
 		})
 	}
@@ -259,6 +274,10 @@ func TestEventMarshalErrors(t *testing.T) {
 	_, err = json.Marshal(Event{Time: time.Date(2026, 1, 1, 0, 0, 0, 0, time.FixedZone("", -24*3600))})
 	if f := As(err).Fields; !errors.Is(err, ErrInvalid) || len(f) != 1 || f[0].Reason != "must have a zone offset under 24 hours" {
 		t.Fatalf("time with a 24h offset: %v", err)
+	}
+	_, err = json.Marshal(Event{Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("LMT", 19*60+32))})
+	if f := As(err).Fields; !errors.Is(err, ErrInvalid) || len(f) != 1 || f[0].Reason != "must have a zone offset in whole minutes" {
+		t.Fatalf("time with an offset in seconds: %v", err)
 	}
 	// A pointer marshals the same as a value.
 	e := Event{ID: "1", Source: "s", SpecVersion: "1.0", Type: "t", Data: json.RawMessage(" { \"a\" : 1 } ")}

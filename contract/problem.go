@@ -239,7 +239,7 @@ func ProblemFrom(err error) Problem {
 	if p.Title == "" {
 		p.Title = "Client Closed Request"
 	}
-	if e.Kind == KindInternal {
+	if status == http.StatusInternalServerError {
 		p.Detail = internalDetail
 		p.InvalidParams = nil
 	}

@@ -114,6 +114,9 @@ func TestWriteProblem(t *testing.T) {
 		{"malformed", New(KindMalformed, "", "bad json"), 400, "", "bad json", "malformed"},
 		{"plain error is internal", errors.New("pq: password authentication failed for user admin"), 500, "", "internal error", "internal"},
 		{"internal detail hidden", New(KindInternal, "db", "SELECT * FROM secrets failed"), 500, "", "internal error", "internal"},
+		// A Kind outside the defined ones is answered as 500, and hidden as
+		// an internal error is: its detail may be anything.
+		{"undefined kind hidden as internal", New(Kind(99), "db", "password rejected for user x"), 500, "", "internal error", "kind(99)"},
 		{"net timeout", fmt.Errorf("psp: %w", errNetTimeout), 504, "", "", "timeout"},
 		{"nil error", nil, 500, "", "internal error", "internal"},
 	}
