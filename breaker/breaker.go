@@ -78,7 +78,8 @@ type Breaker struct {
 
 	pmu      sync.Mutex
 	queue    []queued
-	draining bool // one goroutine reports at a time, in queue order
+	draining bool   // one goroutine reports at a time, in queue order
+	changes  uint64 // underlying changes queued (or dropped while forced); guarded by pmu
 
 	errOp      string // prebuilt Detail strings: rejection allocates one *contract.Error only
 	detailOpen string
@@ -551,6 +552,7 @@ type queued struct {
 // before the force can change the underlying breaker then: Trip and Probe
 // do nothing while forced.)
 func (b *Breaker) queueLocked(q queued) {
+	b.changes++
 	if b.forced.Load() != forcedNone {
 		return
 	}
@@ -559,14 +561,26 @@ func (b *Breaker) queueLocked(q queued) {
 }
 
 // enqueueForced queues an operator's change to or from a forced state.
-func (b *Breaker) enqueueForced(ctx context.Context, t Transition) {
-	if t.From == t.To {
-		return
-	}
+// It sets forced to f and queues t only if no underlying change was queued
+// (or dropped) since changes was v; it reports whether it did.
+func (b *Breaker) enqueueForced(ctx context.Context, v uint64, f int32, t Transition) bool {
 	b.pmu.Lock()
-	b.queue = append(b.queue, queued{ctx: ctx, t: t})
-	b.pending.Add(1)
-	b.pmu.Unlock()
+	defer b.pmu.Unlock()
+	if b.changes != v {
+		return false
+	}
+	b.forced.Store(f)
+	if t.From != t.To {
+		b.queue = append(b.queue, queued{ctx: ctx, t: t})
+		b.pending.Add(1)
+	}
+	return true
+}
+
+func (b *Breaker) changeCount() uint64 {
+	b.pmu.Lock()
+	defer b.pmu.Unlock()
+	return b.changes
 }
 
 // flush reports the queued transitions, in order, with their own context
@@ -591,17 +605,22 @@ func (b *Breaker) flush(ctx context.Context) {
 }
 
 func (b *Breaker) drain(ctx context.Context, q []queued) {
+	i := 0
 	defer func() {
 		b.pmu.Lock()
+		if i++; i < len(q) { // a hook panicked or exited: keep the rest, in order
+			b.queue = append(q[i:len(q):len(q)], b.queue...)
+			b.pending.Store(int32(len(b.queue)))
+		}
 		b.draining = false
 		b.pmu.Unlock()
 	}()
-	for _, e := range q {
-		c := e.ctx
+	for ; i < len(q); i++ {
+		c := q[i].ctx
 		if c == nil {
 			c = ctx
 		}
-		b.emit(c, e.t)
+		b.emit(c, q[i].t)
 	}
 }
 
@@ -697,13 +716,17 @@ func (b *Breaker) ForceOpen(ctx context.Context, reason string) {
 	b.opMu.Lock()
 	defer b.flush(ctx) // after the unlock: a hook may call the breaker
 	defer b.opMu.Unlock()
-	from := b.reported(ctx)
-	if from == StateForcedOpen {
-		return
+	for {
+		v := b.changeCount()
+		from := b.reported(ctx)
+		if from == StateForcedOpen {
+			return
+		}
+		if b.enqueueForced(ctx, v, forcedOpen, Transition{Name: b.name, From: from, To: StateForcedOpen, Reason: reason}) {
+			break
+		}
 	}
-	b.forced.Store(forcedOpen)
 	b.trip(ctx, 0, reason) // forced: not reported
-	b.enqueueForced(ctx, Transition{Name: b.name, From: from, To: StateForcedOpen, Reason: reason})
 }
 
 // ForceClosed lets every call through uncounted until Reset, whatever the
@@ -717,12 +740,16 @@ func (b *Breaker) ForceClosed(ctx context.Context, reason string) {
 	b.opMu.Lock()
 	defer b.flush(ctx) // after the unlock: a hook may call the breaker
 	defer b.opMu.Unlock()
-	from := b.reported(ctx)
-	if from == StateForcedClosed {
-		return
+	for {
+		v := b.changeCount()
+		from := b.reported(ctx)
+		if from == StateForcedClosed {
+			return
+		}
+		if b.enqueueForced(ctx, v, forcedClosed, Transition{Name: b.name, From: from, To: StateForcedClosed, Reason: reason}) {
+			return
+		}
 	}
-	b.forced.Store(forcedClosed)
-	b.enqueueForced(ctx, Transition{Name: b.name, From: from, To: StateForcedClosed, Reason: reason})
 }
 
 // Reset ends ForceOpen or ForceClosed and returns to automatic operation.
@@ -741,9 +768,13 @@ func (b *Breaker) Reset(ctx context.Context) {
 	default:
 		return
 	}
-	to := b.underlying(ctx) // still forced: an elapsed delay ends unreported
-	b.forced.Store(forcedNone)
-	b.enqueueForced(ctx, Transition{Name: b.name, From: from, To: to, Reason: "reset by operator"})
+	for {
+		v := b.changeCount()
+		to := b.underlying(ctx) // still forced: an elapsed delay ends unreported
+		if b.enqueueForced(ctx, v, forcedNone, Transition{Name: b.name, From: from, To: to, Reason: "reset by operator"}) {
+			return
+		}
+	}
 }
 
 // reported returns the state last reported: the forced state, or else the

@@ -382,16 +382,24 @@ func (g *Guard) decide(ctx context.Context, last uint64, ev *contract.Event, app
 // drain applies the held events of subject from sequence next on, in order,
 // until one is missing or fails.
 func (g *Guard) drain(ctx context.Context, subject string, next uint64) {
+	var claimed *heldEvent // released if apply or a settle panics
+	defer func() {
+		if claimed != nil {
+			g.hold.release(claimed)
+		}
+	}()
 	for {
 		he := g.hold.claim(subject, next)
 		if he == nil {
 			return
 		}
+		claimed = he
 		o, err := g.advance(ctx, &he.ev, he.apply, nil)
 		if err == nil && o.Decision == Gap {
 			// Another drainer took the missing event before us and may have
 			// applied it between our decision and this put, finding nothing
 			// to release: look once more. Otherwise keep waiting.
+			claimed = nil
 			g.hold.put(he)
 			if last, lerr := g.state.Last(ctx, subject); lerr == nil && last+1 == he.ev.Sequence {
 				next = he.ev.Sequence
@@ -404,6 +412,7 @@ func (g *Guard) drain(ctx context.Context, subject string, next uint64) {
 				fmt.Sprintf("sequence %d is now %s", o.Sequence, o.Decision), subject, o)
 		}
 		g.settle(ctx, he, o, err)
+		claimed = nil
 		g.hold.release(he)
 		if err != nil {
 			// he.ev is missing again until its redelivery (decide already
