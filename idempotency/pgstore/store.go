@@ -16,6 +16,7 @@ import (
 
 	"github.com/sadpath/sadpath/contract"
 	"github.com/sadpath/sadpath/idempotency"
+	"github.com/sadpath/sadpath/idempotency/internal/resultcodec"
 	"github.com/sadpath/sadpath/logctx"
 )
 
@@ -197,7 +198,7 @@ FROM ` + t + ` AS r WHERE r.id = $1::bytea AND NOT EXISTS (SELECT 1 FROM ins) AN
   fingerprint, result
 FROM ` + t + ` WHERE id = $1::bytea AND expires_at > ` + ts
 	s.sqlDelete = `DELETE FROM ` + t + ` WHERE id IN (
-  SELECT id FROM ` + t + ` WHERE expires_at <= ` + ts + ` LIMIT $1::int FOR UPDATE SKIP LOCKED
+  SELECT id FROM ` + t + ` WHERE expires_at <= ` + ts + ` LIMIT $1::bigint FOR UPDATE SKIP LOCKED
 ) AND expires_at <= ` + ts
 }
 
@@ -346,6 +347,9 @@ func (s *Store) claim(ctx context.Context, q querier, req idempotency.ClaimReque
 // Store outside DoTx's transaction).
 func (s *Store) Complete(ctx context.Context, key idempotency.Key, token uint64, result idempotency.Result) error {
 	const op = "pgstore.complete"
+	if why := resultcodec.Check(result); why != "" {
+		return contract.New(contract.KindInvalid, op, why)
+	}
 	enc := encodeResult(result)
 	if len(enc) > s.maxBytes {
 		return contract.New(contract.KindTooLarge, op, fmt.Sprintf("result is %d bytes encoded, over the limit of %d", len(enc), s.maxBytes))

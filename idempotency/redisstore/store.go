@@ -16,6 +16,7 @@ import (
 
 	"github.com/sadpath/sadpath/contract"
 	"github.com/sadpath/sadpath/idempotency"
+	"github.com/sadpath/sadpath/idempotency/internal/resultcodec"
 	"github.com/sadpath/sadpath/logctx"
 )
 
@@ -172,6 +173,9 @@ func (s *Store) Claim(ctx context.Context, req idempotency.ClaimRequest) (idempo
 // Complete stores result for the owner of token, in one round trip.
 func (s *Store) Complete(ctx context.Context, key idempotency.Key, token uint64, result idempotency.Result) error {
 	const op = "redisstore.complete"
+	if why := resultcodec.Check(result); why != "" {
+		return contract.New(contract.KindInvalid, op, why)
+	}
 	enc := encodeResult(result)
 	if len(enc) > s.maxBytes {
 		return contract.New(contract.KindTooLarge, op, fmt.Sprintf("result is %d bytes encoded, over the limit of %d", len(enc), s.maxBytes))

@@ -15,15 +15,22 @@ import (
 // a new version; decode keeps reading the old ones.
 const resultVersion byte = 1
 
-// Limits that keep a corrupted or hostile value from making decode allocate
-// without bound.
-const (
-	maxHeaderFields = 1 << 12
-	maxHeaderValues = 1 << 12
-)
+// MaxStatus is the largest StatusCode Encode can write: Check refuses
+// others, which Decode could not give back.
+const MaxStatus = 999
 
 // ErrCorrupt is returned by Decode for bytes that are not a valid encoding.
 var ErrCorrupt = errors.New("idempotency: corrupt result encoding")
+
+// Check reports why r cannot be encoded faithfully (a StatusCode outside
+// [0, MaxStatus]), or "" when it can. Stores refuse such a result in
+// Complete rather than keep what they could not read back.
+func Check(r idempotency.Result) string {
+	if r.StatusCode < 0 || r.StatusCode > MaxStatus {
+		return "status code must be in [0, 999]"
+	}
+	return ""
+}
 
 // Encode writes r as: version byte, uvarint status code, uvarint
 // number of header fields, then for each field (sorted by name) its name,
@@ -69,12 +76,12 @@ func Decode(b []byte) (idempotency.Result, error) {
 	}
 	d := decoder{b: b[1:]}
 	status := d.uvarint()
-	if status > 999 {
+	if status > MaxStatus {
 		return r, ErrCorrupt
 	}
 	r.StatusCode = int(status)
 	nf := d.uvarint()
-	if nf > maxHeaderFields || nf > uint64(len(d.b)) {
+	if nf > uint64(len(d.b)) { // every field takes a byte at least: allocation stays bounded by the value's size
 		return r, ErrCorrupt
 	}
 	if nf > 0 {
@@ -83,7 +90,7 @@ func Decode(b []byte) (idempotency.Result, error) {
 	for i := uint64(0); i < nf && d.err == nil; i++ {
 		k := d.str()
 		nv := d.uvarint()
-		if nv > maxHeaderValues || nv > uint64(len(d.b)) {
+		if nv > uint64(len(d.b)) {
 			return idempotency.Result{}, ErrCorrupt
 		}
 		vs := make([]string, 0, nv)
