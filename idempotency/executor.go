@@ -724,9 +724,13 @@ func (e *Executor) own(ctx context.Context, key Key, token uint64, seed **memo, 
 		if cerr != nil && errors.Is(cerr, contract.ErrTooLarge) && e.notStored != nil {
 			// Record that it ran, so that duplicates get a conflict
 			// rather than run it a second time.
-			if merr := e.store.Complete(bg, key, token, e.notStored()); merr == nil {
+			merr := e.store.Complete(bg, key, token, e.notStored())
+			if merr == nil {
 				e.obs.note(ctx, oStoreError, slog.LevelWarn, "ran, but the result was too large to store: duplicates get a conflict", key, slog.String("error", cerr.Error()))
 				return res, ferr
+			}
+			if errors.Is(merr, ErrLeaseLost) {
+				cerr = merr // a store that checks the size before the owner: the lease was lost all the same
 			}
 		}
 		switch {
