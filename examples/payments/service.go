@@ -2,8 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -55,6 +55,7 @@ type Payment struct {
 	CreatedAt   time.Time `json:"created_at"`
 
 	owner string // the caller who created it; never serialized
+	seq   int    // creation order, for listing; never serialized
 }
 
 // payments is the service's own data: in memory, for the example.
@@ -68,7 +69,9 @@ func (s *payments) add(p Payment) Payment {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.seq++
-	p.ID = fmt.Sprintf("pay_%06d", s.seq)
+	// Random, not sequential: a sequence would tell a caller how many
+	// payments others made, and which ids missing from its own list exist.
+	p.ID, p.seq = "pay_"+rand.Text(), s.seq
 	s.byID[p.ID] = p
 	return p
 }
@@ -85,7 +88,7 @@ func (s *payments) get(owner, id string) (Payment, bool) {
 	return p, true
 }
 
-// list returns owner's payments, by id.
+// list returns owner's payments, oldest first.
 func (s *payments) list(owner string) []Payment {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -95,18 +98,8 @@ func (s *payments) list(owner string) []Payment {
 			out = append(out, p)
 		}
 	}
-	slices.SortFunc(out, func(a, b Payment) int { return cmpString(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b Payment) int { return a.seq - b.seq })
 	return out
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Config wires a payments service.

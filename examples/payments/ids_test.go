@@ -1,0 +1,37 @@
+package main
+
+import (
+	"encoding/json"
+	"testing"
+)
+
+// Reads are scoped, but ids are a dense shared sequence that is never
+// reused: a merchant's own list reveals that every id below its latest that
+// it does not own is another merchant's payment (and how many there are).
+// Payment ids tell a caller nothing of other callers' payments: they are
+// not sequential, and a caller's list is in creation order.
+func TestPaymentIDsRevealNothingOfOthers(t *testing.T) {
+	f := start(t, stores(t)["memory"](t), &FakeGateway{})
+	m2 := func(k string) map[string]string { return map[string]string{"X-Api-Key": "merchant-2", "Idempotency-Key": k} }
+	if r := f.do(t, "POST", "/payments", goodBody, m2("a")); r.status != 201 {
+		t.Fatal(r.status)
+	}
+	if r := f.do(t, "POST", "/payments", goodBody, auth("secret-order")); r.status != 201 { // merchant-1
+		t.Fatal(r.status)
+	}
+	if r := f.do(t, "POST", "/payments", goodBody, m2("b")); r.status != 201 {
+		t.Fatal(r.status)
+	}
+	var list struct{ Payments []Payment }
+	r := f.do(t, "GET", "/payments", "", map[string]string{"X-Api-Key": "merchant-2"})
+	if err := json.Unmarshal(r.body, &list); err != nil || len(list.Payments) != 2 {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	a, b := list.Payments[0], list.Payments[1]
+	if a.ID == "pay_000001" || b.ID == "pay_000003" || len(a.ID) < 20 || a.ID == b.ID {
+		t.Errorf("merchant-2's ids %s and %s: want random ids", a.ID, b.ID)
+	}
+	if a.CreatedAt.After(b.CreatedAt) {
+		t.Errorf("list not in creation order: %v then %v", a.CreatedAt, b.CreatedAt)
+	}
+}
