@@ -12,7 +12,9 @@ import (
 // not sequential, and a caller's list is in creation order.
 func TestPaymentIDsRevealNothingOfOthers(t *testing.T) {
 	f := start(t, stores(t)["memory"](t), &FakeGateway{})
-	m2 := func(k string) map[string]string { return map[string]string{"X-Api-Key": "merchant-2", "Idempotency-Key": k} }
+	m2 := func(k string) map[string]string {
+		return map[string]string{"X-Api-Key": "merchant-2", "Idempotency-Key": k}
+	}
 	if r := f.do(t, "POST", "/payments", goodBody, m2("a")); r.status != 201 {
 		t.Fatal(r.status)
 	}
