@@ -404,6 +404,9 @@ func (s *MemoryStore) complete(ctx context.Context, key Key, token uint64, resul
 	if err := ctxErr(ctx, "idempotency.complete"); err != nil {
 		return err
 	}
+	if result.StatusCode < 0 || result.StatusCode > 999 {
+		return contract.New(contract.KindInvalid, "idempotency.complete", "status code must be in [0, 999]")
+	}
 	now := s.now()
 	sh, h := s.locate(key)
 	sh.mu.Lock()

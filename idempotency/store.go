@@ -62,7 +62,8 @@ type Claim struct {
 }
 
 // Result is a stored outcome: an HTTP response (StatusCode, Header, Body) or
-// an opaque encoded value (Body only, StatusCode 0).
+// an opaque encoded value (Body only, StatusCode 0). StatusCode is in
+// [0, 999]: every Store refuses another with KindInvalid in Complete.
 type Result struct {
 	StatusCode int
 	Header     http.Header

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net/http"
 	"testing"
 	"time"
 
@@ -383,47 +382,6 @@ func TestCanceledContext(t *testing.T) {
 	_, err := s.Claim(ctx, idempotency.ClaimRequest{Key: keyOf("k"), Fingerprint: "fp", Lease: time.Second, Retention: time.Hour})
 	if !errors.Is(err, context.Canceled) || !errors.Is(err, contract.ErrCanceled) {
 		t.Fatalf("err = %v", err)
-	}
-}
-
-// Complete keeps only results it can give back: a header with thousands of
-// values (a handler's Link header, say) is replayed as it was; a status
-// code the encoding cannot hold is refused as invalid, not stored and then
-// unreadable for the whole retention.
-func TestResultsStoredAreReadBack(t *testing.T) {
-	p, _ := newPool(t, "codec", nil)
-	s := newStore(t, p, newTable())
-	ctx := context.Background()
-	vals := make([]string, 5000)
-	for i := range vals {
-		vals[i] = fmt.Sprint(i)
-	}
-	claim := func(name string) (idempotency.Key, idempotency.ClaimRequest, uint64) {
-		key := idempotency.Key{Scope: "codec", Key: name}
-		req := idempotency.ClaimRequest{Key: key, Fingerprint: "fp", Lease: time.Minute, Retention: time.Hour}
-		cl, err := s.Claim(ctx, req)
-		if err != nil || cl.Status != idempotency.Claimed {
-			t.Fatal(cl, err)
-		}
-		return key, req, cl.Token
-	}
-	key, req, tok := claim("many values")
-	if err := s.Complete(ctx, key, tok, idempotency.Result{StatusCode: 200, Header: http.Header{"Link": vals}, Body: []byte("ok")}); err != nil {
-		t.Fatalf("Complete: %v", err)
-	}
-	got, err := s.Claim(ctx, req)
-	if err != nil || got.Status != idempotency.Completed || len(got.Result.Header["Link"]) != len(vals) || got.Result.Header["Link"][4999] != "4999" {
-		t.Fatalf("replay of a header with %d values: %+v, %v", len(vals), got.Status, err)
-	}
-	for _, status := range []int{-1, 1000} {
-		key, req, tok := claim(fmt.Sprint("status ", status))
-		err := s.Complete(ctx, key, tok, idempotency.Result{StatusCode: status})
-		if !errors.Is(err, contract.ErrInvalid) {
-			t.Fatalf("Complete with status %d: %v, want invalid", status, err)
-		}
-		if c, err := s.Claim(ctx, req); err != nil || c.Status != idempotency.InProgress {
-			t.Fatalf("after the refused Complete: %v %v, want the owner's claim in progress", c.Status, err)
-		}
 	}
 }
 

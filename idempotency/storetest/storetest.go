@@ -28,9 +28,11 @@
 // fencing (a late owner's Complete, Release and Renew fail with
 // idempotency.ErrLeaseLost and change nothing); strictly increasing tokens
 // per key across release, re-claim and the expiry of the record (an owner
-// stalled past its record's retention is fenced off too); fingerprint mismatch while in
-// progress and once completed; byte-exact replay of status, headers and body;
-// isolation of stored values from the caller's slices; retention expiry;
+// stalled past its record's retention is fenced off too); fingerprint
+// mismatch while in progress and once completed; byte-exact replay of
+// status, headers and body (a header with 5,000 values too; a status
+// outside [0, 999] refused as invalid); isolation of stored values from
+// the caller's slices; retention expiry;
 // renewal; 1 MiB values; keys and scopes with odd bytes (NUL, newline,
 // invalid UTF-8, 1 KiB, separators that could make scope and key collide);
 // scope isolation; invalid requests; and canceled contexts.
@@ -218,6 +220,7 @@ func Run(t *testing.T, newStore func(t *testing.T) (idempotency.Store, Clock)) {
 		{"CompleteReplay", testCompleteReplay, false},
 		{"ValuesAreCopied", testValuesAreCopied, false},
 		{"OpaqueResult", testOpaqueResult, false},
+		{"ResultShapes", testResultShapes, false},
 		{"Mismatch", testMismatch, false},
 		{"ReleaseAndReclaim", testReleaseAndReclaim, false},
 		{"UnknownOwner", testUnknownOwner, false},
@@ -418,6 +421,33 @@ func testOpaqueResult(h *harness) {
 		}
 		c := h.expectStatus(h.req(k, "fp"), idempotency.Completed)
 		sameResult(h.t, "opaque", c.Result, want)
+	}
+}
+
+// testResultShapes: a header with thousands of values is replayed as it
+// was stored; a status code outside [0, 999] is refused as invalid, and
+// the owner keeps its claim.
+func testResultShapes(h *harness) {
+	ctx := h.ctx()
+	vals := make([]string, 5000)
+	for i := range vals {
+		vals[i] = fmt.Sprint(i)
+	}
+	k := h.key("many-values")
+	tok := h.mustClaim(h.req(k, "fp"))
+	want := idempotency.Result{StatusCode: 200, Header: http.Header{"Link": vals}, Body: []byte("ok")}
+	if err := h.store.Complete(ctx, k, tok, want); err != nil {
+		h.t.Fatalf("Complete of a header with %d values: %v", len(vals), err)
+	}
+	c := h.expectStatus(h.req(k, "fp"), idempotency.Completed)
+	sameResult(h.t, "a header with many values", c.Result, want)
+	for _, status := range []int{-1, 1000} {
+		k := h.key(fmt.Sprint("status", status))
+		tok := h.mustClaim(h.req(k, "fp"))
+		if err := h.store.Complete(ctx, k, tok, idempotency.Result{StatusCode: status}); !errors.Is(err, contract.ErrInvalid) {
+			h.t.Fatalf("Complete with status %d: %v, want contract.ErrInvalid", status, err)
+		}
+		h.expectStatus(h.req(k, "fp"), idempotency.InProgress)
 	}
 }
 
