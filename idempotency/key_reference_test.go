@@ -1,6 +1,7 @@
 package idempotency_test
 
 import (
+	"math/rand/v2"
 	"testing"
 
 	"github.com/sadpath/sadpath/idempotency"
@@ -63,4 +64,39 @@ func TestParseKeyStrictMatchesReference(t *testing.T) {
 		}
 	}
 	rec(nil, 6)
+}
+
+// TestParseKeyWordsMatchReference covers the eight-bytes-at-a-time check
+// of longer keys, which the exhaustive test above never reaches: every
+// byte value at every position of a 19-byte key (two words and a tail),
+// and random keys of 8 to 40 bytes over the characters that matter.
+func TestParseKeyWordsMatchReference(t *testing.T) {
+	check := func(s string) {
+		t.Helper()
+		got, err := idempotency.ParseKey(s, 0, true)
+		want, ok := refSFString(s)
+		if (err == nil) != ok || got != want {
+			t.Fatalf("%q: got %q %v, want %q %v", s, got, err, want, ok)
+		}
+	}
+	for c := 0; c < 256; c++ {
+		for pos := 0; pos < 19; pos++ {
+			k := []byte("abcdefghijklmnopqrs")
+			k[pos] = byte(c)
+			check(`"` + string(k) + `"`)
+		}
+	}
+	alpha := []byte{'"', '\\', 'a', ' ', 0x7f, 0x7e, 0x1f, 0x20, 0x80, 0xff, 0x00, '!', 0x21, 0x5b, 0x5d}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 200_000 {
+		k := make([]byte, 8+rng.IntN(33))
+		for i := range k {
+			if rng.IntN(4) == 0 {
+				k[i] = alpha[rng.IntN(len(alpha))]
+			} else {
+				k[i] = byte(0x20 + rng.IntN(0x5f))
+			}
+		}
+		check(`"` + string(k) + `"`)
+	}
 }
