@@ -54,4 +54,16 @@ func TestLogsNeverCarryRawKeys(t *testing.T) {
 			t.Errorf("log lacks %s:\n%s", want, out)
 		}
 	}
+	// Each decision line carries its own coordinates: the record and the
+	// operation, not only the dependency.
+	for _, line := range strings.Split(out, "\n") {
+		if !strings.Contains(line, `"decision":`) {
+			continue
+		}
+		for _, want := range []string{`"key_hash":"` + keyHash(recordID(k)) + `"`, `"store_op":`, `"dependency":"postgresql"`} {
+			if !strings.Contains(line, want) {
+				t.Errorf("decision line lacks %s: %s", want, line)
+			}
+		}
+	}
 }

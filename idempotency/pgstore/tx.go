@@ -69,12 +69,15 @@ func DoTx[T any](ctx context.Context, s *Store, key idempotency.Key, fingerprint
 			return zero, contract.Wrap(contract.KindInternal, op, err).WithCode("pgstore.decode")
 		}
 		logctx.Decision(ctx, s.log, slog.LevelInfo, "replayed stored result", "key already completed",
-			slog.String(logctx.KeyDependency, "postgresql"))
+			slog.String(logctx.KeyDependency, "postgresql"), slog.String("store_op", op), slog.String("key_hash", keyHash(recordID(key))))
 		return v, nil
 	case idempotency.InProgress:
+		// Retryable, as the executor answers it: the owner may finish or
+		// release, or its lease expire. A lease about to end still hints a
+		// wait (0 would mean no hint).
 		e := *(idempotency.ErrInProgress.(*contract.Error))
-		e.Op, e.RetryAfter = op, c.LeaseRemaining
-		return zero, &e
+		e.Op = op
+		return zero, (&e).WithRetryAfter(max(c.LeaseRemaining, time.Millisecond)).WithRetryable(true)
 	case idempotency.Mismatch:
 		e := *(idempotency.ErrMismatch.(*contract.Error))
 		e.Op = op

@@ -287,6 +287,29 @@ func (e *txEnv) retryUntilDone(t *testing.T, k idempotency.Key) payment {
 	return payment{}
 }
 
+// A key in progress elsewhere is idempotency.ErrInProgress as the executor
+// returns it: retryable, with the remaining lease as a retry-after hint.
+func TestDoTxInProgressIsRetryable(t *testing.T) {
+	p, _ := newPool(t, "pgstore-dotx-inprogress", nil)
+	s := newStore(t, p, newTable())
+	ctx := context.Background()
+	k := idempotency.Key{Scope: "tenant", Key: "in-progress"}
+	if _, err := s.Claim(ctx, idempotency.ClaimRequest{Key: k, Fingerprint: "fp", Lease: 10 * time.Second, Retention: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	ran := false
+	_, err := DoTx(ctx, s, k, "fp", func(context.Context, pgx.Tx) (int, error) { ran = true; return 1, nil })
+	if !errors.Is(err, idempotency.ErrInProgress) || ran {
+		t.Fatalf("DoTx on a key in progress: %v (fn ran: %v), want ErrInProgress", err, ran)
+	}
+	if !contract.Retryable(err) {
+		t.Errorf("contract.Retryable(%v) = false, want true (ErrInProgress is retryable)", err)
+	}
+	if d, ok := contract.RetryAfter(err); !ok || d <= 0 || d > 10*time.Second {
+		t.Errorf("RetryAfter = %v, %v; want the remaining lease, in (0, 10s]", d, ok)
+	}
+}
+
 // Concurrent DoTx calls on the same keys from two store instances: the
 // business table ends with one row per key.
 func TestDoTxConcurrent(t *testing.T) {
