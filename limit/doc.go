@@ -42,11 +42,13 @@
 // waits gets KindCanceled or KindTimeout wrapping the context error; a
 // context that is already done never takes a slot.
 //
-// The uncontended path is lock free: a load and a compare-and-swap to
-// acquire, an atomic add and a load to release, no allocation. The queue has
-// its own mutex, touched only when the bulkhead is full. The one shared word,
-// the in-flight counter, is what an exact global bound needs; it is not
-// striped, because Release would then have to know its stripe.
+// The uncontended path is lock free and allocates nothing: the slots are
+// split over a few stripes, each alone on its cache line (MaxConcurrent in
+// all, so the bound stays exact); a goroutine acquires with a
+// compare-and-swap on the stripe its stack address picks, moving on to the
+// others only when that one is full, so calls on different cores rarely
+// share a counter. The queue has its own mutex, touched only when the
+// bulkhead is full.
 //
 // # Rate limiting
 //

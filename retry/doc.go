@@ -165,7 +165,7 @@ not inherited:
 
 A first-try success under a policy without budget or attempt timeout costs
 one context check and one indirect call, with no allocation, no clock read
-and no otel call. See docs/bench/retry.md for measurements beside
-backoff.Retry.
+and no otel call. BENCHMARKS.md, at the repository's root, has the
+measurements beside backoff.Retry.
 */
 package retry
