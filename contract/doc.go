@@ -23,8 +23,11 @@
 //
 // Match kinds with errors.Is against the sentinels ([ErrUnavailable],
 // [ErrInvalid], …) through any wrapping, read the details with errors.As or
-// [As], and ask [KindOf], [Retryable] and [RetryAfter]. Errors that are not
-// an *Error are classified:
+// [As], and ask [KindOf], [Retryable] and [RetryAfter]. KindOf, Retryable
+// and As read the first *Error in errors.As order; RetryAfter returns the
+// first hint anywhere in the tree, so in errors.Join(invalid, rateLimited)
+// the rate-limited error's hint is found. Errors that are not an *Error are
+// classified:
 //
 //	context.DeadlineExceeded, net.Error and any Timeout() == true   timeout
 //	context.Canceled                                                canceled

@@ -316,17 +316,50 @@ func Retryable(err error) bool {
 }
 
 // RetryAfter returns the retry-after hint of the first *Error in err's chain
-// that has one, and whether there was one.
+// that has one, and whether there was one. The whole tree is searched in the
+// order errors.As uses (depth first, through Unwrap() error and
+// Unwrap() []error, so the causes of errors.Join and of fmt.Errorf with
+// several %w count), and an *Error without a hint does not hide a hint
+// further on: errors.Join(invalid, rateLimited) yields rateLimited's hint.
+// An error whose As method presents it as an *Error counts as that *Error
+// at its place in the tree; the search then goes on with the error's own
+// Unwrap, not with the presented *Error's Cause.
 func RetryAfter(err error) (time.Duration, bool) {
+	d := retryAfter(err)
+	return d, d > 0
+}
+
+// retryAfter walks err's tree depth first, in errors.As order, and returns
+// the first positive hint, or 0.
+func retryAfter(err error) time.Duration {
 	for err != nil {
-		var e *Error
-		if !errors.As(err, &e) {
-			return 0, false
+		switch e := err.(type) {
+		case *Error:
+			if e == nil {
+				return 0 // errors.As stops at a nil *Error too; its Unwrap would panic
+			}
+			if e.RetryAfter > 0 {
+				return e.RetryAfter
+			}
+		case interface{ As(any) bool }:
+			var ae *Error
+			if e.As(&ae) && ae != nil && ae.RetryAfter > 0 {
+				return ae.RetryAfter
+			}
 		}
-		if e.RetryAfter > 0 {
-			return e.RetryAfter, true
+		switch u := err.(type) {
+		case interface{ Unwrap() error }:
+			err = u.Unwrap()
+		case interface{ Unwrap() []error }:
+			for _, c := range u.Unwrap() {
+				if d := retryAfter(c); d > 0 {
+					return d
+				}
+			}
+			return 0
+		default:
+			return 0
 		}
-		err = e.Cause
 	}
-	return 0, false
+	return 0
 }

@@ -250,6 +250,22 @@ func TestRetryAfterChain(t *testing.T) {
 		{"outer without hint, inner with", Wrap(KindUnavailable, "svc", fmt.Errorf("w: %w", inner)), 3 * time.Second, true},
 		{"outer hint wins", Wrap(KindUnavailable, "svc", inner).WithRetryAfter(time.Second), time.Second, true},
 		{"negative is none", New(KindRateLimited, "", "").WithRetryAfter(-time.Second), 0, false},
+		// The whole tree counts, in errors.As order: an *Error without a
+		// hint does not hide a hint in a later branch.
+		{"errors.Join", errors.Join(New(KindInvalid, "a", "bad"), inner), 3 * time.Second, true},
+		{"fmt.Errorf with two %w", fmt.Errorf("fanout: %w; %w", New(KindInvalid, "a", "bad"), inner), 3 * time.Second, true},
+		{"cause is a join", Wrap(KindUnavailable, "fanout", errors.Join(New(KindUnavailable, "a", ""), inner)), 3 * time.Second, true},
+		{"first hint in errors.As order wins", errors.Join(
+			Wrap(KindUnavailable, "a", errors.Join(New(KindUnavailable, "a1", ""), fmt.Errorf("w: %w", New(KindRateLimited, "a2", "").WithRetryAfter(2*time.Second)))),
+			inner,
+		), 2 * time.Second, true},
+		{"join without hints", errors.Join(New(KindInvalid, "a", ""), errors.New("x")), 0, false},
+		{"nil *Error in a join", errors.Join(error((*Error)(nil)), inner), 3 * time.Second, true},
+		// An error presenting itself as an *Error through an As method
+		// counts as that *Error at its place in the tree.
+		{"As method", fmt.Errorf("w: %w", presentsAsError{New(KindRateLimited, "sdk", "").WithRetryAfter(5 * time.Second)}), 5 * time.Second, true},
+		{"As method after an *Error without hint", errors.Join(New(KindInvalid, "a", ""), presentsAsError{New(KindRateLimited, "sdk", "").WithRetryAfter(5 * time.Second)}), 5 * time.Second, true},
+		{"As method without hint does not hide a later one", errors.Join(presentsAsError{New(KindUnavailable, "sdk", "")}, inner), 3 * time.Second, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -259,6 +275,20 @@ func TestRetryAfterChain(t *testing.T) {
 			}
 		})
 	}
+}
+
+// presentsAsError is a foreign error (a client library's) that presents
+// itself as an *Error through an As method instead of wrapping one.
+type presentsAsError struct{ e *Error }
+
+func (p presentsAsError) Error() string { return "sdk: " + p.e.Error() }
+
+func (p presentsAsError) As(target any) bool {
+	if t, ok := target.(**Error); ok {
+		*t = p.e
+		return true
+	}
+	return false
 }
 
 func TestCodeOrKind(t *testing.T) {

@@ -108,6 +108,7 @@ func TestWriteProblem(t *testing.T) {
 		{"rate limited", New(KindRateLimited, "api", "slow down").WithRetryAfter(1500 * time.Millisecond), 429, "2", "slow down", "rate_limited"},
 		{"unavailable", Wrap(KindUnavailable, "psp", errors.New("dial tcp 10.0.0.7:443: refused")).WithRetryAfter(30 * time.Second), 503, "30", "", "unavailable"},
 		{"unavailable without hint", New(KindUnavailable, "psp", ""), 503, "", "", "unavailable"},
+		{"hint in a joined cause", Wrap(KindUnavailable, "fanout", errors.Join(New(KindUnavailable, "a", ""), New(KindRateLimited, "b", "").WithRetryAfter(30*time.Second))), 503, "30", "", "unavailable"},
 		{"overloaded never has Retry-After", New(KindOverloaded, "psp", "").WithRetryAfter(time.Minute), 503, "", "", "overloaded"},
 		{"conflict ignores hint", New(KindConflict, "", "in flight").WithRetryAfter(time.Minute), 409, "", "in flight", "conflict"},
 		{"invalid", New(KindInvalid, "", "bad amount").WithCode("payment.amount"), 422, "", "bad amount", "payment.amount"},

@@ -87,13 +87,17 @@ Handler rewrites attributes before passing them on:
   - Keys: a value is replaced by "[REDACTED]" (HandlerConfig.Replacement)
     when its key, compared case-insensitively with '-', '_' and ' ' alike,
     is one of auth, pwd, pass, pan, cvv, cvc, cvv2, pin, jwt, otp, bearer,
-    session, sessionid, session_id, ssn, idempotency_key (the raw key: a
-    key's hash, idempotency_key_hash, is logged), or contains one of
-    password, passwd, passphrase, secret, token, authorization, cookie,
-    api_key, apikey, private_key, credential, card_number, cardnumber,
-    credit_card — Authorization, Proxy-Authorization, Cookie,
-    Set-Cookie, X-Api-Key, access_token, client_secret, db_password… — or
+    session, sessionid, session_id, ssn, idempotency_key, idempotencykey
+    (the raw key: a key's hash, idempotency_key_hash or key_hash, is
+    logged), or contains one of password, passwd, passphrase, secret,
+    token, authorization, cookie, api_key, apikey, private_key, privatekey,
+    credential, card_number, cardnumber, credit_card, creditcard —
+    Authorization, Proxy-Authorization, Cookie, Set-Cookie, X-Api-Key,
+    access_token, client_secret, db_password, privateKey, creditCard… — or
     one of HandlerConfig.RedactKeys. NoDefaultKeys keeps only RedactKeys.
+    A group whose name is a secret key is redacted whole — its value is
+    the replacement — whether it is an attribute (slog.Group) or opened
+    with Logger.WithGroup; an empty group still prints nothing.
   - Card numbers: 13 to 19 digits, contiguous or in groups separated by
     single spaces or dashes, not glued to letters, that pass the Luhn
     check, are masked to their last four digits wherever they appear in a
@@ -107,9 +111,13 @@ Handler rewrites attributes before passing them on:
     and map[string]string are redacted key by key (a copy: the caller's map
     is untouched); a [*net/http.Request] is written as method, path (no
     query) and redacted headers, a [*net/http.Response] as status and
-    redacted headers; a [*net/url.URL] with a password or secret query
-    parameters (?access_token=…) is written as a string with them
-    redacted. Log URLs as *url.URL rather than strings to get this.
+    redacted headers; a [*net/url.URL] with user information (a user name,
+    with or without a password: https://ghp_…@github.com/…), secret query
+    parameters (?access_token=…) or secret fragment parameters
+    (#access_token=…, OAuth's implicit flow) is written as a string with
+    the user information replaced by "[REDACTED]" and those parameters'
+    values redacted; a query or fragment that does not parse as a query is
+    dropped. Log URLs as *url.URL rather than strings to get this.
   - Groups are walked recursively; attributes given to WithAttrs are
     redacted once, when the logger is made; attributes from [With] on
     every record.
@@ -148,7 +156,11 @@ correlation id:
     is rejected, and the replacement is logged as a decision at Warn
     with the reason, never the rejected value;
  3. otherwise the trace id of a valid W3C traceparent header, or of a span
-    already on the request context (IgnoreTraceparent turns this off);
+    already on the request context (IgnoreTraceparent turns this off) —
+    the server span only if the tracing middleware runs outside this one,
+    as in otelhttp.NewHandler(mw(mux), "server"): the other way round the
+    span does not exist yet and a request without traceparent gets a fresh
+    id;
  4. otherwise a fresh id: 128 bits from crypto/rand as 32 hex characters.
 
 It puts the id on the request context, echoes it in the response header,

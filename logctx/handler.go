@@ -54,8 +54,9 @@ type Handler struct {
 // groupFrame is one group opened with WithGroup and the attrs added inside
 // it before the next group.
 type groupFrame struct {
-	name  string
-	attrs []slog.Attr
+	name   string
+	secret bool // name is a secret key: the group is written as the replacement, as slog.Group(name, …) is
+	attrs  []slog.Attr
 }
 
 var _ slog.Handler = (*Handler)(nil)
@@ -172,7 +173,9 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 
 // handleGrouped builds the record for a Handler with open groups: the
 // record's attrs nested in the groups together with the attrs added within
-// each group, then the coordinates, top-level.
+// each group, then the coordinates, top-level. A non-empty group whose name
+// is a secret key is written as the replacement, as the same group passed
+// as an attribute (slog.Group) is.
 func (h *Handler) handleGrouped(ctx context.Context, r slog.Record, msg string, coords []slog.Attr) error {
 	inner := make([]slog.Attr, 0, r.NumAttrs())
 	r.Attrs(func(a slog.Attr) bool {
@@ -186,7 +189,12 @@ func (h *Handler) handleGrouped(ctx context.Context, r slog.Record, msg string, 
 		level = append(level, g.attrs...)
 		level = append(level, inner...)
 		inner = nil
-		if len(level) > 0 {
+		switch {
+		case len(level) == 0:
+			// An empty group prints nothing, secret or not.
+		case g.secret:
+			inner = []slog.Attr{{Key: g.name, Value: h.red.redacted}}
+		default:
 			inner = []slog.Attr{{Key: g.name, Value: slog.GroupValue(level...)}}
 		}
 	}
@@ -219,13 +227,15 @@ func (h *Handler) WithAttrs(attrs []slog.Attr) slog.Handler {
 
 // WithGroup returns a Handler that qualifies the record's attrs and later
 // WithAttrs attrs by name. Coordinates stay top-level. An empty name
-// returns h.
+// returns h. When name is a secret key, the group's content is redacted as
+// a whole, as for slog.Group(name, …): a record with anything in the group
+// shows name with the replacement as its value.
 func (h *Handler) WithGroup(name string) slog.Handler {
 	if name == "" {
 		return h
 	}
 	groups := make([]groupFrame, len(h.groups), len(h.groups)+1)
 	copy(groups, h.groups)
-	groups = append(groups, groupFrame{name: name})
+	groups = append(groups, groupFrame{name: name, secret: h.red.secretKey(name)})
 	return &Handler{next: h.next, red: h.red, groups: groups}
 }

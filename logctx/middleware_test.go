@@ -166,6 +166,44 @@ func TestMiddlewareDerivesFromSpanOnContext(t *testing.T) {
 	}
 }
 
+// The README's placement: otelhttp outside the middleware. otelhttp starts
+// the server span (a new root for a request without traceparent) on the
+// request context before the middleware runs, so the correlation id is
+// that span's trace id and the access line carries its trace_id. The other
+// way round the span does not exist yet when the id is picked.
+func TestMiddlewareInsideOtelhttp(t *testing.T) {
+	tid := trace.TraceID{0x4b, 0xf9, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14}
+	// fakeOtelhttp does what otelhttp.NewHandler does for a request without
+	// traceparent: start a new root server span on the request context.
+	fakeOtelhttp := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ctx := trace.ContextWithSpanContext(r.Context(), trace.NewSpanContext(trace.SpanContextConfig{
+				TraceID: tid, SpanID: trace.SpanID{1, 2, 3, 4, 5, 6, 7, 8}, TraceFlags: trace.FlagsSampled}))
+			next.ServeHTTP(w, r.WithContext(ctx))
+		})
+	}
+	l, buf := newJSONLogger(t, HandlerConfig{})
+	mw, err := NewMiddleware(MiddlewareConfig{Logger: l})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got string
+	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got = CorrelationID(r.Context()) })
+
+	fakeOtelhttp(mw(app)).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
+	if got != tid.String() {
+		t.Errorf("otelhttp outside: correlation id %q, want the server span's trace id %q", got, tid.String())
+	}
+	if line := jsonLines(t, buf)[0]; line[KeyCorrelationID] != tid.String() || line[KeyTraceID] != tid.String() {
+		t.Errorf("otelhttp outside: access line %v", line)
+	}
+
+	mw(fakeOtelhttp(app)).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
+	if got == tid.String() || ValidateCorrelationID(got) != nil {
+		t.Errorf("otelhttp inside: correlation id %q, want a fresh one (the span starts after the middleware)", got)
+	}
+}
+
 func TestMiddlewareGeneratesFromRand(t *testing.T) {
 	src := bytes.NewReader(bytes.Repeat([]byte{0xab}, 16))
 	f := newMW(t, MiddlewareConfig{Rand: src}, nil)

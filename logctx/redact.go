@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 )
 
 // DefaultRedacted is the value that replaces a secret attribute.
@@ -12,17 +13,23 @@ const DefaultRedacted = "[REDACTED]"
 // Keys whose values are always secret when default redaction is on. A key
 // matches after lower-casing ASCII letters and turning '-' and ' ' into
 // '_', so "Set-Cookie", "set_cookie" and "SET COOKIE" are one key.
+// Compound keys come in both forms, with '_' and run together, so that
+// camelCase keys ("sessionId", "idempotencyKey") match too. The raw
+// idempotency key is an exact key, not a part: the key hashes the library
+// logs on purpose ("idempotency_key_hash", "key_hash") stay visible.
 var defaultSecretKeys = []string{
 	"auth", "pwd", "pass", "pan", "cvv", "cvc", "cvv2", "pin", "jwt", "otp",
 	"bearer", "session", "sessionid", "session_id", "ssn", "idempotency_key",
+	"idempotencykey",
 }
 
 // Substrings that make a key secret: "db_password", "X-Api-Key",
-// "refresh_token", "client_secret", "Proxy-Authorization", "Set-Cookie".
+// "refresh_token", "client_secret", "Proxy-Authorization", "Set-Cookie",
+// "privateKey", "creditCardNumber".
 var defaultSecretParts = []string{
 	"password", "passwd", "passphrase", "secret", "token", "authorization",
-	"cookie", "api_key", "apikey", "private_key", "credential", "card_number",
-	"cardnumber", "credit_card",
+	"cookie", "api_key", "apikey", "private_key", "privatekey", "credential",
+	"card_number", "cardnumber", "credit_card", "creditcard",
 }
 
 // redactor decides which attributes are secret and rewrites them. It is
@@ -240,9 +247,10 @@ func (r *redactor) group(as []slog.Attr) ([]slog.Attr, bool) {
 
 // any redacts the well-known container types that carry secrets: header
 // maps (Authorization, Cookie), requests and responses (as method, path,
-// status and redacted headers), URLs with a password or secret query
-// parameters, and card numbers in error texts. Other KindAny values are passed on as they are: give types
-// that hold secrets a LogValue method.
+// status and redacted headers), URLs with user information or secret query
+// or fragment parameters, and card numbers in error texts. Other KindAny
+// values are passed on as they are: give types that hold secrets a LogValue
+// method.
 func (r *redactor) any(v any) (slog.Value, bool) {
 	switch x := v.(type) {
 	case http.Header:
@@ -312,15 +320,22 @@ func (r *redactor) request(req *http.Request) slog.Value {
 	return slog.GroupValue(slog.String("method", req.Method), slog.String("path", path), slog.Any("header", http.Header(h)))
 }
 
-// url returns u as a string with its password and the values of secret
-// query parameters redacted, when it has any of them.
+// url returns u as a string with its user information, the values of
+// secret query parameters and those of secret fragment parameters redacted,
+// when it has any of them. The user name is replaced by the replacement
+// string (and a password dropped): a user name alone is often a token
+// ("https://ghp_…@github.com/…"). A fragment that parses as a query
+// ("#access_token=…&token_type=bearer", OAuth's implicit flow) is redacted
+// like the query; one that does not is dropped rather than leaked, as an
+// unparseable query is.
 func (r *redactor) url(u *url.URL) (slog.Value, bool) {
 	changed := false
 	c := *u
 	if c.User != nil {
-		if _, ok := c.User.Password(); ok {
-			changed = true // Redacted below masks it
-		}
+		// A placeholder of unreserved bytes, swapped for the replacement
+		// once the URL is a string: url would percent-encode "[REDACTED]".
+		c.User = url.User(userPlaceholder)
+		changed = true
 	}
 	if c.RawQuery != "" {
 		q, err := url.ParseQuery(c.RawQuery)
@@ -330,7 +345,23 @@ func (r *redactor) url(u *url.URL) (slog.Value, bool) {
 			c.RawQuery, changed = url.Values(m).Encode(), true
 		}
 	}
-	out := c.Redacted()
+	fragment := ""
+	if c.Fragment != "" || c.RawFragment != "" {
+		fragment = "#" + c.EscapedFragment()
+		if q, err := url.ParseQuery(c.EscapedFragment()); err != nil {
+			fragment, changed = "", true // unparseable: drop rather than leak
+		} else if m, ok := r.header(q); ok {
+			fragment, changed = "#"+url.Values(m).Encode(), true
+		}
+		c.Fragment, c.RawFragment = "", ""
+	}
+	out := c.String()
+	if c.User != nil {
+		// Only the scheme, which cannot hold '@', comes before the user
+		// information.
+		out = strings.Replace(out, userPlaceholder+"@", r.redacted.String()+"@", 1)
+	}
+	out += fragment
 	if r.scanPAN {
 		if m, ok := maskPANs(out); ok {
 			out, changed = m, true
@@ -341,6 +372,9 @@ func (r *redactor) url(u *url.URL) (slog.Value, bool) {
 	}
 	return slog.StringValue(out), true
 }
+
+// userPlaceholder stands for the user information of a URL being redacted.
+const userPlaceholder = "logctx-redacted-userinfo"
 
 // errorText returns err.Error(), or "" when it panics (a nil pointer
 // receiver, typically): the wrapped handler decides how to print such a

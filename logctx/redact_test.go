@@ -24,6 +24,9 @@ func TestRedactSecretKeys(t *testing.T) {
 		"secret", "client_secret", "api_key", "X-Api-Key", "apikey", "private_key",
 		"credentials", "card_number", "cvv", "pan", "pin", "jwt", "session_id",
 		"idempotency_key", "Idempotency-Key",
+		// camelCase forms of the compound keys
+		"apiKey", "privateKey", "creditCard", "creditCardNumber", "cardNumber",
+		"sessionId", "idempotencyKey", "clientSecret", "accessToken",
 	}
 	for _, k := range secrets {
 		t.Run(k, func(t *testing.T) {
@@ -38,7 +41,10 @@ func TestRedactSecretKeys(t *testing.T) {
 			}
 		})
 	}
-	for _, k := range []string{"amount", "currency", "user", "status", "key_id", "path", "idempotency_key_hash"} {
+	// Key hashes are logged on purpose and stay visible in every spelling:
+	// idempotency.KeyHash ("idempotency_key_hash") and the stores' "key_hash".
+	for _, k := range []string{"amount", "currency", "user", "status", "key_id", "path",
+		"idempotency_key_hash", "idempotencyKeyHash", "Idempotency-Key-Hash", "key_hash", "keyHash"} {
 		l, buf := newJSONLogger(t, HandlerConfig{})
 		l.Info("m", k, "visible")
 		if got := jsonLines(t, buf)[0][k]; got != "visible" {
@@ -98,6 +104,47 @@ func TestRedactHeadersURLsMaps(t *testing.T) {
 	// The caller's header map is not modified.
 	if h.Get("Authorization") != "Bearer hdr-secret" {
 		t.Error("caller's header was modified")
+	}
+}
+
+// A group named by a secret key is redacted whole, whether it is opened
+// with Logger.WithGroup or passed as slog.Group: slog defines both as the
+// same record. An empty group prints nothing either way.
+func TestRedactSecretGroup(t *testing.T) {
+	for _, g := range []string{"credentials", "secret", "password", "Authorization", "privateKey"} {
+		t.Run(g, func(t *testing.T) {
+			l, buf := newJSONLogger(t, HandlerConfig{})
+			ctx := WithCorrelationID(context.Background(), "corr-1")
+			l.InfoContext(ctx, "attr group", slog.Group(g, slog.String("value", "hunter2")))
+			l.WithGroup(g).InfoContext(ctx, "logger group", "value", "hunter2")
+			l.WithGroup(g).With("value", "hunter2").InfoContext(ctx, "logger group, With")
+			l.WithGroup("outer").WithGroup(g).WithGroup("inner").InfoContext(ctx, "nested", "value", "hunter2")
+			l.InfoContext(ctx, "empty attr group", slog.Group(g))
+			l.WithGroup(g).InfoContext(ctx, "empty logger group")
+			if strings.Contains(buf.String(), "hunter2") {
+				t.Fatalf("secret printed: %s", buf)
+			}
+			lines := jsonLines(t, buf)
+			for _, got := range lines[:3] {
+				if got[g] != DefaultRedacted || got[KeyCorrelationID] != "corr-1" {
+					t.Errorf("%s: %s = %v, want %q, coordinates top-level (%v)", got["msg"], g, got[g], DefaultRedacted, got)
+				}
+			}
+			if outer, _ := lines[3]["outer"].(map[string]any); outer == nil || outer[g] != DefaultRedacted {
+				t.Errorf("nested: %v", lines[3])
+			}
+			for _, got := range lines[4:] {
+				if _, ok := got[g]; ok {
+					t.Errorf("%s: empty group printed: %v", got["msg"], got)
+				}
+			}
+		})
+	}
+	// A group with an ordinary name keeps its content.
+	l, buf := newJSONLogger(t, HandlerConfig{})
+	l.WithGroup("http").Info("m", "status", 201)
+	if h, _ := jsonLines(t, buf)[0]["http"].(map[string]any); h == nil || h["status"] != float64(201) {
+		t.Errorf("ordinary group: %s", buf)
 	}
 }
 
@@ -524,6 +571,63 @@ func TestRedactURLQuery(t *testing.T) {
 	}
 	if !strings.Contains(out, "page=2") {
 		t.Errorf("plain URL changed: %s", out)
+	}
+}
+
+// User information and fragments hold secrets as well as queries: an OAuth
+// implicit-flow callback carries its token in the fragment, a git remote
+// its token as the user name. Whatever the wrapped handler (a text handler
+// prints the URL with its String method), they are redacted.
+func TestRedactURLUserAndFragment(t *testing.T) {
+	for _, tt := range []struct{ raw, want string }{
+		{"https://app.example/callback#access_token=frag-s3cr3t&token_type=bearer",
+			// token_type is redacted too: it contains "token".
+			"https://app.example/callback#access_token=%5BREDACTED%5D&token_type=%5BREDACTED%5D"},
+		{"https://app.example/callback?access_token=q-s3cr3t#access_token=frag-s3cr3t",
+			"https://app.example/callback?access_token=%5BREDACTED%5D#access_token=%5BREDACTED%5D"},
+		{"https://ghp_s3cr3tToken@github.com/org/repo.git", "https://[REDACTED]@github.com/org/repo.git"},
+		{"https://user:s3cr3t@example.com/pay?page=2#top", "https://[REDACTED]@example.com/pay?page=2#top"},
+		// A fragment that is not a query is dropped rather than leaked.
+		{"https://app.example/cb#a=1;token=s3cr3t", "https://app.example/cb"},
+		// A fragment without secrets is kept as it is.
+		{"https://docs.example/guide#section-2", "https://docs.example/guide#section-2"},
+	} {
+		u, err := url.Parse(tt.raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, mk := range map[string]func(*bytes.Buffer) slog.Handler{
+			"json": func(b *bytes.Buffer) slog.Handler { return slog.NewJSONHandler(b, nil) },
+			"text": func(b *bytes.Buffer) slog.Handler { return slog.NewTextHandler(b, nil) },
+		} {
+			var buf bytes.Buffer
+			slog.New(mustHandler(t, HandlerConfig{Next: mk(&buf)})).Info("redirect", "url", u)
+			if strings.Contains(buf.String(), "s3cr3t") {
+				t.Errorf("%s: secret printed: %s", name, strings.TrimSpace(buf.String()))
+			}
+			switch name {
+			case "text":
+				if !strings.Contains(buf.String(), tt.want) {
+					t.Errorf("%s: %s\nwant %s in the line", name, strings.TrimSpace(buf.String()), tt.want)
+				}
+			case "json":
+				// An unchanged URL is passed on as the *url.URL it is.
+				if got, ok := jsonLines(t, &buf)[0]["url"].(string); (ok || tt.raw != tt.want) && got != tt.want {
+					t.Errorf("%s: %s\n got %v\nwant %v", name, tt.raw, got, tt.want)
+				}
+			}
+		}
+	}
+	// The configured replacement replaces the user information; the
+	// caller's URL is untouched.
+	u, _ := url.Parse("https://ghp_s3cr3tToken@github.com/org/repo.git")
+	var buf bytes.Buffer
+	slog.New(mustHandler(t, HandlerConfig{Next: slog.NewJSONHandler(&buf, nil), Replacement: "***"})).Info("m", "url", u)
+	if got := jsonLines(t, &buf)[0]["url"]; got != "https://***@github.com/org/repo.git" {
+		t.Errorf("url = %v", got)
+	}
+	if u.User.Username() != "ghp_s3cr3tToken" {
+		t.Error("caller's URL was modified")
 	}
 }
 
