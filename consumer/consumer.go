@@ -349,6 +349,12 @@ func (c *Consumer) failed(ctx context.Context, d Delivery, e *contract.Event, de
 		r = c.retry(ctx, d, e, "gap: missing earlier events", err)
 	case errors.Is(err, ordering.ErrInvalidEvent):
 		r = c.dead(ctx, d, e, "event cannot be ordered", err) // e.g. a sequence its State cannot record
+	case c.guard != nil && dec == 0 && contract.KindOf(err) == contract.KindOverloaded:
+		// The Guard's State failed before deciding (the Handler never
+		// ran) because it is full: ordering.Memory at MaxSubjects with no
+		// subject idle for IdleTTL yet. That passes as subjects go idle:
+		// retry, bounded by MaxAttempts like any transient failure.
+		r = c.retry(ctx, d, e, "ordering state full", err)
 	case contract.Retryable(err) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 		r = c.retry(ctx, d, e, "handler failed, transient", err)
 	default:

@@ -261,6 +261,12 @@ func TestPermanentFailureAndPanicDeadLetter(t *testing.T) {
 		},
 		"unclassified": func(context.Context, *contract.Event) error { return errors.New("mystery") },
 		"panic":        func(context.Context, *contract.Event) error { panic("boom") },
+		// A dependency that asks not to be retried (unlike a full
+		// ordering state, which the handler never sees: see
+		// TestFullOrderingStateRetries).
+		"overloaded": func(context.Context, *contract.Event) error {
+			return contract.New(contract.KindOverloaded, "psp", "shedding load")
+		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			var q dlq
@@ -285,6 +291,60 @@ func TestCanceledContextRetries(t *testing.T) {
 	}})
 	if r := c.Handle(ctx, consumer.Delivery{Data: encode(t, event("a", 1, `{}`))}); r.Action != consumer.Retry {
 		t.Fatalf("%+v: shutting down is not the event's fault: retry", r)
+	}
+}
+
+// stepClock is an ordering.Clock moved by hand.
+type stepClock struct{ now time.Time }
+
+func (c *stepClock) Now() time.Time { return c.now }
+
+// TestFullOrderingStateRetries: an ordering.Memory holding MaxSubjects
+// subjects, none idle yet, refuses a new subject with KindOverloaded. The
+// handler never ran and room is made as subjects go idle: the event is
+// retried with the backoff (not dead-lettered as a permanent handler
+// failure), until MaxAttempts.
+func TestFullOrderingStateRetries(t *testing.T) {
+	ctx := context.Background()
+	clk := &stepClock{now: time.Unix(1_700_000_000, 0)}
+	mem, err := ordering.NewMemory(ordering.MemoryConfig{MaxSubjects: 1, IdleTTL: time.Minute, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var q dlq
+	ran := 0
+	c := mustConsumer(t, consumer.Config{
+		Guard:       mustGuard(t, ordering.Config{State: mem, Clock: clk}),
+		Store:       memStore(t),
+		MaxAttempts: 3,
+		MinBackoff:  time.Second,
+		Handler:     func(context.Context, *contract.Event) error { ran++; return nil },
+		DeadLetter:  q.add,
+	})
+	if r := c.Handle(ctx, consumer.Delivery{Data: encode(t, event("acct-a", 1, `{}`))}); r.Action != consumer.Ack {
+		t.Fatalf("first subject: %+v", r)
+	}
+	clk.now = clk.now.Add(time.Second)
+	data := encode(t, event("acct-b", 1, `{}`))
+	for i, delay := range []time.Duration{time.Second, 2 * time.Second} {
+		attempt := i + 1
+		r := c.Handle(ctx, consumer.Delivery{Data: data, Attempt: attempt})
+		if r.Action != consumer.Retry || r.Delay != delay || r.Reason != "ordering state full" || !errors.Is(r.Err, contract.ErrOverloaded) {
+			t.Fatalf("attempt %d on a full state: %+v, want a retry after %s (ordering state full)", attempt, r, delay)
+		}
+	}
+	if ran != 1 || q.len() != 0 {
+		t.Fatalf("handler ran %d times, %d dead letters; want the new subject's event neither run nor dead-lettered", ran, q.len())
+	}
+	// A minute later acct-a is idle and makes room: the redelivery applies.
+	clk.now = clk.now.Add(time.Minute)
+	if r := c.Handle(ctx, consumer.Delivery{Data: data, Attempt: 3}); r.Action != consumer.Ack || ran != 2 {
+		t.Fatalf("redelivery once a subject is idle: %+v (handler ran %d), want applied", r, ran)
+	}
+	// MaxAttempts still bounds the retries.
+	r := c.Handle(ctx, consumer.Delivery{Data: encode(t, event("acct-c", 1, `{}`)), Attempt: 3})
+	if r.Action != consumer.DeadLetter || r.Reason != "ordering state full; gave up after 3 attempts" || q.len() != 1 || ran != 2 {
+		t.Fatalf("last attempt on a full state: %+v, want dead-letter", r)
 	}
 }
 

@@ -29,7 +29,12 @@ For each Delivery, in order:
  3. Ordering with the ordering.Guard (Config.Guard): duplicates and stale
     events are acknowledged and dropped; a gap is retried later (ErrGap) or,
     when the delivery has a Settle function and the Guard holds gaps,
-    held until the missing events arrive.
+    held until the missing events arrive. A full ordering State
+    (ordering.Memory holding MaxSubjects subjects, none idle for IdleTTL
+    yet: KindOverloaded before the Handler ran) clears as subjects go
+    idle: the event is retried with the backoff of step 5, reason
+    "ordering state full", until MaxAttempts. The Guard's other State
+    failures are classified as in step 5.
  4. The Handler runs with the event's correlation id and subject on the
     context (logctx), so every log line it writes carries them. A panic
     becomes a permanent error.

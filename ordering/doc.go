@@ -51,7 +51,12 @@ returns an error), directly or released from the hold, the caller will
 redeliver it, so the events held behind it wait a full HoldTimeout from that
 failure. A timeout therefore skips only sequences that went unseen, or kept
 failing without a redelivery, for HoldTimeout; never an event that has just
-failed and is about to be retried.
+failed and is about to be retried. When the State fails before deciding an
+event at all (it cannot begin a transaction, a lock on the subject times
+out), the event counts as missing when its sequence lies between the last
+applied one (read again) and the lowest held one — or, when the last
+applied one cannot be read either, below the lowest held one. The failure
+of a duplicate or stale delivery does not postpone the timeout.
 
 # State
 

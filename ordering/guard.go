@@ -96,9 +96,11 @@ type Config struct {
 	// before them opens: when the first of them is held, and again each
 	// time the missing event is delivered but fails (its ApplyFunc or the
 	// State returns an error, whether it came directly or was released from
-	// the hold). A failed event thus always has a full HoldTimeout for its
-	// redelivery before TimeoutSkip gives up on it: choose a HoldTimeout
-	// longer than the caller's retry delay.
+	// the hold; when the State fails before deciding, see the package
+	// documentation for which events count as missing). A failed event thus
+	// always has a full HoldTimeout for its redelivery before TimeoutSkip
+	// gives up on it: choose a HoldTimeout longer than the caller's retry
+	// delay.
 	HoldTimeout time.Duration
 
 	// OnTimeout is what happens when HoldTimeout passes. The zero value is
@@ -306,6 +308,7 @@ func (g *Guard) advance(ctx context.Context, ev *contract.Event, apply ApplyFunc
 		// in-order path allocates nothing.
 		e, err := g.mem.lock(ev.Subject)
 		if err != nil {
+			g.undecided(ctx, ev)
 			return Outcome{Sequence: ev.Sequence}, err
 		}
 		return g.decideLocked(ctx, e, ev, apply, settle)
@@ -330,6 +333,10 @@ func (g *Guard) advance(ctx context.Context, ev *contract.Event, apply ApplyFunc
 		g.decision(ctx, slog.LevelWarn, "state error ignored",
 			"event held; a gap stores nothing: "+err.Error(), ev.Subject, o)
 		return o, nil
+	case o.Decision == 0:
+		// The State failed before calling decide (BEGIN, the subject's
+		// row lock): nothing was decided, ev may be the missing event.
+		g.undecided(ctx, ev)
 	case o.Decision == Apply && o.Last == ev.Sequence:
 		// apply succeeded but the State could not record it: the event
 		// failed after all, and the gap it was filling opens again.
@@ -422,6 +429,39 @@ func (g *Guard) drain(ctx context.Context, subject string, next uint64) {
 		}
 		next++
 	}
+}
+
+// undecided restarts the wait of the events held behind ev when ev, whose
+// State failed before deciding it, is one of the sequences their gap waits
+// for: above the subject's last applied, below its lowest held. Its
+// redelivery then has a full HoldTimeout, as after any failure of the
+// missing event (see Config.HoldTimeout).
+//
+// The State failed, so the last applied sequence is read again. When that
+// fails too, the wait restarts on ev being below the lowest held alone: a
+// duplicate or stale ev restarting it by mistake only delays the timeout
+// of the events held behind the gap by a HoldTimeout, while a missing event
+// not restarting it would be skipped and its redelivery dropped as stale.
+// Held events (the drain path) are themselves the lowest held: drain
+// restarts the wait after any failure of theirs.
+//
+// The subject is not locked here, and need not be: a timeout skip running
+// at the same time either looks at the hold again under the subject's lock
+// after this restart, and waits, or recorded the skip before, when ev had
+// not been seen yet — the restart then only delays events held behind a
+// later gap.
+func (g *Guard) undecided(ctx context.Context, ev *contract.Event) {
+	if g.hold.count.Load() == 0 {
+		return
+	}
+	lo, _, ok := g.hold.oldest(ev.Subject)
+	if !ok || ev.Sequence >= lo {
+		return // nothing held, or ev is held (or behind the held events)
+	}
+	if last, err := g.state.Last(ctx, ev.Subject); err == nil && ev.Sequence <= last {
+		return // duplicate or stale: not a sequence the gap waits for
+	}
+	g.restartWait(ev.Subject)
 }
 
 // restartWait restarts the wait of subject's held events: the next expected

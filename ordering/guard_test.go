@@ -632,12 +632,24 @@ func TestSweepSkipsEveryTimedOutGap(t *testing.T) {
 // queued: "before" fails without calling fn (the State is down), "after"
 // runs fn and then fails without storing anything (a failed commit),
 // "hook" runs hook before taking the subject's lock (another goroutine got
-// there first), "" lets the call through.
+// there first), "" lets the call through. While lastDown is set, Last
+// fails.
 type faultyState struct {
 	ordering.State
-	mu     sync.Mutex
-	faults []string
-	hook   func()
+	mu       sync.Mutex
+	faults   []string
+	hook     func()
+	lastDown bool
+}
+
+func (s *faultyState) Last(ctx context.Context, subject string) (uint64, error) {
+	s.mu.Lock()
+	down := s.lastDown
+	s.mu.Unlock()
+	if down {
+		return 0, errStateDown
+	}
+	return s.State.Last(ctx, subject)
 }
 
 var errStateDown = contract.New(contract.KindUnavailable, "state", "connection lost")
@@ -771,11 +783,12 @@ func TestDrainFailureRestartsHoldTimeout(t *testing.T) {
 }
 
 // TestDirectFailureRestartsHoldTimeout: the missing event arrives late and
-// fails — its apply, or the State's commit after it — while events are held
-// behind it. The caller redelivers it; the held events wait a full
-// HoldTimeout from that failure before a skip gives up on it.
+// fails — its apply, the State's commit after it, or the State before
+// deciding anything (BEGIN, a lock timeout on the subject's row) — while
+// events are held behind it. The caller redelivers it; the held events wait
+// a full HoldTimeout from that failure before a skip gives up on it.
 func TestDirectFailureRestartsHoldTimeout(t *testing.T) {
-	for _, fault := range []string{"apply", "commit"} {
+	for _, fault := range []string{"apply", "commit", "begin"} {
 		t.Run(fault, func(t *testing.T) {
 			ctx := context.Background()
 			clk := newFakeClock()
@@ -786,13 +799,18 @@ func TestDirectFailureRestartsHoldTimeout(t *testing.T) {
 			mustProcess(t, g, ev("s", 1), r.apply, s.settle)
 			mustProcess(t, g, ev("s", 3), r.apply, s.settle) // 2 is missing
 			clk.Advance(9 * time.Second)
-			if fault == "apply" {
+			decided := ordering.Apply
+			switch fault {
+			case "apply":
 				r.fail["s/2"] = contract.New(contract.KindUnavailable, "db", "down")
-			} else {
+			case "commit":
 				st.queue("after")
+			case "begin":
+				st.queue("before")
+				decided = 0 // nothing decided
 			}
-			if o, err := g.Process(ctx, ev("s", 2), r.apply, s.settle); err == nil || o.Decision != ordering.Apply {
-				t.Fatalf("failing 2: %+v %v, want apply with an error", o, err)
+			if o, err := g.Process(ctx, ev("s", 2), r.apply, s.settle); err == nil || o.Decision != decided {
+				t.Fatalf("failing 2: %+v %v, want decision %d with an error", o, err, decided)
 			}
 			clk.Advance(10*time.Second - time.Millisecond)
 			if n := g.Sweep(ctx); n != 0 || g.Held() != 1 {
@@ -812,6 +830,89 @@ func TestDirectFailureRestartsHoldTimeout(t *testing.T) {
 				t.Fatalf("settled %q", got)
 			}
 		})
+	}
+}
+
+// TestUndecidedFailureRestartsOnlyForTheGap: when the State fails before
+// deciding an event, the wait of the events held behind a gap restarts only
+// for an event the gap waits for — above the last applied sequence and
+// below the lowest held — not for a duplicate, a stale event or one behind
+// the held events, whose failure must not postpone the skip. When the last
+// applied sequence cannot be read either, an event below the lowest held
+// restarts the wait: it may be the missing one.
+func TestUndecidedFailureRestartsOnlyForTheGap(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		seq      uint64
+		lastDown bool
+		restarts bool
+	}{
+		{"missing", 3, false, true},
+		{"missing, Last down", 3, true, true},
+		{"duplicate", 2, false, false},
+		{"stale", 1, false, false},
+		{"duplicate, Last down", 2, true, true},
+		{"held", 5, false, false},
+		{"behind the held", 6, false, false},
+		{"behind the held, Last down", 6, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			clk := newFakeClock()
+			st := newFaultyState(t)
+			var r recorder
+			var s settled
+			g := mustGuard(t, ordering.Config{State: st, Gap: ordering.GapHold, HoldTimeout: 10 * time.Second, Clock: clk})
+			mustProcess(t, g, ev("s", 1), r.apply, s.settle)
+			mustProcess(t, g, ev("s", 2), r.apply, s.settle)
+			mustProcess(t, g, ev("s", 5), r.apply, s.settle) // 3 and 4 are missing
+			clk.Advance(9 * time.Second)
+			st.queue("before")
+			st.lastDown = tc.lastDown
+			if o, err := g.Process(ctx, ev("s", tc.seq), r.apply, s.settle); err == nil || o.Decision != 0 {
+				t.Fatalf("Process(%d) with the State down: %+v %v, want an error and no decision", tc.seq, o, err)
+			}
+			st.lastDown = false
+			clk.Advance(time.Second) // 5 held for HoldTimeout
+			n := g.Sweep(ctx)
+			if tc.restarts {
+				if n != 0 || r.got() != "s/1 s/2" {
+					t.Fatalf("sweep 1s after the failure settled %d, applied %q; want the wait restarted", n, r.got())
+				}
+				return
+			}
+			if n != 1 || r.got() != "s/1 s/2 s/5" || s.String() != "s/5=apply" {
+				t.Fatalf("sweep settled %d, applied %q, settled %q; want 3..4 skipped and 5 applied", n, r.got(), s.String())
+			}
+		})
+	}
+}
+
+// TestUndecidedMemoryFailureRestartsHoldTimeout: on the Memory state the
+// State fails before deciding when it is full; a subject forgotten after
+// IdleTTL while events of it are held then cannot take its place back. The
+// missing event failing so restarts the wait as any failure of it does.
+func TestUndecidedMemoryFailureRestartsHoldTimeout(t *testing.T) {
+	ctx := context.Background()
+	clk := newFakeClock()
+	mem, err := ordering.NewMemory(ordering.MemoryConfig{MaxSubjects: 1, IdleTTL: 5 * time.Second, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r recorder
+	var s settled
+	g := mustGuard(t, ordering.Config{State: mem, Gap: ordering.GapHold, HoldTimeout: 10 * time.Second, Clock: clk})
+	mustProcess(t, g, ev("s", 1), r.apply, s.settle)
+	mustProcess(t, g, ev("s", 3), r.apply, s.settle) // 2 is missing
+	clk.Advance(6 * time.Second)
+	mustProcess(t, g, ev("t", 1), r.apply, s.settle) // s is forgotten
+	clk.Advance(3 * time.Second)
+	if _, err := g.Process(ctx, ev("s", 2), r.apply, s.settle); !errors.Is(err, contract.ErrOverloaded) {
+		t.Fatalf("Process(s/2) on a full state: %v, want KindOverloaded", err)
+	}
+	clk.Advance(2 * time.Second) // t is idle; 3 held for 11s, 2 failed 2s ago
+	if n := g.Sweep(ctx); n != 0 {
+		t.Fatalf("sweep 2s after the missing event failed settled %d (applied %q)", n, r.got())
 	}
 }
 

@@ -12,6 +12,11 @@ republication of the same event within the stream's duplicate window
 Duplicate. Outside that window, or when a producer publishes without the
 header, the consumer's own deduplication by (source, id) catches it.
 
+Publish's errors are retryable (KindUnavailable, or KindTimeout) except
+for a canceled context (KindCanceled), an invalid event (KindInvalid) and
+an event larger than the server's max_payload or the stream's MaxMsgSize
+(KindTooLarge): those two never succeed.
+
 # Consuming
 
 Adapter.Run pulls batches (Config.Batch, Config.MaxWait) and hands each

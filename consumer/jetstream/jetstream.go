@@ -140,6 +140,11 @@ func (a *Adapter) finish(ctx context.Context, msg js.Msg, r consumer.Result) {
 // event's (source, id), so that JetStream drops a republication of the same
 // event within the stream's duplicate window. It returns the PubAck, whose
 // Duplicate field tells a dropped republication.
+//
+// Errors are *contract.Error values: KindInvalid for an invalid event,
+// KindTooLarge (permanent: do not retry) for an event above the server's
+// max_payload or the stream's MaxMsgSize, KindTimeout or KindCanceled from
+// ctx, and KindUnavailable (retryable) for any other failure to publish.
 func Publish(ctx context.Context, j js.JetStream, subject string, ev *contract.Event) (*js.PubAck, error) {
 	if err := ev.Validate(); err != nil {
 		return nil, err
@@ -152,11 +157,24 @@ func Publish(ctx context.Context, j js.JetStream, subject string, ev *contract.E
 	msg.Header.Set(js.MsgIDHeader, ev.DedupKey())
 	ack, err := j.PublishMsg(ctx, msg)
 	if err != nil {
-		kind := contract.KindOf(err)
-		if kind == contract.KindInternal {
-			kind = contract.KindUnavailable
-		}
-		return nil, contract.Wrap(kind, "consumer/jetstream.publish", err)
+		return nil, publishError(err)
 	}
 	return ack, nil
+}
+
+// publishError classifies a PublishMsg error. A message larger than the
+// server's max_payload (refused by the client before sending) or the
+// stream's MaxMsgSize (refused in the PubAck) can never be published: it is
+// KindTooLarge, not retryable. Other errors keep the kind contract finds
+// (a timeout, a canceled context), and the rest — no responders, a lost
+// connection, an API error — are KindUnavailable: retryable.
+func publishError(err error) error {
+	kind := contract.KindOf(err)
+	switch {
+	case errors.Is(err, nats.ErrMaxPayload), errors.Is(err, js.ErrStreamMessageExceedsMaximum):
+		kind = contract.KindTooLarge
+	case kind == contract.KindInternal:
+		kind = contract.KindUnavailable
+	}
+	return contract.Wrap(kind, "consumer/jetstream.publish", err)
 }

@@ -272,6 +272,52 @@ func TestPublishRejectsInvalidEvent(t *testing.T) {
 	}
 }
 
+// TestPublishOversizedIsNotRetryable: an event larger than the server's
+// max_payload or the stream's MaxMsgSize can never be published. Publish
+// says so with KindTooLarge: a caller retrying retryable errors would spin
+// on it forever.
+func TestPublishOversizedIsNotRetryable(t *testing.T) {
+	ctx := context.Background()
+	j, name, subj := stream(t)
+	oversized := func(size int) *contract.Event {
+		data, err := json.Marshal(strings.Repeat("x", size))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &contract.Event{ID: "big", Source: "/ledger", SpecVersion: "1.0", Type: "t.v1", Subject: "acct", Sequence: 1, Data: data}
+	}
+	check := func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, contract.ErrTooLarge) || contract.Retryable(err) {
+			t.Fatalf("Publish of an event above %s: %v (kind %s, retryable %v), want a permanent KindTooLarge",
+				what, err, contract.KindOf(err), contract.Retryable(err))
+		}
+	}
+
+	_, err := jetstream.Publish(ctx, j, subj+".events", oversized(int(j.Conn().MaxPayload())))
+	check("the server's max_payload", err)
+	if !errors.Is(err, nats.ErrMaxPayload) {
+		t.Fatalf("%v: want nats.ErrMaxPayload wrapped", err)
+	}
+
+	s, err := j.Stream(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	cfg.MaxMsgSize = 1024
+	if _, err := j.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	_, err = jetstream.Publish(ctx, j, subj+".events", oversized(2048))
+	check("the stream's MaxMsgSize", err)
+
+	// An event that fits is published; the connection is still usable.
+	if _, err := jetstream.Publish(ctx, j, subj+".events", oversized(10)); err != nil {
+		t.Fatalf("Publish of a small event after the refusals: %v", err)
+	}
+}
+
 func TestMalformedMessageIsTerminated(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

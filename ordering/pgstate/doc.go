@@ -32,11 +32,18 @@ the ApplyFunc short: the lock is held while it runs. Use a pool
 
 # Errors
 
-Failures of the database are *contract.Error values: KindUnavailable for
-lost connections, serialization failures, deadlocks and lock timeouts
-(retryable), KindTimeout or KindCanceled from the context, KindInternal
-otherwise (a missing table: call Migrate). Errors of the ApplyFunc are
-returned unchanged, after the rollback.
+Failures of the database are *contract.Error values wrapping the driver's
+error. KindUnavailable (retryable) covers the conditions that pass by
+themselves: a connection that cannot be opened, whatever the server
+answers (too many connections, starting up: nothing ran), a connection
+lost on the way or ended by a server shutting down, a server short of
+resources (SQLSTATE class 53) or read-only (25006, a primary demoted by a
+failover), serialization failures, deadlocks and lock timeouts on the
+subject's row. A statement_timeout is KindTimeout, as is the context's
+deadline; a canceled context is KindCanceled; anything else is
+KindInternal (a missing table: call Migrate). The SQLSTATE list is that of
+idempotency/pgstore. Errors of the ApplyFunc are returned unchanged, after
+the rollback.
 
 Sequences are bigints: Advance refuses one above math.MaxInt64 with a
 KindInvalid error (code "ordering.sequence_range"). State is an

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
+	"net"
 	"regexp"
 	"strings"
 
@@ -187,8 +189,10 @@ func (s *State) Advance(ctx context.Context, subject string, fn func(ctx context
 }
 
 // pgError turns a driver error into a contract error: context errors keep
-// their kind, connection failures, serialization failures, deadlocks and
-// lock timeouts are KindUnavailable (retryable), anything else KindInternal.
+// their kind; a failed connection attempt is KindUnavailable, whatever the
+// server answered (nothing ran); server errors are classified by SQLSTATE
+// (pgKind); other connection failures are KindUnavailable; anything else
+// is KindInternal. The cause stays wrapped.
 func pgError(op string, err error) error {
 	if err == nil {
 		return nil
@@ -201,13 +205,15 @@ func pgError(op string, err error) error {
 	if kind == contract.KindInternal {
 		var pe *pgconn.PgError
 		switch {
+		case errors.As(err, new(*pgconn.ConnectError)):
+			// Checked before the PgError a refusal wraps (FATAL 53300 too
+			// many connections, 57P03 starting up, 28P01 a password
+			// rotated under us…): no transaction began and the event is
+			// not at fault, so the caller retries it rather than give it
+			// up while the database is unreachable.
+			kind = contract.KindUnavailable
 		case errors.As(err, &pe):
-			switch {
-			case pe.Code == "40001" || pe.Code == "40P01" || pe.Code == "55P03" || pe.Code == "57P01" || strings.HasPrefix(pe.Code, "08"):
-				kind = contract.KindUnavailable
-			case pe.Code == "57014":
-				kind = contract.KindTimeout
-			}
+			kind = pgKind(pe.Code)
 		case pgconn.SafeToRetry(err), isConnErr(err):
 			kind = contract.KindUnavailable
 		}
@@ -215,7 +221,41 @@ func pgError(op string, err error) error {
 	return &contract.Error{Kind: kind, Code: "ordering.state_" + kind.String(), Op: op, Cause: err}
 }
 
+// pgKind classifies a server error by SQLSTATE. The list mirrors
+// classifyPg in idempotency/pgstore (errors.go), which pgstate does not
+// import: keep the two in step. One decision differs: lock_timeout (55P03)
+// is KindUnavailable here, not KindTimeout, because the only lock pgstate
+// waits for is the subject's row, taken before the ApplyFunc runs, so
+// nothing ran.
+func pgKind(code string) contract.Kind {
+	switch code {
+	case "57014": // query_canceled: statement_timeout
+		return contract.KindTimeout
+	case "55P03", // lock_not_available: lock_timeout on the subject's row
+		"40001", // serialization_failure
+		"40P01", // deadlock_detected
+		"57P01", // admin_shutdown (also pg_terminate_backend)
+		"57P02", // crash_shutdown
+		"57P03", // cannot_connect_now: starting up, shutting down, recovering
+		"57P05", // idle_session_timeout
+		"25P03", // idle_in_transaction_session_timeout
+		"25006": // read_only_sql_transaction: a standby, or a primary demoted by a failover
+		return contract.KindUnavailable
+	}
+	switch {
+	case strings.HasPrefix(code, "08"): // connection exception
+		return contract.KindUnavailable
+	case strings.HasPrefix(code, "53"): // insufficient resources: too many connections, out of memory, disk full
+		return contract.KindUnavailable
+	}
+	return contract.KindInternal
+}
+
+// isConnErr reports a connection lost on the way; as in pgstore, every I/O
+// error counts. The transaction is gone: rolled back, or, when COMMIT was
+// under way, committed or not, which a redelivery finds out (see Advance).
 func isConnErr(err error) bool {
-	var ce *pgconn.ConnectError
-	return errors.As(err, &ce) || errors.Is(err, pgx.ErrTxClosed) || strings.Contains(err.Error(), "conn closed")
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, pgx.ErrTxClosed) || strings.Contains(err.Error(), "conn closed")
 }

@@ -6,13 +6,17 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"math"
+	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/goleak"
 
@@ -476,5 +480,165 @@ func TestTimeoutSkipAboveBigintSettlesHeldEvents(t *testing.T) {
 	}
 	if len(settled) != 1 || !errors.Is(settled[0], contract.ErrInvalid) || contract.As(settled[0]).Code != "ordering.sequence_range" {
 		t.Fatalf("settled with %v, want the State's ordering.sequence_range error", settled)
+	}
+}
+
+// failingBegin is a Beginner whose transactions never start: Begin returns
+// err, as a pool does when it cannot get a connection.
+type failingBegin struct{ err error }
+
+func (f failingBegin) Begin(context.Context) (pgx.Tx, error) { return nil, f.err }
+
+// TestErrorsClassified: the SQLSTATEs of a transient server condition (the
+// list idempotency/pgstore uses) and connections lost on the way are
+// retryable; a statement timeout is a timeout; a missing table or a dropped
+// database are not retryable.
+func TestErrorsClassified(t *testing.T) {
+	for _, tc := range []struct {
+		code string // a SQLSTATE, or the name of err
+		err  error  // nil: a *pgconn.PgError with code
+		want contract.Kind
+	}{
+		{code: "08006", want: contract.KindUnavailable}, // connection_failure
+		{code: "08001", want: contract.KindUnavailable}, // sqlclient_unable_to_establish_sqlconnection
+		{code: "53300", want: contract.KindUnavailable}, // too_many_connections
+		{code: "53200", want: contract.KindUnavailable}, // out_of_memory
+		{code: "53100", want: contract.KindUnavailable}, // disk_full
+		{code: "57P01", want: contract.KindUnavailable}, // admin_shutdown
+		{code: "57P02", want: contract.KindUnavailable}, // crash_shutdown
+		{code: "57P03", want: contract.KindUnavailable}, // cannot_connect_now (starting up)
+		{code: "57P05", want: contract.KindUnavailable}, // idle_session_timeout
+		{code: "25P03", want: contract.KindUnavailable}, // idle_in_transaction_session_timeout
+		{code: "25006", want: contract.KindUnavailable}, // read_only_sql_transaction (after a failover)
+		{code: "40001", want: contract.KindUnavailable}, // serialization_failure
+		{code: "40P01", want: contract.KindUnavailable}, // deadlock_detected
+		{code: "55P03", want: contract.KindUnavailable}, // lock_not_available: the subject's row, before the ApplyFunc
+		{code: "57014", want: contract.KindTimeout},     // query_canceled (statement_timeout)
+		{code: "57P04", want: contract.KindInternal},    // database_dropped
+		{code: "42P01", want: contract.KindInternal},    // undefined_table: call Migrate
+		{code: "23505", want: contract.KindInternal},    // unique_violation
+		{code: "reset", err: &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}, want: contract.KindUnavailable},
+		{code: "eof", err: fmt.Errorf("receive message: %w", io.ErrUnexpectedEOF), want: contract.KindUnavailable},
+		{code: "deadline", err: fmt.Errorf("begin: %w", context.DeadlineExceeded), want: contract.KindTimeout},
+		{code: "unknown", err: errors.New("scan: cannot convert"), want: contract.KindInternal},
+	} {
+		err := tc.err
+		if err == nil {
+			err = &pgconn.PgError{Severity: "FATAL", Code: tc.code, Message: "test"}
+		}
+		st, nerr := pgstate.New(pgstate.Config{DB: failingBegin{err: err}})
+		if nerr != nil {
+			t.Fatal(nerr)
+		}
+		got := st.Advance(context.Background(), "s", func(context.Context, uint64) (uint64, error) {
+			t.Fatalf("%s: fn ran", tc.code)
+			return 0, nil
+		})
+		if contract.KindOf(got) != tc.want || !errors.Is(got, err) {
+			t.Errorf("Advance, %s: %v (kind %s), want kind %s wrapping the cause", tc.code, got, contract.KindOf(got), tc.want)
+		}
+		if _, got := st.Last(context.Background(), "s"); contract.KindOf(got) != tc.want {
+			t.Errorf("Last, %s: kind %s, want %s", tc.code, contract.KindOf(got), tc.want)
+		}
+	}
+}
+
+// TestConnectionRefusedIsRetryable: a server that refuses new connections
+// for a while (FATAL "too many connections", SQLSTATE 53300, here through
+// a role with CONNECTION LIMIT 0; "the database system is starting up",
+// 57P03, takes the same path) is an ordinary outage: the State's error is
+// retryable, and the consumer retries the event rather than dead-letter it.
+func TestConnectionRefusedIsRetryable(t *testing.T) {
+	ctx := context.Background()
+	admin := pool(t)
+	_, name := table(t, admin)
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	role := "pgstate_test_limited_" + hex.EncodeToString(b[:])
+	if _, err := admin.Exec(ctx, "CREATE ROLE "+role+" LOGIN CONNECTION LIMIT 0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if _, err := admin.Exec(context.Background(), "DROP ROLE IF EXISTS "+role); err != nil {
+			t.Errorf("drop role %s: %v", role, err)
+		}
+	})
+
+	cfg, err := pgxpool.ParseConfig(testenv.PostgresDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnConfig.User = role
+	p, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	st, err := pgstate.New(pgstate.Config{DB: p, Table: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	err = st.Advance(ctx, "acct", func(context.Context, uint64) (uint64, error) {
+		t.Fatal("fn ran without a connection")
+		return 0, nil
+	})
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "53300" {
+		t.Fatalf("Advance as a role with CONNECTION LIMIT 0: %v, want the server's 53300", err)
+	}
+	if !errors.Is(err, contract.ErrUnavailable) || !contract.Retryable(err) {
+		t.Fatalf("Advance while the server refuses connections: %v (kind %s), want a retryable KindUnavailable", err, contract.KindOf(err))
+	}
+	if _, err := st.Last(ctx, "acct"); !errors.Is(err, contract.ErrUnavailable) {
+		t.Fatalf("Last while the server refuses connections: %v, want KindUnavailable", err)
+	}
+
+	g, err := ordering.New(ordering.Config{State: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ran, dead int
+	c, err := consumer.New(consumer.Config{
+		Guard:      g,
+		Handler:    func(context.Context, *contract.Event) error { ran++; return nil },
+		DeadLetter: func(context.Context, consumer.Delivery, *contract.Event, error) { dead++ },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := []byte(`{"specversion":"1.0","id":"e1","source":"/ledger","type":"ledger.credited","subject":"acct","sequence":1}`)
+	r := c.Handle(ctx, consumer.Delivery{Data: data, Attempt: 1})
+	if r.Action != consumer.Retry || !contract.Retryable(r.Err) || ran != 0 || dead != 0 {
+		t.Fatalf("Handle while PostgreSQL refuses connections = %s (%q, %v), handler ran %d, dead letters %d; want a retry", r.Action, r.Reason, r.Err, ran, dead)
+	}
+}
+
+// TestReadOnlyServerIsRetryable: after a failover the pool may still reach
+// the old primary, now a read-only standby, whose answer to a write is
+// 25006 read_only_sql_transaction. The same write succeeds once the pool
+// reaches the new primary: the error is retryable.
+func TestReadOnlyServerIsRetryable(t *testing.T) {
+	ctx := context.Background()
+	admin := pool(t)
+	_, name := table(t, admin)
+	cfg, err := pgxpool.ParseConfig(testenv.PostgresDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnConfig.RuntimeParams["default_transaction_read_only"] = "on"
+	p, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	st, err := pgstate.New(pgstate.Config{DB: p, Table: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = st.Advance(ctx, "acct", func(context.Context, uint64) (uint64, error) { return 1, nil })
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "25006" || !errors.Is(err, contract.ErrUnavailable) {
+		t.Fatalf("Advance on a read-only server: %v (kind %s), want 25006 as KindUnavailable", err, contract.KindOf(err))
 	}
 }
