@@ -7,7 +7,10 @@
 //
 // # Wiring
 //
-//	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{"127.0.0.1:6379"}})
+//	rdb := redis.NewUniversalClient(&redis.UniversalOptions{
+//		Addrs:                 []string{"127.0.0.1:6379"},
+//		ContextTimeoutEnabled: true, // a context's deadline also bounds socket reads
+//	})
 //	store, err := redisstore.New(redisstore.Config{Client: rdb, Prefix: "payments:idem:"})
 //	if err != nil { ... }
 //	exec, err := idempotency.New(idempotency.Config{Store: store}) // then idempotency.Do(ctx, exec, …)
@@ -16,6 +19,14 @@
 // failover client or a Cluster client. A zero Config field takes its
 // documented default; a bad value makes New return a [contract.Error] of
 // KindInvalid (code "config.invalid") naming the field.
+//
+// Set ContextTimeoutEnabled. The Store returns as soon as a call's context
+// is canceled or past its deadline either way, abandoning the command in
+// flight (see Errors); but without the option go-redis bounds a socket read
+// by ReadTimeout alone (5 s by default, forever with -1), so an abandoned
+// command holds its connection until Redis answers or ReadTimeout passes.
+// With it, the read also ends at the context's deadline (not at a bare
+// cancel, and not with ReadTimeout -2, which sets no read deadline at all).
 //
 // # Model
 //
@@ -33,7 +44,8 @@
 //
 // The hash holds a format version (v), the state (s: 1 in progress, 2
 // completed, 3 released), the fencing token (t), the lease deadline (d),
-// the fingerprint (f), the retention (k) and the result (r). The result is a
+// the fingerprint (f), the retention (k), the result (r) and the nonce of the
+// last call that changed the record (n: see Errors). The result is a
 // compact binary encoding that starts with a version byte (status code,
 // headers sorted by name, body) so the format can evolve without a flag day.
 //
@@ -127,9 +139,24 @@
 // CLUSTERDOWN, TRYAGAIN, BUSY, OOM) are KindUnavailable; a deadline or a
 // network timeout is KindTimeout; both are retryable. A canceled context is
 // KindCanceled and still matches context.Canceled. A corrupt record or a
-// script error is KindInternal and not retryable. A timeout does not say
-// whether the command ran: a claim whose reply was lost holds the key until
-// its lease expires, and a Complete retried after its first attempt was
+// script error is KindInternal and not retryable.
+//
+// A reply lost on the way back is recognised when the client re-sends the
+// command itself: go-redis does so on an EOF, a reset connection or a read
+// timeout (up to MaxRetries times, 3 by default) although the server may
+// already have run the script. Every Claim, Complete and Release sends a
+// random nonce, fresh for each call, that the script stores with the change
+// it makes; a re-sent run that finds its own nonce answers as the first run
+// did (Claimed with the same token, or success) and changes nothing more. A
+// re-sent Renew simply extends the lease again.
+//
+// A timeout or a canceled context does not say whether the command ran. The
+// Store returns as soon as the context is done, even while go-redis still
+// waits for the reply, and the abandoned command may still take effect on
+// the server. A new call is a new request with a new nonce, so the
+// caller's own retry after such an error is not recognised: a claim whose
+// reply was lost holds the key until its lease expires (then it is
+// claimable again), and a Complete retried after its first attempt was
 // applied reports ErrLeaseLost — Get then shows the record completed with
 // the caller's own token.
 //

@@ -5,9 +5,11 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"time"
@@ -139,8 +141,8 @@ func (s *Store) Claim(ctx context.Context, req idempotency.ClaimRequest) (idempo
 	}
 	id := recordID(req.Key)
 	lease, retention := ms(req.Lease), ms(req.Retention)
-	v, err := claimScript.Run(ctx, s.client, []string{s.redisKey(id)},
-		req.Fingerprint, lease, retention, keyTTL(lease, retention)).Slice()
+	v, err := s.run(ctx, claimScript, id,
+		req.Fingerprint, lease, retention, keyTTL(lease, retention), newNonce()).Slice()
 	if err != nil {
 		return idempotency.Claim{}, s.fail(ctx, op, id, err)
 	}
@@ -181,7 +183,7 @@ func (s *Store) Complete(ctx context.Context, key idempotency.Key, token uint64,
 		return contract.New(contract.KindTooLarge, op, fmt.Sprintf("result is %d bytes encoded, over the limit of %d", len(enc), s.maxBytes))
 	}
 	id := recordID(key)
-	n, err := completeScript.Run(ctx, s.client, []string{s.redisKey(id)}, strconv.FormatUint(token, 10), enc).Int64()
+	n, err := s.run(ctx, completeScript, id, strconv.FormatUint(token, 10), enc, newNonce()).Int64()
 	return s.owned(ctx, op, id, n, err)
 }
 
@@ -189,7 +191,7 @@ func (s *Store) Complete(ctx context.Context, key idempotency.Key, token uint64,
 func (s *Store) Release(ctx context.Context, key idempotency.Key, token uint64) error {
 	const op = "redisstore.release"
 	id := recordID(key)
-	n, err := releaseScript.Run(ctx, s.client, []string{s.redisKey(id)}, strconv.FormatUint(token, 10)).Int64()
+	n, err := s.run(ctx, releaseScript, id, strconv.FormatUint(token, 10), newNonce()).Int64()
 	return s.owned(ctx, op, id, n, err)
 }
 
@@ -202,7 +204,7 @@ func (s *Store) Renew(ctx context.Context, key idempotency.Key, token uint64, le
 	}
 	id := recordID(key)
 	l := ms(lease)
-	n, err := renewScript.Run(ctx, s.client, []string{s.redisKey(id)}, strconv.FormatUint(token, 10), l, 2*l).Int64()
+	n, err := s.run(ctx, renewScript, id, strconv.FormatUint(token, 10), l, 2*l).Int64()
 	return s.owned(ctx, op, id, n, err)
 }
 
@@ -211,7 +213,7 @@ func (s *Store) Renew(ctx context.Context, key idempotency.Key, token uint64, le
 func (s *Store) Get(ctx context.Context, key idempotency.Key) (idempotency.Record, error) {
 	const op = "redisstore.get"
 	id := recordID(key)
-	v, err := getScript.Run(ctx, s.client, []string{s.redisKey(id)}).Slice()
+	v, err := s.run(ctx, getScript, id).Slice()
 	if errors.Is(err, redis.Nil) {
 		return idempotency.Record{}, idempotency.ErrNotFound
 	}
@@ -243,6 +245,46 @@ func (s *Store) Get(ctx context.Context, key idempotency.Key) (idempotency.Recor
 		rec.Result = &r
 	}
 	return rec, nil
+}
+
+// run runs script on the record id, with args.
+//
+// go-redis applies a context's deadline to socket reads only with
+// ContextTimeoutEnabled, and no cancel at all while it waits for a reply: a
+// call would wait out ReadTimeout (or forever) after its caller gave up.
+// So when ctx can end, the script runs in a goroutine and run returns
+// ctx.Err() as soon as ctx is done, abandoning the command: it may still
+// run on the server (the outcome is ambiguous, as after a timeout), and the
+// goroutine ends on its own when Redis answers, the read times out or the
+// connection fails, leaving its result in a buffered channel nobody reads.
+// A context that never ends costs no goroutine.
+func (s *Store) run(ctx context.Context, script *redis.Script, id string, args ...any) *redis.Cmd {
+	keys := []string{s.redisKey(id)}
+	if ctx.Done() == nil {
+		return script.Run(ctx, s.client, keys, args...)
+	}
+	done := make(chan *redis.Cmd, 1)
+	go func() { done <- script.Run(ctx, s.client, keys, args...) }()
+	select {
+	case cmd := <-done:
+		return cmd
+	case <-ctx.Done():
+		cmd := redis.NewCmd(ctx)
+		cmd.SetErr(ctx.Err())
+		return cmd
+	}
+}
+
+// newNonce returns 128 random bits, hex-encoded: a value no other call
+// sends, which the scripts store with the change a call makes so that a run
+// re-sent by go-redis after a lost reply recognises its own (see the field
+// list in scripts.go). It needs to be unique, not secret: math/rand/v2's
+// top-level generator (ChaCha8, seeded from the operating system) is enough.
+func newNonce() string {
+	var b [16]byte
+	binary.LittleEndian.PutUint64(b[:8], rand.Uint64())
+	binary.LittleEndian.PutUint64(b[8:], rand.Uint64())
+	return hex.EncodeToString(b[:])
 }
 
 // owned turns a compare-and-set script's answer into nil or ErrLeaseLost.
