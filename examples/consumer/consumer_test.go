@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -181,6 +182,132 @@ func TestVerifyCatchesABareConsumer(t *testing.T) {
 	}
 	if len(partial.Verify(want)) == 0 {
 		t.Error("a projection missing an event passed the verdict")
+	}
+}
+
+// paymentEvent is an event of subject pay_1 with the given data.
+func paymentEvent(t *testing.T, seq uint64, typ string, amount int64, currency string) *contract.Event {
+	t.Helper()
+	d, err := json.Marshal(PaymentData{AmountMinor: amount, Currency: currency})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &contract.Event{ID: fmt.Sprintf("evt_%d", seq), Source: Source, Type: typ, Subject: "pay_1", Sequence: seq, Data: d}
+}
+
+// Bad data is a permanent error (KindInvalid, dead-lettered by the
+// consumer), refused before anything changes: the payment, the
+// applications counted and the violations are as before the event.
+func TestProjectionRejectsBadData(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		history [][2]int64 // in-order captures (type 0) and refunds (type 1) after an authorization of 1000 EUR
+		bad     func(seq uint64) *contract.Event
+	}{
+		{"negative capture", nil, func(s uint64) *contract.Event { return paymentEvent(t, s, TypeCaptured, -500, "EUR") }},
+		{"negative refund", [][2]int64{{0, 500}}, func(s uint64) *contract.Event { return paymentEvent(t, s, TypeRefunded, -1, "EUR") }},
+		{"capture in another currency", nil, func(s uint64) *contract.Event { return paymentEvent(t, s, TypeCaptured, 500, "JPY") }},
+		{"capture in no currency", nil, func(s uint64) *contract.Event { return paymentEvent(t, s, TypeCaptured, 500, "") }},
+		{"capture in an unknown currency", nil, func(s uint64) *contract.Event { return paymentEvent(t, s, TypeCaptured, 500, "XXQ") }},
+		{"capture over the amount bound", [][2]int64{{0, 1}}, func(s uint64) *contract.Event {
+			return paymentEvent(t, s, TypeCaptured, math.MaxInt64, "EUR")
+		}},
+		{"capture over authorized", [][2]int64{{0, 600}}, func(s uint64) *contract.Event { return paymentEvent(t, s, TypeCaptured, 401, "EUR") }},
+		{"refund over captured", [][2]int64{{0, 600}, {1, 100}}, func(s uint64) *contract.Event { return paymentEvent(t, s, TypeRefunded, 501, "EUR") }},
+		{"authorization under captured", [][2]int64{{0, 600}}, func(s uint64) *contract.Event { return paymentEvent(t, s, TypeAuthorized, 599, "EUR") }},
+		{"authorization of 0", nil, func(s uint64) *contract.Event { return paymentEvent(t, s, TypeAuthorized, 0, "EUR") }},
+		{"unknown type", nil, func(s uint64) *contract.Event { return paymentEvent(t, s, "dev.sadpath.payment.voided.v1", 0, "EUR") }},
+		{"not PaymentData", nil, func(s uint64) *contract.Event {
+			ev := paymentEvent(t, s, TypeCaptured, 1, "EUR")
+			ev.Data = []byte(`{"amount_minor":"1"}`)
+			return ev
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := NewProjection()
+			if err := p.Apply(paymentEvent(t, 1, TypeAuthorized, 1000, "EUR")); err != nil {
+				t.Fatal(err)
+			}
+			seq := uint64(1)
+			for _, h := range tc.history {
+				seq++
+				typ := map[int64]string{0: TypeCaptured, 1: TypeRefunded}[h[0]]
+				if err := p.Apply(paymentEvent(t, seq, typ, h[1], "EUR")); err != nil {
+					t.Fatalf("history: %v", err)
+				}
+			}
+			before, applied := p.Payments(), p.Applications()
+			err := p.Apply(tc.bad(seq + 1))
+			if err == nil || contract.KindOf(err) != contract.KindInvalid {
+				t.Fatalf("Apply = %v, want a KindInvalid error; payment now %+v", err, p.Payments()["pay_1"])
+			}
+			if after := p.Payments(); after["pay_1"] != before["pay_1"] || len(after) != len(before) {
+				t.Errorf("the rejected event changed the payment: %+v, was %+v", after["pay_1"], before["pay_1"])
+			}
+			if p.Applications() != applied {
+				t.Errorf("the rejected event was counted as applied")
+			}
+			if _, v := p.evidence(); len(v) != 0 {
+				t.Errorf("violations recorded: %v", v)
+			}
+		})
+	}
+	// A capture or refund of 0 is a status update, not bad data.
+	p := NewProjection()
+	for _, ev := range []*contract.Event{
+		paymentEvent(t, 1, TypeAuthorized, 1000, "EUR"),
+		paymentEvent(t, 2, TypeCaptured, 1000, "EUR"),
+		paymentEvent(t, 3, TypeCaptured, 0, "EUR"),
+		paymentEvent(t, 4, TypeRefunded, 1000, "EUR"),
+		paymentEvent(t, 5, TypeRefunded, 0, "EUR"),
+	} {
+		if err := p.Apply(ev); err != nil {
+			t.Fatalf("sequence %d: %v", ev.Sequence, err)
+		}
+	}
+	if got, want := p.Payments()["pay_1"], (Payment{Status: "refunded", Currency: "EUR", AuthorizedMinor: 1000, CapturedMinor: 1000, RefundedMinor: 1000, Version: 5}); got != want {
+		t.Errorf("got %+v, want %+v", got, want)
+	}
+}
+
+// Out of order the amount rules are only recorded (the state is not the
+// in-order one), but a total never overflows: the event that would
+// overflow it is refused.
+func TestProjectionOutOfOrderNeverOverflows(t *testing.T) {
+	p := NewProjection()
+	if err := p.Apply(paymentEvent(t, 1, TypeAuthorized, 1000, "EUR")); err != nil {
+		t.Fatal(err)
+	}
+	refused := 0
+	for range 1100 { // the same capture delivered again and again, out of order
+		err := p.Apply(paymentEvent(t, 5, TypeCaptured, MaxAmountMinor, "EUR"))
+		if err != nil {
+			if contract.KindOf(err) != contract.KindInvalid {
+				t.Fatalf("Apply = %v, want KindInvalid", err)
+			}
+			refused++
+		}
+		if c := p.Payments()["pay_1"].CapturedMinor; c < 0 {
+			t.Fatalf("captured total overflowed: %d", c)
+		}
+	}
+	if applied := p.Applications() - 1; refused == 0 || applied != 1024 {
+		t.Errorf("%d applied, %d refused: want the 1025th to be refused", applied, refused)
+	}
+	if _, v := p.evidence(); !containsAny(v, "applied after") || !containsAny(v, "over authorized") {
+		t.Errorf("want the disorder and the over-capture recorded, got %v", v)
+	}
+}
+
+// money prints every int64, the most negative included.
+func TestMoney(t *testing.T) {
+	for in, want := range map[int64]string{
+		0: "0.00", 5: "0.05", -5: "-0.05", 123456: "1234.56", -123456: "-1234.56",
+		math.MaxInt64: "92233720368547758.07", math.MinInt64: "-92233720368547758.08",
+	} {
+		if got := money(in); got != want {
+			t.Errorf("money(%d) = %q, want %q", in, got, want)
+		}
 	}
 }
 

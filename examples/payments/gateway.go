@@ -82,19 +82,37 @@ func (g *FakeGateway) charge(w http.ResponseWriter, r *http.Request) {
 	n := g.charges.Add(1)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusCreated)
-	_ = json.NewEncoder(w).Encode(chargeResponse{ChargeID: fmt.Sprintf("ch_%06d", n), Status: "succeeded"})
+	_ = json.NewEncoder(w).Encode(chargeResponse{ChargeID: fmt.Sprintf("ch_%06d", n), Status: chargeSucceeded})
 }
 
+// chargeRequest is the body of a charge. It carries every field of the
+// payment (exactly createPaymentRequest's: create converts one into the
+// other): the gateway fingerprints the body it sees under an
+// Idempotency-Key, so a field left out here is a field a reused key could
+// change without the gateway noticing (the retry would get the charge made
+// for the other payee).
 type chargeRequest struct {
 	AmountMinor int64  `json:"amount_minor"`
 	Currency    string `json:"currency"`
+	Payer       string `json:"payer"`
+	Payee       string `json:"payee"`
 	Reference   string `json:"reference"`
 }
 
+// chargeResponse is the gateway's answer to a charge. Status is one of
+// chargeSucceeded, chargeDeclined, chargeFailed; anything else (a
+// "pending" charge, a status we do not know) is unexpected.
 type chargeResponse struct {
 	ChargeID string `json:"charge_id"`
 	Status   string `json:"status"`
 }
+
+// Charge statuses of the gateway's answer.
+const (
+	chargeSucceeded = "succeeded" // money moved: the only answer a payment is captured on
+	chargeDeclined  = "declined"  // the gateway's final no (card declined, insufficient funds…)
+	chargeFailed    = "failed"    // the charge was attempted and failed: final too
+)
 
 // gatewayClient calls the gateway through the protections, outermost first:
 // bulkhead (bounded concurrency) → retry (same Idempotency-Key on every
@@ -146,7 +164,12 @@ func newGatewayClient(url string, logger *slog.Logger) (*gatewayClient, error) {
 
 // gatewayKey derives the key sent to the gateway from the caller's scope and
 // Idempotency-Key: the same client request always sends the same key, even
-// when a first execution failed after the gateway charged.
+// when a first execution failed after the gateway charged. key must be the
+// key as the idempotency middleware parsed it (idempotency.ParseKey with
+// the middleware's MaxKeyLength and StrictKey), not the raw header: the
+// middleware treats "order-9" and order-9 as one key, and a retry spelled
+// the other way must reach the gateway under the same key, or the charge
+// is made twice.
 func gatewayKey(scope, key string) string {
 	sum := sha256.Sum256([]byte(scope + "\x00" + key))
 	return "pay-" + hex.EncodeToString(sum[:16])
@@ -176,8 +199,39 @@ func (c *gatewayClient) charge(ctx context.Context, key string, req chargeReques
 		if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&out); err != nil {
 			return chargeResponse{}, unavailable(err)
 		}
+		if err := chargeError(resp.StatusCode, out); err != nil {
+			return chargeResponse{}, err
+		}
 		return out, nil
 	})
+}
+
+// chargeError checks a 200/201 charge: only a succeeded charge with a
+// charge id is a payment we capture (nil).
+//
+//   - declined or failed: the gateway's final word on this payment, like a
+//     402: a 422 problem of ours (code payments.gateway_rejected) that the
+//     idempotency middleware stores, so a retry replays it and never
+//     reaches the gateway again.
+//   - anything else (pending, a status we do not know, a succeeded charge
+//     without an id): we cannot tell whether money moved, so we record
+//     nothing and answer 500 (code payments.gateway_unexpected, details
+//     kept out of the answer, logged as an error for reconciliation). A
+//     5xx is not stored: the key is released, and a retry with it sends
+//     the same gateway key, so it can never charge twice. Not a 503 with
+//     Retry-After: the gateway would replay the same answer to every
+//     retry.
+func chargeError(status int, out chargeResponse) error {
+	switch {
+	case out.Status == chargeSucceeded && out.ChargeID != "":
+		return nil
+	case out.Status == chargeDeclined || out.Status == chargeFailed:
+		return &contract.Error{Kind: contract.KindInvalid, Op: "payments.create", Code: "payments.gateway_rejected",
+			Detail: "the payment gateway rejected the payment (charge " + out.Status + ")"}
+	}
+	return &contract.Error{Kind: contract.KindInternal, Op: "payments.create", Code: "payments.gateway_unexpected",
+		Detail: fmt.Sprintf("the gateway answered %d with charge status %.32q and charge id %.64q, want %q with an id",
+			status, out.Status, out.ChargeID, chargeSucceeded)}
 }
 
 // gatewayError turns a gateway answer other than 200/201 into the answer our

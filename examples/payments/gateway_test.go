@@ -4,14 +4,19 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/sadpath/sadpath/contract"
 	"github.com/sadpath/sadpath/idempotency"
+	"github.com/sadpath/sadpath/limit"
+	"github.com/sadpath/sadpath/logctx"
 )
 
 // Each gateway answer becomes the error our client gets: only what may
@@ -159,5 +164,259 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 			t.Fatalf("timed out after %s waiting for %s", timeout, what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// loseAnswers loses the gateway's answers while lose is set: the gateway
+// really processes the charge (and completes its own idempotency record),
+// but the service sees a 503, as after a proxy timeout.
+func loseAnswers(lose *atomic.Bool) func(http.Handler) http.Handler {
+	return func(gh http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !lose.Load() {
+				gh.ServeHTTP(w, r)
+				return
+			}
+			gh.ServeHTTP(httptest.NewRecorder(), r) // processed, answer lost
+			contract.WriteProblem(w, r, contract.New(contract.KindUnavailable, "proxy", "upstream timed out"))
+		})
+	}
+}
+
+// After a lost answer (the gateway charged, the service saw 503 and
+// released the key), a client that reuses the key for another payment gets
+// the README's 422 idempotency.key_reused, whichever field it changed: the
+// charge request carries the whole payment, so the gateway's fingerprint
+// sees the change. (Without payer and payee in it, a retry to another payee
+// got 201 with the charge made for the first one.)
+func TestPaymentsReusedKeyAfterLostAnswer(t *testing.T) {
+	for _, tc := range []struct{ field, from, to string }{
+		{"amount_minor", `"amount_minor":1999`, `"amount_minor":2999`},
+		{"currency", `"currency":"EUR"`, `"currency":"USD"`},
+		{"payer", `"payer":"acct_alice"`, `"payer":"acct_carol"`},
+		{"payee", `"payee":"acct_bob"`, `"payee":"acct_mallory"`},
+		{"reference", `"reference":"order-1"`, `"reference":"order-2"`},
+	} {
+		t.Run(tc.field, func(t *testing.T) {
+			var lose atomic.Bool
+			f := startWrapped(t, stores(t)["memory"](t), &FakeGateway{}, loseAnswers(&lose))
+			lose.Store(true)
+			if r := f.do(t, "POST", "/payments", goodBody, auth("lost-1")); r.status != 503 {
+				t.Fatalf("lost answer: %d %s, want 503", r.status, r.body)
+			}
+			if got := f.gw.Charges(); got != 1 {
+				t.Fatalf("the gateway charged %d times for the lost request, want 1", got)
+			}
+			lose.Store(false)
+			other := strings.Replace(goodBody, tc.from, tc.to, 1)
+			if other == goodBody {
+				t.Fatalf("%s not found in the body", tc.from)
+			}
+			r := f.do(t, "POST", "/payments", other, auth("lost-1"))
+			var p contract.Problem
+			if err := json.Unmarshal(r.body, &p); err != nil || r.status != 422 || p.Code != "idempotency.key_reused" {
+				t.Fatalf("the same key with another %s after a lost answer: %d %s, want 422 idempotency.key_reused", tc.field, r.status, r.body)
+			}
+			if again := f.do(t, "POST", "/payments", other, auth("lost-1")); again.status != 422 || again.header.Get("Idempotent-Replayed") != "true" {
+				t.Errorf("retry: %d replayed=%q, want the stored 422", again.status, again.header.Get("Idempotent-Replayed"))
+			}
+			if got := f.gw.Charges(); got != 1 {
+				t.Errorf("gateway charged %d times, want 1", got)
+			}
+		})
+	}
+}
+
+// The middleware parses Idempotency-Key: "order-9" (a structured-field
+// string) and order-9 (a bare token) are one key. The gateway key is
+// derived from the parsed key, so after a lost answer a retry spelled the
+// other way reaches the gateway under the same key and is not charged
+// again. (Derived from the raw header, it was charged twice.)
+func TestPaymentsKeySpellingsAreOneGatewayKey(t *testing.T) {
+	for _, spell := range [][2]string{{`"order-9"`, `order-9`}, {`order-9`, `"order-9"`}} {
+		t.Run(spell[0]+" then "+spell[1], func(t *testing.T) {
+			var lose atomic.Bool
+			f := startWrapped(t, stores(t)["memory"](t), &FakeGateway{}, loseAnswers(&lose))
+			lose.Store(true)
+			if r := f.do(t, "POST", "/payments", goodBody, auth(spell[0])); r.status != 503 {
+				t.Fatalf("lost answer: %d %s, want 503", r.status, r.body)
+			}
+			lose.Store(false)
+			if r := f.do(t, "POST", "/payments", goodBody, auth(spell[1])); r.status != 201 {
+				t.Fatalf("retry: %d %s, want 201", r.status, r.body)
+			}
+			if r := f.do(t, "POST", "/payments", goodBody, auth(spell[0])); r.status != 201 || r.header.Get("Idempotent-Replayed") != "true" {
+				t.Fatalf("the first spelling again: %d replayed=%q, want a replay (one key for the middleware)", r.status, r.header.Get("Idempotent-Replayed"))
+			}
+			if got := f.gw.Charges(); got != 1 {
+				t.Fatalf("one client request charged %d times at the gateway, want 1", got)
+			}
+		})
+	}
+}
+
+// Only a succeeded charge with a charge id is captured. A declined or
+// failed charge is the gateway's final word: a 422 the middleware stores
+// and replays without calling the gateway again. Anything else (pending,
+// an unknown status, no charge id) is a 500 that records nothing and
+// releases the key, logged as an error.
+func TestPaymentsChargeStatus(t *testing.T) {
+	for _, tc := range []struct {
+		name, answer string
+		status       int
+		code         string
+		stored       bool
+	}{
+		{"succeeded", `{"charge_id":"ch_1","status":"succeeded"}`, 201, "", true},
+		{"declined", `{"charge_id":"ch_1","status":"declined"}`, 422, "payments.gateway_rejected", true},
+		{"failed", `{"charge_id":"ch_1","status":"failed"}`, 422, "payments.gateway_rejected", true},
+		{"pending", `{"charge_id":"ch_1","status":"pending"}`, 500, "payments.gateway_unexpected", false},
+		{"unknown status", `{"charge_id":"ch_1","status":"captured"}`, 500, "payments.gateway_unexpected", false},
+		{"no status", `{"charge_id":"ch_1"}`, 500, "payments.gateway_unexpected", false},
+		{"succeeded without a charge id", `{"status":"succeeded"}`, 500, "payments.gateway_unexpected", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var calls atomic.Int64
+			f := startWrapped(t, stores(t)["memory"](t), &FakeGateway{}, func(http.Handler) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					calls.Add(1)
+					w.Header().Set("Content-Type", "application/json")
+					w.WriteHeader(http.StatusCreated)
+					_, _ = w.Write([]byte(tc.answer))
+				})
+			})
+			first := f.do(t, "POST", "/payments", goodBody, auth("status-1"))
+			if first.status != tc.status {
+				t.Fatalf("gateway answered 201 %s: we answer %d %s, want %d", tc.answer, first.status, first.body, tc.status)
+			}
+			if tc.code != "" {
+				var p contract.Problem
+				if err := json.Unmarshal(first.body, &p); err != nil || p.Code != tc.code {
+					t.Fatalf("problem %s, want code %s", first.body, tc.code)
+				}
+			}
+			again := f.do(t, "POST", "/payments", goodBody, auth("status-1"))
+			if replayed := again.header.Get("Idempotent-Replayed") == "true"; replayed != tc.stored || again.status != tc.status {
+				t.Errorf("the same request again: %d replayed=%v, want %d replayed=%v", again.status, replayed, tc.status, tc.stored)
+			}
+			if want := map[bool]int64{true: 1, false: 2}[tc.stored]; calls.Load() != want {
+				t.Errorf("the gateway was called %d times, want %d", calls.Load(), want)
+			}
+			var list struct{ Payments []Payment }
+			r := f.do(t, "GET", "/payments", "", map[string]string{"X-Api-Key": "merchant-1"})
+			if err := json.Unmarshal(r.body, &list); err != nil {
+				t.Fatalf("list: %d %s", r.status, r.body)
+			}
+			if want := map[bool]int{true: 1, false: 0}[tc.status == 201]; len(list.Payments) != want {
+				t.Errorf("%d payments recorded, want %d: %s", len(list.Payments), want, r.body)
+			}
+			if tc.status == 500 && !strings.Contains(f.logs.String(), `"level":"ERROR","msg":"payment not charged"`) {
+				t.Errorf("an unexpected charge is not logged as an error:\n%s", f.logs.String())
+			}
+		})
+	}
+}
+
+// The decision logged for a failed charge says what happened, so that only
+// the gateway's own refusals read "gateway rejected the payment".
+func TestNotChargedReason(t *testing.T) {
+	hold := func(t *testing.T, cfg limit.BulkheadConfig) *limit.Bulkhead {
+		b, err := limit.NewBulkhead(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Acquire(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(b.Release)
+		return b
+	}
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	bg := context.Background()
+	queued := hold(t, limit.BulkheadConfig{MaxConcurrent: 1, MaxWaiting: 1})
+	full := hold(t, limit.BulkheadConfig{MaxConcurrent: 1})
+	slow := hold(t, limit.BulkheadConfig{MaxConcurrent: 1, MaxWaiting: 1, MaxWait: time.Millisecond})
+	for _, tc := range []struct {
+		name   string
+		ctx    context.Context
+		err    error
+		level  slog.Level
+		reason string
+	}{
+		{"the client gave up while queued", gone, queued.Acquire(gone), slog.LevelInfo, "client went away"},
+		{"the client gave up during the call", gone, unavailable(context.Canceled), slog.LevelInfo, "client went away"},
+		{"bulkhead full", bg, full.Acquire(bg), slog.LevelWarn, "gateway bulkhead full"},
+		{"bulkhead wait timed out", bg, slow.Acquire(bg), slog.LevelWarn, "gateway bulkhead full"},
+		{"gateway down", bg, unavailable(errors.New("connection refused")), slog.LevelWarn, "gateway unavailable"},
+		{"gateway rejection", bg, &contract.Error{Kind: contract.KindInvalid, Code: "payments.gateway_rejected"}, slog.LevelWarn, "gateway rejected the payment"},
+		{"charge declined", bg, chargeError(201, chargeResponse{ChargeID: "ch_1", Status: chargeDeclined}), slog.LevelWarn, "gateway rejected the payment"},
+		{"gateway refuses us", bg, &contract.Error{Kind: contract.KindInternal, Code: "payments.gateway_refused"}, slog.LevelError, "gateway call failed"},
+		{"unexpected charge", bg, chargeError(201, chargeResponse{Status: "pending"}), slog.LevelError, "gateway call failed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.err == nil {
+				t.Fatal("no error to classify")
+			}
+			level, reason := notChargedReason(tc.ctx, tc.err)
+			if level != tc.level || reason != tc.reason {
+				t.Errorf("%v: %s %q, want %s %q", tc.err, level, reason, tc.level, tc.reason)
+			}
+		})
+	}
+}
+
+// A client that gives up while its request waits for a gateway bulkhead
+// slot is logged as a client that went away, at Info: the gateway never
+// saw the payment, and under overload these are many. The bulkhead is
+// held by the test, and the request is canceled once it is seen queued:
+// no timing is involved.
+func TestPaymentsClientGoneWhileQueued(t *testing.T) {
+	logs := &syncBuffer{}
+	h, err := logctx.NewHandler(logctx.HandlerConfig{Next: slog.NewJSONHandler(logs, nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(h)
+	gw, err := newGatewayClient("http://gateway.invalid", logger) // never called
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One slot, taken by the test; a waiter leaves only when its context ends.
+	if gw.bulkhead, err = limit.NewBulkhead(limit.BulkheadConfig{Name: "gateway", MaxConcurrent: 1, MaxWaiting: 1, MaxWait: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.bulkhead.Acquire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer gw.bulkhead.Release()
+	svc := &service{gw: gw, store: &payments{byID: map[string]Payment{}}, logger: logger}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req := httptest.NewRequestWithContext(ctx, http.MethodPost, "/payments", strings.NewReader(goodBody))
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range auth("queued-1") {
+		req.Header.Set(k, v)
+	}
+	rec := httptest.NewRecorder()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		authenticate(http.HandlerFunc(svc.create)).ServeHTTP(rec, req)
+	}()
+	waitFor(t, 10*time.Second, "the request to queue in the bulkhead", func() bool { return gw.bulkhead.Waiting() == 1 })
+	cancel()
+	<-done
+
+	if rec.Code != contract.StatusClientClosedRequest {
+		t.Errorf("answer %d %s, want %d", rec.Code, rec.Body, contract.StatusClientClosedRequest)
+	}
+	out := logs.String()
+	if strings.Contains(out, "gateway rejected the payment") {
+		t.Errorf("a client that gave up in the bulkhead queue is logged as a gateway rejection:\n%s", out)
+	}
+	if !strings.Contains(out, `"level":"INFO","msg":"payment not charged","decision":"payment not charged","reason":"client went away"`) {
+		t.Errorf("want an Info decision \"client went away\":\n%s", out)
 	}
 }

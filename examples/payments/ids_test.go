@@ -5,11 +5,10 @@ import (
 	"testing"
 )
 
-// Reads are scoped, but ids are a dense shared sequence that is never
-// reused: a merchant's own list reveals that every id below its latest that
-// it does not own is another merchant's payment (and how many there are).
 // Payment ids tell a caller nothing of other callers' payments: they are
-// not sequential, and a caller's list is in creation order.
+// random, not a shared sequence (whose gaps in a merchant's own list would
+// count, and point at, the other merchants' payments), and a caller's list
+// is still in creation order.
 func TestPaymentIDsRevealNothingOfOthers(t *testing.T) {
 	f := start(t, stores(t)["memory"](t), &FakeGateway{})
 	m2 := func(k string) map[string]string {

@@ -11,6 +11,13 @@
 //	                           # deletes expired records every -pg-cleanup-interval (1m; 0 on all instances but one)
 //	go run ./examples/payments -gateway-fail-rate 0.3 -gateway-latency 200ms
 //
+// The payments themselves are kept in memory, per process: with -store
+// redis or postgres the idempotency records are shared and survive a
+// restart, so a 201 replayed by another instance, or after a restart,
+// carries the whole payment in its body, but its Location answers 404
+// there. A real service keeps its payments in its database, written in the
+// same transaction as the idempotency record (pgstore.DoTx).
+//
 // See examples/README.md for the contract and curl lines.
 package main
 

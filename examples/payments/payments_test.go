@@ -90,6 +90,13 @@ func stores(t *testing.T) map[string]func(t *testing.T) idempotency.Store {
 
 func start(t *testing.T, store idempotency.Store, gw *FakeGateway) *fixture {
 	t.Helper()
+	return startWrapped(t, store, gw, nil)
+}
+
+// startWrapped is start with the gateway's handler wrapped by wrap (nil:
+// none), for a gateway whose answers get lost or that answers oddly.
+func startWrapped(t *testing.T, store idempotency.Store, gw *FakeGateway, wrap func(http.Handler) http.Handler) *fixture {
+	t.Helper()
 	logs := &syncBuffer{}
 	h, err := logctx.NewHandler(logctx.HandlerConfig{Next: slog.NewJSONHandler(logs, nil)})
 	if err != nil {
@@ -99,6 +106,9 @@ func start(t *testing.T, store idempotency.Store, gw *FakeGateway) *fixture {
 	gh, err := gw.Handler(logger)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if wrap != nil {
+		gh = wrap(gh)
 	}
 	gsrv := httptest.NewServer(gh)
 	t.Cleanup(gsrv.Close)
@@ -268,9 +278,10 @@ func TestPaymentsContract(t *testing.T) {
 	}
 }
 
-// Reads need X-Api-Key and show only the caller's own payments. Ids are
-// sequential: another caller's payment is a 404 exactly like a missing one,
-// so ids cannot be enumerated or probed.
+// Reads need X-Api-Key and show only the caller's own payments: another
+// caller's payment is a 404 exactly like a missing one, so an id seen
+// elsewhere (ids are random, but they travel in logs and URLs) tells
+// nothing and cannot be probed.
 func TestPaymentsReadsAreScoped(t *testing.T) {
 	f := start(t, stores(t)["memory"](t), &FakeGateway{})
 	m1 := map[string]string{"X-Api-Key": "merchant-1"}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sadpath/sadpath/contract"
 	"github.com/sadpath/sadpath/idempotency"
+	"github.com/sadpath/sadpath/limit"
 	"github.com/sadpath/sadpath/logctx"
 )
 
@@ -19,6 +20,16 @@ import (
 const (
 	maxBodyBytes   = 64 << 10
 	maxAmountMinor = 10_000_000 // 100,000.00 in a two-decimal currency
+)
+
+// How the idempotency middleware parses Idempotency-Key. create parses the
+// header again with the same settings to derive the gateway key (see
+// gatewayKey): both must see the same key, or two spellings of one key
+// ("order-9" quoted and bare) would be one key to the middleware but two
+// to the gateway.
+const (
+	maxKeyBytes = idempotency.DefaultMaxKeyLength
+	strictKey   = false // bare tokens are accepted as well as "quoted" keys
 )
 
 // createPaymentRequest is the body of POST /payments.
@@ -58,7 +69,14 @@ type Payment struct {
 	seq   int    // creation order, for listing; never serialized
 }
 
-// payments is the service's own data: in memory, for the example.
+// payments is the service's own data: in memory, per process, for the
+// example. With -store redis or postgres the idempotency records are shared
+// and durable but these payments are not: a 201 replayed by another
+// instance, or after a restart, carries the whole payment in its body, but
+// its Location answers 404 there. A real service keeps its payments in its
+// database and writes each one in the same transaction as the idempotency
+// record that completes the request (pgstore.DoTx), so a replay always
+// points at a payment that exists.
 type payments struct {
 	mu   sync.Mutex
 	byID map[string]Payment
@@ -131,6 +149,8 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		// The authenticated caller is the idempotency scope: one merchant can
 		// never replay or probe another's payments.
 		Scope:        func(r *http.Request) (string, error) { return caller(r.Context()), nil },
+		MaxKeyLength: maxKeyBytes,
+		StrictKey:    strictKey,
 		MaxBodyBytes: maxBodyBytes,
 	})
 	if err != nil {
@@ -142,7 +162,8 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	mux := http.NewServeMux()
 	mux.Handle("POST /payments", authenticate(idem.Wrap(http.HandlerFunc(svc.create))))
 	// Reads are authenticated too and see only the caller's payments: ids
-	// are sequential, so an open GET would let anyone enumerate them all.
+	// are random, but they travel (logs, URLs, support tickets), and an
+	// open GET would show a payment to anyone who saw its id.
 	mux.Handle("GET /payments/{id}", authenticate(http.HandlerFunc(svc.get)))
 	mux.Handle("GET /payments", authenticate(http.HandlerFunc(svc.list)))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -183,6 +204,13 @@ type service struct {
 
 func (s *service) create(w http.ResponseWriter, r *http.Request) {
 	ctx := logctx.WithOperation(r.Context(), "payments.create")
+	// The key as the middleware parsed it: "order-9" and order-9 are one
+	// key, so they must be one gateway key too.
+	key, err := idempotency.ParseKey(r.Header.Get(idempotency.HeaderKey), maxKeyBytes, strictKey)
+	if err != nil { // the middleware answered 400 already; only reached without it
+		contract.WriteProblem(w, r, err)
+		return
+	}
 	var req createPaymentRequest
 	if err := contract.DecodeRequest(r, maxBodyBytes, &req); err != nil {
 		contract.WriteProblem(w, r, err)
@@ -194,22 +222,20 @@ func (s *service) create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	scope := caller(ctx)
-	charge, err := s.gw.charge(ctx, gatewayKey(scope, r.Header.Get("Idempotency-Key")),
-		chargeRequest{AmountMinor: req.AmountMinor, Currency: req.Currency, Reference: req.Reference})
+	// Every field of the payment goes to the gateway, so its fingerprint of
+	// this gateway key covers the whole payment: a client that reuses its
+	// key for another payment (say another payee) after a lost answer gets
+	// the gateway's 422, never the charge made for the first one. A
+	// conversion, not a literal: a field added to the request and not to
+	// the charge does not compile.
+	charge, err := s.gw.charge(ctx, gatewayKey(scope, key), chargeRequest(req))
 	if err != nil {
 		// Transient (503 + Retry-After): the idempotency middleware releases
 		// the key, so the client may retry with the same one; the gateway key
 		// is derived from it, so a charge the gateway did make is never made
 		// twice. A 4xx rejection is stored and replayed to every retry.
-		reason := "gateway unavailable"
-		switch {
-		case contract.Retryable(err):
-		case contract.HTTPStatus(contract.KindOf(err)) < 500:
-			reason = "gateway rejected the payment"
-		default:
-			reason = "gateway call failed"
-		}
-		logctx.Decision(ctx, s.logger, slog.LevelWarn, "payment not charged", reason, slog.String(logctx.KeyDependency, "gateway"), slog.Any("error", err))
+		level, reason := notChargedReason(ctx, err)
+		logctx.Decision(ctx, s.logger, level, "payment not charged", reason, slog.String(logctx.KeyDependency, "gateway"), slog.Any("error", err))
 		contract.WriteProblem(w, r, err)
 		return
 	}
@@ -219,6 +245,34 @@ func (s *service) create(w http.ResponseWriter, r *http.Request) {
 	s.logger.LogAttrs(ctx, slog.LevelInfo, "payment captured", slog.String("charge_id", p.ChargeID), slog.Int64("amount_minor", p.AmountMinor), slog.String("currency", p.Currency))
 	w.Header().Set("Location", "/payments/"+p.ID)
 	writeJSON(w, http.StatusCreated, p)
+}
+
+// notChargedReason classifies a failed charge for the decision log, by
+// cause, so that only the gateway's own refusals read as such:
+//
+//   - the client went away (ctx done: it gave up while queued in the
+//     bulkhead, or during the call): Info, nobody is waiting for the answer
+//     and under overload these are many. The gateway may have charged
+//     during the call; the key is released and a retry with it replays.
+//   - the bulkhead is full or its wait timed out: our own overload, the
+//     gateway never saw the payment;
+//   - the gateway is unavailable (5xx, timeouts, breaker open…): retryable;
+//   - the gateway rejected the payment (a 4xx of its own, a declined
+//     charge): its final word, stored and replayed;
+//   - anything else (the gateway refuses our credentials, or answered what
+//     we cannot account for): Error, a human must look.
+func notChargedReason(ctx context.Context, err error) (slog.Level, string) {
+	switch code := contract.As(err).CodeOrKind(); {
+	case ctx.Err() != nil:
+		return slog.LevelInfo, "client went away"
+	case code == limit.CodeBulkheadFull || code == limit.CodeBulkheadWaitTimeout:
+		return slog.LevelWarn, "gateway bulkhead full"
+	case contract.Retryable(err):
+		return slog.LevelWarn, "gateway unavailable"
+	case contract.HTTPStatus(contract.KindOf(err)) < 500:
+		return slog.LevelWarn, "gateway rejected the payment"
+	}
+	return slog.LevelError, "gateway call failed"
 }
 
 func (s *service) get(w http.ResponseWriter, r *http.Request) {
