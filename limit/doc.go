@@ -71,11 +71,12 @@
 // bounded memory: at most KeyedConfig.MaxKeys keys (the least recently used
 // forgotten when a new key finds the limiter full, never before), keys idle
 // for IdleTimeout dropped, keys longer than 128 bytes stored as a 128-bit
-// hash. IdleTimeout may not be shorter than the time a bucket takes to
-// refill (Burst/Rate, plus MaxWait in Wait mode, whose reservations can put
-// a bucket in debt), so forgetting an idle key never gives it tokens it
-// would not have had. Keys are spread over independently locked shards;
-// MaxKeys bounds them all together.
+// hash and shorter ones as a copy, so a key sliced from a request body
+// never keeps the body alive. IdleTimeout may not be shorter than the time
+// a bucket takes to refill (Burst/Rate, plus MaxWait in Wait mode, whose
+// reservations can put a bucket in debt), so forgetting an idle key never
+// gives it tokens it would not have had. Keys are spread over independently
+// locked shards; MaxKeys bounds them all together.
 //
 // # HTTP
 //
@@ -83,7 +84,10 @@
 // an http.Handler and answer a refusal with contract.WriteProblem: an
 // application/problem+json body and a Retry-After header in whole seconds,
 // rounded up. RemoteIP is a key function for per-client limiting that, on
-// purpose, ignores forgeable X-Forwarded-For headers.
+// purpose, ignores forgeable X-Forwarded-For headers. It keys an IPv4
+// client by its address (IPv4-mapped IPv6 addresses included) and an IPv6
+// client by its /64, the block one host can pick a new address in for
+// every request; distinct clients sharing a /64 share a bucket.
 //
 // # Configuration
 //

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"math"
+	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,15 +18,36 @@ import (
 )
 
 // FuzzRemoteIP: any RemoteAddr yields a key without panicking, and the key
-// is part of the address (never invented).
+// is never invented: it is part of the address, the IPv4 address an
+// IPv4-mapped one holds, or the /64 (with the zone) holding an IPv6 one.
 func FuzzRemoteIP(f *testing.F) {
-	for _, s := range []string{"192.0.2.1:80", "[::1]:443", "", ":", "[", "]:", "a:b:c", "[::1", "\x00:\xff", strings.Repeat("9", 4096) + ":1"} {
+	for _, s := range []string{"192.0.2.1:80", "[::1]:443", "", ":", "[", "]:", "a:b:c", "[::1", "\x00:\xff", strings.Repeat("9", 4096) + ":1",
+		"[fe80::1%eth0]:80", "[::ffff:192.0.2.1]:80", "2001:db8::1", "[2001:db8::1%]:1", "[::ffff:1.2.3.4%z]:1"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, addr string) {
 		got := RemoteIP(&http.Request{RemoteAddr: addr})
-		if !strings.Contains(addr, got) {
+		if strings.Contains(addr, got) {
+			return
+		}
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			host = addr
+		}
+		a, err := netip.ParseAddr(host)
+		if err != nil {
 			t.Fatalf("RemoteIP(%q) = %q: not taken from the address", addr, got)
+		}
+		if a.Is4In6() {
+			if got != a.Unmap().String() {
+				t.Fatalf("RemoteIP(%q) = %q, want the IPv4 address %v", addr, got, a.Unmap())
+			}
+			return
+		}
+		prefix, zone, _ := strings.Cut(got, "%")
+		p, err := netip.ParsePrefix(prefix)
+		if err != nil || p.Bits() != 64 || !p.Contains(a.WithZone("")) || zone != a.Zone() || p != p.Masked() {
+			t.Fatalf("RemoteIP(%q) = %q, want the /64 holding %v", addr, got, a)
 		}
 	})
 }

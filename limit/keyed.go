@@ -5,6 +5,7 @@ import (
 	"hash/maphash"
 	"math"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,8 +34,10 @@ type KeyedConfig struct {
 	// arrives and the limiter is full, the least recently used key is
 	// forgotten, and only then: the bound is on the whole limiter, however
 	// its keys spread over its shards. Default DefaultMaxKeys. Each key
-	// costs about 250 bytes plus the key itself (at most 128 bytes), so the
-	// default bounds the limiter near 4 MB.
+	// costs about 250 bytes plus the key itself (at most 128 bytes: a key
+	// is copied when first tracked, so a key sliced from a larger string
+	// never keeps that string alive), so the default bounds the limiter
+	// near 4 MB.
 	MaxKeys int
 	// IdleTimeout forgets a key unused for this long. It must be at least
 	// the time a bucket takes to refill, so that forgetting an idle key
@@ -51,7 +54,8 @@ type KeyedConfig struct {
 // (a new key beyond them forgets the least recently used), keys idle for
 // IdleTimeout are dropped (lazily, without a background goroutine: each new
 // key evicts idle keys from its own shard and from one other shard in
-// turn), and keys longer than 128 bytes are stored as a 128-bit hash.
+// turn), and keys longer than 128 bytes are stored as a 128-bit hash
+// (shorter ones as a copy of the caller's string).
 //
 // Forgetting a key is lossless when its bucket had refilled, from any
 // Wait-mode debt too (which IdleTimeout guarantees); a key evicted early
@@ -198,10 +202,12 @@ func (k *KeyedLimiter) sweep(now time.Time) {
 // idle keys of its shard, and the least recently used key when the limiter
 // is full), and whether it was created. A key already tracked costs a map
 // lookup and a move to the front of its shard's list, under the shard's
-// lock.
+// lock; a new key is stored as a copy (or as its hash), never as the
+// caller's string.
 func (k *KeyedLimiter) bucket(key string, now time.Time) (*rate.Limiter, bool) {
 	h := maphash.String(k.seed1, key)
-	if len(key) > maxKeyBytes {
+	hashed := len(key) > maxKeyBytes
+	if hashed {
 		var b [16]byte
 		h2 := maphash.String(k.seed2, key)
 		for i := range 8 {
@@ -227,6 +233,12 @@ func (k *KeyedLimiter) bucket(key string, now time.Time) (*rate.Limiter, bool) {
 			k.keys.Add(-dropped)
 		}
 		k.claim(s)
+		if !hashed {
+			// The caller's key may be a slice of a much larger string (a
+			// tenant id cut from a request body): stored as given, it
+			// would keep all of that alive for as long as it is tracked.
+			key = strings.Clone(key)
+		}
 		e = &keyEntry{key: key, bucket: k.core.newBucket()}
 		s.m[key] = e
 	}

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"hash/maphash"
 	"math"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/sadpath/sadpath/contract"
 	"github.com/sadpath/sadpath/limit/limittest"
@@ -236,6 +238,52 @@ func TestKeyedLimiterLongKeysAreHashed(t *testing.T) {
 			t.Fatalf("stored a %d-byte key", len(key))
 		}
 	}
+}
+
+// TestKeyedLimiterDoesNotPinTheKeysBuffer: a key cut out of a large string
+// (a tenant id sliced from a 1 MiB request body or header buffer) was
+// stored as given, so every tracked key kept its whole backing array alive:
+// the default 10,000 keys could pin 10 GB, not the ~4 MB MaxKeys promises.
+// A new key is now copied; the lookup of a tracked key still copies
+// nothing (TestAllocKeyedLimiterTrackedKey).
+func TestKeyedLimiterDoesNotPinTheKeysBuffer(t *testing.T) {
+	const keys, size = 32, 1 << 20
+	k, err := NewKeyedLimiter(KeyedConfig{Limiter: LimiterConfig{Rate: 1, Burst: 1, Clock: limittest.NewClock(epoch)}, MaxKeys: keys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for i := range keys {
+		body := "tenant-" + strconv.Itoa(100000+i) + ";" + strings.Repeat("x", size)
+		key := body[:13] // the tenant id
+		if err := k.Take(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+		wantErr(t, k.Take(ctx, body[:13]), contract.KindRateLimited, "") // the same key, found again
+		lo := uintptr(unsafe.Pointer(unsafe.StringData(body)))
+		inBody := func(s string) bool {
+			p := uintptr(unsafe.Pointer(unsafe.StringData(s)))
+			return p >= lo && p < lo+uintptr(len(body))
+		}
+		s := &k.shards[maphash.String(k.seed1, key)&k.mask]
+		s.mu.Lock()
+		for mk, e := range s.m {
+			if mk == key && (inBody(mk) || inBody(e.key)) {
+				t.Errorf("key %q is stored in its caller's 1 MiB buffer", key)
+			}
+		}
+		s.mu.Unlock()
+	}
+	runtime.GC()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	if grown := int64(after.HeapAlloc) - int64(before.HeapAlloc); grown > 8<<20 {
+		t.Errorf("%d keys of 13 bytes retain %d MiB: each keeps its 1 MiB buffer alive", k.Len(), grown>>20)
+	}
+	runtime.KeepAlive(k)
 }
 
 // TestKeyedLimiterExactlyBurstPerKey: at a frozen instant, goroutines racing

@@ -3,6 +3,7 @@ package limit
 import (
 	"net"
 	"net/http"
+	"net/netip"
 
 	"github.com/sadpath/sadpath/contract"
 )
@@ -57,15 +58,43 @@ func (k *KeyedLimiter) Middleware(key func(*http.Request) string) func(http.Hand
 	}
 }
 
-// RemoteIP is a key function for KeyedLimiter.Middleware: the IP address of
-// the connection's peer (r.RemoteAddr without its port). It deliberately
-// ignores X-Forwarded-For and similar headers, which any client can forge;
-// behind a trusted proxy, write a key function that reads the address the
-// proxy appends. An unparsable RemoteAddr is returned unchanged.
+// RemoteIP is a key function for KeyedLimiter.Middleware: the client's
+// address taken from the connection's peer (r.RemoteAddr, its port
+// dropped). It deliberately ignores X-Forwarded-For and similar headers,
+// which any client can forge; behind a trusted proxy, write a key function
+// that reads the address the proxy appends.
+//
+// An IPv4 client is keyed by its address, written the same whether it
+// connected over IPv4 or as an IPv4-mapped IPv6 address (::ffff:192.0.2.1
+// is 192.0.2.1). An IPv6 client is keyed by its /64 ("2001:db8:1:2::/64"),
+// the block a single host is routinely given and can pick a fresh source
+// address in for every connection: keyed by full address, one host would
+// get a bucket per address and, with MaxKeys of them, push every other
+// client's bucket out of the limiter. Distinct clients sharing a /64
+// therefore share one bucket: the hosts of one LAN, or every IPv4 client
+// when a translator in front of the server writes them into one IPv6
+// prefix (as SIIT does with 64:ff9b::/96); there, key by something else.
+// A link-local address keeps its zone ("fe80::/64%eth0"): each link is its
+// own /64. A RemoteAddr whose host is not an IP address is keyed by that
+// host, or by the whole RemoteAddr when it is not host:port.
 func RemoteIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		return r.RemoteAddr
+		host = r.RemoteAddr
 	}
-	return host
+	a, perr := netip.ParseAddr(host)
+	if perr != nil {
+		return host
+	}
+	if a.Is4() {
+		return host // ParseAddr takes only the canonical dotted quad
+	}
+	if a.Is4In6() {
+		return a.Unmap().String()
+	}
+	key := netip.PrefixFrom(a, 64).Masked().String()
+	if zone := a.Zone(); zone != "" {
+		key += "%" + zone
+	}
+	return key
 }

@@ -3,6 +3,7 @@ package limit
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -173,14 +174,67 @@ func TestKeyedMiddlewareNilKeySharesOneBucket(t *testing.T) {
 	}
 }
 
+// TestKeyedMiddlewareOneBucketPerIPv6Slash64: an IPv6 host owns at least a
+// /64 and can send each request from another address in it. Keyed by the
+// full address, it got a fresh bucket per request, and with MaxKeys
+// distinct addresses flushed every other client's bucket out of the
+// limiter. RemoteIP now keys IPv6 clients by their /64.
+func TestKeyedMiddlewareOneBucketPerIPv6Slash64(t *testing.T) {
+	clk := limittest.NewClock(epoch)
+	k, err := NewKeyedLimiter(KeyedConfig{Limiter: LimiterConfig{Name: "api", Rate: 1, Burst: 1, Clock: clk}, MaxKeys: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := k.Middleware(RemoteIP)(okHandler)
+	do := func(addr string) int {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.RemoteAddr = addr
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		return rec.Code
+	}
+	if code := do("192.0.2.1:1111"); code != http.StatusOK {
+		t.Fatalf("other client's first request: %d", code)
+	}
+	passed := 0
+	for i := 1; i <= 200; i++ {
+		if do(fmt.Sprintf("[2001:db8:1:2:%x::%x]:443", i, i)) == http.StatusOK { // one host, one /64
+			passed++
+		}
+	}
+	if passed != 1 {
+		t.Errorf("one /64 rotating addresses got %d of 200 requests through a Burst 1 limit, want 1", passed)
+	}
+	if code := do("192.0.2.1:2222"); code != http.StatusTooManyRequests {
+		t.Errorf("other client's second request: %d, want 429 (its bucket evicted by the rotating host)", code)
+	}
+	if code := do("[2001:db8:1:3::1]:443"); code != http.StatusOK {
+		t.Errorf("a client of the next /64: %d, want 200", code)
+	}
+	if k.Len() != 3 {
+		t.Errorf("Len = %d, want 3 keys", k.Len())
+	}
+}
+
 func TestRemoteIP(t *testing.T) {
 	for addr, want := range map[string]string{
-		"192.0.2.1:1234":    "192.0.2.1",
-		"[2001:db8::1]:443": "2001:db8::1",
-		"192.0.2.1":         "192.0.2.1",
-		"":                  "",
-		"garbage:::":        "garbage:::",
-		"@unix":             "@unix",
+		"192.0.2.1:1234":             "192.0.2.1",
+		"[2001:db8::1]:443":          "2001:db8::/64",
+		"[2001:db8:1:2:3:4:5:6]:443": "2001:db8:1:2::/64",
+		"[2001:DB8:0:0:ffff::1]:443": "2001:db8::/64",
+		"[::ffff:192.0.2.1]:80":      "192.0.2.1", // IPv4 on a dual-stack socket
+		"[::1]:80":                   "::/64",
+		"[fe80::1%eth0]:80":          "fe80::/64%eth0", // link-local: the /64 of one link
+		"[fe80::2:3%eth1]:80":        "fe80::/64%eth1",
+		"2001:db8::1":                "2001:db8::/64", // no port
+		"192.0.2.1":                  "192.0.2.1",
+		"":                           "",
+		"garbage:::":                 "garbage:::",
+		"@unix":                      "@unix",
+		"[not-an-ip]:80":             "not-an-ip",
+		"192.0.2.01:80":              "192.0.2.01",
+		"[2001:db8::1]":              "[2001:db8::1]",
+		"[2001:db8::1%]:80":          "2001:db8::1%",
 	} {
 		r := &http.Request{RemoteAddr: addr}
 		if got := RemoteIP(r); got != want {

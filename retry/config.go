@@ -118,7 +118,10 @@ type Config struct {
 	// counts: when a slow hook (or, under a Transport, draining the
 	// discarded response) leaves the retry too little time under
 	// MaxElapsedTime or the deadline, Do gives up after it, with
-	// StopElapsed or StopDeadline, instead of retrying.
+	// StopElapsed or StopDeadline, instead of retrying. A wait that is a
+	// Retry-After hint capped by MaxDelay is shortened instead, to end at
+	// MaxElapsedTime (never before the failure plus the delay the hook was
+	// given), when the deadline allows.
 	OnRetry func(attempt int, delay time.Duration, err error)
 	// MeterProvider provides the meter for the counters. Nil means the
 	// global otel MeterProvider.

@@ -80,7 +80,14 @@ response, before the retry is logged, so the time those take counts too.
 A [contract.RetryAfter] hint lengthens a wait (never shortens it) and is
 always capped by MaxDelay; MaxDelay may not exceed MaxElapsedTime. A hostile
 "Retry-After: 1743441600000" therefore costs at most MaxDelay, and a hint
-longer than MaxElapsedTime still allows a retry after MaxDelay.
+longer than MaxElapsedTime still allows a retry after MaxDelay. Such a
+capped wait can fill MaxElapsedTime exactly (MaxDelay defaults to
+MaxElapsedTime when that is 10s or less), so on the second check the time
+the hook or the drain took is taken off the wait instead of dropping the
+retry: the wait is cut to end at MaxElapsedTime, never before the failure
+plus the wait first granted, and the deadline is checked on the cut wait as
+on any other. A wait from the backoff curve is never cut: a retry it no
+longer fits is not made.
 
 AttemptTimeout gives each attempt's context its own deadline.
 
@@ -114,7 +121,10 @@ With [Config.Logger] set, each retry is logged at Info as the decision
 "retrying" (attempt, delay, error kind and text, dependency) and each
 give-up after a retry at Warn, through [logctx.Decision], so the
 coordinates on the context (correlation id, operation, entity) are on
-every record. Idempotency keys, tokens and bodies are never logged.
+every record. Idempotency keys, tokens and bodies are never logged: in the
+error text, the URL of a *url.Error (an http.Client failure) is shown as
+scheme://host/path, without the user info, query and fragment that carry
+credentials.
 
 Unless [Config.DisableTelemetry] is set, retries and give-ups are counted
 (sadpath.retry.retries, sadpath.retry.give_ups) with a meter from

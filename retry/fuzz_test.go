@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -100,5 +102,33 @@ func FuzzConfig(f *testing.F) {
 			t.Fatalf("no stop after 200 waits with MaxAttempts %d", attempts)
 		}
 		_ = context.Background
+	})
+}
+
+// FuzzLogsHideURLQuery: whatever the URL of a *url.Error in a retried
+// failure, its query never reaches the logs, and logging never panics.
+func FuzzLogsHideURLQuery(f *testing.F) {
+	for _, s := range []string{"https://psp.test/v1", "http://u:p@h/a", "", "//x@y", "h/p\t\x00\"", "://@/", "a@b@c/d", "\xff\u2028"} {
+		f.Add(s)
+	}
+	const secret = "Zsk_live_fuzz"
+	f.Fuzz(func(t *testing.T, prefix string) {
+		if strings.Contains(prefix, "Zsk") {
+			return
+		}
+		sink := &logSink{}
+		p := mustPolicy(t, retry.Config{Clock: retrytest.NewClock(), MaxAttempts: 2, Logger: sink.logger()})
+		uerr := &url.Error{Op: "Get", URL: prefix + "?api_key=" + secret, Err: io.ErrUnexpectedEOF}
+		failure := contract.Wrap(contract.KindUnavailable, "dep.get", uerr)
+		_, _ = retry.Do(context.Background(), p, func(context.Context) (int, error) { return 0, failure })
+		recs := sink.records(t)
+		if len(recs) != 2 {
+			t.Fatalf("%d records, want 2", len(recs))
+		}
+		for _, r := range recs {
+			if msg, _ := r["error"].(string); strings.Contains(msg, secret) || strings.Contains(msg, strconv.Quote(secret)) {
+				t.Fatalf("URL %q: logged %q", uerr.URL, msg)
+			}
+		}
 	})
 }

@@ -157,11 +157,13 @@ func (c *call) failed(ctx context.Context, n int, err error, beforeWait func()) 
 		return 0, c.stopAt(ctx, now, n, StopAttempts, err, nil)
 	}
 	wait := c.s.next()
+	capped := false // the wait is a hint cut to MaxDelay
 	if ra, ok := contract.RetryAfter(err); ok && ra > wait {
-		wait = ra
+		wait, capped = ra, ra >= p.maxDelay
 	}
 	wait = min(wait, p.maxDelay)
-	if final := c.late(ctx, now, n, err, wait); final != nil {
+	wait, final := c.late(ctx, now, n, err, wait, false)
+	if final != nil {
 		return 0, final
 	}
 	if p.budget != nil && !p.budget.Retry() {
@@ -171,7 +173,12 @@ func (c *call) failed(ctx context.Context, n int, err error, beforeWait func()) 
 	// context) and the OnRetry hook take time that now did not see: the
 	// retry must still fit, on a fresh reading of the clock, before it is
 	// logged and the wait begins. A retry dropped here was granted by the
-	// budget, which then counts one retry too many: the safe side.
+	// budget, which then counts one retry too many: the safe side. A
+	// capped hint is the exception: it may fill MaxElapsedTime exactly
+	// (MaxDelay == MaxElapsedTime), so any time spent here would drop the
+	// retry the hint was capped to allow; it is cut to what is left of
+	// MaxElapsedTime instead, which still ends no earlier than the wait
+	// granted above. The deadline is checked on the cut wait as on any.
 	if beforeWait != nil || p.onRetry != nil {
 		if beforeWait != nil {
 			beforeWait()
@@ -183,16 +190,16 @@ func (c *call) failed(ctx context.Context, n int, err error, beforeWait func()) 
 		if cerr := ctx.Err(); cerr != nil {
 			return 0, c.stopAt(ctx, now, n, StopContext, err, cerr)
 		}
-		if final := c.late(ctx, now, n, err, wait); final != nil {
+		if wait, final = c.late(ctx, now, n, err, wait, capped); final != nil {
 			return 0, final
 		}
 	}
-	if p.logger != nil {
+	if p.logger != nil && p.logger.Enabled(ctx, slog.LevelInfo) {
 		logctx.Decision(ctx, p.logger, slog.LevelInfo, "retrying", errorType(err),
 			slog.String(logctx.KeyDependency, p.name),
 			slog.Int("attempt", n),
 			slog.Duration("delay", wait),
-			slog.String("error", err.Error()))
+			slog.String("error", logText(err)))
 	}
 	p.tel.retry(ctx, p.name, n, wait, err)
 	return wait, nil
@@ -200,21 +207,26 @@ func (c *call) failed(ctx context.Context, n int, err error, beforeWait func()) 
 
 // late returns the final error when a wait of wait starting at now would
 // end after MaxElapsedTime, or would not leave a full AttemptTimeout (when
-// one is set) before ctx's deadline; nil when the retry fits. It compares
-// differences, not sums: a MaxElapsedTime or MaxDelay near the largest
-// Duration would overflow elapsed+wait.
-func (c *call) late(ctx context.Context, now time.Time, n int, err error, wait time.Duration) *Error {
+// one is set) before ctx's deadline; nil and the wait when the retry fits.
+// With cut, a wait ending after MaxElapsedTime is shortened to end at it
+// (when it has not passed) instead, before the deadline is checked. It
+// compares differences, not sums: a MaxElapsedTime or MaxDelay near the
+// largest Duration would overflow elapsed+wait.
+func (c *call) late(ctx context.Context, now time.Time, n int, err error, wait time.Duration, cut bool) (time.Duration, *Error) {
 	p := c.p
-	if wait > p.maxElapsed-max(0, now.Sub(c.start)) {
-		return c.stopAt(ctx, now, n, StopElapsed, err, nil)
+	if left := p.maxElapsed - max(0, now.Sub(c.start)); wait > left {
+		if !cut || left < 0 {
+			return 0, c.stopAt(ctx, now, n, StopElapsed, err, nil)
+		}
+		wait = left
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		left := dl.Sub(now)
 		if wait >= left || p.reserve > left-wait {
-			return c.stopAt(ctx, now, n, StopDeadline, err, context.DeadlineExceeded)
+			return 0, c.stopAt(ctx, now, n, StopDeadline, err, context.DeadlineExceeded)
 		}
 	}
-	return nil
+	return wait, nil
 }
 
 func (c *call) stop(ctx context.Context, n int, r StopReason, cause, ctxErr error) *Error {
@@ -228,7 +240,7 @@ func (c *call) stopAt(ctx context.Context, now time.Time, n int, r StopReason, c
 		// Not a retry decision: the caller gets its error, unretried.
 		return e
 	}
-	if p.logger != nil {
+	if p.logger != nil && p.logger.Enabled(ctx, slog.LevelWarn) {
 		msg := "gave up retrying"
 		if r == StopBudget {
 			msg = "retry budget exhausted"
@@ -237,7 +249,7 @@ func (c *call) stopAt(ctx context.Context, now time.Time, n int, r StopReason, c
 			slog.String(logctx.KeyDependency, p.name),
 			slog.Int("attempts", n),
 			slog.Duration("elapsed", e.Elapsed),
-			slog.String("error", cause.Error()))
+			slog.String("error", logText(cause)))
 	}
 	p.tel.giveUp(ctx, p.name, e)
 	return e

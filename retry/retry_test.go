@@ -5,8 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -275,6 +280,104 @@ func TestRetryAfter(t *testing.T) {
 		}
 		if got := clk.Sleeps(); len(got) != 1 || got[0] != time.Second {
 			t.Errorf("sleeps = %v, want [1s]", got)
+		}
+	})
+	t.Run("longer than MaxElapsedTime survives a slow OnRetry", func(t *testing.T) {
+		// MaxDelay defaults to MaxElapsedTime (50ms), so the capped hint
+		// fills the whole time bound; the hook's 10ms then left 40ms. The
+		// time bounds were checked again after the hook, and the retry the
+		// hook had just been told about was dropped with StopElapsed. The
+		// capped hint is now cut to what is left: the retry starts 50ms
+		// after the failure, as announced.
+		clk := retrytest.NewClock()
+		sink := &logSink{}
+		var announced []time.Duration
+		p := mustPolicy(t, retry.Config{MaxElapsedTime: 50 * time.Millisecond, Clock: clk, Logger: sink.logger(),
+			OnRetry: func(_ int, d time.Duration, _ error) {
+				announced = append(announced, d)
+				clk.Advance(10 * time.Millisecond)
+			}})
+		var starts []time.Time
+		fn := func(context.Context) (int, error) {
+			if starts = append(starts, clk.Now()); len(starts) == 1 {
+				return 0, contract.New(contract.KindUnavailable, "dep", "").WithRetryAfter(120 * time.Second)
+			}
+			return 42, nil
+		}
+		v, err := retry.Do(ctx, p, fn)
+		if v != 42 || err != nil || len(starts) != 2 {
+			t.Fatalf("Do = %v, %v after %d calls; want the retry", v, err, len(starts))
+		}
+		if len(announced) != 1 || announced[0] != 50*time.Millisecond {
+			t.Errorf("OnRetry delays = %v, want [50ms]", announced)
+		}
+		if got := clk.Sleeps(); len(got) != 1 || got[0] != 40*time.Millisecond {
+			t.Errorf("sleeps = %v, want [40ms]: the 50ms less the hook's 10ms", got)
+		}
+		if d := starts[1].Sub(starts[0]); d != 50*time.Millisecond {
+			t.Errorf("retry started %v after the failure, want 50ms", d)
+		}
+		if recs := sink.records(t); len(recs) != 1 || recs[0]["msg"] != "retrying" || recs[0]["delay"] != float64(40*time.Millisecond) {
+			t.Errorf("records = %v; want one retry logged with the 40ms it waits", recs)
+		}
+	})
+	t.Run("a capped hint cut after a slow OnRetry still honours the deadline", func(t *testing.T) {
+		for _, tt := range []struct {
+			name    string
+			hook    time.Duration
+			elapsed time.Duration // MaxElapsedTime; MaxDelay is 1s
+			want    error         // nil: the retry is made
+		}{
+			// The 1s wait, cut to .9s, ends at 1s: .3s left, a full
+			// AttemptTimeout.
+			{"fits", 100 * time.Millisecond, time.Second, nil},
+			// The 1s wait is cut to .8s after the 1.2s hook: it would end
+			// at 2s, after the 1.5s deadline. Give up without sleeping.
+			{"past the deadline", 1200 * time.Millisecond, 2 * time.Second, retry.StopDeadline},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				clk := retrytest.NewClock()
+				p := mustPolicy(t, retry.Config{MaxElapsedTime: tt.elapsed, MaxDelay: time.Second,
+					AttemptTimeout: 300 * time.Millisecond, Clock: clk,
+					OnRetry: func(int, time.Duration, error) { clk.Advance(tt.hook) }})
+				dl := clk.Now().Add(1300 * time.Millisecond)
+				if tt.want != nil {
+					dl = clk.Now().Add(1500 * time.Millisecond)
+				}
+				dctx, cancel := context.WithDeadline(ctx, dl)
+				defer cancel()
+				var lefts []time.Duration
+				fn := func(actx context.Context) (int, error) {
+					lefts = append(lefts, dl.Sub(clk.Now()))
+					if len(lefts) == 1 {
+						return 0, contract.New(contract.KindUnavailable, "dep", "").WithRetryAfter(time.Minute)
+					}
+					return 42, nil
+				}
+				_, err := retry.Do(dctx, p, fn)
+				if tt.want == nil {
+					if err != nil || len(lefts) != 2 || lefts[1] < 300*time.Millisecond {
+						t.Fatalf("err = %v after %d calls (left at each: %v); want the retry with 300ms left", err, len(lefts), lefts)
+					}
+					return
+				}
+				if !errors.Is(err, tt.want) || !errors.Is(err, context.DeadlineExceeded) || len(lefts) != 1 || len(clk.Sleeps()) != 0 {
+					t.Fatalf("err = %v after %d calls, sleeps %v; want %v without sleeping", err, len(lefts), clk.Sleeps(), tt.want)
+				}
+			})
+		}
+	})
+	t.Run("a backoff wait is not cut after a slow OnRetry", func(t *testing.T) {
+		// Only a hint capped by MaxDelay is cut: the policy's own wait,
+		// however close to MaxElapsedTime, is never shortened by the time
+		// the hook took, and a retry it no longer fits is not made.
+		clk := retrytest.NewClock()
+		p := mustPolicy(t, retry.Config{Strategy: retry.Constant, InitialDelay: 50 * time.Millisecond,
+			MaxElapsedTime: 50 * time.Millisecond, Clock: clk,
+			OnRetry: func(int, time.Duration, error) { clk.Advance(10 * time.Millisecond) }})
+		fn, calls := failing(unavailable())
+		if _, err := retry.Do(ctx, p, fn); !errors.Is(err, retry.StopElapsed) || calls.Load() != 1 || len(clk.Sleeps()) != 0 {
+			t.Errorf("err = %v after %d calls, sleeps %v; want StopElapsed after 1, no sleep", err, calls.Load(), clk.Sleeps())
 		}
 	})
 }
@@ -565,6 +668,72 @@ func TestLogsAndTelemetry(t *testing.T) {
 	_, _ = retry.Do(trace.ContextWithSpan(context.Background(), span2), p2, func(context.Context) (int, error) { return 0, unavailable() })
 	if len(sink2.records(t)) != 0 || mp2.count("sadpath.retry.retries") != 0 || len(span2.events) != 0 {
 		t.Errorf("telemetry off still recorded: %d events", len(span2.events))
+	}
+}
+
+// TestLogsNeverShowURLSecrets: an http.Client failure is a *url.Error
+// whose text holds the request's URL, query (an api_key), fragment and
+// user name included. Do logged err.Error() verbatim in its "retrying" and
+// "gave up retrying" records. Every record now shows such a URL as
+// scheme://host/path and keeps the rest of the message.
+func TestLogsNeverShowURLSecrets(t *testing.T) {
+	const secretURL = "https://alice:hunter2@psp.test:8443/v1/charges?api_key=sk_live_abc#tok_frag"
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+	client := &http.Client{Transport: roundTripFunc(func(*http.Request) (*http.Response, error) { return nil, refused })}
+	viaClient := func(ctx context.Context) (int, error) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, secretURL, nil)
+		resp, err := client.Do(req)
+		if resp != nil {
+			resp.Body.Close()
+		}
+		return 0, err
+	}
+	joined := func(context.Context) (int, error) {
+		return 0, contract.Wrap(contract.KindUnavailable, "psp.charge", errors.Join(
+			&url.Error{Op: "Post", URL: secretURL, Err: refused},
+			fmt.Errorf("fallback: %w", &url.Error{Op: "Get", URL: "http://bob@backup.test/x?k=sk_live_abc", Err: refused})))
+	}
+	for _, tt := range []struct {
+		name    string
+		cfg     retry.Config
+		fn      func(context.Context) (int, error)
+		records int
+		want    string // in every record's error text
+	}{
+		{"http.Client", retry.Config{MaxAttempts: 2}, viaClient, 2,
+			`Get "https://psp.test:8443/v1/charges": dial tcp: connection refused`},
+		{"wrapped and joined", retry.Config{MaxAttempts: 2}, joined, 2,
+			`Post "https://psp.test:8443/v1/charges": dial tcp: connection refused` + "\n" + `fallback: Get "http://backup.test/x": dial tcp: connection refused`},
+		{"quoted with escapes", retry.Config{MaxAttempts: 2}, func(context.Context) (int, error) {
+			return 0, &url.Error{Op: "Get", URL: "//bob:pw@psp.test/a\tb?api_key=sk_live_abc", Err: refused}
+		}, 2, `Get "//psp.test/a\tb": dial tcp: connection refused`},
+		{"budget exhausted", retry.Config{Budget: emptyBudget{}}, viaClient, 1,
+			`Get "https://psp.test:8443/v1/charges": dial tcp: connection refused`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			sink := &logSink{}
+			tt.cfg.Logger = sink.logger()
+			if _, err := retry.Do(context.Background(), constPolicy(t, retrytest.NewClock(), tt.cfg), tt.fn); err == nil {
+				t.Fatal("Do succeeded")
+			}
+			recs := sink.records(t)
+			if len(recs) != tt.records {
+				t.Fatalf("%d records, want %d: %v", len(recs), tt.records, recs)
+			}
+			for _, r := range recs {
+				if msg, _ := r["error"].(string); !strings.Contains(msg, tt.want) {
+					t.Errorf("%q record: error %q, want it to contain %q", r["msg"], msg, tt.want)
+				}
+			}
+			sink.mu.Lock()
+			out := sink.buf.String()
+			sink.mu.Unlock()
+			for _, secret := range []string{"alice", "hunter2", "sk_live_abc", "tok_frag", "bob"} {
+				if strings.Contains(out, secret) {
+					t.Errorf("log output contains %q:\n%s", secret, out)
+				}
+			}
+		})
 	}
 }
 

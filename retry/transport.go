@@ -63,7 +63,9 @@ type TransportConfig struct {
 // nil error, like any RoundTripper; when it gives up on a connection error,
 // because the context ended during a wait, or because draining the
 // discarded response took the time the retry needed (MaxElapsedTime, or a
-// full AttemptTimeout before the deadline), the *Error is returned.
+// full AttemptTimeout before the deadline), the *Error is returned. A
+// Retry-After wait capped by MaxDelay is shortened by the drain instead,
+// down to what is left of MaxElapsedTime (see Config.OnRetry).
 //
 // On a retried request the span in the request's context gets the
 // attribute http.request.resend_count (unless the Policy's telemetry is

@@ -190,6 +190,40 @@ func TestTransportRetryAfter(t *testing.T) {
 			t.Errorf("sleeps = %v, want [3s]", got)
 		}
 	})
+	t.Run("longer than MaxElapsedTime survives the drain", func(t *testing.T) {
+		// MaxDelay defaults to MaxElapsedTime (50ms), so "Retry-After: 120"
+		// is capped to the whole time bound. Draining the 503 took 10ms,
+		// after which the bounds were checked again and the retry dropped:
+		// the caller got a *retry.Error instead of the answer. The capped
+		// hint is now cut to the 40ms left. The drain runs on the fake
+		// clock, so the test does not depend on real time.
+		clk := retrytest.NewClock()
+		sink := &logSink{}
+		var starts []time.Time
+		base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			if starts = append(starts, clk.Now()); len(starts) == 1 {
+				return &http.Response{StatusCode: 503, Header: http.Header{"Retry-After": {"120"}},
+					Body: &slowDrainBody{clk: clk, d: 10 * time.Millisecond}, Request: r}, nil
+			}
+			return &http.Response{StatusCode: 200, Header: http.Header{}, Body: io.NopCloser(strings.NewReader("ok")), Request: r}, nil
+		})
+		tr := newTransport(t, base, clk, retry.TransportConfig{}, retry.Config{MaxElapsedTime: 50 * time.Millisecond, Logger: sink.logger()})
+		req, _ := http.NewRequest(http.MethodGet, "http://dep.test/", nil)
+		resp, err := tr.RoundTrip(req)
+		if err != nil || resp.StatusCode != 200 || len(starts) != 2 {
+			t.Fatalf("RoundTrip = %v, %v after %d attempts; want the 200 after a retry", resp, err, len(starts))
+		}
+		resp.Body.Close()
+		if got := clk.Sleeps(); len(got) != 1 || got[0] != 40*time.Millisecond {
+			t.Errorf("sleeps = %v, want [40ms]: the 50ms less the 10ms drain", got)
+		}
+		if d := starts[1].Sub(starts[0]); d != 50*time.Millisecond {
+			t.Errorf("retry sent %v after the 503, want 50ms", d)
+		}
+		if recs := sink.records(t); len(recs) != 1 || recs[0]["msg"] != "retrying" {
+			t.Errorf("records = %v; want one retry and no give-up", recs)
+		}
+	})
 }
 
 func TestTransportUnsafeRequestsGetOneAttempt(t *testing.T) {
