@@ -29,6 +29,25 @@ var (
 	errGoexit = errors.New("breaker: runtime.Goexit")
 )
 
+// heldOff is the panic a call whose result the breaker discards (see
+// finish: a half-open probe held off by a Trip, a call spanning a state
+// change) is turned into when it panics or leaves by runtime.Goexit, until
+// exec recovers it and re-raises v (nil: Goexit, which goes on). gobreaker
+// counts every panic, as the error fmt.Errorf("%v", p): heldOff's text makes
+// IsExcluded exclude it, so it neither reopens the breaker nor counts as a
+// consecutive trip, and still frees its probe slot.
+type heldOff struct{ v any }
+
+const heldOffText = "breaker: call ended by panic or runtime.Goexit after its result was discarded"
+
+func (*heldOff) Error() string { return heldOffText }
+
+// excluded is gobreaker's IsExcluded: the outcomes it must not count.
+func excluded(err error) bool {
+	return err != nil && (err == errIgnore || err == errGate ||
+		err != errFailure && err.Error() == heldOffText) // a held-off call's panic (see heldOff)
+}
+
 const (
 	forcedNone int32 = iota
 	forcedOpen
@@ -137,7 +156,7 @@ func New(cfg Config) (*Breaker, error) {
 		},
 		OnStateChange: b.onGobreakerChange,
 		IsSuccessful:  func(err error) bool { return err == nil },
-		IsExcluded:    func(err error) bool { return err == errIgnore || err == errGate },
+		IsExcluded:    excluded,
 	})
 	if !c.DisableMetrics {
 		inst, err := newInstruments(b, c.MeterProvider)
@@ -279,12 +298,23 @@ func (b *Breaker) exec(ctx context.Context, run func() Outcome) error {
 	}
 	// One deferred check reports the transitions this call caused, whether
 	// it returned, panicked or called runtime.Goexit, and ends the errGoexit
-	// panic of the latter (see below): the goroutine goes on exiting.
-	goexit := false
+	// panic of the latter (see below): the goroutine goes on exiting. It
+	// also ends a heldOff panic, re-raising the call's own panic after the
+	// report (or letting its Goexit go on).
+	goexit := false // a panic of exec's own (errGoexit, heldOff) is on its way up
 	defer func() {
 		if goexit {
-			if r := recover(); r != errGoexit {
-				panic(r) // not ours: raised while gobreaker counted the call
+			r := recover()
+			if h, ok := r.(*heldOff); ok {
+				r = h.v // the call's own panic; nil for Goexit
+			} else if r == errGoexit {
+				r = nil
+			} // else not ours: raised while gobreaker counted the call
+			if r != nil {
+				if b.pending.Load() != 0 {
+					b.flush(ctx)
+				}
+				panic(r)
 			}
 		}
 		if b.pending.Load() != 0 {
@@ -304,13 +334,16 @@ func (b *Breaker) exec(ctx context.Context, run func() Outcome) error {
 		// nothing of runtime.Goexit (t.FailNow, and wrappers that call
 		// it): the call would keep its half-open probe slot for good. So
 		// Goexit is turned into a panic for gobreaker, which counts it and
-		// frees the slot, and exec recovers that panic.
+		// frees the slot, and exec recovers that panic. A call whose result
+		// is discarded (finish) must not be counted by gobreaker either: its
+		// panic or Goexit becomes a heldOff panic, which gobreaker excludes.
 		defer func() {
 			if phase == returned {
 				return
 			}
-			if phase == running {
-				b.finish(ctx, gen, Failure)
+			if phase == running && !b.finish(ctx, gen, Failure) {
+				goexit = true // exec recovers the heldOff panic and re-raises the call's own
+				panic(&heldOff{v: recover()})
 			}
 			if r := recover(); r != nil {
 				panic(r) // a panic, re-raised unchanged; gobreaker counts it
@@ -336,8 +369,8 @@ func (b *Breaker) exec(ctx context.Context, run func() Outcome) error {
 		phase = running
 		o := run()
 		phase = returned
-		if b.slow != 0 && o != Ignore && b.now()-start > b.slow {
-			o = Slow
+		if b.slow != 0 && b.now()-start > b.slow {
+			o = Slow // whatever it returned, a caller's error included: the latency is the dependency's
 		}
 		if !b.finish(ctx, gen, o) {
 			return struct{}{}, errIgnore
@@ -633,8 +666,9 @@ func (b *Breaker) drain(ctx context.Context, q []queued) {
 // Tripping a half-open breaker whose probes are in flight opens it for
 // openFor (zero: OpenTimeout) all the same. The probes run to their end but
 // their results are ignored, as are those of any call that started in an
-// earlier state: whether they succeed or fail, the breaker stays open for
-// the whole delay, then probes again. Only a probe that had completed as the
+// earlier state: whether they succeed, fail, panic (the panic still reaches
+// their caller) or leave by runtime.Goexit, the breaker stays open for the
+// whole delay, then probes again. Only a probe that had completed as the
 // Trip landed still counts: if it failed, the later of the two delays
 // stands; if it closed the breaker, the breaker stays open for the delay and
 // then closes, reported as open > closed.

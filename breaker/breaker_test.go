@@ -292,15 +292,37 @@ func TestSlowCallsCountAsFailures(t *testing.T) {
 		}
 	}
 	h.wantState(breaker.StateOpen)
-	// A slow caller error stays ignored.
-	h2 := newHarness(t, breaker.Config{SlowCallThreshold: time.Second})
+	// A slow call counts as slow whatever it returned, a caller's error
+	// included: the latency is the dependency's. A database that hangs
+	// until the callers' clients give up (context.Canceled, ignored when
+	// quick) trips the breaker.
+	for _, callerErr := range []error{context.Canceled, contract.New(contract.KindInvalid, "op", "bad")} {
+		var outcomes []breaker.Outcome
+		h2 := newHarness(t, breaker.Config{SlowCallThreshold: time.Second,
+			OnCall: func(_ context.Context, o breaker.Outcome) { outcomes = append(outcomes, o) }})
+		for range 10 {
+			err := h2.b.Execute(context.Background(), func(context.Context) error {
+				h2.clock.Advance(5 * time.Second) // hung until the caller went away
+				return callerErr
+			})
+			if err != callerErr && !errors.Is(err, breaker.ErrOpen) {
+				t.Fatalf("slow call returned %v, want its own error or, once open, a rejection", err)
+			}
+		}
+		h2.wantState(breaker.StateOpen)
+		if fmt.Sprint(outcomes) != "[slow slow slow slow]" {
+			t.Fatalf("%v: OnCall saw %v, want 4 slow calls", callerErr, outcomes)
+		}
+	}
+	// A quick caller error stays ignored with slow-call detection on.
+	h4 := newHarness(t, breaker.Config{SlowCallThreshold: time.Second})
 	for range 10 {
-		_ = h2.b.Execute(context.Background(), func(context.Context) error {
-			h2.clock.Advance(2 * time.Second)
-			return contract.New(contract.KindInvalid, "op", "bad")
+		_ = h4.b.Execute(context.Background(), func(context.Context) error {
+			h4.clock.Advance(time.Second)
+			return context.Canceled
 		})
 	}
-	h2.wantState(breaker.StateClosed)
+	h4.wantState(breaker.StateClosed)
 	// Calls at the threshold are not slow.
 	h3 := newHarness(t, breaker.Config{SlowCallThreshold: time.Second})
 	for range 10 {
@@ -526,6 +548,74 @@ func TestTripWhileProbeInFlight(t *testing.T) {
 			h.wantState(breaker.StateClosed)
 			if got, want := h.path(), before+" "+tc.afterHold; got != want {
 				t.Fatalf("transitions %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+// A half-open probe held off by a Trip is ignored however it ends: like one
+// that returns an error, one that panics or leaves by runtime.Goexit
+// neither extends the Trip's delay nor counts as a consecutive trip (which
+// would double the next open delay). Its panic still reaches its caller
+// unchanged, its goroutine still exits, and its probe slot is freed.
+func TestTripIgnoresAHeldOffProbeThatPanicsOrExits(t *testing.T) {
+	for _, exit := range []string{"error", "panic", "goexit"} {
+		t.Run(exit, func(t *testing.T) {
+			ctx := context.Background()
+			// OpenTimeout 10s, no jitter: the first trip opens for 10s.
+			h := newHarness(t, breaker.Config{HalfOpenProbes: 1, MinCalls: 1})
+			_ = h.call(errDown)
+			h.clock.Advance(time.Minute)
+			started, release, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
+			var recovered any
+			returned := false
+			go func() {
+				defer close(done)
+				defer func() { recovered = recover() }()
+				_ = h.b.Execute(ctx, func(context.Context) error {
+					close(started)
+					<-release
+					switch exit {
+					case "panic":
+						panic("driver bug")
+					case "goexit":
+						runtime.Goexit()
+					}
+					return errDown
+				})
+				returned = true
+			}()
+			<-started
+			h.b.Trip(ctx, 5*time.Second, "peer tripped") // the probe is held off: open 5s
+			close(release)
+			<-done
+			switch exit {
+			case "panic":
+				if recovered != "driver bug" {
+					t.Fatalf("the probe's caller recovered %v, want the original panic value", recovered)
+				}
+			case "goexit":
+				if returned || recovered != nil {
+					t.Fatalf("goexit: Execute returned %v, saw a panic %v", returned, recovered)
+				}
+			}
+			if ra := h.b.RetryAfter(); ra != 5*time.Second {
+				t.Fatalf("the held-off probe changed the Trip's delay: RetryAfter %v, want 5s (transitions %s)", ra, h.path())
+			}
+			h.clock.Advance(5 * time.Second)
+			h.wantState(breaker.StateHalfOpen)
+			// The next probe runs (its slot was freed) and fails: the
+			// second consecutive trip, 20s; a third would be 40s.
+			if err := h.call(errDown); !errors.Is(err, errDown) {
+				t.Fatalf("probe after the Trip: %v (transitions %s)", err, h.path())
+			}
+			h.wantState(breaker.StateOpen)
+			const want = "closed>open open>half_open half_open>open open>half_open half_open>open"
+			if got := h.path(); got != want {
+				t.Fatalf("transitions %q, want %q", got, want)
+			}
+			if last := h.trans[len(h.trans)-1]; last.OpenFor != 20*time.Second {
+				t.Fatalf("failed probe after the Trip opened for %v, want 20s (the second consecutive trip)", last.OpenFor)
 			}
 		})
 	}

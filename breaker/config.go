@@ -58,9 +58,13 @@ type Config struct {
 	// FailureRatio trips the breaker when failures/(successes+failures)
 	// over the window reaches it, in (0, 1]. Default 0.5.
 	FailureRatio float64
-	// SlowCallThreshold makes a call that takes longer count as a failure,
-	// even when it succeeds. Zero disables slow-call detection (and its two
-	// clock reads per call).
+	// SlowCallThreshold makes a call that takes longer count as a failure
+	// (Outcome Slow) whatever it returned: a success, and also an error the
+	// breaker otherwise ignores — the caller's cancellation
+	// (context.Canceled) when a client gave up waiting on a hung
+	// dependency, or any other caller error — since the latency is the
+	// dependency's. The caller still gets the call's own result. Zero
+	// disables slow-call detection (and its two clock reads per call).
 	SlowCallThreshold time.Duration
 
 	// OpenTimeout is how long the breaker stays open after its first trip

@@ -43,15 +43,18 @@
 // sorts a call's error: nil is a Success; the caller's own errors — contract
 // kinds invalid, unauthorized, forbidden, not found, conflict, precondition
 // failed, too large, and canceled (context.Canceled) — are ignored: a flood
-// of bad requests never opens the breaker; timeouts (context.DeadlineExceeded
-// too), unavailable, rate limited, overloaded, internal and unknown errors
-// are failures. A call that takes longer than Config.SlowCallThreshold is a
-// failure whatever it returned — the caller still gets its result — so a
-// dependency that turns slow trips the breaker before callers time out. A
-// panic is a failure and is re-raised unchanged; a call that leaves by
+// of quick bad requests never opens the breaker; timeouts
+// (context.DeadlineExceeded too), unavailable, rate limited, overloaded,
+// internal and unknown errors are failures. A call that takes longer than
+// Config.SlowCallThreshold is a failure whatever it returned, a caller's
+// error included — the caller still gets its result — so a dependency that
+// turns slow trips the breaker before callers time out, and one that hangs
+// until its callers give up (their context canceled) trips it too. A panic
+// is a failure and is re-raised unchanged; a call that leaves by
 // runtime.Goexit (t.FailNow) is a failure too, and its goroutine still
 // exits. A call that started before a state change and ended after it
-// belongs to the state before: it is counted in the metrics only.
+// belongs to the state before: it is counted in the metrics only, however
+// it ended (a panic is still re-raised).
 //
 // # Calling
 //
@@ -71,7 +74,8 @@
 //
 // For HTTP clients, Transport keeps one breaker per downstream host (or per
 // TransportConfig.Key) in a bounded Registry: 5xx, 429 and transport errors
-// such as timeouts count as failures, other 4xx do not.
+// such as timeouts count as failures, other 4xx do not (unless slower than
+// the breakers' Config.SlowCallThreshold, like any call).
 //
 // # Observation
 //

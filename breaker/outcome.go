@@ -14,7 +14,7 @@ const (
 	Success  Outcome = iota // the dependency answered well
 	Failure                 // the dependency failed: counts toward tripping
 	Ignore                  // the caller's fault (bad input, canceled): not counted
-	Slow                    // succeeded or failed, but too slowly: counts as a failure
+	Slow                    // took longer than SlowCallThreshold, whatever it returned: counts as a failure
 	Rejected                // never ran: the breaker failed fast (metrics only)
 )
 
@@ -34,7 +34,8 @@ func (o Outcome) String() string {
 // canceled (including context.Canceled) — are ignored: they say nothing about
 // the dependency's health. Everything else — timeouts (including
 // context.DeadlineExceeded and net timeouts), unavailable, rate limited,
-// overloaded, internal and unknown errors — is a Failure.
+// overloaded, internal and unknown errors — is a Failure. Whatever the
+// classification, a call slower than Config.SlowCallThreshold counts as Slow.
 func Classify(err error) Outcome {
 	if err == nil {
 		return Success

@@ -30,15 +30,23 @@
 //     so ten instances each seeing too few calls to decide still trip
 //     together.
 //   - Trips: when the local breaker opens on its own counts (or a probe
-//     fails), the open state and its delay are written and published at once
-//     on a Redis channel; the other instances open for the same remaining
-//     delay. A trip, local or by the shared window, clears the shared
-//     window, and an instance whose breaker opens drops the counts it has
-//     not merged yet: the failures before a trip decided it, and must not
-//     count against the recovery. Calls that started before a trip and end
-//     after it are not shared either (the local breaker discards them, see
-//     breaker.Config.OnCall), and calls that ForceClosed lets through are
-//     counted nowhere, locally or shared. While Redis is slow, a local
+//     fails), the open state and its delay are written and published at
+//     once on a Redis channel; the other instances open for the same
+//     remaining delay, with the reason "shared: tripped by instance <id>"
+//     (the instance whose merge tripped the shared window says "shared:
+//     shared failure rate …"). A trip, local or by the shared window, clears
+//     the shared window, and an instance whose breaker opens drops the
+//     counts it has not merged yet: the failures before a trip decided it,
+//     and must not count against the recovery. So does a merge that finds
+//     the shared state changed — a peer's trip, or a recovery — since the
+//     instance last saw it (it missed the message, or the message is still
+//     on its way): its counts were made before it knew, during the outage,
+//     and merged into the window the trip cleared or the recovery started
+//     they would re-trip the recovery (an instance's first merge keeps its
+//     counts: it had seen nothing yet). Calls that started before a trip and
+//     end after it are not shared either (the local breaker discards them,
+//     see breaker.Config.OnCall), and calls that ForceClosed lets through
+//     are counted nowhere, locally or shared. While Redis is slow, a local
 //     change waiting to be published is replaced by a newer one: the newest
 //     is the one shared, never dropped for an older one.
 //   - Recovery: when the local breaker closes after its probes succeeded,
@@ -65,7 +73,18 @@
 // recorded epoch is more than a minute ahead of both the stored state's
 // epoch and Redis's clock (a bad message that passed that check, a Redis
 // clock that jumped back) takes the stored epoch and applies the stored
-// state, logging "breaker shared epoch reset".
+// state, logging "breaker shared epoch reset". Likewise for a peer's trip
+// applied from its message: every change is stored before it is published
+// (in the same atomic script), so the merge after the message finds that
+// trip stored, or a newer change. When it finds an older epoch, the trip
+// never reached the shared state (a forged or garbled message; another
+// deployment with the same Prefix and Name on another database of the same
+// Redis server, since Pub/Sub ignores databases) or Redis lost it since:
+// the instance ends the open delay — its next calls probe — and logs
+// "breaker ended a peer's trip missing from the shared state". Open delays from
+// peers are not capped at MaxOpenTimeout (an operator's hour-long Trip
+// reaches every instance); this is what keeps a bad message from holding an
+// instance open for up to a year, with no probe.
 //
 // # Consistency trade-off
 //
@@ -101,4 +120,14 @@
 // field), starts two goroutines (merge loop, subscription) and returns
 // without waiting for Redis. Close stops them; the client stays the
 // caller's. A Shared is safe for concurrent use.
+//
+// A shared change applied from a message or a merge runs the local
+// breaker's OnStateChange hook and Logger on one of these goroutines. A
+// panic there does not crash the process (every instance gets the same
+// message: the whole fleet would crash at once): it is logged at level
+// Error, "breaker hook failed in the background", with the breaker's name,
+// the panic and its stack, and the goroutine goes on. The change is still
+// applied, and Shared's own part of the hooks (sharing a local trip or
+// recovery, counting a call) runs even when the user's hook panics on a
+// caller's goroutine.
 package redisstate

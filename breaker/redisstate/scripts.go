@@ -13,14 +13,28 @@ import "github.com/redis/go-redis/v9"
 // the state hash (a restart without persistence, a failover to a lagging
 // replica, FLUSHDB), so instances that saw the old epochs do not ignore the
 // new ones.
+//
+// Every script that changes the state stores it before it publishes the
+// change, in one atomic script: an instance that received a message and
+// then merges (syncScript runs after the message arrived) always finds that
+// change stored, or a newer one — unless Redis lost it since.
 
 // syncScript merges one instance's counts since its last sync into the
 // shared rolling window, trips the shared state when the window's failure
 // rate is reached, and returns {state, open remaining ms, epoch, successes,
-// failures, TIME in ms}.
+// failures, TIME in ms, origin, tripped}: origin is the instance that made
+// the stored state's last change, tripped 1 when this merge tripped it.
+//
+// The counts are dropped, not merged, when the stored epoch is newer than
+// ARGV[9], the newest epoch the instance had seen when it took them: the
+// shared state changed since (a peer's trip, or a recovery), so they were
+// made before the instance knew of it — during the outage that change is
+// about. A trip cleared the window and a recovery starts afresh: merged
+// after it, those failures would re-trip the recovery. ARGV[9] is -1 before
+// the instance's first merge: it has seen nothing yet to compare with.
 //
 // ARGV: bucket ms, buckets, successes, failures, min calls, failure ratio,
-// open ms, origin.
+// open ms, origin, epoch seen.
 var syncScript = redis.NewScript(`
 local base = KEYS[1]
 local t = redis.call('TIME')
@@ -28,33 +42,39 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local bms, nb = tonumber(ARGV[1]), tonumber(ARGV[2])
 local ds, df = tonumber(ARGV[3]), tonumber(ARGV[4])
 local cur = math.floor(now / bms)
+local st = redis.call('HMGET', base .. ':state', 'state', 'until', 'epoch', 'origin')
+local state = st[1] or 'closed'
+local untilms = tonumber(st[2]) or 0
+local epoch = tonumber(st[3]) or 0
+local origin = st[4] or ''
+local seen = tonumber(ARGV[9])
+if seen >= 0 and epoch > seen then ds, df = 0, 0 end
 if ds > 0 or df > 0 then
   local k = base .. ':w:' .. cur
   redis.call('HINCRBY', k, 's', ds)
   redis.call('HINCRBY', k, 'f', df)
   redis.call('PEXPIRE', k, bms * (nb + 1))
 end
-local st = redis.call('HMGET', base .. ':state', 'state', 'until', 'epoch')
-local state = st[1] or 'closed'
-local untilms = tonumber(st[2]) or 0
-local epoch = tonumber(st[3]) or 0
 local s, f = 0, 0
 for i = 0, nb - 1 do
   local v = redis.call('HMGET', base .. ':w:' .. (cur - i), 's', 'f')
   s = s + (tonumber(v[1]) or 0)
   f = f + (tonumber(v[2]) or 0)
 end
+local tripped = 0
 if (state ~= 'open' or untilms <= now) and (ds + df) > 0 and s + f >= tonumber(ARGV[5]) and f >= tonumber(ARGV[6]) * (s + f) then
   epoch = math.max(epoch + 1, now)
   state = 'open'
   untilms = now + tonumber(ARGV[7])
-  redis.call('HSET', base .. ':state', 'state', 'open', 'until', untilms, 'epoch', epoch, 'origin', ARGV[8])
+  origin = ARGV[8]
+  tripped = 1
+  redis.call('HSET', base .. ':state', 'state', 'open', 'until', untilms, 'epoch', epoch, 'origin', origin)
   for i = 0, nb - 1 do redis.call('DEL', base .. ':w:' .. (cur - i)) end
-  redis.call('PUBLISH', base .. ':events', 'open|' .. epoch .. '|' .. ARGV[7] .. '|' .. ARGV[8])
+  redis.call('PUBLISH', base .. ':events', 'open|' .. epoch .. '|' .. ARGV[7] .. '|' .. origin)
 end
 local remaining = 0
 if state == 'open' and untilms > now then remaining = untilms - now end
-return {state, remaining, epoch, s, f, now}
+return {state, remaining, epoch, s, f, now, origin, tripped}
 `)
 
 // openScript records that an instance's breaker opened for ARGV[1] ms

@@ -6,10 +6,14 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
 
@@ -78,6 +82,16 @@ type Shared struct {
 	succ, fail atomic.Int64 // counted since the last merge
 	lastEpoch  atomic.Int64 // newest shared epoch applied or published
 	healthy    atomic.Bool
+	merged     atomic.Bool // a merge succeeded: lastEpoch is what the instance saw of the shared state
+
+	// applyMu serialises applying a shared change to the local breaker, from
+	// a message (apply) or a merge (sync): of two concurrent changes the
+	// newer is applied last.
+	applyMu sync.Mutex
+	// peerOpen is the epoch of the last peer trip applied from a message,
+	// until a merge finds it (or a newer change) stored; 0: none. Written
+	// under applyMu.
+	peerOpen atomic.Int64
 
 	// The newest local change not published yet: a newer one replaces it,
 	// so while Redis is slow the changes in between are skipped and the
@@ -133,7 +147,7 @@ func New(cfg Config) (*Shared, error) {
 		_, _ = rand.Read(r[:])
 		cfg.InstanceID = hex.EncodeToString(r[:])
 	}
-	if len(cfg.InstanceID) > 128 {
+	if len(cfg.InstanceID) > maxInstanceID {
 		return nil, bad("Config.InstanceID", "must be at most 128 bytes", len(cfg.InstanceID))
 	}
 	for _, c := range cfg.InstanceID {
@@ -153,17 +167,20 @@ func New(cfg Config) (*Shared, error) {
 	}
 	bc := cfg.Breaker
 	userChange, userCall := bc.OnStateChange, bc.OnCall
+	// The user's hooks run first; Shared's part is deferred so that it runs
+	// even when they panic (or call runtime.Goexit): a trip is still
+	// shared, counts are still dropped or counted.
 	bc.OnStateChange = func(ctx context.Context, t breaker.Transition) {
+		defer s.onLocalChange(t)
 		if userChange != nil {
 			userChange(ctx, t)
 		}
-		s.onLocalChange(t)
 	}
 	bc.OnCall = func(ctx context.Context, o breaker.Outcome) {
+		defer s.onCall(o)
 		if userCall != nil {
 			userCall(ctx, o)
 		}
-		s.onCall(o)
 	}
 	b, err := breaker.New(bc)
 	if err != nil {
@@ -224,6 +241,43 @@ func (s *Shared) Close() error {
 }
 
 const peerPrefix = "shared: "
+
+// maxInstanceID bounds Config.InstanceID, and an origin read from Redis or a
+// message before it is logged.
+const maxInstanceID = 128
+
+// originText returns an instance id read from Redis or from a message, fit
+// to log: at most maxInstanceID bytes, anything but printable characters
+// replaced by '?'; "" when there is none.
+func originText(origin string) string {
+	if len(origin) > maxInstanceID {
+		origin = origin[:maxInstanceID] + "…"
+	}
+	clean := true
+	for _, r := range origin {
+		if r == utf8.RuneError || r == '|' || !unicode.IsPrint(r) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return origin
+	}
+	return strings.Map(func(r rune) rune {
+		if r == utf8.RuneError || r == '|' || !unicode.IsPrint(r) {
+			return '?'
+		}
+		return r
+	}, origin)
+}
+
+// peerTripReason is the reason of a peer's trip applied locally.
+func peerTripReason(origin string) string {
+	if o := originText(origin); o != "" {
+		return peerPrefix + "tripped by instance " + o
+	}
+	return peerPrefix + "tripped by another instance"
+}
 
 func (s *Shared) onCall(o breaker.Outcome) {
 	var n int64
@@ -293,21 +347,61 @@ func (s *Shared) loop() {
 	defer s.wg.Done()
 	tick := time.NewTicker(s.every)
 	defer tick.Stop()
-	s.sync()
+	s.guard(s.sync)
 	for {
 		select {
 		case <-s.quit:
 			return
 		case <-s.pubSig:
 			if c, ok := s.nextPublish(); ok {
-				s.publish(c)
+				s.guard(func() { s.publish(c) })
 			}
 		case <-s.kick:
-			s.sync()
+			s.guard(s.sync)
 		case <-tick.C:
-			s.sync()
+			s.guard(s.sync)
 		}
 	}
+}
+
+// guard runs f on one of Shared's goroutines (merge loop, subscription).
+// Applying a shared change runs the user's OnStateChange hook and Logger
+// there; a panic in them must not crash the process — every instance gets
+// the same message, so the whole fleet would crash at once. The panic is
+// logged, and the goroutine goes on. (On a caller's goroutine the panic
+// reaches the caller, as package breaker documents.)
+func (s *Shared) guard(f func()) {
+	returned := false
+	defer func() {
+		if returned {
+			return
+		}
+		if r := recover(); r != nil {
+			s.logHookFailure(fmt.Sprintf("panic: %v", r), debug.Stack())
+			return
+		}
+		// runtime.Goexit: it cannot be stopped, and ends the goroutine.
+		s.logHookFailure("runtime.Goexit: the shared state is no longer followed", nil)
+	}()
+	f()
+	returned = true
+}
+
+// logHookFailure logs a hook's panic or Goexit on a Shared goroutine, with
+// the breaker's name; the Logger may be what panicked, so a panic here is
+// dropped.
+func (s *Shared) logHookFailure(what string, stack []byte) {
+	defer func() { _ = recover() }()
+	const maxReason = 512
+	if len(what) > maxReason {
+		what = strings.ToValidUTF8(what[:maxReason], "") + "…"
+	}
+	attrs := []slog.Attr{slog.String(logctx.KeyDependency, s.b.Name()), slog.String("instance", s.id)}
+	if stack != nil {
+		attrs = append(attrs, slog.String("stack", string(stack)))
+	}
+	logctx.Decision(s.bgCtx(), s.log, slog.LevelError, "breaker hook failed in the background",
+		"OnStateChange or Logger, applying the shared state: "+what, attrs...)
 }
 
 func (s *Shared) opCtx() (context.Context, context.CancelFunc) {
@@ -373,35 +467,66 @@ func (s *Shared) raiseEpoch(epoch int64) bool {
 }
 
 func (s *Shared) sync() {
+	// Read before the counts are taken: the counts were made while the
+	// instance had seen no newer change than seen (apply records a change
+	// only once it is applied and the trip has dropped the counts before
+	// it). syncScript drops them when the stored state is newer.
+	seen := s.lastEpoch.Load()
+	if seen == 0 && !s.merged.Load() {
+		seen = -1 // nothing seen yet: the first merge keeps the counts
+	}
+	pe := s.peerOpen.Load() // set before this script runs: see below
 	ds, df := s.succ.Swap(0), s.fail.Swap(0)
 	ctx, cancel := s.opCtx()
 	defer cancel()
 	res, err := syncScript.Run(ctx, s.client, []string{s.base},
-		s.bucketMs, s.buckets, ds, df, s.minCalls, strconv.FormatFloat(s.ratio, 'f', -1, 64), s.openMs, s.id).Slice()
-	if err == nil && len(res) != 6 {
+		s.bucketMs, s.buckets, ds, df, s.minCalls, strconv.FormatFloat(s.ratio, 'f', -1, 64), s.openMs, s.id, seen).Slice()
+	if err == nil && len(res) != 8 {
 		err = fmt.Errorf("redisstate: sync returned %d values", len(res))
 	}
 	s.health(err)
 	if err != nil {
 		return // counts dropped: the shared window is advisory
 	}
+	s.merged.Store(true)
 	state, _ := res[0].(string)
 	remaining, _ := res[1].(int64)
 	epoch, _ := res[2].(int64)
 	succ, _ := res[3].(int64)
 	fail, _ := res[4].(int64)
 	now, _ := res[5].(int64)
+	origin, _ := res[6].(string)
+	tripped, _ := res[7].(int64)
 	if s.forced() {
 		return
+	}
+	ctx2 := s.bgCtx()
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	if pe != 0 && s.peerOpen.CompareAndSwap(pe, 0) && epoch < pe {
+		// A peer's trip applied from its message is not stored: every
+		// script stores a change before publishing it, and this script ran
+		// after the message arrived, so a real trip would be stored, or a
+		// newer change. The message never reached the shared state
+		// (forged, garbled, another deployment on another database of the
+		// same Redis) or Redis lost it: the local breaker must not stay
+		// open on it for up to a year, with no probe. End its delay: the
+		// next calls probe.
+		s.b.Probe(ctx2)
+		logctx.Decision(ctx2, s.log, slog.LevelWarn, "breaker ended a peer's trip missing from the shared state",
+			fmt.Sprintf("the trip of epoch %d is not stored (stored epoch %d)", pe, epoch),
+			slog.String(logctx.KeyDependency, s.b.Name()))
 	}
 	if !s.raiseEpoch(epoch) && !s.resetEpoch(epoch, now) {
 		return
 	}
-	ctx2 := s.bgCtx()
 	switch {
 	case state == "open" && remaining > 0:
-		s.b.Trip(ctx2, time.Duration(remaining)*time.Millisecond,
-			fmt.Sprintf("%sshared failure rate %d/%d calls", peerPrefix, fail, succ+fail))
+		reason := peerTripReason(origin)
+		if tripped == 1 {
+			reason = fmt.Sprintf("%sshared failure rate %d/%d calls", peerPrefix, fail, succ+fail)
+		}
+		s.b.Trip(ctx2, time.Duration(remaining)*time.Millisecond, reason)
 	case state == "closed":
 		s.b.Probe(ctx2)
 	}
@@ -445,7 +570,7 @@ func (s *Shared) listen() {
 	// Subscribing dials; go-redis re-subscribes by itself after a failure
 	// here or a lost connection later.
 	if err := s.ps.Subscribe(s.ctx, s.channel); err != nil {
-		s.health(err)
+		s.guard(func() { s.health(err) })
 	}
 	ch := s.ps.Channel()
 	for {
@@ -456,7 +581,7 @@ func (s *Shared) listen() {
 			if !ok {
 				return
 			}
-			s.apply(msg.Payload)
+			s.guard(func() { s.apply(msg.Payload) })
 		}
 	}
 }
@@ -471,12 +596,23 @@ func (s *Shared) apply(payload string) {
 			slog.String(logctx.KeyDependency, s.b.Name()))
 		return
 	}
-	if m.origin == s.id || s.forced() || !s.raiseEpoch(m.epoch) {
+	if m.origin == s.id || s.forced() {
 		return
 	}
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	if m.epoch <= s.lastEpoch.Load() {
+		return
+	}
+	// The epoch is recorded once the change is applied — a trip has then
+	// dropped the counts from before it — so that a merge that reads it
+	// (sync) takes no count made before the instance knew of the change.
+	// Deferred: recorded even when a hook panics.
+	defer s.raiseEpoch(m.epoch)
 	ctx := s.bgCtx()
 	if m.open {
-		s.b.Trip(ctx, m.openFor, peerPrefix+"tripped by instance "+m.origin)
+		s.peerOpen.Store(m.epoch) // until a merge finds it stored: see sync
+		s.b.Trip(ctx, m.openFor, peerTripReason(m.origin))
 	} else {
 		s.b.Probe(ctx)
 	}

@@ -80,29 +80,40 @@ func (h *skipFirstScript) ProcessPipelineHook(next redis.ProcessPipelineHook) re
 // time in ms.
 func newIdle(t *testing.T) (s *Shared, c *redis.Client, key string, now int64) {
 	t.Helper()
-	c = redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
-	t.Cleanup(func() { c.Close() })
-	skip := &skipFirstScript{done: make(chan struct{})}
-	c.AddHook(skip)
-	var r [6]byte
-	_, _ = rand.Read(r[:])
-	name := "t-" + t.Name() + "-" + hex.EncodeToString(r[:])
-	s, err := New(Config{Client: c, Prefix: "sadpath-test:breaker:", SyncInterval: time.Hour, InstanceID: "a",
-		Breaker: breaker.Config{Name: name, DisableMetrics: true}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	key = s.base + ":state"
-	t.Cleanup(func() {
-		s.Close()
-		c.Del(context.Background(), key)
-	})
-	<-skip.done // the loop's first merge failed: it applies nothing
+	s, c = newIdleInstance(t, uniqueName(t), "a", breaker.Config{})
 	tm, err := c.Time(context.Background()).Result()
 	if err != nil {
 		t.Fatalf("redis: %v", err)
 	}
-	return s, c, key, tm.UnixMilli()
+	return s, c, s.base + ":state", tm.UnixMilli()
+}
+
+// newIdleInstance is newIdle for breaker name with instance id and config
+// bc, on its own client. Its loop still publishes local changes, and its
+// subscription applies messages.
+func newIdleInstance(t *testing.T, name, id string, bc breaker.Config) (*Shared, *redis.Client) {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
+	t.Cleanup(func() { c.Close() })
+	skip := &skipFirstScript{done: make(chan struct{})}
+	c.AddHook(skip)
+	bc.Name, bc.DisableMetrics = name, true
+	s, err := New(Config{Client: c, Prefix: "sadpath-test:breaker:", SyncInterval: time.Hour, InstanceID: id, Breaker: bc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		s.Close()
+		c.Del(context.Background(), s.base+":state")
+	})
+	<-skip.done // the loop's first merge failed: it applies nothing
+	return s, c
+}
+
+func uniqueName(t *testing.T) string {
+	var r [6]byte
+	_, _ = rand.Read(r[:])
+	return "t-" + t.Name() + "-" + hex.EncodeToString(r[:])
 }
 
 // An epoch far ahead of the instance's clock is a bad message and is not
@@ -194,5 +205,209 @@ func TestStaleCloseDoesNotUndoAPeersTrip(t *testing.T) {
 	s.publish(change{t: recovered, seen: now})
 	if st, _ = c.HGetAll(ctx, key).Result(); st["state"] != "closed" || st["origin"] != "a" || s.lastEpoch.Load() <= now {
 		t.Fatalf("close after the trip: shared state %v, recorded epoch %d", st, s.lastEpoch.Load())
+	}
+}
+
+var errDown = errors.New("connection refused")
+
+// waitStored waits until the shared state at key is want.
+func waitStored(t *testing.T, c *redis.Client, key, want string) {
+	t.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(5 * time.Second)
+	for c.HGet(ctx, key, "state").Val() != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("shared state never became %s: %v", want, c.HGetAll(ctx, key).Val())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// waitSeen waits until s has recorded the stored state's epoch: its loop
+// records the epoch of its own change once the script that stored it has
+// returned, after the change is visible to others. (In production the loop
+// merges too, so a merge never runs between the two.)
+func waitSeen(t *testing.T, s *Shared, c *redis.Client) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		e, err := c.HGet(context.Background(), s.base+":state", "epoch").Int64()
+		if err == nil && s.lastEpoch.Load() >= e {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("instance %s recorded epoch %d, stored %d (%v)", s.id, s.lastEpoch.Load(), e, err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// waitHalfOpen waits until b's open delay has passed.
+func waitHalfOpen(t *testing.T, b *breaker.Breaker) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for b.State() != breaker.StateHalfOpen {
+		if time.Now().After(deadline) {
+			t.Fatalf("breaker %v, never half-open", b.State())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Instance b's calls failed before it learnt of a's trip (it missed the
+// message — a reconnecting subscription — or merged just before it
+// arrived, the common case on a busy instance merging every MinCalls
+// calls). Its catch-up merge must not add those failures into the window
+// a's trip cleared: the merge after a's successful probe would re-trip the
+// shared state with them, undoing the recovery with the failures the trip
+// was about.
+func TestFailuresBeforeAPeersTripAreNotMerged(t *testing.T) {
+	name := uniqueName(t)
+	cfg := breaker.Config{MinCalls: 4, OpenTimeout: 300 * time.Millisecond, MaxOpenTimeout: 300 * time.Millisecond,
+		HalfOpenProbes: 1, Window: time.Minute}
+	a, c := newIdleInstance(t, name, "a", cfg)
+	b, _ := newIdleInstance(t, name, "b", cfg)
+	b.ps.Close() // b misses a's messages; its next merge catches up
+	b.sync()     // b has merged before: no shared state yet
+	ctx := context.Background()
+	key := a.base + ":state"
+	fail := func(s *Shared) { _ = s.b.Execute(ctx, func(context.Context) error { return errDown }) }
+
+	for range 4 {
+		fail(a)
+	}
+	waitStored(t, c, key, "open") // a's trip is shared; the window is cleared
+	for range 3 {
+		fail(b) // b, not knowing yet, still calls the dependency: 3 < MinCalls, b stays closed
+	}
+	b.sync() // b catches up: it follows a's trip, and drops its failures
+	if st := b.b.State(); st != breaker.StateOpen {
+		t.Fatalf("b after its merge: %v", st)
+	}
+	// The dependency recovers: a's probe succeeds, a closes and shares it.
+	waitHalfOpen(t, a.b)
+	if err := a.b.Execute(ctx, func(context.Context) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if st := a.b.State(); st != breaker.StateClosed {
+		t.Fatalf("a after its probe: %v", st)
+	}
+	waitStored(t, c, key, "closed")
+	waitSeen(t, a, c)
+	a.sync() // a merges its successful probe: 1 success, and b's failures had they been merged
+	if st := c.HGetAll(ctx, key).Val(); st["state"] != "closed" {
+		t.Fatalf("the recovery was re-tripped by b's failures from before a's trip: shared state %v", st)
+	}
+}
+
+// Instance b missed both a's trip and a's recovery: its failures, counted
+// during the outage, reach Redis only after the recovery. They are dropped
+// too: merged into the window of the recovery, they would re-trip it just
+// the same.
+func TestFailuresBeforeAPeersRecoveryAreNotMerged(t *testing.T) {
+	name := uniqueName(t)
+	cfg := breaker.Config{MinCalls: 4, OpenTimeout: 300 * time.Millisecond, MaxOpenTimeout: 300 * time.Millisecond,
+		HalfOpenProbes: 1, Window: time.Minute}
+	a, c := newIdleInstance(t, name, "a", cfg)
+	b, _ := newIdleInstance(t, name, "b", cfg)
+	b.ps.Close() // b misses a's messages
+	b.sync()     // b has merged before: no shared state yet
+	ctx := context.Background()
+	key := a.base + ":state"
+	for range 4 {
+		_ = a.b.Execute(ctx, func(context.Context) error { return errDown })
+	}
+	waitStored(t, c, key, "open")
+	for range 3 { // b, knowing nothing, counts failures of the outage
+		_ = b.b.Execute(ctx, func(context.Context) error { return errDown })
+	}
+	waitHalfOpen(t, a.b)
+	if err := a.b.Execute(ctx, func(context.Context) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	waitStored(t, c, key, "closed") // a recovered
+	waitSeen(t, a, c)
+	b.sync() // b's outage failures reach Redis after the recovery
+	if st := b.b.State(); st != breaker.StateClosed {
+		t.Fatalf("b after its merge: %v", st)
+	}
+	a.sync() // 1 success, and b's 3 failures had they been merged: 3/4 >= 0.5
+	if st := c.HGetAll(ctx, key).Val(); st["state"] != "closed" {
+		t.Fatalf("the recovery was re-tripped by b's failures from the outage: shared state %v", st)
+	}
+	// b's calls after it caught up are merged as usual.
+	if err := b.b.Execute(ctx, func(context.Context) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	b.sync()
+	var succ, fails int64
+	cur := c.Time(ctx).Val().UnixMilli() / b.bucketMs
+	for i := range b.buckets + 1 {
+		v := c.HMGet(ctx, b.base+":w:"+strconv.FormatInt(cur-i, 10), "s", "f").Val()
+		for j, p := range []*int64{&succ, &fails} {
+			if str, ok := v[j].(string); ok {
+				n, _ := strconv.ParseInt(str, 10, 64)
+				*p += n
+			}
+		}
+	}
+	if succ != 2 || fails != 0 {
+		t.Fatalf("shared window holds %d successes and %d failures, want a's probe and b's call after it caught up", succ, fails)
+	}
+}
+
+// An instance that learns of a peer's trip from the merge (it missed the
+// message) reports the peer that tripped, read from the stored state, not
+// the failure rate of the window that trip cleared ("0/0 calls"); the
+// stored origin comes from Redis and is logged printable and bounded. A
+// trip made by the merge itself reports the shared failure rate.
+func TestMergeReportsWhoTripped(t *testing.T) {
+	ctx := context.Background()
+	newInstance := func() (*Shared, *redis.Client, func() []string) {
+		var mu sync.Mutex
+		var reasons []string
+		s, c := newIdleInstance(t, uniqueName(t), "a", breaker.Config{MinCalls: 4,
+			OnStateChange: func(_ context.Context, tr breaker.Transition) {
+				mu.Lock()
+				reasons = append(reasons, tr.Reason)
+				mu.Unlock()
+			}})
+		return s, c, func() []string {
+			mu.Lock()
+			defer mu.Unlock()
+			return append([]string(nil), reasons...)
+		}
+	}
+	for _, tc := range []struct{ origin, want string }{
+		{"b", "shared: tripped by instance b"},
+		{"evil\x1b[2J\r\u202e" + strings.Repeat("x", 1000), "shared: tripped by instance evil?[2J??" + strings.Repeat("x", 116) + "…"},
+		{"", "shared: tripped by another instance"},
+	} {
+		s, c, reasons := newInstance()
+		now := c.Time(ctx).Val().UnixMilli()
+		if err := c.HSet(ctx, s.base+":state", "state", "open", "until", now+60000, "epoch", now, "origin", tc.origin).Err(); err != nil {
+			t.Fatal(err)
+		}
+		s.sync()
+		if st := s.b.State(); st != breaker.StateOpen {
+			t.Fatalf("after the merge: %v", st)
+		}
+		if got := reasons(); len(got) != 1 || got[0] != tc.want {
+			t.Fatalf("reasons %q, want [%q]", got, tc.want)
+		}
+	}
+	// The shared window trips on this instance's merge: 3 failures of peers
+	// plus 1 of its own.
+	s, c, reasons := newInstance()
+	now := c.Time(ctx).Val().UnixMilli()
+	bucket := s.base + ":w:" + strconv.FormatInt(now/s.bucketMs, 10)
+	if err := c.HSet(ctx, bucket, "s", 0, "f", 3).Err(); err != nil {
+		t.Fatal(err)
+	}
+	c.PExpire(ctx, bucket, time.Minute)
+	_ = s.b.Execute(ctx, func(context.Context) error { return errDown })
+	s.sync()
+	if got := reasons(); len(got) != 1 || got[0] != "shared: shared failure rate 4/4 calls" {
+		t.Fatalf("reasons of a trip by the merge: %q", got)
 	}
 }

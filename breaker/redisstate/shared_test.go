@@ -8,6 +8,8 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -385,6 +387,192 @@ func TestHostileMessagesAreIgnored(t *testing.T) {
 	if n := strings.Count(logs.String(), `msg="breaker ignored shared message"`); n != 8 {
 		t.Fatalf("%d bad messages logged, want 8:\n%s", n, logs.String())
 	}
+}
+
+// A peer's "open" message that never reached the shared state — forged,
+// garbled, from another deployment on the same prefix — may ask for up to a
+// year, beyond MaxOpenTimeout (open delays from peers are not clamped: an
+// operator's hour-long Trip must reach every instance). The merge ends such
+// a trip, and the breaker probes again. A real trip is stored before it is
+// published, so the merges keep it.
+func TestPeerTripMissingFromSharedStateEnds(t *testing.T) {
+	c, _ := client(t)
+	name := uniqueName(t)
+	a := newShared(t, c, name, "a", breaker.Config{OpenTimeout: 100 * time.Millisecond, MaxOpenTimeout: 200 * time.Millisecond})
+	subscribed(t, c, name, 1)
+	now, err := c.Time(context.Background()).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	year := (365 * 24 * time.Hour).Milliseconds()
+	msg := "open|" + strconv.FormatInt(now.UnixMilli(), 10) + "|" + strconv.FormatInt(year, 10) + "|peer"
+	if err := c.Publish(context.Background(), testPrefix+"{"+name+"}:events", msg).Err(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a follows the message", func() bool { return a.Breaker().State() == breaker.StateOpen })
+	eventually(t, "a merge ends the trip no one stored", func() bool { return a.Breaker().State() != breaker.StateOpen })
+	if st := a.Breaker().State(); st != breaker.StateHalfOpen {
+		t.Fatalf("after the merge: %v, want half_open (probing)", st)
+	}
+
+	// A real trip for a minute, by instance b: a follows it, and its
+	// merges (every 50ms) keep it.
+	b := newShared(t, c, name, "b", breaker.Config{MinCalls: 4, OpenTimeout: time.Minute})
+	subscribed(t, c, name, 2)
+	for range 4 {
+		_ = fail(b.Breaker())
+	}
+	eventually(t, "a follows b's trip", func() bool { return a.Breaker().State() == breaker.StateOpen })
+	time.Sleep(300 * time.Millisecond)
+	if st, ra := a.Breaker().State(), a.Breaker().RetryAfter(); st != breaker.StateOpen || ra < 30*time.Second {
+		t.Fatalf("a, 6 merges after b's trip: %v for %v, want open for the rest of b's minute", st, ra)
+	}
+}
+
+// The user's OnStateChange hook panics on a trip (a bug in the alerting
+// code). The panic reaches the goroutine that tripped the breaker, as
+// package breaker documents, but the trip is still shared: Shared's part of
+// the hook runs even so. Likewise a panicking OnCall still has its call
+// counted.
+func TestPanickingUserHookStillShares(t *testing.T) {
+	c, _ := client(t)
+	name := uniqueName(t)
+	var armChange, armCall atomic.Bool
+	armChange.Store(true)
+	armCall.Store(true)
+	a := newShared(t, c, name, "a", breaker.Config{MinCalls: 100, OpenTimeout: time.Minute,
+		OnStateChange: func(_ context.Context, tr breaker.Transition) {
+			if tr.To == breaker.StateOpen && armChange.CompareAndSwap(true, false) {
+				panic("alerting bug")
+			}
+		},
+		OnCall: func(context.Context, breaker.Outcome) {
+			if armCall.CompareAndSwap(true, false) {
+				panic("metrics bug")
+			}
+		}})
+	b := newShared(t, c, name, "b", breaker.Config{MinCalls: 100, OpenTimeout: time.Minute})
+	subscribed(t, c, name, 2)
+	panics := func(f func()) (r any) {
+		defer func() { r = recover() }()
+		f()
+		return nil
+	}
+	if r := panics(func() { _ = ok(a.Breaker()) }); r != "metrics bug" {
+		t.Fatalf("OnCall's panic: %v", r)
+	}
+	eventually(t, "the call is merged", func() bool {
+		s, _ := window(t, c, name)
+		return s == 1
+	})
+	// An operator isolates the dependency: shared with every instance.
+	if r := panics(func() { a.Breaker().Trip(context.Background(), time.Minute, "isolating payments-gateway") }); r != "alerting bug" {
+		t.Fatalf("OnStateChange's panic: %v", r)
+	}
+	if st := a.Breaker().State(); st != breaker.StateOpen {
+		t.Fatalf("a: %v", st)
+	}
+	eventually(t, "b follows a's trip", func() bool { return b.Breaker().State() == breaker.StateOpen })
+}
+
+// childEnv names the test a child process of the test binary runs.
+const childEnv = "REDISSTATE_TEST_CHILD"
+
+// runInChild runs t's test again in a child process of the test binary
+// (with childEnv set to its name, so that it runs its body) and fails when
+// the child fails, crashes or does not run it. A test that could crash the
+// process runs so, lest a crash kill the whole test binary.
+func runInChild(t *testing.T) {
+	t.Helper()
+	addr := testenv.RedisAddr(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1", "-test.v", "-test.timeout=90s")
+	cmd.Env = append(os.Environ(), childEnv+"="+t.Name(), testenv.EnvRedisAddr+"="+addr)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte("--- PASS: "+t.Name()+" ")) {
+		if len(out) > 8000 {
+			out = append(out[:4000:4000], append([]byte("\n[…]\n"), out[len(out)-4000:]...)...)
+		}
+		t.Fatalf("child process: %v\n%s", err, out)
+	}
+}
+
+// A peer's trip is applied on Shared's own goroutines: the subscription
+// (from the message) and the merge loop (from the stored state). A user
+// hook that panics there must not crash the process — every instance gets
+// the same message: the whole fleet would crash at once, and again at
+// restart. The panic is logged, with the breaker's name, and both
+// goroutines go on applying the shared state.
+func TestPanickingHookInTheBackgroundIsLogged(t *testing.T) {
+	if os.Getenv(childEnv) != t.Name() {
+		runInChild(t)
+		return
+	}
+	c, _ := client(t)
+	ctx := context.Background()
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	logged := func(s string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.Count(logs.String(), s)
+	}
+	cfg := func(name string) breaker.Config {
+		return breaker.Config{Name: name, DisableMetrics: true, Window: time.Minute,
+			Logger: slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil)),
+			OnStateChange: func(_ context.Context, tr breaker.Transition) {
+				if tr.To == breaker.StateOpen {
+					panic("alerting bug")
+				}
+			}}
+	}
+	store := func(name, state string, after int64) int64 { // a change newer than epoch after
+		now := max(c.Time(ctx).Val().UnixMilli(), after+1)
+		if err := c.HSet(ctx, testPrefix+"{"+name+"}:state", "state", state, "until", now+60000, "epoch", now, "origin", "peer").Err(); err != nil {
+			t.Fatal(err)
+		}
+		return now
+	}
+	const panicked = `msg="breaker hook failed in the background"`
+
+	// The subscription: a peer's trip, stored and published. No merge
+	// for an hour: the message applies it.
+	name := uniqueName(t)
+	s, err := redisstate.New(redisstate.Config{Client: c, Prefix: testPrefix, SyncInterval: time.Hour, InstanceID: "a", Breaker: cfg(name)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(); c.Del(ctx, testPrefix+"{"+name+"}:state") })
+	subscribed(t, c, name, 1)
+	epoch := store(name, "open", 0)
+	c.Publish(ctx, testPrefix+"{"+name+"}:events", "open|"+strconv.FormatInt(epoch, 10)+"|60000|peer")
+	eventually(t, "the panic is logged", func() bool { return logged(panicked) == 1 })
+	if st := s.Breaker().State(); st != breaker.StateOpen {
+		t.Fatalf("after the peer's trip: %v", st)
+	}
+	if logged("alerting bug") != 1 || logged("dependency="+name) < 2 {
+		t.Fatalf("log:\n%s", logs.String())
+	}
+	epoch = store(name, "closed", epoch)
+	c.Publish(ctx, testPrefix+"{"+name+"}:events", "closed|"+strconv.FormatInt(epoch, 10)+"|0|peer")
+	eventually(t, "the subscription still applies messages", func() bool { return s.Breaker().State() == breaker.StateHalfOpen })
+
+	// The merge loop: the peer's trip is stored when the instance starts;
+	// its first merge applies it.
+	name = uniqueName(t)
+	epoch = store(name, "open", 0)
+	s2, err := redisstate.New(redisstate.Config{Client: c, Prefix: testPrefix, SyncInterval: 20 * time.Millisecond, InstanceID: "a", Breaker: cfg(name)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s2.Close(); c.Del(ctx, testPrefix+"{"+name+"}:state") })
+	eventually(t, "the panic is logged", func() bool { return logged(panicked) == 2 })
+	if st := s2.Breaker().State(); st != breaker.StateOpen {
+		t.Fatalf("after the merge: %v", st)
+	}
+	store(name, "closed", epoch)
+	eventually(t, "the merge loop still applies the shared state", func() bool { return s2.Breaker().State() == breaker.StateHalfOpen })
 }
 
 type lockedWriter struct {
