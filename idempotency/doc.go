@@ -27,8 +27,10 @@
 // which the store accepts only while the winner still holds the lease with
 // its token — or releases it after a retryable failure so a retry may run
 // it again. While the operation runs, the executor renews the lease every
-// Config.Heartbeat; if a renewal finds the lease lost, the operation's
-// context is canceled with cause ErrLeaseLost.
+// Config.Heartbeat; if a renewal finds the lease lost, or renewals fail
+// (the store is out of reach) until the lease has run out as the executor
+// times it from its side — when another caller may claim the key — the
+// operation's context is canceled with cause ErrLeaseLost.
 //
 // A lease is crash recovery: if the owner dies, its lease expires and the
 // next claimer wins with a larger token. The late owner, should it wake up,
@@ -55,7 +57,10 @@
 //
 // An operation's error releases the key, unless Config.StoreError marks it
 // permanent: then it is stored and replayed like a result. A panic releases
-// the key and continues. A store failure fails closed by default: the
+// the key and continues. Completing or releasing happens even after the
+// caller's context ended, bounded by the lease (a store that has not
+// answered by then could no longer accept it); a renewal is bounded by
+// the heartbeat. A store failure fails closed by default: the
 // operation does not run and the caller gets ErrStoreUnavailable
 // (KindUnavailable, retryable; HTTP 503 with Retry-After). Config.FailOpen
 // runs the operation without protection instead; choose it only where
@@ -88,7 +93,17 @@
 // changes the policy. A response larger than MaxResponseBytes, or one the
 // store refuses as too large, reaches its client unchanged but is not
 // kept: duplicates get a 409 problem idempotency.response_not_stored
-// rather than a second execution.
+// rather than a second execution. So do duplicates of a request whose
+// handler took the connection over (hijacked it, or answered 101 Switching
+// Protocols): it ran, but its answer was not an HTTP response the
+// middleware could keep.
+//
+// What a replay holds is the answer the handler gave, not what reached the
+// first client: a client that timed out or went away before the body was
+// written (a write failed: a broken connection, http.TimeoutHandler's
+// ErrHandlerTimeout) retries to get that answer, whole. Only bytes net/http
+// refuses to send to any client are left out: past a declared
+// Content-Length, or a body on a status that allows none (204, 304).
 //
 // # Security property: scopes
 //

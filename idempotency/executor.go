@@ -63,7 +63,11 @@ type Config struct {
 	// Store keeps the records. Required.
 	Store Store
 	// Lease is how long a claim is held without a heartbeat; a crashed
-	// owner's key becomes claimable again after it. Default 30s.
+	// owner's key becomes claimable again after it. It also bounds the
+	// store calls that end an operation (Complete, Release), which run
+	// without the caller's cancellation: a store that has not answered one
+	// within Lease could no longer accept it, and the caller gets its answer
+	// as if the store had failed (see Do). Default 30s.
 	Lease time.Duration
 	// Retention is how long a record and its stored result are kept, and so
 	// how long a duplicate is recognised. Must be >= Lease. Default 24h.
@@ -79,9 +83,15 @@ type Config struct {
 	// Heartbeat is how often the owner renews its lease while the operation
 	// runs; the first renewal comes between Heartbeat/2 and Heartbeat after
 	// the claim (operations shorter than that share one timer instead of
-	// arming one each). When a renewal finds the lease lost, the
-	// operation's context is canceled with cause ErrLeaseLost and its
-	// result is not recorded. Default Lease/3; negative disables renewal
+	// arming one each). A renewal that the store has not answered within
+	// Heartbeat fails. A failed renewal is retried at the next beat, and
+	// beats come no later than the lease's end as the executor counts it
+	// (Lease from the moment the claim, or the last renewal that succeeded,
+	// was sent: never later than the store's). When a renewal finds the
+	// lease lost, or no renewal has succeeded by that end (the store is
+	// unreachable, and once the lease expires another caller may claim the
+	// key), the operation's context is canceled with cause ErrLeaseLost and
+	// its result is not recorded. Default Lease/3; negative disables renewal
 	// (the operation must then finish within Lease).
 	Heartbeat time.Duration
 	// FailOpen runs the operation without idempotency when the store fails
@@ -305,16 +315,21 @@ func errResultNotStored(detail string) *contract.Error {
 //     A duplicate arriving while fn runs gets ErrInProgress (FailFast) or
 //     waits for the outcome (Wait).
 //   - While fn runs its lease is renewed every Heartbeat. If the lease is
-//     lost (the store expired it and another caller claimed the key) fn's
-//     context is canceled with cause ErrLeaseLost, and Do returns fn's value
-//     with an error matching ErrLeaseLost: fn ran, but its result was not
-//     recorded and the other owner's is authoritative.
+//     lost — a renewal finds that the store expired it and another caller
+//     claimed the key, or renewals keep failing (the store is unreachable)
+//     until the lease has run out, so another caller may claim the key —
+//     fn's context is canceled with cause ErrLeaseLost, and Do returns fn's
+//     value with an error matching ErrLeaseLost: fn ran, but its result was
+//     not recorded and another owner's may be authoritative.
 //   - If fn panics the key is released and the panic continues.
 //   - When the store fails, Do returns ErrStoreUnavailable without running
 //     fn, unless Config.FailOpen. When only the final Complete fails after fn
 //     succeeded, Do returns fn's value and nil error (fn ran; the failure is
 //     logged and counted as store_error); the key stays in progress until
-//     its lease expires, so duplicates are still held off for a while.
+//     its lease expires, so duplicates are still held off for a while. A
+//     Complete the store has not answered within Lease (Complete and
+//     Release run without ctx's cancellation, bounded by Lease) counts as
+//     failed, although the store may have recorded the value after all.
 //     When the store refuses the value as too large (contract.ErrTooLarge,
 //     e.g. over a MemoryStore shard's byte budget), Do records instead that
 //     the call ran: duplicates get a permanent KindConflict error with code
@@ -612,10 +627,14 @@ func (e *Executor) run(ctx context.Context, key Key, fp string, fpBorrowed bool,
 			c    Claim
 			slot *memoSlot
 			err  error
+			sent time.Time // when the claim was sent, for a heartbeat that times the lease (see heartbeat.leaseEnd)
 		)
 		if e.shared != nil {
 			c, slot, err = e.shared.claimShared(ctx, req, fpBorrowed)
 		} else {
+			if e.heartbeat > 0 {
+				sent = e.clock.Now()
+			}
 			c, err = e.store.Claim(ctx, req)
 		}
 		if err != nil {
@@ -632,7 +651,7 @@ func (e *Executor) run(ctx context.Context, key Key, fp string, fpBorrowed bool,
 		}
 		switch c.Status {
 		case Claimed:
-			res, err := e.own(ctx, key, c.Token, seed, fn)
+			res, err := e.own(ctx, key, c.Token, sent, seed, fn)
 			return res, nil, false, err
 		case Completed:
 			e.obs.note(ctx, oReplayed, slog.LevelInfo, "completed before: replaying the stored result", key)
@@ -671,18 +690,15 @@ func (e *Executor) run(ctx context.Context, key Key, fp string, fpBorrowed bool,
 	}
 }
 
-// own runs fn while holding the lease, then completes or releases.
-func (e *Executor) own(ctx context.Context, key Key, token uint64, seed **memo, fn work) (Result, error) {
-	// Completing and releasing must happen even when the caller's context
-	// ended: fn's work is done, and the record has to say so. A context
-	// that can never end (no Done channel) is used as it is.
-	bg := ctx
-	if ctx.Done() != nil {
-		bg = context.WithoutCancel(ctx)
-	}
+// own runs fn while holding the lease, then completes or releases. sent
+// is when the claim was sent, zero when the lease is not timed (see
+// heartbeat.leaseEnd).
+func (e *Executor) own(ctx context.Context, key Key, token uint64, sent time.Time, seed **memo, fn work) (Result, error) {
 	finished := false
 	defer func() {
 		if !finished { // fn panicked
+			bg, cancel := e.endCtx(ctx)
+			defer cancel()
 			if rerr := e.store.Release(bg, key, token); rerr != nil && !errors.Is(rerr, ErrLeaseLost) {
 				e.obs.note(ctx, oStoreError, slog.LevelError, "release after panic failed", key, slog.String("error", rerr.Error()))
 			}
@@ -696,7 +712,7 @@ func (e *Executor) own(ctx context.Context, key Key, token uint64, seed **memo, 
 	if e.heartbeat > 0 {
 		cctx, cancel := context.WithCancelCause(ctx)
 		defer cancel(nil)
-		hb = e.startHeartbeat(cctx, key, token, cancel)
+		hb = e.startHeartbeat(cctx, key, token, sent, cancel)
 		defer hb.stop() // also on panic
 		runCtx = &hb.oc
 	} else {
@@ -710,6 +726,8 @@ func (e *Executor) own(ctx context.Context, key Key, token uint64, seed **memo, 
 			return res, errFrom(ErrLeaseLost, "idempotency.renew", ferr)
 		}
 	}
+	bg, cancel := e.endCtx(ctx)
+	defer cancel()
 	if store {
 		var cerr error
 		if e.shared != nil {
@@ -756,6 +774,41 @@ func (e *Executor) own(ctx context.Context, key Key, token uint64, seed **memo, 
 	return res, ferr
 }
 
+// endCtx returns the context of the store calls that end an operation,
+// Complete and Release, and its cancel function.
+//
+// They must happen even when the caller's context ended — fn's work is
+// done, and the record has to say so — so they run without its
+// cancellation (a context that can never end is used as it is). But a
+// store call is bounded only by its context (the Store contract; pgstore
+// has no timeout of its own), and one that no store answers — a partition
+// without a connection reset — must not hold the caller forever. So they
+// are bounded by the lease: the lease the store granted at the claim or at
+// the last renewal, which reached it before this call was sent, ends less
+// than a lease after this call was sent, so a call still unanswered by
+// then could only find the lease expired. The remaining lease as the
+// heartbeat counts it would be a
+// tighter bound, but not a safe one: it is counted from before the claim
+// or renewal was sent, so it ends earlier than the store's lease and could
+// abandon a call the store would still accept; and it is read from
+// Config.Clock, which may be a test's fake clock, while a context's
+// deadline runs on real time.
+//
+// The in-process store (e.shared) answers without waiting on anything but
+// its lock: its calls are not bounded, which spares the fresh path a
+// timer.
+func (e *Executor) endCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	if ctx.Done() != nil {
+		ctx = context.WithoutCancel(ctx)
+	}
+	if e.shared != nil {
+		return ctx, noCancel
+	}
+	return context.WithTimeout(ctx, e.lease)
+}
+
+func noCancel() {}
+
 // Heartbeats: an operation renews its lease every Heartbeat while it runs,
 // the first time between Heartbeat/2 and Heartbeat after it started. Most
 // operations end long before that, so they do not arm a timer each: they
@@ -764,6 +817,12 @@ func (e *Executor) own(ctx context.Context, key Key, token uint64, seed **memo, 
 // operation still running at a sweep gets a timer of its own for its first
 // renewal, Heartbeat/2 later, and from then on renews every Heartbeat. An
 // operation that ends before a sweep costs a list insertion and removal.
+//
+// A renewal fails when the store does not answer it within Heartbeat (no
+// later than the lease's end, see leaseEnd), and is retried at the next
+// beat. The heartbeat times the lease itself: renewals that keep failing
+// (a store this process cannot reach) must not leave the operation running
+// past its lease, when another caller may claim the key and run it too.
 
 // youngOps is an executor's list of running operations that have no
 // renewal timer of their own yet.
@@ -778,25 +837,37 @@ type youngOps struct {
 // when the lease is lost. It arms one timer at a time, and none while the
 // operation is young: no goroutine waits between beats.
 type heartbeat struct {
-	oc     ownerCtx // the work's context, carrying the token; allocated with the heartbeat
+	oc     ownerCtx // the work's context and token; renewals run without its cancellation. Allocated with the heartbeat
 	e      *Executor
-	ctx    context.Context // the work's context; renewals run without its cancellation
 	key    Key
-	token  uint64
 	cancel context.CancelCauseFunc
 
 	// In e.young while listed; guarded by e.young.mu.
 	prev, next *heartbeat
 	listed     bool
 
-	mu      sync.Mutex // held for a whole beat, so stop waits for one in flight
-	timer   Timer      // the renewal timer, once the operation is no longer young
-	stopped bool
-	lost    bool
+	mu    sync.Mutex // held for a whole beat, so stop waits for one in flight
+	timer Timer      // the renewal timer, once the operation is no longer young
+	// leaseEnd is when the lease ends at the latest, as this process can
+	// tell: the clock's reading taken before the claim, or the last renewal
+	// that succeeded, was sent, plus the lease. The store granted the lease
+	// after the request was sent, so its lease ends no earlier. Once the
+	// clock reaches leaseEnd with no renewal answered, the lease may have
+	// expired and the key been claimed by another caller: the lease counts
+	// as lost. Timed only when tracked: the in-process store (e.shared) is
+	// never out of reach, so its renewals fail only by finding the lease
+	// lost, and timing its claims would cost every replay a clock reading.
+	leaseEnd time.Time
+	tracked  bool
+	stopped  bool
+	lost     bool
 }
 
-func (e *Executor) startHeartbeat(ctx context.Context, key Key, token uint64, cancel context.CancelCauseFunc) *heartbeat {
-	hb := &heartbeat{oc: ownerCtx{Context: ctx, token: token}, e: e, ctx: ctx, key: key, token: token, cancel: cancel}
+func (e *Executor) startHeartbeat(ctx context.Context, key Key, token uint64, sent time.Time, cancel context.CancelCauseFunc) *heartbeat {
+	hb := &heartbeat{oc: ownerCtx{Context: ctx, token: token}, e: e, key: key, cancel: cancel}
+	if e.shared == nil {
+		hb.leaseEnd, hb.tracked = sent.Add(e.lease), true
+	}
 	y := &e.young
 	y.mu.Lock()
 	hb.listed, hb.next = true, y.head
@@ -814,7 +885,8 @@ func (e *Executor) startHeartbeat(ctx context.Context, key Key, token uint64, ca
 
 // sweep gives every young operation a renewal timer of its own: each has
 // run for at most Heartbeat/2, so its first renewal, Heartbeat/2 from now,
-// comes at most Heartbeat after it started.
+// comes at most Heartbeat after it started (and, should its claim have
+// taken most of the lease, no later than the lease's end).
 func (e *Executor) sweep() {
 	y := &e.young
 	y.mu.Lock()
@@ -824,11 +896,22 @@ func (e *Executor) sweep() {
 		hb.listed = false // from here on its links are only read, by this sweep
 	}
 	y.mu.Unlock()
+	if list == nil {
+		return
+	}
 	first := e.heartbeat - e.heartbeat/2
+	var now time.Time
+	if e.shared == nil {
+		now = e.clock.Now()
+	}
 	for hb := list; hb != nil; hb = hb.next {
 		hb.mu.Lock()
 		if !hb.stopped {
-			hb.timer = e.clock.AfterFunc(first, hb.beat)
+			d := first
+			if hb.tracked {
+				d = max(min(d, hb.leaseEnd.Sub(now)), 0)
+			}
+			hb.timer = e.clock.AfterFunc(d, hb.beat)
 		}
 		hb.mu.Unlock()
 	}
@@ -840,19 +923,57 @@ func (hb *heartbeat) beat() {
 	if hb.stopped {
 		return
 	}
-	err := hb.e.store.Renew(context.WithoutCancel(hb.ctx), hb.key, hb.token, hb.e.lease)
+	e := hb.e
+	timeout := e.heartbeat
+	var sent time.Time
+	if hb.tracked {
+		sent = e.clock.Now()
+		left := hb.leaseEnd.Sub(sent)
+		if left <= 0 {
+			// Nothing renewed the lease in time (see leaseEnd).
+			hb.lose(nil)
+			return
+		}
+		timeout = min(timeout, left)
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(hb.oc.Context), timeout)
+	err := e.store.Renew(ctx, hb.key, hb.oc.token, e.lease)
+	cancel()
 	switch {
 	case err == nil:
+		if hb.tracked {
+			hb.leaseEnd = sent.Add(e.lease)
+		}
 	case errors.Is(err, ErrLeaseLost):
-		hb.lost = true
-		hb.cancel(errFrom(ErrLeaseLost, "idempotency.renew", nil))
+		hb.lose(nil)
 		return
-	default:
-		// A failed renewal is retried at the next beat; the lease may still
-		// hold. If it runs out, Complete reports it.
-		hb.e.obs.note(hb.ctx, oStoreError, slog.LevelWarn, "lease renewal failed", hb.key, slog.String("error", err.Error()))
 	}
-	hb.timer = hb.e.clock.AfterFunc(hb.e.heartbeat, hb.beat)
+	next := e.heartbeat
+	if hb.tracked {
+		left := hb.leaseEnd.Sub(e.clock.Now())
+		if err != nil && left <= 0 {
+			e.obs.note(hb.oc.Context, oStoreError, slog.LevelError, "lease renewal failed and the lease has run out: canceling the operation", hb.key, slog.String("error", err.Error()))
+			hb.lose(err)
+			return
+		}
+		// Beat again no later than the lease's end (after a renewal that
+		// succeeded, the end is more than Lease-Heartbeat away): if the
+		// store cannot be reached until then, the operation stops there.
+		next = min(next, left)
+	}
+	if err != nil {
+		// Retried at the next beat; the lease may still hold.
+		e.obs.note(hb.oc.Context, oStoreError, slog.LevelWarn, "lease renewal failed", hb.key, slog.String("error", err.Error()))
+	}
+	hb.timer = e.clock.AfterFunc(next, hb.beat)
+}
+
+// lose marks the lease lost and cancels the work's context with cause
+// ErrLeaseLost (wrapping cause, the failure that left it unrenewed, if
+// any). Must hold hb.mu.
+func (hb *heartbeat) lose(cause error) {
+	hb.lost = true
+	hb.cancel(errFrom(ErrLeaseLost, "idempotency.renew", cause))
 }
 
 // stop ends the heartbeat, waiting for a beat in flight, and reports

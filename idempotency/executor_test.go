@@ -371,6 +371,77 @@ func TestDoCompleteFailureReturnsValue(t *testing.T) {
 	}
 }
 
+// The calls that end an operation run without the caller's cancellation
+// but not without bound: against a store that no longer answers (a
+// partition without a reset) Complete and Release give up after the
+// lease, when the store could no longer accept them, and Do returns as it
+// does when the store fails them.
+func TestDoEndingCallsBoundedByLease(t *testing.T) {
+	const lease = 200 * time.Millisecond // real time: the bound of a store call is a context deadline
+	boom := errors.New("boom")
+	for _, tc := range []struct {
+		name string
+		fn   func(context.Context) (int, error)
+		hang func(*unreachableStore)
+		op   string
+	}{
+		{"complete", func(context.Context) (int, error) { return 1, nil }, func(s *unreachableStore) { s.complete = true }, "complete"},
+		{"release after an error", func(context.Context) (int, error) { return 0, boom }, func(s *unreachableStore) { s.release = true }, "release"},
+		{"release after a panic", func(context.Context) (int, error) { panic(boom) }, func(s *unreachableStore) { s.release = true }, "release"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			us := &unreachableStore{entered: make(chan enteredCall, 1)}
+			tc.hang(us)
+			env := newExec(t, func(c *idempotency.Config) {
+				c.Lease = lease
+				us.Store = c.Store
+				c.Store = us
+			})
+			// The caller goes away while fn runs: the record must still be
+			// written, so the caller's cancellation does not end the call.
+			ctx, cancel := context.WithCancel(context.Background())
+			type outcome struct {
+				v     int
+				err   error
+				panic any
+			}
+			out := make(chan outcome, 1)
+			go func() {
+				var o outcome
+				defer func() { o.panic = recover(); out <- o }()
+				o.v, o.err = idempotency.Do(ctx, env.ex, k1, "fp", func(c context.Context) (int, error) {
+					cancel()
+					return tc.fn(c)
+				})
+			}()
+			var o outcome
+			select {
+			case o = <-out:
+			case <-time.After(2 * time.Second): // 10 leases: a hang guard, not a timing assertion
+				t.Fatalf("Do still blocked 2 s later: %s is not bounded", tc.op)
+			}
+			checkBounded(t, <-us.entered, lease)
+			switch tc.op {
+			case "complete": // fn ran; the failure to record is logged and counted
+				if o.err != nil || o.v != 1 {
+					t.Fatalf("Do: %d %v, want fn's value and nil error", o.v, o.err)
+				}
+			default:
+				if got := o.panic; got != nil {
+					if got != boom {
+						t.Fatalf("panic %v, want fn's", got)
+					}
+				} else if !errors.Is(o.err, boom) {
+					t.Fatalf("Do: %v, want fn's error", o.err)
+				}
+			}
+			if n := env.meter.get(idempotency.OutcomeStoreError); n != 1 {
+				t.Fatalf("store_error count %d, want 1", n)
+			}
+		})
+	}
+}
+
 // A value the store refuses as too large: the caller gets it, and
 // duplicates a permanent conflict, never a second run.
 func TestDoResultTooLargeToStore(t *testing.T) {

@@ -160,3 +160,70 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+// unreachableStore is a store this process can no longer reach, as a
+// network partition without a connection reset makes it: the calls its
+// flags select block until their context ends (a store call is bounded
+// only by its context), reporting each on entered (when there is room).
+type unreachableStore struct {
+	idempotency.Store
+	complete, release, renew bool
+	entered                  chan enteredCall
+}
+
+type enteredCall struct {
+	op       string
+	err      error     // the context's error at entry
+	deadline time.Time // the context's deadline, zero if none
+	at       time.Time // real time, at entry
+}
+
+func (s *unreachableStore) hang(ctx context.Context, op string) error {
+	select {
+	case s.entered <- enteredCall{op: op, err: ctx.Err(), deadline: deadline(ctx), at: time.Now()}:
+	default:
+	}
+	<-ctx.Done()
+	return contract.Wrap(contract.KindOf(ctx.Err()), "test.store", ctx.Err())
+}
+
+func (s *unreachableStore) Complete(ctx context.Context, k idempotency.Key, tok uint64, r idempotency.Result) error {
+	if s.complete {
+		return s.hang(ctx, "complete")
+	}
+	return s.Store.Complete(ctx, k, tok, r)
+}
+
+func (s *unreachableStore) Release(ctx context.Context, k idempotency.Key, tok uint64) error {
+	if s.release {
+		return s.hang(ctx, "release")
+	}
+	return s.Store.Release(ctx, k, tok)
+}
+
+func (s *unreachableStore) Renew(ctx context.Context, k idempotency.Key, tok uint64, d time.Duration) error {
+	if s.renew {
+		return s.hang(ctx, "renew")
+	}
+	return s.Store.Renew(ctx, k, tok, d)
+}
+
+func deadline(ctx context.Context) time.Time {
+	dl, _ := ctx.Deadline()
+	return dl
+}
+
+// checkBounded fails unless c's context has not ended on entry and has a
+// deadline at most bound after it.
+func checkBounded(t *testing.T, c enteredCall, bound time.Duration) {
+	t.Helper()
+	if c.err != nil {
+		t.Fatalf("%s: context already ended on entry (%v): the caller's cancellation must not end it", c.op, c.err)
+	}
+	if c.deadline.IsZero() {
+		t.Fatalf("%s: no deadline: an unreachable store holds the call forever", c.op)
+	}
+	if d := c.deadline.Sub(c.at); d > bound {
+		t.Fatalf("%s: deadline %v after entry, want at most %v", c.op, d, bound)
+	}
+}

@@ -19,8 +19,10 @@ type MemoryConfig struct {
 	MaxEntries int
 	// MaxBytes bounds the bytes kept: keys, fingerprints, stored results
 	// (a result's header map counted at what a small Go map costs, about
-	// 400 bytes) plus a fixed per-record overhead (entryOverhead, 232
-	// bytes: the record, its index and heap slots, allocation rounding).
+	// 400 bytes; a result of Do counted twice over, for the decoded value
+	// that replays may keep next to it) plus a fixed per-record overhead
+	// (entryOverhead, 232 bytes: the record, its index and heap slots,
+	// allocation rounding).
 	// The accounting follows the Go heap: BenchmarkMemoryStoreParallel
 	// reports both, and TestMemoryStoreBytesTrackHeap keeps them close.
 	// Default 64 MiB.
@@ -53,9 +55,11 @@ const (
 	headerMapOverhead = 400
 	mapSlotOverhead   = 48
 	// memoOverhead is what the memo of a completed record may come to
-	// hold (memoSlot): a decoded value, boxed (Do), or, when the result has
-	// headers, the replay headers the middleware builds at its second
-	// replay: replayHeadersOverhead plus per-header and per-value costs.
+	// hold (memoSlot) beyond the bytes of its strings: a decoded value,
+	// boxed (Do; its strings are counted apart, see resultSize), or, when
+	// the result has headers, the replay headers the middleware builds at
+	// its second replay: replayHeadersOverhead plus per-header and
+	// per-value costs.
 	memoOverhead          = 48
 	replayHeadersOverhead = 96
 )
@@ -592,6 +596,14 @@ func (sh *memShard) makeRoom(now int64, addEntries int, addBytes int64, keep *me
 // its body, its header map and the memo replays may attach to it.
 func resultSize(r *Result) int64 {
 	n := int64(len(r.Body)) + memoOverhead
+	if r.StatusCode == 0 || r.StatusCode == storedErrorStatus {
+		// A result of Do: a value, or a stored error. The memo Do may keep
+		// next to it, seeded at completion or decoded at the second
+		// replay, holds strings of its own about as large as the body
+		// (their encoding there is never shorter): count the body again,
+		// an upper bound of them, whether or not a memo comes to be.
+		n += int64(len(r.Body))
+	}
 	if len(r.Header) > 0 {
 		n += headerMapOverhead + mapSlotOverhead*int64(max(len(r.Header)-8, 0)) + replayHeadersOverhead
 	}

@@ -1,6 +1,7 @@
 package idempotency
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -9,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -98,7 +100,8 @@ type MiddlewareConfig struct {
 	ReplayHeaders []string
 	// StoreStatus reports whether a response status is stored and replayed
 	// (true) or releases the key so the client may retry (false). Default
-	// DefaultStoreStatus.
+	// DefaultStoreStatus. It is not asked about 101 Switching Protocols or a
+	// hijacked connection: their duplicates get a 409 (see Middleware).
 	StoreStatus func(status int) bool
 }
 
@@ -120,9 +123,15 @@ type MiddlewareConfig struct {
 //     body bytes, with Idempotent-Replayed: true;
 //   - the store failing: 503 with Retry-After (unless FailOpen);
 //   - otherwise the handler runs once. Its response is passed through to
-//     the client while a copy is kept; then the response is stored if
-//     StoreStatus accepts its status, else the key is released. A panic
-//     releases the key and continues.
+//     the client while a copy is kept — of everything the handler wrote,
+//     even when the client is gone or timed out and writes fail, except
+//     what net/http refuses to send to any client (past Content-Length, a
+//     body on a 204 or 304); then the response is stored if StoreStatus
+//     accepts its status, else the key is released. A panic releases the
+//     key and continues. A handler that hijacks the connection or answers
+//     101 Switching Protocols gives no response to keep: duplicates get a
+//     409 (idempotency.response_not_stored), as for one over
+//     MaxResponseBytes.
 type Middleware struct {
 	ex          *Executor
 	scope       func(*http.Request) (string, error)
@@ -156,7 +165,7 @@ func NewMiddleware(cfg MiddlewareConfig) (*Middleware, error) {
 	if err != nil {
 		return nil, err
 	}
-	ex.notStored = func() Result { return problemResult(errResponseNotStored()) }
+	ex.notStored = func() Result { return problemResult(errResponseNotStored(tooLargeDetail)) }
 	m := &Middleware{
 		ex: ex, scope: cfg.Scope, optional: cfg.KeyOptional, strict: cfg.StrictKey,
 		maxKey: cfg.MaxKeyLength, maxBody: cfg.MaxBodyBytes, maxResp: cfg.MaxResponseBytes,
@@ -271,6 +280,14 @@ func (m *Middleware) Wrap(next http.Handler) http.Handler {
 
 // outcome decides what the handler's response means for the key.
 func (m *Middleware) outcome(ctx context.Context, rec *recorder) (Result, bool, error) {
+	if rec.switched {
+		// The handler hijacked the connection or switched protocols: it
+		// ran, but what it answered went past the recorder, and nothing
+		// may be written on a connection net/http no longer serves.
+		// Duplicates get a 409, as for a response too large to keep,
+		// rather than a second run or a response that never was.
+		return problemResult(errResponseNotStored(switchedDetail)), true, nil
+	}
 	if rec.status == 0 {
 		if ctx.Err() != nil { // nothing written and the request is gone: a timeout
 			return Result{}, false, nil
@@ -286,7 +303,7 @@ func (m *Middleware) outcome(ctx context.Context, rec *recorder) (Result, bool, 
 		return Result{}, false, nil
 	}
 	if rec.overflow {
-		return problemResult(errResponseNotStored()), true, nil
+		return problemResult(errResponseNotStored(tooLargeDetail)), true, nil
 	}
 	body := rec.buf
 	if cap(body)-len(body) > len(body)/8 {
@@ -521,13 +538,19 @@ func writeProblem(w http.ResponseWriter, r *http.Request, status int, err error)
 }
 
 // errResponseNotStored is what duplicates of a request get when its
-// response was too large to keep (over MaxResponseBytes, or refused by the
-// store as too large): a 409, never a second execution.
-func errResponseNotStored() error {
-	return contract.New(contract.KindConflict, "idempotency.http",
-		"the response to the first request with this key was too large to store; it was delivered once").
+// response could not be kept — too large (over MaxResponseBytes, or refused
+// by the store as too large), or never seen (the handler hijacked the
+// connection or switched protocols): a 409, never a second execution.
+func errResponseNotStored(detail string) error {
+	return contract.New(contract.KindConflict, "idempotency.http", detail).
 		WithCode("idempotency.response_not_stored")
 }
+
+// Details of errResponseNotStored.
+const (
+	tooLargeDetail = "the response to the first request with this key was too large to store; it was sent once"
+	switchedDetail = "the first request with this key took over its connection (hijacked, or switched protocols); its response was not stored"
+)
 
 // problemResult renders err as a stored problem response.
 func problemResult(err error) Result {
@@ -546,36 +569,67 @@ type recorder struct {
 	header   http.Header
 	buf      []byte
 	overflow bool
+	// switched: the handler took the connection over, by a hijack or
+	// 101 Switching Protocols. What it answered is not an HTTP response
+	// the recorder sees, so there is nothing to keep.
+	switched bool
 }
 
 func (rc *recorder) Header() http.Header { return rc.w.Header() }
 
 func (rc *recorder) WriteHeader(code int) {
-	if rc.status != 0 {
+	if rc.status != 0 || rc.switched { // superfluous, or on a connection taken over
 		return
 	}
-	if code >= 100 && code < 200 { // informational: pass on, not final
+	// Informational: passed on, not final. 101 Switching Protocols is
+	// final, as net/http treats it: the connection leaves HTTP.
+	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
 		rc.w.WriteHeader(code)
 		return
 	}
 	rc.status = code
-	rc.header = storedHeader(rc.w.Header(), rc.replay)
+	if code == http.StatusSwitchingProtocols {
+		rc.switched = true
+	} else {
+		rc.header = storedHeader(rc.w.Header(), rc.replay)
+	}
 	rc.w.WriteHeader(code)
 }
 
+// Write passes p on and keeps a copy of it for the replay. The copy is of
+// the answer the handler gave, not of what reached the client: a client
+// that went away or timed out (a broken connection, http.TimeoutHandler's
+// ErrHandlerTimeout, any other write error, or a short write) retries to
+// get that answer, and a replay of the bytes that happened to get through
+// would be a truncated or empty response for the whole retention period.
+// The exception is bytes the protocol refused, which no client could ever
+// receive: past a declared Content-Length (http.ErrContentLength) or a body
+// where the status allows none, on a 204 or 304 (http.ErrBodyNotAllowed).
+// Those are not kept, so the replay is the response the first client was
+// sent. A write to a connection hijacked elsewhere (http.ErrHijacked) means
+// there is no response to keep.
 func (rc *recorder) Write(p []byte) (int, error) {
+	if rc.switched {
+		return rc.w.Write(p) // not a response body: nothing to keep
+	}
 	if rc.status == 0 {
 		rc.WriteHeader(http.StatusOK)
 	}
-	// Keep what the client was sent: the writer may refuse bytes (past a
-	// declared Content-Length, a body on a 204 or 304), and a replay must
-	// not carry bytes the first answer did not.
 	n, err := rc.w.Write(p)
+	kept := p
+	switch {
+	case err == nil && n == len(p):
+	case errors.Is(err, http.ErrBodyNotAllowed) || errors.Is(err, http.ErrContentLength):
+		kept = p[:n]
+	case errors.Is(err, http.ErrHijacked):
+		rc.switched = true
+		return n, err
+	}
 	if !rc.overflow {
-		if len(rc.buf)+n > rc.limit {
+		if len(rc.buf)+len(kept) > rc.limit {
 			rc.overflow, rc.buf = true, nil
 		} else {
-			rc.buf = append(rc.buf, p[:n]...)
+			rc.buf = append(rc.buf, kept...)
 		}
 	}
 	return n, err
@@ -611,11 +665,25 @@ func storedHeader(src http.Header, replay []string) http.Header {
 
 // Flush flushes the underlying writer when it can.
 func (rc *recorder) Flush() {
-	if rc.status == 0 {
+	if rc.status == 0 && !rc.switched {
 		rc.WriteHeader(http.StatusOK)
 	}
 	_ = http.NewResponseController(rc.w).Flush()
 }
 
-// Unwrap lets http.ResponseController reach the underlying writer.
+// Hijack lets the handler take the connection over, through the
+// underlying writer when it can (http.ErrNotSupported otherwise), and
+// marks the response as one the recorder cannot keep. It serves both
+// http.Hijacker and http.ResponseController, which asks a writer for
+// Hijack before it unwraps it: a hijack cannot bypass the recorder.
+func (rc *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(rc.w).Hijack()
+	if err == nil {
+		rc.switched = true
+	}
+	return conn, brw, err
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer, for
+// Flush, deadlines and full duplex.
 func (rc *recorder) Unwrap() http.ResponseWriter { return rc.w }

@@ -1,11 +1,15 @@
 package idempotency_test
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -290,36 +294,359 @@ func TestMiddlewareResponseRefusedByStore(t *testing.T) {
 }
 
 // A replay carries what the first client was sent, not what the handler
-// tried to write: net/http refuses bytes past a declared Content-Length.
+// tried to write, where net/http refused bytes no client could receive:
+// past a declared Content-Length, a body on a 204.
 func TestMiddlewareReplayHoldsOnlyDeliveredBytes(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		handler http.HandlerFunc
+		status  int
+		body    string
+	}{
+		{"past Content-Length", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", "5")
+			w.WriteHeader(http.StatusCreated)
+			_, _ = w.Write([]byte("hello"))
+			if _, err := w.Write([]byte(" EXTRA")); !errors.Is(err, http.ErrContentLength) {
+				t.Errorf("test premise: writing past Content-Length: %v, want http.ErrContentLength", err)
+			}
+		}, http.StatusCreated, "hello"},
+		{"body on a 204", func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(http.StatusNoContent)
+			if _, err := w.Write([]byte("no body allowed")); !errors.Is(err, http.ErrBodyNotAllowed) {
+				t.Errorf("test premise: a body on a 204: %v, want http.ErrBodyNotAllowed", err)
+			}
+		}, http.StatusNoContent, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := newMW(t, nil)
+			srv := httptest.NewServer(env.mw.Wrap(tc.handler))
+			defer srv.Close()
+			send := func() (int, string, string) {
+				r, _ := http.NewRequest("POST", srv.URL+"/p", strings.NewReader("{}"))
+				r.Header.Set("X-Caller", "alice")
+				r.Header.Set("Idempotency-Key", `"k-cl"`)
+				resp, err := srv.Client().Do(r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				b, _ := io.ReadAll(resp.Body)
+				return resp.StatusCode, string(b), resp.Header.Get(idempotency.HeaderReplayed)
+			}
+			s1, b1, _ := send()
+			s2, b2, replayed := send()
+			if replayed != "true" || s1 != s2 || b1 != b2 || s1 != tc.status || b1 != tc.body {
+				t.Fatalf("first client got %d %q, replay (replayed %q) %d %q; want %d %q", s1, b1, replayed, s2, b2, tc.status, tc.body)
+			}
+		})
+	}
+}
+
+// hijackedWriter is the writer of a connection hijacked before the
+// middleware saw it: every write fails with http.ErrHijacked.
+type hijackedWriter struct{ *httptest.ResponseRecorder }
+
+func (hijackedWriter) Write([]byte) (int, error) { return 0, http.ErrHijacked }
+
+// goneWriter is the writer of a client that went away part way through
+// the response: it takes room more bytes, then fails every write (short
+// says how: with an error, or, breaking io.Writer's contract, without).
+type goneWriter struct {
+	header http.Header
+	room   int
+	short  bool
+	status int
+	got    []byte
+}
+
+var errBrokenPipe = errors.New("write tcp 127.0.0.1:8080->127.0.0.1:50000: write: broken pipe")
+
+func (g *goneWriter) Header() http.Header { return g.header }
+func (g *goneWriter) WriteHeader(code int) {
+	if g.status == 0 {
+		g.status = code
+	}
+}
+
+func (g *goneWriter) Write(p []byte) (int, error) {
+	n := min(len(p), g.room)
+	g.room -= n
+	g.got = append(g.got, p[:n]...)
+	if n < len(p) && !g.short {
+		return n, errBrokenPipe
+	}
+	return n, nil
+}
+
+// The sad path the package exists for: the client timed out and went
+// away, the handler did the work anyway and answered 201 with its body.
+// The retry with the same key gets that whole answer — not the part of it
+// that reached the gone client, which would be replayed for the whole
+// retention period.
+func TestMiddlewareReplayHoldsWholeAnswerForGoneClient(t *testing.T) {
+	body := strings.Repeat("0123456789abcdef", 4<<10/16) // 4 KiB, under MaxResponseBytes
+	for _, tc := range []struct {
+		name  string
+		room  int
+		short bool
+	}{
+		{"connection broken mid-body", 1500, false},
+		{"connection broken before the body", 0, false},
+		{"short write without an error", 1500, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := newMW(t, nil)
+			h := env.mw.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				env.runs.Add(1)
+				w.Header().Set("Content-Type", "text/plain")
+				w.WriteHeader(http.StatusCreated)
+				for p := body; len(p) > 0; p = p[1024:] {
+					_, _ = io.WriteString(w, p[:1024])
+				}
+			}))
+			gone := &goneWriter{header: http.Header{}, room: tc.room, short: tc.short}
+			h.ServeHTTP(gone, req("POST", "/orders", "alice", `"order-1"`, "{}"))
+			if gone.status != http.StatusCreated || len(gone.got) != tc.room {
+				t.Fatalf("test premise: the gone client got %d and %d bytes", gone.status, len(gone.got))
+			}
+			w := serve(h, req("POST", "/orders", "alice", `"order-1"`, "{}"))
+			if w.Code != http.StatusCreated || w.Header().Get(idempotency.HeaderReplayed) != "true" || w.Body.String() != body || env.runs.Load() != 1 {
+				t.Fatalf("retry: %d replayed=%q, %d body bytes of the %d the handler wrote, runs %d; want a replay of the whole answer",
+					w.Code, w.Header().Get(idempotency.HeaderReplayed), w.Body.Len(), len(body), env.runs.Load())
+			}
+		})
+	}
+}
+
+// The same through a real connection: the client gives up and closes it,
+// the handler answers after that; the retry gets the whole answer.
+func TestMiddlewareReplayHoldsWholeAnswerForClosedConnection(t *testing.T) {
 	env := newMW(t, nil)
-	h := env.mw.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Length", "5")
+	body := bytes.Repeat([]byte("0123456789abcdef"), 64<<10/16) // 64 KiB: more than net/http buffers
+	started, finished := make(chan struct{}, 1), make(chan struct{}, 1)
+	inner := env.mw.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		env.runs.Add(1)
+		started <- struct{}{}
+		<-r.Context().Done() // the client closed the connection; the work completes anyway
+		w.Header().Set("Content-Type", "application/octet-stream")
 		w.WriteHeader(http.StatusCreated)
-		_, _ = w.Write([]byte("hello"))
-		if _, err := w.Write([]byte(" EXTRA")); err == nil {
-			t.Error("test premise: net/http accepted bytes past Content-Length")
+		for p := body; len(p) > 0; p = p[1024:] {
+			_, _ = w.Write(p[:1024])
 		}
 	}))
-	srv := httptest.NewServer(h)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		inner.ServeHTTP(w, r)
+		finished <- struct{}{} // the key is completed (or released) by now
+	}))
 	defer srv.Close()
-	send := func() (int, string, string) {
-		r, _ := http.NewRequest("POST", srv.URL+"/p", strings.NewReader("{}"))
+	send := func(ctx context.Context) (*http.Response, error) {
+		r, _ := http.NewRequestWithContext(ctx, "POST", srv.URL+"/orders", strings.NewReader("{}"))
 		r.Header.Set("X-Caller", "alice")
-		r.Header.Set("Idempotency-Key", `"k-cl"`)
-		resp, err := srv.Client().Do(r)
-		if err != nil {
-			t.Fatal(err)
+		r.Header.Set("Idempotency-Key", `"order-1"`)
+		return srv.Client().Do(r)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-started
+		cancel() // the client's timeout
+	}()
+	if resp, err := send(ctx); err == nil {
+		resp.Body.Close()
+		t.Fatal("test premise: the first request should fail on the client")
+	}
+	<-finished
+	resp, err := send(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusCreated || resp.Header.Get(idempotency.HeaderReplayed) != "true" || !bytes.Equal(got, body) || env.runs.Load() != 1 {
+		t.Fatalf("retry: %d replayed=%q, %d body bytes of the %d the handler wrote, runs %d; want a replay of the whole answer",
+			resp.StatusCode, resp.Header.Get(idempotency.HeaderReplayed), len(got), len(body), env.runs.Load())
+	}
+}
+
+// expiringCtx is a context whose deadline passes when expire is closed:
+// a timeout at a moment the test picks.
+type expiringCtx struct {
+	context.Context
+	expire chan struct{}
+}
+
+func (c expiringCtx) Done() <-chan struct{} { return c.expire }
+
+func (c expiringCtx) Err() error {
+	select {
+	case <-c.expire:
+		return context.DeadlineExceeded
+	default:
+		return nil
+	}
+}
+
+// Behind http.TimeoutHandler: the client got 503 "timeout", then the
+// handler created the order (201 with its id), every write failing with
+// http.ErrHandlerTimeout. The retry gets the order, not an empty 201.
+func TestMiddlewareReplayHoldsWholeAnswerBehindTimeoutHandler(t *testing.T) {
+	env := newMW(t, nil)
+	started, proceed, finished := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	inner := env.mw.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if env.runs.Add(1) == 1 {
+			close(started)
+			<-proceed // slower than the timeout, but it commits
 		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b), resp.Header.Get(idempotency.HeaderReplayed)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		if _, err := w.Write([]byte(`{"order":"ord_123"}`)); env.runs.Load() == 1 && !errors.Is(err, http.ErrHandlerTimeout) {
+			t.Errorf("test premise: writing after the timeout: %v, want http.ErrHandlerTimeout", err)
+		}
+	}))
+	var served atomic.Int32
+	h := http.TimeoutHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		inner.ServeHTTP(w, r)
+		if served.Add(1) == 1 {
+			close(finished) // the key is completed (or released) by now
+		}
+	}), time.Minute, "timeout")
+	// The request times out once the handler runs: TimeoutHandler's
+	// context ends with DeadlineExceeded, as at its own deadline.
+	r := req("POST", "/orders", "alice", "k1", "{}")
+	ctx := expiringCtx{Context: r.Context(), expire: make(chan struct{})}
+	firstDone := make(chan *httptest.ResponseRecorder)
+	go func() { firstDone <- serve(h, r.WithContext(ctx)) }()
+	<-started
+	close(ctx.expire)
+	first := <-firstDone // TimeoutHandler answered, the handler still running
+	close(proceed)
+	<-finished
+	if first.Code != http.StatusServiceUnavailable || first.Body.String() != "timeout" {
+		t.Fatalf("test premise: first answer %d %q, want TimeoutHandler's 503", first.Code, first.Body)
 	}
-	s1, b1, _ := send()
-	s2, b2, replayed := send()
-	if replayed != "true" || s1 != s2 || b1 != b2 || b1 != "hello" {
-		t.Fatalf("first client got %d %q, replay (replayed %q) %d %q", s1, b1, replayed, s2, b2)
+	w := serve(h, req("POST", "/orders", "alice", "k1", "{}"))
+	if w.Code != http.StatusCreated || w.Header().Get(idempotency.HeaderReplayed) != "true" || w.Body.String() != `{"order":"ord_123"}` || env.runs.Load() != 1 {
+		t.Fatalf("retry: %d replayed=%q %q runs %d, want a replay of the order", w.Code, w.Header().Get(idempotency.HeaderReplayed), w.Body, env.runs.Load())
 	}
+}
+
+// A handler that takes the connection over — hijacking it (through
+// http.ResponseController or http.Hijacker) or switching protocols (101) —
+// answers past the middleware: nothing is written for it afterwards (on a
+// hijacked connection net/http would log it), and a retry gets a 409
+// idempotency.response_not_stored, neither a second run nor an invented
+// empty 200.
+func TestMiddlewareConnectionTakenOverIsNotStored(t *testing.T) {
+	hijackers := map[string]func(w http.ResponseWriter) (net.Conn, *bufio.ReadWriter, error){
+		"ResponseController": func(w http.ResponseWriter) (net.Conn, *bufio.ReadWriter, error) {
+			return http.NewResponseController(w).Hijack()
+		},
+		"Hijacker": func(w http.ResponseWriter) (net.Conn, *bufio.ReadWriter, error) {
+			hj, ok := w.(http.Hijacker)
+			if !ok {
+				return nil, nil, http.ErrNotSupported
+			}
+			return hj.Hijack()
+		},
+	}
+	for name, hijack := range hijackers {
+		t.Run("hijacked through "+name, func(t *testing.T) {
+			env := newMW(t, nil)
+			finished := make(chan struct{}, 2)
+			inner := env.mw.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				env.runs.Add(1)
+				conn, brw, err := hijack(w)
+				if err != nil {
+					t.Errorf("hijack: %v", err)
+					return
+				}
+				defer conn.Close()
+				_, _ = brw.WriteString("HTTP/1.1 202 Accepted\r\nContent-Length: 12\r\nConnection: close\r\n\r\n{\"job\":\"j1\"}")
+				_ = brw.Flush()
+			}))
+			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				inner.ServeHTTP(w, r)
+				finished <- struct{}{}
+			}))
+			var serverLog bytes.Buffer
+			srv.Config.ErrorLog = log.New(&lockedWriter{w: &serverLog}, "", 0)
+			srv.Start()
+			defer srv.Close()
+			send := func() (int, string) {
+				r, _ := http.NewRequest("POST", srv.URL+"/jobs", strings.NewReader("{}"))
+				r.Header.Set("X-Caller", "alice")
+				r.Header.Set("Idempotency-Key", "k1")
+				resp, err := srv.Client().Do(r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				b, _ := io.ReadAll(resp.Body)
+				return resp.StatusCode, string(b)
+			}
+			if s, b := send(); s != http.StatusAccepted || b != `{"job":"j1"}` {
+				t.Fatalf("test premise: the hijacking handler answered %d %q", s, b)
+			}
+			<-finished
+			s, b := send()
+			<-finished
+			if s != http.StatusConflict || !strings.Contains(b, "idempotency.response_not_stored") || env.runs.Load() != 1 {
+				t.Fatalf("retry: %d %s runs %d, want 409 idempotency.response_not_stored and one run", s, b, env.runs.Load())
+			}
+			if strings.Contains(serverLog.String(), "hijacked") {
+				t.Fatalf("the middleware wrote to the hijacked connection: %s", serverLog.String())
+			}
+		})
+	}
+	t.Run("101 Switching Protocols", func(t *testing.T) {
+		env := newMW(t, nil)
+		h := env.mw.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			env.runs.Add(1)
+			w.Header().Set("Connection", "Upgrade")
+			w.Header().Set("Upgrade", "example/1")
+			w.WriteHeader(http.StatusSwitchingProtocols)
+		}))
+		if w := serve(h, req("POST", "/jobs", "alice", "k1", "{}")); w.Code != http.StatusSwitchingProtocols {
+			t.Fatalf("test premise: first answer %d", w.Code)
+		}
+		w := serve(h, req("POST", "/jobs", "alice", "k1", "{}"))
+		if w.Code != http.StatusConflict || problemCode(t, w) != "idempotency.response_not_stored" || env.runs.Load() != 1 {
+			t.Fatalf("retry: %d %s runs %d, want 409 idempotency.response_not_stored and one run", w.Code, w.Body, env.runs.Load())
+		}
+	})
+	// A connection hijacked past the recorder (an outer middleware, or
+	// the handler unwrapping the writer) shows in a write failing with
+	// http.ErrHijacked: nothing to keep there either.
+	t.Run("hijacked past the middleware", func(t *testing.T) {
+		env := newMW(t, nil)
+		h := env.mw.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			env.runs.Add(1)
+			_, _ = io.WriteString(w, "too late")
+		}))
+		h.ServeHTTP(hijackedWriter{httptest.NewRecorder()}, req("POST", "/jobs", "alice", "k1", "{}"))
+		w := serve(h, req("POST", "/jobs", "alice", "k1", "{}"))
+		if w.Code != http.StatusConflict || problemCode(t, w) != "idempotency.response_not_stored" || env.runs.Load() != 1 {
+			t.Fatalf("retry: %d %s runs %d, want 409 idempotency.response_not_stored and one run", w.Code, w.Body, env.runs.Load())
+		}
+	})
+	// A writer that cannot be hijacked says so, and the handler's ordinary
+	// answer is stored as usual.
+	t.Run("hijack not supported", func(t *testing.T) {
+		env := newMW(t, nil)
+		h := env.mw.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			env.runs.Add(1)
+			if _, _, err := http.NewResponseController(w).Hijack(); !errors.Is(err, http.ErrNotSupported) {
+				t.Errorf("hijacking an httptest.ResponseRecorder: %v, want http.ErrNotSupported", err)
+			}
+			w.WriteHeader(http.StatusCreated)
+			_, _ = io.WriteString(w, "created")
+		}))
+		serve(h, req("POST", "/jobs", "alice", "k1", "{}"))
+		w := serve(h, req("POST", "/jobs", "alice", "k1", "{}"))
+		if w.Code != http.StatusCreated || w.Body.String() != "created" || w.Header().Get(idempotency.HeaderReplayed) != "true" || env.runs.Load() != 1 {
+			t.Fatalf("retry: %d %q replayed=%q runs %d, want a replay", w.Code, w.Body, w.Header().Get(idempotency.HeaderReplayed), env.runs.Load())
+		}
+	})
 }
 
 // Request bodies that cannot be read: one cut off by an outer
