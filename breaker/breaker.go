@@ -104,7 +104,8 @@ type Breaker struct {
 	detailOpen string
 	detailFull string
 
-	inst *instruments
+	inst     *instruments
+	observed bool // inst or Config.OnCall is set: a call's outcome goes somewhere
 }
 
 // New returns a Breaker configured by cfg, or a *contract.Error of
@@ -165,6 +166,7 @@ func New(cfg Config) (*Breaker, error) {
 		}
 		b.inst = inst
 	}
+	b.observed = b.inst != nil || b.cfg.OnCall != nil
 	return b, nil
 }
 
@@ -372,8 +374,14 @@ func (b *Breaker) exec(ctx context.Context, run func() Outcome) error {
 		if b.slow != 0 && b.now()-start > b.slow {
 			o = Slow // whatever it returned, a caller's error included: the latency is the dependency's
 		}
-		if !b.finish(ctx, gen, o) {
+		// finish, written out: the closed path pays no call when the
+		// outcome goes nowhere (no metrics, no OnCall).
+		if b.openUntil.Load() != 0 || b.gen.Load() != gen {
+			b.count(ctx, o)
 			return struct{}{}, errIgnore
+		}
+		if b.observed {
+			b.record(ctx, o)
 		}
 		switch o {
 		case Success:
