@@ -37,7 +37,7 @@ func (c *cpuTimer) stop() {
 func benchExecutor(b *testing.B, cfg idempotency.Config) *idempotency.Executor {
 	b.Helper()
 	if cfg.Store == nil {
-		cfg.Store = newMemory(b, idempotency.MemoryConfig{MaxEntries: 1 << 22, MaxBytes: 1 << 30})
+		cfg.Store = newMemory(b, idempotency.MemoryConfig{MaxEntries: 1 << 23, MaxBytes: 1 << 33}) // keeps every key of any b.N these benchmarks reach
 	}
 	ex, err := idempotency.New(cfg)
 	if err != nil {
