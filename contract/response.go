@@ -76,7 +76,7 @@ func ParseProblemAt(resp *http.Response, now time.Time) error {
 		// Host only: paths and queries may carry identifiers or tokens.
 		e.Op = req.Method + " " + req.URL.Host
 	}
-	if resp.Body == nil || resp.Body == http.NoBody || !isJSONMediaType(resp.Header.Get("Content-Type")) {
+	if resp.Body == nil || resp.Body == http.NoBody || !IsJSONMediaType(resp.Header.Get("Content-Type")) {
 		return e
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxProblemBody+1))
@@ -104,9 +104,14 @@ func ParseProblemAt(resp *http.Response, now time.Time) error {
 	return e
 }
 
-// isJSONMediaType accepts a missing Content-Type, application/json and any
-// +json type (application/problem+json).
-func isJSONMediaType(ct string) bool {
+// IsJSONMediaType reports whether a Content-Type header value is one whose
+// body ParseProblem decodes: a missing (empty) Content-Type, application/json
+// or any +json type such as application/problem+json, with any parameters.
+// Media types are case-insensitive (RFC 9110 8.3.1):
+// "Application/Problem+JSON" is JSON. A value that does not parse as a media
+// type is not. Code that peeks at a response before calling ParseProblem
+// uses it to read the body under the same rule.
+func IsJSONMediaType(ct string) bool {
 	if ct == "" {
 		return true
 	}

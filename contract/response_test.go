@@ -163,6 +163,35 @@ func TestParseProblem(t *testing.T) {
 	}
 }
 
+func TestIsJSONMediaType(t *testing.T) {
+	for ct, want := range map[string]bool{
+		"":                                true, // missing: tried
+		"application/json":                true,
+		"application/json; charset=utf-8": true,
+		"application/problem+json":        true,
+		"Application/Problem+JSON":        true, // media types are case-insensitive
+		"APPLICATION/JSON; Charset=UTF-8": true,
+		"application/vnd.api+json":        true,
+		"text/plain":                      false,
+		"text/html; charset=utf-8":        false,
+		"application/jsonl":               false,
+		"application/x-ndjson":            false,
+		"text/json-ish":                   false,
+		"application/json; charset":       false, // does not parse
+		";":                               false,
+	} {
+		if got := IsJSONMediaType(ct); got != want {
+			t.Errorf("IsJSONMediaType(%q) = %v, want %v", ct, got, want)
+		}
+		// ParseProblem decodes the body under the same rule.
+		resp := response(503, "", `{"code":"overloaded"}`)
+		resp.Header.Set("Content-Type", ct)
+		if got := KindOf(ParseProblemAt(resp, now)) == KindOverloaded; got != want {
+			t.Errorf("ParseProblem with Content-Type %q decoded the body: %v, want %v", ct, got, want)
+		}
+	}
+}
+
 func TestParseProblemSuccessAndNil(t *testing.T) {
 	for _, status := range []int{200, 201, 204, 304, 399} {
 		if err := ParseProblemAt(response(status, "", "{}"), now); err != nil {

@@ -111,7 +111,8 @@ with [StopBudget], logs the decision "retry budget exhausted" and counts it.
 When Do gives up it returns an [*Error]: the attempts made, the time spent,
 the [StopReason] and the last failure. It unwraps to that failure, so
 errors.Is(err, contract.ErrUnavailable) and contract.KindOf keep working,
-and errors.Is(err, retry.StopBudget) tells why it stopped:
+errors.Is(err, retry.StopBudget) tells why it stopped, and [Error.Timeout]
+reports whether a deadline ended it or the last failure was a timeout:
 
 	retry: payments-gateway: gave up after 3 attempts in 1.2s (attempts exhausted): payments.charge: unavailable
 
@@ -138,12 +139,17 @@ otel; a first-try success makes no otel call.
 idempotent methods (GET, HEAD, OPTIONS, PUT, DELETE) and requests carrying
 an Idempotency-Key header, which is sent unchanged on every attempt
 ([TransportConfig.GenerateIdempotencyKey] adds one to POSTs). It retries
-connection errors and 429, 502, 503 and 504 (configurable), honours
-Retry-After (via [contract.ErrorFromStatusAt]), stops at once on a 503
-problem with code "overloaded", rewinds bodies with GetBody (a body
+connection errors (an HTTP/2 connection closed after a GOAWAY, as a
+server drains for a deploy, or lost to an unanswered PING included) and
+429, 502, 503 and 504 (configurable), honours Retry-After (via
+[contract.ErrorFromStatusAt]), stops at once on a 503 problem with code
+"overloaded" (a body [contract.IsJSONMediaType] accepts is peeked at,
+bounded by [contract.MaxProblemBody]), rewinds bodies with GetBody (a body
 without GetBody gets one attempt), drains and closes every discarded
 response, and sets http.request.resend_count on the request's span. When
-it gives up on a status the caller receives the last response, body intact.
+it gives up on a status the caller receives the last response, body intact;
+when it gives up on attempts that timed out, the http.Client's error is
+still a timeout to os.IsTimeout (see [Error.Timeout]).
 
 # Testing
 

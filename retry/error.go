@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sadpath/sadpath/contract"
 )
 
 // StopReason tells why Do stopped retrying. It is an error so that
@@ -55,7 +57,8 @@ func (r StopReason) Error() string { return "retry: " + r.String() }
 // failure, so errors.Is/As and contract.KindOf see the dependency's error;
 // errors.Is also matches the StopReason, and for StopContext and
 // StopDeadline the context's error (context.Canceled /
-// context.DeadlineExceeded).
+// context.DeadlineExceeded). Its Timeout method keeps a timeout a timeout
+// for os.IsTimeout and net.Error users, through http.Client's *url.Error.
 type Error struct {
 	Op       string        // Config.Name of the policy, may be empty
 	Attempts int           // attempts made (0 when the context was done before the first)
@@ -104,4 +107,25 @@ func (e *Error) Is(target error) bool {
 		return errors.Is(e.ctxErr, target)
 	}
 	return false
+}
+
+// Timeout reports whether the retries ended in a timeout: a context
+// deadline stopped them (StopDeadline, or StopContext with
+// context.DeadlineExceeded), or the last failure was one — its contract
+// kind is KindTimeout (an attempt timeout, a net.Error timeout, a 408 or
+// 504 …) or the Cause itself has a Timeout method reporting true. It is the
+// method *url.Error.Timeout, os.IsTimeout and the net.Error idiom ask, so
+// an http.Client call through a Transport whose attempts all timed out
+// reports a timeout, as it does with the base transport alone.
+func (e *Error) Timeout() bool {
+	if e.ctxErr != nil && errors.Is(e.ctxErr, context.DeadlineExceeded) {
+		return true
+	}
+	if e.Cause == nil {
+		return false
+	}
+	if t, ok := e.Cause.(interface{ Timeout() bool }); ok && t.Timeout() {
+		return true
+	}
+	return contract.KindOf(e.Cause) == contract.KindTimeout
 }

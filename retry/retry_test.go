@@ -222,6 +222,69 @@ func TestErrorMessage(t *testing.T) {
 	}
 }
 
+// TestErrorTimeout: the *Error reports a timeout when a deadline ended the
+// retries or the last failure was one, so that http.Client's *url.Error,
+// os.IsTimeout and the net.Error idiom see it through the Transport.
+func TestErrorTimeout(t *testing.T) {
+	netTimeout := &net.OpError{Op: "read", Net: "tcp", Err: &timeoutError{}}
+	expired, cancel := context.WithDeadline(context.Background(), time.Unix(0, 0))
+	defer cancel()
+	canceled, cancel2 := context.WithCancel(context.Background())
+	cancel2()
+	for _, tt := range []struct {
+		name   string
+		ctx    context.Context
+		fail   error
+		reason retry.StopReason
+		want   bool
+	}{
+		{"attempts that timed out", context.Background(), context.DeadlineExceeded, retry.StopAttempts, true},
+		{"a timeout kind", context.Background(), contract.New(contract.KindTimeout, "dep", "504"), retry.StopAttempts, true},
+		{"a net.Error timeout", context.Background(), netTimeout, retry.StopAttempts, true},
+		{"a cause reporting Timeout", context.Background(), timeoutCause{contract.New(contract.KindUnavailable, "dep", "down")}, retry.StopAttempts, true},
+		{"unavailable", context.Background(), unavailable(), retry.StopAttempts, false},
+		{"permanent", context.Background(), errors.New("bad url"), retry.StopPermanent, false},
+		{"deadline before the first attempt", expired, unavailable(), retry.StopContext, true},
+		{"canceled before the first attempt", canceled, unavailable(), retry.StopContext, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := constPolicy(t, retrytest.NewClock(), retry.Config{})
+			_, err := retry.Do(tt.ctx, p, func(context.Context) (int, error) { return 0, tt.fail })
+			var re *retry.Error
+			if !errors.As(err, &re) || re.Reason != tt.reason || re.Timeout() != tt.want {
+				t.Fatalf("err %v: Timeout() = %v, want %v (reason %v)", err, re != nil && re.Timeout(), tt.want, tt.reason)
+			}
+			if ue := (&url.Error{Op: "Get", URL: "http://dep.test/", Err: err}); ue.Timeout() != tt.want {
+				t.Errorf("*url.Error.Timeout() = %v, want %v", ue.Timeout(), tt.want)
+			}
+		})
+	}
+	t.Run("context deadline too close", func(t *testing.T) {
+		clk := retrytest.NewClock()
+		p := constPolicy(t, clk, retry.Config{AttemptTimeout: time.Second})
+		ctx, cancel := context.WithDeadline(context.Background(), clk.Now().Add(time.Second))
+		defer cancel()
+		_, err := retry.Do(ctx, p, func(context.Context) (int, error) { return 0, unavailable() })
+		var re *retry.Error
+		if !errors.As(err, &re) || re.Reason != retry.StopDeadline || !re.Timeout() {
+			t.Fatalf("err %v: want StopDeadline, a timeout", err)
+		}
+	})
+}
+
+// timeoutError is a net.Error that timed out.
+type timeoutError struct{}
+
+func (*timeoutError) Error() string   { return "i/o timeout" }
+func (*timeoutError) Timeout() bool   { return true }
+func (*timeoutError) Temporary() bool { return true }
+
+// timeoutCause reports Timeout() itself, whatever the kind it wraps.
+type timeoutCause struct{ error }
+
+func (c timeoutCause) Unwrap() error { return c.error }
+func (timeoutCause) Timeout() bool   { return true }
+
 func TestRetryAfter(t *testing.T) {
 	ctx := context.Background()
 	t.Run("honoured", func(t *testing.T) {

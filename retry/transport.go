@@ -54,18 +54,21 @@ type TransportConfig struct {
 // TransportConfig.GenerateIdempotencyKey). Other requests, and requests whose
 // body cannot be rewound (a Body without GetBody), get exactly one attempt.
 //
-// A connection error or a response with a RetryStatuses status is retried
-// under the Policy; Retry-After is honoured (capped by MaxDelay and the
-// deadline), a 503 problem with code "overloaded" stops at once, bodies are
-// rewound through GetBody, and every discarded response is drained (up to
-// 64 KiB) and closed before the wait, so its connection is reused. When the
-// Policy gives up on a status the last response is returned as is, with a
-// nil error, like any RoundTripper; when it gives up on a connection error,
-// because the context ended during a wait, or because draining the
-// discarded response took the time the retry needed (MaxElapsedTime, or a
-// full AttemptTimeout before the deadline), the *Error is returned. A
-// Retry-After wait capped by MaxDelay is shortened by the drain instead,
-// down to what is left of MaxElapsedTime (see Config.OnRetry).
+// A connection error (an HTTP/2 connection closed after a GOAWAY or lost to
+// an unanswered PING included) or a response with a RetryStatuses status is
+// retried under the Policy; Retry-After is honoured (capped by MaxDelay and
+// the deadline), a 503 problem with code "overloaded" (read from a body
+// contract.ParseProblem decodes, see contract.IsJSONMediaType) stops at
+// once, bodies are rewound through GetBody, and every discarded response is
+// drained (up to 64 KiB) and closed before the wait, so its connection is
+// reused. When the Policy gives up on a status the last response is returned
+// as is, with a nil error, like any RoundTripper; when it gives up on a
+// connection error, because the context ended during a wait, or because
+// draining the discarded response took the time the retry needed
+// (MaxElapsedTime, or a full AttemptTimeout before the deadline), the *Error
+// is returned. A Retry-After wait capped by MaxDelay is shortened by the
+// drain instead, down to what is left of MaxElapsedTime (see
+// Config.OnRetry).
 //
 // On a retried request the span in the request's context gets the
 // attribute http.request.resend_count (unless the Policy's telemetry is
@@ -266,12 +269,14 @@ func (t *Transport) retryStatus(code int) bool {
 
 // statusError is the failure for a retryable status: contract's mapping of
 // status and Retry-After, refined by a problem body's code ("overloaded").
-// A JSON body is read (at most contract.MaxProblemBody) and put back, so the
-// caller can still read it when this is the last answer.
+// A body contract.ParseProblem would decode (contract.IsJSONMediaType: a
+// JSON or +json type in any case, or no Content-Type) is read, at most
+// contract.MaxProblemBody+1 bytes, and put back, so the caller can still
+// read it when this is the last answer.
 func statusError(resp *http.Response, p *Policy) error {
 	now := p.clock.Now()
 	var e *contract.Error
-	if resp.Body != nil && resp.Body != http.NoBody && strings.Contains(resp.Header.Get("Content-Type"), "json") {
+	if resp.Body != nil && resp.Body != http.NoBody && contract.IsJSONMediaType(resp.Header.Get("Content-Type")) {
 		buf, rerr := io.ReadAll(io.LimitReader(resp.Body, contract.MaxProblemBody+1))
 		resp.Body = &replayBody{Reader: io.MultiReader(bytes.NewReader(buf), errReader{rerr}, resp.Body), c: resp.Body}
 		peek := *resp
@@ -287,9 +292,10 @@ func statusError(resp *http.Response, p *Policy) error {
 }
 
 // transportError classifies an error from the base RoundTripper:
-// connection failures (refused, reset, EOF, net errors) and attempt
-// timeouts are transient; a canceled context and anything else (bad URL,
-// TLS verification …) are not.
+// connection failures (refused, reset, EOF, net errors, an HTTP/2
+// connection lost, see h2ConnectionLost) and attempt timeouts are
+// transient; a canceled context and anything else (bad URL, TLS
+// verification …) are not.
 func transportError(err error) error {
 	if errors.Is(err, context.Canceled) {
 		return err
@@ -303,10 +309,45 @@ func transportError(err error) error {
 	}
 	var ne net.Error
 	if errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) {
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) || h2ConnectionLost(err) {
 		return contract.Wrap(contract.KindUnavailable, "retry.Transport", err)
 	}
 	return err
+}
+
+// HTTP/2 connection losses that net/http's HTTP/2 transport (and
+// golang.org/x/net/http2, whose code it bundles) reports with its own
+// errors and does not retry itself.
+const (
+	// The server sent GOAWAY, then closed the connection without answering
+	// a stream it had accepted (LastStreamID): a graceful shutdown, as in a
+	// deploy. The same close without the GOAWAY is io.ErrUnexpectedEOF.
+	h2GoAwayPrefix = "http2: server sent GOAWAY and closed the connection"
+	// The connection failed its health check (HTTP2Config.SendPingTimeout;
+	// x/net: ReadIdleTimeout): a PING unanswered within PingTimeout.
+	h2LostMessage = "http2: client connection lost"
+)
+
+// h2ConnectionLost reports whether an error in err's chain is an HTTP/2
+// connection lost under the request. Either way the request may or may not
+// have been processed, as after a reset, and only safe requests are
+// retried. String matching is unavoidable here: net/http exports neither
+// error (the first is its unexported http2GoAwayError, the second an
+// errors.New value), and matching the text rather than the type name also
+// covers golang.org/x/net/http2's Transport, which gives the same texts.
+//
+// Not matched: what the HTTP/2 transport already retries itself, on a new
+// connection, when the request can be rewound (up to 7 attempts over about
+// a minute), namely a GOAWAY that excludes the stream and a stream refused
+// (REFUSED_STREAM) before it was processed; and a connection closed by the
+// caller (ClientConn.Close), which a retry would not undo.
+func h2ConnectionLost(err error) bool {
+	for ; err != nil; err = errors.Unwrap(err) {
+		if msg := err.Error(); msg == h2LostMessage || strings.HasPrefix(msg, h2GoAwayPrefix) {
+			return true
+		}
+	}
+	return false
 }
 
 func drain(b io.ReadCloser) {

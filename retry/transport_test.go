@@ -3,12 +3,14 @@ package retry_test
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -196,13 +198,14 @@ func TestTransportRetryAfter(t *testing.T) {
 		// after which the bounds were checked again and the retry dropped:
 		// the caller got a *retry.Error instead of the answer. The capped
 		// hint is now cut to the 40ms left. The drain runs on the fake
-		// clock, so the test does not depend on real time.
+		// clock, so the test does not depend on real time; the body is
+		// text, drained but not peeked at for a problem.
 		clk := retrytest.NewClock()
 		sink := &logSink{}
 		var starts []time.Time
 		base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
 			if starts = append(starts, clk.Now()); len(starts) == 1 {
-				return &http.Response{StatusCode: 503, Header: http.Header{"Retry-After": {"120"}},
+				return &http.Response{StatusCode: 503, Header: http.Header{"Retry-After": {"120"}, "Content-Type": {"text/plain"}},
 					Body: &slowDrainBody{clk: clk, d: 10 * time.Millisecond}, Request: r}, nil
 			}
 			return &http.Response{StatusCode: 200, Header: http.Header{}, Body: io.NopCloser(strings.NewReader("ok")), Request: r}, nil
@@ -410,15 +413,44 @@ func TestTransportGivesUp(t *testing.T) {
 			t.Error("closing the returned body did not close the underlying body")
 		}
 	})
-	t.Run("overloaded problem stops at once", func(t *testing.T) {
+	// The problem body is read under contract's rule for JSON media types
+	// (contract.IsJSONMediaType), the one ParseProblem decodes by: media
+	// types are case-insensitive and a missing Content-Type is tried.
+	for _, ct := range []string{"application/problem+json", "Application/Problem+JSON", "application/json; charset=utf-8", ""} {
+		name := ct
+		if name == "" {
+			name = "no Content-Type"
+		}
+		t.Run("overloaded problem stops at once/"+name, func(t *testing.T) {
+			clk := retrytest.NewClock()
+			const problem = `{"status":503,"code":"overloaded"}`
+			h := http.Header{}
+			if ct != "" {
+				h.Set("Content-Type", ct)
+			}
+			base := &scripted{steps: []step{{status: 503, header: h, body: problem}, {status: 200}}}
+			tr := newTransport(t, base, clk, retry.TransportConfig{}, retry.Config{})
+			req, _ := http.NewRequest(http.MethodGet, "http://dep.test/", nil)
+			resp, err := tr.RoundTrip(req)
+			if err != nil || resp.StatusCode != 503 || len(base.seen) != 1 {
+				t.Fatalf("got %v, %v after %d attempts; want the 503 after 1", resp, err, len(base.seen))
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if string(b) != problem {
+				t.Errorf("body = %q, want the problem intact", b)
+			}
+		})
+	}
+	t.Run("overloaded in a body that is not JSON is retried", func(t *testing.T) {
 		clk := retrytest.NewClock()
-		h := http.Header{"Content-Type": {"application/problem+json"}}
+		h := http.Header{"Content-Type": {"text/plain"}}
 		base := &scripted{steps: []step{{status: 503, header: h, body: `{"status":503,"code":"overloaded"}`}, {status: 200}}}
 		tr := newTransport(t, base, clk, retry.TransportConfig{}, retry.Config{})
 		req, _ := http.NewRequest(http.MethodGet, "http://dep.test/", nil)
 		resp, err := tr.RoundTrip(req)
-		if err != nil || resp.StatusCode != 503 || len(base.seen) != 1 {
-			t.Fatalf("got %v, %v after %d attempts; want the 503 after 1", resp, err, len(base.seen))
+		if err != nil || resp.StatusCode != 200 || len(base.seen) != 2 {
+			t.Fatalf("got %v, %v after %d attempts; want the 200 after 2", resp, err, len(base.seen))
 		}
 		resp.Body.Close()
 	})
@@ -662,5 +694,217 @@ func TestTransportSlowDrainCountsAgainstTheDeadline(t *testing.T) {
 	if len(recs) != 2 || recs[0]["msg"] != "retrying" || recs[0]["attempt"] != float64(1) ||
 		recs[1]["msg"] != "gave up retrying" || recs[1][logctx.KeyReason] != "context deadline too close" || recs[1]["attempts"] != float64(2) {
 		t.Errorf("records = %v; want one retry, then the give-up with no retry logged for attempt 2", recs)
+	}
+}
+
+// h2cServer is a minimal cleartext HTTP/2 server (prior knowledge) whose
+// first connection meets its first request with cut; every later request
+// is answered 200 with no body. net/http's server can neither close a
+// connection after a GOAWAY with a request in flight nor ignore a PING,
+// so the frames are written by hand.
+type h2cServer struct {
+	ln    net.Listener
+	cut   func(c net.Conn, stream uint32)
+	conns atomic.Int32
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	open  []net.Conn
+}
+
+func newH2CServer(t *testing.T, cut func(c net.Conn, stream uint32)) *h2cServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &h2cServer{ln: ln, cut: cut}
+	s.wg.Add(1)
+	go s.accept()
+	t.Cleanup(func() {
+		ln.Close()
+		s.mu.Lock()
+		for _, c := range s.open {
+			c.Close()
+		}
+		s.mu.Unlock()
+		s.wg.Wait()
+	})
+	return s
+}
+
+func (s *h2cServer) accept() {
+	defer s.wg.Done()
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			return
+		}
+		s.mu.Lock()
+		s.open = append(s.open, c)
+		s.mu.Unlock()
+		s.wg.Add(1)
+		go s.serve(c, s.conns.Add(1) == 1)
+	}
+}
+
+// h2Frame writes one HTTP/2 frame.
+func h2Frame(w io.Writer, typ, flags byte, stream uint32, payload []byte) error {
+	h := make([]byte, 9, 9+len(payload))
+	h[0], h[1], h[2] = byte(len(payload)>>16), byte(len(payload)>>8), byte(len(payload))
+	h[3], h[4] = typ, flags
+	binary.BigEndian.PutUint32(h[5:], stream)
+	_, err := w.Write(append(h, payload...))
+	return err
+}
+
+func (s *h2cServer) serve(c net.Conn, first bool) {
+	defer s.wg.Done()
+	defer c.Close()
+	const (
+		frameHeaders, frameSettings, framePing = 0x1, 0x4, 0x6
+		flagAck, flagEndStream, flagEndHeaders = 0x1, 0x1, 0x4
+	)
+	if _, err := io.ReadFull(c, make([]byte, 24)); err != nil { // the client preface
+		return
+	}
+	if h2Frame(c, frameSettings, 0, 0, nil) != nil {
+		return
+	}
+	var hdr [9]byte
+	for {
+		if _, err := io.ReadFull(c, hdr[:]); err != nil {
+			return
+		}
+		payload := make([]byte, int(hdr[0])<<16|int(hdr[1])<<8|int(hdr[2]))
+		if _, err := io.ReadFull(c, payload); err != nil {
+			return
+		}
+		typ, flags, stream := hdr[3], hdr[4], binary.BigEndian.Uint32(hdr[5:])&0x7fffffff
+		var err error
+		switch {
+		case typ == frameSettings && flags&flagAck == 0:
+			err = h2Frame(c, frameSettings, flagAck, 0, nil)
+		case typ == framePing && flags&flagAck == 0:
+			err = h2Frame(c, framePing, flagAck, 0, payload)
+		case typ == frameHeaders && first:
+			s.cut(c, stream)
+			return
+		case typ == frameHeaders:
+			// :status 200 (static table index 8), the whole answer.
+			err = h2Frame(c, frameHeaders, flagEndHeaders|flagEndStream, stream, []byte{0x88})
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// TestTransportRetriesHTTP2ConnectionLoss: net/http's HTTP/2 transport
+// does not retry a request whose connection is lost after the server took
+// it, and reports the loss with its own errors, not io.ErrUnexpectedEOF as
+// for the same close without HTTP/2's signals. They were unknown, so
+// permanent: a GET cut by a server's graceful shutdown was not retried.
+func TestTransportRetriesHTTP2ConnectionLoss(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		cut  func(c net.Conn, stream uint32)
+		h2   *http.HTTP2Config
+	}{
+		{
+			// The reference: the close alone is io.ErrUnexpectedEOF.
+			name: "close",
+			cut: func(c net.Conn, _ uint32) {
+				_ = c.(*net.TCPConn).CloseWrite()
+				_, _ = io.Copy(io.Discard, c)
+			},
+		},
+		{
+			// A server draining for a deploy: GOAWAY (NO_ERROR) naming this
+			// stream as the last it will handle, then the connection closes
+			// without an answer ("http2: server sent GOAWAY and closed the
+			// connection"). Closing only the write side, then reading until
+			// the client closes, lets the client read the GOAWAY before the
+			// EOF whatever the scheduling: no reset can overtake it.
+			name: "GOAWAY then close",
+			cut: func(c net.Conn, stream uint32) {
+				goAway := binary.BigEndian.AppendUint32(nil, stream) // last stream ID
+				goAway = binary.BigEndian.AppendUint32(goAway, 0)    // NO_ERROR
+				if h2Frame(c, 0x7, 0, 0, goAway) != nil {
+					return
+				}
+				_ = c.(*net.TCPConn).CloseWrite()
+				_, _ = io.Copy(io.Discard, c)
+			},
+		},
+		{
+			// A connection gone silent: no answer, not even to the health
+			// check's PING, so the client closes it ("http2: client
+			// connection lost"). The timeouts only say when that happens.
+			name: "PING unanswered",
+			cut:  func(c net.Conn, _ uint32) { _, _ = io.Copy(io.Discard, c) },
+			h2:   &http.HTTP2Config{SendPingTimeout: 20 * time.Millisecond, PingTimeout: 20 * time.Millisecond},
+		},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newH2CServer(t, tt.cut)
+			var protos http.Protocols
+			protos.SetUnencryptedHTTP2(true)
+			base := &http.Transport{Protocols: &protos, HTTP2: tt.h2}
+			defer base.CloseIdleConnections()
+			clk := retrytest.NewClock()
+			tr := newTransport(t, base, clk, retry.TransportConfig{}, retry.Config{})
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a bound if the server misbehaves
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+srv.ln.Addr().String()+"/", nil)
+			resp, err := (&http.Client{Transport: tr}).Do(req)
+			if err != nil {
+				t.Fatalf("GET not retried after %d connection(s): %v", srv.conns.Load(), err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || srv.conns.Load() != 2 || len(clk.Sleeps()) != 1 {
+				t.Fatalf("status %d after %d connections and waits %v; want 200 after 2 and one wait", resp.StatusCode, srv.conns.Load(), clk.Sleeps())
+			}
+		})
+	}
+}
+
+// TestTransportGiveUpOnTimeoutsIsATimeout: http.Client wraps a RoundTrip
+// error in a *url.Error, whose Timeout asks the wrapped error directly.
+// The *retry.Error had no Timeout method, so attempts that all timed out
+// were a timeout to os.IsTimeout and the net.Error idiom with the base
+// transport alone, and not through the Transport.
+func TestTransportGiveUpOnTimeoutsIsATimeout(t *testing.T) {
+	hang := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		<-r.Context().Done() // the dependency hangs: a timeout ends the attempt
+		return nil, r.Context().Err()
+	})
+	tr, err := retry.NewTransport(retry.TransportConfig{Base: hang, Policy: mustPolicy(t, retry.Config{
+		AttemptTimeout: 10 * time.Millisecond, InitialDelay: time.Millisecond, MaxDelay: time.Millisecond, DisableTelemetry: true})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name    string
+		rt      http.RoundTripper
+		timeout time.Duration // the request context's, for the base alone
+	}{
+		{"base alone", hang, 10 * time.Millisecond},
+		{"retry.Transport", tr, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			if tt.timeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, tt.timeout)
+				defer cancel()
+			}
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://dep.test/", nil)
+			_, err := (&http.Client{Transport: tt.rt}).Do(req)
+			var ne net.Error
+			if !os.IsTimeout(err) || !errors.As(err, &ne) || !ne.Timeout() || !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("err %v: os.IsTimeout %v, net.Error timeout %v, DeadlineExceeded %v; want a timeout",
+					err, os.IsTimeout(err), errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded))
+			}
+		})
 	}
 }
