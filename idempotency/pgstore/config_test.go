@@ -82,6 +82,7 @@ func TestMapError(t *testing.T) {
 		{io.ErrUnexpectedEOF, contract.KindUnavailable, "pgstore.unavailable"},
 		{pg("57014"), contract.KindTimeout, "pgstore.statement_timeout"},
 		{pg("55P03"), contract.KindTimeout, "pgstore.lock_timeout"},
+		{pg("25P04"), contract.KindTimeout, "pgstore.transaction_timeout"},
 		{pg("40001"), contract.KindUnavailable, "pgstore.serialization_failure"},
 		{pg("40P01"), contract.KindUnavailable, "pgstore.deadlock"},
 		{pg("57P01"), contract.KindUnavailable, "pgstore.connection_lost"},

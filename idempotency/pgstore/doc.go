@@ -137,7 +137,8 @@
 // failover, still reached by the pool); serialization failures (40001) that
 // outlast the Store's own retries, or that end DoTx's transaction, and
 // deadlocks (40P01) are KindUnavailable too, since the transaction can
-// simply run again; statement_timeout (57014), lock_timeout (55P03), a context deadline
+// simply run again; statement_timeout (57014), lock_timeout (55P03),
+// transaction_timeout (25P04, PostgreSQL 17), a context deadline
 // and network timeouts are KindTimeout; all of them are retryable. A
 // canceled context is KindCanceled and still matches context.Canceled. Any
 // other server error (a missing table) is KindInternal, not retryable.

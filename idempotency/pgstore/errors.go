@@ -14,9 +14,9 @@ import (
 // mapError classifies an error from pgx as a contract error:
 //
 //   - context canceled: KindCanceled;
-//   - context deadline, a network timeout, statement_timeout (57014) and
-//     lock_timeout (55P03): KindTimeout, retryable — the statement may have
-//     run;
+//   - context deadline, a network timeout, statement_timeout (57014),
+//     lock_timeout (55P03) and transaction_timeout (25P04): KindTimeout,
+//     retryable — the statement may have run;
 //   - serialization failure (40001) and deadlock (40P01): KindUnavailable,
 //     retryable — the transaction was rolled back and can run again;
 //   - connection loss and server shutdown (class 08, 57P01 as sent by
@@ -52,6 +52,8 @@ func classifyPg(code string) (contract.Kind, string) {
 		return contract.KindTimeout, "pgstore.statement_timeout"
 	case "55P03":
 		return contract.KindTimeout, "pgstore.lock_timeout"
+	case "25P04": // PostgreSQL 17's transaction_timeout: the session ended, the transaction rolled back
+		return contract.KindTimeout, "pgstore.transaction_timeout"
 	case "40001":
 		return contract.KindUnavailable, "pgstore.serialization_failure"
 	case "40P01":

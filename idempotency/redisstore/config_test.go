@@ -107,6 +107,7 @@ func TestMapError(t *testing.T) {
 		{redisErr("LOADING Redis is loading the dataset in memory"), contract.KindUnavailable},
 		{redisErr("CLUSTERDOWN The cluster is down"), contract.KindUnavailable},
 		{redisErr("OOM command not allowed when used memory > 'maxmemory'."), contract.KindUnavailable},
+		{redisErr("MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk. Commands that may modify the data set are disabled"), contract.KindUnavailable},
 		{redisErr("ERR Error running script"), contract.KindInternal},
 		{redisErr("WRONGTYPE Operation against a key holding the wrong kind of value"), contract.KindInternal},
 		{errReply, contract.KindInternal},

@@ -136,7 +136,8 @@
 // Failures of Redis are [contract.Error] values: refused or reset
 // connections, EOF, a closed client, an exhausted pool, and the server's
 // transient refusals (LOADING, READONLY after a failover, MASTERDOWN,
-// CLUSTERDOWN, TRYAGAIN, BUSY, OOM) are KindUnavailable; a deadline or a
+// CLUSTERDOWN, TRYAGAIN, BUSY, OOM, MISCONF after a failed save) are
+// KindUnavailable; a deadline or a
 // network timeout is KindTimeout; both are retryable. A canceled context is
 // KindCanceled and still matches context.Canceled. A corrupt record or a
 // script error is KindInternal and not retryable.

@@ -45,7 +45,7 @@ func mapError(op string, err error) *contract.Error {
 
 func transientServerError(msg string) bool {
 	msg = strings.TrimPrefix(msg, "ERR ")
-	for _, p := range []string{"LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "BUSY", "OOM", "NOREPLICAS", "MOVED", "ASK", "max number of clients"} {
+	for _, p := range []string{"LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "BUSY", "OOM", "MISCONF", "NOREPLICAS", "MOVED", "ASK", "max number of clients"} {
 		if strings.HasPrefix(msg, p) {
 			return true
 		}

@@ -383,3 +383,42 @@ func TestContextEndsCallWhileServerStalls(t *testing.T) {
 		t.Fatalf("Get = %+v, %v; want the record an abandoned Claim wrote", rec, err)
 	}
 }
+
+// panicHook panics in every command, as a faulty tracing or metrics hook
+// would.
+type panicHook struct{}
+
+func (panicHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (panicHook) ProcessHook(redis.ProcessHook) redis.ProcessHook {
+	return func(context.Context, redis.Cmder) error { panic("hook panicked") }
+}
+func (panicHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// A panic in the client reaches the caller's goroutine, where its recover
+// (net/http's, the executor's) can see it, also when the call ran on a
+// goroutine of its own because the context can be canceled: there nothing
+// could recover it and the process would end.
+func TestClientPanicReachesTheCaller(t *testing.T) {
+	c := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
+	t.Cleanup(func() { _ = c.Close() })
+	c.AddHook(panicHook{})
+	s, err := New(Config{Client: c, Prefix: testPrefix(t)}) // nothing reaches Redis: no cleanup
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, ctx := range map[string]context.Context{
+		"background": context.Background(),
+		"cancelable": t.Context(),
+	} {
+		got := func() (p any) {
+			defer func() { p = recover() }()
+			_, _ = s.Get(ctx, idempotency.Key{Scope: "s", Key: "k"})
+			return nil
+		}()
+		if got != "hook panicked" {
+			t.Errorf("%s context: the caller recovered %v, want the hook's panic", name, got)
+		}
+	}
+}

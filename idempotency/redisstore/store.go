@@ -263,11 +263,30 @@ func (s *Store) run(ctx context.Context, script *redis.Script, id string, args .
 	if ctx.Done() == nil {
 		return script.Run(ctx, s.client, keys, args...)
 	}
-	done := make(chan *redis.Cmd, 1)
-	go func() { done <- script.Run(ctx, s.client, keys, args...) }()
+	type outcome struct {
+		cmd      *redis.Cmd
+		panicked any
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		// A panic in the client (a hook, a tracer) belongs to the caller,
+		// as it would in a synchronous call, where the caller's recover
+		// (net/http's, the executor's) sees it: here nothing could, and it
+		// would end the process. Handed back, it is re-raised below; after
+		// the caller left, it is dropped with the abandoned call.
+		defer func() {
+			if p := recover(); p != nil {
+				done <- outcome{panicked: p}
+			}
+		}()
+		done <- outcome{cmd: script.Run(ctx, s.client, keys, args...)}
+	}()
 	select {
-	case cmd := <-done:
-		return cmd
+	case o := <-done:
+		if o.panicked != nil {
+			panic(o.panicked)
+		}
+		return o.cmd
 	case <-ctx.Done():
 		cmd := redis.NewCmd(ctx)
 		cmd.SetErr(ctx.Err())
