@@ -288,7 +288,7 @@ func (b *Breaker) exec(ctx context.Context, run func() Outcome) error {
 		b.record(ctx, Rejected)
 		return b.rejectErr(CodeOpen, errOpenState, b.cfg.OpenTimeout)
 	default: // forced closed: run uncounted by the breaker, in metrics only
-		b.count(ctx, run())
+		b.runForcedClosed(ctx, run)
 		return nil
 	}
 	if u := b.openUntil.Load(); u != 0 {
@@ -405,6 +405,35 @@ func (b *Breaker) exec(ctx context.Context, run func() Outcome) error {
 		ra = time.Millisecond
 	}
 	return b.rejectErr(CodeOpen, errOpenState, ra)
+}
+
+// runForcedClosed runs a call ForceClosed lets through: uncounted by the
+// breaker and not reported to Config.OnCall, but in the metrics with the
+// outcome it would have in any other state: Slow past SlowCallThreshold
+// whatever it returned, Failure when it panics or leaves by
+// runtime.Goexit, which go on unchanged (the deferred count recovers
+// nothing). Off the closed path, which keeps its own inline timing.
+func (b *Breaker) runForcedClosed(ctx context.Context, run func() Outcome) {
+	if b.inst == nil { // the outcome goes nowhere
+		run()
+		return
+	}
+	var start int64
+	if b.slow != 0 {
+		start = b.now()
+	}
+	returned := false
+	defer func() {
+		if !returned {
+			b.count(ctx, Failure)
+		}
+	}()
+	o := run()
+	returned = true
+	if b.slow != 0 && b.now()-start > b.slow {
+		o = Slow // whatever it returned, as in every other state
+	}
+	b.count(ctx, o)
 }
 
 // finish records the outcome o of a call that ran since gobreaker's state
@@ -773,7 +802,9 @@ func (b *Breaker) ForceOpen(ctx context.Context, reason string) {
 
 // ForceClosed lets every call through uncounted until Reset, whatever the
 // failures: for an operator who knows better than the breaker. The calls are
-// not reported to Config.OnCall either (only to the metrics), so
+// not reported to Config.OnCall either (only to the metrics, with the
+// outcome they have in any other state: slow past SlowCallThreshold, a
+// failure when they panic or leave by runtime.Goexit), so
 // breaker/redisstate does not share them with other instances.
 func (b *Breaker) ForceClosed(ctx context.Context, reason string) {
 	if reason == "" {

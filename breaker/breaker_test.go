@@ -451,6 +451,65 @@ func TestForceClosedCallsAreInMetricsOnly(t *testing.T) {
 	}
 }
 
+// A call ForceClosed lets through is in the metrics with the outcome it
+// has in every other state: slow past SlowCallThreshold whatever it
+// returned (a success, a caller's cancellation), a failure when it panics
+// or leaves by runtime.Goexit. The panic still reaches the caller
+// unchanged, the goroutine still exits, and OnCall sees none of them.
+// (Forced closed, a slow success counted as a success, and a call that
+// panicked or exited was not counted at all.)
+func TestForceClosedMetricsCountSlowAndPanickingCalls(t *testing.T) {
+	rec := &recorder{sums: map[string]int64{}}
+	clock := newClock()
+	var onCall atomic.Int64
+	b, err := breaker.New(breaker.Config{Name: "pay", MeterProvider: rec, Clock: clock, SlowCallThreshold: time.Second,
+		Window: time.Hour, OnCall: func(context.Context, breaker.Outcome) { onCall.Add(1) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	b.ForceClosed(ctx, "migration")
+	_ = b.Execute(ctx, func(context.Context) error { clock.Advance(5 * time.Second); return nil })
+	_ = b.Execute(ctx, func(context.Context) error { clock.Advance(5 * time.Second); return context.Canceled })
+	_ = b.Execute(ctx, func(context.Context) error { clock.Advance(time.Second); return nil }) // at the threshold: not slow
+	// exit runs a call that panics with v, or leaves by runtime.Goexit
+	// when v is nil, on a goroutine of its own.
+	exit := func(v any) (recovered any, returned bool) {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			defer func() { recovered = recover() }()
+			_ = b.Execute(ctx, func(context.Context) error {
+				if v == nil {
+					runtime.Goexit()
+				}
+				panic(v)
+			})
+			returned = true
+		}()
+		<-done
+		return recovered, returned
+	}
+	if recovered, returned := exit("driver bug"); recovered != "driver bug" || returned {
+		t.Errorf("panic: the caller recovered %v (Execute returned %v), want the original panic value", recovered, returned)
+	}
+	if recovered, returned := exit(nil); recovered != nil || returned {
+		t.Errorf("goexit: Execute returned %v, saw a panic %v; want the goroutine to exit", returned, recovered)
+	}
+	m := rec.collect()
+	for outcome, want := range map[string]int64{"slow": 2, "success": 1, "failure": 2, "ignored": 0} {
+		if got := m["sadpath.breaker.calls{breaker.name=pay,outcome="+outcome+"}"]; got != want {
+			t.Errorf("forced closed: %d calls counted %s, want %d (all: %v)", got, outcome, want, m)
+		}
+	}
+	if n := onCall.Load(); n != 0 {
+		t.Errorf("OnCall saw %d forced-closed calls, want none", n)
+	}
+	if c := b.Counts(); c.Requests != 0 {
+		t.Errorf("the breaker counted forced-closed calls: %+v", c)
+	}
+}
+
 // Trip takes any duration: one too long to add to the clock ("until further
 // notice") opens the breaker for a year, the longest open delay.
 func TestTripCapsOpenForAtAYear(t *testing.T) {

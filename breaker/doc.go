@@ -54,7 +54,8 @@
 // runtime.Goexit (t.FailNow) is a failure too, and its goroutine still
 // exits. A call that started before a state change and ended after it
 // belongs to the state before: it is counted in the metrics only, however
-// it ended (a panic is still re-raised).
+// it ended (a panic is still re-raised). So is a call ForceClosed lets
+// through, classified the same way (slow, a panic a failure).
 //
 // # Calling
 //

@@ -159,7 +159,7 @@ func newGatewayClient(url string, logger *slog.Logger) (*gatewayClient, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &gatewayClient{url: url, http: &http.Client{Transport: rt, Timeout: 10 * time.Second}, bulkhead: bh}, nil
+	return &gatewayClient{url: url, http: &http.Client{Transport: rt, Timeout: chargeTimeout}, bulkhead: bh}, nil
 }
 
 // gatewayKey derives the key sent to the gateway from the caller's scope and
@@ -175,18 +175,55 @@ func gatewayKey(scope, key string) string {
 	return "pay-" + hex.EncodeToString(sum[:16])
 }
 
-func (c *gatewayClient) charge(ctx context.Context, key string, req chargeRequest) (chargeResponse, error) {
-	return limit.Do(ctx, c.bulkhead, func(ctx context.Context) (chargeResponse, error) {
-		body, err := json.Marshal(req)
-		if err != nil {
-			return chargeResponse{}, err
+// chargeTimeout bounds a charge from the moment the bulkhead admits it,
+// all its attempts included. The charge runs on a context of its own
+// (detached from the client's, see charge), so this is its only bound
+// besides the http.Client's. It must cover the retry policy's longest
+// charge: a first attempt of up to AttemptTimeout (3 s), then retries only
+// while their wait ends within MaxElapsedTime (3 s) of that first failure,
+// the last one running up to AttemptTimeout (3 s): 9 s at most, so 10 s
+// never cuts a retry the policy would make (a retry also needs a full
+// AttemptTimeout left before the deadline: it starts by 6 s, 9 s < 10 s).
+// And it must stay well below the idempotency lease (30 s, see NewHandler),
+// with the bulkhead's wait (1 s) on top: the detached charge ignores the
+// request's cancellation, the lease-lost one included, so it must be over
+// long before the key could be another request's.
+const chargeTimeout = 10 * time.Second
+
+// charge charges req at the gateway under key; sent reports whether the
+// charge was sent on its way to the gateway (past the bulkhead, to the
+// retry and breaker transports, which may still fail it fast), so that a
+// client gone before it can be told from a charge that failed on its own.
+//
+// The wait for a bulkhead slot follows the client's ctx: a client that
+// hangs up while queued is answered 499 and never charged. Once a slot is
+// taken the charge is sent, and a charge once sent is followed to its
+// answer whatever the client does: it runs on ctx without its cancellation
+// (its values, the correlation id among them, are kept), bounded by
+// chargeTimeout, and all its retries with it. Cut off with the client, the
+// service would release the key and record nothing while the gateway
+// charged: the money would move with no payment in the service, found only
+// if that client came back with that key. Followed, the payment is
+// recorded and its 201 stored by the idempotency middleware (which keeps
+// the whole answer for a client gone), for the client's retry.
+func (c *gatewayClient) charge(ctx context.Context, key string, req chargeRequest) (out chargeResponse, sent bool, err error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return chargeResponse{}, false, err
+	}
+	out, err = limit.Do(ctx, c.bulkhead, func(ctx context.Context) (chargeResponse, error) {
+		if err := ctx.Err(); err != nil { // gone as the slot was granted: not sent yet, so not sent at all
+			return chargeResponse{}, contract.Wrap(contract.KindOf(err), "payments.create", err)
 		}
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), chargeTimeout)
+		defer cancel()
 		hr, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url+"/charges", bytes.NewReader(body))
 		if err != nil {
 			return chargeResponse{}, err
 		}
 		hr.Header.Set("Content-Type", "application/json")
 		hr.Header.Set("Idempotency-Key", key)
+		sent = true
 		resp, err := c.http.Do(hr)
 		if err != nil {
 			return chargeResponse{}, unavailable(err)
@@ -204,6 +241,7 @@ func (c *gatewayClient) charge(ctx context.Context, key string, req chargeReques
 		}
 		return out, nil
 	})
+	return out, sent, err
 }
 
 // chargeError checks a 200/201 charge: only a succeeded charge with a

@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -97,37 +99,28 @@ func TestGatewayErrorClassification(t *testing.T) {
 }
 
 // A client gives up on a request after the gateway charged it (the answer
-// was lost) and reuses the key with another body. The gateway's permanent
-// 422 reaches the client as the README's 422 idempotency.key_reused, without
+// was lost on its way back: the service answered 503 and released the key)
+// and reuses the key with another body. The gateway's permanent 422
+// reaches the client as the README's 422 idempotency.key_reused, without
 // Retry-After, and is stored: retries get it replayed and never reach the
 // gateway again. (As a 503 it told the client to retry the same request,
 // which the middleware let through to the gateway every time, forever.)
 func TestPaymentsGatewayRejectionIsFinal(t *testing.T) {
 	for name, newStore := range stores(t) {
 		t.Run(name, func(t *testing.T) {
-			f := start(t, newStore(t), &FakeGateway{Latency: 300 * time.Millisecond})
-			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-			defer cancel()
-			req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.url+"/payments", strings.NewReader(goodBody))
-			if err != nil {
-				t.Fatal(err)
+			var lose atomic.Bool
+			f := startWrapped(t, newStore(t), &FakeGateway{}, loseAnswers(&lose))
+			lose.Store(true)
+			if r := f.do(t, "POST", "/payments", goodBody, auth("reused-1")); r.status != 503 {
+				t.Fatalf("lost answer: %d %s, want 503", r.status, r.body)
 			}
-			for k, v := range auth("reused-1") {
-				req.Header.Set(k, v)
+			if got := f.gw.Charges(); got != 1 {
+				t.Fatalf("the gateway charged %d times for the lost request, want 1", got)
 			}
-			req.Header.Set("Content-Type", "application/json")
-			if resp, err := http.DefaultClient.Do(req); err == nil {
-				resp.Body.Close()
-				t.Fatalf("the first request should have timed out on the client, got %d", resp.StatusCode)
-			}
-			waitFor(t, 10*time.Second, "the gateway to charge the abandoned request", func() bool { return f.gw.Charges() == 1 })
+			lose.Store(false)
 
 			other := strings.Replace(goodBody, "1999", "2999", 1)
-			var first response
-			waitFor(t, 10*time.Second, "the abandoned request to release its key", func() bool {
-				first = f.do(t, "POST", "/payments", other, auth("reused-1"))
-				return first.status != http.StatusConflict // 409: the service is still finishing it
-			})
+			first := f.do(t, "POST", "/payments", other, auth("reused-1"))
 			var p contract.Problem
 			if err := json.Unmarshal(first.body, &p); err != nil || first.status != 422 || p.Code != "idempotency.key_reused" {
 				t.Fatalf("same key, other body: %d %s, want 422 idempotency.key_reused", first.status, first.body)
@@ -318,7 +311,8 @@ func TestPaymentsChargeStatus(t *testing.T) {
 }
 
 // The decision logged for a failed charge says what happened, so that only
-// the gateway's own refusals read "gateway rejected the payment".
+// the gateway's own refusals read "gateway rejected the payment", and only
+// a charge never sent reads "client went away".
 func TestNotChargedReason(t *testing.T) {
 	hold := func(t *testing.T, cfg limit.BulkheadConfig) *limit.Bulkhead {
 		b, err := limit.NewBulkhead(cfg)
@@ -341,24 +335,29 @@ func TestNotChargedReason(t *testing.T) {
 		name   string
 		ctx    context.Context
 		err    error
+		sent   bool // the charge reached the gateway
 		level  slog.Level
 		reason string
 	}{
-		{"the client gave up while queued", gone, queued.Acquire(gone), slog.LevelInfo, "client went away"},
-		{"the client gave up during the call", gone, unavailable(context.Canceled), slog.LevelInfo, "client went away"},
-		{"bulkhead full", bg, full.Acquire(bg), slog.LevelWarn, "gateway bulkhead full"},
-		{"bulkhead wait timed out", bg, slow.Acquire(bg), slog.LevelWarn, "gateway bulkhead full"},
-		{"gateway down", bg, unavailable(errors.New("connection refused")), slog.LevelWarn, "gateway unavailable"},
-		{"gateway rejection", bg, &contract.Error{Kind: contract.KindInvalid, Code: "payments.gateway_rejected"}, slog.LevelWarn, "gateway rejected the payment"},
-		{"charge declined", bg, chargeError(201, chargeResponse{ChargeID: "ch_1", Status: chargeDeclined}), slog.LevelWarn, "gateway rejected the payment"},
-		{"gateway refuses us", bg, &contract.Error{Kind: contract.KindInternal, Code: "payments.gateway_refused"}, slog.LevelError, "gateway call failed"},
-		{"unexpected charge", bg, chargeError(201, chargeResponse{Status: "pending"}), slog.LevelError, "gateway call failed"},
+		{"the client gave up while queued", gone, queued.Acquire(gone), false, slog.LevelInfo, "client went away"},
+		{"the client gave up as its slot was granted", gone, contract.Wrap(contract.KindCanceled, "payments.create", context.Canceled), false, slog.LevelInfo, "client went away"},
+		// Once sent, a charge is followed to its answer whatever the
+		// client does: its failure is the gateway's, never "went away".
+		{"the client gave up during the call, the gateway failed", gone, unavailable(errors.New("503")), true, slog.LevelWarn, "gateway unavailable"},
+		{"the client gave up during the call, the gateway declined", gone, chargeError(201, chargeResponse{ChargeID: "ch_1", Status: chargeDeclined}), true, slog.LevelWarn, "gateway rejected the payment"},
+		{"bulkhead full", bg, full.Acquire(bg), false, slog.LevelWarn, "gateway bulkhead full"},
+		{"bulkhead wait timed out", bg, slow.Acquire(bg), false, slog.LevelWarn, "gateway bulkhead full"},
+		{"gateway down", bg, unavailable(errors.New("connection refused")), true, slog.LevelWarn, "gateway unavailable"},
+		{"gateway rejection", bg, &contract.Error{Kind: contract.KindInvalid, Code: "payments.gateway_rejected"}, true, slog.LevelWarn, "gateway rejected the payment"},
+		{"charge declined", bg, chargeError(201, chargeResponse{ChargeID: "ch_1", Status: chargeDeclined}), true, slog.LevelWarn, "gateway rejected the payment"},
+		{"gateway refuses us", bg, &contract.Error{Kind: contract.KindInternal, Code: "payments.gateway_refused"}, true, slog.LevelError, "gateway call failed"},
+		{"unexpected charge", bg, chargeError(201, chargeResponse{Status: "pending"}), true, slog.LevelError, "gateway call failed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.err == nil {
 				t.Fatal("no error to classify")
 			}
-			level, reason := notChargedReason(tc.ctx, tc.err)
+			level, reason := notChargedReason(tc.ctx, tc.err, tc.sent)
 			if level != tc.level || reason != tc.reason {
 				t.Errorf("%v: %s %q, want %s %q", tc.err, level, reason, tc.level, tc.reason)
 			}
@@ -418,5 +417,117 @@ func TestPaymentsClientGoneWhileQueued(t *testing.T) {
 	}
 	if !strings.Contains(out, `"level":"INFO","msg":"payment not charged","decision":"payment not charged","reason":"client went away"`) {
 		t.Errorf("want an Info decision \"client went away\":\n%s", out)
+	}
+}
+
+// A client that hangs up while its charge is at the gateway (a closed tab,
+// a client timeout shorter than the gateway's latency, a proxy cutting
+// connections) does not take the charge with it: once sent, the charge is
+// followed to the gateway's answer and recorded, and the 201 is stored, so
+// the client's retry with its key gets it replayed, never a second charge.
+// (Sent on the client's context, the charge call was cut off with it: the
+// service released the key, recorded nothing and logged "payment not
+// charged", while the gateway charged.) The gateway holds the charge until
+// the service has seen the client go, and the test waits on the service's
+// request itself: no timing is involved.
+func TestPaymentsClientGoneWhileCharging(t *testing.T) {
+	for name, newStore := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			arrived, release, charged := make(chan struct{}), make(chan struct{}), make(chan struct{})
+			releaseOnce := sync.OnceFunc(func() { close(release) })
+			defer releaseOnce() // on a failure too: the servers' Close waits for the held charge
+			var held atomic.Bool
+			// The gateway holds the first charge until release, then makes
+			// it whether or not the service still waits for the answer.
+			hold := func(gh http.Handler) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					if !held.CompareAndSwap(false, true) {
+						gh.ServeHTTP(w, r)
+						return
+					}
+					close(arrived)
+					<-release
+					gh.ServeHTTP(w, r.WithContext(context.WithoutCancel(r.Context())))
+					close(charged)
+				})
+			}
+			gone, served := make(chan struct{}), make(chan struct{})
+			var watched atomic.Bool
+			// The service's first POST: gone once its context ends (the
+			// client hung up), served once the handlers returned (the
+			// idempotency middleware has stored or released the key).
+			watch := func(h http.Handler) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					if r.Method != http.MethodPost || !watched.CompareAndSwap(false, true) {
+						h.ServeHTTP(w, r)
+						return
+					}
+					context.AfterFunc(r.Context(), func() { close(gone) })
+					defer close(served)
+					h.ServeHTTP(w, r)
+				})
+			}
+			f := startWith(t, newStore(t), &FakeGateway{}, hold, watch)
+
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.url+"/payments", strings.NewReader(goodBody))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Content-Type", "application/json")
+			for k, v := range auth("gone-1") {
+				req.Header.Set(k, v)
+			}
+			answered := make(chan error, 1)
+			go func() {
+				resp, err := http.DefaultClient.Do(req)
+				if err == nil {
+					resp.Body.Close()
+					err = fmt.Errorf("the service answered %d", resp.StatusCode)
+				}
+				answered <- err
+			}()
+			waitClosed(t, arrived, "the charge to reach the gateway")
+			cancel() // the client hangs up
+			if err := <-answered; !errors.Is(err, context.Canceled) {
+				t.Fatalf("the client that hung up got %v, want its own cancellation", err)
+			}
+			waitClosed(t, gone, "the service to see the client gone")
+			releaseOnce()
+			waitClosed(t, served, "the service to finish the request")
+			waitClosed(t, charged, "the gateway to charge")
+
+			var list struct{ Payments []Payment }
+			r := f.do(t, "GET", "/payments", "", map[string]string{"X-Api-Key": "merchant-1"})
+			if err := json.Unmarshal(r.body, &list); err != nil || len(list.Payments) != 1 || list.Payments[0].ChargeID != "ch_000001" {
+				t.Fatalf("the gateway charged ch_000001 (%d charges) for a client that hung up; the service recorded: %d %s\nlogs:\n%s",
+					f.gw.Charges(), r.status, r.body, f.logs.String())
+			}
+			// The client comes back with its key: the 201 kept for it.
+			again := f.do(t, "POST", "/payments", goodBody, auth("gone-1"))
+			if loc := "/payments/" + list.Payments[0].ID; again.status != 201 || again.header.Get("Idempotent-Replayed") != "true" || again.header.Get("Location") != loc {
+				t.Errorf("the client's retry: %d replayed=%q Location %q %s, want the stored 201 for %s",
+					again.status, again.header.Get("Idempotent-Replayed"), again.header.Get("Location"), again.body, loc)
+			}
+			if got := f.gw.Charges(); got != 1 {
+				t.Errorf("gateway charged %d times, want 1", got)
+			}
+			out := f.logs.String()
+			if strings.Contains(out, "payment not charged") || !strings.Contains(out, `"msg":"payment captured"`) {
+				t.Errorf("want \"payment captured\" and no \"payment not charged\" logged:\n%s", out)
+			}
+		})
+	}
+}
+
+// waitClosed waits for ch to be closed, failing after a minute: a bound
+// for a hung test, not a timing the test relies on.
+func waitClosed(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(time.Minute):
+		t.Fatalf("timed out waiting for %s", what)
 	}
 }

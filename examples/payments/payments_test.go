@@ -97,6 +97,14 @@ func start(t *testing.T, store idempotency.Store, gw *FakeGateway) *fixture {
 // none), for a gateway whose answers get lost or that answers oddly.
 func startWrapped(t *testing.T, store idempotency.Store, gw *FakeGateway, wrap func(http.Handler) http.Handler) *fixture {
 	t.Helper()
+	return startWith(t, store, gw, wrap, nil)
+}
+
+// startWith is startWrapped with the service's handler wrapped by
+// wrapService too (nil: none), for a test that watches the service's
+// requests.
+func startWith(t *testing.T, store idempotency.Store, gw *FakeGateway, wrap, wrapService func(http.Handler) http.Handler) *fixture {
+	t.Helper()
 	logs := &syncBuffer{}
 	h, err := logctx.NewHandler(logctx.HandlerConfig{Next: slog.NewJSONHandler(logs, nil)})
 	if err != nil {
@@ -115,6 +123,9 @@ func startWrapped(t *testing.T, store idempotency.Store, gw *FakeGateway, wrap f
 	handler, err := NewHandler(Config{Store: store, GatewayURL: gsrv.URL, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if wrapService != nil {
+		handler = wrapService(handler)
 	}
 	srv := httptest.NewServer(handler)
 	t.Cleanup(srv.Close)

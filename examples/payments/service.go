@@ -228,13 +228,20 @@ func (s *service) create(w http.ResponseWriter, r *http.Request) {
 	// the gateway's 422, never the charge made for the first one. A
 	// conversion, not a literal: a field added to the request and not to
 	// the charge does not compile.
-	charge, err := s.gw.charge(ctx, gatewayKey(scope, key), chargeRequest(req))
+	//
+	// A client that hangs up once the charge is sent does not cancel it:
+	// the charge is followed to its answer (see gatewayClient.charge), the
+	// payment recorded and the 201 stored for the client's retry.
+	charge, sent, err := s.gw.charge(ctx, gatewayKey(scope, key), chargeRequest(req))
 	if err != nil {
 		// Transient (503 + Retry-After): the idempotency middleware releases
 		// the key, so the client may retry with the same one; the gateway key
 		// is derived from it, so a charge the gateway did make is never made
-		// twice. A 4xx rejection is stored and replayed to every retry.
-		level, reason := notChargedReason(ctx, err)
+		// twice. A 4xx rejection is stored and replayed to every retry
+		// (released if the client has gone meanwhile: the middleware keeps
+		// no error for a gone client, and its retry gets the gateway's
+		// same answer under the same gateway key).
+		level, reason := notChargedReason(ctx, err, sent)
 		logctx.Decision(ctx, s.logger, level, "payment not charged", reason, slog.String(logctx.KeyDependency, "gateway"), slog.Any("error", err))
 		contract.WriteProblem(w, r, err)
 		return
@@ -248,12 +255,15 @@ func (s *service) create(w http.ResponseWriter, r *http.Request) {
 }
 
 // notChargedReason classifies a failed charge for the decision log, by
-// cause, so that only the gateway's own refusals read as such:
+// cause, so that only the gateway's own refusals read as such; sent tells
+// whether the charge was sent to the gateway (see gatewayClient.charge):
 //
-//   - the client went away (ctx done: it gave up while queued in the
-//     bulkhead, or during the call): Info, nobody is waiting for the answer
-//     and under overload these are many. The gateway may have charged
-//     during the call; the key is released and a retry with it replays.
+//   - the client went away before the charge was sent (ctx done while it
+//     was queued in the bulkhead): Info, nobody is waiting for the answer
+//     and under overload these are many. The gateway never saw the
+//     payment. A client that goes away once the charge is sent does not
+//     end it: the charge fails or succeeds on its own, and is classified
+//     (or captured) as for a client still waiting;
 //   - the bulkhead is full or its wait timed out: our own overload, the
 //     gateway never saw the payment;
 //   - the gateway is unavailable (5xx, timeouts, breaker open…): retryable;
@@ -261,9 +271,9 @@ func (s *service) create(w http.ResponseWriter, r *http.Request) {
 //     charge): its final word, stored and replayed;
 //   - anything else (the gateway refuses our credentials, or answered what
 //     we cannot account for): Error, a human must look.
-func notChargedReason(ctx context.Context, err error) (slog.Level, string) {
+func notChargedReason(ctx context.Context, err error, sent bool) (slog.Level, string) {
 	switch code := contract.As(err).CodeOrKind(); {
-	case ctx.Err() != nil:
+	case !sent && ctx.Err() != nil:
 		return slog.LevelInfo, "client went away"
 	case code == limit.CodeBulkheadFull || code == limit.CodeBulkheadWaitTimeout:
 		return slog.LevelWarn, "gateway bulkhead full"
