@@ -217,6 +217,17 @@ func orDefault[T int | time.Duration](v, def T) T {
 	return v
 }
 
+// MaxHeld returns the most deliveries Handle may leave on Hold at once,
+// unsettled: the Guard's MaxHeld (see ordering.Guard.MaxHeld), 0 without a
+// Guard or when it rejects gaps. A broker adapter whose held messages count
+// against an unacknowledged-message limit checks that limit against it.
+func (c *Consumer) MaxHeld() int {
+	if c.guard == nil {
+		return 0
+	}
+	return c.guard.MaxHeld()
+}
+
 // Sweep applies the Guard's hold timeout (see ordering.Guard.Sweep). Broker
 // adapters call it periodically; it does nothing without a Guard.
 func (c *Consumer) Sweep(ctx context.Context) int {
@@ -248,6 +259,12 @@ func (c *Consumer) Handle(ctx context.Context, d Delivery) Result {
 	}
 	e := &ev
 	ctx = c.coordinates(ctx, e)
+	if logctx.CorrelationID(ctx) != "" && !validCorrelationID(e) {
+		// The id on ctx is the caller's, kept for this event's own lines;
+		// mark ctx as this event's so that events applied or settled on
+		// this call (held ones the Guard releases) do not inherit it.
+		ctx = context.WithValue(ctx, ownerKey{}, e)
+	}
 	if c.guard != nil && (e.Subject == "" || e.Sequence == 0) {
 		err := &contract.Error{Kind: contract.KindInvalid, Code: "ordering.invalid_event", Op: c.name,
 			Detail: "an ordered consumer needs subject and sequence"}
@@ -259,13 +276,18 @@ func (c *Consumer) Handle(ctx context.Context, d Delivery) Result {
 	if c.store != nil {
 		claim, err := c.store.Claim(ctx, idempotency.ClaimRequest{Key: key, Fingerprint: fingerprint(e), Lease: c.lease, Retention: c.retention})
 		if err != nil {
-			return c.retry(ctx, d, e, "dedup store failed", err)
+			r := c.retry(ctx, d, e, "dedup store failed", err)
+			if r.Action == Retry {
+				c.failedBeforeGuard(ctx, e)
+			}
+			return r
 		}
 		switch claim.Status {
 		case idempotency.Completed:
 			c.logDecision(ctx, slog.LevelInfo, "duplicate event dropped", "(source, id) already processed", e)
 			return Result{Action: Ack, Reason: "duplicate: already processed", Event: e}
 		case idempotency.InProgress:
+			c.failedBeforeGuard(ctx, e)
 			delay := max(claim.LeaseRemaining, c.minBackoff)
 			c.logDecision(ctx, slog.LevelInfo, "event retry scheduled", "(source, id) in progress elsewhere", e, slog.Duration("delay", delay))
 			return Result{Action: Retry, Delay: delay, Reason: "in progress elsewhere", Event: e,
@@ -311,9 +333,19 @@ func (c *Consumer) Handle(ctx context.Context, d Delivery) Result {
 	}
 }
 
+// failedBeforeGuard tells the Guard that e, about to be retried, failed
+// before reaching it (see ordering.Guard.Failed): when e is the missing
+// event of a held gap, the wait restarts, so a hold timeout does not skip
+// it before its redelivery.
+func (c *Consumer) failedBeforeGuard(ctx context.Context, e *contract.Event) {
+	if c.guard != nil {
+		c.guard.Failed(ctx, e)
+	}
+}
+
 // settled turns the final fate of a held event into a Result.
 func (c *Consumer) settled(ctx context.Context, d Delivery, e *contract.Event, o ordering.Outcome, err error) Result {
-	ctx = c.coordinates(logctx.WithOperation(ctx, c.name), e)
+	ctx = c.ownCoordinates(logctx.WithOperation(ctx, c.name), e)
 	if err != nil {
 		return c.failed(ctx, d, e, o.Decision, err)
 	}
@@ -336,9 +368,9 @@ func (c *Consumer) apply(ctx context.Context, e *contract.Event) (err error) {
 				Detail: "handler panicked", Cause: fmt.Errorf("panic: %v\n%s", p, debug.Stack())}
 		}
 	}()
-	// Held events are applied on the goroutine of the event that filled the
-	// gap: give the handler this event's coordinates, not that one's.
-	return c.handler(c.coordinates(ctx, e), e)
+	// Held events are applied on the call of the event that filled the gap,
+	// or of Sweep: give the handler this event's coordinates, not that one's.
+	return c.handler(c.ownCoordinates(ctx, e), e)
 }
 
 // failed decides between Retry and DeadLetter for an error.
@@ -419,7 +451,9 @@ func (c *Consumer) release(ctx context.Context, key idempotency.Key, token uint6
 }
 
 // coordinates puts the event's correlation id (when valid, see
-// logctx.ValidateCorrelationID) and subject on ctx for every log line written while it is handled.
+// logctx.ValidateCorrelationID) and subject on ctx for every log line
+// written while it is handled. An event without a valid id keeps the one
+// ctx carries: Handle's caller's.
 func (c *Consumer) coordinates(ctx context.Context, e *contract.Event) context.Context {
 	if e.CorrelationID != "" && e.CorrelationID != logctx.CorrelationID(ctx) {
 		// An id that is not a valid correlation id (hostile bytes, too
@@ -432,6 +466,37 @@ func (c *Consumer) coordinates(ctx context.Context, e *contract.Event) context.C
 		ctx = logctx.WithEntity(ctx, "subject", e.Subject)
 	}
 	return ctx
+}
+
+// ownCoordinates is coordinates for the Handler and the settlement of e,
+// which may run on the call of another event (a held event released by the
+// one that filled its gap) or of Sweep: when e has no valid correlation id,
+// the id ctx carries is cleared unless ctx is e's own Handle call's, so e's
+// lines never carry another event's id.
+func (c *Consumer) ownCoordinates(ctx context.Context, e *contract.Event) context.Context {
+	ctx = c.coordinates(ctx, e)
+	if logctx.CorrelationID(ctx) != "" && !validCorrelationID(e) {
+		if owner, _ := ctx.Value(ownerKey{}).(*contract.Event); !sameEvent(owner, e) {
+			ctx = logctx.WithCorrelationID(ctx, "")
+		}
+	}
+	return ctx
+}
+
+// ownerKey marks the context of a Handle call with its event (see Handle):
+// only when the event has no valid correlation id and the caller's context
+// carries one, the one case where it matters.
+type ownerKey struct{}
+
+func validCorrelationID(e *contract.Event) bool {
+	return e.CorrelationID != "" && logctx.ValidateCorrelationID(e.CorrelationID) == nil
+}
+
+// sameEvent reports whether a and b are the same event: the same pointer,
+// or a redelivery of it (same source, id, subject and sequence).
+func sameEvent(a, b *contract.Event) bool {
+	return a != nil && b != nil && (a == b ||
+		a.Source == b.Source && a.ID == b.ID && a.Subject == b.Subject && a.Sequence == b.Sequence)
 }
 
 func (c *Consumer) logDecision(ctx context.Context, level slog.Level, decision, reason string, e *contract.Event, attrs ...slog.Attr) {

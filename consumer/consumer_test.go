@@ -401,6 +401,87 @@ func TestHeldEventSettledWithItsOwnCoordinates(t *testing.T) {
 	}
 }
 
+// TestEventWithoutCorrelationIDInheritsNone: a held event without a
+// correlation id is applied later, on the call of the event that filled its
+// gap or of Sweep. Its Handler and the decision logs of its settlement must
+// not carry that other call's correlation id; an event handled on its own
+// Handle call keeps the id of the caller's context.
+func TestEventWithoutCorrelationIDInheritsNone(t *testing.T) {
+	clk := &stepClock{now: time.Unix(1_700_000_000, 0)}
+	var buf bytes.Buffer
+	h, err := logctx.NewHandler(logctx.HandlerConfig{Next: slog.NewJSONHandler(&buf, nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]string{}
+	failed := false
+	c := mustConsumer(t, consumer.Config{
+		Guard:  mustGuard(t, ordering.Config{Gap: ordering.GapHold, HoldTimeout: 10 * time.Second, Clock: clk}),
+		Store:  memStore(t),
+		Logger: slog.New(h),
+		Handler: func(ctx context.Context, e *contract.Event) error {
+			seen[fmt.Sprintf("%s/%d", e.Subject, e.Sequence)] = logctx.CorrelationID(ctx)
+			if e.Subject == "a" && e.Sequence == 3 && !failed {
+				failed = true
+				return contract.New(contract.KindUnavailable, "ledger", "down")
+			}
+			return nil
+		},
+	})
+	anonymous := func(subject string, seq uint64) []byte {
+		e := event(subject, seq, `{}`)
+		e.CorrelationID = "" // a producer that sets none
+		return encode(t, e)
+	}
+	var settled []consumer.Result
+	hold := func(data []byte) {
+		t.Helper()
+		d := consumer.Delivery{Data: data, Settle: func(r consumer.Result) { settled = append(settled, r) }}
+		if r := c.Handle(context.Background(), d); r.Action != consumer.Hold {
+			t.Fatalf("%+v, want hold", r)
+		}
+	}
+	// Released by the event that fills the gap: 2 applied, 3 fails.
+	hold(anonymous("a", 2))
+	hold(anonymous("a", 3))
+	if r := c.Handle(context.Background(), consumer.Delivery{Data: encode(t, event("a", 1, `{}`))}); r.Action != consumer.Ack {
+		t.Fatal(r)
+	}
+	// Released by a Sweep whose context carries an id.
+	hold(anonymous("b", 2))
+	clk.now = clk.now.Add(10 * time.Second)
+	if n := c.Sweep(logctx.WithCorrelationID(context.Background(), "sweeper")); n != 1 {
+		t.Fatalf("sweep settled %d subjects, want 1", n)
+	}
+	// Handled on its own call: the caller's id stands.
+	if r := c.Handle(logctx.WithCorrelationID(context.Background(), "req-9"), consumer.Delivery{Data: anonymous("c", 1)}); r.Action != consumer.Ack {
+		t.Fatal(r)
+	}
+	if len(settled) != 3 || settled[1].Action != consumer.Retry {
+		t.Fatalf("settled %+v, want 2 acked, 3 retried, b/2 acked", settled)
+	}
+	want := map[string]string{"a/1": "corr-a-1", "a/2": "", "a/3": "", "b/2": "", "c/1": "req-9"}
+	if fmt.Sprint(seen) != fmt.Sprint(want) {
+		t.Fatalf("handler correlation ids %v, want %v", seen, want)
+	}
+	var retried bool
+	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if m["decision"] == "event retry scheduled" && m["sequence"] == 3.0 {
+			retried = true
+			if id, ok := m[logctx.KeyCorrelationID]; ok {
+				t.Fatalf("retry of held a/3 logged under correlation id %v: %s", id, line)
+			}
+		}
+	}
+	if !retried {
+		t.Fatalf("no retry logged for a/3:\n%s", buf.String())
+	}
+}
+
 func TestHostileCorrelationIDLeftOut(t *testing.T) {
 	var seen string
 	c := mustConsumer(t, consumer.Config{Handler: func(ctx context.Context, _ *contract.Event) error {
@@ -468,6 +549,71 @@ func TestStoreDownRetries(t *testing.T) {
 	r := c.Handle(context.Background(), consumer.Delivery{Data: encode(t, event("a", 1, `{}`))})
 	if r.Action != consumer.Retry || !errors.Is(r.Err, contract.ErrUnavailable) || calls.Load() != 0 {
 		t.Fatalf("%+v (handler %d), want retry without running the handler", r, calls.Load())
+	}
+}
+
+// flakyStore is an idempotency.Store whose Claim answers "down" (an
+// error) or "busy" (in progress elsewhere) while fault says so.
+type flakyStore struct {
+	idempotency.Store
+	fault string
+}
+
+func (s *flakyStore) Claim(ctx context.Context, req idempotency.ClaimRequest) (idempotency.Claim, error) {
+	switch s.fault {
+	case "down":
+		return idempotency.Claim{}, contract.New(contract.KindUnavailable, "store", "down")
+	case "busy":
+		return idempotency.Claim{Status: idempotency.InProgress, LeaseRemaining: time.Second}, nil
+	}
+	return s.Store.Claim(ctx, req)
+}
+
+// TestMissingEventRetriedBeforeGuardRestartsHoldTimeout: the missing event
+// of a held gap arrives late and is retried before the Guard decides it —
+// the deduplication store fails, or says the event is in progress
+// elsewhere. The Guard is told: the held events wait a full HoldTimeout
+// from that failure, so a Sweep meanwhile does not skip the event and its
+// redelivery is applied, not dropped as stale.
+func TestMissingEventRetriedBeforeGuardRestartsHoldTimeout(t *testing.T) {
+	for _, fault := range []string{"down", "busy"} {
+		t.Run(fault, func(t *testing.T) {
+			ctx := context.Background()
+			clk := &stepClock{now: time.Unix(1_700_000_000, 0)}
+			store := &flakyStore{Store: memStore(t)}
+			var applied []uint64
+			c := mustConsumer(t, consumer.Config{
+				Guard: mustGuard(t, ordering.Config{Gap: ordering.GapHold, HoldTimeout: 30 * time.Second, Clock: clk}),
+				Store: store,
+				Handler: func(_ context.Context, e *contract.Event) error {
+					applied = append(applied, e.Sequence)
+					return nil
+				},
+			})
+			var settled []consumer.Result
+			held := consumer.Delivery{Data: encode(t, event("a", 2, `{}`)), Settle: func(r consumer.Result) { settled = append(settled, r) }}
+			if r := c.Handle(ctx, held); r.Action != consumer.Hold {
+				t.Fatalf("%+v, want hold", r)
+			}
+			clk.now = clk.now.Add(25 * time.Second)
+			data := encode(t, event("a", 1, `{}`))
+			store.fault = fault
+			if r := c.Handle(ctx, consumer.Delivery{Data: data, Attempt: 1}); r.Action != consumer.Retry || len(applied) != 0 {
+				t.Fatalf("missing event with the store %s: %+v (applied %v), want retry", fault, r, applied)
+			}
+			store.fault = ""
+			// 35s after the hold, 10s after the failure: the wait restarted.
+			clk.now = clk.now.Add(10 * time.Second)
+			if n := c.Sweep(ctx); n != 0 || len(settled) != 0 {
+				t.Fatalf("sweep 10s after the missing event failed settled %d subjects (%+v): it skipped an event about to be redelivered", n, settled)
+			}
+			if r := c.Handle(ctx, consumer.Delivery{Data: data, Attempt: 2}); r.Action != consumer.Ack || r.Decision != ordering.Apply {
+				t.Fatalf("redelivery of the missing event: %+v, want applied", r)
+			}
+			if fmt.Sprint(applied) != "[1 2]" || len(settled) != 1 || settled[0].Action != consumer.Ack {
+				t.Fatalf("applied %v, settled %+v; want [1 2] and the held event acked", applied, settled)
+			}
+		})
 	}
 }
 

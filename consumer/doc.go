@@ -25,7 +25,11 @@ For each Delivery, in order:
  2. Deduplication by (source, id) through the idempotency.Store
     (Config.Store): an id already processed is acknowledged without running
     the handler; one in progress elsewhere is retried after the other
-    owner's lease; the same id with other content is dead-lettered.
+    owner's lease; the same id with other content is dead-lettered. A
+    store that fails retries the event with the backoff of step 5. Either
+    retry is reported to the Guard (ordering.Guard.Failed): when the event
+    is the missing one of a held gap, the hold's wait restarts, so its
+    redelivery is not skipped by the hold timeout.
  3. Ordering with the ordering.Guard (Config.Guard): duplicates and stale
     events are acknowledged and dropped; a gap is retried later (ErrGap) or,
     when the delivery has a Settle function and the Guard holds gaps,
@@ -36,8 +40,11 @@ For each Delivery, in order:
     "ordering state full", until MaxAttempts. The Guard's other State
     failures are classified as in step 5.
  4. The Handler runs with the event's correlation id and subject on the
-    context (logctx), so every log line it writes carries them. A panic
-    becomes a permanent error.
+    context (logctx), so every log line it writes carries them. An event
+    without a valid correlation id keeps the id of Handle's context when it
+    runs on its own Handle call, and carries none when the Guard releases
+    it from the hold on another event's call or on Sweep: its lines never
+    carry another event's id. A panic becomes a permanent error.
  5. Classification of the Handler's error with contract: retryable kinds
     (unavailable, timeout, rate limited) and a canceled context are retried
     after MinBackoff × 2^(attempt-1), capped at MaxBackoff and at least the

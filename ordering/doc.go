@@ -51,12 +51,24 @@ returns an error), directly or released from the hold, the caller will
 redeliver it, so the events held behind it wait a full HoldTimeout from that
 failure. A timeout therefore skips only sequences that went unseen, or kept
 failing without a redelivery, for HoldTimeout; never an event that has just
-failed and is about to be retried. When the State fails before deciding an
-event at all (it cannot begin a transaction, a lock on the subject times
-out), the event counts as missing when its sequence lies between the last
-applied one (read again) and the lowest held one — or, when the last
-applied one cannot be read either, below the lowest held one. The failure
-of a duplicate or stale delivery does not postpone the timeout.
+failed and is about to be retried. When an event fails before it is decided
+at all — the State fails first (it cannot begin a transaction, a lock on
+the subject times out), or the caller's own checks do and it reports the
+event with Guard.Failed (package consumer does when its deduplication store
+fails or says the event is in progress elsewhere) — the event counts as
+missing when its sequence lies between the last applied one (read again)
+and the lowest held one — or, when the last applied one cannot be read
+either, below the lowest held one. The failure of a duplicate or stale
+delivery does not postpone the timeout.
+
+That promise holds per Guard: the wait and its restarts live in the Guard's
+memory. With a State shared by several processes (ordering/pgstate), each
+process's Guard times out its own held events, and a TimeoutSkip it
+records in the shared State does not know that the missing event has just
+failed in another process: that process's redelivery of it is then dropped
+as stale. With a shared State, use TimeoutReject (held events are
+redelivered, nothing is skipped), or have one Guard handle each subject
+(one consumer per subject partition).
 
 # State
 

@@ -70,6 +70,15 @@ const (
 	// succeed: the held events from the lowest on are settled with that
 	// error, a permanent one. After any other State error they stay held
 	// and the next Process or Sweep of the subject tries again.
+	//
+	// Its promise — a skipped sequence went unseen, or kept failing without
+	// a redelivery, for HoldTimeout — holds per Guard. Guards in several
+	// processes sharing a State (ordering/pgstate) each restart only their
+	// own wait: when the missing event fails in process B while process A
+	// holds events behind it, A's timeout can record the skip in the shared
+	// State, and B's redelivery of the event is then dropped as stale. With
+	// a shared State, use TimeoutReject, or route each subject to one Guard
+	// (one consumer per subject partition).
 	TimeoutSkip TimeoutAction = iota
 	// TimeoutReject settles every held event of the subject with ErrGap, so
 	// the caller redelivers them later.
@@ -96,11 +105,18 @@ type Config struct {
 	// before them opens: when the first of them is held, and again each
 	// time the missing event is delivered but fails (its ApplyFunc or the
 	// State returns an error, whether it came directly or was released from
-	// the hold; when the State fails before deciding, see the package
+	// the hold; or it failed before Process decided it: the State failed
+	// first, or the caller reported it with Guard.Failed — see the package
 	// documentation for which events count as missing). A failed event thus
 	// always has a full HoldTimeout for its redelivery before TimeoutSkip
 	// gives up on it: choose a HoldTimeout longer than the caller's retry
 	// delay.
+	//
+	// The wait and its restarts are this Guard's: with a State shared by
+	// several processes (ordering/pgstate), each Guard times out its own
+	// held events, and a timeout skip it records in the shared State does
+	// not know that another process has just seen the missing event fail.
+	// See TimeoutSkip.
 	HoldTimeout time.Duration
 
 	// OnTimeout is what happens when HoldTimeout passes. The zero value is
@@ -217,6 +233,41 @@ func (g *Guard) State() State { return g.state }
 
 // Held returns how many deliveries the hold buffer keeps.
 func (g *Guard) Held() int { return int(g.hold.count.Load()) }
+
+// MaxHeld returns the most deliveries the Guard holds at once: Config.MaxHeld
+// (1024 when zero) under GapHold, 0 under GapReject, which holds nothing.
+// A broker adapter whose held messages stay unacknowledged sizes its
+// unacknowledged-message limit with it (see consumer/jetstream).
+func (g *Guard) MaxHeld() int {
+	if g.policy != GapHold {
+		return 0
+	}
+	return g.maxHeld
+}
+
+// Failed tells the Guard that ev was delivered but failed before Process
+// decided it — the caller's own checks came first and failed (a
+// deduplication store down, the event in progress elsewhere) — and that the
+// caller will redeliver it. When ev is one of the sequences a gap of its
+// subject waits for (above the last applied sequence, below the lowest held
+// one), the wait of the events held behind the gap restarts, as when the
+// missing event fails inside Process (see Config.HoldTimeout): its
+// redelivery gets a full HoldTimeout before TimeoutSkip gives up on it.
+// Otherwise, and for an event without subject or sequence, Failed does
+// nothing. It reads the State's last applied sequence only when ev lies
+// below the lowest held event of its subject; when that read fails, the
+// wait restarts (ev may be the missing one).
+//
+// Callers that pass every delivery to Process need not call it: Process
+// restarts the wait itself when the missing event fails. Package consumer
+// calls it when its deduplication store has an event retried before the
+// Guard sees it.
+func (g *Guard) Failed(ctx context.Context, ev *contract.Event) {
+	if ev == nil || ev.Subject == "" || ev.Sequence == 0 {
+		return
+	}
+	g.undecided(ctx, ev)
+}
 
 // Process decides ev and, when it is the next of its subject, applies it
 // with apply and records its sequence. Held events that become next are
@@ -431,13 +482,14 @@ func (g *Guard) drain(ctx context.Context, subject string, next uint64) {
 	}
 }
 
-// undecided restarts the wait of the events held behind ev when ev, whose
-// State failed before deciding it, is one of the sequences their gap waits
-// for: above the subject's last applied, below its lowest held. Its
+// undecided restarts the wait of the events held behind ev when ev, which
+// failed before it was decided (the State failed before deciding it, or the
+// caller's own checks did: see Failed), is one of the sequences their gap
+// waits for: above the subject's last applied, below its lowest held. Its
 // redelivery then has a full HoldTimeout, as after any failure of the
 // missing event (see Config.HoldTimeout).
 //
-// The State failed, so the last applied sequence is read again. When that
+// Nothing was decided, so the last applied sequence is read. When that
 // fails too, the wait restarts on ev being below the lowest held alone: a
 // duplicate or stale ev restarting it by mistake only delays the timeout
 // of the events held behind the gap by a HoldTimeout, while a missing event

@@ -398,6 +398,43 @@ func TestDirectApplySettlesHeldCopy(t *testing.T) {
 	}
 }
 
+// TestFailedIgnoresUnorderableEvents: Failed with an event the Guard could
+// not order, or with nothing held, changes nothing.
+func TestFailedIgnoresUnorderableEvents(t *testing.T) {
+	ctx := context.Background()
+	clk := newFakeClock()
+	var r recorder
+	var s settled
+	g := mustGuard(t, ordering.Config{Gap: ordering.GapHold, HoldTimeout: 10 * time.Second, Clock: clk})
+	g.Failed(ctx, ev("s", 1)) // nothing held
+	mustProcess(t, g, ev("s", 3), r.apply, s.settle)
+	clk.Advance(9 * time.Second)
+	g.Failed(ctx, nil)
+	g.Failed(ctx, &contract.Event{Subject: "s"})
+	g.Failed(ctx, &contract.Event{Sequence: 1})
+	g.Failed(ctx, ev("other", 1))
+	clk.Advance(time.Second)
+	if n := g.Sweep(ctx); n != 1 || r.got() != "s/3" || s.String() != "s/3=apply" {
+		t.Fatalf("sweep settled %d, applied %q, settled %q; want 1..2 skipped and 3 applied", n, r.got(), s.String())
+	}
+}
+
+func TestMaxHeld(t *testing.T) {
+	for _, tc := range []struct {
+		cfg  ordering.Config
+		want int
+	}{
+		{ordering.Config{}, 0},
+		{ordering.Config{MaxHeld: 10}, 0}, // GapReject holds nothing
+		{ordering.Config{Gap: ordering.GapHold}, 1024},
+		{ordering.Config{Gap: ordering.GapHold, MaxHeld: 10}, 10},
+	} {
+		if got := mustGuard(t, tc.cfg).MaxHeld(); got != tc.want {
+			t.Fatalf("New(%+v).MaxHeld() = %d, want %d", tc.cfg, got, tc.want)
+		}
+	}
+}
+
 func TestConfigInvalid(t *testing.T) {
 	for _, tc := range []struct {
 		cfg  ordering.Config
@@ -833,14 +870,21 @@ func TestDirectFailureRestartsHoldTimeout(t *testing.T) {
 	}
 }
 
-// TestUndecidedFailureRestartsOnlyForTheGap: when the State fails before
-// deciding an event, the wait of the events held behind a gap restarts only
-// for an event the gap waits for — above the last applied sequence and
-// below the lowest held — not for a duplicate, a stale event or one behind
-// the held events, whose failure must not postpone the skip. When the last
-// applied sequence cannot be read either, an event below the lowest held
-// restarts the wait: it may be the missing one.
+// TestUndecidedFailureRestartsOnlyForTheGap: when an event fails before it
+// is decided — the State fails first, or the caller's own checks do and it
+// reports the event with Failed — the wait of the events held behind a gap
+// restarts only for an event the gap waits for — above the last applied
+// sequence and below the lowest held — not for a duplicate, a stale event
+// or one behind the held events, whose failure must not postpone the skip.
+// When the last applied sequence cannot be read either, an event below the
+// lowest held restarts the wait: it may be the missing one.
 func TestUndecidedFailureRestartsOnlyForTheGap(t *testing.T) {
+	for _, via := range []string{"state", "caller"} {
+		t.Run(via, func(t *testing.T) { undecidedFailure(t, via) })
+	}
+}
+
+func undecidedFailure(t *testing.T, via string) {
 	for _, tc := range []struct {
 		name     string
 		seq      uint64
@@ -867,10 +911,14 @@ func TestUndecidedFailureRestartsOnlyForTheGap(t *testing.T) {
 			mustProcess(t, g, ev("s", 2), r.apply, s.settle)
 			mustProcess(t, g, ev("s", 5), r.apply, s.settle) // 3 and 4 are missing
 			clk.Advance(9 * time.Second)
-			st.queue("before")
 			st.lastDown = tc.lastDown
-			if o, err := g.Process(ctx, ev("s", tc.seq), r.apply, s.settle); err == nil || o.Decision != 0 {
-				t.Fatalf("Process(%d) with the State down: %+v %v, want an error and no decision", tc.seq, o, err)
+			if via == "caller" {
+				g.Failed(ctx, ev("s", tc.seq))
+			} else {
+				st.queue("before")
+				if o, err := g.Process(ctx, ev("s", tc.seq), r.apply, s.settle); err == nil || o.Decision != 0 {
+					t.Fatalf("Process(%d) with the State down: %+v %v, want an error and no decision", tc.seq, o, err)
+				}
 			}
 			st.lastDown = false
 			clk.Advance(time.Second) // 5 held for HoldTimeout

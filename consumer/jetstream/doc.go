@@ -35,6 +35,31 @@ Between pulls Run calls Consumer.Sweep so held gaps time out. A failed
 acknowledgement is logged and left to the ack wait: the redelivery is
 dropped by deduplication.
 
+# Held messages and MaxAckPending
+
+Held messages stay unacknowledged until the Guard settles them, and gap
+messages NAKed for a later redelivery (GapReject, a full hold buffer, a
+timed-out hold under TimeoutReject) stay pending too — a NAK only
+schedules the redelivery — until acknowledged or terminated: all count
+against the pull consumer's MaxAckPending (JetStream's default is
+1000, below the Guard's default MaxHeld of 1024). Once that many are
+pending, JetStream delivers nothing new — the missing event included — so
+the hold times out without it: TimeoutSkip then skips an event that sits
+in the stream. New therefore refuses a Consumer whose Guard holds gaps
+over a pull consumer whose MaxAckPending is not larger than the Guard's
+MaxHeld plus Config.Batch (-1, unlimited, is accepted):
+
+	pull, _ := j.CreateOrUpdateConsumer(ctx, "LEDGER", js.ConsumerConfig{
+		Durable: "projection", AckPolicy: js.AckExplicitPolicy,
+		MaxAckPending: 4096, // > MaxHeld (1024) + Batch (100)
+	})
+
+That bound leaves room for a batch beyond a full hold buffer. When a
+subject can have more gap messages pending ahead of its missing event than
+MaxAckPending − MaxHeld, those NAKed beyond the hold can still fill the
+rest until they are dead-lettered at MaxAttempts: size MaxAckPending (or
+MaxHeld) for the longest backlog a gap can have, or use -1.
+
 # Server requirements
 
 The consumer must use explicit acknowledgements. Everything used here —
@@ -45,6 +70,8 @@ supported by nats-server 2.9 and later.
 
 Run handles messages one at a time, in delivery order, on the calling
 goroutine; run several Adapters (on one or several pull consumers) for
-parallelism: the Guard and the store are shared safely.
+parallelism: the Guard and the store are shared safely. Adapters sharing
+one pull consumer each have a batch in flight: give its MaxAckPending room
+for the Guard's MaxHeld plus a Batch per Adapter.
 */
 package jetstream

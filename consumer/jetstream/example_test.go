@@ -27,7 +27,10 @@ func Example_wiring() {
 	}
 	defer nc.Close()
 	j, _ := js.New(nc)
-	pull, err := j.CreateOrUpdateConsumer(ctx, "LEDGER", js.ConsumerConfig{Durable: "projection", AckPolicy: js.AckExplicitPolicy})
+	pull, err := j.CreateOrUpdateConsumer(ctx, "LEDGER", js.ConsumerConfig{
+		Durable: "projection", AckPolicy: js.AckExplicitPolicy,
+		MaxAckPending: 4096, // held messages count against it: > MaxHeld (1024) + Batch (100)
+	})
 	if err != nil {
 		panic(err)
 	}
@@ -37,7 +40,10 @@ func Example_wiring() {
 		Name: "projection", Store: store, Guard: guard,
 		Handler: func(ctx context.Context, e *contract.Event) error { return nil /* apply e */ },
 	})
-	a, _ := jetstream.New(jetstream.Config{Pull: pull, Consumer: c})
+	a, err := jetstream.New(jetstream.Config{Pull: pull, Consumer: c})
+	if err != nil {
+		panic(err) // e.g. a MaxAckPending too small for the hold
+	}
 	_ = a.Run(ctx) // until interrupted
 }
 

@@ -20,7 +20,11 @@ import (
 // other zero field means its documented default.
 type Config struct {
 	// Pull is the JetStream pull consumer to read from. It must use
-	// explicit acknowledgements (AckExplicitPolicy, the default).
+	// explicit acknowledgements (AckExplicitPolicy, the default). When the
+	// Consumer's Guard holds gaps, the pull consumer's MaxAckPending must
+	// be -1 (unlimited) or larger than the Guard's MaxHeld plus Batch:
+	// held messages stay unacknowledged and count against it (see the
+	// package documentation). New checks it on Pull.CachedInfo.
 	Pull js.Consumer
 
 	// Consumer decides what to do with each message.
@@ -72,6 +76,18 @@ func New(cfg Config) (*Adapter, error) {
 	}
 	if a.maxWait == 0 {
 		a.maxWait = time.Second
+	}
+	if held := a.c.MaxHeld(); held > 0 {
+		// Held messages stay unacknowledged, and so do gap messages NAKed
+		// while they wait for their redelivery: once MaxAckPending of them
+		// are pending, JetStream delivers nothing new, the missing event
+		// included, and the hold times out without it. Room for every held
+		// message and one more batch lets the missing event through.
+		if info := a.pull.CachedInfo(); info != nil {
+			if m := info.Config.MaxAckPending; m > 0 && m <= held+a.batch {
+				return nil, bad("Config.Pull: the consumer's MaxAckPending (%d) must be larger than the Guard's MaxHeld (%d) plus Config.Batch (%d), or -1 (unlimited): held messages count against it", m, held, a.batch)
+			}
+		}
 	}
 	return a, nil
 }

@@ -60,7 +60,8 @@ func stream(t testing.TB) (js.JetStream, string, string) {
 func pullConsumer(t testing.TB, j js.JetStream, streamName string, ackWait time.Duration) js.Consumer {
 	t.Helper()
 	c, err := j.CreateOrUpdateConsumer(context.Background(), streamName, js.ConsumerConfig{
-		Durable: "projection", AckPolicy: js.AckExplicitPolicy, AckWait: ackWait, MaxDeliver: -1, MaxAckPending: 10000,
+		Durable: "projection", AckPolicy: js.AckExplicitPolicy, AckWait: ackWait, MaxDeliver: -1,
+		MaxAckPending: 20000, // room for a hold of 10000 and a batch (see jetstream.New)
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -400,7 +401,156 @@ func TestConfigInvalid(t *testing.T) {
 	}
 }
 
-type fakePull struct{ js.Consumer }
+// TestMaxAckPendingMustExceedHold: held messages stay unacknowledged and
+// count against the pull consumer's MaxAckPending. New refuses a Consumer
+// whose Guard holds gaps over a pull consumer whose MaxAckPending leaves no
+// room for a batch beyond a full hold buffer: JetStream would stop
+// delivering, the missing event included.
+func TestMaxAckPendingMustExceedHold(t *testing.T) {
+	withGuard := func(cfg ordering.Config) *consumer.Consumer {
+		t.Helper()
+		g, err := ordering.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := consumer.New(consumer.Config{Guard: g, Handler: func(context.Context, *contract.Event) error { return nil }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	holding := withGuard(ordering.Config{Gap: ordering.GapHold}) // MaxHeld 1024
+	rejecting := withGuard(ordering.Config{})
+	if holding.MaxHeld() != 1024 || rejecting.MaxHeld() != 0 {
+		t.Fatalf("MaxHeld: holding %d, rejecting %d; want 1024 and 0", holding.MaxHeld(), rejecting.MaxHeld())
+	}
+	pull := func(maxAckPending int) js.Consumer {
+		return fakePull{info: &js.ConsumerInfo{Config: js.ConsumerConfig{AckPolicy: js.AckExplicitPolicy, MaxAckPending: maxAckPending}}}
+	}
+	for _, tc := range []struct {
+		name string
+		cfg  jetstream.Config
+		want string // "" when accepted
+	}{
+		{"JetStream default", jetstream.Config{Pull: pull(1000), Consumer: holding},
+			"Config.Pull: the consumer's MaxAckPending (1000) must be larger than the Guard's MaxHeld (1024) plus Config.Batch (100), or -1 (unlimited): held messages count against it"},
+		{"no room for a batch", jetstream.Config{Pull: pull(1124), Consumer: holding},
+			"Config.Pull: the consumer's MaxAckPending (1124) must be larger than the Guard's MaxHeld (1024) plus Config.Batch (100), or -1 (unlimited): held messages count against it"},
+		{"smaller batch", jetstream.Config{Pull: pull(1100), Consumer: holding, Batch: 10}, ""},
+		{"room for a batch", jetstream.Config{Pull: pull(1125), Consumer: holding}, ""},
+		{"unlimited", jetstream.Config{Pull: pull(-1), Consumer: holding}, ""},
+		{"gaps rejected", jetstream.Config{Pull: pull(1000), Consumer: rejecting}, ""},
+		{"no info", jetstream.Config{Pull: fakePull{}, Consumer: rejecting}, ""},
+	} {
+		_, err := jetstream.New(tc.cfg)
+		if tc.want == "" {
+			if err != nil {
+				t.Fatalf("%s: New: %v, want accepted", tc.name, err)
+			}
+			continue
+		}
+		if ce := contract.As(err); !errors.Is(err, contract.ErrInvalid) || ce.Code != "config.invalid" || ce.Detail != tc.want {
+			t.Fatalf("%s: New: %v, want %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+// TestHeldMessagesDoNotStarveTheMissingEvent: 1000 events of a subject are
+// in the stream before its first one, the README's wiring holds gaps with
+// the Guard's defaults (MaxHeld 1024, TimeoutSkip). On a pull consumer with
+// JetStream's default MaxAckPending (1000) the held messages would fill it
+// and the first event would never be delivered — the hold would time out
+// and skip it: New refuses that. With room for the hold and a batch, every
+// event is applied, in order.
+func TestHeldMessagesDoNotStarveTheMissingEvent(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	j, streamName, subj := stream(t)
+	const n = 1001
+	publish := func(seq uint64) {
+		t.Helper()
+		e := contract.Event{ID: fmt.Sprint("e", seq), Source: "/ledger", SpecVersion: "1.0", Type: "t.v1", Subject: "acct", Sequence: seq}
+		if _, err := jetstream.Publish(ctx, j, subj+".events", &e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for seq := uint64(2); seq <= n; seq++ {
+		publish(seq)
+	}
+	publish(1)
+
+	guard, err := ordering.New(ordering.Config{Gap: ordering.GapHold}) // HoldTimeout 30s
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var applied []uint64
+	c, err := consumer.New(consumer.Config{Guard: guard, Handler: func(_ context.Context, e *contract.Event) error {
+		mu.Lock()
+		defer mu.Unlock()
+		applied = append(applied, e.Sequence)
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	cfg := js.ConsumerConfig{Durable: "projection", AckPolicy: js.AckExplicitPolicy}
+	pull, err := j.CreateOrUpdateConsumer(ctx, streamName, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := jetstream.New(jetstream.Config{Pull: pull, Consumer: c}); !errors.Is(err, contract.ErrInvalid) ||
+		!strings.Contains(contract.As(err).Detail, "MaxAckPending (1000)") {
+		t.Fatalf("New over a pull consumer with JetStream's default MaxAckPending: %v, want it refused", err)
+	}
+	cfg.MaxAckPending = 2048
+	if pull, err = j.CreateOrUpdateConsumer(ctx, streamName, cfg); err != nil {
+		t.Fatal(err)
+	}
+	a, err := jetstream.New(jetstream.Config{Pull: pull, Consumer: c, MaxWait: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error)
+	go func() { done <- a.Run(runCtx) }()
+	for {
+		info, err := pull.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		got := len(applied)
+		mu.Unlock()
+		if got == n && info.NumAckPending == 0 && info.NumPending == 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("timed out: %d of %d applied, ack pending %d, pending %d, held %d", got, n, info.NumAckPending, info.NumPending, guard.Held())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i, seq := range applied {
+		if seq != uint64(i+1) {
+			t.Fatalf("applied[%d] = %d: events applied out of order or skipped (first: %v)", i, seq, applied[:min(len(applied), 5)])
+		}
+	}
+}
+
+// fakePull is a js.Consumer that only answers CachedInfo (nil without info).
+type fakePull struct {
+	js.Consumer
+	info *js.ConsumerInfo
+}
+
+func (f fakePull) CachedInfo() *js.ConsumerInfo { return f.info }
 
 // syncBuffer is a bytes.Buffer safe for concurrent writes.
 type syncBuffer struct {

@@ -98,7 +98,8 @@ func Example_wiring() {
 		},
 		MaxAttempts: 50, // gap rejections count as attempts
 	})
-	pull, _ := j.CreateOrUpdateConsumer(ctx, "PAYMENTS", js.ConsumerConfig{Durable: "payment-projection", AckPolicy: js.AckExplicitPolicy})
+	pull, _ := j.CreateOrUpdateConsumer(ctx, "PAYMENTS", js.ConsumerConfig{Durable: "payment-projection", AckPolicy: js.AckExplicitPolicy,
+		MaxAckPending: 4096}) // held messages count against it: more than MaxHeld (1024) + Batch
 	a, _ := jetstream.New(jetstream.Config{Pull: pull, Consumer: c, Logger: logger})
 	_ = a.Run(ctx) // until ctx is done
 }

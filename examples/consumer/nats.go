@@ -72,11 +72,13 @@ func RunNATS(ctx context.Context, o Options) (*Report, error) {
 		_ = j.DeleteStream(del, o.Stream)
 	}()
 	pull, err := j.CreateConsumer(setup, o.Stream, js.ConsumerConfig{
-		Durable:       "payment-projection",
-		AckPolicy:     js.AckExplicitPolicy,
-		AckWait:       5 * time.Second,
-		MaxDeliver:    -1, // the consumer decides when to give up (MaxAttempts)
-		MaxAckPending: 10_000,
+		Durable:    "payment-projection",
+		AckPolicy:  js.AckExplicitPolicy,
+		AckWait:    5 * time.Second,
+		MaxDeliver: -1, // the consumer decides when to give up (MaxAttempts)
+		// Held and NAKed gap messages stay unacknowledged: the limit must
+		// exceed the Guard's MaxHeld plus a fetch batch (jetstream.New checks).
+		MaxAckPending: max(10_000, o.MaxHeld+1_000),
 	})
 	if err != nil {
 		return nil, contract.Wrap(contract.KindUnavailable, "examples/consumer.nats", err)

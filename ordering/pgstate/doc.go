@@ -30,12 +30,25 @@ processes sharing the table; different subjects proceed in parallel. Keep
 the ApplyFunc short: the lock is held while it runs. Use a pool
 (*pgxpool.Pool) as Config.DB for concurrent use.
 
+Held gaps are not shared: each process's Guard keeps its own hold buffer
+and times it out on its own. The table records only the last applied
+sequence, so when the missing event of a gap fails in one process (to be
+redelivered) while another process holds events behind it, the other's
+hold timeout under ordering.TimeoutSkip records the skip in the table and
+the redelivery is dropped as stale: the promise that a timeout never skips
+an event that has just failed holds per Guard only. With several processes
+on one table, hold gaps with ordering.TimeoutReject (held events are
+redelivered, nothing is skipped), reject them (ordering.GapReject, the
+default), or have a single Guard handle each subject (one consumer per
+subject partition).
+
 # Errors
 
 Failures of the database are *contract.Error values wrapping the driver's
 error. KindUnavailable (retryable) covers the conditions that pass by
 themselves: a connection that cannot be opened, whatever the server
-answers (too many connections, starting up: nothing ran), a connection
+answers (too many connections, starting up: nothing ran), a pool closed
+under a running consumer (puddle.ErrClosedPool: nothing ran), a connection
 lost on the way or ended by a server shutting down, a server short of
 resources (SQLSTATE class 53) or read-only (25006, a primary demoted by a
 failover), serialization failures, deadlocks and lock timeouts on the

@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/puddle/v2"
 
 	"github.com/sadpath/sadpath/contract"
 	"github.com/sadpath/sadpath/ordering"
@@ -190,7 +191,9 @@ func (s *State) Advance(ctx context.Context, subject string, fn func(ctx context
 
 // pgError turns a driver error into a contract error: context errors keep
 // their kind; a failed connection attempt is KindUnavailable, whatever the
-// server answered (nothing ran); server errors are classified by SQLSTATE
+// server answered (nothing ran), and so is a closed pool's refusal
+// (puddle.ErrClosedPool, which pgxpool returns unwrapped); server errors
+// are classified by SQLSTATE
 // (pgKind); other connection failures are KindUnavailable; anything else
 // is KindInternal. The cause stays wrapped.
 func pgError(op string, err error) error {
@@ -211,6 +214,12 @@ func pgError(op string, err error) error {
 			// rotated under us…): no transaction began and the event is
 			// not at fault, so the caller retries it rather than give it
 			// up while the database is unreachable.
+			kind = contract.KindUnavailable
+		case errors.Is(err, puddle.ErrClosedPool):
+			// A *pgxpool.Pool closed under a running consumer (a shutdown
+			// closing the database first) refuses every transaction: nothing
+			// ran and the event is not at fault; another instance, or this
+			// one restarted, handles its redelivery.
 			kind = contract.KindUnavailable
 		case errors.As(err, &pe):
 			kind = pgKind(pe.Code)

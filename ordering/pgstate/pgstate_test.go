@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/puddle/v2"
 	"go.uber.org/goleak"
 
 	"github.com/sadpath/sadpath/consumer"
@@ -611,6 +612,53 @@ func TestConnectionRefusedIsRetryable(t *testing.T) {
 	r := c.Handle(ctx, consumer.Delivery{Data: data, Attempt: 1})
 	if r.Action != consumer.Retry || !contract.Retryable(r.Err) || ran != 0 || dead != 0 {
 		t.Fatalf("Handle while PostgreSQL refuses connections = %s (%q, %v), handler ran %d, dead letters %d; want a retry", r.Action, r.Reason, r.Err, ran, dead)
+	}
+}
+
+// TestClosedPoolIsRetryable: a pool closed under a running consumer (a
+// shutdown closing the database first) refuses every transaction. Nothing
+// ran and the event is not at fault: the error is retryable, and the
+// consumer retries the event (another instance gets the redelivery) rather
+// than dead-letter it.
+func TestClosedPoolIsRetryable(t *testing.T) {
+	ctx := context.Background()
+	_, name := table(t, pool(t))
+	p, err := pgxpool.New(ctx, testenv.PostgresDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := pgstate.New(pgstate.Config{DB: p, Table: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	err = st.Advance(ctx, "acct", func(context.Context, uint64) (uint64, error) {
+		t.Fatal("fn ran on a closed pool")
+		return 0, nil
+	})
+	if !errors.Is(err, puddle.ErrClosedPool) || !errors.Is(err, contract.ErrUnavailable) || !contract.Retryable(err) {
+		t.Fatalf("Advance on a closed pool: %v (kind %s), want a retryable KindUnavailable wrapping puddle.ErrClosedPool", err, contract.KindOf(err))
+	}
+	if _, err := st.Last(ctx, "acct"); !errors.Is(err, contract.ErrUnavailable) {
+		t.Fatalf("Last on a closed pool: %v (kind %s), want KindUnavailable", err, contract.KindOf(err))
+	}
+
+	g, err := ordering.New(ordering.Config{State: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ran, dead int
+	c, err := consumer.New(consumer.Config{
+		Guard:      g,
+		Handler:    func(context.Context, *contract.Event) error { ran++; return nil },
+		DeadLetter: func(context.Context, consumer.Delivery, *contract.Event, error) { dead++ },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := []byte(`{"specversion":"1.0","id":"e1","source":"/ledger","type":"ledger.credited","subject":"acct","sequence":1}`)
+	if r := c.Handle(ctx, consumer.Delivery{Data: data, Attempt: 1}); r.Action != consumer.Retry || ran != 0 || dead != 0 {
+		t.Fatalf("Handle on a closed pool = %s (%q, %v), handler ran %d, dead letters %d; want a retry", r.Action, r.Reason, r.Err, ran, dead)
 	}
 }
 
