@@ -83,7 +83,11 @@
 // Problems are application/problem+json (RFC 9457) with a stable "code"
 // (idempotency.key_missing, idempotency.key_invalid,
 // idempotency.key_reused, idempotency.in_progress,
-// idempotency.store_unavailable, …).
+// idempotency.store_unavailable, …), written as contract.WriteProblem
+// writes every problem: Cache-Control: no-store, X-Content-Type-Options:
+// nosniff, Content-Length, no body on HEAD. Retry-After is in whole
+// seconds, capped at contract.MaxRetryAfter, and never on a 503 for an
+// overloaded error.
 //
 // Which responses are stored: by default (DefaultStoreStatus) 2xx and 4xx
 // responses are stored and replayed, because the request was processed and
@@ -96,7 +100,9 @@
 // rather than a second execution. So do duplicates of a request whose
 // handler took the connection over (hijacked it, or answered 101 Switching
 // Protocols): it ran, but its answer was not an HTTP response the
-// middleware could keep.
+// middleware could keep. Should the store refuse even that 409 as too
+// large, the key is held in progress for the retention period instead:
+// duplicates get 409 idempotency.in_progress, never a second execution.
 //
 // What a replay holds is the answer the handler gave, not what reached the
 // first client: a client that timed out or went away before the body was

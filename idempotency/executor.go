@@ -331,9 +331,13 @@ func errResultNotStored(detail string) *contract.Error {
 //     Release run without ctx's cancellation, bounded by Lease) counts as
 //     failed, although the store may have recorded the value after all.
 //     When the store refuses the value as too large (contract.ErrTooLarge,
-//     e.g. over a MemoryStore shard's byte budget), Do records instead that
-//     the call ran: duplicates get a permanent KindConflict error with code
-//     "idempotency.result_not_stored", never a second run.
+//     e.g. over a MemoryStore shard's byte budget, or over the room its
+//     running claims leave), Do records instead that the call ran:
+//     duplicates get a permanent KindConflict error with code
+//     "idempotency.result_not_stored", never a second run. Should the
+//     store refuse even that record as too large, the key's lease is
+//     extended to Retention instead: duplicates get ErrInProgress until
+//     the key would have expired anyway, again never a second run.
 //
 // fingerprint identifies the payload, e.g. Fingerprint of the request.
 //
@@ -747,8 +751,25 @@ func (e *Executor) own(ctx context.Context, key Key, token uint64, sent time.Tim
 				e.obs.note(ctx, oStoreError, slog.LevelWarn, "ran, but the result was too large to store: duplicates get a conflict", key, slog.String("error", cerr.Error()))
 				return res, ferr
 			}
-			if errors.Is(merr, ErrLeaseLost) {
+			switch {
+			case errors.Is(merr, ErrLeaseLost):
 				cerr = merr // a store that checks the size before the owner: the lease was lost all the same
+			case errors.Is(merr, contract.ErrTooLarge):
+				// Not even that fits (a MemoryStore shard whose room
+				// running claims hold, or one too small for the record).
+				// Hold the key instead, for as long as the record would
+				// have been kept: a lease of Retention, which takes no
+				// more room, keeps duplicates off (in progress) until the
+				// key would have expired anyway. Letting the lease run
+				// out would let the next duplicate run it again.
+				rerr := e.store.Renew(bg, key, token, e.retention)
+				if rerr == nil {
+					e.obs.note(ctx, oStoreError, slog.LevelError, "ran, but neither the result nor the record that it ran could be stored: the key is held in progress for the retention period", key, slog.String("error", merr.Error()))
+					return res, ferr
+				}
+				if errors.Is(rerr, ErrLeaseLost) {
+					cerr = rerr
+				}
 			}
 		}
 		switch {

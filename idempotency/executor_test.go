@@ -470,6 +470,73 @@ func TestDoResultTooLargeToStore(t *testing.T) {
 	}
 }
 
+// A MemoryStore shard whose room is held by running claims refuses a value
+// that would fit in an empty one as too large (KindTooLarge, as for a
+// value over the shard's budget): Do records that the call ran, and a
+// duplicate after every lease ran out gets the permanent conflict, never a
+// second run.
+func TestDoResultRefusedBesideLiveClaims(t *testing.T) {
+	ctx := context.Background()
+	clk := storetest.NewFakeClock(epoch)
+	const maxBytes = 64 << 10
+	s := newMemory(t, idempotency.MemoryConfig{MaxBytes: maxBytes, MaxEntries: 100, Shards: 1, Clock: clk})
+	big := strings.Repeat("f", maxBytes/4)
+	for i := range 3 {
+		k := idempotency.Key{Scope: "s", Key: "live" + string(rune('0'+i))}
+		if c, err := s.Claim(ctx, idempotency.ClaimRequest{Key: k, Fingerprint: big, Lease: time.Minute, Retention: time.Hour}); err != nil || c.Status != idempotency.Claimed {
+			t.Fatal(c.Status, err)
+		}
+	}
+	ex, err := idempotency.New(idempotency.Config{Store: s, Clock: clk, Lease: time.Minute, Heartbeat: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := idempotency.Key{Scope: "s", Key: "pay"}
+	runs := 0
+	value := strings.Repeat("r", maxBytes/8) // fits an empty shard, not this one
+	charge := func(context.Context) (string, error) { runs++; return value, nil }
+	if v, err := idempotency.Do(ctx, ex, key, "fp", charge); err != nil || v != value {
+		t.Fatalf("first call: %d bytes, %v; want its value", len(v), err)
+	}
+	clk.Advance(2 * time.Minute) // every lease has run out
+	_, err = idempotency.Do(ctx, ex, key, "fp", charge)
+	var ce *contract.Error
+	if runs != 1 || !errors.As(err, &ce) || ce.Code != "idempotency.result_not_stored" || contract.Retryable(err) {
+		t.Fatalf("duplicate: %v after %d runs, want one run and a permanent conflict idempotency.result_not_stored", err, runs)
+	}
+}
+
+// When the store refuses even the record that the call ran, the key stays
+// held for the retention period, as a record would have been: duplicates
+// get ErrInProgress, never a second run, until the key would have expired
+// anyway.
+func TestDoNotStoredRecordRefusedToo(t *testing.T) {
+	env := newExec(t, func(c *idempotency.Config) { c.Lease, c.Retention, c.Heartbeat = time.Minute, time.Hour, -1 })
+	env.fault.set(&env.fault.compErr, func() error {
+		return contract.New(contract.KindTooLarge, "test.complete", "no room for anything")
+	})
+	ctx := context.Background()
+	runs := 0
+	fn := func(context.Context) (int, error) { runs++; return 7, nil }
+	if v, err := idempotency.Do(ctx, env.ex, k1, "fp", fn); err != nil || v != 7 {
+		t.Fatalf("first call: %d %v, want its value", v, err)
+	}
+	if n := env.meter.get(idempotency.OutcomeStoreError); n != 1 {
+		t.Fatalf("store errors counted: %d, want 1", n)
+	}
+	for _, wait := range []time.Duration{0, 2 * time.Minute, 50 * time.Minute} {
+		env.clk.Advance(wait)
+		if _, err := idempotency.Do(ctx, env.ex, k1, "fp", fn); !errors.Is(err, idempotency.ErrInProgress) || runs != 1 {
+			t.Fatalf("duplicate %v into the retention period: %v after %d runs, want ErrInProgress and one run", env.clk.Now().Sub(epoch), err, runs)
+		}
+	}
+	env.clk.Advance(10 * time.Minute) // past the retention: the key is new again, as any record's would be
+	env.fault.set(&env.fault.compErr, nil)
+	if v, err := idempotency.Do(ctx, env.ex, k1, "fp", fn); err != nil || v != 7 || runs != 2 {
+		t.Fatalf("after the retention: %d %v runs %d, want a fresh run", v, err, runs)
+	}
+}
+
 func TestDoCanceledContext(t *testing.T) {
 	env := newExec(t, nil)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 
@@ -99,6 +101,15 @@ func TestReadBodyLimits(t *testing.T) {
 		{"declared over", 5, 11, io.EOF, 10, "idempotency.body_too_large"},
 		{"read error", 5, -1, errors.New("reset"), 10, "idempotency.body_unreadable"},
 		{"empty", 0, 0, io.EOF, 10, ""},
+		// Bodies past the first room set aside, which grow the buffer as
+		// they arrive: the limit stays exact.
+		{"large, at limit", 100_000, -1, io.EOF, 100_000, ""},
+		{"large, at limit, length known", 100_000, 100_000, io.EOF, 100_000, ""},
+		{"large, over by one", 100_001, -1, io.EOF, 100_000, "idempotency.body_too_large"},
+		{"large, over by one, length known short", 100_001, 50_000, io.EOF, 100_000, "idempotency.body_too_large"},
+		{"longer than declared", 70_000, 40_000, io.EOF, 100_000, ""},
+		{"shorter than declared", 40_000, 70_000, io.EOF, 100_000, ""},
+		{"no limit", 70_000, 70_000, io.EOF, math.MaxInt64, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			data := bytes.Repeat([]byte("z"), tc.n)
@@ -121,6 +132,66 @@ func TestReadBodyLimits(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestReadBodyRoomFollowsArrivedBytes: the room readBody sets aside before
+// a body arrives is bounded whatever Content-Length declares (the client's
+// word: a request declaring a large body and sending nothing must not pin
+// that much memory), and grows with the bytes that do arrive, to no more
+// than twice them and, for a body as long as declared, to the declared
+// length exactly (one read past it finds EOF).
+func TestReadBodyRoomFollowsArrivedBytes(t *testing.T) {
+	prefix := []byte("prefix")
+	for _, tc := range []struct {
+		name     string
+		n        int
+		cl       int64
+		limit    int64
+		maxCap   int
+		exactCap bool
+	}{
+		{"declared 64 MiB, 2 bytes sent", 2, 64 << 20, 64 << 20, len(prefix) + maxBodyPresize + 1, false},
+		{"declared MaxInt64, 2 bytes sent", 2, math.MaxInt64, math.MaxInt64, len(prefix) + maxBodyPresize + 1, false},
+		{"declared and sent 1000", 1000, 1000, 1 << 20, len(prefix) + 1001, true},
+		{"declared and sent 100 KiB", 100 << 10, 100 << 10, 1 << 20, len(prefix) + 100<<10 + 1, true},
+		{"declared and sent 1 MiB", 1 << 20, 1 << 20, 1 << 20, len(prefix) + 1<<20 + 1, true},
+		{"declared 1 MiB, 100 KiB sent", 100 << 10, 1 << 20, 1 << 20, len(prefix) + 2*100<<10 + 1, false},
+		{"unknown length, 100 KiB", 100 << 10, -1, 1 << 20, len(prefix) + 2*100<<10 + 1, false},
+		{"unknown length, no limit", 100 << 10, -1, math.MaxInt64, len(prefix) + 2*100<<10 + 1, false},
+		{"declared MaxInt64, no limit, 100 KiB sent", 100 << 10, math.MaxInt64, math.MaxInt64, len(prefix) + 2*100<<10 + 1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			data := bytes.Repeat([]byte("z"), tc.n)
+			r := httptest.NewRequest("POST", "/", nil)
+			r.Body = io.NopCloser(&chunkReader{data: data, chunk: 4096})
+			r.ContentLength = tc.cl
+			b, err := readBody(slices.Clip(append([]byte(nil), prefix...)), r, tc.limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(b[:len(prefix)], prefix) || !bytes.Equal(b[len(prefix):], data) {
+				t.Fatalf("read %d bytes, want %d", len(b)-len(prefix), tc.n)
+			}
+			if cap(b) > tc.maxCap || (tc.exactCap && cap(b) != tc.maxCap) {
+				t.Fatalf("buffer of cap %d for %d bytes declared as %d, want at most %d (exactly: %v)", cap(b), tc.n, tc.cl, tc.maxCap, tc.exactCap)
+			}
+		})
+	}
+}
+
+// chunkReader returns its data chunk bytes at a time, then io.EOF.
+type chunkReader struct {
+	data  []byte
+	chunk int
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	if len(c.data) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p[:min(len(p), c.chunk)], c.data)
+	c.data = c.data[n:]
+	return n, nil
 }
 
 // TestPlainStringEveryByte checks plainString's table against its

@@ -3,6 +3,7 @@ package idempotency_test
 import (
 	"bytes"
 	"errors"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -30,6 +31,13 @@ func FuzzParseKey(f *testing.F) {
 		f.Add(s, 8, true)
 	}
 	f.Fuzz(func(t *testing.T, v string, maxLen int, strict bool) {
+		// No key is longer than the value it is parsed from: a huge maxLen
+		// (no limit) answers as a maxLen of the value's length does.
+		kHuge, errHuge := idempotency.ParseKey(v, math.MaxInt, strict)
+		kLen, errLen := idempotency.ParseKey(v, max(len(v), 1), strict)
+		if kHuge != kLen || (errHuge == nil) != (errLen == nil) {
+			t.Fatalf("ParseKey(%q): maxLen MaxInt gives %q %v, maxLen len(v) %q %v", v, kHuge, errHuge, kLen, errLen)
+		}
 		maxLen %= 4096
 		k, err := idempotency.ParseKey(v, maxLen, strict)
 		if err != nil {

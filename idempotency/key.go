@@ -27,7 +27,11 @@ func ParseKey(v string, maxLen int, strict bool) (string, error) {
 	for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
 		v = v[:len(v)-1]
 	}
-	if len(v) > 2*maxLen+2 { // longer than any escaped key of maxLen
+	// Longer than any key of maxLen bytes can be written (2*maxLen+2: the
+	// quotes, and every byte escaped). Tested as (len(v)-1)/2 > maxLen,
+	// which holds exactly when len(v) > 2*maxLen+2 and, unlike it, cannot
+	// overflow for a huge maxLen (math.MaxInt: no limit of ours).
+	if (len(v)-1)/2 > maxLen {
 		return "", invalidKey("too long")
 	}
 	var key string

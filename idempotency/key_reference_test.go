@@ -1,7 +1,9 @@
 package idempotency_test
 
 import (
+	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/sadpath/sadpath/idempotency"
@@ -98,5 +100,31 @@ func TestParseKeyWordsMatchReference(t *testing.T) {
 			}
 		}
 		check(`"` + string(k) + `"`)
+	}
+}
+
+// TestParseKeyHugeMaxLen: MaxKeyLength = math.MaxInt ("no limit of ours")
+// passes NewMiddleware's validation; ParseKey's quick "longer than any
+// escaped key of maxLen" check must not overflow for it (2*maxLen+2 would
+// wrap around and refuse every key), and must refuse nothing a key of
+// maxLen can be written as.
+func TestParseKeyHugeMaxLen(t *testing.T) {
+	for _, maxLen := range []int{math.MaxInt, math.MaxInt - 1, math.MaxInt / 2, math.MaxInt/2 + 1} {
+		for _, v := range []string{`"abc"`, `abc`, `"a\\b"`} {
+			if _, err := idempotency.ParseKey(v, maxLen, false); err != nil {
+				t.Fatalf("ParseKey(%q, %d): %v", v, maxLen, err)
+			}
+		}
+	}
+	// At the bound: a key of maxLen bytes, every one escaped, is 2*maxLen+2
+	// bytes long.
+	for maxLen := 1; maxLen <= 8; maxLen++ {
+		v := `"` + strings.Repeat(`\\`, maxLen) + `"`
+		if k, err := idempotency.ParseKey(v, maxLen, true); err != nil || k != strings.Repeat(`\`, maxLen) {
+			t.Fatalf("ParseKey(%q, %d) = %q, %v: want the %d-byte key", v, maxLen, k, err, maxLen)
+		}
+		if _, err := idempotency.ParseKey(`"`+strings.Repeat(`\\`, maxLen+1)+`"`, maxLen, true); err == nil {
+			t.Fatalf("a key of %d bytes accepted with maxLen %d", maxLen+1, maxLen)
+		}
 	}
 }

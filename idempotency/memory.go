@@ -377,7 +377,14 @@ func errClaimTooLarge() error {
 		WithCode("idempotency.claim_too_large")
 }
 
-// errStoreFull is the error for a shard whose room is held by running claims.
+// errResultTooLarge is Complete's error for a result the shard cannot take:
+// over its budget, or over what the running claims, which are never
+// evicted, leave of it. The owner keeps its lease.
+func errResultTooLarge(detail string) error {
+	return contract.New(contract.KindTooLarge, "idempotency.complete", detail).WithCode("idempotency.result_too_large")
+}
+
+// errStoreFull is Claim's error for a shard whose room is held by running claims.
 func errStoreFull(op string) error {
 	return contract.New(contract.KindUnavailable, op, "idempotency store full of in-progress claims").
 		WithCode("idempotency.store_full").WithRetryAfter(time.Second)
@@ -424,11 +431,14 @@ func (s *MemoryStore) complete(ctx context.Context, key Key, token uint64, resul
 	}
 	rsize := resultSize(&result)
 	if entryOverhead+int64(len(key.Scope)+len(key.Key)+len(e.fp))+rsize > s.maxBytes {
-		return contract.New(contract.KindTooLarge, "idempotency.complete", "result larger than the store's per-shard byte budget").
-			WithCode("idempotency.result_too_large")
+		return errResultTooLarge("result larger than the store's per-shard byte budget")
 	}
 	if !sh.makeRoom(now, 0, rsize, e) {
-		return errStoreFull("idempotency.complete")
+		// Running claims hold the room. Not store_full (KindUnavailable),
+		// as for a claim: the owner would have to keep its lease, with the
+		// operation done, until some room is freed, and the executor
+		// records that it ran only for a result refused as too large.
+		return errResultTooLarge("result larger than the room left beside the running claims in the store's shard")
 	}
 	e.state = StateCompleted
 	e.memo.p.Store(seed) // nil when there is none

@@ -311,6 +311,36 @@ func TestMemoryStoreRefusalEvictsNothing(t *testing.T) {
 			t.Fatalf("the refused claim evicted %d records", before-n)
 		}
 	})
+	// Completing with a result that cannot fit beside the live claims fails
+	// as the doc says, with KindTooLarge: the executor then records that
+	// the operation ran instead of leaving its key to run again. The owner
+	// keeps its lease.
+	t.Run("result beside live claims", func(t *testing.T) {
+		s, _ := setup(t)
+		big := strings.Repeat("f", maxBytes/4)
+		for i := range 3 {
+			if c, err := s.Claim(ctx, req("live"+strconv.Itoa(i), big)); err != nil || c.Status != idempotency.Claimed {
+				t.Fatalf("live claim %d: %v %v", i, c.Status, err)
+			}
+		}
+		k := req("pay", "").Key
+		c, err := s.Claim(ctx, req("pay", "fp"))
+		if err != nil || c.Status != idempotency.Claimed {
+			t.Fatal(c.Status, err)
+		}
+		before := s.Len()
+		err = s.Complete(ctx, k, c.Token, idempotency.Result{StatusCode: 200, Body: make([]byte, maxBytes/4)})
+		if !errors.Is(err, contract.ErrTooLarge) || contract.As(err).Code != "idempotency.result_too_large" {
+			t.Fatalf("Complete of a result that cannot fit beside live claims: %v (kind %v), want KindTooLarge idempotency.result_too_large", err, contract.KindOf(err))
+		}
+		if n := s.Len(); n != before {
+			t.Fatalf("the refused completion evicted %d records", before-n)
+		}
+		stillCompleted(t, s)
+		if err := s.Complete(ctx, k, c.Token, idempotency.Result{StatusCode: 409, Body: []byte("not stored")}); err != nil {
+			t.Fatalf("the owner's Complete of a small result after the refusal: %v", err)
+		}
+	})
 }
 
 func TestMemoryStoreExpiryFreesSpace(t *testing.T) {

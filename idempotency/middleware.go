@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -82,14 +81,18 @@ type MiddlewareConfig struct {
 	// Default false: bare tokens are accepted too (see ParseKey).
 	StrictKey bool
 	// MaxBodyBytes is the largest request body read; larger gets 413.
-	// Default 1 MiB.
+	// Memory for the body is taken as its bytes arrive, not on the word of
+	// its Content-Length (of which at most 32 KiB is set aside ahead), so
+	// a large limit costs nothing until a large body is sent. Default 1 MiB.
 	MaxBodyBytes int64
 	// MaxResponseBytes is the largest response body stored. A larger
 	// response still reaches the first client unchanged, but is not kept:
 	// the key is completed with a 409 problem (code
 	// "idempotency.response_not_stored") that duplicates get, so the
 	// operation never runs twice. The same happens when the store refuses
-	// a response as too large (a MemoryStore's per-shard byte budget).
+	// a response as too large (a MemoryStore's per-shard byte budget, or
+	// the room its running claims leave); should it refuse even the 409,
+	// the key is held in progress for the retention period instead.
 	// Default 1 MiB.
 	MaxResponseBytes int
 	// FingerprintHeaders are request headers included in the fingerprint
@@ -221,16 +224,16 @@ func (m *Middleware) Wrap(next http.Handler) http.Handler {
 				next.ServeHTTP(w, r)
 				return
 			}
-			writeProblem(w, r, http.StatusBadRequest, errFrom(ErrKeyMissing, "idempotency.http", nil))
+			writeProblem(w, r, withKind(errFrom(ErrKeyMissing, "idempotency.http", nil), contract.KindMalformed))
 			return
 		}
 		if len(vals) > 1 {
-			writeProblem(w, r, http.StatusBadRequest, invalidKey("repeated header"))
+			writeProblem(w, r, withKind(invalidKey("repeated header"), contract.KindMalformed))
 			return
 		}
 		key, err := ParseKey(vals[0], m.maxKey, m.strict)
 		if err != nil {
-			writeProblem(w, r, http.StatusBadRequest, err)
+			writeProblem(w, r, withKind(err, contract.KindMalformed))
 			return
 		}
 		scope, err := m.scope(r)
@@ -238,14 +241,14 @@ func (m *Middleware) Wrap(next http.Handler) http.Handler {
 			if contract.KindOf(err) == contract.KindInternal && !errors.As(err, new(*contract.Error)) {
 				err = contract.New(contract.KindUnauthorized, "idempotency.http", "no caller identity for the idempotency key").WithCode("idempotency.no_scope")
 			}
-			writeProblem(w, r, 0, err)
+			writeProblem(w, r, err)
 			return
 		}
 		rb := getReqBuf()
 		defer putReqBuf(rb)
 		fp, bodyAt, err := m.readAndFingerprint(rb, r)
 		if err != nil {
-			writeProblem(w, r, 0, err)
+			writeProblem(w, r, err)
 			return
 		}
 
@@ -265,11 +268,10 @@ func (m *Middleware) Wrap(next http.Handler) http.Handler {
 			return
 		}
 		if err != nil {
-			status := 0
 			if errors.Is(err, ErrMismatch) {
-				status = http.StatusUnprocessableEntity
+				err = withKind(err, contract.KindInvalid) // 422, as the draft requires
 			}
-			writeProblem(w, r, status, err)
+			writeProblem(w, r, err)
 			return
 		}
 		if replayed {
@@ -396,7 +398,20 @@ func appendPart(b []byte, s string) []byte {
 	return append(binary.BigEndian.AppendUint64(b, uint64(len(s))), s...)
 }
 
-// readBody appends the request body, up to limit bytes, to b.
+// maxBodyPresize is the most room readBody sets aside for a request body
+// before any of it has arrived. Content-Length is only the client's word:
+// a request declaring a large body and sending little or nothing must not
+// pin what it declared (up to MaxBodyBytes, for as long as the read takes
+// to time out), nor a declared length near MaxInt64 overflow anything.
+// Past it, the buffer grows with the bytes that do arrive.
+const maxBodyPresize = 32 << 10
+
+// minBodyGrowth is the least room added to a full body buffer.
+const minBodyGrowth = 512
+
+// readBody appends the request body, up to limit bytes, to b. The buffer
+// grows with the bytes that arrive (see bodyGrowth), never on the word of
+// Content-Length beyond maxBodyPresize.
 func readBody(b []byte, r *http.Request, limit int64) ([]byte, error) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return b, nil
@@ -406,11 +421,13 @@ func readBody(b []byte, r *http.Request, limit int64) ([]byte, error) {
 	}
 	start := len(b)
 	if r.ContentLength > 0 {
-		b = slices.Grow(b, int(r.ContentLength)+1) // +1: room for the read that finds EOF
+		// A small declared body at once, with room for the read that
+		// finds EOF (+1); the first maxBodyPresize bytes of a larger one.
+		b = reserve(b, int(min(r.ContentLength, maxBodyPresize))+1)
 	}
 	for {
 		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
+			b = reserve(b, bodyGrowth(len(b)-start, r.ContentLength, limit))
 		}
 		room := cap(b) - len(b)
 		if left := limit - int64(len(b)-start); left < int64(room) {
@@ -441,6 +458,38 @@ func readBody(b []byte, r *http.Request, limit int64) ([]byte, error) {
 	}
 	_ = r.Body.Close()
 	return b, nil
+}
+
+// bodyGrowth is the room to add to a full buffer holding got bytes of a
+// request body declared as declared bytes (-1: unknown) with limit
+// MaxBodyBytes: as much again as has arrived (at least minBodyGrowth), so
+// the buffer stays within twice the bytes received and the copies add up
+// to less than the body; but no more than the rest of the declared body
+// and the read that finds EOF, so that a body as long as it said ends in
+// a buffer of its size; and no more than one byte past the limit, which
+// tells "too large". It is at least 1, since got <= limit; the 1 is added
+// only to what is less than n, so that no sum overflows (a limit or a
+// declared length of MaxInt64 is no limit at all).
+func bodyGrowth(got int, declared, limit int64) int {
+	n := int64(max(got, minBodyGrowth))
+	if rest := declared - int64(got); rest >= 0 && rest < n {
+		n = rest + 1
+	}
+	if left := limit - int64(got); left < n {
+		n = left + 1
+	}
+	return int(n)
+}
+
+// reserve returns b, or a copy of it in a new array of exactly the
+// capacity needed, with room for n more bytes.
+func reserve(b []byte, n int) []byte {
+	if cap(b)-len(b) >= n {
+		return b
+	}
+	nb := make([]byte, len(b), len(b)+n)
+	copy(nb, b)
+	return nb
 }
 
 func tooLarge(limit int64) error {
@@ -515,26 +564,45 @@ func writeReplay(w http.ResponseWriter, res Result, slot *memoSlot) {
 	_, _ = w.Write(res.Body)
 }
 
-// writeProblem writes err as a problem; status 0 means the status of err's
-// kind. A retry-after hint becomes a Retry-After header, for 409 too (the
-// draft's "retry later" for a request in flight).
-func writeProblem(w http.ResponseWriter, r *http.Request, status int, err error) {
-	if d, ok := contract.RetryAfter(err); ok {
-		w.Header().Set("Retry-After", strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10))
+// writeProblem writes err as a problem with the status of its kind, through
+// contract.WriteProblem, so that every problem the middleware writes is
+// marked alike (Cache-Control: no-store, X-Content-Type-Options: nosniff,
+// Content-Length, no body on HEAD) and gets a Retry-After where contract
+// gives one (rate limited and unavailable, never overloaded), and on a 409
+// too: a conflict's retry-after hint, the owner's remaining lease for a
+// request in flight, is the draft's "retry later".
+func writeProblem(w http.ResponseWriter, r *http.Request, err error) {
+	if contract.KindOf(err) == contract.KindConflict {
+		if d, ok := contract.RetryAfter(err); ok {
+			w.Header().Set("Retry-After", strconv.FormatInt(retryAfterSeconds(d), 10))
+		}
 	}
-	if status == 0 {
-		contract.WriteProblem(w, r, err)
-		return
+	contract.WriteProblem(w, r, err)
+}
+
+// retryAfterSeconds rounds d up to whole seconds, capped at
+// contract.MaxRetryAfter: the rounding contract.WriteProblem applies to
+// every Retry-After it writes (unexported there, so replicated here
+// exactly), which a lease near the largest Duration cannot overflow into
+// a negative header. contract.RetryAfter reports only positive hints, so
+// the result is in [1, MaxRetryAfter in seconds].
+func retryAfterSeconds(d time.Duration) int64 {
+	if d > contract.MaxRetryAfter {
+		d = contract.MaxRetryAfter
 	}
-	p := contract.ProblemFrom(err)
-	p.Status, p.Title = status, http.StatusText(status)
-	if r != nil && r.URL != nil {
-		p.Instance = r.URL.EscapedPath() // a URI reference, as contract.WriteProblem writes it
-	}
-	body, _ := json.Marshal(p)
-	w.Header().Set("Content-Type", contract.ProblemContentType)
-	w.WriteHeader(status)
-	_, _ = w.Write(body)
+	return int64((d + time.Second - 1) / time.Second)
+}
+
+// withKind returns a copy of err's *contract.Error with kind k, for the
+// problems the middleware answers with a status other than their kind's
+// (contract.WriteProblem writes the kind's): ErrKeyMissing and
+// ErrKeyInvalid, of KindInvalid (422), are 400 (KindMalformed); ErrMismatch,
+// of KindPreconditionFailed (412), is 422 (KindInvalid), as the draft
+// requires. Code, detail, field errors and cause are kept.
+func withKind(err error, k contract.Kind) error {
+	e := *contract.As(err)
+	e.Kind = k
+	return &e
 }
 
 // errResponseNotStored is what duplicates of a request get when its
@@ -552,11 +620,38 @@ const (
 	switchedDetail = "the first request with this key took over its connection (hijacked, or switched protocols); its response was not stored"
 )
 
-// problemResult renders err as a stored problem response.
+// problemResult renders err as a stored problem response: what
+// contract.WriteProblem writes for it, headers included, so that its
+// replays are marked as every other problem of the middleware is (without
+// "instance": it is written for no request in particular).
 func problemResult(err error) Result {
-	p := contract.ProblemFrom(err)
-	body, _ := json.Marshal(p)
-	return Result{StatusCode: p.Status, Header: http.Header{"Content-Type": {contract.ProblemContentType}}, Body: body}
+	pw := problemWriter{h: make(http.Header, 4)}
+	contract.WriteProblem(&pw, nil, err)
+	return Result{StatusCode: pw.status, Header: pw.h, Body: pw.body}
+}
+
+// problemWriter is the http.ResponseWriter problemResult has
+// contract.WriteProblem write to.
+type problemWriter struct {
+	h      http.Header
+	status int
+	body   []byte
+}
+
+func (pw *problemWriter) Header() http.Header { return pw.h }
+
+func (pw *problemWriter) WriteHeader(code int) {
+	if pw.status == 0 {
+		pw.status = code
+	}
+}
+
+func (pw *problemWriter) Write(p []byte) (int, error) {
+	if pw.status == 0 {
+		pw.status = http.StatusOK
+	}
+	pw.body = append(pw.body, p...)
+	return len(p), nil
 }
 
 // recorder passes a response through to the client and keeps a copy of

@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -290,6 +292,33 @@ func TestMiddlewareResponseRefusedByStore(t *testing.T) {
 	second := serve(h, req("POST", "/p", "alice", "k", "{}"))
 	if second.Code != 409 || problemCode(t, second) != "idempotency.response_not_stored" || env.runs.Load() != 1 {
 		t.Fatalf("duplicate of a response the store refused: %d %s runs=%d", second.Code, second.Body, env.runs.Load())
+	}
+}
+
+// A store that refuses even the 409 recording that the response was not
+// stored (here a shard too small for it) holds the key in progress for the
+// retention period instead: duplicates get 409 idempotency.in_progress,
+// past the lease too, and the handler never runs twice.
+func TestMiddlewareNotStoredRecordRefusedToo(t *testing.T) {
+	env := newMW(t, func(c *idempotency.MiddlewareConfig) {
+		c.Store = newMemory(t, idempotency.MemoryConfig{Clock: c.Clock, MaxBytes: 1024, MaxEntries: 16, Shards: 1})
+		c.Lease, c.Retention, c.Heartbeat = time.Minute, time.Hour, -1
+	})
+	big := strings.Repeat("b", 4<<10)
+	h := env.mw.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		env.runs.Add(1)
+		_, _ = io.WriteString(w, big)
+	}))
+	if first := serve(h, req("POST", "/p", "alice", "k", "{}")); first.Code != 200 || first.Body.String() != big {
+		t.Fatalf("first: %d, %d bytes: the client must get the whole response", first.Code, first.Body.Len())
+	}
+	for _, wait := range []time.Duration{0, 2 * time.Minute, 50 * time.Minute} {
+		env.clk.Advance(wait)
+		w := serve(h, req("POST", "/p", "alice", "k", "{}"))
+		if w.Code != 409 || problemCode(t, w) != "idempotency.in_progress" || w.Header().Get("Retry-After") == "" || env.runs.Load() != 1 {
+			t.Fatalf("duplicate %v later: %d (%d bytes) Retry-After %q runs=%d, want 409 in_progress and one run",
+				env.clk.Now().Sub(epoch), w.Code, w.Body.Len(), w.Header().Get("Retry-After"), env.runs.Load())
+		}
 	}
 }
 
@@ -944,5 +973,152 @@ func TestDefaultReplayHeadersIsACopy(t *testing.T) {
 	h[0] = "Set-Cookie"
 	if got := idempotency.DefaultReplayHeaders()[0]; got != "Content-Type" {
 		t.Fatalf("after changing a returned slice, DefaultReplayHeaders()[0] = %q", got)
+	}
+}
+
+// The request body's buffer grows with the bytes that arrive, not with the
+// Content-Length the client declares: a request declaring a large body and
+// sending two bytes costs what a small request costs, and the largest
+// length net/http parses (MaxInt64) under MaxBodyBytes = MaxInt64 ("no
+// limit") overflows nothing.
+func TestMiddlewareBodyAllocFollowsArrivedBytes(t *testing.T) {
+	for _, limit := range []int64{64 << 20, math.MaxInt64} {
+		t.Run(strconv.FormatInt(limit, 10), func(t *testing.T) {
+			env := newMW(t, func(c *idempotency.MiddlewareConfig) { c.MaxBodyBytes = limit })
+			h := env.mw.Wrap(env.paymentHandler())
+			r := req(http.MethodPost, "/payments", "alice", `"k1"`, "{}")
+			r.ContentLength = limit // a lie: the body ends after 2 bytes
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			w := func() *httptest.ResponseRecorder {
+				defer func() {
+					if p := recover(); p != nil {
+						t.Fatalf("Content-Length %d, MaxBodyBytes %d: panic %v", limit, limit, p)
+					}
+				}()
+				return serve(h, r)
+			}()
+			runtime.ReadMemStats(&after)
+			if w.Code != http.StatusCreated || !strings.Contains(w.Body.String(), `"echo":{}`) {
+				t.Fatalf("%d %q", w.Code, w.Body)
+			}
+			if got := after.TotalAlloc - before.TotalAlloc; got > 1<<20 {
+				t.Fatalf("a 2-byte body declared as %d bytes allocated %d bytes", limit, got)
+			}
+		})
+	}
+}
+
+// The Retry-After of a request in flight is the owner's remaining lease
+// rounded up to seconds, capped at contract.MaxRetryAfter as contract caps
+// every Retry-After: a lease near the largest Duration (a "never expire"
+// configuration, which the MemoryStore saturates) gives no negative header.
+func TestMiddlewareInFlightRetryAfterIsCapped(t *testing.T) {
+	env := newMW(t, func(c *idempotency.MiddlewareConfig) {
+		c.Lease, c.Retention, c.Heartbeat = math.MaxInt64, math.MaxInt64, -1
+	})
+	entered, release := make(chan struct{}), make(chan struct{})
+	h := env.mw.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(entered)
+		<-release
+		w.WriteHeader(204)
+	}))
+	done := make(chan struct{})
+	go func() { serve(h, req("POST", "/p", "alice", "k", "{}")); close(done) }()
+	<-entered
+	w := serve(h, req("POST", "/p", "alice", "k", "{}"))
+	close(release)
+	<-done
+	want := strconv.FormatInt(int64(contract.MaxRetryAfter/time.Second), 10)
+	if ra := w.Header().Get("Retry-After"); w.Code != 409 || ra != want {
+		t.Fatalf("in flight: %d Retry-After %q, want 409 with %q", w.Code, ra, want)
+	}
+}
+
+// Retry-After follows contract.WriteProblem: capped at MaxRetryAfter, and
+// never on an overloaded error (the dependency asked not to be retried).
+func TestMiddlewareRetryAfterFollowsContract(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		err    error
+		status int
+		want   string
+	}{
+		{"unavailable", contract.New(contract.KindUnavailable, "auth", "down").WithRetryAfter(1500 * time.Millisecond), 503, "2"},
+		{"unavailable, huge hint", contract.New(contract.KindUnavailable, "auth", "down").WithRetryAfter(math.MaxInt64), 503, "86400"},
+		{"rate limited", contract.New(contract.KindRateLimited, "auth", "slow down").WithRetryAfter(3 * time.Second), 429, "3"},
+		{"overloaded", contract.New(contract.KindOverloaded, "auth", "shedding").WithRetryAfter(time.Minute), 503, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			env := newMW(t, func(cfg *idempotency.MiddlewareConfig) {
+				cfg.Scope = func(*http.Request) (string, error) { return "", c.err }
+			})
+			w := serve(env.mw.Wrap(env.paymentHandler()), req("POST", "/payments", "alice", "k", `{}`))
+			if ra, ok := w.Header()["Retry-After"]; w.Code != c.status || (c.want == "") == ok || w.Header().Get("Retry-After") != c.want {
+				t.Fatalf("status %d Retry-After %q, want %d %q", w.Code, ra, c.status, c.want)
+			}
+		})
+	}
+}
+
+// Every problem the middleware writes is marked as contract.WriteProblem
+// marks problems — Cache-Control: no-store, X-Content-Type-Options:
+// nosniff, Content-Length, no body on HEAD, the "status" member equal to
+// the response's — those it answers with a status of its own (400 for a
+// key missing or invalid, 422 for a key reused) and the replayed 409 of a
+// response that was not stored included.
+func TestMiddlewareProblemsMarkedLikeContract(t *testing.T) {
+	env := newMW(t, func(c *idempotency.MiddlewareConfig) {
+		c.Methods = []string{http.MethodPost, http.MethodHead}
+		c.MaxBodyBytes = 16
+		c.MaxResponseBytes = 10 // every response is too large to keep
+	})
+	h := env.mw.Wrap(env.paymentHandler())
+	if w := serve(h, req("POST", "/p", "alice", "k", `{"a":1}`)); w.Code != http.StatusCreated {
+		t.Fatalf("first request: %d", w.Code)
+	}
+	repeated := req("POST", "/p", "alice", "", "{}")
+	repeated.Header.Add(idempotency.HeaderKey, "a")
+	repeated.Header.Add(idempotency.HeaderKey, "b")
+	for _, tc := range []struct {
+		name   string
+		r      *http.Request
+		status int
+		code   string
+	}{
+		{"key missing", req("POST", "/p", "alice", "", "{}"), 400, "idempotency.key_missing"},
+		{"key invalid", req("POST", "/p", "alice", `"unterminated`, "{}"), 400, "idempotency.key_invalid"},
+		{"key repeated", repeated, 400, "idempotency.key_invalid"},
+		{"key reused", req("POST", "/p", "alice", "k", `{"a":2}`), 422, "idempotency.key_reused"},
+		{"no scope", req("POST", "/p", "", "k", `{"a":1}`), 401, "idempotency.no_scope"},
+		{"body too large", req("POST", "/p", "alice", "k2", strings.Repeat("x", 17)), 413, "idempotency.body_too_large"},
+		{"response not stored (replayed)", req("POST", "/p", "alice", "k", `{"a":1}`), 409, "idempotency.response_not_stored"},
+		{"key missing, HEAD", req("HEAD", "/p", "alice", "", ""), 400, ""},
+		{"key reused, HEAD", req("HEAD", "/p", "alice", "k", ""), 422, ""},
+	} {
+		w := serve(h, tc.r)
+		hd := w.Header()
+		if w.Code != tc.status || hd.Get("Content-Type") != contract.ProblemContentType ||
+			hd.Get("Cache-Control") != "no-store" || hd.Get("X-Content-Type-Options") != "nosniff" {
+			t.Errorf("%s: %d, Content-Type %q, Cache-Control %q, X-Content-Type-Options %q; want %d marked as contract.WriteProblem marks problems",
+				tc.name, w.Code, hd.Get("Content-Type"), hd.Get("Cache-Control"), hd.Get("X-Content-Type-Options"), tc.status)
+			continue
+		}
+		if tc.r.Method == http.MethodHead {
+			if w.Body.Len() != 0 || hd.Get("Content-Length") == "" {
+				t.Errorf("%s: body %q, Content-Length %q; want no body and the length a GET would get", tc.name, w.Body, hd.Get("Content-Length"))
+			}
+			continue
+		}
+		if cl := hd.Get("Content-Length"); cl != strconv.Itoa(w.Body.Len()) {
+			t.Errorf("%s: Content-Length %q for %d bytes", tc.name, cl, w.Body.Len())
+		}
+		if code := problemCode(t, w); code != tc.code {
+			t.Errorf("%s: code %q, want %q", tc.name, code, tc.code)
+		}
+	}
+	if n := env.runs.Load(); n != 1 {
+		t.Fatalf("handler ran %d times, want 1", n)
 	}
 }
