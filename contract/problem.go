@@ -261,7 +261,7 @@ func WriteProblem(w http.ResponseWriter, r *http.Request, err error) {
 	h := w.Header()
 	if k := KindOf(err); err != nil && (k == KindRateLimited || k == KindUnavailable) {
 		if d, ok := RetryAfter(err); ok {
-			h.Set("Retry-After", strconv.FormatInt(retryAfterSeconds(d), 10))
+			h.Set("Retry-After", FormatRetryAfter(d))
 		}
 	}
 	body, mErr := marshalProblem(p)
@@ -291,11 +291,11 @@ func marshalProblem(p Problem) ([]byte, error) {
 	return p.MarshalJSON()
 }
 
-// retryAfterSeconds rounds d up to whole seconds, capped at MaxRetryAfter
-// so that rounding a huge hint can never overflow into a negative header.
-func retryAfterSeconds(d time.Duration) int64 {
-	if d > MaxRetryAfter {
-		d = MaxRetryAfter
-	}
-	return int64((d + time.Second - 1) / time.Second)
+// FormatRetryAfter returns the Retry-After header value for a retry-after
+// hint d, as WriteProblem writes it: whole seconds rounded up, capped at
+// MaxRetryAfter so that a huge hint can never overflow into a negative
+// header, and never below 0.
+func FormatRetryAfter(d time.Duration) string {
+	d = min(max(d, 0), MaxRetryAfter)
+	return strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10)
 }

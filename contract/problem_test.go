@@ -226,3 +226,20 @@ func TestWriteProblemRetryAfterNeverOverflows(t *testing.T) {
 		}
 	}
 }
+
+func TestFormatRetryAfter(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		-time.Second:                    "0",
+		0:                               "0",
+		time.Nanosecond:                 "1",
+		time.Second:                     "1",
+		1500 * time.Millisecond:         "2",
+		MaxRetryAfter:                   strconv.FormatInt(int64(MaxRetryAfter/time.Second), 10),
+		MaxRetryAfter + time.Nanosecond: strconv.FormatInt(int64(MaxRetryAfter/time.Second), 10),
+		time.Duration(1<<63 - 1):        strconv.FormatInt(int64(MaxRetryAfter/time.Second), 10),
+	} {
+		if got := FormatRetryAfter(d); got != want {
+			t.Errorf("FormatRetryAfter(%v) = %q, want %q", d, got, want)
+		}
+	}
+}

@@ -14,7 +14,6 @@ import (
 	"slices"
 	"strconv"
 	"sync"
-	"time"
 	"unsafe"
 
 	"github.com/sadpath/sadpath/contract"
@@ -574,23 +573,10 @@ func writeReplay(w http.ResponseWriter, res Result, slot *memoSlot) {
 func writeProblem(w http.ResponseWriter, r *http.Request, err error) {
 	if contract.KindOf(err) == contract.KindConflict {
 		if d, ok := contract.RetryAfter(err); ok {
-			w.Header().Set("Retry-After", strconv.FormatInt(retryAfterSeconds(d), 10))
+			w.Header().Set("Retry-After", contract.FormatRetryAfter(d))
 		}
 	}
 	contract.WriteProblem(w, r, err)
-}
-
-// retryAfterSeconds rounds d up to whole seconds, capped at
-// contract.MaxRetryAfter: the rounding contract.WriteProblem applies to
-// every Retry-After it writes (unexported there, so replicated here
-// exactly), which a lease near the largest Duration cannot overflow into
-// a negative header. contract.RetryAfter reports only positive hints, so
-// the result is in [1, MaxRetryAfter in seconds].
-func retryAfterSeconds(d time.Duration) int64 {
-	if d > contract.MaxRetryAfter {
-		d = contract.MaxRetryAfter
-	}
-	return int64((d + time.Second - 1) / time.Second)
 }
 
 // withKind returns a copy of err's *contract.Error with kind k, for the
