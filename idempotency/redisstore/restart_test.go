@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sadpath/sadpath/idempotency"
+	"github.com/sadpath/sadpath/idempotency/storetest"
 )
 
 // privateRedis runs a redis-server of this test's own on a free loopback
@@ -111,10 +112,9 @@ func TestExactlyOnceUnderRedisRestart(t *testing.T) {
 			wait = 500 * time.Millisecond
 		}
 	}()
-	var faults atomic.Int64
-	exactlyOnce(t, []idempotency.Store{a, b}, "restart", 5*time.Second, &faults, func() { close(stop); <-done })
+	r := storetest.ExactlyOnce(t, []idempotency.Store{a, b}, storetest.ExactlyOnceConfig{Lease: 5 * time.Second, StopFaults: func() { close(stop); <-done }})
 	t.Logf("%d restarts", restarts.Load())
-	if restarts.Load() == 0 || faults.Load() == 0 {
-		t.Fatalf("no fault was injected (restarts %d, failures seen %d)", restarts.Load(), faults.Load())
+	if restarts.Load() == 0 || r.StoreFailures == 0 {
+		t.Fatalf("no fault was injected (restarts %d, failures seen %d)", restarts.Load(), r.StoreFailures)
 	}
 }

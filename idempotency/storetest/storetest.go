@@ -36,6 +36,14 @@
 // renewal; 1 MiB values; keys and scopes with odd bytes (NUL, newline,
 // invalid UTF-8, 1 KiB, separators that could make scope and key collide);
 // scope isolation; invalid requests; and canceled contexts.
+//
+// # Exactly once under faults
+//
+// ExactlyOnce is the second half of a store's proof: thousands of
+// concurrent requests with duplicates, spread over several instances of the
+// store, while the test injects faults of its own (killed connections, a
+// restarted server). It counts every effect and fails unless each ran
+// exactly once and every result survived.
 package storetest
 
 import (
@@ -106,10 +114,15 @@ func newHarness(t *testing.T, newStore func(t *testing.T) (idempotency.Store, Cl
 		// A fake clock: the same durations, crossed exactly.
 		h.slack = time.Millisecond
 	}
+	h.prefix = "storetest/" + randomHex() + "/"
+	return h
+}
+
+// randomHex is 16 random hex digits: a prefix no other run uses.
+func randomHex() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
-	h.prefix = "storetest/" + hex.EncodeToString(b[:]) + "/"
-	return h
+	return hex.EncodeToString(b[:])
 }
 
 func (h *harness) key(name string) idempotency.Key {
