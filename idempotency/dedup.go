@@ -39,8 +39,10 @@ func NewDedup(cfg Config) (*Dedup, error) {
 // Handle runs fn unless the message (source, id) was already processed
 // successfully within the retention window. It returns duplicate true, and
 // a nil error, when fn was skipped for that reason; otherwise fn's error,
-// ErrInProgress while another delivery of the message is being handled, or
-// ErrStoreUnavailable (fail closed: fn did not run, ack nothing).
+// ErrInProgress while another delivery of the message is being handled,
+// ErrStoreUnavailable (fail closed: fn did not run, ack nothing), or an
+// error matching contract.ErrTooLarge, not retryable, when the store
+// refuses the id as too large (fn did not run).
 func (d *Dedup) Handle(ctx context.Context, source, id string, fn func(context.Context) error) (duplicate bool, err error) {
 	if id == "" {
 		return false, contract.New(contract.KindInvalid, "idempotency.dedup", "message id is empty").WithCode("idempotency.message_id_missing")

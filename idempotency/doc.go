@@ -64,7 +64,10 @@
 // operation does not run and the caller gets ErrStoreUnavailable
 // (KindUnavailable, retryable; HTTP 503 with Retry-After). Config.FailOpen
 // runs the operation without protection instead; choose it only where
-// running twice is cheaper than not running.
+// running twice is cheaper than not running. A claim the store refuses as
+// too large (contract.ErrTooLarge) is no failure: the operation does not
+// run, even under FailOpen, and the caller gets that permanent error
+// (HTTP 413).
 //
 // # HTTP status codes
 //
@@ -73,7 +76,7 @@
 //
 //	400  Idempotency-Key missing (unless KeyOptional), malformed, repeated or too long
 //	401  no caller scope for the request
-//	413  request body over MaxBodyBytes
+//	413  request body over MaxBodyBytes, or key refused by the store as too large
 //	422  key reused with a different method, path, query, body or fingerprinted header
 //	409  first request with the key still in flight, with Retry-After (FailFast)
 //	503  the store failed (fail closed), with Retry-After

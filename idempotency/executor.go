@@ -98,7 +98,10 @@ type Config struct {
 	// to claim (counted and logged as store_error). The default, false,
 	// fails closed: the operation does not run and the caller gets
 	// ErrStoreUnavailable (HTTP: 503 with Retry-After). Fail open only where
-	// running twice is cheaper than not running at all.
+	// running twice is cheaper than not running at all. A claim the store
+	// refuses as too large (contract.ErrTooLarge: a key over a MemoryStore
+	// shard's budget) is not a failure: the operation does not run and the
+	// caller gets that permanent error (HTTP: 413), whatever FailOpen says.
 	FailOpen bool
 	// StoreError reports whether an error returned by the operation is
 	// permanent and must be stored and replayed to duplicates, like a
@@ -323,7 +326,9 @@ func errResultNotStored(detail string) *contract.Error {
 //     not recorded and another owner's may be authoritative.
 //   - If fn panics the key is released and the panic continues.
 //   - When the store fails, Do returns ErrStoreUnavailable without running
-//     fn, unless Config.FailOpen. When only the final Complete fails after fn
+//     fn, unless Config.FailOpen. A claim the store refuses as too large
+//     returns its error matching contract.ErrTooLarge, not retryable, and
+//     fn does not run even under FailOpen. When only the final Complete fails after fn
 //     succeeded, Do returns fn's value and nil error (fn ran; the failure is
 //     logged and counted as store_error); the key stays in progress until
 //     its lease expires, so duplicates are still held off for a while. A
@@ -644,6 +649,13 @@ func (e *Executor) run(ctx context.Context, key Key, fp string, fpBorrowed bool,
 		if err != nil {
 			if cerr := ctx.Err(); cerr != nil {
 				return Result{}, nil, false, contract.Wrap(contract.KindOf(cerr), "idempotency.claim", err)
+			}
+			if errors.Is(err, contract.ErrTooLarge) {
+				// Refused, not failed (a key and fingerprint over a
+				// MemoryStore shard's budget): no retry can pass, and
+				// running unprotected is not what FailOpen is for.
+				e.obs.note(ctx, oStoreError, slog.LevelWarn, "store refused the claim as too large: not running", key, slog.String("error", err.Error()))
+				return Result{}, nil, false, err
 			}
 			if e.failOpen {
 				e.obs.note(ctx, oStoreError, slog.LevelWarn, "store failed: running without idempotency (fail open)", key, slog.String("error", err.Error()))

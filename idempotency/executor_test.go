@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -597,6 +599,49 @@ func TestDoExposesIncreasingFencingTokens(t *testing.T) {
 		}
 		if len(tokens) != 3 || tokens[0] >= tokens[1] || tokens[1] >= tokens[2] {
 			t.Fatalf("heartbeat %v: tokens %v, want 3 strictly increasing", hb, tokens)
+		}
+	}
+}
+
+// A claim the store refuses as too large (a key longer than a MemoryStore
+// shard can hold: an event id from a broker, a long Idempotency-Key) is no
+// failure of the store: retrying cannot help, and running the operation
+// unprotected is not what FailOpen is for. It is reported as the
+// permanent too-large error it is, never as a retryable ErrStoreUnavailable.
+func TestClaimRefusedAsTooLargeIsNotStoreUnavailable(t *testing.T) {
+	huge := strings.Repeat("k", 8<<10)
+	for _, failOpen := range []bool{false, true} {
+		store := newMemory(t, idempotency.MemoryConfig{MaxBytes: 4 << 10})
+		ran := false
+		ex, err := idempotency.New(idempotency.Config{Store: store, FailOpen: failOpen})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = idempotency.Do(context.Background(), ex, idempotency.Key{Scope: "s", Key: huge}, "fp", func(context.Context) (int, error) { ran = true; return 1, nil })
+		if ran || !errors.Is(err, contract.ErrTooLarge) || errors.Is(err, idempotency.ErrStoreUnavailable) || contract.Retryable(err) {
+			t.Fatalf("FailOpen %v: Do: ran=%v err=%v, want fn not run and a permanent too-large error", failOpen, ran, err)
+		}
+		d, err := idempotency.NewDedup(idempotency.Config{Store: store, FailOpen: failOpen})
+		if err != nil {
+			t.Fatal(err)
+		}
+		dup, err := d.Handle(context.Background(), "src", huge, func(context.Context) error { ran = true; return nil })
+		if ran || dup || !errors.Is(err, contract.ErrTooLarge) || contract.Retryable(err) {
+			t.Fatalf("FailOpen %v: Dedup: ran=%v duplicate=%v err=%v, want fn not run and a permanent too-large error", failOpen, ran, dup, err)
+		}
+		mw, err := idempotency.NewMiddleware(idempotency.MiddlewareConfig{
+			Config: idempotency.Config{Store: store, FailOpen: failOpen}, MaxKeyLength: len(huge),
+			Scope: func(*http.Request) (string, error) { return "s", nil },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := httptest.NewRecorder()
+		req := httptest.NewRequest(http.MethodPost, "/pay", nil)
+		req.Header.Set(idempotency.HeaderKey, huge)
+		mw.Wrap(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { ran = true })).ServeHTTP(w, req)
+		if ran || w.Code != http.StatusRequestEntityTooLarge || w.Header().Get("Retry-After") != "" {
+			t.Fatalf("FailOpen %v: Middleware: ran=%v status %d Retry-After %q, want the handler not run and 413", failOpen, ran, w.Code, w.Header().Get("Retry-After"))
 		}
 	}
 }
