@@ -32,7 +32,8 @@
 // mismatch while in progress and once completed; byte-exact replay of
 // status, headers and body (a header with 5,000 values too; a status
 // outside [0, 999] refused as invalid); isolation of stored values from
-// the caller's slices; retention expiry;
+// the caller's slices; retention expiry, counted from the completion (a
+// long operation's result must not expire early);
 // renewal; 1 MiB values; keys and scopes with odd bytes (NUL, newline,
 // invalid UTF-8, 1 KiB, separators that could make scope and key collide);
 // scope isolation; invalid requests; and canceled contexts.
@@ -242,6 +243,7 @@ func Run(t *testing.T, newStore func(t *testing.T) (idempotency.Store, Clock)) {
 		{"ExpiredLeaseCannotComplete", testExpiredLeaseCannotComplete, true},
 		{"Renew", testRenew, true},
 		{"Retention", testRetention, true},
+		{"RetentionFromCompletion", testRetentionFromCompletion, true},
 		{"LargeValue", testLargeValue, false},
 		{"OddKeys", testOddKeys, false},
 		{"ScopeIsolation", testScopeIsolation, false},
@@ -689,6 +691,31 @@ func testRetention(h *harness) {
 	if r := h.get(k2); r.State != idempotency.StateInProgress || r.Token != cur {
 		h.t.Fatalf("after the stale owner's calls, Get: %+v, want in progress with token %d", r, cur)
 	}
+}
+
+// testRetentionFromCompletion: a result is kept for the claim's Retention
+// counted from its completion, not from the claim. An operation that ran
+// long (its lease renewed) must not see its result expire early, when a
+// retry would run it a second time.
+func testRetentionFromCompletion(h *harness) {
+	ctx := h.ctx()
+	k := h.key("retention-from-completion")
+	req := h.req(k, "fp")
+	req.Retention = 4 * h.lease
+	tok := h.mustClaim(req)
+	if err := h.store.Renew(ctx, k, tok, 3*h.lease); err != nil {
+		h.t.Fatalf("Renew: %v", err)
+	}
+	h.clock.Advance(5 * h.lease / 2)
+	want := sampleResult("late")
+	if err := h.store.Complete(ctx, k, tok, want); err != nil {
+		h.t.Fatalf("Complete: %v", err)
+	}
+	// Past the retention counted from the claim, within the one counted
+	// from the completion.
+	h.clock.Advance(5 * h.lease / 2)
+	c := h.expectStatus(req, idempotency.Completed)
+	sameResult(h.t, "within the retention counted from completion", c.Result, want)
 }
 
 func testLargeValue(h *harness) {
