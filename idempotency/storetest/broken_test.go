@@ -16,14 +16,39 @@ import (
 
 // retentionFromClaim is a broken Store: it forgets a record Retention
 // after its claim, as a store that sets the record's expiry at the claim
-// and not again at the completion would. It keeps everything else of the
-// MemoryStore it wraps, by moving a forgotten key to a fresh generation.
+// and not again at the completion would; with restart, it sets it again
+// at the completion and the release, but never makes it follow a renewed
+// lease. It keeps everything else of the MemoryStore it wraps, by moving a
+// forgotten key to a fresh generation.
 type retentionFromClaim struct {
 	*idempotency.MemoryStore
-	clk *storetest.FakeClock
-	mu  sync.Mutex
-	gen map[idempotency.Key]int
-	end map[idempotency.Key]time.Time // when the current generation is forgotten
+	clk       *storetest.FakeClock
+	restart   bool
+	mu        sync.Mutex
+	gen       map[idempotency.Key]int
+	end       map[idempotency.Key]time.Time     // when the current generation is forgotten
+	retention map[idempotency.Key]time.Duration // of the current generation's claim
+}
+
+func newRetentionFromClaim(t *testing.T, restart bool) (idempotency.Store, storetest.Clock) {
+	clk := storetest.NewFakeClock(time.Unix(0, 0))
+	m, err := idempotency.NewMemoryStore(idempotency.MemoryConfig{Clock: clk, Shards: 1}) // one token counter for every generation
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &retentionFromClaim{MemoryStore: m, clk: clk, restart: restart, gen: map[idempotency.Key]int{},
+		end: map[idempotency.Key]time.Time{}, retention: map[idempotency.Key]time.Duration{}}, clk
+}
+
+// restartRetention counts k's retention again from now, after a
+// successful Complete or Release, when s.restart.
+func (s *retentionFromClaim) restartRetention(k idempotency.Key, err error) error {
+	if err == nil && s.restart {
+		s.mu.Lock()
+		s.end[k] = s.clk.Now().Add(s.retention[k])
+		s.mu.Unlock()
+	}
+	return err
 }
 
 // inner returns the wrapped store's key for k, forgetting k once its time is up.
@@ -44,17 +69,18 @@ func (s *retentionFromClaim) Claim(ctx context.Context, req idempotency.ClaimReq
 	if err == nil && c.Status == idempotency.Claimed {
 		s.mu.Lock()
 		s.end[k] = s.clk.Now().Add(req.Retention)
+		s.retention[k] = req.Retention
 		s.mu.Unlock()
 	}
 	return c, err
 }
 
 func (s *retentionFromClaim) Complete(ctx context.Context, k idempotency.Key, tok uint64, r idempotency.Result) error {
-	return s.MemoryStore.Complete(ctx, s.inner(k), tok, r)
+	return s.restartRetention(k, s.MemoryStore.Complete(ctx, s.inner(k), tok, r))
 }
 
 func (s *retentionFromClaim) Release(ctx context.Context, k idempotency.Key, tok uint64) error {
-	return s.MemoryStore.Release(ctx, s.inner(k), tok)
+	return s.restartRetention(k, s.MemoryStore.Release(ctx, s.inner(k), tok))
 }
 
 func (s *retentionFromClaim) Renew(ctx context.Context, k idempotency.Key, tok uint64, d time.Duration) error {
@@ -72,25 +98,31 @@ func (s *retentionFromClaim) Get(ctx context.Context, k idempotency.Key) (idempo
 // than from the completion: a long operation's result expires early and
 // its retry runs it again. The suite must fail it.
 func TestSuiteCatchesRetentionFromClaim(t *testing.T) {
-	if os.Getenv("STORETEST_BROKEN_STORE") == "1" {
-		storetest.Run(t, func(t *testing.T) (idempotency.Store, storetest.Clock) {
-			clk := storetest.NewFakeClock(time.Unix(0, 0))
-			m, err := idempotency.NewMemoryStore(idempotency.MemoryConfig{Clock: clk, Shards: 1}) // one token counter for every generation
-			if err != nil {
-				t.Fatal(err)
-			}
-			return &retentionFromClaim{MemoryStore: m, clk: clk, gen: map[idempotency.Key]int{}, end: map[idempotency.Key]time.Time{}}, clk
-		})
+	suiteMustFail(t, "TestSuiteCatchesRetentionFromClaim", "RetentionFromCompletion", false)
+}
+
+// TestSuiteCatchesRecordDroppedUnderRenewedLease runs the suite, in a
+// child process, against a store that drops a record at its retention
+// although a renewal extended the lease past it: a duplicate then claims
+// the key while the owner still runs. The suite must fail it.
+func TestSuiteCatchesRecordDroppedUnderRenewedLease(t *testing.T) {
+	suiteMustFail(t, "TestSuiteCatchesRecordDroppedUnderRenewedLease", "RenewPastRetention", true)
+}
+
+// suiteMustFail runs the suite against newRetentionFromClaim in a child
+// process running test, and checks that the subtest sub fails.
+func suiteMustFail(t *testing.T, test, sub string, restart bool) {
+	if os.Getenv("STORETEST_BROKEN_STORE") == test {
+		storetest.Run(t, func(t *testing.T) (idempotency.Store, storetest.Clock) { return newRetentionFromClaim(t, restart) })
 		return
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestSuiteCatchesRetentionFromClaim$", "-test.v")
-	cmd.Env = append(os.Environ(), "STORETEST_BROKEN_STORE=1")
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.v")
+	cmd.Env = append(os.Environ(), "STORETEST_BROKEN_STORE="+test)
 	out, err := cmd.CombinedOutput()
 	if err == nil {
-		t.Fatalf("the suite passed a store that counts retention from the claim:\n%s", out)
+		t.Fatalf("the suite passed the broken store:\n%s", out)
 	}
-	if strings.Count(string(out), "--- FAIL: TestSuiteCatchesRetentionFromClaim/") != 1 ||
-		!strings.Contains(string(out), "--- FAIL: TestSuiteCatchesRetentionFromClaim/RetentionFromCompletion") {
-		t.Fatalf("want exactly the RetentionFromCompletion subtest to fail:\n%s", out)
+	if !strings.Contains(string(out), "--- FAIL: "+test+"/"+sub+" ") {
+		t.Fatalf("want the %s subtest to fail:\n%s", sub, out)
 	}
 }

@@ -34,7 +34,8 @@
 // outside [0, 999] refused as invalid); isolation of stored values from
 // the caller's slices; retention expiry, counted from the completion (a
 // long operation's result must not expire early);
-// renewal; 1 MiB values; keys and scopes with odd bytes (NUL, newline,
+// renewal, past the record's retention too (a record must not go while a
+// renewed lease runs); 1 MiB values; keys and scopes with odd bytes (NUL, newline,
 // invalid UTF-8, 1 KiB, separators that could make scope and key collide);
 // scope isolation; invalid requests; and canceled contexts.
 //
@@ -244,6 +245,7 @@ func Run(t *testing.T, newStore func(t *testing.T) (idempotency.Store, Clock)) {
 		{"Renew", testRenew, true},
 		{"Retention", testRetention, true},
 		{"RetentionFromCompletion", testRetentionFromCompletion, true},
+		{"RenewPastRetention", testRenewPastRetention, true},
 		{"LargeValue", testLargeValue, false},
 		{"OddKeys", testOddKeys, false},
 		{"ScopeIsolation", testScopeIsolation, false},
@@ -716,6 +718,31 @@ func testRetentionFromCompletion(h *harness) {
 	h.clock.Advance(5 * h.lease / 2)
 	c := h.expectStatus(req, idempotency.Completed)
 	sameResult(h.t, "within the retention counted from completion", c.Result, want)
+}
+
+// testRenewPastRetention: a lease renewed past the record's retention
+// keeps the record, in progress, until the lease ends: a record dropped
+// under a running lease would let a duplicate claim the key and run the
+// operation a second time (the executor renews for Retention to hold a key
+// whose result it could not store).
+func testRenewPastRetention(h *harness) {
+	ctx := h.ctx()
+	k := h.key("renew-past-retention")
+	req := h.req(k, "fp")
+	req.Retention = 2 * h.lease
+	tok := h.mustClaim(req)
+	h.clock.Advance(h.lease / 2)
+	if err := h.store.Renew(ctx, k, tok, 3*h.lease); err != nil {
+		h.t.Fatalf("Renew: %v", err)
+	}
+	h.clock.Advance(2 * h.lease) // past the retention counted from the claim, within the lease
+	c := h.expectStatus(req, idempotency.InProgress)
+	if c.Token != tok {
+		h.t.Fatalf("in progress with token %d, want the owner's %d", c.Token, tok)
+	}
+	if err := h.store.Complete(ctx, k, tok, sampleResult("held")); err != nil {
+		h.t.Fatalf("Complete within the renewed lease: %v", err)
+	}
 }
 
 func testLargeValue(h *harness) {
