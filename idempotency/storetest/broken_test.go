@@ -93,12 +93,40 @@ func (s *retentionFromClaim) Get(ctx context.Context, k idempotency.Key) (idempo
 	return r, err
 }
 
+// mismatchOnExpired is a broken Store: a claim meeting a record in
+// progress under another fingerprint answers Mismatch even when the
+// owner's lease has expired, so a crashed attempt holds its key against
+// every other payload for the whole retention.
+type mismatchOnExpired struct{ *idempotency.MemoryStore }
+
+func (s mismatchOnExpired) Claim(ctx context.Context, req idempotency.ClaimRequest) (idempotency.Claim, error) {
+	if r, err := s.Get(ctx, req.Key); err == nil && r.State == idempotency.StateInProgress && r.Fingerprint != req.Fingerprint {
+		return idempotency.Claim{Status: idempotency.Mismatch, Token: r.Token}, nil
+	}
+	return s.MemoryStore.Claim(ctx, req)
+}
+
+// TestSuiteCatchesMismatchOnExpiredLease runs the suite, in a child
+// process, against mismatchOnExpired. The suite must fail it.
+func TestSuiteCatchesMismatchOnExpiredLease(t *testing.T) {
+	suiteMustFail(t, "TestSuiteCatchesMismatchOnExpiredLease", "ExpiredLeaseAnyPayload", func(t *testing.T) (idempotency.Store, storetest.Clock) {
+		clk := storetest.NewFakeClock(time.Unix(0, 0))
+		m, err := idempotency.NewMemoryStore(idempotency.MemoryConfig{Clock: clk})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return mismatchOnExpired{m}, clk
+	})
+}
+
 // TestSuiteCatchesRetentionFromClaim runs the suite, in a child process,
 // against a store that keeps results for Retention from the claim rather
 // than from the completion: a long operation's result expires early and
 // its retry runs it again. The suite must fail it.
 func TestSuiteCatchesRetentionFromClaim(t *testing.T) {
-	suiteMustFail(t, "TestSuiteCatchesRetentionFromClaim", "RetentionFromCompletion", false)
+	suiteMustFail(t, "TestSuiteCatchesRetentionFromClaim", "RetentionFromCompletion", func(t *testing.T) (idempotency.Store, storetest.Clock) {
+		return newRetentionFromClaim(t, false)
+	})
 }
 
 // TestSuiteCatchesRecordDroppedUnderRenewedLease runs the suite, in a
@@ -106,14 +134,16 @@ func TestSuiteCatchesRetentionFromClaim(t *testing.T) {
 // although a renewal extended the lease past it: a duplicate then claims
 // the key while the owner still runs. The suite must fail it.
 func TestSuiteCatchesRecordDroppedUnderRenewedLease(t *testing.T) {
-	suiteMustFail(t, "TestSuiteCatchesRecordDroppedUnderRenewedLease", "RenewPastRetention", true)
+	suiteMustFail(t, "TestSuiteCatchesRecordDroppedUnderRenewedLease", "RenewPastRetention", func(t *testing.T) (idempotency.Store, storetest.Clock) {
+		return newRetentionFromClaim(t, true)
+	})
 }
 
-// suiteMustFail runs the suite against newRetentionFromClaim in a child
+// suiteMustFail runs the suite against the stores of newStore in a child
 // process running test, and checks that the subtest sub fails.
-func suiteMustFail(t *testing.T, test, sub string, restart bool) {
+func suiteMustFail(t *testing.T, test, sub string, newStore func(t *testing.T) (idempotency.Store, storetest.Clock)) {
 	if os.Getenv("STORETEST_BROKEN_STORE") == test {
-		storetest.Run(t, func(t *testing.T) (idempotency.Store, storetest.Clock) { return newRetentionFromClaim(t, restart) })
+		storetest.Run(t, newStore)
 		return
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.v")

@@ -34,7 +34,8 @@
 // outside [0, 999] refused as invalid); isolation of stored values from
 // the caller's slices; retention expiry, counted from the completion (a
 // long operation's result must not expire early);
-// renewal, past the record's retention too (a record must not go while a
+// re-claim of an expired lease by another payload; renewal, past the
+// record's retention too (a record must not go while a
 // renewed lease runs); 1 MiB values; keys and scopes with odd bytes (NUL, newline,
 // invalid UTF-8, 1 KiB, separators that could make scope and key collide);
 // scope isolation; invalid requests; and canceled contexts.
@@ -246,6 +247,7 @@ func Run(t *testing.T, newStore func(t *testing.T) (idempotency.Store, Clock)) {
 		{"Retention", testRetention, true},
 		{"RetentionFromCompletion", testRetentionFromCompletion, true},
 		{"RenewPastRetention", testRenewPastRetention, true},
+		{"ExpiredLeaseAnyPayload", testExpiredLeaseAnyPayload, true},
 		{"LargeValue", testLargeValue, false},
 		{"OddKeys", testOddKeys, false},
 		{"ScopeIsolation", testScopeIsolation, false},
@@ -743,6 +745,25 @@ func testRenewPastRetention(h *harness) {
 	if err := h.store.Complete(ctx, k, tok, sampleResult("held")); err != nil {
 		h.t.Fatalf("Complete within the renewed lease: %v", err)
 	}
+}
+
+// testExpiredLeaseAnyPayload: a claim whose owner's lease expired (the
+// owner crashed) is won by the next claimer whatever its payload, as a
+// released one is: the crashed attempt left no result to protect, and a
+// store answering Mismatch would hold the key against every retry with
+// another payload for the whole retention.
+func testExpiredLeaseAnyPayload(h *harness) {
+	k := h.key("expired-any-payload")
+	old := h.mustClaim(h.req(k, "fp-a"))
+	h.clock.Advance(h.lease + h.slack)
+	cur := h.mustClaim(h.req(k, "fp-b"))
+	if cur <= old {
+		h.t.Fatalf("re-claim after expiry: token %d, want > %d", cur, old)
+	}
+	if r := h.get(k); r.State != idempotency.StateInProgress || r.Fingerprint != "fp-b" || r.Token != cur {
+		h.t.Fatalf("after the re-claim, Get: %+v, want in progress with fingerprint fp-b and token %d", r, cur)
+	}
+	h.expectStatus(h.req(k, "fp-a"), idempotency.Mismatch)
 }
 
 func testLargeValue(h *harness) {
