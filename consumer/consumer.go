@@ -118,6 +118,8 @@ type Config struct {
 	// MaxAttempts is the delivery attempt at which a retryable failure is
 	// dead-lettered instead of retried. Zero means 10. Gap rejections count:
 	// size it with the longest gap you are willing to wait for in mind.
+	// A delivery that fails while Handle's context is done (a shutdown) is
+	// retried whatever its attempt: the failure may be the cancellation's.
 	MaxAttempts int
 
 	// MinBackoff and MaxBackoff bound the exponential redelivery delay:
@@ -397,7 +399,9 @@ func (c *Consumer) failed(ctx context.Context, d Delivery, e *contract.Event, de
 }
 
 func (c *Consumer) retry(ctx context.Context, d Delivery, e *contract.Event, reason string, err error) Result {
-	if d.Attempt >= c.maxAttempts {
+	// Once ctx is done (a shutdown) a transient failure may be the
+	// cancellation's, not the event's: never give the event up for it.
+	if d.Attempt >= c.maxAttempts && ctx.Err() == nil {
 		return c.dead(ctx, d, e, fmt.Sprintf("%s; gave up after %d attempts", reason, d.Attempt), err)
 	}
 	delay := c.backoff(d.Attempt)

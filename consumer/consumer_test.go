@@ -294,6 +294,27 @@ func TestCanceledContextRetries(t *testing.T) {
 	}
 }
 
+// TestCanceledContextAtLastAttemptRetries: a shutdown (Handle's context
+// canceled) while an event is on its last attempt is still not the event's
+// fault: it is retried, never dead-lettered, whatever failed on the way
+// (the Handler, the dedup store).
+func TestCanceledContextAtLastAttemptRetries(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var q dlq
+	c := mustConsumer(t, consumer.Config{
+		MaxAttempts: 3,
+		DeadLetter:  q.add,
+		Handler: func(ctx context.Context, _ *contract.Event) error {
+			cancel()
+			return ctx.Err()
+		},
+	})
+	r := c.Handle(ctx, consumer.Delivery{Data: encode(t, event("a", 1, `{}`)), Attempt: 3})
+	if r.Action != consumer.Retry || q.len() != 0 {
+		t.Fatalf("%+v (dead letters %d): a shutdown on the last attempt dead-lettered the event", r, q.len())
+	}
+}
+
 // stepClock is an ordering.Clock moved by hand.
 type stepClock struct{ now time.Time }
 

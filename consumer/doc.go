@@ -49,7 +49,9 @@ For each Delivery, in order:
     (unavailable, timeout, rate limited) and a canceled context are retried
     after MinBackoff × 2^(attempt-1), capped at MaxBackoff and at least the
     error's retry-after hint, until MaxAttempts; anything else is
-    dead-lettered.
+    dead-lettered. While the context is done (a shutdown) a transient
+    failure is retried whatever the attempt: it may be the cancellation's,
+    and an event is never dead-lettered for it.
 
 # Exactly once
 
