@@ -31,7 +31,10 @@ decision:
     NAKed) when the ordering Guard settles it. If its ack wait expires
     first, JetStream redelivers it and the new delivery joins the held one.
 
-Between pulls Run calls Consumer.Sweep so held gaps time out. A failed
+When Run's context is done, the message being handled finishes and the
+rest of the batch is NAKed without delay, unhandled: JetStream redelivers
+it at once to another Adapter (or this one restarted), not after its ack
+wait. Between pulls Run calls Consumer.Sweep so held gaps time out. A failed
 acknowledgement is logged and left to the ack wait: the redelivery is
 dropped by deduplication.
 

@@ -93,7 +93,9 @@ func New(cfg Config) (*Adapter, error) {
 }
 
 // Run pulls and handles messages until ctx is done, then returns nil. It
-// notices ctx within MaxWait: a pull in flight is not abandoned.
+// notices ctx within MaxWait: a pull in flight is not abandoned. Once ctx
+// is done, the message being handled finishes and the rest of the batch is
+// handed back (NAK without delay): JetStream redelivers it at once.
 // Failed pulls (server unavailable) are logged and retried after MaxWait;
 // Run returns an error only when the consumer no longer exists.
 func (a *Adapter) Run(ctx context.Context) error {
@@ -104,6 +106,13 @@ func (a *Adapter) Run(ctx context.Context) error {
 		batch, err := a.pull.Fetch(a.batch, js.FetchMaxWait(a.maxWait))
 		if err == nil {
 			for msg := range batch.Messages() {
+				if ctx.Err() != nil {
+					// Shutting down: the rest of the batch is not handled
+					// with a canceled context but handed back at once, for
+					// another Adapter or this one restarted.
+					a.finish(ctx, msg, consumer.Result{Action: consumer.Retry})
+					continue
+				}
 				a.handle(ctx, msg)
 			}
 			err = batch.Error()

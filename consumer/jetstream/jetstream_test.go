@@ -635,3 +635,88 @@ func TestGapSkippedAfterHoldTimeout(t *testing.T) {
 		t.Fatalf("no gap skipped decision logged:\n%s", logs.String())
 	}
 }
+
+// TestRunStopsHandlingOnShutdown: once Run's context is done, the rest of
+// the batch in hand is not handled with the canceled context (handlers run
+// after the shutdown began, Run returning a batch of handler runs late):
+// it is handed back at once, and another Adapter handles it without
+// waiting for the ack wait.
+func TestRunStopsHandlingOnShutdown(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	j, streamName, subj := stream(t)
+	const n = 5
+	for i := 1; i <= n; i++ {
+		e := contract.Event{ID: fmt.Sprint("e", i), Source: "/ledger", SpecVersion: "1.0", Type: "t.v1", Subject: fmt.Sprint("acct-", i), Sequence: 1}
+		if _, err := jetstream.Publish(ctx, j, subj+".events", &e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pull := pullConsumer(t, j, streamName, 5*time.Minute) // no redelivery by ack wait within the test
+	runCtx, stop := context.WithCancel(ctx)
+	var mu sync.Mutex
+	var seen []string
+	var afterStop int
+	c, err := consumer.New(consumer.Config{Handler: func(ctx context.Context, e *contract.Event) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if runCtx.Err() != nil && ctx.Err() != nil {
+			afterStop++
+		}
+		seen = append(seen, e.ID)
+		stop() // the shutdown begins while the first event is handled
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := jetstream.New(jetstream.Config{Pull: pull, Consumer: c, Batch: n, MaxWait: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Run(runCtx); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	first, late := len(seen), afterStop
+	mu.Unlock()
+	if first != 1 || late != 0 {
+		t.Fatalf("handled %d events (%d with the canceled context) after the shutdown began, want 1 and 0", first, late)
+	}
+
+	// The rest is redelivered at once to the next Adapter.
+	c2, err := consumer.New(consumer.Config{Handler: func(_ context.Context, e *contract.Event) error {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, e.ID)
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a2, err := jetstream.New(jetstream.Config{Pull: pull, Consumer: c2, Batch: n, MaxWait: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx2, stop2 := context.WithCancel(ctx)
+	done := make(chan error)
+	go func() { done <- a2.Run(runCtx2) }()
+	for {
+		mu.Lock()
+		got := len(seen)
+		mu.Unlock()
+		if got == n {
+			break
+		}
+		if ctx.Err() != nil {
+			stop2()
+			<-done
+			t.Fatalf("handled %d of %d events: the rest of the batch waits for its ack wait", got, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	stop2()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
