@@ -84,7 +84,9 @@ func New(cfg Config) (*Adapter, error) {
 		// included, and the hold times out without it. Room for every held
 		// message and one more batch lets the missing event through.
 		if info := a.pull.CachedInfo(); info != nil {
-			if m := info.Config.MaxAckPending; m > 0 && m <= held+a.batch {
+			// m-held, not held+batch: that sum overflows with a huge
+			// MaxHeld or Batch and would accept any MaxAckPending.
+			if m := info.Config.MaxAckPending; m > 0 && (m <= held || m-held <= a.batch) {
 				return nil, bad("Config.Pull: the consumer's MaxAckPending (%d) must be larger than the Guard's MaxHeld (%d) plus Config.Batch (%d), or -1 (unlimited): held messages count against it", m, held, a.batch)
 			}
 		}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"math"
 	mrand "math/rand/v2"
 	"strings"
 	"sync"
@@ -421,6 +422,7 @@ func TestMaxAckPendingMustExceedHold(t *testing.T) {
 	}
 	holding := withGuard(ordering.Config{Gap: ordering.GapHold}) // MaxHeld 1024
 	rejecting := withGuard(ordering.Config{})
+	huge := withGuard(ordering.Config{Gap: ordering.GapHold, MaxHeld: math.MaxInt}) // "no limit"
 	if holding.MaxHeld() != 1024 || rejecting.MaxHeld() != 0 {
 		t.Fatalf("MaxHeld: holding %d, rejecting %d; want 1024 and 0", holding.MaxHeld(), rejecting.MaxHeld())
 	}
@@ -439,6 +441,13 @@ func TestMaxAckPendingMustExceedHold(t *testing.T) {
 		{"smaller batch", jetstream.Config{Pull: pull(1100), Consumer: holding, Batch: 10}, ""},
 		{"room for a batch", jetstream.Config{Pull: pull(1125), Consumer: holding}, ""},
 		{"unlimited", jetstream.Config{Pull: pull(-1), Consumer: holding}, ""},
+		// MaxHeld + Batch overflowed int and looked smaller than any
+		// MaxAckPending: the starvation the check prevents was accepted.
+		{"huge hold", jetstream.Config{Pull: pull(1000), Consumer: huge},
+			fmt.Sprintf("Config.Pull: the consumer's MaxAckPending (1000) must be larger than the Guard's MaxHeld (%d) plus Config.Batch (100), or -1 (unlimited): held messages count against it", math.MaxInt)},
+		{"huge batch", jetstream.Config{Pull: pull(4096), Consumer: holding, Batch: math.MaxInt},
+			fmt.Sprintf("Config.Pull: the consumer's MaxAckPending (4096) must be larger than the Guard's MaxHeld (1024) plus Config.Batch (%d), or -1 (unlimited): held messages count against it", math.MaxInt)},
+		{"huge hold, unlimited", jetstream.Config{Pull: pull(-1), Consumer: huge}, ""},
 		{"gaps rejected", jetstream.Config{Pull: pull(1000), Consumer: rejecting}, ""},
 		{"no info", jetstream.Config{Pull: fakePull{}, Consumer: rejecting}, ""},
 	} {
