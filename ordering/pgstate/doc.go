@@ -52,7 +52,8 @@ under a running consumer (puddle.ErrClosedPool: nothing ran), a connection
 lost on the way or ended by a server shutting down, a server short of
 resources (SQLSTATE class 53) or read-only (25006, a primary demoted by a
 failover), serialization failures, deadlocks and lock timeouts on the
-subject's row. A statement_timeout is KindTimeout, as is the context's
+subject's row. A statement_timeout or a transaction_timeout (PostgreSQL
+17, the transaction rolled back) is KindTimeout, as is the context's
 deadline; a canceled context is KindCanceled; anything else is
 KindInternal (a missing table: call Migrate). The SQLSTATE list is that of
 idempotency/pgstore. Errors of the ApplyFunc are returned unchanged, after

@@ -238,7 +238,8 @@ func pgError(op string, err error) error {
 // nothing ran.
 func pgKind(code string) contract.Kind {
 	switch code {
-	case "57014": // query_canceled: statement_timeout
+	case "57014", // query_canceled: statement_timeout
+		"25P04": // transaction_timeout (PostgreSQL 17): the session ended, the transaction rolled back
 		return contract.KindTimeout
 	case "55P03", // lock_not_available: lock_timeout on the subject's row
 		"40001", // serialization_failure

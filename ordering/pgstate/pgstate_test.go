@@ -515,6 +515,7 @@ func TestErrorsClassified(t *testing.T) {
 		{code: "40P01", want: contract.KindUnavailable}, // deadlock_detected
 		{code: "55P03", want: contract.KindUnavailable}, // lock_not_available: the subject's row, before the ApplyFunc
 		{code: "57014", want: contract.KindTimeout},     // query_canceled (statement_timeout)
+		{code: "25P04", want: contract.KindTimeout},     // transaction_timeout (PostgreSQL 17): rolled back, as pgstore
 		{code: "57P04", want: contract.KindInternal},    // database_dropped
 		{code: "42P01", want: contract.KindInternal},    // undefined_table: call Migrate
 		{code: "23505", want: contract.KindInternal},    // unique_violation
