@@ -34,7 +34,8 @@ decision:
 When Run's context is done, the message being handled finishes and the
 rest of the batch is NAKed without delay, unhandled: JetStream redelivers
 it at once to another Adapter (or this one restarted), not after its ack
-wait. Between pulls Run calls Consumer.Sweep so held gaps time out. A failed
+wait. Between pulls Run calls Consumer.Sweep so held gaps time out (not
+once its context is done: no held event is applied on the way out). A failed
 acknowledgement is logged and left to the ack wait: the redelivery is
 dropped by deduplication.
 

@@ -97,7 +97,8 @@ func New(cfg Config) (*Adapter, error) {
 // Run pulls and handles messages until ctx is done, then returns nil. It
 // notices ctx within MaxWait: a pull in flight is not abandoned. Once ctx
 // is done, the message being handled finishes and the rest of the batch is
-// handed back (NAK without delay): JetStream redelivers it at once.
+// handed back (NAK without delay): JetStream redelivers it at once; the
+// hold is not swept on the way out.
 // Failed pulls (server unavailable) are logged and retried after MaxWait;
 // Run returns an error only when the consumer no longer exists.
 func (a *Adapter) Run(ctx context.Context) error {
@@ -119,7 +120,11 @@ func (a *Adapter) Run(ctx context.Context) error {
 			}
 			err = batch.Error()
 		}
-		a.c.Sweep(ctx)
+		if ctx.Err() == nil {
+			// Not on the way out: a timed-out gap would be skipped and its
+			// held events applied with the canceled context.
+			a.c.Sweep(ctx)
+		}
 		switch {
 		case err == nil, ctx.Err() != nil, errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
 		case errors.Is(err, js.ErrConsumerDeleted), errors.Is(err, js.ErrConsumerNotFound):

@@ -729,3 +729,78 @@ func TestRunStopsHandlingOnShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// manualClock is an ordering.Clock moved by hand.
+type manualClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *manualClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *manualClock) add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// TestRunDoesNotSweepOnShutdown: once Run's context is done, Run does not
+// sweep the hold on its way out: a timed-out gap would be skipped and its
+// held events applied by handlers running with the canceled context, after
+// the shutdown began.
+func TestRunDoesNotSweepOnShutdown(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	j, streamName, subj := stream(t)
+	for _, e := range []contract.Event{
+		{ID: "a2", Source: "/ledger", SpecVersion: "1.0", Type: "t.v1", Subject: "a", Sequence: 2}, // a/1 never comes
+		{ID: "b1", Source: "/ledger", SpecVersion: "1.0", Type: "t.v1", Subject: "b", Sequence: 1},
+	} {
+		if _, err := jetstream.Publish(ctx, j, subj+".events", &e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pull := pullConsumer(t, j, streamName, 5*time.Minute)
+	clk := &manualClock{now: time.Unix(1_700_000_000, 0)}
+	guard, err := ordering.New(ordering.Config{Gap: ordering.GapHold, HoldTimeout: time.Minute, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	var mu sync.Mutex
+	var late []string
+	c, err := consumer.New(consumer.Config{Guard: guard, Handler: func(ctx context.Context, e *contract.Event) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if ctx.Err() != nil {
+			late = append(late, e.ID)
+		}
+		if e.ID == "b1" {
+			clk.add(time.Hour) // a/2 has waited its HoldTimeout
+			stop()             // and the shutdown begins
+		}
+		return ctx.Err()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := jetstream.New(jetstream.Config{Pull: pull, Consumer: c, MaxWait: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Run(runCtx); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(late) != 0 {
+		t.Fatalf("handlers ran with the canceled context after the shutdown began: %v", late)
+	}
+	if guard.Held() != 1 {
+		t.Fatalf("held %d, want a/2 still held", guard.Held())
+	}
+}
