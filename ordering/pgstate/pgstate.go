@@ -94,13 +94,21 @@ func New(cfg Config) (*State, error) {
 }
 
 // Migrate creates the table when it does not exist. Subjects are stored as
-// bytea: any bytes, NUL included, are a valid subject.
+// bytea: any bytes, NUL included, are a valid subject. It is safe to run
+// concurrently from many instances (an advisory lock serializes it) and on
+// every start.
 func (s *State) Migrate(ctx context.Context) error {
 	tx, err := s.db.Begin(ctx)
 	if err != nil {
 		return pgError("pgstate.migrate", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after Commit
+	// CREATE TABLE IF NOT EXISTS is not safe against a concurrent CREATE of
+	// the same name: one of two replicas starting together would fail on
+	// the catalog's unique index.
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('sadpath.pgstate.migrate'))`); err != nil {
+		return pgError("pgstate.migrate", err)
+	}
 	_, err = tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+s.table+` (
 	subject    bytea       PRIMARY KEY,
 	last       bigint      NOT NULL CHECK (last >= 0),

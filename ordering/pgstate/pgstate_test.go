@@ -691,3 +691,41 @@ func TestReadOnlyServerIsRetryable(t *testing.T) {
 		t.Fatalf("Advance on a read-only server: %v (kind %s), want 25006 as KindUnavailable", err, contract.KindOf(err))
 	}
 }
+
+// TestConcurrentMigrate: replicas of a service starting together each call
+// Migrate on the same new table. CREATE TABLE IF NOT EXISTS alone is not
+// safe against itself (two sessions both find no table and one fails on
+// the catalog's unique index): every Migrate must succeed.
+func TestConcurrentMigrate(t *testing.T) {
+	p := pool(t)
+	for round := 0; round < 5; round++ {
+		var b [6]byte
+		_, _ = rand.Read(b[:])
+		name := "pgstate_test_" + hex.EncodeToString(b[:])
+		t.Cleanup(func() { _, _ = p.Exec(context.Background(), "DROP TABLE IF EXISTS "+name) })
+		const replicas = 8
+		start := make(chan struct{})
+		errs := make(chan error, replicas)
+		var wg sync.WaitGroup
+		for i := 0; i < replicas; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				st, err := pgstate.New(pgstate.Config{DB: p, Table: name})
+				if err == nil {
+					<-start
+					err = st.Migrate(context.Background())
+				}
+				errs <- err
+			}()
+		}
+		close(start)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatalf("round %d: concurrent Migrate: %v", round, err)
+			}
+		}
+	}
+}
