@@ -30,12 +30,15 @@ type Config struct {
 	// Consumer decides what to do with each message.
 	Consumer *consumer.Consumer
 
-	// Batch is how many messages one pull asks for. Zero means 100.
+	// Batch is how many messages one pull asks for. Zero means 100. It
+	// must not exceed the pull consumer's MaxRequestBatch, when set: the
+	// server would refuse every pull (New checks it on Pull.CachedInfo).
 	Batch int
 
 	// MaxWait is how long one pull waits for messages; it is also the
 	// period at which held gaps are swept (consumer.Consumer.Sweep). Zero
-	// means 1s.
+	// means 1s. It must not exceed the pull consumer's MaxRequestExpires,
+	// when set (checked as Batch is).
 	MaxWait time.Duration
 
 	// Logger receives pull and acknowledgement failures. Nil means no logging.
@@ -77,13 +80,24 @@ func New(cfg Config) (*Adapter, error) {
 	if a.maxWait == 0 {
 		a.maxWait = time.Second
 	}
+	info := a.pull.CachedInfo()
+	if info != nil {
+		// The server refuses every pull above these limits (409): Run
+		// would log and retry forever without handling a message.
+		if m := info.Config.MaxRequestBatch; m > 0 && a.batch > m {
+			return nil, bad("Config.Batch: %d is above the consumer's MaxRequestBatch (%d): every pull would be refused", a.batch, m)
+		}
+		if m := info.Config.MaxRequestExpires; m > 0 && a.maxWait > m {
+			return nil, bad("Config.MaxWait: %s is above the consumer's MaxRequestExpires (%s): every pull would be refused", a.maxWait, m)
+		}
+	}
 	if held := a.c.MaxHeld(); held > 0 {
 		// Held messages stay unacknowledged, and so do gap messages NAKed
 		// while they wait for their redelivery: once MaxAckPending of them
 		// are pending, JetStream delivers nothing new, the missing event
 		// included, and the hold times out without it. Room for every held
 		// message and one more batch lets the missing event through.
-		if info := a.pull.CachedInfo(); info != nil {
+		if info != nil {
 			// m-held, not held+batch: that sum overflows with a huge
 			// MaxHeld or Batch and would accept any MaxAckPending.
 			if m := info.Config.MaxAckPending; m > 0 && (m <= held || m-held <= a.batch) {

@@ -804,3 +804,42 @@ func TestRunDoesNotSweepOnShutdown(t *testing.T) {
 		t.Fatalf("held %d, want a/2 still held", guard.Held())
 	}
 }
+
+// TestPullLimitsMustFitTheRequests: a pull consumer with MaxRequestBatch
+// below Config.Batch, or MaxRequestExpires below Config.MaxWait, answers
+// every pull of Run with a 409 ("Exceeded MaxRequestBatch of 10"): Run
+// would log "pull failed" and retry forever without ever handling a
+// message. New refuses such a pairing.
+func TestPullLimitsMustFitTheRequests(t *testing.T) {
+	c, err := consumer.New(consumer.Config{Handler: func(context.Context, *contract.Event) error { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pull := func(batch int, expires time.Duration) js.Consumer {
+		return fakePull{info: &js.ConsumerInfo{Config: js.ConsumerConfig{AckPolicy: js.AckExplicitPolicy, MaxRequestBatch: batch, MaxRequestExpires: expires}}}
+	}
+	for _, tc := range []struct {
+		name string
+		cfg  jetstream.Config
+		want string // "" when accepted
+	}{
+		{"batch over the limit", jetstream.Config{Pull: pull(10, 0), Consumer: c},
+			"Config.Batch: 100 is above the consumer's MaxRequestBatch (10): every pull would be refused"},
+		{"batch at the limit", jetstream.Config{Pull: pull(10, 0), Consumer: c, Batch: 10}, ""},
+		{"wait over the limit", jetstream.Config{Pull: pull(0, 500*time.Millisecond), Consumer: c},
+			"Config.MaxWait: 1s is above the consumer's MaxRequestExpires (500ms): every pull would be refused"},
+		{"wait at the limit", jetstream.Config{Pull: pull(0, 500*time.Millisecond), Consumer: c, MaxWait: 500 * time.Millisecond}, ""},
+		{"no limits", jetstream.Config{Pull: pull(0, 0), Consumer: c}, ""},
+	} {
+		_, err := jetstream.New(tc.cfg)
+		if tc.want == "" {
+			if err != nil {
+				t.Fatalf("%s: New: %v, want accepted", tc.name, err)
+			}
+			continue
+		}
+		if ce := contract.As(err); !errors.Is(err, contract.ErrInvalid) || ce.Code != "config.invalid" || ce.Detail != tc.want {
+			t.Fatalf("%s: New: %v, want %q", tc.name, err, tc.want)
+		}
+	}
+}
