@@ -66,10 +66,11 @@ MaxHeld) for the longest backlog a gap can have, or use -1.
 
 # Server requirements
 
-The consumer must use explicit acknowledgements, and its MaxRequestBatch
-and MaxRequestExpires, when set, must admit Config.Batch and
-Config.MaxWait: the server refuses a larger pull, every time, and New
-refuses such a pairing. Everything used here —
+The consumer must use explicit acknowledgements (AckNone would acknowledge
+a message on delivery and AckAll with any later one: a retried or held
+message would be lost), and its MaxRequestBatch and MaxRequestExpires,
+when set, must admit Config.Batch and Config.MaxWait: the server refuses
+a larger pull, every time. New refuses either pairing. Everything used here —
 pull consumers, NAK with delay, Term, Nats-Msg-Id deduplication — is
 supported by nats-server 2.9 and later.
 

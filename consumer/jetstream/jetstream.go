@@ -20,7 +20,8 @@ import (
 // other zero field means its documented default.
 type Config struct {
 	// Pull is the JetStream pull consumer to read from. It must use
-	// explicit acknowledgements (AckExplicitPolicy, the default). When the
+	// explicit acknowledgements (AckExplicitPolicy, the default; New
+	// refuses another policy seen on Pull.CachedInfo). When the
 	// Consumer's Guard holds gaps, the pull consumer's MaxAckPending must
 	// be -1 (unlimited) or larger than the Guard's MaxHeld plus Batch:
 	// held messages stay unacknowledged and count against it (see the
@@ -82,6 +83,11 @@ func New(cfg Config) (*Adapter, error) {
 	}
 	info := a.pull.CachedInfo()
 	if info != nil {
+		if p := info.Config.AckPolicy; p != js.AckExplicitPolicy {
+			// AckNone acknowledges on delivery and AckAll with any later
+			// message: a NAKed or held message would be lost.
+			return nil, bad("Config.Pull: the consumer's AckPolicy is %s, want explicit acknowledgements: retries and held messages would be acknowledged with others", p)
+		}
 		// The server refuses every pull above these limits (409): Run
 		// would log and retry forever without handling a message.
 		if m := info.Config.MaxRequestBatch; m > 0 && a.batch > m {

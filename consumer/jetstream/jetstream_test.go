@@ -843,3 +843,35 @@ func TestPullLimitsMustFitTheRequests(t *testing.T) {
 		}
 	}
 }
+
+// TestPullMustAckExplicitly: on a pull consumer with AckNone a message is
+// acknowledged when delivered, so a Retry (NAK) or a held message is lost;
+// with AckAll the acknowledgement of a later message acknowledges the
+// earlier ones still held or waiting for their redelivery, lost at the next
+// crash. New refuses both.
+func TestPullMustAckExplicitly(t *testing.T) {
+	c, err := consumer.New(consumer.Config{Handler: func(context.Context, *contract.Event) error { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		policy js.AckPolicy
+		want   string // "" when accepted
+	}{
+		{js.AckNonePolicy, `Config.Pull: the consumer's AckPolicy is AckNone, want explicit acknowledgements: retries and held messages would be acknowledged with others`},
+		{js.AckAllPolicy, `Config.Pull: the consumer's AckPolicy is AckAll, want explicit acknowledgements: retries and held messages would be acknowledged with others`},
+		{js.AckExplicitPolicy, ""},
+	} {
+		pull := fakePull{info: &js.ConsumerInfo{Config: js.ConsumerConfig{AckPolicy: tc.policy}}}
+		_, err := jetstream.New(jetstream.Config{Pull: pull, Consumer: c})
+		if tc.want == "" {
+			if err != nil {
+				t.Fatalf("%s: New: %v, want accepted", tc.policy, err)
+			}
+			continue
+		}
+		if ce := contract.As(err); !errors.Is(err, contract.ErrInvalid) || ce.Code != "config.invalid" || ce.Detail != tc.want {
+			t.Fatalf("%s: New: %v, want %q", tc.policy, err, tc.want)
+		}
+	}
+}
