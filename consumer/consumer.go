@@ -230,6 +230,13 @@ func (c *Consumer) MaxHeld() int {
 	return c.guard.MaxHeld()
 }
 
+// MaxAttempts returns the delivery attempt at which a retryable failure is
+// dead-lettered: Config.MaxAttempts, 10 when zero. Deliveries go past it
+// only when the failure is not the event's (in progress elsewhere, a
+// shutdown). A broker adapter whose own redelivery limit drops a message
+// silently checks that limit against it.
+func (c *Consumer) MaxAttempts() int { return c.maxAttempts }
+
 // Sweep applies the Guard's hold timeout (see ordering.Guard.Sweep). Broker
 // adapters call it periodically; it does nothing without a Guard.
 func (c *Consumer) Sweep(ctx context.Context) int {

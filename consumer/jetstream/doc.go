@@ -70,7 +70,12 @@ The consumer must use explicit acknowledgements (AckNone would acknowledge
 a message on delivery and AckAll with any later one: a retried or held
 message would be lost), and its MaxRequestBatch and MaxRequestExpires,
 when set, must admit Config.Batch and Config.MaxWait: the server refuses
-a larger pull, every time. New refuses either pairing. Everything used here —
+a larger pull, every time. Its MaxDeliver must be -1 (unlimited, the
+default) or larger than the Consumer's MaxAttempts: JetStream drops a
+message NAKed at MaxDeliver without a trace (no Term, no dead letter),
+while the Consumer dead-letters at MaxAttempts and retries past it only
+when the failure is not the event's (in progress elsewhere, a shutdown).
+New refuses each of these pairings. Everything used here —
 pull consumers, NAK with delay, Term, Nats-Msg-Id deduplication — is
 supported by nats-server 2.9 and later.
 

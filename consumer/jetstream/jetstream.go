@@ -21,7 +21,9 @@ import (
 type Config struct {
 	// Pull is the JetStream pull consumer to read from. It must use
 	// explicit acknowledgements (AckExplicitPolicy, the default; New
-	// refuses another policy seen on Pull.CachedInfo). When the
+	// refuses another policy seen on Pull.CachedInfo), and its MaxDeliver
+	// must be -1 (unlimited, the default) or larger than the Consumer's
+	// MaxAttempts: a message NAKed at MaxDeliver is dropped silently. When the
 	// Consumer's Guard holds gaps, the pull consumer's MaxAckPending must
 	// be -1 (unlimited) or larger than the Guard's MaxHeld plus Batch:
 	// held messages stay unacknowledged and count against it (see the
@@ -90,6 +92,12 @@ func New(cfg Config) (*Adapter, error) {
 		}
 		// The server refuses every pull above these limits (409): Run
 		// would log and retry forever without handling a message.
+		// JetStream drops a message NAKed at MaxDeliver silently (no
+		// Term, no dead letter): the Consumer must give up first, with
+		// room for retries that are not the event's fault.
+		if m := info.Config.MaxDeliver; m > 0 && m <= a.c.MaxAttempts() {
+			return nil, bad("Config.Pull: the consumer's MaxDeliver (%d) must be larger than the Consumer's MaxAttempts (%d), or -1 (unlimited): JetStream drops a message retried at MaxDeliver, without a dead letter", m, a.c.MaxAttempts())
+		}
 		if m := info.Config.MaxRequestBatch; m > 0 && a.batch > m {
 			return nil, bad("Config.Batch: %d is above the consumer's MaxRequestBatch (%d): every pull would be refused", a.batch, m)
 		}

@@ -875,3 +875,39 @@ func TestPullMustAckExplicitly(t *testing.T) {
 		}
 	}
 }
+
+// TestMaxDeliverMustExceedMaxAttempts: JetStream stops redelivering a
+// message once MaxDeliver deliveries were made: a message NAKed for a retry
+// at that point is dropped silently — never terminated, never given to the
+// DeadLetter callback. The Consumer gives up at MaxAttempts (DeadLetter),
+// and retries past it only when it is not the event's fault (in progress
+// elsewhere, a shutdown): New refuses a MaxDeliver that does not leave it
+// that room.
+func TestMaxDeliverMustExceedMaxAttempts(t *testing.T) {
+	c, err := consumer.New(consumer.Config{Handler: func(context.Context, *contract.Event) error { return nil }}) // MaxAttempts 10
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		maxDeliver int
+		want       string // "" when accepted
+	}{
+		{5, "Config.Pull: the consumer's MaxDeliver (5) must be larger than the Consumer's MaxAttempts (10), or -1 (unlimited): JetStream drops a message retried at MaxDeliver, without a dead letter"},
+		{10, "Config.Pull: the consumer's MaxDeliver (10) must be larger than the Consumer's MaxAttempts (10), or -1 (unlimited): JetStream drops a message retried at MaxDeliver, without a dead letter"},
+		{11, ""},
+		{-1, ""},
+		{0, ""}, // the server's default: unlimited
+	} {
+		pull := fakePull{info: &js.ConsumerInfo{Config: js.ConsumerConfig{AckPolicy: js.AckExplicitPolicy, MaxDeliver: tc.maxDeliver}}}
+		_, err := jetstream.New(jetstream.Config{Pull: pull, Consumer: c})
+		if tc.want == "" {
+			if err != nil {
+				t.Fatalf("MaxDeliver %d: New: %v, want accepted", tc.maxDeliver, err)
+			}
+			continue
+		}
+		if ce := contract.As(err); !errors.Is(err, contract.ErrInvalid) || ce.Code != "config.invalid" || ce.Detail != tc.want {
+			t.Fatalf("MaxDeliver %d: New: %v, want %q", tc.maxDeliver, err, tc.want)
+		}
+	}
+}
