@@ -42,10 +42,49 @@ const heldOffText = "breaker: call ended by panic or runtime.Goexit after its re
 
 func (*heldOff) Error() string { return heldOffText }
 
+// hookEnded is the panic a call whose Config.OnCall hook panicked or left
+// by runtime.Goexit is turned into, until exec recovers it and re-raises v
+// (nil: Goexit, which goes on). The call itself had returned with outcome
+// o: its Error text makes gobreaker count o (see excluded and successful),
+// not the failure it counts any other panic as, so a failing hook never
+// trips the breaker on successful calls.
+type hookEnded struct {
+	v any
+	o Outcome
+}
+
+const (
+	hookSuccessText = "breaker: OnCall ended by panic or runtime.Goexit after a success"
+	hookIgnoredText = "breaker: OnCall ended by panic or runtime.Goexit after an ignored call"
+	hookFailureText = "breaker: OnCall ended by panic or runtime.Goexit after a failure"
+)
+
+func (h *hookEnded) Error() string {
+	switch h.o {
+	case Success:
+		return hookSuccessText
+	case Ignore:
+		return hookIgnoredText
+	}
+	return hookFailureText
+}
+
 // excluded is gobreaker's IsExcluded: the outcomes it must not count.
 func excluded(err error) bool {
-	return err != nil && (err == errIgnore || err == errGate ||
-		err != errFailure && err.Error() == heldOffText) // a held-off call's panic (see heldOff)
+	if err == nil || err == errFailure {
+		return false
+	}
+	if err == errIgnore || err == errGate {
+		return true
+	}
+	s := err.Error()
+	return s == heldOffText || s == hookIgnoredText // a held-off call's panic (see heldOff), an ignored call's hook (see hookEnded)
+}
+
+// successful is gobreaker's IsSuccessful: a nil error, or the panic of the
+// OnCall hook of a successful call (see hookEnded).
+func successful(err error) bool {
+	return err == nil || err != errFailure && err.Error() == hookSuccessText
 }
 
 const (
@@ -156,7 +195,7 @@ func New(cfg Config) (*Breaker, error) {
 			return true
 		},
 		OnStateChange: b.onGobreakerChange,
-		IsSuccessful:  func(err error) bool { return err == nil },
+		IsSuccessful:  successful,
 		IsExcluded:    excluded,
 	})
 	if !c.DisableMetrics {
@@ -309,6 +348,8 @@ func (b *Breaker) exec(ctx context.Context, run func() Outcome) error {
 			r := recover()
 			if h, ok := r.(*heldOff); ok {
 				r = h.v // the call's own panic; nil for Goexit
+			} else if h, ok := r.(*hookEnded); ok {
+				r = h.v // OnCall's panic; nil for Goexit
 			} else if r == errGoexit {
 				r = nil
 			} // else not ours: raised while gobreaker counted the call
@@ -325,12 +366,16 @@ func (b *Breaker) exec(ctx context.Context, run func() Outcome) error {
 	}()
 	_, gerr := b.cb.Execute(func() (struct{}, error) {
 		const (
-			admitted = iota
-			running  // in run: the user's function
+			admitted  = iota
+			running   // in run: the user's function
+			recording // in record, after run returned o: Config.OnCall
 			returned
 		)
 		phase := admitted
-		var gen uint64
+		var (
+			gen uint64
+			o   Outcome
+		)
 		// A call that does not return counts as a failure. gobreaker
 		// counts a panic so (its recover) and re-raises it, but knows
 		// nothing of runtime.Goexit (t.FailNow, and wrappers that call
@@ -339,9 +384,15 @@ func (b *Breaker) exec(ctx context.Context, run func() Outcome) error {
 		// frees the slot, and exec recovers that panic. A call whose result
 		// is discarded (finish) must not be counted by gobreaker either: its
 		// panic or Goexit becomes a heldOff panic, which gobreaker excludes.
+		// A call that returned counts as its outcome o even when OnCall then
+		// panics or exits: that becomes a hookEnded panic, counted as o.
 		defer func() {
 			if phase == returned {
 				return
+			}
+			if phase == recording {
+				goexit = true // exec recovers the hookEnded panic and re-raises OnCall's
+				panic(&hookEnded{v: recover(), o: o})
 			}
 			if phase == running && !b.finish(ctx, gen, Failure) {
 				goexit = true // exec recovers the heldOff panic and re-raises the call's own
@@ -369,7 +420,7 @@ func (b *Breaker) exec(ctx context.Context, run func() Outcome) error {
 			start = b.now()
 		}
 		phase = running
-		o := run()
+		o = run()
 		phase = returned
 		if b.slow != 0 && b.now()-start > b.slow {
 			o = Slow // whatever it returned, a caller's error included: the latency is the dependency's
@@ -381,7 +432,9 @@ func (b *Breaker) exec(ctx context.Context, run func() Outcome) error {
 			return struct{}{}, errIgnore
 		}
 		if b.observed {
+			phase = recording
 			b.record(ctx, o)
+			phase = returned
 		}
 		switch o {
 		case Success:

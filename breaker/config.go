@@ -100,6 +100,8 @@ type Config struct {
 	// started before a state change (a trip, a close) and ended after it,
 	// and half-open probes a Trip held off (see Breaker.Trip) — which are
 	// in the metrics only; never for rejected calls. Nil costs nothing.
+	// A panic in OnCall (or its runtime.Goexit) goes on to the caller, and
+	// the call still counts as its outcome, not as a failure.
 	// Used by breaker/redisstate to share counts.
 	OnCall func(ctx context.Context, o Outcome)
 

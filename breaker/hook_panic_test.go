@@ -2,6 +2,7 @@ package breaker_test
 
 import (
 	"context"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -37,4 +38,59 @@ func TestPanickingHookLosesNoTransition(t *testing.T) {
 	b.Reset(ctx)
 	t.Log(r.path())
 	r.chains(t, b)
+}
+
+// A call that returned counts as its own outcome even when Config.OnCall
+// then panics or leaves by runtime.Goexit: successes whose hook fails do not
+// trip the breaker (gobreaker would count the hook's panic as a failure), a
+// half-open probe whose hook exits frees its slot and closes the breaker,
+// and the hook's panic reaches the caller unchanged.
+func TestFailingOnCallKeepsTheCallsOutcome(t *testing.T) {
+	var mode atomic.Int32 // 0: fine, 1: panic, 2: runtime.Goexit
+	h := newHarness(t, breaker.Config{MinCalls: 2, HalfOpenProbes: 1,
+		OnCall: func(context.Context, breaker.Outcome) {
+			switch mode.Load() {
+			case 1:
+				panic("hook failed")
+			case 2:
+				runtime.Goexit()
+			}
+		}})
+	callIn := func(err error) { // on a goroutine of its own, which the hook may end
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = h.call(err)
+		}()
+		<-done
+	}
+	mode.Store(1)
+	for range 3 {
+		var p any
+		func() {
+			defer func() { p = recover() }()
+			_ = h.call(nil)
+		}()
+		if p != "hook failed" {
+			t.Fatalf("caller recovered %v, want the hook's panic", p)
+		}
+	}
+	h.wantState(breaker.StateClosed)
+	if c := h.b.Counts(); c.Successes != 3 || c.Failures != 0 {
+		t.Fatalf("counts %+v, want 3 successes, no failure", c)
+	}
+
+	mode.Store(0)
+	for range 3 {
+		_ = h.call(errDown)
+	}
+	h.wantState(breaker.StateOpen)
+	h.clock.Advance(time.Minute)
+	mode.Store(2)
+	callIn(nil) // the probe succeeds, its hook exits
+	mode.Store(0)
+	h.wantState(breaker.StateClosed)
+	if err := h.call(nil); err != nil {
+		t.Fatalf("call after the probe: %v", err)
+	}
 }
