@@ -22,10 +22,14 @@ type TransportConfig struct {
 // ClassifyResponse is the default classification of a round trip: 5xx and
 // 429 responses and transport errors (timeouts, refused connections) are
 // failures; other 4xx are the caller's and ignored; a request canceled by its
-// caller is ignored; anything else is a success.
+// caller is ignored; anything else is a success. A RoundTripper that
+// answers neither a response nor an error is broken: a failure.
 func ClassifyResponse(resp *http.Response, err error) Outcome {
 	if err != nil {
 		return Classify(err)
+	}
+	if resp == nil {
+		return Failure
 	}
 	switch s := resp.StatusCode; {
 	case s >= 500, s == http.StatusTooManyRequests:

@@ -241,3 +241,33 @@ func TestRegistryBoundedAndConcurrent(t *testing.T) {
 		t.Fatalf("nil registry: %v", err)
 	}
 }
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// A next RoundTripper that breaks its contract, answering neither a
+// response nor an error, is a failure of the dependency: the breaker does
+// not panic on it (http.Client turns the nil response into an error), and
+// such answers trip it.
+func TestTransportNilResponseWithoutError(t *testing.T) {
+	reg, err := breaker.NewRegistry(breaker.RegistryConfig{Breaker: breaker.Config{
+		DisableMetrics: true, Window: time.Hour, MinCalls: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := breaker.NewTransport(breaker.TransportConfig{Registry: reg,
+		Next: roundTripFunc(func(*http.Request) (*http.Response, error) { return nil, nil })})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &http.Client{Transport: tr}
+	for range 2 {
+		if _, err := c.Get("http://dep.test/"); err == nil {
+			t.Fatal("no error for a nil response")
+		}
+	}
+	if st := reg.Get("dep.test").State(); st != breaker.StateOpen {
+		t.Fatalf("state %v after two nil responses, want open", st)
+	}
+}
