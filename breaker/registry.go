@@ -2,6 +2,7 @@ package breaker
 
 import (
 	"sync"
+	"unicode/utf8"
 )
 
 // DefaultMaxBreakers is the default bound on the breakers of a Registry.
@@ -14,8 +15,9 @@ const OverflowName = "(overflow)"
 // RegistryConfig configures a Registry.
 type RegistryConfig struct {
 	// Breaker is the configuration of every breaker; its Name is replaced by
-	// the key (keys longer than 256 bytes are cut for the name; "" becomes
-	// "(empty)"). Its zero fields take the documented defaults.
+	// the key (keys longer than 256 bytes are cut for the name, on a
+	// character boundary; "" becomes "(empty)"). Its zero fields take the
+	// documented defaults.
 	Breaker Config
 	// MaxBreakers bounds the number of breakers, so that hostile or
 	// unbounded keys (hosts from user input) cannot grow memory without
@@ -83,7 +85,11 @@ func (r *Registry) build(key string) *Breaker {
 	case key == "":
 		cfg.Name = "(empty)"
 	case len(key) > 256:
-		cfg.Name = key[:256]
+		n := 256
+		for n > 0 && !utf8.RuneStart(key[n]) {
+			n-- // cut on a character: the name goes into logs and metric attributes
+		}
+		cfg.Name = key[:n]
 	default:
 		cfg.Name = key
 	}

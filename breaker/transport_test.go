@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sadpath/sadpath/breaker"
 	"github.com/sadpath/sadpath/contract"
@@ -269,5 +270,20 @@ func TestTransportNilResponseWithoutError(t *testing.T) {
 	}
 	if st := reg.Get("dep.test").State(); st != breaker.StateOpen {
 		t.Fatalf("state %v after two nil responses, want open", st)
+	}
+}
+
+// A long key is cut for the breaker's name on a character boundary: the
+// name goes into logs and metric attributes, where invalid UTF-8 is
+// rejected or mangled (an OTLP export fails on it).
+func TestRegistryCutsLongKeysOnCharacters(t *testing.T) {
+	reg, err := breaker.NewRegistry(breaker.RegistryConfig{Breaker: breaker.Config{DisableMetrics: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := strings.Repeat("h", 255) + strings.Repeat("é", 10)
+	name := reg.Get(key).Name()
+	if !utf8.ValidString(name) || len(name) != 255 || !strings.HasPrefix(key, name) {
+		t.Fatalf("name of a long key: %q (%d bytes)", name, len(name))
 	}
 }
