@@ -64,9 +64,13 @@
 // Every message carries an epoch that grows with each shared change, so old
 // or echoed messages are ignored; the periodic merge re-reads the shared
 // state, so an instance that missed a message (reconnecting subscription)
-// catches up within one SyncInterval. An epoch is at least Redis's time in
-// milliseconds, so epochs keep growing even when Redis loses the state (a
-// restart without persistence, a failover to a lagging replica). A message
+// catches up within one SyncInterval (except that an instance's first merge
+// does not end its own trip on a stored recovery: having seen nothing of the
+// shared state, a trip it made before that merge is the newer news, even
+// when Redis was down and it could not be published). An epoch is at least
+// Redis's time in milliseconds, so epochs keep growing even when Redis loses
+// the state (a restart without persistence, a failover to a lagging
+// replica). A message
 // whose epoch is more than a day ahead of the instance's clock is malformed
 // (ignored and logged): recorded, it would make every real epoch after it
 // look old. And the merge is authoritative: an instance whose newest

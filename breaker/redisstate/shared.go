@@ -527,7 +527,11 @@ func (s *Shared) sync() {
 			reason = fmt.Sprintf("%sshared failure rate %d/%d calls", peerPrefix, fail, succ+fail)
 		}
 		s.b.Trip(ctx2, time.Duration(remaining)*time.Millisecond, reason)
-	case state == "closed":
+	case state == "closed" && seen >= 0:
+		// Not on the first merge (seen -1): the instance had seen nothing
+		// of the shared state, so a local open breaker tripped on its own
+		// (its trip not published yet, or not at all while Redis was
+		// down), after the stored recovery: that is no news to end it on.
 		s.b.Probe(ctx2)
 	}
 }

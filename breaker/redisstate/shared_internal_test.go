@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -409,5 +410,62 @@ func TestMergeReportsWhoTripped(t *testing.T) {
 	s.sync()
 	if got := reasons(); len(got) != 1 || got[0] != "shared: shared failure rate 4/4 calls" {
 		t.Fatalf("reasons of a trip by the merge: %q", got)
+	}
+}
+
+// failScripts fails every script call while down is set, and counts them.
+type failScripts struct {
+	down   atomic.Bool
+	failed atomic.Int32
+}
+
+func (h *failScripts) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *failScripts) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if h.down.Load() && strings.HasPrefix(strings.ToLower(cmd.Name()), "eval") {
+			h.failed.Add(1)
+			return errors.New("test: redis down")
+		}
+		return next(ctx, cmd)
+	}
+}
+func (h *failScripts) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// An instance that starts while Redis is down and trips on its own failures
+// (its trip could not be published) must not take, at its first merge once
+// Redis is back, a recovery stored before it started for news: that close
+// is older than its trip, and ending the open delay on it would send probes
+// to the failing dependency at once.
+func TestFirstMergeDoesNotEndALocalTripOnAnOlderRecovery(t *testing.T) {
+	ctx := context.Background()
+	s, c := newIdleInstance(t, uniqueName(t), "a", breaker.Config{MinCalls: 2, OpenTimeout: time.Hour})
+	key := s.base + ":state"
+	now := c.Time(ctx).Val().UnixMilli()
+	// A recovery an hour ago, stored.
+	if err := c.HSet(ctx, key, "state", "closed", "until", 0, "epoch", now-3600000, "origin", "b").Err(); err != nil {
+		t.Fatal(err)
+	}
+	down := &failScripts{}
+	down.down.Store(true)
+	c.AddHook(down)
+	for range 2 {
+		_ = s.b.Execute(ctx, func(context.Context) error { return errDown })
+	}
+	if st := s.b.State(); st != breaker.StateOpen {
+		t.Fatalf("after two failures: %v", st)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for down.failed.Load() == 0 { // the loop tried to publish the trip, and failed
+		if time.Now().After(deadline) {
+			t.Fatal("the trip was never published")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	down.down.Store(false)
+	s.sync()
+	if st, ra := s.b.State(), s.b.RetryAfter(); st != breaker.StateOpen || ra < 59*time.Minute {
+		t.Fatalf("after the first merge: %v for %v, want open for the rest of the hour", st, ra)
 	}
 }
