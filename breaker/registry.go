@@ -1,6 +1,8 @@
 package breaker
 
 import (
+	"hash/maphash"
+	"strings"
 	"sync"
 	"unicode/utf8"
 )
@@ -22,7 +24,9 @@ type RegistryConfig struct {
 	// MaxBreakers bounds the number of breakers, so that hostile or
 	// unbounded keys (hosts from user input) cannot grow memory without
 	// limit. Keys met once the registry is full share one breaker named
-	// OverflowName. Default DefaultMaxBreakers.
+	// OverflowName. Default DefaultMaxBreakers. A key is stored as a copy
+	// (never keeping alive a larger string it was sliced from), or when
+	// longer than 256 bytes as a 128-bit keyed hash of itself.
 	MaxBreakers int
 }
 
@@ -30,8 +34,9 @@ type RegistryConfig struct {
 // endpoint — created on first use from one template configuration.
 // A Registry is safe for concurrent use; the zero value is not usable.
 type Registry struct {
-	template Config
-	max      int
+	template     Config
+	max          int
+	seed1, seed2 maphash.Seed // hash the keys longer than maxNameBytes
 
 	mu       sync.RWMutex
 	m        map[string]*Breaker
@@ -52,20 +57,29 @@ func NewRegistry(cfg RegistryConfig) (*Registry, error) {
 	if _, err := t.withDefaults(); err != nil {
 		return nil, err
 	}
-	return &Registry{template: cfg.Breaker, max: cfg.MaxBreakers, m: make(map[string]*Breaker)}, nil
+	return &Registry{template: cfg.Breaker, max: cfg.MaxBreakers, m: make(map[string]*Breaker),
+		seed1: maphash.MakeSeed(), seed2: maphash.MakeSeed()}, nil
 }
+
+// maxNameBytes bounds a breaker's name, and the keys the registry stores as
+// they are.
+const maxNameBytes = 256
 
 // Get returns the breaker of key, creating it on first use.
 func (r *Registry) Get(key string) *Breaker {
+	mk := key
+	if len(key) > maxNameBytes {
+		mk = r.hashed(key)
+	}
 	r.mu.RLock()
-	b := r.m[key]
+	b := r.m[mk]
 	r.mu.RUnlock()
 	if b != nil {
 		return b
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if b := r.m[key]; b != nil {
+	if b := r.m[mk]; b != nil {
 		return b
 	}
 	if len(r.m) >= r.max {
@@ -75,8 +89,26 @@ func (r *Registry) Get(key string) *Breaker {
 		return r.overflow
 	}
 	b = r.build(key)
-	r.m[key] = b
+	if len(key) <= maxNameBytes {
+		// A copy: a key sliced from a larger string (URL.Host is sliced
+		// from the whole URL) would keep all of it alive for good.
+		mk = strings.Clone(key)
+	}
+	r.m[mk] = b
 	return b
+}
+
+// hashed returns the key under which a key longer than maxNameBytes is
+// stored: a 128-bit keyed hash of it, so that hostile keys of any length
+// cost 16 bytes each.
+func (r *Registry) hashed(key string) string {
+	var k [16]byte
+	h1, h2 := maphash.String(r.seed1, key), maphash.String(r.seed2, key)
+	for i := range 8 {
+		k[i] = byte(h1 >> (8 * i))
+		k[8+i] = byte(h2 >> (8 * i))
+	}
+	return string(k[:])
 }
 
 func (r *Registry) build(key string) *Breaker {
@@ -84,14 +116,14 @@ func (r *Registry) build(key string) *Breaker {
 	switch {
 	case key == "":
 		cfg.Name = "(empty)"
-	case len(key) > 256:
-		n := 256
+	case len(key) > maxNameBytes:
+		n := maxNameBytes
 		for n > 0 && !utf8.RuneStart(key[n]) {
 			n-- // cut on a character: the name goes into logs and metric attributes
 		}
-		cfg.Name = key[:n]
+		cfg.Name = strings.Clone(key[:n])
 	default:
-		cfg.Name = key
+		cfg.Name = strings.Clone(key)
 	}
 	b, err := New(cfg)
 	if err != nil { // validated in NewRegistry: only a bug gets here

@@ -7,12 +7,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/sadpath/sadpath/breaker"
 	"github.com/sadpath/sadpath/contract"
@@ -285,5 +287,40 @@ func TestRegistryCutsLongKeysOnCharacters(t *testing.T) {
 	name := reg.Get(key).Name()
 	if !utf8.ValidString(name) || len(name) != 255 || !strings.HasPrefix(key, name) {
 		t.Fatalf("name of a long key: %q (%d bytes)", name, len(name))
+	}
+}
+
+// A Registry keeps no string of its caller alive: a key sliced from a
+// larger one (URL.Host is sliced from the whole URL) is copied, and a long
+// key is stored hashed, so MaxBreakers hostile keys cost little.
+func TestRegistryKeepsNoCallerString(t *testing.T) {
+	reg, err := breaker.NewRegistry(breaker.RegistryConfig{Breaker: breaker.Config{DisableMetrics: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	collected := make(chan string, 2)
+	func() {
+		u := "http://dep.test/?q=" + strings.Repeat("q", 1<<20)
+		long := strings.Repeat("h", 1<<20)
+		runtime.AddCleanup(unsafe.StringData(u), func(s string) { collected <- s }, "sliced key's URL")
+		runtime.AddCleanup(unsafe.StringData(long), func(s string) { collected <- s }, "long key")
+		if b := reg.Get(u[7:15]); b.Name() != "dep.test" {
+			t.Fatalf("name %q", b.Name())
+		}
+		b := reg.Get(long)
+		if reg.Get(strings.Repeat("h", 1<<20)) != b || reg.Get(long[1:]) == b {
+			t.Fatal("long keys do not keep their breakers apart")
+		}
+	}()
+	for range 2 {
+		runtime.GC()
+		select {
+		case <-collected:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the registry keeps a caller's string alive")
+		}
+	}
+	if reg.Get("dep.test").Name() != "dep.test" || len(reg.Breakers()) != 3 {
+		t.Fatalf("breakers: %d", len(reg.Breakers()))
 	}
 }
