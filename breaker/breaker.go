@@ -31,8 +31,10 @@ var (
 
 // heldOff is the panic a call whose result the breaker discards (see
 // finish: a half-open probe held off by a Trip, a call spanning a state
-// change) is turned into when it panics or leaves by runtime.Goexit, until
-// exec recovers it and re-raises v (nil: Goexit, which goes on). gobreaker
+// change) is turned into when it panics or leaves by runtime.Goexit, and so
+// is a call admitted by gobreaker that never ran, because a hook reporting
+// a transition before it panicked or exited, until exec recovers it and
+// re-raises v (nil: Goexit, which goes on). gobreaker
 // counts every panic, as the error fmt.Errorf("%v", p): heldOff's text makes
 // IsExcluded exclude it, so it neither reopens the breaker nor counts as a
 // consecutive trip, and still frees its probe slot.
@@ -385,7 +387,9 @@ func (b *Breaker) exec(ctx context.Context, run func() Outcome) error {
 		// is discarded (finish) must not be counted by gobreaker either: its
 		// panic or Goexit becomes a heldOff panic, which gobreaker excludes.
 		// A call that returned counts as its outcome o even when OnCall then
-		// panics or exits: that becomes a hookEnded panic, counted as o.
+		// panics or exits: that becomes a hookEnded panic, counted as o. A
+		// call that never ran (a hook reporting a transition before it
+		// panicked or exited) is not counted: a heldOff panic too.
 		defer func() {
 			if phase == returned {
 				return
@@ -393,6 +397,10 @@ func (b *Breaker) exec(ctx context.Context, run func() Outcome) error {
 			if phase == recording {
 				goexit = true // exec recovers the hookEnded panic and re-raises OnCall's
 				panic(&hookEnded{v: recover(), o: o})
+			}
+			if phase == admitted { // a hook reporting a transition: the call never ran, nothing to count
+				goexit = true
+				panic(&heldOff{v: recover()})
 			}
 			if phase == running && !b.finish(ctx, gen, Failure) {
 				goexit = true // exec recovers the heldOff panic and re-raises the call's own

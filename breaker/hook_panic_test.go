@@ -94,3 +94,53 @@ func TestFailingOnCallKeepsTheCallsOutcome(t *testing.T) {
 		t.Fatalf("call after the probe: %v", err)
 	}
 }
+
+// A call admitted as a half-open probe that never ran, because the hook
+// reporting a transition queued before it panicked, is not counted: the
+// breaker does not reopen on a probe that never reached the dependency.
+func TestPanickingHookBeforeAProbeRanIsNotCounted(t *testing.T) {
+	ctx := context.Background()
+	clk := &hookClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	var armed atomic.Bool
+	ran := 0
+	b, _ := breaker.New(breaker.Config{Name: "dep", DisableMetrics: true, Clock: clk, Window: time.Hour,
+		MinCalls: 1, HalfOpenProbes: 1, OpenTimeout: 10 * time.Second, Rand: func() float64 { return 0 },
+		OnStateChange: func(context.Context, breaker.Transition) {
+			if armed.CompareAndSwap(true, false) {
+				panic("hook failed")
+			}
+		}})
+	panics := func(f func()) {
+		t.Helper()
+		defer func() {
+			if r := recover(); r != "hook failed" {
+				t.Fatalf("recovered %v, want the hook's panic", r)
+			}
+		}()
+		armed.Store(true)
+		f()
+	}
+	call := func() error {
+		return b.Execute(ctx, func(context.Context) error { ran++; return nil })
+	}
+	_ = b.Execute(ctx, func(context.Context) error { return errDown }) // open for 10s
+	clk.Advance(time.Minute)
+	// Two transitions in one report (open > half_open > open): the hook
+	// panics on the first, the second waits for the next report.
+	panics(func() { b.Trip(ctx, 10*time.Second, "operator") })
+	clk.Advance(time.Minute)
+	panics(func() { _ = call() }) // the delay ends; reporting it panics first: nothing runs
+	panics(func() { _ = call() }) // admitted as the probe; reporting open > half_open panics before it runs
+	if ran != 0 {
+		t.Fatalf("%d calls ran", ran)
+	}
+	if st := b.State(); st != breaker.StateHalfOpen {
+		t.Fatalf("state %v after a probe that never ran, want half_open", st)
+	}
+	if err := call(); err != nil || ran != 1 {
+		t.Fatalf("probe: %v (ran %d)", err, ran)
+	}
+	if st := b.State(); st != breaker.StateClosed {
+		t.Fatalf("state %v after the probe succeeded", st)
+	}
+}
