@@ -381,8 +381,12 @@ type cancelRWBody struct {
 func (b *cancelRWBody) Write(p []byte) (int, error) { return b.w.Write(p) }
 
 // withCancel wraps body so that closing it calls cancel, keeping Write
-// when body has it.
+// when body has it. A nil body, which http.Client accepts from a lenient
+// RoundTripper as an empty one, becomes an empty body that still cancels.
 func withCancel(body io.ReadCloser, cancel context.CancelFunc) io.ReadCloser {
+	if body == nil {
+		body = http.NoBody
+	}
 	if w, ok := body.(io.Writer); ok {
 		return &cancelRWBody{cancelBody: cancelBody{ReadCloser: body, cancel: cancel}, w: w}
 	}

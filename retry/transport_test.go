@@ -908,3 +908,43 @@ func TestTransportGiveUpOnTimeoutsIsATimeout(t *testing.T) {
 		})
 	}
 }
+
+// nilBodyBase answers with a nil Body, as lenient RoundTrippers (test fakes,
+// some middleware) do: http.Client accepts it as an empty body.
+type nilBodyBase struct {
+	mu   sync.Mutex
+	ctxs []context.Context
+}
+
+func (b *nilBodyBase) RoundTrip(r *http.Request) (*http.Response, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.ctxs = append(b.ctxs, r.Context())
+	return &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Request: r}, nil
+}
+
+// The AttemptTimeout's wrapper must not turn a nil Body, which http.Client
+// accepts, into a body that panics when read or closed.
+func TestTransportAttemptTimeoutNilResponseBody(t *testing.T) {
+	for _, method := range []string{http.MethodGet, http.MethodPost} {
+		t.Run(method, func(t *testing.T) {
+			base := &nilBodyBase{}
+			tr := newTransport(t, base, retrytest.NewClock(), retry.TransportConfig{}, retry.Config{AttemptTimeout: time.Second})
+			req, _ := http.NewRequest(method, "http://dep.test/", nil)
+			resp, err := (&http.Client{Transport: tr}).Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := io.ReadAll(resp.Body)
+			if err != nil || len(b) != 0 {
+				t.Errorf("body = %q, %v; want empty", b, err)
+			}
+			if err := resp.Body.Close(); err != nil {
+				t.Errorf("Close = %v", err)
+			}
+			if len(base.ctxs) != 1 || base.ctxs[0].Err() == nil {
+				t.Errorf("attempt context not ended by Close (%d attempts)", len(base.ctxs))
+			}
+		})
+	}
+}
