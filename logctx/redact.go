@@ -4,6 +4,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -248,7 +250,8 @@ func (r *redactor) group(as []slog.Attr) ([]slog.Attr, bool) {
 // any redacts the well-known container types that carry secrets: header
 // maps (Authorization, Cookie), requests and responses (as method, path,
 // status and redacted headers), URLs with user information or secret query
-// or fragment parameters, and card numbers in error texts. Other KindAny
+// or fragment parameters, and those URLs and card numbers in error texts
+// (see error). Other KindAny
 // values are passed on as they are: give types that hold secrets a LogValue
 // method.
 func (r *redactor) any(v any) (slog.Value, bool) {
@@ -294,13 +297,94 @@ func (r *redactor) any(v any) (slog.Value, bool) {
 			return r.url(x)
 		}
 	case error:
-		if x != nil && r.scanPAN {
-			if s, ok := maskPANs(errorText(x)); ok {
-				return slog.StringValue(s), true
-			}
+		if x != nil {
+			return r.error(x)
 		}
 	}
 	return slog.Value{}, false
+}
+
+// error returns the text of err with the URL of every *url.Error in its
+// tree (what an http.Client call fails with: `Get "https://…?api_key=…":
+// dial tcp: …`) redacted as a *url.URL is, and card numbers masked, when
+// that changes anything.
+func (r *redactor) error(err error) (slog.Value, bool) {
+	var buf [4]*url.Error
+	ues := safeURLErrors(err, buf[:0])
+	if len(ues) == 0 && !r.scanPAN {
+		return slog.Value{}, false
+	}
+	s := errorText(err)
+	changed := false
+	// Longest first, so that a URL that extends another is replaced whole.
+	slices.SortStableFunc(ues, func(a, b *url.Error) int { return len(b.URL) - len(a.URL) })
+	for _, ue := range ues {
+		raw := ue.URL
+		clean := r.redacted.String() // a URL that does not parse is dropped rather than leaked
+		if u, err := url.Parse(raw); err == nil {
+			v, ok := r.url(u)
+			if !ok {
+				continue
+			}
+			clean = v.String()
+		}
+		if s2 := strings.ReplaceAll(s, raw, clean); s2 != s {
+			s, changed = s2, true
+		}
+		// url.Error quotes its URL (%q): one holding bytes that quoting
+		// escapes appears in its escaped form.
+		if q := strconv.Quote(raw); q[1:len(q)-1] != raw {
+			cq := strconv.Quote(clean)
+			if s2 := strings.ReplaceAll(s, q[1:len(q)-1], cq[1:len(cq)-1]); s2 != s {
+				s, changed = s2, true
+			}
+		}
+	}
+	if r.scanPAN {
+		if m, ok := maskPANs(s); ok {
+			s, changed = m, true
+		}
+	}
+	if !changed {
+		return slog.Value{}, false
+	}
+	return slog.StringValue(s), true
+}
+
+// safeURLErrors is urlErrors, or out as it was when an Unwrap method
+// panics (a nil pointer receiver, as for errorText).
+func safeURLErrors(err error, out []*url.Error) (ues []*url.Error) {
+	defer func() {
+		if recover() != nil {
+			ues = out
+		}
+	}()
+	return urlErrors(err, out)
+}
+
+// urlErrors appends the *url.Error values of err's tree to out, as
+// errors.As walks it (Unwrap() error and Unwrap() []error).
+func urlErrors(err error, out []*url.Error) []*url.Error {
+	for err != nil {
+		if ue, ok := err.(*url.Error); ok {
+			if ue == nil {
+				return out
+			}
+			out = append(out, ue)
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() error }:
+			err = u.Unwrap()
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				out = urlErrors(e, out)
+			}
+			return out
+		default:
+			return out
+		}
+	}
+	return out
 }
 
 // request writes a request as method, path and redacted headers; the query

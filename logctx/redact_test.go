@@ -544,10 +544,16 @@ type ptrError struct{ msg string }
 
 func (e *ptrError) Error() string { return e.msg } // panics on a nil receiver
 
+type ptrWrapError struct{ err error }
+
+func (e *ptrWrapError) Error() string { return e.err.Error() } // panics on a nil receiver
+func (e *ptrWrapError) Unwrap() error { return e.err }         // panics on a nil receiver
+
 func TestRedactNilPointerError(t *testing.T) {
 	l, buf := newJSONLogger(t, HandlerConfig{})
 	var pe *ptrError
-	l.Info("m", "err", error(pe), "ok", "yes")
+	var we *ptrWrapError
+	l.Info("m", "err", error(pe), "err2", error(we), "ok", "yes")
 	if got := jsonLines(t, buf)[0]; got["ok"] != "yes" {
 		t.Errorf("line %v", got)
 	}
@@ -669,5 +675,43 @@ func TestRedactCardInRequestAndURLPaths(t *testing.T) {
 	out := buf.String()
 	if strings.Contains(out, testPAN) || strings.Count(out, "1111") != 3 {
 		t.Errorf("card number not masked to its last four digits in every line: %s", out)
+	}
+}
+
+type failingRT struct{}
+
+func (failingRT) RoundTrip(*http.Request) (*http.Response, error) {
+	return nil, errors.New("dial tcp 10.0.0.1:443: connect: connection refused")
+}
+
+// An http.Client error is a *url.Error whose text holds the request URL:
+// its user information and secret query and fragment parameters are
+// redacted as those of a *url.URL are, wherever the *url.Error is in the
+// error's tree.
+func TestRedactURLInError(t *testing.T) {
+	_, err := (&http.Client{Transport: failingRT{}}).Get("https://ghp_usertoken@api.example.com/v1/charges?api_key=q-secret&page=2#access_token=f-secret")
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for name, mk := range map[string]func(*bytes.Buffer) slog.Handler{
+		"json": func(b *bytes.Buffer) slog.Handler { return slog.NewJSONHandler(b, nil) },
+		"text": func(b *bytes.Buffer) slog.Handler { return slog.NewTextHandler(b, nil) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			var buf bytes.Buffer
+			l := slog.New(mustHandler(t, HandlerConfig{Next: mk(&buf), NoCardScan: true}))
+			l.Info("m", "err", err, "wrapped", fmt.Errorf("charge: %w", errors.Join(errors.New("other"), err)))
+			out := buf.String()
+			for _, leak := range []string{"ghp_usertoken", "q-secret", "f-secret"} {
+				if strings.Contains(out, leak) {
+					t.Errorf("%q leaked: %s", leak, out)
+				}
+			}
+			for _, keep := range []string{"api.example.com/v1/charges", "page=2", "connection refused", "charge: other"} {
+				if !strings.Contains(out, keep) {
+					t.Errorf("%q lost: %s", keep, out)
+				}
+			}
+		})
 	}
 }
