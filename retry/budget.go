@@ -29,10 +29,10 @@ type Budget interface {
 // defaults.
 type TokenBucketConfig struct {
 	// MaxTokens is the bucket size, and its initial content. Default 10;
-	// must be in (0, 1000].
+	// must be in [0.001, 1000] (the bucket counts thousandths of a token).
 	MaxTokens float64
-	// TokenRatio is refunded per success. Default 0.1; must be > 0 and
-	// <= MaxTokens.
+	// TokenRatio is refunded per success. Default 0.1; must be >= 0.001
+	// and <= MaxTokens.
 	TokenRatio float64
 }
 
@@ -58,15 +58,17 @@ func NewTokenBucket(cfg TokenBucketConfig) (*TokenBucket, error) {
 	if cfg.TokenRatio == 0 {
 		cfg.TokenRatio = 0.1
 	}
-	if !(cfg.MaxTokens > 0 && cfg.MaxTokens <= 1000) {
-		return nil, configError("TokenBucketConfig.MaxTokens", "must be in (0, 1000], got %v", cfg.MaxTokens)
+	// Thousandths: a smaller value would round to an empty bucket, or to
+	// a refund larger than the one asked for.
+	if !(cfg.MaxTokens >= 0.001 && cfg.MaxTokens <= 1000) {
+		return nil, configError("TokenBucketConfig.MaxTokens", "must be in [0.001, 1000], got %v", cfg.MaxTokens)
 	}
-	if !(cfg.TokenRatio > 0 && cfg.TokenRatio <= cfg.MaxTokens) {
-		return nil, configError("TokenBucketConfig.TokenRatio", "must be in (0, MaxTokens], got %v", cfg.TokenRatio)
+	if !(cfg.TokenRatio >= 0.001 && cfg.TokenRatio <= cfg.MaxTokens) {
+		return nil, configError("TokenBucketConfig.TokenRatio", "must be in [0.001, MaxTokens], got %v", cfg.TokenRatio)
 	}
 	b := &TokenBucket{
 		max:   int64(math.Round(cfg.MaxTokens * 1000)),
-		ratio: max(1, int64(math.Round(cfg.TokenRatio*1000))),
+		ratio: int64(math.Round(cfg.TokenRatio * 1000)),
 	}
 	b.half = b.max / 2
 	b.milli.Store(b.max)

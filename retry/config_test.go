@@ -79,6 +79,10 @@ func TestBudgetConfigs(t *testing.T) {
 		{"max tokens huge", second(retry.NewTokenBucket(retry.TokenBucketConfig{MaxTokens: 1e9})), "TokenBucketConfig.MaxTokens"},
 		{"max tokens NaN", second(retry.NewTokenBucket(retry.TokenBucketConfig{MaxTokens: math.NaN()})), "TokenBucketConfig.MaxTokens"},
 		{"token ratio", second(retry.NewTokenBucket(retry.TokenBucketConfig{TokenRatio: -0.1})), "TokenBucketConfig.TokenRatio"},
+		// The bucket counts thousandths of a token: smaller values would
+		// round to an empty bucket, or to a refund 10x the one asked for.
+		{"max tokens below resolution", second(retry.NewTokenBucket(retry.TokenBucketConfig{MaxTokens: 0.0004, TokenRatio: 0.0004})), "TokenBucketConfig.MaxTokens"},
+		{"token ratio below resolution", second(retry.NewTokenBucket(retry.TokenBucketConfig{TokenRatio: 0.0001})), "TokenBucketConfig.TokenRatio"},
 		{"ratio", second(retry.NewRatioBudget(retry.RatioBudgetConfig{Ratio: 1.5})), "RatioBudgetConfig.Ratio"},
 		{"min retries", second(retry.NewRatioBudget(retry.RatioBudgetConfig{MinRetries: -1})), "RatioBudgetConfig.MinRetries"},
 		{"window", second(retry.NewRatioBudget(retry.RatioBudgetConfig{Window: time.Millisecond})), "RatioBudgetConfig.Window"},
