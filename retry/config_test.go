@@ -88,6 +88,9 @@ func TestBudgetConfigs(t *testing.T) {
 		{"window", second(retry.NewRatioBudget(retry.RatioBudgetConfig{Window: time.Millisecond})), "RatioBudgetConfig.Window"},
 		{"status", second(retry.NewTransport(retry.TransportConfig{RetryStatuses: []int{503, 200}})), "TransportConfig.RetryStatuses[1]"},
 		{"header", second(retry.NewTransport(retry.TransportConfig{ResendCountHeader: "Bad Header"})), "TransportConfig.ResendCountHeader"},
+		// The resend count would replace the key on every retry: the server
+		// would see a new key and execute the request again.
+		{"header is the idempotency key", second(retry.NewTransport(retry.TransportConfig{ResendCountHeader: "idempotency-key"})), "TransportConfig.ResendCountHeader"},
 	}
 	for _, tt := range bad {
 		t.Run(tt.name, func(t *testing.T) {

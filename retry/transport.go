@@ -44,7 +44,8 @@ type TransportConfig struct {
 	GenerateIdempotencyKey bool
 	// ResendCountHeader, when set, names a request header carrying the
 	// resend count (1 on the first retry) on retries; the first attempt does
-	// not carry it. Default: no header.
+	// not carry it. It must not be IdempotencyKeyHeader, whose value must
+	// stay the same on every attempt. Default: no header.
 	ResendCountHeader string
 }
 
@@ -118,6 +119,9 @@ func NewTransport(cfg TransportConfig) (*Transport, error) {
 			return nil, configError("TransportConfig.ResendCountHeader", "must be a valid header name, got %q", h)
 		}
 		t.header = http.CanonicalHeaderKey(h)
+		if t.header == IdempotencyKeyHeader {
+			return nil, configError("TransportConfig.ResendCountHeader", "must not be %s: a retry would carry a new key", IdempotencyKeyHeader)
+		}
 	}
 	return t, nil
 }
