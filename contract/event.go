@@ -407,7 +407,9 @@ func extensionValue(v any) (json.RawMessage, bool) {
 // Validate checks the attribute values of e against CloudEvents 1.0 and
 // returns nil or an *Error of KindInvalid (code event.invalid) listing every
 // problem in Fields: id, source and type are required, specversion must be
-// "1.0", source must be a URI-reference, dataschema an absolute URI,
+// "1.0", every string (attribute or extension value) must be valid UTF-8
+// without control characters or noncharacters (correlationid need only be
+// valid UTF-8: see logctx.ExtractEvent), source must be a URI-reference, dataschema an absolute URI,
 // datacontenttype a media type, time a year from 0 to 9999 with a zone
 // offset under 24 hours (what RFC 3339 can write), data valid JSON, and
 // every extension a valid name with a string, boolean or int32 value.
@@ -415,8 +417,15 @@ func (e *Event) Validate() error {
 	var v Validator
 	for _, a := range [...]struct{ name, val string }{{"id", e.ID}, {"source", e.Source}, {"specversion", e.SpecVersion},
 		{"type", e.Type}, {"subject", e.Subject}, {"datacontenttype", e.DataContentType}, {"dataschema", e.DataSchema}, {"correlationid", e.CorrelationID}} {
-		if !utf8.ValidString(a.val) {
-			v.Add(a.name, "must be valid UTF-8")
+		reason := stringReason(a.val)
+		if a.name == "correlationid" && utf8.ValidString(a.val) {
+			// Tracing metadata, not the event: consumers validate it
+			// themselves (logctx.ExtractEvent) and leave a bad one out
+			// rather than reject the event for it.
+			reason = ""
+		}
+		if reason != "" {
+			v.Add(a.name, reason)
 		}
 	}
 	v.Required("id", e.ID)
@@ -455,7 +464,12 @@ func (e *Event) Validate() error {
 			continue
 		}
 		_, ok := extensionValue(e.Extensions[name])
-		v.Check(ok, name, "must be a UTF-8 string, a boolean or an int32 integer")
+		if v.Check(ok, name, "must be a UTF-8 string, a boolean or an int32 integer") {
+			if s, isString := e.Extensions[name].(string); isString {
+				reason := stringReason(s)
+				v.Check(reason == "", name, reason)
+			}
+		}
 	}
 	if err := v.Err(); err != nil {
 		ce := err.(*Error)
@@ -463,6 +477,23 @@ func (e *Event) Validate() error {
 		return ce
 	}
 	return nil
+}
+
+// stringReason returns why s is not a CloudEvents String, or "" when it
+// is one: valid UTF-8 without the characters CloudEvents 1.0 disallows,
+// control characters (U+0000-U+001F, U+007F-U+009F) and noncharacters
+// (U+FDD0-U+FDEF and the last two code points of every plane). Surrogates
+// cannot appear in valid UTF-8.
+func stringReason(s string) string {
+	if !utf8.ValidString(s) {
+		return "must be valid UTF-8"
+	}
+	for _, r := range s {
+		if r < 0x20 || (r >= 0x7f && r <= 0x9f) || (r >= 0xfdd0 && r <= 0xfdef) || r&0xfffe == 0xfffe {
+			return "must not contain control characters or noncharacters"
+		}
+	}
+	return ""
 }
 
 // uriChars reports whether s holds only the characters RFC 3986 allows in

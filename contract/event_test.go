@@ -262,6 +262,48 @@ func TestEventValidate(t *testing.T) {
 	}
 }
 
+// CloudEvents 1.0 strings exclude control characters and noncharacters: a
+// newline in an id or subject breaks the ce-id and ce-subject headers of the
+// HTTP binary mode, and log lines. JSON can carry them (escaped), so Marshal
+// writes them; Validate, and so DecodeEvent, refuses them.
+func TestEventValidateDisallowedCharacters(t *testing.T) {
+	valid := Event{ID: "1", Source: "/s", SpecVersion: SpecVersion, Type: "t", Subject: "caf\u00e9 \U0001F600"}
+	if err := valid.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name  string
+		edit  func(*Event)
+		field string
+	}{
+		{"id with a newline", func(e *Event) { e.ID = "pay_1\r\nce-type: forged" }, "id"},
+		{"subject with a C1 control", func(e *Event) { e.Subject = "acct-\u0085" }, "subject"},
+		{"type with a noncharacter", func(e *Event) { e.Type = "t\uFFFE" }, "type"},
+		{"source with DEL", func(e *Event) { e.Source = "/s\x7f" }, "source"},
+		{"extension with a control character", func(e *Event) { e.Extensions = map[string]any{"tenant": "t\x1b[31m"} }, "tenant"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := valid
+			tt.edit(&e)
+			err := e.Validate()
+			if f := As(err); !errors.Is(err, ErrInvalid) || len(f.Fields) != 1 || f.Fields[0].Name != tt.field {
+				t.Fatalf("Validate = %v; want invalid %s", err, tt.field)
+			}
+		})
+	}
+	// The correlation id is tracing metadata: its consumers validate it
+	// (logctx.ExtractEvent) and leave a bad one out, keeping the event.
+	withBadCorrelationID := valid
+	withBadCorrelationID.CorrelationID = "line\nbreak\x1b[31m"
+	if err := withBadCorrelationID.Validate(); err != nil {
+		t.Errorf("Validate(hostile correlationid) = %v, want nil", err)
+	}
+	_, err := DecodeEvent([]byte(`{"specversion":"1.0","id":"pay_1\n","source":"/s","type":"t"}`))
+	if f := As(err); !errors.Is(err, ErrInvalid) || len(f.Fields) != 1 || f.Fields[0].Name != "id" {
+		t.Errorf("DecodeEvent(id with a newline) = %v; want invalid id", err)
+	}
+}
+
 func TestEventMarshalErrors(t *testing.T) {
 	_, err := json.Marshal(Event{Data: json.RawMessage(`{`)})
 	if !errors.Is(err, ErrInvalid) {
