@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -41,6 +42,8 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"negative batch", Config{Pool: p, CleanupBatch: -5}, "Config.CleanupBatch"},
 		{"tiny lease", Config{Pool: p, TxLease: time.Microsecond}, "Config.TxLease"},
 		{"retention under lease", Config{Pool: p, TxLease: time.Minute, TxRetention: time.Second}, "Config.TxRetention"},
+		{"read-only transactions", Config{Pool: p, TxOptions: pgx.TxOptions{AccessMode: pgx.ReadOnly}}, "Config.TxOptions"},
+		{"unknown isolation level", Config{Pool: p, TxOptions: pgx.TxOptions{IsoLevel: "serialisable"}}, "Config.TxOptions"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -58,6 +58,9 @@ type Config struct {
 
 	// TxOptions are the options of the transactions DoTx begins (isolation
 	// level, …). The zero value is the server's default (READ COMMITTED).
+	// IsoLevel must be empty or one of pgx's four levels, and AccessMode
+	// must not be pgx.ReadOnly: DoTx writes the completed record in the
+	// transaction, so every DoTx would fail.
 	TxOptions pgx.TxOptions
 
 	// Logger receives store failures, refused stale owners and DoTx's
@@ -123,6 +126,14 @@ func New(cfg Config) (*Store, error) {
 		cfg.TxRetention = max(idempotency.DefaultRetention, cfg.TxLease)
 	case cfg.TxRetention < cfg.TxLease:
 		return nil, invalidConfig("TxRetention", fmt.Sprintf("must be >= TxLease (%v), got %v", cfg.TxLease, cfg.TxRetention))
+	}
+	switch cfg.TxOptions.IsoLevel {
+	case "", pgx.Serializable, pgx.RepeatableRead, pgx.ReadCommitted, pgx.ReadUncommitted:
+	default:
+		return nil, invalidConfig("TxOptions", fmt.Sprintf("IsoLevel must be empty or one of pgx's isolation levels, got %q", cfg.TxOptions.IsoLevel))
+	}
+	if cfg.TxOptions.AccessMode == pgx.ReadOnly {
+		return nil, invalidConfig("TxOptions", "AccessMode must not be read only: DoTx writes the completed record in the transaction")
 	}
 	s := &Store{
 		pool: cfg.Pool, schema: cfg.Schema, table: cfg.Table,
