@@ -25,7 +25,9 @@ CREATE INDEX IF NOT EXISTS %[2]s ON %[1]s (expires_at);`
 
 // Migrate creates the schema (when Config.Schema is not "public"), the table
 // and its index if they do not exist. It is safe to run concurrently from
-// many instances (an advisory lock serializes it) and on every start.
+// many instances (an advisory lock serializes it) and on every start: when
+// the table and its index exist it changes nothing and locks neither, so it
+// never waits for, or holds up, the traffic of running instances.
 // Teams that run their own migrations apply the SQL in the package
 // documentation instead.
 func (s *Store) Migrate(ctx context.Context) error {
@@ -39,6 +41,19 @@ func (s *Store) Migrate(ctx context.Context) error {
 	// safe against a concurrent CREATE of the same name.
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('sadpath.pgstore.migrate'))`); err != nil {
 		return s.fail(ctx, op, nil, err)
+	}
+	// CREATE INDEX IF NOT EXISTS locks the table (SHARE) before it looks
+	// for the index: on every start it would wait for each open write
+	// transaction, and every claim arriving meanwhile would queue behind
+	// it. An existing table and index are left alone, untouched and unlocked.
+	var exists bool
+	err = tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL`,
+		s.qualified, pgx.Identifier{s.schema, s.table + "_expires_at_idx"}.Sanitize()).Scan(&exists)
+	if err != nil {
+		return s.fail(ctx, op, nil, err)
+	}
+	if exists {
+		return nil
 	}
 	if s.schema != "public" {
 		if _, err := tx.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{s.schema}.Sanitize()); err != nil {

@@ -33,6 +33,48 @@ func TestMigrateIsIdempotentAndConcurrent(t *testing.T) {
 	}
 }
 
+// TestMigrateDoesNotQueueBehindWriters: Migrate runs on every start, while
+// other instances serve traffic. CREATE INDEX IF NOT EXISTS takes a
+// ShareLock on the table before it looks for the index, so it waited for
+// every open write transaction (a DoTx transaction past its complete, say),
+// and every claim arriving meanwhile queued behind it.
+func TestMigrateDoesNotQueueBehindWriters(t *testing.T) {
+	p, _ := newPool(t, "pgstore-migrate-lock", nil)
+	s := newStore(t, p, newTable())
+	ctx := context.Background()
+	tx, err := p.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.Exec(ctx, `UPDATE `+s.qualified+` SET state = state WHERE false`); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Migrate(ctx) }()
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			return
+		default:
+		}
+		var waiting bool
+		err := p.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE relation = to_regclass($1) AND NOT granted)`, s.qualified).Scan(&waiting)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if waiting {
+			_ = tx.Rollback(ctx)
+			<-done
+			t.Fatal("Migrate of an existing table waits for a lock behind an open write transaction")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func TestMissingTableIsInternal(t *testing.T) {
 	p, _ := newPool(t, "pgstore-missing", nil)
 	s, _ := New(Config{Pool: p, Schema: testSchema, Table: "never_migrated_" + randomSuffix()})
