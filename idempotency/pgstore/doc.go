@@ -140,8 +140,10 @@
 // simply run again; statement_timeout (57014), lock_timeout (55P03),
 // transaction_timeout (25P04, PostgreSQL 17), a context deadline
 // and network timeouts are KindTimeout; all of them are retryable. A
-// canceled context is KindCanceled and still matches context.Canceled. Any
-// other server error (a missing table) is KindInternal, not retryable.
+// canceled context is KindCanceled and still matches context.Canceled,
+// also when the pool has pgx cancel the statement on the server
+// (pgconn.CancelRequestContextWatcherHandler), which then fails with 57014
+// rather than with the context's error. Any other server error (a missing table) is KindInternal, not retryable.
 //
 // # Concurrency
 //

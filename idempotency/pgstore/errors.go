@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 
@@ -13,7 +14,8 @@ import (
 
 // mapError classifies an error from pgx as a contract error:
 //
-//   - context canceled: KindCanceled;
+//   - context canceled: KindCanceled (a statement the server canceled on
+//     the context's behalf, 57014, too: see canceledBy);
 //   - context deadline, a network timeout, statement_timeout (57014),
 //     lock_timeout (55P03) and transaction_timeout (25P04): KindTimeout,
 //     retryable — the statement may have run;
@@ -29,6 +31,7 @@ import (
 //   - any other server error (a missing table, a constraint): KindInternal.
 //
 // The cause stays wrapped: errors.As(err, new(*pgconn.PgError)) still works.
+// The caller's context is not known here: see canceledBy.
 func mapError(op string, err error) *contract.Error {
 	kind, code := contract.KindUnavailable, "pgstore.unavailable"
 	var pe *pgconn.PgError
@@ -70,4 +73,18 @@ func classifyPg(code string) (contract.Kind, string) {
 		return contract.KindUnavailable, "pgstore.insufficient_resources"
 	}
 	return contract.KindInternal, "pgstore.server_error"
+}
+
+// canceledBy marks err as the cancellation of ctx when ctx was canceled and
+// the server canceled the statement (57014). A pool whose connections
+// answer a canceled context with a cancel request to the server
+// (pgconn.CancelRequestContextWatcherHandler) gets the server's error
+// instead of ctx.Err(), which mapError alone would take for a statement
+// timeout.
+func canceledBy(ctx context.Context, err error) error {
+	var pe *pgconn.PgError
+	if errors.Is(ctx.Err(), context.Canceled) && errors.As(err, &pe) && pe.Code == "57014" {
+		return fmt.Errorf("%w: %w", context.Canceled, err)
+	}
+	return err
 }

@@ -466,7 +466,7 @@ func (s *Store) owned(ctx context.Context, op string, id []byte, n int64, err er
 
 // fail maps err to a contract error and logs it.
 func (s *Store) fail(ctx context.Context, op string, id []byte, err error) error {
-	e := mapError(op, err)
+	e := mapError(op, canceledBy(ctx, err))
 	if s.log != nil && e.Kind != contract.KindCanceled {
 		attrs := []slog.Attr{slog.String(logctx.KeyDependency, "postgresql"), slog.String("store_op", op),
 			slog.String("kind", e.Kind.String()), slog.Any("error", err)}

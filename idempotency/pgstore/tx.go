@@ -119,7 +119,7 @@ func runTx[T any](ctx context.Context, s *Store, key idempotency.Key, token uint
 	}
 	v, err = fn(ctx, tx)
 	if err != nil {
-		return zero, fnError(op, err, tx)
+		return zero, fnError(ctx, op, err, tx)
 	}
 	body, err := (idempotency.JSONCodec{}).Marshal(v)
 	if err != nil {
@@ -145,7 +145,7 @@ func runTx[T any](ctx context.Context, s *Store, key idempotency.Key, token uint
 
 // fnError maps the database failures among fn's errors to contract errors
 // (see DoTx) and leaves the caller's own errors alone.
-func fnError(op string, err error, tx pgx.Tx) error {
+func fnError(ctx context.Context, op string, err error, tx pgx.Tx) error {
 	var ce *contract.Error
 	if errors.As(err, &ce) {
 		return err
@@ -155,7 +155,7 @@ func fnError(op string, err error, tx pgx.Tx) error {
 	if errors.As(err, &pe) || errors.As(err, &ne) || errors.Is(err, context.Canceled) ||
 		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.EOF) ||
 		errors.Is(err, io.ErrUnexpectedEOF) || tx.Conn().IsClosed() {
-		return mapError(op, err)
+		return mapError(op, canceledBy(ctx, err))
 	}
 	return err
 }
