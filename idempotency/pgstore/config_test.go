@@ -39,6 +39,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"digit first", Config{Pool: p, Table: "1t"}, "Config.Table"},
 		{"long table", Config{Pool: p, Table: strings.Repeat("t", 49)}, "Config.Table"},
 		{"negative max", Config{Pool: p, MaxResultBytes: -1}, "Config.MaxResultBytes"},
+		{"max over PostgreSQL's field limit", Config{Pool: p, MaxResultBytes: 1 << 30}, "Config.MaxResultBytes"},
 		{"negative batch", Config{Pool: p, CleanupBatch: -5}, "Config.CleanupBatch"},
 		{"tiny lease", Config{Pool: p, TxLease: time.Microsecond}, "Config.TxLease"},
 		{"retention under lease", Config{Pool: p, TxLease: time.Minute, TxRetention: time.Second}, "Config.TxRetention"},

@@ -26,6 +26,13 @@ const (
 	DefaultTable          = "sadpath_idempotency"
 	DefaultMaxResultBytes = 16 << 20
 	DefaultCleanupBatch   = 1000
+
+	// MaxMaxResultBytes is the largest Config.MaxResultBytes: PostgreSQL
+	// keeps no field over 1 GB and reads no message over 1 GB, so a larger
+	// result could only fail as a database error, not as KindTooLarge (the
+	// executor then cannot record that the key ran, and a duplicate runs it
+	// again). A MiB is left for the statement's other parameters.
+	MaxMaxResultBytes = 1<<30 - 1<<20
 )
 
 // Config configures a Store. Zero fields take the documented defaults.
@@ -41,7 +48,7 @@ type Config struct {
 
 	// MaxResultBytes bounds the encoded size of a completed result;
 	// Complete refuses a larger one with a KindTooLarge error. Default
-	// DefaultMaxResultBytes (16 MiB).
+	// DefaultMaxResultBytes (16 MiB); at most MaxMaxResultBytes.
 	MaxResultBytes int
 
 	// CleanupBatch is how many expired rows DeleteExpired removes at most
@@ -111,6 +118,9 @@ func New(cfg Config) (*Store, error) {
 	var err error
 	if cfg.MaxResultBytes, err = positive("MaxResultBytes", cfg.MaxResultBytes, DefaultMaxResultBytes); err != nil {
 		return nil, err
+	}
+	if cfg.MaxResultBytes > MaxMaxResultBytes {
+		return nil, invalidConfig("MaxResultBytes", fmt.Sprintf("must be at most %d (PostgreSQL's 1 GB field limit), got %d", MaxMaxResultBytes, cfg.MaxResultBytes))
 	}
 	if cfg.CleanupBatch, err = positive("CleanupBatch", cfg.CleanupBatch, DefaultCleanupBatch); err != nil {
 		return nil, err
