@@ -447,3 +447,21 @@ func TestRunRejectsBadFlags(t *testing.T) {
 		}
 	}
 }
+
+// Blank is empty: a payer, payee or reference of white space only names no
+// account and no order, and must be refused like an empty one, before the
+// gateway charges it.
+func TestPaymentsRejectBlankFields(t *testing.T) {
+	f := start(t, stores(t)["memory"](t), &FakeGateway{})
+	blank := `{"amount_minor":1999,"currency":"EUR","payer":" ","payee":"\t","reference":"  \n"}`
+	r := f.do(t, "POST", "/payments", blank, auth("blank-1"))
+	if r.status != 422 {
+		t.Fatalf("blank payer, payee and reference: %d %s, want 422", r.status, r.body)
+	}
+	if got := strings.Join(problemParams(t, r), ","); got != "payer,payee,reference" {
+		t.Fatalf("invalid-params %s, want payer,payee,reference", got)
+	}
+	if got := f.gw.Calls(); got != 0 {
+		t.Fatalf("the gateway was called %d times for a blank payment, want 0", got)
+	}
+}

@@ -45,10 +45,15 @@ func (p *createPaymentRequest) validate() error {
 	v := contract.NewValidator()
 	v.Range("amount_minor", p.AmountMinor, 1, maxAmountMinor)
 	v.Currency("currency", p.Currency)
+	// Required first: white space only is empty too (" " names no
+	// account), and Length alone would accept it.
+	v.Required("payer", p.Payer)
 	v.Length("payer", p.Payer, 1, 64)
+	v.Required("payee", p.Payee)
 	if v.Length("payee", p.Payee, 1, 64) && p.Payer != "" {
 		v.Check(p.Payee != p.Payer, "payee", "must differ from payer")
 	}
+	v.Required("reference", p.Reference)
 	v.Length("reference", p.Reference, 1, 128)
 	return v.Err()
 }
