@@ -76,7 +76,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
-	if o.failRate < 0 || o.failRate > 1 {
+	if !(o.failRate >= 0 && o.failRate <= 1) { // also rejects NaN
 		return o, fmt.Errorf("-gateway-fail-rate must be in [0, 1], got %v", o.failRate)
 	}
 	if o.latency < 0 {

@@ -465,3 +465,14 @@ func TestPaymentsRejectBlankFields(t *testing.T) {
 		t.Fatalf("the gateway was called %d times for a blank payment, want 0", got)
 	}
 }
+
+// NaN is no rate: every comparison with it is false, so a range check
+// written as "< 0 || > 1" lets it through and the gateway silently never
+// fails. parseFlags, not run: run would serve on an accepted flag.
+func TestParseFlagsRejectsNaNFailRate(t *testing.T) {
+	for _, v := range []string{"NaN", "nan", "+Inf"} {
+		if o, err := parseFlags([]string{"-gateway-fail-rate", v}, io.Discard); err == nil {
+			t.Errorf("-gateway-fail-rate %s accepted as %v, want an error", v, o.failRate)
+		}
+	}
+}
