@@ -282,6 +282,14 @@ func chargeError(status int, out chargeResponse) error {
 //   - 401, 403, 404, 407, 410: the gateway refuses us (credentials, URL),
 //     not the payment: 500, details kept out of the answer. Nothing was
 //     charged and the key is released: a retry works once we are fixed.
+//   - 409 idempotency.response_not_stored (or result_not_stored): the
+//     gateway ran this key's charge but kept no answer to replay, so we
+//     cannot tell whether money moved: as for an unexpected charge status
+//     (see chargeError), 500 payments.gateway_unexpected, nothing
+//     recorded, logged as an error for reconciliation, the key released (a
+//     retry sends the same gateway key: never a second charge). Kept as
+//     the gateway's final "conflict", the client would take the payment
+//     for rejected and pay again under a new key.
 //   - any other 4xx is the gateway's final word on this payment (422 key
 //     reused, 402 declined, …): its kind is kept, in an error of our own, so
 //     the middleware stores the answer and a retry replays it without
@@ -301,6 +309,9 @@ func gatewayError(resp *http.Response) error {
 		s == http.StatusProxyAuthRequired, s == http.StatusGone:
 		return &contract.Error{Kind: contract.KindInternal, Op: "payments.create", Code: "payments.gateway_refused",
 			Detail: "the payment gateway refused our request", Cause: perr}
+	case s == http.StatusConflict && (code == "idempotency.response_not_stored" || code == "idempotency.result_not_stored"):
+		return &contract.Error{Kind: contract.KindInternal, Op: "payments.create", Code: "payments.gateway_unexpected",
+			Detail: "the payment gateway ran this charge but kept no answer (" + code + "); whether money moved is unknown", Cause: perr}
 	}
 	e := &contract.Error{Kind: contract.KindOf(perr), Op: "payments.create", Code: "payments.gateway_rejected",
 		Detail: "the payment gateway rejected the payment (" + code + ")", Cause: perr}

@@ -66,6 +66,11 @@ func TestGatewayErrorClassification(t *testing.T) {
 		{"402 declined", problem(402, "card_declined", nil), 422, "payments.gateway_rejected", 0},
 		{"400", problem(400, "malformed", nil), 400, "payments.gateway_rejected", 0},
 		{"409 conflict", problem(409, "charge.already_refunded", nil), 409, "payments.gateway_rejected", 0},
+		// The gateway ran the charge and kept no answer (too large to
+		// store): money may have moved. Not a rejection the client would
+		// take as final (and retry under a new key, charged twice).
+		{"409 response not stored", problem(409, "idempotency.response_not_stored", nil), 500, "payments.gateway_unexpected", 0},
+		{"409 result not stored", problem(409, "idempotency.result_not_stored", nil), 500, "payments.gateway_unexpected", 0},
 		{"401", problem(401, "unauthorized", nil), 500, "payments.gateway_refused", 0},
 		{"403", problem(403, "forbidden", nil), 500, "payments.gateway_refused", 0},
 		{"404", problem(404, "not_found", nil), 500, "payments.gateway_refused", 0},
