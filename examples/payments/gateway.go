@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -234,7 +235,7 @@ func (c *gatewayClient) charge(ctx context.Context, key string, req chargeReques
 		}
 		var out chargeResponse
 		if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&out); err != nil {
-			return chargeResponse{}, unavailable(err)
+			return chargeResponse{}, bodyError(resp.StatusCode, err)
 		}
 		if err := chargeError(resp.StatusCode, out); err != nil {
 			return chargeResponse{}, err
@@ -270,6 +271,23 @@ func chargeError(status int, out chargeResponse) error {
 	return &contract.Error{Kind: contract.KindInternal, Op: "payments.create", Code: "payments.gateway_unexpected",
 		Detail: fmt.Sprintf("the gateway answered %d with charge status %.32q and charge id %.64q, want %q with an id",
 			status, out.Status, out.ChargeID, chargeSucceeded)}
+}
+
+// bodyError classifies a 200/201 whose body did not decode. A body cut
+// short on its way (a read error, or JSON ending early) may arrive whole
+// next time: 503, retry. A body that is not a charge (not JSON, a field of
+// the wrong type) is the gateway's answer itself, replayed to every retry
+// under the same key: like an unexpected charge status (see chargeError),
+// we cannot tell whether money moved, so it is a 500
+// payments.gateway_unexpected, logged as an error for reconciliation.
+func bodyError(status int, err error) error {
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	if !errors.As(err, &syntax) && !errors.As(err, &typ) {
+		return unavailable(err)
+	}
+	return &contract.Error{Kind: contract.KindInternal, Op: "payments.create", Code: "payments.gateway_unexpected",
+		Detail: fmt.Sprintf("the gateway answered %d with a body that is not a charge", status), Cause: err}
 }
 
 // gatewayError turns a gateway answer other than 200/201 into the answer our

@@ -272,6 +272,11 @@ func TestPaymentsChargeStatus(t *testing.T) {
 		{"unknown status", `{"charge_id":"ch_1","status":"captured"}`, 500, "payments.gateway_unexpected", false},
 		{"no status", `{"charge_id":"ch_1"}`, 500, "payments.gateway_unexpected", false},
 		{"succeeded without a charge id", `{"status":"succeeded"}`, 500, "payments.gateway_unexpected", false},
+		// A 201 whose body is not a charge at all: the gateway replays it
+		// to every retry, so it is as unexpected as an unknown status, not
+		// a 503 "retry" answered forever and logged as a mere warning.
+		{"not JSON", `<html>charged</html>`, 500, "payments.gateway_unexpected", false},
+		{"wrong type", `{"charge_id":17,"status":"succeeded"}`, 500, "payments.gateway_unexpected", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var calls atomic.Int64
