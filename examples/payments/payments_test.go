@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sadpath/sadpath/contract"
 	"github.com/sadpath/sadpath/idempotency"
 	"github.com/sadpath/sadpath/idempotency/pgstore"
 	"github.com/sadpath/sadpath/idempotency/redisstore"
@@ -473,6 +475,35 @@ func TestParseFlagsRejectsNaNFailRate(t *testing.T) {
 	for _, v := range []string{"NaN", "nan", "+Inf"} {
 		if o, err := parseFlags([]string{"-gateway-fail-rate", v}, io.Discard); err == nil {
 			t.Errorf("-gateway-fail-rate %s accepted as %v, want an error", v, o.failRate)
+		}
+	}
+}
+
+// A gateway URL the client cannot call (no scheme, another scheme, no
+// host) or would call wrongly (a query or fragment the charge path is
+// appended after, a trailing slash making "//charges") is a configuration
+// error at start, not a 503 "retry" on every payment.
+func TestNewHandlerRejectsBadGatewayURL(t *testing.T) {
+	store := stores(t)["memory"](t)
+	logger := slog.New(slog.DiscardHandler)
+	for _, u := range []string{
+		"gateway.internal:8443",
+		"localhost",
+		"ftp://gateway.internal",
+		"http://",
+		"http://gateway.internal/?token=x",
+		"http://gateway.internal#x",
+		"http://gateway.internal/",
+		" http://gateway.internal",
+	} {
+		_, err := NewHandler(Config{Store: store, GatewayURL: u, Logger: logger})
+		if !errors.Is(err, contract.ErrInvalid) {
+			t.Errorf("GatewayURL %q: %v, want an invalid config error", u, err)
+		}
+	}
+	for _, u := range []string{"http://127.0.0.1:8081", "https://gateway.internal/v1"} {
+		if _, err := NewHandler(Config{Store: store, GatewayURL: u, Logger: logger}); err != nil {
+			t.Errorf("GatewayURL %q: %v, want it accepted", u, err)
 		}
 	}
 }

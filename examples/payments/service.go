@@ -6,7 +6,10 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -128,7 +131,7 @@ func (s *payments) list(owner string) []Payment {
 // Config wires a payments service.
 type Config struct {
 	Store      idempotency.Store // idempotency records; required
-	GatewayURL string            // base URL of the payment gateway; required
+	GatewayURL string            // base URL of the payment gateway (http or https; no query, fragment or trailing slash); required
 	Logger     *slog.Logger      // JSON logs with coordinates; required
 }
 
@@ -144,6 +147,9 @@ type apiKeyCtx struct{}
 func NewHandler(cfg Config) (http.Handler, error) {
 	if cfg.Store == nil || cfg.GatewayURL == "" || cfg.Logger == nil {
 		return nil, contract.New(contract.KindInvalid, "payments.NewHandler", "Store, GatewayURL and Logger are required").WithCode("config.invalid")
+	}
+	if reason := badGatewayURL(cfg.GatewayURL); reason != "" {
+		return nil, contract.New(contract.KindInvalid, "payments.NewHandler", "GatewayURL: "+reason).WithCode("config.invalid")
 	}
 	gw, err := newGatewayClient(cfg.GatewayURL, cfg.Logger)
 	if err != nil {
@@ -180,6 +186,27 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		return nil, err
 	}
 	return access(mux), nil
+}
+
+// badGatewayURL says what is wrong with the gateway's base URL, "" when
+// nothing: it must be an absolute http or https URL with a host, to which
+// charge appends "/charges", so no query, fragment or trailing slash. The
+// reason never quotes the URL (it may carry credentials).
+func badGatewayURL(s string) string {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return "must be an absolute http or https URL"
+	case u.Scheme != "http" && u.Scheme != "https":
+		return "must be an absolute http or https URL, got scheme " + strconv.Quote(u.Scheme)
+	case u.Host == "":
+		return "must name a host"
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(s, "#"):
+		return "must have no query or fragment (\"/charges\" is appended to it)"
+	case strings.HasSuffix(u.Path, "/"):
+		return "must not end in \"/\" (\"/charges\" is appended to it)"
+	}
+	return ""
 }
 
 // authenticate requires X-Api-Key (any non-empty value, in the example) and
