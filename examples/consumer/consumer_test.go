@@ -610,3 +610,26 @@ func TestNATSModeUnreachable(t *testing.T) {
 		t.Errorf("got %v, want unavailable", err)
 	}
 }
+
+// The summary names the NATS server, never its credentials: a URL with a
+// user and password (or a token as user) is printed without them.
+func TestReportHidesNATSCredentials(t *testing.T) {
+	for _, u := range []string{
+		"nats://alice:s3cret@127.0.0.1:4222",
+		"nats://s3cret@127.0.0.1:4222",
+		"nats://127.0.0.1:4222,tls://bob:s3cret@nats.internal:4222",
+		"alice:s3cret@127.0.0.1:4222",
+		"127.0.0.1:4222",
+	} {
+		r := &Report{Mode: "nats", Options: Options{NATSURL: u, Stream: DefaultStream}}
+		var b bytes.Buffer
+		r.Write(&b)
+		out := b.String()
+		if strings.Contains(out, "s3cret") {
+			t.Errorf("-nats %s: the summary prints the credentials:\n%s", u, out)
+		}
+		if !strings.Contains(out, "127.0.0.1:4222") {
+			t.Errorf("-nats %s: the summary no longer names the server:\n%s", u, out)
+		}
+	}
+}

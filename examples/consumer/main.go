@@ -8,9 +8,11 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"net/url"
 	"os"
 	"os/signal"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -85,7 +87,7 @@ func (r *Report) Write(w io.Writer) {
 	o, c, p := r.Options, r.Counts, r.Produced
 	fmt.Fprintf(w, "sadpath consumer example — %s broker", r.Mode)
 	if r.Mode == "nats" {
-		fmt.Fprintf(w, " (%s, stream %s)", o.NATSURL, o.Stream)
+		fmt.Fprintf(w, " (%s, stream %s)", redactURLs(o.NATSURL), o.Stream)
 	}
 	fmt.Fprintf(w, ", seed %d\n\n", o.Seed)
 
@@ -142,4 +144,27 @@ func (r *Report) Write(w io.Writer) {
 	for _, p := range r.Problems {
 		fmt.Fprintf(w, "  - %s\n", p)
 	}
+}
+
+// redactURLs returns the comma-separated server URLs of -nats without
+// their credentials (user and password, or a token in the user's place):
+// "nats://alice:pw@host:4222" is printed as "nats://[REDACTED]@host:4222".
+// A part without a scheme is read as nats.Connect does (nats://); one that
+// does not parse as a URL is replaced whole.
+func redactURLs(list string) string {
+	parts := strings.Split(list, ",")
+	for i, p := range parts {
+		if p = strings.TrimSpace(p); !strings.Contains(p, "://") {
+			p = "nats://" + p // as nats.Connect reads it
+		}
+		u, err := url.Parse(p)
+		switch {
+		case err != nil:
+			parts[i] = "[REDACTED]"
+		case u.User != nil:
+			u.User = nil
+			parts[i] = strings.Replace(u.String(), "://", "://[REDACTED]@", 1)
+		}
+	}
+	return strings.Join(parts, ",")
 }
