@@ -160,7 +160,12 @@ func newGatewayClient(url string, logger *slog.Logger) (*gatewayClient, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &gatewayClient{url: url, http: &http.Client{Transport: rt, Timeout: chargeTimeout}, bulkhead: bh}, nil
+	// Redirects are not followed: a 307 or 308 would send the charge (its
+	// payer, payee and Idempotency-Key) to whatever host the answer names,
+	// and a 301/302/303 turn it into a GET whose answer would be taken for
+	// the charge's. The 3xx reaches gatewayError: 503, ask again later.
+	noRedirect := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &gatewayClient{url: url, http: &http.Client{Transport: rt, Timeout: chargeTimeout, CheckRedirect: noRedirect}, bulkhead: bh}, nil
 }
 
 // gatewayKey derives the key sent to the gateway from the caller's scope and

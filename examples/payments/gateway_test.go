@@ -541,3 +541,35 @@ func waitClosed(t *testing.T, ch <-chan struct{}, what string) {
 		t.Fatalf("timed out waiting for %s", what)
 	}
 }
+
+// A gateway answer that redirects (307/308 keep the method and body) is not
+// followed: the charge, its payer and payee and its Idempotency-Key never
+// go to a host the service was not configured with, and the 3xx is the
+// documented 503 "ask again later", nothing recorded.
+func TestPaymentsGatewayRedirectNotFollowed(t *testing.T) {
+	var elsewhere atomic.Int64
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		elsewhere.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		_, _ = w.Write([]byte(`{"charge_id":"ch_elsewhere","status":"succeeded"}`))
+	}))
+	t.Cleanup(other.Close)
+	for _, status := range []int{http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther, http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
+		t.Run(fmt.Sprint(status), func(t *testing.T) {
+			f := startWrapped(t, stores(t)["memory"](t), &FakeGateway{}, func(http.Handler) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					http.Redirect(w, r, other.URL+"/charges", status)
+				})
+			})
+			r := f.do(t, "POST", "/payments", goodBody, auth(fmt.Sprint("redirect-", status)))
+			if n := elsewhere.Load(); n != 0 {
+				t.Fatalf("the charge was sent %d times to the host the gateway redirected to", n)
+			}
+			var p contract.Problem
+			if r.status != 503 || json.Unmarshal(r.body, &p) != nil || p.Code != "payments.gateway_unavailable" {
+				t.Fatalf("gateway answered %d: we answer %d %s, want 503 payments.gateway_unavailable", status, r.status, r.body)
+			}
+		})
+	}
+}
