@@ -39,6 +39,14 @@ once its context is done: no held event is applied on the way out). A failed
 acknowledgement is logged and left to the ack wait: the redelivery is
 dropped by deduplication.
 
+A failed pull is logged ("pull failed") and retried after MaxWait: a
+connection that is reconnecting recovers on its own. Run returns an error
+when nothing more can be consumed: the pull consumer was deleted
+(KindNotFound), or the NATS connection is closed for good — nc.Close, its
+reconnect limit reached — or draining (KindUnavailable, matching
+nats.ErrConnectionClosed or nats.ErrConnectionDraining): restart it on a new
+connection, or exit.
+
 # Held messages and MaxAckPending
 
 Held messages stay unacknowledged until the Guard settles them, and gap

@@ -127,8 +127,13 @@ func New(cfg Config) (*Adapter, error) {
 // is done, the message being handled finishes and the rest of the batch is
 // handed back (NAK without delay): JetStream redelivers it at once; the
 // hold is not swept on the way out.
-// Failed pulls (server unavailable) are logged and retried after MaxWait;
-// Run returns an error only when the consumer no longer exists.
+// Failed pulls (server unavailable, a connection reconnecting) are logged
+// and retried after MaxWait. Run returns an error when it can consume no
+// more: KindNotFound (code "jetstream.consumer_gone") when the consumer no
+// longer exists, and KindUnavailable (code "jetstream.connection_closed",
+// matching nats.ErrConnectionClosed or nats.ErrConnectionDraining) once the
+// NATS connection is closed for good (nc.Close, its reconnect limit
+// reached) or draining.
 func (a *Adapter) Run(ctx context.Context) error {
 	for ctx.Err() == nil {
 		// The server ends the pull after MaxWait: no message is sent to a
@@ -157,6 +162,10 @@ func (a *Adapter) Run(ctx context.Context) error {
 		case err == nil, ctx.Err() != nil, errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
 		case errors.Is(err, js.ErrConsumerDeleted), errors.Is(err, js.ErrConsumerNotFound):
 			return &contract.Error{Kind: contract.KindNotFound, Code: "jetstream.consumer_gone", Op: "consumer/jetstream", Cause: err}
+		case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionDraining):
+			// No pull will ever succeed again: the connection does not
+			// reconnect once closed.
+			return &contract.Error{Kind: contract.KindUnavailable, Code: "jetstream.connection_closed", Op: "consumer/jetstream", Cause: err}
 		default:
 			logctx.Decision(ctx, a.log, slog.LevelWarn, "pull failed", "jetstream: "+err.Error())
 			select {

@@ -321,7 +321,7 @@ func TestPublishOversizedIsNotRetryable(t *testing.T) {
 }
 
 func TestMalformedMessageIsTerminated(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	j, streamName, subj := stream(t)
 	if _, err := j.Publish(ctx, subj+".bad", []byte(`{"not":"an event"`)); err != nil {
@@ -909,5 +909,64 @@ func TestMaxDeliverMustExceedMaxAttempts(t *testing.T) {
 		if ce := contract.As(err); !errors.Is(err, contract.ErrInvalid) || ce.Code != "config.invalid" || ce.Detail != tc.want {
 			t.Fatalf("MaxDeliver %d: New: %v, want %q", tc.maxDeliver, err, tc.want)
 		}
+	}
+}
+
+// TestRunReturnsWhenConnectionClosed: once the NATS connection is closed for
+// good (nc.Close, or its reconnect limit reached), every pull fails with
+// nats.ErrConnectionClosed: Run returned only with its context, logging
+// "pull failed" every MaxWait while nothing was consumed. It returns an
+// error matching nats.ErrConnectionClosed instead, whether the connection
+// closed before Run or while it was pulling.
+func TestRunReturnsWhenConnectionClosed(t *testing.T) {
+	for _, during := range []bool{false, true} {
+		t.Run(fmt.Sprintf("during=%v", during), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			j, streamName, subj := stream(t)
+			e := contract.Event{ID: "e1", Source: "/ledger", SpecVersion: "1.0", Type: "t.v1", Subject: "acct", Sequence: 1}
+			if _, err := jetstream.Publish(ctx, j, subj+".events", &e); err != nil {
+				t.Fatal(err)
+			}
+			nc, err := nats.Connect(testenv.NATSURL(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			own, err := js.New(nc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pullConsumer(t, j, streamName, time.Minute)
+			pull, err := own.Consumer(ctx, streamName, "projection")
+			if err != nil {
+				t.Fatal(err)
+			}
+			handled := make(chan struct{}, 1)
+			c, err := consumer.New(consumer.Config{Handler: func(context.Context, *contract.Event) error {
+				handled <- struct{}{}
+				return nil
+			}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, err := jetstream.New(jetstream.Config{Pull: pull, Consumer: c, MaxWait: 50 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !during {
+				nc.Close()
+			}
+			done := make(chan error, 1)
+			go func() { done <- a.Run(ctx) }()
+			if during {
+				<-handled // Run is pulling
+				nc.Close()
+			}
+			err = <-done
+			if !errors.Is(err, nats.ErrConnectionClosed) || !errors.Is(err, contract.ErrUnavailable) || ctx.Err() != nil {
+				t.Fatalf("Run over a closed connection: %v (context: %v), want an error matching nats.ErrConnectionClosed before the context ends", err, ctx.Err())
+			}
+		})
 	}
 }
