@@ -40,13 +40,18 @@ type Config struct {
 
 	// MaxWait is how long one pull waits for messages; it is also the
 	// period at which held gaps are swept (consumer.Consumer.Sweep). Zero
-	// means 1s. It must not exceed the pull consumer's MaxRequestExpires,
-	// when set (checked as Batch is).
+	// means 1s. It must be at least 10ms: a pull of a few microseconds
+	// expires on the server before it is served, and Run would spin
+	// without handling a message. It must not exceed the pull consumer's
+	// MaxRequestExpires, when set (checked as Batch is).
 	MaxWait time.Duration
 
 	// Logger receives pull and acknowledgement failures. Nil means no logging.
 	Logger *slog.Logger
 }
+
+// minMaxWait is the smallest Config.MaxWait New accepts.
+const minMaxWait = 10 * time.Millisecond
 
 // Adapter feeds a JetStream pull consumer to a consumer.Consumer and acts
 // on its decisions: Ack, NAK with delay (Retry), Term (DeadLetter), and
@@ -75,6 +80,10 @@ func New(cfg Config) (*Adapter, error) {
 		return nil, bad("Config.Batch: must be >= 0, got %d", cfg.Batch)
 	case cfg.MaxWait < 0:
 		return nil, bad("Config.MaxWait: must be >= 0, got %s", cfg.MaxWait)
+	case cfg.MaxWait > 0 && cfg.MaxWait < minMaxWait:
+		// The server drops a pull that expired before it was served:
+		// every pull would come back empty, messages waiting or not.
+		return nil, bad("Config.MaxWait: must be at least %s, got %s: a shorter pull expires before the server serves it", minMaxWait, cfg.MaxWait)
 	}
 	a := &Adapter{pull: cfg.Pull, c: cfg.Consumer, batch: cfg.Batch, maxWait: cfg.MaxWait, log: cfg.Logger}
 	if a.batch == 0 {

@@ -970,3 +970,35 @@ func TestRunReturnsWhenConnectionClosed(t *testing.T) {
 		})
 	}
 }
+
+// TestMaxWaitHasAMinimum: a pull whose MaxWait is a few microseconds
+// expires on the server before it is served: on a stream with messages
+// waiting, pulls of 1µs got none (and of 100µs about a third), so Run spun
+// without handling anything. New refuses a MaxWait below 10ms, naming it.
+func TestMaxWaitHasAMinimum(t *testing.T) {
+	c, err := consumer.New(consumer.Config{Handler: func(context.Context, *contract.Event) error { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		wait time.Duration
+		want string // "" when accepted
+	}{
+		{time.Nanosecond, "Config.MaxWait: must be at least 10ms, got 1ns: a shorter pull expires before the server serves it"},
+		{time.Microsecond, "Config.MaxWait: must be at least 10ms, got 1µs: a shorter pull expires before the server serves it"},
+		{10*time.Millisecond - 1, "Config.MaxWait: must be at least 10ms, got 9.999999ms: a shorter pull expires before the server serves it"},
+		{10 * time.Millisecond, ""},
+		{0, ""}, // the default, 1s
+	} {
+		_, err := jetstream.New(jetstream.Config{Pull: fakePull{}, Consumer: c, MaxWait: tc.wait})
+		if tc.want == "" {
+			if err != nil {
+				t.Fatalf("MaxWait %s: New: %v, want accepted", tc.wait, err)
+			}
+			continue
+		}
+		if ce := contract.As(err); !errors.Is(err, contract.ErrInvalid) || ce.Code != "config.invalid" || ce.Detail != tc.want {
+			t.Fatalf("MaxWait %s: New: %v, want %q", tc.wait, err, tc.want)
+		}
+	}
+}
