@@ -7,8 +7,10 @@ import (
 
 // Clock tells the time and waits. Policy, RatioBudget and Transport read time
 // and sleep only through it, so tests drive them with a fake
-// (retrytest.Clock) that never sleeps on real time. A nil Clock in a config
-// means the system clock.
+// (retrytest.Clock) that never sleeps on real time; the one exception is
+// TransportConfig.BodyTimeout, a real-time bound on a blocked body read,
+// which a fake clock could never end. A nil Clock in a config means the
+// system clock.
 //
 // Sleep waits for d or until ctx is done, whichever comes first, and returns
 // ctx.Err() in the latter case. It must return at once when ctx is already

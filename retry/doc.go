@@ -146,8 +146,11 @@ server drains for a deploy, or lost to an unanswered PING included) and
 "overloaded" (a body [contract.IsJSONMediaType] accepts is peeked at,
 bounded by [contract.MaxProblemBody]), rewinds bodies with GetBody (a body
 without GetBody gets one attempt), drains and closes every discarded
-response, and sets http.request.resend_count on the request's span. When
-it gives up on a status the caller receives the last response, body intact;
+response (each peek and drain bounded by [TransportConfig.BodyTimeout], 1s
+by default, so a body stalled after its header cannot hang RoundTrip),
+and sets http.request.resend_count on the request's span. When
+it gives up on a status the caller receives the last response, body intact
+(but for a body that stalled past BodyTimeout);
 when it gives up on attempts that timed out, the http.Client's error is
 still a timeout to os.IsTimeout (see [Error.Timeout]).
 

@@ -169,8 +169,8 @@ func (c *call) failed(ctx context.Context, n int, err error, beforeWait func()) 
 	if p.budget != nil && !p.budget.Retry() {
 		return 0, c.stopAt(ctx, now, n, StopBudget, err, nil)
 	}
-	// Draining the discarded response (bounded only by the attempt's
-	// context) and the OnRetry hook take time that now did not see: the
+	// Draining the discarded response (bounded by the attempt's context
+	// and the Transport's BodyTimeout) and the OnRetry hook take time that now did not see: the
 	// retry must still fit, on a fresh reading of the clock, before it is
 	// logged and the wait begins. A retry dropped here was granted by the
 	// budget, which then counts one retry too many: the safe side. A

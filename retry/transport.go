@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
@@ -25,6 +26,9 @@ const IdempotencyKeyHeader = "Idempotency-Key"
 // maxDrain is the most of a discarded response body read so its connection
 // can be reused; a longer body is closed unread.
 const maxDrain = 64 << 10
+
+// DefaultBodyTimeout is the default TransportConfig.BodyTimeout.
+const DefaultBodyTimeout = time.Second
 
 // TransportConfig configures a Transport. Zero fields mean the defaults.
 type TransportConfig struct {
@@ -47,6 +51,16 @@ type TransportConfig struct {
 	// not carry it. It must not be IdempotencyKeyHeader, whose value must
 	// stay the same on every attempt. Default: no header.
 	ResendCountHeader string
+	// BodyTimeout bounds, in real time (not the Policy's Clock), each read
+	// the Transport makes of a retryable-status response body itself: the
+	// peek at a problem body and the drain of a discarded response. A body
+	// still stalled then is closed, so its connection is not reused; the
+	// peek then falls back to the status and headers alone, and the caller
+	// reading the last answer gets the bytes peeked, then a KindTimeout
+	// error. Without it, a server stalling after the header would hang
+	// RoundTrip when neither the context nor AttemptTimeout has a
+	// deadline. Default DefaultBodyTimeout (1s); must be >= 0.
+	BodyTimeout time.Duration
 }
 
 // Transport is an http.RoundTripper that retries safe requests: those with
@@ -62,7 +76,9 @@ type TransportConfig struct {
 // contract.ParseProblem decodes, see contract.IsJSONMediaType) stops at
 // once, bodies are rewound through GetBody, and every discarded response is
 // drained (up to 64 KiB) and closed before the wait, so its connection is
-// reused. When the Policy gives up on a status the last response is returned
+// reused; each of those reads is bounded by BodyTimeout (1s by default),
+// so a body stalled after its header never hangs RoundTrip. When the
+// Policy gives up on a status the last response is returned
 // as is, with a nil error, like any RoundTripper; when it gives up on a
 // connection error, because the context ended during a wait, or because
 // draining the discarded response took the time the retry needed
@@ -81,13 +97,20 @@ type Transport struct {
 	statuses []int
 	genKey   bool
 	header   string
+	bodyWait time.Duration // TransportConfig.BodyTimeout
 }
 
 var _ http.RoundTripper = (*Transport)(nil)
 
 // NewTransport validates cfg and returns the Transport.
 func NewTransport(cfg TransportConfig) (*Transport, error) {
-	t := &Transport{base: cfg.Base, p: cfg.Policy, genKey: cfg.GenerateIdempotencyKey}
+	t := &Transport{base: cfg.Base, p: cfg.Policy, genKey: cfg.GenerateIdempotencyKey, bodyWait: cfg.BodyTimeout}
+	if t.bodyWait < 0 {
+		return nil, configError("TransportConfig.BodyTimeout", "must be >= 0, got %s", t.bodyWait)
+	}
+	if t.bodyWait == 0 {
+		t.bodyWait = DefaultBodyTimeout
+	}
 	if t.base == nil {
 		t.base = http.DefaultTransport
 	}
@@ -209,7 +232,7 @@ type attempts struct {
 // connection goes back to the pool while the client sleeps.
 func (a *attempts) discard() {
 	if a.pending != nil {
-		drain(a.pending.Body)
+		drain(a.pending.Body, a.t.bodyWait)
 		a.pending = nil
 	}
 }
@@ -259,7 +282,7 @@ func (a *attempts) try(ctx context.Context) (*http.Response, error) {
 		return resp, nil
 	}
 	a.pending = resp
-	return resp, statusError(resp, p)
+	return resp, statusError(resp, p, t.bodyWait)
 }
 
 func (t *Transport) retryStatus(code int) bool {
@@ -275,17 +298,25 @@ func (t *Transport) retryStatus(code int) bool {
 // status and Retry-After, refined by a problem body's code ("overloaded").
 // A body contract.ParseProblem would decode (contract.IsJSONMediaType: a
 // JSON or +json type in any case, or no Content-Type) is read, at most
-// contract.MaxProblemBody+1 bytes, and put back, so the caller can still
-// read it when this is the last answer.
-func statusError(resp *http.Response, p *Policy) error {
+// contract.MaxProblemBody+1 bytes within wait, and put back, so the caller
+// can still read it when this is the last answer. A body not read within
+// wait is closed and the decision rests on the status and headers alone;
+// the caller then reads the bytes peeked, then bodyStalled's error.
+func statusError(resp *http.Response, p *Policy, wait time.Duration) error {
 	now := p.clock.Now()
 	var e *contract.Error
-	if resp.Body != nil && resp.Body != http.NoBody && contract.IsJSONMediaType(resp.Header.Get("Content-Type")) {
-		buf, rerr := io.ReadAll(io.LimitReader(resp.Body, contract.MaxProblemBody+1))
-		resp.Body = &replayBody{Reader: io.MultiReader(bytes.NewReader(buf), errReader{rerr}, resp.Body), c: resp.Body}
-		peek := *resp
-		peek.Body = io.NopCloser(bytes.NewReader(buf))
-		e = contract.As(contract.ParseProblemAt(&peek, now))
+	if body := resp.Body; body != nil && body != http.NoBody && contract.IsJSONMediaType(resp.Header.Get("Content-Type")) {
+		var buf []byte
+		var rerr error
+		if readWithin(body, wait, func() { buf, rerr = io.ReadAll(io.LimitReader(body, contract.MaxProblemBody+1)) }) {
+			resp.Body = &replayBody{Reader: io.MultiReader(bytes.NewReader(buf), errReader{rerr}, body), c: body}
+			peek := *resp
+			peek.Body = io.NopCloser(bytes.NewReader(buf))
+			e = contract.As(contract.ParseProblemAt(&peek, now))
+		} else {
+			resp.Body = &replayBody{Reader: io.MultiReader(bytes.NewReader(buf), errReader{bodyStalled()}), c: body}
+			e = contract.ErrorFromStatusAt(resp.StatusCode, resp.Header, now)
+		}
 	} else {
 		e = contract.ErrorFromStatusAt(resp.StatusCode, resp.Header, now)
 	}
@@ -354,12 +385,37 @@ func h2ConnectionLost(err error) bool {
 	return false
 }
 
-func drain(b io.ReadCloser) {
+// bodyStalled is what the caller reads, after the bytes peeked, from a
+// last answer whose body did not arrive within BodyTimeout.
+func bodyStalled() error {
+	return contract.New(contract.KindTimeout, "retry.Transport", "response body stalled past TransportConfig.BodyTimeout; closed")
+}
+
+// drain reads up to maxDrain of b within wait, then closes it.
+func drain(b io.ReadCloser, wait time.Duration) {
 	if b == nil {
 		return
 	}
-	_, _ = io.CopyN(io.Discard, b, maxDrain)
+	readWithin(b, wait, func() { _, _ = io.CopyN(io.Discard, b, maxDrain) })
 	_ = b.Close()
+}
+
+// readWithin runs read, which reads b, and closes b if read has not
+// returned within wait (closing an HTTP response body ends a read blocked
+// on it, and drops its connection). It reports whether read finished in
+// time; when it did not, b is closed when readWithin returns.
+func readWithin(b io.Closer, wait time.Duration, read func()) bool {
+	closed := make(chan struct{})
+	tm := time.AfterFunc(wait, func() {
+		_ = b.Close()
+		close(closed)
+	})
+	read()
+	if tm.Stop() {
+		return true
+	}
+	<-closed
+	return false
 }
 
 // cancelBody ends the attempt's context when the body is closed.

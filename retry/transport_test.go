@@ -948,3 +948,75 @@ func TestTransportAttemptTimeoutNilResponseBody(t *testing.T) {
 		})
 	}
 }
+
+// TestTransportStalledBodyIsBounded: with no deadline and no
+// AttemptTimeout, a server that sends a 503 header and then stalls its
+// body hung RoundTrip forever, in the peek at a problem body (even on the
+// last attempt, whose answer the caller never got) or in the drain of a
+// discarded answer. Both are bounded by BodyTimeout now: the body is
+// closed, and the decision rests on the status alone.
+func TestTransportStalledBodyIsBounded(t *testing.T) {
+	for _, tt := range []struct {
+		name        string
+		contentType string
+		maxAttempts int
+		want        int
+	}{
+		{"peek on the last attempt", "application/problem+json", 1, 503},
+		{"peek, then retry on the status", "application/problem+json", 2, 200},
+		{"drain before a retry", "text/plain", 2, 200},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			release := make(chan struct{})
+			var hits atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if hits.Add(1) > 1 {
+					_, _ = w.Write([]byte("ok"))
+					return
+				}
+				w.Header().Set("Content-Type", tt.contentType)
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_, _ = w.Write([]byte(`{"type":"about:blank","co`))
+				http.NewResponseController(w).Flush()
+				select {
+				case <-release:
+				case <-r.Context().Done():
+				}
+			}))
+			defer srv.Close()
+			defer close(release) // before srv.Close, which waits for the handler
+			base := srv.Client().Transport.(*http.Transport)
+			defer base.CloseIdleConnections()
+			clk := retrytest.NewClock()
+			tr := newTransport(t, base, clk, retry.TransportConfig{BodyTimeout: 20 * time.Millisecond},
+				retry.Config{MaxAttempts: tt.maxAttempts})
+			type result struct {
+				resp *http.Response
+				err  error
+			}
+			done := make(chan result, 1)
+			go func() {
+				req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+				resp, err := tr.RoundTrip(req)
+				done <- result{resp, err}
+			}()
+			var res result
+			select {
+			case res = <-done:
+			case <-time.After(30 * time.Second): // a hang guard, not a timing assertion
+				t.Fatal("RoundTrip still blocked on the stalled body after 30s")
+			}
+			if res.err != nil || res.resp.StatusCode != tt.want {
+				t.Fatalf("RoundTrip = %v, %v; want %d", res.resp, res.err, tt.want)
+			}
+			b, err := io.ReadAll(res.resp.Body)
+			res.resp.Body.Close()
+			if tt.want == 503 && (err == nil || string(b) != `{"type":"about:blank","co`) {
+				t.Errorf("stalled body read %q, %v; want the bytes peeked, then an error", b, err)
+			}
+			if tt.want == 200 && (err != nil || string(b) != "ok" || hits.Load() != 2) {
+				t.Errorf("body %q, %v after %d hits; want \"ok\" after 2", b, err, hits.Load())
+			}
+		})
+	}
+}
