@@ -87,13 +87,19 @@ type TransportConfig struct {
 // drain instead, down to what is left of MaxElapsedTime (see
 // Config.OnRetry).
 //
+// With a Budget, the Transport reports as Do does: a Call per request it
+// may retry, a Failure per connection error or RetryStatuses answer, and
+// a Success per answer below 400; another status (a 500, a 404) says
+// nothing about the dependency's health and is not reported, as a
+// permanent error is not.
+//
 // On a retried request the span in the request's context gets the
 // attribute http.request.resend_count (unless the Policy's telemetry is
 // off). A Transport is safe for concurrent use.
 type Transport struct {
 	base     http.RoundTripper
 	p        *Policy
-	loop     *Policy // p without AttemptTimeout: try applies it itself
+	loop     *Policy // p without AttemptTimeout and Budget.Success: try applies them itself
 	statuses []int
 	genKey   bool
 	header   string
@@ -118,12 +124,16 @@ func NewTransport(cfg TransportConfig) (*Transport, error) {
 		t.p = defaultPolicy
 	}
 	// The attempt timeout must last until the response body is closed, so
-	// try applies it, not Do; the copy keeps p's budget, hooks, telemetry
-	// and deadline reserve.
+	// try applies it, not Do; and only try knows whether an answer that
+	// ends the retries is a success (see answeredBudget). The copy keeps
+	// p's budget otherwise, its hooks, telemetry and deadline reserve.
 	t.loop = t.p
-	if t.p.attemptTimeout > 0 {
+	if t.p.attemptTimeout > 0 || t.p.budget != nil {
 		c := *t.p
 		c.attemptTimeout = 0
+		if c.budget != nil {
+			c.budget = answeredBudget{c.budget}
+		}
 		c.plain = c.budget == nil
 		t.loop = &c
 	}
@@ -279,11 +289,23 @@ func (a *attempts) try(ctx context.Context) (*http.Response, error) {
 		resp.Body = withCancel(resp.Body, cancel)
 	}
 	if !t.retryStatus(resp.StatusCode) {
+		if p.budget != nil && resp.StatusCode < 400 {
+			p.budget.Success()
+		}
 		return resp, nil
 	}
 	a.pending = resp
 	return resp, statusError(resp, p, t.bodyWait)
 }
+
+// answeredBudget is the Policy's Budget as the Transport's loop sees it:
+// Do reports a Success for every answer that ends the retries, but only an
+// answer below 400 is one; another status outside RetryStatuses (a 500, a
+// 404) says nothing, like a permanent error in Do. try reports successes
+// to the Budget itself.
+type answeredBudget struct{ Budget }
+
+func (answeredBudget) Success() {}
 
 func (t *Transport) retryStatus(code int) bool {
 	for _, s := range t.statuses {

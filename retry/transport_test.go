@@ -1020,3 +1020,37 @@ func TestTransportStalledBodyIsBounded(t *testing.T) {
 		})
 	}
 }
+
+// TestTransportBudgetCountsOnlyHealthyAnswers: the Budget hears what Do
+// tells it, a Success per successful attempt and nothing for a permanent
+// failure. The Transport reported every answer outside RetryStatuses as a
+// success, so a dependency answering 500 refunded TokenBucket tokens (0.1
+// each) and kept retries flowing to it. Only an answer below 400 is a
+// success now; other statuses say nothing, like a permanent error.
+func TestTransportBudgetCountsOnlyHealthyAnswers(t *testing.T) {
+	for _, tt := range []struct {
+		steps                      []step
+		calls, successes, failures int64
+	}{
+		{[]step{{status: 200}}, 1, 1, 0},
+		{[]step{{status: 304}}, 1, 1, 0},
+		{[]step{{status: 500}}, 1, 0, 0},
+		{[]step{{status: 404}}, 1, 0, 0},
+		{[]step{{status: 503}, {status: 500}}, 1, 0, 1},
+		{[]step{{status: 503}, {status: 200}}, 1, 1, 1},
+	} {
+		budget := &countingBudget{}
+		base := &scripted{steps: tt.steps}
+		tr := newTransport(t, base, retrytest.NewClock(), retry.TransportConfig{}, retry.Config{Budget: budget})
+		req, _ := http.NewRequest(http.MethodGet, "http://dep.test/", nil)
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatalf("%v: %v", tt.steps, err)
+		}
+		resp.Body.Close()
+		if c, s, f := budget.calls.Load(), budget.successes.Load(), budget.failures.Load(); c != tt.calls || s != tt.successes || f != tt.failures {
+			t.Errorf("%v: budget heard %d calls, %d successes, %d failures; want %d, %d, %d",
+				tt.steps, c, s, f, tt.calls, tt.successes, tt.failures)
+		}
+	}
+}
