@@ -17,7 +17,8 @@ import (
 // successful attempt, Failure after each attempt failing with a Transient or
 // Overloaded error (permanent errors say nothing about the dependency's
 // health), and Retry before each retry; when Retry reports false the retry
-// is not made and Do returns the failure with StopBudget.
+// is not made and Do returns the failure with StopBudget. A Transport
+// reports every request the same way, those it never retries included.
 type Budget interface {
 	Call()
 	Success()

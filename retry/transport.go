@@ -87,11 +87,11 @@ type TransportConfig struct {
 // drain instead, down to what is left of MaxElapsedTime (see
 // Config.OnRetry).
 //
-// With a Budget, the Transport reports as Do does: a Call per request it
-// may retry, a Failure per connection error or RetryStatuses answer, and
-// a Success per answer below 400; another status (a 500, a 404) says
-// nothing about the dependency's health and is not reported, as a
-// permanent error is not.
+// With a Budget, the Transport reports as Do does, for every request (one
+// that gets one attempt included): a Call per request, a Failure per
+// connection error or RetryStatuses answer, and a Success per answer
+// below 400; another status (a 500, a 404) says nothing about the
+// dependency's health and is not reported, as a permanent error is not.
 //
 // On a retried request the span in the request's context gets the
 // attribute http.request.resend_count (unless the Policy's telemetry is
@@ -214,19 +214,59 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // once sends a request that must not be retried: one attempt, bounded by
 // the policy's AttemptTimeout until its response body is closed, as every
-// attempt is.
+// attempt is, and reported to the Budget as Do reports a call that makes
+// one attempt.
 func (t *Transport) once(req *http.Request) (*http.Response, error) {
-	if t.p.attemptTimeout <= 0 {
-		return t.base.RoundTrip(req)
+	if b := t.p.budget; b != nil {
+		b.Call()
 	}
-	ctx, cancel := context.WithDeadline(req.Context(), t.p.clock.Now().Add(t.p.attemptTimeout))
-	resp, err := t.base.RoundTrip(req.WithContext(ctx))
+	var resp *http.Response
+	var err error
+	if t.p.attemptTimeout <= 0 {
+		resp, err = t.base.RoundTrip(req)
+	} else {
+		ctx, cancel := context.WithDeadline(req.Context(), t.p.clock.Now().Add(t.p.attemptTimeout))
+		resp, err = t.base.RoundTrip(req.WithContext(ctx))
+		if err != nil {
+			cancel()
+		} else {
+			resp.Body = withCancel(resp.Body, cancel)
+		}
+	}
+	if t.p.budget != nil {
+		t.reportOnce(resp, err)
+	}
 	if err != nil {
-		cancel()
 		return nil, err
 	}
-	resp.Body = withCancel(resp.Body, cancel)
 	return resp, nil
+}
+
+// reportOnce tells the Budget how the one attempt of once went, as try
+// and Do would have: a Success for an answer below 400, a Failure for a
+// RetryStatuses answer or a connection error that the Policy classifies
+// Transient or Overloaded, nothing otherwise. The body is not peeked at:
+// a 503 costs a Failure whether it says "overloaded" or not.
+func (t *Transport) reportOnce(resp *http.Response, err error) {
+	p := t.p
+	switch {
+	case err != nil:
+		err = transportError(err)
+	case resp.StatusCode < 400:
+		p.budget.Success()
+		return
+	case t.retryStatus(resp.StatusCode):
+		e := contract.ErrorFromStatusAt(resp.StatusCode, resp.Header, p.clock.Now())
+		if e.Kind != contract.KindOverloaded {
+			e.WithRetryable(true) // configured as retryable, as in statusError
+		}
+		err = e
+	default:
+		return
+	}
+	if c := p.classify(err); c == Transient || c == Overloaded {
+		p.budget.Failure()
+	}
 }
 
 // attempts is the state of one RoundTrip.

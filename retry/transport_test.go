@@ -1054,3 +1054,40 @@ func TestTransportBudgetCountsOnlyHealthyAnswers(t *testing.T) {
 		}
 	}
 }
+
+// TestTransportOneAttemptReportsToTheBudget: a request that gets one
+// attempt (a POST without key) never reached the Budget, so a RatioBudget
+// shared by a mostly-POST client counted a fraction of its calls, and a
+// TokenBucket never heard of the 503s those calls got. It is counted as Do
+// counts a one-attempt call now.
+func TestTransportOneAttemptReportsToTheBudget(t *testing.T) {
+	for _, tt := range []struct {
+		name                       string
+		st                         step
+		calls, successes, failures int64
+	}{
+		{"200", step{status: 200}, 1, 1, 0},
+		{"503", step{status: 503}, 1, 0, 1},
+		{"500", step{status: 500}, 1, 0, 0},
+		{"connection refused", step{err: syscall.ECONNREFUSED}, 1, 0, 1},
+		{"canceled", step{err: context.Canceled}, 1, 0, 0},
+	} {
+		for _, timeout := range []time.Duration{0, time.Second} {
+			budget := &countingBudget{}
+			base := &scripted{steps: []step{tt.st}}
+			tr := newTransport(t, base, retrytest.NewClock(), retry.TransportConfig{}, retry.Config{Budget: budget, AttemptTimeout: timeout})
+			req, _ := http.NewRequest(http.MethodPost, "http://dep.test/pay", strings.NewReader("x"))
+			resp, err := tr.RoundTrip(req)
+			if err == nil {
+				resp.Body.Close()
+			}
+			if len(base.seen) != 1 {
+				t.Fatalf("%s: %d attempts, want 1", tt.name, len(base.seen))
+			}
+			if c, s, f := budget.calls.Load(), budget.successes.Load(), budget.failures.Load(); c != tt.calls || s != tt.successes || f != tt.failures {
+				t.Errorf("%s (AttemptTimeout %v): budget heard %d calls, %d successes, %d failures; want %d, %d, %d",
+					tt.name, timeout, c, s, f, tt.calls, tt.successes, tt.failures)
+			}
+		}
+	}
+}
