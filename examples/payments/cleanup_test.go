@@ -199,3 +199,22 @@ func TestRunRejectsNegativeCleanupInterval(t *testing.T) {
 		t.Fatal("want an error")
 	}
 }
+
+// An interval of 1ns (or 1ms, a typo for 1m) turns the cleanup into a
+// tight DELETE loop against the database: refused, naming the flag. 0
+// (disabled) and the test's 50ms stay accepted.
+func TestParseFlagsRejectsTinyCleanupInterval(t *testing.T) {
+	for _, v := range []string{"1ns", "1us", "1ms", "9ms"} {
+		o, err := parseFlags([]string{"-pg-cleanup-interval", v}, io.Discard)
+		if err == nil {
+			t.Errorf("-pg-cleanup-interval %s accepted as %v, want an error", v, o.pgCleanup)
+		} else if !strings.Contains(err.Error(), "-pg-cleanup-interval") {
+			t.Errorf("-pg-cleanup-interval %s: error %q does not name the flag", v, err)
+		}
+	}
+	for _, v := range []string{"0", "10ms", "50ms", "1m"} {
+		if _, err := parseFlags([]string{"-pg-cleanup-interval", v}, io.Discard); err != nil {
+			t.Errorf("-pg-cleanup-interval %s: %v, want it accepted", v, err)
+		}
+	}
+}

@@ -8,7 +8,7 @@
 //	go run ./examples/payments                       # in-memory, fake gateway in-process
 //	go run ./examples/payments -store redis -redis-addr 127.0.0.1:6379
 //	go run ./examples/payments -store postgres -pg-dsn postgres://postgres@127.0.0.1:5432/test
-//	                           # deletes expired records every -pg-cleanup-interval (1m; 0 on all instances but one)
+//	                           # deletes expired records every -pg-cleanup-interval (1m, at least 10ms; 0 on all instances but one)
 //	go run ./examples/payments -gateway-fail-rate 0.3 -gateway-latency 200ms
 //
 // The payments themselves are kept in memory, per process: with -store
@@ -53,6 +53,12 @@ func main() {
 	}
 }
 
+// minCleanupInterval is the shortest -pg-cleanup-interval: each round is
+// at least one DELETE statement, so 1ns (or 1ms typed for 1m) would be a
+// tight loop against the database. Production wants minutes; 10ms lets
+// tests see a round quickly.
+const minCleanupInterval = 10 * time.Millisecond
+
 // options are the command-line flags.
 type options struct {
 	addr, store, redisAddr, redisPrefix, pgDSN, pgTable string
@@ -70,7 +76,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.redisPrefix, "redis-prefix", "payments:idem:", "Redis key prefix (-store redis)")
 	fs.StringVar(&o.pgDSN, "pg-dsn", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable", "PostgreSQL DSN (-store postgres)")
 	fs.StringVar(&o.pgTable, "pg-table", "payments_idempotency", "PostgreSQL table (-store postgres)")
-	fs.DurationVar(&o.pgCleanup, "pg-cleanup-interval", time.Minute, "how often expired records are deleted (-store postgres); 0 disables it: run it on one instance")
+	fs.DurationVar(&o.pgCleanup, "pg-cleanup-interval", time.Minute, "how often expired records are deleted (-store postgres), at least 10ms; 0 disables it: run it on one instance")
 	fs.Float64Var(&o.failRate, "gateway-fail-rate", 0, "share of gateway charges failing with 503, in [0, 1]")
 	fs.DurationVar(&o.latency, "gateway-latency", 0, "latency added to every gateway charge")
 	if err := fs.Parse(args); err != nil {
@@ -82,8 +88,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if o.latency < 0 {
 		return o, fmt.Errorf("-gateway-latency must be >= 0, got %v", o.latency)
 	}
-	if o.pgCleanup < 0 {
-		return o, fmt.Errorf("-pg-cleanup-interval must be >= 0, got %v", o.pgCleanup)
+	if o.pgCleanup != 0 && o.pgCleanup < minCleanupInterval {
+		return o, fmt.Errorf("-pg-cleanup-interval must be 0 (disabled) or at least %v, got %v", minCleanupInterval, o.pgCleanup)
 	}
 	return o, nil
 }
