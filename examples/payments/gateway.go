@@ -239,8 +239,9 @@ func (c *gatewayClient) charge(ctx context.Context, key string, req chargeReques
 			return chargeResponse{}, gatewayError(resp)
 		}
 		var out chargeResponse
-		if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&out); err != nil {
-			return chargeResponse{}, bodyError(resp.StatusCode, err)
+		body := &io.LimitedReader{R: resp.Body, N: maxChargeBody + 1} // one byte more tells an over-limit body
+		if err := json.NewDecoder(body).Decode(&out); err != nil {
+			return chargeResponse{}, bodyError(resp.StatusCode, err, body.N == 0)
 		}
 		if err := chargeError(resp.StatusCode, out); err != nil {
 			return chargeResponse{}, err
@@ -278,17 +279,27 @@ func chargeError(status int, out chargeResponse) error {
 			status, out.Status, out.ChargeID, chargeSucceeded)}
 }
 
-// bodyError classifies a 200/201 whose body did not decode. A body cut
-// short on its way (a read error, or JSON ending early) may arrive whole
-// next time: 503, retry. A body that is not a charge (not JSON, a field of
-// the wrong type) is the gateway's answer itself, replayed to every retry
-// under the same key: like an unexpected charge status (see chargeError),
-// we cannot tell whether money moved, so it is a 500
+// maxChargeBody bounds the 200/201 body read from the gateway: a charge is
+// a few dozen bytes.
+const maxChargeBody = 64 << 10
+
+// bodyError classifies a 200/201 whose body did not decode; overLimit
+// reports that more than maxChargeBody bytes were read. A body cut short
+// on its way (a read error, or JSON ending early) may arrive whole next
+// time: 503, retry. A body that is not a charge (not JSON, a field of the
+// wrong type) or that is over the limit is the gateway's answer itself,
+// replayed whole to every retry under the same key (a 503 would have the
+// client retry forever): like an unexpected charge status (see
+// chargeError), we cannot tell whether money moved, so it is a 500
 // payments.gateway_unexpected, logged as an error for reconciliation.
-func bodyError(status int, err error) error {
+func bodyError(status int, err error, overLimit bool) error {
 	var syntax *json.SyntaxError
 	var typ *json.UnmarshalTypeError
-	if !errors.As(err, &syntax) && !errors.As(err, &typ) {
+	switch {
+	case overLimit:
+		return &contract.Error{Kind: contract.KindInternal, Op: "payments.create", Code: "payments.gateway_unexpected",
+			Detail: fmt.Sprintf("the gateway answered %d with a body over %d bytes", status, maxChargeBody), Cause: err}
+	case !errors.As(err, &syntax) && !errors.As(err, &typ):
 		return unavailable(err)
 	}
 	return &contract.Error{Kind: contract.KindInternal, Op: "payments.create", Code: "payments.gateway_unexpected",

@@ -277,6 +277,10 @@ func TestPaymentsChargeStatus(t *testing.T) {
 		// a 503 "retry" answered forever and logged as a mere warning.
 		{"not JSON", `<html>charged</html>`, 500, "payments.gateway_unexpected", false},
 		{"wrong type", `{"charge_id":17,"status":"succeeded"}`, 500, "payments.gateway_unexpected", false},
+		// A body over our 64 KiB read limit is the gateway's answer too,
+		// replayed whole to every retry: not a body cut short on its way.
+		{"over 64 KiB", `{"charge_id":"ch_1","status":"succeeded","note":"` + strings.Repeat("x", 64<<10) + `"}`, 500, "payments.gateway_unexpected", false},
+		{"64 KiB of white space first", strings.Repeat(" ", 64<<10) + `{"charge_id":"ch_1","status":"succeeded"}`, 500, "payments.gateway_unexpected", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var calls atomic.Int64
@@ -290,7 +294,7 @@ func TestPaymentsChargeStatus(t *testing.T) {
 			})
 			first := f.do(t, "POST", "/payments", goodBody, auth("status-1"))
 			if first.status != tc.status {
-				t.Fatalf("gateway answered 201 %s: we answer %d %s, want %d", tc.answer, first.status, first.body, tc.status)
+				t.Fatalf("gateway answered 201 %.100s: we answer %d %s, want %d", tc.answer, first.status, first.body, tc.status)
 			}
 			if tc.code != "" {
 				var p contract.Problem
@@ -317,6 +321,33 @@ func TestPaymentsChargeStatus(t *testing.T) {
 				t.Errorf("an unexpected charge is not logged as an error:\n%s", f.logs.String())
 			}
 		})
+	}
+}
+
+// A 201 whose body is cut short on its way (the connection drops before
+// Content-Length bytes arrived) may arrive whole next time: 503, the key
+// released, nothing recorded; the retry gets the charge replayed.
+func TestPaymentsGatewayBodyCutShort(t *testing.T) {
+	var calls atomic.Int64
+	f := startWrapped(t, stores(t)["memory"](t), &FakeGateway{}, func(http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			answer := `{"charge_id":"ch_1","status":"succeeded"}`
+			if calls.Add(1) == 1 {
+				answer = answer[:20] // the server closes the connection: fewer bytes than declared
+			}
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Content-Length", "41")
+			w.WriteHeader(http.StatusCreated)
+			_, _ = w.Write([]byte(answer))
+		})
+	})
+	first := f.do(t, "POST", "/payments", goodBody, auth("cut-1"))
+	var p contract.Problem
+	if err := json.Unmarshal(first.body, &p); err != nil || first.status != 503 || p.Code != "payments.gateway_unavailable" {
+		t.Fatalf("a 201 cut short: %d %s, want 503 payments.gateway_unavailable", first.status, first.body)
+	}
+	if again := f.do(t, "POST", "/payments", goodBody, auth("cut-1")); again.status != 201 {
+		t.Fatalf("the retry: %d %s, want 201", again.status, again.body)
 	}
 }
 
