@@ -178,6 +178,33 @@ func startCleanup(ctx context.Context, s expiredDeleter, interval time.Duration,
 	return func() { cancel(); <-done }
 }
 
+// serverTimeouts bound a connection of the service's HTTP server (see
+// newServer).
+type serverTimeouts struct {
+	readHeader, read, write, idle time.Duration
+}
+
+// defaultTimeouts are the service's:
+//
+//   - readHeader 5 s and read 10 s, the whole request, its body included
+//     (64 KiB at most): a client sending it slowly is cut off, its payment
+//     never charged, instead of holding a connection, and a shutdown,
+//     for as long as it likes.
+//   - write 30 s, from the end of the request's headers: it must cover the
+//     slowest request (its body within read, a bulkhead wait of 1 s, a
+//     charge of up to chargeTimeout, the idempotency store's calls), or a
+//     charged payment's 201 is cut off on its way; then the client's retry
+//     with the same key gets it replayed. It also bounds a client reading
+//     its answer slowly.
+//   - idle 2 min: a keep-alive connection with no request is closed.
+var defaultTimeouts = serverTimeouts{readHeader: 5 * time.Second, read: 10 * time.Second, write: 30 * time.Second, idle: 2 * time.Minute}
+
+// newServer returns the service's HTTP server, bounded by t.
+func newServer(h http.Handler, t serverTimeouts) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: t.readHeader, ReadTimeout: t.read, WriteTimeout: t.write,
+		IdleTimeout: t.idle, MaxHeaderBytes: 64 << 10}
+}
+
 // run starts the fake gateway and the service, and serves until ctx is done;
 // then it shuts down gracefully: in-flight requests finish. ready, when not
 // nil, receives the service's address once it listens.
@@ -224,7 +251,7 @@ func run(ctx context.Context, args []string, logOut io.Writer, ready chan<- stri
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 64 << 10}
+	srv := newServer(handler, defaultTimeouts)
 	logger.Info("payments listening", slog.String("addr", ln.Addr().String()), slog.String("store", o.store), slog.String("gateway", gwLn.Addr().String()))
 	if ready != nil {
 		ready <- ln.Addr().String()
