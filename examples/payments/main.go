@@ -265,7 +265,9 @@ func run(ctx context.Context, args []string, logOut io.Writer, ready chan<- stri
 	}
 	logger.Info("shutting down: finishing in-flight requests")
 	stopCleanup() // a round in progress is abandoned: its statement is cancelled, the next instance's tick redoes it
-	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	// A request lasts at most the write timeout: past it, every one in
+	// flight has had its answer written or cut off.
+	sctx, cancel := context.WithTimeout(context.Background(), defaultTimeouts.write+5*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		return err
