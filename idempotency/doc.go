@@ -64,7 +64,9 @@
 // operation does not run and the caller gets ErrStoreUnavailable
 // (KindUnavailable, retryable; HTTP 503 with Retry-After). Config.FailOpen
 // runs the operation without protection instead; choose it only where
-// running twice is cheaper than not running. A claim the store refuses as
+// running twice is cheaper than not running. It never makes a duplicate
+// waiting under Wait run an operation it has seen in progress: a store
+// failure while it polls fails closed. A claim the store refuses as
 // too large (contract.ErrTooLarge) is no failure: the operation does not
 // run, even under FailOpen, and the caller gets that permanent error
 // (HTTP 413).

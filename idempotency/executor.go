@@ -98,7 +98,10 @@ type Config struct {
 	// to claim (counted and logged as store_error). The default, false,
 	// fails closed: the operation does not run and the caller gets
 	// ErrStoreUnavailable (HTTP: 503 with Retry-After). Fail open only where
-	// running twice is cheaper than not running at all. A claim the store
+	// running twice is cheaper than not running at all. A duplicate waiting
+	// under Wait that has seen the key in progress fails closed whatever
+	// FailOpen says: the operation is running elsewhere, and running it
+	// alongside is a second run, not a fallback. A claim the store
 	// refuses as too large (contract.ErrTooLarge: a key over a MemoryStore
 	// shard's budget) is not a failure: the operation does not run and the
 	// caller gets that permanent error (HTTP: 413), whatever FailOpen says.
@@ -326,7 +329,8 @@ func errResultNotStored(detail string) *contract.Error {
 //     not recorded and another owner's may be authoritative.
 //   - If fn panics the key is released and the panic continues.
 //   - When the store fails, Do returns ErrStoreUnavailable without running
-//     fn, unless Config.FailOpen. A claim the store refuses as too large
+//     fn, unless Config.FailOpen (not once a waiting duplicate has seen the
+//     key in progress: fn is running elsewhere). A claim the store refuses as too large
 //     returns its error matching contract.ErrTooLarge, not retryable, and
 //     fn does not run even under FailOpen. When only the final Complete fails after fn
 //     succeeded, Do returns fn's value and nil error (fn ran; the failure is
@@ -631,6 +635,7 @@ func (e *Executor) run(ctx context.Context, key Key, fp string, fpBorrowed bool,
 	}
 	req := ClaimRequest{Key: key, Fingerprint: fp, Lease: e.lease, Retention: e.retention}
 	delay := e.poll
+	waited := false // a poll found the key in progress: it is running elsewhere
 	for {
 		var (
 			c    Claim
@@ -657,7 +662,7 @@ func (e *Executor) run(ctx context.Context, key Key, fp string, fpBorrowed bool,
 				e.obs.note(ctx, oStoreError, slog.LevelWarn, "store refused the claim as too large: not running", key, slog.String("error", err.Error()))
 				return Result{}, nil, false, err
 			}
-			if e.failOpen {
+			if e.failOpen && !waited {
 				e.obs.note(ctx, oStoreError, slog.LevelWarn, "store failed: running without idempotency (fail open)", key, slog.String("error", err.Error()))
 				res, _, ferr := fn(ctx)
 				return res, nil, false, ferr
@@ -684,6 +689,7 @@ func (e *Executor) run(ctx context.Context, key Key, fp string, fpBorrowed bool,
 				e.obs.note(ctx, oConflict, slog.LevelInfo, "in progress elsewhere: failing fast", key)
 				return Result{}, nil, false, errFrom(ErrInProgress, "idempotency.claim", nil).WithRetryAfter(remaining).WithRetryable(true)
 			}
+			waited = true
 			wait := min(delay, remaining)
 			if delay > e.maxPoll/2 {
 				delay = e.maxPoll

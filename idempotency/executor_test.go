@@ -645,3 +645,35 @@ func TestClaimRefusedAsTooLargeIsNotStoreUnavailable(t *testing.T) {
 		}
 	}
 }
+
+// FailOpen is for a claim the store cannot decide. A duplicate waiting on
+// a key it already saw in progress knows the operation is running: a store
+// failure while it polls must not make it run the operation alongside the
+// owner, but fail closed.
+func TestDoWaitFailOpenStoreFailsWhileWaitingDoesNotRun(t *testing.T) {
+	env := newExec(t, func(c *idempotency.Config) { c.Duplicate = idempotency.Wait; c.FailOpen = true })
+	release := make(chan struct{})
+	started, done, _, _ := startBlocked(env, k1, release, 1, nil)
+	<-started
+	dupDone := make(chan struct{})
+	var ran atomic.Bool
+	var gotErr error
+	go func() {
+		defer close(dupDone)
+		_, gotErr = idempotency.Do(context.Background(), env.ex, k1, "fp", func(context.Context) (int, error) {
+			ran.Store(true)
+			return 2, nil
+		})
+	}()
+	waitFor(t, "the duplicate to poll", func() bool { return env.clk.Waiters() >= 2 })
+	env.fault.set(&env.fault.claimErr, func() error { return errDown })
+	advanceUntil(t, env.clk, 10*time.Millisecond, dupDone)
+	if ran.Load() {
+		t.Fatal("the duplicate ran the operation alongside the owner it saw in progress")
+	}
+	if !errors.Is(gotErr, idempotency.ErrStoreUnavailable) || !errors.Is(gotErr, errDown) {
+		t.Fatalf("store failing while waiting: %v, want ErrStoreUnavailable wrapping the store's error", gotErr)
+	}
+	close(release)
+	<-done
+}
