@@ -57,6 +57,11 @@ const (
 	DefaultMaxPollInterval = time.Second
 )
 
+// MinLease is the shortest Config.Lease accepted: the Redis and PostgreSQL
+// stores count leases in milliseconds, and a shorter lease leaves the
+// heartbeat (Lease/3) no room to renew it (under 3ns, none at all).
+const MinLease = time.Millisecond
+
 // Config configures an Executor, and through it the Middleware and Dedup.
 // Every zero field means its documented default; only Store is required.
 type Config struct {
@@ -67,7 +72,8 @@ type Config struct {
 	// store calls that end an operation (Complete, Release), which run
 	// without the caller's cancellation: a store that has not answered one
 	// within Lease could no longer accept it, and the caller gets its answer
-	// as if the store had failed (see Do). Default 30s.
+	// as if the store had failed (see Do). Default 30s; at least MinLease
+	// (1ms).
 	Lease time.Duration
 	// Retention is how long a record and its stored result are kept, and so
 	// how long a duplicate is recognised. Must be >= Lease. Default 24h.
@@ -253,6 +259,9 @@ func newExecutor(cfg Config, name, component string) (*Executor, error) {
 	}
 	if cfg.Lease == 0 {
 		cfg.Lease = DefaultLease
+	}
+	if cfg.Lease < MinLease {
+		return nil, configError(name+".Lease", "must be >= %v, got %v", MinLease, cfg.Lease)
 	}
 	if cfg.Retention == 0 {
 		cfg.Retention = max(DefaultRetention, cfg.Lease)

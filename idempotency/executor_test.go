@@ -558,6 +558,8 @@ func TestConfigValidation(t *testing.T) {
 	}{
 		{idempotency.Config{}, "Config.Store"},
 		{idempotency.Config{Store: s, Lease: -1}, "Config.Lease"},
+		{idempotency.Config{Store: s, Lease: 2}, "Config.Lease"}, // Heartbeat Lease/3 would be 0: no renewal
+		{idempotency.Config{Store: s, Lease: time.Millisecond - 1}, "Config.Lease"},
 		{idempotency.Config{Store: s, Retention: -1}, "Config.Retention"},
 		{idempotency.Config{Store: s, Lease: time.Hour, Retention: time.Minute}, "Config.Retention"},
 		{idempotency.Config{Store: s, PollInterval: time.Second, MaxPollInterval: time.Millisecond}, "Config.MaxPollInterval"},
@@ -573,6 +575,13 @@ func TestConfigValidation(t *testing.T) {
 	}
 	if _, err := idempotency.New(idempotency.Config{Store: s}); err != nil {
 		t.Fatalf("defaults: %v", err)
+	}
+	if _, err := idempotency.New(idempotency.Config{Store: s, Lease: idempotency.MinLease}); err != nil {
+		t.Fatalf("Lease MinLease: %v", err)
+	}
+	// Dedup shares the executor's validation.
+	if _, err := idempotency.NewDedup(idempotency.Config{Store: s, Lease: 2}); !errors.Is(err, contract.ErrInvalid) || !strings.Contains(contract.As(err).Detail, "Config.Lease") {
+		t.Fatalf("Dedup with a 2ns lease: %v, want config.invalid naming Config.Lease", err)
 	}
 }
 

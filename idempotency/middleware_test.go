@@ -804,6 +804,7 @@ func TestMiddlewareConfigValidation(t *testing.T) {
 	}{
 		{idempotency.MiddlewareConfig{Config: idempotency.Config{Store: s}}, "MiddlewareConfig.Scope"},
 		{idempotency.MiddlewareConfig{Scope: callerScope}, "MiddlewareConfig.Store"},
+		{idempotency.MiddlewareConfig{Config: idempotency.Config{Store: s, Lease: 2}, Scope: callerScope}, "MiddlewareConfig.Lease"},
 		{idempotency.MiddlewareConfig{Config: idempotency.Config{Store: s}, Scope: callerScope, MaxBodyBytes: -1}, "MiddlewareConfig.MaxBodyBytes"},
 		{idempotency.MiddlewareConfig{Config: idempotency.Config{Store: s}, Scope: callerScope, Methods: []string{""}}, "MiddlewareConfig.Methods"},
 	} {
