@@ -23,6 +23,8 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		field string
 	}{
 		{"nil client", Config{}, "Config.Client"},
+		{"nil *redis.Client", Config{Client: (*redis.Client)(nil)}, "Config.Client"},
+		{"nil *redis.ClusterClient", Config{Client: (*redis.ClusterClient)(nil)}, "Config.Client"},
 		{"brace in prefix", Config{Client: c, Prefix: "a{b"}, "Config.Prefix"},
 		{"closing brace", Config{Client: c, Prefix: "a}"}, "Config.Prefix"},
 		{"long prefix", Config{Client: c, Prefix: strings.Repeat("p", 257)}, "Config.Prefix"},

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -31,7 +32,8 @@ const (
 // Config configures a Store. Zero fields take the documented defaults.
 type Config struct {
 	// Client is the Redis client: a *redis.Client, *redis.ClusterClient or
-	// a Sentinel-backed failover client. Required.
+	// a Sentinel-backed failover client. Required: nil, or a nil pointer
+	// such as a nil *redis.Client, is refused.
 	Client redis.UniversalClient
 
 	// Prefix starts every key the Store writes, so several stores (or
@@ -65,7 +67,7 @@ var _ idempotency.Store = (*Store)(nil)
 // New returns a Store configured by cfg, or a KindInvalid error (code
 // "config.invalid") naming the first bad field.
 func New(cfg Config) (*Store, error) {
-	if cfg.Client == nil {
+	if isNil(cfg.Client) {
 		return nil, invalidConfig("Client", "must not be nil")
 	}
 	if cfg.Prefix == "" {
@@ -84,6 +86,16 @@ func New(cfg Config) (*Store, error) {
 		return nil, invalidConfig("MaxResultBytes", fmt.Sprintf("must be >= 0, got %d", cfg.MaxResultBytes))
 	}
 	return &Store{client: cfg.Client, prefix: cfg.Prefix, maxBytes: cfg.MaxResultBytes, log: cfg.Logger}, nil
+}
+
+// isNil reports whether c is nil, or a nil pointer in the interface (a
+// nil *redis.Client), which would panic at the first call.
+func isNil(c redis.UniversalClient) bool {
+	if c == nil {
+		return true
+	}
+	v := reflect.ValueOf(c)
+	return v.Kind() == reflect.Pointer && v.IsNil()
 }
 
 func invalidConfig(field, why string) error {
