@@ -115,7 +115,8 @@
 // For a breaker named N and Config.Prefix P: the hash "P{N}:state", window
 // buckets "P{N}:w:<bucket>" (expiring after one window) and the channel
 // "P{N}:events". The hash tag keeps a breaker's keys in one Redis Cluster
-// slot. Messages on the channel are parsed strictly; anything malformed is
+// slot; New refuses a prefix containing '{' or '}', which would take it
+// over. Messages on the channel are parsed strictly; anything malformed is
 // ignored and logged.
 //
 // # Lifecycle and concurrency

@@ -39,7 +39,9 @@ type Config struct {
 	// it. Its Window, Buckets, MinCalls and FailureRatio also apply to the
 	// shared window.
 	Breaker breaker.Config
-	// Prefix starts every Redis key and channel. Default DefaultPrefix.
+	// Prefix starts every Redis key and channel. It must not contain '{' or
+	// '}', which would break the {name} hash tag that keeps a breaker's keys
+	// in one Redis Cluster slot. Default DefaultPrefix.
 	Prefix string
 	// SyncInterval is how often local counts are merged into the shared
 	// window and the shared state is re-read; a merge also starts early
@@ -129,6 +131,9 @@ func New(cfg Config) (*Shared, error) {
 	}
 	if cfg.Prefix == "" {
 		cfg.Prefix = DefaultPrefix
+	}
+	if strings.ContainsAny(cfg.Prefix, "{}") {
+		return nil, bad("Config.Prefix", "must not contain '{' or '}'", strconv.Quote(cfg.Prefix))
 	}
 	if cfg.SyncInterval < 0 {
 		return nil, bad("Config.SyncInterval", "must be >= 0", cfg.SyncInterval)

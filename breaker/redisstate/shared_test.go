@@ -597,6 +597,12 @@ func TestConfigValidation(t *testing.T) {
 		{redisstate.Config{Client: c, SyncInterval: -1, Breaker: breaker.Config{Name: "x"}}, "Config.SyncInterval"},
 		{redisstate.Config{Client: c, Timeout: -1, Breaker: breaker.Config{Name: "x"}}, "Config.Timeout"},
 		{redisstate.Config{Client: c, InstanceID: "a|b", Breaker: breaker.Config{Name: "x"}}, "Config.InstanceID"},
+		// A brace in the prefix takes over the {name} hash tag: "{}" makes
+		// it empty, so one breaker's keys spread over Redis Cluster slots
+		// and its scripts fail with CROSSSLOT.
+		{redisstate.Config{Client: c, Prefix: "app{}:", Breaker: breaker.Config{Name: "x"}}, "Config.Prefix"},
+		{redisstate.Config{Client: c, Prefix: "app{", Breaker: breaker.Config{Name: "x"}}, "Config.Prefix"},
+		{redisstate.Config{Client: c, Prefix: "app}", Breaker: breaker.Config{Name: "x"}}, "Config.Prefix"},
 		{redisstate.Config{Client: c}, "Config.Name"},
 		{redisstate.Config{Client: c, Breaker: breaker.Config{Name: "x", FailureRatio: 2}}, "Config.FailureRatio"},
 	} {
