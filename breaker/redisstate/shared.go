@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -31,7 +32,8 @@ const (
 
 // Config configures a Shared breaker.
 type Config struct {
-	// Client is the Redis client. Required. Shared never closes it.
+	// Client is the Redis client. Required: nil, or a nil pointer such as a
+	// nil *redis.Client, is refused. Shared never closes it.
 	Client redis.UniversalClient
 	// Breaker configures the local breaker (see breaker.Config). Its
 	// OnStateChange and OnCall hooks are kept and called first. Its Name
@@ -114,6 +116,16 @@ type Shared struct {
 	once sync.Once
 }
 
+// isNil reports whether c is nil, or a nil pointer in the interface (a
+// nil *redis.Client), which would panic at the first call.
+func isNil(c redis.UniversalClient) bool {
+	if c == nil {
+		return true
+	}
+	v := reflect.ValueOf(c)
+	return v.Kind() == reflect.Pointer && v.IsNil()
+}
+
 // New returns a Shared breaker and starts its background work (a merge
 // loop and a subscription). It does not wait for Redis: when Redis is down
 // the breaker starts local. New returns a *contract.Error of KindInvalid
@@ -126,7 +138,7 @@ func New(cfg Config) (*Shared, error) {
 		e.Fields = []contract.FieldError{{Name: field, Reason: rule}}
 		return e
 	}
-	if cfg.Client == nil {
+	if isNil(cfg.Client) {
 		return nil, bad("Config.Client", "must not be nil", nil)
 	}
 	if cfg.Prefix == "" {

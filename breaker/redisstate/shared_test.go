@@ -594,6 +594,7 @@ func TestConfigValidation(t *testing.T) {
 		field string
 	}{
 		{redisstate.Config{Breaker: breaker.Config{Name: "x"}}, "Config.Client"},
+		{redisstate.Config{Client: (*redis.Client)(nil), Breaker: breaker.Config{Name: "x"}}, "Config.Client"},
 		{redisstate.Config{Client: c, SyncInterval: -1, Breaker: breaker.Config{Name: "x"}}, "Config.SyncInterval"},
 		{redisstate.Config{Client: c, Timeout: -1, Breaker: breaker.Config{Name: "x"}}, "Config.Timeout"},
 		{redisstate.Config{Client: c, InstanceID: "a|b", Breaker: breaker.Config{Name: "x"}}, "Config.InstanceID"},
