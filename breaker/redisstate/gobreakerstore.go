@@ -20,6 +20,15 @@ import (
 // the cluster serialised behind one lock (a slow dependency makes the lock
 // the bottleneck; a lock held past LockTTL is lost). This type exists so the
 // cost can be measured (see the package tests) and for migrations.
+//
+// The lock's owner token is per store, not per acquisition: Unlock(name)
+// is all gobreaker.SharedDataStore passes, so nothing tells one holder
+// from another in the same process, and no bookkeeping inside the store
+// could. Another process's lock is never released, but within a process a
+// holder whose lock expired (held past lockTTL), and was taken since by
+// another goroutine sharing this store, releases that goroutine's lock
+// when it unlocks, letting a third one in alongside it. Choose a lockTTL
+// longer than the longest call run under the lock.
 type GobreakerStore struct {
 	client  redis.UniversalClient
 	token   string
