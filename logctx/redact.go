@@ -250,7 +250,8 @@ func (r *redactor) group(as []slog.Attr) ([]slog.Attr, bool) {
 // any redacts the well-known container types that carry secrets: header
 // maps (Authorization, Cookie), requests and responses (as method, path,
 // status and redacted headers), URLs with user information or secret query
-// or fragment parameters, and those URLs and card numbers in error texts
+// or fragment parameters, a URL's user information on its own, and those
+// URLs and card numbers in error texts
 // (see error). Other KindAny
 // values are passed on as they are: give types that hold secrets a LogValue
 // method.
@@ -295,6 +296,12 @@ func (r *redactor) any(v any) (slog.Value, bool) {
 	case *url.URL:
 		if x != nil {
 			return r.url(x)
+		}
+	case *url.Userinfo:
+		// A URL's credentials on their own: its String method prints
+		// "user:password", and a user name alone is often a token.
+		if x != nil {
+			return r.redacted, true
 		}
 	case error:
 		if x != nil {

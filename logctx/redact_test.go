@@ -715,3 +715,30 @@ func TestRedactURLInError(t *testing.T) {
 		})
 	}
 }
+
+// newTextLogger is newJSONLogger with the text handler, which prints a
+// value of kind Any with its String method or as %+v.
+func newTextLogger(t testing.TB, cfg HandlerConfig) (*slog.Logger, *bytes.Buffer) {
+	t.Helper()
+	var buf bytes.Buffer
+	cfg.Next = slog.NewTextHandler(&buf, nil)
+	return slog.New(mustHandler(t, cfg)), &buf
+}
+
+// A *url.Userinfo is a URL's credentials on their own: its String method
+// prints "user:password".
+func TestRedactURLUserinfo(t *testing.T) {
+	u, _ := url.Parse("https://bob:pw-secret@example.com/")
+	tok, _ := url.Parse("https://ghp-token-secret@github.com/")
+	l, buf := newTextLogger(t, HandlerConfig{})
+	l.Info("m", "user", u.User, "creds", tok.User, "none", (*url.Userinfo)(nil))
+	out := buf.String()
+	for _, leak := range []string{"pw-secret", "ghp-token-secret", "bob"} {
+		if strings.Contains(out, leak) {
+			t.Errorf("%q leaked: %s", leak, out)
+		}
+	}
+	if !strings.Contains(out, "user="+DefaultRedacted) {
+		t.Errorf("userinfo not replaced: %s", out)
+	}
+}
