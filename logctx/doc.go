@@ -117,7 +117,8 @@ Handler rewrites attributes before passing them on:
     (#access_token=…, OAuth's implicit flow) is written as a string with
     the user information replaced by "[REDACTED]" and those parameters'
     values redacted; a query or fragment that does not parse as a query is
-    dropped. Log URLs as *url.URL rather than strings to get this. A
+    dropped. Log URLs as *url.URL rather than strings to get this; a
+    [net/url.URL] by value is written as a string, redacted likewise. A
     [*net/url.Userinfo] on its own is written as "[REDACTED]". An
     error is written as its text with the URL of every [*net/url.Error]
     in its tree — what an http.Client call fails with, `Get "https://…

@@ -250,7 +250,8 @@ func (r *redactor) group(as []slog.Attr) ([]slog.Attr, bool) {
 // any redacts the well-known container types that carry secrets: header
 // maps (Authorization, Cookie), requests and responses (as method, path,
 // status and redacted headers), URLs with user information or secret query
-// or fragment parameters, a URL's user information on its own, and those
+// or fragment parameters (a url.URL by value is written as a string, as
+// it has no String method), a URL's user information on its own, and those
 // URLs and card numbers in error texts
 // (see error). Other KindAny
 // values are passed on as they are: give types that hold secrets a LogValue
@@ -297,6 +298,13 @@ func (r *redactor) any(v any) (slog.Value, bool) {
 		if x != nil {
 			return r.url(x)
 		}
+	case url.URL:
+		// By value it has no String method: a handler would print its
+		// fields, RawQuery and Fragment included. Written as a string.
+		if v, ok := r.url(&x); ok {
+			return v, true
+		}
+		return slog.StringValue(x.String()), true
 	case *url.Userinfo:
 		// A URL's credentials on their own: its String method prints
 		// "user:password", and a user name alone is often a token.

@@ -742,3 +742,29 @@ func TestRedactURLUserinfo(t *testing.T) {
 		t.Errorf("userinfo not replaced: %s", out)
 	}
 }
+
+// A url.URL held by value (a struct field, *req.URL) has no String method:
+// both handlers print its fields, RawQuery, Fragment and User included.
+func TestRedactURLByValue(t *testing.T) {
+	u, _ := url.Parse("https://bob:pw-secret@example.com/cb?access_token=q-secret&page=2#id_token=f-secret")
+	plain, _ := url.Parse("https://example.com/cb?page=2")
+	for name, mk := range map[string]func(testing.TB, HandlerConfig) (*slog.Logger, *bytes.Buffer){
+		"json": newJSONLogger, "text": newTextLogger,
+	} {
+		t.Run(name, func(t *testing.T) {
+			l, buf := mk(t, HandlerConfig{})
+			l.Info("m", "url", *u, "plain", *plain)
+			out := buf.String()
+			for _, leak := range []string{"pw-secret", "q-secret", "f-secret"} {
+				if strings.Contains(out, leak) {
+					t.Errorf("%q leaked: %s", leak, out)
+				}
+			}
+			for _, keep := range []string{"example.com/cb", "page=2"} {
+				if !strings.Contains(out, keep) {
+					t.Errorf("%q lost: %s", keep, out)
+				}
+			}
+		})
+	}
+}
