@@ -107,9 +107,10 @@ Handler rewrites attributes before passing them on:
     "ref ** **** **** **** 1111"): every candidate is masked, overlapping
     ones included, so at most a card's last four digits are visible, and
     sometimes fewer. NoCardScan turns this off.
-  - Containers: [net/http.Header], map[string][]string, [net/url.Values]
-    and map[string]string are redacted key by key (a copy: the caller's map
-    is untouched); a [*net/http.Request] is written as method, path (no
+  - Containers: [net/http.Header] (or a pointer to one),
+    map[string][]string, [net/url.Values] and map[string]string are
+    redacted key by key (a copy: the caller's map is untouched); slices of
+    them ([]http.Header) are not walked; a [*net/http.Request] is written as method, path (no
     query) and redacted headers, a [*net/http.Response] as status and
     redacted headers; a [*net/url.URL] with user information (a user name,
     with or without a password: https://ghp_…@github.com/…), secret query

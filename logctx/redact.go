@@ -262,6 +262,12 @@ func (r *redactor) any(v any) (slog.Value, bool) {
 		if m, ok := r.header(x); ok {
 			return slog.AnyValue(http.Header(m)), true
 		}
+	case *http.Header:
+		if x != nil {
+			if m, ok := r.header(*x); ok {
+				return slog.AnyValue(http.Header(m)), true
+			}
+		}
 	case map[string][]string:
 		if m, ok := r.header(x); ok {
 			return slog.AnyValue(m), true

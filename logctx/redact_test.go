@@ -768,3 +768,27 @@ func TestRedactURLByValue(t *testing.T) {
 		})
 	}
 }
+
+// A pointer to a header map is printed through by both handlers
+// ("&map[Authorization:[…]]" by the text handler).
+func TestRedactHeaderPointer(t *testing.T) {
+	h := http.Header{"Authorization": {"Bearer hdr-secret"}, "Accept": {"application/json"}}
+	for name, mk := range map[string]func(testing.TB, HandlerConfig) (*slog.Logger, *bytes.Buffer){
+		"json": newJSONLogger, "text": newTextLogger,
+	} {
+		t.Run(name, func(t *testing.T) {
+			l, buf := mk(t, HandlerConfig{})
+			l.Info("m", "h", &h, "none", (*http.Header)(nil))
+			out := buf.String()
+			if strings.Contains(out, "hdr-secret") {
+				t.Errorf("header leaked: %s", out)
+			}
+			if !strings.Contains(out, "application/json") {
+				t.Errorf("header lost: %s", out)
+			}
+		})
+	}
+	if h.Get("Authorization") != "Bearer hdr-secret" {
+		t.Error("caller's header was modified")
+	}
+}
