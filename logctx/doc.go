@@ -120,7 +120,10 @@ Handler rewrites attributes before passing them on:
     values redacted; a query or fragment that does not parse as a query is
     dropped. Log URLs as *url.URL rather than strings to get this; a
     [net/url.URL] by value is written as a string, redacted likewise. A
-    [*net/url.Userinfo] on its own is written as "[REDACTED]". An
+    [*net/url.Userinfo] on its own is written as "[REDACTED]". A
+    [*net/http.Cookie] (or a []*http.Cookie, as Response.Cookies returns)
+    is written as its Set-Cookie form with the value redacted, whatever
+    its key ("sid=[REDACTED]; Path=/; HttpOnly"). An
     error is written as its text with the URL of every [*net/url.Error]
     in its tree — what an http.Client call fails with, `Get "https://…
     ?api_key=…": dial tcp: …` — redacted the same way (a URL that does

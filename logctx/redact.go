@@ -251,7 +251,8 @@ func (r *redactor) group(as []slog.Attr) ([]slog.Attr, bool) {
 // maps (Authorization, Cookie), requests and responses (as method, path,
 // status and redacted headers), URLs with user information or secret query
 // or fragment parameters (a url.URL by value is written as a string, as
-// it has no String method), a URL's user information on its own, and those
+// it has no String method), a URL's user information on its own, cookies
+// (as their Set-Cookie form with the value redacted), and those
 // URLs and card numbers in error texts
 // (see error). Other KindAny
 // values are passed on as they are: give types that hold secrets a LogValue
@@ -303,6 +304,23 @@ func (r *redactor) any(v any) (slog.Value, bool) {
 	case *url.URL:
 		if x != nil {
 			return r.url(x)
+		}
+	case *http.Cookie:
+		// A credential under any key: String prints "name=value", JSON
+		// the Value field.
+		if x != nil {
+			return slog.StringValue(r.cookie(x)), true
+		}
+	case []*http.Cookie:
+		// What Request.Cookies and Response.Cookies return.
+		if x != nil {
+			out := make([]string, len(x))
+			for i, c := range x {
+				if c != nil {
+					out[i] = r.cookie(c)
+				}
+			}
+			return slog.AnyValue(out), true
 		}
 	case url.URL:
 		// By value it has no String method: a handler would print its
@@ -480,6 +498,20 @@ func (r *redactor) url(u *url.URL) (slog.Value, bool) {
 
 // userPlaceholder stands for the user information of a URL being redacted.
 const userPlaceholder = "logctx-redacted-userinfo"
+
+// cookie returns c as its Set-Cookie form (String) with the value
+// replaced by the replacement string.
+func (r *redactor) cookie(c *http.Cookie) string {
+	cc := *c
+	// A placeholder of valid cookie bytes, swapped for the replacement once
+	// the cookie is a string: String would quote or drop some bytes of it.
+	cc.Value, cc.Quoted = cookiePlaceholder, false
+	// The name, a token, cannot hold '=': the first one ends it.
+	return strings.Replace(cc.String(), "="+cookiePlaceholder, "="+r.redacted.String(), 1)
+}
+
+// cookiePlaceholder stands for the value of a cookie being redacted.
+const cookiePlaceholder = "logctx-redacted-cookie"
 
 // errorText returns err.Error(), or "" when it panics (a nil pointer
 // receiver, typically): the wrapped handler decides how to print such a

@@ -792,3 +792,33 @@ func TestRedactHeaderPointer(t *testing.T) {
 		t.Error("caller's header was modified")
 	}
 }
+
+// A cookie is a credential whatever key it is logged under: the text
+// handler prints it with its String method ("sid=…"), the JSON handler
+// marshals its Value field. resp.Cookies() returns a []*http.Cookie.
+func TestRedactCookies(t *testing.T) {
+	c := &http.Cookie{Name: "sid", Value: "cookie-secret", Path: "/app", HttpOnly: true}
+	for name, mk := range map[string]func(testing.TB, HandlerConfig) (*slog.Logger, *bytes.Buffer){
+		"json": newJSONLogger, "text": newTextLogger,
+	} {
+		t.Run(name, func(t *testing.T) {
+			l, buf := mk(t, HandlerConfig{})
+			l.Info("m", "c", c, "set", []*http.Cookie{c, {Name: "csrf", Value: "csrf-secret"}, nil},
+				"none", (*http.Cookie)(nil))
+			out := buf.String()
+			for _, leak := range []string{"cookie-secret", "csrf-secret"} {
+				if strings.Contains(out, leak) {
+					t.Errorf("%q leaked: %s", leak, out)
+				}
+			}
+			for _, keep := range []string{"sid=" + DefaultRedacted, "Path=/app", "csrf=" + DefaultRedacted} {
+				if !strings.Contains(out, keep) {
+					t.Errorf("%q lost: %s", keep, out)
+				}
+			}
+		})
+	}
+	if c.Value != "cookie-secret" {
+		t.Error("caller's cookie was modified")
+	}
+}
