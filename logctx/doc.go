@@ -110,9 +110,13 @@ Handler rewrites attributes before passing them on:
   - Containers: [net/http.Header] (or a pointer to one),
     map[string][]string, [net/url.Values] and map[string]string are
     redacted key by key (a copy: the caller's map is untouched); slices of
-    them ([]http.Header) are not walked; a [*net/http.Request] is written as method, path (no
-    query) and redacted headers, a [*net/http.Response] as status and
-    redacted headers; a [*net/url.URL] with user information (a user name,
+    them ([]http.Header) are not walked; a map[string]any or []any (a
+    decoded JSON body) is walked like a group, nested maps and slices
+    included (to a depth of 32, what lies deeper is replaced): values
+    under secret keys are replaced and card numbers masked; a
+    [*net/http.Request] is written as method, path (no query) and
+    redacted headers, a [*net/http.Response] as status and redacted
+    headers; a [*net/url.URL] with user information (a user name,
     with or without a password: https://ghp_…@github.com/…), secret query
     parameters (?access_token=…) or secret fragment parameters
     (#access_token=…, OAuth's implicit flow) is written as a string with

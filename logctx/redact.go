@@ -2,6 +2,7 @@ package logctx
 
 import (
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -252,11 +253,10 @@ func (r *redactor) group(as []slog.Attr) ([]slog.Attr, bool) {
 // status and redacted headers), URLs with user information or secret query
 // or fragment parameters (a url.URL by value is written as a string, as
 // it has no String method), a URL's user information on its own, cookies
-// (as their Set-Cookie form with the value redacted), and those
-// URLs and card numbers in error texts
-// (see error). Other KindAny
-// values are passed on as they are: give types that hold secrets a LogValue
-// method.
+// (as their Set-Cookie form with the value redacted), map[string]any and
+// []any (a decoded JSON body) at every level, and those URLs and card
+// numbers in error texts (see error). Other KindAny values are passed on
+// as they are: give types that hold secrets a LogValue method.
 func (r *redactor) any(v any) (slog.Value, bool) {
 	switch x := v.(type) {
 	case http.Header:
@@ -287,6 +287,15 @@ func (r *redactor) any(v any) (slog.Value, bool) {
 				}
 				return slog.AnyValue(c), true
 			}
+		}
+	case map[string]any:
+		// A decoded JSON body, typically.
+		if m, ok := r.anyMap(x, 0); ok {
+			return slog.AnyValue(m), true
+		}
+	case []any:
+		if l, ok := r.anySlice(x, 0); ok {
+			return slog.AnyValue(l), true
 		}
 	case *http.Request:
 		// A text handler would print the whole struct, headers included.
@@ -341,6 +350,81 @@ func (r *redactor) any(v any) (slog.Value, bool) {
 		}
 	}
 	return slog.Value{}, false
+}
+
+// maxWalkDepth bounds the walk of nested maps and slices: what lies
+// deeper (a map that contains itself) is replaced rather than walked.
+const maxWalkDepth = 32
+
+// anyMap redacts a map[string]any as a group is, at every level: a value
+// under a secret key is replaced, the others are redacted as values. It
+// copies m, at the levels that change, only when something does.
+func (r *redactor) anyMap(m map[string]any, depth int) (map[string]any, bool) {
+	var out map[string]any
+	for k, v := range m {
+		var v2 any
+		var ch bool
+		if r.secretKey(k) {
+			v2, ch = r.redacted.String(), true
+		} else {
+			v2, ch = r.anyElem(v, depth)
+		}
+		if ch {
+			if out == nil {
+				out = maps.Clone(m)
+			}
+			out[k] = v2
+		}
+	}
+	return out, out != nil
+}
+
+// anySlice redacts the elements of a []any, copying l only when one
+// changes.
+func (r *redactor) anySlice(l []any, depth int) ([]any, bool) {
+	var out []any
+	for i, v := range l {
+		if v2, ch := r.anyElem(v, depth); ch {
+			if out == nil {
+				out = slices.Clone(l)
+			}
+			out[i] = v2
+		}
+	}
+	return out, out != nil
+}
+
+// anyElem redacts a value found in a map[string]any or a []any.
+func (r *redactor) anyElem(v any, depth int) (any, bool) {
+	switch x := v.(type) {
+	case string:
+		if r.scanPAN {
+			if s, ok := maskPANs(x); ok {
+				return s, true
+			}
+		}
+		return v, false
+	case map[string]any:
+		if depth >= maxWalkDepth {
+			return r.redacted.String(), true
+		}
+		if m, ok := r.anyMap(x, depth+1); ok {
+			return m, true
+		}
+		return v, false
+	case []any:
+		if depth >= maxWalkDepth {
+			return r.redacted.String(), true
+		}
+		if l, ok := r.anySlice(x, depth+1); ok {
+			return l, true
+		}
+		return v, false
+	}
+	if rv, ok := r.any(v); ok {
+		return rv.Any(), true
+	}
+	return v, false
 }
 
 // error returns the text of err with the URL of every *url.Error in its

@@ -822,3 +822,52 @@ func TestRedactCookies(t *testing.T) {
 		t.Error("caller's cookie was modified")
 	}
 }
+
+// A decoded JSON body is a map[string]any of maps, slices and strings:
+// secret keys and card numbers are redacted at every level, as in a group.
+func TestRedactAnyMaps(t *testing.T) {
+	body := map[string]any{
+		"user":     "bob",
+		"password": "top-secret",
+		"payment": map[string]any{
+			"Authorization": "Bearer nested-secret",
+			"note":          "card " + testPAN,
+			"amount":        1250.0,
+		},
+		"items": []any{map[string]any{"access_token": "list-secret"}, "pan " + testPAN, 3.0},
+		"meta":  map[string]string{"api_key": "labels-secret"},
+	}
+	for name, mk := range map[string]func(testing.TB, HandlerConfig) (*slog.Logger, *bytes.Buffer){
+		"json": newJSONLogger, "text": newTextLogger,
+	} {
+		t.Run(name, func(t *testing.T) {
+			l, buf := mk(t, HandlerConfig{})
+			l.Info("m", "body", body, "list", []any{map[string]any{"secret": "top-list-secret"}})
+			out := buf.String()
+			for _, leak := range []string{"top-secret", "nested-secret", "list-secret", "labels-secret", testPAN} {
+				if strings.Contains(out, leak) {
+					t.Errorf("%q leaked: %s", leak, out)
+				}
+			}
+			for _, keep := range []string{"bob", "1250", "************1111"} {
+				if !strings.Contains(out, keep) {
+					t.Errorf("%q lost: %s", keep, out)
+				}
+			}
+		})
+	}
+	if body["password"] != "top-secret" || body["payment"].(map[string]any)["note"] != "card "+testPAN {
+		t.Error("caller's map was modified")
+	}
+}
+
+// A map that contains itself is walked to a bounded depth, not forever.
+func TestRedactAnyMapCycle(t *testing.T) {
+	m := map[string]any{"token": "cycle-secret"}
+	m["self"] = m
+	l, buf := newJSONLogger(t, HandlerConfig{})
+	l.Info("m", "m", m)
+	if out := buf.String(); strings.Contains(out, "cycle-secret") {
+		t.Errorf("leaked: %s", out)
+	}
+}
