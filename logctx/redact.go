@@ -254,8 +254,8 @@ func (r *redactor) group(as []slog.Attr) ([]slog.Attr, bool) {
 // or fragment parameters (a url.URL by value is written as a string, as
 // it has no String method), a URL's user information on its own, cookies
 // (as their Set-Cookie form with the value redacted), map[string]any and
-// []any (a decoded JSON body) at every level, and those URLs and card
-// numbers in error texts (see error). Other KindAny values are passed on
+// []any (a decoded JSON body) at every level, card numbers in a []byte,
+// and those URLs and card numbers in error texts (see error). Other KindAny values are passed on
 // as they are: give types that hold secrets a LogValue method.
 func (r *redactor) any(v any) (slog.Value, bool) {
 	switch x := v.(type) {
@@ -286,6 +286,13 @@ func (r *redactor) any(v any) (slog.Value, bool) {
 					c[k] = r.value(k, val)
 				}
 				return slog.AnyValue(c), true
+			}
+		}
+	case []byte:
+		// Text to the handlers: quoted by the text handler, base64 in JSON.
+		if r.scanPAN && len(x) >= 13 {
+			if s, ok := maskPANs(string(x)); ok {
+				return slog.AnyValue([]byte(s)), true
 			}
 		}
 	case map[string]any:

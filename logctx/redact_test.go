@@ -3,6 +3,7 @@ package logctx
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -869,5 +870,30 @@ func TestRedactAnyMapCycle(t *testing.T) {
 	l.Info("m", "m", m)
 	if out := buf.String(); strings.Contains(out, "cycle-secret") {
 		t.Errorf("leaked: %s", out)
+	}
+}
+
+// A []byte is text to the handlers (the text handler quotes it, the JSON
+// handler writes it in base64): a card number in it is masked as in a
+// string, and the value stays a []byte.
+func TestRedactCardInBytes(t *testing.T) {
+	raw := []byte(`{"card":"` + testPAN + `","amount":1250}`)
+	l, buf := newTextLogger(t, HandlerConfig{})
+	l.Info("m", "body", raw)
+	if out := buf.String(); strings.Contains(out, testPAN) || !strings.Contains(out, "************1111") {
+		t.Errorf("card not masked: %s", out)
+	}
+	l, buf = newJSONLogger(t, HandlerConfig{})
+	l.Info("m", "body", raw)
+	b64, _ := jsonLines(t, buf)[0]["body"].(string)
+	got, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		t.Fatalf("body %q: %v", b64, err)
+	}
+	if want := `{"card":"************1111","amount":1250}`; string(got) != want {
+		t.Errorf("body = %s, want %s", got, want)
+	}
+	if !bytes.Contains(raw, []byte(testPAN)) {
+		t.Error("caller's bytes were modified")
 	}
 }
