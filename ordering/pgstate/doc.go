@@ -54,8 +54,10 @@ resources (SQLSTATE class 53) or read-only (25006, a primary demoted by a
 failover), serialization failures, deadlocks and lock timeouts on the
 subject's row. A statement_timeout or a transaction_timeout (PostgreSQL
 17, the transaction rolled back) is KindTimeout, as is the context's
-deadline; a canceled context is KindCanceled; anything else is
-KindInternal (a missing table: call Migrate). The SQLSTATE list is that of
+deadline; a canceled context is KindCanceled matching context.Canceled,
+also when the pool has pgx cancel the statement on the server
+(pgconn.CancelRequestContextWatcherHandler), which then fails with 57014
+rather than with the context's error; anything else is KindInternal (a missing table: call Migrate). The SQLSTATE list is that of
 idempotency/pgstore. Errors of the ApplyFunc are returned unchanged, after
 the rollback.
 

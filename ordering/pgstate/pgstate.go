@@ -100,14 +100,14 @@ func New(cfg Config) (*State, error) {
 func (s *State) Migrate(ctx context.Context) error {
 	tx, err := s.db.Begin(ctx)
 	if err != nil {
-		return pgError("pgstate.migrate", err)
+		return pgError(ctx, "pgstate.migrate", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after Commit
 	// CREATE TABLE IF NOT EXISTS is not safe against a concurrent CREATE of
 	// the same name: one of two replicas starting together would fail on
 	// the catalog's unique index.
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('sadpath.pgstate.migrate'))`); err != nil {
-		return pgError("pgstate.migrate", err)
+		return pgError(ctx, "pgstate.migrate", err)
 	}
 	_, err = tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+s.table+` (
 	subject    bytea       PRIMARY KEY,
@@ -115,16 +115,16 @@ func (s *State) Migrate(ctx context.Context) error {
 	updated_at timestamptz NOT NULL DEFAULT now()
 )`)
 	if err != nil {
-		return pgError("pgstate.migrate", err)
+		return pgError(ctx, "pgstate.migrate", err)
 	}
-	return pgError("pgstate.migrate", tx.Commit(ctx))
+	return pgError(ctx, "pgstate.migrate", tx.Commit(ctx))
 }
 
 // Last returns the last applied sequence of subject, or 0.
 func (s *State) Last(ctx context.Context, subject string) (uint64, error) {
 	tx, err := s.db.Begin(ctx)
 	if err != nil {
-		return 0, pgError("pgstate.last", err)
+		return 0, pgError(ctx, "pgstate.last", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
 	var last int64
@@ -133,7 +133,7 @@ func (s *State) Last(ctx context.Context, subject string) (uint64, error) {
 		return 0, nil
 	}
 	if err != nil {
-		return 0, pgError("pgstate.last", err)
+		return 0, pgError(ctx, "pgstate.last", err)
 	}
 	return uint64(last), nil
 }
@@ -166,7 +166,7 @@ func Tx(ctx context.Context) (pgx.Tx, bool) {
 func (s *State) Advance(ctx context.Context, subject string, fn func(ctx context.Context, last uint64) (uint64, error)) error {
 	tx, err := s.db.Begin(ctx)
 	if err != nil {
-		return pgError("pgstate.advance", err)
+		return pgError(ctx, "pgstate.advance", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after Commit
 	key := []byte(subject)
@@ -174,12 +174,12 @@ func (s *State) Advance(ctx context.Context, subject string, fn func(ctx context
 	err = tx.QueryRow(ctx, s.q.lock, key).Scan(&last)
 	if errors.Is(err, pgx.ErrNoRows) {
 		if _, err = tx.Exec(ctx, s.q.insert, key); err != nil {
-			return pgError("pgstate.advance", err)
+			return pgError(ctx, "pgstate.advance", err)
 		}
 		err = tx.QueryRow(ctx, s.q.lock, key).Scan(&last)
 	}
 	if err != nil {
-		return pgError("pgstate.advance", err)
+		return pgError(ctx, "pgstate.advance", err)
 	}
 	next, err := fn(context.WithValue(ctx, txKey{}, tx), uint64(last))
 	if err != nil {
@@ -191,10 +191,10 @@ func (s *State) Advance(ctx context.Context, subject string, fn func(ctx context
 				Detail: fmt.Sprintf("sequence %d is above the stored range (max %d)", next, int64(math.MaxInt64))}
 		}
 		if _, err := tx.Exec(ctx, s.q.update, key, int64(next)); err != nil {
-			return pgError("pgstate.advance", err)
+			return pgError(ctx, "pgstate.advance", err)
 		}
 	}
-	return pgError("pgstate.advance", tx.Commit(ctx))
+	return pgError(ctx, "pgstate.advance", tx.Commit(ctx))
 }
 
 // pgError turns a driver error into a contract error: context errors keep
@@ -203,8 +203,13 @@ func (s *State) Advance(ctx context.Context, subject string, fn func(ctx context
 // (puddle.ErrClosedPool, which pgxpool returns unwrapped); server errors
 // are classified by SQLSTATE
 // (pgKind); other connection failures are KindUnavailable; anything else
-// is KindInternal. The cause stays wrapped.
-func pgError(op string, err error) error {
+// is KindInternal. The cause stays wrapped. A statement the server canceled
+// (57014) once ctx is canceled is the context's cancellation, KindCanceled
+// matching context.Canceled: a pool whose connections answer a canceled
+// context with a cancel request to the server
+// (pgconn.CancelRequestContextWatcherHandler) gets the server's error
+// instead of ctx.Err(), which is no statement timeout.
+func pgError(ctx context.Context, op string, err error) error {
 	if err == nil {
 		return nil
 	}
@@ -212,9 +217,12 @@ func pgError(op string, err error) error {
 	if errors.As(err, &ce) {
 		return err
 	}
+	var pe *pgconn.PgError
+	if errors.Is(ctx.Err(), context.Canceled) && errors.As(err, &pe) && pe.Code == "57014" {
+		err = fmt.Errorf("%w: %w", context.Canceled, err)
+	}
 	kind := contract.KindOf(err) // timeout / canceled from the context
 	if kind == contract.KindInternal {
-		var pe *pgconn.PgError
 		switch {
 		case errors.As(err, new(*pgconn.ConnectError)):
 			// Checked before the PgError a refusal wraps (FATAL 53300 too
