@@ -85,7 +85,9 @@ type TransportConfig struct {
 // (MaxElapsedTime, or a full AttemptTimeout before the deadline), the *Error
 // is returned. A Retry-After wait capped by MaxDelay is shortened by the
 // drain instead, down to what is left of MaxElapsedTime (see
-// Config.OnRetry).
+// Config.OnRetry). A base that answers neither a response nor an error is
+// broken: its answer is passed on as is, not retried, and http.Client
+// reports it as an error.
 //
 // With a Budget, the Transport reports as Do does, for every request (one
 // that gets one attempt included): a Call per request, a Failure per
@@ -227,7 +229,7 @@ func (t *Transport) once(req *http.Request) (*http.Response, error) {
 	} else {
 		ctx, cancel := context.WithDeadline(req.Context(), t.p.clock.Now().Add(t.p.attemptTimeout))
 		resp, err = t.base.RoundTrip(req.WithContext(ctx))
-		if err != nil {
+		if err != nil || resp == nil {
 			cancel()
 		} else {
 			resp.Body = withCancel(resp.Body, cancel)
@@ -236,8 +238,8 @@ func (t *Transport) once(req *http.Request) (*http.Response, error) {
 	if t.p.budget != nil {
 		t.reportOnce(resp, err)
 	}
-	if err != nil {
-		return nil, err
+	if err != nil || resp == nil { // nil, nil: a broken base, which http.Client reports
+		return resp, err
 	}
 	return resp, nil
 }
@@ -252,6 +254,8 @@ func (t *Transport) reportOnce(resp *http.Response, err error) {
 	switch {
 	case err != nil:
 		err = transportError(err)
+	case resp == nil: // a broken base: http.Client reports it as an error
+		return
 	case resp.StatusCode < 400:
 		p.budget.Success()
 		return
@@ -324,6 +328,15 @@ func (a *attempts) try(ctx context.Context) (*http.Response, error) {
 			cancel()
 		}
 		return nil, transportError(err)
+	}
+	if resp == nil {
+		// A base that answers neither a response nor an error is broken,
+		// not transient: passed on as is, not retried; http.Client reports
+		// it as an error.
+		if cancel != nil {
+			cancel()
+		}
+		return nil, nil
 	}
 	if cancel != nil {
 		resp.Body = withCancel(resp.Body, cancel)

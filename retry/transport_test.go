@@ -1091,3 +1091,46 @@ func TestTransportOneAttemptReportsToTheBudget(t *testing.T) {
 		}
 	}
 }
+
+// nilResponseBase breaks the RoundTripper contract: neither a response nor
+// an error.
+type nilResponseBase struct {
+	mu    sync.Mutex
+	calls int
+	ctxs  []context.Context
+}
+
+func (b *nilResponseBase) RoundTrip(r *http.Request) (*http.Response, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.calls++
+	b.ctxs = append(b.ctxs, r.Context())
+	return nil, nil
+}
+
+// A base RoundTripper that answers neither a response nor an error is
+// broken: the Transport must not panic on it (http.Client reports the nil
+// response as an error), with or without an AttemptTimeout, on the retried
+// path and on the single attempt alike, and the attempt's context ends.
+func TestTransportNilResponseWithoutError(t *testing.T) {
+	for _, method := range []string{http.MethodGet, http.MethodPost} {
+		for _, timeout := range []time.Duration{0, time.Second} {
+			t.Run(method+"/"+timeout.String(), func(t *testing.T) {
+				base := &nilResponseBase{}
+				tr := newTransport(t, base, retrytest.NewClock(), retry.TransportConfig{}, retry.Config{AttemptTimeout: timeout})
+				req, _ := http.NewRequest(method, "http://dep.test/", nil)
+				resp, err := (&http.Client{Transport: tr}).Do(req)
+				if err == nil {
+					resp.Body.Close()
+					t.Fatal("no error for a nil response")
+				}
+				if base.calls != 1 {
+					t.Errorf("%d attempts, want 1", base.calls)
+				}
+				if timeout > 0 && base.ctxs[0].Err() == nil {
+					t.Error("attempt context not ended")
+				}
+			})
+		}
+	}
+}
