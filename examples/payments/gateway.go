@@ -287,7 +287,8 @@ const maxChargeBody = 64 << 10
 // reports that more than maxChargeBody bytes were read. A body cut short
 // on its way (a read error, or JSON ending early) may arrive whole next
 // time: 503, retry. A body that is not a charge (not JSON, a field of the
-// wrong type) or that is over the limit is the gateway's answer itself,
+// wrong type, empty: io.EOF, the body ended whole before any value) or
+// that is over the limit is the gateway's answer itself,
 // replayed whole to every retry under the same key (a 503 would have the
 // client retry forever): like an unexpected charge status (see
 // chargeError), we cannot tell whether money moved, so it is a 500
@@ -299,7 +300,7 @@ func bodyError(status int, err error, overLimit bool) error {
 	case overLimit:
 		return &contract.Error{Kind: contract.KindInternal, Op: "payments.create", Code: "payments.gateway_unexpected",
 			Detail: fmt.Sprintf("the gateway answered %d with a body over %d bytes", status, maxChargeBody), Cause: err}
-	case !errors.As(err, &syntax) && !errors.As(err, &typ):
+	case err != io.EOF && !errors.As(err, &syntax) && !errors.As(err, &typ):
 		return unavailable(err)
 	}
 	return &contract.Error{Kind: contract.KindInternal, Op: "payments.create", Code: "payments.gateway_unexpected",

@@ -281,6 +281,10 @@ func TestPaymentsChargeStatus(t *testing.T) {
 		// replayed whole to every retry: not a body cut short on its way.
 		{"over 64 KiB", `{"charge_id":"ch_1","status":"succeeded","note":"` + strings.Repeat("x", 64<<10) + `"}`, 500, "payments.gateway_unexpected", false},
 		{"64 KiB of white space first", strings.Repeat(" ", 64<<10) + `{"charge_id":"ch_1","status":"succeeded"}`, 500, "payments.gateway_unexpected", false},
+		// A body that ended whole before any JSON value (a body cut short
+		// fails with io.ErrUnexpectedEOF, not io.EOF) is no charge either.
+		{"empty body", ``, 500, "payments.gateway_unexpected", false},
+		{"white space only", " \r\n", 500, "payments.gateway_unexpected", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var calls atomic.Int64
@@ -348,6 +352,25 @@ func TestPaymentsGatewayBodyCutShort(t *testing.T) {
 	}
 	if again := f.do(t, "POST", "/payments", goodBody, auth("cut-1")); again.status != 201 {
 		t.Fatalf("the retry: %d %s, want 201", again.status, again.body)
+	}
+}
+
+// A 201 whose body is cut short on its way (fewer bytes than its
+// Content-Length, none at all included) may arrive whole next time: a
+// retryable 503, the key released, unlike an empty body sent whole.
+func TestPaymentsChargeBodyCutShort(t *testing.T) {
+	for _, sent := range []string{``, `{"charge_id":"ch_1",`} {
+		f := startWrapped(t, stores(t)["memory"](t), &FakeGateway{}, func(http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				w.Header().Set("Content-Length", "64")
+				w.WriteHeader(http.StatusCreated)
+				_, _ = w.Write([]byte(sent))
+			})
+		})
+		if r := f.do(t, "POST", "/payments", goodBody, auth("cut-1")); r.status != 503 {
+			t.Errorf("gateway's 201 cut short after %q: we answer %d %s, want 503", sent, r.status, r.body)
+		}
 	}
 }
 
