@@ -17,9 +17,9 @@ const OverflowName = "(overflow)"
 // RegistryConfig configures a Registry.
 type RegistryConfig struct {
 	// Breaker is the configuration of every breaker; its Name is replaced by
-	// the key (keys longer than 256 bytes are cut for the name, on a
-	// character boundary; "" becomes "(empty)"). Its zero fields take the
-	// documented defaults.
+	// the key (as valid UTF-8, invalid bytes replaced by U+FFFD; keys longer
+	// than 256 bytes are cut for the name, on a character boundary; ""
+	// becomes "(empty)"). Its zero fields take the documented defaults.
 	Breaker Config
 	// MaxBreakers bounds the number of breakers, so that hostile or
 	// unbounded keys (hosts from user input) cannot grow memory without
@@ -111,19 +111,31 @@ func (r *Registry) hashed(key string) string {
 	return string(k[:])
 }
 
+// nameOf returns the name of the breaker of a non-empty key: the key as
+// valid UTF-8 (invalid bytes replaced by U+FFFD: a host such as
+// "%ff.example" decodes to a raw byte), cut on a character boundary to
+// maxNameBytes, never sharing the key's memory. The name goes into logs
+// and metric attributes, where invalid UTF-8 is rejected (an OTLP export
+// fails on it).
+func nameOf(key string) string {
+	name := strings.ToValidUTF8(key, "\uFFFD")
+	if len(name) > maxNameBytes {
+		n := maxNameBytes
+		for !utf8.RuneStart(name[n]) {
+			n-- // valid UTF-8: a character starts within 3 bytes
+		}
+		name = name[:n]
+	}
+	return strings.Clone(name)
+}
+
 func (r *Registry) build(key string) *Breaker {
 	cfg := r.template
 	switch {
 	case key == "":
 		cfg.Name = "(empty)"
-	case len(key) > maxNameBytes:
-		n := maxNameBytes
-		for n > 0 && !utf8.RuneStart(key[n]) {
-			n-- // cut on a character: the name goes into logs and metric attributes
-		}
-		cfg.Name = strings.Clone(key[:n])
 	default:
-		cfg.Name = strings.Clone(key)
+		cfg.Name = nameOf(key)
 	}
 	b, err := New(cfg)
 	if err != nil { // validated in NewRegistry: only a bug gets here

@@ -290,6 +290,42 @@ func TestRegistryCutsLongKeysOnCharacters(t *testing.T) {
 	}
 }
 
+// A key that is not valid UTF-8 (a host such as "%ff.example", which
+// url.Parse decodes to a raw byte: a webhook URL a user registered) gets a
+// name that is: the name goes into logs and metric attributes, where
+// invalid UTF-8 is rejected (an OTLP export fails on it). The keys still
+// keep their breakers apart, and the name stays within 256 bytes.
+func TestRegistryNamesInvalidUTF8KeysValidly(t *testing.T) {
+	reg, err := breaker.NewRegistry(breaker.RegistryConfig{Breaker: breaker.Config{DisableMetrics: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse("http://dep%ff.test/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{u.Host, "dep\xfe.test", strings.Repeat("\xffa", 200), strings.Repeat("h", 250) + "\xff\xfe\xfd\xfc\xfb\xfa\xf9",
+		strings.Repeat("\x80", 300)} { // no character boundary to cut on: the name must not be empty
+		name := reg.Get(key).Name()
+		if !utf8.ValidString(name) || len(name) > 256 || name == "" {
+			t.Errorf("name of key %q: %q (%d bytes)", key, name, len(name))
+		}
+	}
+	if reg.Get("dep\xff.test") == reg.Get("dep\xfe.test") {
+		t.Error("two invalid keys share a breaker")
+	}
+	// Through a Transport: a hostile URL fails its request, it does not
+	// panic the caller.
+	tr, err := breaker.NewTransport(breaker.TransportConfig{Registry: reg,
+		Next: roundTripFunc(func(*http.Request) (*http.Response, error) { return nil, errors.New("test: unreachable") })})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (&http.Client{Transport: tr}).Get("http://" + strings.Repeat("%80", 300) + "/"); err == nil {
+		t.Error("no error")
+	}
+}
+
 // A Registry keeps no string of its caller alive: a key sliced from a
 // larger one (URL.Host is sliced from the whole URL) is copied, and a long
 // key is stored hashed, so MaxBreakers hostile keys cost little.
