@@ -285,6 +285,12 @@ func (c *Consumer) Handle(ctx context.Context, d Delivery) Result {
 	if c.store != nil {
 		claim, err := c.store.Claim(ctx, idempotency.ClaimRequest{Key: key, Fingerprint: fingerprint(e), Lease: c.lease, Retention: c.retention})
 		if err != nil {
+			if errors.Is(err, contract.ErrTooLarge) {
+				// Refused, not failed (an id over a MemoryStore shard's
+				// budget): no redelivery can be claimed, as the
+				// idempotency executor says too.
+				return c.dead(ctx, d, e, "dedup store refused the event id as too large", err)
+			}
 			r := c.retry(ctx, d, e, "dedup store failed", err)
 			if r.Action == Retry {
 				c.failedBeforeGuard(ctx, e)

@@ -573,6 +573,27 @@ func TestStoreDownRetries(t *testing.T) {
 	}
 }
 
+// TestClaimTooLargeDeadLetters: an event whose id the store refuses as too
+// large (a MemoryStore shard's byte budget) can never be claimed: it is
+// dead-lettered at once, as the executor refuses it (nothing runs), not
+// retried MaxAttempts times as a store outage while its subject waits.
+func TestClaimTooLargeDeadLetters(t *testing.T) {
+	store, err := idempotency.NewMemoryStore(idempotency.MemoryConfig{MaxBytes: 4 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int64
+	var q dlq
+	c := mustConsumer(t, consumer.Config{Store: store, DeadLetter: q.add,
+		Handler: func(context.Context, *contract.Event) error { calls.Add(1); return nil }})
+	e := event("a", 1, `{}`)
+	e.ID = strings.Repeat("i", 8<<10)
+	r := c.Handle(context.Background(), consumer.Delivery{Data: encode(t, e), Attempt: 1})
+	if r.Action != consumer.DeadLetter || !errors.Is(r.Err, contract.ErrTooLarge) || calls.Load() != 0 || q.len() != 1 {
+		t.Fatalf("%+v (handler %d, dead letters %d), want dead-lettered at once without running the handler", r, calls.Load(), q.len())
+	}
+}
+
 // flakyStore is an idempotency.Store whose Claim answers "down" (an
 // error) or "busy" (in progress elsewhere) while fault says so.
 type flakyStore struct {

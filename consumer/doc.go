@@ -25,8 +25,10 @@ For each Delivery, in order:
  2. Deduplication by (source, id) through the idempotency.Store
     (Config.Store): an id already processed is acknowledged without running
     the handler; one in progress elsewhere is retried after the other
-    owner's lease; the same id with other content is dead-lettered. A
-    store that fails retries the event with the backoff of step 5. Either
+    owner's lease; the same id with other content is dead-lettered, and
+    so is an id the store refuses as too large (contract.ErrTooLarge: no
+    redelivery could be claimed). A store that fails retries the event
+    with the backoff of step 5. Either
     retry is reported to the Guard (ordering.Guard.Failed): when the event
     is the missing one of a held gap, the hold's wait restarts, so its
     redelivery is not skipped by the hold timeout.
