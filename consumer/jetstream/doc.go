@@ -32,12 +32,13 @@ decision:
     first, JetStream redelivers it and the new delivery joins the held one.
 
 When Run's context is done, the message being handled finishes and the
-rest of the batch is NAKed without delay, unhandled: JetStream redelivers
-it at once to another Adapter (or this one restarted), not after its ack
-wait. Between pulls Run calls Consumer.Sweep so held gaps time out (not
-once its context is done: no held event is applied on the way out). A failed
-acknowledgement is logged and left to the ack wait: the redelivery is
-dropped by deduplication.
+rest of the batch is NAKed without delay, unhandled, when the pull ends
+(not before: it would be redelivered into the same pull, each time a
+delivery counted): JetStream redelivers it at once to another Adapter (or
+this one restarted), not after its ack wait. Between pulls Run calls
+Consumer.Sweep so held gaps time out (not once its context is done: no
+held event is applied on the way out). A failed acknowledgement is logged
+and left to the ack wait: the redelivery is dropped by deduplication.
 
 A failed pull is logged ("pull failed") and retried after MaxWait: a
 connection that is reconnecting recovers on its own. Run returns an error

@@ -134,8 +134,8 @@ func New(cfg Config) (*Adapter, error) {
 // Run pulls and handles messages until ctx is done, then returns nil. It
 // notices ctx within MaxWait: a pull in flight is not abandoned. Once ctx
 // is done, the message being handled finishes and the rest of the batch is
-// handed back (NAK without delay): JetStream redelivers it at once; the
-// hold is not swept on the way out.
+// handed back (NAK without delay) when the pull ends, each message once:
+// JetStream redelivers it at once; the hold is not swept on the way out.
 // Failed pulls (server unavailable, a connection reconnecting) are logged
 // and retried after MaxWait. Run returns an error when it can consume no
 // more: KindNotFound (code "jetstream.consumer_gone") when the consumer no
@@ -150,17 +150,25 @@ func (a *Adapter) Run(ctx context.Context) error {
 		// would strand those until their ack wait expires).
 		batch, err := a.pull.Fetch(a.batch, js.FetchMaxWait(a.maxWait))
 		if err == nil {
+			var back []js.Msg
 			for msg := range batch.Messages() {
 				if ctx.Err() != nil {
 					// Shutting down: the rest of the batch is not handled
-					// with a canceled context but handed back at once, for
-					// another Adapter or this one restarted.
-					a.finish(ctx, msg, consumer.Result{Action: consumer.Retry})
+					// with a canceled context but handed back, for another
+					// Adapter or this one restarted, once the pull has
+					// ended. NAKed now, a message would be redelivered into
+					// this pull, still open for the rest of its batch, and
+					// handed back again, up to Batch times, each one a
+					// delivery counted against MaxAttempts and MaxDeliver.
+					back = append(back, msg)
 					continue
 				}
 				a.handle(ctx, msg)
 			}
 			err = batch.Error()
+			for _, msg := range back {
+				a.finish(ctx, msg, consumer.Result{Action: consumer.Retry})
+			}
 		}
 		if ctx.Err() == nil {
 			// Not on the way out: a timed-out gap would be skipped and its

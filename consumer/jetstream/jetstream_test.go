@@ -1002,3 +1002,56 @@ func TestMaxWaitHasAMinimum(t *testing.T) {
 		}
 	}
 }
+
+// TestShutdownHandsBackEachMessageOnce: the rest of the batch handed back
+// on shutdown is not redelivered into the same pull, still open for the
+// rest of its batch, and handed back again, over and over: each time
+// JetStream counts a delivery, so the event's attempt count jumped by up
+// to Batch (its next transient failure dead-lettered it as past
+// MaxAttempts, and a MaxDeliver drops it silently).
+func TestShutdownHandsBackEachMessageOnce(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	j, streamName, subj := stream(t)
+	for i := 1; i <= 2; i++ {
+		e := contract.Event{ID: fmt.Sprint("e", i), Source: "/ledger", SpecVersion: "1.0", Type: "t.v1", Subject: fmt.Sprint("acct-", i), Sequence: 1}
+		if _, err := jetstream.Publish(ctx, j, subj+".events", &e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pull := pullConsumer(t, j, streamName, 5*time.Minute)
+	runCtx, stop := context.WithCancel(ctx)
+	c, err := consumer.New(consumer.Config{Handler: func(context.Context, *contract.Event) error {
+		stop() // the shutdown begins while the first event is handled
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := jetstream.New(jetstream.Config{Pull: pull, Consumer: c, Batch: 50, MaxWait: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Run(runCtx); err != nil {
+		t.Fatal(err)
+	}
+	batch, err := pull.Fetch(1, js.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for msg := range batch.Messages() {
+		n++
+		md, err := msg.Metadata()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if md.NumDelivered != 2 {
+			t.Errorf("the event handed back on shutdown comes with %d deliveries, want 2", md.NumDelivered)
+		}
+		_ = msg.Ack()
+	}
+	if n != 1 {
+		t.Fatalf("%d messages redelivered, want 1 (%v)", n, batch.Error())
+	}
+}
