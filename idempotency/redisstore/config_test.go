@@ -29,6 +29,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"closing brace", Config{Client: c, Prefix: "a}"}, "Config.Prefix"},
 		{"long prefix", Config{Client: c, Prefix: strings.Repeat("p", 257)}, "Config.Prefix"},
 		{"negative max", Config{Client: c, MaxResultBytes: -1}, "Config.MaxResultBytes"},
+		{"max over Redis's bulk limit", Config{Client: c, MaxResultBytes: MaxMaxResultBytes + 1}, "Config.MaxResultBytes"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

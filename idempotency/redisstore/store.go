@@ -27,6 +27,14 @@ import (
 const (
 	DefaultPrefix         = "sadpath:idem:"
 	DefaultMaxResultBytes = 16 << 20
+
+	// MaxMaxResultBytes is the largest Config.MaxResultBytes: Redis refuses
+	// a bulk string over its proto-max-bulk-len (512 MB by default) with a
+	// protocol error and drops the connection, so a larger result could
+	// only fail as a store error, not as KindTooLarge (the executor then
+	// cannot record that the key ran, and a duplicate runs it again). A MiB
+	// is left for the script's other arguments.
+	MaxMaxResultBytes = 512<<20 - 1<<20
 )
 
 // Config configures a Store. Zero fields take the documented defaults.
@@ -43,7 +51,8 @@ type Config struct {
 
 	// MaxResultBytes bounds the encoded size of a completed result;
 	// Complete refuses a larger one with a KindTooLarge error. Default
-	// DefaultMaxResultBytes (16 MiB).
+	// DefaultMaxResultBytes (16 MiB); at most MaxMaxResultBytes (a server
+	// whose proto-max-bulk-len was lowered needs a MaxResultBytes below it).
 	MaxResultBytes int
 
 	// Logger receives store failures and refused stale owners. Nil logs
@@ -84,6 +93,8 @@ func New(cfg Config) (*Store, error) {
 		cfg.MaxResultBytes = DefaultMaxResultBytes
 	case cfg.MaxResultBytes < 0:
 		return nil, invalidConfig("MaxResultBytes", fmt.Sprintf("must be >= 0, got %d", cfg.MaxResultBytes))
+	case cfg.MaxResultBytes > MaxMaxResultBytes:
+		return nil, invalidConfig("MaxResultBytes", fmt.Sprintf("must be at most %d (Redis's default 512 MB bulk string limit), got %d", MaxMaxResultBytes, cfg.MaxResultBytes))
 	}
 	return &Store{client: cfg.Client, prefix: cfg.Prefix, maxBytes: cfg.MaxResultBytes, log: cfg.Logger}, nil
 }
