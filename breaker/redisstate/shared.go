@@ -306,7 +306,11 @@ func (s *Shared) onCall(o breaker.Outcome) {
 	default:
 		return
 	}
-	if n == s.minCalls {
+	// >=, not ==: two calls ending at once can both count past MinCalls
+	// (each adds its own outcome, then reads the other's count after the
+	// other's add). The kick holds one: the send is a cheap no-op while a
+	// merge is already asked for.
+	if n >= s.minCalls {
 		select {
 		case s.kick <- struct{}{}:
 		default:

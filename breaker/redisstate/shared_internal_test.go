@@ -469,3 +469,27 @@ func TestFirstMergeDoesNotEndALocalTripOnAnOlderRecovery(t *testing.T) {
 		t.Fatalf("after the first merge: %v for %v, want open for the rest of the hour", st, ra)
 	}
 }
+
+// Two calls ending at once can both count past MinCalls without either
+// seeing exactly MinCalls (each adds its own outcome, then reads the other
+// count after the other's add): the early merge must still be asked for.
+func TestOnCallKicksPastMinCalls(t *testing.T) {
+	for _, o := range []breaker.Outcome{breaker.Success, breaker.Failure, breaker.Slow} {
+		s := &Shared{kick: make(chan struct{}, 1), minCalls: 10}
+		s.succ.Store(5)
+		s.fail.Store(5) // a concurrent call took the count to MinCalls without seeing it
+		s.onCall(o)
+		select {
+		case <-s.kick:
+		default:
+			t.Errorf("%v as call %d of MinCalls 10: no early merge asked for", o, s.succ.Load()+s.fail.Load())
+		}
+	}
+	s := &Shared{kick: make(chan struct{}, 1), minCalls: 10}
+	s.onCall(breaker.Success)
+	select {
+	case <-s.kick:
+		t.Error("an early merge asked for after 1 call of MinCalls 10")
+	default:
+	}
+}
