@@ -428,7 +428,7 @@ func (b *Breaker) exec(ctx context.Context, run func() Outcome) error {
 			start = b.now()
 		}
 		phase = running
-		o = run()
+		o = ran(run())
 		phase = returned
 		if b.slow != 0 && b.now()-start > b.slow {
 			o = Slow // whatever it returned, a caller's error included: the latency is the dependency's
@@ -489,12 +489,23 @@ func (b *Breaker) runForcedClosed(ctx context.Context, run func() Outcome) {
 			b.count(ctx, Failure)
 		}
 	}()
-	o := run()
+	o := ran(run())
 	returned = true
 	if b.slow != 0 && b.now()-start > b.slow {
 		o = Slow // whatever it returned, as in every other state
 	}
 	b.count(ctx, o)
+}
+
+// ran returns the outcome of a call that ran as Classify gave it, or Failure
+// for one such a call cannot have (Rejected, or a value past the constants,
+// from a Config.Classify or TransportConfig.Classify): counted, reported and
+// in the metrics as a failure.
+func ran(o Outcome) Outcome {
+	if o > Slow {
+		return Failure
+	}
+	return o
 }
 
 // finish records the outcome o of a call that ran since gobreaker's state

@@ -87,7 +87,9 @@ type Config struct {
 
 	// Classify decides whether a call's non-nil error counts as a failure,
 	// is ignored, or (if it says so) a success; a nil error is always a
-	// Success. Default Classify (the package function).
+	// Success. Any other answer (Rejected, or a value past the Outcome
+	// constants) counts as a Failure. Default Classify (the package
+	// function).
 	Classify func(err error) Outcome
 
 	// OnStateChange is called once per state change, after the breaker's

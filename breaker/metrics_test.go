@@ -2,6 +2,7 @@ package breaker_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -125,5 +126,44 @@ func TestMetrics(t *testing.T) {
 		m["sadpath.breaker.transitions{breaker.name=pay,from=closed,to=open}"] != 1 ||
 		m["state{breaker.name=pay}"] != int64(breaker.StateOpen) {
 		t.Errorf("after trip: %v", m)
+	}
+}
+
+// A Classify (or Transport Classify) that answers an outcome a call cannot
+// have — Rejected, or a value past the constants — counts the call as a
+// failure: no panic in the metrics, OnCall sees Failure, the breaker trips.
+func TestClassifyOutOfRangeOutcomeIsFailure(t *testing.T) {
+	for _, bad := range []breaker.Outcome{breaker.Rejected, breaker.Rejected + 1, 255} {
+		t.Run(bad.String(), func(t *testing.T) {
+			rec := &recorder{sums: map[string]int64{}}
+			var seen []breaker.Outcome
+			b, err := breaker.New(breaker.Config{Name: "pay", MeterProvider: rec, Clock: newClock(), MinCalls: 2, FailureRatio: 1,
+				Window: time.Hour, Classify: func(error) breaker.Outcome { return bad },
+				OnCall: func(_ context.Context, o breaker.Outcome) { seen = append(seen, o) }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			for range 2 {
+				if err := b.Execute(ctx, func(context.Context) error { return errDown }); err != errDown {
+					t.Fatalf("err = %v, want the call's", err)
+				}
+			}
+			if fmt.Sprint(seen) != "[failure failure]" {
+				t.Errorf("OnCall saw %v, want two failures", seen)
+			}
+			if s := b.State(); s != breaker.StateOpen {
+				t.Errorf("state %v, want open", s)
+			}
+			m := rec.collect()
+			if m["sadpath.breaker.calls{breaker.name=pay,outcome=failure}"] != 2 || m["sadpath.breaker.calls{breaker.name=pay,outcome=rejected}"] != 0 {
+				t.Errorf("metrics %v, want two failures", m)
+			}
+			b.ForceClosed(ctx, "")
+			_ = b.Execute(ctx, func(context.Context) error { return errDown })
+			if m := rec.collect(); m["sadpath.breaker.calls{breaker.name=pay,outcome=failure}"] != 3 {
+				t.Errorf("forced closed: metrics %v, want three failures", m)
+			}
+		})
 	}
 }

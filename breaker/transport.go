@@ -14,7 +14,8 @@ type TransportConfig struct {
 	Key func(*http.Request) string
 	// Next performs the requests. Default http.DefaultTransport.
 	Next http.RoundTripper
-	// Classify decides how a finished round trip counts. Default
+	// Classify decides how a finished round trip counts (Rejected, or a
+	// value past the Outcome constants, counts as a Failure). Default
 	// ClassifyResponse.
 	Classify func(resp *http.Response, err error) Outcome
 }
