@@ -175,11 +175,16 @@ func New(cfg Config) (*Breaker, error) {
 		b.random = rand.Float64
 	}
 	minCalls, ratio := uint32(c.MinCalls), c.FailureRatio
+	// gobreaker rounds Interval up to a whole number of BucketPeriods: a
+	// Window that Buckets does not divide to the nanosecond would get one
+	// bucket more (1s in 3 buckets counted over 1.33s), so the window is
+	// Buckets whole periods, short of Window by under Buckets nanoseconds.
+	period := c.Window / time.Duration(c.Buckets)
 	b.cb = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:         c.Name,
 		MaxRequests:  uint32(c.HalfOpenProbes),
-		Interval:     c.Window,
-		BucketPeriod: c.Window / time.Duration(c.Buckets),
+		Interval:     period * time.Duration(c.Buckets),
+		BucketPeriod: period,
 		// The open delay is enforced by b.openUntil on b's clock, so
 		// gobreaker's own open state ends at once: the first call after
 		// the delay turns it half-open.

@@ -49,7 +49,9 @@ type Config struct {
 	// counted in the closed state. Default 60s; at most 30 days.
 	Window time.Duration
 	// Buckets is the number of buckets the window is divided into; counts
-	// age out one bucket at a time. Default 10; at most 1000.
+	// age out one bucket at a time. Default 10; at most 1000. A Window that
+	// Buckets does not divide to the nanosecond is cut to Buckets whole
+	// buckets (short of it by under Buckets nanoseconds).
 	Buckets int
 	// MinCalls is the number of counted calls (successes plus failures)
 	// the window must hold before the failure rate can trip the breaker.
