@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/goleak"
 
@@ -1213,6 +1214,7 @@ func TestConfigValidation(t *testing.T) {
 	}{
 		{breaker.Config{}, "Config.Name"},
 		{breaker.Config{Name: strings.Repeat("x", 300)}, "Config.Name"},
+		{breaker.Config{Name: "pay\xffments"}, "Config.Name"},
 		{breaker.Config{Name: "n", Window: -1}, "Config.Window"},
 		{breaker.Config{Name: "n", Window: time.Millisecond, Buckets: 10}, "Config.Window"},
 		{breaker.Config{Name: "n", Buckets: -1}, "Config.Buckets"},
@@ -1232,6 +1234,9 @@ func TestConfigValidation(t *testing.T) {
 		if !errors.Is(err, contract.ErrInvalid) {
 			t.Errorf("%+v: err = %v, want KindInvalid", c.cfg, err)
 			continue
+		}
+		if !utf8.ValidString(err.Error()) {
+			t.Errorf("error %q is not valid UTF-8", err)
 		}
 		ce := contract.As(err)
 		if ce.Code != breaker.CodeConfigInvalid || !strings.HasPrefix(ce.Detail, c.field+":") ||

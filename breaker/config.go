@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/metric"
 
@@ -42,7 +44,9 @@ type Clock interface {
 // field.
 type Config struct {
 	// Name identifies the breaker in errors, logs and metrics, e.g. the
-	// downstream dependency ("payments-gateway"). Required.
+	// downstream dependency ("payments-gateway"). Required; at most 256
+	// bytes of valid UTF-8 (metric attributes and logs carry it, and an
+	// OTLP export rejects invalid UTF-8).
 	Name string
 
 	// Window is the length of the rolling window over which calls are
@@ -150,6 +154,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if len(c.Name) > 256 {
 		return bad("Name", "must be at most 256 bytes", len(c.Name))
+	}
+	if !utf8.ValidString(c.Name) {
+		return bad("Name", "must be valid UTF-8", strconv.Quote(c.Name))
 	}
 	if c.Window < 0 || c.Window > maxWindow {
 		return bad("Window", "must be in [0, 720h]", c.Window)
