@@ -163,8 +163,11 @@ func (e *Error) CodeOrKind() string {
 }
 
 // Error reads "op: kind (code): detail: cause", leaving out empty parts and
-// a code equal to the kind name.
+// a code equal to the kind name. A nil *Error reads "<nil>", as fmt prints it.
 func (e *Error) Error() string {
+	if e == nil {
+		return "<nil>"
+	}
 	var b strings.Builder
 	if e.Op != "" {
 		b.WriteString(e.Op)
@@ -187,8 +190,13 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
-// Unwrap returns the cause.
-func (e *Error) Unwrap() error { return e.Cause }
+// Unwrap returns the cause (nil for a nil *Error).
+func (e *Error) Unwrap() error {
+	if e == nil {
+		return nil
+	}
+	return e.Cause
+}
 
 // Is matches the Kind sentinels (ErrInvalid, ErrUnavailable, …), whatever
 // the error's Code, and another *Error with the same Kind and the same
@@ -229,16 +237,31 @@ var (
 )
 
 // As returns the first *Error in err's chain, or, when there is none, a new
-// *Error classifying err (see KindOf). It returns nil for a nil err.
+// *Error classifying err (see KindOf). It returns nil for a nil err. A nil
+// *Error in the chain (a function that returned a nil *Error as an error)
+// is a bug: it is reported as a new *Error of KindInternal wrapping err.
 func As(err error) *Error {
 	if err == nil {
 		return nil
 	}
-	var e *Error
-	if errors.As(err, &e) {
+	if e := firstError(err); e != nil {
 		return e
 	}
 	return &Error{Kind: classify(err), Cause: err}
+}
+
+// firstError returns the first *Error in err's chain, or nil when there is
+// none. errors.As stops at a nil *Error, whose fields cannot be read: it
+// counts as an internal error.
+func firstError(err error) *Error {
+	var e *Error
+	if !errors.As(err, &e) {
+		return nil
+	}
+	if e == nil {
+		return &Error{Kind: KindInternal, Cause: err}
+	}
+	return e
 }
 
 // KindOf classifies err: the Kind of the first *Error in its chain; else
@@ -247,10 +270,10 @@ func As(err error) *Error {
 // KindCanceled, a refused connection or a failed dial is KindUnavailable
 // (the request never reached the dependency), *http.MaxBytesError is
 // KindTooLarge, and anything unknown is KindInternal.
-// KindOf(nil) is KindInternal; check err != nil first.
+// KindOf(nil) is KindInternal; check err != nil first. A nil *Error in
+// err's chain is KindInternal too.
 func KindOf(err error) Kind {
-	var e *Error
-	if errors.As(err, &e) {
+	if e := firstError(err); e != nil {
 		return e.Kind
 	}
 	return classify(err)
@@ -308,8 +331,7 @@ func Retryable(err error) bool {
 	if err == nil {
 		return false
 	}
-	var e *Error
-	if errors.As(err, &e) {
+	if e := firstError(err); e != nil {
 		return e.Retryable()
 	}
 	return classify(err).Retryable()
@@ -336,7 +358,7 @@ func retryAfter(err error) time.Duration {
 		switch e := err.(type) {
 		case *Error:
 			if e == nil {
-				return 0 // errors.As stops at a nil *Error too; its Unwrap would panic
+				return 0 // errors.As stops at a nil *Error too
 			}
 			if e.RetryAfter > 0 {
 				return e.RetryAfter

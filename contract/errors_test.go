@@ -147,6 +147,36 @@ func TestErrorIsNilErrorTarget(t *testing.T) {
 	}
 }
 
+// A function that returns a nil *Error as an error hands its caller a
+// non-nil error holding a nil *Error. KindOf, Retryable and WriteProblem
+// dereferenced it and panicked (in the error path of a handler); it is an
+// internal error.
+func TestTypedNilErrorIsInternal(t *testing.T) {
+	var nilErr *Error
+	for name, err := range map[string]error{
+		"bare":    nilErr,
+		"wrapped": fmt.Errorf("charge: %w", nilErr),
+	} {
+		t.Run(name, func(t *testing.T) {
+			if k := KindOf(err); k != KindInternal {
+				t.Errorf("KindOf = %v, want internal", k)
+			}
+			if Retryable(err) {
+				t.Error("Retryable = true, want false")
+			}
+			e := As(err)
+			if e == nil || e.Kind != KindInternal || e.Error() == "" {
+				t.Errorf("As = %#v, want a usable internal *Error", e)
+			}
+			rec := httptest.NewRecorder()
+			WriteProblem(rec, httptest.NewRequest("GET", "/", nil), err)
+			if rec.Code != 500 {
+				t.Errorf("status %d, want 500", rec.Code)
+			}
+		})
+	}
+}
+
 // Code defaults to the kind's name, and Is compares that effective code: an
 // error parsed back from a problem carries the code "unavailable" written
 // out, and must still match the error it was written from.
