@@ -147,13 +147,13 @@
 // (Source, ID) is the event's identity: [Event.DedupKey].
 //
 // [DecodeEvent] is strict: one JSON object, no repeated attributes, each
-// attribute of its JSON type, time in RFC 3339, sequence a JSON number or
+// attribute valid UTF-8 and of its JSON type, time in RFC 3339, sequence a JSON number or
 // decimal string, no data_base64 (KindMalformed); then [Event.Validate]:
 // id, source and type present, specversion "1.0", every string valid
 // UTF-8 without control characters or noncharacters (as CloudEvents
 // strings are; correlationid, validated by its consumers, need only be
 // UTF-8), source a URI-reference, dataschema an absolute URI,
-// datacontenttype a media type (KindInvalid).
+// datacontenttype a media type, data JSON in UTF-8 (KindInvalid).
 // Both report every bad attribute in Fields. When data is present without a
 // datacontenttype, "application/json" is set, as the JSON format implies.
 // json.Marshal writes the canonical form, and decoding it gives the same

@@ -119,7 +119,7 @@ func isRFC3339(s string) bool {
 // DecodeEvent decodes one event in the CloudEvents JSON format, strictly,
 // and validates it (see Event.Validate). Syntax problems are KindMalformed
 // (code event.malformed): not a single JSON object, a repeated attribute, an
-// attribute of the wrong JSON type, a time that is not an RFC 3339
+// attribute that is not valid UTF-8 or of the wrong JSON type, a time that is not an RFC 3339
 // date-time ("2006-01-02T15:04:05.999Z" or with an offset "+07:00" under
 // 24 hours; the looser forms time.Parse also takes are refused), a sequence
 // that is not an unsigned integer (a JSON number or a decimal string), an
@@ -273,6 +273,13 @@ func (e *Event) setAttr(v *Validator, name string, raw json.RawMessage) {
 	if string(raw) == "null" {
 		return
 	}
+	if !utf8.Valid(raw) {
+		// json.Unmarshal would replace the bad bytes with U+FFFD, making
+		// distinct ids one (a false duplicate), and data keeps them raw,
+		// where JSON must be UTF-8.
+		v.Add(name, "must be valid UTF-8")
+		return
+	}
 	str := func(dst *string) {
 		if json.Unmarshal(raw, dst) != nil {
 			v.Add(name, "must be a string")
@@ -411,7 +418,8 @@ func extensionValue(v any) (json.RawMessage, bool) {
 // without control characters or noncharacters (correlationid need only be
 // valid UTF-8: see logctx.ExtractEvent), source must be a URI-reference, dataschema an absolute URI,
 // datacontenttype a media type, time a year from 0 to 9999 with a zone
-// offset under 24 hours (what RFC 3339 can write), data valid JSON, and
+// offset under 24 hours (what RFC 3339 can write), data valid JSON in UTF-8
+// (json.Valid lets invalid UTF-8 inside strings through), and
 // every extension a valid name with a string, boolean or int32 value.
 func (e *Event) Validate() error {
 	var v Validator
@@ -451,7 +459,7 @@ func (e *Event) Validate() error {
 			"datacontenttype", "must be a media type (type/subtype)")
 	}
 	if len(e.Data) > 0 {
-		v.Check(json.Valid(e.Data), "data", "must be valid JSON")
+		v.Check(json.Valid(e.Data) && utf8.Valid(e.Data), "data", "must be valid JSON in UTF-8")
 	}
 	names := make([]string, 0, len(e.Extensions))
 	for name := range e.Extensions {
@@ -527,8 +535,8 @@ func timeReason(t time.Time) string {
 // type, the optional attributes that are set, the extensions sorted by
 // name, then data. It fails on what cannot be encoded (an extension with a
 // bad name or value, a time outside years 0-9999 or with a zone offset of
-// 24 hours or more, data that is not valid JSON); it does not require the
-// required attributes: call Validate.
+// 24 hours or more, data that is not valid JSON in UTF-8); it does not
+// require the required attributes: call Validate.
 func (e Event) MarshalJSON() ([]byte, error) {
 	var b bytes.Buffer
 	b.WriteByte('{')
@@ -592,9 +600,9 @@ func (e Event) MarshalJSON() ([]byte, error) {
 		write(name, val)
 	}
 	if len(e.Data) > 0 {
-		if !json.Valid(e.Data) {
-			return nil, &Error{Kind: KindInvalid, Code: "event.invalid", Detail: "data is not valid JSON",
-				Fields: []FieldError{{Name: "data", Reason: "must be valid JSON"}}}
+		if !json.Valid(e.Data) || !utf8.Valid(e.Data) {
+			return nil, &Error{Kind: KindInvalid, Code: "event.invalid", Detail: "data is not valid JSON in UTF-8",
+				Fields: []FieldError{{Name: "data", Reason: "must be valid JSON in UTF-8"}}}
 		}
 		var c bytes.Buffer
 		_ = json.Compact(&c, e.Data)

@@ -304,6 +304,32 @@ func TestEventValidateDisallowedCharacters(t *testing.T) {
 	}
 }
 
+// Invalid UTF-8 was let through: json.Unmarshal turned the bad bytes of an
+// attribute into U+FFFD, so two events with distinct ids decoded to the same
+// id and the second was dropped as a duplicate; in data (json.Valid does not
+// check strings' UTF-8) the bytes stayed raw and were published as JSON that
+// is not UTF-8.
+func TestEventInvalidUTF8(t *testing.T) {
+	e1, err1 := DecodeEvent([]byte("{\"specversion\":\"1.0\",\"id\":\"pay_\xff\",\"source\":\"/s\",\"type\":\"t\"}"))
+	e2, err2 := DecodeEvent([]byte("{\"specversion\":\"1.0\",\"id\":\"pay_\xfe\",\"source\":\"/s\",\"type\":\"t\"}"))
+	for _, err := range []error{err1, err2} {
+		if f := As(err); !errors.Is(err, ErrMalformed) || len(f.Fields) != 1 || f.Fields[0].Name != "id" {
+			t.Errorf("DecodeEvent(id not UTF-8) = %v; want malformed id (ids %q, %q)", err, e1.ID, e2.ID)
+		}
+	}
+	_, err := DecodeEvent([]byte("{\"specversion\":\"1.0\",\"id\":\"1\",\"source\":\"/s\",\"type\":\"t\",\"data\":{\"name\":\"caf\xe9\"}}"))
+	if f := As(err); err == nil || len(f.Fields) != 1 || f.Fields[0].Name != "data" {
+		t.Errorf("DecodeEvent(data not UTF-8) = %v; want an error naming data", err)
+	}
+	e := Event{ID: "1", Source: "/s", SpecVersion: "1.0", Type: "t", Data: json.RawMessage("{\"name\":\"caf\xe9\"}")}
+	if err := e.Validate(); !errors.Is(err, ErrInvalid) {
+		t.Errorf("Validate(data not UTF-8) = %v; want invalid", err)
+	}
+	if b, err := json.Marshal(e); !errors.Is(err, ErrInvalid) {
+		t.Errorf("Marshal(data not UTF-8) = %q, %v; want invalid", b, err)
+	}
+}
+
 func TestEventMarshalErrors(t *testing.T) {
 	_, err := json.Marshal(Event{Data: json.RawMessage(`{`)})
 	if !errors.Is(err, ErrInvalid) {
