@@ -98,7 +98,14 @@ func isMaxBytes(err error) bool {
 	return errors.As(err, &me)
 }
 
+// tooLarge is the error of a body over limit, or over the smaller limit of
+// an http.MaxBytesReader that cause comes from: the detail names the limit
+// the client actually hit.
 func tooLarge(limit int64, cause error) *Error {
+	var me *http.MaxBytesError
+	if errors.As(cause, &me) && me.Limit < limit {
+		limit = me.Limit
+	}
 	return &Error{Kind: KindTooLarge, Code: "json.too_large",
 		Detail: "body exceeds the limit of " + strconv.FormatInt(limit, 10) + " bytes", Cause: cause}
 }

@@ -142,6 +142,10 @@ func TestDecodeJSONWithMaxBytesReader(t *testing.T) {
 	if !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("got %v", err)
 	}
+	// The detail named DecodeJSON's 1 MiB, not the 10 bytes the client hit.
+	if d := As(err).Detail; !strings.Contains(d, "limit of 10 bytes") {
+		t.Errorf("detail %q, want the MaxBytesReader's limit of 10 bytes", d)
+	}
 }
 
 func TestDecodeRequest(t *testing.T) {
