@@ -94,12 +94,12 @@
 // seconds, capped at contract.MaxRetryAfter, and never on a 503 for an
 // overloaded error.
 //
-// Which responses are stored: by default (DefaultStoreStatus) 2xx and 4xx
-// responses are stored and replayed, because the request was processed and
-// retrying it would not change the answer; 5xx, 408, 425, 429 and 499
+// Which responses are stored: by default (DefaultStoreStatus) 2xx, 3xx and
+// 4xx responses are stored and replayed, because the request was processed
+// and retrying it would not change the answer; 5xx, 408, 425, 429 and 499
 // release the key so the client may retry, and so do panics and requests
-// whose context ended before a success was written. MiddlewareConfig.StoreStatus
-// changes the policy. A response larger than MaxResponseBytes, or one the
+// whose context ended before a success (2xx or 3xx) was written.
+// MiddlewareConfig.StoreStatus changes the policy. A response larger than MaxResponseBytes, or one the
 // store refuses as too large, reaches its client unchanged but is not
 // kept: duplicates get a 409 problem idempotency.response_not_stored
 // rather than a second execution. So do duplicates of a request whose

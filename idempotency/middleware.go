@@ -298,9 +298,11 @@ func (m *Middleware) outcome(ctx context.Context, rec *recorder) (Result, bool, 
 	if !m.storeStatus(rec.status) {
 		return Result{}, false, nil
 	}
-	if ctx.Err() != nil && (rec.status < 200 || rec.status > 299) {
+	if ctx.Err() != nil && rec.status >= 400 {
 		// The request timed out or the client went away, and the handler
-		// answered with an error: treat it as the timeout it is.
+		// answered with an error: treat it as the timeout it is. A 2xx or
+		// 3xx (a 303 See Other to what a POST created) is a success: the
+		// work was done, and its retry must get that answer, not a run.
 		return Result{}, false, nil
 	}
 	if rec.overflow {

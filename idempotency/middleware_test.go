@@ -1123,3 +1123,29 @@ func TestMiddlewareProblemsMarkedLikeContract(t *testing.T) {
 		t.Fatalf("handler ran %d times, want 1", n)
 	}
 }
+
+// A handler that did the work and answered 303 See Other (POST/redirect/
+// GET) has succeeded, even if the client went away meanwhile: its retry
+// gets the redirect replayed, never a second run.
+func TestMiddlewareRedirectAfterClientGoneIsStored(t *testing.T) {
+	env := newMW(t, nil)
+	h := env.mw.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := env.runs.Add(1)
+		if n == 1 {
+			<-r.Context().Done()
+		}
+		w.Header().Set("Location", "/orders/1")
+		w.WriteHeader(http.StatusSeeOther)
+	}))
+	ctx, cancel := context.WithCancel(context.Background())
+	r := req("POST", "/orders", "alice", "k", "{}").WithContext(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); serve(h, r) }()
+	waitFor(t, "the handler to start", func() bool { return env.runs.Load() == 1 })
+	cancel()
+	<-done
+	w := serve(h, req("POST", "/orders", "alice", "k", "{}"))
+	if w.Code != http.StatusSeeOther || w.Header().Get(idempotency.HeaderReplayed) != "true" || env.runs.Load() != 1 {
+		t.Fatalf("retry got %d replayed=%q runs=%d, want the 303 replayed and one run", w.Code, w.Header().Get(idempotency.HeaderReplayed), env.runs.Load())
+	}
+}
