@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"unsafe"
 
@@ -69,7 +70,9 @@ type MiddlewareConfig struct {
 	// connection 503; an error KindOf cannot classify, and an empty
 	// scope, are 401 (code idempotency.no_scope).
 	Scope func(*http.Request) (string, error)
-	// Methods the middleware applies to; others pass through. Default POST and PATCH.
+	// Methods the middleware applies to; others pass through. Default POST
+	// and PATCH. Methods are case-sensitive: a name that is not an HTTP
+	// token, or a lowercase standard method ("post"), is refused.
 	Methods []string
 	// KeyOptional lets requests without an Idempotency-Key through without
 	// idempotency. Default false: they get 400.
@@ -95,10 +98,11 @@ type MiddlewareConfig struct {
 	// Default 1 MiB.
 	MaxResponseBytes int
 	// FingerprintHeaders are request headers included in the fingerprint
-	// besides method, path with query, and body. Default none.
+	// besides method, path with query, and body. Default none. A name
+	// that is not an HTTP token (a stray space or colon) is refused.
 	FingerprintHeaders []string
 	// ReplayHeaders are the response headers stored and replayed. Default
-	// DefaultReplayHeaders().
+	// DefaultReplayHeaders(). A name that is not an HTTP token is refused.
 	ReplayHeaders []string
 	// StoreStatus reports whether a response status is stored and replayed
 	// (true) or releases the key so the client may retry (false). Default
@@ -193,11 +197,22 @@ func NewMiddleware(cfg MiddlewareConfig) (*Middleware, error) {
 		if meth == "" {
 			return nil, configError("MiddlewareConfig.Methods", "empty method")
 		}
+		// A method no request can have would leave the requests meant
+		// unprotected, silently.
+		if !validToken(meth) {
+			return nil, configError("MiddlewareConfig.Methods", "%q is not an HTTP method", meth)
+		}
+		if up := strings.ToUpper(meth); up != meth && slices.Contains(standardMethods, up) {
+			return nil, configError("MiddlewareConfig.Methods", "methods are case-sensitive: %q is not %s", meth, up)
+		}
 		if !m.applies(meth) {
 			m.methods = append(m.methods, meth)
 		}
 	}
 	for _, h := range cfg.FingerprintHeaders {
+		if !validToken(h) { // never in a request: silently not fingerprinted
+			return nil, configError("MiddlewareConfig.FingerprintHeaders", "%q is not a header name", h)
+		}
 		m.fpHeaders = append(m.fpHeaders, http.CanonicalHeaderKey(h))
 	}
 	replay := cfg.ReplayHeaders
@@ -205,9 +220,34 @@ func NewMiddleware(cfg MiddlewareConfig) (*Middleware, error) {
 		replay = DefaultReplayHeaders()
 	}
 	for _, h := range replay {
+		if !validToken(h) { // never in a response: silently not replayed
+			return nil, configError("MiddlewareConfig.ReplayHeaders", "%q is not a header name", h)
+		}
 		m.replay = append(m.replay, http.CanonicalHeaderKey(h))
 	}
 	return m, nil
+}
+
+// standardMethods are the methods of net/http's Method constants.
+var standardMethods = []string{
+	http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+	http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace,
+}
+
+// validToken reports whether s is an HTTP token (RFC 9110, section 5.6.2),
+// the syntax of a method and of a header name: one or more visible ASCII
+// characters other than delimiters.
+func validToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // Wrap returns next guarded by the middleware.

@@ -1149,3 +1149,35 @@ func TestMiddlewareRedirectAfterClientGoneIsStored(t *testing.T) {
 		t.Fatalf("retry got %d replayed=%q runs=%d, want the 303 replayed and one run", w.Code, w.Header().Get(idempotency.HeaderReplayed), env.runs.Load())
 	}
 }
+
+// A method or header name no request can carry (a space left by splitting
+// "POST, PATCH", a lowercase method: methods are case-sensitive) would
+// silently take requests out of the middleware's protection or a header
+// out of the fingerprint or the replay: NewMiddleware refuses it.
+func TestMiddlewareConfigRefusesNamesThatNeverMatch(t *testing.T) {
+	s := newMemory(t, idempotency.MemoryConfig{})
+	for _, tc := range []struct {
+		mod   func(*idempotency.MiddlewareConfig)
+		field string
+	}{
+		{func(c *idempotency.MiddlewareConfig) { c.Methods = []string{"POST", " PATCH"} }, "MiddlewareConfig.Methods"},
+		{func(c *idempotency.MiddlewareConfig) { c.Methods = []string{"post"} }, "MiddlewareConfig.Methods"},
+		{func(c *idempotency.MiddlewareConfig) { c.FingerprintHeaders = []string{"X-Account "} }, "MiddlewareConfig.FingerprintHeaders"},
+		{func(c *idempotency.MiddlewareConfig) { c.FingerprintHeaders = []string{""} }, "MiddlewareConfig.FingerprintHeaders"},
+		{func(c *idempotency.MiddlewareConfig) { c.ReplayHeaders = []string{"Location:"} }, "MiddlewareConfig.ReplayHeaders"},
+	} {
+		cfg := idempotency.MiddlewareConfig{Config: idempotency.Config{Store: s}, Scope: callerScope}
+		tc.mod(&cfg)
+		_, err := idempotency.NewMiddleware(cfg)
+		if !errors.Is(err, contract.ErrInvalid) || !strings.Contains(contract.As(err).Detail, tc.field) {
+			t.Fatalf("%s %q %q %q: %v", tc.field, cfg.Methods, cfg.FingerprintHeaders, cfg.ReplayHeaders, err)
+		}
+	}
+	// Valid names, custom method included, are accepted.
+	if _, err := idempotency.NewMiddleware(idempotency.MiddlewareConfig{
+		Config: idempotency.Config{Store: s}, Scope: callerScope,
+		Methods: []string{"POST", "PURGE"}, FingerprintHeaders: []string{"x-account"}, ReplayHeaders: []string{"Location"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
