@@ -133,8 +133,11 @@ type MiddlewareConfig struct {
 //     even when the client is gone or timed out and writes fail, except
 //     what net/http refuses to send to any client (past Content-Length, a
 //     body on a 204 or 304); then the response is stored if StoreStatus
-//     accepts its status, else the key is released. A panic releases the
-//     key and continues. A handler that hijacks the connection or answers
+//     accepts its status, else the key is released. A handler that wrote
+//     nothing before its context ended leaves the key to a retry
+//     (released, or its lease lost), and its client gets a problem, not
+//     net/http's empty 200: 409 (idempotency.lease_lost) when the lease
+//     was lost, 504 past a deadline. A panic releases the key and continues. A handler that hijacks the connection or answers
 //     101 Switching Protocols gives no response to keep: duplicates get a
 //     409 (idempotency.response_not_stored), as for one over
 //     MaxResponseBytes.
@@ -304,6 +307,19 @@ func (m *Middleware) Wrap(next http.Handler) http.Handler {
 		if rec != nil {
 			// The handler ran (fresh, or fail-open): its response is
 			// already with the client. Errors were logged and counted.
+			if rec.status == 0 && !rec.switched {
+				// Unless it wrote nothing before its context ended (see
+				// outcome): the key was released or the lease lost, and
+				// the empty 200 net/http would write for it would tell a
+				// client still there that it succeeded. It gets the
+				// problem: the lost lease, or the end of its request
+				// (504 past a deadline; 499 for a client gone, who reads
+				// nothing).
+				if err == nil {
+					err = context.Cause(r.Context())
+				}
+				writeProblem(w, r, err)
+			}
 			return
 		}
 		if err != nil {

@@ -1181,3 +1181,45 @@ func TestMiddlewareConfigRefusesNamesThatNeverMatch(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A handler that stops without an answer when its context ends (the lease
+// was lost, or a deadline an outer middleware set passed) has not
+// succeeded: its client, still there, gets a problem, never the empty
+// 200 net/http writes for a handler that wrote nothing.
+func TestMiddlewareNoAnswerAfterContextEndIsNotOK(t *testing.T) {
+	t.Run("lease lost", func(t *testing.T) {
+		env := newMW(t, func(c *idempotency.MiddlewareConfig) { c.Lease = 3 * time.Second; c.Heartbeat = time.Second })
+		env.fault.set(&env.fault.renewErr, func() error { return idempotency.ErrLeaseLost })
+		h := env.mw.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			<-r.Context().Done() // gives up without writing, as a handler does
+		}))
+		done := make(chan *httptest.ResponseRecorder, 1)
+		go func() { done <- serve(h, req("POST", "/p", "alice", "k", "{}")) }()
+		var w *httptest.ResponseRecorder
+		for w == nil {
+			select {
+			case w = <-done:
+			default:
+				env.clk.Advance(time.Second)
+				runtime.Gosched()
+			}
+		}
+		if w.Code != http.StatusConflict || problemCode(t, w) != "idempotency.lease_lost" {
+			t.Fatalf("got %d %q, want a 409 lease_lost problem", w.Code, w.Body)
+		}
+	})
+	t.Run("deadline", func(t *testing.T) {
+		env := newMW(t, nil)
+		h := env.mw.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			<-r.Context().Done()
+		}))
+		// A deadline still ahead when the handler starts (had it passed
+		// before, the claim would answer 504 without running anything).
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		defer cancel()
+		w := serve(h, req("POST", "/p", "alice", "k", "{}").WithContext(ctx))
+		if w.Code != http.StatusGatewayTimeout {
+			t.Fatalf("got %d %q, want 504", w.Code, w.Body)
+		}
+	})
+}
