@@ -802,12 +802,38 @@ func storedHeader(src http.Header, replay []string) http.Header {
 	return h
 }
 
-// Flush flushes the underlying writer when it can.
-func (rc *recorder) Flush() {
+// Flush flushes the underlying writer when it can (see FlushError).
+func (rc *recorder) Flush() { _ = rc.FlushError() }
+
+// FlushError flushes the underlying writer, committing the status (200
+// when none was written) as net/http does. When the underlying writer
+// cannot flush, it returns http.ErrNotSupported and commits nothing, as
+// http.ResponseController would without the middleware (which asks a
+// writer for FlushError first): a handler that then answers without
+// streaming still sets its own status.
+func (rc *recorder) FlushError() error {
+	if !canFlush(rc.w) {
+		return http.ErrNotSupported
+	}
 	if rc.status == 0 && !rc.switched {
 		rc.WriteHeader(http.StatusOK)
 	}
-	_ = http.NewResponseController(rc.w).Flush()
+	return http.NewResponseController(rc.w).Flush()
+}
+
+// canFlush reports whether http.ResponseController finds a way to flush w:
+// FlushError or Flush on w or on a writer it unwraps to.
+func canFlush(w http.ResponseWriter) bool {
+	for {
+		switch t := w.(type) {
+		case interface{ FlushError() error }, http.Flusher:
+			return true
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = t.Unwrap()
+		default:
+			return false
+		}
+	}
 }
 
 // Hijack lets the handler take the connection over, through the

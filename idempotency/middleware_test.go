@@ -1223,3 +1223,34 @@ func TestMiddlewareNoAnswerAfterContextEndIsNotOK(t *testing.T) {
 		}
 	})
 }
+
+// unflushable is a ResponseWriter that cannot flush (an outer middleware's
+// wrapper without Flush or Unwrap).
+type unflushable struct{ w http.ResponseWriter }
+
+func (u unflushable) Header() http.Header         { return u.w.Header() }
+func (u unflushable) Write(p []byte) (int, error) { return u.w.Write(p) }
+func (u unflushable) WriteHeader(code int)        { u.w.WriteHeader(code) }
+
+// Behind a writer that cannot flush, a handler's flush through
+// http.ResponseController fails with http.ErrNotSupported, as it does
+// without the middleware, and commits no status: the handler's 201 is what
+// the client gets and what is replayed.
+func TestMiddlewareFlushNotSupportedPassesThrough(t *testing.T) {
+	env := newMW(t, nil)
+	var flushErr error
+	h := env.mw.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if env.runs.Add(1) == 1 {
+			flushErr = http.NewResponseController(w).Flush()
+		}
+		w.WriteHeader(http.StatusCreated)
+	}))
+	rr := httptest.NewRecorder()
+	h.ServeHTTP(unflushable{rr}, req("POST", "/p", "alice", "k", "{}"))
+	if !errors.Is(flushErr, http.ErrNotSupported) || rr.Code != http.StatusCreated {
+		t.Fatalf("flush error %v, status %d; want http.ErrNotSupported and 201", flushErr, rr.Code)
+	}
+	if w := serve(h, req("POST", "/p", "alice", "k", "{}")); w.Code != http.StatusCreated || env.runs.Load() != 1 {
+		t.Fatalf("replay %d runs=%d, want 201 and one run", w.Code, env.runs.Load())
+	}
+}
