@@ -133,7 +133,8 @@ type Config struct {
 	MaxEventBytes int
 
 	// Lease is how long a (source, id) claim is held while the handler
-	// runs. Zero means 1m. Make it longer than the slowest handler run:
+	// runs. Zero means 1m; otherwise at least idempotency.MinLease (1ms),
+	// the stores' resolution. Make it longer than the slowest handler run:
 	// once it expires, a redelivery may claim the id and run the handler
 	// concurrently (with a Guard, the subject lock still serialises them
 	// and the second is dropped as a duplicate). Retention is how long a processed id is
@@ -182,6 +183,8 @@ func New(cfg Config) (*Consumer, error) {
 		return nil, bad("Config.MaxEventBytes: must be >= 0, got %d", cfg.MaxEventBytes)
 	case cfg.Lease < 0:
 		return nil, bad("Config.Lease: must be >= 0, got %s", cfg.Lease)
+	case cfg.Lease > 0 && cfg.Lease < idempotency.MinLease:
+		return nil, bad("Config.Lease: must be >= %s, got %s", idempotency.MinLease, cfg.Lease)
 	case cfg.Retention < 0:
 		return nil, bad("Config.Retention: must be >= 0, got %s", cfg.Retention)
 	}

@@ -692,6 +692,8 @@ func TestConfigInvalid(t *testing.T) {
 		{consumer.Config{Handler: h, MinBackoff: time.Minute, MaxBackoff: time.Second}, "Config.MaxBackoff: must be >= MinBackoff (1m0s), got 1s"},
 		{consumer.Config{Handler: h, MaxEventBytes: -5}, "Config.MaxEventBytes: must be >= 0, got -5"},
 		{consumer.Config{Handler: h, Lease: -1}, "Config.Lease: must be >= 0, got -1ns"},
+		{consumer.Config{Handler: h, Lease: time.Nanosecond}, "Config.Lease: must be >= 1ms, got 1ns"},
+		{consumer.Config{Handler: h, Lease: 999 * time.Microsecond}, "Config.Lease: must be >= 1ms, got 999µs"},
 		{consumer.Config{Handler: h, Retention: -1}, "Config.Retention: must be >= 0, got -1ns"},
 		{consumer.Config{Handler: h, Lease: time.Hour, Retention: time.Minute}, "Config.Retention: must be >= Lease (1h0m0s), got 1m0s"},
 	} {
