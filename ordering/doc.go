@@ -26,7 +26,10 @@ Guard.Process decides:
 
 Every decision other than apply is logged through logctx.Decision with the
 attributes decision, reason, subject, sequence and last_sequence, so "why was
-this event dropped?" is answered by the log line.
+this event dropped?" is answered by the log line. A held event is released or
+rejected on the call of another event, or of Sweep: its line carries its own
+correlation id (see logctx.ExtractEvent), none when it has no valid one, and
+never the one of the caller's context.
 
 # Gaps
 

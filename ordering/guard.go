@@ -466,7 +466,7 @@ func (g *Guard) drain(ctx context.Context, subject string, next uint64) {
 			return
 		}
 		if err == nil {
-			g.decision(ctx, slog.LevelInfo, "held event released",
+			g.decision(g.heldContext(ctx, &he.ev), slog.LevelInfo, "held event released",
 				fmt.Sprintf("sequence %d is now %s", o.Sequence, o.Decision), subject, o)
 		}
 		g.settle(ctx, he, o, err)
@@ -576,7 +576,7 @@ func (g *Guard) expireGap(ctx context.Context, subject string, minSeq uint64, no
 		for _, he := range g.hold.takeAll(subject) {
 			o := Outcome{Decision: Gap, Sequence: he.ev.Sequence}
 			reason := fmt.Sprintf("held %s waiting for sequences before %d", now.Sub(since), minSeq)
-			g.decision(ctx, slog.LevelWarn, "gap: held event rejected", reason, subject, o)
+			g.decision(g.heldContext(ctx, &he.ev), slog.LevelWarn, "gap: held event rejected", reason, subject, o)
 			g.settle(ctx, he, o, gapError(fmt.Sprintf("subject %q: %s", subject, reason), g.retryAfter))
 		}
 		return true
@@ -609,7 +609,7 @@ func (g *Guard) expireGap(ctx context.Context, subject string, minSeq uint64, no
 		// the caller dead-letters them rather than holding them forever.
 		for _, he := range g.hold.takeFrom(subject, minSeq) {
 			o := Outcome{Decision: Gap, Sequence: he.ev.Sequence}
-			g.decision(ctx, slog.LevelError, "gap: held event refused", "state refuses the skip: "+err.Error(), subject, o)
+			g.decision(g.heldContext(ctx, &he.ev), slog.LevelError, "gap: held event refused", "state refuses the skip: "+err.Error(), subject, o)
 			g.settle(ctx, he, o, err)
 		}
 		return true
@@ -647,6 +647,23 @@ func (g *Guard) settle(ctx context.Context, he *heldEvent, o Outcome, err error)
 	for _, s := range he.settles {
 		s(ctx, &he.ev, o, err)
 	}
+}
+
+// heldContext returns ctx for the log line about ev, a held event decided
+// on the call of another event or of Sweep, whose correlation id ctx
+// carries: the line carries ev's own correlation id (logctx.ExtractEvent),
+// or none when ev has no valid one, never the other call's.
+func (g *Guard) heldContext(ctx context.Context, ev *contract.Event) context.Context {
+	if g.log == nil {
+		return ctx
+	}
+	if cctx, err := logctx.ExtractEvent(ctx, ev); err == nil && ev.CorrelationID != "" {
+		return cctx
+	}
+	if logctx.CorrelationID(ctx) != "" {
+		return logctx.WithCorrelationID(ctx, "")
+	}
+	return ctx
 }
 
 func (g *Guard) decision(ctx context.Context, level slog.Level, decision, reason, subject string, o Outcome) {
