@@ -63,7 +63,9 @@ const (
 	// TimeoutSkip gives up on the missing sequences: it logs a "gap skipped"
 	// decision, records the sequence before the lowest held one as applied
 	// and applies the held events in order. Events of the skipped sequences
-	// that arrive later are stale. It is the default.
+	// that arrive later are stale. When the timeout is applied on the
+	// Process call of one of the missing events, that event is not skipped:
+	// only the sequences before it are, and it is applied. It is the default.
 	//
 	// When the State refuses the skip with an error of KindInvalid (it
 	// cannot record that sequence: see BoundedState), retrying would never
@@ -306,7 +308,7 @@ func (g *Guard) Process(ctx context.Context, ev *contract.Event, apply ApplyFunc
 		return Outcome{Sequence: ev.Sequence}, invalidEvent(fmt.Sprintf("sequence %d is above the highest the state can record (%d)", ev.Sequence, g.maxSeq))
 	}
 	if g.hold.count.Load() > 0 {
-		g.expire(ctx, ev.Subject)
+		g.expire(ctx, ev.Subject, ev.Sequence)
 	}
 	o, err := g.advance(ctx, ev, apply, settle)
 	if err != nil {
@@ -535,7 +537,7 @@ func (g *Guard) Sweep(ctx context.Context) int {
 	}
 	n := 0
 	for _, s := range g.hold.subjectsList() {
-		if g.expire(ctx, s) {
+		if g.expire(ctx, s, 0) {
 			n++
 		}
 	}
@@ -543,12 +545,14 @@ func (g *Guard) Sweep(ctx context.Context) int {
 }
 
 // expire applies the timeout policy to subject when its oldest held event
-// waited HoldTimeout, and reports whether it did. Under TimeoutSkip it
+// waited HoldTimeout, and reports whether it did. arriving is the sequence
+// of the event Process is about to decide, 0 for Sweep: a gap it lies in
+// is skipped only up to it (see expireGap). Under TimeoutSkip it
 // skips gap after gap while the events still held behind the next gap have
 // also waited HoldTimeout, so one Sweep settles everything that timed out
 // rather than one gap per sweep. A wait restarts when the gap reopens
 // (restartWait): a held event that fails while this runs stops it there.
-func (g *Guard) expire(ctx context.Context, subject string) bool {
+func (g *Guard) expire(ctx context.Context, subject string, arriving uint64) bool {
 	now := g.clock.Now()
 	settled := false
 	var prevMin uint64
@@ -557,7 +561,7 @@ func (g *Guard) expire(ctx context.Context, subject string) bool {
 		if !ok || now.Sub(since) < g.holdTimeout || (settled && minSeq <= prevMin) {
 			return settled // nothing (more) timed out, or no progress
 		}
-		if !g.expireGap(ctx, subject, minSeq, now, since) {
+		if !g.expireGap(ctx, subject, minSeq, now, since, arriving) {
 			return settled
 		}
 		settled, prevMin = true, minSeq
@@ -569,9 +573,13 @@ func (g *Guard) expire(ctx context.Context, subject string) bool {
 // at now: TimeoutReject settles every held event of the subject with a gap
 // error; TimeoutSkip records minSeq-1 as applied and drains what follows,
 // after checking again under the subject's lock that the hold still says
-// so. It reports false when nothing was settled: the hold changed
-// meanwhile, or the State failed with an error worth retrying.
-func (g *Guard) expireGap(ctx context.Context, subject string, minSeq uint64, now, since time.Time) bool {
+// so. When arriving, the event being processed, is one of the sequences the
+// gap waits for, it is no longer missing: only the sequences before it are
+// skipped (none when it is the next one), and Process applies it. It
+// reports false when nothing was settled: the hold changed meanwhile,
+// nothing before arriving is missing, or the State failed with an error
+// worth retrying.
+func (g *Guard) expireGap(ctx context.Context, subject string, minSeq uint64, now, since time.Time, arriving uint64) bool {
 	if g.onTimeout == TimeoutReject {
 		for _, he := range g.hold.takeAll(subject) {
 			o := Outcome{Decision: Gap, Sequence: he.ev.Sequence}
@@ -581,7 +589,7 @@ func (g *Guard) expireGap(ctx context.Context, subject string, minSeq uint64, no
 		}
 		return true
 	}
-	var from uint64
+	var from, to uint64
 	current := false
 	err := g.state.Advance(ctx, subject, func(ctx context.Context, last uint64) (uint64, error) {
 		// Look again now that the subject is locked: since expire looked,
@@ -592,9 +600,19 @@ func (g *Guard) expireGap(ctx context.Context, subject string, minSeq uint64, no
 		if !ok || lo != minSeq || now.Sub(s) < g.holdTimeout {
 			return last, nil
 		}
+		to = minSeq - 1
+		if last < arriving && arriving < minSeq {
+			// The event being processed is one the gap waits for: it has
+			// arrived, skipping it would drop it as stale. Skip only what
+			// is still missing before it.
+			if arriving == last+1 {
+				return last, nil
+			}
+			to = arriving - 1
+		}
 		from, since, current = last+1, s, true
-		if last+1 < minSeq {
-			return minSeq - 1, nil
+		if last < to {
+			return to, nil
 		}
 		return last, nil
 	})
@@ -617,10 +635,10 @@ func (g *Guard) expireGap(ctx context.Context, subject string, minSeq uint64, no
 	if !current {
 		return false
 	}
-	if from < minSeq {
+	if from <= to {
 		g.decision(ctx, slog.LevelWarn, "gap skipped",
-			fmt.Sprintf("waited %s for sequences %d..%d", now.Sub(since), from, minSeq-1),
-			subject, Outcome{Decision: Gap, Sequence: minSeq, Last: minSeq - 1})
+			fmt.Sprintf("waited %s for sequences %d..%d", now.Sub(since), from, to),
+			subject, Outcome{Decision: Gap, Sequence: minSeq, Last: to})
 	}
 	// Held events at or below the recorded sequence are settled as
 	// duplicate or stale by drain's advance; start from the lowest.
