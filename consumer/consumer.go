@@ -253,8 +253,9 @@ func (c *Consumer) Sweep(ctx context.Context) int {
 // already processed, passes it through the ordering Guard, runs the Handler
 // with the event's coordinates on ctx, and returns what the broker adapter
 // must do with the delivery. It never panics on bad input: undecodable,
-// oversized or invalid events are dead-lettered, and a panicking Handler is
-// a permanent failure.
+// oversized or invalid events are dead-lettered, and a panicking Handler, or
+// one returning a nil *contract.Error as a non-nil error, is a permanent
+// failure.
 func (c *Consumer) Handle(ctx context.Context, d Delivery) Result {
 	if d.Attempt < 1 {
 		d.Attempt = 1
@@ -378,7 +379,8 @@ func (c *Consumer) settled(ctx context.Context, d Delivery, e *contract.Event, o
 	return Result{Action: Ack, Reason: "held then " + o.Decision.String(), Decision: o.Decision, Event: e}
 }
 
-// apply runs the Handler, turning a panic into a permanent error.
+// apply runs the Handler, turning a panic, or a nil *contract.Error
+// returned as a non-nil error, into a permanent error.
 func (c *Consumer) apply(ctx context.Context, e *contract.Event) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
@@ -388,7 +390,15 @@ func (c *Consumer) apply(ctx context.Context, e *contract.Event) (err error) {
 	}()
 	// Held events are applied on the call of the event that filled the gap,
 	// or of Sweep: give the handler this event's coordinates, not that one's.
-	return c.handler(c.ownCoordinates(ctx, e), e)
+	err = c.handler(c.ownCoordinates(ctx, e), e)
+	if ce, ok := err.(*contract.Error); ok && ce == nil {
+		// A nil *contract.Error returned as error is a non-nil error (the
+		// typed nil pitfall) whose methods panic: classifying it crashed
+		// Handle. It is a handler bug: a permanent error, like a panic.
+		err = &contract.Error{Kind: contract.KindInternal, Code: "consumer.handler_nil_error", Op: c.name,
+			Detail: "handler returned a nil *contract.Error as a non-nil error"}
+	}
+	return err
 }
 
 // failed decides between Retry and DeadLetter for an error.

@@ -261,6 +261,12 @@ func TestPermanentFailureAndPanicDeadLetter(t *testing.T) {
 		},
 		"unclassified": func(context.Context, *contract.Event) error { return errors.New("mystery") },
 		"panic":        func(context.Context, *contract.Event) error { panic("boom") },
+		// A nil *contract.Error returned as error is not a nil error (the
+		// typed nil pitfall); its methods must not crash the classification.
+		"typed nil": func(context.Context, *contract.Event) error {
+			var err *contract.Error
+			return err
+		},
 		// A dependency that asks not to be retried (unlike a full
 		// ordering state, which the handler never sees: see
 		// TestFullOrderingStateRetries).

@@ -46,7 +46,8 @@ For each Delivery, in order:
     without a valid correlation id keeps the id of Handle's context when it
     runs on its own Handle call, and carries none when the Guard releases
     it from the hold on another event's call or on Sweep: its lines never
-    carry another event's id. A panic becomes a permanent error.
+    carry another event's id. A panic, or a nil *contract.Error returned as
+    a non-nil error (the typed nil pitfall), becomes a permanent error.
  5. Classification of the Handler's error with contract: retryable kinds
     (unavailable, timeout, rate limited) and a canceled context are retried
     after MinBackoff × 2^(attempt-1), capped at MaxBackoff and at least the
