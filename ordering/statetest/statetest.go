@@ -72,7 +72,12 @@ func Run(t *testing.T, newState func(t *testing.T) ordering.State) {
 
 	t.Run("OpaqueSubjects", func(t *testing.T) {
 		s := newState(t)
-		subjects := []string{"ünïcødé/✓", "with space", "quote'\"", "nul\x00byte", "\xff\xfe", strings.Repeat("long", 256)}
+		subjects := []string{"ünïcødé/✓", "with space", "quote'\"", "nul\x00byte", "\xff\xfe", strings.Repeat("long", 256),
+			// Subjects are compared byte for byte: none of these is one of
+			// the above, nor each other, whatever a backend's collation,
+			// key length or string type says (two entities sharing one
+			// sequence drop each other's events as stale).
+			"With Space", "with space ", "nul", "nul\x00other", strings.Repeat("long", 256) + "er", "caf\u00e9", "cafe\u0301"}
 		for i, subj := range subjects {
 			mustAdvance(t, s, subj, uint64(i+1))
 		}
