@@ -7,13 +7,14 @@
 //	}
 //
 // Run checks that an unknown subject reads 0, that Advance stores only a
-// greater sequence and nothing when its function fails, that subjects are
-// independent and opaque (any bytes, compared byte for byte: subjects that
-// differ only in case, trailing spaces, after a NUL byte, past a long
-// common prefix or in Unicode normalisation are distinct), that concurrent
-// Advance calls on one subject never overlap and never lose an update, that
-// every sequence up to MaxSequence is recorded and a greater one refused
-// with KindInvalid (an ordering.BoundedState) or that any uint64 is
-// recorded (any other State), and that a canceled context stores nothing.
-// It is used by ordering.Memory and ordering/pgstate.
+// greater sequence and nothing when its function fails (called once, its
+// error returned unchanged), that subjects are independent and opaque (any
+// bytes, compared byte for byte: subjects that differ only in case, trailing
+// spaces, after a NUL byte, past a long common prefix or in Unicode
+// normalisation are distinct), that concurrent Advance calls on one subject
+// never overlap and never lose an update, that every sequence up to
+// MaxSequence is recorded and a greater one refused with KindInvalid (an
+// ordering.BoundedState) or that any uint64 is recorded (any other State),
+// and that a canceled context stores nothing. It is used by ordering.Memory
+// and ordering/pgstate.
 package statetest

@@ -50,9 +50,13 @@ func Run(t *testing.T, newState func(t *testing.T) ordering.State) {
 		s := newState(t)
 		mustAdvance(t, s, "a", 3)
 		boom := errors.New("effect failed")
-		err := s.Advance(ctx, "a", func(context.Context, uint64) (uint64, error) { return 9, boom })
-		if !errors.Is(err, boom) {
-			t.Fatalf("Advance error = %v, want the fn's error", err)
+		calls := 0
+		err := s.Advance(ctx, "a", func(context.Context, uint64) (uint64, error) { calls++; return 9, boom })
+		if err != boom { // unchanged: the caller classifies it (retry or dead-letter)
+			t.Fatalf("Advance error = %v, want the fn's error unchanged, not wrapped: callers classify it", err)
+		}
+		if calls != 1 {
+			t.Fatalf("fn called %d times, want once: a failed fn must not be run again (its effects would be applied twice)", calls)
 		}
 		if last, _ := s.Last(ctx, "a"); last != 3 {
 			t.Fatalf("Last after failed fn = %d, want 3", last)

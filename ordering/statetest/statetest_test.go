@@ -3,11 +3,13 @@ package statetest_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
 
+	"github.com/sadpath/sadpath/contract"
 	"github.com/sadpath/sadpath/ordering"
 	"github.com/sadpath/sadpath/ordering/statetest"
 )
@@ -77,6 +79,72 @@ func TestRunRefusesStatesThatMergeSubjects(t *testing.T) {
 				t.Fatalf("Run passed a State that %s:\n%s", name, out)
 			case !bytes.Contains(out, []byte("--- FAIL: TestRunRefusesStatesThatMergeSubjects/OpaqueSubjects")):
 				t.Fatalf("Run failed on a State that %s, but not in OpaqueSubjects: %v\n%s", name, err, out)
+			}
+		})
+	}
+}
+
+// failing are States that mishandle a failing fn: one that runs it again
+// (a retry loop around the caller's effect: a failed payment applied
+// twice) and one that wraps its error in its own classification (the
+// handler's transient failure becomes KindInternal: dead-lettered instead
+// of retried). Run must refuse both.
+var failing = map[string]func(*ordering.Memory) ordering.State{
+	"exact": func(m *ordering.Memory) ordering.State { return m },
+	"retries a failing fn": func(m *ordering.Memory) ordering.State {
+		return advanceFunc{m, func(ctx context.Context, subject string, fn func(context.Context, uint64) (uint64, error)) error {
+			err := m.Advance(ctx, subject, fn)
+			if err != nil && ctx.Err() == nil {
+				err = m.Advance(ctx, subject, fn)
+			}
+			return err
+		}}
+	},
+	"wraps fn's error": func(m *ordering.Memory) ordering.State {
+		return advanceFunc{m, func(ctx context.Context, subject string, fn func(context.Context, uint64) (uint64, error)) error {
+			if err := m.Advance(ctx, subject, fn); err != nil {
+				return &contract.Error{Kind: contract.KindInternal, Code: "state.advance", Cause: err}
+			}
+			return nil
+		}}
+	},
+}
+
+type advanceFunc struct {
+	*ordering.Memory
+	advance func(context.Context, string, func(context.Context, uint64) (uint64, error)) error
+}
+
+func (s advanceFunc) Advance(ctx context.Context, subject string, fn func(context.Context, uint64) (uint64, error)) error {
+	return s.advance(ctx, subject, fn)
+}
+
+// TestRunRefusesStatesThatMishandleFailingFn: as above, for failing.
+func TestRunRefusesStatesThatMishandleFailingFn(t *testing.T) {
+	if name := os.Getenv("STATETEST_FAILING"); name != "" {
+		statetest.Run(t, func(t *testing.T) ordering.State {
+			m, err := ordering.NewMemory(ordering.MemoryConfig{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return failing[name](m)
+		})
+		return
+	}
+	for name := range failing {
+		t.Run(name, func(t *testing.T) {
+			cmd := exec.Command(os.Args[0], "-test.run=^TestRunRefusesStatesThatMishandleFailingFn$", "-test.count=1", "-test.v")
+			cmd.Env = append(os.Environ(), "STATETEST_FAILING="+name)
+			out, err := cmd.CombinedOutput()
+			var exit *exec.ExitError
+			switch {
+			case name == "exact" && err != nil:
+				t.Fatalf("Run refused a correct State: %v\n%s", err, out)
+			case name == "exact":
+			case !errors.As(err, &exit):
+				t.Fatalf("Run passed a State that %s (%v):\n%s", name, err, out)
+			case !bytes.Contains(out, []byte("--- FAIL: TestRunRefusesStatesThatMishandleFailingFn/FailedFnStoresNothing")):
+				t.Fatalf("Run failed on a State that %s, but not in FailedFnStoresNothing: %v\n%s", name, err, out)
 			}
 		})
 	}
