@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"reflect"
 	"time"
 
 	"github.com/sadpath/sadpath/contract"
@@ -91,7 +92,8 @@ const (
 // with its defaults, gaps rejected at once, no logging.
 type Config struct {
 	// State keeps the last applied sequence per subject. Nil means a new
-	// Memory state with the default MemoryConfig.
+	// Memory state with the default MemoryConfig; a nil pointer (a nil
+	// *Memory) is refused.
 	State State
 
 	// Gap is the gap policy. The zero value is GapReject.
@@ -192,6 +194,10 @@ func New(cfg Config) (*Guard, error) {
 		return nil, configError(fmt.Sprintf("Config.HoldTimeout: must be >= 0, got %s", cfg.HoldTimeout))
 	case cfg.RetryAfter < 0:
 		return nil, configError(fmt.Sprintf("Config.RetryAfter: must be >= 0, got %s", cfg.RetryAfter))
+	case cfg.State != nil && nilPointer(cfg.State):
+		// A nil *Memory (a NewMemory whose error was ignored) or nil
+		// *pgstate.State would panic at the first event.
+		return nil, configError(fmt.Sprintf("Config.State: nil %T", cfg.State))
 	}
 	g := &Guard{
 		state:       cfg.State,
@@ -228,6 +234,12 @@ func New(cfg Config) (*Guard, error) {
 		g.clock = systemClock{}
 	}
 	return g, nil
+}
+
+// nilPointer reports whether v is a nil pointer in a non-nil interface.
+func nilPointer(v any) bool {
+	rv := reflect.ValueOf(v)
+	return rv.Kind() == reflect.Pointer && rv.IsNil()
 }
 
 // State returns the Guard's state.

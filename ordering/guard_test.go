@@ -445,6 +445,7 @@ func TestConfigInvalid(t *testing.T) {
 		{ordering.Config{RetryAfter: -1}, "Config.RetryAfter: must be >= 0, got -1ns"},
 		{ordering.Config{Gap: 9}, "Config.Gap: unknown policy 9"},
 		{ordering.Config{OnTimeout: 9}, "Config.OnTimeout: unknown action 9"},
+		{ordering.Config{State: (*ordering.Memory)(nil)}, "Config.State: nil *ordering.Memory"},
 	} {
 		_, err := ordering.New(tc.cfg)
 		if !errors.Is(err, contract.ErrInvalid) || contract.As(err).Code != "config.invalid" || contract.As(err).Detail != tc.want {
