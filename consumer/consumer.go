@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"runtime/debug"
 	"time"
 
@@ -104,7 +105,8 @@ type Config struct {
 
 	// Store deduplicates events by (source, id) across redeliveries,
 	// restarts and, with a shared store, instances. Nil means no
-	// deduplication by id (the Guard still drops sequence duplicates).
+	// deduplication by id (the Guard still drops sequence duplicates); a
+	// nil pointer (a nil *idempotency.MemoryStore) is refused.
 	Store idempotency.Store
 
 	// Guard orders events per subject. Nil means events are handled in
@@ -187,6 +189,10 @@ func New(cfg Config) (*Consumer, error) {
 		return nil, bad("Config.Lease: must be >= %s, got %s", idempotency.MinLease, cfg.Lease)
 	case cfg.Retention < 0:
 		return nil, bad("Config.Retention: must be >= 0, got %s", cfg.Retention)
+	case cfg.Store != nil && nilPointer(cfg.Store):
+		// A nil *idempotency.MemoryStore (a constructor whose error was
+		// ignored) would panic at the first delivery.
+		return nil, bad("Config.Store: nil %T", cfg.Store)
 	}
 	c := &Consumer{
 		name:        cfg.Name,
@@ -213,6 +219,12 @@ func New(cfg Config) (*Consumer, error) {
 	}
 	c.scope = "consumer/" + c.name
 	return c, nil
+}
+
+// nilPointer reports whether v is a nil pointer in a non-nil interface.
+func nilPointer(v any) bool {
+	rv := reflect.ValueOf(v)
+	return rv.Kind() == reflect.Pointer && rv.IsNil()
 }
 
 func orDefault[T int | time.Duration](v, def T) T {

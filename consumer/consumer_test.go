@@ -702,6 +702,7 @@ func TestConfigInvalid(t *testing.T) {
 		{consumer.Config{Handler: h, Lease: 999 * time.Microsecond}, "Config.Lease: must be >= 1ms, got 999µs"},
 		{consumer.Config{Handler: h, Retention: -1}, "Config.Retention: must be >= 0, got -1ns"},
 		{consumer.Config{Handler: h, Lease: time.Hour, Retention: time.Minute}, "Config.Retention: must be >= Lease (1h0m0s), got 1m0s"},
+		{consumer.Config{Handler: h, Store: (*idempotency.MemoryStore)(nil)}, "Config.Store: nil *idempotency.MemoryStore"},
 	} {
 		_, err := consumer.New(tc.cfg)
 		ce := contract.As(err)
