@@ -15,6 +15,7 @@
 // never overlap and never lose an update, that every sequence up to
 // MaxSequence is recorded and a greater one refused with KindInvalid (an
 // ordering.BoundedState) or that any uint64 is recorded (any other State),
-// and that a canceled context stores nothing. It is used by ordering.Memory
-// and ordering/pgstate.
+// that a canceled context stores nothing, and that an Advance whose context
+// is canceled while fn runs answers nil only when it stored the sequence.
+// It is used by ordering.Memory and ordering/pgstate.
 package statetest

@@ -179,6 +179,27 @@ func Run(t *testing.T, newState func(t *testing.T) ordering.State) {
 			t.Fatalf("Last after canceled Advance = %d, want 0", last)
 		}
 	})
+
+	t.Run("CanceledDuringFn", func(t *testing.T) {
+		// A shutdown cancels the context while fn runs and succeeds: the
+		// State may store the sequence or fail (a transaction whose commit
+		// is canceled rolls back), but a nil answer means it is stored —
+		// the caller takes the event as applied and acknowledges it.
+		s := newState(t)
+		cctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		err := s.Advance(cctx, "a", func(_ context.Context, last uint64) (uint64, error) {
+			cancel()
+			return last + 1, nil
+		})
+		last, lerr := s.Last(ctx, "a")
+		if lerr != nil {
+			t.Fatalf("Last: %v", lerr)
+		}
+		if err == nil && last != 1 {
+			t.Fatalf("Advance canceled during fn = nil, but Last = %d, want 1: a nil answer must mean the sequence is stored", last)
+		}
+	})
 }
 
 func mustAdvance(t *testing.T, s ordering.State, subject string, to uint64) {

@@ -149,3 +149,42 @@ func TestRunRefusesStatesThatMishandleFailingFn(t *testing.T) {
 		})
 	}
 }
+
+// TestRunRefusesStateThatLosesACommit: a State that ignores the failure of
+// its commit (here: the caller's context canceled while fn ran, as in a
+// shutdown) answers nil although nothing was stored. The Guard then takes
+// the event as applied (a consumer acknowledges it) while its sequence,
+// and with pgstate its effect, are gone. Run must refuse it.
+func TestRunRefusesStateThatLosesACommit(t *testing.T) {
+	if os.Getenv("STATETEST_LOSES_COMMIT") != "" {
+		statetest.Run(t, func(t *testing.T) ordering.State {
+			m, err := ordering.NewMemory(ordering.MemoryConfig{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return advanceFunc{m, func(ctx context.Context, subject string, fn func(context.Context, uint64) (uint64, error)) error {
+				return m.Advance(ctx, subject, func(fctx context.Context, last uint64) (uint64, error) {
+					next, err := fn(fctx, last)
+					if err != nil {
+						return last, err
+					}
+					if ctx.Err() != nil {
+						return last, nil // the commit failed: error ignored
+					}
+					return next, nil
+				})
+			}}
+		})
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestRunRefusesStateThatLosesACommit$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), "STATETEST_LOSES_COMMIT=1")
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	switch {
+	case !errors.As(err, &exit):
+		t.Fatalf("Run passed a State that answers nil for a commit it lost (%v):\n%s", err, out)
+	case !bytes.Contains(out, []byte("--- FAIL: TestRunRefusesStateThatLosesACommit/CanceledDuringFn")):
+		t.Fatalf("Run failed, but not in CanceledDuringFn: %v\n%s", err, out)
+	}
+}
