@@ -48,7 +48,9 @@ TimeoutReject settles the held events with ErrGap for redelivery. The timeout
 is checked whenever the subject is processed and by Guard.Sweep, which
 adapters call periodically; when the event being processed is itself one of
 the missing ones, it has arrived: TimeoutSkip skips only the sequences before
-it, and it is applied. A full buffer rejects the event with ErrGap.
+it, and it is applied; TimeoutReject rejects nothing on that call, so the
+held events are applied behind it when it fills the gap. A full buffer
+rejects the event with ErrGap.
 
 The wait starts when the gap opens, and starts again whenever it reopens:
 when the missing event does arrive but fails (its ApplyFunc or the State

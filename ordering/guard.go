@@ -84,7 +84,9 @@ const (
 	// (one consumer per subject partition).
 	TimeoutSkip TimeoutAction = iota
 	// TimeoutReject settles every held event of the subject with ErrGap, so
-	// the caller redelivers them later.
+	// the caller redelivers them later; not on the Process call of one of
+	// the missing events, which has arrived: the held events are applied
+	// behind it, or rejected on a later call if the gap stays open.
 	TimeoutReject
 )
 
@@ -586,13 +588,23 @@ func (g *Guard) expire(ctx context.Context, subject string, arriving uint64) boo
 // error; TimeoutSkip records minSeq-1 as applied and drains what follows,
 // after checking again under the subject's lock that the hold still says
 // so. When arriving, the event being processed, is one of the sequences the
-// gap waits for, it is no longer missing: only the sequences before it are
-// skipped (none when it is the next one), and Process applies it. It
-// reports false when nothing was settled: the hold changed meanwhile,
-// nothing before arriving is missing, or the State failed with an error
-// worth retrying.
+// gap waits for, it is no longer missing: TimeoutSkip skips only the
+// sequences before it (none when it is the next one), and Process applies
+// it; TimeoutReject rejects nothing on that call. It reports false when
+// nothing was settled: the hold changed meanwhile, nothing before arriving
+// is missing, arriving is one TimeoutReject leaves the gap to, or the State
+// failed with an error worth retrying.
 func (g *Guard) expireGap(ctx context.Context, subject string, minSeq uint64, now, since time.Time, arriving uint64) bool {
 	if g.onTimeout == TimeoutReject {
+		if arriving != 0 && arriving < minSeq {
+			// The event being processed may be one the gap waits for: it
+			// has arrived, and the held events are applied behind it
+			// rather than rejected for a redelivery. The timeout applies
+			// again on the next call should the gap stay open.
+			if last, err := g.state.Last(ctx, subject); err != nil || last < arriving {
+				return false
+			}
+		}
 		for _, he := range g.hold.takeAll(subject) {
 			o := Outcome{Decision: Gap, Sequence: he.ev.Sequence}
 			reason := fmt.Sprintf("held %s waiting for sequences before %d", now.Sub(since), minSeq)

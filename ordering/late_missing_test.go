@@ -48,3 +48,34 @@ func TestMissingEventArrivingAtTimeoutIsApplied(t *testing.T) {
 		t.Fatalf("settled %q", got)
 	}
 }
+
+// TestMissingEventArrivingAtRejectTimeoutReleasesHeld: under TimeoutReject,
+// the missing event arriving once the events held behind it have waited
+// HoldTimeout (before any Sweep) fills their gap on this very call: they
+// are applied behind it, not rejected for a redelivery (which a consumer
+// at MaxAttempts turns into a dead letter while the gap has just filled).
+func TestMissingEventArrivingAtRejectTimeoutReleasesHeld(t *testing.T) {
+	ctx := context.Background()
+	clk := newFakeClock()
+	g := mustGuard(t, ordering.Config{Gap: ordering.GapHold, OnTimeout: ordering.TimeoutReject, HoldTimeout: 10 * time.Second, Clock: clk})
+	var r recorder
+	var s settled
+	mustProcess(t, g, ev("s", 1), r.apply, s.settle)
+	mustProcess(t, g, ev("s", 3), r.apply, s.settle) // 2 is missing
+	clk.Advance(10 * time.Second)
+	if o, err := g.Process(ctx, ev("s", 2), r.apply, s.settle); err != nil || o.Decision != ordering.Apply {
+		t.Fatalf("missing 2 arriving at the timeout: %+v %v, want apply", o, err)
+	}
+	if got, set := r.got(), s.String(); got != "s/1 s/2 s/3" || set != "s/3=apply" {
+		t.Fatalf("applied %q, settled %q; want 3 released behind 2", got, set)
+	}
+	// Without the missing event, the timeout still rejects.
+	mustProcess(t, g, ev("s", 5), r.apply, s.settle)
+	clk.Advance(10 * time.Second)
+	if o, err := g.Process(ctx, ev("s", 6), r.apply, s.settle); err != nil || !o.Held {
+		t.Fatalf("6: %+v %v, want held", o, err)
+	}
+	if got := s.String(); got != "s/3=apply s/5=err:ordering.gap" {
+		t.Fatalf("settled %q, want 5 rejected", got)
+	}
+}
