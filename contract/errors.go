@@ -203,6 +203,10 @@ func (e *Error) Unwrap() error {
 // effective code (CodeOrKind: an empty Code matches the kind's name, as
 // written in problems). A nil *Error target matches nothing.
 func (e *Error) Is(target error) bool {
+	if e == nil { // a nil *Error returned as an error: internal, as in As
+		t, ok := target.(kindSentinel)
+		return ok && Kind(t) == KindInternal
+	}
 	switch t := target.(type) {
 	case kindSentinel:
 		return e.Kind == Kind(t)

@@ -164,6 +164,9 @@ func TestTypedNilErrorIsInternal(t *testing.T) {
 			if Retryable(err) {
 				t.Error("Retryable = true, want false")
 			}
+			if errors.Is(err, ErrUnavailable) || errors.Is(err, &Error{Kind: KindUnavailable}) || !errors.Is(err, ErrInternal) {
+				t.Error("errors.Is: a nil *Error must match ErrInternal only")
+			}
 			e := As(err)
 			if e == nil || e.Kind != KindInternal || e.Error() == "" {
 				t.Errorf("As = %#v, want a usable internal *Error", e)
