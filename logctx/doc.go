@@ -113,7 +113,8 @@ Handler rewrites attributes before passing them on:
     redacted key by key (a copy: the caller's map is untouched); slices of
     them ([]http.Header) are not walked; a map[string]any or []any (a
     decoded JSON body) is walked like a group, nested maps and slices
-    included (to a depth of 32, what lies deeper is replaced): values
+    included (to a depth of 32, what lies deeper is replaced, as is a
+    map or slice inside itself, where it recurs): values
     under secret keys are replaced and card numbers masked; a
     [*net/http.Request] is written as method, path (no query) and
     redacted headers, a [*net/http.Response] as status and redacted

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -297,11 +298,13 @@ func (r *redactor) any(v any) (slog.Value, bool) {
 		}
 	case map[string]any:
 		// A decoded JSON body, typically.
-		if m, ok := r.anyMap(x, 0); ok {
+		var path [maxWalkDepth + 1]walkID
+		if m, ok := r.anyMap(x, path[:0]); ok {
 			return slog.AnyValue(m), true
 		}
 	case []any:
-		if l, ok := r.anySlice(x, 0); ok {
+		var path [maxWalkDepth + 1]walkID
+		if l, ok := r.anySlice(x, path[:0]); ok {
 			return slog.AnyValue(l), true
 		}
 	case *http.Request:
@@ -360,13 +363,23 @@ func (r *redactor) any(v any) (slog.Value, bool) {
 }
 
 // maxWalkDepth bounds the walk of nested maps and slices: what lies
-// deeper (a map that contains itself) is replaced rather than walked.
+// deeper is replaced rather than walked.
 const maxWalkDepth = 32
+
+// walkID identifies a map (by its pointer) or a non-empty slice (by its
+// first element and length) on the path being walked.
+type walkID struct {
+	m uintptr
+	s *any
+	n int
+}
 
 // anyMap redacts a map[string]any as a group is, at every level: a value
 // under a secret key is replaced, the others are redacted as values. It
-// copies m, at the levels that change, only when something does.
-func (r *redactor) anyMap(m map[string]any, depth int) (map[string]any, bool) {
+// copies m, at the levels that change, only when something does. path
+// holds the maps and slices that contain m, m excluded.
+func (r *redactor) anyMap(m map[string]any, path []walkID) (map[string]any, bool) {
+	path = append(path, walkID{m: reflect.ValueOf(m).Pointer()})
 	var out map[string]any
 	for k, v := range m {
 		var v2 any
@@ -374,7 +387,7 @@ func (r *redactor) anyMap(m map[string]any, depth int) (map[string]any, bool) {
 		if r.secretKey(k) {
 			v2, ch = r.redacted.String(), true
 		} else {
-			v2, ch = r.anyElem(v, depth)
+			v2, ch = r.anyElem(v, path)
 		}
 		if ch {
 			if out == nil {
@@ -387,11 +400,14 @@ func (r *redactor) anyMap(m map[string]any, depth int) (map[string]any, bool) {
 }
 
 // anySlice redacts the elements of a []any, copying l only when one
-// changes.
-func (r *redactor) anySlice(l []any, depth int) ([]any, bool) {
+// changes. path is as for anyMap.
+func (r *redactor) anySlice(l []any, path []walkID) ([]any, bool) {
+	if len(l) > 0 {
+		path = append(path, walkID{s: &l[0], n: len(l)})
+	}
 	var out []any
 	for i, v := range l {
-		if v2, ch := r.anyElem(v, depth); ch {
+		if v2, ch := r.anyElem(v, path); ch {
 			if out == nil {
 				out = slices.Clone(l)
 			}
@@ -401,8 +417,11 @@ func (r *redactor) anySlice(l []any, depth int) ([]any, bool) {
 	return out, out != nil
 }
 
-// anyElem redacts a value found in a map[string]any or a []any.
-func (r *redactor) anyElem(v any, depth int) (any, bool) {
+// anyElem redacts a value found in a map[string]any or a []any, whose
+// path is path. A map or slice deeper than maxWalkDepth, or one already on
+// the path (one that contains itself), is replaced: walked again, a map
+// that holds itself under two keys would cost 2^maxWalkDepth visits.
+func (r *redactor) anyElem(v any, path []walkID) (any, bool) {
 	switch x := v.(type) {
 	case string:
 		if r.scanPAN {
@@ -412,18 +431,18 @@ func (r *redactor) anyElem(v any, depth int) (any, bool) {
 		}
 		return v, false
 	case map[string]any:
-		if depth >= maxWalkDepth {
+		if len(path) >= maxWalkDepth+1 || slices.Contains(path, walkID{m: reflect.ValueOf(x).Pointer()}) {
 			return r.redacted.String(), true
 		}
-		if m, ok := r.anyMap(x, depth+1); ok {
+		if m, ok := r.anyMap(x, path); ok {
 			return m, true
 		}
 		return v, false
 	case []any:
-		if depth >= maxWalkDepth {
+		if len(path) >= maxWalkDepth+1 || (len(x) > 0 && slices.Contains(path, walkID{s: &x[0], n: len(x)})) {
 			return r.redacted.String(), true
 		}
-		if l, ok := r.anySlice(x, depth+1); ok {
+		if l, ok := r.anySlice(x, path); ok {
 			return l, true
 		}
 		return v, false

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -895,5 +896,26 @@ func TestRedactCardInBytes(t *testing.T) {
 	}
 	if !bytes.Contains(raw, []byte(testPAN)) {
 		t.Error("caller's bytes were modified")
+	}
+}
+
+// A map or slice that contains itself more than once is cut where it
+// recurs: walked to the depth bound instead, it cost 2^32 visits (a hang
+// in the logging call) and gave the handler as many to print.
+func TestRedactAnyCycleTwice(t *testing.T) {
+	m := map[string]any{"note": "card " + testPAN}
+	m["a"], m["b"] = m, m
+	l := make([]any, 3)
+	l[0], l[1], l[2] = l, l, "pan "+testPAN
+	lg, buf := newJSONLogger(t, HandlerConfig{})
+	lg.Info("m", "m", m, "l", l)
+	got := jsonLines(t, buf)[0]
+	wantM := map[string]any{"note": "card ************1111", "a": DefaultRedacted, "b": DefaultRedacted}
+	if !reflect.DeepEqual(got["m"], wantM) {
+		t.Errorf("m = %v, want %v", got["m"], wantM)
+	}
+	wantL := []any{DefaultRedacted, DefaultRedacted, "pan ************1111"}
+	if !reflect.DeepEqual(got["l"], wantL) {
+		t.Errorf("l = %v, want %v", got["l"], wantL)
 	}
 }
