@@ -36,3 +36,24 @@ func TestHandlerZeroExtraAllocs(t *testing.T) {
 		t.Errorf("wrapped allocs %v > direct allocs %v", w, d)
 	}
 }
+
+func TestHandlerBytesNoExtraAllocs(t *testing.T) {
+	// A []byte without a card number (a request body, a message payload)
+	// is scanned in place: it costs no copy of its own.
+	var sink bytes.Buffer
+	direct := slog.New(slog.NewTextHandler(&sink, nil))
+	wrapped := slog.New(mustHandler(t, HandlerConfig{Next: slog.NewTextHandler(&sink, nil)}))
+	body := bytes.Repeat([]byte(`{"amount":1250,"currency":"EUR"} `), 64)
+	bg := context.Background()
+	d := testing.AllocsPerRun(200, func() {
+		sink.Reset()
+		direct.LogAttrs(bg, slog.LevelInfo, "m", slog.Any("body", body))
+	})
+	w := testing.AllocsPerRun(200, func() {
+		sink.Reset()
+		wrapped.LogAttrs(bg, slog.LevelInfo, "m", slog.Any("body", body))
+	})
+	if w > d {
+		t.Errorf("wrapped allocs %v > direct allocs %v", w, d)
+	}
+}

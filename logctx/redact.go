@@ -291,9 +291,10 @@ func (r *redactor) any(v any) (slog.Value, bool) {
 		}
 	case []byte:
 		// Text to the handlers: quoted by the text handler, base64 in JSON.
-		if r.scanPAN && len(x) >= 13 {
-			if s, ok := maskPANs(string(x)); ok {
-				return slog.AnyValue([]byte(s)), true
+		// Scanned in place: a body without a card number costs no copy.
+		if r.scanPAN {
+			if b, ok := maskPANs(x); ok {
+				return slog.AnyValue(b), true
 			}
 		}
 	case map[string]any:
@@ -684,8 +685,8 @@ func (r *redactor) header(h map[string][]string) (map[string][]string, bool) {
 // number is masked, overlapping ones included: masking only adds '*', so
 // whatever surrounds a card number, at most its last four digits stay
 // visible. ok is false (and s returned as is, without allocating) when
-// there is none.
-func maskPANs(s string) (string, bool) {
+// there is none. A []byte is scanned in place, and masked in a copy.
+func maskPANs[T string | []byte](s T) (T, bool) {
 	if len(s) < 13 {
 		return s, false
 	}
@@ -725,7 +726,8 @@ func maskPANs(s string) (string, bool) {
 			}
 			if me, ok := panAt(s, ms, end, gluedEnd); ok {
 				if out == nil {
-					out = []byte(s)
+					out = make([]byte, len(s))
+					copy(out, s)
 				}
 				maskDigits(out[ms:me], s[ms:me])
 			}
@@ -734,7 +736,7 @@ func maskPANs(s string) (string, bool) {
 	if out == nil {
 		return s, false
 	}
-	return string(out), true
+	return T(out), true
 }
 
 // panAt returns the end of the longest card number that starts at ms, at a
@@ -744,7 +746,7 @@ func maskPANs(s string) (string, bool) {
 // boundary catches "4111 1111 1111 1111 exp 12 30" styles as well as a
 // number followed by another group ("4111111111111111 2030"); masking the
 // longest window from ms masks every shorter one too.
-func panAt(s string, ms, end int, gluedEnd bool) (int, bool) {
+func panAt[T string | []byte](s T, ms, end int, gluedEnd bool) (int, bool) {
 	var digits [19]byte
 	nd, best := 0, -1
 	for me := ms; me < end && nd < len(digits); me++ {
@@ -765,7 +767,7 @@ func panAt(s string, ms, end int, gluedEnd bool) (int, bool) {
 // which bytes are digits from src, the unmasked text dst is a copy of:
 // overlapping card numbers are masked in turn, and each must keep only its
 // own last four digits, whatever was masked before.
-func maskDigits(dst []byte, src string) {
+func maskDigits[T string | []byte](dst []byte, src T) {
 	keep := 4
 	for i := len(src) - 1; i >= 0; i-- {
 		if !isDigit(src[i]) {
