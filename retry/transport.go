@@ -93,7 +93,10 @@ type TransportConfig struct {
 // that gets one attempt included): a Call per request, a Failure per
 // connection error or RetryStatuses answer, and a Success per answer
 // below 400; another status (a 500, a 404) says nothing about the
-// dependency's health and is not reported, as a permanent error is not.
+// dependency's health and is not reported, as a permanent error is not;
+// nor is a request whose context had ended before it, nor the failure of
+// one whose context ended during it (the caller's deadline, not the
+// dependency's health).
 //
 // On a retried request the span in the request's context gets the
 // attribute http.request.resend_count (unless the Policy's telemetry is
@@ -217,10 +220,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // once sends a request that must not be retried: one attempt, bounded by
 // the policy's AttemptTimeout until its response body is closed, as every
 // attempt is, and reported to the Budget as Do reports a call that makes
-// one attempt.
+// one attempt: not at all when req's context had ended before it.
 func (t *Transport) once(req *http.Request) (*http.Response, error) {
-	if b := t.p.budget; b != nil {
-		b.Call()
+	report := t.p.budget != nil && req.Context().Err() == nil
+	if report {
+		t.p.budget.Call()
 	}
 	var resp *http.Response
 	var err error
@@ -235,8 +239,8 @@ func (t *Transport) once(req *http.Request) (*http.Response, error) {
 			resp.Body = withCancel(resp.Body, cancel)
 		}
 	}
-	if t.p.budget != nil {
-		t.reportOnce(resp, err)
+	if report {
+		t.reportOnce(req.Context(), resp, err)
 	}
 	if err != nil || resp == nil { // nil, nil: a broken base, which http.Client reports
 		return resp, err
@@ -247,9 +251,11 @@ func (t *Transport) once(req *http.Request) (*http.Response, error) {
 // reportOnce tells the Budget how the one attempt of once went, as try
 // and Do would have: a Success for an answer below 400, a Failure for a
 // RetryStatuses answer or a connection error that the Policy classifies
-// Transient or Overloaded, nothing otherwise. The body is not peeked at:
-// a 503 costs a Failure whether it says "overloaded" or not.
-func (t *Transport) reportOnce(resp *http.Response, err error) {
+// Transient or Overloaded, nothing otherwise, nor when ctx, the caller's
+// context, has ended: Do stops then before it reports a failure, which
+// the caller's deadline rather than the dependency caused. The body is not
+// peeked at: a 503 costs a Failure whether it says "overloaded" or not.
+func (t *Transport) reportOnce(ctx context.Context, resp *http.Response, err error) {
 	p := t.p
 	switch {
 	case err != nil:
@@ -266,6 +272,9 @@ func (t *Transport) reportOnce(resp *http.Response, err error) {
 		}
 		err = e
 	default:
+		return
+	}
+	if ctx.Err() != nil {
 		return
 	}
 	if c := p.classify(err); c == Transient || c == Overloaded {

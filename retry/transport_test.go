@@ -1134,3 +1134,45 @@ func TestTransportNilResponseWithoutError(t *testing.T) {
 		}
 	}
 }
+
+// ctxWaitBase answers when the request's context ends, with its error, as
+// http.Transport does for a request outliving its caller's deadline.
+type ctxWaitBase struct{}
+
+func (ctxWaitBase) RoundTrip(r *http.Request) (*http.Response, error) {
+	<-r.Context().Done()
+	return nil, r.Context().Err()
+}
+
+// TestTransportOneAttemptCallerDeadlineNotAFailure: Do reports nothing for
+// a call whose context had ended before it, and no Failure for an attempt
+// that failed because the caller's own context ended (it stops with
+// StopContext first): a caller's deadline says nothing about the
+// dependency. The one attempt of a POST reported a Call and a Failure in
+// both cases, so callers with short deadlines emptied a shared TokenBucket
+// and turned off the retries of every other request to a healthy
+// dependency. It is reported as a GET, on the retried path, is now.
+func TestTransportOneAttemptCallerDeadlineNotAFailure(t *testing.T) {
+	for _, tt := range []struct {
+		name            string
+		in              time.Duration
+		calls, failures int64
+	}{
+		{"ended before", -time.Second, 0, 0},
+		{"ended during", time.Millisecond, 1, 0},
+	} {
+		for _, method := range []string{http.MethodGet, http.MethodPost} {
+			budget := &countingBudget{}
+			tr := newTransport(t, ctxWaitBase{}, retrytest.NewClock(), retry.TransportConfig{}, retry.Config{Budget: budget})
+			ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(tt.in))
+			req, _ := http.NewRequestWithContext(ctx, method, "http://dep.test/", nil)
+			if _, err := tr.RoundTrip(req); !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("%s %s: err %v, want DeadlineExceeded", tt.name, method, err)
+			}
+			cancel()
+			if c, f := budget.calls.Load(), budget.failures.Load(); c != tt.calls || f != tt.failures {
+				t.Errorf("%s %s: budget heard %d calls, %d failures; want %d, %d", tt.name, method, c, f, tt.calls, tt.failures)
+			}
+		}
+	}
+}
