@@ -115,7 +115,8 @@ Handler rewrites attributes before passing them on:
     decoded JSON body) is walked like a group, nested maps and slices
     included (to a depth of 32, what lies deeper is replaced, as is a
     map or slice inside itself, where it recurs): values
-    under secret keys are replaced and card numbers masked; a
+    under secret keys are replaced, card numbers masked, and LogValuers
+    resolved, a group they return becoming a map; a
     [*net/http.Request] is written as method, path (no query) and
     redacted headers, a [*net/http.Response] as status and redacted
     headers; a [*net/url.URL] with user information (a user name,

@@ -138,16 +138,16 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 	}
 
 	// Pass the record on with the coordinates appended, unless an attr
-	// must change (a secret, a card number, a LogValuer to resolve).
+	// must change (a secret, a card number, a LogValuer to resolve). The
+	// first one that does is kept as redacted, not redacted again in the
+	// rebuild below, so a LogValue method (in a group or a map too) runs
+	// exactly once.
 	changed := false
+	same := 0 // attrs before the first that changes
+	var first slog.Attr
 	r.Attrs(func(a slog.Attr) bool {
-		switch a.Value.Kind() {
-		case slog.KindLogValuer, slog.KindGroup:
-			// Resolved or walked once, in the rebuild below, so a
-			// LogValue method runs exactly once.
-			changed = true
-		default:
-			_, changed = h.red.attr(a)
+		if first, changed = h.red.attr(a); !changed {
+			same++
 		}
 		return !changed
 	})
@@ -162,8 +162,15 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 	}
 
 	nr := slog.NewRecord(r.Time, r.Level, msg, r.PC)
+	i := 0
 	r.Attrs(func(a slog.Attr) bool {
-		a, _ = h.red.attr(a)
+		switch {
+		case i == same:
+			a = first
+		case i > same:
+			a, _ = h.red.attr(a)
+		}
+		i++
 		nr.AddAttrs(a)
 		return true
 	})

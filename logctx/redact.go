@@ -447,11 +447,43 @@ func (r *redactor) anyElem(v any, path []walkID) (any, bool) {
 			return l, true
 		}
 		return v, false
+	case slog.LogValuer:
+		// Resolved as in a group, and its result walked in place: passed
+		// on as is, it would be marshalled or printed field by field. A
+		// group becomes a map, which is how both handlers print one here;
+		// each LogValue that returns one adds a level to path.
+		rv := slog.AnyValue(x).Resolve()
+		var w any
+		if rv.Kind() == slog.KindGroup {
+			w = groupMap(rv.Group())
+		} else {
+			w = rv.Any()
+		}
+		if w2, ch := r.anyElem(w, path); ch {
+			return w2, true
+		}
+		return w, true
 	}
 	if rv, ok := r.any(v); ok {
 		return rv.Any(), true
 	}
 	return v, false
+}
+
+// groupMap returns the attrs of a group as a map[string]any, nested groups
+// as nested maps and an empty-keyed group's attrs inlined, as slog does.
+func groupMap(as []slog.Attr) map[string]any {
+	m := make(map[string]any, len(as))
+	for _, a := range as {
+		if a.Value.Kind() != slog.KindGroup {
+			m[a.Key] = a.Value.Any()
+		} else if a.Key == "" {
+			maps.Copy(m, groupMap(a.Value.Group()))
+		} else {
+			m[a.Key] = groupMap(a.Value.Group())
+		}
+	}
+	return m
 }
 
 // error returns the text of err with the URL of every *url.Error in its

@@ -919,3 +919,80 @@ func TestRedactAnyCycleTwice(t *testing.T) {
 		t.Errorf("l = %v, want %v", got["l"], wantL)
 	}
 }
+
+// maskedCard hides its number only through LogValue, relying on the
+// Handler to mask what it returns, as the package example's Card does.
+type maskedCard struct {
+	Holder string
+	Number string
+}
+
+func (c maskedCard) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("holder", c.Holder), slog.String("number", c.Number), slog.String("pin", "1234"))
+}
+
+// A LogValuer inside a map[string]any or []any is resolved and redacted,
+// as in a group: passed on as is, the JSON handler marshalled its fields
+// (the card number and the PIN in clear) and the text handler printed them.
+func TestRedactAnyMapLogValuer(t *testing.T) {
+	card := maskedCard{Holder: "Ann", Number: testPAN}
+	body := map[string]any{"card": card, "cards": []any{card}, "ref": tokenValuer("x")}
+	for name, mk := range map[string]func(testing.TB, HandlerConfig) (*slog.Logger, *bytes.Buffer){
+		"json": newJSONLogger, "text": newTextLogger,
+	} {
+		t.Run(name, func(t *testing.T) {
+			l, buf := mk(t, HandlerConfig{})
+			l.Info("m", "body", body)
+			out := buf.String()
+			for _, leak := range []string{testPAN, "1234"} {
+				if strings.Contains(out, leak) {
+					t.Errorf("%q leaked: %s", leak, out)
+				}
+			}
+			for _, keep := range []string{"Ann", "************1111", "pan=", "holder"} {
+				if !strings.Contains(out, keep) {
+					t.Errorf("%q lost: %s", keep, out)
+				}
+			}
+		})
+	}
+	l, buf := newJSONLogger(t, HandlerConfig{})
+	l.Info("m", "body", body)
+	want := map[string]any{"holder": "Ann", "number": "************1111", "pin": DefaultRedacted}
+	if got := jsonLines(t, buf)[0]["body"].(map[string]any)["card"]; !reflect.DeepEqual(got, want) {
+		t.Errorf("card = %v, want %v", got, want)
+	}
+}
+
+// chainValuer's LogValue returns a group that holds another chainValuer:
+// each resolution is a new level, cut at the depth bound.
+type chainValuer struct{}
+
+func (c chainValuer) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("token", "chain-secret"), slog.Any("next", c))
+}
+
+func TestRedactAnyMapLogValuerChain(t *testing.T) {
+	l, buf := newJSONLogger(t, HandlerConfig{})
+	l.Info("m", "body", map[string]any{"c": chainValuer{}})
+	if out := buf.String(); strings.Contains(out, "chain-secret") || !strings.Contains(out, `"next":"[REDACTED]"`) {
+		t.Errorf("got %s", out)
+	}
+}
+
+// A LogValuer inside a map runs exactly once per record, as one logged on
+// its own does, though the Handler finds out only by resolving it that the
+// record must change.
+func TestRedactAnyMapLogValuerOnce(t *testing.T) {
+	var calls atomic.Int32
+	l, buf := newJSONLogger(t, HandlerConfig{})
+	l.Info("m", "a", 1, "body", map[string]any{"user": secretValuer{&calls}}, "b", 2)
+	if n := calls.Load(); n != 1 {
+		t.Errorf("LogValue ran %d times, want 1", n)
+	}
+	got := jsonLines(t, buf)[0]
+	want := map[string]any{"user": map[string]any{"user": "ann", "password": DefaultRedacted}}
+	if !reflect.DeepEqual(got["body"], want) || got["a"] != 1.0 || got["b"] != 2.0 {
+		t.Errorf("got %v", got)
+	}
+}
