@@ -465,6 +465,11 @@ func (r *redactor) anyElem(v any, path []walkID) (any, bool) {
 		return w, true
 	}
 	if rv, ok := r.any(v); ok {
+		if rv.Kind() == slog.KindGroup {
+			// A request or response: a map is printed, an []slog.Attr
+			// would be marshalled as {"Key":…,"Value":{}}.
+			return groupMap(rv.Group()), true
+		}
 		return rv.Any(), true
 	}
 	return v, false

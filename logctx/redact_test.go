@@ -996,3 +996,24 @@ func TestRedactAnyMapLogValuerOnce(t *testing.T) {
 		t.Errorf("got %v", got)
 	}
 }
+
+// A request or response inside a map[string]any is written as it is on its
+// own, method, path, status and redacted headers: it was the group's
+// []slog.Attr, which the JSON handler marshalled as
+// [{"Key":"method","Value":{}},…], every value lost.
+func TestRedactAnyMapRequest(t *testing.T) {
+	req := httptest.NewRequest(http.MethodPost, "/pay", nil)
+	req.Header.Set("Authorization", "Bearer req-secret")
+	resp := &http.Response{StatusCode: 503, Header: http.Header{"Retry-After": {"3"}}}
+	l, buf := newJSONLogger(t, HandlerConfig{})
+	l.Info("m", "call", map[string]any{"req": req, "resp": resp})
+	got := jsonLines(t, buf)[0]["call"].(map[string]any)
+	wantReq := map[string]any{"method": "POST", "path": "/pay", "header": map[string]any{"Authorization": []any{DefaultRedacted}}}
+	if !reflect.DeepEqual(got["req"], wantReq) {
+		t.Errorf("req = %v, want %v", got["req"], wantReq)
+	}
+	wantResp := map[string]any{"status": 503.0, "header": map[string]any{"Retry-After": []any{"3"}}}
+	if !reflect.DeepEqual(got["resp"], wantResp) {
+		t.Errorf("resp = %v, want %v", got["resp"], wantResp)
+	}
+}
