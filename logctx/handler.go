@@ -27,8 +27,8 @@ type HandlerConfig struct {
 	NoDefaultKeys bool
 
 	// NoCardScan turns off masking of payment card numbers found inside
-	// string values, []byte values, error texts, the message and the
-	// entity id. Default false: card numbers are masked.
+	// string values, []byte and json.RawMessage values, error texts, the
+	// message and the entity id. Default false: card numbers are masked.
 	NoCardScan bool
 
 	// Replacement replaces the value of a secret attribute. Default

@@ -1,6 +1,7 @@
 package logctx
 
 import (
+	"encoding/json"
 	"log/slog"
 	"maps"
 	"net/http"
@@ -255,7 +256,8 @@ func (r *redactor) group(as []slog.Attr) ([]slog.Attr, bool) {
 // or fragment parameters (a url.URL by value is written as a string, as
 // it has no String method), a URL's user information on its own, cookies
 // (as their Set-Cookie form with the value redacted), map[string]any and
-// []any (a decoded JSON body) at every level, card numbers in a []byte,
+// []any (a decoded JSON body) at every level, card numbers in a []byte or
+// a json.RawMessage,
 // and those URLs and card numbers in error texts (see error). Other KindAny values are passed on
 // as they are: give types that hold secrets a LogValue method.
 func (r *redactor) any(v any) (slog.Value, bool) {
@@ -295,6 +297,19 @@ func (r *redactor) any(v any) (slog.Value, bool) {
 		if r.scanPAN {
 			if b, ok := maskPANs(x); ok {
 				return slog.AnyValue(b), true
+			}
+		}
+	case json.RawMessage:
+		// A []byte the JSON handler writes inline (contract.Event.Data):
+		// masked as one, and kept inline while that is still valid JSON;
+		// a card number written as a JSON number is not, once masked, and
+		// is written as a string then.
+		if r.scanPAN {
+			if b, ok := maskPANs([]byte(x)); ok {
+				if json.Valid(b) {
+					return slog.AnyValue(json.RawMessage(b)), true
+				}
+				return slog.StringValue(string(b)), true
 			}
 		}
 	case map[string]any:

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -1015,5 +1016,34 @@ func TestRedactAnyMapRequest(t *testing.T) {
 	wantResp := map[string]any{"status": 503.0, "header": map[string]any{"Retry-After": []any{"3"}}}
 	if !reflect.DeepEqual(got["resp"], wantResp) {
 		t.Errorf("resp = %v, want %v", got["resp"], wantResp)
+	}
+}
+
+// A json.RawMessage (contract.Event.Data, a payload kept undecoded) is a
+// []byte the JSON handler writes inline and the text handler quotes: card
+// numbers in it are masked as in a []byte, and it stays inline JSON when
+// that is still valid JSON, else it is written as a string.
+func TestRedactCardInRawMessage(t *testing.T) {
+	for _, tc := range []struct {
+		raw  string
+		want any
+	}{
+		{`{"card":"` + testPAN + `","amount":1250}`, map[string]any{"card": "************1111", "amount": 1250.0}},
+		{`{"card":` + testPAN + `}`, `{"card":************1111}`},
+	} {
+		raw := json.RawMessage(tc.raw)
+		l, buf := newJSONLogger(t, HandlerConfig{})
+		l.Info("m", "data", raw)
+		if got := jsonLines(t, buf)[0]["data"]; !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s: data = %#v, want %#v", tc.raw, got, tc.want)
+		}
+		l, buf = newTextLogger(t, HandlerConfig{})
+		l.Info("m", "data", raw)
+		if out := buf.String(); strings.Contains(out, testPAN) || !strings.Contains(out, "************1111") {
+			t.Errorf("%s: card not masked: %s", tc.raw, out)
+		}
+		if string(raw) != tc.raw {
+			t.Error("caller's bytes were modified")
+		}
 	}
 }
