@@ -130,7 +130,8 @@ Handler rewrites attributes before passing them on:
     dropped. Log URLs as *url.URL rather than strings to get this; a
     [net/url.URL] by value is written as a string, redacted likewise. A
     [*net/url.Userinfo] on its own is written as "[REDACTED]". A
-    [*net/http.Cookie] (or a []*http.Cookie, as Response.Cookies returns)
+    [*net/http.Cookie] (or an http.Cookie by value, or a []*http.Cookie,
+    as Response.Cookies returns)
     is written as its Set-Cookie form with the value redacted, whatever
     its key ("sid=[REDACTED]; Path=/; HttpOnly"). An
     error is written as its text with the URL of every [*net/url.Error]

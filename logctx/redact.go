@@ -255,10 +255,10 @@ func (r *redactor) group(as []slog.Attr) ([]slog.Attr, bool) {
 // status and redacted headers), URLs with user information or secret query
 // or fragment parameters (a url.URL by value is written as a string, as
 // it has no String method), a URL's user information on its own, cookies
-// (as their Set-Cookie form with the value redacted), map[string]any and
-// []any (a decoded JSON body) at every level, card numbers in a []byte or
-// a json.RawMessage,
-// and those URLs and card numbers in error texts (see error). Other KindAny values are passed on
+// by pointer or value (as their Set-Cookie form with the value redacted),
+// map[string]any and []any (a decoded JSON body) at every level, card
+// numbers in a []byte or a json.RawMessage, and those URLs and card
+// numbers in error texts (see error). Other KindAny values are passed on
 // as they are: give types that hold secrets a LogValue method.
 func (r *redactor) any(v any) (slog.Value, bool) {
 	switch x := v.(type) {
@@ -346,6 +346,10 @@ func (r *redactor) any(v any) (slog.Value, bool) {
 		if x != nil {
 			return slog.StringValue(r.cookie(x)), true
 		}
+	case http.Cookie:
+		// By value it has no String method: a handler would print its
+		// fields, Value included.
+		return slog.StringValue(r.cookie(&x)), true
 	case []*http.Cookie:
 		// What Request.Cookies and Response.Cookies return.
 		if x != nil {

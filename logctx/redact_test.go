@@ -1047,3 +1047,19 @@ func TestRedactCardInRawMessage(t *testing.T) {
 		}
 	}
 }
+
+// An http.Cookie by value (a struct field, a dereferenced *http.Cookie) is
+// written as a *http.Cookie is: it has no String method on the value, so
+// both handlers printed its fields, Value included.
+func TestRedactCookieByValue(t *testing.T) {
+	c := http.Cookie{Name: "sid", Value: "cookie-secret", Path: "/", HttpOnly: true}
+	for name, mk := range map[string]func(testing.TB, HandlerConfig) (*slog.Logger, *bytes.Buffer){
+		"json": newJSONLogger, "text": newTextLogger,
+	} {
+		l, buf := mk(t, HandlerConfig{})
+		l.Info("m", "c", c, "m", map[string]any{"c": c})
+		if out := buf.String(); strings.Contains(out, "cookie-secret") || strings.Count(out, "sid=[REDACTED]; Path=/; HttpOnly") != 2 {
+			t.Errorf("%s: %s", name, out)
+		}
+	}
+}
