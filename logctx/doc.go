@@ -121,7 +121,7 @@ Handler rewrites attributes before passing them on:
     resolved, a group they return becoming a map; a
     [*net/http.Request] is written as method, path (no query) and
     redacted headers, a [*net/http.Response] as status and redacted
-    headers; a [*net/url.URL] with user information (a user name,
+    headers (by pointer or value); a [*net/url.URL] with user information (a user name,
     with or without a password: https://ghp_…@github.com/…), secret query
     parameters (?access_token=…) or secret fragment parameters
     (#access_token=…, OAuth's implicit flow) is written as a string with

@@ -252,7 +252,7 @@ func (r *redactor) group(as []slog.Attr) ([]slog.Attr, bool) {
 
 // any redacts the well-known container types that carry secrets: header
 // maps (Authorization, Cookie), requests and responses (as method, path,
-// status and redacted headers), URLs with user information or secret query
+// status and redacted headers, by pointer or value), URLs with user information or secret query
 // or fragment parameters (a url.URL by value is written as a string, as
 // it has no String method), a URL's user information on its own, cookies
 // by pointer or value (as their Set-Cookie form with the value redacted),
@@ -330,12 +330,14 @@ func (r *redactor) any(v any) (slog.Value, bool) {
 		}
 	case *http.Response:
 		if x != nil {
-			h, _ := r.header(x.Header)
-			if h == nil {
-				h = x.Header
-			}
-			return slog.GroupValue(slog.Int("status", x.StatusCode), slog.Any("header", http.Header(h))), true
+			return r.response(x), true
 		}
+	case http.Request:
+		// By value (a dereferenced request, a struct field), a handler
+		// would print its fields, headers and URL included.
+		return r.request(&x), true
+	case http.Response:
+		return r.response(&x), true
 	case *url.URL:
 		if x != nil {
 			return r.url(x)
@@ -608,6 +610,15 @@ func (r *redactor) request(req *http.Request) slog.Value {
 		h = req.Header
 	}
 	return slog.GroupValue(slog.String("method", req.Method), slog.String("path", path), slog.Any("header", http.Header(h)))
+}
+
+// response writes a response as status and redacted headers.
+func (r *redactor) response(resp *http.Response) slog.Value {
+	h, _ := r.header(resp.Header)
+	if h == nil {
+		h = resp.Header
+	}
+	return slog.GroupValue(slog.Int("status", resp.StatusCode), slog.Any("header", http.Header(h)))
 }
 
 // url returns u as a string with its user information, the values of

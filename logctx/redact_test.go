@@ -1063,3 +1063,27 @@ func TestRedactCookieByValue(t *testing.T) {
 		}
 	}
 }
+
+// An http.Request or http.Response by value (a dereferenced r, a struct
+// field) is written as a pointer to it is: the text handler printed its
+// fields, the Authorization and Cookie headers included.
+func TestRedactRequestResponseByValue(t *testing.T) {
+	req := httptest.NewRequest(http.MethodGet, "/orders?token=query-secret", nil)
+	req.Header.Set("Authorization", "Bearer req-secret")
+	resp := http.Response{StatusCode: 200, Header: http.Header{"Set-Cookie": {"sid=resp-secret"}}}
+	for name, mk := range map[string]func(testing.TB, HandlerConfig) (*slog.Logger, *bytes.Buffer){
+		"json": newJSONLogger, "text": newTextLogger,
+	} {
+		l, buf := mk(t, HandlerConfig{})
+		l.Info("m", "req", *req, "resp", resp)
+		out := buf.String()
+		for _, leak := range []string{"req-secret", "resp-secret", "query-secret"} {
+			if strings.Contains(out, leak) {
+				t.Errorf("%s: %q leaked: %s", name, leak, out)
+			}
+		}
+		if !strings.Contains(out, "/orders") || !strings.Contains(out, "200") {
+			t.Errorf("%s: lost: %s", name, out)
+		}
+	}
+}
