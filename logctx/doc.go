@@ -89,11 +89,12 @@ Handler rewrites attributes before passing them on:
     is one of auth, pwd, pass, pan, cvv, cvc, cvv2, pin, jwt, otp, bearer,
     session, sessionid, session_id, ssn, idempotency_key, idempotencykey
     (the raw key: a key's hash, idempotency_key_hash or key_hash, is
-    logged), or contains one of password, passwd, passphrase, secret,
-    token, authorization, cookie, api_key, apikey, private_key, privatekey,
-    credential, card_number, cardnumber, credit_card, creditcard —
-    Authorization, Proxy-Authorization, Cookie, Set-Cookie, X-Api-Key,
-    access_token, client_secret, db_password, privateKey, creditCard… — or
+    logged), sig (an Azure SAS signature), or contains one of password,
+    passwd, passphrase, secret, token, authorization, cookie, api_key,
+    apikey, private_key, privatekey, credential, card_number, cardnumber,
+    credit_card, creditcard, signature — Authorization,
+    Proxy-Authorization, Cookie, Set-Cookie, X-Api-Key, access_token,
+    client_secret, db_password, privateKey, creditCard, X-Amz-Signature… — or
     one of HandlerConfig.RedactKeys. NoDefaultKeys keeps only RedactKeys.
     A group whose name is a secret key is redacted whole — its value is
     the replacement — whether it is an attribute (slog.Group) or opened

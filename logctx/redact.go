@@ -25,16 +25,17 @@ const DefaultRedacted = "[REDACTED]"
 var defaultSecretKeys = []string{
 	"auth", "pwd", "pass", "pan", "cvv", "cvc", "cvv2", "pin", "jwt", "otp",
 	"bearer", "session", "sessionid", "session_id", "ssn", "idempotency_key",
-	"idempotencykey",
+	"idempotencykey", "sig", // "sig": an Azure SAS URL's signature
 }
 
 // Substrings that make a key secret: "db_password", "X-Api-Key",
 // "refresh_token", "client_secret", "Proxy-Authorization", "Set-Cookie",
-// "privateKey", "creditCardNumber".
+// "privateKey", "creditCardNumber", "X-Amz-Signature" (a presigned URL's
+// query grants access to whoever holds it), "X-Hub-Signature-256".
 var defaultSecretParts = []string{
 	"password", "passwd", "passphrase", "secret", "token", "authorization",
 	"cookie", "api_key", "apikey", "private_key", "privatekey", "credential",
-	"card_number", "cardnumber", "credit_card", "creditcard",
+	"card_number", "cardnumber", "credit_card", "creditcard", "signature",
 }
 
 // redactor decides which attributes are secret and rewrites them. It is

@@ -30,6 +30,8 @@ func TestRedactSecretKeys(t *testing.T) {
 		// camelCase forms of the compound keys
 		"apiKey", "privateKey", "creditCard", "creditCardNumber", "cardNumber",
 		"sessionId", "idempotencyKey", "clientSecret", "accessToken",
+		// signed URLs and webhooks
+		"X-Amz-Signature", "X-Goog-Signature", "sig", "X-Hub-Signature-256", "signature",
 	}
 	for _, k := range secrets {
 		t.Run(k, func(t *testing.T) {
@@ -567,9 +569,12 @@ func TestRedactURLQuery(t *testing.T) {
 	u1, _ := url.Parse("https://api.example.com/cb?access_token=q-secret&state=ok")
 	u2, _ := url.Parse("https://api.example.com/plain?page=2")
 	u3, _ := url.Parse("https://api.example.com/x?%zz=bad-escape-secret")
-	l.Info("m", "u1", u1, "u2", u2, "u3", u3)
+	// Presigned URLs: whoever holds the signature holds the access.
+	u4, _ := url.Parse("https://bucket.s3.amazonaws.com/k?X-Amz-Credential=AKIA%2F20261207&X-Amz-Signature=amz-sig-secret&X-Amz-Expires=900")
+	u5, _ := url.Parse("https://acct.blob.core.windows.net/c/b?sv=2022-11-02&se=2026-12-08&sp=r&sig=azure-sig-secret")
+	l.Info("m", "u1", u1, "u2", u2, "u3", u3, "u4", u4, "u5", u5)
 	out := buf.String()
-	for _, leak := range []string{"q-secret", "bad-escape-secret"} {
+	for _, leak := range []string{"q-secret", "bad-escape-secret", "amz-sig-secret", "azure-sig-secret"} {
 		if strings.Contains(out, leak) {
 			t.Errorf("%q leaked: %s", leak, out)
 		}
