@@ -134,6 +134,28 @@ func TestSequenceBeyondStateDeadLettered(t *testing.T) {
 	}
 }
 
+// An event further ahead than the Guard's MaxGap (an absurd sequence) is
+// dead-lettered at once as unorderable, not held: the subject is not
+// skipped to it, and its next real event is applied.
+func TestSequenceBeyondMaxGapDeadLettered(t *testing.T) {
+	var calls atomic.Int64
+	var q dlq
+	c := mustConsumer(t, consumer.Config{
+		Store:      memStore(t),
+		Guard:      mustGuard(t, ordering.Config{Gap: ordering.GapHold, OnTimeout: ordering.TimeoutSkip, MaxGap: 10_000}),
+		Handler:    func(context.Context, *contract.Event) error { calls.Add(1); return nil },
+		DeadLetter: q.add,
+	})
+	ctx := context.Background()
+	r := c.Handle(ctx, consumer.Delivery{Data: encode(t, event("acct", 1<<63, `{}`)), Attempt: 1})
+	if r.Action != consumer.DeadLetter || r.Reason != "event cannot be ordered" || !errors.Is(r.Err, ordering.ErrInvalidEvent) || q.len() != 1 || calls.Load() != 0 {
+		t.Fatalf("%+v (dead-lettered %d, handler ran %d): want dead-lettered as unorderable", r, q.len(), calls.Load())
+	}
+	if r := c.Handle(ctx, consumer.Delivery{Data: encode(t, event("acct", 1, `{}`)), Attempt: 1}); r.Action != consumer.Ack || calls.Load() != 1 {
+		t.Fatalf("next real event: %+v (handler ran %d), want applied", r, calls.Load())
+	}
+}
+
 func TestDedupWithoutGuard(t *testing.T) {
 	var calls atomic.Int64
 	c := mustConsumer(t, consumer.Config{

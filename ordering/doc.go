@@ -52,6 +52,15 @@ it, and it is applied; TimeoutReject rejects nothing on that call, so the
 held events are applied behind it when it fills the gap. A full buffer
 rejects the event with ErrGap.
 
+Config.MaxGap bounds how far ahead an event may be: one beyond it (an
+absurd sequence, a producer bug sending 2^63) is refused at once with
+ErrInvalidEvent, a permanent error package consumer dead-letters, rather
+than held; otherwise TimeoutSkip would skip the subject to it and drop
+every real event after it as stale. It is unlimited by default, because
+the last applied sequence of a subject the State does not know, or forgot
+(a Memory state after a restart or IdleTTL), is 0: set it with a State that
+never forgets (ordering/pgstate).
+
 The wait starts when the gap opens, and starts again whenever it reopens:
 when the missing event does arrive but fails (its ApplyFunc or the State
 returns an error), directly or released from the hold, the caller will

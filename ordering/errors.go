@@ -15,8 +15,9 @@ var (
 	// TimeoutReject). It is retryable: redeliver the event later.
 	ErrGap error = &contract.Error{Kind: contract.KindConflict, Code: "ordering.gap", Detail: "sequence gap"}
 
-	// ErrInvalidEvent: the event has no subject, a zero sequence, or a
-	// sequence above the highest its State can record (BoundedState), so it
+	// ErrInvalidEvent: the event has no subject, a zero sequence, a
+	// sequence above the highest its State can record (BoundedState), or
+	// one further ahead of the next expected than Config.MaxGap, so it
 	// cannot be ordered. It is permanent: never retry it.
 	ErrInvalidEvent error = &contract.Error{Kind: contract.KindInvalid, Code: "ordering.invalid_event", Detail: "event cannot be ordered"}
 )

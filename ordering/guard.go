@@ -129,6 +129,27 @@ type Config struct {
 	// TimeoutSkip.
 	OnTimeout TimeoutAction
 
+	// MaxGap bounds how far ahead of the next expected sequence an event
+	// may be: an event with sequence s on a subject whose last applied
+	// sequence is l is refused when s > l+1+MaxGap, at once and whatever
+	// the gap policy, with an error matching ErrInvalidEvent (permanent:
+	// package consumer dead-letters it). It is neither held nor rejected
+	// for a redelivery, and never moves the subject forward: without the
+	// bound, one absurd sequence (a producer bug sending 2^63) held under
+	// TimeoutSkip is skipped to after HoldTimeout, and every real event of
+	// the subject after it is dropped as stale for good.
+	//
+	// Zero means unlimited, the default: l is 0 for a subject the State
+	// does not know, and a Memory state forgets every subject when the
+	// process restarts (and idle ones after MemoryConfig.IdleTTL), so any
+	// default bound would refuse, for good, every further event of a
+	// subject with a longer history than the bound, where a gap hold with
+	// TimeoutSkip catches up. Set it (10,000 is well above any real
+	// producer's gap) with a State that never forgets a subject
+	// (ordering/pgstate) and a stream the consumer reads from its start.
+	// Negative is invalid.
+	MaxGap int
+
 	// RetryAfter is the retry-after hint of ErrGap errors. Zero means 1s.
 	RetryAfter time.Duration
 
@@ -176,6 +197,7 @@ type Guard struct {
 	holdTimeout time.Duration
 	onTimeout   TimeoutAction
 	retryAfter  time.Duration
+	maxGap      uint64 // 0: unlimited
 	clock       Clock
 	log         *slog.Logger
 	hold        hold
@@ -194,6 +216,8 @@ func New(cfg Config) (*Guard, error) {
 		return nil, configError(fmt.Sprintf("Config.MaxHeld: must be >= 0, got %d", cfg.MaxHeld))
 	case cfg.HoldTimeout < 0:
 		return nil, configError(fmt.Sprintf("Config.HoldTimeout: must be >= 0, got %s", cfg.HoldTimeout))
+	case cfg.MaxGap < 0:
+		return nil, configError(fmt.Sprintf("Config.MaxGap: must be >= 0, got %d", cfg.MaxGap))
 	case cfg.RetryAfter < 0:
 		return nil, configError(fmt.Sprintf("Config.RetryAfter: must be >= 0, got %s", cfg.RetryAfter))
 	case cfg.State != nil && nilPointer(cfg.State):
@@ -208,6 +232,7 @@ func New(cfg Config) (*Guard, error) {
 		holdTimeout: cfg.HoldTimeout,
 		onTimeout:   cfg.OnTimeout,
 		retryAfter:  cfg.RetryAfter,
+		maxGap:      uint64(cfg.MaxGap),
 		clock:       cfg.Clock,
 		log:         cfg.Logger,
 	}
@@ -300,8 +325,10 @@ func (g *Guard) Failed(ctx context.Context, ev *contract.Event) {
 //     is the delivery's only answer.
 //   - Gap with an error matching ErrGap: rejected; redeliver it later.
 //   - An error matching ErrInvalidEvent: ev has no subject, sequence 0, or
-//     a sequence above the highest the State can record (BoundedState).
-//     It is permanent; nothing was applied or held.
+//     a sequence above the highest the State can record (BoundedState);
+//     or (with Decision Gap) it is further ahead of the next expected
+//     sequence than Config.MaxGap. It is permanent; nothing was applied or
+//     held.
 //   - Any other error comes from the State; nothing was applied.
 //
 // ev must not be modified after the call while it may be held.
@@ -326,6 +353,9 @@ func (g *Guard) Process(ctx context.Context, ev *contract.Event, apply ApplyFunc
 	}
 	o, err := g.advance(ctx, ev, apply, settle)
 	if err != nil {
+		if o.Decision == Gap && errors.Is(err, ErrInvalidEvent) {
+			g.decision(ctx, slog.LevelError, "gap: event refused", contract.As(err).Detail, ev.Subject, o)
+		}
 		return o, err
 	}
 	switch o.Decision {
@@ -434,6 +464,11 @@ func (g *Guard) decide(ctx context.Context, last uint64, ev *contract.Event, app
 		return last, o, nil
 	case seq > last+1:
 		o.Decision = Gap
+		if g.maxGap > 0 && seq-last-1 > g.maxGap {
+			// An absurd sequence: holding it would let a timeout skip to
+			// it, and every real event after would be stale.
+			return last, o, invalidEvent(fmt.Sprintf("expected sequence %d, got %d: more than Config.MaxGap (%d) ahead", last+1, seq, g.maxGap))
+		}
 		if g.policy == GapHold && settle != nil {
 			// Added while the subject is locked: a concurrent apply of the
 			// missing event either ran before (and we would not be here) or

@@ -443,6 +443,7 @@ func TestConfigInvalid(t *testing.T) {
 		{ordering.Config{MaxHeld: -1}, "Config.MaxHeld: must be >= 0, got -1"},
 		{ordering.Config{HoldTimeout: -time.Second}, "Config.HoldTimeout: must be >= 0, got -1s"},
 		{ordering.Config{RetryAfter: -1}, "Config.RetryAfter: must be >= 0, got -1ns"},
+		{ordering.Config{MaxGap: -1}, "Config.MaxGap: must be >= 0, got -1"},
 		{ordering.Config{Gap: 9}, "Config.Gap: unknown policy 9"},
 		{ordering.Config{OnTimeout: 9}, "Config.OnTimeout: unknown action 9"},
 		{ordering.Config{State: (*ordering.Memory)(nil)}, "Config.State: nil *ordering.Memory"},
