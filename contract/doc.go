@@ -73,8 +73,12 @@
 //
 // The status is the kind's and always equals the "status" member; the title
 // is the status text; "code" is the error's code; field errors become
-// "invalid-params" ([{"name":…,"reason":…}]). Rate limited and unavailable
-// errors with a hint get Retry-After in whole seconds, rounded up. An
+// "invalid-params" ([{"name":…,"reason":…}]); a 503 whose error is not
+// retryable (overloaded, or WithRetryable(false)) adds "retryable": false,
+// so that an overloaded error keeps a code of its own
+// ("payments.overloaded") and still reads back as overloaded. Rate limited
+// and unavailable errors with a hint get Retry-After in whole seconds,
+// rounded up. An
 // internal error shows only "internal error": neither its Detail, its field
 // errors nor its Cause ever reach the client. Responses are marked
 // Cache-Control: no-store.
@@ -87,7 +91,8 @@
 // nil below 400; otherwise the kind follows the status (400 malformed, 401,
 // 403, 404/410, 408 and 504 timeout, 409, 412/428, 413, 422 invalid, 429,
 // 502/503 unavailable, other 4xx invalid, other 5xx internal), refined by
-// a "code" naming a kind with the same status (503 + "overloaded"). The
+// a "code" naming a kind with the same status (503 + "overloaded"); a 503
+// with "retryable": false is overloaded whatever its code. The
 // problem's code, detail and invalid-params are copied, cleaned of control
 // characters and bounded; the body is read up to [MaxProblemBody] and may be
 // a problem, plain JSON or anything else (then the status alone decides).

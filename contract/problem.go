@@ -217,11 +217,21 @@ const StatusClientClosedRequest = 499
 // internalDetail is the only detail an internal error ever shows.
 const internalDetail = "internal error"
 
+// RetryableMember is the extension member ProblemFrom adds to a 503 problem
+// whose error is not retryable (KindOverloaded, or an error made so with
+// WithRetryable(false)): "retryable": false. The status is shared with
+// KindUnavailable and the "code" is the error's own ("payments.overloaded"),
+// so this member is what tells ParseProblem the server asked callers not to
+// retry.
+const RetryableMember = "retryable"
+
 // ProblemFrom builds the problem for err (a nil err is an internal error):
 // type about:blank, the status of its Kind and that status's text as title,
 // its Detail, its code (Error.CodeOrKind) and its field errors as
-// invalid-params. Internal errors get a generic detail and no field errors:
-// neither their Detail nor their Cause ever reaches the client.
+// invalid-params; a 503 for an error that is not retryable also gets
+// "retryable": false (RetryableMember). Internal errors get a generic
+// detail and no field errors: neither their Detail nor their Cause ever
+// reaches the client.
 func ProblemFrom(err error) Problem {
 	e := As(err)
 	if e == nil {
@@ -239,6 +249,9 @@ func ProblemFrom(err error) Problem {
 	if p.Title == "" {
 		p.Title = "Client Closed Request"
 	}
+	if status == http.StatusServiceUnavailable && !e.Retryable() {
+		p.Extensions = map[string]any{RetryableMember: false}
+	}
 	if status == http.StatusInternalServerError {
 		p.Detail = internalDetail
 		p.InvalidParams = nil
@@ -251,7 +264,8 @@ func ProblemFrom(err error) Problem {
 // built by ProblemFrom with the request path as "instance", and, for rate
 // limited and unavailable errors that carry a retry-after hint, a
 // Retry-After header in whole seconds (rounded up). Overloaded errors never
-// get Retry-After: the dependency asked callers not to retry. Responses are
+// get Retry-After: the dependency asked callers not to retry, which their
+// problem says with "retryable": false whatever their code. Responses are
 // marked Cache-Control: no-store, and a HEAD request gets no body.
 func WriteProblem(w http.ResponseWriter, r *http.Request, err error) {
 	p := ProblemFrom(err)

@@ -46,7 +46,9 @@ func (e *ResponseError) Error() string {
 // problem (application/problem+json, or plain JSON), the problem's code,
 // detail and invalid-params. A problem "code" naming a Kind with the same
 // HTTP status refines the Kind (503 with code "overloaded" is
-// KindOverloaded). Bodies that are not JSON, too large or malformed are
+// KindOverloaded), and so does a 503 problem with "retryable": false
+// (RetryableMember), whatever its code: it is KindOverloaded, which retry
+// does not retry. Bodies that are not JSON, too large or malformed are
 // tolerated: the status alone decides.
 //
 // ParseProblem reads at most MaxProblemBody bytes of resp.Body and does not
@@ -93,6 +95,9 @@ func ParseProblemAt(resp *http.Response, now time.Time) error {
 		if k, ok := ParseKind(p.Code); ok && HTTPStatus(k) == resp.StatusCode {
 			e.Kind = k
 		}
+	}
+	if resp.StatusCode == http.StatusServiceUnavailable && p.Extensions[RetryableMember] == false {
+		e.Kind = KindOverloaded
 	}
 	e.Detail = cleanRemoteText(p.Detail)
 	if len(p.InvalidParams) > 0 {

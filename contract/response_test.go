@@ -240,11 +240,7 @@ func TestWriteThenParseRoundTrip(t *testing.T) {
 		rec := httptest.NewRecorder()
 		WriteProblem(rec, httptest.NewRequest("GET", "/x", nil), in)
 		out := As(ParseProblemAt(rec.Result(), now))
-		wantKind := kind
-		if kind == KindOverloaded {
-			wantKind = KindUnavailable // the code is svc.overloaded, not a kind name
-		}
-		if out.Kind != wantKind {
+		if out.Kind != kind {
 			t.Errorf("%v: read back as %v", kind, out.Kind)
 		}
 		if kind == KindInternal {
@@ -260,5 +256,31 @@ func TestWriteThenParseRoundTrip(t *testing.T) {
 		if (out.RetryAfter == 4*time.Second) != hasRetry {
 			t.Errorf("%v: RetryAfter %v", kind, out.RetryAfter)
 		}
+	}
+}
+
+// An overloaded error with a code of its own ("payments.overloaded") must
+// not read back as a retryable unavailable: the server asked callers not to
+// retry, and retry and breaker act on the parsed kind.
+func TestOverloadedWithOwnCodeReadsBackAsOverloaded(t *testing.T) {
+	tests := []struct {
+		name string
+		err  *Error
+		kind Kind
+	}{
+		{"overloaded with its own code", New(KindOverloaded, "payments", "shedding load").WithCode("payments.overloaded"), KindOverloaded},
+		{"unavailable made not retryable", New(KindUnavailable, "payments", "").WithCode("payments.down").WithRetryable(false), KindOverloaded},
+		{"unavailable with its own code stays retryable", New(KindUnavailable, "payments", "").WithCode("payments.down"), KindUnavailable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			WriteProblem(rec, httptest.NewRequest("POST", "/payments", nil), tt.err)
+			out := As(ParseProblemAt(rec.Result(), now))
+			if out.Kind != tt.kind || out.Retryable() != tt.kind.Retryable() || out.Code != tt.err.Code {
+				t.Errorf("read back as %v (code %q, retryable %v), want %v (code %q, retryable %v); body %s",
+					out.Kind, out.Code, out.Retryable(), tt.kind, tt.err.Code, tt.kind.Retryable(), rec.Body)
+			}
+		})
 	}
 }

@@ -143,8 +143,9 @@ connection errors (an HTTP/2 connection closed after a GOAWAY, as a
 server drains for a deploy, or lost to an unanswered PING included) and
 429, 502, 503 and 504 (configurable), honours Retry-After (via
 [contract.ErrorFromStatusAt]), stops at once on a 503 problem with code
-"overloaded" (a body [contract.IsJSONMediaType] accepts is peeked at,
-bounded by [contract.MaxProblemBody]), rewinds bodies with GetBody (a body
+"overloaded" or "retryable": false ([contract.KindOverloaded] as
+[contract.ParseProblem] reads it; a body [contract.IsJSONMediaType]
+accepts is peeked at, bounded by [contract.MaxProblemBody]), rewinds bodies with GetBody (a body
 without GetBody gets one attempt), drains and closes every discarded
 response (each peek and drain bounded by [TransportConfig.BodyTimeout], 1s
 by default, so a body stalled after its header cannot hang RoundTrip),

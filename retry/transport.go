@@ -72,7 +72,8 @@ type TransportConfig struct {
 // A connection error (an HTTP/2 connection closed after a GOAWAY or lost to
 // an unanswered PING included) or a response with a RetryStatuses status is
 // retried under the Policy; Retry-After is honoured (capped by MaxDelay and
-// the deadline), a 503 problem with code "overloaded" (read from a body
+// the deadline), a 503 problem with code "overloaded" or "retryable": false
+// (contract.KindOverloaded as contract.ParseProblem reads it, from a body
 // contract.ParseProblem decodes, see contract.IsJSONMediaType) stops at
 // once, bodies are rewound through GetBody, and every discarded response is
 // drained (up to 64 KiB) and closed before the wait, so its connection is

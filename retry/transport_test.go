@@ -442,6 +442,22 @@ func TestTransportGivesUp(t *testing.T) {
 			}
 		})
 	}
+	t.Run("overloaded problem with its own code stops at once", func(t *testing.T) {
+		clk := retrytest.NewClock()
+		srv := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			contract.WriteProblem(w, r, contract.New(contract.KindOverloaded, "payments", "").WithCode("payments.overloaded"))
+		})
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+		base := &scripted{steps: []step{{status: rec.Code, header: rec.Header(), body: rec.Body.String()}, {status: 200}}}
+		tr := newTransport(t, base, clk, retry.TransportConfig{}, retry.Config{})
+		req, _ := http.NewRequest(http.MethodGet, "http://dep.test/", nil)
+		resp, err := tr.RoundTrip(req)
+		if err != nil || resp.StatusCode != 503 || len(base.seen) != 1 {
+			t.Fatalf("got %v, %v after %d attempts; want the 503 after 1", resp, err, len(base.seen))
+		}
+		resp.Body.Close()
+	})
 	t.Run("overloaded in a body that is not JSON is retried", func(t *testing.T) {
 		clk := retrytest.NewClock()
 		h := http.Header{"Content-Type": {"text/plain"}}
