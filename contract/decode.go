@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // DefaultJSONLimit is the body size limit DecodeJSON and DecodeRequest use
@@ -47,6 +48,84 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// errInvalidUTF8 is what utf8Reader returns from the first invalid byte on.
+var errInvalidUTF8 = errors.New("contract: body is not valid UTF-8")
+
+// utf8Reader passes r through while checking that it is valid UTF-8, as JSON
+// text must be (RFC 8259 8.1): encoding/json would silently turn each bad
+// byte in a string into U+FFFD, so two distinct ids would decode as one. A
+// rune split across reads is checked once the next read completes it.
+type utf8Reader struct {
+	r    io.Reader
+	off  int64             // offset of the first byte not yet checked
+	tail [utf8.UTFMax]byte // the start of a rune the last read split
+	nt   int               // bytes in tail
+	bad  int64             // offset of the first invalid byte; -1 while none
+}
+
+func (u *utf8Reader) Read(p []byte) (int, error) {
+	if u.bad >= 0 {
+		return 0, errInvalidUTF8
+	}
+	n, err := u.r.Read(p)
+	data := p[:n]
+	final := err == io.EOF
+	if u.nt > 0 {
+		// Complete the rune the last read split, then check it.
+		k := copy(u.tail[u.nt:], data)
+		if !utf8.FullRune(u.tail[:u.nt+k]) {
+			if final {
+				return 0, u.fail(u.off)
+			}
+			u.nt += k
+			return n, err
+		}
+		r, size := utf8.DecodeRune(u.tail[:u.nt+k])
+		if r == utf8.RuneError && size == 1 {
+			return 0, u.fail(u.off)
+		}
+		data = data[size-u.nt:]
+		u.off += int64(size)
+		u.nt = 0
+	}
+	end := len(data)
+	if !final {
+		// The last bytes may start a rune the next read completes.
+		for i := end - 1; i >= 0 && i > end-utf8.UTFMax; i-- {
+			if utf8.RuneStart(data[i]) {
+				if !utf8.FullRune(data[i:]) {
+					end = i
+				}
+				break
+			}
+		}
+	}
+	if !utf8.Valid(data[:end]) {
+		i := 0
+		for {
+			r, size := utf8.DecodeRune(data[i:end])
+			if r == utf8.RuneError && size == 1 {
+				return 0, u.fail(u.off + int64(i))
+			}
+			i += size
+		}
+	}
+	u.nt = copy(u.tail[:], data[end:])
+	u.off += int64(end)
+	return n, err
+}
+
+func (u *utf8Reader) fail(at int64) error {
+	u.bad = at
+	return errInvalidUTF8
+}
+
+// invalidUTF8 is the error of a body that is not valid UTF-8.
+func invalidUTF8(at int64) *Error {
+	return &Error{Kind: KindMalformed, Code: "json.utf8",
+		Detail: "body is not valid UTF-8 at offset " + strconv.FormatInt(at, 10)}
+}
+
 // DecodeJSON decodes exactly one JSON value from r into v, strictly: the body
 // must be at most limit bytes (limit <= 0 means DefaultJSONLimit), objects
 // may only hold fields v knows, and nothing but white space may follow the
@@ -58,6 +137,7 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 //	wrong type for a field          KindMalformed (400) code json.type, names the field and offset
 //	unknown field                   KindMalformed (400) code json.unknown_field, names the field
 //	data after the value            KindMalformed (400) code json.trailing_data, names the offset
+//	not valid UTF-8                 KindMalformed (400) code json.utf8, names the offset
 //	value refused by its type       KindMalformed (400) code json.value (a time that is not RFC 3339)
 //	reading r failed                the read error's Kind (timeout, canceled), else KindMalformed, code json.read
 //	v is not a non-nil pointer      KindInternal (500)  code json.target
@@ -74,15 +154,22 @@ func DecodeJSON(r io.Reader, limit int64, v any) error {
 		return &Error{Kind: KindMalformed, Code: "json.empty", Detail: "body is empty: a JSON value is required"}
 	}
 	lr := &limitedReader{r: r, remaining: limit}
-	dec := json.NewDecoder(lr)
+	ur := &utf8Reader{r: lr, bad: -1}
+	dec := json.NewDecoder(ur)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, errInvalidUTF8) {
+			return invalidUTF8(ur.bad)
+		}
 		return decodeError(err, lr, limit)
 	}
 	end := dec.InputOffset()
 	if _, err := dec.Token(); err != io.EOF {
 		if err != nil && (errors.Is(err, errBodyTooLarge) || isMaxBytes(err)) {
 			return tooLarge(limit, err)
+		}
+		if errors.Is(err, errInvalidUTF8) {
+			return invalidUTF8(ur.bad)
 		}
 		if err != nil && lr.err != nil && errors.Is(err, lr.err) {
 			return readError(err)

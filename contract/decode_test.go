@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 type payment struct {
@@ -56,6 +57,12 @@ func TestDecodeJSON(t *testing.T) {
 		{"too large by trailing space", `{"payer":"x"}` + strings.Repeat(" ", 100), 20, KindTooLarge, "json.too_large", "body exceeds the limit of 20 bytes", ""},
 		{"exactly at the limit", `{"payer":"x"}`, 13, 0, "", "", ""},
 		{"one over the limit", `{"payer":"xy"}`, 13, KindTooLarge, "json.too_large", "body exceeds the limit of 13 bytes", ""},
+		// Invalid UTF-8 is not JSON text (RFC 8259 8.1); encoding/json would
+		// turn each bad byte into U+FFFD, collapsing distinct payers into one.
+		{"invalid UTF-8 in a string", "{\"payer\":\"AC\xffME\"}", 0, KindMalformed, "json.utf8", "body is not valid UTF-8 at offset 12", ""},
+		{"surrogate encoded in UTF-8", "{\"payer\":\"\xed\xa0\x80\"}", 0, KindMalformed, "json.utf8", "body is not valid UTF-8 at offset 10", ""},
+		{"truncated rune at the end", "{\"payer\":\"x\xe2\x82", 0, KindMalformed, "json.utf8", "body is not valid UTF-8 at offset 11", ""},
+		{"multi-byte runes are valid", `{"payer":"Zürich €𝄞"}`, 0, 0, "", "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -208,4 +215,36 @@ func TestDecodeJSONExtremeLimitsAndNilReader(t *testing.T) {
 	if e := As(DecodeJSON(nil, 0, &p)); e == nil || e.Code != "json.empty" {
 		t.Fatalf("nil reader: %v", e)
 	}
+}
+
+// A rune split across reads is valid; an invalid byte is refused wherever
+// the reads split the body.
+func TestDecodeJSONUTF8AcrossReads(t *testing.T) {
+	for _, body := range []string{`{"payer":"Zürich €𝄞 ok"}`, "{\"payer\":\"Z\xc3\xbcrich \xe2\x82\"}"} {
+		valid := utf8.ValidString(body)
+		for _, size := range []int{1, 2, 3, 5, 7} {
+			var p payment
+			err := DecodeJSON(&chunkReader{s: body, size: size}, 0, &p)
+			if valid && (err != nil || p.Payer != "Zürich €𝄞 ok") {
+				t.Errorf("%q in reads of %d: %v, payer %q", body, size, err, p.Payer)
+			}
+			if e := As(err); !valid && (e == nil || e.Code != "json.utf8") {
+				t.Errorf("%q in reads of %d: %v, want json.utf8", body, size, err)
+			}
+		}
+	}
+}
+
+type chunkReader struct {
+	s    string
+	size int
+}
+
+func (r *chunkReader) Read(p []byte) (int, error) {
+	if r.s == "" {
+		return 0, io.EOF
+	}
+	n := copy(p[:min(len(p), r.size)], r.s)
+	r.s = r.s[n:]
+	return n, nil
 }

@@ -132,11 +132,14 @@
 //
 // [DecodeJSON] and [DecodeRequest] decode one JSON value and refuse what
 // encoding/json lets through: unknown fields, data after the value, bodies
+// that are not valid UTF-8 (encoding/json would turn each bad byte in a
+// string into U+FFFD, so two distinct ids would decode as one), bodies
 // over a limit (KindTooLarge, 413, without reading past the limit), and, for
-// requests, a Content-Type other than JSON. Syntax errors name the offset,
-// wrong types name the field and the offset; all are KindMalformed (400)
-// with codes json.syntax, json.type, json.unknown_field, json.trailing_data,
-// json.empty, json.value and request.content_type. As with encoding/json,
+// requests, a Content-Type other than JSON. Syntax errors and invalid UTF-8
+// name the offset, wrong types name the field and the offset; all are
+// KindMalformed (400) with codes json.syntax, json.type, json.unknown_field,
+// json.trailing_data, json.utf8, json.empty, json.value and
+// request.content_type. As with encoding/json,
 // names match case-insensitively and a repeated member keeps its last value.
 //
 // # Events

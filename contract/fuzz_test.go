@@ -55,7 +55,8 @@ func FuzzParseProblem(f *testing.F) {
 }
 
 // FuzzDecodeJSON: any body decodes or fails with an *Error, never a panic;
-// a body within the limit never fails as too large.
+// a body within the limit never fails as too large; a body that is not
+// valid UTF-8 never decodes.
 func FuzzDecodeJSON(f *testing.F) {
 	for _, seed := range []string{
 		`{"payer":"ACME","amount_minor":1250,"currency":"EUR","items":[{"qty":1}]}`,
@@ -72,6 +73,9 @@ func FuzzDecodeJSON(f *testing.F) {
 		var p payment
 		err := DecodeJSON(bytes.NewReader(body), limit, &p)
 		if err == nil {
+			if !utf8.Valid(body) {
+				t.Fatalf("%q is not valid UTF-8 but decoded", body)
+			}
 			return
 		}
 		var e *Error
