@@ -17,11 +17,16 @@ import (
 // oldFingerprint is the middleware's fingerprint as first written, over
 // Fingerprint's framing: the single-buffer version must give the same
 // digests, or records stored before an upgrade would answer their retries
-// with 422.
+// with 422. The target is the request target as received (RequestURI),
+// which for a request whose URL nothing rewrote is the escaped path and
+// query the first version hashed.
 func oldFingerprint(r *http.Request, fpHeaders []string, body []byte) string {
-	target := r.URL.EscapedPath()
-	if r.URL.RawQuery != "" {
-		target += "?" + r.URL.RawQuery
+	target := r.RequestURI
+	if target == "" {
+		target = r.URL.EscapedPath()
+		if r.URL.RawQuery != "" {
+			target += "?" + r.URL.RawQuery
+		}
 	}
 	parts := [][]byte{[]byte(r.Method), []byte(target)}
 	for _, h := range fpHeaders {
@@ -44,26 +49,31 @@ func TestMiddlewareFingerprintFraming(t *testing.T) {
 		{"POST", "/", http.Header{"X-Tenant": {"a", "b"}, "Accept": {""}}, big},
 		{"POST", "/p?", http.Header{"Accept": {"a\x00b"}}, []byte{}},
 	} {
-		var body io.Reader
-		if tc.body != nil {
-			body = bytes.NewReader(tc.body)
+		for _, inProcess := range []bool{false, true} {
+			var body io.Reader
+			if tc.body != nil {
+				body = bytes.NewReader(tc.body)
+			}
+			r := httptest.NewRequest(tc.method, tc.target, body)
+			if inProcess {
+				r.RequestURI = "" // as http.NewRequest leaves it
+			}
+			for k, vs := range tc.header {
+				r.Header[k] = vs
+			}
+			rb := getReqBuf()
+			fp, at, err := m.readAndFingerprint(rb, r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(rb.b[at:], tc.body) {
+				t.Fatalf("%s %s: body %q, want %q", tc.method, tc.target, rb.b[at:], tc.body)
+			}
+			if want := oldFingerprint(r, m.fpHeaders, tc.body); fp != want {
+				t.Fatalf("%s %s (in process %v): fingerprint %s, want %s", tc.method, tc.target, inProcess, fp, want)
+			}
+			putReqBuf(rb)
 		}
-		r := httptest.NewRequest(tc.method, tc.target, body)
-		for k, vs := range tc.header {
-			r.Header[k] = vs
-		}
-		rb := getReqBuf()
-		fp, at, err := m.readAndFingerprint(rb, r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(rb.b[at:], tc.body) {
-			t.Fatalf("%s %s: body %q, want %q", tc.method, tc.target, rb.b[at:], tc.body)
-		}
-		if want := oldFingerprint(r, m.fpHeaders, tc.body); fp != want {
-			t.Fatalf("%s %s: fingerprint %s, want %s", tc.method, tc.target, fp, want)
-		}
-		putReqBuf(rb)
 	}
 }
 

@@ -98,7 +98,8 @@ type MiddlewareConfig struct {
 	// Default 1 MiB.
 	MaxResponseBytes int
 	// FingerprintHeaders are request headers included in the fingerprint
-	// besides method, path with query, and body. Default none. A name
+	// besides method, request target (path with query, as the client sent
+	// it: see Middleware) and body. Default none. A name
 	// that is not an HTTP token (a stray space or colon) is refused.
 	FingerprintHeaders []string
 	// ReplayHeaders are the response headers stored and replayed. Default
@@ -121,7 +122,10 @@ type MiddlewareConfig struct {
 //   - a malformed, repeated or too long key: 400 (idempotency.key_invalid);
 //   - a body over MaxBodyBytes: 413;
 //   - the key seen before with another method, path, query, body or
-//     fingerprinted header: 422 (idempotency.key_reused);
+//     fingerprinted header: 422 (idempotency.key_reused). Path and query
+//     are the request target as the client sent it (r.RequestURI), not
+//     r.URL as http.StripPrefix or a router's mount rewrote it: the same
+//     key under /v1/payments and /v2/payments is two requests;
 //   - the first request still in flight: 409 (idempotency.in_progress)
 //     with Retry-After, or, under the Wait policy, the first response once
 //     it is done;
@@ -406,14 +410,19 @@ func putReqBuf(rb *reqBuf) {
 // readAndFingerprint reads the request body, up to MaxBodyBytes, into rb
 // (the body is rb.b[bodyAt:]) and returns the request's fingerprint:
 // Fingerprint(method, target, "Name:v1\x00v2" per fingerprinted header,
-// body), where target is the escaped path plus "?" and the raw query when
-// there is one. The framing is written into rb ahead of the body, so the
+// body), where target is the request target as the server received it
+// (r.RequestURI), or, for a request built in process (no RequestURI), the
+// escaped path plus "?" and the raw query when there is one. The framing is written into rb ahead of the body, so the
 // body is read once and hashed in place; the fingerprint returned borrows
 // rb's memory and is valid only until rb goes back to the pool.
 func (m *Middleware) readAndFingerprint(rb *reqBuf, r *http.Request) (fp string, bodyAt int, err error) {
 	b := appendPart(rb.b[:0], r.Method)
-	path := r.URL.EscapedPath()
-	if r.URL.RawQuery != "" {
+	if r.RequestURI != "" {
+		// As received: r.URL may have been rewritten since (http.StripPrefix,
+		// a router's mount), and two mounts of one handler must not share
+		// their answers.
+		b = appendPart(b, r.RequestURI)
+	} else if path := r.URL.EscapedPath(); r.URL.RawQuery != "" {
 		b = binary.BigEndian.AppendUint64(b, uint64(len(path)+1+len(r.URL.RawQuery)))
 		b = append(append(append(b, path...), '?'), r.URL.RawQuery...)
 	} else {

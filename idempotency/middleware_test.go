@@ -1254,3 +1254,28 @@ func TestMiddlewareFlushNotSupportedPassesThrough(t *testing.T) {
 		t.Fatalf("replay %d runs=%d, want 201 and one run", w.Code, env.runs.Load())
 	}
 }
+
+// The fingerprint covers the request target as the client sent it, not
+// r.URL as a router or http.StripPrefix rewrote it: the same key used under
+// two mounts of one handler is two different requests (422), not a replay
+// of the other mount's answer.
+func TestMiddlewareFingerprintsTargetAsReceived(t *testing.T) {
+	env := newMW(t, nil)
+	h := env.mw.Wrap(env.paymentHandler())
+	mux := http.NewServeMux()
+	mux.Handle("/v1/", http.StripPrefix("/v1", h))
+	mux.Handle("/v2/", http.StripPrefix("/v2", h))
+	if w := serve(mux, req("POST", "/v1/payments", "alice", "k", `{"amount":10}`)); w.Code != 201 {
+		t.Fatalf("v1: %d %s", w.Code, w.Body)
+	}
+	w := serve(mux, req("POST", "/v2/payments", "alice", "k", `{"amount":10}`))
+	if w.Code != 422 || problemCode(t, w) != "idempotency.key_reused" {
+		t.Fatalf("same key under /v2: %d %s (replayed %q), want 422", w.Code, w.Body, w.Header().Get(idempotency.HeaderReplayed))
+	}
+	if w := serve(mux, req("POST", "/v1/payments", "alice", "k", `{"amount":10}`)); w.Code != 201 || w.Header().Get(idempotency.HeaderReplayed) != "true" {
+		t.Fatalf("retry under /v1: %d %s, want the replay", w.Code, w.Body)
+	}
+	if env.runs.Load() != 1 {
+		t.Fatalf("runs %d, want 1", env.runs.Load())
+	}
+}
