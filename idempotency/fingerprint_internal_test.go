@@ -19,7 +19,8 @@ import (
 // digests, or records stored before an upgrade would answer their retries
 // with 422. The target is the request target as received (RequestURI),
 // which for a request whose URL nothing rewrote is the escaped path and
-// query the first version hashed.
+// query the first version hashed; a header present with one empty value is
+// "Name=", apart from an absent one ("Name:", as first written).
 func oldFingerprint(r *http.Request, fpHeaders []string, body []byte) string {
 	target := r.RequestURI
 	if target == "" {
@@ -30,6 +31,10 @@ func oldFingerprint(r *http.Request, fpHeaders []string, body []byte) string {
 	}
 	parts := [][]byte{[]byte(r.Method), []byte(target)}
 	for _, h := range fpHeaders {
+		if vs := r.Header[h]; len(vs) == 1 && vs[0] == "" {
+			parts = append(parts, []byte(h+"="))
+			continue
+		}
 		parts = append(parts, []byte(h+":"+strings.Join(r.Header[h], "\x00")))
 	}
 	return Fingerprint(append(parts, body)...)

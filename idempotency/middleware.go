@@ -99,7 +99,8 @@ type MiddlewareConfig struct {
 	MaxResponseBytes int
 	// FingerprintHeaders are request headers included in the fingerprint
 	// besides method, request target (path with query, as the client sent
-	// it: see Middleware) and body. Default none. A name
+	// it: see Middleware) and body; a header sent with an empty value and
+	// one not sent are different requests. Default none. A name
 	// that is not an HTTP token (a stray space or colon) is refused.
 	FingerprintHeaders []string
 	// ReplayHeaders are the response headers stored and replayed. Default
@@ -409,8 +410,9 @@ func putReqBuf(rb *reqBuf) {
 
 // readAndFingerprint reads the request body, up to MaxBodyBytes, into rb
 // (the body is rb.b[bodyAt:]) and returns the request's fingerprint:
-// Fingerprint(method, target, "Name:v1\x00v2" per fingerprinted header,
-// body), where target is the request target as the server received it
+// Fingerprint(method, target, "Name:v1\x00v2" per fingerprinted header
+// ("Name:" when absent, "Name=" when present with one empty value), body),
+// where target is the request target as the server received it
 // (r.RequestURI), or, for a request built in process (no RequestURI), the
 // escaped path plus "?" and the raw query when there is one. The framing is written into rb ahead of the body, so the
 // body is read once and hashed in place; the fingerprint returned borrows
@@ -430,6 +432,13 @@ func (m *Middleware) readAndFingerprint(rb *reqBuf, r *http.Request) (fp string,
 	}
 	for _, h := range m.fpHeaders {
 		vs := r.Header[h]
+		if len(vs) == 1 && vs[0] == "" {
+			// Present but empty: "Name:" alone is an absent header (as
+			// fingerprints have always been made), so this one is "Name=".
+			b = binary.BigEndian.AppendUint64(b, uint64(len(h)+1))
+			b = append(append(b, h...), '=')
+			continue
+		}
 		n := len(h) + 1 + max(len(vs)-1, 0) // "Name:" and the NUL separators
 		for _, v := range vs {
 			n += len(v)

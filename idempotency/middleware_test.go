@@ -1279,3 +1279,19 @@ func TestMiddlewareFingerprintsTargetAsReceived(t *testing.T) {
 		t.Fatalf("runs %d, want 1", env.runs.Load())
 	}
 }
+
+// A fingerprinted header that is absent and one present but empty are two
+// different requests: a handler can tell them apart (a flag header).
+func TestMiddlewareFingerprintsHeaderPresence(t *testing.T) {
+	env := newMW(t, func(c *idempotency.MiddlewareConfig) { c.FingerprintHeaders = []string{"X-Dry-Run"} })
+	h := env.mw.Wrap(env.paymentHandler())
+	dry := req("POST", "/payments", "alice", "k", `{"amount":10}`)
+	dry.Header["X-Dry-Run"] = []string{""}
+	if w := serve(h, dry); w.Code != 201 {
+		t.Fatalf("dry run: %d %s", w.Code, w.Body)
+	}
+	w := serve(h, req("POST", "/payments", "alice", "k", `{"amount":10}`))
+	if w.Code != 422 || problemCode(t, w) != "idempotency.key_reused" {
+		t.Fatalf("same key without the header: %d %s (replayed %q), want 422", w.Code, w.Body, w.Header().Get(idempotency.HeaderReplayed))
+	}
+}
