@@ -434,7 +434,12 @@ func (s *Shared) bgCtx() context.Context {
 }
 
 // health logs the switch between shared and local operation, once each way.
+// An error after Close began is the call Close canceled, not Redis failing:
+// it is not logged.
 func (s *Shared) health(err error) {
+	if err != nil && s.ctx.Err() != nil {
+		return
+	}
 	if err == nil {
 		if !s.healthy.Swap(true) {
 			logctx.Decision(s.bgCtx(), s.log, slog.LevelInfo, "breaker shared state restored",

@@ -958,3 +958,35 @@ func TestNewestLocalChangeIsSharedWhenRedisIsSlow(t *testing.T) {
 		t.Fatalf("a is %v", st)
 	}
 }
+
+// Close while a merge waits on Redis cancels it: that is the instance
+// shutting down, not Redis failing, and must not be logged as an outage
+// ("running locally") on every deploy.
+func TestCloseDuringAMergeLogsNoOutage(t *testing.T) {
+	c, _ := client(t)
+	slow := &slowScripts{held: make(chan struct{}, 1)}
+	ca := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
+	ca.AddHook(slow)
+	t.Cleanup(func() { ca.Close() })
+	name := uniqueName(t)
+	var logs bytes.Buffer
+	var logMu sync.Mutex
+	slow.pause()
+	a, err := redisstate.New(redisstate.Config{Client: ca, Prefix: testPrefix, Timeout: time.Hour,
+		Breaker: breaker.Config{Name: name, DisableMetrics: true, Window: time.Minute,
+			Logger: slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logs}, nil))}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	subscribed(t, c, name, 1)
+	<-slow.held // the first merge waits on Redis
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	slow.resume()
+	logMu.Lock()
+	defer logMu.Unlock()
+	if strings.Contains(logs.String(), "running locally") {
+		t.Fatalf("Close logged an outage:\n%s", logs.String())
+	}
+}
