@@ -67,7 +67,7 @@
 // catches up within one SyncInterval (except that an instance's first merge
 // does not end its own trip on a stored recovery: having seen nothing of the
 // shared state, a trip it made before that merge is the newer news, even
-// when Redis was down and it could not be published). An epoch is at least
+// when Redis was down and it is not published yet). An epoch is at least
 // Redis's time in milliseconds, so epochs keep growing even when Redis loses
 // the state (a restart without persistence, a failover to a lagging
 // replica). A message
@@ -108,7 +108,11 @@
 // window is advisory), one decision is logged ("breaker running locally:
 // shared state unavailable", and its counterpart when Redis is back) and the
 // local breaker keeps protecting the instance on its own: fail open, never
-// block.
+// block. A local trip or recovery whose publish failed is tried again every
+// SyncInterval until it reaches Redis (unless a newer local change replaced
+// it): once Redis is back, the other instances open for what is left of the
+// trip's delay. A retried trip is dropped when the local breaker is no
+// longer open, or when the instance has seen a newer shared change since.
 //
 // # Keys
 //

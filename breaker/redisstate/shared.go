@@ -351,8 +351,22 @@ func (s *Shared) onLocalChange(t breaker.Transition) {
 // change is a local change to publish, with the newest shared epoch the
 // instance had seen when it happened.
 type change struct {
-	t    breaker.Transition
-	seen int64
+	t     breaker.Transition
+	seen  int64
+	retry bool // its publish failed: retried at the next tick (see retryLater)
+}
+
+// retryLater queues c again after its publish failed (Redis down or slow),
+// unless a newer change replaced it: it is retried at the next tick, so a
+// trip made during a Redis outage still reaches the other instances once
+// Redis is back. No signal: the loop does not spin while Redis is down.
+func (s *Shared) retryLater(c change) {
+	s.pubMu.Lock()
+	defer s.pubMu.Unlock()
+	if !s.pubSet {
+		c.retry = true
+		s.pubNext, s.pubSet = c, true
+	}
 }
 
 // nextPublish takes the local change to publish, if any.
@@ -374,12 +388,11 @@ func (s *Shared) loop() {
 		case <-s.quit:
 			return
 		case <-s.pubSig:
-			if c, ok := s.nextPublish(); ok {
-				s.guard(func() { s.publish(c) })
-			}
+			s.guard(s.publishNext)
 		case <-s.kick:
 			s.guard(s.sync)
 		case <-tick.C:
+			s.guard(s.publishNext) // a change whose publish failed
 			s.guard(s.sync)
 		}
 	}
@@ -453,13 +466,29 @@ func (s *Shared) health(err error) {
 	}
 }
 
+// publishNext publishes the pending local change, if any, and queues it
+// again when that fails.
+func (s *Shared) publishNext() {
+	c, ok := s.nextPublish()
+	if !ok {
+		return
+	}
+	if err := s.publish(c); err != nil && s.ctx.Err() == nil {
+		s.retryLater(c)
+	}
+}
+
 // publish writes a local change to the shared state and publishes it. An
 // open always applies (keeping a later deadline stored). A close applies
 // only when the shared state has not changed since the instance saw it (or
 // since its own last change, published after): a close that reaches Redis
 // after a peer's newer trip must not undo it. Then nothing is published, and
 // the instance follows the peer's trip from its message or the next merge.
-func (s *Shared) publish(c change) {
+//
+// A retried open (see retryLater) shares what is left of the local open
+// delay, and is dropped when the breaker is no longer open or the instance
+// has seen a newer shared change since: that change is the news now.
+func (s *Shared) publish(c change) error {
 	ctx, cancel := s.opCtx()
 	defer cancel()
 	var (
@@ -467,7 +496,14 @@ func (s *Shared) publish(c change) {
 		err   error
 	)
 	if c.t.To == breaker.StateOpen {
-		ms := max(1, c.t.OpenFor.Milliseconds())
+		openFor := c.t.OpenFor
+		if c.retry {
+			if s.b.State() != breaker.StateOpen || s.lastEpoch.Load() > c.seen {
+				return nil
+			}
+			openFor = s.b.RetryAfter()
+		}
+		ms := max(1, openFor.Milliseconds())
 		epoch, err = openScript.Run(ctx, s.client, []string{s.base}, ms, s.id, s.bucketMs, s.buckets).Int64()
 	} else {
 		epoch, err = closeScript.Run(ctx, s.client, []string{s.base}, s.id, max(c.seen, s.published)).Int64()
@@ -477,6 +513,7 @@ func (s *Shared) publish(c change) {
 		s.published = epoch
 		s.raiseEpoch(epoch)
 	}
+	return err
 }
 
 // raiseEpoch records epoch as applied and reports whether it was newer.
@@ -556,8 +593,8 @@ func (s *Shared) sync() {
 	case state == "closed" && seen >= 0:
 		// Not on the first merge (seen -1): the instance had seen nothing
 		// of the shared state, so a local open breaker tripped on its own
-		// (its trip not published yet, or not at all while Redis was
-		// down), after the stored recovery: that is no news to end it on.
+		// (its trip not published yet, retried while Redis was down),
+		// after the stored recovery: that is no news to end it on.
 		s.b.Probe(ctx2)
 	}
 }

@@ -990,3 +990,61 @@ func TestCloseDuringAMergeLogsNoOutage(t *testing.T) {
 		t.Fatalf("Close logged an outage:\n%s", logs.String())
 	}
 }
+
+// failingScripts fails every script call while down, as a Redis blip does,
+// and counts the failed runs of openScript (4 arguments: 8 with EVALSHA,
+// its hash, the key count and the key).
+type failingScripts struct {
+	down        atomic.Bool
+	failedOpens atomic.Int64
+}
+
+func (f *failingScripts) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (f *failingScripts) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if f.down.Load() && strings.HasPrefix(strings.ToLower(cmd.Name()), "eval") {
+			if len(cmd.Args()) == 8 {
+				f.failedOpens.Add(1)
+			}
+			err := errors.New("connection reset by peer")
+			cmd.SetErr(err)
+			return err
+		}
+		return next(ctx, cmd)
+	}
+}
+func (f *failingScripts) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// A trip made while Redis blips is still shared once Redis is back: the
+// peers open for what remains of the delay instead of never hearing of it.
+func TestTripMadeWhileRedisBlipsIsSharedWhenBack(t *testing.T) {
+	c, _ := client(t)
+	blip := &failingScripts{}
+	ca := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
+	ca.AddHook(blip)
+	t.Cleanup(func() { ca.Close() })
+	name := uniqueName(t)
+	a, err := redisstate.New(redisstate.Config{Client: ca, Prefix: testPrefix, SyncInterval: 20 * time.Millisecond,
+		Breaker: breaker.Config{Name: name, DisableMetrics: true, Window: time.Minute, MinCalls: 4, OpenTimeout: time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	b := newShared(t, c, name, "b", breaker.Config{MinCalls: 100, OpenTimeout: time.Minute})
+	subscribed(t, c, name, 2)
+
+	blip.down.Store(true)
+	for range 4 {
+		_ = fail(a.Breaker())
+	}
+	if st := a.Breaker().State(); st != breaker.StateOpen {
+		t.Fatalf("a: %v", st)
+	}
+	eventually(t, "a's publish of its trip fails", func() bool { return blip.failedOpens.Load() > 0 })
+	blip.down.Store(false)
+	eventually(t, "b follows a's trip", func() bool {
+		return b.Breaker().State() == breaker.StateOpen && b.Breaker().RetryAfter() > 59*time.Minute
+	})
+}
