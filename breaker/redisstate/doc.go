@@ -127,8 +127,11 @@
 //
 // New validates the config (a *contract.Error of KindInvalid naming the
 // field), starts two goroutines (merge loop, subscription) and returns
-// without waiting for Redis. Close stops them; the client stays the
-// caller's. A Shared is safe for concurrent use.
+// without waiting for Redis. Close stops them without waiting for a Redis
+// command in flight (abandoned, it ends when Redis answers or the read
+// fails), and waits at most Config.Timeout for the subscription to close;
+// the client stays the caller's. A Shared is safe for concurrent
+// use.
 //
 // A shared change applied from a message or a merge runs the local
 // breaker's OnStateChange hook and Logger on one of these goroutines. A

@@ -245,14 +245,28 @@ func (s *Shared) Breaker() *breaker.Breaker { return s.b }
 // InstanceID returns the id this instance publishes under.
 func (s *Shared) InstanceID() string { return s.id }
 
-// Close stops the background work. The local breaker keeps working, alone.
+// Close stops the background work. It does not wait for a merge, publish
+// or subscription in flight on a stalled Redis: that command is abandoned,
+// and closing the subscription waits at most Config.Timeout. The local
+// breaker keeps working, alone.
 func (s *Shared) Close() error {
 	var err error
 	s.once.Do(func() {
 		close(s.quit)
 		s.stop()
-		err = s.ps.Close()
+		// go-redis holds the subscription's lock while it dials and waits
+		// for the handshake's reply, ignoring the context: on a stalled
+		// Redis ps.Close waits for that read. It is bounded by Timeout,
+		// like every Redis operation, then left to end on its own.
+		closed := make(chan error, 1)
+		go func() { closed <- s.ps.Close() }()
 		s.wg.Wait()
+		t := time.NewTimer(s.timeout)
+		defer t.Stop()
+		select {
+		case err = <-closed:
+		case <-t.C:
+		}
 	})
 	return err
 }
@@ -438,6 +452,42 @@ func (s *Shared) logHookFailure(what string, stack []byte) {
 		"OnStateChange or Logger, applying the shared state: "+what, attrs...)
 }
 
+// run runs script on the breaker's keys and returns as soon as ctx is done.
+// go-redis honours no cancel while it waits for a reply, and no deadline
+// either without ContextTimeoutEnabled: on a stalled Redis a merge or a
+// publish would outlast Config.Timeout by ReadTimeout per attempt (about
+// 10 s with the defaults, forever with ReadTimeout -1), and Close, which
+// waits for them, with it. The abandoned command ends on its own when Redis
+// answers or the read fails, leaving its result in a buffered channel. A
+// panic in the client (a hook) is handed back to the loop, whose guard
+// logs it; after the loop left, it is dropped with the call.
+func (s *Shared) run(ctx context.Context, script *redis.Script, args ...any) *redis.Cmd {
+	type outcome struct {
+		cmd      *redis.Cmd
+		panicked any
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				done <- outcome{panicked: p}
+			}
+		}()
+		done <- outcome{cmd: script.Run(ctx, s.client, []string{s.base}, args...)}
+	}()
+	select {
+	case o := <-done:
+		if o.panicked != nil {
+			panic(o.panicked)
+		}
+		return o.cmd
+	case <-ctx.Done():
+		cmd := redis.NewCmd(ctx)
+		cmd.SetErr(ctx.Err())
+		return cmd
+	}
+}
+
 func (s *Shared) opCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(s.ctx, s.timeout)
 }
@@ -504,9 +554,9 @@ func (s *Shared) publish(c change) error {
 			openFor = s.b.RetryAfter()
 		}
 		ms := max(1, openFor.Milliseconds())
-		epoch, err = openScript.Run(ctx, s.client, []string{s.base}, ms, s.id, s.bucketMs, s.buckets).Int64()
+		epoch, err = s.run(ctx, openScript, ms, s.id, s.bucketMs, s.buckets).Int64()
 	} else {
-		epoch, err = closeScript.Run(ctx, s.client, []string{s.base}, s.id, max(c.seen, s.published)).Int64()
+		epoch, err = s.run(ctx, closeScript, s.id, max(c.seen, s.published)).Int64()
 	}
 	s.health(err)
 	if err == nil && epoch > 0 {
@@ -542,7 +592,7 @@ func (s *Shared) sync() {
 	ds, df := s.succ.Swap(0), s.fail.Swap(0)
 	ctx, cancel := s.opCtx()
 	defer cancel()
-	res, err := syncScript.Run(ctx, s.client, []string{s.base},
+	res, err := s.run(ctx, syncScript,
 		s.bucketMs, s.buckets, ds, df, s.minCalls, strconv.FormatFloat(s.ratio, 'f', -1, 64), s.openMs, s.id, seen).Slice()
 	if err == nil && len(res) != 8 {
 		err = fmt.Errorf("redisstate: sync returned %d values", len(res))
@@ -635,15 +685,20 @@ func (s *Shared) forced() bool {
 func (s *Shared) listen() {
 	defer s.wg.Done()
 	// Subscribing dials; go-redis re-subscribes by itself after a failure
-	// here or a lost connection later.
-	if err := s.ps.Subscribe(s.ctx, s.channel); err != nil {
-		s.guard(func() { s.health(err) })
-	}
+	// here or a lost connection later. It ignores a cancel while it waits
+	// for the handshake's reply, so it runs apart: Close does not wait for
+	// it (it ends when Redis answers or the read fails).
+	subscribed := make(chan error, 1)
+	go func() { subscribed <- s.ps.Subscribe(s.ctx, s.channel) }()
 	ch := s.ps.Channel()
 	for {
 		select {
 		case <-s.quit:
 			return
+		case err := <-subscribed:
+			if err != nil {
+				s.guard(func() { s.health(err) })
+			}
 		case msg, ok := <-ch:
 			if !ok {
 				return

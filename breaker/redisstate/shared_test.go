@@ -1048,3 +1048,107 @@ func TestTripMadeWhileRedisBlipsIsSharedWhenBack(t *testing.T) {
 		return b.Breaker().State() == breaker.StateOpen && b.Breaker().RetryAfter() > 59*time.Minute
 	})
 }
+
+// stalledScripts holds every script call until released, ignoring its
+// context: what go-redis does while it waits for a reply (it honours no
+// cancel there, and no deadline without ContextTimeoutEnabled).
+type stalledScripts struct {
+	release chan struct{}
+	held    chan struct{} // 1-buffered: a script call is held
+}
+
+func (s *stalledScripts) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (s *stalledScripts) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if strings.HasPrefix(strings.ToLower(cmd.Name()), "eval") {
+			select {
+			case s.held <- struct{}{}:
+			default:
+			}
+			<-s.release
+		}
+		return next(ctx, cmd)
+	}
+}
+func (s *stalledScripts) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// A merge stuck on a stalled Redis is bounded by Config.Timeout, and Close
+// does not wait for it: a shutdown is not held for ReadTimeout per attempt
+// (about 10 s with go-redis's defaults), or forever with ReadTimeout -1.
+func TestCloseDoesNotWaitForAStalledRedis(t *testing.T) {
+	c, _ := client(t)
+	stall := &stalledScripts{release: make(chan struct{}), held: make(chan struct{}, 1)}
+	ca := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
+	ca.AddHook(stall)
+	t.Cleanup(func() { ca.Close() })
+	name := uniqueName(t)
+	a, err := redisstate.New(redisstate.Config{Client: ca, Prefix: testPrefix, Timeout: time.Hour,
+		Breaker: breaker.Config{Name: name, DisableMetrics: true, Window: time.Minute}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer close(stall.release) // the abandoned call ends when Redis answers
+	subscribed(t, c, name, 1)
+	<-stall.held // the first merge waits on Redis
+	closed := make(chan error, 1)
+	go func() { closed <- a.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close waits for a merge stuck on a stalled Redis")
+	}
+}
+
+// Close returns even while the subscription's handshake waits on a Redis
+// that accepts connections and never answers (go-redis ignores a cancel
+// there and holds the subscription's lock).
+func TestCloseDoesNotWaitForAStalledSubscription(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	accepted := make(chan struct{}, 16)
+	go func() {
+		for {
+			cn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, cn) // never answered
+			mu.Unlock()
+			accepted <- struct{}{}
+		}
+	}()
+	defer func() { // the abandoned commands end when their connections do
+		ln.Close()
+		mu.Lock()
+		for _, cn := range conns {
+			cn.Close()
+		}
+		mu.Unlock()
+	}()
+	c := redis.NewClient(&redis.Options{Addr: ln.Addr().String(), ReadTimeout: -1, MaxRetries: -1})
+	defer c.Close()
+	s, err := redisstate.New(redisstate.Config{Client: c, Prefix: testPrefix, Timeout: 50 * time.Millisecond,
+		Breaker: breaker.Config{Name: "stalled", DisableMetrics: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-accepted // the merge's connection and the subscription's
+	<-accepted
+	closed := make(chan struct{})
+	go func() { _ = s.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close waits for a subscription stuck on a stalled Redis")
+	}
+}
