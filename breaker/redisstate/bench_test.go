@@ -47,7 +47,11 @@ func BenchmarkSharedClosed(b *testing.B) {
 // per call under a lock.
 func BenchmarkGobreakerDistributedClosed(b *testing.B) {
 	c, rt := benchClient(b)
-	dcb, err := gobreaker.NewDistributedCircuitBreaker[int](redisstate.NewGobreakerStore(c, time.Second),
+	store, err := redisstate.NewGobreakerStore(c, time.Second)
+	if err != nil {
+		b.Fatal(err)
+	}
+	dcb, err := gobreaker.NewDistributedCircuitBreaker[int](store,
 		gobreaker.Settings{Name: testPrefix + "bench-" + time.Now().Format("150405.000000")})
 	if err != nil {
 		b.Fatal(err)

@@ -9,6 +9,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/sony/gobreaker/v2"
+
+	"github.com/sadpath/sadpath/breaker"
+	"github.com/sadpath/sadpath/contract"
 )
 
 // GobreakerStore implements gobreaker.SharedDataStore on Redis, for code that
@@ -39,17 +42,33 @@ type GobreakerStore struct {
 var _ gobreaker.SharedDataStore = (*GobreakerStore)(nil)
 
 // NewGobreakerStore returns a store on client. lockTTL bounds how long a
-// crashed holder keeps the lock (zero means 5s, gobreaker's own lock wait).
-func NewGobreakerStore(client redis.UniversalClient, lockTTL time.Duration) *GobreakerStore {
-	if lockTTL <= 0 {
+// crashed holder keeps the lock (zero means 5s, gobreaker's own lock wait;
+// negative is refused). A nil client, or a nil pointer such as a nil
+// *redis.Client, is refused with a config.invalid error naming it.
+func NewGobreakerStore(client redis.UniversalClient, lockTTL time.Duration) (*GobreakerStore, error) {
+	const op = "redisstate.NewGobreakerStore"
+	bad := func(field, rule string) error {
+		e := contract.New(contract.KindInvalid, op, field+": "+rule).WithCode(breaker.CodeConfigInvalid)
+		e.Fields = []contract.FieldError{{Name: field, Reason: rule}}
+		return e
+	}
+	if isNil(client) {
+		return nil, bad("client", "must not be nil")
+	}
+	if lockTTL < 0 {
+		return nil, bad("lockTTL", "must be >= 0, got "+lockTTL.String())
+	}
+	if lockTTL == 0 {
 		lockTTL = 5 * time.Second
 	}
 	var r [12]byte
 	_, _ = rand.Read(r[:])
-	return &GobreakerStore{client: client, token: hex.EncodeToString(r[:]), lockTTL: lockTTL, timeout: DefaultTimeout}
+	return &GobreakerStore{client: client, token: hex.EncodeToString(r[:]), lockTTL: lockTTL, timeout: DefaultTimeout}, nil
 }
 
-var errLocked = errors.New("redisstate: lock held by another instance")
+// ErrLocked is what GobreakerStore.Lock returns when another holder has the
+// lock (gobreaker retries it until its own lock wait runs out).
+var ErrLocked = errors.New("redisstate: lock held by another instance")
 
 var unlockScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -69,7 +88,7 @@ func (g *GobreakerStore) Lock(name string) error {
 		return err
 	}
 	if !ok {
-		return errLocked
+		return ErrLocked
 	}
 	return nil
 }

@@ -237,7 +237,10 @@ func TestClosedPathRoundTripsPerCall(t *testing.T) {
 // gobreaker's own distributed breaker on the same Redis, for comparison.
 func TestGobreakerDistributedRoundTripsPerCall(t *testing.T) {
 	c, rt := client(t)
-	store := redisstate.NewGobreakerStore(c, time.Second)
+	store, err := redisstate.NewGobreakerStore(c, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
 	dcb, err := gobreaker.NewDistributedCircuitBreaker[int](store, gobreaker.Settings{Name: testPrefix + uniqueName(t)})
 	if err != nil {
 		t.Fatal(err)
@@ -1150,5 +1153,39 @@ func TestCloseDoesNotWaitForAStalledSubscription(t *testing.T) {
 	case <-closed:
 	case <-time.After(10 * time.Second):
 		t.Fatal("Close waits for a subscription stuck on a stalled Redis")
+	}
+}
+
+// NewGobreakerStore refuses a nil client (it panicked at the first Lock) and
+// a negative lockTTL, naming them; a held lock is ErrLocked.
+func TestGobreakerStoreConfigAndLocked(t *testing.T) {
+	unused := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	t.Cleanup(func() { _ = unused.Close() })
+	for name, tc := range map[string]struct {
+		c   redis.UniversalClient
+		ttl time.Duration
+	}{
+		"nil client":        {nil, time.Second},
+		"nil *redis.Client": {(*redis.Client)(nil), time.Second},
+		"negative lockTTL":  {unused, -time.Second},
+	} {
+		s, err := redisstate.NewGobreakerStore(tc.c, tc.ttl)
+		if s != nil || !errors.Is(err, contract.ErrInvalid) {
+			t.Errorf("%s: NewGobreakerStore = %v, %v; want a config.invalid error", name, s, err)
+		}
+	}
+	c, _ := client(t)
+	a, err := redisstate.NewGobreakerStore(c, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := redisstate.NewGobreakerStore(c, time.Second)
+	lock := testPrefix + uniqueName(t) + ":lock"
+	if err := a.Lock(lock); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Unlock(lock) })
+	if err := b.Lock(lock); !errors.Is(err, redisstate.ErrLocked) {
+		t.Fatalf("second holder: %v, want ErrLocked", err)
 	}
 }
