@@ -324,7 +324,11 @@ func errResultNotStored(detail string) *contract.Error {
 //   - The first caller claims key and runs fn. On success the value is
 //     encoded with the Codec and stored for Retention; on error the key is
 //     released (so a retry runs fn again) unless Config.StoreError marks the
-//     error permanent, in which case it is stored and replayed.
+//     error permanent, in which case it is stored and replayed. A value the
+//     Codec cannot encode (a NaN, a channel) is returned with an error of
+//     code "idempotency.encode", and Do records that fn ran: duplicates get
+//     a permanent KindConflict error with code
+//     "idempotency.result_not_stored", never a second run.
 //   - A duplicate with the same fingerprint gets the stored value (or
 //     stored error). A duplicate with another fingerprint gets ErrMismatch.
 //     A duplicate arriving while fn runs gets ErrInProgress (FailFast) or
@@ -410,7 +414,11 @@ func Do[T any](ctx context.Context, e *Executor, key Key, fingerprint string, fn
 			b, merr = e.codec.Marshal(v)
 		}
 		if merr != nil {
-			return Result{}, false, contract.Wrap(contract.KindInternal, "idempotency.do", merr).WithCode("idempotency.encode")
+			// fn ran: releasing the key would let a retry run it again.
+			// Record that it ran instead, as for a result too large to
+			// store: duplicates get a permanent conflict.
+			res, _ := encodeError(errResultNotStored("the result of the first call with this key could not be encoded; it was returned once"))
+			return res, true, contract.Wrap(contract.KindInternal, "idempotency.do", merr).WithCode("idempotency.encode")
 		}
 		if bx != nil && exactJSONBytes(b) {
 			seed = &bx.m
