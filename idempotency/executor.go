@@ -115,7 +115,9 @@ type Config struct {
 	// StoreError reports whether an error returned by the operation is
 	// permanent and must be stored and replayed to duplicates, like a
 	// result. Errors it does not accept release the key so a retry runs the
-	// operation again. Default nil: every error releases. Stored errors are
+	// operation again, and so does any error returned once the operation's
+	// context ended (the caller canceled or timed out): it is not asked
+	// then. Default nil: every error releases. Stored errors are
 	// replayed as *contract.Error with the original Kind, Code and Detail.
 	StoreError func(error) bool
 	// Codec encodes Do's values. Default JSONCodec.
@@ -324,7 +326,8 @@ func errResultNotStored(detail string) *contract.Error {
 //   - The first caller claims key and runs fn. On success the value is
 //     encoded with the Codec and stored for Retention; on error the key is
 //     released (so a retry runs fn again) unless Config.StoreError marks the
-//     error permanent, in which case it is stored and replayed. A value the
+//     error permanent, in which case it is stored and replayed; an error
+//     returned after ctx ended always releases. A value the
 //     Codec cannot encode (a NaN, a channel) is returned with an error of
 //     code "idempotency.encode", and Do records that fn ran: duplicates get
 //     a permanent KindConflict error with code
@@ -390,7 +393,11 @@ func Do[T any](ctx context.Context, e *Executor, key Key, fingerprint string, fn
 		var ferr error
 		v, ferr = fn(ctx)
 		if ferr != nil {
-			if e.storeError != nil && e.storeError(ferr) {
+			// An error once the context ended (the caller went away or
+			// timed out) is that end, not the operation's answer: it
+			// releases the key whatever StoreError says, as the
+			// Middleware does for an error response to a gone request.
+			if e.storeError != nil && ctx.Err() == nil && e.storeError(ferr) {
 				res, se := encodeError(ferr)
 				if seeding && exactJSONBytes(res.Body) {
 					seed = box(se)
