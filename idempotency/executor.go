@@ -688,7 +688,7 @@ func (e *Executor) run(ctx context.Context, key Key, fp string, fpBorrowed bool,
 			}
 			if e.failOpen && !waited {
 				e.obs.note(ctx, oStoreError, slog.LevelWarn, "store failed: running without idempotency (fail open)", key, slog.String("error", err.Error()))
-				res, _, ferr := fn(ctx)
+				res, _, ferr := fn(unownedCtx{ctx}) // no claim: no token, not even an enclosing operation's
 				return res, nil, false, ferr
 			}
 			e.obs.note(ctx, oStoreError, slog.LevelError, "store failed: not running (fail closed)", key, slog.String("error", err.Error()))
@@ -1083,12 +1083,24 @@ func (c *ownerCtx) Value(key any) any {
 	return c.Context.Value(key)
 }
 
+// unownedCtx is the context of an operation run without a claim (failing
+// open): it hides the token of an enclosing operation, which belongs to
+// another key.
+type unownedCtx struct{ context.Context }
+
+func (c unownedCtx) Value(key any) any {
+	if key == (tokenKey{}) {
+		return nil
+	}
+	return c.Context.Value(key)
+}
+
 // Token returns the fencing token of the claim under which the operation
 // receiving ctx runs (in Do's function, a Middleware-wrapped handler or a
-// Dedup handler), and false outside one, e.g. when failing open. Tokens
-// increase strictly per key: pass the token to a downstream write ("update
-// … where fence < $token") so the write of an owner whose lease expired and
-// was re-claimed is rejected.
+// Dedup handler), and false outside one, e.g. when failing open, even
+// inside another operation. Tokens increase strictly per key: pass the
+// token to a downstream write ("update … where fence < $token") so the
+// write of an owner whose lease expired and was re-claimed is rejected.
 func Token(ctx context.Context) (uint64, bool) {
 	t, ok := ctx.Value(tokenKey{}).(uint64)
 	return t, ok
