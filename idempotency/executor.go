@@ -375,9 +375,9 @@ func errResultNotStored(detail string) *contract.Error {
 //   - when T's JSON is moreover exact — every struct field exported, not
 //     embedded, not dropped or re-encoded by its tag, named unlike its
 //     siblings even ignoring case, nothing with its own MarshalJSON or
-//     MarshalText — and the encoding replaced no invalid UTF-8, fn's value
-//     is that decoded value already, so it is kept at completion and not
-//     even the first replay decodes.
+//     MarshalText, no json.Number — and the encoding replaced no invalid
+//     UTF-8, fn's value is that decoded value already, so it is kept at
+//     completion and not even the first replay decodes.
 //
 // Other types, codecs and stores decode every replay. Either way every
 // caller gets a value of its own.
@@ -484,6 +484,7 @@ var (
 	textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
 	jsonMarshalerType   = reflect.TypeFor[json.Marshaler]()
 	textMarshalerType   = reflect.TypeFor[encoding.TextMarshaler]()
+	jsonNumberType      = reflect.TypeFor[json.Number]()
 )
 
 // facts are what replays need to know of a type, worked out once per type.
@@ -533,7 +534,8 @@ func isPlain(t reflect.Type) bool {
 // exactJSONType reports whether encoding/json decodes every encoding of a
 // value of type t back to an equal value, provided its strings are valid
 // UTF-8 (see exactJSONBytes): t is plain (see plainType); it and its parts
-// neither encode nor decode themselves; every struct field is exported,
+// neither encode nor decode themselves, nor are a json.Number (encoded as
+// 0 when empty); every struct field is exported,
 // not embedded, not dropped (`json:"-"`, ",omitzero" on a type with its
 // own IsZero method, which may call a non-zero value zero, or ",omitempty"
 // on a float, which drops -0), not re-encoded (",string"), tagged with a
@@ -547,7 +549,8 @@ func exactJSONType(t reflect.Type) bool { return factsOf(t).exact }
 func isExact(t reflect.Type) bool {
 	pt := reflect.PointerTo(t)
 	if t.Implements(jsonMarshalerType) || pt.Implements(jsonMarshalerType) ||
-		t.Implements(textMarshalerType) || pt.Implements(textMarshalerType) {
+		t.Implements(textMarshalerType) || pt.Implements(textMarshalerType) ||
+		t == jsonNumberType { // encoding/json writes an empty json.Number as 0
 		return false
 	}
 	switch t.Kind() {
