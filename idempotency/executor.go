@@ -118,7 +118,8 @@ type Config struct {
 	// operation again, and so does any error returned once the operation's
 	// context ended (the caller canceled or timed out): it is not asked
 	// then. Default nil: every error releases. Stored errors are
-	// replayed as *contract.Error with the original Kind, Code and Detail.
+	// replayed as *contract.Error with the original Kind, Code and Detail,
+	// never retryable (a retry would replay the same error).
 	StoreError func(error) bool
 	// Codec encodes Do's values. Default JSONCodec.
 	Codec Codec
@@ -640,9 +641,11 @@ func decodeError(b []byte) (storedError, error) {
 }
 
 // err returns a new *contract.Error for every replay: callers may modify it.
+// It is never retryable, whatever its Kind: every retry within the
+// retention period would get the same stored error back.
 func (se storedError) err() error {
 	k, _ := contract.ParseKind(se.Kind)
-	return &contract.Error{Kind: k, Code: se.Code, Detail: se.Detail, Op: "idempotency.replay"}
+	return (&contract.Error{Kind: k, Code: se.Code, Detail: se.Detail, Op: "idempotency.replay"}).WithRetryable(false)
 }
 
 // work is an operation run under a claim: it returns the result to record,
