@@ -52,3 +52,28 @@ func bareMemory(t *testing.T, c *idempotency.Config) idempotency.Store {
 	t.Helper()
 	return newMemory(t, idempotency.MemoryConfig{Clock: c.Clock})
 }
+
+type explosive struct{ ID string }
+
+func (explosive) MarshalJSON() ([]byte, error) { panic("marshal bug") }
+
+// A Codec (here a MarshalJSON) that panics after fn ran: the panic
+// continues, but the key is not released for a second run.
+func TestDoCodecPanicAfterRunIsNotRunAgain(t *testing.T) {
+	env := newExec(t, nil)
+	runs := 0
+	fn := func(context.Context) (explosive, error) { runs++; return explosive{ID: "x"}, nil }
+	call := func() (panicked any, err error) {
+		defer func() { panicked = recover() }()
+		_, err = idempotency.Do(context.Background(), env.ex, k1, "fp", fn)
+		return nil, err
+	}
+	if p, _ := call(); p != "marshal bug" {
+		t.Fatalf("first call: recovered %#v, want the codec's panic to continue", p)
+	}
+	p, err := call()
+	var ce *contract.Error
+	if p != nil || !errors.As(err, &ce) || ce.Code != "idempotency.result_not_stored" || runs != 1 {
+		t.Fatalf("duplicate: %v (panic %v) after %d runs, want one run and the permanent conflict idempotency.result_not_stored", err, p, runs)
+	}
+}

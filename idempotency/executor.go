@@ -332,7 +332,8 @@ func errResultNotStored(detail string) *contract.Error {
 //     Codec cannot encode (a NaN, a channel) is returned with an error of
 //     code "idempotency.encode", and Do records that fn ran: duplicates get
 //     a permanent KindConflict error with code
-//     "idempotency.result_not_stored", never a second run.
+//     "idempotency.result_not_stored", never a second run. A Codec that
+//     panics is recorded so too, then its panic continues.
 //   - A duplicate with the same fingerprint gets the stored value (or
 //     stored error). A duplicate with another fingerprint gets ErrMismatch.
 //     A duplicate arriving while fn runs gets ErrInProgress (FailFast) or
@@ -384,9 +385,10 @@ func errResultNotStored(detail string) *contract.Error {
 // caller gets a value of its own.
 func Do[T any](ctx context.Context, e *Executor, key Key, fingerprint string, fn func(context.Context) (T, error)) (T, error) {
 	var (
-		v    T
-		ran  bool
-		seed *memo // the replay value, when it is known without decoding (see exactJSONType)
+		v        T
+		ran      bool
+		seed     *memo // the replay value, when it is known without decoding (see exactJSONType)
+		encPanic any   // the Codec's panic, continued once the run is recorded
 	)
 	seeding := e.shared != nil && e.jsonCodec
 	res, slot, replayed, err := e.run(ctx, key, fingerprint, false, &seed, func(ctx context.Context) (Result, bool, error) {
@@ -417,9 +419,9 @@ func Do[T any](ctx context.Context, e *Executor, key Key, fingerprint string, fn
 		)
 		if seeding && exactJSONType(reflect.TypeFor[T]()) {
 			bx = newBoxed(v)
-			b, merr = e.codec.Marshal(&bx.val)
+			b, encPanic, merr = encode(e.codec, &bx.val)
 		} else {
-			b, merr = e.codec.Marshal(v)
+			b, encPanic, merr = encode(e.codec, v)
 		}
 		if merr != nil {
 			// fn ran: releasing the key would let a retry run it again.
@@ -433,10 +435,27 @@ func Do[T any](ctx context.Context, e *Executor, key Key, fingerprint string, fn
 		}
 		return Result{Body: b}, true, nil
 	})
+	if encPanic != nil {
+		panic(encPanic)
+	}
 	if ran || !replayed {
 		return v, err
 	}
 	return replayValue[T](e, res, slot)
+}
+
+// encode marshals v with c. A panic of the codec (or of a MarshalJSON) is
+// returned rather than left to unwind through the executor, which would
+// release the key of an operation that ran: Do records that it ran, then
+// continues the panic.
+func encode(c Codec, v any) (b []byte, panicked any, err error) {
+	defer func() {
+		if panicked = recover(); panicked != nil {
+			b, err = nil, errors.New("the codec panicked")
+		}
+	}()
+	b, err = c.Marshal(v)
+	return b, nil, err
 }
 
 // replayValue decodes a replayed result. With the JSON codec and the
