@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/sadpath/sadpath/internal/urlerr"
 )
 
 // DefaultRedacted is the value that replaces a secret attribute.
@@ -519,7 +521,7 @@ func groupMap(as []slog.Attr) map[string]any {
 // that changes anything.
 func (r *redactor) error(err error) (slog.Value, bool) {
 	var buf [4]*url.Error
-	ues := safeURLErrors(err, buf[:0])
+	ues := urlerr.Collect(err, buf[:0])
 	if len(ues) == 0 && !r.scanPAN {
 		return slog.Value{}, false
 	}
@@ -558,42 +560,6 @@ func (r *redactor) error(err error) (slog.Value, bool) {
 		return slog.Value{}, false
 	}
 	return slog.StringValue(s), true
-}
-
-// safeURLErrors is urlErrors, or out as it was when an Unwrap method
-// panics (a nil pointer receiver, as for errorText).
-func safeURLErrors(err error, out []*url.Error) (ues []*url.Error) {
-	defer func() {
-		if recover() != nil {
-			ues = out
-		}
-	}()
-	return urlErrors(err, out)
-}
-
-// urlErrors appends the *url.Error values of err's tree to out, as
-// errors.As walks it (Unwrap() error and Unwrap() []error).
-func urlErrors(err error, out []*url.Error) []*url.Error {
-	for err != nil {
-		if ue, ok := err.(*url.Error); ok {
-			if ue == nil {
-				return out
-			}
-			out = append(out, ue)
-		}
-		switch u := err.(type) {
-		case interface{ Unwrap() error }:
-			err = u.Unwrap()
-		case interface{ Unwrap() []error }:
-			for _, e := range u.Unwrap() {
-				out = urlErrors(e, out)
-			}
-			return out
-		default:
-			return out
-		}
-	}
-	return out
 }
 
 // request writes a request as method, path and redacted headers; the query

@@ -4,6 +4,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/sadpath/sadpath/internal/urlerr"
 )
 
 // logText is err's message as Do logs it: the URL of every *url.Error in
@@ -18,7 +20,7 @@ func logText(err error) string {
 	}
 	s := err.Error()
 	var buf [4]*url.Error
-	ues := urlErrors(err, buf[:0])
+	ues := urlerr.Collect(err, buf[:0])
 	// Longest first, so that a URL that extends another is replaced whole.
 	for i := 1; i < len(ues); i++ {
 		for j := i; j > 0 && len(ues[j].URL) > len(ues[j-1].URL); j-- {
@@ -40,31 +42,6 @@ func logText(err error) string {
 		}
 	}
 	return s
-}
-
-// urlErrors appends the *url.Error values of err's tree to out, as
-// errors.As walks it (Unwrap() error and Unwrap() []error).
-func urlErrors(err error, out []*url.Error) []*url.Error {
-	for err != nil {
-		if ue, ok := err.(*url.Error); ok {
-			if ue == nil {
-				return out
-			}
-			out = append(out, ue)
-		}
-		switch u := err.(type) {
-		case interface{ Unwrap() error }:
-			err = u.Unwrap()
-		case interface{ Unwrap() []error }:
-			for _, e := range u.Unwrap() {
-				out = urlErrors(e, out)
-			}
-			return out
-		default:
-			return out
-		}
-	}
-	return out
 }
 
 // cleanURL is raw cut to scheme://host/path: without its query, fragment
