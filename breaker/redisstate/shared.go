@@ -20,6 +20,7 @@ import (
 
 	"github.com/sadpath/sadpath/breaker"
 	"github.com/sadpath/sadpath/contract"
+	"github.com/sadpath/sadpath/internal/ctxcall"
 	"github.com/sadpath/sadpath/logctx"
 )
 
@@ -462,28 +463,16 @@ func (s *Shared) logHookFailure(what string, stack []byte) {
 // panic in the client (a hook) is handed back to the loop, whose guard
 // logs it; after the loop left, it is dropped with the call.
 func (s *Shared) run(ctx context.Context, script *redis.Script, args ...any) *redis.Cmd {
-	type outcome struct {
-		cmd      *redis.Cmd
-		panicked any
-	}
-	done := make(chan outcome, 1)
-	go func() {
-		defer func() {
-			if p := recover(); p != nil {
-				done <- outcome{panicked: p}
-			}
-		}()
-		done <- outcome{cmd: script.Run(ctx, s.client, []string{s.base}, args...)}
-	}()
-	select {
-	case o := <-done:
-		if o.panicked != nil {
-			panic(o.panicked)
-		}
-		return o.cmd
-	case <-ctx.Done():
+	return ctxcall.Run(ctx, func() *redis.Cmd {
+		return script.Run(ctx, s.client, []string{s.base}, args...)
+	}, canceledCmd(ctx))
+}
+
+// canceledCmd is the answer of a call abandoned when ctx ended.
+func canceledCmd(ctx context.Context) func(error) *redis.Cmd {
+	return func(err error) *redis.Cmd {
 		cmd := redis.NewCmd(ctx)
-		cmd.SetErr(ctx.Err())
+		cmd.SetErr(err)
 		return cmd
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/sadpath/sadpath/contract"
 	"github.com/sadpath/sadpath/idempotency"
 	"github.com/sadpath/sadpath/idempotency/internal/resultcodec"
+	"github.com/sadpath/sadpath/internal/ctxcall"
 	"github.com/sadpath/sadpath/logctx"
 )
 
@@ -283,38 +284,16 @@ func (s *Store) Get(ctx context.Context, key idempotency.Key) (idempotency.Recor
 // A context that never ends costs no goroutine.
 func (s *Store) run(ctx context.Context, script *redis.Script, id string, args ...any) *redis.Cmd {
 	keys := []string{s.redisKey(id)}
-	if ctx.Done() == nil {
+	// A panic in the client (a hook, a tracer) belongs to the caller, as it
+	// would in a synchronous call, where the caller's recover (net/http's,
+	// the executor's) sees it: ctxcall hands it back.
+	return ctxcall.Run(ctx, func() *redis.Cmd {
 		return script.Run(ctx, s.client, keys, args...)
-	}
-	type outcome struct {
-		cmd      *redis.Cmd
-		panicked any
-	}
-	done := make(chan outcome, 1)
-	go func() {
-		// A panic in the client (a hook, a tracer) belongs to the caller,
-		// as it would in a synchronous call, where the caller's recover
-		// (net/http's, the executor's) sees it: here nothing could, and it
-		// would end the process. Handed back, it is re-raised below; after
-		// the caller left, it is dropped with the abandoned call.
-		defer func() {
-			if p := recover(); p != nil {
-				done <- outcome{panicked: p}
-			}
-		}()
-		done <- outcome{cmd: script.Run(ctx, s.client, keys, args...)}
-	}()
-	select {
-	case o := <-done:
-		if o.panicked != nil {
-			panic(o.panicked)
-		}
-		return o.cmd
-	case <-ctx.Done():
+	}, func(err error) *redis.Cmd {
 		cmd := redis.NewCmd(ctx)
-		cmd.SetErr(ctx.Err())
+		cmd.SetErr(err)
 		return cmd
-	}
+	})
 }
 
 // newNonce returns 128 random bits, hex-encoded: a value no other call
