@@ -43,4 +43,20 @@ expect() {
 expect "servers up: the run passes" 0 "tests: 0 passed, 0 failed, 0 skipped"
 expect "git cannot list the files: the formatting check fails" 1 \
 	"ci: git ls-files listed no Go files" PATH="$stubs/bin:$stubs/nogit:$PATH"
+nats=$(command -v nats-server || echo /usr/sbin/nats-server)
+if [ -x "$nats" ]; then
+	# A NATS server without JetStream, as Debian's nats-server service runs.
+	port=$((20000 + RANDOM % 20000))
+	while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
+	"$nats" -a 127.0.0.1 -p "$port" >/dev/null 2>&1 &
+	nats_pid=$!
+	for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+	expect "NATS without JetStream: the run fails" 1 \
+		"ci: the NATS server at 127.0.0.1:$port does not run JetStream" SADPATH_NATS_URL="nats://u:pw@127.0.0.1:$port"
+	kill "$nats_pid"
+	wait "$nats_pid" 2>/dev/null
+else
+	echo "--- FAIL: NATS without JetStream: no nats-server to run one"
+	failed=1
+fi
 exit $failed
