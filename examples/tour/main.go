@@ -51,6 +51,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	if fs.NArg() > 0 {
+		// "tour 3" is not "tour -only 3": it would run every scenario.
+		fmt.Fprintf(stderr, "tour: unexpected arguments %q (to run one scenario: -only N)\n", fs.Args())
+		return 2
+	}
 	if *only < 0 || *only > len(scenarios) {
 		fmt.Fprintf(stderr, "tour: -only must be between 1 and %d, got %d\n", len(scenarios), *only)
 		return 2
