@@ -11,17 +11,22 @@ cd "$(dirname "$0")/.."
 stubs=$(mktemp -d -t sadpath-ci-test.XXXXXX)
 trap 'rm -rf "$stubs"' EXIT
 mkdir -p "$stubs/bin" "$stubs/nogit"
+mkdir -p "$stubs/stale"
+# go install writes a staticcheck that passes into GOPATH/bin.
 cat >"$stubs/bin/go" <<STUB
 #!/bin/sh
-case "\$1" in
-env) echo "$stubs/gopath" ;;
-version) echo "go version stub" ;;
+case "\$1 \${2:-}" in
+"env GOPATH") echo "$stubs/gopath" ;;
+"env GOBIN") echo ;;
+"version "*) echo "go version stub" ;;
+"install "*) mkdir -p "$stubs/gopath/bin" && printf '#!/bin/sh\\nexit 0\\n' >"$stubs/gopath/bin/staticcheck" &&
+	chmod +x "$stubs/gopath/bin/staticcheck" ;;
 esac
 exit 0
 STUB
-printf '#!/bin/sh\nexit 0\n' >"$stubs/bin/staticcheck"
+printf '#!/bin/sh\necho "stale staticcheck: not the pinned one"\nexit 1\n' >"$stubs/stale/staticcheck"
 printf '#!/bin/sh\necho "fatal: detected dubious ownership in repository" >&2\nexit 128\n' >"$stubs/nogit/git"
-chmod +x "$stubs/bin/go" "$stubs/bin/staticcheck" "$stubs/nogit/git"
+chmod +x "$stubs/bin/go" "$stubs/stale/staticcheck" "$stubs/nogit/git"
 
 failed=0
 # expect NAME WANT_STATUS WANT_OUTPUT [ENV...]: run .ci/run with ENV.
@@ -41,6 +46,8 @@ expect() {
 }
 
 expect "servers up: the run passes" 0 "tests: 0 passed, 0 failed, 0 skipped"
+expect "another staticcheck first in PATH: the pinned one runs" 0 "tests: 0 passed, 0 failed, 0 skipped" \
+	PATH="$stubs/bin:$stubs/stale:$PATH"
 expect "git cannot list the files: the formatting check fails" 1 \
 	"ci: git ls-files listed no Go files" PATH="$stubs/bin:$stubs/nogit:$PATH"
 nats=$(command -v nats-server || echo /usr/sbin/nats-server)
