@@ -24,24 +24,38 @@ import (
 )
 
 func main() {
-	runs := flag.Int("runs", 100, "runs averaged per cell (the original used 100)")
-	seed := flag.Uint64("seed", 1, "seed of the simulated randomness")
-	list := flag.String("clients", "10,50,100,150,190", "comma-separated client counts")
-	flag.Parse()
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run parses args, prints the table to stdout and returns the exit status.
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("jitter", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	runs := fs.Int("runs", 100, "runs averaged per cell (the original used 100)")
+	seed := fs.Uint64("seed", 1, "seed of the simulated randomness")
+	list := fs.String("clients", "10,50,100,150,190", "comma-separated client counts")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "jitter: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
 	var counts []int
 	for _, f := range strings.Split(*list, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || n < 1 || n > 10000 {
-			fmt.Fprintf(os.Stderr, "jitter: bad client count %q\n", f)
-			os.Exit(2)
+			fmt.Fprintf(stderr, "jitter: bad client count %q\n", f)
+			return 2
 		}
 		counts = append(counts, n)
 	}
 	if *runs < 1 || *runs > 10000 {
-		fmt.Fprintln(os.Stderr, "jitter: -runs must be in [1, 10000]")
-		os.Exit(2)
+		fmt.Fprintln(stderr, "jitter: -runs must be in [1, 10000]")
+		return 2
 	}
-	printTable(os.Stdout, counts, *runs, *seed)
+	printTable(stdout, counts, *runs, *seed)
+	return 0
 }
 
 func printTable(w io.Writer, counts []int, runs int, seed uint64) {

@@ -91,3 +91,20 @@ func TestPrintTable(t *testing.T) {
 		t.Errorf("unexpected table:\n%s", out)
 	}
 }
+
+func TestRunRefusesBadArguments(t *testing.T) {
+	for _, args := range [][]string{
+		{"50"}, // meant as -clients 50
+		{"-clients", "10", "x"},
+		{"-clients", "0"},
+		{"-runs", "0"},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := run(args, &stdout, &stderr); code != 2 {
+			t.Errorf("run(%q) = %d, want 2 (usage error); stderr %q", args, code, stderr.String())
+		}
+		if stdout.Len() != 0 {
+			t.Errorf("run(%q) printed a table", args)
+		}
+	}
+}
