@@ -50,6 +50,27 @@ expect "another staticcheck first in PATH: the pinned one runs" 0 "tests: 0 pass
 	PATH="$stubs/bin:$stubs/stale:$PATH"
 expect "git cannot list the files: the formatting check fails" 1 \
 	"ci: git ls-files listed no Go files" PATH="$stubs/bin:$stubs/nogit:$PATH"
+# A machine where Redis is up but redis-server is not installed (Redis in
+# another container): PATH holds every command but redis-server, and an
+# apt-get that records what it was asked to install.
+mkdir -p "$stubs/noredis"
+for d in /usr/local/go/bin /usr/local/bin /usr/sbin /usr/bin /sbin /bin; do
+	for f in "$d"/*; do
+		[ -x "$f" ] && [ ! -e "$stubs/noredis/${f##*/}" ] && ln -s "$f" "$stubs/noredis/${f##*/}"
+	done
+done
+rm -f "$stubs/noredis/redis-server" "$stubs/noredis/apt-get"
+printf '#!/bin/sh\necho "$*" >>"%s"\n' "$stubs/apt.log" >"$stubs/noredis/apt-get"
+chmod +x "$stubs/noredis/apt-get"
+expect "Redis up, redis-server not installed: the run passes" 0 "tests: 0 passed, 0 failed, 0 skipped" \
+	PATH="$stubs/bin:$stubs/noredis"
+if grep -q 'install .*redis-server' "$stubs/apt.log" 2>/dev/null; then
+	echo "--- PASS: Redis up, redis-server not installed: it is installed"
+else
+	echo "--- FAIL: Redis up, redis-server not installed: it is not installed (the redisstore restart and cluster tests need it)"
+	failed=1
+fi
+
 nats=$(command -v nats-server || echo /usr/sbin/nats-server)
 if [ -x "$nats" ]; then
 	# A NATS server without JetStream, as Debian's nats-server service runs.
