@@ -380,11 +380,34 @@ func TestMalformedMessageIsTerminated(t *testing.T) {
 	}
 }
 
-func TestConfigInvalid(t *testing.T) {
+// noopConsumer is a Consumer whose handler accepts every event.
+func noopConsumer(t *testing.T) *consumer.Consumer {
+	t.Helper()
 	c, err := consumer.New(consumer.Config{Handler: func(context.Context, *contract.Event) error { return nil }})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return c
+}
+
+// expectNew checks jetstream.New(cfg): accepted when want is "", else
+// refused with a config.invalid error whose detail is want.
+func expectNew(t *testing.T, what string, cfg jetstream.Config, want string) {
+	t.Helper()
+	_, err := jetstream.New(cfg)
+	if want == "" {
+		if err != nil {
+			t.Fatalf("%s: New: %v, want accepted", what, err)
+		}
+		return
+	}
+	if ce := contract.As(err); !errors.Is(err, contract.ErrInvalid) || ce.Code != "config.invalid" || ce.Detail != want {
+		t.Fatalf("%s: New: %v, want %q", what, err, want)
+	}
+}
+
+func TestConfigInvalid(t *testing.T) {
+	c := noopConsumer(t)
 	var pull js.Consumer = fakePull{}
 	for _, tc := range []struct {
 		cfg  jetstream.Config
@@ -395,10 +418,7 @@ func TestConfigInvalid(t *testing.T) {
 		{jetstream.Config{Pull: pull, Consumer: c, Batch: -1}, "Config.Batch: must be >= 0, got -1"},
 		{jetstream.Config{Pull: pull, Consumer: c, MaxWait: -1}, "Config.MaxWait: must be >= 0, got -1ns"},
 	} {
-		_, err := jetstream.New(tc.cfg)
-		if ce := contract.As(err); !errors.Is(err, contract.ErrInvalid) || ce.Code != "config.invalid" || ce.Detail != tc.want {
-			t.Fatalf("New: %v, want %q", err, tc.want)
-		}
+		expectNew(t, "config", tc.cfg, tc.want)
 	}
 }
 
@@ -451,16 +471,7 @@ func TestMaxAckPendingMustExceedHold(t *testing.T) {
 		{"gaps rejected", jetstream.Config{Pull: pull(1000), Consumer: rejecting}, ""},
 		{"no info", jetstream.Config{Pull: fakePull{}, Consumer: rejecting}, ""},
 	} {
-		_, err := jetstream.New(tc.cfg)
-		if tc.want == "" {
-			if err != nil {
-				t.Fatalf("%s: New: %v, want accepted", tc.name, err)
-			}
-			continue
-		}
-		if ce := contract.As(err); !errors.Is(err, contract.ErrInvalid) || ce.Code != "config.invalid" || ce.Detail != tc.want {
-			t.Fatalf("%s: New: %v, want %q", tc.name, err, tc.want)
-		}
+		expectNew(t, tc.name, tc.cfg, tc.want)
 	}
 }
 
@@ -811,10 +822,7 @@ func TestRunDoesNotSweepOnShutdown(t *testing.T) {
 // would log "pull failed" and retry forever without ever handling a
 // message. New refuses such a pairing.
 func TestPullLimitsMustFitTheRequests(t *testing.T) {
-	c, err := consumer.New(consumer.Config{Handler: func(context.Context, *contract.Event) error { return nil }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := noopConsumer(t)
 	pull := func(batch int, expires time.Duration) js.Consumer {
 		return fakePull{info: &js.ConsumerInfo{Config: js.ConsumerConfig{AckPolicy: js.AckExplicitPolicy, MaxRequestBatch: batch, MaxRequestExpires: expires}}}
 	}
@@ -831,16 +839,7 @@ func TestPullLimitsMustFitTheRequests(t *testing.T) {
 		{"wait at the limit", jetstream.Config{Pull: pull(0, 500*time.Millisecond), Consumer: c, MaxWait: 500 * time.Millisecond}, ""},
 		{"no limits", jetstream.Config{Pull: pull(0, 0), Consumer: c}, ""},
 	} {
-		_, err := jetstream.New(tc.cfg)
-		if tc.want == "" {
-			if err != nil {
-				t.Fatalf("%s: New: %v, want accepted", tc.name, err)
-			}
-			continue
-		}
-		if ce := contract.As(err); !errors.Is(err, contract.ErrInvalid) || ce.Code != "config.invalid" || ce.Detail != tc.want {
-			t.Fatalf("%s: New: %v, want %q", tc.name, err, tc.want)
-		}
+		expectNew(t, tc.name, tc.cfg, tc.want)
 	}
 }
 
@@ -850,10 +849,7 @@ func TestPullLimitsMustFitTheRequests(t *testing.T) {
 // earlier ones still held or waiting for their redelivery, lost at the next
 // crash. New refuses both.
 func TestPullMustAckExplicitly(t *testing.T) {
-	c, err := consumer.New(consumer.Config{Handler: func(context.Context, *contract.Event) error { return nil }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := noopConsumer(t)
 	for _, tc := range []struct {
 		policy js.AckPolicy
 		want   string // "" when accepted
@@ -863,16 +859,7 @@ func TestPullMustAckExplicitly(t *testing.T) {
 		{js.AckExplicitPolicy, ""},
 	} {
 		pull := fakePull{info: &js.ConsumerInfo{Config: js.ConsumerConfig{AckPolicy: tc.policy}}}
-		_, err := jetstream.New(jetstream.Config{Pull: pull, Consumer: c})
-		if tc.want == "" {
-			if err != nil {
-				t.Fatalf("%s: New: %v, want accepted", tc.policy, err)
-			}
-			continue
-		}
-		if ce := contract.As(err); !errors.Is(err, contract.ErrInvalid) || ce.Code != "config.invalid" || ce.Detail != tc.want {
-			t.Fatalf("%s: New: %v, want %q", tc.policy, err, tc.want)
-		}
+		expectNew(t, tc.policy.String(), jetstream.Config{Pull: pull, Consumer: c}, tc.want)
 	}
 }
 
@@ -884,10 +871,7 @@ func TestPullMustAckExplicitly(t *testing.T) {
 // elsewhere, a shutdown): New refuses a MaxDeliver that does not leave it
 // that room.
 func TestMaxDeliverMustExceedMaxAttempts(t *testing.T) {
-	c, err := consumer.New(consumer.Config{Handler: func(context.Context, *contract.Event) error { return nil }}) // MaxAttempts 10
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := noopConsumer(t) // MaxAttempts 10
 	for _, tc := range []struct {
 		maxDeliver int
 		want       string // "" when accepted
@@ -899,16 +883,7 @@ func TestMaxDeliverMustExceedMaxAttempts(t *testing.T) {
 		{0, ""}, // the server's default: unlimited
 	} {
 		pull := fakePull{info: &js.ConsumerInfo{Config: js.ConsumerConfig{AckPolicy: js.AckExplicitPolicy, MaxDeliver: tc.maxDeliver}}}
-		_, err := jetstream.New(jetstream.Config{Pull: pull, Consumer: c})
-		if tc.want == "" {
-			if err != nil {
-				t.Fatalf("MaxDeliver %d: New: %v, want accepted", tc.maxDeliver, err)
-			}
-			continue
-		}
-		if ce := contract.As(err); !errors.Is(err, contract.ErrInvalid) || ce.Code != "config.invalid" || ce.Detail != tc.want {
-			t.Fatalf("MaxDeliver %d: New: %v, want %q", tc.maxDeliver, err, tc.want)
-		}
+		expectNew(t, fmt.Sprintf("MaxDeliver %d", tc.maxDeliver), jetstream.Config{Pull: pull, Consumer: c}, tc.want)
 	}
 }
 
@@ -976,10 +951,7 @@ func TestRunReturnsWhenConnectionClosed(t *testing.T) {
 // waiting, pulls of 1µs got none (and of 100µs about a third), so Run spun
 // without handling anything. New refuses a MaxWait below 10ms, naming it.
 func TestMaxWaitHasAMinimum(t *testing.T) {
-	c, err := consumer.New(consumer.Config{Handler: func(context.Context, *contract.Event) error { return nil }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := noopConsumer(t)
 	for _, tc := range []struct {
 		wait time.Duration
 		want string // "" when accepted
@@ -990,16 +962,7 @@ func TestMaxWaitHasAMinimum(t *testing.T) {
 		{10 * time.Millisecond, ""},
 		{0, ""}, // the default, 1s
 	} {
-		_, err := jetstream.New(jetstream.Config{Pull: fakePull{}, Consumer: c, MaxWait: tc.wait})
-		if tc.want == "" {
-			if err != nil {
-				t.Fatalf("MaxWait %s: New: %v, want accepted", tc.wait, err)
-			}
-			continue
-		}
-		if ce := contract.As(err); !errors.Is(err, contract.ErrInvalid) || ce.Code != "config.invalid" || ce.Detail != tc.want {
-			t.Fatalf("MaxWait %s: New: %v, want %q", tc.wait, err, tc.want)
-		}
+		expectNew(t, fmt.Sprintf("MaxWait %s", tc.wait), jetstream.Config{Pull: fakePull{}, Consumer: c, MaxWait: tc.wait}, tc.want)
 	}
 }
 
