@@ -366,6 +366,12 @@ func errResultNotStored(detail string) *contract.Error {
 //     extended to Retention instead: duplicates get ErrInProgress until
 //     the key would have expired anyway, again never a second run.
 //
+// key.Key must not be empty: Do returns an error matching ErrKeyInvalid
+// (KindInvalid, not retryable) without calling fn or the store. Any other
+// bytes are a key, of any length the store accepts (a MemoryStore refuses
+// one over its per-shard budget with contract.ErrTooLarge). key.Scope may
+// be empty: a single-caller service needs none.
+//
 // fingerprint identifies the payload, e.g. Fingerprint of the request.
 //
 // Replays from a MemoryStore with the JSONCodec return what decoding the
@@ -384,6 +390,10 @@ func errResultNotStored(detail string) *contract.Error {
 // Other types, codecs and stores decode every replay. Either way every
 // caller gets a value of its own.
 func Do[T any](ctx context.Context, e *Executor, key Key, fingerprint string, fn func(context.Context) (T, error)) (T, error) {
+	if key.Key == "" {
+		var zero T
+		return zero, errEmptyKey()
+	}
 	var (
 		v        T
 		ran      bool
@@ -442,6 +452,16 @@ func Do[T any](ctx context.Context, e *Executor, key Key, fingerprint string, fn
 		return v, err
 	}
 	return replayValue[T](e, res, slot)
+}
+
+// errEmptyKey is Do's answer to a Key whose Key is empty. Claimed, it
+// would be one record shared by every call made without a key (an unset
+// field, a missing header read as ""): the first caller's result would be
+// replayed to all the others.
+func errEmptyKey() error {
+	e := errFrom(ErrKeyInvalid, "idempotency.do", nil)
+	e.Detail = "the idempotency key is empty (Key.Key)"
+	return e
 }
 
 // encode marshals v with c. A panic of the codec (or of a MarshalJSON) is

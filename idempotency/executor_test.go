@@ -686,3 +686,35 @@ func TestDoWaitFailOpenStoreFailsWhileWaitingDoesNotRun(t *testing.T) {
 	close(release)
 	<-done
 }
+
+// An empty Key.Key is a caller's bug (an unset field, a missing header
+// read as ""), not a key: were it claimed, every call without a key would
+// share one record, and the first caller's result would be replayed to
+// all the others. Do refuses it as the middleware refuses an empty header:
+// ErrKeyInvalid, not retryable, and neither fn nor the store is called.
+func TestDoEmptyKeyIsInvalid(t *testing.T) {
+	env := newExec(t, func(c *idempotency.Config) { c.FailOpen = true })
+	claims := 0
+	env.fault.set(&env.fault.claimErr, func() error { claims++; return nil })
+	for _, scope := range []string{"tenant-1", ""} {
+		ran := false
+		v, err := idempotency.Do(context.Background(), env.ex, idempotency.Key{Scope: scope, Key: ""}, "fp", func(context.Context) (int, error) { ran = true; return 7, nil })
+		if ran || v != 0 {
+			t.Fatalf("scope %q, empty key: fn ran (value %d)", scope, v)
+		}
+		if !errors.Is(err, idempotency.ErrKeyInvalid) || contract.KindOf(err) != contract.KindInvalid || contract.Retryable(err) {
+			t.Fatalf("scope %q, empty key: err = %v (kind %v), want a non-retryable ErrKeyInvalid", scope, err, contract.KindOf(err))
+		}
+		if ce := contract.As(err); ce.Op != "idempotency.do" || !strings.Contains(ce.Detail, "empty") {
+			t.Fatalf("scope %q, empty key: op %q detail %q, want op idempotency.do and a detail saying the key is empty", scope, ce.Op, ce.Detail)
+		}
+	}
+	if claims != 0 {
+		t.Fatalf("the store was asked to claim an empty key %d times", claims)
+	}
+	// An empty scope with a key is a single-caller service's key: it runs.
+	v, err := idempotency.Do(context.Background(), env.ex, idempotency.Key{Key: "k"}, "fp", func(context.Context) (int, error) { return 7, nil })
+	if err != nil || v != 7 {
+		t.Fatalf("empty scope, key k: %d %v, want fn to run", v, err)
+	}
+}
