@@ -31,6 +31,6 @@ func ExampleConfig_logger() {
 	_, _ = idempotency.Do(ctx, ex, key, "fp", work)
 	_, _ = idempotency.Do(ctx, ex, key, "other", work)
 	// Output:
-	// level=INFO msg=replayed decision=replayed reason="completed before: replaying the stored result" idempotency_key_hash=318e47eb4d27
-	// level=WARN msg=mismatch decision=mismatch reason="key reused with a different payload" idempotency_key_hash=318e47eb4d27
+	// level=INFO msg=replayed decision=replayed reason="completed before: replaying the stored result" idempotency_key_hash=4230f1a8717e
+	// level=WARN msg=mismatch decision=mismatch reason="key reused with a different payload" idempotency_key_hash=4230f1a8717e
 }

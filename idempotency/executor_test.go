@@ -3,6 +3,7 @@ package idempotency_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -716,5 +717,42 @@ func TestDoEmptyKeyIsInvalid(t *testing.T) {
 	v, err := idempotency.Do(context.Background(), env.ex, idempotency.Key{Key: "k"}, "fp", func(context.Context) (int, error) { return 7, nil })
 	if err != nil || v != 7 {
 		t.Fatalf("empty scope, key k: %d %v, want fn to run", v, err)
+	}
+}
+
+// The log hash of a key frames the scope by its length: scopes and keys
+// may hold any byte, NUL included, and two (scope, key) pairs that split
+// the same bytes differently are two records, which the logs must not
+// confuse.
+func TestLogKeyHashTellsScopeFromKey(t *testing.T) {
+	env := newExec(t, nil)
+	hashOf := func(k idempotency.Key) string {
+		t.Helper()
+		env.logs.Reset()
+		if _, err := idempotency.Do(context.Background(), env.ex, k, "fp", func(context.Context) (int, error) { return 1, nil }); err != nil {
+			t.Fatal(err)
+		}
+		var rec map[string]any
+		if err := json.Unmarshal(bytes.TrimSpace(env.logs.Bytes()), &rec); err != nil {
+			t.Fatalf("one JSON record expected, got %q: %v", env.logs.String(), err)
+		}
+		h, _ := rec[idempotency.KeyHash].(string)
+		if len(h) != 12 {
+			t.Fatalf("%s = %q, want 12 hex digits", idempotency.KeyHash, h)
+		}
+		return h
+	}
+	pairs := [][2]idempotency.Key{
+		{{Scope: "a\x00b", Key: "c"}, {Scope: "a", Key: "b\x00c"}},
+		{{Scope: "ab", Key: "c"}, {Scope: "a", Key: "bc"}},
+		{{Scope: "", Key: "\x00x"}, {Scope: "\x00", Key: "x"}},
+	}
+	for _, p := range pairs {
+		if h0, h1 := hashOf(p[0]), hashOf(p[1]); h0 == h1 {
+			t.Errorf("%q and %q are logged with the same hash %s", p[0], p[1], h0)
+		}
+	}
+	if h0, h1 := hashOf(k1), hashOf(k1); h0 != h1 {
+		t.Errorf("one key logged with two hashes: %s, %s", h0, h1)
 	}
 }

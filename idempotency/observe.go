@@ -3,6 +3,7 @@ package idempotency
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"log/slog"
 
@@ -85,11 +86,16 @@ func (o *observer) note(ctx context.Context, oc outcome, level slog.Level, reaso
 }
 
 // hashKey returns 12 hex digits of SHA-256 over scope and key: enough to
-// correlate log lines, useless to replay a request.
+// correlate log lines, useless to replay a request. The scope is framed by
+// its length (a uvarint, as the Redis and PostgreSQL stores frame it for
+// their record ids), not ended by a separator: scope and key may hold any
+// byte, NUL included, and ("a\x00b", "c") and ("a", "b\x00c") are two
+// keys, which must not share a hash.
 func hashKey(k Key) string {
 	h := sha256.New()
+	var n [binary.MaxVarintLen64]byte
+	h.Write(n[:binary.PutUvarint(n[:], uint64(len(k.Scope)))])
 	h.Write([]byte(k.Scope))
-	h.Write([]byte{0})
 	h.Write([]byte(k.Key))
 	var sum [sha256.Size]byte
 	return hex.EncodeToString(h.Sum(sum[:0])[:6])
