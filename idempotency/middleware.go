@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"slices"
@@ -105,6 +106,13 @@ type MiddlewareConfig struct {
 	FingerprintHeaders []string
 	// ReplayHeaders are the response headers stored and replayed. Default
 	// DefaultReplayHeaders(). A name that is not an HTTP token is refused.
+	// They name the trailer fields stored and replayed too: those the
+	// handler declared in a Trailer header (which is replayed as it was,
+	// whatever the list says) or set with http.TrailerPrefix, with their
+	// values when the handler returned. One caveat: net/http drops a
+	// trailer first set with the prefix after the header was written when
+	// it sent the response unchunked (HTTP/1.1, short and never flushed);
+	// its replay sends it. Declare trailers to have them sent alike.
 	ReplayHeaders []string
 	// StoreStatus reports whether a response status is stored and replayed
 	// (true) or releases the key so the client may retry (false). Default
@@ -130,8 +138,8 @@ type MiddlewareConfig struct {
 //   - the first request still in flight: 409 (idempotency.in_progress)
 //     with Retry-After, or, under the Wait policy, the first response once
 //     it is done;
-//   - the first request completed: its stored status, replay headers and
-//     body bytes, with Idempotent-Replayed: true;
+//   - the first request completed: its stored status, replay headers,
+//     body bytes and replay trailers, with Idempotent-Replayed: true;
 //   - the store failing: 503 with Retry-After (unless FailOpen);
 //   - otherwise the handler runs once. Its response is passed through to
 //     the client while a copy is kept — of everything the handler wrote,
@@ -373,7 +381,60 @@ func (m *Middleware) outcome(ctx context.Context, rec *recorder) (Result, bool, 
 	if cap(body)-len(body) > len(body)/8 {
 		body = bytes.Clone(body) // the growth slack of append would stay allocated for the retention period
 	}
-	return Result{StatusCode: rec.status, Header: rec.header, Body: body}, true, nil
+	header := addTrailers(rec.header, rec.w.Header(), rec.declared, m.replay)
+	return Result{StatusCode: rec.status, Header: header, Body: body}, true, nil
+}
+
+// addTrailers adds to stored (storedHeader's copy, or nil) the trailer
+// fields the handler set and replay names, as they are when it returned,
+// and returns it. They are stored under http.TrailerPrefix and their name:
+// those set with that prefix as they were set (net/http sends their name
+// as it is), and the values of each trailer declared in the Trailer header
+// (declared) under its canonical name, after any of the same key set with
+// the prefix, as net/http sends them. A declaration is stored as its
+// Trailer header, whatever replay says: the fields it names are not
+// themselves replayed unless replay names them.
+func addTrailers(stored, src http.Header, declared, replay []string) http.Header {
+	for k, vs := range src {
+		if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok && slices.Contains(replay, http.CanonicalHeaderKey(name)) {
+			if stored == nil {
+				stored = make(http.Header)
+			}
+			stored[k] = slices.Clone(vs)
+		}
+	}
+	if len(declared) == 0 {
+		return stored
+	}
+	if stored == nil {
+		stored = make(http.Header)
+	}
+	stored["Trailer"] = declared
+	var done []string
+	forEachTrailer(declared, func(name string) {
+		if slices.Contains(done, name) {
+			return // net/http sends a trailer declared twice twice: so will the replay
+		}
+		done = append(done, name)
+		if vs := src[name]; len(vs) > 0 && slices.Contains(replay, name) {
+			k := http.TrailerPrefix + name
+			stored[k] = append(slices.Clip(stored[k]), vs...)
+		}
+	})
+	return stored
+}
+
+// forEachTrailer calls fn with the canonical name of each trailer that the
+// Trailer header values decl declare: comma-separated, spaces and tabs
+// around them ignored, as net/http reads them.
+func forEachTrailer(decl []string, fn func(name string)) {
+	for _, v := range decl {
+		for elem := range strings.SplitSeq(v, ",") {
+			if elem = strings.Trim(elem, " \t"); elem != "" {
+				fn(http.CanonicalHeaderKey(elem))
+			}
+		}
+	}
 }
 
 // applies reports whether the middleware applies to method.
@@ -631,12 +692,30 @@ func writeReplay(w http.ResponseWriter, res Result, slot *memoSlot) {
 		vals = append(vals, "true")
 		h[HeaderReplayed] = vals[n-1 : n : n]
 	}
+	// A declared trailer is set after the body, under its name, as the
+	// handler set it: net/http then sends it as it did the first time (it
+	// sends a declared trailer only if its name may be one). Trailers set
+	// with http.TrailerPrefix stay in the header map, where net/http finds
+	// them when the response ends.
+	var late http.Header
+	if decl, ok := res.Header["Trailer"]; ok {
+		forEachTrailer(decl, func(name string) {
+			if vs, ok := h[http.TrailerPrefix+name]; ok {
+				if late == nil {
+					late = make(http.Header)
+				}
+				late[name] = vs
+				delete(h, http.TrailerPrefix+name)
+			}
+		})
+	}
 	status := res.StatusCode
 	if status < 200 || status > 999 {
 		status = http.StatusOK
 	}
 	w.WriteHeader(status)
 	_, _ = w.Write(res.Body)
+	maps.Copy(h, late)
 }
 
 // writeProblem writes err as a problem with the status of its kind, through
@@ -730,6 +809,9 @@ type recorder struct {
 	// 101 Switching Protocols. What it answered is not an HTTP response
 	// the recorder sees, so there is nothing to keep.
 	switched bool
+	// declared is the Trailer header as the status was written, when it
+	// had one.
+	declared []string
 }
 
 func (rc *recorder) Header() http.Header { return rc.w.Header() }
@@ -748,7 +830,13 @@ func (rc *recorder) WriteHeader(code int) {
 	if code == http.StatusSwitchingProtocols {
 		rc.switched = true
 	} else {
-		rc.header = storedHeader(rc.w.Header(), rc.replay)
+		h := rc.w.Header()
+		rc.header = storedHeader(h, rc.replay)
+		// net/http reads the trailers declared with the header; so is
+		// the declaration kept.
+		if decl := h["Trailer"]; len(decl) > 0 {
+			rc.declared = slices.Clone(decl)
+		}
 	}
 	rc.w.WriteHeader(code)
 }
