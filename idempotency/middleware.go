@@ -142,7 +142,10 @@ type MiddlewareConfig struct {
 //     body bytes and replay trailers, with Idempotent-Replayed: true;
 //   - the store failing: 503 with Retry-After (unless FailOpen);
 //   - otherwise the handler runs once. Its response is passed through to
-//     the client while a copy is kept — of everything the handler wrote,
+//     the client, not buffered (a flush, through http.Flusher or
+//     http.ResponseController, streams it; the handler's writer is an
+//     http.Flusher only when the one it wraps can flush), while a copy is
+//     kept — of everything the handler wrote,
 //     even when the client is gone or timed out and writes fail, except
 //     what net/http refuses to send to any client (past Content-Length, a
 //     body on a 204 or 304); then the response is stored if StoreStatus
@@ -314,7 +317,7 @@ func (m *Middleware) Wrap(next http.Handler) http.Handler {
 			r2 := r.WithContext(ctx)
 			r2.Body = io.NopCloser(bytes.NewReader(body))
 			r2.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
-			next.ServeHTTP(rec, r2)
+			next.ServeHTTP(rec.writer(), r2)
 			return m.outcome(ctx, rec)
 		})
 		if rec != nil {
@@ -908,23 +911,38 @@ func storedHeader(src http.Header, replay []string) http.Header {
 	return h
 }
 
-// Flush flushes the underlying writer when it can (see FlushError).
-func (rc *recorder) Flush() { _ = rc.FlushError() }
+// writer returns the ResponseWriter the handler gets: rc, which cannot
+// flush, or, when the writer it wraps can, rc with Flush and FlushError.
+// So a handler finds an http.Flusher exactly when it would without the
+// middleware (a Flush that did nothing would tell a streaming handler its
+// bytes were on their way), and http.ResponseController agrees: through
+// rc alone it unwraps to a writer that cannot flush, and returns
+// http.ErrNotSupported, committing nothing (a handler that then answers
+// without streaming still sets its own status).
+//
+// Flushing streams: the recorder passes the response through as it is
+// written and keeps a copy, so what the handler flushed reaches its client
+// while it runs, and duplicates get the whole response once it returned.
+func (rc *recorder) writer() http.ResponseWriter {
+	if canFlush(rc.w) {
+		return flushingRecorder{rc}
+	}
+	return rc
+}
+
+// flushingRecorder is a recorder over a writer that can flush.
+type flushingRecorder struct{ *recorder }
+
+// Flush flushes the underlying writer (see FlushError).
+func (f flushingRecorder) Flush() { _ = f.FlushError() }
 
 // FlushError flushes the underlying writer, committing the status (200
-// when none was written) as net/http does. When the underlying writer
-// cannot flush, it returns http.ErrNotSupported and commits nothing, as
-// http.ResponseController would without the middleware (which asks a
-// writer for FlushError first): a handler that then answers without
-// streaming still sets its own status.
-func (rc *recorder) FlushError() error {
-	if !canFlush(rc.w) {
-		return http.ErrNotSupported
+// when none was written) as net/http does.
+func (f flushingRecorder) FlushError() error {
+	if f.status == 0 && !f.switched {
+		f.WriteHeader(http.StatusOK)
 	}
-	if rc.status == 0 && !rc.switched {
-		rc.WriteHeader(http.StatusOK)
-	}
-	return http.NewResponseController(rc.w).Flush()
+	return http.NewResponseController(f.w).Flush()
 }
 
 // canFlush reports whether http.ResponseController finds a way to flush w:
