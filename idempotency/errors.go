@@ -19,7 +19,8 @@ var (
 	// ErrKeyMissing: the request needs an Idempotency-Key header (HTTP 400).
 	ErrKeyMissing error = &contract.Error{Kind: contract.KindInvalid, Code: "idempotency.key_missing", Detail: "this request requires an Idempotency-Key header"}
 	// ErrKeyInvalid: the Idempotency-Key header is malformed, too long or
-	// repeated (HTTP 400), or Do was given a Key whose Key is empty.
+	// repeated (HTTP 400), or Do (or pgstore.DoTx) was given a Key whose Key
+	// is empty.
 	ErrKeyInvalid error = &contract.Error{Kind: contract.KindInvalid, Code: "idempotency.key_invalid", Detail: "the Idempotency-Key header is not a valid key"}
 )
 

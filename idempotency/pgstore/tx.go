@@ -25,6 +25,10 @@ const cleanupTimeout = 5 * time.Second
 // fn's writes through tx and the completed idempotency record commit in one
 // transaction.
 //
+// key.Key must not be empty, as for idempotency.Do: DoTx returns an error
+// matching idempotency.ErrKeyInvalid (not retryable) without calling fn or
+// the database.
+//
 //  1. DoTx claims key with fingerprint (Config.TxLease, Config.TxRetention),
 //     in its own statement. A completed key returns the stored value without
 //     calling fn (a replay); a key in progress returns an error matching
@@ -58,6 +62,13 @@ const cleanupTimeout = 5 * time.Second
 func DoTx[T any](ctx context.Context, s *Store, key idempotency.Key, fingerprint string, fn func(ctx context.Context, tx pgx.Tx) (T, error)) (T, error) {
 	const op = "pgstore.dotx"
 	var zero T
+	if key.Key == "" {
+		// Claimed, it would be one record shared by every call made
+		// without a key: each would replay the first one's value.
+		e := *(idempotency.ErrKeyInvalid.(*contract.Error))
+		e.Op, e.Detail = op, "the idempotency key is empty (Key.Key)"
+		return zero, &e
+	}
 	c, err := s.Claim(ctx, idempotency.ClaimRequest{Key: key, Fingerprint: fingerprint, Lease: s.txLease, Retention: s.txRetention})
 	if err != nil {
 		return zero, err

@@ -402,3 +402,22 @@ func TestDoTxSerializationFailure(t *testing.T) {
 		t.Fatalf("%d rows", n)
 	}
 }
+
+// DoTx refuses an empty Key.Key as idempotency.Do does: were it claimed,
+// every call made without a key would share one record and replay the
+// first one's value. fn does not run and no record is made.
+func TestDoTxEmptyKeyIsInvalid(t *testing.T) {
+	env := newTxEnv(t, time.Minute)
+	ctx := context.Background()
+	key := idempotency.Key{Scope: "tenant", Key: ""}
+	_, err := DoTx(ctx, env.s, key, "fp", func(ctx context.Context, tx pgx.Tx) (payment, error) {
+		env.calls.Add(1)
+		return env.insert(ctx, tx, "")
+	})
+	if env.calls.Load() != 0 || !errors.Is(err, idempotency.ErrKeyInvalid) || contract.Retryable(err) {
+		t.Fatalf("empty key: %d calls, err %v; want fn not run and a non-retryable ErrKeyInvalid", env.calls.Load(), err)
+	}
+	if _, gerr := env.s.Get(ctx, key); !errors.Is(gerr, idempotency.ErrNotFound) {
+		t.Fatalf("a record was made for the empty key: %v", gerr)
+	}
+}
