@@ -1,12 +1,16 @@
 package retry_test
 
 import (
+	"context"
+	"errors"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
 
 	"github.com/sadpath/sadpath/retry"
+	"github.com/sadpath/sadpath/retry/retrytest"
 )
 
 const (
@@ -157,5 +161,83 @@ func TestBackOffWithBackoffRetry(t *testing.T) {
 	err := backoff.Retry(func() error { calls++; return unavailable() }, p3.BackOff())
 	if err == nil || calls != 3 {
 		t.Errorf("backoff.Retry with MaxAttempts 3: calls %d, err %v", calls, err)
+	}
+}
+
+// TestJitterIsUniformThroughDo: bounds and means alone let a "jitter" that
+// is not random pass (a constant exp(n)/2 has the right mean), and so would
+// calls that all draw the same schedule, which is the lockstep jitter
+// exists to break. Over many calls of Do with the default random source,
+// the jitter draw of every wait, u = (wait - lo) / (hi - lo) within the
+// formula's range [lo, hi), must be spread uniformly across calls: its
+// empirical quantiles sit at the uniform's, at each retry and pooled.
+func TestJitterIsUniformThroughDo(t *testing.T) {
+	const runs = 4000
+	quantiles := []float64{0.1, 0.25, 0.5, 0.75, 0.9}
+	// check reports whether the share of us below each quantile q is q
+	// within tol (4000 samples: sd <= 0.008, tol 0.05 is over 6 sd).
+	check := func(t *testing.T, what string, us []float64, tol float64) {
+		t.Helper()
+		for _, q := range quantiles {
+			below := 0
+			for _, u := range us {
+				if u < q {
+					below++
+				}
+			}
+			if got := float64(below) / float64(len(us)); got < q-tol || got > q+tol {
+				t.Errorf("%s: %.3f of %d draws below %.2f, want %.2f±%.2f", what, got, len(us), q, q, tol)
+			}
+		}
+	}
+	for _, s := range []retry.Strategy{retry.FullJitter, retry.EqualJitter, retry.DecorrelatedJitter} {
+		t.Run(s.String(), func(t *testing.T) {
+			clk := retrytest.NewClock()
+			p := mustPolicy(t, retry.Config{Strategy: s, InitialDelay: base, MaxDelay: capD, MaxAttempts: tries,
+				MaxElapsedTime: time.Hour, Clock: clk, DisableTelemetry: true})
+			for r := 0; r < runs; r++ {
+				_, err := retry.Do(context.Background(), p, func(context.Context) (int, error) { return 0, unavailable() })
+				if !errors.Is(err, retry.StopAttempts) {
+					t.Fatalf("run %d: %v, want StopAttempts", r, err)
+				}
+			}
+			sleeps := clk.Sleeps()
+			if len(sleeps) != runs*(tries-1) {
+				t.Fatalf("%d waits, want %d", len(sleeps), runs*(tries-1))
+			}
+			perWait := make([][]float64, tries)
+			var pooled []float64
+			for r := 0; r < runs; r++ {
+				prev := base
+				for n := 1; n < tries; n++ {
+					d := sleeps[r*(tries-1)+n-1]
+					var lo, hi time.Duration
+					switch s {
+					case retry.FullJitter:
+						lo, hi = 0, expAt(n)
+					case retry.EqualJitter:
+						lo, hi = expAt(n)/2, expAt(n)
+					case retry.DecorrelatedJitter:
+						lo, hi = base, 3*prev
+						prev = d
+						if hi > capD {
+							continue // the draw may be cut to the cap: not uniform
+						}
+					}
+					if d < lo || d > hi {
+						t.Fatalf("run %d wait %d = %v, outside [%v, %v]", r, n, d, lo, hi)
+					}
+					u := float64(d-lo) / float64(hi-lo)
+					perWait[n] = append(perWait[n], u)
+					pooled = append(pooled, u)
+				}
+			}
+			for n := 1; n < tries; n++ {
+				if len(perWait[n]) >= runs/2 {
+					check(t, "wait "+strconv.Itoa(n), perWait[n], 0.05)
+				}
+			}
+			check(t, "all waits", pooled, 0.02)
+		})
 	}
 }
