@@ -675,6 +675,42 @@ func TestConcurrentCallsShareAPolicy(t *testing.T) {
 	}
 }
 
+// TestConcurrentCallsEachGetTheirOwnCurve: backoff/v4's ExponentialBackOff
+// is not safe for concurrent use and carries the curve's position, so a
+// Policy must not share one between calls. Many goroutines retry through
+// one Exponential Policy (run under -race): every call's n-th wait must be
+// exactly InitialDelay·2^(n-1), whatever the other calls are doing.
+func TestConcurrentCallsEachGetTheirOwnCurve(t *testing.T) {
+	const goroutines, perG, attempts = 64, 50, 6
+	var hooks, wrong atomic.Int64
+	p := mustPolicy(t, retry.Config{Strategy: retry.Exponential, InitialDelay: time.Millisecond, MaxDelay: time.Second,
+		MaxAttempts: attempts, MaxElapsedTime: time.Hour, Clock: retrytest.NewClock(), DisableTelemetry: true,
+		OnRetry: func(attempt int, delay time.Duration, _ error) {
+			hooks.Add(1)
+			if delay != time.Millisecond<<(attempt-1) {
+				wrong.Add(1)
+			}
+		}})
+	var wg sync.WaitGroup
+	for g := 0; g < goroutines; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < perG; i++ {
+				_, err := retry.Do(context.Background(), p, func(context.Context) (int, error) { return 0, unavailable() })
+				if !errors.Is(err, retry.StopAttempts) {
+					t.Errorf("err = %v, want StopAttempts", err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if want := int64(goroutines * perG * (attempts - 1)); hooks.Load() != want || wrong.Load() != 0 {
+		t.Errorf("%d retries, %d of them off their call's curve; want %d, none", hooks.Load(), wrong.Load(), want)
+	}
+}
+
 // countingBudget allows everything and counts what Do tells it.
 type countingBudget struct{ calls, successes, failures, retries atomic.Int64 }
 
