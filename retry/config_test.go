@@ -1,6 +1,7 @@
 package retry_test
 
 import (
+	"context"
 	"errors"
 	"math"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/sadpath/sadpath/contract"
 	"github.com/sadpath/sadpath/retry"
+	"github.com/sadpath/sadpath/retry/retrytest"
 )
 
 func TestNewRejectsBadConfig(t *testing.T) {
@@ -67,6 +69,48 @@ func TestNewDefaults(t *testing.T) {
 	if _, err := retry.New(retry.Config{MaxElapsedTime: 50 * time.Millisecond}); err != nil {
 		t.Errorf("MaxElapsedTime below the default MaxDelay: %v", err)
 	}
+}
+
+// TestZeroConfigIsSafeInDo: the zero Config must be full jitter, at most
+// DefaultMaxAttempts attempts, waits capped by DefaultMaxDelay and retries
+// within DefaultMaxElapsedTime, as Do applies them (not only as BackOff
+// reports them).
+func TestZeroConfigIsSafeInDo(t *testing.T) {
+	ctx := context.Background()
+	down := func(context.Context) (int, error) { return 0, contract.New(contract.KindUnavailable, "dep", "down") }
+	t.Run("full jitter, 3 attempts", func(t *testing.T) {
+		// r = 0.25: full jitter waits r·exp(n) = 25ms, 50ms; equal jitter
+		// would wait 62.5ms, 125ms, and unjittered exponential 100ms, 200ms.
+		clk := retrytest.NewClock()
+		p := mustPolicy(t, retry.Config{Clock: clk, Random: func() float64 { return 0.25 }})
+		_, err := retry.Do(ctx, p, down)
+		var re *retry.Error
+		if !errors.As(err, &re) || re.Reason != retry.StopAttempts || re.Attempts != retry.DefaultMaxAttempts {
+			t.Fatalf("err = %v, want StopAttempts after %d attempts", err, retry.DefaultMaxAttempts)
+		}
+		if got := clk.Sleeps(); len(got) != 2 || got[0] != 25*time.Millisecond || got[1] != 50*time.Millisecond {
+			t.Errorf("waits %v, want [25ms 50ms] (full jitter of 100ms, 200ms)", got)
+		}
+	})
+	t.Run("bounded waits and elapsed time", func(t *testing.T) {
+		// Many attempts allowed and the largest draws: the zero-valued
+		// bounds must stop it, each wait at most 10s, all within 30s.
+		clk := retrytest.NewClock()
+		p := mustPolicy(t, retry.Config{Clock: clk, MaxAttempts: 1000, Random: func() float64 { return 0.999999 }})
+		_, err := retry.Do(ctx, p, down)
+		var re *retry.Error
+		if !errors.As(err, &re) || re.Reason != retry.StopElapsed {
+			t.Fatalf("err = %v, want StopElapsed", err)
+		}
+		for i, d := range clk.Sleeps() {
+			if d > retry.DefaultMaxDelay {
+				t.Errorf("wait %d = %v > DefaultMaxDelay %v", i+1, d, retry.DefaultMaxDelay)
+			}
+		}
+		if clk.Slept() > retry.DefaultMaxElapsedTime || re.Elapsed > retry.DefaultMaxElapsedTime {
+			t.Errorf("slept %v, Elapsed %v; want both <= DefaultMaxElapsedTime %v", clk.Slept(), re.Elapsed, retry.DefaultMaxElapsedTime)
+		}
+	})
 }
 
 func TestBudgetConfigs(t *testing.T) {
