@@ -261,6 +261,42 @@ func TestTransportUnsafeRequestsGetOneAttempt(t *testing.T) {
 	}
 }
 
+// TestTransportRetriesOnlySafeMethods: the idempotent methods (GET, HEAD,
+// OPTIONS, PUT, DELETE, and the empty method, which means GET) are
+// retried; any other method only with an Idempotency-Key. Methods are
+// case-sensitive: "get" is not GET.
+func TestTransportRetriesOnlySafeMethods(t *testing.T) {
+	for _, tt := range []struct {
+		method   string
+		key      bool
+		attempts int
+	}{
+		{"", false, 2}, {http.MethodGet, false, 2}, {http.MethodHead, false, 2}, {http.MethodOptions, false, 2},
+		{http.MethodPut, false, 2}, {http.MethodDelete, false, 2},
+		{http.MethodPost, false, 1}, {http.MethodPatch, false, 1}, {http.MethodConnect, false, 1},
+		{"get", false, 1}, {"Delete", false, 1}, {"PURGE", false, 1},
+		{http.MethodPost, true, 2}, {http.MethodPatch, true, 2}, {"PURGE", true, 2},
+	} {
+		t.Run(tt.method+map[bool]string{true: " with key"}[tt.key], func(t *testing.T) {
+			base := &scripted{steps: []step{{status: 503}, {status: 200}}}
+			tr := newTransport(t, base, retrytest.NewClock(), retry.TransportConfig{}, retry.Config{})
+			u, _ := url.Parse("http://dep.test/items/1")
+			req := &http.Request{Method: tt.method, URL: u, Header: http.Header{}}
+			if tt.key {
+				req.Header.Set(retry.IdempotencyKeyHeader, "k-1")
+			}
+			resp, err := tr.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if len(base.seen) != tt.attempts {
+				t.Errorf("%q (key %v): %d attempts, want %d", tt.method, tt.key, len(base.seen), tt.attempts)
+			}
+		})
+	}
+}
+
 // A request that gets one attempt gets the policy's AttemptTimeout all
 // the same, until its body is closed: the calls that cannot be retried
 // are the last that should hang.
