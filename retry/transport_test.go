@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -426,6 +427,47 @@ func TestTransportIdempotencyKey(t *testing.T) {
 			t.Error("the caller's request was modified")
 		}
 	})
+}
+
+// TestTransportKeyKeptWithResendCountHeader: with a ResendCountHeader,
+// retries carry a copy of the request's headers with the count added; the
+// Idempotency-Key (the caller's or a generated one) must be in that copy,
+// unchanged on every attempt, or the server executes the retry again.
+func TestTransportKeyKeptWithResendCountHeader(t *testing.T) {
+	for _, callerKey := range []string{"k-123", ""} {
+		t.Run("caller key "+strconv.Quote(callerKey), func(t *testing.T) {
+			base := &scripted{steps: []step{{status: 503}, {err: &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}}, {status: 201}}}
+			tr := newTransport(t, base, retrytest.NewClock(),
+				retry.TransportConfig{ResendCountHeader: "X-Resend-Count", GenerateIdempotencyKey: true}, retry.Config{})
+			req, _ := http.NewRequest(http.MethodPost, "http://dep.test/pay", strings.NewReader(`{"amount":100}`))
+			if callerKey != "" {
+				req.Header.Set(retry.IdempotencyKeyHeader, callerKey)
+			}
+			resp, err := tr.RoundTrip(req)
+			if err != nil || resp.StatusCode != 201 || len(base.seen) != 3 {
+				t.Fatalf("got %v, %v after %d attempts; want 201 after 3", resp, err, len(base.seen))
+			}
+			resp.Body.Close()
+			key := base.seen[0].header.Get(retry.IdempotencyKeyHeader)
+			if key == "" || (callerKey != "" && key != callerKey) {
+				t.Fatalf("first attempt key %q, want %q (or a generated one)", key, callerKey)
+			}
+			for i, s := range base.seen {
+				if got := s.header.Get(retry.IdempotencyKeyHeader); got != key {
+					t.Errorf("attempt %d: key %q, want %q", i+1, got, key)
+				}
+				if got, want := s.header.Get("X-Resend-Count"), []string{"", "1", "2"}[i]; got != want {
+					t.Errorf("attempt %d: X-Resend-Count %q, want %q", i+1, got, want)
+				}
+				if s.body != `{"amount":100}` {
+					t.Errorf("attempt %d: body %q", i+1, s.body)
+				}
+			}
+			if got := req.Header.Get(retry.IdempotencyKeyHeader); got != callerKey || req.Header.Get("X-Resend-Count") != "" {
+				t.Errorf("the caller's request was modified: %v", req.Header)
+			}
+		})
+	}
 }
 
 func TestTransportGivesUp(t *testing.T) {
