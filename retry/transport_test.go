@@ -178,6 +178,64 @@ func TestTransportRetryAfter(t *testing.T) {
 			}
 		})
 	}
+	t.Run("edge cases", func(t *testing.T) {
+		now := time.Date(2026, 11, 25, 6, 0, 0, 0, time.UTC)
+		for _, tt := range []struct {
+			name, value, date string // date: the response's Date header
+			want              time.Duration
+		}{
+			// A date in the past means "now": the policy's own wait.
+			{"in the past", now.Add(-time.Hour).Format(http.TimeFormat), "", 50 * time.Millisecond},
+			// Years ahead: capped by MaxDelay.
+			{"far future", now.AddDate(20, 0, 0).Format(http.TimeFormat), "", 5 * time.Second},
+			// Measured against the server's Date, not the client's clock:
+			// the server is 1s behind, so "now+1s" is 2s from its now.
+			{"against the Date header", now.Add(time.Second).Format(http.TimeFormat), now.Add(-time.Second).Format(http.TimeFormat), 2 * time.Second},
+			{"past int64 seconds", "99999999999999999999999", "", 5 * time.Second},
+			{"fractional", "1.5", "", 50 * time.Millisecond},
+			{"zero", "0", "", 50 * time.Millisecond},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				clk := retrytest.NewClockAt(now)
+				h := http.Header{"Retry-After": {tt.value}}
+				if tt.date != "" {
+					h.Set("Date", tt.date)
+				}
+				base := &scripted{steps: []step{{status: 503, header: h}, {status: 200}}}
+				tr := newTransport(t, base, clk, retry.TransportConfig{}, retry.Config{MaxDelay: 5 * time.Second})
+				req, _ := http.NewRequest(http.MethodGet, "http://dep.test/", nil)
+				resp, err := tr.RoundTrip(req)
+				if err != nil || resp.StatusCode != 200 {
+					t.Fatalf("RoundTrip = %v, %v", resp, err)
+				}
+				resp.Body.Close()
+				if got := clk.Sleeps(); len(got) != 1 || got[0] != tt.want {
+					t.Errorf("Retry-After %q: sleeps = %v, want [%v]", tt.value, got, tt.want)
+				}
+			})
+		}
+	})
+	t.Run("past the deadline: the answer at once", func(t *testing.T) {
+		// A hint the deadline cannot accommodate (with a full
+		// AttemptTimeout after it) ends the retries without sleeping; the
+		// caller gets the 429 itself, body intact, as on any give-up on a
+		// status.
+		clk := retrytest.NewClock()
+		base := &scripted{steps: []step{{status: 429, header: http.Header{"Retry-After": {"3"}, "Content-Type": {"text/plain"}}, body: "slow down"}, {status: 200}}}
+		tr := newTransport(t, base, clk, retry.TransportConfig{}, retry.Config{MaxDelay: 5 * time.Second, AttemptTimeout: time.Second})
+		ctx, cancel := context.WithDeadline(context.Background(), clk.Now().Add(3500*time.Millisecond))
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://dep.test/", nil)
+		resp, err := tr.RoundTrip(req)
+		if err != nil || resp.StatusCode != 429 || len(base.seen) != 1 || len(clk.Sleeps()) != 0 {
+			t.Fatalf("RoundTrip = %v, %v after %d attempts, sleeps %v; want the 429 after 1, no sleep", resp, err, len(base.seen), clk.Sleeps())
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != "slow down" {
+			t.Errorf("body = %q, want it intact", b)
+		}
+	})
 	t.Run("http date", func(t *testing.T) {
 		clk := retrytest.NewClockAt(time.Date(2026, 11, 25, 6, 0, 0, 0, time.UTC))
 		date := clk.Now().Add(3 * time.Second).Format(http.TimeFormat)
