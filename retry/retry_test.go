@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sadpath/sadpath/contract"
@@ -857,6 +858,57 @@ func TestBudgetExhaustedIsLogged(t *testing.T) {
 	}
 	if v, ok := mp.attrs["sadpath.retry.give_ups"][0].Value("sadpath.retry.stop_reason"); !ok || v.AsString() != "retry budget exhausted" {
 		t.Errorf("stop_reason attribute = %v", v)
+	}
+}
+
+// TestSpanEventsCarryTheDecision: the otel span events say what was
+// decided, as the log records do: each "retry" event its attempt, delay and
+// error kind, the "retry.give_up" event why it stopped (an empty budget
+// included) and after how many attempts.
+func TestSpanEventsCarryTheDecision(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		budget  retry.Budget
+		retries int
+		reason  string
+	}{
+		{"attempts exhausted", nil, 2, "attempts exhausted"},
+		{"budget exhausted", emptyBudget{}, 0, "retry budget exhausted"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			span := &recordingSpan{}
+			p := constPolicy(t, retrytest.NewClock(), retry.Config{Name: "ledger", Budget: tt.budget, MeterProvider: newFakeMeterProvider()})
+			_, err := retry.Do(trace.ContextWithSpan(context.Background(), span), p, func(context.Context) (int, error) { return 0, unavailable() })
+			if err == nil {
+				t.Fatal("Do succeeded")
+			}
+			span.mu.Lock()
+			defer span.mu.Unlock()
+			if len(span.events) != tt.retries+1 {
+				t.Fatalf("span events %v, want %d retries and a give-up", span.events, tt.retries)
+			}
+			get := func(i int, key string) attribute.Value {
+				for _, kv := range span.eattrs[i] {
+					if string(kv.Key) == key {
+						return kv.Value
+					}
+				}
+				t.Errorf("event %d (%s) has no %s: %v", i, span.events[i], key, span.eattrs[i])
+				return attribute.Value{}
+			}
+			for i := 0; i < tt.retries; i++ {
+				if span.events[i] != "retry" || get(i, "sadpath.retry.attempt").AsInt64() != int64(i+1) ||
+					get(i, "sadpath.retry.delay_ms").AsInt64() != 100 || get(i, "error.type").AsString() != "unavailable" ||
+					get(i, "sadpath.retry.dependency").AsString() != "ledger" {
+					t.Errorf("event %d = %s %v", i, span.events[i], span.eattrs[i])
+				}
+			}
+			last := len(span.events) - 1
+			if span.events[last] != "retry.give_up" || get(last, "sadpath.retry.stop_reason").AsString() != tt.reason ||
+				get(last, "sadpath.retry.attempts").AsInt64() != int64(tt.retries+1) || get(last, "error.type").AsString() != "unavailable" {
+				t.Errorf("give-up event = %s %v; want reason %q", span.events[last], span.eattrs[last], tt.reason)
+			}
+		})
 	}
 }
 
