@@ -27,7 +27,7 @@ var defaultPolicy = func() *Policy {
 // lengthened to a contract.RetryAfter hint and always capped by MaxDelay.
 // Do never sleeps past ctx's deadline nor starts a retry that could not
 // finish before it: it gives up early with StopDeadline. Cancelling ctx
-// ends a wait at once.
+// ends a wait at once, and no attempt starts on a context that is done.
 //
 // On failure Do returns the last value fn returned and an *Error that
 // unwraps to fn's last error. A success at the first attempt allocates
@@ -105,7 +105,13 @@ func loop[T any](ctx context.Context, p *Policy, fn func(context.Context) (T, er
 		if final != nil {
 			return v, final
 		}
-		if serr := p.clock.Sleep(ctx, wait); serr != nil {
+		// A context that ended as the wait did (a tie the Clock may report
+		// either way) must not get an attempt: it could not finish.
+		serr := p.clock.Sleep(ctx, wait)
+		if serr == nil {
+			serr = ctx.Err()
+		}
+		if serr != nil {
 			return v, c.stop(ctx, n, StopContext, err, serr)
 		}
 		if timeouts && p.attemptTimeout > 0 {

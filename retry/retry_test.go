@@ -912,6 +912,57 @@ func TestSpanEventsCarryTheDecision(t *testing.T) {
 	}
 }
 
+// tieClock is a fake clock whose n-th Sleep sees the context end just as
+// its wait does, and reports the wait as completed: the tie the Clock
+// contract leaves open ("whichever comes first"), which the system clock's
+// select resolves either way when the timer and the cancellation are both
+// ready.
+type tieClock struct {
+	*retrytest.Clock
+	n      int
+	cancel context.CancelFunc
+	sleeps int
+}
+
+func (c *tieClock) Sleep(ctx context.Context, d time.Duration) error {
+	err := c.Clock.Sleep(ctx, d)
+	if c.sleeps++; c.sleeps == c.n {
+		c.cancel()
+	}
+	return err
+}
+
+// TestNoAttemptOnAContextThatEndedWithTheWait: when the caller's context
+// ended as a wait did, Do started the next attempt anyway, on a context
+// already done, an attempt that cannot finish: fn ran (a call not checking
+// its context made it for a caller gone) and the attempt was counted. Do
+// now checks the context after every wait and stops with StopContext.
+func TestNoAttemptOnAContextThatEndedWithTheWait(t *testing.T) {
+	for _, timeout := range []time.Duration{0, time.Second} {
+		t.Run("AttemptTimeout "+timeout.String(), func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			clk := &tieClock{Clock: retrytest.NewClock(), n: 2, cancel: cancel}
+			p := constPolicy(t, clk, retry.Config{MaxAttempts: 5, AttemptTimeout: timeout})
+			var started []error // each attempt's context error when it started
+			_, err := retry.Do(ctx, p, func(actx context.Context) (int, error) {
+				started = append(started, actx.Err())
+				return 0, unavailable()
+			})
+			var re *retry.Error
+			if !errors.As(err, &re) || re.Reason != retry.StopContext || !errors.Is(err, context.Canceled) {
+				t.Fatalf("err = %v, want StopContext", err)
+			}
+			if len(started) != 2 || re.Attempts != 2 {
+				t.Errorf("%d attempts started (context errors %v), Attempts %d; want 2: none after the context ended", len(started), started, re.Attempts)
+			}
+			if !errors.Is(re.Cause, contract.ErrUnavailable) {
+				t.Errorf("Cause = %v, want the last failure", re.Cause)
+			}
+		})
+	}
+}
+
 func TestRealClockCancelStopsWaitAtOnce(t *testing.T) {
 	// The one test on the system clock: a 1h wait must end when ctx is
 	// canceled, not when the timer fires.
