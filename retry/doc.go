@@ -70,8 +70,10 @@ Do stops at whichever comes first:
   - the context deadline: a wait is never longer than the time left, and a
     retry is not started unless the deadline leaves, after the wait, a full
     AttemptTimeout (when one is set). Do gives up early with [StopDeadline]
-    instead of sleeping into a deadline it cannot meet;
-  - the context being canceled, which ends a wait at once ([StopContext]).
+    instead of sleeping into a deadline it cannot meet, and checks again
+    when the wait ends, in case it ended late;
+  - the context being canceled, which ends a wait at once ([StopContext]);
+    no attempt starts on a context that is done.
 
 The two time bounds are checked again on a fresh reading of the clock after
 the OnRetry hook has run and the [Transport] has drained the discarded

@@ -114,6 +114,16 @@ func loop[T any](ctx context.Context, p *Policy, fn func(context.Context) (T, er
 		if serr != nil {
 			return v, c.stop(ctx, n, StopContext, err, serr)
 		}
+		// The wait may have ended late (a timer firing late, a host
+		// suspended): the attempt must still have a full AttemptTimeout
+		// before the deadline.
+		if p.reserve > 0 {
+			if dl, ok := ctx.Deadline(); ok {
+				if now := p.clock.Now(); dl.Sub(now) < p.reserve {
+					return v, c.stopAt(ctx, now, n, StopDeadline, err, context.DeadlineExceeded)
+				}
+			}
+		}
 		if timeouts && p.attemptTimeout > 0 {
 			v, err = attemptTimeout(ctx, p, fn)
 		} else {

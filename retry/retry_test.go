@@ -963,6 +963,49 @@ func TestNoAttemptOnAContextThatEndedWithTheWait(t *testing.T) {
 	}
 }
 
+// lateClock is a fake clock whose waits end late by over: a timer firing
+// late on a loaded machine, or a host suspended during the wait.
+type lateClock struct {
+	*retrytest.Clock
+	over time.Duration
+}
+
+func (c *lateClock) Sleep(ctx context.Context, d time.Duration) error {
+	err := c.Clock.Sleep(ctx, d)
+	c.Clock.Advance(c.over)
+	return err
+}
+
+// TestNoAttemptThatCannotFinishAfterALateWait: a retry is granted only if
+// the deadline leaves a full AttemptTimeout after the wait, but that was
+// checked before the wait only. A wait that ended late started the attempt
+// with less than AttemptTimeout left, an attempt the deadline would cut.
+// The deadline is checked again when the wait ends.
+func TestNoAttemptThatCannotFinishAfterALateWait(t *testing.T) {
+	clk := &lateClock{Clock: retrytest.NewClock(), over: 700 * time.Millisecond}
+	p := constPolicy(t, clk, retry.Config{AttemptTimeout: 300 * time.Millisecond, MaxAttempts: 5})
+	dl := clk.Now().Add(time.Second)
+	ctx, cancel := context.WithDeadline(context.Background(), dl)
+	defer cancel()
+	var lefts []time.Duration
+	_, err := retry.Do(ctx, p, func(context.Context) (int, error) {
+		lefts = append(lefts, dl.Sub(clk.Now()))
+		return 0, unavailable()
+	})
+	// t=0 a1 fails; a 100ms wait leaves .9s >= .3s: granted. The wait ends
+	// at .8s: .2s left, less than the 300ms an attempt may take.
+	var re *retry.Error
+	if !errors.As(err, &re) || re.Reason != retry.StopDeadline || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want StopDeadline", err)
+	}
+	if len(lefts) != 1 || re.Attempts != 1 {
+		t.Errorf("attempts started with %v left (Attempts %d); want only the first", lefts, re.Attempts)
+	}
+	if re.Elapsed != 800*time.Millisecond || !errors.Is(re.Cause, contract.ErrUnavailable) {
+		t.Errorf("Elapsed %v, Cause %v; want 800ms and the last failure", re.Elapsed, re.Cause)
+	}
+}
+
 func TestRealClockCancelStopsWaitAtOnce(t *testing.T) {
 	// The one test on the system clock: a 1h wait must end when ctx is
 	// canceled, not when the timer fires.
