@@ -1207,6 +1207,58 @@ func TestTransportBudgetCountsOnlyHealthyAnswers(t *testing.T) {
 	}
 }
 
+// TestTransportBudgetExhausted: when the Budget refuses the retry, the
+// Transport makes no second attempt and hands back what Do would: the last
+// answer itself, body intact, for a status; the *retry.Error with
+// StopBudget, unwrapping to the original failure, for a connection error.
+// Either way the decision is logged as "retry budget exhausted" and counted
+// with that reason.
+func TestTransportBudgetExhausted(t *testing.T) {
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+	for _, tt := range []struct {
+		name string
+		st   step
+	}{
+		{"status", step{status: 503, header: http.Header{"Content-Type": {"text/plain"}}, body: "busy"}},
+		{"connection error", step{err: refused}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			sink, mp := &logSink{}, newFakeMeterProvider()
+			base := &scripted{steps: []step{tt.st, {status: 200}}}
+			tr := newTransport(t, base, retrytest.NewClock(), retry.TransportConfig{},
+				retry.Config{Name: "psp", Budget: emptyBudget{}, Logger: sink.logger(), MeterProvider: mp})
+			req, _ := http.NewRequest(http.MethodGet, "http://dep.test/", nil)
+			resp, err := tr.RoundTrip(req)
+			if len(base.seen) != 1 {
+				t.Fatalf("%d attempts, want 1: the budget refused the retry", len(base.seen))
+			}
+			if tt.st.err == nil {
+				if err != nil || resp == nil || resp.StatusCode != 503 {
+					t.Fatalf("RoundTrip = %v, %v; want the 503", resp, err)
+				}
+				b, rerr := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if rerr != nil || string(b) != "busy" {
+					t.Errorf("body %q, %v; want it intact", b, rerr)
+				}
+			} else if resp != nil || !errors.Is(err, retry.StopBudget) || !errors.Is(err, syscall.ECONNREFUSED) {
+				t.Fatalf("RoundTrip = %v, %v; want StopBudget wrapping the refused dial", resp, err)
+			}
+			recs := sink.records(t)
+			if len(recs) != 1 || recs[0]["msg"] != "retry budget exhausted" || recs[0][logctx.KeyReason] != "retry budget exhausted" {
+				t.Errorf("records = %v; want the budget decision", recs)
+			}
+			mp.mu.Lock()
+			defer mp.mu.Unlock()
+			if g := mp.attrs["sadpath.retry.give_ups"]; len(g) != 1 {
+				t.Errorf("give_ups recorded %d times, want 1", len(g))
+			} else if v, _ := g[0].Value("sadpath.retry.stop_reason"); v.AsString() != "retry budget exhausted" {
+				t.Errorf("stop_reason = %q", v.AsString())
+			}
+		})
+	}
+}
+
 // TestTransportOneAttemptReportsToTheBudget: a request that gets one
 // attempt (a POST without key) never reached the Budget, so a RatioBudget
 // shared by a mostly-POST client counted a fraction of its calls, and a
