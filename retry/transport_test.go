@@ -528,6 +528,29 @@ func TestTransportKeyKeptWithResendCountHeader(t *testing.T) {
 	}
 }
 
+// TestTransportGetBodyFailureStops: a body that cannot be rewound for a
+// retry must end the retries, never send the retry with the first
+// attempt's spent body (an empty PUT would overwrite the document). The
+// caller gets a *retry.Error wrapping GetBody's error, and the discarded
+// answer is closed.
+func TestTransportGetBodyFailureStops(t *testing.T) {
+	errRewind := errors.New("spool file gone")
+	base := &scripted{steps: []step{{status: 503, body: "busy"}, {status: 200}}}
+	tr := newTransport(t, base, retrytest.NewClock(), retry.TransportConfig{}, retry.Config{})
+	req, _ := http.NewRequest(http.MethodPut, "http://dep.test/doc", strings.NewReader("v2"))
+	req.GetBody = func() (io.ReadCloser, error) { return nil, errRewind }
+	resp, err := tr.RoundTrip(req)
+	if resp != nil || !errors.Is(err, errRewind) || !errors.Is(err, retry.StopPermanent) {
+		t.Fatalf("RoundTrip = %v, %v; want a StopPermanent *retry.Error wrapping GetBody's error", resp, err)
+	}
+	if len(base.seen) != 1 || base.seen[0].body != "v2" {
+		t.Errorf("%d attempts sent (%v); want only the first, with its body", len(base.seen), base.seen)
+	}
+	if !base.bodies[0].closed.Load() {
+		t.Error("the discarded 503 was not closed")
+	}
+}
+
 func TestTransportGivesUp(t *testing.T) {
 	t.Run("on a status: the last response, body intact", func(t *testing.T) {
 		clk := retrytest.NewClock()
