@@ -551,6 +551,24 @@ func TestTransportGetBodyFailureStops(t *testing.T) {
 	}
 }
 
+// TestTransportDrainIsBounded: a discarded answer is drained so its
+// connection can be reused, but only so far: a large (or endless) error
+// body is closed after 64 KiB rather than read to its end before the retry.
+func TestTransportDrainIsBounded(t *testing.T) {
+	const size = 1 << 20
+	base := &scripted{steps: []step{{status: 503, header: http.Header{"Content-Type": {"text/html"}}, body: strings.Repeat("x", size)}, {status: 200}}}
+	tr := newTransport(t, base, retrytest.NewClock(), retry.TransportConfig{}, retry.Config{})
+	req, _ := http.NewRequest(http.MethodGet, "http://dep.test/", nil)
+	resp, err := tr.RoundTrip(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("RoundTrip = %v, %v", resp, err)
+	}
+	resp.Body.Close()
+	if b := base.bodies[0]; !b.closed.Load() || b.read.Load() > 64<<10 {
+		t.Errorf("discarded 1 MiB body: closed %v after reading %d bytes; want closed after at most 64 KiB", b.closed.Load(), b.read.Load())
+	}
+}
+
 func TestTransportGivesUp(t *testing.T) {
 	t.Run("on a status: the last response, body intact", func(t *testing.T) {
 		clk := retrytest.NewClock()
