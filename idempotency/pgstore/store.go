@@ -65,9 +65,24 @@ type Config struct {
 
 	// TxOptions are the options of the transactions DoTx begins (isolation
 	// level, …). The zero value is the server's default (READ COMMITTED).
-	// IsoLevel must be empty or one of pgx's four levels, and AccessMode
-	// must not be pgx.ReadOnly: DoTx writes the completed record in the
-	// transaction, so every DoTx would fail.
+	// IsoLevel must be empty or one of pgx's four levels, DeferrableMode
+	// empty or one of pgx's two modes, and AccessMode empty or
+	// pgx.ReadWrite: DoTx writes the completed record in the transaction,
+	// so in a read-only one every DoTx would fail (with a retryable
+	// pgstore.read_only error, as if the server were a standby).
+	//
+	// BeginQuery, when set, replaces the modes (pgx ignores them), so it
+	// must not be combined with them. New refuses a BeginQuery that does
+	// not start with BEGIN or START TRANSACTION (fn's writes would commit
+	// one by one, outside the transaction of the completed record, and a
+	// retried DoTx would repeat them), that mentions READ ONLY or a
+	// *read_only setting anywhere outside comments and literals, or that
+	// ends the transaction it began (a later statement starting with
+	// COMMIT, END, ROLLBACK, ABORT or PREPARE TRANSACTION). CommitQuery
+	// must be empty or COMMIT (or END), optionally followed by WORK or
+	// TRANSACTION: a statement that does not commit would have DoTx report
+	// success for writes that are rolled back when the connection returns
+	// to the pool.
 	TxOptions pgx.TxOptions
 
 	// Logger receives store failures, refused stale owners and DoTx's
@@ -137,13 +152,8 @@ func New(cfg Config) (*Store, error) {
 	case cfg.TxRetention < cfg.TxLease:
 		return nil, invalidConfig("TxRetention", fmt.Sprintf("must be >= TxLease (%v), got %v", cfg.TxLease, cfg.TxRetention))
 	}
-	switch cfg.TxOptions.IsoLevel {
-	case "", pgx.Serializable, pgx.RepeatableRead, pgx.ReadCommitted, pgx.ReadUncommitted:
-	default:
-		return nil, invalidConfig("TxOptions", fmt.Sprintf("IsoLevel must be empty or one of pgx's isolation levels, got %q", cfg.TxOptions.IsoLevel))
-	}
-	if cfg.TxOptions.AccessMode == pgx.ReadOnly {
-		return nil, invalidConfig("TxOptions", "AccessMode must not be read only: DoTx writes the completed record in the transaction")
+	if err := checkTxOptions(cfg.TxOptions); err != nil {
+		return nil, err
 	}
 	s := &Store{
 		pool: cfg.Pool, schema: cfg.Schema, table: cfg.Table,
