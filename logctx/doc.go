@@ -113,11 +113,15 @@ Handler rewrites attributes before passing them on:
     sometimes fewer. NoCardScan turns this off.
   - Containers: [net/http.Header] (or a pointer to one),
     map[string][]string, [net/url.Values] and map[string]string are
-    redacted key by key (a copy: the caller's map is untouched); slices of
-    them ([]http.Header) are not walked; a map[string]any or []any (a
-    decoded JSON body) is walked like a group, nested maps and slices
-    included (to a depth of 32, what lies deeper is replaced, as is a
-    map or slice inside itself, where it recurs): values
+    redacted key by key (a copy: the caller's map is untouched); a
+    map[string]any or []any (a decoded JSON body) is walked like a group,
+    nested maps and slices included (to a depth of 32, what lies deeper is
+    replaced, as is a map or slice inside itself, where it recurs), and so
+    are slices, arrays and string-keyed maps of the values this list names
+    ([]http.Header, []map[string]any, []*http.Request, []url.URL,
+    map[string]*url.URL, [][]any…), of errors, of LogValuers and of
+    interfaces, which are written as a []any or a map[string]any when an
+    element changes: values
     under secret keys are replaced, card numbers masked, and LogValuers
     resolved, a group they return becoming a map; a
     [*net/http.Request] is written as method, path (no query) and

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/sadpath/sadpath/internal/urlerr"
 )
@@ -260,10 +261,20 @@ func (r *redactor) group(as []slog.Attr) ([]slog.Attr, bool) {
 // it has no String method), a URL's user information on its own, cookies
 // by pointer or value (as their Set-Cookie form with the value redacted),
 // map[string]any and []any (a decoded JSON body) at every level, card
-// numbers in a []byte or a json.RawMessage, and those URLs and card
-// numbers in error texts (see error). Other KindAny values are passed on
-// as they are: give types that hold secrets a LogValue method.
+// numbers in a []byte or a json.RawMessage, those URLs and card numbers
+// in error texts (see error), and slices, arrays and string-keyed maps of
+// any of these, of errors, of LogValuers or of interfaces ([]http.Header,
+// []*http.Request, map[string]*url.URL: see walkable), walked like a
+// []any. Other KindAny values are passed on as they are: give types that
+// hold secrets a LogValue method.
 func (r *redactor) any(v any) (slog.Value, bool) {
+	return r.anyAt(v, nil)
+}
+
+// anyAt is any for a value found inside the maps and slices on path (nil
+// for a value on its own), so that a walk that goes through containers of
+// every kind keeps one depth bound and one cycle check.
+func (r *redactor) anyAt(v any, path []walkID) (slog.Value, bool) {
 	switch x := v.(type) {
 	case http.Header:
 		if m, ok := r.header(x); ok {
@@ -383,8 +394,163 @@ func (r *redactor) any(v any) (slog.Value, bool) {
 		if x != nil {
 			return r.error(x)
 		}
+	default:
+		// A slice, array or string-keyed map of the above ([]http.Header,
+		// []*http.Request, map[string]*url.URL): walked like a []any.
+		if t := reflect.TypeOf(v); t != nil && containerKind(t.Kind()) && walkable(t, 0) {
+			var buf [maxWalkDepth + 1]walkID
+			if path == nil {
+				path = buf[:0]
+			}
+			if w, ok := r.reflectElem(reflect.ValueOf(v), path); ok {
+				return slog.AnyValue(w), true
+			}
+		}
 	}
 	return slog.Value{}, false
+}
+
+// reflectItem redacts an element of a container reflectElem walks, as
+// anyElem does, without boxing the elements that would cost an allocation
+// each (a nested slice, a []byte) unless they change.
+func (r *redactor) reflectItem(ev reflect.Value, path []walkID) (any, bool) {
+	t := ev.Type()
+	switch {
+	case t == anySliceType && ev.CanAddr():
+		return r.anySliceElem(*(*[]any)(ev.Addr().UnsafePointer()), path)
+	case t == bytesType || t == rawMessageType:
+		if !r.scanPAN {
+			return nil, false
+		}
+		if _, ok := maskPANs(ev.Bytes()); !ok {
+			return nil, false
+		}
+	case containerKind(t.Kind()) && !slices.Contains(redactedTypes, t) && !t.Implements(logValuerType) && !t.Implements(errorType):
+		return r.reflectElem(ev, path)
+	}
+	return r.anyElem(ev.Interface(), path)
+}
+
+func containerKind(k reflect.Kind) bool {
+	return k == reflect.Slice || k == reflect.Array || k == reflect.Map
+}
+
+// Types that any redacts, or may when they hold a secret.
+var (
+	logValuerType  = reflect.TypeFor[slog.LogValuer]()
+	errorType      = reflect.TypeFor[error]()
+	anySliceType   = reflect.TypeFor[[]any]()
+	bytesType      = reflect.TypeFor[[]byte]()
+	rawMessageType = reflect.TypeFor[json.RawMessage]()
+	redactedTypes  = []reflect.Type{
+		reflect.TypeFor[http.Header](), reflect.TypeFor[*http.Header](),
+		reflect.TypeFor[map[string][]string](), reflect.TypeFor[url.Values](),
+		reflect.TypeFor[map[string]string](), reflect.TypeFor[[]byte](),
+		reflect.TypeFor[json.RawMessage](), reflect.TypeFor[map[string]any](),
+		reflect.TypeFor[[]any](), reflect.TypeFor[*http.Request](),
+		reflect.TypeFor[*http.Response](), reflect.TypeFor[http.Request](),
+		reflect.TypeFor[http.Response](), reflect.TypeFor[*url.URL](),
+		reflect.TypeFor[url.URL](), reflect.TypeFor[*http.Cookie](),
+		reflect.TypeFor[http.Cookie](), reflect.TypeFor[[]*http.Cookie](),
+		reflect.TypeFor[*url.Userinfo](),
+	}
+)
+
+// maxTypeDepth bounds walkable's descent into element types: a type that
+// contains itself (type L []L) is not walked.
+const maxTypeDepth = 8
+
+// walkable reports whether a value of type t may hold something the
+// redactor rewrites: one of the types any redacts, an interface (which
+// may hold one), a LogValuer or an error, or a slice, array or
+// string-keyed map of walkable elements. It does not allocate.
+func walkable(t reflect.Type, depth int) bool {
+	if depth > maxTypeDepth {
+		return false
+	}
+	if t.Kind() == reflect.Interface || slices.Contains(redactedTypes, t) || t.Implements(logValuerType) || t.Implements(errorType) {
+		return true
+	}
+	switch t.Kind() {
+	case reflect.Slice, reflect.Array:
+		return walkable(t.Elem(), depth+1)
+	case reflect.Map:
+		return t.Key().Kind() == reflect.String && walkable(t.Elem(), depth+1)
+	}
+	return false
+}
+
+// reflectElem walks a slice, array or string-keyed map of walkable
+// elements (see walkable) found on path: each element is redacted as an
+// element of a []any is, and the value under a secret map key replaced. It
+// returns a []any (slices and arrays) or a map[string]any, built only
+// when an element changes; a nil slice or map is left as it is. A value
+// deeper than maxWalkDepth, or a slice or map already on the path, is
+// replaced.
+func (r *redactor) reflectElem(rv reflect.Value, path []walkID) (any, bool) {
+	if len(path) >= maxWalkDepth+1 {
+		return r.redacted.String(), true
+	}
+	switch rv.Kind() {
+	case reflect.Slice:
+		if rv.IsNil() {
+			return nil, false
+		}
+		if rv.Len() > 0 {
+			id := walkID{s: rv.Pointer(), n: rv.Len()}
+			if slices.Contains(path, id) {
+				return r.redacted.String(), true
+			}
+			path = append(path, id)
+		}
+	case reflect.Array:
+		// A value: it cannot contain itself, but counts as a level.
+		path = append(path, walkID{})
+	case reflect.Map:
+		if rv.IsNil() {
+			return nil, false
+		}
+		id := walkID{m: rv.Pointer()}
+		if slices.Contains(path, id) {
+			return r.redacted.String(), true
+		}
+		path = append(path, id)
+		var out map[string]any
+		it := rv.MapRange()
+		for it.Next() {
+			k := it.Key().String()
+			var v2 any
+			var ch bool
+			if r.secretKey(k) {
+				v2, ch = r.redacted.String(), true
+			} else {
+				v2, ch = r.reflectItem(it.Value(), path)
+			}
+			if ch {
+				if out == nil {
+					out = make(map[string]any, rv.Len())
+					for it2 := rv.MapRange(); it2.Next(); {
+						out[it2.Key().String()] = it2.Value().Interface()
+					}
+				}
+				out[k] = v2
+			}
+		}
+		return out, out != nil
+	}
+	var out []any
+	for i := range rv.Len() {
+		if v2, ch := r.reflectItem(rv.Index(i), path); ch {
+			if out == nil {
+				out = make([]any, rv.Len())
+				for j := range out {
+					out[j] = rv.Index(j).Interface()
+				}
+			}
+			out[i] = v2
+		}
+	}
+	return out, out != nil
 }
 
 // maxWalkDepth bounds the walk of nested maps and slices: what lies
@@ -394,9 +560,9 @@ const maxWalkDepth = 32
 // walkID identifies a map (by its pointer) or a non-empty slice (by its
 // first element and length) on the path being walked.
 type walkID struct {
-	m uintptr
-	s *any
-	n int
+	m uintptr // a map
+	s uintptr // a slice's first element
+	n int     // and its length
 }
 
 // anyMap redacts a map[string]any as a group is, at every level: a value
@@ -428,7 +594,7 @@ func (r *redactor) anyMap(m map[string]any, path []walkID) (map[string]any, bool
 // changes. path is as for anyMap.
 func (r *redactor) anySlice(l []any, path []walkID) ([]any, bool) {
 	if len(l) > 0 {
-		path = append(path, walkID{s: &l[0], n: len(l)})
+		path = append(path, walkID{s: uintptr(unsafe.Pointer(&l[0])), n: len(l)})
 	}
 	var out []any
 	for i, v := range l {
@@ -464,10 +630,7 @@ func (r *redactor) anyElem(v any, path []walkID) (any, bool) {
 		}
 		return v, false
 	case []any:
-		if len(path) >= maxWalkDepth+1 || (len(x) > 0 && slices.Contains(path, walkID{s: &x[0], n: len(x)})) {
-			return r.redacted.String(), true
-		}
-		if l, ok := r.anySlice(x, path); ok {
+		if l, ok := r.anySliceElem(x, path); ok {
 			return l, true
 		}
 		return v, false
@@ -488,7 +651,7 @@ func (r *redactor) anyElem(v any, path []walkID) (any, bool) {
 		}
 		return w, true
 	}
-	if rv, ok := r.any(v); ok {
+	if rv, ok := r.anyAt(v, path); ok {
 		if rv.Kind() == slog.KindGroup {
 			// A request or response: a map is printed, an []slog.Attr
 			// would be marshalled as {"Key":…,"Value":{}}.
@@ -497,6 +660,17 @@ func (r *redactor) anyElem(v any, path []walkID) (any, bool) {
 		return rv.Any(), true
 	}
 	return v, false
+}
+
+// anySliceElem is anyElem for a []any.
+func (r *redactor) anySliceElem(x []any, path []walkID) (any, bool) {
+	if len(path) >= maxWalkDepth+1 || (len(x) > 0 && slices.Contains(path, walkID{s: uintptr(unsafe.Pointer(&x[0])), n: len(x)})) {
+		return r.redacted.String(), true
+	}
+	if l, ok := r.anySlice(x, path); ok {
+		return l, true
+	}
+	return nil, false
 }
 
 // groupMap returns the attrs of a group as a map[string]any, nested groups
