@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode"
+	"unsafe"
 
 	"go.opentelemetry.io/otel/metric"
 
@@ -385,7 +386,9 @@ func errResultNotStored(detail string) *contract.Error {
 //     siblings even ignoring case, nothing with its own MarshalJSON or
 //     MarshalText, no json.Number — and the encoding replaced no invalid
 //     UTF-8, fn's value is that decoded value already, so it is kept at
-//     completion and not even the first replay decodes.
+//     completion and not even the first replay decodes. Its strings are
+//     copied then (one allocation): a string cut from a larger one would
+//     otherwise hold all of it, beyond what MemoryConfig.MaxBytes counts.
 //
 // Other types, codecs and stores decode every replay. Either way every
 // caller gets a value of its own.
@@ -413,7 +416,9 @@ func Do[T any](ctx context.Context, e *Executor, key Key, fingerprint string, fn
 			if e.storeError != nil && ctx.Err() == nil && e.storeError(ferr) {
 				res, se := encodeError(ferr)
 				if seeding && exactJSONBytes(res.Body) {
-					seed = box(se)
+					bx := newBoxed(se)
+					detachStrings(&bx.val)
+					seed = &bx.m
 				}
 				return res, true, ferr
 			}
@@ -441,6 +446,7 @@ func Do[T any](ctx context.Context, e *Executor, key Key, fingerprint string, fn
 			return res, true, contract.Wrap(contract.KindInternal, "idempotency.do", merr).WithCode("idempotency.encode")
 		}
 		if bx != nil && exactJSONBytes(b) {
+			detachStrings(&bx.val)
 			seed = &bx.m
 		}
 		return Result{Body: b}, true, nil
@@ -527,8 +533,12 @@ var (
 	jsonNumberType      = reflect.TypeFor[json.Number]()
 )
 
-// facts are what replays need to know of a type, worked out once per type.
-type facts struct{ plain, exact bool }
+// facts are what replays need to know of a type, worked out once per type:
+// for a plain type, strs holds the offsets of its strings.
+type facts struct {
+	plain, exact bool
+	strs         []uintptr
+}
 
 func factsOf(t reflect.Type) facts {
 	if f, ok := typeFacts.Load(t); ok {
@@ -536,8 +546,59 @@ func factsOf(t reflect.Type) facts {
 	}
 	f := facts{plain: isPlain(t)}
 	f.exact = f.plain && isExact(t)
+	if f.plain {
+		f.strs = stringOffsets(t, 0, nil)
+	}
 	typeFacts.Store(t, f)
 	return f
+}
+
+// stringOffsets appends to offs the offsets of the strings in a value of
+// the plain type t that starts at offset base.
+func stringOffsets(t reflect.Type, base uintptr, offs []uintptr) []uintptr {
+	switch t.Kind() {
+	case reflect.String:
+		offs = append(offs, base)
+	case reflect.Array:
+		if n := len(stringOffsets(t.Elem(), 0, nil)); n > 0 {
+			for i := range t.Len() {
+				offs = stringOffsets(t.Elem(), base+uintptr(i)*t.Elem().Size(), offs)
+			}
+		}
+	case reflect.Struct:
+		for i := range t.NumField() {
+			f := t.Field(i)
+			offs = stringOffsets(f.Type, base+f.Offset, offs)
+		}
+	}
+	return offs
+}
+
+// detachStrings copies the strings of the plain value *p into one
+// allocation of their total size, when it has any. A value memoized at
+// completion is fn's own, whose strings may be cut from a much larger one
+// (a response read whole, an id sliced from a document): kept as they
+// are, they would hold all of it for as long as the record, unseen by the
+// MemoryStore's MaxBytes, which counts the strings' own bytes.
+func detachStrings[T any](p *T) {
+	offs := factsOf(reflect.TypeFor[T]()).strs
+	total := 0
+	for _, o := range offs {
+		total += len(*(*string)(unsafe.Add(unsafe.Pointer(p), o)))
+	}
+	if total == 0 {
+		return
+	}
+	buf := make([]byte, 0, total)
+	for _, o := range offs {
+		sp := (*string)(unsafe.Add(unsafe.Pointer(p), o))
+		if len(*sp) == 0 {
+			continue
+		}
+		start := len(buf)
+		buf = append(buf, *sp...)
+		*sp = unsafe.String(&buf[start], len(*sp))
+	}
 }
 
 // plainType reports whether a decoded value of type t may be memoized and

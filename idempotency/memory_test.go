@@ -515,6 +515,45 @@ func TestMemoryStoreBytesTrackHeapThroughDoAndMiddleware(t *testing.T) {
 				}
 			}
 		}},
+		// The value's strings are cut from a larger one (an upstream
+		// response read whole, an id sliced from a document): the memo
+		// seeded at completion must hold them, not the whole text.
+		{"Do, strings cut from 8 KiB", 1_000, func(s *idempotency.MemoryStore) func(int) {
+			ex, err := idempotency.New(idempotency.Config{Store: s, Heartbeat: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return func(i int) {
+				k := key(i)
+				for range 3 {
+					if _, err := idempotency.Do(context.Background(), ex, k, idempotency.Fingerprint([]byte(k.Key)), func(context.Context) (document, error) {
+						resp := strings.Clone(text)
+						return document{ID: resp[:8], Text: resp[100:160]}, nil
+					}); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+		}},
+		// The same for a stored error's detail (Config.StoreError).
+		{"Do, stored error detail cut from 8 KiB", 1_000, func(s *idempotency.MemoryStore) func(int) {
+			ex, err := idempotency.New(idempotency.Config{Store: s, Heartbeat: -1, StoreError: func(error) bool { return true }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return func(i int) {
+				k := key(i)
+				for range 3 {
+					_, err := idempotency.Do(context.Background(), ex, k, idempotency.Fingerprint([]byte(k.Key)), func(context.Context) (document, error) {
+						resp := strings.Clone(text)
+						return document{}, contract.New(contract.KindInvalid, "upstream", resp[:60]).WithCode(resp[60:68])
+					})
+					if !errors.Is(err, contract.ErrInvalid) {
+						t.Fatal(err)
+					}
+				}
+			}
+		}},
 		// A type Do does not seed (its JSON is not exact: the tag drops a
 		// field), so the memo is decoded at the second replay.
 		{"Do, 8 KiB strings, decoded", 1_000, func(s *idempotency.MemoryStore) func(int) {
