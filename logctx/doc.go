@@ -121,7 +121,10 @@ Handler rewrites attributes before passing them on:
     ([]http.Header, []map[string]any, []*http.Request, []url.URL,
     map[string]*url.URL, [][]any…), of errors, of LogValuers and of
     interfaces, which are written as a []any or a map[string]any when an
-    element changes: values
+    element changes; every other string-keyed map (map[string]int, a
+    named map[string]string) has the values under its secret keys
+    replaced, and a pointer to a map or slice is redacted as what it
+    points to: values
     under secret keys are replaced, card numbers masked, and LogValuers
     resolved, a group they return becoming a map; a
     [*net/http.Request] is written as method, path (no query) and

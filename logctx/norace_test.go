@@ -73,6 +73,8 @@ func TestHandlerPlainSlicesNoExtraAllocs(t *testing.T) {
 		"strings": []string{"a", "b"},
 		"array":   [4]float64{1, 2, 3, 4},
 		"map":     map[string]int{"a": 1},
+		"labels":  labels{"env": "prod", "team": "payments"},
+		"pointer": &map[string]any{"n": 1.0},
 		"struct":  point{1, 2, "p"},
 		"structs": []point{{1, 2, "p"}},
 		"headers": []http.Header{{"Accept": {"text/plain"}}, {"Content-Type": {"application/json"}}},

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"unsafe"
 
 	"github.com/sadpath/sadpath/internal/urlerr"
@@ -262,11 +263,12 @@ func (r *redactor) group(as []slog.Attr) ([]slog.Attr, bool) {
 // by pointer or value (as their Set-Cookie form with the value redacted),
 // map[string]any and []any (a decoded JSON body) at every level, card
 // numbers in a []byte or a json.RawMessage, those URLs and card numbers
-// in error texts (see error), and slices, arrays and string-keyed maps of
+// in error texts (see error), slices, arrays and string-keyed maps of
 // any of these, of errors, of LogValuers or of interfaces ([]http.Header,
 // []*http.Request, map[string]*url.URL: see walkable), walked like a
-// []any. Other KindAny values are passed on as they are: give types that
-// hold secrets a LogValue method.
+// []any, the secret keys of any other string-keyed map, and pointers to
+// those maps and slices. Other KindAny values are passed on as they are:
+// give types that hold secrets a LogValue method.
 func (r *redactor) any(v any) (slog.Value, bool) {
 	return r.anyAt(v, nil)
 }
@@ -397,7 +399,7 @@ func (r *redactor) anyAt(v any, path []walkID) (slog.Value, bool) {
 	default:
 		// A slice, array or string-keyed map of the above ([]http.Header,
 		// []*http.Request, map[string]*url.URL): walked like a []any.
-		if t := reflect.TypeOf(v); t != nil && containerKind(t.Kind()) && walkable(t, 0) {
+		if t := reflect.TypeOf(v); t != nil && (containerKind(t.Kind()) || t.Kind() == reflect.Pointer) && walkable(t, 0) {
 			var buf [maxWalkDepth + 1]walkID
 			if path == nil {
 				path = buf[:0]
@@ -431,6 +433,31 @@ func (r *redactor) reflectItem(ev reflect.Value, path []walkID) (any, bool) {
 	return r.anyElem(ev.Interface(), path)
 }
 
+// mapKeys walks the keys of a string-keyed map: key returns the key at
+// it. For a map[string]T it reads the key into a pooled string without
+// allocating (MapIter.Key copies each key to the heap); a named key type,
+// which cannot be assigned to a string, takes that copy.
+type mapKeys struct {
+	s string
+	v reflect.Value // s, settable
+}
+
+var mapKeysPool = sync.Pool{New: func() any {
+	k := new(mapKeys)
+	k.v = reflect.ValueOf(&k.s).Elem()
+	return k
+}}
+
+func (k *mapKeys) key(it *reflect.MapIter, plain bool) string {
+	if !plain {
+		return it.Key().String()
+	}
+	k.v.SetIterKey(it)
+	s := k.s
+	k.s = ""
+	return s
+}
+
 func containerKind(k reflect.Kind) bool {
 	return k == reflect.Slice || k == reflect.Array || k == reflect.Map
 }
@@ -440,6 +467,7 @@ var (
 	logValuerType  = reflect.TypeFor[slog.LogValuer]()
 	errorType      = reflect.TypeFor[error]()
 	anySliceType   = reflect.TypeFor[[]any]()
+	stringType     = reflect.TypeFor[string]()
 	bytesType      = reflect.TypeFor[[]byte]()
 	rawMessageType = reflect.TypeFor[json.RawMessage]()
 	redactedTypes  = []reflect.Type{
@@ -462,8 +490,9 @@ const maxTypeDepth = 8
 
 // walkable reports whether a value of type t may hold something the
 // redactor rewrites: one of the types any redacts, an interface (which
-// may hold one), a LogValuer or an error, or a slice, array or
-// string-keyed map of walkable elements. It does not allocate.
+// may hold one), a LogValuer or an error, a slice or array of walkable
+// elements, a string-keyed map (its keys may be secret), or a pointer to
+// a walkable map, slice or array. It does not allocate.
 func walkable(t reflect.Type, depth int) bool {
 	if depth > maxTypeDepth {
 		return false
@@ -475,13 +504,18 @@ func walkable(t reflect.Type, depth int) bool {
 	case reflect.Slice, reflect.Array:
 		return walkable(t.Elem(), depth+1)
 	case reflect.Map:
-		return t.Key().Kind() == reflect.String && walkable(t.Elem(), depth+1)
+		// Its keys may be secret, whatever its values.
+		return t.Key().Kind() == reflect.String
+	case reflect.Pointer:
+		// A pointer to a map or slice: handlers print what it points to.
+		k := t.Elem().Kind()
+		return containerKind(k) && walkable(t.Elem(), depth+1)
 	}
 	return false
 }
 
-// reflectElem walks a slice, array or string-keyed map of walkable
-// elements (see walkable) found on path: each element is redacted as an
+// reflectElem walks a walkable slice, array, string-keyed map or pointer
+// to one (see walkable) found on path: each element is redacted as an
 // element of a []any is, and the value under a secret map key replaced. It
 // returns a []any (slices and arrays) or a map[string]any, built only
 // when an element changes; a nil slice or map is left as it is. A value
@@ -506,6 +540,15 @@ func (r *redactor) reflectElem(rv reflect.Value, path []walkID) (any, bool) {
 	case reflect.Array:
 		// A value: it cannot contain itself, but counts as a level.
 		path = append(path, walkID{})
+	case reflect.Pointer:
+		// Written as what it points to, when that changes.
+		if rv.IsNil() {
+			return nil, false
+		}
+		if e := rv.Elem(); slices.Contains(redactedTypes, e.Type()) {
+			return r.anyElem(e.Interface(), path)
+		}
+		return r.reflectElem(rv.Elem(), path)
 	case reflect.Map:
 		if rv.IsNil() {
 			return nil, false
@@ -515,15 +558,20 @@ func (r *redactor) reflectElem(rv reflect.Value, path []walkID) (any, bool) {
 			return r.redacted.String(), true
 		}
 		path = append(path, id)
+		walkValues := walkable(rv.Type().Elem(), 0)
+		keys := mapKeysPool.Get().(*mapKeys)
+		defer mapKeysPool.Put(keys)
+		plainKeys := rv.Type().Key() == stringType
 		var out map[string]any
-		it := rv.MapRange()
+		var it reflect.MapIter
+		it.Reset(rv)
 		for it.Next() {
-			k := it.Key().String()
+			k := keys.key(&it, plainKeys)
 			var v2 any
 			var ch bool
 			if r.secretKey(k) {
 				v2, ch = r.redacted.String(), true
-			} else {
+			} else if walkValues {
 				v2, ch = r.reflectItem(it.Value(), path)
 			}
 			if ch {
