@@ -102,7 +102,8 @@ Handler rewrites attributes before passing them on:
   - Card numbers: 13 to 19 digits, contiguous or in groups separated by
     single spaces or dashes, not glued to letters, that pass the Luhn
     check, are masked to their last four digits wherever they appear in a
-    string value, in a []byte (which stays a []byte), in a
+    string value (of any string type, and in a []string, an array or map
+    of strings), in a []byte (which stays a []byte), in a
     [encoding/json.RawMessage] (which stays inline JSON when still valid,
     else becomes a string), in an error's text,
     in the message and in the entity id ("4111 1111 1111 1111" becomes

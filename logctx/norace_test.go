@@ -74,6 +74,8 @@ func TestHandlerPlainSlicesNoExtraAllocs(t *testing.T) {
 		"array":   [4]float64{1, 2, 3, 4},
 		"map":     map[string]int{"a": 1},
 		"labels":  labels{"env": "prod", "team": "payments"},
+		"named":   []cardNumber{"not a card", "1234"},
+		"texts":   [2]string{"a", "b"},
 		"pointer": &map[string]any{"n": 1.0},
 		"struct":  point{1, 2, "p"},
 		"structs": []point{{1, 2, "p"}},

@@ -266,8 +266,10 @@ func (r *redactor) group(as []slog.Attr) ([]slog.Attr, bool) {
 // in error texts (see error), slices, arrays and string-keyed maps of
 // any of these, of errors, of LogValuers or of interfaces ([]http.Header,
 // []*http.Request, map[string]*url.URL: see walkable), walked like a
-// []any, the secret keys of any other string-keyed map, and pointers to
-// those maps and slices. Other KindAny values are passed on as they are:
+// []any, the secret keys of any other string-keyed map, pointers to
+// those maps and slices, and card numbers in strings of a named type and
+// in slices, arrays and maps of strings. Other KindAny values are passed
+// on as they are:
 // give types that hold secrets a LogValue method.
 func (r *redactor) any(v any) (slog.Value, bool) {
 	return r.anyAt(v, nil)
@@ -399,7 +401,17 @@ func (r *redactor) anyAt(v any, path []walkID) (slog.Value, bool) {
 	default:
 		// A slice, array or string-keyed map of the above ([]http.Header,
 		// []*http.Request, map[string]*url.URL): walked like a []any.
-		if t := reflect.TypeOf(v); t != nil && (containerKind(t.Kind()) || t.Kind() == reflect.Pointer) && walkable(t, 0) {
+		t := reflect.TypeOf(v)
+		if t != nil && t.Kind() == reflect.String {
+			// A string of a named type (type CardNumber string).
+			if r.scanPAN {
+				if s, ok := maskPANs(reflect.ValueOf(v).String()); ok {
+					return slog.StringValue(s), true
+				}
+			}
+			return slog.Value{}, false
+		}
+		if t != nil && (containerKind(t.Kind()) || t.Kind() == reflect.Pointer) && walkable(t, 0) {
 			var buf [maxWalkDepth + 1]walkID
 			if path == nil {
 				path = buf[:0]
@@ -418,6 +430,13 @@ func (r *redactor) anyAt(v any, path []walkID) (slog.Value, bool) {
 func (r *redactor) reflectItem(ev reflect.Value, path []walkID) (any, bool) {
 	t := ev.Type()
 	switch {
+	case t.Kind() == reflect.String:
+		if r.scanPAN {
+			if s, ok := maskPANs(ev.String()); ok {
+				return s, true
+			}
+		}
+		return nil, false
 	case t == anySliceType && ev.CanAddr():
 		return r.anySliceElem(*(*[]any)(ev.Addr().UnsafePointer()), path)
 	case t == bytesType || t == rawMessageType:
@@ -438,21 +457,29 @@ func (r *redactor) reflectItem(ev reflect.Value, path []walkID) (any, bool) {
 // allocating (MapIter.Key copies each key to the heap); a named key type,
 // which cannot be assigned to a string, takes that copy.
 type mapKeys struct {
-	s string
-	v reflect.Value // s, settable
+	s, e   string
+	sv, ev reflect.Value // s and e, settable
 }
 
 var mapKeysPool = sync.Pool{New: func() any {
 	k := new(mapKeys)
-	k.v = reflect.ValueOf(&k.s).Elem()
+	k.sv, k.ev = reflect.ValueOf(&k.s).Elem(), reflect.ValueOf(&k.e).Elem()
 	return k
 }}
+
+// elem returns the value at it of a map[…]string, read as key reads a key.
+func (k *mapKeys) elem(it *reflect.MapIter) string {
+	k.ev.SetIterValue(it)
+	s := k.e
+	k.e = ""
+	return s
+}
 
 func (k *mapKeys) key(it *reflect.MapIter, plain bool) string {
 	if !plain {
 		return it.Key().String()
 	}
-	k.v.SetIterKey(it)
+	k.sv.SetIterKey(it)
 	s := k.s
 	k.s = ""
 	return s
@@ -490,14 +517,15 @@ const maxTypeDepth = 8
 
 // walkable reports whether a value of type t may hold something the
 // redactor rewrites: one of the types any redacts, an interface (which
-// may hold one), a LogValuer or an error, a slice or array of walkable
+// may hold one), a LogValuer, an error, a string (a card number may be in
+// it), a slice or array of walkable
 // elements, a string-keyed map (its keys may be secret), or a pointer to
 // a walkable map, slice or array. It does not allocate.
 func walkable(t reflect.Type, depth int) bool {
 	if depth > maxTypeDepth {
 		return false
 	}
-	if t.Kind() == reflect.Interface || slices.Contains(redactedTypes, t) || t.Implements(logValuerType) || t.Implements(errorType) {
+	if t.Kind() == reflect.Interface || t.Kind() == reflect.String || slices.Contains(redactedTypes, t) || t.Implements(logValuerType) || t.Implements(errorType) {
 		return true
 	}
 	switch t.Kind() {
@@ -562,6 +590,7 @@ func (r *redactor) reflectElem(rv reflect.Value, path []walkID) (any, bool) {
 		keys := mapKeysPool.Get().(*mapKeys)
 		defer mapKeysPool.Put(keys)
 		plainKeys := rv.Type().Key() == stringType
+		plainElems := rv.Type().Elem() == stringType // read without a copy to the heap
 		var out map[string]any
 		var it reflect.MapIter
 		it.Reset(rv)
@@ -571,6 +600,12 @@ func (r *redactor) reflectElem(rv reflect.Value, path []walkID) (any, bool) {
 			var ch bool
 			if r.secretKey(k) {
 				v2, ch = r.redacted.String(), true
+			} else if plainElems {
+				if r.scanPAN {
+					if m, ok := maskPANs(keys.elem(&it)); ok {
+						v2, ch = m, true
+					}
+				}
 			} else if walkValues {
 				v2, ch = r.reflectItem(it.Value(), path)
 			}

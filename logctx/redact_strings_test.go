@@ -1,0 +1,52 @@
+package logctx
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// cardNumber is a named string type, as a domain model names its fields.
+type cardNumber string
+
+// Card numbers are masked in every string value, whatever its type: in a
+// []string, an array of strings, a string of a named type and a slice or
+// map of those, which were passed on as they are (the full PAN in clear),
+// though the same text as a string attribute is masked.
+func TestRedactCardInStringCollections(t *testing.T) {
+	l, buf := newJSONLogger(t, HandlerConfig{})
+	l.Info("m",
+		"lines", []string{"ok", "card " + testPAN},
+		"pair", [2]string{testPAN, "x"},
+		"named", cardNumber(testPAN),
+		"named_list", []cardNumber{testPAN},
+		"named_map", map[string]cardNumber{"primary": testPAN},
+		"nested", [][]string{{"pan " + testPAN}},
+	)
+	got := jsonLines(t, buf)[0]
+	const masked = "************1111"
+	want := map[string]any{
+		"lines":      []any{"ok", "card " + masked},
+		"pair":       []any{masked, "x"},
+		"named":      masked,
+		"named_list": []any{masked},
+		"named_map":  map[string]any{"primary": masked},
+		"nested":     []any{[]any{"pan " + masked}},
+	}
+	for k, w := range want {
+		if !reflect.DeepEqual(got[k], w) {
+			t.Errorf("%s = %#v, want %#v", k, got[k], w)
+		}
+	}
+	tl, tbuf := newTextLogger(t, HandlerConfig{})
+	tl.Info("m", "lines", []string{"card " + testPAN}, "named", cardNumber(testPAN))
+	if out := tbuf.String(); strings.Contains(out, testPAN) {
+		t.Errorf("leaked: %s", out)
+	}
+	// NoCardScan leaves them alone.
+	nl, nbuf := newJSONLogger(t, HandlerConfig{NoCardScan: true})
+	nl.Info("m", "lines", []string{testPAN})
+	if !strings.Contains(nbuf.String(), testPAN) {
+		t.Errorf("NoCardScan masked: %s", nbuf.String())
+	}
+}
