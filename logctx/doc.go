@@ -124,8 +124,11 @@ Handler rewrites attributes before passing them on:
     interfaces, which are written as a []any or a map[string]any when an
     element changes; every other string-keyed map (map[string]int, a
     named map[string]string) has the values under its secret keys
-    replaced, and a pointer to a map or slice is redacted as what it
-    points to: values
+    replaced, a pointer to a map or slice is redacted as what it
+    points to, and a [encoding/json.RawMessage] with a member under a
+    secret key, at any level, is decoded, redacted as a map[string]any is
+    and encoded again (numbers as written, members in key order; replaced
+    whole when it does not parse): values
     under secret keys are replaced, card numbers masked, and LogValuers
     resolved, a group they return becoming a map; a
     [*net/http.Request] is written as method, path (no query) and

@@ -9,6 +9,7 @@ package logctx
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"testing"
@@ -76,6 +77,7 @@ func TestHandlerPlainSlicesNoExtraAllocs(t *testing.T) {
 		"labels":  labels{"env": "prod", "team": "payments"},
 		"named":   []cardNumber{"not a card", "1234"},
 		"texts":   [2]string{"a", "b"},
+		"raw":     json.RawMessage(`{"amount":1250,"currency":"EUR","tags":["a","b"]}`),
 		"pointer": &map[string]any{"n": 1.0},
 		"struct":  point{1, 2, "p"},
 		"structs": []point{{1, 2, "p"}},

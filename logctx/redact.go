@@ -1,7 +1,9 @@
 package logctx
 
 import (
+	"bytes"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"maps"
 	"net/http"
@@ -191,7 +193,9 @@ func newKeyMatcher(exact, parts []string) *keyMatcher {
 }
 
 // match reports whether k, framed by the marks, contains a pattern.
-func (m *keyMatcher) match(k string) bool {
+func (m *keyMatcher) match(k string) bool { return matchKey(m, k) }
+
+func matchKey[T string | []byte](m *keyMatcher, k T) bool {
 	s := m.next[m.class[markStart]]
 	if s < 0 {
 		return true
@@ -318,10 +322,19 @@ func (r *redactor) anyAt(v any, path []walkID) (slog.Value, bool) {
 			}
 		}
 	case json.RawMessage:
-		// A []byte the JSON handler writes inline (contract.Event.Data):
-		// masked as one, and kept inline while that is still valid JSON;
-		// a card number written as a JSON number is not, once masked, and
-		// is written as a string then.
+		// A []byte the JSON handler writes inline (contract.Event.Data).
+		// One with a secret key is decoded, walked as a map[string]any
+		// and encoded again (or replaced whole when it does not parse);
+		// any other is masked as a []byte, and kept inline while that is
+		// still valid JSON; a card number written as a JSON number is
+		// not, once masked, and is written as a string then.
+		if r.rawHasSecretKey(x) {
+			var buf [maxWalkDepth + 1]walkID
+			if path == nil {
+				path = buf[:0]
+			}
+			return slog.AnyValue(r.rawJSON(x, path)), true
+		}
 		if r.scanPAN {
 			if b, ok := maskPANs([]byte(x)); ok {
 				if json.Valid(b) {
@@ -754,6 +767,60 @@ func (r *redactor) anySliceElem(x []any, path []walkID) (any, bool) {
 		return l, true
 	}
 	return nil, false
+}
+
+// rawHasSecretKey reports whether the JSON text b has a member whose name
+// is a secret key, or is spelled with an escape (which only decoding
+// reads). It scans b without decoding it.
+func (r *redactor) rawHasSecretKey(b []byte) bool {
+	for i := 0; i < len(b); i++ {
+		if b[i] != '"' {
+			continue
+		}
+		start, escaped := i+1, false
+		for i++; i < len(b) && b[i] != '"'; i++ {
+			if b[i] == '\\' {
+				escaped = true
+				i++
+			}
+		}
+		if i >= len(b) {
+			return false
+		}
+		name := b[start:i]
+		j := i + 1
+		for j < len(b) && (b[j] == ' ' || b[j] == '\t' || b[j] == '\n' || b[j] == '\r') {
+			j++
+		}
+		if j < len(b) && b[j] == ':' && (escaped || (len(name) > 0 && matchKey(r.keys, name))) {
+			return true
+		}
+	}
+	return false
+}
+
+// rawJSON returns the JSON text b, which has a secret key, with the values
+// under its secret keys replaced and card numbers masked, as a map[string]any
+// is: decoded (numbers kept as written), walked and encoded again. A text
+// that does not parse as one JSON value is replaced whole.
+func (r *redactor) rawJSON(b []byte, path []walkID) any {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil || dec.More() {
+		return r.redacted.String()
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return r.redacted.String()
+	}
+	if w, ok := r.anyElem(v, path); ok {
+		v = w
+	}
+	out, err := json.Marshal(v)
+	if err != nil {
+		return r.redacted.String()
+	}
+	return json.RawMessage(out)
 }
 
 // groupMap returns the attrs of a group as a map[string]any, nested groups
