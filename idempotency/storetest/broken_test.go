@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -155,4 +156,68 @@ func suiteMustFail(t *testing.T, test, sub string, newStore func(t *testing.T) (
 	if !strings.Contains(string(out), "--- FAIL: "+test+"/"+sub+" ") {
 		t.Fatalf("want the %s subtest to fail:\n%s", sub, out)
 	}
+}
+
+// checkThenClaim is a broken Store: a claim that finds the key claimable
+// again (released, or its lease expired) takes it on a later write, without
+// checking again, as a store that reads a row and then updates it
+// unconditionally would. It moves the key to a fresh generation of the
+// MemoryStore it wraps, which every such claimer wins: concurrent retries
+// of a released key all run the operation, each with a valid token.
+type checkThenClaim struct {
+	*idempotency.MemoryStore
+	mu  sync.Mutex
+	gen map[idempotency.Key]int
+}
+
+func (s *checkThenClaim) inner(k idempotency.Key, next bool) idempotency.Key {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if next {
+		s.gen[k]++
+	}
+	return idempotency.Key{Scope: k.Scope, Key: k.Key + "\x00" + strconv.Itoa(s.gen[k])}
+}
+
+func (s *checkThenClaim) Claim(ctx context.Context, req idempotency.ClaimRequest) (idempotency.Claim, error) {
+	k := req.Key
+	r, err := s.MemoryStore.Get(ctx, s.inner(k, false))
+	claimable := err == nil && (r.State == idempotency.StateReleased || (r.State == idempotency.StateInProgress && r.LeaseRemaining <= 0))
+	if claimable {
+		runtime.Gosched() // the window between the read and the write
+	}
+	req.Key = s.inner(k, claimable)
+	return s.MemoryStore.Claim(ctx, req)
+}
+
+func (s *checkThenClaim) Complete(ctx context.Context, k idempotency.Key, tok uint64, r idempotency.Result) error {
+	return s.MemoryStore.Complete(ctx, s.inner(k, false), tok, r)
+}
+
+func (s *checkThenClaim) Release(ctx context.Context, k idempotency.Key, tok uint64) error {
+	return s.MemoryStore.Release(ctx, s.inner(k, false), tok)
+}
+
+func (s *checkThenClaim) Renew(ctx context.Context, k idempotency.Key, tok uint64, d time.Duration) error {
+	return s.MemoryStore.Renew(ctx, s.inner(k, false), tok, d)
+}
+
+func (s *checkThenClaim) Get(ctx context.Context, k idempotency.Key) (idempotency.Record, error) {
+	r, err := s.MemoryStore.Get(ctx, s.inner(k, false))
+	r.Key = k
+	return r, err
+}
+
+// TestSuiteCatchesCheckThenClaim runs the suite, in a child process,
+// against a store whose re-claim of a released or expired key is not
+// atomic: several concurrent claimers win it. The suite must fail it.
+func TestSuiteCatchesCheckThenClaim(t *testing.T) {
+	suiteMustFail(t, "TestSuiteCatchesCheckThenClaim", "ConcurrentReclaimOneWinner", func(t *testing.T) (idempotency.Store, storetest.Clock) {
+		clk := storetest.NewFakeClock(time.Unix(0, 0))
+		m, err := idempotency.NewMemoryStore(idempotency.MemoryConfig{Clock: clk, Shards: 1}) // one token counter for every generation
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &checkThenClaim{MemoryStore: m, gen: map[idempotency.Key]int{}}, clk
+	})
 }

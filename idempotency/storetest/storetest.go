@@ -24,7 +24,8 @@
 // Every subtest gets its own store from newStore and uses keys under a random
 // scope prefix, so stores shared between subtests or test binaries do not
 // collide. The subtests check the semantics documented on idempotency.Store:
-// one winner among 64 concurrent claimers; lease expiry, re-claim and
+// one winner among 64 concurrent claimers, of a fresh key and of one
+// claimable again (released, or its lease expired); lease expiry, re-claim and
 // fencing (a late owner's Complete, Release and Renew fail with
 // idempotency.ErrLeaseLost and change nothing); strictly increasing tokens
 // per key across release, re-claim and the expiry of the record (an owner
@@ -233,6 +234,7 @@ func Run(t *testing.T, newStore func(t *testing.T) (idempotency.Store, Clock)) {
 		{"GetNotFound", testGetNotFound, false},
 		{"ConcurrentClaimOneWinner", testConcurrentClaim, false},
 		{"ConcurrentKeys", testConcurrentKeys, false},
+		{"ConcurrentReclaimOneWinner", testConcurrentReclaim, true},
 		{"CompleteReplay", testCompleteReplay, false},
 		{"ValuesAreCopied", testValuesAreCopied, false},
 		{"OpaqueResult", testOpaqueResult, false},
@@ -298,8 +300,15 @@ func testGetNotFound(h *harness) {
 }
 
 func testConcurrentClaim(h *harness) {
+	h.raceClaims("a fresh key", h.req(h.key("race"), "fp"), 0)
+}
+
+// raceClaims has n goroutines claim req at once and checks that exactly
+// one wins, with a token above after, and that every other claimer is told
+// in progress with the winner's token. It returns the winner's token.
+func (h *harness) raceClaims(what string, req idempotency.ClaimRequest, after uint64) uint64 {
+	h.t.Helper()
 	const n = 64
-	k := h.key("race")
 	var (
 		wg     sync.WaitGroup
 		start  = make(chan struct{})
@@ -311,7 +320,7 @@ func testConcurrentClaim(h *harness) {
 		go func() {
 			defer wg.Done()
 			<-start
-			claims[i], errs[i] = h.store.Claim(h.ctx(), h.req(k, "fp"))
+			claims[i], errs[i] = h.store.Claim(h.ctx(), req)
 		}()
 	}
 	close(start)
@@ -319,7 +328,7 @@ func testConcurrentClaim(h *harness) {
 	winners, token := 0, uint64(0)
 	for i := range n {
 		if errs[i] != nil {
-			h.t.Fatalf("claimer %d: %v", i, errs[i])
+			h.t.Fatalf("%s: claimer %d: %v", what, i, errs[i])
 		}
 		if claims[i].Status == idempotency.Claimed {
 			winners++
@@ -327,13 +336,49 @@ func testConcurrentClaim(h *harness) {
 		}
 	}
 	if winners != 1 {
-		h.t.Fatalf("%d of %d concurrent claimers won, want exactly 1", winners, n)
+		h.t.Fatalf("%s: %d of %d concurrent claimers won, want exactly 1", what, winners, n)
+	}
+	if token <= after {
+		h.t.Fatalf("%s: the winner's token %d, want > %d", what, token, after)
 	}
 	for i, c := range claims {
 		if c.Status != idempotency.Claimed && (c.Status != idempotency.InProgress || c.Token != token) {
-			h.t.Fatalf("claimer %d: %v token %d, want in_progress with the winner's token %d", i, c.Status, c.Token, token)
+			h.t.Fatalf("%s: claimer %d: %v token %d, want in_progress with the winner's token %d", what, i, c.Status, c.Token, token)
 		}
 	}
+	return token
+}
+
+// testConcurrentReclaim: a key that becomes claimable again — released
+// after a failure, or left with an expired lease by a crashed owner — is
+// won by exactly one of many concurrent claimers, as a fresh key is. A
+// store that decides "claimable" on one read and takes the key on a later
+// write lets two retries (or two crash recoveries) run the operation at
+// once, with two valid tokens.
+func testConcurrentReclaim(h *harness) {
+	k := h.key("reclaim-race")
+	steady := idempotency.ClaimRequest{Key: k, Fingerprint: "fp", Lease: SteadyLease, Retention: 10 * SteadyLease}
+	tok := h.mustClaim(steady)
+	for round := range 3 {
+		if err := h.store.Release(h.ctx(), k, tok); err != nil {
+			h.t.Fatalf("Release: %v", err)
+		}
+		tok = h.raceClaims(fmt.Sprintf("re-claim after a release (round %d)", round), steady, tok)
+	}
+	if err := h.store.Release(h.ctx(), k, tok); err != nil {
+		h.t.Fatalf("Release: %v", err)
+	}
+	// A crashed owner: its short lease runs out, then the recoveries race
+	// (with leases that cannot run out while they do).
+	crashed := h.mustClaim(h.req(k, "fp"))
+	h.clock.Advance(h.lease + h.slack)
+	tok = h.raceClaims("re-claim after the lease expired", steady, crashed)
+	h.expectLeaseLost("crashed owner's Complete", h.store.Complete(h.ctx(), k, crashed, sampleResult("late")))
+	if err := h.store.Complete(h.ctx(), k, tok, sampleResult("winner")); err != nil {
+		h.t.Fatalf("winner's Complete: %v", err)
+	}
+	c := h.expectStatus(steady, idempotency.Completed)
+	sameResult(h.t, "winner's result", c.Result, sampleResult("winner"))
 }
 
 // testConcurrentKeys runs claim/complete/release cycles on many keys from
