@@ -71,9 +71,10 @@ type MiddlewareConfig struct {
 	// connection 503; an error KindOf cannot classify, and an empty
 	// scope, are 401 (code idempotency.no_scope).
 	Scope func(*http.Request) (string, error)
-	// Methods the middleware applies to; others pass through. Default POST
-	// and PATCH. Methods are case-sensitive: a name that is not an HTTP
-	// token, or a lowercase standard method ("post"), is refused.
+	// Methods the middleware applies to; others pass through. Default
+	// (nil) POST and PATCH. Methods are case-sensitive: a name that is not
+	// an HTTP token, or a lowercase standard method ("post"), is refused,
+	// and so is an empty, non-nil list, which would protect nothing.
 	Methods []string
 	// KeyOptional lets requests without an Idempotency-Key through without
 	// idempotency. Default false: they get 400.
@@ -211,6 +212,11 @@ func NewMiddleware(cfg MiddlewareConfig) (*Middleware, error) {
 	methods := cfg.Methods
 	if methods == nil {
 		methods = []string{http.MethodPost, http.MethodPatch}
+	}
+	if len(methods) == 0 {
+		// Not the zero value, and a middleware that applies to no
+		// method leaves every request unprotected, silently.
+		return nil, configError("MiddlewareConfig.Methods", "empty: list at least one method (nil means POST and PATCH)")
 	}
 	for _, meth := range methods {
 		if meth == "" {

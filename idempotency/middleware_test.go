@@ -1162,6 +1162,9 @@ func TestMiddlewareConfigRefusesNamesThatNeverMatch(t *testing.T) {
 	}{
 		{func(c *idempotency.MiddlewareConfig) { c.Methods = []string{"POST", " PATCH"} }, "MiddlewareConfig.Methods"},
 		{func(c *idempotency.MiddlewareConfig) { c.Methods = []string{"post"} }, "MiddlewareConfig.Methods"},
+		// An empty, non-nil list (built from config that came out empty)
+		// would protect no request at all, silently.
+		{func(c *idempotency.MiddlewareConfig) { c.Methods = []string{} }, "MiddlewareConfig.Methods"},
 		{func(c *idempotency.MiddlewareConfig) { c.FingerprintHeaders = []string{"X-Account "} }, "MiddlewareConfig.FingerprintHeaders"},
 		{func(c *idempotency.MiddlewareConfig) { c.FingerprintHeaders = []string{""} }, "MiddlewareConfig.FingerprintHeaders"},
 		{func(c *idempotency.MiddlewareConfig) { c.ReplayHeaders = []string{"Location:"} }, "MiddlewareConfig.ReplayHeaders"},
