@@ -851,8 +851,14 @@ func (e *Executor) own(ctx context.Context, key Key, token uint64, sent time.Tim
 		if !finished { // fn panicked
 			bg, cancel := e.endCtx(ctx)
 			defer cancel()
-			if rerr := e.store.Release(bg, key, token); rerr != nil && !errors.Is(rerr, ErrLeaseLost) {
-				e.obs.note(ctx, oStoreError, slog.LevelError, "release after panic failed", key, slog.String("error", rerr.Error()))
+			// Counted and logged as a failed run is: it ran.
+			switch rerr := e.store.Release(bg, key, token); {
+			case rerr == nil:
+				e.obs.note(ctx, oExecuted, slog.LevelWarn, "ran and panicked: key released for a retry", key)
+			case errors.Is(rerr, ErrLeaseLost):
+				e.obs.note(ctx, oLeaseLost, slog.LevelWarn, "ran and panicked, and the lease was lost before releasing", key)
+			default:
+				e.obs.note(ctx, oStoreError, slog.LevelError, "ran and panicked, and the release failed: the key stays claimed until its lease expires", key, slog.String("error", rerr.Error()))
 			}
 		}
 	}()

@@ -260,6 +260,13 @@ func TestDoPanicReleases(t *testing.T) {
 		}()
 		_, _ = idempotency.Do(ctx, env.ex, k1, "fp", func(context.Context) (int, error) { panic("kaboom") })
 	}()
+	// The run is a decision like any other: counted and logged.
+	if n := env.meter.get(idempotency.OutcomeExecuted); n != 1 {
+		t.Fatalf("executed count %d after a panicking run, want 1 (counters %v)", n, env.meter.counts)
+	}
+	if logs := env.logs.String(); !strings.Contains(logs, `"decision":"executed"`) || !strings.Contains(logs, "panicked") {
+		t.Fatalf("the panicking run was not logged:\n%s", logs)
+	}
 	v, err := idempotency.Do(ctx, env.ex, k1, "fp", func(context.Context) (int, error) { return 3, nil })
 	if err != nil || v != 3 {
 		t.Fatalf("after a panic: %d %v, want the key released", v, err)
