@@ -111,6 +111,11 @@
 // large, the key is held in progress for the retention period instead:
 // duplicates get 409 idempotency.in_progress, never a second execution.
 //
+// Deadline middleware that answers for a handler still running
+// (http.TimeoutHandler) belongs outside Middleware: between it and the
+// handler, its 503 releases the key while the handler still runs, and a
+// retry runs it a second time alongside.
+//
 // What a replay holds is the answer the handler gave, not what reached the
 // first client: a client that timed out or went away before the body was
 // written (a write failed: a broken connection, http.TimeoutHandler's

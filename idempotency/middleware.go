@@ -158,6 +158,14 @@ type MiddlewareConfig struct {
 //     101 Switching Protocols gives no response to keep: duplicates get a
 //     409 (idempotency.response_not_stored), as for one over
 //     MaxResponseBytes.
+//
+// Put deadline middleware that answers for a handler still running, such
+// as http.TimeoutHandler, outside the Middleware, never between it and the
+// handler. Inside, its 503 is all the Middleware sees: it releases the key
+// while the handler goes on in the background, and the client's retry runs
+// the handler a second time alongside the first. Outside, the handler's
+// context is canceled, duplicates get 409 until it returns, and its own
+// answer decides, as for any request whose context ended (see above).
 type Middleware struct {
 	ex          *Executor
 	scope       func(*http.Request) (string, error)
