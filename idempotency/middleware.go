@@ -126,6 +126,10 @@ type MiddlewareConfig struct {
 // middleware. It works with any router: Wrap has the signature every
 // router's Use accepts. A Middleware is safe for concurrent use.
 //
+// A request already running under a Middleware's claim of its key (one
+// applied twice, router-wide and again on a route or a mounted sub-router,
+// or two nested) passes through the inner one: the outer protects it.
+//
 // For a request whose method is configured:
 //
 //   - no Idempotency-Key: 400 problem (code idempotency.key_missing), unless KeyOptional;
@@ -290,7 +294,18 @@ func (m *Middleware) Wrap(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		vals := r.Header[HeaderKey] // HeaderKey is canonical: Values(HeaderKey) without canonicalising it again
+		vals := r.Header[HeaderKey]
+		if len(vals) == 1 {
+			if outer, ok := r.Context().Value(claimedKey{}).(string); ok && outer == vals[0] {
+				// A Middleware already runs this request under its claim
+				// of this key (applied router-wide and again on the
+				// route). Claiming again would find that claim in
+				// progress and answer 409, which the outer one would
+				// store as the request's answer.
+				next.ServeHTTP(w, r)
+				return
+			}
+		} // HeaderKey is canonical: Values(HeaderKey) without canonicalising it again
 		if len(vals) == 0 {
 			if m.optional {
 				next.ServeHTTP(w, r)
@@ -328,6 +343,9 @@ func (m *Middleware) Wrap(next http.Handler) http.Handler {
 		res, slot, replayed, err := m.ex.run(r.Context(), Key{Scope: scope, Key: key}, fp, true, nil, func(ctx context.Context) (Result, bool, error) {
 			rec = &recorder{w: w, limit: m.maxResp, replay: m.replay}
 			body := bytes.Clone(rb.b[bodyAt:]) // the handler may keep it; the buffer goes back to the pool
+			if _, owned := Token(ctx); owned { // not when failing open: no claim protects it
+				ctx = context.WithValue(ctx, claimedKey{}, vals[0])
+			}
 			r2 := r.WithContext(ctx)
 			r2.Body = io.NopCloser(bytes.NewReader(body))
 			r2.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
@@ -364,6 +382,13 @@ func (m *Middleware) Wrap(next http.Handler) http.Handler {
 		}
 	})
 }
+
+// claimedKey marks the context of a request a Middleware runs under its
+// claim, with the Idempotency-Key header value claimed: a Middleware
+// meeting the same request again lets it through (see Wrap). A request
+// made in process under that context with another key (a batch endpoint's
+// sub-requests) is claimed as usual.
+type claimedKey struct{}
 
 // outcome decides what the handler's response means for the key.
 func (m *Middleware) outcome(ctx context.Context, rec *recorder) (Result, bool, error) {

@@ -1298,3 +1298,62 @@ func TestMiddlewareFingerprintsHeaderPresence(t *testing.T) {
 		t.Fatalf("same key without the header: %d %s (replayed %q), want 422", w.Code, w.Body, w.Header().Get(idempotency.HeaderReplayed))
 	}
 }
+
+// A middleware applied twice to one request — router-wide and again on a
+// route (chi's Use and With), or on a router and a sub-router mounted in
+// it — protects the request once. The inner one used to find the outer's
+// claim in progress and answer 409, which the outer then stored as the
+// request's answer: the handler never ran, and every retry got the
+// replayed "still in progress" for the whole retention period.
+func TestMiddlewareNestedProtectsOnce(t *testing.T) {
+	t.Run("same middleware", func(t *testing.T) {
+		env := newMW(t, nil)
+		checkNestedOnce(t, env, env.mw.Wrap(env.mw.Wrap(env.paymentHandler())))
+	})
+	t.Run("two middlewares, one store", func(t *testing.T) {
+		env := newMW(t, nil)
+		inner, err := idempotency.NewMiddleware(idempotency.MiddlewareConfig{Config: idempotency.Config{Store: env.fault, Clock: env.clk}, Scope: callerScope})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkNestedOnce(t, env, env.mw.Wrap(inner.Wrap(env.paymentHandler())))
+	})
+	// A request made in process under the outer request's context with
+	// another key (a batch endpoint's sub-request) is protected on its own.
+	t.Run("sub-request with another key", func(t *testing.T) {
+		env := newMW(t, nil)
+		item := env.mw.Wrap(env.paymentHandler())
+		batch := env.mw.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			sub := req("POST", "/payments", "alice", "item-1", `{"amount":10}`).WithContext(r.Context())
+			sw := serve(item, sub)
+			w.Header().Set(idempotency.HeaderReplayed+"-Item", sw.Header().Get(idempotency.HeaderReplayed))
+			w.WriteHeader(sw.Code)
+		}))
+		serve(batch, req("POST", "/batch", "alice", "batch-1", `[1]`))
+		w := serve(batch, req("POST", "/batch", "alice", "batch-2", `[1]`))
+		if w.Code != http.StatusCreated || w.Header().Get(idempotency.HeaderReplayed+"-Item") != "true" {
+			t.Fatalf("second batch: %d, item replayed %q: want the item's replay", w.Code, w.Header().Get(idempotency.HeaderReplayed+"-Item"))
+		}
+		if n := env.runs.Load(); n != 1 {
+			t.Fatalf("item handler ran %d times, want 1", n)
+		}
+	})
+}
+
+func checkNestedOnce(t *testing.T, env *mwEnv, h http.Handler) {
+	t.Helper()
+	first := serve(h, req("POST", "/payments", "alice", "k", `{"amount":10}`))
+	if first.Code != http.StatusCreated || first.Header().Get(idempotency.HeaderReplayed) != "" {
+		t.Fatalf("first request: %d %s, want the handler's 201", first.Code, first.Body)
+	}
+	again := serve(h, req("POST", "/payments", "alice", "k", `{"amount":10}`))
+	if again.Code != http.StatusCreated || again.Body.String() != first.Body.String() || again.Header().Get(idempotency.HeaderReplayed) != "true" {
+		t.Fatalf("retry: %d %s, want the replay of the first", again.Code, again.Body)
+	}
+	if w := serve(h, req("POST", "/payments", "alice", "k", `{"amount":11}`)); w.Code != http.StatusUnprocessableEntity {
+		t.Fatalf("other payload: %d, want 422", w.Code)
+	}
+	if n := env.runs.Load(); n != 1 {
+		t.Fatalf("handler ran %d times, want 1", n)
+	}
+}
