@@ -1054,8 +1054,12 @@ func TestTransportRetriesHTTP2ConnectionLoss(t *testing.T) {
 				t.Fatalf("GET not retried after %d connection(s): %v", srv.conns.Load(), err)
 			}
 			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK || srv.conns.Load() != 2 || len(clk.Sleeps()) != 1 {
-				t.Fatalf("status %d after %d connections and waits %v; want 200 after 2 and one wait", resp.StatusCode, srv.conns.Load(), clk.Sleeps())
+			// One wait: this Transport retried once. At least 2
+			// connections, not exactly: under load net/http may dial a
+			// spare one while the cut connection is being closed (seen once
+			// in a -race run of the whole package: 3 connections, one wait).
+			if resp.StatusCode != http.StatusOK || srv.conns.Load() < 2 || len(clk.Sleeps()) != 1 {
+				t.Fatalf("status %d after %d connections and waits %v; want 200 after at least 2 and one wait", resp.StatusCode, srv.conns.Load(), clk.Sleeps())
 			}
 		})
 	}
