@@ -127,9 +127,11 @@ type Breaker struct {
 	openUntil atomic.Int64  // b.now() deadline of the open delay; 0 = not open by delay
 	pending   atomic.Int32  // transitions queued by gobreaker's callback
 	gen       atomic.Uint64 // gobreaker's state changes: the result of a call that spans one is discarded
+	// consecutive trips without a close, or since Reset ended a ForceOpen:
+	// written from gobreaker's callbacks, and by Reset
+	trips atomic.Int64
 
 	// guarded by gobreaker's mutex (written only from its callbacks)
-	trips     int    // consecutive trips without a close
 	tripCount Counts // counts of the last ReadyToTrip that returned true
 
 	opMu    sync.Mutex // serialises the operator calls: Trip, Probe, ForceOpen, ForceClosed, Reset
@@ -601,8 +603,7 @@ func (b *Breaker) onGobreakerChange(_ string, from, to gobreaker.State) {
 	b.gen.Add(1)
 	switch to {
 	case gobreaker.StateOpen:
-		b.trips++
-		d := b.openDelay(b.trips)
+		d := b.openDelay(int(b.trips.Add(1)))
 		req := b.tripReq.Load()
 		if req != nil && req.openFor > 0 {
 			d = req.openFor
@@ -625,7 +626,7 @@ func (b *Breaker) onGobreakerChange(_ string, from, to gobreaker.State) {
 		b.openLocked(b.now()+int64(d), queued{t: t})
 		b.pmu.Unlock()
 	case gobreaker.StateClosed:
-		b.trips = 0
+		b.trips.Store(0)
 		t := Transition{Name: b.name, From: stateOf(from), To: StateClosed,
 			Reason: strconv.Itoa(b.cfg.HalfOpenProbes) + " probes succeeded"}
 		b.pmu.Lock()
@@ -903,7 +904,11 @@ func (b *Breaker) ForceClosed(ctx context.Context, reason string) {
 }
 
 // Reset ends ForceOpen or ForceClosed and returns to automatic operation.
-// After ForceOpen the breaker is half-open: its next calls are probes.
+// After ForceOpen the breaker is half-open, as fresh as after a close: its
+// next calls are probes, and if one fails the breaker opens for
+// OpenTimeout, the growth of the open delay restarting from there (the
+// trips before the force, and the force's own, are forgotten). After
+// ForceClosed the breaker is in the state it was in beneath the force.
 func (b *Breaker) Reset(ctx context.Context) {
 	b.opMu.Lock()
 	defer b.flush(ctx) // after the unlock: a hook may call the breaker
@@ -913,6 +918,7 @@ func (b *Breaker) Reset(ctx context.Context) {
 	case forcedOpen:
 		from = StateForcedOpen
 		b.openUntil.Store(0)
+		b.trips.Store(0)
 	case forcedClosed:
 		from = StateForcedClosed
 	default:

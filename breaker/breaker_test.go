@@ -399,6 +399,44 @@ func TestForceOpenClosedReset(t *testing.T) {
 	}
 }
 
+// Reset after ForceOpen hands back a fresh breaker: the open delay restarts
+// from OpenTimeout, whatever trips came before the force (ForceOpen's own
+// trip included), so the first failed probe after Reset opens for
+// OpenTimeout, not a doubled delay.
+func TestResetRestartsTheOpenDelayGrowth(t *testing.T) {
+	ctx := context.Background()
+	t.Run("ForceOpen", func(t *testing.T) {
+		h := newHarness(t, breaker.Config{OpenTimeout: 10 * time.Second, HalfOpenProbes: 1})
+		h.b.ForceOpen(ctx, "incident")
+		h.b.Reset(ctx)
+		h.wantState(breaker.StateHalfOpen)
+		_ = h.call(errDown) // the first probe fails
+		h.wantState(breaker.StateOpen)
+		if tr := h.trans[len(h.trans)-1]; tr.To != breaker.StateOpen || tr.OpenFor != 10*time.Second {
+			t.Fatalf("first failed probe after Reset: %+v, want open for 10s (transitions %s)", tr, h.path())
+		}
+		if ra := h.b.RetryAfter(); ra != 10*time.Second {
+			t.Fatalf("RetryAfter = %v, want 10s", ra)
+		}
+	})
+	t.Run("ForceOpen after consecutive trips", func(t *testing.T) {
+		h := newHarness(t, breaker.Config{OpenTimeout: 10 * time.Second, HalfOpenProbes: 1})
+		for range 4 {
+			_ = h.call(errDown)
+		}
+		h.clock.Advance(10 * time.Second)
+		_ = h.call(errDown) // second trip: 20s
+		h.wantState(breaker.StateOpen)
+		h.b.ForceOpen(ctx, "incident")
+		h.b.Reset(ctx)
+		h.wantState(breaker.StateHalfOpen)
+		_ = h.call(errDown)
+		if tr := h.trans[len(h.trans)-1]; tr.To != breaker.StateOpen || tr.OpenFor != 10*time.Second {
+			t.Fatalf("first failed probe after Reset: %+v, want open for 10s (transitions %s)", tr, h.path())
+		}
+	})
+}
+
 func TestTripAndProbe(t *testing.T) {
 	h := newHarness(t, breaker.Config{HalfOpenProbes: 1})
 	ctx := context.Background()

@@ -24,7 +24,8 @@
 //     and doubles on every consecutive trip (a failed probe), shortened at
 //     random by up to Config.Jitter and capped at Config.MaxOpenTimeout, so
 //     a long outage is probed less and less often and instances tripped
-//     together do not probe in lockstep. A close resets the growth.
+//     together do not probe in lockstep. A close resets the growth, and
+//     so does Reset after ForceOpen.
 //   - Half-open: Config.HalfOpenProbes calls go through; the others fail
 //     fast (code CodeTooManyProbes). If every probe succeeds the breaker
 //     closes; the first failed probe opens it again.
