@@ -11,15 +11,25 @@ import (
 const DefaultMaxBreakers = 1024
 
 // OverflowName is the name of the breaker a full Registry shares between
-// every key it has no room for.
+// every key it has no room for; no key's breaker has this name (see
+// RegistryConfig.Breaker).
 const OverflowName = "(overflow)"
+
+// EmptyName is the name of the breaker of the empty key ""; no other key's
+// breaker has this name (see RegistryConfig.Breaker).
+const EmptyName = "(empty)"
 
 // RegistryConfig configures a Registry.
 type RegistryConfig struct {
 	// Breaker is the configuration of every breaker; its Name is replaced by
 	// the key (as valid UTF-8, invalid bytes replaced by U+FFFD; keys longer
 	// than 256 bytes are cut for the name, on a character boundary; ""
-	// becomes "(empty)"). Its zero fields take the documented defaults.
+	// becomes EmptyName). A key that reads like a special name, OverflowName
+	// or EmptyName after any number of extra leading '(', gets one more '('
+	// in front (then is cut to 256 bytes), so that no key shares the name —
+	// and the metric label — of the overflow or empty-key breaker: the key
+	// "(overflow)" names its breaker "((overflow)". Its zero fields take the
+	// documented defaults.
 	Breaker Config
 	// MaxBreakers bounds the number of breakers, so that hostile or
 	// unbounded keys (hosts from user input) cannot grow memory without
@@ -88,7 +98,11 @@ func (r *Registry) Get(key string) *Breaker {
 		}
 		return r.overflow
 	}
-	b = r.build(key)
+	name := EmptyName
+	if key != "" {
+		name = nameOf(key)
+	}
+	b = r.build(name)
 	if len(key) <= maxNameBytes {
 		// A copy: a key sliced from a larger string (URL.Host is sliced
 		// from the whole URL) would keep all of it alive for good.
@@ -119,6 +133,9 @@ func (r *Registry) hashed(key string) string {
 // fails on it).
 func nameOf(key string) string {
 	name := strings.ToValidUTF8(key, "\uFFFD")
+	if special(name) {
+		name = "(" + name // may pass maxNameBytes by one: cut below
+	}
 	if len(name) > maxNameBytes {
 		n := maxNameBytes
 		for !utf8.RuneStart(name[n]) {
@@ -129,14 +146,18 @@ func nameOf(key string) string {
 	return strings.Clone(name)
 }
 
-func (r *Registry) build(key string) *Breaker {
+// special reports whether name is OverflowName or EmptyName after any
+// number of extra leading '(': those names get one more '(' (see nameOf),
+// which keeps them apart from each other and from the special names.
+func special(name string) bool {
+	rest := strings.TrimLeft(name, "(")
+	return len(rest) < len(name) && (rest == OverflowName[1:] || rest == EmptyName[1:])
+}
+
+// build returns a new breaker named name.
+func (r *Registry) build(name string) *Breaker {
 	cfg := r.template
-	switch {
-	case key == "":
-		cfg.Name = "(empty)"
-	default:
-		cfg.Name = nameOf(key)
-	}
+	cfg.Name = name
 	b, err := New(cfg)
 	if err != nil { // validated in NewRegistry: only a bug gets here
 		panic("breaker: registry template no longer valid: " + err.Error())

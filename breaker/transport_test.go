@@ -253,6 +253,48 @@ func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { retu
 // response nor an error, is a failure of the dependency: the breaker does
 // not panic on it (http.Client turns the nil response into an error), and
 // such answers trip it.
+// A key that reads like the name of the overflow or the empty-key breaker
+// does not share its name (nor its metric label): every breaker of a
+// registry, special or not, has a name of its own, and every other key keeps
+// its name.
+func TestRegistryKeysNeverTakeTheSpecialNames(t *testing.T) {
+	keys := []string{"(overflow)", "(empty)", "((overflow)", "(((empty)", "(overflow", "overflow)", "(x)", "(", "api.example"}
+	reg, err := breaker.NewRegistry(breaker.RegistryConfig{MaxBreakers: len(keys) + 1, Breaker: breaker.Config{DisableMetrics: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]string{} // name -> key
+	for _, k := range append(keys, "") {
+		n := reg.Get(k).Name()
+		if other, ok := names[n]; ok {
+			t.Fatalf("keys %q and %q share the name %q", other, k, n)
+		}
+		names[n] = k
+	}
+	if n := reg.Get("one-too-many").Name(); n != breaker.OverflowName {
+		t.Fatalf("overflow breaker named %q", n)
+	} else if k, ok := names[n]; ok {
+		t.Fatalf("key %q is named like the overflow breaker %q", k, n)
+	}
+	if n := reg.Get("").Name(); n != "(empty)" {
+		t.Fatalf("empty key named %q", n)
+	}
+	for _, k := range []string{"(overflow", "overflow)", "(x)", "(", "api.example"} {
+		if n := reg.Get(k).Name(); n != k {
+			t.Fatalf("key %q named %q, want the key", k, n)
+		}
+	}
+	// At the name's length limit (256 bytes): still a valid breaker (no
+	// panic), not named like a special one nor like the key one '(' shorter.
+	for _, k := range []string{strings.Repeat("(", 247) + "overflow)", strings.Repeat("(", 250) + "empty)"} {
+		reg2, _ := breaker.NewRegistry(breaker.RegistryConfig{Breaker: breaker.Config{DisableMetrics: true}})
+		n, shorter := reg2.Get(k).Name(), reg2.Get(k[1:]).Name()
+		if n == breaker.OverflowName || n == "(empty)" || len(n) > 256 || n == shorter {
+			t.Fatalf("key of %d bytes named %q (the key one shorter %q)", len(k), n, shorter)
+		}
+	}
+}
+
 func TestTransportNilResponseWithoutError(t *testing.T) {
 	reg, err := breaker.NewRegistry(breaker.RegistryConfig{Breaker: breaker.Config{
 		DisableMetrics: true, Window: time.Hour, MinCalls: 2}})
