@@ -143,7 +143,8 @@ type Breaker struct {
 	draining bool   // one goroutine reports at a time, in queue order
 	changes  uint64 // underlying changes queued (or dropped while forced); guarded by pmu
 
-	errOp      string // prebuilt Detail strings: rejection allocates one *contract.Error only
+	probeWait  time.Duration // RetryAfter of a CodeTooManyProbes rejection: see New
+	errOp      string        // prebuilt Detail strings: rejection allocates one *contract.Error only
 	detailOpen string
 	detailFull string
 
@@ -176,6 +177,17 @@ func New(cfg Config) (*Breaker, error) {
 	if b.random == nil {
 		b.random = rand.Float64
 	}
+	// A call turned away by probes in flight may go through as soon as they
+	// end: they close the breaker, or one fails and reopens it (its
+	// rejections then carry the open delay). How long they run is unknown;
+	// a healthy probe ends within SlowCallThreshold (a longer one is a
+	// failure), else one second, the unit of an HTTP Retry-After. At least
+	// a millisecond, at most OpenTimeout.
+	b.probeWait = time.Second
+	if c.SlowCallThreshold > 0 {
+		b.probeWait = max(c.SlowCallThreshold, time.Millisecond)
+	}
+	b.probeWait = min(b.probeWait, c.OpenTimeout)
 	minCalls, ratio := uint32(c.MinCalls), c.FailureRatio
 	// gobreaker rounds Interval up to a whole number of BucketPeriods: a
 	// Window that Buckets does not divide to the nanosecond would get one
@@ -282,8 +294,13 @@ func (b *Breaker) RetryAfter() time.Duration {
 
 // Do runs fn if b lets the call through and returns its result. A rejected
 // call returns a *contract.Error of KindUnavailable (code CodeOpen or
-// CodeTooManyProbes, Op the breaker's name, RetryAfter the time until the
-// next probe, errors.Is ErrOpen or ErrTooManyProbes) without calling fn.
+// CodeTooManyProbes, Op the breaker's name, errors.Is ErrOpen or
+// ErrTooManyProbes) without calling fn. Its RetryAfter is, when open, the
+// time until the next probe (OpenTimeout while forced open); when the
+// half-open probes are taken, the time by which they can have ended:
+// SlowCallThreshold when set (a healthy probe ends within it), else one
+// second, at most OpenTimeout either way — the probes may close the breaker
+// at any moment, and a retry that finds it reopened is told the open delay.
 //
 // fn's error is classified by Config.Classify; a call longer than
 // SlowCallThreshold counts as a failure whatever its result, which Do still
@@ -464,7 +481,7 @@ func (b *Breaker) exec(ctx context.Context, run func() Outcome) error {
 		return nil
 	case errTooManyRequests:
 		b.record(ctx, Rejected)
-		return b.rejectErr(CodeTooManyProbes, errTooManyRequests, b.cfg.OpenTimeout)
+		return b.rejectErr(CodeTooManyProbes, errTooManyRequests, b.probeWait)
 	}
 	// errGate, or gobreaker's open state (a 1ns race)
 	b.record(ctx, Rejected)

@@ -232,6 +232,62 @@ func TestHalfOpenLimitsProbes(t *testing.T) {
 	h.wantState(breaker.StateClosed)
 }
 
+// A call turned away because the half-open probes are taken is told to come
+// back once the probes can have ended, not after a whole OpenTimeout: the
+// probes may close the breaker in milliseconds. With SlowCallThreshold set,
+// that is the threshold (a healthy probe ends within it; a longer one is a
+// failure that reopens the breaker, whose rejections then carry the open
+// delay); without, one second (the unit of an HTTP Retry-After). Never more
+// than OpenTimeout, never zero, and the same however long the probes run.
+func TestTooManyProbesRetryAfterIsTheProbesWait(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		open      time.Duration
+		slow      time.Duration
+		want      time.Duration
+		wantAfter time.Duration // after the probes ran for 20s on the fake clock
+	}{
+		{"no slow threshold: one second", 30 * time.Second, 0, time.Second, time.Second},
+		{"slow threshold", 30 * time.Second, 2 * time.Second, 2 * time.Second, 2 * time.Second},
+		{"slow threshold past OpenTimeout", 30 * time.Second, time.Minute, 30 * time.Second, 30 * time.Second},
+		{"OpenTimeout under a second", 200 * time.Millisecond, 0, 200 * time.Millisecond, 200 * time.Millisecond},
+		{"tiny slow threshold", 30 * time.Second, time.Nanosecond, time.Millisecond, time.Millisecond},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, breaker.Config{OpenTimeout: tt.open, SlowCallThreshold: tt.slow, HalfOpenProbes: 1})
+			h.b.Trip(context.Background(), 0, "test")
+			h.clock.Advance(tt.open)
+			release := make(chan struct{})
+			started := make(chan struct{})
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				_ = h.b.Execute(context.Background(), func(context.Context) error {
+					close(started)
+					<-release
+					return nil
+				})
+			}()
+			<-started
+			check := func(want time.Duration) {
+				t.Helper()
+				err := h.call(nil)
+				if !errors.Is(err, breaker.ErrTooManyProbes) {
+					t.Fatalf("call while the probe runs: %v", err)
+				}
+				if ra, ok := contract.RetryAfter(err); !ok || ra != want {
+					t.Fatalf("RetryAfter = %v, %v; want %v", ra, ok, want)
+				}
+			}
+			check(tt.want)
+			h.clock.Advance(20 * time.Second)
+			check(tt.wantAfter)
+			close(release)
+			<-done
+		})
+	}
+}
+
 func TestClassification(t *testing.T) {
 	caller := []error{
 		contract.New(contract.KindInvalid, "op", "bad"),

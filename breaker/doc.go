@@ -27,7 +27,9 @@
 //     together do not probe in lockstep. A close resets the growth, and
 //     so does Reset after ForceOpen.
 //   - Half-open: Config.HalfOpenProbes calls go through; the others fail
-//     fast (code CodeTooManyProbes). If every probe succeeds the breaker
+//     fast (code CodeTooManyProbes), with a RetryAfter of the time by which
+//     the probes can have ended (Config.SlowCallThreshold, else one second;
+//     at most OpenTimeout). If every probe succeeds the breaker
 //     closes; the first failed probe opens it again.
 //
 // Operators can take over during an incident: ForceOpen isolates the
