@@ -282,8 +282,16 @@ func (b *Breaker) Counts() Counts {
 }
 
 // RetryAfter returns how long until the breaker lets a probe through: zero
-// when it is closed or half-open.
+// when calls go through (closed, half-open, forced closed, even over an open
+// delay beneath the force). While forced open no probe goes through until
+// Reset: it returns OpenTimeout, the hint the rejections carry.
 func (b *Breaker) RetryAfter() time.Duration {
+	switch b.forced.Load() {
+	case forcedOpen:
+		return b.cfg.OpenTimeout
+	case forcedClosed:
+		return 0
+	}
 	if u := b.openUntil.Load(); u != 0 {
 		if d := u - b.now(); d > 0 {
 			return time.Duration(d)

@@ -493,6 +493,38 @@ func TestResetRestartsTheOpenDelayGrowth(t *testing.T) {
 	})
 }
 
+// Breaker.RetryAfter tells what a call would be told: zero while
+// ForceClosed lets every call through, even over an open delay beneath the
+// force; while forced open, the hint of its rejections (OpenTimeout), even
+// once the underlying delay has passed (no probe goes through until Reset).
+func TestRetryAfterWhileForced(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t, breaker.Config{OpenTimeout: 10 * time.Second})
+	h.b.Trip(ctx, time.Minute, "incident")
+	h.b.ForceClosed(ctx, "")
+	if err := h.call(nil); err != nil {
+		t.Fatalf("forced closed rejected: %v", err)
+	}
+	if ra := h.b.RetryAfter(); ra != 0 {
+		t.Fatalf("RetryAfter while forced closed = %v, want 0", ra)
+	}
+	h.b.Reset(ctx)
+	if ra := h.b.RetryAfter(); ra != time.Minute {
+		t.Fatalf("RetryAfter after Reset = %v, want the open delay", ra)
+	}
+
+	h2 := newHarness(t, breaker.Config{OpenTimeout: 10 * time.Second})
+	h2.b.ForceOpen(ctx, "")
+	for _, advance := range []time.Duration{0, time.Hour} {
+		h2.clock.Advance(advance)
+		err := h2.call(nil)
+		want, _ := contract.RetryAfter(err)
+		if ra := h2.b.RetryAfter(); ra != want || ra != 10*time.Second {
+			t.Fatalf("after %v forced open: RetryAfter = %v, rejection's hint %v, want 10s", advance, ra, want)
+		}
+	}
+}
+
 func TestTripAndProbe(t *testing.T) {
 	h := newHarness(t, breaker.Config{HalfOpenProbes: 1})
 	ctx := context.Background()
