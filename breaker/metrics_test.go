@@ -2,6 +2,7 @@ package breaker_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/metric/noop"
 
 	"github.com/sadpath/sadpath/breaker"
+	"github.com/sadpath/sadpath/contract"
 )
 
 // recorder is a minimal MeterProvider that sums counters by name and
@@ -165,5 +167,71 @@ func TestClassifyOutOfRangeOutcomeIsFailure(t *testing.T) {
 				t.Errorf("forced closed: metrics %v, want three failures", m)
 			}
 		})
+	}
+}
+
+// failingProvider is a MeterProvider whose meters fail to create counters
+// once ok calls to Int64Counter have succeeded (per provider).
+type failingProvider struct {
+	noop.MeterProvider
+	mu sync.Mutex
+	ok int
+}
+
+func (p *failingProvider) Meter(string, ...metric.MeterOption) metric.Meter {
+	return &failingMeter{p: p}
+}
+
+type failingMeter struct {
+	noop.Meter
+	p *failingProvider
+}
+
+var errMeter = fmt.Errorf("meter backend refused the instrument")
+
+func (m *failingMeter) Int64Counter(name string, opts ...metric.Int64CounterOption) (metric.Int64Counter, error) {
+	m.p.mu.Lock()
+	defer m.p.mu.Unlock()
+	if m.p.ok == 0 {
+		return nil, errMeter
+	}
+	m.p.ok--
+	return m.Meter.Int64Counter(name, opts...)
+}
+
+// A MeterProvider that cannot create the instruments is refused by
+// NewRegistry, as New refuses it; one that starts failing later does not make
+// Registry.Get (and so Transport.RoundTrip) panic: the key gets a breaker
+// that protects the dependency without metrics.
+func TestRegistryWithAFailingMeterProvider(t *testing.T) {
+	_, err := breaker.NewRegistry(breaker.RegistryConfig{Breaker: breaker.Config{MeterProvider: &failingProvider{}}})
+	if !errors.Is(err, errMeter) || !errors.Is(err, contract.ErrInternal) {
+		t.Fatalf("NewRegistry with a failing MeterProvider: %v", err)
+	}
+	p := &failingProvider{ok: 1 << 20}
+	reg, err := breaker.NewRegistry(breaker.RegistryConfig{Breaker: breaker.Config{MeterProvider: p, MinCalls: 2, FailureRatio: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.mu.Lock()
+	p.ok = 0
+	p.mu.Unlock()
+	var b *breaker.Breaker
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				t.Fatalf("Get panicked: %v", r)
+			}
+		}()
+		b = reg.Get("api.example")
+	}()
+	if b.Name() != "api.example" || reg.Get("api.example") != b {
+		t.Fatalf("breaker %q", b.Name())
+	}
+	for range 2 {
+		_ = b.Execute(context.Background(), func(context.Context) error { return errDown })
+	}
+	if b.State() != breaker.StateOpen {
+		t.Fatalf("state %v, want open", b.State())
 	}
 }

@@ -1,10 +1,14 @@
 package breaker
 
 import (
+	"context"
 	"hash/maphash"
+	"log/slog"
 	"strings"
 	"sync"
 	"unicode/utf8"
+
+	"github.com/sadpath/sadpath/logctx"
 )
 
 // DefaultMaxBreakers is the default bound on the breakers of a Registry.
@@ -54,7 +58,9 @@ type Registry struct {
 }
 
 // NewRegistry returns a Registry, or a *contract.Error of KindInvalid naming
-// the first bad field.
+// the first bad field (or, as New, of KindInternal when the MeterProvider
+// cannot create the instruments). Should the MeterProvider fail later, Get
+// still returns a working breaker, without metrics.
 func NewRegistry(cfg RegistryConfig) (*Registry, error) {
 	if cfg.MaxBreakers < 0 {
 		return nil, invalidField("breaker", "RegistryConfig.MaxBreakers", "must be >= 0", cfg.MaxBreakers)
@@ -64,9 +70,13 @@ func NewRegistry(cfg RegistryConfig) (*Registry, error) {
 	}
 	t := cfg.Breaker
 	t.Name = "template"
-	if _, err := t.withDefaults(); err != nil {
+	// A breaker, not only the config: a MeterProvider that cannot create
+	// the instruments is refused here, as New refuses it.
+	b, err := New(t)
+	if err != nil {
 		return nil, err
 	}
+	_ = b.Close() // unregisters its gauge: it reports nothing
 	return &Registry{template: cfg.Breaker, max: cfg.MaxBreakers, m: make(map[string]*Breaker),
 		seed1: maphash.MakeSeed(), seed2: maphash.MakeSeed()}, nil
 }
@@ -154,11 +164,21 @@ func special(name string) bool {
 	return len(rest) < len(name) && (rest == OverflowName[1:] || rest == EmptyName[1:])
 }
 
-// build returns a new breaker named name.
+// build returns a new breaker named name. When the MeterProvider fails to
+// create its instruments (it did not in NewRegistry), the breaker goes
+// without metrics rather than Get panicking — in a Transport, on the
+// request's goroutine — or the dependency going unprotected; the template's
+// Logger is told.
 func (r *Registry) build(name string) *Breaker {
 	cfg := r.template
 	cfg.Name = name
 	b, err := New(cfg)
+	if err != nil && !cfg.DisableMetrics {
+		logctx.Decision(context.Background(), cfg.Logger, slog.LevelError, "breaker created without metrics",
+			err.Error(), slog.String(logctx.KeyDependency, name))
+		cfg.DisableMetrics = true
+		b, err = New(cfg)
+	}
 	if err != nil { // validated in NewRegistry: only a bug gets here
 		panic("breaker: registry template no longer valid: " + err.Error())
 	}
