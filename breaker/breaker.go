@@ -833,28 +833,47 @@ func (b *Breaker) Trip(ctx context.Context, openFor time.Duration, reason string
 // trip is Trip without its checks; opMu must be held. It queues the
 // transitions; the caller flushes them after releasing opMu.
 func (b *Breaker) trip(ctx context.Context, openFor time.Duration, reason string) {
-	if u := b.openUntil.Load(); u != 0 {
-		if b.now() < u {
-			if openFor > 0 {
-				b.extendOpen(b.now() + int64(openFor))
+	for {
+		if u := b.openUntil.Load(); u != 0 {
+			if b.now() < u {
+				if openFor > 0 {
+					b.extendOpen(b.now() + int64(openFor))
+				}
+				return
 			}
+			b.clearOpenDelay(ctx, u, "open delay elapsed")
+		}
+		gen := b.gen.Load()
+		b.tripReq.Store(&tripRequest{openFor: openFor, reason: reason})
+		b.tripOn.Store(true)
+		_, err := b.cb.Execute(func() (struct{}, error) { return struct{}{}, errTrip })
+		b.tripOn.Store(false)
+		b.tripReq.Store(nil)
+		if err != errTooManyRequests {
 			return
 		}
-		b.clearOpenDelay(ctx, u, "open delay elapsed")
-	}
-	b.tripReq.Store(&tripRequest{openFor: openFor, reason: reason})
-	b.tripOn.Store(true)
-	_, err := b.cb.Execute(func() (struct{}, error) { return struct{}{}, errTrip })
-	b.tripOn.Store(false)
-	b.tripReq.Store(nil)
-	if err == errTooManyRequests { // half-open with probes in flight: hold them off by delay
+		// Half-open with probes in flight: hold them off by delay. A probe
+		// that ended since the slots were found taken may have changed the
+		// state (the last one closed the breaker, reported half_open >
+		// closed): gobreaker's callback counts the change in gen before it
+		// takes pmu, so under pmu an unchanged gen means half-open still,
+		// and a change means trying again on the state it left, once the
+		// callback is done (it runs under gobreaker's mutex, which State
+		// takes): a probe that failed has set the open delay, which the
+		// Trip extends, as it would have.
 		d := openFor
 		if d == 0 {
 			d = b.cfg.OpenTimeout
 		}
 		b.pmu.Lock()
+		if b.gen.Load() != gen {
+			b.pmu.Unlock()
+			b.cb.State()
+			continue
+		}
 		b.openLocked(b.now()+int64(d), queued{ctx: ctx, t: Transition{Name: b.name, From: StateHalfOpen, To: StateOpen, Reason: reason, OpenFor: d}})
 		b.pmu.Unlock()
+		return
 	}
 }
 

@@ -142,3 +142,38 @@ func TestResetRacingAStragglerChains(t *testing.T) {
 	t.Log(r.path())
 	r.chains(t, b)
 }
+
+// A Trip that finds the half-open probe slots taken holds the probes off by
+// delay; when the last probe closes the breaker just after the Trip found
+// the slots taken, and before the Trip opened it, the breaker is closed, not
+// half-open: the Trip must be reported closed>open, not half_open>open after
+// the half_open>closed just reported. Many rounds, so that the probe ends
+// in that window in some of them.
+func TestTripRacingTheClosingProbeChains(t *testing.T) {
+	ctx := context.Background()
+	for range 20000 {
+		b, clk, r := newHooked(t)
+		b.Trip(ctx, 0, "operator") // closed>open
+		b.Probe(ctx)               // open>half_open
+		in, release, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = b.Execute(ctx, func(context.Context) error { close(in); <-release; return nil })
+		}()
+		<-in // the probe holds the only slot
+		tripped := make(chan struct{})
+		go func() {
+			defer close(tripped)
+			b.Trip(ctx, 0, "operator")
+		}()
+		close(release)
+		<-done
+		<-tripped
+		clk.Advance(time.Hour) // end any delay; the next call reports it
+		_ = b.Execute(ctx, func(context.Context) error { return nil })
+		r.chains(t, b)
+		if t.Failed() {
+			t.Fatal(r.path())
+		}
+	}
+}
