@@ -150,6 +150,11 @@ type Breaker struct {
 
 	inst     *instruments
 	observed bool // inst or Config.OnCall is set: a call's outcome goes somewhere
+
+	// afterStateRead, when set (by internal tests only), runs in
+	// clearOpenDelay between its read of gobreaker's state and pmu: where a
+	// probe ending on another goroutine can change that state.
+	afterStateRead func()
 }
 
 // New returns a Breaker configured by cfg, or a *contract.Error of
@@ -570,19 +575,36 @@ func (b *Breaker) endOpenDelay(ctx context.Context, u int64, reason string) {
 // once. When gobreaker closed during the delay (a probe completed as a Trip
 // held it open: see onGobreakerChange) the breaker closes instead. It
 // reports whether it cleared the delay; the caller flushes.
+//
+// The state is read before pmu is taken (gobreaker's callbacks take pmu under
+// gobreaker's mutex), so a held-off probe may close the breaker in between:
+// its callback counts the change in gen before it takes pmu, so under pmu an
+// unchanged gen means the state read still stands, and a change means
+// reading it again once the callback is done (State waits for gobreaker's
+// mutex).
 func (b *Breaker) clearOpenDelay(ctx context.Context, u int64, reason string) bool {
-	t := Transition{Name: b.name, From: StateOpen, To: StateHalfOpen, Reason: reason}
-	if b.cb.State() == gobreaker.StateClosed {
-		t.To = StateClosed
-		t.Reason = "open delay ended: " + strconv.Itoa(b.cfg.HalfOpenProbes) + " probes had succeeded as it was tripped"
+	for {
+		gen := b.gen.Load()
+		t := Transition{Name: b.name, From: StateOpen, To: StateHalfOpen, Reason: reason}
+		if b.cb.State() == gobreaker.StateClosed {
+			t.To = StateClosed
+			t.Reason = "open delay ended: " + strconv.Itoa(b.cfg.HalfOpenProbes) + " probes had succeeded as it was tripped"
+		}
+		if f := b.afterStateRead; f != nil {
+			f()
+		}
+		b.pmu.Lock() // clear and queue atomically, so the report keeps state order
+		if b.gen.Load() != gen {
+			b.pmu.Unlock()
+			continue
+		}
+		ok := b.openUntil.CompareAndSwap(u, 0)
+		if ok {
+			b.queueLocked(queued{ctx: ctx, t: t})
+		}
+		b.pmu.Unlock()
+		return ok
 	}
-	b.pmu.Lock() // clear and queue atomically, so the report keeps state order
-	ok := b.openUntil.CompareAndSwap(u, 0)
-	if ok {
-		b.queueLocked(queued{ctx: ctx, t: t})
-	}
-	b.pmu.Unlock()
-	return ok
 }
 
 func (b *Breaker) rejectErr(code string, cause error, retryAfter time.Duration) error {
