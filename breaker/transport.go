@@ -2,6 +2,7 @@ package breaker
 
 import (
 	"net/http"
+	"strings"
 )
 
 // TransportConfig configures a Transport.
@@ -9,8 +10,10 @@ type TransportConfig struct {
 	// Registry holds the breakers, one per key. Required.
 	Registry *Registry
 	// Key returns the breaker key of a request. Default: the request's
-	// host (URL.Host, with its port), so one failing host never opens the
-	// breaker of another.
+	// host (URL.Host, with its port) in lower case, so one failing host
+	// never opens the breaker of another, and the spellings of one host
+	// ("API.example", "api.example": host names are case-insensitive)
+	// share its breaker.
 	Key func(*http.Request) string
 	// Next performs the requests. Default http.DefaultTransport.
 	Next http.RoundTripper
@@ -64,7 +67,7 @@ func NewTransport(cfg TransportConfig) (*Transport, error) {
 	}
 	t := &Transport{reg: cfg.Registry, key: cfg.Key, next: cfg.Next, classify: cfg.Classify}
 	if t.key == nil {
-		t.key = func(r *http.Request) string { return r.URL.Host }
+		t.key = func(r *http.Request) string { return strings.ToLower(r.URL.Host) } // no copy when already lower case
 	}
 	if t.next == nil {
 		t.next = http.DefaultTransport

@@ -98,6 +98,40 @@ func TestTransportOneBreakerPerHost(t *testing.T) {
 	}
 }
 
+// Host names are case-insensitive: the spellings of one failing host share
+// its breaker (named in lower case), so its failures add up and it trips
+// once, instead of each spelling needing MinCalls failures of its own (and
+// a registry slot).
+func TestTransportKeyIgnoresHostCase(t *testing.T) {
+	reg, err := breaker.NewRegistry(breaker.RegistryConfig{Breaker: breaker.Config{DisableMetrics: true, Window: time.Hour, MinCalls: 4}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sent atomic.Int64
+	tr, err := breaker.NewTransport(breaker.TransportConfig{Registry: reg, Next: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		sent.Add(1)
+		return &http.Response{StatusCode: http.StatusBadGateway, Body: http.NoBody, Request: r}, nil
+	})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &http.Client{Transport: tr}
+	for _, u := range []string{"http://API.example:8080/a", "http://api.example:8080/b", "http://Api.Example:8080/c", "http://api.EXAMPLE:8080/d"} {
+		if code, err := get(t, c, u); err != nil || code != http.StatusBadGateway {
+			t.Fatalf("%s: %d %v", u, code, err)
+		}
+	}
+	if _, err := get(t, c, "http://API.EXAMPLE:8080/e"); !errors.Is(err, breaker.ErrOpen) {
+		t.Fatalf("after 4 failures of one host: %v, want its open breaker's error", err)
+	}
+	if n := sent.Load(); n != 4 {
+		t.Fatalf("%d requests sent, want 4", n)
+	}
+	if bs := reg.Breakers(); len(bs) != 1 || bs[0].Name() != "api.example:8080" {
+		t.Fatalf("%d breakers, first %q; want one, api.example:8080", len(bs), bs[0].Name())
+	}
+}
+
 func TestTransportClassification(t *testing.T) {
 	statuses := []struct {
 		code  int
