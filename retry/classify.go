@@ -38,12 +38,27 @@ func (c Class) String() string {
 
 // A Classifier decides whether a failure may be retried. It returns Unknown
 // to let the default classification decide.
+//
+// It is asked before the default classification, so it sees an inner
+// retry layer's give-up (an *Error in the chain, see Classify) before
+// Classify makes it final: a Classifier that answers Transient for it
+// (errors.Is(err, contract.ErrUnavailable) matches the *Error's cause too)
+// retries it, multiplying the attempts. Return Unknown for an *Error
+// unless retrying at both layers is meant.
 type Classifier func(err error) Class
 
 // Classify is the default classification, in order:
 //
 //   - a *backoff.PermanentError (backoff.Permanent) is Permanent;
 //   - contract.KindOverloaded is Overloaded;
+//   - an *Error in the chain — another retry layer (an inner Do, a
+//     Transport, through http.Client's *url.Error too) gave up — is
+//     Permanent, whatever its StopReason and cause: that layer already
+//     retried as far as its policy and budget allow, and retrying its
+//     give-up would multiply the attempts (3 × 3 = 9 calls to a failing
+//     dependency) and bypass its budget. The outer layer's *Error then
+//     reads StopPermanent and unwraps to the inner one, so
+//     errors.Is(err, StopBudget) and the cause's kind still tell why;
 //   - contract.Retryable(err) — KindRateLimited, KindUnavailable,
 //     KindTimeout (including context.DeadlineExceeded from an attempt timeout
 //     and net.Error timeouts), or an explicit WithRetryable(true) — is
@@ -63,6 +78,10 @@ func Classify(err error) Class {
 	}
 	if contract.KindOf(err) == contract.KindOverloaded {
 		return Overloaded
+	}
+	var re *Error
+	if errors.As(err, &re) {
+		return Permanent
 	}
 	if contract.Retryable(err) {
 		return Transient

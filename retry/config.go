@@ -97,7 +97,10 @@ type Config struct {
 	AttemptTimeout time.Duration
 
 	// Classifier, when set, is asked first about every failure; Unknown
-	// falls back to the default classification (see Classify).
+	// falls back to the default classification (see Classify), which
+	// makes another retry layer's give-up (an *Error) final. Answering
+	// Transient for such an error retries it, at the cost of multiplied
+	// attempts.
 	Classifier Classifier
 	// Budget, when set, is shared by every Policy (and every caller) of one
 	// dependency and refuses retries when too many are being made. Nil

@@ -58,6 +58,18 @@ Each failure is classified ([Classify], [Class]). Errors speak
 [Config.Classifier] is asked first and may answer [Unknown] to defer to
 the default: the chain of responsibility of aws-sdk-go-v2's retryers.
 
+Retry at one layer. A failure that is already another retry layer's
+give-up — an [*Error] from an inner Do, or from a [Transport] under an
+http.Client (inside its *url.Error) — is permanent: that layer retried as
+far as its policy and budget allowed, and retrying it again would multiply
+the attempts (3 × 3 = 9 calls to a dependency that is down) and bypass its
+budget. The outer Do makes one attempt and returns an *Error with
+[StopPermanent] that unwraps to the inner one, so errors.Is(err,
+retry.StopBudget) still tells why. A Classifier answering Transient for it
+overrides this. A Transport that gives up on a status returns the last
+response, not an error: code that turns such a response into an error
+under an outer Do should make it permanent too (see [Transport]).
+
 # Time
 
 Do stops at whichever comes first:

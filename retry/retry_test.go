@@ -624,6 +624,11 @@ func TestClassify(t *testing.T) {
 		{fmt.Errorf("wrapped: %w", contract.New(contract.KindOverloaded, "", "")), retry.Overloaded},
 		{backoff.Permanent(unavailable()), retry.Permanent},
 		{errors.New("unknown"), retry.Permanent},
+		// Another retry layer's give-up is final, whatever its cause.
+		{&retry.Error{Reason: retry.StopAttempts, Cause: unavailable()}, retry.Permanent},
+		{&retry.Error{Reason: retry.StopBudget, Cause: contract.New(contract.KindTimeout, "", "")}, retry.Permanent},
+		{&url.Error{Op: "Get", URL: "http://dep.test/", Err: &retry.Error{Reason: retry.StopElapsed, Cause: unavailable()}}, retry.Permanent},
+		{&retry.Error{Reason: retry.StopOverloaded, Cause: contract.New(contract.KindOverloaded, "", "")}, retry.Overloaded},
 	} {
 		if got := retry.Classify(tt.err); got != tt.want {
 			t.Errorf("Classify(%v) = %v, want %v", tt.err, got, tt.want)

@@ -90,6 +90,16 @@ type TransportConfig struct {
 // broken: its answer is passed on as is, not retried, and http.Client
 // reports it as an error.
 //
+// Retry at one layer: a Do around an http.Client using a Transport does
+// not retry the *Error the Transport gives up with (see Classify), which
+// reaches it inside http.Client's *url.Error. A RetryStatuses response
+// coming out of a Transport is final as well: the Transport retried it as
+// far as its Policy and Budget allowed, or the request was not safe to
+// retry. Code that turns it into an error under an outer Do must say so,
+// for instance contract.ErrorFromStatus(resp.StatusCode,
+// resp.Header).WithRetryable(false), or the outer layer multiplies the
+// attempts again.
+//
 // With a Budget, the Transport reports as Do does, for every request (one
 // that gets one attempt included): a Call per request, a Failure per
 // connection error or RetryStatuses answer, and a Success per answer
