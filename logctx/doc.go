@@ -201,7 +201,10 @@ bytes) at AccessLevel, raised to Warn for 5xx. The raw path and query are
 not logged: they may carry ids and tokens; the route is the ServeMux
 pattern. A handler that panics still gets its access line (status 500),
 and the panic goes on unchanged. The response writer wrapper supports
-[net/http.ResponseController] (Unwrap), Flush and Hijack. Overhead without
+[net/http.ResponseController] (Unwrap), and is a [net/http.Flusher]
+([net/http.Hijacker]) exactly when the writer it wraps can flush (be
+hijacked), directly or through Unwrap: a handler checking w.(http.Flusher)
+and http.ResponseController agree. Overhead without
 the access line: three allocations and well under 2 µs per request.
 
 [NewTransport] returns a client [net/http.RoundTripper] that sends the

@@ -146,8 +146,9 @@ func (m *middleware) wrap(next http.Handler) http.Handler {
 			Decision(&st.ctx, m.log, slog.LevelWarn, "correlation id replaced", rejected,
 				slog.String("header", m.header))
 		}
+		hw := st.rw.writer()
 		if !m.access {
-			next.ServeHTTP(&st.rw, r2)
+			next.ServeHTTP(hw, r2)
 			return
 		}
 		done := false
@@ -156,7 +157,7 @@ func (m *middleware) wrap(next http.Handler) http.Handler {
 			// that blew up still has its access line.
 			m.logAccess(&st.ctx, r2, &st.rw, start, done)
 		}()
-		next.ServeHTTP(&st.rw, r2)
+		next.ServeHTTP(hw, r2)
 		done = true
 	})
 }
@@ -233,7 +234,8 @@ func (m *middleware) logAccess(ctx context.Context, r *http.Request, rw *respons
 }
 
 // responseWriter records the status and body size. It unwraps for
-// http.ResponseController and forwards Flush and Hijack.
+// http.ResponseController; the handler gets it through writer, which adds
+// Flush and Hijack only when the writer it wraps has them.
 type responseWriter struct {
 	http.ResponseWriter
 	status int
@@ -260,20 +262,88 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// Flush forwards to the underlying writer when it can flush.
-func (w *responseWriter) Flush() {
+// writer returns the ResponseWriter the handler gets: w, an http.Flusher
+// only when the writer it wraps can flush and an http.Hijacker only when
+// it can be hijacked (as http.ResponseController finds them, through
+// Unwrap too). A Flush that did nothing would tell a streaming handler its
+// bytes were on their way while http.ResponseController said
+// http.ErrNotSupported; a Hijack that always fails would keep a handler
+// from choosing another way. Each variant is a single pointer, so
+// returning it as an interface allocates nothing.
+func (w *responseWriter) writer() http.ResponseWriter {
+	switch f, h := canFlush(w.ResponseWriter), canHijack(w.ResponseWriter); {
+	case f && h:
+		return flushHijackWriter{w}
+	case f:
+		return flushWriter{w}
+	case h:
+		return hijackWriter{w}
+	}
+	return w
+}
+
+func (w *responseWriter) flush() {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
 	_ = http.NewResponseController(w.ResponseWriter).Flush()
 }
 
-// Hijack forwards to the underlying writer; it fails with
-// http.ErrNotSupported when that writer cannot be hijacked.
-func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+func (w *responseWriter) hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
 	if err == nil && w.status == 0 {
 		w.status = http.StatusSwitchingProtocols
 	}
 	return c, rw, err
+}
+
+// flushWriter is a responseWriter over a writer that can flush.
+type flushWriter struct{ *responseWriter }
+
+// Flush flushes the underlying writer.
+func (w flushWriter) Flush() { w.flush() }
+
+// hijackWriter is a responseWriter over a writer that can be hijacked.
+type hijackWriter struct{ *responseWriter }
+
+// Hijack hijacks the underlying writer.
+func (w hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) { return w.hijack() }
+
+// flushHijackWriter is a responseWriter over a writer that can do both.
+type flushHijackWriter struct{ *responseWriter }
+
+// Flush flushes the underlying writer.
+func (w flushHijackWriter) Flush() { w.flush() }
+
+// Hijack hijacks the underlying writer.
+func (w flushHijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) { return w.hijack() }
+
+// canFlush reports whether http.ResponseController finds a way to flush w:
+// a FlushError or Flush method, on w or on a writer it unwraps to.
+func canFlush(w http.ResponseWriter) bool {
+	for {
+		switch t := w.(type) {
+		case interface{ FlushError() error }, http.Flusher:
+			return true
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = t.Unwrap()
+		default:
+			return false
+		}
+	}
+}
+
+// canHijack reports whether http.ResponseController finds a way to hijack
+// w: a Hijack method, on w or on a writer it unwraps to.
+func canHijack(w http.ResponseWriter) bool {
+	for {
+		switch t := w.(type) {
+		case http.Hijacker:
+			return true
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = t.Unwrap()
+		default:
+			return false
+		}
+	}
 }

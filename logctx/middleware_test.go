@@ -351,9 +351,13 @@ func TestMiddlewareWriterPassThrough(t *testing.T) {
 	if !rec.Flushed || !rec.hijacked {
 		t.Errorf("flushed=%v hijacked=%v", rec.Flushed, rec.hijacked)
 	}
-	// Hijack on a writer that cannot reports http.ErrNotSupported.
+	// A writer that cannot be hijacked is not an http.Hijacker, and
+	// http.ResponseController reports http.ErrNotSupported.
 	mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, _, err := w.(http.Hijacker).Hijack(); !errors.Is(err, http.ErrNotSupported) {
+		if _, ok := w.(http.Hijacker); ok {
+			t.Error("writer is an http.Hijacker over one that is not")
+		}
+		if _, _, err := http.NewResponseController(w).Hijack(); !errors.Is(err, http.ErrNotSupported) {
 			t.Errorf("Hijack err = %v", err)
 		}
 	})).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
