@@ -282,11 +282,11 @@ func (w *responseWriter) writer() http.ResponseWriter {
 	return w
 }
 
-func (w *responseWriter) flush() {
+func (w *responseWriter) flush() error {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
-	_ = http.NewResponseController(w.ResponseWriter).Flush()
+	return http.NewResponseController(w.ResponseWriter).Flush()
 }
 
 func (w *responseWriter) hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -301,7 +301,11 @@ func (w *responseWriter) hijack() (net.Conn, *bufio.ReadWriter, error) {
 type flushWriter struct{ *responseWriter }
 
 // Flush flushes the underlying writer.
-func (w flushWriter) Flush() { w.flush() }
+func (w flushWriter) Flush() { _ = w.flush() }
+
+// FlushError flushes the underlying writer and returns its error, for
+// http.ResponseController, which asks for it before Flush.
+func (w flushWriter) FlushError() error { return w.flush() }
 
 // hijackWriter is a responseWriter over a writer that can be hijacked.
 type hijackWriter struct{ *responseWriter }
@@ -313,7 +317,11 @@ func (w hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) { return w.h
 type flushHijackWriter struct{ *responseWriter }
 
 // Flush flushes the underlying writer.
-func (w flushHijackWriter) Flush() { w.flush() }
+func (w flushHijackWriter) Flush() { _ = w.flush() }
+
+// FlushError flushes the underlying writer and returns its error, for
+// http.ResponseController, which asks for it before Flush.
+func (w flushHijackWriter) FlushError() error { return w.flush() }
 
 // Hijack hijacks the underlying writer.
 func (w flushHijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) { return w.hijack() }

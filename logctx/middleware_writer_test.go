@@ -123,3 +123,28 @@ func TestMiddlewareFlushUnsupportedCommitsNothing(t *testing.T) {
 		t.Errorf("access line %s, want status 202", f.buf.String())
 	}
 }
+
+// failingFlusher's flush fails, as net/http's does once the client is gone.
+type failingFlusher struct{ plainWriter }
+
+var errFlush = errors.New("write: broken pipe")
+
+func (w *failingFlusher) FlushError() error { return errFlush }
+
+// TestMiddlewareFlushErrorReachesHandler: http.ResponseController.Flush
+// through the middleware returns the error the underlying flush met, so a
+// streaming handler learns its client is gone, as it would without the
+// middleware.
+func TestMiddlewareFlushErrorReachesHandler(t *testing.T) {
+	mw, err := NewMiddleware(MiddlewareConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got error
+	mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = http.NewResponseController(w).Flush()
+	})).ServeHTTP(&failingFlusher{plainWriter{h: http.Header{}}}, httptest.NewRequest("GET", "/", nil))
+	if !errors.Is(got, errFlush) {
+		t.Errorf("ResponseController.Flush = %v, want %v", got, errFlush)
+	}
+}
