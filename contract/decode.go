@@ -1,6 +1,7 @@
 package contract
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -61,9 +62,25 @@ type utf8Reader struct {
 	tail [utf8.UTFMax]byte // the start of a rune the last read split
 	nt   int               // bytes in tail
 	bad  int64             // offset of the first invalid byte; -1 while none
+	esc  escapeScanner     // finds \u escapes of unpaired surrogates
+	lone bool              // bad is the offset of such an escape
 }
 
+// Read passes the bytes of u.r through once they are known valid UTF-8
+// (but for a split rune, checked by the next read) without an escape of
+// an unpaired surrogate.
 func (u *utf8Reader) Read(p []byte) (int, error) {
+	n, err := u.read(p)
+	if n > 0 {
+		if at := u.esc.scan(p[:n]); at >= 0 {
+			u.lone = true
+			return 0, u.fail(at)
+		}
+	}
+	return n, err
+}
+
+func (u *utf8Reader) read(p []byte) (int, error) {
 	if u.bad >= 0 {
 		return 0, errInvalidUTF8
 	}
@@ -120,8 +137,121 @@ func (u *utf8Reader) fail(at int64) error {
 	return errInvalidUTF8
 }
 
-// invalidUTF8 is the error of a body that is not valid UTF-8.
-func invalidUTF8(at int64) *Error {
+// escapeScanner finds the \u escapes of unpaired UTF-16 surrogates in JSON
+// text fed to it piece by piece: a high surrogate (\ud800-\udbff) not
+// followed at once by an escaped low one (\udc00-\udfff), or a low one
+// alone. Such an escape is valid JSON syntax but stands for no character:
+// encoding/json decodes each as U+FFFD, so "\ud800", "\udc00" and "\ufffd"
+// would all be one value, as invalid UTF-8 bytes would. A backslash can only
+// start an escape (anywhere else it is a syntax error the decoder reports),
+// so the scanner need not know where strings begin and end.
+type escapeScanner struct {
+	off    int64 // offset of the next byte fed
+	state  uint8 // escPlain, escBackslash or escHex
+	digits int   // hex digits of the \u escape read so far
+	code   rune  // their value
+	high   bool  // the last escape was a high surrogate: a low one must follow
+	escAt  int64 // offset of the backslash of the current escape
+	highAt int64 // offset of the pending high surrogate's escape
+}
+
+const (
+	escPlain uint8 = iota
+	escBackslash
+	escHex
+)
+
+// scan feeds p to s and returns the offset of the first unpaired surrogate
+// escape, or -1.
+func (s *escapeScanner) scan(p []byte) int64 {
+	base := s.off
+	s.off += int64(len(p))
+	for i := 0; i < len(p); {
+		switch s.state {
+		case escPlain:
+			if s.high {
+				if p[i] != '\\' {
+					return s.highAt
+				}
+			} else {
+				j := bytes.IndexByte(p[i:], '\\')
+				if j < 0 {
+					return -1
+				}
+				i += j
+			}
+			s.escAt = base + int64(i)
+			s.state = escBackslash
+			i++
+		case escBackslash:
+			if p[i] != 'u' {
+				if s.high {
+					return s.highAt
+				}
+				s.state = escPlain
+				i++
+				continue
+			}
+			s.state, s.digits, s.code = escHex, 0, 0
+			i++
+		case escHex:
+			d := hexDigit(p[i])
+			if d < 0 { // a syntax error: the decoder reports it
+				s.state, s.high = escPlain, false
+				continue
+			}
+			s.code = s.code<<4 | d
+			s.digits++
+			i++
+			if s.digits < 4 {
+				continue
+			}
+			s.state = escPlain
+			switch {
+			case s.high:
+				if s.code < 0xdc00 || s.code > 0xdfff {
+					return s.highAt
+				}
+				s.high = false
+			case s.code >= 0xd800 && s.code <= 0xdbff:
+				s.high, s.highAt = true, s.escAt
+			case s.code >= 0xdc00 && s.code <= 0xdfff:
+				return s.escAt
+			}
+		}
+	}
+	return -1
+}
+
+func hexDigit(c byte) rune {
+	switch {
+	case c >= '0' && c <= '9':
+		return rune(c - '0')
+	case c >= 'a' && c <= 'f':
+		return rune(c-'a') + 10
+	case c >= 'A' && c <= 'F':
+		return rune(c-'A') + 10
+	}
+	return -1
+}
+
+// unpairedSurrogate returns the offset in the JSON text b of the first
+// escape of an unpaired surrogate, or -1.
+func unpairedSurrogate(b []byte) int64 {
+	var s escapeScanner
+	if at := s.scan(b); at >= 0 || !s.high {
+		return at
+	}
+	return s.highAt // b ends right after a high surrogate
+}
+
+// invalidUTF8 is the error of a body that is not valid UTF-8, or, when
+// lone, that holds an escape of an unpaired surrogate.
+func invalidUTF8(at int64, lone bool) *Error {
+	if lone {
+		return &Error{Kind: KindMalformed, Code: "json.utf8",
+			Detail: "body has an unpaired UTF-16 surrogate escape at offset " + strconv.FormatInt(at, 10) + ": strings must be valid Unicode"}
+	}
 	return &Error{Kind: KindMalformed, Code: "json.utf8",
 		Detail: "body is not valid UTF-8 at offset " + strconv.FormatInt(at, 10)}
 }
@@ -138,6 +268,7 @@ func invalidUTF8(at int64) *Error {
 //	unknown field                   KindMalformed (400) code json.unknown_field, names the field
 //	data after the value            KindMalformed (400) code json.trailing_data, names the offset
 //	not valid UTF-8                 KindMalformed (400) code json.utf8, names the offset
+//	unpaired surrogate (\ud800)     KindMalformed (400) code json.utf8, names the offset
 //	value refused by its type       KindMalformed (400) code json.value (a time that is not RFC 3339)
 //	reading r failed                the read error's Kind (timeout, canceled), else KindMalformed, code json.read
 //	v is not a non-nil pointer      KindInternal (500)  code json.target
@@ -159,7 +290,7 @@ func DecodeJSON(r io.Reader, limit int64, v any) error {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		if errors.Is(err, errInvalidUTF8) {
-			return invalidUTF8(ur.bad)
+			return invalidUTF8(ur.bad, ur.lone)
 		}
 		return decodeError(err, lr, limit)
 	}
@@ -169,7 +300,7 @@ func DecodeJSON(r io.Reader, limit int64, v any) error {
 			return tooLarge(limit, err)
 		}
 		if errors.Is(err, errInvalidUTF8) {
-			return invalidUTF8(ur.bad)
+			return invalidUTF8(ur.bad, ur.lone)
 		}
 		if err != nil && lr.err != nil && errors.Is(err, lr.err) {
 			return readError(err)

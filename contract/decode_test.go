@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -247,4 +248,43 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 	n := copy(p[:min(len(p), r.size)], r.s)
 	r.s = r.s[n:]
 	return n, nil
+}
+
+// A \u escape of an unpaired UTF-16 surrogate is JSON syntax but no
+// Unicode text: encoding/json decodes every one of them as U+FFFD, so
+// "\ud800" and "\udc00" (and a literal "\ufffd") decoded as the same payer,
+// the invalid-UTF-8 collapse DecodeJSON refuses, reached through escapes.
+// Paired surrogates (𝄞 as "\ud834\udd1e") are one valid rune.
+func TestDecodeJSONUnpairedSurrogateEscapes(t *testing.T) {
+	for _, tt := range []struct {
+		body string
+		at   int
+	}{
+		{`{"payer":"x\ud800"}`, 11},
+		{`{"payer":"x\udc00"}`, 11},
+		{`{"payer":"\uDBFFx"}`, 10},
+		{`{"payer":"\ud800\u0041"}`, 10},
+		{`{"payer":"\ud800\n"}`, 10},
+		{`{"payer":"\ud834\ud834\udd1e"}`, 10},
+		{`{"payer":"ok","\udc00":1}`, 15},
+		{`{"payer":"ok"} "\ud800"`, 16},
+	} {
+		for _, size := range []int{1, 3, 512} {
+			var p payment
+			err := DecodeJSON(&chunkReader{s: tt.body, size: size}, 0, &p)
+			e := As(err)
+			want := "body has an unpaired UTF-16 surrogate escape at offset " + strconv.Itoa(tt.at) + ": strings must be valid Unicode"
+			if e == nil || e.Kind != KindMalformed || e.Code != "json.utf8" || e.Detail != want {
+				t.Errorf("%s in reads of %d: %v (payer %q), want json.utf8 %q", tt.body, size, err, p.Payer, want)
+			}
+		}
+	}
+	for _, body := range []string{`{"payer":"\ud834\udd1e"}`, `{"payer":"\\ud800"}`, `{"payer":"\\\ud834\uDD1E"}`, `{"payer":"\u00e9\uFFFD"}`} {
+		for _, size := range []int{1, 2, 512} {
+			var p payment
+			if err := DecodeJSON(&chunkReader{s: body, size: size}, 0, &p); err != nil || p.Payer == "" {
+				t.Errorf("%s in reads of %d: %v, payer %q", body, size, err, p.Payer)
+			}
+		}
+	}
 }

@@ -133,8 +133,9 @@
 // [DecodeJSON] and [DecodeRequest] decode one JSON value and refuse what
 // encoding/json lets through: unknown fields, data after the value, bodies
 // that are not valid UTF-8 (encoding/json would turn each bad byte in a
-// string into U+FFFD, so two distinct ids would decode as one), bodies
-// over a limit (KindTooLarge, 413, without reading past the limit), and, for
+// string into U+FFFD, so two distinct ids would decode as one) or that
+// escape an unpaired UTF-16 surrogate ("\ud800", decoded as U+FFFD too),
+// bodies over a limit (KindTooLarge, 413, without reading past the limit), and, for
 // requests, a Content-Type other than JSON. Syntax errors and invalid UTF-8
 // name the offset, wrong types name the field and the offset; all are
 // KindMalformed (400) with codes json.syntax, json.type, json.unknown_field,

@@ -119,7 +119,8 @@ func isRFC3339(s string) bool {
 // DecodeEvent decodes one event in the CloudEvents JSON format, strictly,
 // and validates it (see Event.Validate). Syntax problems are KindMalformed
 // (code event.malformed): not a single JSON object, a repeated attribute, an
-// attribute that is not valid UTF-8 or of the wrong JSON type, a time that is not an RFC 3339
+// attribute that is not valid UTF-8, holds a \u escape of an unpaired
+// surrogate ("\ud800") or is of the wrong JSON type, a time that is not an RFC 3339
 // date-time ("2006-01-02T15:04:05.999Z" or with an offset "+07:00" under
 // 24 hours; the looser forms time.Parse also takes are refused), a sequence
 // that is not an unsigned integer (a JSON number or a decimal string), an
@@ -268,6 +269,10 @@ func repeatedMembers(b []byte) error {
 	return ce
 }
 
+// surrogateReason is the field error of a value holding a \u escape of an
+// unpaired UTF-16 surrogate ("\ud800"), which stands for no character.
+const surrogateReason = "must not contain an unpaired surrogate escape (\\ud800-\\udfff)"
+
 // setAttr stores one decoded attribute, recording what is wrong in v.
 func (e *Event) setAttr(v *Validator, name string, raw json.RawMessage) {
 	if string(raw) == "null" {
@@ -278,6 +283,12 @@ func (e *Event) setAttr(v *Validator, name string, raw json.RawMessage) {
 		// distinct ids one (a false duplicate), and data keeps them raw,
 		// where JSON must be UTF-8.
 		v.Add(name, "must be valid UTF-8")
+		return
+	}
+	if unpairedSurrogate(raw) >= 0 {
+		// json.Unmarshal decodes every such escape as U+FFFD: the same
+		// collapse of distinct ids, through escapes.
+		v.Add(name, surrogateReason)
 		return
 	}
 	str := func(dst *string) {
@@ -419,7 +430,8 @@ func extensionValue(v any) (json.RawMessage, bool) {
 // valid UTF-8: see logctx.ExtractEvent), source must be a URI-reference, dataschema an absolute URI,
 // datacontenttype a media type, time a year from 0 to 9999 with a zone
 // offset under 24 hours (what RFC 3339 can write), data valid JSON in UTF-8
-// (json.Valid lets invalid UTF-8 inside strings through), and
+// (json.Valid lets invalid UTF-8 inside strings through) without a \u
+// escape of an unpaired surrogate (decoded as U+FFFD, whatever it was), and
 // every extension a valid name with a string, boolean or int32 value.
 func (e *Event) Validate() error {
 	var v Validator
@@ -459,7 +471,9 @@ func (e *Event) Validate() error {
 			"datacontenttype", "must be a media type (type/subtype)")
 	}
 	if len(e.Data) > 0 {
-		v.Check(json.Valid(e.Data) && utf8.Valid(e.Data), "data", "must be valid JSON in UTF-8")
+		if v.Check(json.Valid(e.Data) && utf8.Valid(e.Data), "data", "must be valid JSON in UTF-8") {
+			v.Check(unpairedSurrogate(e.Data) < 0, "data", surrogateReason)
+		}
 	}
 	names := make([]string, 0, len(e.Extensions))
 	for name := range e.Extensions {
@@ -535,7 +549,8 @@ func timeReason(t time.Time) string {
 // type, the optional attributes that are set, the extensions sorted by
 // name, then data. It fails on what cannot be encoded (an extension with a
 // bad name or value, a time outside years 0-9999 or with a zone offset of
-// 24 hours or more, data that is not valid JSON in UTF-8); it does not
+// 24 hours or more, data that is not valid JSON in UTF-8 or holds an
+// unpaired surrogate escape); it does not
 // require the required attributes: call Validate.
 func (e Event) MarshalJSON() ([]byte, error) {
 	var b bytes.Buffer
@@ -603,6 +618,10 @@ func (e Event) MarshalJSON() ([]byte, error) {
 		if !json.Valid(e.Data) || !utf8.Valid(e.Data) {
 			return nil, &Error{Kind: KindInvalid, Code: "event.invalid", Detail: "data is not valid JSON in UTF-8",
 				Fields: []FieldError{{Name: "data", Reason: "must be valid JSON in UTF-8"}}}
+		}
+		if unpairedSurrogate(e.Data) >= 0 {
+			return nil, &Error{Kind: KindInvalid, Code: "event.invalid", Detail: "data holds an unpaired surrogate escape",
+				Fields: []FieldError{{Name: "data", Reason: surrogateReason}}}
 		}
 		var c bytes.Buffer
 		_ = json.Compact(&c, e.Data)

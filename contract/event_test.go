@@ -388,3 +388,35 @@ func TestCountMembers(t *testing.T) {
 		t.Fatalf("escaped duplicate: %v %v", err, f)
 	}
 }
+
+// An unpaired surrogate escape ("\ud800") is decoded by json.Unmarshal as
+// U+FFFD, so ids "pay_\ud800" and "pay_\udc00" were one id and the second
+// event was dropped as a duplicate; in data the escape stayed raw and every
+// consumer decoding it met the same collapse.
+func TestEventUnpairedSurrogateEscapes(t *testing.T) {
+	for _, id := range []string{`pay_\ud800`, `pay_\udc00`, `pay_\ud800\ud800`} {
+		e, err := DecodeEvent([]byte(`{"specversion":"1.0","id":"` + id + `","source":"/s","type":"t"}`))
+		if f := As(err); !errors.Is(err, ErrMalformed) || len(f.Fields) != 1 || f.Fields[0].Name != "id" {
+			t.Errorf("DecodeEvent(id %s) = %v (id %q); want malformed id", id, err, e.ID)
+		}
+	}
+	_, err := DecodeEvent([]byte(`{"specversion":"1.0","id":"1","source":"/s","type":"t","tenant":"t\udfff"}`))
+	if f := As(err); !errors.Is(err, ErrMalformed) || len(f.Fields) != 1 || f.Fields[0].Name != "tenant" {
+		t.Errorf("DecodeEvent(extension with a lone surrogate) = %v; want malformed tenant", err)
+	}
+	_, err = DecodeEvent([]byte(`{"specversion":"1.0","id":"1","source":"/s","type":"t","data":{"name":"\ud800"}}`))
+	if f := As(err); err == nil || len(f.Fields) != 1 || f.Fields[0].Name != "data" {
+		t.Errorf("DecodeEvent(data with a lone surrogate) = %v; want an error naming data", err)
+	}
+	e := Event{ID: "1", Source: "/s", SpecVersion: "1.0", Type: "t", Data: json.RawMessage(`{"name":"\udc00"}`)}
+	if err := e.Validate(); !errors.Is(err, ErrInvalid) {
+		t.Errorf("Validate(data with a lone surrogate) = %v; want invalid", err)
+	}
+	if b, err := json.Marshal(e); !errors.Is(err, ErrInvalid) {
+		t.Errorf("Marshal(data with a lone surrogate) = %q, %v; want invalid", b, err)
+	}
+	ok, err := DecodeEvent([]byte(`{"specversion":"1.0","id":"\ud834\udd1e","source":"/s","type":"t","data":{"n":"\ud834\udd1e \\ud800"}}`))
+	if err != nil || ok.ID != "𝄞" {
+		t.Errorf("DecodeEvent(paired surrogates) = %v, id %q", err, ok.ID)
+	}
+}

@@ -63,6 +63,7 @@ func FuzzDecodeJSON(f *testing.F) {
 		``, `   `, `{`, `{"payer":"x",}`, `{"amount_minor":"1"}`, `{"amount_minor":1e400}`,
 		`{"items":[{"qty":-1}]}`, `{"admin":true}`, `{} {}`, `{}x`, `[]`, `null`, `"\ud800"`,
 		`{"booked_at":"2026-13-45T99:00:00Z"}`, strings.Repeat(`[`, 20000), "\xff\xfe{}",
+		`{"payer":"\ud834\udd1e"}`, `{"payer":"\udc00"}`, `{"payer":"\\\ud800"}`,
 	} {
 		f.Add([]byte(seed), int64(64))
 	}
@@ -75,6 +76,12 @@ func FuzzDecodeJSON(f *testing.F) {
 		if err == nil {
 			if !utf8.Valid(body) {
 				t.Fatalf("%q is not valid UTF-8 but decoded", body)
+			}
+			// U+FFFD is decoded only from itself, never from a bad byte
+			// or an unpaired surrogate escape.
+			lower := bytes.ToLower(body)
+			if strings.ContainsRune(p.Payer, utf8.RuneError) && !bytes.ContainsRune(body, utf8.RuneError) && !bytes.Contains(lower, []byte(`\ufffd`)) {
+				t.Fatalf("%q decoded a payer with U+FFFD: %q", body, p.Payer)
 			}
 			return
 		}
