@@ -78,7 +78,7 @@
 // so that an overloaded error keeps a code of its own
 // ("payments.overloaded") and still reads back as overloaded. Rate limited
 // and unavailable errors with a hint get Retry-After in whole seconds,
-// rounded up. An
+// rounded up, unless their problem says "retryable": false. An
 // internal error shows only "internal error": neither its Detail, its field
 // errors nor its Cause ever reach the client. Responses are marked
 // Cache-Control: no-store.

@@ -265,7 +265,9 @@ func ProblemFrom(err error) Problem {
 // limited and unavailable errors that carry a retry-after hint, a
 // Retry-After header in whole seconds (rounded up). Overloaded errors never
 // get Retry-After: the dependency asked callers not to retry, which their
-// problem says with "retryable": false whatever their code. Responses are
+// problem says with "retryable": false whatever their code; nor does an
+// unavailable error made not retryable (WithRetryable(false)), whose
+// problem says the same. Responses are
 // marked Cache-Control: no-store, and a HEAD request gets no body.
 func WriteProblem(w http.ResponseWriter, r *http.Request, err error) {
 	p := ProblemFrom(err)
@@ -273,7 +275,9 @@ func WriteProblem(w http.ResponseWriter, r *http.Request, err error) {
 		p.Instance = r.URL.EscapedPath()
 	}
 	h := w.Header()
-	if k := KindOf(err); err != nil && (k == KindRateLimited || k == KindUnavailable) {
+	// A problem saying "retryable": false never invites a retry with
+	// Retry-After, whatever its Kind.
+	if k := KindOf(err); err != nil && (k == KindRateLimited || k == KindUnavailable) && p.Extensions[RetryableMember] != false {
 		if d, ok := RetryAfter(err); ok {
 			h.Set("Retry-After", FormatRetryAfter(d))
 		}

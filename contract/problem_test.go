@@ -243,3 +243,25 @@ func TestFormatRetryAfter(t *testing.T) {
 		}
 	}
 }
+
+// A 503 whose error was made not retryable says "retryable": false in its
+// body, as an overloaded one does; it also got a Retry-After header, which
+// every HTTP client reads as "retry after this long", and ParseProblem read
+// it back as overloaded carrying a retry hint. What the body forbids, no
+// header may invite: no error that reads back as not retryable has one.
+func TestWriteProblemNoRetryAfterWhenNotRetryable(t *testing.T) {
+	for k := Kind(0); int(k) < len(kindNames); k++ {
+		for _, override := range []retryOverride{retryDefault, retryYes, retryNo} {
+			e := New(k, "psp", "").WithRetryAfter(time.Minute)
+			e.retry = override
+			rec := httptest.NewRecorder()
+			WriteProblem(rec, httptest.NewRequest("POST", "/payments", nil), e)
+			res := rec.Result()
+			parsed := ParseProblem(res)
+			if h := res.Header.Get("Retry-After"); h != "" && !Retryable(parsed) {
+				t.Errorf("%v (retry override %d): Retry-After %q with a body that reads back as %v, not retryable: %s",
+					k, override, h, parsed, rec.Body)
+			}
+		}
+	}
+}
