@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -18,8 +19,10 @@ const ProblemContentType = "application/problem+json"
 // code) and "invalid-params" (field errors) are the two extension members
 // sadpath defines. Every other member is kept in Extensions when decoding
 // and written back when encoding, so a client never loses what a server
-// sent. As RFC 9457 requires, a standard member whose JSON value has the
-// wrong type ("status": "503") is ignored when decoding, not an error.
+// sent, but for a member named like a typed one in another case
+// ("Status"), which is decoded into Extensions and never written. As RFC
+// 9457 requires, a standard member whose JSON value has the wrong type
+// ("status": "503") is ignored when decoding, not an error.
 type Problem struct {
 	Type          string         `json:"type,omitempty"`           // URI reference identifying the problem type; "about:blank" when none
 	Title         string         `json:"title,omitempty"`          // short summary of the type; the HTTP status text for about:blank
@@ -28,21 +31,30 @@ type Problem struct {
 	Instance      string         `json:"instance,omitempty"`       // URI reference of this occurrence (the request path)
 	Code          string         `json:"code,omitempty"`           // extension: stable machine code (Error.CodeOrKind)
 	InvalidParams []FieldError   `json:"invalid-params,omitempty"` // extension: one entry per invalid field
-	Extensions    map[string]any `json:"-"`                        // every other member; names of standard members are ignored here
+	Extensions    map[string]any `json:"-"`                        // every other member; names of typed members, in any case, are not written
 }
 
-// isProblemMember reports whether name is a member Problem types itself.
+// problemMembers are the members Problem types itself.
+var problemMembers = [...]string{"type", "title", "status", "detail", "instance", "code", "invalid-params"}
+
+// isProblemMember reports whether name is a member Problem types itself,
+// ignoring case as encoding/json does when it decodes into a struct
+// (strings.EqualFold is its rule: "Status", "STATUS", even "ſtatus" with
+// a long s, all fill a Status field).
 func isProblemMember(name string) bool {
-	switch name {
-	case "type", "title", "status", "detail", "instance", "code", "invalid-params":
-		return true
+	for _, m := range problemMembers {
+		if strings.EqualFold(name, m) {
+			return true
+		}
 	}
 	return false
 }
 
 // MarshalJSON writes the standard members in RFC order, then "code",
 // "invalid-params" and the Extensions sorted by name. An extension named like
-// a standard member is skipped: it cannot override a typed field.
+// a standard member, in any case ("Status", "DETAIL"), is skipped: it cannot
+// override a typed field, not even for a client decoding with encoding/json,
+// which matches member names case-insensitively and keeps the last.
 func (p Problem) MarshalJSON() ([]byte, error) {
 	var b bytes.Buffer
 	b.WriteByte('{')

@@ -265,3 +265,36 @@ func TestWriteProblemNoRetryAfterWhenNotRetryable(t *testing.T) {
 		}
 	}
 }
+
+// JSON member names are case-sensitive, but encoding/json, which most Go
+// clients decode problems with, matches them case-insensitively and keeps
+// the last: an extension "Status" or "DETAIL", written after the standard
+// members, replaced them for those clients (a relayed upstream problem
+// could swap the detail a server had cleaned, or claim status 200).
+func TestProblemExtensionsCannotOverrideStandardMembersIgnoringCase(t *testing.T) {
+	p := Problem{Type: "about:blank", Title: "Not Found", Status: 404, Detail: "no such payment", Code: "payment.not_found",
+		InvalidParams: []FieldError{{Name: "id", Reason: "unknown"}},
+		Extensions: map[string]any{"Status": 200, "DETAIL": "all good", "Code": "ok", "Type": "https://evil.example/",
+			"TITLE": "OK", "Instance": "/x", "Invalid-Params": []any{}, "balance": 7, "ſtatus": 201}}
+	b, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var client struct {
+		Type          string
+		Title         string
+		Status        int
+		Detail        string
+		Instance      string
+		Code          string
+		InvalidParams []FieldError `json:"invalid-params"`
+		Balance       int
+	}
+	if err := json.Unmarshal(b, &client); err != nil {
+		t.Fatal(err)
+	}
+	if client.Type != "about:blank" || client.Title != "Not Found" || client.Status != 404 || client.Detail != "no such payment" ||
+		client.Instance != "" || client.Code != "payment.not_found" || len(client.InvalidParams) != 1 || client.Balance != 7 {
+		t.Fatalf("an encoding/json client reads %+v from %s", client, b)
+	}
+}
