@@ -104,7 +104,11 @@ func (v *Validator) Length(name, value string, min, max int) bool {
 	return v.Check(n >= min && n <= max, name, reason)
 }
 
-// OneOf checks that value is exactly one of allowed.
+// OneOf checks that value is exactly one of allowed. The reason lists every
+// allowed value ("must be one of \"EUR\", \"USD\""), and it is written to
+// the client: use it for public enumerations (statuses, currencies), never
+// to check a value against secrets (API keys, tenant ids of others); use
+// Check with a reason of your own for those.
 func (v *Validator) OneOf(name, value string, allowed ...string) bool {
 	for _, a := range allowed {
 		if value == a {
