@@ -273,7 +273,9 @@ func ProblemFrom(err error) Problem {
 
 // WriteProblem writes err as an application/problem+json response: the
 // status of its Kind (equal to the problem's "status" member), the problem
-// built by ProblemFrom with the request path as "instance", and, for rate
+// built by ProblemFrom with the request path as "instance" (a path starting
+// with "//" is written "/.//…", which resolves to the same path on this
+// server instead of to another host), and, for rate
 // limited and unavailable errors that carry a retry-after hint, a
 // Retry-After header in whole seconds (rounded up). Overloaded errors never
 // get Retry-After: the dependency asked callers not to retry, which their
@@ -285,6 +287,11 @@ func WriteProblem(w http.ResponseWriter, r *http.Request, err error) {
 	p := ProblemFrom(err)
 	if r != nil && r.URL != nil {
 		p.Instance = r.URL.EscapedPath()
+		if strings.HasPrefix(p.Instance, "//") {
+			// A network-path reference: it would resolve to the host
+			// after the slashes. "/." resolves to the same path here.
+			p.Instance = "/." + p.Instance
+		}
 	}
 	h := w.Header()
 	// A problem saying "retryable": false never invites a retry with

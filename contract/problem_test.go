@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"reflect"
 	"strconv"
 	"strings"
@@ -296,5 +297,33 @@ func TestProblemExtensionsCannotOverrideStandardMembersIgnoringCase(t *testing.T
 	if client.Type != "about:blank" || client.Title != "Not Found" || client.Status != 404 || client.Detail != "no such payment" ||
 		client.Instance != "" || client.Code != "payment.not_found" || len(client.InvalidParams) != 1 || client.Balance != 7 {
 		t.Fatalf("an encoding/json client reads %+v from %s", client, b)
+	}
+}
+
+// "instance" is a URI reference resolved against the response's URL, and
+// RFC 9457 lets clients dereference it. A request path starting with "//"
+// (a router in front of any path cleaning lets it through) was written as
+// is: a network-path reference, which resolves to another host
+// ("//evil.example/x" is https://evil.example/x), where a client following
+// it would send its request, credentials included. The instance must
+// resolve to the request's own path on the server.
+func TestWriteProblemInstanceStaysOnTheServer(t *testing.T) {
+	base, _ := url.Parse("https://api.example/payments")
+	for _, target := range []string{"//evil.example/x", "///evil.example/x", "//evil.example", "http://api.example//evil.example/y", "/a//b", "/payments/pay_1"} {
+		r := httptest.NewRequest("GET", target, nil)
+		rec := httptest.NewRecorder()
+		WriteProblem(rec, r, New(KindRateLimited, "", ""))
+		var p Problem
+		if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil {
+			t.Fatal(err)
+		}
+		ref, err := url.Parse(p.Instance)
+		if err != nil {
+			t.Fatalf("%s: instance %q: %v", target, p.Instance, err)
+		}
+		got := base.ResolveReference(ref)
+		if got.Host != "api.example" || got.EscapedPath() != r.URL.EscapedPath() {
+			t.Errorf("%s: instance %q resolves to %v, want the path %q on api.example", target, p.Instance, got, r.URL.EscapedPath())
+		}
 	}
 }
