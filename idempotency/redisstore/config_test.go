@@ -112,6 +112,15 @@ func TestMapError(t *testing.T) {
 		{redisErr("OOM command not allowed when used memory > 'maxmemory'."), contract.KindUnavailable},
 		{redisErr("MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk. Commands that may modify the data set are disabled"), contract.KindUnavailable},
 		{redisErr("ERR Error running script"), contract.KindInternal},
+		// Before Redis 7 (and on servers that kept its format, such as
+		// Dragonfly) an error raised by a command inside a script comes
+		// back wrapped in "ERR Error running script …": the code a failover
+		// or a full memory gives is inside it.
+		{redisErr("ERR Error running script (call to f_1028a5dba704e1d8a01fd96efeba25bb78f62df2): @user_script:4: @user_script: 4: -READONLY You can't write against a read only replica."), contract.KindUnavailable},
+		{redisErr("ERR Error running script (call to f_d8f2fad9f8e86a53d2a6ebd960b33c4972cacc37): @user_script:2: -READONLY You can't write against a read only replica."), contract.KindUnavailable},
+		{redisErr("ERR Error running script (call to f_7c3c72256b7000c652f63d624211576357d51abb): @user_script:12: @user_script: 12: -OOM command not allowed when used memory > 'maxmemory'."), contract.KindUnavailable},
+		{redisErr("ERR Error running script (call to f_7c3c72256b7000c652f63d624211576357d51abb): @user_script:3: @user_script: 3: -WRONGTYPE Operation against a key holding the wrong kind of value"), contract.KindInternal},
+		{redisErr("ERR Error running script (call to f_7c3c72256b7000c652f63d624211576357d51abb): @user_script:3: user_script:3: attempt to perform arithmetic on a nil value"), contract.KindInternal},
 		{redisErr("WRONGTYPE Operation against a key holding the wrong kind of value"), contract.KindInternal},
 		{errReply, contract.KindInternal},
 	}

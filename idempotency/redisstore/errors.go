@@ -17,7 +17,8 @@ import (
 //   - context deadline or a network timeout: KindTimeout, retryable — the
 //     command may have run;
 //   - Redis refusing for a while (LOADING, READONLY after a failover,
-//     MASTERDOWN, CLUSTERDOWN, TRYAGAIN, BUSY, OOM, max clients): KindUnavailable;
+//     MASTERDOWN, CLUSTERDOWN, TRYAGAIN, BUSY, OOM, max clients), also when
+//     a command inside a script met it: KindUnavailable;
 //   - any other server error (a script error, WRONGTYPE): KindInternal;
 //   - everything else — refused or reset connections, EOF, a closed client,
 //     an exhausted pool: KindUnavailable, retryable.
@@ -43,8 +44,23 @@ func mapError(op string, err error) *contract.Error {
 	return contract.Wrap(kind, op, err).WithCode(code)
 }
 
+// transientServerError reports whether a server error is one Redis gives
+// for a while (a failover, a load, a full memory) rather than for good.
+//
+// Redis 7 answers a script whose command failed with that command's error
+// and code ("READONLY … script: …"). Earlier versions, and servers that
+// kept their format, wrap it: "ERR Error running script (call to f_…):
+// @user_script:4: @user_script: 4: -READONLY …"; the code is read after the
+// first ": -" then.
 func transientServerError(msg string) bool {
 	msg = strings.TrimPrefix(msg, "ERR ")
+	if strings.HasPrefix(msg, "Error running script") {
+		i := strings.Index(msg, ": -")
+		if i < 0 {
+			return false
+		}
+		msg = msg[i+len(": -"):]
+	}
 	for _, p := range []string{"LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "BUSY", "OOM", "MISCONF", "NOREPLICAS", "MOVED", "ASK", "max number of clients"} {
 		if strings.HasPrefix(msg, p) {
 			return true
