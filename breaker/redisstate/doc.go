@@ -120,8 +120,9 @@
 // buckets "P{N}:w:<bucket>" (expiring after one window) and the channel
 // "P{N}:events". The hash tag keeps a breaker's keys in one Redis Cluster
 // slot; New refuses a prefix containing '{' or '}', which would take it
-// over. Messages on the channel are parsed strictly; anything malformed is
-// ignored and logged.
+// over. A name starting with '}' would leave the tag empty: it is written
+// after a 0xff byte, "P{\xffN}…". Messages on the channel are parsed
+// strictly; anything malformed is ignored and logged.
 //
 // # Lifecycle and concurrency
 //

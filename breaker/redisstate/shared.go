@@ -205,7 +205,7 @@ func New(cfg Config) (*Shared, error) {
 		return nil, err
 	}
 	s.b = b
-	s.base = cfg.Prefix + "{" + b.Name() + "}"
+	s.base = cfg.Prefix + "{" + hashTag(b.Name()) + "}"
 	s.channel = s.base + ":events"
 	// The local breaker validated these; read them back with its defaults.
 	window, nb := bc.Window, bc.Buckets
@@ -238,6 +238,22 @@ func New(cfg Config) (*Shared, error) {
 	go s.listen()
 	go s.loop()
 	return s, nil
+}
+
+// hashTag returns what goes between the braces of a breaker's keys for the
+// breaker named name. Redis Cluster hashes the text between the first '{'
+// and the first '}' after it, and a key whole when that text is empty: a
+// name starting with '}' would close the tag at once, and spread the
+// breaker's keys over slots (its scripts then fail on every node). Such a
+// name gets a 0xff byte in front, which no name (valid UTF-8) starts with,
+// so the keys of two names never meet. Other names are used as they are: a
+// '{' or a later '}' in them leaves a tag that is not empty and is the same
+// for all of a breaker's keys.
+func hashTag(name string) string {
+	if strings.HasPrefix(name, "}") {
+		return "\xff" + name
+	}
+	return name
 }
 
 // Breaker returns the local breaker; call through it with breaker.Do.
