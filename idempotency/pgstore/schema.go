@@ -23,8 +23,9 @@ const schemaSQL = `CREATE TABLE IF NOT EXISTS %[1]s (
 );
 CREATE INDEX IF NOT EXISTS %[2]s ON %[1]s (expires_at);`
 
-// Migrate creates the schema (when Config.Schema is not "public"), the table
-// and its index if they do not exist. It is safe to run concurrently from
+// Migrate creates the schema, the table and its index if they do not exist
+// (an existing schema needs only USAGE and CREATE on it, not CREATE on the
+// database). It is safe to run concurrently from
 // many instances (an advisory lock serializes it) and on every start: when
 // the table and its index exist it changes nothing and locks neither, so it
 // never waits for, or holds up, the traffic of running instances.
@@ -46,16 +47,21 @@ func (s *Store) Migrate(ctx context.Context) error {
 	// for the index: on every start it would wait for each open write
 	// transaction, and every claim arriving meanwhile would queue behind
 	// it. An existing table and index are left alone, untouched and unlocked.
-	var exists bool
-	err = tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL`,
-		s.qualified, pgx.Identifier{s.schema, s.table + "_expires_at_idx"}.Sanitize()).Scan(&exists)
+	var exists, schemaExists bool
+	err = tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL, to_regnamespace($3) IS NOT NULL`,
+		s.qualified, pgx.Identifier{s.schema, s.table + "_expires_at_idx"}.Sanitize(), pgx.Identifier{s.schema}.Sanitize()).
+		Scan(&exists, &schemaExists)
 	if err != nil {
 		return s.fail(ctx, op, nil, err)
 	}
 	if exists {
 		return nil
 	}
-	if s.schema != "public" {
+	// CREATE SCHEMA IF NOT EXISTS checks the CREATE privilege on the
+	// database before it looks for the schema: a role granted CREATE on an
+	// existing schema only (least privilege) would be refused. It runs
+	// only when the schema is missing.
+	if !schemaExists {
 		if _, err := tx.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{s.schema}.Sanitize()); err != nil {
 			return s.fail(ctx, op, nil, err)
 		}
