@@ -3,7 +3,6 @@ package pgstore
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"time"
@@ -156,6 +155,12 @@ func runTx[T any](ctx context.Context, s *Store, key idempotency.Key, token uint
 
 // fnError maps the database failures among fn's errors to contract errors
 // (see DoTx) and leaves the caller's own errors alone.
+//
+// A bare io.EOF or io.ErrUnexpectedEOF is not taken for one: fn's own code
+// returns them for an empty or truncated document (encoding/json, a
+// reader), a permanent error that must not turn into a retryable outage.
+// When pgx meets an EOF on the connection it closes it, which
+// tx.Conn().IsClosed() sees.
 func fnError(ctx context.Context, op string, err error, tx pgx.Tx) error {
 	var ce *contract.Error
 	if errors.As(err, &ce) {
@@ -164,8 +169,7 @@ func fnError(ctx context.Context, op string, err error, tx pgx.Tx) error {
 	var pe *pgconn.PgError
 	var ne net.Error
 	if errors.As(err, &pe) || errors.As(err, &ne) || errors.Is(err, context.Canceled) ||
-		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.EOF) ||
-		errors.Is(err, io.ErrUnexpectedEOF) || tx.Conn().IsClosed() {
+		errors.Is(err, context.DeadlineExceeded) || tx.Conn().IsClosed() {
 		return mapError(op, canceledBy(ctx, err))
 	}
 	return err
