@@ -401,7 +401,16 @@ func TestHostileMessagesAreIgnored(t *testing.T) {
 func TestPeerTripMissingFromSharedStateEnds(t *testing.T) {
 	c, _ := client(t)
 	name := uniqueName(t)
-	a := newShared(t, c, name, "a", breaker.Config{OpenTimeout: 100 * time.Millisecond, MaxOpenTimeout: 200 * time.Millisecond})
+	// The open state may last less than one merge (50ms): seen through
+	// OnStateChange, not by polling State, which a loaded machine may not
+	// schedule within it.
+	var opened atomic.Bool
+	a := newShared(t, c, name, "a", breaker.Config{OpenTimeout: 100 * time.Millisecond, MaxOpenTimeout: 200 * time.Millisecond,
+		OnStateChange: func(_ context.Context, tr breaker.Transition) {
+			if tr.To == breaker.StateOpen {
+				opened.Store(true)
+			}
+		}})
 	subscribed(t, c, name, 1)
 	now, err := c.Time(context.Background()).Result()
 	if err != nil {
@@ -412,7 +421,7 @@ func TestPeerTripMissingFromSharedStateEnds(t *testing.T) {
 	if err := c.Publish(context.Background(), testPrefix+"{"+name+"}:events", msg).Err(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "a follows the message", func() bool { return a.Breaker().State() == breaker.StateOpen })
+	eventually(t, "a follows the message", opened.Load)
 	eventually(t, "a merge ends the trip no one stored", func() bool { return a.Breaker().State() != breaker.StateOpen })
 	if st := a.Breaker().State(); st != breaker.StateHalfOpen {
 		t.Fatalf("after the merge: %v, want half_open (probing)", st)
