@@ -453,7 +453,7 @@ func TestPaymentsClientGoneWhileQueued(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer gw.bulkhead.Release()
-	svc := &service{gw: gw, store: &payments{byID: map[string]Payment{}}, logger: logger}
+	svc := &service{gw: gw, store: newPayments(), logger: logger}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -86,20 +86,38 @@ type Payment struct {
 // record that completes the request (pgstore.DoTx), so a replay always
 // points at a payment that exists.
 type payments struct {
-	mu   sync.Mutex
-	byID map[string]Payment
-	seq  int
+	mu       sync.Mutex
+	byID     map[string]Payment
+	byCharge map[string]string // owner NUL charge id → payment id
+	seq      int
 }
 
-func (s *payments) add(p Payment) Payment {
+func newPayments() *payments {
+	return &payments{byID: map[string]Payment{}, byCharge: map[string]string{}}
+}
+
+// add records p, captured by the gateway's charge p.ChargeID, and returns
+// it with its id; or, when that charge is recorded already, the payment
+// recorded then, and false. One charge is one payment: a request can run
+// again after its charge was made and recorded (its idempotency record
+// could not be completed, a store blip, and its lease ran out before the
+// client's retry), and the gateway answers the retry's same gateway key
+// with the same charge. Recorded twice, the merchant would see, ship and
+// reconcile two payments for the money moved once.
+func (s *payments) add(p Payment) (Payment, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	ck := p.owner + "\x00" + p.ChargeID
+	if id, ok := s.byCharge[ck]; ok {
+		return s.byID[id], false
+	}
 	s.seq++
 	// Random, not sequential: a sequence would tell a caller how many
 	// payments others made, and which ids missing from its own list exist.
 	p.ID, p.seq = "pay_"+rand.Text(), s.seq
 	s.byID[p.ID] = p
-	return p
+	s.byCharge[ck] = p.ID
+	return p, true
 }
 
 // get returns owner's payment id. Another caller's payment is not found,
@@ -167,7 +185,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	store := &payments{byID: map[string]Payment{}}
+	store := newPayments()
 	svc := &service{gw: gw, store: store, logger: cfg.Logger}
 
 	mux := http.NewServeMux()
@@ -278,10 +296,15 @@ func (s *service) create(w http.ResponseWriter, r *http.Request) {
 		contract.WriteProblem(w, r, err)
 		return
 	}
-	p := s.store.add(Payment{Status: "captured", AmountMinor: req.AmountMinor, Currency: req.Currency, Payer: req.Payer,
+	p, created := s.store.add(Payment{Status: "captured", AmountMinor: req.AmountMinor, Currency: req.Currency, Payer: req.Payer,
 		Payee: req.Payee, Reference: req.Reference, ChargeID: charge.ChargeID, CreatedAt: time.Now().UTC(), owner: scope})
 	ctx = logctx.WithEntity(ctx, "payment", p.ID)
-	s.logger.LogAttrs(ctx, slog.LevelInfo, "payment captured", slog.String("charge_id", p.ChargeID), slog.Int64("amount_minor", p.AmountMinor), slog.String("currency", p.Currency))
+	if created {
+		s.logger.LogAttrs(ctx, slog.LevelInfo, "payment captured", slog.String("charge_id", p.ChargeID), slog.Int64("amount_minor", p.AmountMinor), slog.String("currency", p.Currency))
+	} else {
+		logctx.Decision(ctx, s.logger, slog.LevelWarn, "charge already recorded: its payment answered", "the request ran again after its charge was recorded",
+			slog.String("charge_id", p.ChargeID))
+	}
 	w.Header().Set("Location", "/payments/"+p.ID)
 	writeJSON(w, http.StatusCreated, p)
 }
