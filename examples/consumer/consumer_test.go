@@ -633,3 +633,28 @@ func TestReportHidesNATSCredentials(t *testing.T) {
 		}
 	}
 }
+
+// A -nats URL that does not parse is refused without printing its
+// credentials: nats.Connect's error quotes the whole URL.
+func TestRunHidesNATSCredentialsInErrors(t *testing.T) {
+	for _, u := range []string{
+		"nats://alice:s3cret@127.0.0.1:bad",
+		"nats://s3cret@127.0.0.1:bad",
+		"alice:s3cret@127.0.0.1:bad",
+		"nats://127.0.0.1:4222, nats://bob:s3cret@nats.internal:bad",
+		"nats://alice:s3\"cret@127.0.0.1:bad",
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), []string{"-nats", u, "-events", "10", "-subjects", "1"}, &stdout, &stderr)
+		if code != 2 {
+			t.Errorf("-nats %s: exit %d, want 2; stderr:\n%s", u, code, stderr.String())
+		}
+		out := stdout.String() + stderr.String()
+		if strings.Contains(out, "s3cret") || strings.Contains(out, `s3\"cret`) {
+			t.Errorf("-nats %s: the error prints the credentials:\n%s", u, out)
+		}
+		if !strings.Contains(out, "REDACTED") {
+			t.Errorf("-nats %s: the error does not say what it hid:\n%s", u, out)
+		}
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -41,7 +43,7 @@ func RunNATS(ctx context.Context, o Options) (*Report, error) {
 	}
 	nc, err := nats.Connect(o.NATSURL, nats.Name("sadpath-examples-consumer"), nats.Timeout(5*time.Second))
 	if err != nil {
-		return nil, contract.Wrap(contract.KindUnavailable, "examples/consumer.nats", err)
+		return nil, contract.Wrap(contract.KindUnavailable, "examples/consumer.nats", hideCredentials(err, o.NATSURL))
 	}
 	defer nc.Close()
 	j, err := js.New(nc)
@@ -179,6 +181,39 @@ func RunNATS(ctx context.Context, o Options) (*Report, error) {
 	}
 	r.Elapsed = time.Since(start)
 	return r, nil
+}
+
+// hideCredentials returns err with the credentials of the -nats URL list
+// (user and password, or a token in the user's place) replaced by
+// [REDACTED] in its text. nats.Connect's error for a URL that does not
+// parse (a bad port, say) quotes the whole URL, and the command prints it:
+// a password typed on the command line would land in the CI log. The
+// returned error keeps the text only (the cause is not needed further).
+func hideCredentials(err error, list string) error {
+	msg := err.Error()
+	hidden := msg
+	for _, p := range strings.Split(list, ",") {
+		p = strings.TrimSpace(p)
+		if i := strings.Index(p, "://"); i >= 0 {
+			p = p[i+len("://"):]
+		}
+		if i := strings.IndexAny(p, "/?#"); i >= 0 {
+			p = p[:i] // the authority: the user info ends at its last @
+		}
+		at := strings.LastIndex(p, "@")
+		if at <= 0 {
+			continue
+		}
+		user := p[:at]
+		quoted := strconv.Quote(user) // as url.Error prints it, inside %q
+		for _, s := range []string{user, quoted[1 : len(quoted)-1]} {
+			hidden = strings.ReplaceAll(hidden, s, "[REDACTED]")
+		}
+	}
+	if hidden == msg {
+		return err
+	}
+	return errors.New(hidden)
 }
 
 // publish publishes the workload's items in their order and returns how
