@@ -218,3 +218,17 @@ func TestParseFlagsRejectsTinyCleanupInterval(t *testing.T) {
 		}
 	}
 }
+
+// A store that never answers a round (a partition without a connection
+// reset: pgstore has no timeout of its own) costs that round, not the
+// cleanup: the call is given up, logged, and the next tick tries again.
+func TestCleanupGivesUpAStuckRound(t *testing.T) {
+	logger, logs := testLogger(t)
+	d := &fakeDeleter{block: true}
+	stop := startCleanup(context.Background(), d, 10*time.Millisecond, 1000, logger)
+	defer stop()
+	waitFor(t, 20*time.Second, "a round after the stuck one", func() bool { c, _ := d.state(); return c >= 2 })
+	if out := logs.String(); !strings.Contains(out, `"decision":"expired records not deleted"`) || !strings.Contains(out, context.DeadlineExceeded.Error()) {
+		t.Errorf("the stuck round was not logged as given up:\n%s", out)
+	}
+}

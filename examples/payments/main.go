@@ -136,11 +136,23 @@ type expiredDeleter interface {
 	DeleteExpired(ctx context.Context, limit int) (int64, error)
 }
 
+// minCleanupCallTimeout is the least time one DeleteExpired call is given
+// (see startCleanup).
+const minCleanupCallTimeout = time.Second
+
 // startCleanup deletes s's expired records every interval, in batches of
 // batch rows, calling again at once while a batch comes back full (each
 // call is one short statement that skips locked rows). stop ends it and
 // returns once the goroutine has: call it before closing the store.
+//
+// Each call is bounded by the interval (at least minCleanupCallTimeout):
+// pgstore has no timeout of its own, and a database that stops answering
+// without resetting the connection (a partition, a failover) would hold
+// the call, and with it every later round, for as long as the kernel keeps
+// the connection (a quarter of an hour and more). Given up, the round is
+// logged as failed and the next tick tries again.
 func startCleanup(ctx context.Context, s expiredDeleter, interval time.Duration, batch int, logger *slog.Logger) (stop func()) {
+	callTimeout := max(interval, minCleanupCallTimeout)
 	ctx, cancel := context.WithCancel(logctx.WithOperation(ctx, "payments.idempotency_cleanup"))
 	done := make(chan struct{})
 	go func() {
@@ -157,7 +169,9 @@ func startCleanup(ctx context.Context, s expiredDeleter, interval time.Duration,
 			rctx := logctx.WithCorrelationID(ctx, logctx.NewCorrelationID())
 			var total int64
 			for ctx.Err() == nil {
-				n, err := s.DeleteExpired(rctx, batch)
+				cctx, cancel := context.WithTimeout(rctx, callTimeout)
+				n, err := s.DeleteExpired(cctx, batch)
+				cancel()
 				total += n
 				if err != nil {
 					if ctx.Err() == nil { // not a shutdown: the next tick tries again
