@@ -443,7 +443,7 @@ func (g *Guard) advance(ctx context.Context, ev *contract.Event, apply ApplyFunc
 }
 
 func (g *Guard) decideLocked(ctx context.Context, e *memEntry, ev *contract.Event, apply ApplyFunc, settle SettleFunc) (Outcome, error) {
-	defer e.mu.Unlock()
+	defer g.mem.unlock(ev.Subject, e)
 	next, o, err := g.decide(ctx, e.last, ev, apply, settle)
 	if err == nil && next > e.last {
 		e.last = next

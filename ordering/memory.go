@@ -12,7 +12,9 @@ import (
 // MemoryConfig configures a Memory state. The zero value is valid.
 type MemoryConfig struct {
 	// MaxSubjects bounds how many subjects are remembered. Zero means the
-	// default, 100,000. When the state is full, a new subject takes the place
+	// default, 100,000. Only subjects with a sequence recorded take a
+	// place: one whose events were all gaps, refused or failed is
+	// forgotten at once, its last applied sequence being 0 either way. When the state is full, a new subject takes the place
 	// of one idle for at least IdleTTL; when there is none, Advance fails with
 	// an error of KindOverloaded (code "ordering.state_full").
 	MaxSubjects int
@@ -96,7 +98,7 @@ func (m *Memory) Advance(ctx context.Context, subject string, fn func(ctx contex
 	if err != nil {
 		return err
 	}
-	defer e.mu.Unlock()
+	defer m.unlock(subject, e)
 	next, err := fn(ctx, e.last)
 	if err != nil {
 		return err
@@ -130,6 +132,25 @@ func (m *Memory) lock(subject string) (*memEntry, error) {
 		}
 		return e, nil
 	}
+}
+
+// unlock unlocks subject's entry e, forgetting it when nothing was ever
+// recorded for the subject (its last applied sequence is 0, as for a subject
+// never seen): a subject whose events were all gaps, refused or failed must
+// not take one of the MaxSubjects slots, or a producer inventing subjects
+// would fill the state for good and every new subject be refused.
+func (m *Memory) unlock(subject string, e *memEntry) {
+	if e.last == 0 {
+		// e.mu is held: taking m.mu now is safe, since no one holding m.mu
+		// waits for an entry's lock (evictLocked only tries it).
+		m.mu.Lock()
+		if m.subjects[subject] == e {
+			delete(m.subjects, subject)
+		}
+		m.mu.Unlock()
+		e.dead = true // Advance calls waiting for e look the subject up again
+	}
+	e.mu.Unlock()
 }
 
 func (m *Memory) create(subject string) (*memEntry, error) {

@@ -1,0 +1,66 @@
+package ordering_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/sadpath/sadpath/contract"
+	"github.com/sadpath/sadpath/ordering"
+)
+
+// A subject none of whose events was ever applied — every one a rejected
+// gap, refused beyond MaxGap, or failed in its handler — has last applied
+// sequence 0, the same as a subject never seen: it must not take one of the
+// Memory state's MaxSubjects slots. Otherwise MaxSubjects such events (a
+// buggy or hostile producer inventing subjects) fill the state for good,
+// without IdleTTL, and every new real subject is refused with state_full.
+func TestMemoryRemembersOnlyAppliedSubjects(t *testing.T) {
+	ctx := context.Background()
+	m, err := ordering.NewMemory(ordering.MemoryConfig{MaxSubjects: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := mustGuard(t, ordering.Config{State: m, MaxGap: 5})
+	var r recorder
+	boom := contract.New(contract.KindInvalid, "projection", "bad")
+	for i := 0; i < 10; i++ {
+		if _, err := g.Process(ctx, ev(fmt.Sprintf("gap_%d", i), 3), r.apply, nil); !errors.Is(err, ordering.ErrGap) {
+			t.Fatalf("gap %d: %v, want ErrGap", i, err)
+		}
+		if _, err := g.Process(ctx, ev(fmt.Sprintf("far_%d", i), 100), r.apply, nil); !errors.Is(err, ordering.ErrInvalidEvent) {
+			t.Fatalf("far %d: %v, want ErrInvalidEvent", i, err)
+		}
+		failing := func(context.Context, *contract.Event) error { return boom }
+		if _, err := g.Process(ctx, ev(fmt.Sprintf("fail_%d", i), 1), failing, nil); !errors.Is(err, boom) {
+			t.Fatalf("failing %d: %v, want the handler's error", i, err)
+		}
+		noop := func(context.Context, uint64) (uint64, error) { return 0, nil }
+		if err := m.Advance(ctx, fmt.Sprintf("noop_%d", i), noop); err != nil {
+			t.Fatalf("Advance storing nothing %d: %v", i, err)
+		}
+	}
+	if n := m.Len(); n != 0 {
+		t.Fatalf("Len = %d after events that applied nothing, want 0", n)
+	}
+	for _, s := range []string{"a", "b", "c"} {
+		if o, err := g.Process(ctx, ev(s, 1), r.apply, nil); err != nil || o.Decision != ordering.Apply {
+			t.Fatalf("first event of new subject %s: %+v %v, want applied", s, o, err)
+		}
+	}
+	if got := r.got(); got != "a/1 b/1 c/1" {
+		t.Fatalf("applied %q", got)
+	}
+	// Full now, with applied subjects: those are remembered.
+	if _, err := g.Process(ctx, ev("d", 1), r.apply, nil); !errors.Is(err, contract.ErrOverloaded) {
+		t.Fatalf("fourth applied subject in a 3-subject state: %v, want ErrOverloaded", err)
+	}
+	// A known subject's gap does not forget it.
+	if _, err := g.Process(ctx, ev("a", 3), r.apply, nil); !errors.Is(err, ordering.ErrGap) {
+		t.Fatalf("gap on a: %v", err)
+	}
+	if last, err := m.Last(ctx, "a"); err != nil || last != 1 {
+		t.Fatalf("a: last %d %v, want 1", last, err)
+	}
+}
