@@ -307,19 +307,15 @@ func (c *Consumer) Handle(ctx context.Context, d Delivery) Result {
 				// idempotency executor says too.
 				return c.dead(ctx, d, e, "dedup store refused the event id as too large", err)
 			}
-			r := c.retry(ctx, d, e, "dedup store failed", err)
-			if r.Action == Retry {
-				c.failedBeforeGuard(ctx, e)
-			}
-			return r
+			return c.retry(ctx, d, e, "dedup store failed", err)
 		}
 		switch claim.Status {
 		case idempotency.Completed:
 			c.logDecision(ctx, slog.LevelInfo, "duplicate event dropped", "(source, id) already processed", e)
 			return Result{Action: Ack, Reason: "duplicate: already processed", Event: e}
 		case idempotency.InProgress:
-			c.failedBeforeGuard(ctx, e)
 			delay := max(claim.LeaseRemaining, c.minBackoff)
+			c.retrying(ctx, e, delay)
 			c.logDecision(ctx, slog.LevelInfo, "event retry scheduled", "(source, id) in progress elsewhere", e, slog.Duration("delay", delay))
 			return Result{Action: Retry, Delay: delay, Reason: "in progress elsewhere", Event: e,
 				Err: &contract.Error{Kind: contract.KindConflict, Code: "consumer.in_progress", Op: c.name, Detail: "event is being processed elsewhere"}}
@@ -364,13 +360,14 @@ func (c *Consumer) Handle(ctx context.Context, d Delivery) Result {
 	}
 }
 
-// failedBeforeGuard tells the Guard that e, about to be retried, failed
-// before reaching it (see ordering.Guard.Failed): when e is the missing
-// event of a held gap, the wait restarts, so a hold timeout does not skip
-// it before its redelivery.
-func (c *Consumer) failedBeforeGuard(ctx context.Context, e *contract.Event) {
-	if c.guard != nil {
-		c.guard.Failed(ctx, e)
+// retrying tells the Guard that e is retried after delay (see
+// ordering.Guard.Retrying): when e is the missing event of a held gap, the
+// events held behind it wait a full HoldTimeout from its redelivery, so a
+// hold timeout does not skip it first, however long its backoff or the
+// lease it waits for.
+func (c *Consumer) retrying(ctx context.Context, e *contract.Event, delay time.Duration) {
+	if c.guard != nil && e != nil {
+		c.guard.Retrying(ctx, e, delay)
 	}
 }
 
@@ -445,6 +442,9 @@ func (c *Consumer) retry(ctx context.Context, d Delivery, e *contract.Event, rea
 	delay := c.backoff(d.Attempt)
 	if ra, ok := contract.RetryAfter(err); ok && ra > delay {
 		delay = ra
+	}
+	if !errors.Is(err, ordering.ErrGap) {
+		c.retrying(ctx, e, delay)
 	}
 	c.logDecision(ctx, slog.LevelWarn, "event retry scheduled", reason, e,
 		slog.Int("attempt", d.Attempt), slog.Duration("delay", delay), slog.String("error", contract.As(err).CodeOrKind()))

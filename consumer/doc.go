@@ -28,10 +28,12 @@ For each Delivery, in order:
     owner's lease; the same id with other content is dead-lettered, and
     so is an id the store refuses as too large (contract.ErrTooLarge: no
     redelivery could be claimed). A store that fails retries the event
-    with the backoff of step 5. Either
-    retry is reported to the Guard (ordering.Guard.Failed): when the event
-    is the missing one of a held gap, the hold's wait restarts, so its
-    redelivery is not skipped by the hold timeout.
+    with the backoff of step 5. Every retry but a gap's, here or in the
+    steps below, is reported to the Guard with its delay
+    (ordering.Guard.Retrying): when the event is the missing one of a held
+    gap, the hold's wait restarts at its redelivery, so the hold timeout
+    does not skip it first, however long its backoff or the lease it
+    waits for.
  3. Ordering with the ordering.Guard (Config.Guard): duplicates and stale
     events are acknowledged and dropped; a gap is retried later (ErrGap) or,
     when the delivery has a Settle function and the Guard holds gaps,

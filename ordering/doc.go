@@ -75,7 +75,12 @@ fails or says the event is in progress elsewhere) — the event counts as
 missing when its sequence lies between the last applied one (read again)
 and the lowest held one — or, when the last applied one cannot be read
 either, below the lowest held one. The failure of a duplicate or stale
-delivery does not postpone the timeout.
+delivery does not postpone the timeout. A caller that knows when it will
+redeliver the failed event tells the Guard with Guard.Retrying (package
+consumer does for every retry but a gap's): the wait then restarts at the
+redelivery, so a retry delay longer than HoldTimeout (a long backoff, the
+lease a crashed instance left on the event) does not have the event
+skipped before it comes back.
 
 That promise holds per Guard: the wait and its restarts live in the Guard's
 memory. With a State shared by several processes (ordering/pgstate), each

@@ -116,7 +116,8 @@ type Config struct {
 	// documentation for which events count as missing). A failed event thus
 	// always has a full HoldTimeout for its redelivery before TimeoutSkip
 	// gives up on it: choose a HoldTimeout longer than the caller's retry
-	// delay.
+	// delay, or have the caller report that delay with Guard.Retrying
+	// (package consumer does), which restarts the wait at the redelivery.
 	//
 	// The wait and its restarts are this Guard's: with a State shared by
 	// several processes (ordering/pgstate), each Guard times out its own
@@ -177,8 +178,9 @@ type ApplyFunc func(ctx context.Context, ev *contract.Event) error
 // decided: applied (Decision Apply, or Duplicate/Stale when another delivery
 // of it got there first) with err nil, failed with the ApplyFunc's or the
 // State's error, or rejected with ErrGap. It may run on the goroutine of
-// another Process call or of Sweep, and must not call back into the Guard
-// for the same subject.
+// another Process call or of Sweep, and must not call Process or Sweep for
+// the same subject; it may call Failed and Retrying (a failed delivery is
+// no longer held when it is settled).
 type SettleFunc func(ctx context.Context, ev *contract.Event, o Outcome, err error)
 
 // Guard decides, per subject, whether each event is applied, dropped as a
@@ -300,14 +302,35 @@ func (g *Guard) MaxHeld() int {
 // wait restarts (ev may be the missing one).
 //
 // Callers that pass every delivery to Process need not call it: Process
-// restarts the wait itself when the missing event fails. Package consumer
-// calls it when its deduplication store has an event retried before the
-// Guard sees it.
+// restarts the wait itself when the missing event fails. Retrying does
+// what Failed does and also takes the redelivery's delay into account.
 func (g *Guard) Failed(ctx context.Context, ev *contract.Event) {
 	if ev == nil || ev.Subject == "" || ev.Sequence == 0 {
 		return
 	}
-	g.undecided(ctx, ev)
+	g.undecided(ctx, ev, g.clock.Now())
+}
+
+// Retrying tells the Guard that ev failed — in Process, released from the
+// hold, or before Process decided it (see Failed) — and that the caller
+// redelivers it after delay. When ev is one of the sequences a gap of its
+// subject waits for (above the last applied sequence, below the lowest held
+// one), the wait of the events held behind the gap restarts at the
+// redelivery, now plus delay, rather than now: a redelivery later than
+// HoldTimeout (a long backoff, a lease left by a crashed instance) still
+// gets a full HoldTimeout before TimeoutSkip gives up on the event and
+// drops it as stale. Otherwise, and for an event without subject or
+// sequence, it does nothing. A negative delay counts as 0. Like Failed, it
+// reads the State's last applied sequence only when ev lies below the
+// lowest held event of its subject.
+//
+// Package consumer calls it for every delivery it answers with Retry for
+// a reason other than a gap, with the Result's delay.
+func (g *Guard) Retrying(ctx context.Context, ev *contract.Event, delay time.Duration) {
+	if ev == nil || ev.Subject == "" || ev.Sequence == 0 {
+		return
+	}
+	g.undecided(ctx, ev, g.clock.Now().Add(max(delay, 0)))
 }
 
 // Process decides ev and, when it is the next of its subject, applies it
@@ -405,7 +428,7 @@ func (g *Guard) advance(ctx context.Context, ev *contract.Event, apply ApplyFunc
 		// in-order path allocates nothing.
 		e, err := g.mem.lock(ev.Subject)
 		if err != nil {
-			g.undecided(ctx, ev)
+			g.undecided(ctx, ev, g.clock.Now())
 			return Outcome{Sequence: ev.Sequence}, err
 		}
 		return g.decideLocked(ctx, e, ev, apply, settle)
@@ -433,7 +456,7 @@ func (g *Guard) advance(ctx context.Context, ev *contract.Event, apply ApplyFunc
 	case o.Decision == 0:
 		// The State failed before calling decide (BEGIN, the subject's
 		// row lock): nothing was decided, ev may be the missing event.
-		g.undecided(ctx, ev)
+		g.undecided(ctx, ev, g.clock.Now())
 	case o.Decision == Apply && o.Last == ev.Sequence:
 		// apply succeeded but the State could not record it: the event
 		// failed after all, and the gap it was filling opens again.
@@ -516,19 +539,24 @@ func (g *Guard) drain(ctx context.Context, subject string, next uint64) {
 			}
 			return
 		}
-		if err == nil {
-			g.decision(g.heldContext(ctx, &he.ev), slog.LevelInfo, "held event released",
-				fmt.Sprintf("sequence %d is now %s", o.Sequence, o.Decision), subject, o)
-		}
-		g.settle(ctx, he, o, err)
-		claimed = nil
-		g.hold.release(he)
 		if err != nil {
 			// he.ev is missing again until its redelivery (decide already
 			// restarted the wait when apply failed; not when the State did).
+			// The wait restarts before he leaves the in-flight set, so that
+			// no timeout skips he.ev meanwhile, and he leaves it before it
+			// is settled, so that the settle sees he.ev as missing, not held
+			// (package consumer then calls Retrying with its delay).
 			g.restartWait(subject)
+			claimed = nil
+			g.hold.release(he)
+			g.settle(ctx, he, o, err)
 			return
 		}
+		g.decision(g.heldContext(ctx, &he.ev), slog.LevelInfo, "held event released",
+			fmt.Sprintf("sequence %d is now %s", o.Sequence, o.Decision), subject, o)
+		g.settle(ctx, he, o, err)
+		claimed = nil
+		g.hold.release(he)
 		next++
 	}
 }
@@ -553,7 +581,7 @@ func (g *Guard) drain(ctx context.Context, subject string, next uint64) {
 // after this restart, and waits, or recorded the skip before, when ev had
 // not been seen yet — the restart then only delays events held behind a
 // later gap.
-func (g *Guard) undecided(ctx context.Context, ev *contract.Event) {
+func (g *Guard) undecided(ctx context.Context, ev *contract.Event, at time.Time) {
 	if g.hold.count.Load() == 0 {
 		return
 	}
@@ -564,7 +592,7 @@ func (g *Guard) undecided(ctx context.Context, ev *contract.Event) {
 	if last, err := g.state.Last(ctx, ev.Subject); err == nil && ev.Sequence <= last {
 		return // duplicate or stale: not a sequence the gap waits for
 	}
-	g.restartWait(ev.Subject)
+	g.hold.touch(ev.Subject, at)
 }
 
 // restartWait restarts the wait of subject's held events: the next expected

@@ -15,6 +15,17 @@ type hold struct {
 	count    atomic.Int64 // deliveries held, over all subjects
 	subjects map[string]map[uint64]*heldEvent
 	inflight map[string]map[*heldEvent]struct{} // taken by drain, not yet settled or put back
+	// restart is when the wait of a subject's held events restarted last
+	// (see touch): their wait counts from it when it is later than the
+	// time they were held. Kept only while the subject has entries.
+	restart map[string]time.Time
+}
+
+// forgetLocked drops subject's restart time once it has no entry left.
+func (h *hold) forgetLocked(subject string) {
+	if len(h.subjects[subject]) == 0 && len(h.inflight[subject]) == 0 {
+		delete(h.restart, subject)
+	}
 }
 
 // claim is take for drain: the entry stays visible to oldest and touch
@@ -46,6 +57,7 @@ func (h *hold) release(he *heldEvent) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.releaseLocked(he)
+	h.forgetLocked(he.ev.Subject)
 }
 
 func (h *hold) releaseLocked(he *heldEvent) {
@@ -61,7 +73,7 @@ type heldEvent struct {
 	ev      contract.Event
 	apply   ApplyFunc
 	settles []SettleFunc
-	since   time.Time // when its wait began: held, or its gap last reopened
+	since   time.Time // when it was held (see hold.restart for its gap reopening)
 }
 
 // add holds ev, or attaches settle to the entry already holding it. It
@@ -126,6 +138,7 @@ func (h *hold) take(subject string, seq uint64) *heldEvent {
 	if len(s) == 0 {
 		delete(h.subjects, subject)
 	}
+	h.forgetLocked(subject)
 	h.count.Add(-int64(len(he.settles)))
 	return he
 }
@@ -150,6 +163,7 @@ func (h *hold) takeFrom(subject string, from uint64) []*heldEvent {
 	if len(s) == 0 {
 		delete(h.subjects, subject)
 	}
+	h.forgetLocked(subject)
 	for i := 1; i < len(out); i++ { // insertion sort: the buffer is small
 		for j := i; j > 0 && out[j].ev.Sequence < out[j-1].ev.Sequence; j-- {
 			out[j], out[j-1] = out[j-1], out[j]
@@ -158,21 +172,28 @@ func (h *hold) takeFrom(subject string, from uint64) []*heldEvent {
 	return out
 }
 
-// touch restarts the wait of every entry of subject at now: the gap before
-// them has just opened again (see Guard.restartWait).
-func (h *hold) touch(subject string, now time.Time) {
+// touch restarts the wait of every entry of subject at t, unless it already
+// restarts later: the gap before them has just opened again (see
+// Guard.restartWait), or will at t, when the missing event is redelivered
+// (see Guard.Retrying). Entries held afterwards wait from t as well.
+func (h *hold) touch(subject string, t time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for _, he := range h.subjects[subject] {
-		he.since = now
+	if len(h.subjects[subject]) == 0 && len(h.inflight[subject]) == 0 {
+		return
 	}
-	for he := range h.inflight[subject] {
-		he.since = now
+	if cur, ok := h.restart[subject]; ok && !t.After(cur) {
+		return
 	}
+	if h.restart == nil {
+		h.restart = make(map[string]time.Time)
+	}
+	h.restart[subject] = t
 }
 
 // oldest returns the lowest held sequence of subject and the time the
-// longest-waiting of its entries was held.
+// longest-waiting of its entries began to wait: when it was held, or when
+// the subject's wait restarted last, whichever is later.
 func (h *hold) oldest(subject string) (minSeq uint64, since time.Time, ok bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -193,6 +214,9 @@ func (h *hold) oldest(subject string) (minSeq uint64, since time.Time, ok bool) 
 			since = he.since
 		}
 		ok = true
+	}
+	if r, found := h.restart[subject]; ok && found && r.After(since) {
+		since = r
 	}
 	return minSeq, since, ok
 }
