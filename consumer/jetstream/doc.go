@@ -38,7 +38,10 @@ delivery counted): JetStream redelivers it at once to another Adapter (or
 this one restarted), not after its ack wait. Between pulls Run calls
 Consumer.Sweep so held gaps time out (not once its context is done: no
 held event is applied on the way out). A failed acknowledgement is logged
-and left to the ack wait: the redelivery is dropped by deduplication.
+("acknowledgement failed", with the message's stream_sequence and
+delivery, and the event's subject, sequence and correlation id when it was
+decoded) and left to the ack wait: the redelivery is dropped by
+deduplication.
 
 A failed pull is logged ("pull failed") and retried after MaxWait: a
 connection that is reconnecting recovers on its own. Run returns an error

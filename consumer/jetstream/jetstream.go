@@ -218,8 +218,35 @@ func (a *Adapter) finish(ctx context.Context, msg js.Msg, r consumer.Result) {
 	if err != nil {
 		// The message will be redelivered after its ack wait: the
 		// consumer's dedup and ordering make that harmless.
-		logctx.Decision(ctx, a.log, slog.LevelWarn, "acknowledgement failed", r.Action.String()+": "+err.Error())
+		a.ackFailed(ctx, msg, r, err)
 	}
+}
+
+// ackFailed logs a failed acknowledgement with what identifies the message
+// (its stream sequence and delivery count) and, when it was decoded, the
+// event's coordinates as package consumer logs them (correlation id and
+// subject on the context; type, source and sequence), never its id or data.
+func (a *Adapter) ackFailed(ctx context.Context, msg js.Msg, r consumer.Result, err error) {
+	if a.log == nil {
+		return
+	}
+	attrs := make([]slog.Attr, 0, 5)
+	if md, merr := msg.Metadata(); merr == nil {
+		attrs = append(attrs, slog.Uint64("stream_sequence", md.Sequence.Stream), slog.Uint64("delivery", md.NumDelivered))
+	}
+	if e := r.Event; e != nil {
+		if cctx, cerr := logctx.ExtractEvent(ctx, e); cerr == nil {
+			ctx = cctx // an invalid id is left out, as the consumer does
+		}
+		if e.Subject != "" {
+			ctx = logctx.WithEntity(ctx, "subject", e.Subject)
+		}
+		attrs = append(attrs, slog.String("event_type", e.Type), slog.String("event_source", e.Source))
+		if e.Sequence != 0 {
+			attrs = append(attrs, slog.Uint64("sequence", e.Sequence))
+		}
+	}
+	logctx.Decision(ctx, a.log, slog.LevelWarn, "acknowledgement failed", r.Action.String()+": "+err.Error(), attrs...)
 }
 
 // Publish publishes ev on subject with the Nats-Msg-Id header set to the
