@@ -329,10 +329,10 @@ func (c *Consumer) Handle(ctx context.Context, d Delivery) Result {
 
 	if c.guard == nil {
 		if err := c.apply(ctx, e); err != nil {
-			c.release(ctx, key, token)
+			c.release(ctx, key, token, e)
 			return c.failed(ctx, d, e, 0, err)
 		}
-		c.complete(ctx, key, token)
+		c.complete(ctx, key, token, e)
 		return Result{Action: Ack, Reason: "applied", Event: e}
 	}
 
@@ -344,18 +344,18 @@ func (c *Consumer) Handle(ctx context.Context, d Delivery) Result {
 	}
 	o, err := c.guard.Process(ctx, e, c.apply, settle)
 	if err != nil {
-		c.release(ctx, key, token)
+		c.release(ctx, key, token, e)
 		return c.failed(ctx, d, e, o.Decision, err)
 	}
 	switch o.Decision {
 	case ordering.Apply:
-		c.complete(ctx, key, token)
+		c.complete(ctx, key, token, e)
 		return Result{Action: Ack, Reason: "applied", Decision: o.Decision, Event: e}
 	case ordering.Duplicate, ordering.Stale:
-		c.complete(ctx, key, token)
+		c.complete(ctx, key, token, e)
 		return Result{Action: Ack, Reason: o.Decision.String() + ": dropped", Decision: o.Decision, Event: e}
 	default: // held
-		c.release(ctx, key, token)
+		c.release(ctx, key, token, e)
 		return Result{Action: Hold, Reason: "gap: held", Decision: o.Decision, Event: e}
 	}
 }
@@ -382,7 +382,7 @@ func (c *Consumer) settled(ctx context.Context, d Delivery, e *contract.Event, o
 		// protects the effect, the record saves later redeliveries a trip.
 		key := idempotency.Key{Scope: c.scope, Key: e.DedupKey()}
 		if claim, err := c.store.Claim(ctx, idempotency.ClaimRequest{Key: key, Fingerprint: fingerprint(e), Lease: c.lease, Retention: c.retention}); err == nil && claim.Status == idempotency.Claimed {
-			c.complete(ctx, key, claim.Token)
+			c.complete(ctx, key, claim.Token, e)
 		}
 	}
 	return Result{Action: Ack, Reason: "held then " + o.Decision.String(), Decision: o.Decision, Event: e}
@@ -472,23 +472,23 @@ func (c *Consumer) dead(ctx context.Context, d Delivery, e *contract.Event, reas
 	return Result{Action: DeadLetter, Reason: reason, Event: e, Err: err}
 }
 
-func (c *Consumer) complete(ctx context.Context, key idempotency.Key, token uint64) {
+func (c *Consumer) complete(ctx context.Context, key idempotency.Key, token uint64, e *contract.Event) {
 	if c.store == nil {
 		return
 	}
 	// The effect is done: a lost record only costs a later redelivery a
 	// trip through the Guard (or the Handler, without one).
 	if err := c.store.Complete(context.WithoutCancel(ctx), key, token, idempotency.Result{}); err != nil {
-		c.logDecision(ctx, slog.LevelWarn, "dedup record not stored", "store: "+contract.As(err).CodeOrKind(), nil)
+		c.logDecision(ctx, slog.LevelWarn, "dedup record not stored", "store: "+contract.As(err).CodeOrKind(), e)
 	}
 }
 
-func (c *Consumer) release(ctx context.Context, key idempotency.Key, token uint64) {
+func (c *Consumer) release(ctx context.Context, key idempotency.Key, token uint64, e *contract.Event) {
 	if c.store == nil {
 		return
 	}
 	if err := c.store.Release(context.WithoutCancel(ctx), key, token); err != nil {
-		c.logDecision(ctx, slog.LevelWarn, "dedup claim not released", "store: "+contract.As(err).CodeOrKind(), nil)
+		c.logDecision(ctx, slog.LevelWarn, "dedup claim not released", "store: "+contract.As(err).CodeOrKind(), e)
 	}
 }
 
