@@ -38,7 +38,7 @@ For each Delivery, in order:
     events are acknowledged and dropped; a gap is retried later (ErrGap) or,
     when the delivery has a Settle function and the Guard holds gaps,
     held until the missing events arrive. A full ordering State
-    (ordering.Memory holding MaxSubjects subjects, none idle for IdleTTL
+    (ordering.Memory holding MaxSubjects subjects or MaxBytes of them, none idle for IdleTTL
     yet: KindOverloaded before the Handler ran) clears as subjects go
     idle: the event is retried with the backoff of step 5, reason
     "ordering state full", until MaxAttempts. The Guard's other State

@@ -96,7 +96,7 @@ redelivered, nothing is skipped), or have one Guard handle each subject
 The last applied sequence of each subject lives behind the State interface:
 Last reads it, Advance runs a function while the subject is locked and
 records the sequence it returns. Memory is the bounded in-memory State
-(MemoryConfig.MaxSubjects, optional IdleTTL eviction); the
+(MemoryConfig.MaxSubjects and MaxBytes, optional IdleTTL eviction); the
 github.com/sadpath/sadpath/ordering/pgstate module keeps it in PostgreSQL
 and runs the ApplyFunc inside the transaction that updates the sequence, so
 the effect and the sequence commit together. The package

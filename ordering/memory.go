@@ -3,6 +3,7 @@ package ordering
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,6 +19,17 @@ type MemoryConfig struct {
 	// of one idle for at least IdleTTL; when there is none, Advance fails with
 	// an error of KindOverloaded (code "ordering.state_full").
 	MaxSubjects int
+
+	// MaxBytes bounds the bytes the remembered subjects take: each counts
+	// its length plus a fixed overhead (memEntryOverhead, 160 bytes: the
+	// entry and its map slot). Zero means the default, 64 MiB (100,000
+	// subjects of up to about 500 bytes). Subjects are opaque and may be as
+	// long as an event allows; without this bound, events applied on new
+	// huge subjects would grow the state to MaxSubjects times their size.
+	// When a new subject does not fit, the state makes room as for
+	// MaxSubjects: it forgets subjects idle for IdleTTL, or Advance fails
+	// with ordering.state_full. Negative is invalid.
+	MaxBytes int64
 
 	// IdleTTL is how long a subject must go untouched before it may be
 	// forgotten to make room. Zero means subjects are never forgotten.
@@ -38,9 +50,18 @@ type Memory struct {
 	mu       sync.RWMutex
 	subjects map[string]*memEntry
 	max      int
+	maxBytes int64
+	bytes    int64 // of the remembered subjects, under mu
 	idle     time.Duration
 	clock    Clock
 }
+
+// memEntryOverhead is what a remembered subject costs beyond its bytes: the
+// memEntry (about 64 bytes allocated) and its map slot (a string header, a
+// pointer, the map's growth slack).
+const memEntryOverhead = 160
+
+func subjectCost(subject string) int64 { return int64(len(subject)) + memEntryOverhead }
 
 type memEntry struct {
 	mu   sync.Mutex
@@ -56,12 +77,18 @@ func NewMemory(cfg MemoryConfig) (*Memory, error) {
 	if cfg.MaxSubjects < 0 {
 		return nil, configError(fmt.Sprintf("MemoryConfig.MaxSubjects: must be >= 0, got %d", cfg.MaxSubjects))
 	}
+	if cfg.MaxBytes < 0 {
+		return nil, configError(fmt.Sprintf("MemoryConfig.MaxBytes: must be >= 0, got %d", cfg.MaxBytes))
+	}
 	if cfg.IdleTTL < 0 {
 		return nil, configError(fmt.Sprintf("MemoryConfig.IdleTTL: must be >= 0, got %s", cfg.IdleTTL))
 	}
-	m := &Memory{subjects: make(map[string]*memEntry), max: cfg.MaxSubjects, idle: cfg.IdleTTL, clock: cfg.Clock}
+	m := &Memory{subjects: make(map[string]*memEntry), max: cfg.MaxSubjects, maxBytes: cfg.MaxBytes, idle: cfg.IdleTTL, clock: cfg.Clock}
 	if m.max == 0 {
 		m.max = 100_000
+	}
+	if m.maxBytes == 0 {
+		m.maxBytes = 64 << 20
 	}
 	if m.clock == nil {
 		m.clock = systemClock{}
@@ -146,6 +173,7 @@ func (m *Memory) unlock(subject string, e *memEntry) {
 		m.mu.Lock()
 		if m.subjects[subject] == e {
 			delete(m.subjects, subject)
+			m.bytes -= subjectCost(subject)
 		}
 		m.mu.Unlock()
 		e.dead = true // Advance calls waiting for e look the subject up again
@@ -159,19 +187,25 @@ func (m *Memory) create(subject string) (*memEntry, error) {
 	if e := m.subjects[subject]; e != nil {
 		return e, nil
 	}
-	if len(m.subjects) >= m.max && !m.evictLocked() {
-		return nil, (&contract.Error{
-			Kind:   contract.KindOverloaded,
-			Code:   "ordering.state_full",
-			Op:     "ordering.memory",
-			Detail: fmt.Sprintf("state holds %d subjects and none is idle", len(m.subjects)),
-		})
+	cost := subjectCost(subject)
+	for len(m.subjects) >= m.max || m.bytes+cost > m.maxBytes {
+		if cost > m.maxBytes || !m.evictLocked() {
+			return nil, (&contract.Error{
+				Kind:   contract.KindOverloaded,
+				Code:   "ordering.state_full",
+				Op:     "ordering.memory",
+				Detail: fmt.Sprintf("state holds %d subjects (%d bytes) and none is idle; the new subject takes %d bytes", len(m.subjects), m.bytes, cost),
+			})
+		}
 	}
 	e := &memEntry{}
 	if m.idle > 0 {
 		e.used = m.clock.Now()
 	}
-	m.subjects[subject] = e
+	// A copy: the key must not keep alive a larger buffer the caller's
+	// subject may be a slice of.
+	m.subjects[strings.Clone(subject)] = e
+	m.bytes += cost
 	return e, nil
 }
 
@@ -190,6 +224,7 @@ func (m *Memory) evictLocked() bool {
 			e.dead = true
 			e.mu.Unlock()
 			delete(m.subjects, k)
+			m.bytes -= subjectCost(k)
 			return true
 		}
 		e.mu.Unlock()

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/sadpath/sadpath/contract"
 	"github.com/sadpath/sadpath/ordering"
@@ -62,5 +64,60 @@ func TestMemoryRemembersOnlyAppliedSubjects(t *testing.T) {
 	}
 	if last, err := m.Last(ctx, "a"); err != nil || last != 1 {
 		t.Fatalf("a: last %d %v, want 1", last, err)
+	}
+}
+
+// TestMemoryBoundsSubjectBytes: subjects are opaque and may be as long as
+// an event allows (a megabyte under package consumer's default). A stream
+// of events each applied on a new huge subject (a producer bug, a hostile
+// publisher) must not grow the default Memory state to MaxSubjects times
+// that — 100 GiB — before it says it is full: it refuses new subjects
+// once their bytes reach MaxBytes (64 MiB by default), and forgets idle
+// ones for them as it does for MaxSubjects.
+func TestMemoryBoundsSubjectBytes(t *testing.T) {
+	ctx := context.Background()
+	m, err := ordering.NewMemory(ordering.MemoryConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := mustGuard(t, ordering.Config{State: m})
+	var r recorder
+	huge := func(i int) string { return fmt.Sprintf("%08d", i) + strings.Repeat("x", 1<<20-8) }
+	n := 0
+	for ; n < 100; n++ {
+		if _, err := g.Process(ctx, ev(huge(n), 1), r.apply, nil); err != nil {
+			if !errors.Is(err, contract.ErrOverloaded) || contract.As(err).Code != "ordering.state_full" {
+				t.Fatalf("subject %d: %v, want ordering.state_full", n, err)
+			}
+			break
+		}
+	}
+	if n < 60 || n > 64 {
+		t.Fatalf("%d subjects of 1 MiB remembered, want the 64 MiB default to stop it near 64", n)
+	}
+	// Idle subjects make room for bytes as they do for MaxSubjects.
+	clk := newFakeClock()
+	m2, err := ordering.NewMemory(ordering.MemoryConfig{MaxBytes: 3 << 20, IdleTTL: time.Minute, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g2 := mustGuard(t, ordering.Config{State: m2, Clock: clk})
+	for i := 0; i < 2; i++ {
+		if _, err := g2.Process(ctx, ev(huge(i), 1), r.apply, nil); err != nil {
+			t.Fatalf("subject %d: %v", i, err)
+		}
+	}
+	if _, err := g2.Process(ctx, ev(huge(2), 1), r.apply, nil); !errors.Is(err, contract.ErrOverloaded) {
+		t.Fatalf("third MiB subject in 3 MiB, none idle: %v, want state_full", err)
+	}
+	clk.Advance(time.Minute)
+	if _, err := g2.Process(ctx, ev(huge(2), 1), r.apply, nil); err != nil {
+		t.Fatalf("third MiB subject with idle ones to forget: %v", err)
+	}
+	if m2.Len() != 2 {
+		t.Fatalf("Len = %d, want 2 (one idle subject forgotten)", m2.Len())
+	}
+	if _, err := ordering.NewMemory(ordering.MemoryConfig{MaxBytes: -1}); err == nil || contract.As(err).Detail != "MemoryConfig.MaxBytes: must be >= 0, got -1" {
+		t.Fatalf("negative MaxBytes: %v", err)
 	}
 }
