@@ -54,7 +54,7 @@ type State struct {
 }
 
 type queries struct {
-	last, lock, insert, update string
+	last, lock, insert, update, forget string
 }
 
 var _ ordering.BoundedState = (*State)(nil)
@@ -90,6 +90,7 @@ func New(cfg Config) (*State, error) {
 		lock:   `SELECT last FROM ` + t + ` WHERE subject = $1 FOR UPDATE`,
 		insert: `INSERT INTO ` + t + ` (subject, last) VALUES ($1, 0) ON CONFLICT (subject) DO NOTHING`,
 		update: `UPDATE ` + t + ` SET last = $2, updated_at = now() WHERE subject = $1`,
+		forget: `DELETE FROM ` + t + ` WHERE subject = $1 AND last = 0`,
 	}}, nil
 }
 
@@ -156,8 +157,11 @@ func Tx(ctx context.Context) (pgx.Tx, bool) {
 // Advance implements ordering.State: in one transaction it locks subject's
 // row (creating it at 0), calls fn with the last applied sequence and a
 // context carrying the transaction (see Tx), records the sequence fn
-// returns when it is greater, and commits. When fn fails, everything is
-// rolled back, fn's writes included, and fn's error is returned unchanged.
+// returns when it is greater, and commits. A row it created is not kept
+// when nothing was recorded in it (fn returned 0: a gap decided on a new
+// subject), so subjects never applied leave no row. When fn fails,
+// everything is rolled back, fn's writes included, and fn's error is
+// returned unchanged.
 //
 // When the commit itself fails the outcome is unknown to the caller only in
 // the usual PostgreSQL sense (a connection lost during COMMIT); the error is
@@ -171,11 +175,14 @@ func (s *State) Advance(ctx context.Context, subject string, fn func(ctx context
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after Commit
 	key := []byte(subject)
 	var last int64
+	inserted := false // this transaction created the subject's row
 	err = tx.QueryRow(ctx, s.q.lock, key).Scan(&last)
 	if errors.Is(err, pgx.ErrNoRows) {
-		if _, err = tx.Exec(ctx, s.q.insert, key); err != nil {
-			return pgError(ctx, "pgstate.advance", err)
+		tag, ierr := tx.Exec(ctx, s.q.insert, key)
+		if ierr != nil {
+			return pgError(ctx, "pgstate.advance", ierr)
 		}
+		inserted = tag.RowsAffected() == 1
 		err = tx.QueryRow(ctx, s.q.lock, key).Scan(&last)
 	}
 	if err != nil {
@@ -191,6 +198,14 @@ func (s *State) Advance(ctx context.Context, subject string, fn func(ctx context
 				Detail: fmt.Sprintf("sequence %d is above the stored range (max %d)", next, int64(math.MaxInt64))}
 		}
 		if _, err := tx.Exec(ctx, s.q.update, key, int64(next)); err != nil {
+			return pgError(ctx, "pgstate.advance", err)
+		}
+	} else if inserted && last == 0 {
+		// Nothing recorded for a subject the table did not know (a gap
+		// decided, say): its row would read 0, as no row does. Dropped, so
+		// that subjects never applied (a producer inventing them) do not
+		// grow the table; fn's own writes through Tx still commit.
+		if _, err := tx.Exec(ctx, s.q.forget, key); err != nil {
 			return pgError(ctx, "pgstate.advance", err)
 		}
 	}
