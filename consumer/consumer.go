@@ -339,7 +339,21 @@ func (c *Consumer) Handle(ctx context.Context, d Delivery) Result {
 	var settle ordering.SettleFunc
 	if d.Settle != nil {
 		settle = func(ctx context.Context, ev *contract.Event, o ordering.Outcome, err error) {
-			d.Settle(c.settled(ctx, d, ev, o, err))
+			if !sameEvent(ev, e) {
+				// Another event claiming the same (subject, sequence) was
+				// held first, and the Guard settled this delivery with its
+				// fate: report this event's own. Its sequence was applied
+				// by the other: a duplicate, as it is when it arrives after.
+				// The other failed: this one never ran, redeliver it.
+				switch {
+				case err == nil && o.Decision == ordering.Apply:
+					o.Decision = ordering.Duplicate
+				case err != nil && !errors.Is(err, ordering.ErrGap):
+					err = (&contract.Error{Kind: contract.KindConflict, Code: "consumer.sequence_taken", Op: c.name,
+						Detail: "another event held with the same subject and sequence failed", Cause: err}).WithRetryable(true)
+				}
+			}
+			d.Settle(c.settled(ctx, d, e, o, err))
 		}
 	}
 	o, err := c.guard.Process(ctx, e, c.apply, settle)

@@ -37,7 +37,10 @@ For each Delivery, in order:
  3. Ordering with the ordering.Guard (Config.Guard): duplicates and stale
     events are acknowledged and dropped; a gap is retried later (ErrGap) or,
     when the delivery has a Settle function and the Guard holds gaps,
-    held until the missing events arrive. A full ordering State
+    held until the missing events arrive. A held event whose (subject,
+    sequence) another, different event held first (a producer bug) is
+    settled as a duplicate when that one is applied, and retried (code
+    consumer.sequence_taken) when it fails. A full ordering State
     (ordering.Memory holding MaxSubjects subjects or MaxBytes of them, none idle for IdleTTL
     yet: KindOverloaded before the Handler ran) clears as subjects go
     idle: the event is retried with the backoff of step 5, reason
