@@ -19,6 +19,7 @@ import (
 	"unsafe"
 
 	"github.com/sadpath/sadpath/contract"
+	"github.com/sadpath/sadpath/internal/rwcap"
 )
 
 // Header names of the IETF draft "The Idempotency-Key HTTP Header Field".
@@ -963,7 +964,7 @@ func storedHeader(src http.Header, replay []string) http.Header {
 // written and keeps a copy, so what the handler flushed reaches its client
 // while it runs, and duplicates get the whole response once it returned.
 func (rc *recorder) writer() http.ResponseWriter {
-	if canFlush(rc.w) {
+	if rwcap.CanFlush(rc.w) {
 		return flushingRecorder{rc}
 	}
 	return rc
@@ -982,21 +983,6 @@ func (f flushingRecorder) FlushError() error {
 		f.WriteHeader(http.StatusOK)
 	}
 	return http.NewResponseController(f.w).Flush()
-}
-
-// canFlush reports whether http.ResponseController finds a way to flush w:
-// FlushError or Flush on w or on a writer it unwraps to.
-func canFlush(w http.ResponseWriter) bool {
-	for {
-		switch t := w.(type) {
-		case interface{ FlushError() error }, http.Flusher:
-			return true
-		case interface{ Unwrap() http.ResponseWriter }:
-			w = t.Unwrap()
-		default:
-			return false
-		}
-	}
 }
 
 // Hijack lets the handler take the connection over, through the

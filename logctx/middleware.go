@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/sadpath/sadpath/internal/rwcap"
 )
 
 // HeaderCorrelationID is the default header carrying the correlation id.
@@ -271,7 +273,7 @@ func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter 
 // from choosing another way. Each variant is a single pointer, so
 // returning it as an interface allocates nothing.
 func (w *responseWriter) writer() http.ResponseWriter {
-	switch f, h := canFlush(w.ResponseWriter), canHijack(w.ResponseWriter); {
+	switch f, h := rwcap.CanFlush(w.ResponseWriter), rwcap.CanHijack(w.ResponseWriter); {
 	case f && h:
 		return flushHijackWriter{w}
 	case f:
@@ -325,33 +327,3 @@ func (w flushHijackWriter) FlushError() error { return w.flush() }
 
 // Hijack hijacks the underlying writer.
 func (w flushHijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) { return w.hijack() }
-
-// canFlush reports whether http.ResponseController finds a way to flush w:
-// a FlushError or Flush method, on w or on a writer it unwraps to.
-func canFlush(w http.ResponseWriter) bool {
-	for {
-		switch t := w.(type) {
-		case interface{ FlushError() error }, http.Flusher:
-			return true
-		case interface{ Unwrap() http.ResponseWriter }:
-			w = t.Unwrap()
-		default:
-			return false
-		}
-	}
-}
-
-// canHijack reports whether http.ResponseController finds a way to hijack
-// w: a Hijack method, on w or on a writer it unwraps to.
-func canHijack(w http.ResponseWriter) bool {
-	for {
-		switch t := w.(type) {
-		case http.Hijacker:
-			return true
-		case interface{ Unwrap() http.ResponseWriter }:
-			w = t.Unwrap()
-		default:
-			return false
-		}
-	}
-}
