@@ -58,7 +58,11 @@ type Classifier func(err error) Class
 //     give-up would multiply the attempts (3 × 3 = 9 calls to a failing
 //     dependency) and bypass its budget. The outer layer's *Error then
 //     reads StopPermanent and unwraps to the inner one, so
-//     errors.Is(err, StopBudget) and the cause's kind still tell why;
+//     errors.Is(err, StopBudget) and the cause's kind still tell why.
+//     StopContext is the exception: the inner layer did not give up, the
+//     context it was given ended — when the caller's context is still
+//     alive, the outer layer's own AttemptTimeout — and the error is
+//     classified as below (a context deadline is a timeout, Transient);
 //   - contract.Retryable(err) — KindRateLimited, KindUnavailable,
 //     KindTimeout (including context.DeadlineExceeded from an attempt timeout
 //     and net.Error timeouts), or an explicit WithRetryable(true) — is
@@ -80,7 +84,7 @@ func Classify(err error) Class {
 		return Overloaded
 	}
 	var re *Error
-	if errors.As(err, &re) {
+	if errors.As(err, &re) && re.Reason != StopContext {
 		return Permanent
 	}
 	if contract.Retryable(err) {

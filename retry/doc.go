@@ -65,8 +65,11 @@ far as its policy and budget allowed, and retrying it again would multiply
 the attempts (3 × 3 = 9 calls to a dependency that is down) and bypass its
 budget. The outer Do makes one attempt and returns an *Error with
 [StopPermanent] that unwraps to the inner one, so errors.Is(err,
-retry.StopBudget) still tells why. A Classifier answering Transient for it
-overrides this. A Transport that gives up on a status returns the last
+retry.StopBudget) still tells why. An inner give-up with [StopContext] is
+not final: the context the inner layer was given ended, which, while the
+caller's context is alive, is the outer layer's own AttemptTimeout, and
+the outer layer retries that timeout as any other. A Classifier answering
+Transient for it overrides this. A Transport that gives up on a status returns the last
 response, not an error: code that turns such a response into an error
 under an outer Do should make it permanent too (see [Transport]).
 

@@ -207,3 +207,28 @@ func TestDoOverTransportGivingUpOnAStatus(t *testing.T) {
 		t.Errorf("%d requests sent, err %v; want %d and the 503 final", sent, err, retry.DefaultMaxAttempts)
 	}
 }
+
+// TestNestedDoOuterAttemptTimeoutStillRetries: an outer Do's
+// AttemptTimeout that ends a hung inner attempt is the outer layer's own
+// timeout, not the inner layer giving up after retrying: the inner layer's
+// StopContext give-up is retried by the outer layer, as any timed-out
+// attempt is.
+func TestNestedDoOuterAttemptTimeoutStillRetries(t *testing.T) {
+	clk := retrytest.NewClock()
+	inner := constPolicy(t, clk, retry.Config{Name: "inner"})
+	outer := constPolicy(t, clk, retry.Config{Name: "outer", AttemptTimeout: 10 * time.Millisecond})
+	var calls atomic.Int32
+	fn := func(ctx context.Context) (int, error) {
+		if calls.Add(1) == 1 {
+			<-ctx.Done() // the dependency hangs until the outer attempt times out
+			return 0, ctx.Err()
+		}
+		return 7, nil
+	}
+	v, err := retry.Do(context.Background(), outer, func(ctx context.Context) (int, error) {
+		return retry.Do(ctx, inner, fn)
+	})
+	if v != 7 || err != nil || calls.Load() != 2 {
+		t.Fatalf("Do = %v, %v after %d calls; want 7 at the second outer attempt", v, err, calls.Load())
+	}
+}
