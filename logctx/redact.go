@@ -443,7 +443,9 @@ func (r *redactor) anyAt(v any, path []walkID) (slog.Value, bool) {
 func (r *redactor) reflectItem(ev reflect.Value, path []walkID) (any, bool) {
 	t := ev.Type()
 	switch {
-	case t.Kind() == reflect.String:
+	case t.Kind() == reflect.String && !t.Implements(logValuerType) && !t.Implements(errorType):
+		// A plain string type; one with a LogValue or Error method is
+		// resolved by anyElem below, as it would be in a []any.
 		if r.scanPAN {
 			if s, ok := maskPANs(ev.String()); ok {
 				return s, true

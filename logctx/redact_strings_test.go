@@ -1,6 +1,7 @@
 package logctx
 
 import (
+	"log/slog"
 	"reflect"
 	"strings"
 	"testing"
@@ -48,5 +49,37 @@ func TestRedactCardInStringCollections(t *testing.T) {
 	nl.Info("m", "lines", []string{testPAN})
 	if !strings.Contains(nbuf.String(), testPAN) {
 		t.Errorf("NoCardScan masked: %s", nbuf.String())
+	}
+}
+
+// apiToken is a named string type that hides itself with a LogValue method.
+type apiToken string
+
+func (apiToken) LogValue() slog.Value { return slog.StringValue("[token]") }
+
+// A string type with a LogValue method, in a slice, an array or a map, is
+// resolved through LogValue as any LogValuer element is: reading it as a
+// plain string (to scan it for card numbers) must not skip its LogValue,
+// which would print the token in clear.
+func TestRedactLogValuerStringsInCollections(t *testing.T) {
+	l, buf := newJSONLogger(t, HandlerConfig{})
+	l.Info("m",
+		"list", []apiToken{"tok-s3cret"},
+		"pair", [1]apiToken{"tok-s3cret"},
+		"by_name", map[string]apiToken{"primary": "tok-s3cret"},
+	)
+	if out := buf.String(); strings.Contains(out, "tok-s3cret") {
+		t.Fatalf("token printed in clear: %s", out)
+	}
+	got := jsonLines(t, buf)[0]
+	want := map[string]any{
+		"list":    []any{"[token]"},
+		"pair":    []any{"[token]"},
+		"by_name": map[string]any{"primary": "[token]"},
+	}
+	for k, w := range want {
+		if !reflect.DeepEqual(got[k], w) {
+			t.Errorf("%s = %#v, want %#v", k, got[k], w)
+		}
 	}
 }
