@@ -10,10 +10,12 @@ type TransportConfig struct {
 	// Registry holds the breakers, one per key. Required.
 	Registry *Registry
 	// Key returns the breaker key of a request. Default: the request's
-	// host (URL.Host, with its port) in lower case, so one failing host
-	// never opens the breaker of another, and the spellings of one host
-	// ("API.example", "api.example": host names are case-insensitive)
-	// share its breaker.
+	// host (URL.Host, with its port) in lower case and without the
+	// scheme's default port (:443 for https, :80 for http, or an empty
+	// one), so one failing host never opens the breaker of another, and
+	// the spellings of one host ("API.example", "api.example:443": host
+	// names are case-insensitive, and net/http dials the default port
+	// when none is given) share its breaker.
 	Key func(*http.Request) string
 	// Next performs the requests. Default http.DefaultTransport.
 	Next http.RoundTripper
@@ -67,7 +69,7 @@ func NewTransport(cfg TransportConfig) (*Transport, error) {
 	}
 	t := &Transport{reg: cfg.Registry, key: cfg.Key, next: cfg.Next, classify: cfg.Classify}
 	if t.key == nil {
-		t.key = func(r *http.Request) string { return strings.ToLower(r.URL.Host) } // no copy when already lower case
+		t.key = hostKey
 	}
 	if t.next == nil {
 		t.next = http.DefaultTransport
@@ -109,4 +111,22 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, rej
 	}
 	return resp, err
+}
+
+// hostKey is the default Key: the request's host in lower case (no copy
+// when it already is) without its scheme's default port, as net/http
+// dials it: "API.example:443" over https is "api.example".
+func hostKey(r *http.Request) string {
+	h := strings.ToLower(r.URL.Host)
+	var port string
+	switch r.URL.Scheme {
+	case "https":
+		port = ":443"
+	case "http":
+		port = ":80"
+	}
+	if port != "" {
+		h = strings.TrimSuffix(h, port)
+	}
+	return strings.TrimSuffix(h, ":") // an empty port is the default one
 }

@@ -132,6 +132,58 @@ func TestTransportKeyIgnoresHostCase(t *testing.T) {
 	}
 }
 
+// A URL that spells out its scheme's default port names the same host,
+// and net/http the same connection, as one that leaves it out: they share
+// one breaker (named without the port), as the spellings of a host's case do.
+func TestTransportKeyIgnoresDefaultPort(t *testing.T) {
+	for _, tt := range []struct {
+		urls []string
+		name string
+	}{
+		{[]string{"https://api.example/a", "https://api.example:443/b", "https://API.example:443/c", "https://api.example:/d"}, "api.example"},
+		{[]string{"http://api.example/a", "http://api.example:80/b", "http://Api.example:80/c", "http://api.example:/d"}, "api.example"},
+		{[]string{"http://[::1]/a", "http://[::1]:80/b", "http://[::1]:/c", "http://[::1]:80/d"}, "[::1]"},
+	} {
+		reg, err := breaker.NewRegistry(breaker.RegistryConfig{Breaker: breaker.Config{DisableMetrics: true, Window: time.Hour, MinCalls: 4}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr, err := breaker.NewTransport(breaker.TransportConfig{Registry: reg, Next: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			return &http.Response{StatusCode: http.StatusBadGateway, Body: http.NoBody, Request: r}, nil
+		})})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := &http.Client{Transport: tr}
+		for _, u := range tt.urls {
+			if code, err := get(t, c, u); err != nil || code != http.StatusBadGateway {
+				t.Fatalf("%s: %d %v", u, code, err)
+			}
+		}
+		if bs := reg.Breakers(); len(bs) != 1 || bs[0].Name() != tt.name {
+			names := make([]string, len(bs))
+			for i, b := range bs {
+				names[i] = b.Name()
+			}
+			t.Errorf("%v: breakers %q; want one, %q", tt.urls, names, tt.name)
+		}
+	}
+	// Another port is another host's breaker.
+	reg, _ := breaker.NewRegistry(breaker.RegistryConfig{Breaker: breaker.Config{DisableMetrics: true}})
+	tr, _ := breaker.NewTransport(breaker.TransportConfig{Registry: reg, Next: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		return &http.Response{StatusCode: http.StatusOK, Body: http.NoBody, Request: r}, nil
+	})})
+	c := &http.Client{Transport: tr}
+	for _, u := range []string{"https://api.example:8443/", "https://api.example:80/", "http://api.example:443/"} {
+		if _, err := get(t, c, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(reg.Breakers()); n != 3 {
+		t.Errorf("%d breakers for three ports that are not the default, want 3", n)
+	}
+}
+
 func TestTransportClassification(t *testing.T) {
 	statuses := []struct {
 		code  int
