@@ -643,6 +643,11 @@ func TestRunHidesNATSCredentialsInErrors(t *testing.T) {
 		"alice:s3cret@127.0.0.1:bad",
 		"nats://127.0.0.1:4222, nats://bob:s3cret@nats.internal:bad",
 		"nats://alice:s3\"cret@127.0.0.1:bad",
+		// A generated password with '#', '/' or '?' left unescaped: the
+		// URL does not parse, and the authority seems to end inside it.
+		"nats://alice:s3cret#1@127.0.0.1:4222",
+		"nats://alice:s3cret/1@127.0.0.1:4222",
+		"nats://alice:s3cret?1@127.0.0.1:4222",
 	} {
 		var stdout, stderr bytes.Buffer
 		code := run(context.Background(), []string{"-nats", u, "-events", "10", "-subjects", "1"}, &stdout, &stderr)

@@ -188,18 +188,24 @@ func RunNATS(ctx context.Context, o Options) (*Report, error) {
 // [REDACTED] in its text. nats.Connect's error for a URL that does not
 // parse (a bad port, say) quotes the whole URL, and the command prints it:
 // a password typed on the command line would land in the CI log. The
-// returned error keeps the text only (the cause is not needed further).
+// user info is everything before the last '@' of a URL: a password with
+// an unescaped '/', '?' or '#' (common in generated ones) is what makes
+// the URL fail to parse, and the error then quotes only part of it (nats
+// drops what follows '#'; the port is read from the password). When a
+// part of a password is still in the text once the whole is replaced,
+// the text is not used at all. The returned error keeps the text only
+// (the cause is not needed further).
 func hideCredentials(err error, list string) error {
 	msg := err.Error()
 	hidden := msg
+	var pieces []string
 	for _, p := range strings.Split(list, ",") {
 		p = strings.TrimSpace(p)
 		if i := strings.Index(p, "://"); i >= 0 {
 			p = p[i+len("://"):]
 		}
-		if i := strings.IndexAny(p, "/?#"); i >= 0 {
-			p = p[:i] // the authority: the user info ends at its last @
-		}
+		// Not cut at the first '/', '?' or '#': an unescaped one may be
+		// inside the password, and over-hiding an error text is harmless.
 		at := strings.LastIndex(p, "@")
 		if at <= 0 {
 			continue
@@ -208,6 +214,12 @@ func hideCredentials(err error, list string) error {
 		quoted := strconv.Quote(user) // as url.Error prints it, inside %q
 		for _, s := range []string{user, quoted[1 : len(quoted)-1]} {
 			hidden = strings.ReplaceAll(hidden, s, "[REDACTED]")
+		}
+		pieces = append(pieces, strings.FieldsFunc(user, func(r rune) bool { return strings.ContainsRune(":/?#", r) })...)
+	}
+	for _, s := range pieces {
+		if len(s) >= 3 && strings.Contains(hidden, s) {
+			return errors.New("cannot connect to " + redactURLs(list) + " (error text hidden: it would show the credentials)")
 		}
 	}
 	if hidden == msg {
