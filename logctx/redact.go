@@ -455,6 +455,11 @@ func (r *redactor) reflectItem(ev reflect.Value, path []walkID) (any, bool) {
 	case t == anySliceType && ev.CanAddr():
 		return r.anySliceElem(*(*[]any)(ev.Addr().UnsafePointer()), path)
 	case t == bytesType || t == rawMessageType:
+		// A RawMessage with a secret key goes to anyElem, which decodes
+		// and redacts it as one on its own.
+		if t == rawMessageType && r.rawHasSecretKey(ev.Bytes()) {
+			break
+		}
 		if !r.scanPAN {
 			return nil, false
 		}

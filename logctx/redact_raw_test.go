@@ -61,3 +61,36 @@ func TestRedactSecretKeysInRawMessage(t *testing.T) {
 		t.Errorf("clean document rewritten: %s", buf.String())
 	}
 }
+
+// A json.RawMessage inside a container the redactor walks by reflection
+// (map[string]json.RawMessage, what a partial decode of a body gives, or
+// a []json.RawMessage) has the values under its secret keys replaced as
+// one on its own does: scanned for card numbers only, it was printed in
+// clear when it had none.
+func TestRedactSecretKeysInRawMessageContainers(t *testing.T) {
+	raw := json.RawMessage(`{"password":"raw-secret","n":1}`)
+	l, buf := newJSONLogger(t, HandlerConfig{})
+	l.Info("m",
+		"fields", map[string]json.RawMessage{"body": raw, "id": json.RawMessage(`7`)},
+		"list", []json.RawMessage{raw},
+		"pair", [1]json.RawMessage{raw},
+		"ptr", &raw,
+	)
+	out := buf.String()
+	if strings.Contains(out, "raw-secret") {
+		t.Fatalf("secret printed in clear: %s", out)
+	}
+	doc := map[string]any{"password": DefaultRedacted, "n": 1.0}
+	got := jsonLines(t, buf)[0]
+	want := map[string]any{
+		"fields": map[string]any{"body": doc, "id": 7.0},
+		"list":   []any{doc},
+		"pair":   []any{doc},
+		"ptr":    doc,
+	}
+	for k, w := range want {
+		if !reflect.DeepEqual(got[k], w) {
+			t.Errorf("%s = %#v, want %#v", k, got[k], w)
+		}
+	}
+}
