@@ -81,11 +81,16 @@
 // rounded up, unless their problem says "retryable": false. An
 // internal error shows only "internal error": neither its Detail, its field
 // errors nor its Cause ever reach the client. Responses are marked
-// Cache-Control: no-store.
+// Cache-Control: no-store and X-Content-Type-Options: nosniff. "instance"
+// is the request path; one starting with "//", which a client would resolve
+// to another host, is written "/.//…", the same path on this server.
 //
 // [Problem] is the document itself. It keeps every member it does not know
-// in Extensions when decoding and writes them back, and, as RFC 9457
-// requires, ignores a standard member of the wrong type instead of failing.
+// in Extensions when decoding and writes them back (never one named like a
+// typed member in another case, "Status" or "DETAIL", which a
+// case-insensitive JSON client would read instead of the typed member),
+// and, as RFC 9457 requires, ignores a standard member of the wrong type
+// instead of failing.
 //
 // On the client side, [ParseProblem] turns a response back into an *Error:
 // nil below 400; otherwise the kind follows the status (400 malformed, 401,
