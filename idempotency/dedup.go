@@ -42,7 +42,9 @@ func NewDedup(cfg Config) (*Dedup, error) {
 // ErrInProgress while another delivery of the message is being handled,
 // ErrStoreUnavailable (fail closed: fn did not run, ack nothing), or an
 // error matching contract.ErrTooLarge, not retryable, when the store
-// refuses the id as too large (fn did not run).
+// refuses the id as too large (fn did not run). An empty id is refused
+// without running fn: a KindInvalid error, code
+// idempotency.message_id_missing.
 func (d *Dedup) Handle(ctx context.Context, source, id string, fn func(context.Context) error) (duplicate bool, err error) {
 	if id == "" {
 		return false, contract.New(contract.KindInvalid, "idempotency.dedup", "message id is empty").WithCode("idempotency.message_id_missing")

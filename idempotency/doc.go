@@ -40,6 +40,11 @@
 // inside the operation), so a downstream write can carry the token and
 // reject a stale holder — the fencing that a lease alone cannot give.
 //
+// Key.Key must not be empty: Do (and pgstore.DoTx) refuses it with an
+// error matching ErrKeyInvalid (KindInvalid, not retryable) before touching
+// the store, since every call made without a key would otherwise share one
+// record. Key.Scope may be empty.
+//
 // Records, with their results, are kept for Config.Retention (default
 // 24 h): that is the window in which duplicates are recognised. Lease
 // (default 30 s) and retention are separate settings.
@@ -74,8 +79,8 @@
 //
 // # HTTP status codes
 //
-// Middleware applies to the configured methods (default POST and PATCH)
-// and answers:
+// Middleware applies to the configured methods (default POST and PATCH; an
+// empty, non-nil MiddlewareConfig.Methods is refused) and answers:
 //
 //	400  Idempotency-Key missing (unless KeyOptional), malformed, repeated or too long
 //	401  no caller scope for the request
@@ -110,6 +115,14 @@
 // middleware could keep. Should the store refuse even that 409 as too
 // large, the key is held in progress for the retention period instead:
 // duplicates get 409 idempotency.in_progress, never a second execution.
+//
+// A replay carries the stored trailers too: those the handler declared or
+// set with http.TrailerPrefix, when ReplayHeaders names them. The handler's
+// response streams to its client as it is written (the writer is an
+// http.Flusher exactly when the server's is) while a copy is kept. A
+// request that meets a second Middleware with the same key (one applied
+// router-wide and again on its route, or on a mounted sub-router) passes
+// through the inner one: the outer one's claim protects it.
 //
 // Deadline middleware that answers for a handler still running
 // (http.TimeoutHandler) belongs outside Middleware: between it and the

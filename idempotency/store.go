@@ -11,6 +11,8 @@ import (
 // Key identifies one idempotent operation: the caller Scope (tenant, user or
 // API key: one scope can never see another's records) and the caller's Key.
 // Stores must treat both as opaque bytes: any byte may appear in either.
+// Do, Dedup and pgstore.DoTx refuse an empty Key (ErrKeyInvalid, or for
+// Dedup the code idempotency.message_id_missing); Scope may be empty.
 type Key struct {
 	Scope string
 	Key   string

@@ -126,6 +126,15 @@
 // when its lease expires), and after the commit every retry replays the
 // value. A stale owner, whose lease expired and whose key was claimed again,
 // cannot commit: its conditional UPDATE matches no row and DoTx rolls back.
+// An empty key.Key is refused, as by idempotency.Do, with an error matching
+// idempotency.ErrKeyInvalid, before any statement runs.
+//
+// The transaction is begun with Config.TxOptions. [New] refuses options
+// under which DoTx cannot keep its promise, naming the field: a read-only
+// access mode (every DoTx would fail), unknown modes, a BeginQuery combined
+// with the modes pgx then ignores, a BeginQuery that opens no transaction,
+// asks for a read-only one or ends the one it began, and a CommitQuery that
+// is not COMMIT or END.
 //
 // # Errors
 //
