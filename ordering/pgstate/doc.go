@@ -8,7 +8,10 @@ One row per subject holds the last applied sequence. State.Advance opens a
 transaction, locks the subject's row with SELECT … FOR UPDATE (creating it
 at 0 the first time), calls the Guard's function — which runs the caller's
 ApplyFunc — with a context carrying the transaction, updates the row and
-commits. The ApplyFunc writes its effect through pgstate.Tx(ctx), so the
+commits. A row created for an event that records nothing (a gap decided on
+a subject the table did not know) is deleted in the same transaction, and a
+failure rolls it back with everything else, since a missing row reads as 0
+anyway: a producer inventing subjects does not grow the table. The ApplyFunc writes its effect through pgstate.Tx(ctx), so the
 effect and the new sequence commit together or not at all: a crash between
 the two is impossible, and a redelivery after a failure finds both or
 neither. That is exactly-once effects, not at-least-once with deduplication.
