@@ -67,3 +67,28 @@ func ExampleError() {
 	// retry: ledger: gave up after 3 attempts in 200ms (attempts exhausted): ledger.post: timeout: no answer
 	// true 1 permanent error
 }
+
+// Retry at one layer: a client library that retries on its own, called
+// under a service's policy. The inner layer's give-up is final for the
+// outer one, which makes one attempt and stops, so a dependency that is
+// down sees 3 calls, not 3 × 3, and the error still says why the inner
+// layer stopped.
+func ExampleDo_nested() {
+	clock := retrytest.NewClock()
+	inner, _ := retry.New(retry.Config{Name: "sdk", MaxAttempts: 3, Clock: clock})
+	outer, _ := retry.New(retry.Config{Name: "service", MaxAttempts: 3, Clock: clock})
+	calls := 0
+	err := retry.DoVoid(context.Background(), outer, func(ctx context.Context) error {
+		return retry.DoVoid(ctx, inner, func(ctx context.Context) error {
+			calls++
+			return contract.New(contract.KindUnavailable, "sdk.get", "down")
+		})
+	})
+	var re *retry.Error
+	errors.As(err, &re) // the outer layer's
+	fmt.Println(calls, "calls;", "outer:", re.Attempts, re.Reason.String())
+	fmt.Println(errors.Is(err, retry.StopAttempts), errors.Is(err, contract.ErrUnavailable))
+	// Output:
+	// 3 calls; outer: 1 permanent error
+	// true true
+}
