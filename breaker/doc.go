@@ -76,8 +76,10 @@
 // breaker's name in its Op and is written by contract.WriteProblem as a 503
 // with Retry-After.
 //
-// For HTTP clients, Transport keeps one breaker per downstream host (or per
-// TransportConfig.Key) in a bounded Registry: 5xx, 429 and transport errors
+// For HTTP clients, Transport keeps one breaker per downstream host (URL.Host
+// in lower case, port included, or TransportConfig.Key) in a bounded
+// Registry, whose overflow and empty-key breakers are named OverflowName and
+// EmptyName, names no key's breaker takes: 5xx, 429 and transport errors
 // such as timeouts count as failures, other 4xx do not (unless slower than
 // the breakers' Config.SlowCallThreshold, like any call).
 //

@@ -63,7 +63,8 @@
 // An operation's error releases the key, unless Config.StoreError marks it
 // permanent: then it is stored and replayed like a result (never an error
 // returned after the caller's context ended: that releases). A panic releases
-// the key and continues. Completing or releasing happens even after the
+// the key (counted and logged as a run: executed, or lease_lost or
+// store_error when the release fails) and continues. Completing or releasing happens even after the
 // caller's context ended, bounded by the lease (a store that has not
 // answered by then could no longer accept it); a renewal is bounded by
 // the heartbeat. A store failure fails closed by default: the
