@@ -2,6 +2,7 @@ package logctx_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -24,7 +25,8 @@ func (c Card) LogValue() slog.Value {
 
 // Secrets never reach the output, whichever handler is wrapped:
 // secret keys are replaced, card numbers are masked wherever they appear,
-// headers are redacted key by key.
+// headers are redacted key by key, and a raw JSON body (an event's data)
+// has the members under its secret keys replaced.
 func ExampleHandler_redaction() {
 	h, _ := logctx.NewHandler(logctx.HandlerConfig{
 		Next:       slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{ReplaceAttr: withoutTime}),
@@ -39,7 +41,8 @@ func ExampleHandler_redaction() {
 		slog.Any("card", Card{Holder: "Ann", Number: "4111111111111111"}),
 		slog.Any("headers", http.Header{"Cookie": {"sid=abc"}}),
 		slog.Any("err", errors.New("acquirer rejected 5555555555554444")),
+		slog.Any("data", json.RawMessage(`{"payer":"acct_1","payment":{"api_token":"tok_live_1"}}`)),
 	)
 	// Output:
-	// {"level":"INFO","msg":"charge **** **** **** 1111 declined","Authorization":"[REDACTED]","db_password":"[REDACTED]","X-Tenant-Key":"[REDACTED]","card":{"holder":"Ann","number":"************1111"},"headers":{"Cookie":["[REDACTED]"]},"err":"acquirer rejected ************4444"}
+	// {"level":"INFO","msg":"charge **** **** **** 1111 declined","Authorization":"[REDACTED]","db_password":"[REDACTED]","X-Tenant-Key":"[REDACTED]","card":{"holder":"Ann","number":"************1111"},"headers":{"Cookie":["[REDACTED]"]},"err":"acquirer rejected ************4444","data":{"payer":"acct_1","payment":{"api_token":"[REDACTED]"}}}
 }
