@@ -3,6 +3,7 @@ package ordering
 import (
 	"context"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -22,8 +23,10 @@ type MemoryConfig struct {
 
 	// MaxBytes bounds the bytes the remembered subjects take: each counts
 	// its length plus a fixed overhead (memEntryOverhead, 160 bytes: the
-	// entry and its map slot). Zero means the default, 64 MiB (100,000
-	// subjects of up to about 500 bytes). Subjects are opaque and may be as
+	// entry and its map slot). Zero means the default: 64 MiB for the
+	// default 100,000 subjects, and as much per subject (671 bytes:
+	// subjects of up to about 500 bytes) for another MaxSubjects, so that
+	// MaxSubjects ordinary subjects always fit. Subjects are opaque and may be as
 	// long as an event allows; without this bound, events applied on new
 	// huge subjects would grow the state to MaxSubjects times their size.
 	// When a new subject does not fit, the state makes room as for
@@ -61,6 +64,9 @@ type Memory struct {
 // pointer, the map's growth slack).
 const memEntryOverhead = 160
 
+// defaultBytesPer100k is the default MaxBytes per 100,000 subjects.
+const defaultBytesPer100k = 64 << 20
+
 func subjectCost(subject string) int64 { return int64(len(subject)) + memEntryOverhead }
 
 type memEntry struct {
@@ -88,7 +94,12 @@ func NewMemory(cfg MemoryConfig) (*Memory, error) {
 		m.max = 100_000
 	}
 	if m.maxBytes == 0 {
-		m.maxBytes = 64 << 20
+		// Scaled with MaxSubjects: a fixed 64 MiB would refuse new
+		// subjects well below a MaxSubjects raised for many short ones.
+		m.maxBytes = math.MaxInt64 // a MaxSubjects that large bounds nothing either
+		if int64(m.max) <= math.MaxInt64/defaultBytesPer100k {
+			m.maxBytes = int64(m.max) * defaultBytesPer100k / 100_000
+		}
 	}
 	if m.clock == nil {
 		m.clock = systemClock{}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -119,5 +120,42 @@ func TestMemoryBoundsSubjectBytes(t *testing.T) {
 	}
 	if _, err := ordering.NewMemory(ordering.MemoryConfig{MaxBytes: -1}); err == nil || contract.As(err).Detail != "MemoryConfig.MaxBytes: must be >= 0, got -1" {
 		t.Fatalf("negative MaxBytes: %v", err)
+	}
+}
+
+// TestMemoryMaxBytesDefaultScalesWithMaxSubjects: a service that raised
+// MaxSubjects for its many ordinary subjects (ids of a few hundred bytes)
+// must get that many before state_full, as it did before MaxBytes existed:
+// the default byte bound is 64 MiB for the default 100,000 subjects, and
+// as much per subject for a larger MaxSubjects, not a fixed 64 MiB that
+// would refuse new subjects at a fraction of the count configured.
+func TestMemoryMaxBytesDefaultScalesWithMaxSubjects(t *testing.T) {
+	ctx := context.Background()
+	const max = 150_000
+	m, err := ordering.NewMemory(ordering.MemoryConfig{MaxSubjects: max})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pad := strings.Repeat("x", 400-7)
+	applied := func(context.Context, uint64) (uint64, error) { return 1, nil }
+	for i := 0; i < max; i++ {
+		if err := m.Advance(ctx, fmt.Sprintf("%07d", i)+pad, applied); err != nil {
+			t.Fatalf("subject %d of MaxSubjects %d (400 bytes each): %v", i, max, err)
+		}
+	}
+	if m.Len() != max {
+		t.Fatalf("Len = %d, want %d", m.Len(), max)
+	}
+	// MaxSubjects still bounds it.
+	if err := m.Advance(ctx, "one-more", applied); !errors.Is(err, contract.ErrOverloaded) {
+		t.Fatalf("subject past MaxSubjects: %v, want state_full", err)
+	}
+	// A MaxSubjects too large to scale by does not overflow the bound.
+	huge, err := ordering.NewMemory(ordering.MemoryConfig{MaxSubjects: math.MaxInt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := huge.Advance(ctx, "a", applied); err != nil {
+		t.Fatalf("MaxSubjects math.MaxInt: %v", err)
 	}
 }
