@@ -951,23 +951,45 @@ func storedHeader(src http.Header, replay []string) http.Header {
 	return h
 }
 
-// writer returns the ResponseWriter the handler gets: rc, which cannot
-// flush, or, when the writer it wraps can, rc with Flush and FlushError.
-// So a handler finds an http.Flusher exactly when it would without the
-// middleware (a Flush that did nothing would tell a streaming handler its
-// bytes were on their way), and http.ResponseController agrees: through
-// rc alone it unwraps to a writer that cannot flush, and returns
-// http.ErrNotSupported, committing nothing (a handler that then answers
-// without streaming still sets its own status).
+// writer returns the ResponseWriter the handler gets: rc, which can
+// neither flush nor hijack, with Flush and FlushError when the writer it
+// wraps can flush, and with Hijack when it can be hijacked. So a handler
+// finds an http.Flusher or an http.Hijacker exactly when it would without
+// the middleware (a Flush that did nothing would tell a streaming handler
+// its bytes were on their way; a Hijacker that always fails would stop a
+// handler that hijacks only when it can from taking its other way), and
+// http.ResponseController agrees: through rc alone it unwraps to a writer
+// that cannot, and returns http.ErrNotSupported, committing nothing (a
+// handler that then answers without streaming still sets its own status).
 //
 // Flushing streams: the recorder passes the response through as it is
 // written and keeps a copy, so what the handler flushed reaches its client
 // while it runs, and duplicates get the whole response once it returned.
 func (rc *recorder) writer() http.ResponseWriter {
-	if rwcap.CanFlush(rc.w) {
+	switch flush, hijack := rwcap.CanFlush(rc.w), rwcap.CanHijack(rc.w); {
+	case flush && hijack:
+		return flushingHijackingRecorder{flushingRecorder{rc}}
+	case flush:
 		return flushingRecorder{rc}
+	case hijack:
+		return hijackingRecorder{rc}
 	}
 	return rc
+}
+
+// hijackingRecorder is a recorder over a writer that can be hijacked.
+type hijackingRecorder struct{ *recorder }
+
+// Hijack: see recorder.hijack.
+func (h hijackingRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) { return h.hijack() }
+
+// flushingHijackingRecorder is a recorder over a writer that can flush and
+// be hijacked.
+type flushingHijackingRecorder struct{ flushingRecorder }
+
+// Hijack: see recorder.hijack.
+func (f flushingHijackingRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return f.hijack()
 }
 
 // flushingRecorder is a recorder over a writer that can flush.
@@ -985,12 +1007,13 @@ func (f flushingRecorder) FlushError() error {
 	return http.NewResponseController(f.w).Flush()
 }
 
-// Hijack lets the handler take the connection over, through the
-// underlying writer when it can (http.ErrNotSupported otherwise), and
-// marks the response as one the recorder cannot keep. It serves both
-// http.Hijacker and http.ResponseController, which asks a writer for
-// Hijack before it unwraps it: a hijack cannot bypass the recorder.
-func (rc *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+// hijack lets the handler take the connection over, through the
+// underlying writer, and marks the response as one the recorder cannot
+// keep. The handler's writer has it as Hijack when the underlying writer
+// can be hijacked (see writer): it serves both http.Hijacker and
+// http.ResponseController, which asks a writer for Hijack before it
+// unwraps it, so a hijack cannot bypass the recorder.
+func (rc *recorder) hijack() (net.Conn, *bufio.ReadWriter, error) {
 	conn, brw, err := http.NewResponseController(rc.w).Hijack()
 	if err == nil {
 		rc.switched = true

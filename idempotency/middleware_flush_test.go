@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -106,3 +107,40 @@ func TestMiddlewareFlusherOnlyWhenFlushable(t *testing.T) {
 		t.Fatalf("behind a writer that flushes: http.Flusher %v, ResponseController.Flush %v; want both to flush", isFlusher, rcErr)
 	}
 }
+
+// The same holds for http.Hijacker: behind a writer that cannot be
+// hijacked (an HTTP/2 connection, a recorder), the handler's writer is no
+// http.Hijacker, as it would not be without the middleware, so a handler
+// that hijacks only when it can takes its other way rather than failing.
+// Behind one that can, the writer is a Hijacker, and a Flusher only when
+// that one flushes too.
+func TestMiddlewareHijackerOnlyWhenHijackable(t *testing.T) {
+	env := newMW(t, nil)
+	var isHijacker, isFlusher bool
+	h := env.mw.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, isHijacker = w.(http.Hijacker)
+		_, isFlusher = w.(http.Flusher)
+		w.WriteHeader(http.StatusCreated)
+	}))
+	h.ServeHTTP(httptest.NewRecorder(), req("POST", "/p", "alice", "k1", "{}"))
+	if isHijacker || !isFlusher {
+		t.Fatalf("behind a recorder: http.Hijacker %v, http.Flusher %v; want a Flusher only", isHijacker, isFlusher)
+	}
+	h.ServeHTTP(hijackable{unflushable{httptest.NewRecorder()}}, req("POST", "/p", "alice", "k2", "{}"))
+	if !isHijacker || isFlusher {
+		t.Fatalf("behind a hijackable writer that cannot flush: http.Hijacker %v, http.Flusher %v; want a Hijacker only", isHijacker, isFlusher)
+	}
+	h.ServeHTTP(hijackable{httptest.NewRecorder()}, req("POST", "/p", "alice", "k3", "{}"))
+	if !isHijacker || !isFlusher {
+		t.Fatalf("behind a hijackable writer that flushes: http.Hijacker %v, http.Flusher %v; want both", isHijacker, isFlusher)
+	}
+}
+
+// hijackable is a writer whose connection could be taken over (the test
+// never does): it unwraps to the writer it wraps for the rest.
+type hijackable struct{ http.ResponseWriter }
+
+func (hijackable) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return nil, nil, errors.New("test writer: not hijacked")
+}
+func (h hijackable) Unwrap() http.ResponseWriter { return h.ResponseWriter }
