@@ -125,7 +125,12 @@
 // commit leaves no business row (the key is released, or becomes claimable
 // when its lease expires), and after the commit every retry replays the
 // value. A stale owner, whose lease expired and whose key was claimed again,
-// cannot commit: its conditional UPDATE matches no row and DoTx rolls back.
+// cannot commit: its conditional UPDATE matches no row and DoTx rolls back
+// with [idempotency.ErrLeaseLost]. Under REPEATABLE READ or SERIALIZABLE,
+// where that UPDATE fails with a serialization failure when the key was
+// claimed again after the transaction's first statement, DoTx checks the
+// record outside the transaction and returns ErrLeaseLost as well; a
+// serialization failure on the caller's own tables stays retryable.
 // An empty key.Key is refused, as by idempotency.Do, with an error matching
 // idempotency.ErrKeyInvalid, before any statement runs.
 //

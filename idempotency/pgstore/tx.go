@@ -46,6 +46,14 @@ const cleanupTimeout = 5 * time.Second
 // After the commit the key replays fn's value. A stale owner (its lease
 // expired and another caller claimed the key) cannot commit: its UPDATE
 // matches no row, DoTx rolls back and returns idempotency.ErrLeaseLost.
+// Under REPEATABLE READ or SERIALIZABLE (Config.TxOptions) the UPDATE of a
+// record claimed again after the transaction's snapshot fails with a
+// serialization failure (40001) instead; DoTx then reads the record outside
+// the failed transaction and returns idempotency.ErrLeaseLost too when the
+// record is gone, belongs to another token or its lease has expired. A
+// 40001 on a record still DoTx's own, and every 40001 from fn's statements
+// (a conflict on the caller's tables), stays a retryable serialization
+// failure.
 //
 // fn's error is returned after the rollback and release: unchanged when it is
 // a *contract.Error or not a database failure ("card declined"), and mapped
@@ -141,6 +149,12 @@ func runTx[T any](ctx context.Context, s *Store, key idempotency.Key, token uint
 	}
 	tag, err := tx.Exec(ctx, s.sqlComplete, id, int64(token), enc)
 	if err != nil {
+		if serializationFailure(err) && s.lostLease(ctx, key, token) {
+			// REPEATABLE READ or SERIALIZABLE: the record changed after
+			// the snapshot, and it is no longer ours. A stale owner, as
+			// under READ COMMITTED, where the UPDATE matches no row.
+			return zero, s.owned(ctx, op, id, 0, nil)
+		}
 		return zero, s.fail(ctx, op, id, err)
 	}
 	if tag.RowsAffected() != 1 {
@@ -173,4 +187,20 @@ func fnError(ctx context.Context, op string, err error, tx pgx.Tx) error {
 		return mapError(op, canceledBy(ctx, err))
 	}
 	return err
+}
+
+// lostLease reports whether token no longer owns an unexpired lease on key,
+// read outside DoTx's transaction (on the latest committed version, which
+// its snapshot cannot see): the record is gone, another owner claimed it,
+// or the lease expired. When it cannot tell (the read failed) it reports
+// false, and the caller keeps its original error.
+func (s *Store) lostLease(ctx context.Context, key idempotency.Key, token uint64) bool {
+	rec, err := s.Get(ctx, key)
+	if errors.Is(err, idempotency.ErrNotFound) {
+		return true
+	}
+	if err != nil {
+		return false
+	}
+	return rec.Token != token || rec.State != idempotency.StateInProgress || rec.LeaseRemaining <= 0
 }
