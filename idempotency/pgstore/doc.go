@@ -58,6 +58,9 @@
 //     state = 1 AND lease_until > statement_timestamp(); no row updated means
 //     [idempotency.ErrLeaseLost] and nothing changed.
 //   - Get: one SELECT.
+//   - Only after a DoTx COMMIT failed: SELECT state, token … FOR SHARE, which
+//     waits for DoTx's transaction to end on the server and reads whether
+//     it committed (see Transactional mode).
 //
 // A fresh key therefore costs two round trips (Claim, Complete), a replay one.
 // Leases are computed by the server (statement_timestamp()), never by the
@@ -131,6 +134,13 @@
 // claimed again after the transaction's first statement, DoTx checks the
 // record outside the transaction and returns ErrLeaseLost as well; a
 // serialization failure on the caller's own tables stays retryable.
+// When the connection is lost during COMMIT, DoTx settles the outcome from
+// the record (a locking read that waits for the transaction to end on the
+// server): fn's value when it committed, the failure when it did not, and a
+// retryable KindTimeout error with code "pgstore.commit_unknown" when it
+// cannot tell within 5 seconds (the server still holds the transaction
+// open, as behind a network partition). A retry is safe in every case, since
+// the record commits with fn's writes, but only for fn's writes through tx.
 // An empty key.Key is refused, as by idempotency.Do, with an error matching
 // idempotency.ErrKeyInvalid, before any statement runs.
 //
@@ -152,8 +162,9 @@
 // outlast the Store's own retries, or that end DoTx's transaction, and
 // deadlocks (40P01) are KindUnavailable too, since the transaction can
 // simply run again; statement_timeout (57014), lock_timeout (55P03),
-// transaction_timeout (25P04, PostgreSQL 17), a context deadline
-// and network timeouts are KindTimeout; all of them are retryable. A
+// transaction_timeout (25P04, PostgreSQL 17), a context deadline,
+// network timeouts and a DoTx commit of unknown outcome
+// ("pgstore.commit_unknown") are KindTimeout; all of them are retryable. A
 // canceled context is KindCanceled and still matches context.Canceled,
 // also when the pool has pgx cancel the statement on the server
 // (pgconn.CancelRequestContextWatcherHandler), which then fails with 57014

@@ -106,7 +106,7 @@ type Store struct {
 	txOptions   pgx.TxOptions
 	log         *slog.Logger
 
-	sqlClaim, sqlComplete, sqlRelease, sqlRenew, sqlGet, sqlDelete string
+	sqlClaim, sqlComplete, sqlRelease, sqlRenew, sqlGet, sqlDelete, sqlSettle string
 }
 
 var _ idempotency.Store = (*Store)(nil)
@@ -228,6 +228,7 @@ FROM ` + t + ` AS r WHERE r.id = $1::bytea AND NOT EXISTS (SELECT 1 FROM ins) AN
   coalesce((extract(epoch FROM lease_until - ` + ts + `) * 1000000)::bigint, 0),
   fingerprint, result
 FROM ` + t + ` WHERE id = $1::bytea AND expires_at > ` + ts
+	s.sqlSettle = `SELECT state, token FROM ` + t + ` WHERE id = $1::bytea FOR SHARE`
 	s.sqlDelete = `DELETE FROM ` + t + ` WHERE id IN (
   SELECT id FROM ` + t + ` WHERE expires_at <= ` + ts + ` LIMIT $1::bigint FOR UPDATE SKIP LOCKED
 ) AND expires_at <= ` + ts

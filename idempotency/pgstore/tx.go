@@ -61,9 +61,24 @@ const cleanupTimeout = 5 * time.Second
 // statement timeout, a serialization failure, a lost connection, a canceled
 // context), still wrapping the pgx error. A panic in fn is re-raised after
 // the rollback and release. Failures of the database are contract
-// errors as described in the package documentation. When Commit itself
-// fails the outcome is unknown to DoTx; calling DoTx again tells: it
-// replays if the commit happened.
+// errors as described in the package documentation.
+//
+// When COMMIT itself fails (the connection is lost, the context canceled)
+// the server may or may not have committed. DoTx then reads the record on
+// another connection, waiting (up to 5 seconds) for the transaction to end
+// on the server: if it committed, DoTx returns fn's value and no error; if
+// it did not, the key is released and DoTx returns the mapped failure
+// (retryable unless canceled): nothing was done. When it cannot tell (the
+// server still holds the transaction open, as behind a network partition,
+// or the read fails) it returns a retryable KindTimeout error with code
+// "pgstore.commit_unknown" ("it may have succeeded"), wrapping the
+// connection error. Retrying is safe in every case because the record
+// commits atomically with fn's writes through tx: the retry replays fn's
+// value if they committed, answers ErrInProgress while the server still
+// holds the transaction (and its lease lasts), and runs fn once otherwise.
+// That guarantee covers only fn's writes through tx: an effect of fn
+// outside the transaction (a call to a payment gateway, a message sent)
+// may have happened whatever DoTx returns.
 //
 // fn must do its writes through tx only, and must not commit or roll it back.
 func DoTx[T any](ctx context.Context, s *Store, key idempotency.Key, fingerprint string, fn func(ctx context.Context, tx pgx.Tx) (T, error)) (T, error) {
@@ -160,11 +175,70 @@ func runTx[T any](ctx context.Context, s *Store, key idempotency.Key, token uint
 	if tag.RowsAffected() != 1 {
 		return zero, s.owned(ctx, op, id, 0, nil)
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return zero, s.fail(ctx, op, id, err)
+	if cerr := tx.Commit(ctx); cerr != nil {
+		switch s.commitOutcome(ctx, id, token, tx) {
+		case commitDone:
+			committed = true
+			logctx.Decision(ctx, s.log, slog.LevelInfo, "commit confirmed from the record", "connection lost during COMMIT; the record shows it committed",
+				slog.String(logctx.KeyDependency, "postgresql"), slog.String("store_op", op), slog.String("key_hash", keyHash(id)))
+			return v, nil
+		case commitUnknown:
+			// Nothing to release: the transaction may still commit, and
+			// the release would only wait on its lock.
+			committed = true
+			e := contract.Wrap(contract.KindTimeout, op, cerr).WithCode("pgstore.commit_unknown")
+			e.Detail = "the commit may have happened: calling again replays it if it did"
+			if s.log != nil {
+				s.log.LogAttrs(ctx, slog.LevelWarn, "idempotency store call failed", slog.String(logctx.KeyDependency, "postgresql"),
+					slog.String("store_op", op), slog.String("kind", e.Kind.String()), slog.String("code", e.Code),
+					slog.Any("error", cerr), slog.String("key_hash", keyHash(id)))
+			}
+			return zero, e
+		}
+		return zero, s.fail(ctx, op, id, cerr)
 	}
 	committed = true
 	return v, nil
+}
+
+type commitResult int
+
+const (
+	commitNotDone commitResult = iota
+	commitDone
+	commitUnknown
+)
+
+// commitOutcome settles a failed COMMIT (lost connection, canceled
+// context) from the record, on a fresh connection. The complete UPDATE
+// left the record row locked by DoTx's transaction until it ends, so a
+// locking read (sqlSettle: SELECT … FOR SHARE) returns only once that
+// transaction has committed or rolled back, and then returns the row's
+// latest version: completed under token means it committed, anything else
+// that it did not (and now never will). A transaction the server still
+// holds open (it has not noticed the client is gone) keeps the read
+// waiting: after cleanupTimeout the outcome is unknown.
+func (s *Store) commitOutcome(ctx context.Context, id []byte, token uint64, tx pgx.Tx) commitResult {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	_ = tx.Rollback(cctx) // pgx has closed the connection already unless the transaction ended
+	for attempt := 1; ; attempt++ {
+		var state int16
+		var tok int64
+		err := s.pool.QueryRow(cctx, s.sqlSettle, id).Scan(&state, &tok)
+		switch {
+		case attempt < maxClaimAttempts && serializationFailure(err):
+			continue
+		case errors.Is(err, pgx.ErrNoRows):
+			// Deleted: a committed record would live for its retention.
+			return commitNotDone
+		case err != nil:
+			return commitUnknown
+		case state == 2 && uint64(tok) == token:
+			return commitDone
+		}
+		return commitNotDone
+	}
 }
 
 // fnError maps the database failures among fn's errors to contract errors
