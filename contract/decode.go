@@ -275,7 +275,10 @@ func invalidUTF8(at int64, lone bool) *Error {
 //
 // Field errors (type, unknown field) are also in Fields, so they are written
 // as invalid-params. The details quote at most a short prefix of the
-// client's input. As encoding/json does, field names match case-insensitively
+// client's input, and never a value: a wrong type is described by its JSON
+// type and, for a number, its length ("got number (16 characters)"), as a
+// card number or PIN sent as a JSON number must reach neither the client
+// nor the logs. As encoding/json does, field names match case-insensitively
 // and a repeated member keeps its last value.
 func DecodeJSON(r io.Reader, limit int64, v any) error {
 	if limit <= 0 {
@@ -357,7 +360,7 @@ func decodeError(err error, lr *limitedReader, limit int64) error {
 			Detail: "invalid JSON at offset " + strconv.FormatInt(se.Offset, 10) + ": " + clip(strings.TrimPrefix(se.Error(), "json: "))}
 	case errors.As(err, &te):
 		want := jsonTypeName(te.Type)
-		got := clip(te.Value)
+		got := gotValue(te.Value)
 		if te.Field == "" {
 			return &Error{Kind: KindMalformed, Code: "json.type",
 				Detail: "body must be " + want + ", got " + got}
@@ -384,8 +387,62 @@ func decodeError(err error, lr *limitedReader, limit int64) error {
 		return readError(err)
 	}
 	// An UnmarshalJSON or UnmarshalText method rejected a value (a time that
-	// is not RFC 3339, for example); its text helps the client, bounded.
-	return &Error{Kind: KindMalformed, Code: "json.value", Detail: "invalid value: " + cleanRemoteText(err.Error())}
+	// is not RFC 3339, for example); its text helps the client, bounded,
+	// without the number literals encoding/json's own errors quote.
+	return &Error{Kind: KindMalformed, Code: "json.value", Detail: "invalid value: " + cleanRemoteText(scrubJSONLiterals(err.Error()))}
+}
+
+// gotValue describes the JSON value of a type error by its JSON type alone:
+// encoding/json's Value quotes a number that does not fit its Go type
+// ("number 4111111111111111"), which may be a card number, a PIN or an
+// account number and must reach neither the client nor the logs. Only its
+// length is kept, a hint for a client that sent too many digits.
+func gotValue(v string) string {
+	typ, lit, hasLit := strings.Cut(v, " ")
+	switch typ {
+	case "string", "number", "bool", "array", "object", "null":
+	default:
+		return "a value of another type"
+	}
+	if hasLit && typ == "number" {
+		return "number (" + strconv.Itoa(len(lit)) + " characters)"
+	}
+	return typ
+}
+
+// scrubJSONLiterals removes from the text of an error the number literals
+// encoding/json's type errors quote ("cannot unmarshal number 4111… into"),
+// keeping their length,
+// found in an UnmarshalJSON method's error that copied such an error's
+// text instead of wrapping it.
+func scrubJSONLiterals(s string) string {
+	const marker = "unmarshal number "
+	if !strings.Contains(s, marker) {
+		return s
+	}
+	var b strings.Builder
+	for {
+		i := strings.Index(s, marker)
+		if i < 0 {
+			b.WriteString(s)
+			return b.String()
+		}
+		b.WriteString(s[:i+len(marker)-1]) // "unmarshal number"
+		s = s[i+len(marker):]
+		// The literal ends where encoding/json's text goes on (a quoted
+		// ",string" literal may hold spaces), else at a space.
+		j := strings.Index(s, " into Go ")
+		if j < 0 {
+			j = strings.IndexByte(s, ' ')
+		}
+		if j < 0 {
+			j = len(s)
+		}
+		if j > 0 {
+			b.WriteString(" (" + strconv.Itoa(j) + " characters)")
+		}
+		s = s[j:]
+	}
 }
 
 // clip keeps error details short and printable whatever the input held.

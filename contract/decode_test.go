@@ -2,7 +2,9 @@ package contract
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net/http"
@@ -43,9 +45,9 @@ func TestDecodeJSON(t *testing.T) {
 		{"wrong type", `{"payer":"ACME","amount_minor":"12.50"}`, 0, KindMalformed, "json.type",
 			`field "amount_minor" must be an integer, got string at offset 38`, "amount_minor"},
 		{"overflow", `{"amount_minor":1e30}`, 0, KindMalformed, "json.type",
-			`field "amount_minor" must be an integer, got number 1e30 at offset 20`, "amount_minor"},
+			`field "amount_minor" must be an integer, got number (4 characters) at offset 20`, "amount_minor"},
 		{"nested wrong type", `{"items":[{"qty":-1}]}`, 0, KindMalformed, "json.type",
-			`field "items.qty" must be a non-negative integer, got number -1 at offset 19`, "items.qty"},
+			`field "items.qty" must be a non-negative integer, got number (2 characters) at offset 19`, "items.qty"},
 		{"top-level wrong type", `[1,2]`, 0, KindMalformed, "json.type", "body must be an object, got array", ""},
 		{"unknown field", `{"payer":"ACME","admin":true}`, 0, KindMalformed, "json.unknown_field", `unknown field "admin"`, "admin"},
 		{"long unknown field clipped", `{"` + strings.Repeat("a", 500) + `":1}`, 0, KindMalformed, "json.unknown_field",
@@ -285,6 +287,98 @@ func TestDecodeJSONUnpairedSurrogateEscapes(t *testing.T) {
 			if err := DecodeJSON(&chunkReader{s: body, size: size}, 0, &p); err != nil || p.Payer == "" {
 				t.Errorf("%s in reads of %d: %v, payer %q", body, size, err, p.Payer)
 			}
+		}
+	}
+}
+
+// A card number, PIN or account number sent as a JSON number where the
+// type wants something else used to be quoted in the detail ("got number
+// 4111111111111111"), which reaches the client and every log line of the
+// error. No failure may echo the value; its JSON type and field path say
+// what is wrong.
+func TestDecodeJSONDoesNotEchoValues(t *testing.T) {
+	const secret = "4111111111111111"
+	type card struct {
+		PAN    int32           `json:"pan"`
+		PIN    uint8           `json:"pin"`
+		Digits int             `json:"digits,string"`
+		Keyed  map[int8]string `json:"keyed"`
+		Name   string          `json:"name"`
+		Check  echoingDecoder  `json:"check"`
+	}
+	tests := []struct {
+		name, body, field string
+	}{
+		{"overflow", `{"pan":` + secret + `}`, "pan"},
+		{"fraction", `{"pan":` + secret + `.5}`, "pan"},
+		{"negative into unsigned", `{"pin":-` + secret + `}`, "pin"},
+		{"exponent", `{"pin":` + secret + `e3}`, "pin"},
+		{"number into a string", `{"name":` + secret + `}`, "name"},
+		{"quoted overflow", `{"digits":"` + secret + `9999"}`, "digits"},
+		{"quoted non-number", `{"digits":"` + secret + `x"}`, "digits"},
+		{"quoted with spaces", `{"digits":"` + secret + ` ` + secret + `"}`, "digits"},
+		{"map key overflow", `{"keyed":{"` + secret + `":"x"}}`, "keyed"},
+		{"custom decoder quoting a type error", `{"check":` + secret + `}`, ""},
+		{"custom decoder quoting a quoted literal", `{"check":"` + secret + ` ` + secret + `"}`, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var c card
+			err := DecodeJSON(strings.NewReader(tt.body), 0, &c)
+			e := As(err)
+			if e == nil || e.Kind != KindMalformed {
+				t.Fatalf("DecodeJSON = %v, want a KindMalformed *Error", err)
+			}
+			rec := httptest.NewRecorder()
+			WriteProblem(rec, httptest.NewRequest("POST", "/cards", nil), err)
+			for where, s := range map[string]string{"Error()": err.Error(), "problem": rec.Body.String()} {
+				if strings.Contains(s, secret) {
+					t.Errorf("%s echoes the value: %s", where, s)
+				}
+			}
+			if tt.field != "" && (len(e.Fields) != 1 || e.Fields[0].Name != tt.field || !strings.Contains(e.Detail, strconv.Quote(tt.field))) {
+				t.Errorf("detail %q fields %v: want field %q named", e.Detail, e.Fields, tt.field)
+			}
+		})
+	}
+}
+
+// echoingDecoder fails as a careless UnmarshalJSON does: with the text of
+// json.Unmarshal's error, not wrapped, which quotes the number literal (a
+// quoted one too, for a ",string" field).
+type echoingDecoder struct{}
+
+func (*echoingDecoder) UnmarshalJSON(b []byte) error {
+	var n struct {
+		N int8 `json:"n,string"`
+	}
+	err := json.Unmarshal(b, &n.N)
+	if b[0] == '"' {
+		err = json.Unmarshal([]byte(`{"n":`+string(b)+`}`), &n)
+	}
+	if err != nil {
+		return fmt.Errorf("check: %v", err)
+	}
+	return nil
+}
+
+// DecodeEvent names the attribute and what it must be, never its value.
+func TestDecodeEventDoesNotEchoValues(t *testing.T) {
+	const secret = "4111111111111111"
+	for _, member := range []string{`"id":` + secret, `"sequence":-` + secret, `"sequence":` + secret + `.5`,
+		`"pan":` + secret, `"pan":` + secret + `e3`, `"time":` + secret} {
+		body := `{"specversion":"1.0","source":"/s","type":"t",` + member + `}`
+		if !strings.Contains(member, `"id"`) {
+			body = `{"specversion":"1.0","id":"1","source":"/s","type":"t",` + member + `}`
+		}
+		_, err := DecodeEvent([]byte(body))
+		if err == nil {
+			t.Fatalf("%s: no error", member)
+		}
+		rec := httptest.NewRecorder()
+		WriteProblem(rec, nil, err)
+		if strings.Contains(err.Error(), secret) || strings.Contains(rec.Body.String(), secret) {
+			t.Errorf("%s: the error echoes the value: %v %s", member, err, rec.Body)
 		}
 	}
 }

@@ -142,7 +142,9 @@
 // escape an unpaired UTF-16 surrogate ("\ud800", decoded as U+FFFD too),
 // bodies over a limit (KindTooLarge, 413, without reading past the limit), and, for
 // requests, a Content-Type other than JSON. Syntax errors and invalid UTF-8
-// name the offset, wrong types name the field and the offset; all are
+// name the offset, wrong types name the field, the JSON type and the
+// offset, never the value (a card number sent as a JSON number is not
+// echoed to the client or the logs); all are
 // KindMalformed (400) with codes json.syntax, json.type, json.unknown_field,
 // json.trailing_data, json.utf8, json.empty, json.value and
 // request.content_type. As with encoding/json,
