@@ -275,10 +275,15 @@ func invalidUTF8(at int64, lone bool) *Error {
 //
 // Field errors (type, unknown field) are also in Fields, so they are written
 // as invalid-params. The details quote at most a short prefix of the
-// client's input, and never a value: a wrong type is described by its JSON
+// client's input: a field name or syntax message up to 64 bytes, and the
+// error text of the UnmarshalJSON or UnmarshalText method that refused a
+// value (json.value) up to 128 bytes, cut at a rune, valid UTF-8, with
+// control and other unprintable characters escaped (\n, \x1b), then "…".
+// They never quote a value of the wrong type: it is described by its JSON
 // type and, for a number, its length ("got number (16 characters)"), as a
 // card number or PIN sent as a JSON number must reach neither the client
-// nor the logs. As encoding/json does, field names match case-insensitively
+// nor the logs. An UnmarshalJSON method should still not quote what it
+// refuses. As encoding/json does, field names match case-insensitively
 // and a repeated member keeps its last value.
 func DecodeJSON(r io.Reader, limit int64, v any) error {
 	if limit <= 0 {
@@ -389,7 +394,39 @@ func decodeError(err error, lr *limitedReader, limit int64) error {
 	// An UnmarshalJSON or UnmarshalText method rejected a value (a time that
 	// is not RFC 3339, for example); its text helps the client, bounded,
 	// without the number literals encoding/json's own errors quote.
-	return &Error{Kind: KindMalformed, Code: "json.value", Detail: "invalid value: " + cleanRemoteText(scrubJSONLiterals(err.Error()))}
+	return &Error{Kind: KindMalformed, Code: "json.value", Detail: "invalid value: " + quoteShort(scrubJSONLiterals(err.Error()), maxValueText)}
+}
+
+// maxValueText is the most bytes of an UnmarshalJSON or UnmarshalText
+// method's error text a json.value detail quotes, escapes included.
+const maxValueText = 128
+
+// quoteShort returns at most max bytes of s, then "…" when s was longer,
+// cut at a rune: invalid UTF-8 becomes U+FFFD and every character that is
+// not printable (control characters, U+202E and other format characters)
+// is escaped as Go quotes it (\n, \x1b, \u202e), so the text stays on one line
+// and means what it shows.
+func quoteShort(s string, max int) string {
+	var b strings.Builder
+	var buf [utf8.UTFMax]byte
+	for i, r := range s {
+		var esc []byte
+		switch {
+		case r == utf8.RuneError:
+			esc = utf8.AppendRune(buf[:0], r)
+		case !strconv.IsPrint(r):
+			esc = strconv.AppendQuoteRune(buf[:0], r)
+			esc = esc[1 : len(esc)-1] // without the single quotes
+		default:
+			esc = []byte(s[i : i+utf8.RuneLen(r)])
+		}
+		if b.Len()+len(esc) > max {
+			b.WriteString("…")
+			break
+		}
+		b.Write(esc)
+	}
+	return b.String()
 }
 
 // gotValue describes the JSON value of a type error by its JSON type alone:

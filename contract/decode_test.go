@@ -382,3 +382,54 @@ func TestDecodeEventDoesNotEchoValues(t *testing.T) {
 		}
 	}
 }
+
+// rejectingDecoder fails with whatever text it holds, as an UnmarshalJSON
+// method that quotes its input does.
+type rejectingDecoder string
+
+func (d *rejectingDecoder) UnmarshalJSON([]byte) error { return errors.New(string(*d)) }
+
+// The text of an UnmarshalJSON error reaches the client bounded: a short
+// prefix (128 bytes, cut at a rune), valid UTF-8, its control
+// characters escaped rather than blanked, so a multi-line message stays
+// readable and on one line. It used to be copied up to 512 bytes.
+func TestDecodeJSONCustomDecoderTextBounded(t *testing.T) {
+	long := "bad\nvalue\t\x00\x1b[31m\xff\u202e|" + strings.Repeat("x€", 300)
+	tests := []struct{ msg, want string }{
+		{"not a colour", "invalid value: not a colour"},
+		{"line one\r\nline two", `invalid value: line one\r\nline two`},
+		{long, ""},
+	}
+	for _, tt := range tests {
+		var v struct {
+			D *rejectingDecoder `json:"d"`
+		}
+		v.D = new(rejectingDecoder)
+		*v.D = rejectingDecoder(tt.msg)
+		e := As(DecodeJSON(strings.NewReader(`{"d":1}`), 0, &v))
+		if e == nil || e.Code != "json.value" {
+			t.Fatalf("%q: got %v, want json.value", tt.msg, e)
+		}
+		if tt.want != "" && e.Detail != tt.want {
+			t.Errorf("detail %q, want %q", e.Detail, tt.want)
+		}
+		quoted := strings.TrimPrefix(e.Detail, "invalid value: ")
+		if n := len(strings.TrimSuffix(quoted, "…")); n > 128 {
+			t.Errorf("%d bytes of the message quoted, want at most %d: %q", n, 128, quoted)
+		}
+		if !utf8.ValidString(e.Detail) {
+			t.Errorf("detail is not valid UTF-8: %q", e.Detail)
+		}
+		for _, r := range e.Detail {
+			if r < 0x20 || (r >= 0x7f && r <= 0x9f) || r == '\u202e' {
+				t.Errorf("detail holds %U: %q", r, e.Detail)
+			}
+		}
+	}
+	e := As(DecodeJSON(strings.NewReader(`{"d":1}`), 0, &struct {
+		D *rejectingDecoder `json:"d"`
+	}{D: func() *rejectingDecoder { d := rejectingDecoder(long); return &d }()}))
+	if want := `invalid value: bad\nvalue\t\x00\x1b[31m` + "\uFFFD" + `\u202e|x€`; !strings.HasPrefix(e.Detail, want) || !strings.HasSuffix(e.Detail, "…") {
+		t.Errorf("detail %q, want it to start with %q and end with …", e.Detail, want)
+	}
+}
