@@ -73,10 +73,11 @@
 //
 // The status is the kind's and always equals the "status" member; the title
 // is the status text; "code" is the error's code; field errors become
-// "invalid-params" ([{"name":…,"reason":…}]); a 503 whose error is not
-// retryable (overloaded, or WithRetryable(false)) adds "retryable": false,
-// so that an overloaded error keeps a code of its own
-// ("payments.overloaded") and still reads back as overloaded. Rate limited
+// "invalid-params" ([{"name":…,"reason":…}]); a 429, 503 or 504 whose
+// error is not retryable (overloaded, or WithRetryable(false)) adds
+// "retryable": false, so that an overloaded error keeps a code of its own
+// ("payments.overloaded") and still reads back as overloaded, and a rate
+// limited error made not retryable reads back as not retryable. Rate limited
 // and unavailable errors with a hint get Retry-After in whole seconds,
 // rounded up, unless their problem says "retryable": false. An
 // internal error shows only "internal error": neither its Detail, its field
@@ -97,7 +98,8 @@
 // 403, 404/410, 408 and 504 timeout, 409, 412/428, 413, 422 invalid, 429,
 // 502/503 unavailable, other 4xx invalid, other 5xx internal), refined by
 // a "code" naming a kind with the same status (503 + "overloaded"); a 503
-// with "retryable": false is overloaded whatever its code. The
+// with "retryable": false is overloaded whatever its code, and any other
+// status with it keeps its kind and is not retryable. The
 // problem's code, detail and invalid-params are copied, cleaned of control
 // characters and bounded; the body is read up to [MaxProblemBody] and may be
 // a problem, plain JSON or anything else (then the status alone decides).

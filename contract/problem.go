@@ -229,19 +229,19 @@ const StatusClientClosedRequest = 499
 // internalDetail is the only detail an internal error ever shows.
 const internalDetail = "internal error"
 
-// RetryableMember is the extension member ProblemFrom adds to a 503 problem
+// RetryableMember is the extension member ProblemFrom adds to a problem
 // whose error is not retryable (KindOverloaded, or an error made so with
-// WithRetryable(false)): "retryable": false. The status is shared with
-// KindUnavailable and the "code" is the error's own ("payments.overloaded"),
-// so this member is what tells ParseProblem the server asked callers not to
-// retry.
+// WithRetryable(false)) but whose status alone reads back as retryable
+// (429, 503, 504): "retryable": false. A 503 is shared with KindUnavailable
+// and the "code" is the error's own ("payments.overloaded"), so this member
+// is what tells ParseProblem the server asked callers not to retry.
 const RetryableMember = "retryable"
 
 // ProblemFrom builds the problem for err (a nil err is an internal error):
 // type about:blank, the status of its Kind and that status's text as title,
 // its Detail, its code (Error.CodeOrKind) and its field errors as
-// invalid-params; a 503 for an error that is not retryable also gets
-// "retryable": false (RetryableMember). Internal errors get a generic
+// invalid-params; a 429, 503 or 504 for an error that is not retryable
+// also gets "retryable": false (RetryableMember). Internal errors get a generic
 // detail and no field errors: neither their Detail nor their Cause ever
 // reaches the client.
 func ProblemFrom(err error) Problem {
@@ -261,7 +261,8 @@ func ProblemFrom(err error) Problem {
 	if p.Title == "" {
 		p.Title = "Client Closed Request"
 	}
-	if status == http.StatusServiceUnavailable && !e.Retryable() {
+	if !e.Retryable() && kindFromStatus(status).Retryable() {
+		// The status alone (429, 503, 504) reads back as retryable.
 		p.Extensions = map[string]any{RetryableMember: false}
 	}
 	if status == http.StatusInternalServerError {
@@ -279,9 +280,9 @@ func ProblemFrom(err error) Problem {
 // limited and unavailable errors that carry a retry-after hint, a
 // Retry-After header in whole seconds (rounded up). Overloaded errors never
 // get Retry-After: the dependency asked callers not to retry, which their
-// problem says with "retryable": false whatever their code; nor does an
-// unavailable error made not retryable (WithRetryable(false)), whose
-// problem says the same. Responses are
+// problem says with "retryable": false whatever their code; nor does a
+// rate limited or unavailable error made not retryable
+// (WithRetryable(false)), whose problem says the same. Responses are
 // marked Cache-Control: no-store, and a HEAD request gets no body.
 func WriteProblem(w http.ResponseWriter, r *http.Request, err error) {
 	p := ProblemFrom(err)

@@ -327,3 +327,42 @@ func TestWriteProblemInstanceStaysOnTheServer(t *testing.T) {
 		}
 	}
 }
+
+// What WriteProblem writes for an error that is not retryable reads back as
+// not retryable, whatever its status: a 429 or 504 made not retryable
+// (WithRetryable(false)) used to get Retry-After and no "retryable": false,
+// so ParseProblem read it back as retryable and clients retried what the
+// server refused to see again. Only 503 was covered.
+func TestWriteProblemNotRetryableReadsBack(t *testing.T) {
+	for k := Kind(0); int(k) < len(kindNames); k++ {
+		for _, override := range []retryOverride{retryDefault, retryYes, retryNo} {
+			e := New(k, "psp", "").WithRetryAfter(time.Minute)
+			e.retry = override
+			rec := httptest.NewRecorder()
+			WriteProblem(rec, httptest.NewRequest("POST", "/payments", nil), e)
+			res := rec.Result()
+			parsed := ParseProblem(res)
+			if e.Retryable() {
+				continue
+			}
+			if Retryable(parsed) {
+				t.Errorf("%v (retry override %d): not retryable, read back as retryable %v: %s", k, override, parsed, rec.Body)
+			}
+			if h := res.Header.Get("Retry-After"); h != "" {
+				t.Errorf("%v (retry override %d): not retryable, with Retry-After %q", k, override, h)
+			}
+			if got := KindOf(parsed); HTTPStatus(got) != HTTPStatus(k) {
+				t.Errorf("%v (retry override %d): read back as %v, a kind of another status", k, override, got)
+			}
+		}
+	}
+	// The rate limited kind survives: a 429 stays KindRateLimited.
+	rec := httptest.NewRecorder()
+	WriteProblem(rec, nil, New(KindRateLimited, "", "quota spent for today").WithRetryable(false).WithRetryAfter(time.Hour))
+	if !strings.Contains(rec.Body.String(), `"retryable":false`) {
+		t.Errorf("body %s lacks \"retryable\": false", rec.Body)
+	}
+	if err := ParseProblem(rec.Result()); KindOf(err) != KindRateLimited || Retryable(err) {
+		t.Errorf("read back as %v (retryable %v), want rate_limited, not retryable", err, Retryable(err))
+	}
+}

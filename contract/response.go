@@ -48,7 +48,9 @@ func (e *ResponseError) Error() string {
 // HTTP status refines the Kind (503 with code "overloaded" is
 // KindOverloaded), and so does a 503 problem with "retryable": false
 // (RetryableMember), whatever its code: it is KindOverloaded, which retry
-// does not retry. Bodies that are not JSON, too large or malformed are
+// does not retry. Any other status with "retryable": false keeps its Kind
+// and is made not retryable (WithRetryable(false)): a 429 that asks not to
+// be retried is KindRateLimited, and Retryable reports false. Bodies that are not JSON, too large or malformed are
 // tolerated: the status alone decides.
 //
 // ParseProblem reads at most MaxProblemBody bytes of resp.Body and does not
@@ -96,8 +98,12 @@ func ParseProblemAt(resp *http.Response, now time.Time) error {
 			e.Kind = k
 		}
 	}
-	if resp.StatusCode == http.StatusServiceUnavailable && p.Extensions[RetryableMember] == false {
-		e.Kind = KindOverloaded
+	if p.Extensions[RetryableMember] == false {
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			e.Kind = KindOverloaded
+		} else {
+			e.WithRetryable(false) // a 429 or 504 keeps its Kind
+		}
 	}
 	e.Detail = cleanRemoteText(p.Detail)
 	if len(p.InvalidParams) > 0 {
