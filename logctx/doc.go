@@ -98,7 +98,9 @@ Handler rewrites attributes before passing them on:
     one of HandlerConfig.RedactKeys. NoDefaultKeys keeps only RedactKeys.
     A group whose name is a secret key is redacted whole — its value is
     the replacement — whether it is an attribute (slog.Group) or opened
-    with Logger.WithGroup; an empty group still prints nothing.
+    with Logger.WithGroup; an empty group — nothing in it, or only zero
+    attributes and empty groups, which slog ignores — still prints
+    nothing.
   - Card numbers: 13 to 19 digits, contiguous or in groups separated by
     single spaces or dashes, not glued to letters, that pass the Luhn
     check, are masked to their last four digits wherever they appear in a

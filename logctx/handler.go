@@ -197,8 +197,9 @@ func (h *Handler) handleGrouped(ctx context.Context, r slog.Record, msg string, 
 		level = append(level, inner...)
 		inner = nil
 		switch {
-		case len(level) == 0:
-			// An empty group prints nothing, secret or not.
+		case emptyGroup(level):
+			// An empty group prints nothing, secret or not: slog ignores
+			// zero attrs and empty groups, and a group of only those.
 		case g.secret:
 			inner = []slog.Attr{{Key: g.name, Value: h.red.redacted}}
 		default:

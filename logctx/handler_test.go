@@ -132,6 +132,7 @@ func TestSlogtestJSONWithCoordinates(t *testing.T) {
 		if m[KeyCorrelationID] != "corr-1" || m[KeyTraceID] != "4bf92f3577b34da6a3ce929d0e0e4736" {
 			t.Errorf("coordinates missing: %v", m)
 		}
+		checkCoordinatesTopLevel(t, m)
 		return m
 	}
 	slogtest.Run(t, newHandler, result)

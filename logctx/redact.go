@@ -219,7 +219,7 @@ func (r *redactor) attr(a slog.Attr) (out slog.Attr, changed bool) {
 		changed = true
 	}
 	if r.secretKey(a.Key) {
-		if a.Value.Kind() == slog.KindGroup && len(a.Value.Group()) == 0 {
+		if a.Value.Kind() == slog.KindGroup && emptyGroup(a.Value.Group()) {
 			return a, changed // an empty group prints nothing anyway
 		}
 		return slog.Attr{Key: a.Key, Value: r.redacted}, true
@@ -241,6 +241,22 @@ func (r *redactor) attr(a slog.Attr) (out slog.Attr, changed bool) {
 		}
 	}
 	return a, changed
+}
+
+// emptyGroup reports whether a group with members as prints nothing: slog
+// ignores a zero Attr and a group, named or inline, with nothing to print,
+// so a group holding only those is empty too and, under a secret key,
+// must print nothing rather than the replacement.
+func emptyGroup(as []slog.Attr) bool {
+	for _, a := range as {
+		switch {
+		case a.Key == "" && a.Value.Kind() == slog.KindAny && a.Value.Any() == nil:
+		case a.Value.Kind() == slog.KindGroup && emptyGroup(a.Value.Group()):
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // group redacts the members of a group, copying only if one changes.
