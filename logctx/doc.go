@@ -51,7 +51,21 @@ On each line the attributes given to Logger.With come first (the wrapped
 handler has already formatted them), then the record's own attributes,
 then the coordinates: correlation_id, operation, entity_kind, entity_id,
 the attributes added with [With] in the order added, trace_id and
-span_id. Empty coordinates are left out. (Appending the coordinates lets
+span_id. Empty coordinates are left out.
+
+Coordinate values are bounded: an event subject or entity id of a
+megabyte, from a hostile or buggy producer, would otherwise be printed in
+full on every line of every decision. A value longer than
+HandlerConfig.MaxCoordinateBytes (default [DefaultMaxCoordinateBytes],
+256; negative: no limit) is written as its first bytes — cut on a UTF-8
+boundary and never inside a run of digits, so a card number is masked or
+dropped, never cut into an unmasked shorter run — followed by
+"...[truncated, N bytes]", N its full length: a subject of "subject."
+and 1 MiB of 'a' is written as its first 256 bytes and
+"...[truncated, 1048584 bytes]". This applies to the correlation id, operation, entity kind and id, and the
+string values (after LogValue) of the attributes added with [With]; the
+record's own attributes and message are the caller's choice on that line
+and are not cut. A value of normal size costs one length check. (Appending the coordinates lets
 the Handler pass the caller's record on instead of rebuilding it: about
 20 % cheaper than putting them first.)
 

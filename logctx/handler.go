@@ -34,6 +34,19 @@ type HandlerConfig struct {
 	// Replacement replaces the value of a secret attribute. Default
 	// DefaultRedacted ("[REDACTED]").
 	Replacement string
+
+	// MaxCoordinateBytes bounds each coordinate value the Handler adds —
+	// correlation id, operation, entity kind and id, and the string
+	// values of the attributes added with With — so that a hostile or
+	// buggy producer's megabyte event subject or entity id is not printed
+	// in full on every line. A longer value is written as its first
+	// MaxCoordinateBytes bytes (fewer, to end on a UTF-8 boundary and
+	// outside a run of digits, so a card number is never cut past its
+	// mask) followed by "...[truncated, N bytes]", N its full length.
+	// Default DefaultMaxCoordinateBytes (256); negative: no limit. The
+	// record's own attributes and the message are not coordinates and are
+	// not cut.
+	MaxCoordinateBytes int
 }
 
 // Handler is a slog.Handler that adds the coordinates of the record's
@@ -95,26 +108,35 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 	var buf [8]slog.Attr
 	coords := buf[:0]
 	if c := from(ctx); c != nil {
+		// Each value costs a length check against MaxCoordinateBytes;
+		// only an oversize one is cut (see capCoordinate).
 		if c.correlationID != "" {
-			coords = append(coords, slog.String(KeyCorrelationID, c.correlationID))
+			coords = append(coords, slog.String(KeyCorrelationID, h.red.coord(c.correlationID)))
 		}
 		if c.operation != "" {
-			coords = append(coords, slog.String(KeyOperation, c.operation))
+			coords = append(coords, slog.String(KeyOperation, h.red.coord(c.operation)))
 		}
 		if c.entityKind != "" {
-			coords = append(coords, slog.String(KeyEntityKind, c.entityKind))
+			coords = append(coords, slog.String(KeyEntityKind, h.red.coord(c.entityKind)))
 		}
 		if c.entityID != "" {
 			// An entity id comes from data, so it could be a card number
 			// by mistake; the other coordinates are names from code or
-			// validated ids.
-			id := c.entityID
+			// validated ids. It is cut before it is scanned, so a huge
+			// one costs a scan of its kept bytes only.
+			id := h.red.coord(c.entityID)
 			if h.red.scanPAN {
 				id, _ = maskPANs(id)
 			}
 			coords = append(coords, slog.String(KeyEntityID, id))
 		}
 		for _, a := range c.attrs {
+			if a.Value.Kind() == slog.KindLogValuer {
+				a.Value = a.Value.Resolve() // as attr would: it may be a long string
+			}
+			if a.Value.Kind() == slog.KindString {
+				a.Value = slog.StringValue(h.red.coord(a.Value.String()))
+			}
 			a, _ = h.red.attr(a)
 			coords = append(coords, a)
 		}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"math"
 	"net/http"
 	"net/url"
 	"reflect"
@@ -51,12 +52,20 @@ type redactor struct {
 	keys     *keyMatcher
 	scanPAN  bool
 	redacted slog.Value
+	maxCoord int // longest coordinate value written in full; math.MaxInt: no limit
 }
 
 func newRedactor(cfg HandlerConfig) *redactor {
 	r := &redactor{
 		scanPAN:  !cfg.NoCardScan,
 		redacted: slog.StringValue(DefaultRedacted),
+		maxCoord: DefaultMaxCoordinateBytes,
+	}
+	switch {
+	case cfg.MaxCoordinateBytes > 0:
+		r.maxCoord = cfg.MaxCoordinateBytes
+	case cfg.MaxCoordinateBytes < 0:
+		r.maxCoord = math.MaxInt
 	}
 	if cfg.Replacement != "" {
 		r.redacted = slog.StringValue(cfg.Replacement)
