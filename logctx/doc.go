@@ -114,7 +114,9 @@ Handler rewrites attributes before passing them on:
     the replacement — whether it is an attribute (slog.Group) or opened
     with Logger.WithGroup; an empty group — nothing in it, or only zero
     attributes and empty groups, which slog ignores — still prints
-    nothing.
+    nothing. (A group of only zero attributes is dropped before the
+    wrapped handler sees it: the JSON and text handlers would write it
+    into the next attribute, the JSON line invalid.)
   - Card numbers: 13 to 19 digits, contiguous or in groups separated by
     single spaces or dashes, not glued to letters, that pass the Luhn
     check, are masked to their last four digits wherever they appear in a

@@ -5,6 +5,7 @@ import (
 	"context"
 	"log/slog"
 	"reflect"
+	"strings"
 	"testing"
 	"testing/slogtest"
 	"time"
@@ -166,4 +167,73 @@ func cutKey(m map[string]any, key string) (any, bool) {
 		}
 	}
 	return nil, false
+}
+
+// TestHandlerGroupOfZeroAttrsKeepsLineValid: a group holding only zero
+// attrs prints nothing, by slog's Handler contract; the JSON and text
+// handlers (as of Go 1.26) still open it and break the next attr's
+// output: `"msg":"m""a":1`, invalid JSON a log pipeline drops, and
+// "z.a=1". The Handler drops such a group before passing the record on.
+func TestHandlerGroupOfZeroAttrsKeepsLineValid(t *testing.T) {
+	zero := slog.Attr{}
+	z := slog.Attr{Key: "z", Value: slog.GroupValue(zero, zero)}
+	inl := slog.Attr{Value: slog.GroupValue(zero)}
+	for _, as := range [][]slog.Attr{{z, slog.Int("a", 1)}, {inl, slog.Int("a", 1)}, {slog.Group("g", z, slog.Int("a", 1))}} {
+		l, buf := newJSONLogger(t, HandlerConfig{})
+		l.InfoContext(WithOperation(context.Background(), "op"), "m", attrsToAny(as)...)
+		l.WithGroup("G").With(z).Info("m", "a", 1)
+		for _, m := range jsonLines(t, buf) { // fails on invalid JSON
+			if _, ok := m["z"]; ok {
+				t.Errorf("empty group printed: %v", m)
+			}
+		}
+		var tb bytes.Buffer
+		tl := slog.New(mustHandler(t, HandlerConfig{Next: slog.NewTextHandler(&tb, nil)}))
+		tl.Info("m", attrsToAny(as)...)
+		tl.WithGroup("G").With(z).Info("m", "a", 1)
+		if strings.Contains(tb.String(), "z.") {
+			t.Errorf("text line carries the empty group's name: %s", tb.String())
+		}
+	}
+}
+
+func attrsToAny(as []slog.Attr) []any {
+	out := make([]any, len(as))
+	for i, a := range as {
+		out[i] = a
+	}
+	return out
+}
+
+// TestHandlerMatchesWrappedHandlerOnGroupEdgeCases checks, beyond
+// slogtest, that wrapping changes nothing about how the JSON and text
+// handlers print groups, zero attrs and empty groups when there is nothing
+// to add or redact: the wrapped line is byte for byte the plain one.
+func TestHandlerMatchesWrappedHandlerOnGroupEdgeCases(t *testing.T) {
+	opsSets, attrSets := groupEdgeCases("G")
+	for _, text := range []bool{false, true} {
+		for oi, ops := range opsSets {
+			for ai, as := range attrSets {
+				var plainBuf, wrappedBuf bytes.Buffer
+				var plain slog.Handler = slog.NewJSONHandler(&plainBuf, nil)
+				next := slog.Handler(slog.NewJSONHandler(&wrappedBuf, nil))
+				if text {
+					plain, next = slog.NewTextHandler(&plainBuf, nil), slog.NewTextHandler(&wrappedBuf, nil)
+				}
+				plain = applyOps(plain, ops)
+				wrapped := applyOps(mustHandler(t, HandlerConfig{Next: next}), ops)
+				r := slog.NewRecord(time.Time{}, slog.LevelInfo, "m", 0)
+				r.AddAttrs(as...)
+				if err := plain.Handle(context.Background(), r); err != nil {
+					t.Fatal(err)
+				}
+				if err := wrapped.Handle(context.Background(), r); err != nil {
+					t.Fatal(err)
+				}
+				if plainBuf.String() != wrappedBuf.String() {
+					t.Errorf("text=%v ops[%d] attrs[%d]:\nplain   %swrapped %s", text, oi, ai, plainBuf.String(), wrappedBuf.String())
+				}
+			}
+		}
+	}
 }

@@ -241,6 +241,12 @@ func (r *redactor) attr(a slog.Attr) (out slog.Attr, changed bool) {
 			}
 		}
 	case slog.KindGroup:
+		if g := a.Value.Group(); len(g) > 0 && emptyGroup(g) {
+			// Nothing to print: dropped (a zero Attr is ignored), as
+			// the JSON and text handlers mishandle such a group, writing
+			// `"msg":"m""a":1` (no comma) and "z.a=1" for a following attr.
+			return slog.Attr{}, true
+		}
 		if g, ok := r.group(a.Value.Group()); ok {
 			return slog.Attr{Key: a.Key, Value: slog.GroupValue(g...)}, true
 		}
