@@ -162,7 +162,8 @@ server drains for a deploy, or lost to an unanswered PING included) and
 [contract.ErrorFromStatusAt]), stops at once on a 503 problem with code
 "overloaded" or "retryable": false ([contract.KindOverloaded] as
 [contract.ParseProblem] reads it; a body [contract.IsJSONMediaType]
-accepts is peeked at, bounded by [contract.MaxProblemBody]), rewinds bodies with GetBody (a body
+accepts is peeked at, bounded by [contract.MaxProblemBody]) and on any
+retried status whose problem says "retryable": false, rewinds bodies with GetBody (a body
 without GetBody gets one attempt), drains and closes every discarded
 response (each peek and drain bounded by [TransportConfig.BodyTimeout], 1s
 by default, so a body stalled after its header cannot hang RoundTrip),

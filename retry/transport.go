@@ -74,8 +74,10 @@ type TransportConfig struct {
 // retried under the Policy; Retry-After is honoured (capped by MaxDelay and
 // the deadline), a 503 problem with code "overloaded" or "retryable": false
 // (contract.KindOverloaded as contract.ParseProblem reads it, from a body
-// contract.ParseProblem decodes, see contract.IsJSONMediaType) stops at
-// once, bodies are rewound through GetBody, and every discarded response is
+// contract.ParseProblem decodes, see contract.IsJSONMediaType), or any
+// retried status whose problem says "retryable": false (a 429 or 504
+// written by contract.WriteProblem for an error made not retryable), stops
+// at once, bodies are rewound through GetBody, and every discarded response is
 // drained (up to 64 KiB) and closed before the wait, so its connection is
 // reused; each of those reads is bounded by BodyTimeout (1s by default),
 // so a body stalled after its header never hangs RoundTrip. When the
@@ -415,10 +417,22 @@ func statusError(resp *http.Response, p *Policy, wait time.Duration) error {
 	} else {
 		e = contract.ErrorFromStatusAt(resp.StatusCode, resp.Header, now)
 	}
-	if e.Kind != contract.KindOverloaded {
+	if e.Kind != contract.KindOverloaded && !saysNotRetryable(e) {
 		e.WithRetryable(true) // configured as retryable, whatever its Kind
 	}
 	return e
+}
+
+// saysNotRetryable reports whether the answer's problem body carried
+// "retryable": false (contract.RetryableMember): the dependency asked not to
+// be retried, as contract.WriteProblem writes it for a 429 or 504 made not
+// retryable. Like an overloaded 503, it is returned at once.
+func saysNotRetryable(e *contract.Error) bool {
+	var re *contract.ResponseError
+	if !errors.As(e, &re) || re.Problem == nil {
+		return false
+	}
+	return re.Problem.Extensions[contract.RetryableMember] == false
 }
 
 // transportError classifies an error from the base RoundTripper:

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -617,6 +618,38 @@ func TestTransportGivesUp(t *testing.T) {
 			if string(b) != problem {
 				t.Errorf("body = %q, want the problem intact", b)
 			}
+		})
+	}
+	// A 429 or 504 whose problem says "retryable": false (what
+	// contract.WriteProblem writes for such an error made not retryable)
+	// is not retried: the dependency asked, as an overloaded 503 does.
+	// Without the member the same status is retried.
+	for _, tt := range []struct {
+		kind     contract.Kind
+		explicit bool
+		attempts int
+	}{
+		{contract.KindRateLimited, true, 1},
+		{contract.KindTimeout, true, 1},
+		{contract.KindRateLimited, false, 2},
+		{contract.KindTimeout, false, 2},
+	} {
+		t.Run(fmt.Sprintf("%v retryable member %v", tt.kind, tt.explicit), func(t *testing.T) {
+			clk := retrytest.NewClock()
+			cerr := contract.New(tt.kind, "payments", "")
+			if tt.explicit {
+				cerr.WithRetryable(false)
+			}
+			rec := httptest.NewRecorder()
+			contract.WriteProblem(rec, httptest.NewRequest(http.MethodGet, "/", nil), cerr)
+			base := &scripted{steps: []step{{status: rec.Code, header: rec.Header(), body: rec.Body.String()}, {status: 200}}}
+			tr := newTransport(t, base, clk, retry.TransportConfig{}, retry.Config{})
+			req, _ := http.NewRequest(http.MethodGet, "http://dep.test/", nil)
+			resp, err := tr.RoundTrip(req)
+			if err != nil || len(base.seen) != tt.attempts {
+				t.Fatalf("got %v, %v after %d attempts; want %d attempts", resp, err, len(base.seen), tt.attempts)
+			}
+			resp.Body.Close()
 		})
 	}
 	t.Run("overloaded problem with its own code stops at once", func(t *testing.T) {
