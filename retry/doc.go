@@ -65,7 +65,10 @@ far as its policy and budget allowed, and retrying it again would multiply
 the attempts (3 × 3 = 9 calls to a dependency that is down) and bypass its
 budget. The outer Do makes one attempt and returns an *Error with
 [StopPermanent] that unwraps to the inner one, so errors.Is(err,
-retry.StopBudget) still tells why. An inner give-up with [StopContext] is
+retry.StopBudget) still tells why (an inner give-up as overloaded stops the
+outer Do with [StopOverloaded]). Either way the give-up is logged and
+counted once, by the inner layer: an outer Do that made no retry of its
+own neither logs nor counts it again. An inner give-up with [StopContext] is
 not final: the context the inner layer was given ended, which, while the
 caller's context is alive, is the outer layer's own AttemptTimeout, and
 the outer layer retries that timeout as any other. A Classifier answering

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sadpath/sadpath/contract"
+	"github.com/sadpath/sadpath/logctx"
 	"github.com/sadpath/sadpath/retry"
 	"github.com/sadpath/sadpath/retry/retrytest"
 )
@@ -230,5 +231,49 @@ func TestNestedDoOuterAttemptTimeoutStillRetries(t *testing.T) {
 	})
 	if v != 7 || err != nil || calls.Load() != 2 {
 		t.Fatalf("Do = %v, %v after %d calls; want 7 at the second outer attempt", v, err, calls.Load())
+	}
+}
+
+// TestNestedDoOverloadedCountedOnce: an inner layer that stops as
+// Overloaded logs and counts its give-up; the outer layer returns it at once
+// without logging or counting a second give-up for the same failure.
+func TestNestedDoOverloadedCountedOnce(t *testing.T) {
+	for _, innerFails := range []int{0, 2} { // overloaded at once, or after two retried failures
+		clk := retrytest.NewClock()
+		var sink logSink
+		mp := newFakeMeterProvider()
+		cfg := retry.Config{Logger: sink.logger(), MeterProvider: mp}
+		cfg.Name = "inner"
+		inner := constPolicy(t, clk, cfg)
+		cfg.Name = "outer"
+		outer := constPolicy(t, clk, cfg)
+		var calls atomic.Int32
+		_, err := retry.Do(context.Background(), outer, func(ctx context.Context) (int, error) {
+			return retry.Do(ctx, inner, func(context.Context) (int, error) {
+				if int(calls.Add(1)) <= innerFails {
+					return 0, unavailable()
+				}
+				return 0, contract.New(contract.KindOverloaded, "dep.call", "shedding")
+			})
+		})
+		if got := int(calls.Load()); got != innerFails+1 {
+			t.Fatalf("inner fails %d: %d calls, want %d", innerFails, got, innerFails+1)
+		}
+		var re *retry.Error
+		if !errors.As(err, &re) || re.Op != "outer" || re.Attempts != 1 || re.Reason != retry.StopOverloaded {
+			t.Fatalf("inner fails %d: err %v; want the outer layer stopped as overloaded after one attempt", innerFails, err)
+		}
+		if n := mp.count("sadpath.retry.give_ups"); n != 1 {
+			t.Errorf("inner fails %d: %d give-ups counted, want 1 (the inner layer's)", innerFails, n)
+		}
+		var gaveUp []any
+		for _, r := range sink.records(t) {
+			if r["msg"] == "gave up retrying" {
+				gaveUp = append(gaveUp, r[logctx.KeyDependency])
+			}
+		}
+		if len(gaveUp) != 1 || gaveUp[0] != "inner" {
+			t.Errorf("inner fails %d: give-up lines from %v, want one, from the inner layer", innerFails, gaveUp)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package retry
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -252,8 +253,10 @@ func (c *call) stop(ctx context.Context, n int, r StopReason, cause, ctxErr erro
 func (c *call) stopAt(ctx context.Context, now time.Time, n int, r StopReason, cause, ctxErr error) *Error {
 	p := c.p
 	e := &Error{Op: p.name, Attempts: n, Elapsed: now.Sub(c.start), Reason: r, Cause: cause, ctxErr: ctxErr}
-	if r == StopPermanent && n == 1 {
-		// Not a retry decision: the caller gets its error, unretried.
+	if n == 1 && (r == StopPermanent || (r == StopOverloaded && innerOverloaded(cause))) {
+		// Not a retry decision: the caller gets its error, unretried. An
+		// inner layer's overloaded give-up was logged and counted there:
+		// counting it again here would report one failure twice.
 		return e
 	}
 	if p.logger != nil && p.logger.Enabled(ctx, slog.LevelWarn) {
@@ -269,6 +272,13 @@ func (c *call) stopAt(ctx context.Context, now time.Time, n int, r StopReason, c
 	}
 	p.tel.giveUp(ctx, p.name, e)
 	return e
+}
+
+// innerOverloaded reports whether err is another retry layer's give-up
+// as overloaded (an inner Do or Transport).
+func innerOverloaded(err error) bool {
+	var re *Error
+	return errors.As(err, &re) && re.Reason == StopOverloaded
 }
 
 // errorType names a failure by its contract kind ("unavailable").
