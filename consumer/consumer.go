@@ -438,6 +438,16 @@ func (c *Consumer) failed(ctx context.Context, d Delivery, e *contract.Event, de
 		// subject idle for IdleTTL yet. That passes as subjects go idle:
 		// retry, bounded by MaxAttempts like any transient failure.
 		r = c.retry(ctx, d, e, "ordering state full", err)
+	case c.guard != nil && dec == 0:
+		// Any other failure of the State before deciding (a pgstate
+		// table missing, a subject too long for its index, the database
+		// unreachable): the Handler never ran, so the reason names the
+		// State, as "dedup store failed" names the dedup store.
+		if contract.Retryable(err) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			r = c.retry(ctx, d, e, "ordering state failed", err)
+		} else {
+			r = c.dead(ctx, d, e, "ordering state failed, permanent", err)
+		}
 	case contract.Retryable(err) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 		r = c.retry(ctx, d, e, "handler failed, transient", err)
 	default:

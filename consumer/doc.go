@@ -45,7 +45,11 @@ For each Delivery, in order:
     yet: KindOverloaded before the Handler ran) clears as subjects go
     idle: the event is retried with the backoff of step 5, reason
     "ordering state full", until MaxAttempts. The Guard's other State
-    failures are classified as in step 5.
+    failures before the Handler ran (ordering/pgstate with its table
+    missing, a subject too long for its index, the database unreachable)
+    are classified as in step 5, under the reason "ordering state failed"
+    (retried) or "ordering state failed, permanent" (dead-lettered), never
+    as a Handler failure; the error is the State's.
  4. The Handler runs with the event's correlation id and subject on the
     context (logctx), so every log line it writes carries them. An event
     without a valid correlation id keeps the id of Handle's context when it
