@@ -58,6 +58,13 @@
 // first caller's result when it completes — or runs the operation itself
 // if the first caller failed and released the key.
 //
+// A call made inside the running operation it would duplicate — with its
+// context, the same key and the same store, e.g. a helper wrapped with the
+// key of the handler calling it — is not a duplicate but a bug: it could
+// only wait for itself. Do, the Middleware and Dedup fail it at once with
+// ErrNestedCall (KindInternal, not retryable, code
+// "idempotency.nested_call"), whatever the policy, without a store call.
+//
 // # Failures
 //
 // An operation's error releases the key, unless Config.StoreError marks it

@@ -22,6 +22,15 @@ var (
 	// repeated (HTTP 400), or Do (or pgstore.DoTx) was given a Key whose Key
 	// is empty.
 	ErrKeyInvalid error = &contract.Error{Kind: contract.KindInvalid, Code: "idempotency.key_invalid", Detail: "the Idempotency-Key header is not a valid key"}
+	// ErrNestedCall: Do (or the Middleware, or Dedup) was called with the
+	// key of an operation that is still running and whose context it was
+	// given — from inside that operation's function, on the same store —
+	// e.g. a handler calling a helper wrapped with the same key. That call
+	// could only meet its own claim in progress: under Wait it would wait
+	// for itself until its context ended. It fails at once instead, without
+	// a store call. KindInternal, never retryable: the calling code is
+	// wrong, and every retry would meet the same claim (HTTP 500).
+	ErrNestedCall error = &contract.Error{Kind: contract.KindInternal, Code: "idempotency.nested_call", Detail: "called with the idempotency key of the running operation it is part of"}
 )
 
 // errFrom returns a fresh copy of a sentinel (so callers may change it)

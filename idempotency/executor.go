@@ -367,6 +367,14 @@ func errResultNotStored(detail string) *contract.Error {
 //     extended to Retention instead: duplicates get ErrInProgress until
 //     the key would have expired anyway, again never a second run.
 //
+// A Do given the context of a running operation holding the same key in
+// the same store — called from inside that operation's function, directly
+// or through other operations, e.g. a helper wrapped with the key of the
+// handler calling it — returns an error matching ErrNestedCall at once,
+// without calling fn or the store: its claim could only find that
+// operation in progress, and under Wait it would wait for itself until its
+// context ended. Calls that are not nested pay one ctx.Value for this.
+//
 // key.Key must not be empty: Do returns an error matching ErrKeyInvalid
 // (KindInvalid, not retryable) without calling fn or the store. Any other
 // bytes are a key, of any length the store accepts (a MemoryStore refuses
@@ -763,6 +771,11 @@ func (e *Executor) run(ctx context.Context, key Key, fp string, fpBorrowed bool,
 	if fpBorrowed && e.shared == nil {
 		fp = strings.Clone(fp) // a store of another kind may keep it
 	}
+	if o, ok := ctx.Value(ownerKey{}).(*ownerCtx); ok {
+		if err := e.nested(ctx, o, key); err != nil {
+			return Result{}, nil, false, err
+		}
+	}
 	req := ClaimRequest{Key: key, Fingerprint: fp, Lease: e.lease, Retention: e.retention}
 	delay := e.poll
 	waited := false // a poll found the key in progress: it is running elsewhere
@@ -869,12 +882,14 @@ func (e *Executor) own(ctx context.Context, key Key, token uint64, sent time.Tim
 	)
 	if e.heartbeat > 0 {
 		cctx, cancel := context.WithCancelCause(ctx)
-		defer cancel(nil)
+		defer cancel(errOperationEnded) // tells nested the operation is over
 		hb = e.startHeartbeat(cctx, key, token, sent, cancel)
 		defer hb.stop() // also on panic
 		runCtx = &hb.oc
 	} else {
-		runCtx = &ownerCtx{Context: ctx, token: token}
+		oc := &ownerCtx{Context: ctx, token: token, e: e, key: key}
+		defer oc.ended.Store(true) // the heartbeat's context says so by ending (also on panic)
+		runCtx = oc
 	}
 	res, store, ferr := fn(runCtx)
 	finished = true
@@ -1012,9 +1027,7 @@ type youngOps struct {
 // when the lease is lost. It arms one timer at a time, and none while the
 // operation is young: no goroutine waits between beats.
 type heartbeat struct {
-	oc     ownerCtx // the work's context and token; renewals run without its cancellation. Allocated with the heartbeat
-	e      *Executor
-	key    Key
+	oc     ownerCtx // the work's context, token, executor and key; renewals run without its cancellation. Allocated with the heartbeat
 	cancel context.CancelCauseFunc
 
 	// In e.young while listed; guarded by e.young.mu.
@@ -1039,7 +1052,7 @@ type heartbeat struct {
 }
 
 func (e *Executor) startHeartbeat(ctx context.Context, key Key, token uint64, sent time.Time, cancel context.CancelCauseFunc) *heartbeat {
-	hb := &heartbeat{oc: ownerCtx{Context: ctx, token: token}, e: e, key: key, cancel: cancel}
+	hb := &heartbeat{oc: ownerCtx{Context: ctx, token: token, e: e, key: key}, cancel: cancel}
 	if e.shared == nil {
 		hb.leaseEnd, hb.tracked = sent.Add(e.lease), true
 	}
@@ -1098,7 +1111,7 @@ func (hb *heartbeat) beat() {
 	if hb.stopped {
 		return
 	}
-	e := hb.e
+	e := hb.oc.e
 	timeout := e.heartbeat
 	var sent time.Time
 	if hb.tracked {
@@ -1112,7 +1125,7 @@ func (hb *heartbeat) beat() {
 		timeout = min(timeout, left)
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(hb.oc.Context), timeout)
-	err := e.store.Renew(ctx, hb.key, hb.oc.token, e.lease)
+	err := e.store.Renew(ctx, hb.oc.key, hb.oc.token, e.lease)
 	cancel()
 	switch {
 	case err == nil:
@@ -1127,7 +1140,7 @@ func (hb *heartbeat) beat() {
 	if hb.tracked {
 		left := hb.leaseEnd.Sub(e.clock.Now())
 		if err != nil && left <= 0 {
-			e.obs.note(hb.oc.Context, oStoreError, slog.LevelError, "lease renewal failed and the lease has run out: canceling the operation", hb.key, slog.String("error", err.Error()))
+			e.obs.note(hb.oc.Context, oStoreError, slog.LevelError, "lease renewal failed and the lease has run out: canceling the operation", hb.oc.key, slog.String("error", err.Error()))
 			hb.lose(err)
 			return
 		}
@@ -1138,7 +1151,7 @@ func (hb *heartbeat) beat() {
 	}
 	if err != nil {
 		// Retried at the next beat; the lease may still hold.
-		e.obs.note(hb.oc.Context, oStoreError, slog.LevelWarn, "lease renewal failed", hb.key, slog.String("error", err.Error()))
+		e.obs.note(hb.oc.Context, oStoreError, slog.LevelWarn, "lease renewal failed", hb.oc.key, slog.String("error", err.Error()))
 	}
 	hb.timer = e.clock.AfterFunc(next, hb.beat)
 }
@@ -1161,7 +1174,7 @@ func (hb *heartbeat) stop() bool {
 		if hb.timer != nil {
 			hb.timer.Stop()
 		}
-		y := &hb.e.young
+		y := &hb.oc.e.young
 		y.mu.Lock()
 		if hb.listed {
 			if hb.prev != nil {
@@ -1179,20 +1192,61 @@ func (hb *heartbeat) stop() bool {
 	return hb.lost
 }
 
-type tokenKey struct{}
+type (
+	tokenKey struct{}
+	ownerKey struct{}
+)
 
 // ownerCtx is the context of an operation run under a claim: it carries the
-// claim's fencing token for Token.
+// claim's fencing token for Token, and the executor and key for nested.
 type ownerCtx struct {
 	context.Context
 	token uint64
+	e     *Executor
+	key   Key
+	// ended is set once the operation returned, when no heartbeat runs
+	// (with one, Context ends then with cause errOperationEnded).
+	ended atomic.Bool
 }
 
 func (c *ownerCtx) Value(key any) any {
-	if key == (tokenKey{}) {
+	switch key.(type) {
+	case tokenKey:
 		return c.token
+	case ownerKey:
+		return c
 	}
 	return c.Context.Value(key)
+}
+
+// nested returns ErrNestedCall when ctx is the context of a running
+// operation (o, the innermost, or one enclosing it) holding key in e's
+// store: a claim could only find that operation in progress, and under
+// Wait it would wait for itself. Only calls made inside an operation get
+// here (ctx carries an owner), so other calls pay one ctx.Value.
+func (e *Executor) nested(ctx context.Context, o *ownerCtx, key Key) error {
+	for ; o != nil; o, _ = o.Context.Value(ownerKey{}).(*ownerCtx) {
+		if o.key != key || (o.e != e && !sameStore(o.e.store, e.store)) {
+			continue
+		}
+		if o.ended.Load() || context.Cause(o.Context) == errOperationEnded {
+			return nil // over: the context outlived it, and a claim finds its outcome
+		}
+		e.obs.note(ctx, oConflict, slog.LevelError, "called inside the running operation holding the same key: failing rather than waiting for itself", key)
+		return errFrom(ErrNestedCall, "idempotency.claim", nil)
+	}
+	return nil
+}
+
+// errOperationEnded is the cause with which the context of an operation
+// with a heartbeat ends once the operation returned.
+var errOperationEnded = errors.New("idempotency: the operation has returned")
+
+// sameStore reports whether a and b are the same store, without the panic
+// of comparing two interface values of an uncomparable type.
+func sameStore(a, b Store) bool {
+	ta := reflect.TypeOf(a)
+	return ta == reflect.TypeOf(b) && ta.Comparable() && a == b
 }
 
 // unownedCtx is the context of an operation run without a claim (failing
