@@ -882,13 +882,14 @@ func (e *Executor) own(ctx context.Context, key Key, token uint64, sent time.Tim
 	)
 	if e.heartbeat > 0 {
 		cctx, cancel := context.WithCancelCause(ctx)
-		defer cancel(errOperationEnded) // tells nested the operation is over
+		defer cancel(nil)
 		hb = e.startHeartbeat(cctx, key, token, sent, cancel)
-		defer hb.stop() // also on panic
+		defer hb.stop()               // also on panic
+		defer hb.oc.ended.Store(true) // tells nested the operation is over (also on panic)
 		runCtx = &hb.oc
 	} else {
 		oc := &ownerCtx{Context: ctx, token: token, e: e, key: key}
-		defer oc.ended.Store(true) // the heartbeat's context says so by ending (also on panic)
+		defer oc.ended.Store(true) // tells nested the operation is over (also on panic)
 		runCtx = oc
 	}
 	res, store, ferr := fn(runCtx)
@@ -1204,8 +1205,9 @@ type ownerCtx struct {
 	token uint64
 	e     *Executor
 	key   Key
-	// ended is set once the operation returned, when no heartbeat runs
-	// (with one, Context ends then with cause errOperationEnded).
+	// ended is set once the operation returned. Not the end of Context:
+	// that may come earlier (the caller left, the lease was lost) while
+	// the operation still runs, or, without a heartbeat, never.
 	ended atomic.Bool
 }
 
@@ -1229,7 +1231,7 @@ func (e *Executor) nested(ctx context.Context, o *ownerCtx, key Key) error {
 		if o.key != key || (o.e != e && !sameStore(o.e.store, e.store)) {
 			continue
 		}
-		if o.ended.Load() || context.Cause(o.Context) == errOperationEnded {
+		if o.ended.Load() {
 			return nil // over: the context outlived it, and a claim finds its outcome
 		}
 		e.obs.note(ctx, oConflict, slog.LevelError, "called inside the running operation holding the same key: failing rather than waiting for itself", key)
@@ -1237,10 +1239,6 @@ func (e *Executor) nested(ctx context.Context, o *ownerCtx, key Key) error {
 	}
 	return nil
 }
-
-// errOperationEnded is the cause with which the context of an operation
-// with a heartbeat ends once the operation returned.
-var errOperationEnded = errors.New("idempotency: the operation has returned")
 
 // sameStore reports whether a and b are the same store, without the panic
 // of comparing two interface values of an uncomparable type.

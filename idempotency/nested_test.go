@@ -178,3 +178,29 @@ func TestNestedDedupFailsAtOnce(t *testing.T) {
 		t.Fatalf("nested Handle: %v; want ErrNestedCall at once", nestedErr)
 	}
 }
+
+// TestNestedDoContextOutlivedCanceledOperation: a context kept from an
+// operation whose caller left while it ran (or whose lease renewal ended
+// it) is, once the operation returned, no longer nested: a call with it
+// replays, as with a context whose operation ended normally.
+func TestNestedDoContextOutlivedCanceledOperation(t *testing.T) {
+	for _, heartbeat := range []time.Duration{0, -1} {
+		ex, err := idempotency.New(idempotency.Config{Store: newMemory(t, idempotency.MemoryConfig{}), Duplicate: idempotency.Wait, Heartbeat: heartbeat})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		var kept context.Context
+		_, _ = idempotency.Do(ctx, ex, k1, "fp", func(ctx context.Context) (int, error) {
+			kept = ctx
+			cancel() // the caller left; the operation still completes
+			return 7, nil
+		})
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(kept), 10*time.Second) // a regression fails rather than hangs
+		v, err := idempotency.Do(rctx, ex, k1, "fp", func(context.Context) (int, error) { return 0, errors.New("ran again") })
+		rcancel()
+		if err != nil || v != 7 {
+			t.Fatalf("heartbeat %v: the context of a finished operation whose caller left: %v, %v; want its replay (7)", heartbeat, v, err)
+		}
+	}
+}
