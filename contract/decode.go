@@ -453,6 +453,7 @@ func gotValue(v string) string {
 // found in an UnmarshalJSON method's error that copied such an error's
 // text instead of wrapping it.
 func scrubJSONLiterals(s string) string {
+	s = scrubQuotedLiterals(s)
 	const marker = "unmarshal number "
 	if !strings.Contains(s, marker) {
 		return s
@@ -479,6 +480,38 @@ func scrubJSONLiterals(s string) string {
 			b.WriteString(" (" + strconv.Itoa(j) + " characters)")
 		}
 		s = s[j:]
+	}
+}
+
+// scrubQuotedLiterals replaces the Go-quoted string encoding/json's own
+// errors quote after "trying to unmarshal " (a json.Number's "invalid
+// number literal", a ",string" field's "invalid use of ,string struct
+// tag") by its length, as scrubJSONLiterals does a number: the string may
+// be a card number that only failed to parse.
+func scrubQuotedLiterals(s string) string {
+	const marker = "trying to unmarshal "
+	if !strings.Contains(s, marker) {
+		return s
+	}
+	var b strings.Builder
+	for {
+		i := strings.Index(s, marker)
+		if i < 0 {
+			b.WriteString(s)
+			return b.String()
+		}
+		b.WriteString(s[:i+len(marker)])
+		s = s[i+len(marker):]
+		q, err := strconv.QuotedPrefix(s)
+		if err != nil {
+			continue // not a quoted literal ("unquoted value into int")
+		}
+		n := len(q)
+		if u, err := strconv.Unquote(q); err == nil {
+			n = len(u)
+		}
+		b.WriteString("a string (" + strconv.Itoa(n) + " characters)")
+		s = s[len(q):]
 	}
 }
 

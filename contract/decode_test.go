@@ -343,6 +343,38 @@ func TestDecodeJSONDoesNotEchoValues(t *testing.T) {
 	}
 }
 
+// encoding/json's own errors for a string it cannot read as the number a
+// json.Number or a ",string" field wants ("invalid number literal, trying to
+// unmarshal \"\\\"4111…\\\"\" into Number", "invalid use of ,string struct
+// tag, trying to unmarshal \"4111…\" into bool") are not type errors: they
+// reached the json.value detail with the string quoted in full.
+func TestDecodeJSONDoesNotEchoQuotedLiterals(t *testing.T) {
+	const secret = "4111111111111111"
+	var v struct {
+		Amount json.Number `json:"amount"`
+		Flag   bool        `json:"flag,string"`
+		PIN    int         `json:"pin,string"`
+	}
+	for _, body := range []string{
+		`{"amount":"` + secret + `x"}`,
+		`{"amount":"card ` + secret + `"}`,
+		`{"flag":"` + secret + `"}`,
+		`{"pin":"x` + secret + `"}`,
+		`{"pin":"x\"` + secret + `"}`,
+	} {
+		err := DecodeJSON(strings.NewReader(body), 0, &v)
+		e := As(err)
+		if e == nil || e.Kind != KindMalformed {
+			t.Fatalf("%s: DecodeJSON = %v, want a KindMalformed *Error", body, err)
+		}
+		rec := httptest.NewRecorder()
+		WriteProblem(rec, httptest.NewRequest("POST", "/cards", nil), err)
+		if strings.Contains(err.Error(), secret) || strings.Contains(rec.Body.String(), secret) {
+			t.Errorf("%s: the error echoes the value: %v", body, err)
+		}
+	}
+}
+
 // echoingDecoder fails as a careless UnmarshalJSON does: with the text of
 // json.Unmarshal's error, not wrapped, which quotes the number literal (a
 // quoted one too, for a ",string" field).
