@@ -11,6 +11,20 @@ import (
 // shorter; a value this long is a hostile or buggy producer's.
 const DefaultMaxCoordinateBytes = 256
 
+// Short returns s as the Handler writes a coordinate value under the
+// default limit: in full up to DefaultMaxCoordinateBytes, else cut (see
+// HandlerConfig.MaxCoordinateBytes) and followed by
+// "...[truncated, N bytes]". For packages that log a coordinate as an
+// attribute of the line itself (an event's subject on an ordering decision),
+// which the Handler does not cut: a value of normal size costs one length
+// check and is returned as it is.
+func Short(s string) string {
+	if len(s) > DefaultMaxCoordinateBytes {
+		return capCoordinate(s, DefaultMaxCoordinateBytes)
+	}
+	return s
+}
+
 // coord returns s, or s cut by capCoordinate when it is longer than the
 // limit: for a value of normal size, one length check.
 func (r *redactor) coord(s string) string {

@@ -65,7 +65,8 @@ and 1 MiB of 'a' is written as its first 256 bytes and
 "...[truncated, 1048584 bytes]". This applies to the correlation id, operation, entity kind and id, and the
 string values (after LogValue) of the attributes added with [With]; the
 record's own attributes and message are the caller's choice on that line
-and are not cut. A value of normal size costs one length check. (Appending the coordinates lets
+and are not cut ([Short] cuts one the same way: package ordering logs an
+event's subject through it). A value of normal size costs one length check. (Appending the coordinates lets
 the Handler pass the caller's record on instead of rebuilding it: about
 20 % cheaper than putting them first.)
 

@@ -776,7 +776,7 @@ func (g *Guard) decision(ctx context.Context, level slog.Level, decision, reason
 		return
 	}
 	logctx.Decision(ctx, g.log, level, decision, reason,
-		slog.String("subject", subject),
+		slog.String("subject", logctx.Short(subject)), // a hostile megabyte subject is cut
 		slog.Uint64("sequence", o.Sequence),
 		slog.Uint64("last_sequence", o.Last))
 }
