@@ -16,12 +16,23 @@ effect and the new sequence commit together or not at all: a crash between
 the two is impossible, and a redelivery after a failure finds both or
 neither. That is exactly-once effects, not at-least-once with deduplication.
 
-	pool, _ := pgxpool.New(ctx, dsn)
-	st, _ := pgstate.New(pgstate.Config{DB: pool, Table: "ledger_ordering"})
-	_ = st.Migrate(ctx)
+	pool, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	st, err := pgstate.New(pgstate.Config{DB: pool, Table: "ledger_ordering"})
+	if err != nil {
+		return err // KindInvalid naming the field
+	}
+	if err := st.Migrate(ctx); err != nil {
+		return err
+	}
 	guard, _ := ordering.New(ordering.Config{State: st})
 	apply := func(ctx context.Context, e *contract.Event) error {
-		tx, _ := pgstate.Tx(ctx)
+		tx, ok := pgstate.Tx(ctx) // false outside the Guard's call
+		if !ok {
+			return errors.New("apply called outside pgstate.Advance")
+		}
 		_, err := tx.Exec(ctx, `UPDATE accounts SET balance = balance + $1 WHERE id = $2`, amount(e), e.Subject)
 		return err
 	}
