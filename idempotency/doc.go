@@ -61,9 +61,11 @@
 // A call made inside the running operation it would duplicate — with its
 // context, the same key and the same store, e.g. a helper wrapped with the
 // key of the handler calling it — is not a duplicate but a bug: it could
-// only wait for itself. Do, the Middleware and Dedup fail it at once with
-// ErrNestedCall (KindInternal, not retryable, code
-// "idempotency.nested_call"), whatever the policy, without a store call.
+// only wait for itself. Do, the Middleware, Dedup and pgstore.DoTx fail it
+// at once with ErrNestedCall (KindInternal, not retryable, code
+// "idempotency.nested_call"), whatever the policy, without a store call —
+// whichever of them holds the key (a DoTx inside a Do, a Do inside a
+// DoTx's function, on the same pgstore.Store).
 //
 // # Failures
 //

@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/sadpath/sadpath/contract"
+	"github.com/sadpath/sadpath/idempotency/internal/owner"
 )
 
 // DuplicatePolicy says what a duplicate does when it meets the same key
@@ -368,8 +369,9 @@ func errResultNotStored(detail string) *contract.Error {
 //     the key would have expired anyway, again never a second run.
 //
 // A Do given the context of a running operation holding the same key in
-// the same store — called from inside that operation's function, directly
-// or through other operations, e.g. a helper wrapped with the key of the
+// the same store — called from inside that operation's function (a Do's,
+// the Middleware's, Dedup's or pgstore.DoTx's), directly or through other
+// operations, e.g. a helper wrapped with the key of the
 // handler calling it — returns an error matching ErrNestedCall at once,
 // without calling fn or the store: its claim could only find that
 // operation in progress, and under Wait it would wait for itself until its
@@ -771,7 +773,7 @@ func (e *Executor) run(ctx context.Context, key Key, fp string, fpBorrowed bool,
 	if fpBorrowed && e.shared == nil {
 		fp = strings.Clone(fp) // a store of another kind may keep it
 	}
-	if o, ok := ctx.Value(ownerKey{}).(*ownerCtx); ok {
+	if o, ok := ctx.Value(owner.Key{}).(owner.Op); ok {
 		if err := e.nested(ctx, o, key); err != nil {
 			return Result{}, nil, false, err
 		}
@@ -1193,10 +1195,7 @@ func (hb *heartbeat) stop() bool {
 	return hb.lost
 }
 
-type (
-	tokenKey struct{}
-	ownerKey struct{}
-)
+type tokenKey struct{}
 
 // ownerCtx is the context of an operation run under a claim: it carries the
 // claim's fencing token for Token, and the executor and key for nested.
@@ -1215,10 +1214,25 @@ func (c *ownerCtx) Value(key any) any {
 	switch key.(type) {
 	case tokenKey:
 		return c.token
-	case ownerKey:
+	case owner.Key:
 		return c
 	}
 	return c.Context.Value(key)
+}
+
+// Parent returns the context the operation was given (owner.Op).
+func (c *ownerCtx) Parent() context.Context { return c.Context }
+
+// Holds reports whether the operation is still running and holds the key
+// (scope, key) in store (owner.Op): pgstore.DoTx asks, and so does nested
+// for an operation of another executor.
+func (c *ownerCtx) Holds(store any, scope, key string) bool {
+	return c.key.Scope == scope && c.key.Key == key && sameStore(c.e.store, store) && c.running()
+}
+
+// running reports whether the operation has not returned yet.
+func (c *ownerCtx) running() bool {
+	return !c.ended.Load()
 }
 
 // nested returns ErrNestedCall when ctx is the context of a running
@@ -1226,23 +1240,29 @@ func (c *ownerCtx) Value(key any) any {
 // store: a claim could only find that operation in progress, and under
 // Wait it would wait for itself. Only calls made inside an operation get
 // here (ctx carries an owner), so other calls pay one ctx.Value.
-func (e *Executor) nested(ctx context.Context, o *ownerCtx, key Key) error {
-	for ; o != nil; o, _ = o.Context.Value(ownerKey{}).(*ownerCtx) {
-		if o.key != key || (o.e != e && !sameStore(o.e.store, e.store)) {
-			continue
+//
+// The operations may be another executor's on the same store, or
+// pgstore.DoTx's (owner.Op); one that has returned is over: the context
+// outlived it, and a claim finds its outcome.
+func (e *Executor) nested(ctx context.Context, o owner.Op, key Key) error {
+	for ; o != nil; o, _ = o.Parent().Value(owner.Key{}).(owner.Op) {
+		held := false
+		if oc, ok := o.(*ownerCtx); ok && oc.e == e {
+			held = oc.key == key && oc.running() // the same store, even of an uncomparable type
+		} else {
+			held = o.Holds(e.store, key.Scope, key.Key)
 		}
-		if o.ended.Load() {
-			return nil // over: the context outlived it, and a claim finds its outcome
+		if held {
+			e.obs.note(ctx, oConflict, slog.LevelError, "called inside the running operation holding the same key: failing rather than waiting for itself", key)
+			return errFrom(ErrNestedCall, "idempotency.claim", nil)
 		}
-		e.obs.note(ctx, oConflict, slog.LevelError, "called inside the running operation holding the same key: failing rather than waiting for itself", key)
-		return errFrom(ErrNestedCall, "idempotency.claim", nil)
 	}
 	return nil
 }
 
 // sameStore reports whether a and b are the same store, without the panic
 // of comparing two interface values of an uncomparable type.
-func sameStore(a, b Store) bool {
+func sameStore(a, b any) bool {
 	ta := reflect.TypeOf(a)
 	return ta == reflect.TypeOf(b) && ta.Comparable() && a == b
 }

@@ -239,12 +239,17 @@ FROM ` + t + ` WHERE id = $1::bytea AND expires_at > ` + ts
 // about 2.7 kB), scope and key can never run into each other, and the raw key
 // is stored nowhere.
 func recordID(k idempotency.Key) []byte {
+	return recordIDTo(nil, k)
+}
+
+// recordIDTo appends k's record id (recordID) to dst.
+func recordIDTo(dst []byte, k idempotency.Key) []byte {
 	h := sha256.New()
 	var n [binary.MaxVarintLen64]byte
 	h.Write(n[:binary.PutUvarint(n[:], uint64(len(k.Scope)))])
 	h.Write([]byte(k.Scope))
 	h.Write([]byte(k.Key))
-	return h.Sum(nil)
+	return h.Sum(dst)
 }
 
 // maxDuration caps Lease and Retention: a longer one is taken as 100

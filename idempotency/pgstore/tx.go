@@ -2,9 +2,11 @@ package pgstore
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"log/slog"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/sadpath/sadpath/contract"
 	"github.com/sadpath/sadpath/idempotency"
+	"github.com/sadpath/sadpath/idempotency/internal/owner"
 	"github.com/sadpath/sadpath/logctx"
 )
 
@@ -27,6 +30,15 @@ const cleanupTimeout = 5 * time.Second
 // key.Key must not be empty, as for idempotency.Do: DoTx returns an error
 // matching idempotency.ErrKeyInvalid (not retryable) without calling fn or
 // the database.
+//
+// A DoTx given the context of a running operation holding the same key in
+// s — called from inside that operation's function: a Do on an executor
+// with Store s, or another DoTx — returns an error matching
+// idempotency.ErrNestedCall (not retryable) at once, without calling fn or
+// the database: its claim could only find that operation in progress. So
+// does an idempotency.Do with the same key and store called inside fn
+// (fn's context carries the claim). Calls that are not nested pay one
+// ctx.Value for this.
 //
 //  1. DoTx claims key with fingerprint (Config.TxLease, Config.TxRetention),
 //     in its own statement. A completed key returns the stored value without
@@ -91,6 +103,15 @@ func DoTx[T any](ctx context.Context, s *Store, key idempotency.Key, fingerprint
 		e.Op, e.Detail = op, "the idempotency key is empty (Key.Key)"
 		return zero, &e
 	}
+	if o, ok := ctx.Value(owner.Key{}).(owner.Op); ok && owner.Nested(o, s, key.Scope, key.Key) {
+		// Its claim could only find that operation in progress: under an
+		// enclosing Do's Wait policy, or a retry, it would wait for itself.
+		logctx.Decision(ctx, s.log, slog.LevelError, "refused a nested call", "called inside the running operation holding the same key: failing rather than waiting for itself",
+			slog.String(logctx.KeyDependency, "postgresql"), slog.String("store_op", op), slog.String("key_hash", keyHash(recordID(key))))
+		e := *(idempotency.ErrNestedCall.(*contract.Error))
+		e.Op = op
+		return zero, &e
+	}
 	c, err := s.Claim(ctx, idempotency.ClaimRequest{Key: key, Fingerprint: fingerprint, Lease: s.txLease, Retention: s.txRetention})
 	if err != nil {
 		return zero, err
@@ -122,7 +143,12 @@ func DoTx[T any](ctx context.Context, s *Store, key idempotency.Key, fingerprint
 func runTx[T any](ctx context.Context, s *Store, key idempotency.Key, token uint64, fn func(context.Context, pgx.Tx) (T, error)) (v T, err error) {
 	const op = "pgstore.dotx"
 	var zero T
-	id := recordID(key)
+	// fn's context: a call made inside fn with the same key and store
+	// (idempotency.Do, DoTx) is refused as nested. It also holds the
+	// record id, so it costs no allocation of its own.
+	oc := &txCtx{Context: ctx, s: s, key: key}
+	defer oc.ended.Store(true) // also on panic
+	id := recordIDTo(oc.id[:0], key)
 	committed := false
 	var tx pgx.Tx
 	// Whatever happens before the commit: roll back and release, on a
@@ -150,7 +176,7 @@ func runTx[T any](ctx context.Context, s *Store, key idempotency.Key, token uint
 		tx = nil
 		return zero, s.fail(ctx, op, id, err)
 	}
-	v, err = fn(ctx, tx)
+	v, err = fn(oc, tx)
 	if err != nil {
 		return zero, fnError(ctx, op, err, tx)
 	}
@@ -277,4 +303,28 @@ func (s *Store) lostLease(ctx context.Context, key idempotency.Key, token uint64
 		return false
 	}
 	return rec.Token != token || rec.State != idempotency.StateInProgress || rec.LeaseRemaining <= 0
+}
+
+// txCtx is the context of DoTx's fn (an owner.Op): it holds key in s's
+// table until DoTx returns.
+type txCtx struct {
+	context.Context
+	s     *Store
+	key   idempotency.Key
+	ended atomic.Bool
+	id    [sha256.Size]byte // the record's id (recordIDTo)
+}
+
+func (c *txCtx) Value(key any) any {
+	if _, ok := key.(owner.Key); ok {
+		return c
+	}
+	return c.Context.Value(key)
+}
+
+func (c *txCtx) Parent() context.Context { return c.Context }
+
+func (c *txCtx) Holds(store any, scope, key string) bool {
+	s, ok := store.(*Store)
+	return ok && s == c.s && c.key.Scope == scope && c.key.Key == key && !c.ended.Load()
 }

@@ -1,0 +1,35 @@
+// Package owner marks the context of an operation running under an
+// idempotency claim, so that a call made inside it with the same key and
+// store — which could only meet its own claim in progress — is refused
+// with idempotency.ErrNestedCall by idempotency.Do, the Middleware, Dedup
+// and pgstore.DoTx alike, whichever of them holds the claim.
+package owner
+
+import "context"
+
+// Key is the context key under which the context of an operation running
+// under a claim answers with itself, an Op.
+type Key struct{}
+
+// Op is the context of an operation running under a claim.
+type Op interface {
+	// Holds reports whether the operation is still running and holds the
+	// key (scope, key) in store.
+	Holds(store any, scope, key string) bool
+	// Parent returns the context the operation was given: enclosing
+	// operations are found through it.
+	Parent() context.Context
+}
+
+// Nested reports whether ctx is the context of a running operation — o,
+// the innermost, or one enclosing it — holding (scope, key) in store. A
+// nil o reports false: callers outside any operation pay one ctx.Value to
+// find it.
+func Nested(o Op, store any, scope, key string) bool {
+	for ; o != nil; o, _ = o.Parent().Value(Key{}).(Op) {
+		if o.Holds(store, scope, key) {
+			return true
+		}
+	}
+	return false
+}
