@@ -120,6 +120,9 @@ type Config struct {
 	// MaxAttempts is the delivery attempt at which a retryable failure is
 	// dead-lettered instead of retried. Zero means 10. Gap rejections count:
 	// size it with the longest gap you are willing to wait for in mind.
+	// Failures of Store or of the Guard's State before the Handler ran are
+	// retried until it whatever their class (a missing table too): size it,
+	// with MaxBackoff, for the time an operator needs to fix them.
 	// A delivery that fails while Handle's context is done (a shutdown) is
 	// retried whatever its attempt: the failure may be the cancellation's.
 	MaxAttempts int
@@ -440,14 +443,13 @@ func (c *Consumer) failed(ctx context.Context, d Delivery, e *contract.Event, de
 		r = c.retry(ctx, d, e, "ordering state full", err)
 	case c.guard != nil && dec == 0:
 		// Any other failure of the State before deciding (a pgstate
-		// table missing, a subject too long for its index, the database
-		// unreachable): the Handler never ran, so the reason names the
-		// State, as "dedup store failed" names the dedup store.
-		if contract.Retryable(err) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-			r = c.retry(ctx, d, e, "ordering state failed", err)
-		} else {
-			r = c.dead(ctx, d, e, "ordering state failed, permanent", err)
-		}
+		// table missing, a permission revoked, the database unreachable):
+		// the Handler never ran, and the event is not at fault — a
+		// redelivery after the operator's fix succeeds. Retried whatever
+		// its class, until MaxAttempts, as a dedup store failure is:
+		// dead-lettering it at once would drop every valid event of the
+		// stream for an outage. The reason names the State.
+		r = c.retry(ctx, d, e, "ordering state failed", err)
 	case contract.Retryable(err) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 		r = c.retry(ctx, d, e, "handler failed, transient", err)
 	default:

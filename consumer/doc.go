@@ -28,7 +28,8 @@ For each Delivery, in order:
     owner's lease; the same id with other content is dead-lettered, and
     so is an id the store refuses as too large (contract.ErrTooLarge: no
     redelivery could be claimed). A store that fails retries the event
-    with the backoff of step 5. Every retry but a gap's, here or in the
+    with the backoff of step 5, whatever the failure's class (see "Store
+    and State failures" below). Every retry but a gap's, here or in the
     steps below, is reported to the Guard with its delay
     (ordering.Guard.Retrying): when the event is the missing one of a held
     gap, the hold's wait restarts at its redelivery, so the hold timeout
@@ -47,9 +48,9 @@ For each Delivery, in order:
     "ordering state full", until MaxAttempts. The Guard's other State
     failures before the Handler ran (ordering/pgstate with its table
     missing, a subject too long for its index, the database unreachable)
-    are classified as in step 5, under the reason "ordering state failed"
-    (retried) or "ordering state failed, permanent" (dead-lettered), never
-    as a Handler failure; the error is the State's.
+    are retried as a failing dedup store is (see "Store and State
+    failures" below), under the reason "ordering state failed", never as
+    a Handler failure; the error is the State's.
  4. The Handler runs with the event's correlation id and subject on the
     context (logctx), so every log line it writes carries them. An event
     without a valid correlation id keeps the id of Handle's context when it
@@ -64,6 +65,24 @@ For each Delivery, in order:
     dead-lettered. While the context is done (a shutdown) a transient
     failure is retried whatever the attempt: it may be the cancellation's,
     and an event is never dead-lettered for it.
+
+# Store and State failures
+
+A failure of the dedup store or of the ordering State before the Handler
+ran is not the event's: a table missing or not migrated, a permission
+revoked, a database down or misconfigured fail every event alike, and a
+redelivery after the operator's fix succeeds. Such an event is therefore
+retried with the backoff of step 5 whatever the failure's class —
+permanent (KindInternal, e.g. pgstate's or pgstore's "relation does not
+exist") as well as transient — and dead-lettered only at MaxAttempts
+(reason "…; gave up after N attempts"), as a transient Handler failure
+is; never at its first attempt, which would drop every valid event of
+the stream for an outage. Size MaxAttempts and MaxBackoff for the time
+an operator needs to notice and fix the store. Only the refusals that
+concern the event itself dead-letter at once: an id the store refuses as
+too large (contract.ErrTooLarge) and a sequence the State cannot record
+(ordering.ErrInvalidEvent). A failure once the Handler ran is the
+Handler's, classified as in step 5.
 
 # Exactly once
 

@@ -22,9 +22,10 @@ func (s failingState) Advance(context.Context, string, func(context.Context, uin
 }
 
 // TestOrderingStateFailureIsNotAHandlerFailure: when the Guard's State
-// fails before the Handler runs, the event is retried or dead-lettered by
-// the error's class, under a reason that names the State, not the Handler,
-// and its dedup claim is released.
+// fails before the Handler runs, the event is retried whatever the error's
+// class (see TestStoreAndStateFailuresRetriedWhateverTheirClass), under a
+// reason that names the State, not the Handler, and its dedup claim is
+// released.
 func TestOrderingStateFailureIsNotAHandlerFailure(t *testing.T) {
 	permanent := &contract.Error{Kind: contract.KindInternal, Code: "ordering.state_internal", Op: "pgstate.advance",
 		Cause: errors.New(`relation "sadpath_ordering" does not exist`)}
@@ -35,7 +36,7 @@ func TestOrderingStateFailureIsNotAHandlerFailure(t *testing.T) {
 		action consumer.Action
 		reason string
 	}{
-		{"permanent", permanent, consumer.DeadLetter, "ordering state failed, permanent"},
+		{"permanent", permanent, consumer.Retry, "ordering state failed"},
 		{"transient", transient, consumer.Retry, "ordering state failed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
