@@ -447,49 +447,51 @@ func gotValue(v string) string {
 	return typ
 }
 
-// scrubJSONLiterals removes from the text of an error the number literals
-// encoding/json's type errors quote ("cannot unmarshal number 4111… into"),
-// keeping their length,
-// found in an UnmarshalJSON method's error that copied such an error's
-// text instead of wrapping it.
+// scrubJSONLiterals removes from the text of an error the literals
+// encoding/json's errors quote, keeping their length: the number of a type
+// error ("cannot unmarshal number 4111… into"), and the Go-quoted string
+// after "trying to unmarshal " (a json.Number's "invalid number literal", a
+// ",string" field's "invalid use of ,string struct tag"), which may be a
+// card number that only failed to parse. It is applied to an UnmarshalJSON
+// method's error that copied such an error's text instead of wrapping it.
 func scrubJSONLiterals(s string) string {
-	s = scrubQuotedLiterals(s)
-	const marker = "unmarshal number "
-	if !strings.Contains(s, marker) {
-		return s
-	}
-	var b strings.Builder
-	for {
-		i := strings.Index(s, marker)
-		if i < 0 {
-			b.WriteString(s)
-			return b.String()
+	s = scrubAfter(s, "trying to unmarshal ", func(rest string) (int, string) {
+		q, err := strconv.QuotedPrefix(rest)
+		if err != nil {
+			return 0, "" // not a quoted literal ("unquoted value into int")
 		}
-		b.WriteString(s[:i+len(marker)-1]) // "unmarshal number"
-		s = s[i+len(marker):]
-		// The literal ends where encoding/json's text goes on (a quoted
-		// ",string" literal may hold spaces), else at a space.
-		j := strings.Index(s, " into Go ")
+		n := len(q)
+		if u, err := strconv.Unquote(q); err == nil {
+			n = len(u)
+		}
+		return len(q), "a string (" + strconv.Itoa(n) + " characters)"
+	})
+	return scrubAfter(s, "unmarshal number", func(rest string) (int, string) {
+		// " 4111… into Go …": the literal ends where encoding/json's text
+		// goes on (a quoted ",string" literal may hold spaces), else at a
+		// space.
+		rest, ok := strings.CutPrefix(rest, " ")
+		if !ok {
+			return 0, ""
+		}
+		j := strings.Index(rest, " into Go ")
 		if j < 0 {
-			j = strings.IndexByte(s, ' ')
+			j = strings.IndexByte(rest, ' ')
 		}
 		if j < 0 {
-			j = len(s)
+			j = len(rest)
 		}
-		if j > 0 {
-			b.WriteString(" (" + strconv.Itoa(j) + " characters)")
+		if j == 0 {
+			return 1, "" // no literal: the space is the text's own
 		}
-		s = s[j:]
-	}
+		return 1 + j, " (" + strconv.Itoa(j) + " characters)"
+	})
 }
 
-// scrubQuotedLiterals replaces the Go-quoted string encoding/json's own
-// errors quote after "trying to unmarshal " (a json.Number's "invalid
-// number literal", a ",string" field's "invalid use of ,string struct
-// tag") by its length, as scrubJSONLiterals does a number: the string may
-// be a card number that only failed to parse.
-func scrubQuotedLiterals(s string) string {
-	const marker = "trying to unmarshal "
+// scrubAfter replaces, after each occurrence of marker in s, the literal
+// lit finds at the start of the rest: lit returns how many bytes it spans
+// and their replacement (0 when there is none there).
+func scrubAfter(s, marker string, lit func(rest string) (int, string)) string {
 	if !strings.Contains(s, marker) {
 		return s
 	}
@@ -502,16 +504,9 @@ func scrubQuotedLiterals(s string) string {
 		}
 		b.WriteString(s[:i+len(marker)])
 		s = s[i+len(marker):]
-		q, err := strconv.QuotedPrefix(s)
-		if err != nil {
-			continue // not a quoted literal ("unquoted value into int")
-		}
-		n := len(q)
-		if u, err := strconv.Unquote(q); err == nil {
-			n = len(u)
-		}
-		b.WriteString("a string (" + strconv.Itoa(n) + " characters)")
-		s = s[len(q):]
+		n, repl := lit(s)
+		b.WriteString(repl)
+		s = s[n:]
 	}
 }
 
