@@ -572,7 +572,8 @@ func (c *Consumer) logDecision(ctx context.Context, level slog.Level, decision, 
 		return
 	}
 	if e != nil {
-		attrs = append(attrs, slog.String("event_type", e.Type), slog.String("event_source", e.Source))
+		// A hostile megabyte type or source is cut, as the Guard cuts a subject.
+		attrs = append(attrs, slog.String("event_type", logctx.Short(e.Type)), slog.String("event_source", logctx.Short(e.Source)))
 		if e.Sequence != 0 {
 			attrs = append(attrs, slog.Uint64("sequence", e.Sequence))
 		}

@@ -66,7 +66,7 @@ and 1 MiB of 'a' is written as its first 256 bytes and
 string values (after LogValue) of the attributes added with [With]; the
 record's own attributes and message are the caller's choice on that line
 and are not cut ([Short] cuts one the same way: package ordering logs an
-event's subject through it). A value of normal size costs one length check. (Appending the coordinates lets
+event's subject through it, package consumer an event's type and source). A value of normal size costs one length check. (Appending the coordinates lets
 the Handler pass the caller's record on instead of rebuilding it: about
 20 % cheaper than putting them first.)
 

@@ -241,7 +241,8 @@ func (a *Adapter) ackFailed(ctx context.Context, msg js.Msg, r consumer.Result, 
 		if e.Subject != "" {
 			ctx = logctx.WithEntity(ctx, "subject", e.Subject)
 		}
-		attrs = append(attrs, slog.String("event_type", e.Type), slog.String("event_source", e.Source))
+		// A hostile megabyte type or source is cut, as the Guard cuts a subject.
+		attrs = append(attrs, slog.String("event_type", logctx.Short(e.Type)), slog.String("event_source", logctx.Short(e.Source)))
 		if e.Sequence != 0 {
 			attrs = append(attrs, slog.Uint64("sequence", e.Sequence))
 		}
