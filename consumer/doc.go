@@ -47,8 +47,7 @@ For each Delivery, in order:
     idle: the event is retried with the backoff of step 5, reason
     "ordering state full", until MaxAttempts. The Guard's other State
     failures before the Handler ran (ordering/pgstate with its table
-    missing, a subject too long for its index, the database unreachable)
-    are retried as a failing dedup store is (see "Store and State
+    missing, the database unreachable) are retried as a failing dedup store is (see "Store and State
     failures" below), under the reason "ordering state failed", never as
     a Handler failure; the error is the State's.
  4. The Handler runs with the event's correlation id and subject on the
@@ -80,8 +79,9 @@ is; never at its first attempt, which would drop every valid event of
 the stream for an outage. Size MaxAttempts and MaxBackoff for the time
 an operator needs to notice and fix the store. Only the refusals that
 concern the event itself dead-letter at once: an id the store refuses as
-too large (contract.ErrTooLarge) and a sequence the State cannot record
-(ordering.ErrInvalidEvent). A failure once the Handler ran is the
+too large (contract.ErrTooLarge) and a sequence or subject the State
+cannot record (ordering.ErrInvalidEvent; a subject too long for
+ordering/pgstate's index too). A failure once the Handler ran is the
 Handler's, classified as in step 5.
 
 # Exactly once

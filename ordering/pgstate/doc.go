@@ -71,7 +71,10 @@ subject's row. A statement_timeout or a transaction_timeout (PostgreSQL
 deadline; a canceled context is KindCanceled matching context.Canceled,
 also when the pool has pgx cancel the statement on the server
 (pgconn.CancelRequestContextWatcherHandler), which then fails with 57014
-rather than with the context's error; anything else is KindInternal (a missing table: call Migrate). The SQLSTATE list is that of
+rather than with the context's error; a subject too long for the
+table's index (54000, over about 2.7 kB) is the event's fault, KindInvalid
+matching ordering.ErrInvalidEvent (a consumer dead-letters it at once);
+anything else is KindInternal (a missing table: call Migrate). The SQLSTATE list is that of
 idempotency/pgstore. Errors of the ApplyFunc are returned unchanged, after
 the rollback.
 

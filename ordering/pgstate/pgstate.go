@@ -252,6 +252,14 @@ func pgError(ctx context.Context, op string, err error) error {
 			// ran and the event is not at fault; another instance, or this
 			// one restarted, handles its redelivery.
 			kind = contract.KindUnavailable
+		case errors.As(err, &pe) && pe.Code == "54000":
+			// program_limit_exceeded: the only value of unbounded size
+			// pgstate stores is the subject, too long for the primary
+			// key's index (about 2.7 kB). No redelivery can record it: the
+			// event's fault, refused as ordering.ErrInvalidEvent (which a
+			// consumer dead-letters at once, not after MaxAttempts).
+			return &contract.Error{Kind: contract.KindInvalid, Code: "ordering.invalid_event", Op: op,
+				Detail: "the subject is too long for the table's index", Cause: err}
 		case errors.As(err, &pe):
 			kind = pgKind(pe.Code)
 		case pgconn.SafeToRetry(err), isConnErr(err):
