@@ -122,7 +122,9 @@ type Config struct {
 	// size it with the longest gap you are willing to wait for in mind.
 	// Failures of Store or of the Guard's State before the Handler ran are
 	// retried until it whatever their class (a missing table too): size it,
-	// with MaxBackoff, for the time an operator needs to fix them.
+	// with MaxBackoff, for the time an operator needs to fix them. Their
+	// refusals of the event itself (contract.ErrTooLarge,
+	// ordering.ErrInvalidEvent) are dead-lettered at once.
 	// A delivery that fails while Handle's context is done (a shutdown) is
 	// retried whatever its attempt: the failure may be the cancellation's.
 	MaxAttempts int
