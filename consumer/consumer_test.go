@@ -397,6 +397,35 @@ func TestFullOrderingStateRetries(t *testing.T) {
 	}
 }
 
+// TestSubjectTooLargeForOrderingMemoryDeadLetters: a subject that would not
+// fit an ordering.Memory's MaxBytes even with the state empty can never be
+// recorded. It is dead-lettered at its first attempt (ErrInvalidEvent), not
+// retried as "ordering state full" until MaxAttempts while the subject's
+// later events wait behind it.
+func TestSubjectTooLargeForOrderingMemoryDeadLetters(t *testing.T) {
+	ctx := context.Background()
+	mem, err := ordering.NewMemory(ordering.MemoryConfig{MaxBytes: 1 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var q dlq
+	ran := 0
+	c := mustConsumer(t, consumer.Config{
+		Guard:       mustGuard(t, ordering.Config{State: mem}),
+		Store:       memStore(t),
+		MaxAttempts: 10,
+		Handler:     func(context.Context, *contract.Event) error { ran++; return nil },
+		DeadLetter:  q.add,
+	})
+	r := c.Handle(ctx, consumer.Delivery{Data: encode(t, event(strings.Repeat("s", 2<<10), 1, `{}`)), Attempt: 1})
+	if r.Action != consumer.DeadLetter || !errors.Is(r.Err, ordering.ErrInvalidEvent) || q.len() != 1 || ran != 0 {
+		t.Fatalf("a subject larger than MaxBytes: %+v (handler ran %d, %d dead letters); want dead-lettered at the first attempt", r, ran, q.len())
+	}
+	if r := c.Handle(ctx, consumer.Delivery{Data: encode(t, event("acct", 1, `{}`)), Attempt: 1}); r.Action != consumer.Ack || ran != 1 {
+		t.Fatalf("a short subject: %+v, want applied", r)
+	}
+}
+
 func TestGapRejectedIsRetried(t *testing.T) {
 	c := mustConsumer(t, consumer.Config{
 		Guard:      mustGuard(t, ordering.Config{RetryAfter: 2 * time.Second}),

@@ -81,7 +81,7 @@ an operator needs to notice and fix the store. Only the refusals that
 concern the event itself dead-letter at once: an id the store refuses as
 too large (contract.ErrTooLarge) and a sequence or subject the State
 cannot record (ordering.ErrInvalidEvent; a subject too long for
-ordering/pgstate's index too). A failure once the Handler ran is the
+ordering/pgstate's index, or larger than ordering.Memory's MaxBytes, too). A failure once the Handler ran is the
 Handler's, classified as in step 5.
 
 # Exactly once

@@ -16,9 +16,11 @@ var (
 	ErrGap error = &contract.Error{Kind: contract.KindConflict, Code: "ordering.gap", Detail: "sequence gap"}
 
 	// ErrInvalidEvent: the event has no subject, a zero sequence, a
-	// sequence above the highest its State can record (BoundedState), or
-	// one further ahead of the next expected than Config.MaxGap, so it
-	// cannot be ordered. It is permanent: never retry it.
+	// sequence above the highest its State can record (BoundedState), one
+	// further ahead of the next expected than Config.MaxGap, or a subject
+	// its State can never record (larger than Memory's MaxBytes, too long
+	// for ordering/pgstate's index), so it cannot be ordered. It is
+	// permanent: never retry it.
 	ErrInvalidEvent error = &contract.Error{Kind: contract.KindInvalid, Code: "ordering.invalid_event", Detail: "event cannot be ordered"}
 )
 

@@ -31,7 +31,13 @@ type MemoryConfig struct {
 	// huge subjects would grow the state to MaxSubjects times their size.
 	// When a new subject does not fit, the state makes room as for
 	// MaxSubjects: it forgets subjects idle for IdleTTL, or Advance fails
-	// with ordering.state_full. Negative is invalid.
+	// with ordering.state_full (retryable: it passes as subjects go idle).
+	// A subject that would not fit even in an empty state (its length plus
+	// the overhead above MaxBytes) can never be remembered: Advance, and
+	// so the Guard, refuse it with an error matching ErrInvalidEvent whose
+	// detail names its size and MaxBytes, which a consumer dead-letters at
+	// once (as ordering/pgstate refuses a subject too long for its index).
+	// Negative is invalid.
 	MaxBytes int64
 
 	// IdleTTL is how long a subject must go untouched before it may be
@@ -199,8 +205,22 @@ func (m *Memory) create(subject string) (*memEntry, error) {
 		return e, nil
 	}
 	cost := subjectCost(subject)
+	if cost > m.maxBytes {
+		// It would not fit in an empty state: no redelivery, and no
+		// subject going idle, can ever record it. The event's fault, as
+		// pgstate's subject too long for its index: dead-lettered by a
+		// consumer at once, not retried as state_full until MaxAttempts
+		// while the subject's later events wait.
+		return nil, &contract.Error{
+			Kind: contract.KindInvalid,
+			Code: "ordering.invalid_event",
+			Op:   "ordering.memory",
+			Detail: fmt.Sprintf("the subject is %d bytes long and would take %d bytes (with %d of overhead), more than MaxBytes %d: it can never be remembered",
+				len(subject), cost, memEntryOverhead, m.maxBytes),
+		}
+	}
 	for len(m.subjects) >= m.max || m.bytes+cost > m.maxBytes {
-		if cost > m.maxBytes || !m.evictLocked() {
+		if !m.evictLocked() {
 			return nil, (&contract.Error{
 				Kind:   contract.KindOverloaded,
 				Code:   "ordering.state_full",

@@ -159,3 +159,62 @@ func TestMemoryMaxBytesDefaultScalesWithMaxSubjects(t *testing.T) {
 		t.Fatalf("MaxSubjects math.MaxInt: %v", err)
 	}
 }
+
+// TestMemoryRefusesSubjectLargerThanMaxBytes: a subject that would not fit
+// in MaxBytes even with the state empty can never be recorded, however
+// often it is redelivered or however many subjects go idle: it is the
+// event's fault. It is refused as ordering.ErrInvalidEvent (a consumer
+// dead-letters it at once), as ordering/pgstate refuses a subject too long
+// for its index, not as a retryable state_full a consumer retries until
+// MaxAttempts while the subject's later events wait. A subject that fits
+// but finds the state full of others still gets state_full: that passes.
+func TestMemoryRefusesSubjectLargerThanMaxBytes(t *testing.T) {
+	ctx := context.Background()
+	const maxBytes = 4 << 10
+	m, err := ordering.NewMemory(ordering.MemoryConfig{MaxBytes: maxBytes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	applied := func(context.Context, uint64) (uint64, error) { return 1, nil }
+	g := mustGuard(t, ordering.Config{State: m})
+	var r recorder
+	// Longer than MaxBytes itself, and long enough to fit alone but not
+	// with the per-subject overhead: neither fits an empty state.
+	for _, n := range []int{maxBytes + 1, maxBytes - 1} {
+		subject := strings.Repeat("s", n)
+		ran := false
+		err := m.Advance(ctx, subject, func(context.Context, uint64) (uint64, error) { ran = true; return 1, nil })
+		if !errors.Is(err, ordering.ErrInvalidEvent) || contract.Retryable(err) {
+			t.Fatalf("Advance on a %d-byte subject, MaxBytes %d: %v; want ErrInvalidEvent, not retryable", n, maxBytes, err)
+		}
+		if ran {
+			t.Fatalf("fn ran for a %d-byte subject that cannot be recorded", n)
+		}
+		d := contract.As(err).Detail
+		if want := fmt.Sprintf("%d bytes", n); !strings.Contains(d, want) || !strings.Contains(d, fmt.Sprintf("MaxBytes %d", maxBytes)) {
+			t.Fatalf("detail %q does not name the subject's %s and MaxBytes %d", d, want, maxBytes)
+		}
+		if o, err := g.Process(ctx, ev(subject, 1), r.apply, nil); !errors.Is(err, ordering.ErrInvalidEvent) || o.Decision != 0 {
+			t.Fatalf("Guard on a %d-byte subject: %+v %v; want ErrInvalidEvent before deciding", n, o, err)
+		}
+		if last, err := m.Last(ctx, subject); err != nil || last != 0 {
+			t.Fatalf("Last = %d, %v; want 0", last, err)
+		}
+	}
+	if got := r.got(); got != "" || m.Len() != 0 {
+		t.Fatalf("applied %q, Len %d; want nothing", got, m.Len())
+	}
+	// Subjects that fit still do, and once they fill the state a new one
+	// that would fit an emptier state is state_full, retryable by a
+	// consumer, not an invalid event.
+	big := func(i int) string { return fmt.Sprintf("%04d", i) + strings.Repeat("b", 1500-4) }
+	for i := 0; i < 2; i++ {
+		if err := m.Advance(ctx, big(i), applied); err != nil {
+			t.Fatalf("subject %d of 1500 bytes: %v", i, err)
+		}
+	}
+	err = m.Advance(ctx, big(2), applied)
+	if !errors.Is(err, contract.ErrOverloaded) || contract.As(err).Code != "ordering.state_full" || errors.Is(err, ordering.ErrInvalidEvent) {
+		t.Fatalf("third 1500-byte subject in a full 4 KiB state: %v; want ordering.state_full", err)
+	}
+}
