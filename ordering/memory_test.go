@@ -19,6 +19,16 @@ func TestMemoryConformance(t *testing.T) {
 		}
 		return m
 	})
+	// MaxBytes below the HugeSubject check's subject: refused, not full.
+	t.Run("SmallMaxBytes", func(t *testing.T) {
+		statetest.Run(t, func(t *testing.T) ordering.State {
+			m, err := ordering.NewMemory(ordering.MemoryConfig{MaxBytes: 64 << 10})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return m
+		})
+	})
 }
 
 func TestMemoryConfigInvalid(t *testing.T) {

@@ -15,6 +15,8 @@
 // never overlap and never lose an update, that every sequence up to
 // MaxSequence is recorded and a greater one refused with KindInvalid (an
 // ordering.BoundedState) or that any uint64 is recorded (any other State),
+// that a 1 MiB subject is recorded or refused with ordering.ErrInvalidEvent
+// (not retryable: no redelivery can record it),
 // that a canceled context stores nothing, and that an Advance whose context
 // is canceled while fn runs answers nil only when it stored the sequence.
 // It is used by ordering.Memory and ordering/pgstate.

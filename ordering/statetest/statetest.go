@@ -2,6 +2,8 @@ package statetest
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -161,6 +163,32 @@ func Run(t *testing.T, newState func(t *testing.T) ordering.State) {
 		if last, _ := s.Last(ctx, "b"); last != 0 {
 			t.Fatalf("Last after refused Advance = %d, want 0", last)
 		}
+	})
+
+	t.Run("HugeSubject", func(t *testing.T) {
+		// A 1 MiB subject (incompressible): a State records it, or refuses
+		// it with an error matching ordering.ErrInvalidEvent, not
+		// retryable, since no redelivery can record it (a consumer then
+		// dead-letters the event at once instead of retrying it until
+		// MaxAttempts while the subject's later events wait).
+		b := make([]byte, 512<<10)
+		if _, err := rand.Read(b); err != nil {
+			t.Fatal(err)
+		}
+		subject := hex.EncodeToString(b)
+		s := newState(t)
+		err := s.Advance(ctx, subject, func(context.Context, uint64) (uint64, error) { return 1, nil })
+		want := uint64(1)
+		if err != nil {
+			if !errors.Is(err, ordering.ErrInvalidEvent) || contract.Retryable(err) {
+				t.Fatalf("Advance on a 1 MiB subject = %v; want nil, or an error matching ordering.ErrInvalidEvent, not retryable", err)
+			}
+			want = 0
+		}
+		if last, err := s.Last(ctx, subject); err != nil || last != want {
+			t.Fatalf("Last(1 MiB subject) = %d, %v; want %d", last, err, want)
+		}
+		mustAdvance(t, s, "a", 1) // a short subject is still recorded
 	})
 
 	t.Run("CanceledContext", func(t *testing.T) {

@@ -188,3 +188,36 @@ func TestRunRefusesStateThatLosesACommit(t *testing.T) {
 		t.Fatalf("Run failed, but not in CanceledDuringFn: %v\n%s", err, out)
 	}
 }
+
+// TestRunRefusesStateThatRetriesAnUnrecordableSubject: a State that fails a
+// subject it can never record (here: any over 64 KiB) with a retryable
+// error rather than ordering.ErrInvalidEvent has a consumer retry the event
+// until MaxAttempts, holding its subject's later events, though no
+// redelivery can record it. Run must refuse it.
+func TestRunRefusesStateThatRetriesAnUnrecordableSubject(t *testing.T) {
+	if os.Getenv("STATETEST_RETRIES_SUBJECT") != "" {
+		statetest.Run(t, func(t *testing.T) ordering.State {
+			m, err := ordering.NewMemory(ordering.MemoryConfig{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return advanceFunc{m, func(ctx context.Context, subject string, fn func(context.Context, uint64) (uint64, error)) error {
+				if len(subject) > 64<<10 {
+					return contract.New(contract.KindUnavailable, "state", "subject too long")
+				}
+				return m.Advance(ctx, subject, fn)
+			}}
+		})
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestRunRefusesStateThatRetriesAnUnrecordableSubject$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), "STATETEST_RETRIES_SUBJECT=1")
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	switch {
+	case !errors.As(err, &exit):
+		t.Fatalf("Run passed a State that fails an unrecordable subject as retryable (%v):\n%s", err, out)
+	case !bytes.Contains(out, []byte("--- FAIL: TestRunRefusesStateThatRetriesAnUnrecordableSubject/HugeSubject")):
+		t.Fatalf("Run failed, but not in HugeSubject: %v\n%s", err, out)
+	}
+}
