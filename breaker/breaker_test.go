@@ -1318,8 +1318,12 @@ func TestRollingWindowForgetsOldFailures(t *testing.T) {
 // Counts follows the rolling window: once the window has passed, the calls
 // counted in it are gone even when no call came since.
 func TestCountsForgetPassedWindow(t *testing.T) {
-	// gobreaker counts the window on the system clock: a short real window.
-	const window = 20 * time.Millisecond
+	// gobreaker counts the window on the system clock (Config.Clock does not
+	// reach it), so the window is real. It is long enough that the calls
+	// below are counted unless the test stalls for a whole second; the
+	// forgetting is then checked once the window has surely passed, so a
+	// stall there only makes the test slower.
+	const window = time.Second
 	h := newHarness(t, breaker.Config{Window: window, Buckets: 2, MinCalls: 100})
 	for range 5 {
 		_ = h.call(errDown)
@@ -1327,7 +1331,11 @@ func TestCountsForgetPassedWindow(t *testing.T) {
 	if c := h.b.Counts(); c.Failures != 5 {
 		t.Fatalf("counts %+v, want 5 failures", c)
 	}
-	time.Sleep(3 * window)
+	// The buckets start at the breaker's creation, each Window/Buckets long
+	// (rounded down): a call's bucket began at or before the call, and is
+	// dropped Buckets periods after it began, so at most window after the
+	// last call. Sleeping at least that long after the calls is enough.
+	time.Sleep(window)
 	if c := h.b.Counts(); c.Requests != 0 || c.Failures != 0 {
 		t.Fatalf("counts %+v after the window passed, want zero", c)
 	}
