@@ -1,6 +1,7 @@
 package idempotency
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"unsafe"
@@ -22,7 +23,7 @@ func TestDetachStrings(t *testing.T) {
 	big := strings.Repeat("0123456789", 100)
 	v := value{A: big[:3], b: big[10:15], B: [2]inner{{C: big[20:22], N: 1}, {C: big[30:31], N: 2}}}
 	want := v
-	detachStrings(&v)
+	detachStrings(unsafe.Pointer(&v), factsOf(reflect.TypeFor[value]()).strs)
 	if v != want {
 		t.Fatalf("detached %+v, want %+v", v, want)
 	}
@@ -33,5 +34,5 @@ func TestDetachStrings(t *testing.T) {
 		}
 	}
 	var none struct{ N [4]int }
-	detachStrings(&none) // no strings: nothing to do
+	detachStrings(unsafe.Pointer(&none), factsOf(reflect.TypeOf(none)).strs) // no strings: nothing to do
 }

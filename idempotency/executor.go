@@ -178,7 +178,7 @@ type sharedClaimer interface {
 // replayed once if at all, and deriving and storing the memo costs
 // allocations a single replay would not get back. The exception is a value
 // Do can memoize at completion without decoding anything (see
-// exactJSONType): it is stored with the result.
+// isExact): it is stored with the result.
 type memoSlot struct {
 	p      atomic.Pointer[memo]
 	misses atomic.Uint32
@@ -410,7 +410,7 @@ func Do[T any](ctx context.Context, e *Executor, key Key, fingerprint string, fn
 	var (
 		v        T
 		ran      bool
-		seed     *memo // the replay value, when it is known without decoding (see exactJSONType)
+		seed     *memo // the replay value, when it is known without decoding (see isExact)
 		encPanic any   // the Codec's panic, continued once the run is recorded
 	)
 	seeding := e.shared != nil && e.jsonCodec
@@ -427,7 +427,7 @@ func Do[T any](ctx context.Context, e *Executor, key Key, fingerprint string, fn
 				res, se := encodeError(ferr)
 				if seeding && exactJSONBytes(res.Body) {
 					bx := newBoxed(se)
-					detachStrings(&bx.val)
+					detachStrings(unsafe.Pointer(&bx.val), factsOf(reflect.TypeFor[storedError]()).strs)
 					seed = &bx.m
 				}
 				return res, true, ferr
@@ -441,8 +441,12 @@ func Do[T any](ctx context.Context, e *Executor, key Key, fingerprint string, fn
 			b    []byte
 			merr error
 			bx   *boxed[T]
+			f    facts // T's, when seeding: one lookup for exact and strs
 		)
-		if seeding && exactJSONType(reflect.TypeFor[T]()) {
+		if seeding {
+			f = factsOf(reflect.TypeFor[T]())
+		}
+		if f.exact {
 			bx = newBoxed(v)
 			b, encPanic, merr = encode(e.codec, &bx.val)
 		} else {
@@ -456,7 +460,7 @@ func Do[T any](ctx context.Context, e *Executor, key Key, fingerprint string, fn
 			return res, true, contract.Wrap(contract.KindInternal, "idempotency.do", merr).WithCode("idempotency.encode")
 		}
 		if bx != nil && exactJSONBytes(b) {
-			detachStrings(&bx.val)
+			detachStrings(unsafe.Pointer(&bx.val), f.strs)
 			seed = &bx.m
 		}
 		return Result{Body: b}, true, nil
@@ -584,24 +588,24 @@ func stringOffsets(t reflect.Type, base uintptr, offs []uintptr) []uintptr {
 	return offs
 }
 
-// detachStrings copies the strings of the plain value *p into one
-// allocation of their total size, when it has any. A value memoized at
+// detachStrings copies the strings of the plain value at p, at the offsets
+// offs (its type's facts.strs), into one allocation of their total size,
+// when it has any. A value memoized at
 // completion is fn's own, whose strings may be cut from a much larger one
 // (a response read whole, an id sliced from a document): kept as they
 // are, they would hold all of it for as long as the record, unseen by the
 // MemoryStore's MaxBytes, which counts the strings' own bytes.
-func detachStrings[T any](p *T) {
-	offs := factsOf(reflect.TypeFor[T]()).strs
+func detachStrings(p unsafe.Pointer, offs []uintptr) {
 	total := 0
 	for _, o := range offs {
-		total += len(*(*string)(unsafe.Add(unsafe.Pointer(p), o)))
+		total += len(*(*string)(unsafe.Add(p, o)))
 	}
 	if total == 0 {
 		return
 	}
 	buf := make([]byte, 0, total)
 	for _, o := range offs {
-		sp := (*string)(unsafe.Add(unsafe.Pointer(p), o))
+		sp := (*string)(unsafe.Add(p, o))
 		if len(*sp) == 0 {
 			continue
 		}
@@ -642,8 +646,8 @@ func isPlain(t reflect.Type) bool {
 	return false
 }
 
-// exactJSONType reports whether encoding/json decodes every encoding of a
-// value of type t back to an equal value, provided its strings are valid
+// isExact reports (facts.exact, for a plain t) whether encoding/json
+// decodes every encoding of a value of type t back to an equal value, provided its strings are valid
 // UTF-8 (see exactJSONBytes): t is plain (see plainType); it and its parts
 // neither encode nor decode themselves, nor are a json.Number (encoded as
 // 0 when empty); every struct field is exported,
@@ -655,8 +659,6 @@ func isPlain(t reflect.Type) bool {
 // the first call can be memoized as the replay value at completion: a
 // replay from the in-memory store then returns exactly what a decoding
 // store (Redis, PostgreSQL) would.
-func exactJSONType(t reflect.Type) bool { return factsOf(t).exact }
-
 func isExact(t reflect.Type) bool {
 	pt := reflect.PointerTo(t)
 	if t.Implements(jsonMarshalerType) || pt.Implements(jsonMarshalerType) ||
