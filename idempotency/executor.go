@@ -377,6 +377,9 @@ func errResultNotStored(detail string) *contract.Error {
 // operation in progress, and under Wait it would wait for itself until its
 // context ended. Calls that are not nested pay one ctx.Value for this.
 //
+// A nil ctx is taken as context.Background(), as in packages retry and
+// breaker.
+//
 // key.Key must not be empty: Do returns an error matching ErrKeyInvalid
 // (KindInvalid, not retryable) without calling fn or the store. Any other
 // bytes are a key, of any length the store accepts (a MemoryStore refuses
@@ -406,6 +409,9 @@ func Do[T any](ctx context.Context, e *Executor, key Key, fingerprint string, fn
 	if key.Key == "" {
 		var zero T
 		return zero, errEmptyKey()
+	}
+	if ctx == nil {
+		ctx = context.Background() // as retry.Do and breaker.Do: not a panic
 	}
 	var (
 		v        T

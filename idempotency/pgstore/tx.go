@@ -96,6 +96,9 @@ const cleanupTimeout = 5 * time.Second
 func DoTx[T any](ctx context.Context, s *Store, key idempotency.Key, fingerprint string, fn func(ctx context.Context, tx pgx.Tx) (T, error)) (T, error) {
 	const op = "pgstore.dotx"
 	var zero T
+	if ctx == nil {
+		ctx = context.Background() // as idempotency.Do: not a panic
+	}
 	if key.Key == "" {
 		// Claimed, it would be one record shared by every call made
 		// without a key: each would replay the first one's value.

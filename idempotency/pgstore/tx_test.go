@@ -421,3 +421,22 @@ func TestDoTxEmptyKeyIsInvalid(t *testing.T) {
 		t.Fatalf("a record was made for the empty key: %v", gerr)
 	}
 }
+
+// DoTx takes a nil context as context.Background(), as idempotency.Do
+// does: the call runs once, is recorded, and replays.
+func TestDoTxNilContext(t *testing.T) {
+	env := newTxEnv(t, time.Minute)
+	key := idempotency.Key{Scope: "tenant", Key: "nil-ctx"}
+	var nilCtx context.Context
+	for range 2 {
+		if _, err := DoTx(nilCtx, env.s, key, "fp", func(ctx context.Context, tx pgx.Tx) (payment, error) {
+			env.calls.Add(1)
+			return env.insert(ctx, tx, "nil-ctx")
+		}); err != nil {
+			t.Fatalf("DoTx(nil ctx): %v", err)
+		}
+	}
+	if n := env.calls.Load(); n != 1 {
+		t.Fatalf("fn ran %d times, want once (the second call replays)", n)
+	}
+}
