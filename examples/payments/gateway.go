@@ -168,9 +168,10 @@ func newGatewayClient(url string, logger *slog.Logger) (*gatewayClient, error) {
 	return &gatewayClient{url: url, http: &http.Client{Transport: rt, Timeout: chargeTimeout, CheckRedirect: noRedirect}, bulkhead: bh}, nil
 }
 
-// gatewayKey derives the key sent to the gateway from the caller's scope and
-// Idempotency-Key: the same client request always sends the same key, even
-// when a first execution failed after the gateway charged. key must be the
+// gatewayKey derives the key sent to the gateway from the caller's scope
+// (its merchant, not its API key, which rotates) and Idempotency-Key: the
+// same client request always sends the same key, even when a first
+// execution failed after the gateway charged. key must be the
 // key as the idempotency middleware parsed it (idempotency.ParseKey with
 // the middleware's MaxKeyLength and StrictKey), not the raw header: the
 // middleware treats "order-9" and order-9 as one key, and a retry spelled

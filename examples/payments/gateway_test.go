@@ -314,7 +314,7 @@ func TestPaymentsChargeStatus(t *testing.T) {
 				t.Errorf("the gateway was called %d times, want %d", calls.Load(), want)
 			}
 			var list struct{ Payments []Payment }
-			r := f.do(t, "GET", "/payments", "", map[string]string{"X-Api-Key": "merchant-1"})
+			r := f.do(t, "GET", "/payments", "", map[string]string{"X-Api-Key": key1})
 			if err := json.Unmarshal(r.body, &list); err != nil {
 				t.Fatalf("list: %d %s", r.status, r.body)
 			}
@@ -466,7 +466,7 @@ func TestPaymentsClientGoneWhileQueued(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		authenticate(http.HandlerFunc(svc.create)).ServeHTTP(rec, req)
+		authenticate(testKeys(t), http.HandlerFunc(svc.create)).ServeHTTP(rec, req)
 	}()
 	waitFor(t, 10*time.Second, "the request to queue in the bulkhead", func() bool { return gw.bulkhead.Waiting() == 1 })
 	cancel()
@@ -563,7 +563,7 @@ func TestPaymentsClientGoneWhileCharging(t *testing.T) {
 			waitClosed(t, charged, "the gateway to charge")
 
 			var list struct{ Payments []Payment }
-			r := f.do(t, "GET", "/payments", "", map[string]string{"X-Api-Key": "merchant-1"})
+			r := f.do(t, "GET", "/payments", "", map[string]string{"X-Api-Key": key1})
 			if err := json.Unmarshal(r.body, &list); err != nil || len(list.Payments) != 1 || list.Payments[0].ChargeID != "ch_000001" {
 				t.Fatalf("the gateway charged ch_000001 (%d charges) for a client that hung up; the service recorded: %d %s\nlogs:\n%s",
 					f.gw.Charges(), r.status, r.body, f.logs.String())

@@ -12,7 +12,7 @@ import (
 func TestPaymentIDsRevealNothingOfOthers(t *testing.T) {
 	f := start(t, stores(t)["memory"](t), &FakeGateway{})
 	m2 := func(k string) map[string]string {
-		return map[string]string{"X-Api-Key": "merchant-2", "Idempotency-Key": k}
+		return map[string]string{"X-Api-Key": key2, "Idempotency-Key": k}
 	}
 	if r := f.do(t, "POST", "/payments", goodBody, m2("a")); r.status != 201 {
 		t.Fatal(r.status)
@@ -24,7 +24,7 @@ func TestPaymentIDsRevealNothingOfOthers(t *testing.T) {
 		t.Fatal(r.status)
 	}
 	var list struct{ Payments []Payment }
-	r := f.do(t, "GET", "/payments", "", map[string]string{"X-Api-Key": "merchant-2"})
+	r := f.do(t, "GET", "/payments", "", map[string]string{"X-Api-Key": key2})
 	if err := json.Unmarshal(r.body, &list); err != nil || len(list.Payments) != 2 {
 		t.Fatalf("%d %s", r.status, r.body)
 	}

@@ -192,6 +192,18 @@ func startCleanup(ctx context.Context, s expiredDeleter, interval time.Duration,
 	return func() { cancel(); <-done }
 }
 
+// demoKeys are the API keys run serves (API key → merchant): merchant-1
+// holds two, as while it rotates them, and merchant-2 one. A real service
+// keeps its keys in its database, hashed, and issues and revokes them
+// through Keys.Issue and Keys.Revoke or its own table.
+func demoKeys() map[string]string {
+	return map[string]string{
+		"sk_test_merchant1_a": "merchant-1",
+		"sk_test_merchant1_b": "merchant-1",
+		"sk_test_merchant2_a": "merchant-2",
+	}
+}
+
 // serverTimeouts bound a connection of the service's HTTP server (see
 // newServer).
 type serverTimeouts struct {
@@ -257,7 +269,11 @@ func run(ctx context.Context, args []string, logOut io.Writer, ready chan<- stri
 	go func() { _ = gwSrv.Serve(gwLn) }()
 	defer gwSrv.Close()
 
-	handler, err := NewHandler(Config{Store: store, GatewayURL: "http://" + gwLn.Addr().String(), Logger: logger})
+	keys, err := NewKeys(demoKeys())
+	if err != nil {
+		return err
+	}
+	handler, err := NewHandler(Config{Store: store, Keys: keys, GatewayURL: "http://" + gwLn.Addr().String(), Logger: logger})
 	if err != nil {
 		return err
 	}

@@ -48,6 +48,25 @@ type fixture struct {
 	url  string
 	gw   *FakeGateway
 	logs *syncBuffer
+	keys *Keys // the service's API keys: the test rotates and revokes them
+}
+
+// The API keys tests use, from demoKeys (TestRunGracefulShutdown calls
+// run, which serves those): merchant-1 holds two, merchant-2 one.
+const (
+	key1      = "sk_test_merchant1_a"
+	key1Other = "sk_test_merchant1_b"
+	key2      = "sk_test_merchant2_a"
+)
+
+// testKeys returns a fresh table of demoKeys.
+func testKeys(t *testing.T) *Keys {
+	t.Helper()
+	k, err := NewKeys(demoKeys())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }
 
 // stores returns the idempotency stores the service is tested on: memory
@@ -122,7 +141,8 @@ func startWith(t *testing.T, store idempotency.Store, gw *FakeGateway, wrap, wra
 	}
 	gsrv := httptest.NewServer(gh)
 	t.Cleanup(gsrv.Close)
-	handler, err := NewHandler(Config{Store: store, GatewayURL: gsrv.URL, Logger: logger})
+	keys := testKeys(t)
+	handler, err := NewHandler(Config{Store: store, Keys: keys, GatewayURL: gsrv.URL, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +151,7 @@ func startWith(t *testing.T, store idempotency.Store, gw *FakeGateway, wrap, wra
 	}
 	srv := httptest.NewServer(handler)
 	t.Cleanup(srv.Close)
-	return &fixture{url: srv.URL, gw: gw, logs: logs}
+	return &fixture{url: srv.URL, gw: gw, logs: logs, keys: keys}
 }
 
 type response struct {
@@ -165,7 +185,7 @@ func (f *fixture) do(t *testing.T, method, path, body string, header map[string]
 const goodBody = `{"amount_minor":1999,"currency":"EUR","payer":"acct_alice","payee":"acct_bob","reference":"order-1"}`
 
 func auth(key string) map[string]string {
-	return map[string]string{"X-Api-Key": "merchant-1", "Idempotency-Key": key}
+	return map[string]string{"X-Api-Key": key1, "Idempotency-Key": key}
 }
 
 func problemParams(t *testing.T, r response) []string {
@@ -203,7 +223,7 @@ func TestPaymentsContract(t *testing.T) {
 			} else {
 				problemParams(t, r)
 			}
-			if r := f.do(t, "POST", "/payments", goodBody, map[string]string{"X-Api-Key": "merchant-1"}); r.status != 400 {
+			if r := f.do(t, "POST", "/payments", goodBody, map[string]string{"X-Api-Key": key1}); r.status != 400 {
 				t.Fatalf("without Idempotency-Key: %d, want 400", r.status)
 			}
 
@@ -227,7 +247,7 @@ func TestPaymentsContract(t *testing.T) {
 			}
 
 			// Another caller with the same key is another payment: keys are scoped.
-			other := f.do(t, "POST", "/payments", goodBody, map[string]string{"X-Api-Key": "merchant-2", "Idempotency-Key": "k1"})
+			other := f.do(t, "POST", "/payments", goodBody, map[string]string{"X-Api-Key": key2, "Idempotency-Key": "k1"})
 			if other.status != 201 || bytes.Equal(other.body, first.body) {
 				t.Fatalf("another caller's request with the same key: %d %s, want its own 201", other.status, other.body)
 			}
@@ -256,7 +276,7 @@ func TestPaymentsContract(t *testing.T) {
 			// Reads: the caller's own payments (TestPaymentsReadsAreScoped
 			// covers the other callers).
 			loc := first.header.Get("Location")
-			m1 := map[string]string{"X-Api-Key": "merchant-1"}
+			m1 := map[string]string{"X-Api-Key": key1}
 			if r := f.do(t, "GET", loc, "", m1); r.status != 200 || !bytes.Contains(r.body, []byte(`"charge_id"`)) {
 				t.Fatalf("GET %s: %d %s", loc, r.status, r.body)
 			}
@@ -284,7 +304,7 @@ func TestPaymentsContract(t *testing.T) {
 			if lines < 2 {
 				t.Fatalf("only %d log lines carry correlation id %s:\n%s", lines, id, f.logs.String())
 			}
-			if strings.Contains(f.logs.String(), "merchant-1") {
+			if strings.Contains(f.logs.String(), key1) {
 				t.Fatal("the API key reached the logs")
 			}
 		})
@@ -297,10 +317,10 @@ func TestPaymentsContract(t *testing.T) {
 // nothing and cannot be probed.
 func TestPaymentsReadsAreScoped(t *testing.T) {
 	f := start(t, stores(t)["memory"](t), &FakeGateway{})
-	m1 := map[string]string{"X-Api-Key": "merchant-1"}
-	m2 := map[string]string{"X-Api-Key": "merchant-2"}
+	m1 := map[string]string{"X-Api-Key": key1}
+	m2 := map[string]string{"X-Api-Key": key2}
 	p1 := f.do(t, "POST", "/payments", goodBody, auth("scoped-1"))
-	p2 := f.do(t, "POST", "/payments", goodBody, map[string]string{"X-Api-Key": "merchant-2", "Idempotency-Key": "scoped-1"})
+	p2 := f.do(t, "POST", "/payments", goodBody, map[string]string{"X-Api-Key": key2, "Idempotency-Key": "scoped-1"})
 	if p1.status != 201 || p2.status != 201 {
 		t.Fatalf("create: %d, %d", p1.status, p2.status)
 	}
@@ -331,8 +351,8 @@ func TestPaymentsReadsAreScoped(t *testing.T) {
 			t.Errorf("%s lists %d %s, want only %s", h["X-Api-Key"], r.status, r.body, who)
 		}
 	}
-	if strings.Contains(string(p1.body), "merchant-1") {
-		t.Errorf("the owner (API key) is serialized: %s", p1.body)
+	if strings.Contains(string(p1.body), "merchant-1") || strings.Contains(string(p1.body), key1) {
+		t.Errorf("the owner (merchant) or its API key is serialized: %s", p1.body)
 	}
 }
 
@@ -496,13 +516,13 @@ func TestNewHandlerRejectsBadGatewayURL(t *testing.T) {
 		"http://gateway.internal/",
 		" http://gateway.internal",
 	} {
-		_, err := NewHandler(Config{Store: store, GatewayURL: u, Logger: logger})
+		_, err := NewHandler(Config{Store: store, Keys: testKeys(t), GatewayURL: u, Logger: logger})
 		if !errors.Is(err, contract.ErrInvalid) {
 			t.Errorf("GatewayURL %q: %v, want an invalid config error", u, err)
 		}
 	}
 	for _, u := range []string{"http://127.0.0.1:8081", "https://gateway.internal/v1"} {
-		if _, err := NewHandler(Config{Store: store, GatewayURL: u, Logger: logger}); err != nil {
+		if _, err := NewHandler(Config{Store: store, Keys: testKeys(t), GatewayURL: u, Logger: logger}); err != nil {
 			t.Errorf("GatewayURL %q: %v, want it accepted", u, err)
 		}
 	}

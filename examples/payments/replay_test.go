@@ -85,7 +85,7 @@ func TestPaymentsRerunRecordsOneChargeOnce(t *testing.T) {
 	if p1.ID != p2.ID || p1.ChargeID != p2.ChargeID {
 		t.Errorf("one charge answered as two payments: %s (charge %s) then %s (charge %s)", p1.ID, p1.ChargeID, p2.ID, p2.ChargeID)
 	}
-	list := f.do(t, "GET", "/payments", "", map[string]string{"X-Api-Key": "merchant-1"})
+	list := f.do(t, "GET", "/payments", "", map[string]string{"X-Api-Key": key1})
 	var l struct{ Payments []Payment }
 	if err := json.Unmarshal(list.body, &l); err != nil {
 		t.Fatal(err)

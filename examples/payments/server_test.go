@@ -37,7 +37,7 @@ func TestServerCutsOffSlowClients(t *testing.T) {
 	}
 	gsrv := httptest.NewServer(gh)
 	t.Cleanup(gsrv.Close)
-	handler, err := NewHandler(Config{Store: stores(t)["memory"](t), GatewayURL: gsrv.URL, Logger: logger})
+	handler, err := NewHandler(Config{Store: stores(t)["memory"](t), Keys: testKeys(t), GatewayURL: gsrv.URL, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func TestServerCutsOffSlowClients(t *testing.T) {
 
 	// A body sent slowly is cut off, and does not hold up a shutdown.
 	slow := dial()
-	head := "POST /payments HTTP/1.1\r\nHost: payments\r\nX-Api-Key: merchant-1\r\nIdempotency-Key: slow-1\r\n" +
+	head := "POST /payments HTTP/1.1\r\nHost: payments\r\nX-Api-Key: " + key1 + "\r\nIdempotency-Key: slow-1\r\n" +
 		"Content-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(goodBody)) + "\r\n\r\n" + goodBody[:10]
 	if _, err := io.WriteString(slow, head); err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -73,7 +74,7 @@ type Payment struct {
 	ChargeID    string    `json:"charge_id"`
 	CreatedAt   time.Time `json:"created_at"`
 
-	owner string // the caller who created it; never serialized
+	owner string // the merchant who created it; never serialized
 	seq   int    // creation order, for listing; never serialized
 }
 
@@ -146,14 +147,75 @@ func (s *payments) list(owner string) []Payment {
 	return out
 }
 
+// Keys is the service's API key table: the merchant each key
+// authenticates. A merchant holds several keys at once so that it can
+// rotate them (issue the new one, move its clients over, revoke the old
+// one) without downtime. Everything the service keys per caller (the
+// idempotency scope, the gateway key, the payments' owner) is the
+// merchant, never the key: a request retried with a rotated key is the
+// same merchant's same request, replayed, not charged again. Keys are
+// kept as their SHA-256, never in clear, as a real service keeps them in
+// its database. Safe for concurrent use.
+type Keys struct {
+	mu       sync.RWMutex
+	merchant map[[sha256.Size]byte]string
+}
+
+// NewKeys returns a table holding keys (API key → merchant id).
+func NewKeys(keys map[string]string) (*Keys, error) {
+	k := &Keys{merchant: map[[sha256.Size]byte]string{}}
+	for key, merchant := range keys {
+		if err := k.Issue(key, merchant); err != nil {
+			return nil, err
+		}
+	}
+	return k, nil
+}
+
+// Issue makes key authenticate merchant. A key issued to another merchant
+// is refused: it would hand that merchant's stored answers to whoever
+// holds the key.
+func (k *Keys) Issue(key, merchant string) error {
+	if key == "" || merchant == "" {
+		return contract.New(contract.KindInvalid, "payments.keys", "an API key and its merchant must not be empty").WithCode("config.invalid")
+	}
+	h := sha256.Sum256([]byte(key))
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if m, ok := k.merchant[h]; ok && m != merchant {
+		return contract.New(contract.KindConflict, "payments.keys", "the API key is issued to another merchant").WithCode("config.invalid")
+	}
+	k.merchant[h] = merchant
+	return nil
+}
+
+// Revoke makes key authenticate no one: a request with it is a 401.
+func (k *Keys) Revoke(key string) {
+	h := sha256.Sum256([]byte(key))
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	delete(k.merchant, h)
+}
+
+// merchantOf returns the merchant key authenticates, false when none
+// (never issued, or revoked).
+func (k *Keys) merchantOf(key string) (string, bool) {
+	h := sha256.Sum256([]byte(key))
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	m, ok := k.merchant[h]
+	return m, ok
+}
+
 // Config wires a payments service.
 type Config struct {
 	Store      idempotency.Store // idempotency records; required
+	Keys       *Keys             // API keys and the merchant each authenticates; required
 	GatewayURL string            // base URL of the payment gateway (http or https; no query, fragment or trailing slash); required
 	Logger     *slog.Logger      // JSON logs with coordinates; required
 }
 
-type apiKeyCtx struct{}
+type merchantCtx struct{}
 
 // NewHandler returns the service's HTTP handler:
 //
@@ -163,8 +225,8 @@ type apiKeyCtx struct{}
 //	   ├─ GET  /payments/{id}, GET /payments   auth → the caller's own payments only
 //	   └─ GET  /healthz
 func NewHandler(cfg Config) (http.Handler, error) {
-	if cfg.Store == nil || cfg.GatewayURL == "" || cfg.Logger == nil {
-		return nil, contract.New(contract.KindInvalid, "payments.NewHandler", "Store, GatewayURL and Logger are required").WithCode("config.invalid")
+	if cfg.Store == nil || cfg.Keys == nil || cfg.GatewayURL == "" || cfg.Logger == nil {
+		return nil, contract.New(contract.KindInvalid, "payments.NewHandler", "Store, Keys, GatewayURL and Logger are required").WithCode("config.invalid")
 	}
 	if reason := badGatewayURL(cfg.GatewayURL); reason != "" {
 		return nil, contract.New(contract.KindInvalid, "payments.NewHandler", "GatewayURL: "+reason).WithCode("config.invalid")
@@ -175,8 +237,10 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	}
 	idem, err := idempotency.NewMiddleware(idempotency.MiddlewareConfig{
 		Config: idempotency.Config{Store: cfg.Store, Lease: 30 * time.Second, Logger: cfg.Logger},
-		// The authenticated caller is the idempotency scope: one merchant can
-		// never replay or probe another's payments.
+		// The authenticated merchant is the idempotency scope: one merchant
+		// can never replay or probe another's payments, and a merchant that
+		// rotates its API key still gets its retries replayed. Never the key
+		// itself: a retry sent with the new key would be charged again.
 		Scope:        func(r *http.Request) (string, error) { return caller(r.Context()), nil },
 		MaxKeyLength: maxKeyBytes,
 		StrictKey:    strictKey,
@@ -189,12 +253,12 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	svc := &service{gw: gw, store: store, logger: cfg.Logger}
 
 	mux := http.NewServeMux()
-	mux.Handle("POST /payments", authenticate(idem.Wrap(http.HandlerFunc(svc.create))))
+	mux.Handle("POST /payments", authenticate(cfg.Keys, idem.Wrap(http.HandlerFunc(svc.create))))
 	// Reads are authenticated too and see only the caller's payments: ids
 	// are random, but they travel (logs, URLs, support tickets), and an
 	// open GET would show a payment to anyone who saw its id.
-	mux.Handle("GET /payments/{id}", authenticate(http.HandlerFunc(svc.get)))
-	mux.Handle("GET /payments", authenticate(http.HandlerFunc(svc.list)))
+	mux.Handle("GET /payments/{id}", authenticate(cfg.Keys, http.HandlerFunc(svc.get)))
+	mux.Handle("GET /payments", authenticate(cfg.Keys, http.HandlerFunc(svc.list)))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"status":"ok"}`))
@@ -227,22 +291,29 @@ func badGatewayURL(s string) string {
 	return ""
 }
 
-// authenticate requires X-Api-Key (any non-empty value, in the example) and
-// puts the caller on the context. It never logs the key itself.
-func authenticate(next http.Handler) http.Handler {
+// authenticate requires an X-Api-Key that keys knows and puts the merchant
+// it authenticates on the context. An unknown key and a revoked one get
+// the same 401: the answer tells nothing of which keys exist or existed.
+// It never logs the key itself.
+func authenticate(keys *Keys, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key := r.Header.Get("X-Api-Key")
 		if key == "" {
 			contract.WriteProblem(w, r, contract.New(contract.KindUnauthorized, "payments.auth", "X-Api-Key is required").WithCode("auth.missing_api_key"))
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), apiKeyCtx{}, key)))
+		merchant, ok := keys.merchantOf(key)
+		if !ok {
+			contract.WriteProblem(w, r, contract.New(contract.KindUnauthorized, "payments.auth", "X-Api-Key is not valid").WithCode("auth.invalid_api_key"))
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), merchantCtx{}, merchant)))
 	})
 }
 
-// caller returns the authenticated caller authenticate put on ctx, "" when none.
+// caller returns the merchant authenticate put on ctx, "" when none.
 func caller(ctx context.Context) string {
-	s, _ := ctx.Value(apiKeyCtx{}).(string)
+	s, _ := ctx.Value(merchantCtx{}).(string)
 	return s
 }
 
