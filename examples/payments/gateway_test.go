@@ -627,3 +627,43 @@ func TestPaymentsGatewayRedirectNotFollowed(t *testing.T) {
 		})
 	}
 }
+
+// A charge whose outcome the service cannot tell (the gateway ran it but
+// kept no answer, or answered a status or body that is not a charge) is
+// logged as an error "for reconciliation": the line must say what the
+// gateway knows the charge by, its Idempotency-Key, and whose payment it
+// was, or nobody can find the money that may have moved. (It carried
+// neither: only our correlation id, which the gateway does not index.)
+func TestPaymentsUnknownChargeLoggedForReconciliation(t *testing.T) {
+	for _, answer := range []func(w http.ResponseWriter, r *http.Request){
+		func(w http.ResponseWriter, r *http.Request) {
+			contract.WriteProblem(w, r, contract.New(contract.KindConflict, "gateway", "ran, answer not kept").WithCode("idempotency.response_not_stored"))
+		},
+		func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusCreated)
+			_, _ = w.Write([]byte(`<html>charged</html>`))
+		},
+	} {
+		var sentKey atomic.Value
+		f := startWrapped(t, stores(t)["memory"](t), &FakeGateway{}, func(http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				sentKey.Store(r.Header.Get("Idempotency-Key"))
+				answer(w, r)
+			})
+		})
+		if r := f.do(t, "POST", "/payments", goodBody, auth("unknown-1")); r.status != 500 {
+			t.Fatalf("%d %s, want 500", r.status, r.body)
+		}
+		key, _ := sentKey.Load().(string)
+		var line string
+		for _, l := range strings.Split(f.logs.String(), "\n") {
+			if strings.Contains(l, `"level":"ERROR","msg":"payment not charged"`) {
+				line = l
+			}
+		}
+		if key == "" || !strings.Contains(line, `"gateway_key":"`+key+`"`) || !strings.Contains(line, `"merchant":"merchant-1"`) {
+			t.Errorf("the error logged for reconciliation does not name gateway key %q and merchant-1:\n%s", key, line)
+		}
+	}
+}

@@ -343,6 +343,14 @@ func (s *service) create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	scope := caller(ctx)
+	gk := gatewayKey(scope, key)
+	// Every line about this payment (the charge's retries and breaker
+	// decisions included) says whose it is and the key the gateway knows
+	// it by: a charge whose outcome we cannot tell is logged as an error
+	// for reconciliation, and only these find it at the gateway. The
+	// gateway key is a hash (see gatewayKey), not the client's key, and
+	// replays nothing without our gateway credentials.
+	ctx = logctx.With(ctx, slog.String("merchant", scope), slog.String("gateway_key", gk))
 	// Every field of the payment goes to the gateway, so its fingerprint of
 	// this gateway key covers the whole payment: a client that reuses its
 	// key for another payment (say another payee) after a lost answer gets
@@ -353,7 +361,7 @@ func (s *service) create(w http.ResponseWriter, r *http.Request) {
 	// A client that hangs up once the charge is sent does not cancel it:
 	// the charge is followed to its answer (see gatewayClient.charge), the
 	// payment recorded and the 201 stored for the client's retry.
-	charge, sent, err := s.gw.charge(ctx, gatewayKey(scope, key), chargeRequest(req))
+	charge, sent, err := s.gw.charge(ctx, gk, chargeRequest(req))
 	if err != nil {
 		// Transient (503 + Retry-After): the idempotency middleware releases
 		// the key, so the client may retry with the same one; the gateway key
