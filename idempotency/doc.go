@@ -16,8 +16,10 @@
 //
 // # The protocol: claim, lease, fencing
 //
-// Every operation is identified by a Key: the caller's Scope (tenant, user,
-// API key) and the caller's Key. The first caller claims the key with a
+// Every operation is identified by a Key: the caller's Scope (tenant,
+// account, user: an identity that outlives the API keys it authenticates
+// with, so a retry sent after a key rotation still finds its record) and
+// the caller's Key. The first caller claims the key with a
 // fingerprint of its payload and a lease. Exactly one of many concurrent
 // claimers wins and receives a fencing token; the others learn that the
 // key is in progress (with the remaining lease), completed (with the stored

@@ -15,8 +15,9 @@ func ExampleMiddleware() {
 	store, _ := idempotency.NewMemoryStore(idempotency.MemoryConfig{})
 	mw, _ := idempotency.NewMiddleware(idempotency.MiddlewareConfig{
 		Config: idempotency.Config{Store: store},
-		// The caller's identity, as authentication established it.
-		Scope: func(r *http.Request) (string, error) { return r.Header.Get("X-Api-Key-Id"), nil },
+		// The caller's identity, as authentication established it: the
+		// account, not the API key (which rotates).
+		Scope: func(r *http.Request) (string, error) { return r.Header.Get("X-Account-Id"), nil },
 	})
 	mux := http.NewServeMux()
 	mux.Handle("POST /payments", mw.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -27,7 +28,7 @@ func ExampleMiddleware() {
 
 	send := func(key, body string) {
 		r := httptest.NewRequest("POST", "/payments", strings.NewReader(body))
-		r.Header.Set("X-Api-Key-Id", "key_live_1")
+		r.Header.Set("X-Account-Id", "acct_1")
 		if key != "" {
 			r.Header.Set("Idempotency-Key", key)
 		}

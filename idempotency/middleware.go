@@ -62,11 +62,14 @@ func DefaultStoreStatus(status int) bool {
 // open, clock, logger and meter; its Codec and StoreError are not used.
 type MiddlewareConfig struct {
 	Config
-	// Scope returns the caller's identity (tenant, user, API key id) from
-	// the request, typically from what authentication put on its context.
+	// Scope returns the caller's identity (tenant, account, user) from the
+	// request, typically from what authentication put on its context.
 	// Keys are stored per scope, so one caller can never replay, probe or
-	// block another's requests. Required: a single-caller service returns a
-	// constant. An error is written as a problem with the status of its
+	// block another's requests. Use an identity that outlives credentials,
+	// not the API key or token itself: a client that rotates its key and
+	// then retries a request whose answer it lost would land in a new scope
+	// and run the operation again. Required: a single-caller service
+	// returns a constant. An error is written as a problem with the status of its
 	// kind as contract.KindOf tells it: a *contract.Error keeps its kind,
 	// a timeout (an identity lookup that timed out) is 504, a refused
 	// connection 503; an error KindOf cannot classify, and an empty

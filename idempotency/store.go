@@ -8,8 +8,9 @@ import (
 	"github.com/sadpath/sadpath/contract"
 )
 
-// Key identifies one idempotent operation: the caller Scope (tenant, user or
-// API key: one scope can never see another's records) and the caller's Key.
+// Key identifies one idempotent operation: the caller Scope (tenant,
+// account or user, not a credential that rotates: one scope can never see
+// another's records) and the caller's Key.
 // Stores must treat both as opaque bytes: any byte may appear in either.
 // Do, Dedup and pgstore.DoTx refuse an empty Key (ErrKeyInvalid, or for
 // Dedup the code idempotency.message_id_missing); Scope may be empty.

@@ -34,7 +34,9 @@ func sameRequestTwice(ctx context.Context, e *env, r *report) error {
 	var executions atomic.Int64
 	mw, err := idempotency.NewMiddleware(idempotency.MiddlewareConfig{
 		Config: idempotency.Config{Store: store, Duplicate: idempotency.Wait, Logger: e.logger},
-		Scope:  func(r *http.Request) (string, error) { return r.Header.Get("X-Api-Key"), nil },
+		// The caller's account, as authentication would establish it (not the
+		// API key: a key rotation would move its retries to a new scope).
+		Scope: func(r *http.Request) (string, error) { return r.Header.Get("X-Account-Id"), nil },
 	})
 	if err != nil {
 		return err
@@ -43,7 +45,7 @@ func sameRequestTwice(ctx context.Context, e *env, r *report) error {
 	post := func(key, body string) *httptest.ResponseRecorder {
 		req := httptest.NewRequestWithContext(ctx, http.MethodPost, "/payments", strings.NewReader(body))
 		req.Header.Set("Idempotency-Key", key)
-		req.Header.Set("X-Api-Key", "merchant-42")
+		req.Header.Set("X-Account-Id", "merchant-42")
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
 		return rec
