@@ -817,7 +817,7 @@ func (e *Executor) run(ctx context.Context, key Key, fp string, fpBorrowed bool,
 			}
 			if e.failOpen && !waited {
 				e.obs.note(ctx, oStoreError, slog.LevelWarn, "store failed: running without idempotency (fail open)", key, slog.String("error", err.Error()))
-				res, _, ferr := fn(unownedCtx{ctx}) // no claim: no token, not even an enclosing operation's
+				res, _, ferr := fn(&unownedCtx{ctx}) // no claim: no token, not even an enclosing operation's
 				return res, nil, false, ferr
 			}
 			e.obs.note(ctx, oStoreError, slog.LevelError, "store failed: not running (fail closed)", key, slog.String("error", err.Error()))
@@ -1203,10 +1203,9 @@ func (hb *heartbeat) stop() bool {
 	return hb.lost
 }
 
-type tokenKey struct{}
-
-// ownerCtx is the context of an operation run under a claim: it carries the
-// claim's fencing token for Token, and the executor and key for nested.
+// ownerCtx is the context of an operation run under a claim (an owner.Op):
+// it carries the claim's fencing token for Token, and the executor and key
+// for nested.
 type ownerCtx struct {
 	context.Context
 	token uint64
@@ -1219,14 +1218,14 @@ type ownerCtx struct {
 }
 
 func (c *ownerCtx) Value(key any) any {
-	switch key.(type) {
-	case tokenKey:
-		return c.token
-	case owner.Key:
+	if _, ok := key.(owner.Key); ok {
 		return c
 	}
 	return c.Context.Value(key)
 }
+
+// Token returns the claim's fencing token (owner.Op).
+func (c *ownerCtx) Token() (uint64, bool) { return c.token, true }
 
 // Parent returns the context the operation was given (owner.Op).
 func (c *ownerCtx) Parent() context.Context { return c.Context }
@@ -1276,26 +1275,35 @@ func sameStore(a, b any) bool {
 }
 
 // unownedCtx is the context of an operation run without a claim (failing
-// open): it hides the token of an enclosing operation, which belongs to
-// another key.
+// open), an owner.Op that holds no key and has no token: it hides the
+// token of an enclosing operation, which belongs to another key, but not
+// the keys enclosing operations hold.
 type unownedCtx struct{ context.Context }
 
-func (c unownedCtx) Value(key any) any {
-	if key == (tokenKey{}) {
-		return nil
+func (c *unownedCtx) Value(key any) any {
+	if _, ok := key.(owner.Key); ok {
+		return c
 	}
 	return c.Context.Value(key)
 }
 
+func (c *unownedCtx) Parent() context.Context        { return c.Context }
+func (c *unownedCtx) Holds(any, string, string) bool { return false }
+func (c *unownedCtx) Token() (uint64, bool)          { return 0, false }
+
 // Token returns the fencing token of the claim under which the operation
-// receiving ctx runs (in Do's function, a Middleware-wrapped handler or a
-// Dedup handler), and false outside one, e.g. when failing open, even
-// inside another operation. Tokens increase strictly per key: pass the
-// token to a downstream write ("update … where fence < $token") so the
+// receiving ctx runs (in Do's function, a Middleware-wrapped handler, a
+// Dedup handler or pgstore.DoTx's function), and false outside one, e.g.
+// when failing open, even inside another operation. Operations nested in
+// one another (a DoTx inside a Do with another key) each see their own
+// token, never an enclosing one's. Tokens increase strictly per key: pass
+// the token to a downstream write ("update … where fence < $token") so the
 // write of an owner whose lease expired and was re-claimed is rejected.
 func Token(ctx context.Context) (uint64, bool) {
-	t, ok := ctx.Value(tokenKey{}).(uint64)
-	return t, ok
+	if o, ok := ctx.Value(owner.Key{}).(owner.Op); ok {
+		return o.Token()
+	}
+	return 0, false
 }
 
 // validJSONName reports whether encoding/json accepts s as a field name

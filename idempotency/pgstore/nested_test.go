@@ -137,3 +137,48 @@ func TestDoTxNestedOtherKeyOrStoreRuns(t *testing.T) {
 		t.Fatalf("Do with the context of a finished DoTx: %v, %v; want its replay (7)", v, err)
 	}
 }
+
+// TestDoTxTokenIsItsOwn: idempotency.Token in DoTx's fn returns DoTx's own
+// fencing token — the token of the innermost operation — also when the
+// DoTx runs inside a Do with another key. It used to return the enclosing
+// Do's token (a token of another key: a downstream write fenced with it
+// would compare tokens of different keys), and false outside any Do.
+func TestDoTxTokenIsItsOwn(t *testing.T) {
+	p, _ := newPool(t, "pgstore-dotx-token", nil)
+	s := newStore(t, p, newTable())
+	mem, err := idempotency.NewMemoryStore(idempotency.MemoryConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex, err := idempotency.New(idempotency.Config{Store: mem})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, enclosed := range []bool{false, true} {
+		k := idempotency.Key{Scope: "tenant", Key: "token-" + randomSuffix()}
+		var got uint64
+		var ok bool
+		dotx := func(ctx context.Context) (int, error) {
+			return DoTx(ctx, s, k, "fp", func(ctx context.Context, _ pgx.Tx) (int, error) {
+				got, ok = idempotency.Token(ctx)
+				return 1, nil
+			})
+		}
+		if enclosed {
+			_, err = idempotency.Do(ctx, ex, idempotency.Key{Scope: "tenant", Key: "outer"}, "fp", dotx)
+		} else {
+			_, err = dotx(ctx)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, err := s.Get(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok || got != rec.Token {
+			t.Fatalf("enclosed in a Do %v: Token in DoTx's fn = %d, %v; want DoTx's own token %d, true", enclosed, got, ok, rec.Token)
+		}
+	}
+}

@@ -92,6 +92,10 @@ const cleanupTimeout = 5 * time.Second
 // outside the transaction (a call to a payment gateway, a message sent)
 // may have happened whatever DoTx returns.
 //
+// fn's context carries the claim's fencing token: idempotency.Token returns
+// it, DoTx's own also when DoTx runs inside a Do with another key, for fn's
+// effects outside tx to pass downstream.
+//
 // fn must do its writes through tx only, and must not commit or roll it back.
 func DoTx[T any](ctx context.Context, s *Store, key idempotency.Key, fingerprint string, fn func(ctx context.Context, tx pgx.Tx) (T, error)) (T, error) {
 	const op = "pgstore.dotx"
@@ -149,7 +153,7 @@ func runTx[T any](ctx context.Context, s *Store, key idempotency.Key, token uint
 	// fn's context: a call made inside fn with the same key and store
 	// (idempotency.Do, DoTx) is refused as nested. It also holds the
 	// record id, so it costs no allocation of its own.
-	oc := &txCtx{Context: ctx, s: s, key: key}
+	oc := &txCtx{Context: ctx, s: s, key: key, token: token}
 	defer oc.ended.Store(true) // also on panic
 	id := recordIDTo(oc.id[:0], key)
 	committed := false
@@ -309,11 +313,13 @@ func (s *Store) lostLease(ctx context.Context, key idempotency.Key, token uint64
 }
 
 // txCtx is the context of DoTx's fn (an owner.Op): it holds key in s's
-// table until DoTx returns.
+// table until DoTx returns, under the claim's fencing token
+// (idempotency.Token).
 type txCtx struct {
 	context.Context
 	s     *Store
 	key   idempotency.Key
+	token uint64
 	ended atomic.Bool
 	id    [sha256.Size]byte // the record's id (recordIDTo)
 }
@@ -326,6 +332,8 @@ func (c *txCtx) Value(key any) any {
 }
 
 func (c *txCtx) Parent() context.Context { return c.Context }
+
+func (c *txCtx) Token() (uint64, bool) { return c.token, true }
 
 func (c *txCtx) Holds(store any, scope, key string) bool {
 	s, ok := store.(*Store)

@@ -2,7 +2,8 @@
 // idempotency claim, so that a call made inside it with the same key and
 // store — which could only meet its own claim in progress — is refused
 // with idempotency.ErrNestedCall by idempotency.Do, the Middleware, Dedup
-// and pgstore.DoTx alike, whichever of them holds the claim.
+// and pgstore.DoTx alike, whichever of them holds the claim; and so that
+// idempotency.Token finds the fencing token of the innermost operation.
 package owner
 
 import "context"
@@ -19,6 +20,11 @@ type Op interface {
 	// Parent returns the context the operation was given: enclosing
 	// operations are found through it.
 	Parent() context.Context
+	// Token returns the fencing token of the operation's claim, false for
+	// an operation that runs without one (failing open): idempotency.Token
+	// answers with the innermost operation's, never an enclosing one's,
+	// which belongs to another key.
+	Token() (uint64, bool)
 }
 
 // Nested reports whether ctx is the context of a running operation — o,
