@@ -141,6 +141,7 @@ type Config struct {
 // the list of running operations awaiting their first heartbeat.
 type Executor struct {
 	store      Store
+	storeID    any // owner.StoreID of store: what nested calls compare
 	lease      time.Duration
 	retention  time.Duration
 	duplicate  DuplicatePolicy
@@ -307,6 +308,7 @@ func newExecutor(cfg Config, name, component string) (*Executor, error) {
 		poll: cfg.PollInterval, maxPoll: cfg.MaxPollInterval, heartbeat: cfg.Heartbeat,
 		failOpen: cfg.FailOpen, storeError: cfg.StoreError, codec: cfg.Codec, clock: cfg.Clock, obs: obs,
 	}
+	e.storeID = owner.StoreID(e.store, e)
 	e.young.sweep = e.sweep
 	e.notStored = func() Result {
 		res, _ := encodeError(errResultNotStored("the result of the first call with this key was too large to store; it was returned once"))
@@ -376,6 +378,9 @@ func errResultNotStored(detail string) *contract.Error {
 // without calling fn or the store: its claim could only find that
 // operation in progress, and under Wait it would wait for itself until its
 // context ended. Calls that are not nested pay one ctx.Value for this.
+// Stores are the same when == says so; a store == cannot compare (a
+// struct holding a slice, used by value) is the same only for the executor
+// given it.
 //
 // A nil ctx is taken as context.Background(), as in packages retry and
 // breaker.
@@ -1231,10 +1236,10 @@ func (c *ownerCtx) Token() (uint64, bool) { return c.token, true }
 func (c *ownerCtx) Parent() context.Context { return c.Context }
 
 // Holds reports whether the operation is still running and holds the key
-// (scope, key) in store (owner.Op): pgstore.DoTx asks, and so does nested
-// for an operation of another executor.
+// (scope, key) in store, an owner.StoreID (owner.Op): pgstore.DoTx asks,
+// and so does nested.
 func (c *ownerCtx) Holds(store any, scope, key string) bool {
-	return c.key.Scope == scope && c.key.Key == key && sameStore(c.e.store, store) && c.running()
+	return c.key.Scope == scope && c.key.Key == key && c.e.storeID == store && c.running()
 }
 
 // running reports whether the operation has not returned yet.
@@ -1250,28 +1255,14 @@ func (c *ownerCtx) running() bool {
 //
 // The operations may be another executor's on the same store, or
 // pgstore.DoTx's (owner.Op); one that has returned is over: the context
-// outlived it, and a claim finds its outcome.
+// outlived it, and a claim finds its outcome. A store == cannot compare
+// is known as itself only by e (see owner.StoreID).
 func (e *Executor) nested(ctx context.Context, o owner.Op, key Key) error {
-	for ; o != nil; o, _ = o.Parent().Value(owner.Key{}).(owner.Op) {
-		held := false
-		if oc, ok := o.(*ownerCtx); ok && oc.e == e {
-			held = oc.key == key && oc.running() // the same store, even of an uncomparable type
-		} else {
-			held = o.Holds(e.store, key.Scope, key.Key)
-		}
-		if held {
-			e.obs.note(ctx, oConflict, slog.LevelError, "called inside the running operation holding the same key: failing rather than waiting for itself", key)
-			return errFrom(ErrNestedCall, "idempotency.claim", nil)
-		}
+	if !owner.Nested(o, e.storeID, key.Scope, key.Key) {
+		return nil
 	}
-	return nil
-}
-
-// sameStore reports whether a and b are the same store, without the panic
-// of comparing two interface values of an uncomparable type.
-func sameStore(a, b any) bool {
-	ta := reflect.TypeOf(a)
-	return ta == reflect.TypeOf(b) && ta.Comparable() && a == b
+	e.obs.note(ctx, oConflict, slog.LevelError, "called inside the running operation holding the same key: failing rather than waiting for itself", key)
+	return errFrom(ErrNestedCall, "idempotency.claim", nil)
 }
 
 // unownedCtx is the context of an operation run without a claim (failing

@@ -204,3 +204,57 @@ func TestNestedDoContextOutlivedCanceledOperation(t *testing.T) {
 		}
 	}
 }
+
+// uncomparableStore is a store of a type == cannot compare (it holds a
+// slice), used by value.
+type uncomparableStore struct {
+	*idempotency.MemoryStore
+	_ []int
+}
+
+// valueWrapper is a store of a comparable type, used by value, whose
+// field may hold a value of an uncomparable type.
+type valueWrapper struct{ idempotency.Store }
+
+// TestNestedDoUncomparableStore: a store whose values == cannot compare is
+// still known as itself by the executor that has it: a nested call on it
+// fails at once with ErrNestedCall. Another executor given a copy of it
+// cannot tell it is the same store, and must not panic trying: comparing
+// two valueWrappers holding an uncomparableStore used to panic ("comparing
+// uncomparable type") in a nested call with the same key.
+func TestNestedDoUncomparableStore(t *testing.T) {
+	mem := newMemory(t, idempotency.MemoryConfig{})
+	for _, store := range []idempotency.Store{uncomparableStore{MemoryStore: mem}, valueWrapper{uncomparableStore{MemoryStore: mem}}} {
+		t.Run(fmt.Sprintf("%T", store), func(t *testing.T) {
+			ex, err := idempotency.New(idempotency.Config{Store: store, Duplicate: idempotency.Wait})
+			if err != nil {
+				t.Fatal(err)
+			}
+			other, err := idempotency.New(idempotency.Config{Store: store})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second) // a regression fails rather than hangs
+			defer cancel()
+			k := idempotency.Key{Scope: k1.Scope, Key: fmt.Sprintf("uncomparable-%T", store)}
+			var sameErr, otherErr error
+			_, _ = idempotency.Do(ctx, ex, k, "fp", func(ctx context.Context) (int, error) {
+				_, sameErr = idempotency.Do(ctx, ex, k, "fp", func(context.Context) (int, error) {
+					t.Error("the nested call ran its function")
+					return 0, nil
+				})
+				_, otherErr = idempotency.Do(ctx, other, k, "fp", func(context.Context) (int, error) {
+					t.Error("the call of another executor ran its function")
+					return 0, nil
+				})
+				return 0, nil
+			})
+			if ctx.Err() != nil || !errors.Is(sameErr, idempotency.ErrNestedCall) {
+				t.Fatalf("nested call on the same executor: %v; want ErrNestedCall at once", sameErr)
+			}
+			if otherErr == nil {
+				t.Fatal("nested call on another executor: no error; want ErrInProgress or ErrNestedCall")
+			}
+		})
+	}
+}

@@ -6,7 +6,10 @@
 // idempotency.Token finds the fencing token of the innermost operation.
 package owner
 
-import "context"
+import (
+	"context"
+	"reflect"
+)
 
 // Key is the context key under which the context of an operation running
 // under a claim answers with itself, an Op.
@@ -15,7 +18,9 @@ type Key struct{}
 // Op is the context of an operation running under a claim.
 type Op interface {
 	// Holds reports whether the operation is still running and holds the
-	// key (scope, key) in store.
+	// key (scope, key) in store, a StoreID: an Op compares it with its own
+	// store's StoreID with ==, which cannot panic since a StoreID is
+	// always comparable.
 	Holds(store any, scope, key string) bool
 	// Parent returns the context the operation was given: enclosing
 	// operations are found through it.
@@ -27,8 +32,22 @@ type Op interface {
 	Token() (uint64, bool)
 }
 
+// StoreID returns what stands for store in Holds and Nested: store itself
+// when == can compare it, so that every operation on it matches, whoever
+// runs it; else self, a comparable value of the holder's own (an
+// executor), so that its own operations still match: a store == cannot
+// compare (a struct holding a slice, used by value) cannot be told the
+// same as another.
+func StoreID(store, self any) any {
+	if v := reflect.ValueOf(store); v.IsValid() && v.Comparable() {
+		return store
+	}
+	return self
+}
+
 // Nested reports whether ctx is the context of a running operation — o,
-// the innermost, or one enclosing it — holding (scope, key) in store. A
+// the innermost, or one enclosing it — holding (scope, key) in store, a
+// StoreID. A
 // nil o reports false: callers outside any operation pay one ctx.Value to
 // find it.
 func Nested(o Op, store any, scope, key string) bool {
