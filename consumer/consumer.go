@@ -10,10 +10,12 @@ import (
 	"log/slog"
 	"reflect"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"github.com/sadpath/sadpath/contract"
 	"github.com/sadpath/sadpath/idempotency"
+	"github.com/sadpath/sadpath/internal/owner"
 	"github.com/sadpath/sadpath/logctx"
 	"github.com/sadpath/sadpath/ordering"
 )
@@ -106,7 +108,14 @@ type Config struct {
 	// Store deduplicates events by (source, id) across redeliveries,
 	// restarts and, with a shared store, instances. Nil means no
 	// deduplication by id (the Guard still drops sequence duplicates); a
-	// nil pointer (a nil *idempotency.MemoryStore) is refused.
+	// nil pointer (a nil *idempotency.MemoryStore) is refused. The Handler
+	// runs under the claim of its event's id (scope "consumer/" + Name,
+	// key contract.Event.DedupKey): an idempotency.Do, Middleware or
+	// pgstore.DoTx it makes with that key on the same store could only
+	// meet the claim in progress, and fails at once with
+	// idempotency.ErrNestedCall (the event is dead-lettered), as a Do
+	// nested in a Do does. The claim gives the Handler no fencing token:
+	// idempotency.Token reports false.
 	Store idempotency.Store
 
 	// Guard orders events per subject. Nil means events are handled in
@@ -160,6 +169,7 @@ type Consumer struct {
 	scope       string
 	handler     Handler
 	store       idempotency.Store
+	storeID     any // owner.StoreID of store: what a nested call compares
 	guard       *ordering.Guard
 	deadLetter  DeadLetterFunc
 	maxAttempts int
@@ -223,6 +233,7 @@ func New(cfg Config) (*Consumer, error) {
 		return nil, bad("Config.Retention: must be >= Lease (%s), got %s", c.lease, c.retention)
 	}
 	c.scope = "consumer/" + c.name
+	c.storeID = owner.StoreID(c.store, c)
 	return c, nil
 }
 
@@ -330,6 +341,12 @@ func (c *Consumer) Handle(ctx context.Context, d Delivery) Result {
 			return c.dead(ctx, d, e, "same (source, id), other content", err)
 		}
 		token = claim.Token
+		// The Handler runs under this claim: an idempotency.Do or
+		// pgstore.DoTx it makes with the same key and store could only
+		// meet the claim in progress, and fails at once instead.
+		cc := &claimCtx{Context: ctx, storeID: c.storeID, key: key}
+		defer cc.ended.Store(true)
+		ctx = cc
 	}
 
 	if c.guard == nil {
@@ -546,12 +563,43 @@ func (c *Consumer) coordinates(ctx context.Context, e *contract.Event) context.C
 func (c *Consumer) ownCoordinates(ctx context.Context, e *contract.Event) context.Context {
 	ctx = c.coordinates(ctx, e)
 	if logctx.CorrelationID(ctx) != "" && !validCorrelationID(e) {
-		if owner, _ := ctx.Value(ownerKey{}).(*contract.Event); !sameEvent(owner, e) {
+		if own, _ := ctx.Value(ownerKey{}).(*contract.Event); !sameEvent(own, e) {
 			ctx = logctx.WithCorrelationID(ctx, "")
 		}
 	}
 	return ctx
 }
+
+// claimCtx is the context of a Handle call holding the claim of its
+// event's id (an owner.Op): an idempotency.Do, Middleware or pgstore.DoTx
+// given it, with that key on the same store, is refused with
+// idempotency.ErrNestedCall rather than meeting the claim in progress.
+// The claim has no token for the Handler: idempotency.Token reports false,
+// not the token of an operation enclosing Handle, which is another key's.
+// Events the Guard releases from the hold on this call run under it too:
+// the claim is still held then, so a call they make with this event's key
+// is refused as well.
+type claimCtx struct {
+	context.Context
+	storeID any
+	key     idempotency.Key
+	ended   atomic.Bool // Handle returned: the claim is over
+}
+
+func (c *claimCtx) Value(key any) any {
+	if _, ok := key.(owner.Key); ok {
+		return c
+	}
+	return c.Context.Value(key)
+}
+
+func (c *claimCtx) Parent() context.Context { return c.Context }
+
+func (c *claimCtx) Holds(store any, scope, key string) bool {
+	return c.storeID == store && c.key.Scope == scope && c.key.Key == key && !c.ended.Load()
+}
+
+func (c *claimCtx) Token() (uint64, bool) { return 0, false }
 
 // ownerKey marks the context of a Handle call with its event (see Handle):
 // only when the event has no valid correlation id and the caller's context

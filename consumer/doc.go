@@ -56,7 +56,11 @@ For each Delivery, in order:
     runs on its own Handle call, and carries none when the Guard releases
     it from the hold on another event's call or on Sweep: its lines never
     carry another event's id. A panic, or a nil *contract.Error returned as
-    a non-nil error (the typed nil pitfall), becomes a permanent error.
+    a non-nil error (the typed nil pitfall), becomes a permanent error. The
+    Handler runs under the claim of step 2: an idempotency.Do (or
+    pgstore.DoTx) it calls with the consumer's own key and store fails at
+    once with idempotency.ErrNestedCall, rather than waiting for that claim
+    (see Config.Store).
  5. Classification of the Handler's error with contract: retryable kinds
     (unavailable, timeout, rate limited) and a canceled context are retried
     after MinBackoff × 2^(attempt-1), capped at MaxBackoff and at least the

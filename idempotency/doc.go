@@ -67,7 +67,8 @@
 // at once with ErrNestedCall (KindInternal, not retryable, code
 // "idempotency.nested_call"), whatever the policy, without a store call —
 // whichever of them holds the key (a DoTx inside a Do, a Do inside a
-// DoTx's function, on the same pgstore.Store).
+// DoTx's function, on the same pgstore.Store) — or a consumer.Consumer,
+// whose Handler runs under its claim of the event's id.
 //
 // # Failures
 //

@@ -24,7 +24,8 @@ var (
 	ErrKeyInvalid error = &contract.Error{Kind: contract.KindInvalid, Code: "idempotency.key_invalid", Detail: "the Idempotency-Key header is not a valid key"}
 	// ErrNestedCall: Do (or the Middleware, Dedup, pgstore.DoTx) was called with the
 	// key of an operation that is still running and whose context it was
-	// given — from inside that operation's function, on the same store —
+	// given — from inside that operation's function (or a consumer.Consumer's
+	// Handler, under its claim of the event), on the same store —
 	// e.g. a handler calling a helper wrapped with the same key. That call
 	// could only meet its own claim in progress: under Wait it would wait
 	// for itself until its context ended. It fails at once instead, without

@@ -18,7 +18,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/sadpath/sadpath/contract"
-	"github.com/sadpath/sadpath/idempotency/internal/owner"
+	"github.com/sadpath/sadpath/internal/owner"
 )
 
 // DuplicatePolicy says what a duplicate does when it meets the same key

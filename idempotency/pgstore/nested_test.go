@@ -2,6 +2,7 @@ package pgstore
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/sadpath/sadpath/consumer"
 	"github.com/sadpath/sadpath/contract"
 	"github.com/sadpath/sadpath/idempotency"
 )
@@ -180,5 +182,44 @@ func TestDoTxTokenIsItsOwn(t *testing.T) {
 		if !ok || got != rec.Token {
 			t.Fatalf("enclosed in a Do %v: Token in DoTx's fn = %d, %v; want DoTx's own token %d, true", enclosed, got, ok, rec.Token)
 		}
+	}
+}
+
+// TestConsumerHandlerDoTxWithItsKeyFailsAtOnce: a consumer.Consumer's
+// Handler runs under the consumer's claim of the event's id in its store;
+// a DoTx it calls with that key and store could only meet the claim in
+// progress, and fails at once with ErrNestedCall without a statement (it
+// used to claim and get ErrMismatch or, with the record's fingerprint, a
+// retryable ErrInProgress).
+func TestConsumerHandlerDoTxWithItsKeyFailsAtOnce(t *testing.T) {
+	p, tr := newPool(t, "pgstore-consumer-nested", nil)
+	s := newStore(t, p, newTable())
+	ev := contract.Event{ID: "evt-" + randomSuffix(), Source: "/orders", SpecVersion: "1.0", Type: "com.example.placed.v1", Data: json.RawMessage(`{}`)}
+	data, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := idempotency.Key{Scope: "consumer/orders", Key: ev.DedupKey()}
+	var nestedErr error
+	c, err := consumer.New(consumer.Config{Name: "orders", Store: s, Handler: func(ctx context.Context, _ *contract.Event) error {
+		before := tr.n.Load()
+		_, nestedErr = DoTx(ctx, s, key, "fp", func(context.Context, pgx.Tx) (int, error) {
+			t.Error("the nested DoTx ran its function")
+			return 0, nil
+		})
+		if n := tr.n.Load() - before; n != 0 {
+			t.Errorf("the nested DoTx ran %d statements, want none", n)
+		}
+		return nestedErr
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := c.Handle(context.Background(), consumer.Delivery{Data: data, Attempt: 1})
+	if !errors.Is(nestedErr, idempotency.ErrNestedCall) {
+		t.Fatalf("DoTx with the consumer's key in its Handler: %v; want ErrNestedCall", nestedErr)
+	}
+	if r.Action != consumer.DeadLetter || !errors.Is(r.Err, idempotency.ErrNestedCall) {
+		t.Fatalf("Handle: %v (%v); want the event dead-lettered with ErrNestedCall", r.Action, r.Err)
 	}
 }

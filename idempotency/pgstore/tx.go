@@ -14,7 +14,7 @@ import (
 
 	"github.com/sadpath/sadpath/contract"
 	"github.com/sadpath/sadpath/idempotency"
-	"github.com/sadpath/sadpath/idempotency/internal/owner"
+	"github.com/sadpath/sadpath/internal/owner"
 	"github.com/sadpath/sadpath/logctx"
 )
 

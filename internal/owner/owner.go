@@ -2,8 +2,11 @@
 // idempotency claim, so that a call made inside it with the same key and
 // store — which could only meet its own claim in progress — is refused
 // with idempotency.ErrNestedCall by idempotency.Do, the Middleware, Dedup
-// and pgstore.DoTx alike, whichever of them holds the claim; and so that
-// idempotency.Token finds the fencing token of the innermost operation.
+// and pgstore.DoTx alike, whichever of them holds the claim — or a
+// consumer.Consumer, which claims an event's id in its store directly; and
+// so that idempotency.Token finds the fencing token of the innermost
+// operation. It lives at the root of the module, not in idempotency's, for
+// package consumer to reach it.
 package owner
 
 import (
@@ -47,9 +50,8 @@ func StoreID(store, self any) any {
 
 // Nested reports whether ctx is the context of a running operation — o,
 // the innermost, or one enclosing it — holding (scope, key) in store, a
-// StoreID. A
-// nil o reports false: callers outside any operation pay one ctx.Value to
-// find it.
+// StoreID. A nil o reports false: callers outside any operation pay one
+// ctx.Value to find it.
 func Nested(o Op, store any, scope, key string) bool {
 	for ; o != nil; o, _ = o.Parent().Value(Key{}).(Op) {
 		if o.Holds(store, scope, key) {
