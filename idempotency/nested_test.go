@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -256,5 +259,44 @@ func TestNestedDoUncomparableStore(t *testing.T) {
 				t.Fatal("nested call on another executor: no error; want ErrInProgress or ErrNestedCall")
 			}
 		})
+	}
+}
+
+// TestNestedDoInMiddlewareHandler: a Middleware-wrapped handler calling Do
+// with its request's key (the caller's scope, the Idempotency-Key) on the
+// Middleware's store could only meet the Middleware's claim in progress:
+// it fails at once with ErrNestedCall, whatever the policy, rather than
+// waiting for itself under Wait.
+func TestNestedDoInMiddlewareHandler(t *testing.T) {
+	store := newMemory(t, idempotency.MemoryConfig{})
+	cfg := idempotency.Config{Store: store, Duplicate: idempotency.Wait}
+	mw, err := idempotency.NewMiddleware(idempotency.MiddlewareConfig{Config: cfg, Scope: callerScope})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex, err := idempotency.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nestedErr error
+	h := mw.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second) // a regression fails rather than hangs
+		defer cancel()
+		key := idempotency.Key{Scope: r.Header.Get("X-Caller"), Key: r.Header.Get(idempotency.HeaderKey)}
+		_, nestedErr = idempotency.Do(ctx, ex, key, "fp", func(context.Context) (int, error) {
+			t.Error("the nested Do ran its function")
+			return 0, nil
+		})
+		if ctx.Err() != nil {
+			t.Error("the nested Do waited for its context to end")
+		}
+		w.WriteHeader(http.StatusInternalServerError)
+	}))
+	req := httptest.NewRequest(http.MethodPost, "/payments", strings.NewReader(`{}`))
+	req.Header.Set("X-Caller", "tenant-1")
+	req.Header.Set(idempotency.HeaderKey, "order-1")
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	if !errors.Is(nestedErr, idempotency.ErrNestedCall) {
+		t.Fatalf("Do with the request's key in the handler: %v; want ErrNestedCall", nestedErr)
 	}
 }
