@@ -143,8 +143,9 @@ Handler rewrites attributes before passing them on:
     interfaces, which are written as a []any or a map[string]any when an
     element changes; every other string-keyed map (map[string]int, a
     named map[string]string) has the values under its secret keys
-    replaced, a pointer to a map or slice is redacted as what it
-    points to, and a [encoding/json.RawMessage] with a member under a
+    replaced, a pointer to any of these or to a string — through
+    further pointers and interfaces (a **map[string]any, a *any) — is
+    redacted as what it points to, and a [encoding/json.RawMessage] with a member under a
     secret key, at any level, is decoded, redacted as a map[string]any is
     and encoded again (numbers as written, members in key order; replaced
     whole when it does not parse): values
@@ -175,7 +176,7 @@ Handler rewrites attributes before passing them on:
 
 Values implementing [slog.LogValuer] stay lazy: LogValue runs only when the
 record is enabled, exactly once, and its result is then redacted like any
-other value. Other values of kind Any (structs, pointers) are passed on as
+other value. Other values of kind Any (structs, pointers to them) are passed on as
 they are: give types that hold secrets a LogValue method, as in the
 example.
 

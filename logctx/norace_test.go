@@ -72,6 +72,8 @@ func TestHandlerPlainSlicesNoExtraAllocs(t *testing.T) {
 		X, Y int
 		Name string
 	}
+	plain, body := "plain text", &map[string]any{"n": 1.0}
+	var boxed any = map[string]any{"n": 1.0}
 	values := map[string]any{
 		"ints":    []int64{1, 2, 3, 4},
 		"strings": []string{"a", "b"},
@@ -82,6 +84,9 @@ func TestHandlerPlainSlicesNoExtraAllocs(t *testing.T) {
 		"texts":   [2]string{"a", "b"},
 		"raw":     json.RawMessage(`{"amount":1250,"currency":"EUR","tags":["a","b"]}`),
 		"pointer": &map[string]any{"n": 1.0},
+		"ptr_ptr": &body,
+		"ptr_any": &boxed,
+		"ptr_str": &plain,
 		"struct":  point{1, 2, "p"},
 		"structs": []point{{1, 2, "p"}},
 		"headers": []http.Header{{"Accept": {"text/plain"}}, {"Content-Type": {"application/json"}}},

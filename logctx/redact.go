@@ -302,7 +302,8 @@ func (r *redactor) group(as []slog.Attr) ([]slog.Attr, bool) {
 // any of these, of errors, of LogValuers or of interfaces ([]http.Header,
 // []*http.Request, map[string]*url.URL: see walkable), walked like a
 // []any, the secret keys of any other string-keyed map, pointers to
-// those maps and slices, and card numbers in strings of a named type and
+// any of these or to a string (through further pointers and
+// interfaces), and card numbers in strings of a named type and
 // in slices, arrays and maps of strings. Other KindAny values are passed
 // on as they are:
 // give types that hold secrets a LogValue method.
@@ -571,7 +572,7 @@ const maxTypeDepth = 8
 // may hold one), a LogValuer, an error, a string (a card number may be in
 // it), a slice or array of walkable
 // elements, a string-keyed map (its keys may be secret), or a pointer to
-// a walkable map, slice or array. It does not allocate.
+// a walkable value. It does not allocate.
 func walkable(t reflect.Type, depth int) bool {
 	if depth > maxTypeDepth {
 		return false
@@ -586,20 +587,20 @@ func walkable(t reflect.Type, depth int) bool {
 		// Its keys may be secret, whatever its values.
 		return t.Key().Kind() == reflect.String
 	case reflect.Pointer:
-		// A pointer to a map or slice: handlers print what it points to.
-		k := t.Elem().Kind()
-		return containerKind(k) && walkable(t.Elem(), depth+1)
+		// Handlers print what it points to, through any number of
+		// pointers and interfaces.
+		return walkable(t.Elem(), depth+1)
 	}
 	return false
 }
 
 // reflectElem walks a walkable slice, array, string-keyed map or pointer
-// to one (see walkable) found on path: each element is redacted as an
+// (see walkable) found on path: each element is redacted as an
 // element of a []any is, and the value under a secret map key replaced. It
 // returns a []any (slices and arrays) or a map[string]any, built only
 // when an element changes; a nil slice or map is left as it is. A value
-// deeper than maxWalkDepth, or a slice or map already on the path, is
-// replaced.
+// deeper than maxWalkDepth, or a slice, map or pointer already on the
+// path, is replaced. A pointer is written as what it points to.
 func (r *redactor) reflectElem(rv reflect.Value, path []walkID) (any, bool) {
 	if len(path) >= maxWalkDepth+1 {
 		return r.redacted.String(), true
@@ -620,14 +621,17 @@ func (r *redactor) reflectElem(rv reflect.Value, path []walkID) (any, bool) {
 		// A value: it cannot contain itself, but counts as a level.
 		path = append(path, walkID{})
 	case reflect.Pointer:
-		// Written as what it points to, when that changes.
+		// Written as what it points to, when that changes. It counts as
+		// a level, and one already on the path (a pointer to an
+		// interface that holds it) is replaced.
 		if rv.IsNil() {
 			return nil, false
 		}
-		if e := rv.Elem(); slices.Contains(redactedTypes, e.Type()) {
-			return r.anyElem(e.Interface(), path)
+		id := walkID{p: rv.Pointer()}
+		if slices.Contains(path, id) {
+			return r.redacted.String(), true
 		}
-		return r.reflectElem(rv.Elem(), path)
+		return r.reflectItem(rv.Elem(), append(path, id))
 	case reflect.Map:
 		if rv.IsNil() {
 			return nil, false
@@ -691,12 +695,13 @@ func (r *redactor) reflectElem(rv reflect.Value, path []walkID) (any, bool) {
 // deeper is replaced rather than walked.
 const maxWalkDepth = 32
 
-// walkID identifies a map (by its pointer) or a non-empty slice (by its
-// first element and length) on the path being walked.
+// walkID identifies a map (by its pointer), a non-empty slice (by its
+// first element and length) or a pointer on the path being walked.
 type walkID struct {
 	m uintptr // a map
 	s uintptr // a slice's first element
 	n int     // and its length
+	p uintptr // a pointer
 }
 
 // anyMap redacts a map[string]any as a group is, at every level: a value
