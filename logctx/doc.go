@@ -176,7 +176,12 @@ Handler rewrites attributes before passing them on:
 
 Values implementing [slog.LogValuer] stay lazy: LogValue runs only when the
 record is enabled, exactly once, and its result is then redacted like any
-other value. Other values of kind Any (structs, pointers to them) are passed on as
+other value. An [slog.Attr] or [slog.Value] given as a value
+(slog.Any("creds", slog.String("password", p)), an Attr in a []any) is
+redacted as the attribute or value it is, and written as a group or map
+of one or as what the value holds: passed on, the text handler would
+print "password=…" with its String method. Other values of kind Any
+(structs, pointers to them) are passed on as
 they are: give types that hold secrets a LogValue method, as in the
 example.
 

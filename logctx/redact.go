@@ -303,8 +303,10 @@ func (r *redactor) group(as []slog.Attr) ([]slog.Attr, bool) {
 // []*http.Request, map[string]*url.URL: see walkable), walked like a
 // []any, the secret keys of any other string-keyed map, pointers to
 // any of these or to a string (through further pointers and
-// interfaces), and card numbers in strings of a named type and
-// in slices, arrays and maps of strings. Other KindAny values are passed
+// interfaces), an slog.Attr or slog.Value given as a value (as a group
+// of one, or what the value holds), and card numbers in strings of a
+// named type and in slices, arrays and maps of strings. Other KindAny
+// values are passed
 // on as they are:
 // give types that hold secrets a LogValue method.
 func (r *redactor) any(v any) (slog.Value, bool) {
@@ -433,6 +435,12 @@ func (r *redactor) anyAt(v any, path []walkID) (slog.Value, bool) {
 			return v, true
 		}
 		return slog.StringValue(x.String()), true
+	case slog.Attr:
+		// An attribute given as a value (slog.Any("creds",
+		// slog.String("password", p))): the text handler would print it
+		// with its String method. Written as a group of one.
+		a, _ := r.attr(x)
+		return slog.GroupValue(a), true
 	case *url.Userinfo:
 		// A URL's credentials on their own: its String method prints
 		// "user:password", and a user name alone is often a token.
@@ -559,7 +567,8 @@ var (
 		reflect.TypeFor[http.Response](), reflect.TypeFor[*url.URL](),
 		reflect.TypeFor[url.URL](), reflect.TypeFor[*http.Cookie](),
 		reflect.TypeFor[http.Cookie](), reflect.TypeFor[[]*http.Cookie](),
-		reflect.TypeFor[*url.Userinfo](),
+		reflect.TypeFor[*url.Userinfo](), reflect.TypeFor[slog.Attr](),
+		reflect.TypeFor[slog.Value](),
 	}
 )
 
@@ -774,21 +783,14 @@ func (r *redactor) anyElem(v any, path []walkID) (any, bool) {
 		}
 		return v, false
 	case slog.LogValuer:
-		// Resolved as in a group, and its result walked in place: passed
-		// on as is, it would be marshalled or printed field by field. A
-		// group becomes a map, which is how both handlers print one here;
-		// each LogValue that returns one adds a level to path.
-		rv := slog.AnyValue(x).Resolve()
-		var w any
-		if rv.Kind() == slog.KindGroup {
-			w = groupMap(rv.Group())
-		} else {
-			w = rv.Any()
-		}
-		if w2, ch := r.anyElem(w, path); ch {
-			return w2, true
-		}
-		return w, true
+		return r.valueElem(slog.AnyValue(x), path)
+	case slog.Value:
+		// Passed on as is, the text handler would print it with its
+		// String method, the JSON handler as {}.
+		return r.valueElem(x, path)
+	case slog.Attr:
+		// Likewise ("password=…"): written as a group of one.
+		return r.valueElem(slog.GroupValue(x), path)
 	}
 	if rv, ok := r.anyAt(v, path); ok {
 		if rv.Kind() == slog.KindGroup {
@@ -799,6 +801,26 @@ func (r *redactor) anyElem(v any, path []walkID) (any, bool) {
 		return rv.Any(), true
 	}
 	return v, false
+}
+
+// valueElem is anyElem for an slog.Value: resolved as in a group, and its
+// result walked in place (passed on as is, a LogValuer would be marshalled
+// or printed field by field). A group becomes a map, which is how both
+// handlers print one here; each LogValue that returns one adds a level to
+// path. It always reports a change: the value is replaced by what it
+// holds.
+func (r *redactor) valueElem(v slog.Value, path []walkID) (any, bool) {
+	rv := v.Resolve()
+	var w any
+	if rv.Kind() == slog.KindGroup {
+		w = groupMap(rv.Group())
+	} else {
+		w = rv.Any()
+	}
+	if w2, ch := r.anyElem(w, path); ch {
+		return w2, true
+	}
+	return w, true
 }
 
 // anySliceElem is anyElem for a []any.
