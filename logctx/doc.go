@@ -154,7 +154,9 @@ Handler rewrites attributes before passing them on:
     [*net/http.Request] is written as method, path (no query) and
     redacted headers, a [*net/http.Response] as status and redacted
     headers (by pointer or value); a [*net/url.URL] with user information (a user name,
-    with or without a password: https://ghp_…@github.com/…), secret query
+    with or without a password: https://ghp_…@github.com/…; in an
+    opaque URL, what comes before its last '@':
+    jdbc:postgresql://u:pw@h/db), secret query
     parameters (?access_token=…) or secret fragment parameters
     (#access_token=…, OAuth's implicit flow) is written as a string with
     the user information replaced by "[REDACTED]" and those parameters'

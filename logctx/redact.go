@@ -981,7 +981,8 @@ func (r *redactor) response(resp *http.Response) slog.Value {
 // secret query parameters and those of secret fragment parameters redacted,
 // when it has any of them. The user name is replaced by the replacement
 // string (and a password dropped): a user name alone is often a token
-// ("https://ghp_…@github.com/…"). A fragment that parses as a query
+// ("https://ghp_…@github.com/…"); so is what an opaque URL has before its
+// last '@' ("jdbc:postgresql://u:pw@h/db"). A fragment that parses as a query
 // ("#access_token=…&token_type=bearer", OAuth's implicit flow) is redacted
 // like the query; one that does not is dropped rather than leaked, as an
 // unparseable query is.
@@ -992,6 +993,19 @@ func (r *redactor) url(u *url.URL) (slog.Value, bool) {
 		// A placeholder of unreserved bytes, swapped for the replacement
 		// once the URL is a string: url would percent-encode "[REDACTED]".
 		c.User = url.User(userPlaceholder)
+		changed = true
+	}
+	if at := strings.LastIndexByte(c.Opaque, '@'); at >= 0 {
+		// An opaque URL has no parsed user information, but may hold
+		// one: "jdbc:postgresql://u:pw@h/db", or "u:pw@h:5432", whose
+		// user name url.Parse takes for a scheme. What comes before the
+		// last '@', after a "//", is replaced (String writes Opaque as it
+		// is).
+		start := 0
+		if i := strings.Index(c.Opaque[:at], "//"); i >= 0 {
+			start = i + len("//")
+		}
+		c.Opaque = c.Opaque[:start] + r.redacted.String() + c.Opaque[at:]
 		changed = true
 	}
 	if c.RawQuery != "" {

@@ -605,6 +605,12 @@ func TestRedactURLUserAndFragment(t *testing.T) {
 		{"https://app.example/cb#a=1;token=s3cr3t", "https://app.example/cb"},
 		// A fragment without secrets is kept as it is.
 		{"https://docs.example/guide#section-2", "https://docs.example/guide#section-2"},
+		// An opaque URL has no parsed user information, though it may
+		// hold one: a JDBC URL, or a DSN without a scheme, whose user
+		// name url.Parse takes for one. What comes before its last '@'
+		// (after a "//") is replaced.
+		{"jdbc:postgresql://app:s3cr3t@db.example:5432/pay?ssl=true", "jdbc:postgresql://[REDACTED]@db.example:5432/pay?ssl=true"},
+		{"app:s3cr3t@db.example:5432", "app:[REDACTED]@db.example:5432"},
 	} {
 		u, err := url.Parse(tt.raw)
 		if err != nil {
