@@ -313,10 +313,10 @@ func (r *redactor) any(v any) (slog.Value, bool) {
 	return r.anyAt(v, nil)
 }
 
-// anyAt is any for a value found inside the maps and slices on path (nil
-// for a value on its own), so that a walk that goes through containers of
-// every kind keeps one depth bound and one cycle check.
-func (r *redactor) anyAt(v any, path []walkID) (slog.Value, bool) {
+// anyAt is any for a value found on walk w (nil for a value on its own),
+// so that a walk that goes through containers of every kind keeps one
+// depth bound and one cycle check.
+func (r *redactor) anyAt(v any, w *walk) (slog.Value, bool) {
 	switch x := v.(type) {
 	case http.Header:
 		if m, ok := r.header(x); ok {
@@ -363,11 +363,11 @@ func (r *redactor) anyAt(v any, path []walkID) (slog.Value, bool) {
 		// still valid JSON; a card number written as a JSON number is
 		// not, once masked, and is written as a string then.
 		if r.rawHasSecretKey(x) {
-			var buf [maxWalkDepth + 1]walkID
-			if path == nil {
-				path = buf[:0]
+			var alone walk
+			if w == nil {
+				w = &alone
 			}
-			return slog.AnyValue(r.rawJSON(x, path)), true
+			return slog.AnyValue(r.rawJSON(x, w)), true
 		}
 		if r.scanPAN {
 			if b, ok := maskPANs([]byte(x)); ok {
@@ -377,16 +377,10 @@ func (r *redactor) anyAt(v any, path []walkID) (slog.Value, bool) {
 				return slog.StringValue(string(b)), true
 			}
 		}
-	case map[string]any:
-		// A decoded JSON body, typically.
-		var path [maxWalkDepth + 1]walkID
-		if m, ok := r.anyMap(x, path[:0]); ok {
-			return slog.AnyValue(m), true
-		}
-	case []any:
-		var path [maxWalkDepth + 1]walkID
-		if l, ok := r.anySlice(x, path[:0]); ok {
-			return slog.AnyValue(l), true
+	case map[string]any, []any:
+		// A decoded JSON body, typically. (In a walk, anyElem takes them.)
+		if v2, ok := r.anyElem(x, new(walk)); ok {
+			return slog.AnyValue(v2), true
 		}
 	case *http.Request:
 		// A text handler would print the whole struct, headers included.
@@ -465,12 +459,12 @@ func (r *redactor) anyAt(v any, path []walkID) (slog.Value, bool) {
 			return slog.Value{}, false
 		}
 		if t != nil && (containerKind(t.Kind()) || t.Kind() == reflect.Pointer) && walkable(t, 0) {
-			var buf [maxWalkDepth + 1]walkID
-			if path == nil {
-				path = buf[:0]
+			var alone walk
+			if w == nil {
+				w = &alone
 			}
-			if w, ok := r.reflectElem(reflect.ValueOf(v), path); ok {
-				return slog.AnyValue(w), true
+			if v2, ok := r.reflectElem(reflect.ValueOf(v), w); ok {
+				return slog.AnyValue(v2), true
 			}
 		}
 	}
@@ -480,7 +474,7 @@ func (r *redactor) anyAt(v any, path []walkID) (slog.Value, bool) {
 // reflectItem redacts an element of a container reflectElem walks, as
 // anyElem does, without boxing the elements that would cost an allocation
 // each (a nested slice, a []byte) unless they change.
-func (r *redactor) reflectItem(ev reflect.Value, path []walkID) (any, bool) {
+func (r *redactor) reflectItem(ev reflect.Value, w *walk) (any, bool) {
 	t := ev.Type()
 	switch {
 	case t.Kind() == reflect.String && !t.Implements(logValuerType) && !t.Implements(errorType):
@@ -493,7 +487,7 @@ func (r *redactor) reflectItem(ev reflect.Value, path []walkID) (any, bool) {
 		}
 		return nil, false
 	case t == anySliceType && ev.CanAddr():
-		return r.anySliceElem(*(*[]any)(ev.Addr().UnsafePointer()), path)
+		return r.anySlice(*(*[]any)(ev.Addr().UnsafePointer()), w)
 	case t == bytesType || t == rawMessageType:
 		// A RawMessage with a secret key goes to anyElem, which decodes
 		// and redacts it as one on its own.
@@ -507,9 +501,9 @@ func (r *redactor) reflectItem(ev reflect.Value, path []walkID) (any, bool) {
 			return nil, false
 		}
 	case containerKind(t.Kind()) && !slices.Contains(redactedTypes, t) && !t.Implements(logValuerType) && !t.Implements(errorType):
-		return r.reflectElem(ev, path)
+		return r.reflectElem(ev, w)
 	}
-	return r.anyElem(ev.Interface(), path)
+	return r.anyElem(ev.Interface(), w)
 }
 
 // mapKeys walks the keys of a string-keyed map: key returns the key at
@@ -604,52 +598,40 @@ func walkable(t reflect.Type, depth int) bool {
 }
 
 // reflectElem walks a walkable slice, array, string-keyed map or pointer
-// (see walkable) found on path: each element is redacted as an
+// (see walkable) found on walk w: each element is redacted as an
 // element of a []any is, and the value under a secret map key replaced. It
 // returns a []any (slices and arrays) or a map[string]any, built only
-// when an element changes; a nil slice or map is left as it is. A value
-// deeper than maxWalkDepth, or a slice, map or pointer already on the
-// path, is replaced. A pointer is written as what it points to.
-func (r *redactor) reflectElem(rv reflect.Value, path []walkID) (any, bool) {
-	if len(path) >= maxWalkDepth+1 {
-		return r.redacted.String(), true
-	}
+// when an element changes; a nil or empty slice or map is left as it is.
+// A pointer is written as what it points to. Past the walk's depth, or
+// already on its path (a pointer to an interface that holds it), the
+// value is replaced.
+func (r *redactor) reflectElem(rv reflect.Value, w *walk) (any, bool) {
+	var id walkID // an array, a value, cannot contain itself but counts as a level
 	switch rv.Kind() {
 	case reflect.Slice:
-		if rv.IsNil() {
+		if rv.Len() == 0 {
 			return nil, false
 		}
-		if rv.Len() > 0 {
-			id := walkID{s: rv.Pointer(), n: rv.Len()}
-			if slices.Contains(path, id) {
-				return r.redacted.String(), true
-			}
-			path = append(path, id)
-		}
-	case reflect.Array:
-		// A value: it cannot contain itself, but counts as a level.
-		path = append(path, walkID{})
-	case reflect.Pointer:
-		// Written as what it points to, when that changes. It counts as
-		// a level, and one already on the path (a pointer to an
-		// interface that holds it) is replaced.
-		if rv.IsNil() {
-			return nil, false
-		}
-		id := walkID{p: rv.Pointer()}
-		if slices.Contains(path, id) {
-			return r.redacted.String(), true
-		}
-		return r.reflectItem(rv.Elem(), append(path, id))
+		id = walkID{s: rv.Pointer(), n: rv.Len()}
 	case reflect.Map:
+		if rv.Len() == 0 {
+			return nil, false
+		}
+		id = walkID{m: rv.Pointer()}
+	case reflect.Pointer:
 		if rv.IsNil() {
 			return nil, false
 		}
-		id := walkID{m: rv.Pointer()}
-		if slices.Contains(path, id) {
-			return r.redacted.String(), true
-		}
-		path = append(path, id)
+		id = walkID{p: rv.Pointer()}
+	}
+	if !w.enter(id) {
+		return r.redacted.String(), true
+	}
+	defer w.leave()
+	switch rv.Kind() {
+	case reflect.Pointer:
+		return r.reflectItem(rv.Elem(), w)
+	case reflect.Map:
 		walkValues := walkable(rv.Type().Elem(), 0)
 		keys := mapKeysPool.Get().(*mapKeys)
 		defer mapKeysPool.Put(keys)
@@ -671,7 +653,7 @@ func (r *redactor) reflectElem(rv reflect.Value, path []walkID) (any, bool) {
 					}
 				}
 			} else if walkValues {
-				v2, ch = r.reflectItem(it.Value(), path)
+				v2, ch = r.reflectItem(it.Value(), w)
 			}
 			if ch {
 				if out == nil {
@@ -687,7 +669,7 @@ func (r *redactor) reflectElem(rv reflect.Value, path []walkID) (any, bool) {
 	}
 	var out []any
 	for i := range rv.Len() {
-		if v2, ch := r.reflectItem(rv.Index(i), path); ch {
+		if v2, ch := r.reflectItem(rv.Index(i), w); ch {
 			if out == nil {
 				out = make([]any, rv.Len())
 				for j := range out {
@@ -704,8 +686,18 @@ func (r *redactor) reflectElem(rv reflect.Value, path []walkID) (any, bool) {
 // deeper is replaced rather than walked.
 const maxWalkDepth = 32
 
+// walk is one walk through nested maps, slices, arrays and pointers: the
+// containers on the path to the value being redacted, which bound the
+// depth and cut a container found inside itself (walked again, a map that
+// holds itself under two keys would cost 2^maxWalkDepth visits).
+type walk struct {
+	path  [maxWalkDepth + 1]walkID
+	depth int
+}
+
 // walkID identifies a map (by its pointer), a non-empty slice (by its
-// first element and length) or a pointer on the path being walked.
+// first element and length) or a pointer on the path being walked; the
+// zero walkID, an array's, is never found there.
 type walkID struct {
 	m uintptr // a map
 	s uintptr // a slice's first element
@@ -713,12 +705,29 @@ type walkID struct {
 	p uintptr // a pointer
 }
 
-// anyMap redacts a map[string]any as a group is, at every level: a value
-// under a secret key is replaced, the others are redacted as values. It
-// copies m, at the levels that change, only when something does. path
-// holds the maps and slices that contain m, m excluded.
-func (r *redactor) anyMap(m map[string]any, path []walkID) (map[string]any, bool) {
-	path = append(path, walkID{m: reflect.ValueOf(m).Pointer()})
+// enter puts id on the path, or reports false when the walk is at its
+// depth bound or id is already on the path. A true enter is undone by
+// leave.
+func (w *walk) enter(id walkID) bool {
+	if w.depth == len(w.path) || (id != walkID{} && slices.Contains(w.path[:w.depth], id)) {
+		return false
+	}
+	w.path[w.depth] = id
+	w.depth++
+	return true
+}
+
+func (w *walk) leave() { w.depth-- }
+
+// anyMap redacts a map[string]any found on walk w as a group is, at
+// every level: a value under a secret key is replaced, the others are
+// redacted as values. It copies m, at the levels that change, only when
+// something does.
+func (r *redactor) anyMap(m map[string]any, w *walk) (any, bool) {
+	if !w.enter(walkID{m: reflect.ValueOf(m).Pointer()}) {
+		return r.redacted.String(), true
+	}
+	defer w.leave()
 	var out map[string]any
 	for k, v := range m {
 		var v2 any
@@ -726,7 +735,7 @@ func (r *redactor) anyMap(m map[string]any, path []walkID) (map[string]any, bool
 		if r.secretKey(k) {
 			v2, ch = r.redacted.String(), true
 		} else {
-			v2, ch = r.anyElem(v, path)
+			v2, ch = r.anyElem(v, w)
 		}
 		if ch {
 			if out == nil {
@@ -735,32 +744,41 @@ func (r *redactor) anyMap(m map[string]any, path []walkID) (map[string]any, bool
 			out[k] = v2
 		}
 	}
-	return out, out != nil
+	if out == nil {
+		return nil, false
+	}
+	return out, true
 }
 
-// anySlice redacts the elements of a []any, copying l only when one
-// changes. path is as for anyMap.
-func (r *redactor) anySlice(l []any, path []walkID) ([]any, bool) {
-	if len(l) > 0 {
-		path = append(path, walkID{s: uintptr(unsafe.Pointer(&l[0])), n: len(l)})
+// anySlice redacts the elements of a []any found on walk w, copying l
+// only when one changes.
+func (r *redactor) anySlice(l []any, w *walk) (any, bool) {
+	if len(l) == 0 {
+		return nil, false
 	}
+	if !w.enter(walkID{s: uintptr(unsafe.Pointer(&l[0])), n: len(l)}) {
+		return r.redacted.String(), true
+	}
+	defer w.leave()
 	var out []any
 	for i, v := range l {
-		if v2, ch := r.anyElem(v, path); ch {
+		if v2, ch := r.anyElem(v, w); ch {
 			if out == nil {
 				out = slices.Clone(l)
 			}
 			out[i] = v2
 		}
 	}
-	return out, out != nil
+	if out == nil {
+		return nil, false
+	}
+	return out, true
 }
 
-// anyElem redacts a value found in a map[string]any or a []any, whose
-// path is path. A map or slice deeper than maxWalkDepth, or one already on
-// the path (one that contains itself), is replaced: walked again, a map
-// that holds itself under two keys would cost 2^maxWalkDepth visits.
-func (r *redactor) anyElem(v any, path []walkID) (any, bool) {
+// anyElem redacts a value found in a map[string]any or a []any, on walk
+// w. A map or slice past the walk's depth, or already on its path (one
+// that contains itself), is replaced.
+func (r *redactor) anyElem(v any, w *walk) (any, bool) {
 	switch x := v.(type) {
 	case string:
 		if r.scanPAN {
@@ -770,29 +788,20 @@ func (r *redactor) anyElem(v any, path []walkID) (any, bool) {
 		}
 		return v, false
 	case map[string]any:
-		if len(path) >= maxWalkDepth+1 || slices.Contains(path, walkID{m: reflect.ValueOf(x).Pointer()}) {
-			return r.redacted.String(), true
-		}
-		if m, ok := r.anyMap(x, path); ok {
-			return m, true
-		}
-		return v, false
+		return r.anyMap(x, w)
 	case []any:
-		if l, ok := r.anySliceElem(x, path); ok {
-			return l, true
-		}
-		return v, false
+		return r.anySlice(x, w)
 	case slog.LogValuer:
-		return r.valueElem(slog.AnyValue(x), path)
+		return r.valueElem(slog.AnyValue(x), w)
 	case slog.Value:
 		// Passed on as is, the text handler would print it with its
 		// String method, the JSON handler as {}.
-		return r.valueElem(x, path)
+		return r.valueElem(x, w)
 	case slog.Attr:
 		// Likewise ("password=…"): written as a group of one.
-		return r.valueElem(slog.GroupValue(x), path)
+		return r.valueElem(slog.GroupValue(x), w)
 	}
-	if rv, ok := r.anyAt(v, path); ok {
+	if rv, ok := r.anyAt(v, w); ok {
 		if rv.Kind() == slog.KindGroup {
 			// A request or response: a map is printed, an []slog.Attr
 			// would be marshalled as {"Key":…,"Value":{}}.
@@ -807,31 +816,20 @@ func (r *redactor) anyElem(v any, path []walkID) (any, bool) {
 // result walked in place (passed on as is, a LogValuer would be marshalled
 // or printed field by field). A group becomes a map, which is how both
 // handlers print one here; each LogValue that returns one adds a level to
-// path. It always reports a change: the value is replaced by what it
+// the walk. It always reports a change: the value is replaced by what it
 // holds.
-func (r *redactor) valueElem(v slog.Value, path []walkID) (any, bool) {
+func (r *redactor) valueElem(v slog.Value, w *walk) (any, bool) {
 	rv := v.Resolve()
-	var w any
+	var x any
 	if rv.Kind() == slog.KindGroup {
-		w = groupMap(rv.Group())
+		x = groupMap(rv.Group())
 	} else {
-		w = rv.Any()
+		x = rv.Any()
 	}
-	if w2, ch := r.anyElem(w, path); ch {
-		return w2, true
+	if x2, ch := r.anyElem(x, w); ch {
+		return x2, true
 	}
-	return w, true
-}
-
-// anySliceElem is anyElem for a []any.
-func (r *redactor) anySliceElem(x []any, path []walkID) (any, bool) {
-	if len(path) >= maxWalkDepth+1 || (len(x) > 0 && slices.Contains(path, walkID{s: uintptr(unsafe.Pointer(&x[0])), n: len(x)})) {
-		return r.redacted.String(), true
-	}
-	if l, ok := r.anySlice(x, path); ok {
-		return l, true
-	}
-	return nil, false
+	return x, true
 }
 
 // rawHasSecretKey reports whether the JSON text b has a member whose name
@@ -868,7 +866,7 @@ func (r *redactor) rawHasSecretKey(b []byte) bool {
 // under its secret keys replaced and card numbers masked, as a map[string]any
 // is: decoded (numbers kept as written), walked and encoded again. A text
 // that does not parse as one JSON value is replaced whole.
-func (r *redactor) rawJSON(b []byte, path []walkID) any {
+func (r *redactor) rawJSON(b []byte, w *walk) any {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	var v any
@@ -878,8 +876,8 @@ func (r *redactor) rawJSON(b []byte, path []walkID) any {
 	if _, err := dec.Token(); err != io.EOF {
 		return r.redacted.String()
 	}
-	if w, ok := r.anyElem(v, path); ok {
-		v = w
+	if v2, ok := r.anyElem(v, w); ok {
+		v = v2
 	}
 	out, err := json.Marshal(v)
 	if err != nil {
