@@ -136,7 +136,8 @@ Handler rewrites attributes before passing them on:
     redacted key by key (a copy: the caller's map is untouched); a
     map[string]any or []any (a decoded JSON body) is walked like a group,
     nested maps and slices included (to a depth of 32, what lies deeper is
-    replaced, as is a map or slice inside itself, where it recurs), and so
+    replaced, as is a map or slice inside itself, where it recurs, and
+    any LogValuer past the 4096th the walk of one value resolves), and so
     are slices, arrays and string-keyed maps of the values this list names
     ([]http.Header, []map[string]any, []*http.Request, []url.URL,
     map[string]*url.URL, [][]any…), of errors, of LogValuers and of

@@ -686,13 +686,21 @@ func (r *redactor) reflectElem(rv reflect.Value, w *walk) (any, bool) {
 // deeper is replaced rather than walked.
 const maxWalkDepth = 32
 
+// maxWalkValuers bounds the LogValue calls of one walk: each may return
+// fresh containers holding more LogValuers, which no cycle check catches,
+// so that two per level would cost 2^maxWalkDepth calls. Those past the
+// bound are replaced.
+const maxWalkValuers = 1 << 12
+
 // walk is one walk through nested maps, slices, arrays and pointers: the
 // containers on the path to the value being redacted, which bound the
 // depth and cut a container found inside itself (walked again, a map that
-// holds itself under two keys would cost 2^maxWalkDepth visits).
+// holds itself under two keys would cost 2^maxWalkDepth visits), and the
+// LogValue calls made.
 type walk struct {
-	path  [maxWalkDepth + 1]walkID
-	depth int
+	path    [maxWalkDepth + 1]walkID
+	depth   int
+	valuers int
 }
 
 // walkID identifies a map (by its pointer), a non-empty slice (by its
@@ -817,8 +825,14 @@ func (r *redactor) anyElem(v any, w *walk) (any, bool) {
 // or printed field by field). A group becomes a map, which is how both
 // handlers print one here; each LogValue that returns one adds a level to
 // the walk. It always reports a change: the value is replaced by what it
-// holds.
+// holds, or by the replacement past maxWalkValuers LogValue calls.
 func (r *redactor) valueElem(v slog.Value, w *walk) (any, bool) {
+	if v.Kind() == slog.KindLogValuer {
+		if w.valuers == maxWalkValuers {
+			return r.redacted.String(), true
+		}
+		w.valuers++
+	}
 	rv := v.Resolve()
 	var x any
 	if rv.Kind() == slog.KindGroup {
