@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -24,19 +25,24 @@ import (
 // the bottleneck; a lock held past LockTTL is lost). This type exists so the
 // cost can be measured (see the package tests) and for migrations.
 //
-// The lock's owner token is per store, not per acquisition: Unlock(name)
-// is all gobreaker.SharedDataStore passes, so nothing tells one holder
-// from another in the same process, and no bookkeeping inside the store
-// could. Another process's lock is never released, but within a process a
-// holder whose lock expired (held past lockTTL), and was taken since by
-// another goroutine sharing this store, releases that goroutine's lock
-// when it unlocks, letting a third one in alongside it. Choose a lockTTL
-// longer than the longest call run under the lock.
+// Every Lock writes its own owner value, so that a retry of a SET whose
+// reply was lost (the connection dropped after Redis ran it) finds the lock
+// its own: go-redis retries with the same value, and after an error the
+// store's next Lock of that name, gobreaker's retry, takes that value up
+// again. Unlock(name) is all gobreaker.SharedDataStore passes, so the store
+// remembers which value it wrote. Another process's lock is never released,
+// but within a process a holder whose lock expired (held past lockTTL), and
+// was taken since by another goroutine sharing this store, releases that
+// goroutine's lock when it unlocks, letting a third one in alongside it.
+// Choose a lockTTL longer than the longest call run under the lock.
 type GobreakerStore struct {
 	client  redis.UniversalClient
-	token   string
 	lockTTL time.Duration
 	timeout time.Duration
+
+	mu     sync.Mutex
+	held   map[string]string // lock name: the owner value of the lock taken
+	unsure map[string]string // lock name: the owner value of a Lock that failed, perhaps after its SET ran
 }
 
 var _ gobreaker.SharedDataStore = (*GobreakerStore)(nil)
@@ -61,14 +67,25 @@ func NewGobreakerStore(client redis.UniversalClient, lockTTL time.Duration) (*Go
 	if lockTTL == 0 {
 		lockTTL = 5 * time.Second
 	}
-	var r [12]byte
-	_, _ = rand.Read(r[:])
-	return &GobreakerStore{client: client, token: hex.EncodeToString(r[:]), lockTTL: lockTTL, timeout: DefaultTimeout}, nil
+	return &GobreakerStore{client: client, lockTTL: lockTTL, timeout: DefaultTimeout,
+		held: map[string]string{}, unsure: map[string]string{}}, nil
 }
 
 // ErrLocked is what GobreakerStore.Lock returns when another holder has the
 // lock (gobreaker retries it until its own lock wait runs out).
 var ErrLocked = errors.New("redisstate: lock held by another instance")
+
+// lockScript takes the lock KEYS[1] for the owner value ARGV[1], for
+// ARGV[2] ms; it returns 1 when it is taken, or was already this owner's (a
+// retry after a lost reply), and 0 when another owner has it.
+var lockScript = redis.NewScript(`
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+`)
 
 var unlockScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -80,24 +97,46 @@ func (g *GobreakerStore) ctx() (context.Context, context.CancelFunc) {
 }
 
 // Lock takes the lock name, or fails at once when another holder has it.
+// After an error the lock may have been taken all the same (the reply was
+// lost): the next Lock of name finds it its own.
 func (g *GobreakerStore) Lock(name string) error {
+	g.mu.Lock()
+	owner, ok := g.unsure[name]
+	delete(g.unsure, name)
+	g.mu.Unlock()
+	if !ok {
+		var r [12]byte
+		_, _ = rand.Read(r[:])
+		owner = hex.EncodeToString(r[:])
+	}
 	ctx, cancel := g.ctx()
 	defer cancel()
-	ok, err := g.client.SetNX(ctx, name, g.token, g.lockTTL).Result()
-	if err != nil {
+	taken, err := lockScript.Run(ctx, g.client, []string{name}, owner, g.lockTTL.Milliseconds()).Bool()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch {
+	case err != nil:
+		g.unsure[name] = owner
 		return err
-	}
-	if !ok {
+	case !taken:
 		return ErrLocked
 	}
+	g.held[name] = owner
 	return nil
 }
 
 // Unlock releases the lock name if this store holds it.
 func (g *GobreakerStore) Unlock(name string) error {
+	g.mu.Lock()
+	owner, ok := g.held[name]
+	delete(g.held, name)
+	g.mu.Unlock()
+	if !ok {
+		return nil
+	}
 	ctx, cancel := g.ctx()
 	defer cancel()
-	return unlockScript.Run(ctx, g.client, []string{name}, g.token).Err()
+	return unlockScript.Run(ctx, g.client, []string{name}, owner).Err()
 }
 
 // GetData returns the data stored under name, or nil when there is none.
