@@ -29,20 +29,27 @@ import (
 // reply was lost (the connection dropped after Redis ran it) finds the lock
 // its own: go-redis retries with the same value, and after an error the
 // store's next Lock of that name, gobreaker's retry, takes that value up
-// again. Unlock(name) is all gobreaker.SharedDataStore passes, so the store
-// remembers which value it wrote. Another process's lock is never released,
-// but within a process a holder whose lock expired (held past lockTTL), and
-// was taken since by another goroutine sharing this store, releases that
-// goroutine's lock when it unlocks, letting a third one in alongside it.
-// Choose a lockTTL longer than the longest call run under the lock.
+// again. Another process's lock is never released.
+//
+// Unlock(name) is all gobreaker.SharedDataStore passes: it does not say
+// whose lock it releases. The store keeps the values of the locks it took,
+// oldest first, and Unlock releases the oldest. When a holder kept the lock
+// past lockTTL (a slow call) and another goroutine sharing the store took it
+// since, only the newer value can still be held, and it is released once
+// both have unlocked, whichever unlocks first: never while a goroutine of
+// this store still holds it, but possibly after its holder unlocked, when
+// the late one unlocks (or lockTTL passes). This needs one Unlock after
+// each Lock that succeeded, as gobreaker does; a Lock never unlocked would
+// keep every later lock of that name held until lockTTL. Choose a lockTTL
+// longer than the longest call run under the lock.
 type GobreakerStore struct {
 	client  redis.UniversalClient
 	lockTTL time.Duration
 	timeout time.Duration
 
 	mu     sync.Mutex
-	held   map[string]string // lock name: the owner value of the lock taken
-	unsure map[string]string // lock name: the owner value of a Lock that failed, perhaps after its SET ran
+	held   map[string][]string // lock name: the owner values of the locks taken, oldest first
+	unsure map[string]string   // lock name: the owner value of a Lock that failed, perhaps after its SET ran
 }
 
 var _ gobreaker.SharedDataStore = (*GobreakerStore)(nil)
@@ -68,7 +75,7 @@ func NewGobreakerStore(client redis.UniversalClient, lockTTL time.Duration) (*Go
 		lockTTL = 5 * time.Second
 	}
 	return &GobreakerStore{client: client, lockTTL: lockTTL, timeout: DefaultTimeout,
-		held: map[string]string{}, unsure: map[string]string{}}, nil
+		held: map[string][]string{}, unsure: map[string]string{}}, nil
 }
 
 // ErrLocked is what GobreakerStore.Lock returns when another holder has the
@@ -121,19 +128,27 @@ func (g *GobreakerStore) Lock(name string) error {
 	case !taken:
 		return ErrLocked
 	}
-	g.held[name] = owner
+	g.held[name] = append(g.held[name], owner)
 	return nil
 }
 
-// Unlock releases the lock name if this store holds it.
+// Unlock releases the oldest lock name this store took, if it is still
+// held. An older one is not (a newer one was taken): releasing it does
+// nothing, and the newer one stays held until its turn.
 func (g *GobreakerStore) Unlock(name string) error {
 	g.mu.Lock()
-	owner, ok := g.held[name]
-	delete(g.held, name)
-	g.mu.Unlock()
-	if !ok {
+	owners := g.held[name]
+	if len(owners) == 0 {
+		g.mu.Unlock()
 		return nil
 	}
+	owner := owners[0]
+	if len(owners) == 1 {
+		delete(g.held, name)
+	} else {
+		g.held[name] = owners[1:]
+	}
+	g.mu.Unlock()
 	ctx, cancel := g.ctx()
 	defer cancel()
 	return unlockScript.Run(ctx, g.client, []string{name}, owner).Err()

@@ -205,3 +205,42 @@ func TestGobreakerStoreLockSurvivesALostReply(t *testing.T) {
 		check(t, a, lock, &h.lost, true)
 	})
 }
+
+// Two goroutines share a store: the first holds the lock past lockTTL (a
+// slow call), it expires, and the second takes it. The first one's late
+// Unlock — Unlock(name) does not say whose lock — released the second
+// one's, letting a third holder in alongside it. Now a lock stays held
+// until every goroutine that took it through the store has unlocked (the
+// store cannot tell which of the two unlocks first; either way, only the
+// second one's lock is still held).
+func TestGobreakerStoreLateUnlockKeepsTheNewerLock(t *testing.T) {
+	c, _ := client(t)
+	ctx := context.Background()
+	lock := testPrefix + uniqueName(t) + ":lock"
+	t.Cleanup(func() { c.Del(ctx, lock) })
+	a, err := redisstate.NewGobreakerStore(c, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := redisstate.NewGobreakerStore(c, time.Minute)
+	if err := a.Lock(lock); err != nil { // the first goroutine
+		t.Fatal(err)
+	}
+	// Its lock expires.
+	c.Del(ctx, lock)
+	if err := a.Lock(lock); err != nil { // the second goroutine
+		t.Fatal(err)
+	}
+	if err := a.Unlock(lock); err != nil { // one of them is done
+		t.Fatal(err)
+	}
+	if err := other.Lock(lock); !errors.Is(err, redisstate.ErrLocked) {
+		t.Fatalf("after one of the two Unlocks, another holder: %v, want ErrLocked", err)
+	}
+	if err := a.Unlock(lock); err != nil { // and the other
+		t.Fatal(err)
+	}
+	if err := other.Lock(lock); err != nil {
+		t.Fatalf("after both Unlocks, another holder: %v", err)
+	}
+}
