@@ -70,17 +70,22 @@
 // when Redis was down and it is not published yet). An epoch is at least
 // Redis's time in milliseconds, so epochs keep growing even when Redis loses
 // the state (a restart without persistence, a failover to a lagging
-// replica). A message
-// whose epoch is more than a day ahead of the instance's clock is malformed
-// (ignored and logged): recorded, it would make every real epoch after it
-// look old. And the merge is authoritative: an instance whose newest
-// recorded epoch is more than a minute ahead of both the stored state's
-// epoch and Redis's clock (a bad message that passed that check, a Redis
-// clock that jumped back) takes the stored epoch and applies the stored
-// state, logging "breaker shared epoch reset". Likewise for a peer's trip
-// applied from its message: every change is stored before it is published
-// (in the same atomic script), so the merge after the message finds that
-// trip stored, or a newer change. When it finds an older epoch, the trip
+// replica) — unless the new server's clock is behind the old one's. A
+// message whose epoch is more than a day ahead of the instance's clock is
+// malformed (ignored and logged): recorded, it would make every real epoch
+// after it look old. And the merge is authoritative: an instance whose
+// merge finds the stored state older than the newest change it had seen —
+// Redis lost that change, or never had it (a bad message that passed that
+// check) — takes the stored epoch and applies the stored state (not when
+// nothing is stored: that is no recovery), logging "breaker shared epoch
+// reset". So after a failover to a server whose clock is behind, whose new
+// changes get older epochs than those seen before, each instance follows
+// them from its next merge on; until then it ignores their messages, but
+// its counts are merged, and its recoveries written, only over the stored
+// state it saw: they do not undo a change it has not seen. Likewise for a
+// peer's trip applied from its message: every change is stored before it
+// is published (in the same atomic script), so the merge after the message
+// finds that trip stored, or a newer change. When it finds an older epoch, the trip
 // never reached the shared state (a forged or garbled message; another
 // deployment with the same Prefix and Name on another database of the same
 // Redis server, since Pub/Sub ignores databases) or Redis lost it since:

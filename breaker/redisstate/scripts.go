@@ -12,7 +12,13 @@ import "github.com/redis/go-redis/v9"
 // TIME in ms): it grows with each change, and keeps growing when Redis lost
 // the state hash (a restart without persistence, a failover to a lagging
 // replica, FLUSHDB), so instances that saw the old epochs do not ignore the
-// new ones.
+// new ones — as long as the server's clock is not behind the old one's. A
+// failover to a server whose clock is behind can give new changes epochs
+// older than those the instances saw: an instance takes the stored state as
+// the shared state when a merge finds it older than what it saw (see
+// Shared.resetEpoch), and until then a script comparing the stored epoch
+// with the instance's treats any other epoch than the one it saw as a
+// change it has not seen.
 //
 // Every script that changes the state stores it before it publishes the
 // change, in one atomic script: an instance that received a message and
@@ -22,16 +28,18 @@ import "github.com/redis/go-redis/v9"
 // syncScript merges one instance's counts since its last sync into the
 // shared rolling window, trips the shared state when the window's failure
 // rate is reached, and returns {state, open remaining ms, epoch, successes,
-// failures, TIME in ms, origin, tripped}: origin is the instance that made
-// the stored state's last change, tripped 1 when this merge tripped it.
+// failures, origin, tripped}: origin is the instance that made the stored
+// state's last change, tripped 1 when this merge tripped it.
 //
-// The counts are dropped, not merged, when the stored epoch is newer than
-// ARGV[9], the newest epoch the instance had seen when it took them: the
-// shared state changed since (a peer's trip, or a recovery), so they were
-// made before the instance knew of it — during the outage that change is
-// about. A trip cleared the window and a recovery starts afresh: merged
-// after it, those failures would re-trip the recovery. ARGV[9] is -1 before
-// the instance's first merge: it has seen nothing yet to compare with.
+// The counts are dropped, not merged, when the stored epoch is not ARGV[9],
+// the newest epoch the instance had seen when it took them: the shared
+// state changed since (a peer's trip, or a recovery), so they were made
+// before the instance knew of it — during the outage that change is about.
+// A trip cleared the window and a recovery starts afresh: merged after it,
+// those failures would re-trip the recovery. (A stored epoch older than
+// ARGV[9] is a change too, on a server that lost the one the instance saw.)
+// ARGV[9] is -1 before the instance's first merge: it has seen nothing yet
+// to compare with.
 //
 // ARGV: bucket ms, buckets, successes, failures, min calls, failure ratio,
 // open ms, origin, epoch seen.
@@ -48,7 +56,7 @@ local untilms = tonumber(st[2]) or 0
 local epoch = tonumber(st[3]) or 0
 local origin = st[4] or ''
 local seen = tonumber(ARGV[9])
-if seen >= 0 and epoch > seen then ds, df = 0, 0 end
+if seen >= 0 and epoch ~= seen then ds, df = 0, 0 end
 if ds > 0 or df > 0 then
   local k = base .. ':w:' .. cur
   redis.call('HINCRBY', k, 's', ds)
@@ -74,7 +82,7 @@ if (state ~= 'open' or untilms <= now) and (ds + df) > 0 and s + f >= tonumber(A
 end
 local remaining = 0
 if state == 'open' and untilms > now then remaining = untilms - now end
-return {state, remaining, epoch, s, f, now, origin, tripped}
+return {state, remaining, epoch, s, f, origin, tripped}
 `)
 
 // openScript records that an instance's breaker opened for ARGV[1] ms
@@ -97,14 +105,16 @@ return epoch
 `)
 
 // closeScript records that an instance's probes succeeded and publishes it,
-// unless the stored epoch is newer than ARGV[2], the newest the instance had
-// seen: then another instance changed the shared state since (a trip), and
-// a stale close must not undo it. Returns the new epoch, or 0 when nothing
-// changed. ARGV: origin, epoch seen.
+// unless the stored epoch is not ARGV[2], the newest the instance had seen:
+// then another instance changed the shared state since (a trip), and a
+// stale close must not undo it. (Older than ARGV[2], it is a change on a
+// server that lost the one the instance saw; with no state stored there is
+// nothing to undo.) Returns the new epoch, or 0 when nothing changed. ARGV:
+// origin, epoch seen.
 var closeScript = redis.NewScript(`
 local base = KEYS[1]
 local stored = tonumber(redis.call('HGET', base .. ':state', 'epoch')) or 0
-if stored > tonumber(ARGV[2]) then return 0 end
+if stored ~= tonumber(ARGV[2]) and stored ~= 0 then return 0 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local epoch = math.max(stored + 1, now)

@@ -561,7 +561,14 @@ func (s *Shared) publish(c change) error {
 		ms := max(1, openFor.Milliseconds())
 		epoch, err = s.run(ctx, openScript, ms, s.id, s.bucketMs, s.buckets).Int64()
 	} else {
-		epoch, err = s.run(ctx, closeScript, s.id, max(c.seen, s.published)).Int64()
+		// The instance's own last change counts as seen, unless a merge has
+		// found Redis without it since (see resetEpoch): lastEpoch does not
+		// fall below it otherwise.
+		seen := c.seen
+		if s.published <= s.lastEpoch.Load() {
+			seen = max(seen, s.published)
+		}
+		epoch, err = s.run(ctx, closeScript, s.id, seen).Int64()
 	}
 	s.health(err)
 	if err == nil && epoch > 0 {
@@ -599,7 +606,7 @@ func (s *Shared) sync() {
 	defer cancel()
 	res, err := s.run(ctx, syncScript,
 		s.bucketMs, s.buckets, ds, df, s.minCalls, strconv.FormatFloat(s.ratio, 'f', -1, 64), s.openMs, s.id, seen).Slice()
-	if err == nil && len(res) != 8 {
+	if err == nil && len(res) != 7 {
 		err = fmt.Errorf("redisstate: sync returned %d values", len(res))
 	}
 	s.health(err)
@@ -612,9 +619,8 @@ func (s *Shared) sync() {
 	epoch, _ := res[2].(int64)
 	succ, _ := res[3].(int64)
 	fail, _ := res[4].(int64)
-	now, _ := res[5].(int64)
-	origin, _ := res[6].(string)
-	tripped, _ := res[7].(int64)
+	origin, _ := res[5].(string)
+	tripped, _ := res[6].(int64)
 	if s.forced() {
 		return
 	}
@@ -635,7 +641,7 @@ func (s *Shared) sync() {
 			fmt.Sprintf("the trip of epoch %d is not stored (stored epoch %d)", pe, epoch),
 			slog.String(logctx.KeyDependency, s.b.Name()))
 	}
-	if !s.raiseEpoch(epoch) && !s.resetEpoch(epoch, now) {
+	if !s.raiseEpoch(epoch) && !s.resetEpoch(seen, epoch) {
 		return
 	}
 	switch {
@@ -645,35 +651,34 @@ func (s *Shared) sync() {
 			reason = fmt.Sprintf("%sshared failure rate %d/%d calls", peerPrefix, fail, succ+fail)
 		}
 		s.b.Trip(ctx2, time.Duration(remaining)*time.Millisecond, reason)
-	case state == "closed" && seen >= 0:
+	case state == "closed" && seen >= 0 && epoch > 0:
 		// Not on the first merge (seen -1): the instance had seen nothing
 		// of the shared state, so a local open breaker tripped on its own
 		// (its trip not published yet, retried while Redis was down),
-		// after the stored recovery: that is no news to end it on.
+		// after the stored recovery: that is no news to end it on. Nor when
+		// nothing is stored (epoch 0: Redis lost the state), which is no
+		// recovery.
 		s.b.Probe(ctx2)
 	}
 }
 
-// epochSlack is how far an epoch may be ahead of the epoch stored in Redis
-// and of Redis's clock: epochs are at least Redis's time in ms, ahead of it
-// only by bursts of changes within a millisecond, or across a failover to a
-// server whose clock is a little behind.
-const epochSlack = time.Minute
-
-// resetEpoch makes the shared state authoritative: when the newest epoch
-// this instance recorded is ahead of both the stored state's epoch and
-// Redis's clock (now, ms) by more than epochSlack, no change of the shared
-// state produced it — a bad message that passed checkEpoch, a Redis clock
-// that jumped back — and, kept, it would make the instance ignore every
-// real change until Redis's clock caught up with it. resetEpoch then takes
-// the stored epoch and reports true: the caller applies the stored state.
-func (s *Shared) resetEpoch(epoch, now int64) bool {
-	last := s.lastEpoch.Load()
-	if last <= max(epoch, now)+epochSlack.Milliseconds() || !s.lastEpoch.CompareAndSwap(last, epoch) {
+// resetEpoch makes the shared state authoritative. When the stored epoch
+// is older than seen, the newest epoch the instance had recorded before the
+// merge, Redis no longer has a change the instance saw: it lost it (a
+// restart without persistence, a failover to a lagging replica) or never
+// had it (a bad message that passed checkEpoch). Its new changes may then
+// get epochs older than seen (a server whose clock is behind the old one's,
+// or a Redis clock that jumped back): kept, seen would make the instance
+// ignore them until Redis's clock passed it. resetEpoch then takes the
+// stored epoch and reports true: the caller applies the stored state. It
+// does not when the instance recorded a newer change since seen (a message
+// applied during the merge): the next merge decides.
+func (s *Shared) resetEpoch(seen, epoch int64) bool {
+	if seen <= epoch || !s.lastEpoch.CompareAndSwap(seen, epoch) {
 		return false
 	}
 	logctx.Decision(s.bgCtx(), s.log, slog.LevelWarn, "breaker shared epoch reset",
-		fmt.Sprintf("recorded epoch %d is ahead of the shared state's %d and of Redis's clock", last, epoch),
+		fmt.Sprintf("recorded epoch %d is ahead of the shared state's %d", seen, epoch),
 		slog.String(logctx.KeyDependency, s.b.Name()))
 	return true
 }

@@ -493,3 +493,104 @@ func TestOnCallKicksPastMinCalls(t *testing.T) {
 	default:
 	}
 }
+
+// A failover promotes a replica that lacks the newest change (it lagged)
+// and whose clock is behind the old primary's: the epochs it gives new
+// changes (its time in ms) are older than the one the instances saw. A
+// peer's trip on it was ignored until that clock passed the old epoch (up
+// to a minute): its message looked old, and so did the stored state at
+// every merge; the instance merged the failures it counted before the trip
+// into the window the trip cleared; and its recovery, checked against the
+// epoch it had seen, undid the peer's newer trip. Now a merge that finds
+// the stored state older than what the instance saw takes the stored state
+// as the shared state, and a close applies only over the state the
+// instance saw.
+func TestFailoverToAServerWithAClockBehind(t *testing.T) {
+	name := uniqueName(t)
+	cfg := breaker.Config{MinCalls: 4, OpenTimeout: time.Minute, HalfOpenProbes: 1, Window: time.Minute}
+	a, c := newIdleInstance(t, name, "a", cfg)
+	b, _ := newIdleInstance(t, name, "b", cfg)
+	ctx := context.Background()
+	key := a.base + ":state"
+	recovered := breaker.Transition{From: breaker.StateHalfOpen, To: breaker.StateClosed, Reason: "1 probes succeeded"}
+	// On the old primary, its clock 30s ahead of the new one, a recovered
+	// from a trip; both instances saw it.
+	old := c.Time(ctx).Val().UnixMilli() + 30000
+	if err := c.HSet(ctx, key, "state", "open", "until", old, "epoch", old, "origin", "a").Err(); err != nil {
+		t.Fatal(err)
+	}
+	a.sync()
+	if err := a.publish(change{t: recovered, seen: old}); err != nil {
+		t.Fatal(err)
+	}
+	b.sync()
+	if e := b.lastEpoch.Load(); e <= old {
+		t.Fatalf("b recorded epoch %d, want a's recovery after %d", e, old)
+	}
+	c.Del(ctx, key) // the failover: the new primary never got those changes
+	for range 3 {   // a's calls fail: 3 < MinCalls, a stays closed
+		_ = a.b.Execute(ctx, func(context.Context) error { return errDown })
+	}
+	for range 4 { // b trips, on the new primary
+		_ = b.b.Execute(ctx, func(context.Context) error { return errDown })
+	}
+	waitStored(t, c, key, "open")
+
+	// a recovers from an older trip, not knowing of b's.
+	if err := a.publish(change{t: recovered, seen: a.lastEpoch.Load()}); err != nil {
+		t.Fatal(err)
+	}
+	if st := c.HGetAll(ctx, key).Val(); st["state"] != "open" || st["origin"] != "b" {
+		t.Fatalf("a's close undid b's newer trip: shared state %v", st)
+	}
+	a.sync()
+	if st, ra := a.b.State(), a.b.RetryAfter(); st != breaker.StateOpen || ra < 30*time.Second {
+		t.Fatalf("a after its merge: %v for %v, want open for the rest of b's minute", st, ra)
+	}
+	if _, f := windowOf(t, a, c); f != 0 {
+		t.Fatalf("%d of a's failures from before b's trip merged into the window it cleared", f)
+	}
+
+	// From there on, the new primary's changes are followed. a, having
+	// seen b's trip, recovers: its close applies, though a's last change
+	// on the old primary had a newer epoch.
+	a.b.Probe(ctx)
+	if err := a.b.Execute(ctx, func(context.Context) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	waitStored(t, c, key, "closed")
+	waitSeen(t, a, c)
+	// b catches up at its merge, then trips again: a follows its message.
+	b.sync()
+	if st := b.b.State(); st != breaker.StateHalfOpen {
+		t.Fatalf("b after a's recovery: %v", st)
+	}
+	_ = b.b.Execute(ctx, func(context.Context) error { return errDown })
+	deadline := time.Now().Add(5 * time.Second)
+	for a.b.State() != breaker.StateOpen {
+		if time.Now().After(deadline) {
+			t.Fatalf("a did not follow b's second trip: %v", a.b.State())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// windowOf returns the successes and failures in s's shared window.
+func windowOf(t *testing.T, s *Shared, c *redis.Client) (succ, fail int64) {
+	t.Helper()
+	ctx := context.Background()
+	cur := c.Time(ctx).Val().UnixMilli() / s.bucketMs
+	for i := range s.buckets + 1 {
+		v := c.HMGet(ctx, s.base+":w:"+strconv.FormatInt(cur-i, 10), "s", "f").Val()
+		for j, p := range []*int64{&succ, &fail} {
+			if str, ok := v[j].(string); ok {
+				n, err := strconv.ParseInt(str, 10, 64)
+				if err != nil {
+					t.Fatal(err)
+				}
+				*p += n
+			}
+		}
+	}
+	return succ, fail
+}
