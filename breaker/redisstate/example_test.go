@@ -39,13 +39,14 @@ func Example() {
 	a, b := newInstance("a"), newInstance("b")
 	defer a.Close()
 	defer b.Close()
-	time.Sleep(100 * time.Millisecond) // let both subscriptions start
 
 	down := fmt.Errorf("connection refused")
 	for range 3 {
 		_ = a.Breaker().Execute(context.Background(), func(context.Context) error { return down })
 	}
-	for i := 0; i < 200 && b.Breaker().State() != breaker.StateOpen; i++ {
+	// b follows a's trip from its message, or, if b's subscription is not
+	// up yet, from the shared state at its next merge (SyncInterval).
+	for deadline := time.Now().Add(5 * time.Second); b.Breaker().State() != breaker.StateOpen && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)
 	}
 	fmt.Println("instance b:", b.Breaker().State()) // instance b: open
