@@ -382,7 +382,7 @@ func TestHostileMessagesAreIgnored(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	time.Sleep(100 * time.Millisecond)
+	subscribed(t, c, name, 1)
 	channel := testPrefix + "{" + name + "}:events"
 	for _, m := range []string{"", "open", "open|x|1|a", "open|1|-5|a", "open|1|0|a", "half|1|1|a",
 		"open|1|99999999999999|a", strings.Repeat("z", 10000)} {
