@@ -411,11 +411,15 @@ func TestHostileMessagesAreIgnored(t *testing.T) {
 func TestPeerTripMissingFromSharedStateEnds(t *testing.T) {
 	c, _ := client(t)
 	name := uniqueName(t)
+	ca := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
+	t.Cleanup(func() { ca.Close() })
+	scripts := &completedScripts{}
+	ca.AddHook(scripts)
 	// The open state may last less than one merge (50ms): seen through
 	// OnStateChange, not by polling State, which a loaded machine may not
 	// schedule within it.
 	var opened atomic.Bool
-	a := newShared(t, c, name, "a", breaker.Config{OpenTimeout: 100 * time.Millisecond, MaxOpenTimeout: 200 * time.Millisecond,
+	a := newShared(t, ca, name, "a", breaker.Config{OpenTimeout: 100 * time.Millisecond, MaxOpenTimeout: 200 * time.Millisecond,
 		OnStateChange: func(_ context.Context, tr breaker.Transition) {
 			if tr.To == breaker.StateOpen {
 				opened.Store(true)
@@ -445,10 +449,34 @@ func TestPeerTripMissingFromSharedStateEnds(t *testing.T) {
 		_ = fail(b.Breaker())
 	}
 	eventually(t, "a follows b's trip", func() bool { return a.Breaker().State() == breaker.StateOpen })
-	time.Sleep(300 * time.Millisecond)
+	// a's scripts are merges alone now (a peer's trip is not shared
+	// again). The one in flight may have read the shared state before b's
+	// trip; those after it read the trip, and each is applied before the
+	// next one starts: two are applied once four more scripts completed.
+	n := scripts.n.Load()
+	eventually(t, "two of a's merges read b's trip", func() bool { return scripts.n.Load() >= n+4 })
 	if st, ra := a.Breaker().State(), a.Breaker().RetryAfter(); st != breaker.StateOpen || ra < 30*time.Second {
-		t.Fatalf("a, 6 merges after b's trip: %v for %v, want open for the rest of b's minute", st, ra)
+		t.Fatalf("a, two merges after b's trip: %v for %v, want open for the rest of b's minute", st, ra)
 	}
+}
+
+// completedScripts counts the script calls a client completed without an
+// error (an EVALSHA refused with NOSCRIPT, then sent again as EVAL, counts
+// once).
+type completedScripts struct{ n atomic.Int64 }
+
+func (s *completedScripts) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (s *completedScripts) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if err == nil && strings.HasPrefix(strings.ToLower(cmd.Name()), "eval") {
+			s.n.Add(1)
+		}
+		return err
+	}
+}
+func (s *completedScripts) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
 }
 
 // The user's OnStateChange hook panics on a trip (a bug in the alerting
