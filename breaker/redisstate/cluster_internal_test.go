@@ -1,12 +1,14 @@
 package redisstate
 
 import (
+	"bytes"
 	"context"
 	"net"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -42,19 +44,27 @@ func privateCluster(t *testing.T) []string {
 		cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
 			"--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", "",
 			"--cluster-enabled", "yes", "--cluster-config-file", dir+"/nodes.conf")
+		out := &serverLog{ready: make(chan struct{})}
+		cmd.Stdout, cmd.Stderr = out, out
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() })
+		exited := make(chan struct{})
+		var exitErr error
+		go func() { exitErr = cmd.Wait(); close(exited) }()
+		t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGTERM); <-exited })
+		// Its own word, not a ping: a ping could reach another process
+		// that took the port first, while this one fails to bind it.
+		select {
+		case <-out.ready:
+		case <-exited:
+			t.Fatalf("private redis-server exited: %v\n%s", exitErr, out)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("private redis-server not ready after 10s:\n%s", out)
+		}
 		addr := "127.0.0.1:" + strconv.Itoa(port)
 		admin := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
 		t.Cleanup(func() { _ = admin.Close() })
-		for j := 0; admin.Ping(ctx).Err() != nil; j++ {
-			if j == 200 {
-				t.Fatal("private redis-server did not come up")
-			}
-			time.Sleep(25 * time.Millisecond)
-		}
 		if err := admin.Do(ctx, "CLUSTER", "ADDSLOTSRANGE", i*8192, i*8192+8191).Err(); err != nil {
 			t.Fatal(err)
 		}
@@ -77,6 +87,34 @@ func privateCluster(t *testing.T) []string {
 		}
 	}
 	return addrs
+}
+
+// serverLog collects a redis-server's log, and closes ready at the line
+// saying it accepts connections.
+type serverLog struct {
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	ready chan struct{}
+}
+
+func (l *serverLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf.Write(p)
+	select {
+	case <-l.ready:
+	default:
+		if bytes.Contains(l.buf.Bytes(), []byte("Ready to accept connections")) {
+			close(l.ready)
+		}
+	}
+	return len(p), nil
+}
+
+func (l *serverLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }
 
 // A breaker name may start with '}' (any valid UTF-8 is a valid name). Put
