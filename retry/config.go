@@ -77,7 +77,8 @@ type Config struct {
 	// InitialDelay is the base of the curve (and the constant wait for
 	// Constant). Default 100ms; must be >= 0.
 	InitialDelay time.Duration
-	// MaxDelay caps every wait, including a Retry-After hint. Default
+	// MaxDelay caps every wait, including a Retry-After hint (an open
+	// circuit breaker's hint beyond it stops Do: see StopRetryAfter). Default
 	// min(10s, MaxElapsedTime); must be >= InitialDelay and <=
 	// MaxElapsedTime.
 	MaxDelay time.Duration

@@ -109,6 +109,17 @@ plus the wait first granted, and the deadline is checked on the cut wait as
 on any other. A wait from the backoff curve is never cut: a retry it no
 longer fits is not made.
 
+A circuit breaker's rejection is the exception to the cap: its hint is the
+time until the breaker lets a probe through (package breaker's rejections,
+errors.Is [gobreaker.ErrOpenState]), and any retry before it is turned away
+again without reaching the dependency. When that hint is longer than MaxDelay,
+Do gives up at once with [StopRetryAfter] instead of sleeping into a certain
+rejection, so a retry around an open breaker (a Transport over a
+breaker.Transport, Do around breaker.Do) fails as fast as the breaker does;
+on the first attempt without a log line or count of its own, as the breaker
+logs its opening once and counts its rejections. A shorter hint is waited
+for like any other.
+
 AttemptTimeout gives each attempt's context its own deadline.
 
 # Budgets

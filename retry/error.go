@@ -30,6 +30,10 @@ const (
 	StopOverloaded
 	// StopContext: the caller's context was canceled or its deadline passed.
 	StopContext
+	// StopRetryAfter: an open circuit breaker turned the call away until
+	// its next probe, further off than MaxDelay: a retry sooner would be
+	// turned away too.
+	StopRetryAfter
 )
 
 var stopNames = [...]string{
@@ -40,6 +44,7 @@ var stopNames = [...]string{
 	StopPermanent:  "permanent error",
 	StopOverloaded: "dependency overloaded",
 	StopContext:    "context done",
+	StopRetryAfter: "breaker open past max delay",
 }
 
 // String returns the human name of the reason ("retry budget exhausted").

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sadpath/sadpath/breaker"
 	"github.com/sadpath/sadpath/contract"
 	"github.com/sadpath/sadpath/logctx"
 	"github.com/sadpath/sadpath/retry"
@@ -276,4 +277,82 @@ func TestNestedDoOverloadedCountedOnce(t *testing.T) {
 			t.Errorf("inner fails %d: give-up lines from %v, want one, from the inner layer", innerFails, gaveUp)
 		}
 	}
+}
+
+// TestDoAroundOpenBreaker: retry around a breaker (the documented wiring:
+// a retry.Transport over a breaker.Transport, or Do around breaker.Do).
+// An open breaker's rejection says exactly when it lets a call through
+// again. A retry before then meets the same rejection: Do used to cap the
+// hint at MaxDelay and sleep into it (twice under the defaults: 20 s of a
+// fail-fast breaker's 30 s), then give up anyway. It now gives up at once
+// when the hint is longer than MaxDelay, and waits for the probe when it
+// is not.
+func TestDoAroundOpenBreaker(t *testing.T) {
+	ctx := context.Background()
+	newBreaker := func(t *testing.T, clk *retrytest.Clock, openFor time.Duration) *breaker.Breaker {
+		t.Helper()
+		b, err := breaker.New(breaker.Config{Name: "dep", Clock: clk, DisableMetrics: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Trip(ctx, openFor, "test")
+		return b
+	}
+	t.Run("open longer than MaxDelay: no wait, no retry", func(t *testing.T) {
+		clk := retrytest.NewClock()
+		b := newBreaker(t, clk, 30*time.Second)
+		sink := &logSink{}
+		p := constPolicy(t, clk, retry.Config{MaxDelay: time.Second, Logger: sink.logger()})
+		fn, calls := failing()
+		_, err := retry.Do(ctx, p, func(ctx context.Context) (int, error) { return breaker.Do(ctx, b, fn) })
+		if recs := sink.records(t); len(recs) != 0 {
+			t.Errorf("logged %v; want nothing: the breaker logged its opening, not each call it turns away", recs)
+		}
+		if !errors.Is(err, breaker.ErrOpen) || !errors.Is(err, retry.StopRetryAfter) {
+			t.Errorf("err = %v; want the breaker's rejection, StopRetryAfter", err)
+		}
+		if got := clk.Sleeps(); len(got) != 0 || calls.Load() != 0 {
+			t.Errorf("sleeps = %v, %d calls; want none: every retry before the probe is rejected", got, calls.Load())
+		}
+		var re *retry.Error
+		if !errors.As(err, &re) || re.Attempts != 1 {
+			t.Errorf("err = %+v; want one attempt", re)
+		}
+	})
+	t.Run("open within MaxDelay: waits for the probe", func(t *testing.T) {
+		clk := retrytest.NewClock()
+		b := newBreaker(t, clk, 3*time.Second)
+		p := constPolicy(t, clk, retry.Config{MaxDelay: 5 * time.Second})
+		fn, calls := failing()
+		v, err := retry.Do(ctx, p, func(ctx context.Context) (int, error) { return breaker.Do(ctx, b, fn) })
+		if v != 42 || err != nil || calls.Load() != 1 {
+			t.Errorf("Do = %v, %v after %d calls; want the probe to succeed", v, err, calls.Load())
+		}
+		if got := clk.Sleeps(); len(got) != 1 || got[0] != 3*time.Second {
+			t.Errorf("sleeps = %v, want [3s]: the time until the probe", got)
+		}
+	})
+	t.Run("through the Transports", func(t *testing.T) {
+		clk := retrytest.NewClock()
+		reg, err := breaker.NewRegistry(breaker.RegistryConfig{Breaker: breaker.Config{Clock: clk, DisableMetrics: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		reg.Get("dep.example").Trip(ctx, 30*time.Second, "test")
+		var sent atomic.Int32
+		base := roundTripFunc(func(*http.Request) (*http.Response, error) { sent.Add(1); return nil, errors.New("unreachable") })
+		bt, err := breaker.NewTransport(breaker.TransportConfig{Registry: reg, Next: base})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rt, err := retry.NewTransport(retry.TransportConfig{Base: bt, Policy: constPolicy(t, clk, retry.Config{})})
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequest(http.MethodGet, "http://dep.example/x", nil)
+		_, err = (&http.Client{Transport: rt}).Do(req)
+		if !errors.Is(err, breaker.ErrOpen) || !errors.Is(err, retry.StopRetryAfter) || sent.Load() != 0 || len(clk.Sleeps()) != 0 {
+			t.Errorf("err = %v, %d sent, sleeps %v; want the rejection at once", err, sent.Load(), clk.Sleeps())
+		}
+	})
 }

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/sony/gobreaker/v2"
+
 	"github.com/sadpath/sadpath/contract"
 	"github.com/sadpath/sadpath/logctx"
 )
@@ -25,7 +27,9 @@ var defaultPolicy = func() *Policy {
 // deadline when p has an AttemptTimeout. A failure is classified (see
 // Classify and Config.Classifier): Permanent and Overloaded failures end at
 // once; Transient ones are retried after a wait from p's strategy,
-// lengthened to a contract.RetryAfter hint and always capped by MaxDelay.
+// lengthened to a contract.RetryAfter hint and always capped by MaxDelay
+// (an open circuit breaker's hint longer than MaxDelay ends Do at once with
+// StopRetryAfter: every retry before its probe would be turned away).
 // Do never sleeps past ctx's deadline nor starts a retry that could not
 // finish before it: it gives up early with StopDeadline. Cancelling ctx
 // ends a wait at once, and no attempt starts on a context that is done.
@@ -176,6 +180,12 @@ func (c *call) failed(ctx context.Context, n int, err error, beforeWait func()) 
 	wait := c.s.next()
 	capped := false // the wait is a hint cut to MaxDelay
 	if ra, ok := contract.RetryAfter(err); ok && ra > wait {
+		if ra > p.maxDelay && errors.Is(err, gobreaker.ErrOpenState) {
+			// An open breaker's hint is no guess: it lets no call through
+			// before its next probe, so a retry capped to MaxDelay would
+			// only be turned away again, after waiting for nothing.
+			return 0, c.stopAt(ctx, now, n, StopRetryAfter, err, nil)
+		}
 		wait, capped = ra, ra >= p.maxDelay
 	}
 	wait = min(wait, p.maxDelay)
@@ -253,10 +263,12 @@ func (c *call) stop(ctx context.Context, n int, r StopReason, cause, ctxErr erro
 func (c *call) stopAt(ctx context.Context, now time.Time, n int, r StopReason, cause, ctxErr error) *Error {
 	p := c.p
 	e := &Error{Op: p.name, Attempts: n, Elapsed: now.Sub(c.start), Reason: r, Cause: cause, ctxErr: ctxErr}
-	if n == 1 && (r == StopPermanent || (r == StopOverloaded && innerOverloaded(cause))) {
+	if n == 1 && (r == StopPermanent || r == StopRetryAfter || (r == StopOverloaded && innerOverloaded(cause))) {
 		// Not a retry decision: the caller gets its error, unretried. An
 		// inner layer's overloaded give-up was logged and counted there:
-		// counting it again here would report one failure twice.
+		// counting it again here would report one failure twice; so was
+		// the opening of a breaker that turns every call away (a line per
+		// rejected call would flood the logs for as long as it is open).
 		return e
 	}
 	if p.logger != nil && p.logger.Enabled(ctx, slog.LevelWarn) {
