@@ -467,9 +467,10 @@ func (g *Guard) advance(ctx context.Context, ev *contract.Event, apply ApplyFunc
 
 func (g *Guard) decideLocked(ctx context.Context, e *memEntry, ev *contract.Event, apply ApplyFunc, settle SettleFunc) (Outcome, error) {
 	defer g.mem.unlock(ev.Subject, e)
-	next, o, err := g.decide(ctx, e.last, ev, apply, settle)
-	if err == nil && next > e.last {
-		e.last = next
+	last := e.last.Load()
+	next, o, err := g.decide(ctx, last, ev, apply, settle)
+	if err == nil && next > last {
+		e.last.Store(next)
 	}
 	return o, err
 }

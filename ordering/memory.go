@@ -6,6 +6,7 @@ import (
 	"math"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sadpath/sadpath/contract"
@@ -77,9 +78,9 @@ func subjectCost(subject string) int64 { return int64(len(subject)) + memEntryOv
 
 type memEntry struct {
 	mu   sync.Mutex
-	last uint64
-	used time.Time // last Advance, when IdleTTL > 0
-	dead bool      // forgotten: look the subject up again
+	last atomic.Uint64 // written under mu; Last reads it without
+	used time.Time     // last Advance, when IdleTTL > 0
+	dead atomic.Bool   // forgotten: look the subject up again (written under mu)
 }
 
 var _ State = (*Memory)(nil)
@@ -113,20 +114,18 @@ func NewMemory(cfg MemoryConfig) (*Memory, error) {
 	return m, nil
 }
 
-// Last returns the last applied sequence of subject, or 0.
+// Last returns the last applied sequence of subject, or 0. It does not
+// wait for an Advance of subject to finish (it returns the sequence that
+// Advance started from): called from inside one — from an ApplyFunc, on
+// the goroutine holding the subject's lock — it would wait for ever.
 func (m *Memory) Last(ctx context.Context, subject string) (uint64, error) {
 	m.mu.RLock()
 	e := m.subjects[subject]
 	m.mu.RUnlock()
-	if e == nil {
+	if e == nil || e.dead.Load() {
 		return 0, nil
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.dead {
-		return 0, nil
-	}
-	return e.last, nil
+	return e.last.Load(), nil
 }
 
 // Len returns how many subjects are remembered.
@@ -143,12 +142,12 @@ func (m *Memory) Advance(ctx context.Context, subject string, fn func(ctx contex
 		return err
 	}
 	defer m.unlock(subject, e)
-	next, err := fn(ctx, e.last)
+	next, err := fn(ctx, e.last.Load())
 	if err != nil {
 		return err
 	}
-	if next > e.last {
-		e.last = next
+	if next > e.last.Load() {
+		e.last.Store(next)
 	}
 	return nil
 }
@@ -167,7 +166,7 @@ func (m *Memory) lock(subject string) (*memEntry, error) {
 			}
 		}
 		e.mu.Lock()
-		if e.dead {
+		if e.dead.Load() {
 			e.mu.Unlock()
 			continue
 		}
@@ -184,7 +183,7 @@ func (m *Memory) lock(subject string) (*memEntry, error) {
 // not take one of the MaxSubjects slots, or a producer inventing subjects
 // would fill the state for good and every new subject be refused.
 func (m *Memory) unlock(subject string, e *memEntry) {
-	if e.last == 0 {
+	if e.last.Load() == 0 {
 		// e.mu is held: taking m.mu now is safe, since no one holding m.mu
 		// waits for an entry's lock (evictLocked only tries it).
 		m.mu.Lock()
@@ -193,7 +192,7 @@ func (m *Memory) unlock(subject string, e *memEntry) {
 			m.bytes -= subjectCost(subject)
 		}
 		m.mu.Unlock()
-		e.dead = true // Advance calls waiting for e look the subject up again
+		e.dead.Store(true) // Advance calls waiting for e look the subject up again
 	}
 	e.mu.Unlock()
 }
@@ -252,7 +251,7 @@ func (m *Memory) evictLocked() bool {
 			continue // in use: not idle
 		}
 		if now.Sub(e.used) >= m.idle {
-			e.dead = true
+			e.dead.Store(true)
 			e.mu.Unlock()
 			delete(m.subjects, k)
 			m.bytes -= subjectCost(k)
