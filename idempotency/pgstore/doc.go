@@ -151,6 +151,43 @@
 // asks for a read-only one or ends the one it began, and a CommitQuery that
 // is not COMMIT or END.
 //
+// # Nesting
+//
+// DoTx's fn runs in a transaction that holds one connection of the pool,
+// and the row locks of fn's writes, until DoTx returns. Do everything the
+// operation writes through that tx: one transaction, one connection, and
+// the writes commit with the record or not at all.
+//
+// A DoTx, an idempotency.Do over a Store, or any other use of the pool
+// called inside fn (with another key: the same key and store fail at once
+// with idempotency.ErrNestedCall) runs on another connection, in a
+// transaction of its own, and commits before the enclosing one, whatever
+// becomes of it: when fn then fails, the nested writes and record stay,
+// and a retry of the enclosing call replays the nested one. It also needs
+// a connection while fn holds one:
+//
+//   - When the DoTx calls it is made from hold every connection of the
+//     pool (MaxConns 1, or a nesting as deep as the pool is large), a
+//     nested DoTx or Store.Claim (the claim of a Do or a consumer) fails at
+//     once with ErrNestedPoolExhausted, without a statement: it could only
+//     wait for a connection until its context ended. Through
+//     idempotency.Do it is the store failure the executor reports
+//     (ErrStoreUnavailable wrapping it, or fn run without a claim under
+//     FailOpen).
+//   - When other goroutines hold the rest — as many concurrent DoTx calls
+//     nesting one as the pool has connections, or a transaction of the
+//     caller's own on the pool (an ordering/pgstate apply's) — the nested
+//     call waits for a connection until its context ends, which no check
+//     can tell in advance. Size the pool above concurrency × (nesting
+//     depth + 1), or do not nest.
+//   - A nested call writing a row that fn's transaction has written waits
+//     for that transaction's lock, and that transaction waits for it:
+//     PostgreSQL sees no deadlock (the enclosing transaction waits in the
+//     client), so it waits until its context ends (or lock_timeout).
+//
+// When a second effect must be idempotent on its own, run its DoTx before
+// or after the first, not inside its fn.
+//
 // # Errors
 //
 // Failures of PostgreSQL are [contract.Error] values wrapping the pgx error:

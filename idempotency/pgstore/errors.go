@@ -12,6 +12,20 @@ import (
 	"github.com/sadpath/sadpath/contract"
 )
 
+// ErrNestedPoolExhausted: a DoTx, or a Store.Claim (the claim of an
+// idempotency.Do or a consumer.Consumer on the Store), was given the
+// context of running DoTx calls on the same pool — it was called from
+// inside their fn — whose transactions hold every connection of the pool
+// (its MaxConns: one each, until their fn returns). It could only wait for
+// a connection until its context ended, since they release theirs only
+// once it returns; it fails at once instead, without a statement.
+// KindInternal, never retryable: every retry from the same place meets the
+// same pool. Do the work through the transaction DoTx gives fn; or, when a
+// nested DoTx must commit on its own, size the pool for it (see "Nesting"
+// in the package documentation).
+var ErrNestedPoolExhausted error = &contract.Error{Kind: contract.KindInternal, Code: "pgstore.nested_pool_exhausted",
+	Detail: "every connection of the pool is held by the DoTx transactions this call was made from"}
+
 // mapError classifies an error from pgx as a contract error:
 //
 //   - context canceled: KindCanceled (a statement the server canceled on

@@ -17,6 +17,7 @@ import (
 	"github.com/sadpath/sadpath/contract"
 	"github.com/sadpath/sadpath/idempotency"
 	"github.com/sadpath/sadpath/idempotency/internal/resultcodec"
+	"github.com/sadpath/sadpath/internal/owner"
 	"github.com/sadpath/sadpath/logctx"
 )
 
@@ -309,6 +310,11 @@ func (s *Store) exec(ctx context.Context, sql string, args ...any) (pgconn.Comma
 // serialization failure (40001), and Claim runs the statement again too: on
 // a fresh snapshot it sees the winner's row and answers InProgress. Without
 // a concurrent writer on the same key, a claim is always one round trip.
+//
+// Given the context of DoTx calls (from inside their fn) that hold every
+// connection of the pool, it fails at once with ErrNestedPoolExhausted
+// rather than wait for one of them (see "Nesting" in the package
+// documentation).
 func (s *Store) Claim(ctx context.Context, req idempotency.ClaimRequest) (idempotency.Claim, error) {
 	const op = "pgstore.claim"
 	if req.Lease <= 0 {
@@ -317,7 +323,34 @@ func (s *Store) Claim(ctx context.Context, req idempotency.ClaimRequest) (idempo
 	if req.Retention < req.Lease {
 		return idempotency.Claim{}, contract.New(contract.KindInvalid, op, fmt.Sprintf("ClaimRequest.Retention: must be >= Lease (%v), got %v", req.Lease, req.Retention))
 	}
+	if err := s.poolLeft(ctx, op); err != nil {
+		return idempotency.Claim{}, err
+	}
 	return s.claim(ctx, s.pool, req)
+}
+
+// poolLeft returns ErrNestedPoolExhausted when the DoTx calls that ctx was
+// made from (running, on s's pool) hold as many connections as the pool
+// has: a statement would wait for one of them, held until it returns. A
+// context outside any DoTx pays one ctx.Value.
+func (s *Store) poolLeft(ctx context.Context, op string) error {
+	held := int32(0)
+	o, _ := ctx.Value(owner.Key{}).(owner.Op)
+	for ; o != nil; o, _ = o.Parent().Value(owner.Key{}).(owner.Op) {
+		if tc, ok := o.(*txCtx); ok && tc.s.pool == s.pool && !tc.ended.Load() {
+			held++
+		}
+	}
+	if held == 0 {
+		return nil
+	}
+	if limit := s.pool.Stat().MaxConns(); held >= limit {
+		e := *(ErrNestedPoolExhausted.(*contract.Error))
+		e.Op = op
+		e.Detail = fmt.Sprintf("the %d DoTx transactions this call was made from hold every connection of the pool (MaxConns %d) until it returns", held, limit)
+		return &e
+	}
+	return nil
 }
 
 // querier runs each statement in a transaction of its own (the pool): claim

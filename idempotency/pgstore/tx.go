@@ -40,6 +40,11 @@ const cleanupTimeout = 5 * time.Second
 // (fn's context carries the claim). Calls that are not nested pay one
 // ctx.Value for this.
 //
+// A DoTx called inside fn with another key runs on another connection and
+// commits on its own, before fn's transaction: see "Nesting" in the package
+// documentation. When the DoTx calls it is made from hold every
+// connection of the pool, it fails at once with ErrNestedPoolExhausted.
+//
 //  1. DoTx claims key with fingerprint (Config.TxLease, Config.TxRetention),
 //     in its own statement. A completed key returns the stored value without
 //     calling fn (a replay); a key in progress returns an error matching
