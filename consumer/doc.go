@@ -60,7 +60,10 @@ For each Delivery, in order:
     Handler runs under the claim of step 2: an idempotency.Do (or
     pgstore.DoTx) it calls with the consumer's own key and store fails at
     once with idempotency.ErrNestedCall, rather than waiting for that claim
-    (see Config.Store).
+    (see Config.Store). Like an ordering ApplyFunc, it must not hand its
+    Consumer (or the Guard) another event of its own subject: that waits
+    for the subject lock the Handler's caller holds (see the ordering
+    package documentation, "Calling the Guard from an ApplyFunc").
  5. Classification of the Handler's error with contract: retryable kinds
     (unavailable, timeout, rate limited) and a canceled context are retried
     after MinBackoff × 2^(attempt-1), capped at MaxBackoff and at least the

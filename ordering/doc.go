@@ -103,6 +103,33 @@ the effect and the sequence commit together. The package
 github.com/sadpath/sadpath/ordering/statetest checks any State against the
 contract.
 
+# Calling the Guard from an ApplyFunc
+
+An ApplyFunc runs while its subject is locked in the State (Memory's lock
+on the subject; with ordering/pgstate, its row, in the transaction the
+ApplyFunc runs in). As with a callback run under a sync.Mutex, the Guard
+does not detect re-entry, which would cost every applied event an
+allocation (a context marking the subject) on the in-order path that
+allocates nothing:
+
+  - Process, Sweep, Retrying and Failed for the subject being applied, or a
+    chain of ApplyFuncs that comes back to it (A's processes B, whose
+    processes A), wait for the lock their own caller holds: for ever on a
+    Memory state, until the context ends on pgstate. Hand such an event
+    back to the broker instead (return a retryable error, or publish it).
+  - State().Last of any subject never waits for Memory's lock: it may be
+    called from an ApplyFunc.
+  - Process for another subject runs, nested: the ApplyFunc then holds
+    both subjects' locks. Keep such nesting in one direction (an order of
+    subjects): two ApplyFuncs processing each other's subject at the same
+    time wait for each other. On pgstate the nested event runs in a
+    transaction of its own, on another pool connection (size the pool for
+    one more per nesting level), and commits before the outer one: it stays
+    applied when the outer ApplyFunc then fails.
+
+A SettleFunc runs outside the lock, but must not call Process or Sweep for
+the subject it settles either (see SettleFunc).
+
 # Last writer by sequence
 
 Projections that only need the newest state of an entity (a status, a

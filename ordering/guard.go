@@ -172,6 +172,12 @@ type Outcome struct {
 
 // ApplyFunc applies one event: the caller's effect. With a persistent State
 // it runs inside the State's transaction (see ordering/pgstate).
+//
+// It runs while its subject is locked in the State, like a callback under a
+// sync.Mutex: it must not call Process, Sweep, Retrying or Failed for its
+// own subject (they wait for the lock its caller holds: for ever on Memory,
+// until the context ends on pgstate). See the package documentation,
+// "Calling the Guard from an ApplyFunc".
 type ApplyFunc func(ctx context.Context, ev *contract.Event) error
 
 // SettleFunc is called once for every held delivery, when its fate is

@@ -44,6 +44,14 @@ processes sharing the table; different subjects proceed in parallel. Keep
 the ApplyFunc short: the lock is held while it runs. Use a pool
 (*pgxpool.Pool) as Config.DB for concurrent use.
 
+The ApplyFunc must not call Process for its own subject: the row is locked
+by its own transaction, and the call waits for that lock until its context
+ends. Process for another subject from an ApplyFunc runs in a transaction
+of its own, on another connection of the pool (with none left, it waits for
+one until its context ends: size the pool for one more per nesting level),
+and commits before the outer transaction, whatever becomes of that one. See
+the ordering package documentation, "Calling the Guard from an ApplyFunc".
+
 Held gaps are not shared: each process's Guard keeps its own hold buffer
 and times it out on its own. The table records only the last applied
 sequence, so when the missing event of a gap fails in one process (to be
