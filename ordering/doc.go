@@ -112,13 +112,13 @@ does not detect re-entry, which would cost every applied event an
 allocation (a context marking the subject) on the in-order path that
 allocates nothing:
 
-  - Process, Sweep, Retrying and Failed for the subject being applied, or a
-    chain of ApplyFuncs that comes back to it (A's processes B, whose
-    processes A), wait for the lock their own caller holds: for ever on a
-    Memory state, until the context ends on pgstate. Hand such an event
-    back to the broker instead (return a retryable error, or publish it).
-  - State().Last of any subject never waits for Memory's lock: it may be
-    called from an ApplyFunc.
+  - Process and Sweep for the subject being applied, or a chain of
+    ApplyFuncs that comes back to it (A's processes B, whose processes A),
+    wait for the lock their own caller holds: for ever on a Memory state,
+    until the context ends on pgstate. Hand such an event back to the
+    broker instead (return a retryable error, or publish it).
+  - State().Last, and Retrying and Failed, which only read it, never wait
+    for Memory's lock; on pgstate they take a pool connection of their own.
   - Process for another subject runs, nested: the ApplyFunc then holds
     both subjects' locks. Keep such nesting in one direction (an order of
     subjects): two ApplyFuncs processing each other's subject at the same

@@ -174,9 +174,9 @@ type Outcome struct {
 // it runs inside the State's transaction (see ordering/pgstate).
 //
 // It runs while its subject is locked in the State, like a callback under a
-// sync.Mutex: it must not call Process, Sweep, Retrying or Failed for its
-// own subject (they wait for the lock its caller holds: for ever on Memory,
-// until the context ends on pgstate). See the package documentation,
+// sync.Mutex: it must not call Process or Sweep for its own subject (they
+// wait for the lock its caller holds: for ever on Memory, until the context
+// ends on pgstate). See the package documentation,
 // "Calling the Guard from an ApplyFunc".
 type ApplyFunc func(ctx context.Context, ev *contract.Event) error
 
