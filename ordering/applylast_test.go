@@ -79,3 +79,29 @@ func TestApplyReadingLastOfItsSubject(t *testing.T) {
 		}
 	})
 }
+
+// TestApplyCallingFailedAndRetryingForItsSubject: Failed and Retrying only
+// read the subject's last sequence, which does not wait for the lock the
+// ApplyFunc's caller holds: called from the ApplyFunc for its own subject,
+// with an event held behind a gap, they return.
+func TestApplyCallingFailedAndRetryingForItsSubject(t *testing.T) {
+	withGuards(t, ordering.Config{Gap: ordering.GapHold}, func(t *testing.T, g *ordering.Guard) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var r recorder
+		mustProcess(t, g, ev("s", 1), r.apply, nil)
+		settle := func(context.Context, *contract.Event, ordering.Outcome, error) {}
+		if o, err := g.Process(ctx, ev("s", 4), r.apply, settle); err != nil || !o.Held {
+			t.Fatalf("s/4: %v, %v; want held", o.Decision, err)
+		}
+		apply := func(ctx context.Context, e *contract.Event) error {
+			g.Failed(ctx, ev("s", 3))
+			g.Retrying(ctx, ev("s", 3), time.Second)
+			return r.apply(ctx, e)
+		}
+		bounded(t, ctx, func() { mustProcessCtx(t, ctx, g, ev("s", 2), apply) })
+		if got := r.got(); got != "s/1 s/2" {
+			t.Fatalf("applied %q; want s/1 s/2 (s/4 still held behind s/3)", got)
+		}
+	})
+}
