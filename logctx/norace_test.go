@@ -15,6 +15,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"strings"
 	"testing"
 )
 
@@ -110,6 +112,39 @@ func TestHandlerPlainSlicesNoExtraAllocs(t *testing.T) {
 			})
 			if w > d {
 				t.Errorf("wrapped allocs %v > direct allocs %v", w, d)
+			}
+		})
+	}
+}
+
+// With NoCardScan, card numbers are not looked for: the values of a
+// map[string]string and of a header were still scanned (each card number
+// found cost a masked copy, thrown away) and the result ignored.
+func TestHandlerNoCardScanNoExtraAllocs(t *testing.T) {
+	values := map[string]any{
+		"map":    map[string]string{"ref": testPAN, "note": "card " + testPAN},
+		"header": http.Header{"X-Ref": {testPAN, "card " + testPAN}},
+		"query":  url.Values{"ref": {testPAN}},
+	}
+	for name, v := range values {
+		t.Run(name, func(t *testing.T) {
+			var sink bytes.Buffer
+			direct := slog.New(slog.NewJSONHandler(&sink, nil))
+			wrapped := slog.New(mustHandler(t, HandlerConfig{Next: slog.NewJSONHandler(&sink, nil), NoCardScan: true}))
+			bg := context.Background()
+			d := testing.AllocsPerRun(200, func() {
+				sink.Reset()
+				direct.LogAttrs(bg, slog.LevelInfo, "m", slog.Any("v", v))
+			})
+			w := testing.AllocsPerRun(200, func() {
+				sink.Reset()
+				wrapped.LogAttrs(bg, slog.LevelInfo, "m", slog.Any("v", v))
+			})
+			if w > d {
+				t.Errorf("wrapped allocs %v > direct allocs %v", w, d)
+			}
+			if !strings.Contains(sink.String(), testPAN) {
+				t.Errorf("card number masked despite NoCardScan: %s", sink.String())
 			}
 		})
 	}

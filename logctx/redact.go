@@ -338,8 +338,7 @@ func (r *redactor) anyAt(v any, w *walk) (slog.Value, bool) {
 		}
 	case map[string]string:
 		for k, val := range x {
-			_, pan := maskPANs(val)
-			if r.secretKey(k) || (r.scanPAN && pan) {
+			if r.secretKey(k) || r.hasPAN(val) {
 				c := make(map[string]string, len(x))
 				for k, val := range x {
 					c[k] = r.value(k, val)
@@ -1097,18 +1096,22 @@ func (r *redactor) value(k, v string) string {
 	return v
 }
 
+// hasPAN reports whether s holds a card number to mask; with NoCardScan,
+// never, at no cost.
+func (r *redactor) hasPAN(s string) bool {
+	if !r.scanPAN {
+		return false
+	}
+	_, ok := maskPANs(s)
+	return ok
+}
+
 func (r *redactor) header(h map[string][]string) (map[string][]string, bool) {
 	dirty := false
 	for k, vs := range h {
-		if r.secretKey(k) {
+		if r.secretKey(k) || slices.ContainsFunc(vs, r.hasPAN) {
 			dirty = true
 			break
-		}
-		for _, v := range vs {
-			if _, ok := maskPANs(v); ok && r.scanPAN {
-				dirty = true
-				break
-			}
 		}
 	}
 	if !dirty {
