@@ -122,7 +122,8 @@ Handler rewrites attributes before passing them on:
     single spaces or dashes, not glued to letters, that pass the Luhn
     check, are masked to their last four digits wherever they appear in a
     string value (of any string type, and in a []string, an array or map
-    of strings), in a []byte (which stays a []byte), in a
+    of strings), in a map key (two keys that mask to one text are both
+    kept, the second as "**** **** **** 1111 (2)"), in a []byte (which stays a []byte), in a
     [encoding/json.RawMessage] (which stays inline JSON when still valid,
     else becomes a string), in an error's text,
     in the message and in the entity id ("4111 1111 1111 1111" becomes

@@ -305,7 +305,8 @@ func (r *redactor) group(as []slog.Attr) ([]slog.Attr, bool) {
 // any of these or to a string (through further pointers and
 // interfaces), an slog.Attr or slog.Value given as a value (as a group
 // of one, or what the value holds), and card numbers in strings of a
-// named type and in slices, arrays and maps of strings. Other KindAny
+// named type, in slices, arrays and maps of strings and in map keys
+// (see maskKeys). Other KindAny
 // values are passed
 // on as they are:
 // give types that hold secrets a LogValue method.
@@ -338,11 +339,16 @@ func (r *redactor) anyAt(v any, w *walk) (slog.Value, bool) {
 		}
 	case map[string]string:
 		for k, val := range x {
-			if r.secretKey(k) || r.hasPAN(val) {
+			if r.secretKey(k) || r.hasPAN(val) || r.hasPAN(k) {
 				c := make(map[string]string, len(x))
+				var cardKeys []string
 				for k, val := range x {
 					c[k] = r.value(k, val)
+					if r.hasPAN(k) {
+						cardKeys = append(cardKeys, k)
+					}
 				}
+				maskKeys(c, cardKeys)
 				return slog.AnyValue(c), true
 			}
 		}
@@ -598,7 +604,8 @@ func walkable(t reflect.Type, depth int) bool {
 
 // reflectElem walks a walkable slice, array, string-keyed map or pointer
 // (see walkable) found on walk w: each element is redacted as an
-// element of a []any is, and the value under a secret map key replaced. It
+// element of a []any is, the value under a secret map key replaced and a
+// key holding a card number masked. It
 // returns a []any (slices and arrays) or a map[string]any, built only
 // when an element changes; a nil or empty slice or map is left as it is.
 // A pointer is written as what it points to. Past the walk's depth, or
@@ -637,12 +644,16 @@ func (r *redactor) reflectElem(rv reflect.Value, w *walk) (any, bool) {
 		plainKeys := rv.Type().Key() == stringType
 		plainElems := rv.Type().Elem() == stringType // read without a copy to the heap
 		var out map[string]any
+		var cardKeys []string
 		var it reflect.MapIter
 		it.Reset(rv)
 		for it.Next() {
 			k := keys.key(&it, plainKeys)
 			var v2 any
 			var ch bool
+			if r.hasPAN(k) {
+				cardKeys = append(cardKeys, k)
+			}
 			if r.secretKey(k) {
 				v2, ch = r.redacted.String(), true
 			} else if plainElems {
@@ -654,16 +665,17 @@ func (r *redactor) reflectElem(rv reflect.Value, w *walk) (any, bool) {
 			} else if walkValues {
 				v2, ch = r.reflectItem(it.Value(), w)
 			}
-			if ch {
-				if out == nil {
-					out = make(map[string]any, rv.Len())
-					for it2 := rv.MapRange(); it2.Next(); {
-						out[it2.Key().String()] = it2.Value().Interface()
-					}
+			if (ch || len(cardKeys) > 0) && out == nil {
+				out = make(map[string]any, rv.Len())
+				for it2 := rv.MapRange(); it2.Next(); {
+					out[it2.Key().String()] = it2.Value().Interface()
 				}
+			}
+			if ch {
 				out[k] = v2
 			}
 		}
+		maskKeys(out, cardKeys)
 		return out, out != nil
 	}
 	var out []any
@@ -736,6 +748,7 @@ func (r *redactor) anyMap(m map[string]any, w *walk) (any, bool) {
 	}
 	defer w.leave()
 	var out map[string]any
+	var cardKeys []string
 	for k, v := range m {
 		var v2 any
 		var ch bool
@@ -744,16 +757,20 @@ func (r *redactor) anyMap(m map[string]any, w *walk) (any, bool) {
 		} else {
 			v2, ch = r.anyElem(v, w)
 		}
+		if r.hasPAN(k) {
+			cardKeys = append(cardKeys, k)
+		}
+		if (ch || len(cardKeys) > 0) && out == nil {
+			out = maps.Clone(m)
+		}
 		if ch {
-			if out == nil {
-				out = maps.Clone(m)
-			}
 			out[k] = v2
 		}
 	}
 	if out == nil {
 		return nil, false
 	}
+	maskKeys(out, cardKeys)
 	return out, true
 }
 
@@ -1109,7 +1126,7 @@ func (r *redactor) hasPAN(s string) bool {
 func (r *redactor) header(h map[string][]string) (map[string][]string, bool) {
 	dirty := false
 	for k, vs := range h {
-		if r.secretKey(k) || slices.ContainsFunc(vs, r.hasPAN) {
+		if r.secretKey(k) || r.hasPAN(k) || slices.ContainsFunc(vs, r.hasPAN) {
 			dirty = true
 			break
 		}
@@ -1118,14 +1135,46 @@ func (r *redactor) header(h map[string][]string) (map[string][]string, bool) {
 		return nil, false
 	}
 	c := make(map[string][]string, len(h))
+	var cardKeys []string
 	for k, vs := range h {
 		out := make([]string, len(vs))
 		for i, v := range vs {
 			out[i] = r.value(k, v)
 		}
 		c[k] = out
+		if r.hasPAN(k) {
+			cardKeys = append(cardKeys, k)
+		}
 	}
+	maskKeys(c, cardKeys)
 	return c, true
+}
+
+// maskKeys moves the values of m under cardKeys, keys that hold card
+// numbers, to those keys masked. Two keys may mask to one text (two cards
+// with the same last four digits, or a key already written masked), and a
+// copy of a map must lose no value: the second to come takes the first
+// free of "… (2)", "… (3)"…
+func maskKeys[V any](m map[string]V, cardKeys []string) {
+	if len(cardKeys) == 0 {
+		return
+	}
+	vs := make([]V, len(cardKeys))
+	for i, k := range cardKeys {
+		vs[i] = m[k]
+		delete(m, k) // all first: a key given below is never deleted after
+	}
+	for i, k := range cardKeys {
+		masked, _ := maskPANs(k)
+		key := masked
+		for n := 2; ; n++ {
+			if _, taken := m[key]; !taken {
+				break
+			}
+			key = masked + " (" + strconv.Itoa(n) + ")"
+		}
+		m[key] = vs[i]
+	}
 }
 
 // maskPANs returns s with every payment card number in it masked, keeping

@@ -1,7 +1,9 @@
 package logctx
 
 import (
+	"fmt"
 	"net/http"
+	"net/url"
 	"reflect"
 	"strings"
 	"testing"
@@ -49,5 +51,79 @@ func TestRedactKeysOfOtherMaps(t *testing.T) {
 	}
 	if body["password"] != "ptr-secret" {
 		t.Error("caller's map was modified")
+	}
+}
+
+// A card number used as a map key is masked as one in a value is: the keys
+// of maps were never scanned, so map[string]int{"4111 1111 1111 1111": 1}
+// printed the card number in every map type, header and body.
+func TestRedactCardNumbersInMapKeys(t *testing.T) {
+	const card = "4111 1111 1111 1111"
+	values := map[string]any{
+		"ints":     map[string]int{card: 1},
+		"strings":  map[string]string{card: "a"},
+		"labels":   labels{card: "a"},
+		"named":    map[cardNumber]int{card: 1},
+		"header":   http.Header{card: {"a"}},
+		"query":    url.Values{card: {"a"}},
+		"lists":    map[string][]string{card: {"a"}},
+		"body":     map[string]any{"cards": map[string]any{card: 1.0}},
+		"in_list":  []map[string]int{{card: 1}},
+		"body_ptr": &map[string]any{card: 1.0},
+	}
+	for name, v := range values {
+		t.Run(name, func(t *testing.T) {
+			l, buf := newJSONLogger(t, HandlerConfig{})
+			l.Info("m", "v", v)
+			tl, tbuf := newTextLogger(t, HandlerConfig{})
+			tl.Info("m", "v", v)
+			for _, out := range []string{buf.String(), tbuf.String()} {
+				if strings.Contains(out, card) || !strings.Contains(out, "**** **** **** 1111") {
+					t.Errorf("card number in a key not masked: %s", out)
+				}
+			}
+			jsonLines(t, buf)
+		})
+	}
+}
+
+// Two keys may mask to one text: two cards with the same last four digits,
+// or a key already written masked. Neither value is lost: the second key
+// is written "… (2)".
+func TestRedactMaskedMapKeysCollide(t *testing.T) {
+	const a, b, masked = "4000 0000 0006 1111", "5500 0000 0008 1111", "**** **** **** 1111"
+	want := map[string]bool{"1": true, "2": true, "3": true}
+	body := map[string]any{a: "1", b: "2", masked: "3"}
+	for name, v := range map[string]any{
+		"ints":    map[string]int{a: 1, b: 2, masked: 3},
+		"strings": map[string]string{a: "1", b: "2", masked: "3"},
+		"header":  http.Header{a: {"1"}, b: {"2"}, masked: {"3"}},
+		"body":    body,
+		"labels":  labels{a: "1", b: "2", masked: "3"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			l, buf := newJSONLogger(t, HandlerConfig{})
+			l.Info("m", "v", v)
+			got := jsonLines(t, buf)[0]["v"].(map[string]any)
+			seen := map[string]bool{}
+			for k, x := range got {
+				if strings.Contains(k, "0000") {
+					t.Errorf("key %q not masked", k)
+				}
+				if l, ok := x.([]any); ok && len(l) == 1 {
+					x = l[0]
+				}
+				seen[fmt.Sprint(x)] = true
+			}
+			if !reflect.DeepEqual(seen, want) {
+				t.Errorf("got %v: values lost", got)
+			}
+			if _, ok := got[masked+" (2)"]; !ok {
+				t.Errorf("got %v, want a key %q", got, masked+" (2)")
+			}
+		})
+	}
+	if len(body) != 3 || body[a] != "1" {
+		t.Errorf("caller's map was modified: %v", body)
 	}
 }
