@@ -145,7 +145,11 @@ Handler rewrites attributes before passing them on:
     interfaces, which are written as a []any or a map[string]any when an
     element changes; every other string-keyed map (map[string]int, a
     named map[string]string) has the values under its secret keys
-    replaced, a pointer to any of these or to a string — through
+    replaced; a map with keys of another type is walked likewise
+    (map[int]string, map[int64]map[string]any; a key that is an
+    interface holding a string, as in the map[any]any a YAML decoder
+    returns, is read as a string key), and written as a map of the same
+    key type to any when something changes; a pointer to any of these or to a string — through
     further pointers and interfaces (a **map[string]any, a *any) — is
     redacted as what it points to, and a [encoding/json.RawMessage] with a member under a
     secret key, at any level, is decoded, redacted as a map[string]any is

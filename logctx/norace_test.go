@@ -81,6 +81,8 @@ func TestHandlerPlainSlicesNoExtraAllocs(t *testing.T) {
 		"strings": []string{"a", "b"},
 		"array":   [4]float64{1, 2, 3, 4},
 		"map":     map[string]int{"a": 1},
+		"int_map": map[int]string{1: "a", 2: "b"},
+		"any_map": map[any]any{"a": 1, 2: "b"},
 		"labels":  labels{"env": "prod", "team": "payments"},
 		"named":   []cardNumber{"not a card", "1234"},
 		"texts":   [2]string{"a", "b"},

@@ -298,10 +298,10 @@ func (r *redactor) group(as []slog.Attr) ([]slog.Attr, bool) {
 // by pointer or value (as their Set-Cookie form with the value redacted),
 // map[string]any and []any (a decoded JSON body) at every level, card
 // numbers in a []byte or a json.RawMessage, those URLs and card numbers
-// in error texts (see error), slices, arrays and string-keyed maps of
-// any of these, of errors, of LogValuers or of interfaces ([]http.Header,
-// []*http.Request, map[string]*url.URL: see walkable), walked like a
-// []any, the secret keys of any other string-keyed map, pointers to
+// in error texts (see error), slices, arrays and maps (of any key type:
+// see otherMap) of any of these, of errors, of LogValuers or of
+// interfaces ([]http.Header, []*http.Request, map[string]*url.URL: see
+// walkable), walked like a []any, the secret keys of any other string-keyed map, pointers to
 // any of these or to a string (through further pointers and
 // interfaces), an slog.Attr or slog.Value given as a value (as a group
 // of one, or what the value holds), and card numbers in strings of a
@@ -451,7 +451,7 @@ func (r *redactor) anyAt(v any, w *walk) (slog.Value, bool) {
 			return r.error(x)
 		}
 	default:
-		// A slice, array or string-keyed map of the above ([]http.Header,
+		// A slice, array or map of the above ([]http.Header,
 		// []*http.Request, map[string]*url.URL): walked like a []any.
 		t := reflect.TypeOf(v)
 		if t != nil && t.Kind() == reflect.String {
@@ -511,20 +511,42 @@ func (r *redactor) reflectItem(ev reflect.Value, w *walk) (any, bool) {
 	return r.anyElem(ev.Interface(), w)
 }
 
-// mapKeys walks the keys of a string-keyed map: key returns the key at
-// it. For a map[string]T it reads the key into a pooled string without
-// allocating (MapIter.Key copies each key to the heap); a named key type,
-// which cannot be assigned to a string, takes that copy.
+// mapKeys walks the keys of a map: key returns the key at it of a
+// string-keyed map, text the string an interface key holds. For a
+// map[string]T and a map[any]T they read the key into a pooled variable
+// without allocating (MapIter.Key copies each key to the heap); a named
+// key type, which cannot be assigned to a string, takes that copy.
 type mapKeys struct {
-	s, e   string
-	sv, ev reflect.Value // s and e, settable
+	s, e       string
+	a          any
+	sv, ev, av reflect.Value // s, e and a, settable
 }
 
 var mapKeysPool = sync.Pool{New: func() any {
 	k := new(mapKeys)
-	k.sv, k.ev = reflect.ValueOf(&k.s).Elem(), reflect.ValueOf(&k.e).Elem()
+	k.sv, k.ev, k.av = reflect.ValueOf(&k.s).Elem(), reflect.ValueOf(&k.e).Elem(), reflect.ValueOf(&k.a).Elem()
 	return k
 }}
+
+// text returns the key at it of a map whose keys are interfaces, and
+// whether it holds a string (of any string type).
+func (k *mapKeys) text(it *reflect.MapIter) (string, bool) {
+	k.av.SetIterKey(it)
+	a := k.a
+	k.a = nil
+	if t := reflect.TypeOf(a); t != nil && t.Kind() == reflect.String {
+		return reflect.ValueOf(a).String(), true
+	}
+	return "", false
+}
+
+// iface returns the value at it of a map[…]any, read as text reads a key.
+func (k *mapKeys) iface(it *reflect.MapIter) any {
+	k.av.SetIterValue(it)
+	a := k.a
+	k.a = nil
+	return a
+}
 
 // elem returns the value at it of a map[…]string, read as key reads a key.
 func (k *mapKeys) elem(it *reflect.MapIter) string {
@@ -553,6 +575,7 @@ var (
 	logValuerType  = reflect.TypeFor[slog.LogValuer]()
 	errorType      = reflect.TypeFor[error]()
 	anySliceType   = reflect.TypeFor[[]any]()
+	anyType        = reflect.TypeFor[any]()
 	stringType     = reflect.TypeFor[string]()
 	bytesType      = reflect.TypeFor[[]byte]()
 	rawMessageType = reflect.TypeFor[json.RawMessage]()
@@ -578,8 +601,8 @@ const maxTypeDepth = 8
 // walkable reports whether a value of type t may hold something the
 // redactor rewrites: one of the types any redacts, an interface (which
 // may hold one), a LogValuer, an error, a string (a card number may be in
-// it), a slice or array of walkable
-// elements, a string-keyed map (its keys may be secret), or a pointer to
+// it), a slice or array of walkable elements, a map with string or
+// interface keys (which may be secret) or walkable values, or a pointer to
 // a walkable value. It does not allocate.
 func walkable(t reflect.Type, depth int) bool {
 	if depth > maxTypeDepth {
@@ -592,8 +615,9 @@ func walkable(t reflect.Type, depth int) bool {
 	case reflect.Slice, reflect.Array:
 		return walkable(t.Elem(), depth+1)
 	case reflect.Map:
-		// Its keys may be secret, whatever its values.
-		return t.Key().Kind() == reflect.String
+		// String keys may be secret or hold a card number, whatever the
+		// values; so may interface keys, which may hold strings.
+		return t.Key().Kind() == reflect.String || t.Key().Kind() == reflect.Interface || walkable(t.Elem(), depth+1)
 	case reflect.Pointer:
 		// Handlers print what it points to, through any number of
 		// pointers and interfaces.
@@ -602,12 +626,13 @@ func walkable(t reflect.Type, depth int) bool {
 	return false
 }
 
-// reflectElem walks a walkable slice, array, string-keyed map or pointer
+// reflectElem walks a walkable slice, array, map or pointer
 // (see walkable) found on walk w: each element is redacted as an
 // element of a []any is, the value under a secret map key replaced and a
 // key holding a card number masked. It
-// returns a []any (slices and arrays) or a map[string]any, built only
-// when an element changes; a nil or empty slice or map is left as it is.
+// returns a []any (slices and arrays) or a map[string]any (see otherMap
+// for maps with keys of another type), built only when an element
+// changes; a nil or empty slice or map is left as it is.
 // A pointer is written as what it points to. Past the walk's depth, or
 // already on its path (a pointer to an interface that holds it), the
 // value is replaced.
@@ -638,6 +663,9 @@ func (r *redactor) reflectElem(rv reflect.Value, w *walk) (any, bool) {
 	case reflect.Pointer:
 		return r.reflectItem(rv.Elem(), w)
 	case reflect.Map:
+		if rv.Type().Key().Kind() != reflect.String {
+			return r.otherMap(rv, w)
+		}
 		walkValues := walkable(rv.Type().Elem(), 0)
 		keys := mapKeysPool.Get().(*mapKeys)
 		defer mapKeysPool.Put(keys)
@@ -692,6 +720,89 @@ func (r *redactor) reflectElem(rv reflect.Value, w *walk) (any, bool) {
 	}
 	return out, out != nil
 }
+
+// otherMap is reflectElem for a map whose keys are not strings
+// (map[int]string, a map[any]any decoded from YAML): its values are
+// redacted, and a key that is an interface holding a string is read as a
+// string key is (the value under a secret one replaced, a card number in
+// one masked); other keys are kept as they are. It returns a map of the
+// same key type to any (the handlers write its keys as they would the
+// original's), built only when something changes.
+func (r *redactor) otherMap(rv reflect.Value, w *walk) (any, bool) {
+	t := rv.Type()
+	walkValues := walkable(t.Elem(), 0)
+	plainElems := t.Elem() == stringType // read without a copy to the heap
+	anyElems := t.Elem() == anyType      // likewise
+	textKeys := t.Key().Kind() == reflect.Interface
+	keys := mapKeysPool.Get().(*mapKeys)
+	defer mapKeysPool.Put(keys)
+	var out reflect.Value // a map[K]any
+	var cardKeys []reflect.Value
+	var it reflect.MapIter
+	it.Reset(rv)
+	for it.Next() {
+		k, text := "", false
+		if textKeys {
+			k, text = keys.text(&it)
+		}
+		var v2 any
+		var ch bool
+		switch {
+		case text && r.secretKey(k):
+			v2, ch = r.redacted.String(), true
+		case plainElems:
+			if r.scanPAN {
+				if m, ok := maskPANs(keys.elem(&it)); ok {
+					v2, ch = m, true
+				}
+			}
+		case anyElems:
+			v2, ch = r.anyElem(keys.iface(&it), w)
+		case walkValues:
+			v2, ch = r.reflectItem(it.Value(), w)
+		}
+		cardKey := text && r.hasPAN(k)
+		if (ch || cardKey) && !out.IsValid() {
+			out = reflect.MakeMapWithSize(reflect.MapOf(t.Key(), anyType), rv.Len())
+			for it2 := rv.MapRange(); it2.Next(); {
+				out.SetMapIndex(it2.Key(), it2.Value())
+			}
+		}
+		if ch {
+			out.SetMapIndex(it.Key(), anyValue(v2))
+		}
+		if cardKey {
+			cardKeys = append(cardKeys, it.Key())
+		}
+	}
+	if !out.IsValid() {
+		return nil, false
+	}
+	if out.Len() != rv.Len() {
+		// A key not equal to itself (a NaN) was added again with its
+		// redacted value, and its first copy, unredacted, cannot be
+		// looked up to be replaced.
+		return r.redacted.String(), true
+	}
+	// As maskKeys does: every key that holds a card number is taken out
+	// before any masked one goes in.
+	vs := make([]reflect.Value, len(cardKeys))
+	for i, k := range cardKeys {
+		vs[i] = out.MapIndex(k)
+		out.SetMapIndex(k, reflect.Value{})
+	}
+	for i, k := range cardKeys {
+		masked, _ := maskPANs(k.Elem().String())
+		key := freeKey(masked, func(k string) bool { return out.MapIndex(reflect.ValueOf(k)).IsValid() })
+		out.SetMapIndex(reflect.ValueOf(key), vs[i])
+	}
+	return out.Interface(), true
+}
+
+// anyValue returns x as a reflect.Value of type any, which a map[K]any
+// takes whatever x holds (the zero Value of reflect.ValueOf(nil) would
+// delete the key).
+func anyValue(x any) reflect.Value { return reflect.ValueOf(&x).Elem() }
 
 // maxWalkDepth bounds the walk of nested maps and slices: what lies
 // deeper is replaced rather than walked.
@@ -1166,15 +1277,18 @@ func maskKeys[V any](m map[string]V, cardKeys []string) {
 	}
 	for i, k := range cardKeys {
 		masked, _ := maskPANs(k)
-		key := masked
-		for n := 2; ; n++ {
-			if _, taken := m[key]; !taken {
-				break
-			}
-			key = masked + " (" + strconv.Itoa(n) + ")"
-		}
-		m[key] = vs[i]
+		m[freeKey(masked, func(k string) bool { _, ok := m[k]; return ok })] = vs[i]
 	}
+}
+
+// freeKey returns masked, or the first of "masked (2)", "masked (3)"…
+// that is not taken.
+func freeKey(masked string, taken func(string) bool) string {
+	key := masked
+	for n := 2; taken(key); n++ {
+		key = masked + " (" + strconv.Itoa(n) + ")"
+	}
+	return key
 }
 
 // maskPANs returns s with every payment card number in it masked, keeping

@@ -2,6 +2,7 @@ package logctx
 
 import (
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"reflect"
@@ -125,5 +126,75 @@ func TestRedactMaskedMapKeysCollide(t *testing.T) {
 	}
 	if len(body) != 3 || body[a] != "1" {
 		t.Errorf("caller's map was modified: %v", body)
+	}
+}
+
+// A map is walked whatever its key type: a map[int]string with a card
+// number in it, or a map[int]map[string]any with a password, was passed on
+// as it was and printed in clear by both handlers, though maps of strings
+// are scanned. A key that is an interface holding a string (a
+// map[any]any, as YAML decoders return) is read as a string key is.
+func TestRedactMapsWithOtherKeys(t *testing.T) {
+	type point struct{ X, Y int }
+	for name, tc := range map[string]struct {
+		v     any
+		leaks []string
+		json  any // the value as the JSON handler writes it; nil: not checked
+	}{
+		"int_string": {
+			v:     map[int]string{7: "card " + testPAN, 8: "ok"},
+			leaks: []string{testPAN},
+			json:  map[string]any{"7": "card ************1111", "8": "ok"},
+		},
+		"int_body": {
+			v:     map[int64]map[string]any{1: {"password": "int-key-secret", "n": 1.0}},
+			leaks: []string{"int-key-secret"},
+			json:  map[string]any{"1": map[string]any{"password": DefaultRedacted, "n": 1.0}},
+		},
+		"bool_header": {
+			v:     map[bool]http.Header{true: {"Authorization": {"Bearer bool-key-secret"}}},
+			leaks: []string{"bool-key-secret"}, // the JSON handler cannot write bool keys, logctx or not
+		},
+		"struct_key": {
+			v:     map[point][]string{{1, 2}: {testPAN}},
+			leaks: []string{testPAN},
+		},
+		"yaml": {
+			v:     map[any]any{"password": "yaml-secret", 1: "card " + testPAN, "4111 1111 1111 1111": "k", "nested": map[any]any{"token": "yaml-token"}},
+			leaks: []string{"yaml-secret", testPAN, "4111 1111 1111 1111", "yaml-token"},
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			l, buf := newJSONLogger(t, HandlerConfig{})
+			l.Info("m", "v", tc.v)
+			tl, tbuf := newTextLogger(t, HandlerConfig{})
+			tl.Info("m", "v", tc.v)
+			for _, out := range []string{buf.String(), tbuf.String()} {
+				for _, leak := range tc.leaks {
+					if strings.Contains(out, leak) {
+						t.Errorf("%q leaked: %s", leak, out)
+					}
+				}
+			}
+			got := jsonLines(t, buf)[0]["v"]
+			if tc.json != nil && !reflect.DeepEqual(got, tc.json) {
+				t.Errorf("json v = %#v, want %#v", got, tc.json)
+			}
+		})
+	}
+	// A NaN key cannot be looked up: its entry, copied before it is
+	// redacted, cannot be replaced, and the whole map is.
+	tl, tbuf := newTextLogger(t, HandlerConfig{})
+	tl.Info("m", "v", map[float64]string{math.NaN(): "card " + testPAN, 1: "a", 2: "b"})
+	if out := tbuf.String(); strings.Contains(out, testPAN) {
+		t.Errorf("card number under a NaN key leaked: %s", out)
+	}
+	// The text handler writes the map as fmt does.
+	tl, tbuf = newTextLogger(t, HandlerConfig{})
+	tl.Info("m", "v", map[any]any{"password": "x", 2: "b", "4111 1111 1111 1111": "k"})
+	for _, want := range []string{"2:b", "**** **** **** 1111:k", "password:[REDACTED]"} {
+		if !strings.Contains(tbuf.String(), want) {
+			t.Errorf("got %s, want %s in it", tbuf.String(), want)
+		}
 	}
 }
