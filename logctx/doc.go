@@ -104,12 +104,20 @@ Handler rewrites attributes before passing them on:
     is one of auth, pwd, pass, pan, cvv, cvc, cvv2, pin, jwt, otp, bearer,
     session, sessionid, session_id, ssn, idempotency_key, idempotencykey
     (the raw key: a key's hash, idempotency_key_hash or key_hash, is
-    logged), sig (an Azure SAS signature), or contains one of password,
+    logged), sig (an Azure SAS signature), X-Registry-Config,
+    X-Sentry-Auth, X-Goog-Iap-Jwt-Assertion, X-Goog-Encryption-Key,
+    X-Goog-Copy-Source-Encryption-Key, or contains one of password,
     passwd, passphrase, secret, token, authorization, cookie, api_key,
     apikey, private_key, privatekey, credential, card_number, cardnumber,
-    credit_card, creditcard, signature — Authorization,
-    Proxy-Authorization, Cookie, Set-Cookie, X-Api-Key, access_token,
-    client_secret, db_password, privateKey, creditCard, X-Amz-Signature… — or
+    credit_card, creditcard, signature, auth_key, authkey,
+    subscription_key, subscriptionkey, functions_key, functionskey,
+    registry_auth, registryauth, application_key, applicationkey,
+    encryption_customer_key, sse_customer_key, ssecustomerkey —
+    Authorization, Proxy-Authorization, Cookie, Set-Cookie, X-Api-Key,
+    access_token, client_secret, db_password, privateKey, creditCard,
+    X-Amz-Signature, X-Amz-Security-Token, X-Goog-Api-Key, X-Auth-Key,
+    Ocp-Apim-Subscription-Key, x-functions-key, X-Registry-Auth,
+    DD-Application-Key, X-Amz-Server-Side-Encryption-Customer-Key… — or
     one of HandlerConfig.RedactKeys. NoDefaultKeys keeps only RedactKeys.
     A group whose name is a secret key is redacted whole — its value is
     the replacement — whether it is an attribute (slog.Group) or opened

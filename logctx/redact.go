@@ -33,16 +33,29 @@ var defaultSecretKeys = []string{
 	"auth", "pwd", "pass", "pan", "cvv", "cvc", "cvv2", "pin", "jwt", "otp",
 	"bearer", "session", "sessionid", "session_id", "ssn", "idempotency_key",
 	"idempotencykey", "sig", // "sig": an Azure SAS URL's signature
+	// Vendors' headers whose words are too common to be parts: Docker's
+	// build credentials, Sentry's, Google IAP's identity assertion, and
+	// Google Cloud Storage's customer-supplied encryption keys.
+	"x_registry_config", "x_sentry_auth", "x_goog_iap_jwt_assertion",
+	"x_goog_encryption_key", "x_goog_copy_source_encryption_key",
 }
 
 // Substrings that make a key secret: "db_password", "X-Api-Key",
 // "refresh_token", "client_secret", "Proxy-Authorization", "Set-Cookie",
 // "privateKey", "creditCardNumber", "X-Amz-Signature" (a presigned URL's
-// query grants access to whoever holds it), "X-Hub-Signature-256".
+// query grants access to whoever holds it), "X-Hub-Signature-256",
+// "X-Auth-Key" (Cloudflare), "Ocp-Apim-Subscription-Key" (Azure API
+// Management), "x-functions-key" (Azure Functions), "X-Registry-Auth"
+// (Docker), "DD-Application-Key" (Datadog; Backblaze's applicationKey),
+// "X-Amz-Server-Side-Encryption-Customer-Key" (S3's SSE-C, an AES key).
 var defaultSecretParts = []string{
 	"password", "passwd", "passphrase", "secret", "token", "authorization",
 	"cookie", "api_key", "apikey", "private_key", "privatekey", "credential",
 	"card_number", "cardnumber", "credit_card", "creditcard", "signature",
+	"auth_key", "authkey", "subscription_key", "subscriptionkey",
+	"functions_key", "functionskey", "registry_auth", "registryauth",
+	"application_key", "applicationkey", "encryption_customer_key",
+	"sse_customer_key", "ssecustomerkey",
 }
 
 // redactor decides which attributes are secret and rewrites them. It is

@@ -32,6 +32,12 @@ func TestRedactSecretKeys(t *testing.T) {
 		"sessionId", "idempotencyKey", "clientSecret", "accessToken",
 		// signed URLs and webhooks
 		"X-Amz-Signature", "X-Goog-Signature", "sig", "X-Hub-Signature-256", "signature",
+		// vendors' credential headers
+		"X-Amz-Security-Token", "X-Goog-Api-Key", "X-Auth-Key", "authKey", "Ocp-Apim-Subscription-Key",
+		"subscription-key", "x-functions-key", "X-Registry-Auth", "registryAuth", "X-Registry-Config",
+		"DD-APPLICATION-KEY", "applicationKey", "X-Sentry-Auth", "X-Goog-Iap-Jwt-Assertion",
+		"X-Amz-Server-Side-Encryption-Customer-Key", "X-Amz-Copy-Source-Server-Side-Encryption-Customer-Key",
+		"SSECustomerKey", "X-Goog-Encryption-Key", "X-Goog-Copy-Source-Encryption-Key",
 	}
 	for _, k := range secrets {
 		t.Run(k, func(t *testing.T) {
@@ -49,7 +55,9 @@ func TestRedactSecretKeys(t *testing.T) {
 	// Key hashes are logged on purpose and stay visible in every spelling:
 	// idempotency.KeyHash ("idempotency_key_hash") and the stores' "key_hash".
 	for _, k := range []string{"amount", "currency", "user", "status", "key_id", "path",
-		"idempotency_key_hash", "idempotencyKeyHash", "Idempotency-Key-Hash", "key_hash", "keyHash"} {
+		"idempotency_key_hash", "idempotencyKeyHash", "Idempotency-Key-Hash", "key_hash", "keyHash",
+		"author", "authority", "subscription", "subscription_id", "registry", "functions",
+		"encryption_key_id", "X-Auth-Email", "Sec-WebSocket-Key", "WWW-Authenticate"} {
 		l, buf := newJSONLogger(t, HandlerConfig{})
 		l.Info("m", k, "visible")
 		if got := jsonLines(t, buf)[0][k]; got != "visible" {
