@@ -186,9 +186,14 @@ Handler rewrites attributes before passing them on:
     in its tree — what an http.Client call fails with, `Get "https://…
     ?api_key=…": dial tcp: …` — redacted the same way (a URL that does
     not parse is replaced whole).
-  - Groups are walked recursively; attributes given to WithAttrs are
-    redacted once, when the logger is made; attributes from [With] on
-    every record.
+  - Groups are walked recursively, with the bounds of the walk of a map:
+    a group nested deeper than 32 levels, or inside itself, is replaced,
+    and so is any LogValuer past the 4096th that the walk of one
+    attribute resolves — LogValuers whose groups hold LogValuers (two
+    values that log each other) would otherwise recurse until the stack
+    overflows, which kills the process (plain slog does). Attributes
+    given to WithAttrs are redacted once, when the logger is made;
+    attributes from [With] on every record.
 
 Values implementing [slog.LogValuer] stay lazy: LogValue runs only when the
 record is enabled, exactly once, and its result is then redacted like any

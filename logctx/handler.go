@@ -137,7 +137,7 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 			if a.Value.Kind() == slog.KindString {
 				a.Value = slog.StringValue(h.red.coord(a.Value.String()))
 			}
-			a, _ = h.red.attr(a)
+			a, _ = h.red.attr(a, nil)
 			coords = append(coords, a)
 		}
 	}
@@ -168,7 +168,7 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 	same := 0 // attrs before the first that changes
 	var first slog.Attr
 	r.Attrs(func(a slog.Attr) bool {
-		if first, changed = h.red.attr(a); !changed {
+		if first, changed = h.red.attr(a, nil); !changed {
 			same++
 		}
 		return !changed
@@ -190,7 +190,7 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 		case i == same:
 			a = first
 		case i > same:
-			a, _ = h.red.attr(a)
+			a, _ = h.red.attr(a, nil)
 		}
 		i++
 		nr.AddAttrs(a)
@@ -208,7 +208,7 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 func (h *Handler) handleGrouped(ctx context.Context, r slog.Record, msg string, coords []slog.Attr) error {
 	inner := make([]slog.Attr, 0, r.NumAttrs())
 	r.Attrs(func(a slog.Attr) bool {
-		a, _ = h.red.attr(a)
+		a, _ = h.red.attr(a, nil)
 		inner = append(inner, a)
 		return true
 	})
@@ -219,7 +219,7 @@ func (h *Handler) handleGrouped(ctx context.Context, r slog.Record, msg string, 
 		level = append(level, inner...)
 		inner = nil
 		switch {
-		case emptyGroup(level):
+		case emptyGroup(level, 0):
 			// An empty group prints nothing, secret or not: slog ignores
 			// zero attrs and empty groups, and a group of only those.
 		case g.secret:
@@ -243,7 +243,7 @@ func (h *Handler) WithAttrs(attrs []slog.Attr) slog.Handler {
 	}
 	red := make([]slog.Attr, len(attrs))
 	for i, a := range attrs {
-		red[i], _ = h.red.attr(a)
+		red[i], _ = h.red.attr(a, nil)
 	}
 	if len(h.groups) == 0 {
 		return &Handler{next: h.next.WithAttrs(red), red: h.red}

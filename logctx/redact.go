@@ -231,17 +231,31 @@ func matchKey[T string | []byte](m *keyMatcher, k T) bool {
 	return m.next[s+int32(m.class[markEnd])] < 0
 }
 
-// attr returns a resolved and redacted. changed reports whether the
-// result differs from a, so callers can keep the original when nothing was
-// done. LogValuer values are resolved here — only once the record is known
-// to be enabled, so they stay lazy — and their result is redacted too.
-func (r *redactor) attr(a slog.Attr) (out slog.Attr, changed bool) {
+// attr returns a, found on walk w (nil for an attribute on its own),
+// resolved and redacted. changed reports whether the result differs from
+// a, so callers can keep the original when nothing was done. LogValuer
+// values are resolved here — only once the record is known to be
+// enabled, so they stay lazy — and their result is redacted too. A group
+// is walked as a map is, each LogValue call counted, so that LogValuers
+// whose groups hold LogValuers — a cycle (two values that log each
+// other), a chain or a fan-out of fresh ones — are cut at the walk's
+// bounds instead of recursing until the stack overflows, a fatal error
+// no recover catches.
+func (r *redactor) attr(a slog.Attr, w *walk) (slog.Attr, bool) {
+	if k := a.Value.Kind(); w == nil && (k == slog.KindLogValuer || k == slog.KindGroup) {
+		return r.attrWalk(a)
+	}
+	changed := false
 	if a.Value.Kind() == slog.KindLogValuer {
+		if w.valuers == maxWalkValuers {
+			return slog.Attr{Key: a.Key, Value: r.redacted}, true
+		}
+		w.valuers++
 		a.Value = a.Value.Resolve()
 		changed = true
 	}
 	if r.secretKey(a.Key) {
-		if a.Value.Kind() == slog.KindGroup && emptyGroup(a.Value.Group()) {
+		if a.Value.Kind() == slog.KindGroup && emptyGroup(a.Value.Group(), 0) {
 			return a, changed // an empty group prints nothing anyway
 		}
 		return slog.Attr{Key: a.Key, Value: r.redacted}, true
@@ -254,32 +268,56 @@ func (r *redactor) attr(a slog.Attr) (out slog.Attr, changed bool) {
 			}
 		}
 	case slog.KindGroup:
-		if g := a.Value.Group(); len(g) > 0 && emptyGroup(g) {
+		g := a.Value.Group()
+		if len(g) == 0 {
+			break
+		}
+		if emptyGroup(g, 0) {
 			// Nothing to print: dropped (a zero Attr is ignored), as
 			// the JSON and text handlers mishandle such a group, writing
 			// `"msg":"m""a":1` (no comma) and "z.a=1" for a following attr.
 			return slog.Attr{}, true
 		}
-		if g, ok := r.group(a.Value.Group()); ok {
+		if !w.enter(walkID{s: uintptr(unsafe.Pointer(&g[0])), n: len(g)}) {
+			return slog.Attr{Key: a.Key, Value: r.redacted}, true
+		}
+		g, ok := r.group(g, w)
+		w.leave()
+		if ok {
 			return slog.Attr{Key: a.Key, Value: slog.GroupValue(g...)}, true
 		}
 	case slog.KindAny:
-		if v, ok := r.any(a.Value.Any()); ok {
+		if v, ok := r.anyAt(a.Value.Any(), w); ok {
 			return slog.Attr{Key: a.Key, Value: v}, true
 		}
 	}
 	return a, changed
 }
 
-// emptyGroup reports whether a group with members as prints nothing: slog
-// ignores a zero Attr and a group, named or inline, with nothing to print,
-// so a group holding only those is empty too and, under a secret key,
-// must print nothing rather than the replacement.
-func emptyGroup(as []slog.Attr) bool {
+// attrWalk is attr for a group or LogValuer on its own. Its walk, a
+// kilobyte, lives in this frame rather than in attr's, which every
+// attribute of every record goes through (measured: BenchmarkHandleOnly).
+//
+//go:noinline
+func (r *redactor) attrWalk(a slog.Attr) (slog.Attr, bool) {
+	var w walk
+	return r.attr(a, &w)
+}
+
+// emptyGroup reports whether a group with members as, at depth nested
+// groups, prints nothing: slog ignores a zero Attr and a group, named or
+// inline, with nothing to print, so a group holding only those is empty
+// too and, under a secret key, must print nothing rather than the
+// replacement. One nested deeper than the walk goes (a group that holds
+// itself) is taken for not empty, and cut by the walk.
+func emptyGroup(as []slog.Attr, depth int) bool {
+	if depth > maxWalkDepth {
+		return false
+	}
 	for _, a := range as {
 		switch {
 		case a.Key == "" && a.Value.Kind() == slog.KindAny && a.Value.Any() == nil:
-		case a.Value.Kind() == slog.KindGroup && emptyGroup(a.Value.Group()):
+		case a.Value.Kind() == slog.KindGroup && emptyGroup(a.Value.Group(), depth+1):
 		default:
 			return false
 		}
@@ -287,11 +325,12 @@ func emptyGroup(as []slog.Attr) bool {
 	return true
 }
 
-// group redacts the members of a group, copying only if one changes.
-func (r *redactor) group(as []slog.Attr) ([]slog.Attr, bool) {
+// group redacts the members of a group found on walk w, copying only if
+// one changes.
+func (r *redactor) group(as []slog.Attr, w *walk) ([]slog.Attr, bool) {
 	var out []slog.Attr
 	for i, m := range as {
-		m2, ch := r.attr(m)
+		m2, ch := r.attr(m, w)
 		if ch && out == nil {
 			out = make([]slog.Attr, len(as))
 			copy(out, as[:i])
@@ -396,8 +435,12 @@ func (r *redactor) anyAt(v any, w *walk) (slog.Value, bool) {
 			}
 		}
 	case map[string]any, []any:
-		// A decoded JSON body, typically. (In a walk, anyElem takes them.)
-		if v2, ok := r.anyElem(x, new(walk)); ok {
+		// A decoded JSON body, typically. (In a walk of maps, anyElem
+		// takes them; here w is nil or a group's.)
+		if w == nil {
+			w = new(walk)
+		}
+		if v2, ok := r.anyElem(x, w); ok {
 			return slog.AnyValue(v2), true
 		}
 	case *http.Request:
@@ -451,7 +494,7 @@ func (r *redactor) anyAt(v any, w *walk) (slog.Value, bool) {
 		// An attribute given as a value (slog.Any("creds",
 		// slog.String("password", p))): the text handler would print it
 		// with its String method. Written as a group of one.
-		a, _ := r.attr(x)
+		a, _ := r.attr(x, w)
 		return slog.GroupValue(a), true
 	case *url.Userinfo:
 		// A URL's credentials on their own: its String method prints
@@ -953,7 +996,7 @@ func (r *redactor) anyElem(v any, w *walk) (any, bool) {
 		if rv.Kind() == slog.KindGroup {
 			// A request or response: a map is printed, an []slog.Attr
 			// would be marshalled as {"Key":…,"Value":{}}.
-			return groupMap(rv.Group()), true
+			return r.groupMap(rv.Group(), 0), true
 		}
 		return rv.Any(), true
 	}
@@ -976,7 +1019,7 @@ func (r *redactor) valueElem(v slog.Value, w *walk) (any, bool) {
 	rv := v.Resolve()
 	var x any
 	if rv.Kind() == slog.KindGroup {
-		x = groupMap(rv.Group())
+		x = r.groupMap(rv.Group(), 0)
 	} else {
 		x = rv.Any()
 	}
@@ -1040,17 +1083,22 @@ func (r *redactor) rawJSON(b []byte, w *walk) any {
 	return json.RawMessage(out)
 }
 
-// groupMap returns the attrs of a group as a map[string]any, nested groups
-// as nested maps and an empty-keyed group's attrs inlined, as slog does.
-func groupMap(as []slog.Attr) map[string]any {
+// groupMap returns the attrs of a group, at depth nested groups, as a
+// map[string]any, nested groups as nested maps and an empty-keyed group's
+// attrs inlined, as slog does. A group nested deeper than a walk goes (a
+// group that holds itself) is replaced.
+func (r *redactor) groupMap(as []slog.Attr, depth int) map[string]any {
 	m := make(map[string]any, len(as))
 	for _, a := range as {
-		if a.Value.Kind() != slog.KindGroup {
+		switch {
+		case a.Value.Kind() != slog.KindGroup:
 			m[a.Key] = a.Value.Any()
-		} else if a.Key == "" {
-			maps.Copy(m, groupMap(a.Value.Group()))
-		} else {
-			m[a.Key] = groupMap(a.Value.Group())
+		case depth == maxWalkDepth:
+			m[a.Key] = r.redacted.String()
+		case a.Key == "":
+			maps.Copy(m, r.groupMap(a.Value.Group(), depth+1))
+		default:
+			m[a.Key] = r.groupMap(a.Value.Group(), depth+1)
 		}
 	}
 	return m
