@@ -139,8 +139,10 @@ type Config struct {
 	MaxAttempts int
 
 	// MinBackoff and MaxBackoff bound the exponential redelivery delay:
-	// MinBackoff × 2^(attempt-1), at most MaxBackoff, and never less than
-	// an error's retry-after hint. Zero means 1s and 1m.
+	// MinBackoff × 2^(attempt-1), lengthened to an error's retry-after
+	// hint, and at most MaxBackoff (a hint too: a dependency answering
+	// "Retry-After: 86400" costs MaxBackoff, not a day). Zero means 1s
+	// and 1m.
 	MinBackoff time.Duration
 	MaxBackoff time.Duration // see MinBackoff
 
@@ -486,7 +488,10 @@ func (c *Consumer) retry(ctx context.Context, d Delivery, e *contract.Event, rea
 	}
 	delay := c.backoff(d.Attempt)
 	if ra, ok := contract.RetryAfter(err); ok && ra > delay {
-		delay = ra
+		// Capped as the backoff is: a hint comes from the dependency (a
+		// Retry-After of a day, or a hostile one) and would otherwise park
+		// the event, and the events a Guard holds behind it, that long.
+		delay = min(ra, c.maxBackoff)
 	}
 	if !errors.Is(err, ordering.ErrGap) {
 		c.retrying(ctx, e, delay)

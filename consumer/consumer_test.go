@@ -276,6 +276,30 @@ func TestRetryAfterHintHonoured(t *testing.T) {
 	}
 }
 
+// A retry-after hint is capped by MaxBackoff: a downstream answering
+// "Retry-After: 86400" (or a hostile one) does not park the event, and the
+// events a Guard holds behind it, for a day.
+func TestRetryAfterHintCappedByMaxBackoff(t *testing.T) {
+	for name, maxb := range map[string]time.Duration{"default": 0, "set": 5 * time.Second} {
+		t.Run(name, func(t *testing.T) {
+			c := mustConsumer(t, consumer.Config{
+				MaxBackoff: maxb,
+				Handler: func(context.Context, *contract.Event) error {
+					return contract.New(contract.KindUnavailable, "psp", "come back tomorrow").WithRetryAfter(24 * time.Hour)
+				},
+			})
+			want := maxb
+			if want == 0 {
+				want = time.Minute
+			}
+			r := c.Handle(context.Background(), consumer.Delivery{Data: encode(t, event("a", 1, `{}`))})
+			if r.Action != consumer.Retry || r.Delay != want {
+				t.Fatalf("%+v, want retry after %s (MaxBackoff)", r, want)
+			}
+		})
+	}
+}
+
 func TestPermanentFailureAndPanicDeadLetter(t *testing.T) {
 	for name, h := range map[string]consumer.Handler{
 		"invalid": func(context.Context, *contract.Event) error {

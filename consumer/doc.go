@@ -66,8 +66,9 @@ For each Delivery, in order:
     package documentation, "Calling the Guard from an ApplyFunc").
  5. Classification of the Handler's error with contract: retryable kinds
     (unavailable, timeout, rate limited) and a canceled context are retried
-    after MinBackoff × 2^(attempt-1), capped at MaxBackoff and at least the
-    error's retry-after hint, until MaxAttempts; anything else is
+    after MinBackoff × 2^(attempt-1), lengthened to the error's
+    retry-after hint and capped at MaxBackoff (the hint too: a dependency
+    asking for a day waits MaxBackoff), until MaxAttempts; anything else is
     dead-lettered. While the context is done (a shutdown) a transient
     failure is retried whatever the attempt: it may be the cancellation's,
     and an event is never dead-lettered for it.
