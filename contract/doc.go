@@ -77,9 +77,13 @@
 // error is not retryable (overloaded, or WithRetryable(false)) adds
 // "retryable": false, so that an overloaded error keeps a code of its own
 // ("payments.overloaded") and still reads back as overloaded, and a rate
-// limited error made not retryable reads back as not retryable. Rate limited
+// limited error made not retryable reads back as not retryable. The other
+// way round, an error made retryable whose status and code alone read back
+// as not retryable (a conflict: idempotency.ErrInProgress, a 409 while the
+// first request with the key runs) adds "retryable": true. Rate limited
 // and unavailable errors with a hint get Retry-After in whole seconds,
-// rounded up, unless their problem says "retryable": false. An
+// rounded up, unless their problem says "retryable": false; so do errors
+// whose problem says "retryable": true. An
 // internal error shows only "internal error": neither its Detail, its field
 // errors nor its Cause ever reach the client. Responses are marked
 // Cache-Control: no-store and X-Content-Type-Options: nosniff. "instance"
@@ -99,7 +103,8 @@
 // 502/503 unavailable, other 4xx invalid, other 5xx internal), refined by
 // a "code" naming a kind with the same status (503 + "overloaded"); a 503
 // with "retryable": false is overloaded whatever its code, and any other
-// status with it keeps its kind and is not retryable. The
+// status with it keeps its kind and is not retryable; "retryable": true
+// keeps the kind and makes it retryable (a 409 in progress). The
 // problem's code, detail and invalid-params are copied, cleaned of control
 // characters and bounded; the body is read up to [MaxProblemBody] and may be
 // a problem, plain JSON or anything else (then the status alone decides).

@@ -234,14 +234,29 @@ const internalDetail = "internal error"
 // WithRetryable(false)) but whose status alone reads back as retryable
 // (429, 503, 504): "retryable": false. A 503 is shared with KindUnavailable
 // and the "code" is the error's own ("payments.overloaded"), so this member
-// is what tells ParseProblem the server asked callers not to retry.
+// is what tells ParseProblem the server asked callers not to retry. The
+// other way round, an error made retryable (WithRetryable(true)) whose
+// status and code alone read back as not retryable — a 409 for a request
+// still in progress, idempotency.ErrInProgress — gets "retryable": true.
 const RetryableMember = "retryable"
+
+// readBackKind is the kind ParseProblem reads from a status and a problem
+// code, before any "retryable" member: the status's kind, refined by a
+// code naming a kind of the same status.
+func readBackKind(status int, code string) Kind {
+	if k, ok := ParseKind(code); ok && HTTPStatus(k) == status {
+		return k
+	}
+	return kindFromStatus(status)
+}
 
 // ProblemFrom builds the problem for err (a nil err is an internal error):
 // type about:blank, the status of its Kind and that status's text as title,
 // its Detail, its code (Error.CodeOrKind) and its field errors as
 // invalid-params; a 429, 503 or 504 for an error that is not retryable
-// also gets "retryable": false (RetryableMember). Internal errors get a generic
+// also gets "retryable": false (RetryableMember), and an error made
+// retryable whose status and code alone read back as not retryable (a 409
+// made so with WithRetryable(true)) gets "retryable": true. Internal errors get a generic
 // detail and no field errors: neither their Detail nor their Cause ever
 // reaches the client.
 func ProblemFrom(err error) Problem {
@@ -264,6 +279,10 @@ func ProblemFrom(err error) Problem {
 	if !e.Retryable() && kindFromStatus(status).Retryable() {
 		// The status alone (429, 503, 504) reads back as retryable.
 		p.Extensions = map[string]any{RetryableMember: false}
+	} else if e.Retryable() && !readBackKind(status, p.Code).Retryable() {
+		// A retryable error of a kind that is not (a conflict in
+		// progress) would read back as not retryable.
+		p.Extensions = map[string]any{RetryableMember: true}
 	}
 	if status == http.StatusInternalServerError {
 		p.Detail = internalDetail
@@ -277,7 +296,8 @@ func ProblemFrom(err error) Problem {
 // built by ProblemFrom with the request path as "instance" (a path starting
 // with "//" is written "/.//…", which resolves to the same path on this
 // server instead of to another host), and, for rate
-// limited and unavailable errors that carry a retry-after hint, a
+// limited and unavailable errors that carry a retry-after hint, and for
+// errors whose problem says "retryable": true, a
 // Retry-After header in whole seconds (rounded up). Overloaded errors never
 // get Retry-After: the dependency asked callers not to retry, which their
 // problem says with "retryable": false whatever their code; nor does a
@@ -297,7 +317,7 @@ func WriteProblem(w http.ResponseWriter, r *http.Request, err error) {
 	h := w.Header()
 	// A problem saying "retryable": false never invites a retry with
 	// Retry-After, whatever its Kind.
-	if k := KindOf(err); err != nil && (k == KindRateLimited || k == KindUnavailable) && p.Extensions[RetryableMember] != false {
+	if k := KindOf(err); err != nil && (k == KindRateLimited || k == KindUnavailable || p.Extensions[RetryableMember] == true) && p.Extensions[RetryableMember] != false {
 		if d, ok := RetryAfter(err); ok {
 			h.Set("Retry-After", FormatRetryAfter(d))
 		}

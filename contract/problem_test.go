@@ -366,3 +366,52 @@ func TestWriteProblemNotRetryableReadsBack(t *testing.T) {
 		t.Errorf("read back as %v (retryable %v), want rate_limited, not retryable", err, Retryable(err))
 	}
 }
+
+// The mirror of TestWriteProblemNotRetryableReadsBack: what WriteProblem
+// writes for an error made retryable (WithRetryable(true)) reads back as
+// retryable, with its hint. Only "retryable": false went on the wire, so a
+// retryable conflict (idempotency.ErrInProgress: the first request with
+// the key is still running, 409 + Retry-After) came back through
+// ParseProblem as a conflict that retry never retries, and a client gave up
+// on a request it only had to wait for.
+func TestWriteProblemRetryableReadsBack(t *testing.T) {
+	for k := Kind(0); int(k) < len(kindNames); k++ {
+		for _, override := range []retryOverride{retryDefault, retryYes, retryNo} {
+			e := New(k, "psp", "").WithRetryAfter(time.Minute)
+			e.retry = override
+			if !e.Retryable() {
+				continue
+			}
+			rec := httptest.NewRecorder()
+			WriteProblem(rec, httptest.NewRequest("POST", "/payments", nil), e)
+			parsed := ParseProblem(rec.Result())
+			if !Retryable(parsed) {
+				t.Errorf("%v (retry override %d): retryable, read back as not retryable %v: %s", k, override, parsed, rec.Body)
+			}
+			if got := KindOf(parsed); HTTPStatus(got) != HTTPStatus(k) {
+				t.Errorf("%v (retry override %d): read back as %v, a kind of another status", k, override, got)
+			}
+			if override == retryYes && !k.Retryable() {
+				if d, ok := RetryAfter(parsed); !ok || d != time.Minute {
+					t.Errorf("%v (retry override %d): hint read back as %v, %v; want 1m: header %q", k, override, d, ok, rec.Header().Get("Retry-After"))
+				}
+			}
+		}
+	}
+	// The conflict keeps its kind and code: a 409 in progress.
+	rec := httptest.NewRecorder()
+	WriteProblem(rec, nil, New(KindConflict, "", "still running").WithCode("idempotency.in_progress").WithRetryable(true).WithRetryAfter(2*time.Second))
+	if !strings.Contains(rec.Body.String(), `"retryable":true`) {
+		t.Errorf("body %s lacks \"retryable\": true", rec.Body)
+	}
+	err := ParseProblem(rec.Result())
+	if d, _ := RetryAfter(err); KindOf(err) != KindConflict || !Retryable(err) || As(err).Code != "idempotency.in_progress" || d != 2*time.Second {
+		t.Errorf("read back as %v (retryable %v, hint %v), want a retryable conflict after 2s", err, Retryable(err), d)
+	}
+	// An error retryable by its kind carries no member: the status says it.
+	rec = httptest.NewRecorder()
+	WriteProblem(rec, nil, New(KindUnavailable, "", "").WithRetryable(true))
+	if strings.Contains(rec.Body.String(), RetryableMember) {
+		t.Errorf("body %s: a retryable member the status already implies", rec.Body)
+	}
+}

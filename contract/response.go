@@ -50,7 +50,11 @@ func (e *ResponseError) Error() string {
 // (RetryableMember), whatever its code: it is KindOverloaded, which retry
 // does not retry. Any other status with "retryable": false keeps its Kind
 // and is made not retryable (WithRetryable(false)): a 429 that asks not to
-// be retried is KindRateLimited, and Retryable reports false. Bodies that are not JSON, too large or malformed are
+// be retried is KindRateLimited, and Retryable reports false. A problem
+// with "retryable": true keeps its Kind and is made retryable
+// (WithRetryable(true)): a 409 for a request whose Idempotency-Key is still
+// in progress (idempotency.ErrInProgress) is a KindConflict that retry
+// retries after its Retry-After. Bodies that are not JSON, too large or malformed are
 // tolerated: the status alone decides.
 //
 // ParseProblem reads at most MaxProblemBody bytes of resp.Body and does not
@@ -98,12 +102,15 @@ func ParseProblemAt(resp *http.Response, now time.Time) error {
 			e.Kind = k
 		}
 	}
-	if p.Extensions[RetryableMember] == false {
+	switch p.Extensions[RetryableMember] {
+	case false:
 		if resp.StatusCode == http.StatusServiceUnavailable {
 			e.Kind = KindOverloaded
 		} else {
 			e.WithRetryable(false) // a 429 or 504 keeps its Kind
 		}
+	case true:
+		e.WithRetryable(true) // a 409 in progress stays KindConflict
 	}
 	e.Detail = cleanRemoteText(p.Detail)
 	if len(p.InvalidParams) > 0 {

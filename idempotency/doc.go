@@ -100,7 +100,8 @@
 //	413  request body over MaxBodyBytes, or key refused by the store as too large
 //	422  key reused with a different method, path, query, body or fingerprinted header
 //	     (path and query as the client sent them, whatever StripPrefix or a router rewrote)
-//	409  first request with the key still in flight, with Retry-After (FailFast)
+//	409  first request with the key still in flight, with Retry-After and
+//	     "retryable": true, which contract.ParseProblem reads back as retryable (FailFast)
 //	503  the store failed (fail closed), with Retry-After
 //	the stored status, replay headers and body bytes, plus Idempotent-Replayed: true,
 //	     when the first request completed
