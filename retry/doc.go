@@ -177,7 +177,12 @@ server drains for a deploy, or lost to an unanswered PING included) and
 "overloaded" or "retryable": false ([contract.KindOverloaded] as
 [contract.ParseProblem] reads it; a body [contract.IsJSONMediaType]
 accepts is peeked at, bounded by [contract.MaxProblemBody]) and on any
-retried status whose problem says "retryable": false, rewinds bodies with GetBody (a body
+retried status whose problem says "retryable": false. A 409 answering a
+request that carries an Idempotency-Key is retried, with the same key,
+when its problem says "retryable": true: the IETF draft's "the original
+request is still being processed", as idempotency.Middleware answers it
+with the remaining lease as Retry-After; any other 409 is returned at
+once. It rewinds bodies with GetBody (a body
 without GetBody gets one attempt), drains and closes every discarded
 response (each peek and drain bounded by [TransportConfig.BodyTimeout], 1s
 by default, so a body stalled after its header cannot hang RoundTrip),

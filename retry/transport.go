@@ -77,7 +77,11 @@ type TransportConfig struct {
 // contract.ParseProblem decodes, see contract.IsJSONMediaType), or any
 // retried status whose problem says "retryable": false (a 429 or 504
 // written by contract.WriteProblem for an error made not retryable), stops
-// at once, bodies are rewound through GetBody, and every discarded response is
+// at once. A 409 answering a request that carries an Idempotency-Key is
+// retried too, with the same key, when its problem says "retryable": true
+// (idempotency.Middleware's answer while the first request with the key
+// is in flight: the IETF draft's "still being processed"); any other 409
+// is returned at once. Bodies are rewound through GetBody, and every discarded response is
 // drained (up to 64 KiB) and closed before the wait, so its connection is
 // reused; each of those reads is bounded by BodyTimeout (1s by default),
 // so a body stalled after its header never hangs RoundTrip. When the
@@ -94,8 +98,8 @@ type TransportConfig struct {
 //
 // Retry at one layer: a Do around an http.Client using a Transport does
 // not retry the *Error the Transport gives up with (see Classify), which
-// reaches it inside http.Client's *url.Error. A RetryStatuses response
-// coming out of a Transport is final as well: the Transport retried it as
+// reaches it inside http.Client's *url.Error. A RetryStatuses response (or
+// a 409 in progress) coming out of a Transport is final as well: the Transport retried it as
 // far as its Policy and Budget allowed, or the request was not safe to
 // retry. Code that turns it into an error under an outer Do must say so,
 // for instance contract.ErrorFromStatus(resp.StatusCode,
@@ -104,7 +108,7 @@ type TransportConfig struct {
 //
 // With a Budget, the Transport reports as Do does, for every request (one
 // that gets one attempt included): a Call per request, a Failure per
-// connection error or RetryStatuses answer, and a Success per answer
+// connection error, RetryStatuses answer or 409 in progress, and a Success per answer
 // below 400; another status (a 500, a 404) says nothing about the
 // dependency's health and is not reported, as a permanent error is not;
 // nor is a request whose context had ended before it, nor the failure of
@@ -364,6 +368,12 @@ func (a *attempts) try(ctx context.Context) (*http.Response, error) {
 		resp.Body = withCancel(resp.Body, cancel)
 	}
 	if !t.retryStatus(resp.StatusCode) {
+		if resp.StatusCode == http.StatusConflict && a.req.Header.Get(IdempotencyKeyHeader) != "" {
+			if err := inProgressError(resp, p, t.bodyWait); err != nil {
+				a.pending = resp
+				return resp, err
+			}
+		}
 		if p.budget != nil && resp.StatusCode < 400 {
 			p.budget.Success()
 		}
@@ -391,16 +401,40 @@ func (t *Transport) retryStatus(code int) bool {
 	return false
 }
 
-// statusError is the failure for a retryable status: contract's mapping of
-// status and Retry-After, refined by a problem body's code ("overloaded").
-// A body contract.ParseProblem would decode (contract.IsJSONMediaType: a
-// JSON or +json type in any case, or no Content-Type) is read, at most
-// contract.MaxProblemBody+1 bytes within wait, and put back, so the caller
-// can still read it when this is the last answer. A body not read within
-// wait is closed and the decision rests on the status and headers alone;
-// the caller then reads the bytes peeked, then bodyStalled's error.
+// statusError is the failure for a retryable status (see peekProblem),
+// made retryable unless the problem reads back as overloaded or says
+// "retryable": false.
 func statusError(resp *http.Response, p *Policy, wait time.Duration) error {
-	now := p.clock.Now()
+	e := peekProblem(resp, p.clock.Now(), wait)
+	if e.Kind != contract.KindOverloaded && !problemSays(e, false) {
+		e.WithRetryable(true) // configured as retryable, whatever its Kind
+	}
+	return e
+}
+
+// inProgressError is the failure for a 409 answering a request that
+// carries an Idempotency-Key, when its problem says "retryable": true
+// (contract.RetryableMember): the IETF draft's "the original request is
+// still being processed", as idempotency.Middleware answers it, to retry
+// with the same key after its Retry-After. Any other 409 is final: nil.
+// The body is peeked as statusError peeks it, and put back.
+func inProgressError(resp *http.Response, p *Policy, wait time.Duration) error {
+	if e := peekProblem(resp, p.clock.Now(), wait); problemSays(e, true) {
+		return e
+	}
+	return nil
+}
+
+// peekProblem is contract's mapping of resp's status and Retry-After,
+// refined by its problem body (its code, "overloaded", and its "retryable"
+// member). A body contract.ParseProblem would decode
+// (contract.IsJSONMediaType: a JSON or +json type in any case, or no
+// Content-Type) is read, at most contract.MaxProblemBody+1 bytes within
+// wait, and put back, so the caller can still read it when this is the
+// last answer. A body not read within wait is closed and the decision
+// rests on the status and headers alone; the caller then reads the bytes
+// peeked, then bodyStalled's error.
+func peekProblem(resp *http.Response, now time.Time, wait time.Duration) *contract.Error {
 	var e *contract.Error
 	if body := resp.Body; body != nil && body != http.NoBody && contract.IsJSONMediaType(resp.Header.Get("Content-Type")) {
 		var buf []byte
@@ -417,22 +451,20 @@ func statusError(resp *http.Response, p *Policy, wait time.Duration) error {
 	} else {
 		e = contract.ErrorFromStatusAt(resp.StatusCode, resp.Header, now)
 	}
-	if e.Kind != contract.KindOverloaded && !saysNotRetryable(e) {
-		e.WithRetryable(true) // configured as retryable, whatever its Kind
-	}
 	return e
 }
 
-// saysNotRetryable reports whether the answer's problem body carried
-// "retryable": false (contract.RetryableMember): the dependency asked not to
-// be retried, as contract.WriteProblem writes it for a 429 or 504 made not
-// retryable. Like an overloaded 503, it is returned at once.
-func saysNotRetryable(e *contract.Error) bool {
+// problemSays reports whether the answer's problem body carried
+// "retryable": v (contract.RetryableMember). False: the dependency asked
+// not to be retried, as contract.WriteProblem writes it for a 429 or 504
+// made not retryable; like an overloaded 503, it is returned at once.
+// True: a 409 in progress may be retried (see inProgressError).
+func problemSays(e *contract.Error, v bool) bool {
 	var re *contract.ResponseError
 	if !errors.As(e, &re) || re.Problem == nil {
 		return false
 	}
-	return re.Problem.Extensions[contract.RetryableMember] == false
+	return re.Problem.Extensions[contract.RetryableMember] == v
 }
 
 // transportError classifies an error from the base RoundTripper:
