@@ -16,7 +16,9 @@ import (
 // Do calls Call once per call before the first attempt, Success after each
 // successful attempt, Failure after each attempt failing with a Transient or
 // Overloaded error (permanent errors say nothing about the dependency's
-// health), and Retry before each retry; when Retry reports false the retry
+// health, and a circuit breaker's rejection, errors.Is
+// gobreaker.ErrOpenState or ErrTooManyRequests, never reached it), and
+// Retry before each retry; when Retry reports false the retry
 // is not made and Do returns the failure with StopBudget. A Transport
 // reports every request the same way, those it never retries included.
 type Budget interface {

@@ -134,6 +134,14 @@ times it. Both common styles are provided:
   - [RatioBudget], the SRE book / Envoy / Linkerd style: retries at most 10 %
     of recent calls, with a minimum so a quiet dependency can still retry.
 
+A circuit breaker's rejection (errors.Is [gobreaker.ErrOpenState] or
+[gobreaker.ErrTooManyRequests]) is no failure to the budget: the call never
+reached the dependency, so it adds none of the load the budget guards
+against, and an outage behind an open breaker does not empty a
+TokenBucket with rejections alone (retries refused until some 50
+successes after the dependency is back). A retry after a rejection still
+asks the budget: it may reach the dependency.
+
 When the budget refuses, Do returns the original failure inside an *Error
 with [StopBudget], logs the decision "retry budget exhausted" and counts it.
 

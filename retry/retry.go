@@ -166,12 +166,12 @@ func (c *call) failed(ctx context.Context, n int, err error, beforeWait func()) 
 	case Permanent:
 		return 0, c.stopAt(ctx, now, n, StopPermanent, err, nil)
 	case Overloaded:
-		if p.budget != nil {
+		if p.budget != nil && !breakerRejected(err) {
 			p.budget.Failure()
 		}
 		return 0, c.stopAt(ctx, now, n, StopOverloaded, err, nil)
 	}
-	if p.budget != nil {
+	if p.budget != nil && !breakerRejected(err) {
 		p.budget.Failure()
 	}
 	if n >= p.maxAttempts {
@@ -284,6 +284,17 @@ func (c *call) stopAt(ctx context.Context, now time.Time, n int, r StopReason, c
 	}
 	p.tel.giveUp(ctx, p.name, e)
 	return e
+}
+
+// breakerRejected reports whether err is a circuit breaker's rejection
+// (package breaker's, errors.Is gobreaker.ErrOpenState or
+// ErrTooManyRequests): the call never reached the dependency. It is no
+// Failure for the Budget, which protects the dependency from load a
+// rejection does not add, and a failure the breaker has already counted:
+// an outage behind a breaker would otherwise empty a TokenBucket with
+// rejections alone, and refuse retries long after the dependency is back.
+func breakerRejected(err error) bool {
+	return errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests)
 }
 
 // innerOverloaded reports whether err is another retry layer's give-up
