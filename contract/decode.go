@@ -57,13 +57,14 @@ var errInvalidUTF8 = errors.New("contract: body is not valid UTF-8")
 // byte in a string into U+FFFD, so two distinct ids would decode as one. A
 // rune split across reads is checked once the next read completes it.
 type utf8Reader struct {
-	r    io.Reader
-	off  int64             // offset of the first byte not yet checked
-	tail [utf8.UTFMax]byte // the start of a rune the last read split
-	nt   int               // bytes in tail
-	bad  int64             // offset of the first invalid byte; -1 while none
-	esc  escapeScanner     // finds \u escapes of unpaired surrogates
-	lone bool              // bad is the offset of such an escape
+	r     io.Reader
+	off   int64             // offset of the first byte not yet checked
+	tail  [utf8.UTFMax]byte // the start of a rune the last read split
+	nt    int               // bytes in tail
+	bad   int64             // offset of the first invalid byte; -1 while none
+	esc   escapeScanner     // finds \u escapes of unpaired surrogates
+	lone  bool              // bad is the offset of such an escape
+	first byte              // the first byte passed that is not JSON white space: the top-level value's
 }
 
 // Read passes the bytes of u.r through once they are known valid UTF-8
@@ -75,6 +76,11 @@ func (u *utf8Reader) Read(p []byte) (int, error) {
 		if at := u.esc.scan(p[:n]); at >= 0 {
 			u.lone = true
 			return 0, u.fail(at)
+		}
+		if u.first == 0 {
+			if i := bytes.IndexFunc(p[:n], func(r rune) bool { return r != ' ' && r != '\t' && r != '\n' && r != '\r' }); i >= 0 {
+				u.first = p[i]
+			}
 		}
 	}
 	return n, err
@@ -265,6 +271,7 @@ func invalidUTF8(at int64, lone bool) *Error {
 //	empty body                      KindMalformed (400) code json.empty
 //	bad syntax, truncated body      KindMalformed (400) code json.syntax, names the offset
 //	wrong type for a field          KindMalformed (400) code json.type, names the field and offset
+//	wrong type for the body         KindMalformed (400) code json.type ([] or null for an object)
 //	unknown field                   KindMalformed (400) code json.unknown_field, names the field
 //	data after the value            KindMalformed (400) code json.trailing_data, names the offset
 //	not valid UTF-8                 KindMalformed (400) code json.utf8, names the offset
@@ -302,6 +309,12 @@ func DecodeJSON(r io.Reader, limit int64, v any) error {
 		}
 		return decodeError(err, lr, limit)
 	}
+	if ur.first == 'n' && refusesNull(v) {
+		// encoding/json leaves the target as it was for null: a struct
+		// contract would pass as its zero value, where [] or 0 is a 400.
+		return &Error{Kind: KindMalformed, Code: "json.type",
+			Detail: "body must be " + jsonTypeName(reflect.TypeOf(v)) + ", got null"}
+	}
 	end := dec.InputOffset()
 	if _, err := dec.Token(); err != io.EOF {
 		if err != nil && (errors.Is(err, errBodyTooLarge) || isMaxBytes(err)) {
@@ -318,6 +331,21 @@ func DecodeJSON(r io.Reader, limit int64, v any) error {
 	}
 	return nil
 }
+
+// refusesNull reports whether a top-level null is the wrong type for v, a
+// non-nil pointer: it is, but for a target that can hold null (a pointer,
+// an interface) or decides what null means (a json.Unmarshaler, which
+// encoding/json gives the null: json.RawMessage keeps it).
+func refusesNull(v any) bool {
+	t := reflect.TypeOf(v).Elem()
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		return false
+	}
+	return !reflect.PointerTo(t).Implements(jsonUnmarshaler)
+}
+
+var jsonUnmarshaler = reflect.TypeFor[json.Unmarshaler]()
 
 func isMaxBytes(err error) bool {
 	var me *http.MaxBytesError

@@ -465,3 +465,37 @@ func TestDecodeJSONCustomDecoderTextBounded(t *testing.T) {
 		t.Errorf("detail %q, want it to start with %q and end with …", e.Detail, want)
 	}
 }
+
+// A top-level null is a body of the wrong type, like [] or 0: encoding/json
+// leaves the target untouched for null, so a struct contract decoded it as
+// its zero value (then a 422 for every required field) while [] got a 400.
+// Targets that can hold null (a pointer, an interface) or decide for
+// themselves (a json.Unmarshaler: json.RawMessage) still take it.
+func TestDecodeJSONTopLevelLiterals(t *testing.T) {
+	for _, body := range []string{`null`, ` null `, `true`, `0`, `"x"`, `[]`} {
+		var p payment
+		err := DecodeJSON(strings.NewReader(body), 0, &p)
+		e := As(err)
+		typ := strings.Fields(body)[0]
+		want := map[string]string{"null": "null", "true": "bool", "0": "number", `"x"`: "string", "[]": "array"}[typ]
+		if e == nil || e.Kind != KindMalformed || e.Code != "json.type" || e.Detail != "body must be an object, got "+want {
+			t.Errorf("%q into a struct: %v, want 400 json.type: body must be an object, got %s", body, err, want)
+		}
+	}
+	for name, target := range map[string]any{"map": new(map[string]int), "slice": new([]int), "int": new(int), "string": new(string)} {
+		if err := DecodeJSON(strings.NewReader("null"), 0, target); KindOf(err) != KindMalformed || As(err).Code != "json.type" {
+			t.Errorf("null into a %s: %v, want 400 json.type", name, err)
+		}
+	}
+	var ptr *payment
+	var anything any = 1
+	var raw json.RawMessage
+	for name, target := range map[string]any{"pointer": &ptr, "interface": &anything, "json.RawMessage": &raw} {
+		if err := DecodeJSON(strings.NewReader("null"), 0, target); err != nil {
+			t.Errorf("null into a %s: %v, want it accepted", name, err)
+		}
+	}
+	if ptr != nil || anything != nil || string(raw) != "null" {
+		t.Errorf("null decoded as %v, %v, %q", ptr, anything, raw)
+	}
+}

@@ -147,8 +147,11 @@
 // that are not valid UTF-8 (encoding/json would turn each bad byte in a
 // string into U+FFFD, so two distinct ids would decode as one) or that
 // escape an unpaired UTF-16 surrogate ("\ud800", decoded as U+FFFD too),
-// bodies over a limit (KindTooLarge, 413, without reading past the limit), and, for
-// requests, a Content-Type other than JSON. Syntax errors and invalid UTF-8
+// bodies over a limit (KindTooLarge, 413, without reading past the limit), a
+// body that is null where an object (or array, number …) is expected
+// (encoding/json leaves the target as it was: a struct would pass as its
+// zero value; a pointer, interface or json.Unmarshaler target still takes
+// null), and, for requests, a Content-Type other than JSON. Syntax errors and invalid UTF-8
 // name the offset, wrong types name the field, the JSON type and the
 // offset, never the value (a card number sent as a JSON number is not
 // echoed to the client or the logs); all are
