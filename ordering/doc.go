@@ -35,7 +35,10 @@ never the one of the caller's context.
 
 GapReject (the default) returns ErrGap at once: a retryable conflict with a
 retry-after hint, which the consumer turns into a broker redelivery with a
-delay. Nothing is kept in memory.
+delay. Nothing is kept in memory, and the hold settings (Config.MaxHeld,
+HoldTimeout, OnTimeout) have no effect: they are accepted, so that one
+Config can switch policy by its Gap field alone, but they do not turn
+holding on.
 
 GapHold keeps the event in a bounded buffer (Config.MaxHeld deliveries over
 all subjects) and applies it right after the missing events arrive. Held

@@ -99,15 +99,23 @@ type Config struct {
 	State State
 
 	// Gap is the gap policy. The zero value is GapReject.
+	//
+	// MaxHeld, HoldTimeout and OnTimeout configure the hold buffer and
+	// apply only under GapHold. Under GapReject, which holds nothing, they
+	// are validated but have no effect, and New accepts them: one Config
+	// can then switch policy by a flag alone (as a deployment or a test
+	// comparing both does), and Guard.MaxHeld, which broker adapters size
+	// their unacknowledged-message limits with, reports 0 whatever they
+	// say. Setting them does not turn holding on: set Gap to GapHold.
 	Gap GapPolicy
 
 	// MaxHeld bounds how many deliveries the hold buffer keeps, over all
 	// subjects. Zero means 1024. A gap event that does not fit is rejected
-	// with ErrGap.
+	// with ErrGap. GapHold only (see Gap).
 	MaxHeld int
 
 	// HoldTimeout is how long held events wait for the missing ones. Zero
-	// means 30s. The wait of a subject's held events starts when the gap
+	// means 30s. GapHold only (see Gap). The wait of a subject's held events starts when the gap
 	// before them opens: when the first of them is held, and again each
 	// time the missing event is delivered but fails (its ApplyFunc or the
 	// State returns an error, whether it came directly or was released from
@@ -127,7 +135,7 @@ type Config struct {
 	HoldTimeout time.Duration
 
 	// OnTimeout is what happens when HoldTimeout passes. The zero value is
-	// TimeoutSkip.
+	// TimeoutSkip. GapHold only (see Gap).
 	OnTimeout TimeoutAction
 
 	// MaxGap bounds how far ahead of the next expected sequence an event
