@@ -69,7 +69,7 @@
 //	charge, err := breaker.Do(ctx, b, func(ctx context.Context) (Charge, error) {
 //		return gateway.Charge(ctx, req)
 //	})
-//	if errors.Is(err, contract.ErrUnavailable) { // open: contract.RetryAfter(err) says when to come back
+//	if errors.Is(err, contract.ErrUnavailable) { // open: d, _ := contract.RetryAfter(err) is how long until it lets a probe through
 //
 // The rejection error matches errors.Is(err, contract.ErrUnavailable) and
 // errors.Is(err, ErrOpen) (which is gobreaker.ErrOpenState), carries the
