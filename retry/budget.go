@@ -13,7 +13,8 @@ import (
 // Config of every Policy (and Transport) calling it. Implementations must be
 // safe for concurrent use.
 //
-// Do calls Call once per call before the first attempt, Success after each
+// Do calls Call once per call, after its first attempt (not when that
+// attempt was a circuit breaker's rejection, see below), Success after each
 // successful attempt, Failure after each attempt failing with a Transient or
 // Overloaded error (permanent errors say nothing about the dependency's
 // health, and a circuit breaker's rejection, errors.Is

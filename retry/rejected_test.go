@@ -102,3 +102,41 @@ func TestTransportBreakerRejectionCostsNoBudget(t *testing.T) {
 		}
 	}
 }
+
+// Nor is a rejected call a call for a RatioBudget, whose allowance is a
+// share of the calls that reached the dependency: counted, 200 rejections
+// during an outage let the next failures be retried some 20 times more
+// than the budget allows.
+func TestBreakerRejectionsAreNoCallsForARatioBudget(t *testing.T) {
+	ctx := context.Background()
+	clk := retrytest.NewClock()
+	budget, err := retry.NewRatioBudget(retry.RatioBudgetConfig{Ratio: 0.1, MinRetries: 1, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := breaker.New(breaker.Config{Name: "dep", Clock: clk, DisableMetrics: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Trip(ctx, time.Minute, "outage")
+	p := constPolicy(t, clk, retry.Config{MaxDelay: time.Second, MaxAttempts: 10, Budget: budget})
+	for range 200 {
+		_, err := retry.Do(ctx, p, func(ctx context.Context) (int, error) {
+			return breaker.Do(ctx, b, func(context.Context) (int, error) { return 0, unavailable() })
+		})
+		if !errors.Is(err, breaker.ErrOpen) {
+			t.Fatalf("during the outage: %v, want the breaker's rejection", err)
+		}
+	}
+	// One call that reaches a failing dependency: the minimum allows one
+	// retry (MinRetries 1), the ratio of one call none more.
+	n := 0
+	_, err = retry.Do(ctx, p, func(ctx context.Context) (int, error) {
+		n++
+		return 0, unavailable()
+	})
+	var re *retry.Error
+	if !errors.As(err, &re) || re.Reason != retry.StopBudget || n != 2 {
+		t.Fatalf("after 200 rejections: %d attempts, %v; want 2 attempts, then the budget empty", n, err)
+	}
+}

@@ -64,9 +64,6 @@ func do[T any](ctx context.Context, p *Policy, fn func(context.Context) (T, erro
 		var zero T
 		return zero, &Error{Op: p.name, Reason: StopContext, Cause: err, ctxErr: err}
 	}
-	if p.budget != nil {
-		p.budget.Call()
-	}
 	var v T
 	var err error
 	if p.attemptTimeout > 0 {
@@ -76,9 +73,15 @@ func do[T any](ctx context.Context, p *Policy, fn func(context.Context) (T, erro
 	}
 	if err == nil {
 		if p.budget != nil {
+			p.budget.Call()
 			p.budget.Success()
 		}
 		return v, nil
+	}
+	if p.budget != nil && !breakerRejected(err) {
+		// Counted once it reached the dependency: a circuit breaker's
+		// rejection is no call for the Budget (see breakerRejected).
+		p.budget.Call()
 	}
 	return loop(ctx, p, fn, v, err, true, beforeWait)
 }
@@ -288,11 +291,13 @@ func (c *call) stopAt(ctx context.Context, now time.Time, n int, r StopReason, c
 
 // breakerRejected reports whether err is a circuit breaker's rejection
 // (package breaker's, errors.Is gobreaker.ErrOpenState or
-// ErrTooManyRequests): the call never reached the dependency. It is no
-// Failure for the Budget, which protects the dependency from load a
-// rejection does not add, and a failure the breaker has already counted:
-// an outage behind a breaker would otherwise empty a TokenBucket with
-// rejections alone, and refuse retries long after the dependency is back.
+// ErrTooManyRequests): the call never reached the dependency. It is
+// neither a Call nor a Failure for the Budget, which protects the
+// dependency from load a rejection does not add, and a failure the breaker
+// has already counted: an outage behind a breaker would otherwise empty a
+// TokenBucket with rejections alone, and refuse retries long after the
+// dependency is back, or swell a RatioBudget's count of calls, and with it
+// the retries it allows once the breaker lets calls through again.
 func breakerRejected(err error) bool {
 	return errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests)
 }

@@ -240,9 +240,6 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // one attempt: not at all when req's context had ended before it.
 func (t *Transport) once(req *http.Request) (*http.Response, error) {
 	report := t.p.budget != nil && req.Context().Err() == nil
-	if report {
-		t.p.budget.Call()
-	}
 	var resp *http.Response
 	var err error
 	if t.p.attemptTimeout <= 0 {
@@ -257,6 +254,9 @@ func (t *Transport) once(req *http.Request) (*http.Response, error) {
 		}
 	}
 	if report {
+		if err == nil || !breakerRejected(err) { // see breakerRejected
+			t.p.budget.Call()
+		}
 		t.reportOnce(req.Context(), resp, err)
 	}
 	if err != nil || resp == nil { // nil, nil: a broken base, which http.Client reports
