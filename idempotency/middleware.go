@@ -315,16 +315,16 @@ func (m *Middleware) Wrap(next http.Handler) http.Handler {
 				next.ServeHTTP(w, r)
 				return
 			}
-			writeProblem(w, r, withKind(errFrom(ErrKeyMissing, "idempotency.http", nil), contract.KindMalformed))
+			contract.WriteProblem(w, r, withKind(errFrom(ErrKeyMissing, "idempotency.http", nil), contract.KindMalformed))
 			return
 		}
 		if len(vals) > 1 {
-			writeProblem(w, r, withKind(invalidKey("repeated header"), contract.KindMalformed))
+			contract.WriteProblem(w, r, withKind(invalidKey("repeated header"), contract.KindMalformed))
 			return
 		}
 		key, err := ParseKey(vals[0], m.maxKey, m.strict)
 		if err != nil {
-			writeProblem(w, r, withKind(err, contract.KindMalformed))
+			contract.WriteProblem(w, r, withKind(err, contract.KindMalformed))
 			return
 		}
 		scope, err := m.scope(r)
@@ -332,14 +332,14 @@ func (m *Middleware) Wrap(next http.Handler) http.Handler {
 			if contract.KindOf(err) == contract.KindInternal && !errors.As(err, new(*contract.Error)) {
 				err = contract.New(contract.KindUnauthorized, "idempotency.http", "no caller identity for the idempotency key").WithCode("idempotency.no_scope")
 			}
-			writeProblem(w, r, err)
+			contract.WriteProblem(w, r, err)
 			return
 		}
 		rb := getReqBuf()
 		defer putReqBuf(rb)
 		fp, bodyAt, err := m.readAndFingerprint(rb, r)
 		if err != nil {
-			writeProblem(w, r, err)
+			contract.WriteProblem(w, r, err)
 			return
 		}
 
@@ -370,7 +370,7 @@ func (m *Middleware) Wrap(next http.Handler) http.Handler {
 				if err == nil {
 					err = context.Cause(r.Context())
 				}
-				writeProblem(w, r, err)
+				contract.WriteProblem(w, r, err)
 			}
 			return
 		}
@@ -378,7 +378,7 @@ func (m *Middleware) Wrap(next http.Handler) http.Handler {
 			if errors.Is(err, ErrMismatch) {
 				err = withKind(err, contract.KindInvalid) // 422, as the draft requires
 			}
-			writeProblem(w, r, err)
+			contract.WriteProblem(w, r, err)
 			return
 		}
 		if replayed {
@@ -762,22 +762,6 @@ func writeReplay(w http.ResponseWriter, res Result, slot *memoSlot) {
 	w.WriteHeader(status)
 	_, _ = w.Write(res.Body)
 	maps.Copy(h, late)
-}
-
-// writeProblem writes err as a problem with the status of its kind, through
-// contract.WriteProblem, so that every problem the middleware writes is
-// marked alike (Cache-Control: no-store, X-Content-Type-Options: nosniff,
-// Content-Length, no body on HEAD) and gets a Retry-After where contract
-// gives one (rate limited and unavailable, never overloaded), and on a 409
-// too: a conflict's retry-after hint, the owner's remaining lease for a
-// request in flight, is the draft's "retry later".
-func writeProblem(w http.ResponseWriter, r *http.Request, err error) {
-	if contract.KindOf(err) == contract.KindConflict {
-		if d, ok := contract.RetryAfter(err); ok {
-			w.Header().Set("Retry-After", contract.FormatRetryAfter(d))
-		}
-	}
-	contract.WriteProblem(w, r, err)
 }
 
 // withKind returns a copy of err's *contract.Error with kind k, for the
