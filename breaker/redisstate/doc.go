@@ -78,7 +78,13 @@
 // Redis lost that change, or never had it (a bad message that passed that
 // check) — takes the stored epoch and applies the stored state (not when
 // nothing is stored: that is no recovery), logging "breaker shared epoch
-// reset". So after a failover to a server whose clock is behind, whose new
+// reset". Not when Redis had that change (the instance read or wrote it
+// there) and the stored state is one the instance saw before it: Redis,
+// restarted from a snapshot or a replica promoted without its newest
+// changes, went back to a state they superseded, and applied again it
+// would undo them (a recovered instance reopening for the rest of an old
+// trip's delay); the instance takes the stored epoch and keeps its own
+// state. So after a failover to a server whose clock is behind, whose new
 // changes get older epochs than those seen before, each instance follows
 // them from its next merge on; until then it ignores their messages, but
 // its counts are merged, and its recoveries written, only over the stored

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"reflect"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -89,6 +90,14 @@ type Shared struct {
 	healthy    atomic.Bool
 	merged     atomic.Bool // a merge succeeded: lastEpoch is what the instance saw of the shared state
 
+	// recentMu guards recent, the last epochs recorded in lastEpoch (a
+	// ring, recentN written so far): a merge that finds the stored state
+	// older than lastEpoch tells by it a state the instance saw and has
+	// since superseded from a change it never saw (see resetEpoch).
+	recentMu sync.Mutex
+	recent   [recentEpochs]int64
+	recentN  int
+
 	// applyMu serialises applying a shared change to the local breaker, from
 	// a message (apply) or a merge (sync): of two concurrent changes the
 	// newer is applied last.
@@ -107,6 +116,10 @@ type Shared struct {
 	pubSig  chan struct{} // 1-buffered: pubNext is set
 
 	published int64 // epoch of the last change this instance published; the loop's own
+	// stored is the newest epoch this instance read from Redis (a merge) or
+	// wrote there (a publish), lowered by a reset: when it is the newest
+	// the instance saw, Redis had that change. Written by the loop.
+	stored atomic.Int64
 
 	kick chan struct{}
 	quit chan struct{}
@@ -573,6 +586,7 @@ func (s *Shared) publish(c change) error {
 	s.health(err)
 	if err == nil && epoch > 0 {
 		s.published = epoch
+		s.stored.Store(max(s.stored.Load(), epoch))
 		s.raiseEpoch(epoch)
 	}
 	return err
@@ -586,9 +600,28 @@ func (s *Shared) raiseEpoch(epoch int64) bool {
 			return false
 		}
 		if s.lastEpoch.CompareAndSwap(cur, epoch) {
+			s.remember(epoch)
 			return true
 		}
 	}
+}
+
+// recentEpochs is how many of the epochs last recorded resetEpoch knows.
+const recentEpochs = 16
+
+// remember adds epoch to the epochs recently recorded.
+func (s *Shared) remember(epoch int64) {
+	s.recentMu.Lock()
+	s.recent[s.recentN%recentEpochs] = epoch
+	s.recentN++
+	s.recentMu.Unlock()
+}
+
+// sawRecently reports whether epoch is one of the epochs recently recorded.
+func (s *Shared) sawRecently(epoch int64) bool {
+	s.recentMu.Lock()
+	defer s.recentMu.Unlock()
+	return slices.Contains(s.recent[:min(s.recentN, recentEpochs)], epoch)
 }
 
 func (s *Shared) sync() {
@@ -641,7 +674,11 @@ func (s *Shared) sync() {
 			fmt.Sprintf("the trip of epoch %d is not stored (stored epoch %d)", pe, epoch),
 			slog.String(logctx.KeyDependency, s.b.Name()))
 	}
-	if !s.raiseEpoch(epoch) && !s.resetEpoch(seen, epoch) {
+	// Redis had the newest change the instance saw when it read or wrote
+	// it there, not when it only got its message (see resetEpoch).
+	had := seen > 0 && seen <= s.stored.Load()
+	s.stored.Store(max(s.stored.Load(), epoch))
+	if !s.raiseEpoch(epoch) && !s.resetEpoch(seen, epoch, had) {
 		return
 	}
 	switch {
@@ -665,22 +702,43 @@ func (s *Shared) sync() {
 // resetEpoch makes the shared state authoritative. When the stored epoch
 // is older than seen, the newest epoch the instance had recorded before the
 // merge, Redis no longer has a change the instance saw: it lost it (a
-// restart without persistence, a failover to a lagging replica) or never
-// had it (a bad message that passed checkEpoch). Its new changes may then
-// get epochs older than seen (a server whose clock is behind the old one's,
-// or a Redis clock that jumped back): kept, seen would make the instance
+// restart without persistence, or from an older snapshot, a failover to a
+// lagging replica) or never had it (a bad message that passed checkEpoch,
+// another deployment's on the same server). Its new changes may then get
+// epochs older than seen (a server whose clock is behind the old one's, or
+// a Redis clock that jumped back): kept, seen would make the instance
 // ignore them until Redis's clock passed it. resetEpoch then takes the
-// stored epoch and reports true: the caller applies the stored state. It
-// does not when the instance recorded a newer change since seen (a message
-// applied during the merge): the next merge decides.
-func (s *Shared) resetEpoch(seen, epoch int64) bool {
-	if seen <= epoch || !s.lastEpoch.CompareAndSwap(seen, epoch) {
+// stored epoch and reports true: the caller applies the stored state.
+//
+// Except when Redis had seen's change (had: the instance read or wrote it
+// there) and the stored state is one the instance recorded before it:
+// Redis lost the changes since, and went back to a state the instance saw
+// and superseded — the trip before a recovery, the recovery before a trip.
+// Applied again, it would undo the newer change: a recovered instance would
+// turn every call away for the rest of the old trip's delay. The local
+// state stands; resetEpoch takes the stored epoch, so that the server's
+// next changes are followed, and reports false.
+//
+// It does not take the stored epoch when the instance recorded a newer
+// change since seen (a message applied during the merge): the next merge
+// decides.
+func (s *Shared) resetEpoch(seen, epoch int64, had bool) bool {
+	if seen <= epoch {
 		return false
 	}
-	logctx.Decision(s.bgCtx(), s.log, slog.LevelWarn, "breaker shared epoch reset",
-		fmt.Sprintf("recorded epoch %d is ahead of the shared state's %d", seen, epoch),
+	superseded := had && s.sawRecently(epoch)
+	if !s.lastEpoch.CompareAndSwap(seen, epoch) {
+		return false
+	}
+	s.stored.Store(epoch)
+	s.remember(epoch)
+	reason := fmt.Sprintf("recorded epoch %d is ahead of the shared state's %d", seen, epoch)
+	if superseded {
+		reason += ", which this instance saw before: Redis lost the changes since; the local state stands"
+	}
+	logctx.Decision(s.bgCtx(), s.log, slog.LevelWarn, "breaker shared epoch reset", reason,
 		slog.String(logctx.KeyDependency, s.b.Name()))
-	return true
+	return !superseded
 }
 
 // forced reports whether the local breaker is forced by an operator. Trip

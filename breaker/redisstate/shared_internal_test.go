@@ -594,3 +594,85 @@ func windowOf(t *testing.T, s *Shared, c *redis.Client) (succ, fail int64) {
 	}
 	return succ, fail
 }
+
+// Redis comes back without its newest changes — restarted from a snapshot
+// (RDB), or a replica promoted before it got them — holding a trip the
+// instance saw and then recovered from. That trip is no news: the
+// recovery superseded it, and Redis lost only the recovery. The merge
+// takes the stored epoch, so that the changes made on that server from
+// now on are followed, but must not reopen the instance for the rest of
+// the old trip's delay (minutes, for an operator's trip), turning away
+// every call to a dependency that has recovered.
+func TestRestoredTripTheInstanceRecoveredFromIsNotApplied(t *testing.T) {
+	name := uniqueName(t)
+	cfg := breaker.Config{MinCalls: 4, OpenTimeout: time.Minute, HalfOpenProbes: 1, Window: time.Minute}
+	a, c := newIdleInstance(t, name, "a", cfg)
+	ctx := context.Background()
+	key := a.base + ":state"
+	tripped := c.Time(ctx).Val().UnixMilli()
+	if err := c.HSet(ctx, key, "state", "open", "until", tripped+10*60*1000, "epoch", tripped, "origin", "ops").Err(); err != nil {
+		t.Fatal(err)
+	}
+	a.sync()
+	if st := a.b.State(); st != breaker.StateOpen {
+		t.Fatalf("a after the trip: %v", st)
+	}
+	snapshot := c.HGetAll(ctx, key).Val()
+	// The operator ends the trip early: a probes and recovers.
+	a.b.Probe(ctx)
+	if err := a.b.Execute(ctx, func(context.Context) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	waitStored(t, c, key, "closed")
+	waitSeen(t, a, c)
+
+	// Redis restarts from the snapshot.
+	if err := c.Del(ctx, key).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.HSet(ctx, key, snapshot).Err(); err != nil {
+		t.Fatal(err)
+	}
+	a.sync()
+	if st, ra := a.b.State(), a.b.RetryAfter(); st != breaker.StateClosed {
+		t.Fatalf("a after Redis lost its recovery: %v for %v, want closed", st, ra)
+	}
+	if e := a.lastEpoch.Load(); e != tripped {
+		t.Fatalf("a recorded epoch %d, want the stored %d", e, tripped)
+	}
+	// A change made on that server after the restart is followed.
+	a.apply("open|" + strconv.FormatInt(tripped+1, 10) + "|60000|b")
+	if st := a.b.State(); st != breaker.StateOpen {
+		t.Fatalf("a after a peer's trip on the restarted server: %v", st)
+	}
+}
+
+// A recovery known only from its message may never have been stored:
+// another deployment with the same Prefix and Name on another database of
+// the same Redis server (Pub/Sub ignores databases) publishes its own. The
+// merge finds the stored trip, which the instance saw before that message,
+// but Redis never had the recovery: the stored trip is the shared state,
+// and the instance opens again for the rest of its delay.
+func TestUnstoredRecoveryDoesNotEndTheStoredTrip(t *testing.T) {
+	name := uniqueName(t)
+	cfg := breaker.Config{MinCalls: 4, OpenTimeout: time.Minute, HalfOpenProbes: 1, Window: time.Minute}
+	a, c := newIdleInstance(t, name, "a", cfg)
+	ctx := context.Background()
+	key := a.base + ":state"
+	tripped := c.Time(ctx).Val().UnixMilli()
+	if err := c.HSet(ctx, key, "state", "open", "until", tripped+10*60*1000, "epoch", tripped, "origin", "b").Err(); err != nil {
+		t.Fatal(err)
+	}
+	a.sync()
+	if st := a.b.State(); st != breaker.StateOpen {
+		t.Fatalf("a after the trip: %v", st)
+	}
+	a.apply("closed|" + strconv.FormatInt(tripped+5, 10) + "|0|other-deployment")
+	if st := a.b.State(); st != breaker.StateHalfOpen {
+		t.Fatalf("a after the other deployment's recovery: %v", st)
+	}
+	a.sync()
+	if st, ra := a.b.State(), a.b.RetryAfter(); st != breaker.StateOpen || ra < 9*time.Minute {
+		t.Fatalf("a after its merge: %v for %v, want open for the rest of the stored trip", st, ra)
+	}
+}
