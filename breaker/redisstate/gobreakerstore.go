@@ -118,7 +118,8 @@ func (g *GobreakerStore) Lock(name string) error {
 	}
 	ctx, cancel := g.ctx()
 	defer cancel()
-	taken, err := lockScript.Run(ctx, g.client, []string{name}, owner, g.lockTTL.Milliseconds()).Bool()
+	// At least 1ms, as go-redis rounds a shorter expiry: PX 0 is refused.
+	taken, err := lockScript.Run(ctx, g.client, []string{name}, owner, max(1, g.lockTTL.Milliseconds())).Bool()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	switch {

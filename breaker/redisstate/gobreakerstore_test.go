@@ -244,3 +244,22 @@ func TestGobreakerStoreLateUnlockKeepsTheNewerLock(t *testing.T) {
 		t.Fatalf("after both Unlocks, another holder: %v", err)
 	}
 }
+
+// A lockTTL under a millisecond is accepted: the lock is taken for 1ms,
+// as go-redis's SetNX rounds it up. Written in whole milliseconds by the
+// lock script, it was PX 0, which Redis refuses: every Lock failed.
+func TestGobreakerStoreSubMillisecondLockTTL(t *testing.T) {
+	c, _ := client(t)
+	lock := testPrefix + uniqueName(t) + ":lock"
+	t.Cleanup(func() { c.Del(context.Background(), lock) })
+	s, err := redisstate.NewGobreakerStore(c, 500*time.Microsecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Lock(lock); err != nil {
+		t.Fatalf("Lock with a lockTTL of 500µs: %v", err)
+	}
+	if ttl := c.PTTL(context.Background(), lock).Val(); ttl > time.Millisecond {
+		t.Fatalf("the lock lives %v, want at most 1ms", ttl)
+	}
+}
