@@ -37,8 +37,8 @@ const cleanupTimeout = 5 * time.Second
 // idempotency.ErrNestedCall (not retryable) at once, without calling fn or
 // the database: its claim could only find that operation in progress. So
 // does an idempotency.Do with the same key and store called inside fn
-// (fn's context carries the claim). Calls that are not nested pay one
-// ctx.Value for this.
+// (fn's context carries the claim). Calls that are not nested pay two
+// ctx.Value lookups for this and for the pool check below.
 //
 // A DoTx called inside fn with another key runs on another connection and
 // commits on its own, before fn's transaction: see "Nesting" in the package
