@@ -585,11 +585,19 @@ var mapKeysPool = sync.Pool{New: func() any {
 }}
 
 // text returns the key at it of a map whose keys are interfaces, and
-// whether it holds a string (of any string type).
-func (k *mapKeys) text(it *reflect.MapIter) (string, bool) {
-	k.av.SetIterKey(it)
-	a := k.a
-	k.a = nil
+// whether it holds a string (of any string type). Only keys of the empty
+// interface (map[any]T) are read through the pooled variable: from a key
+// of an interface type with methods (map[fmt.Stringer]T), SetIterKey
+// stores into an any the interface itself, not the value it holds, so
+// such a key is read with MapIter.Key, which copies it.
+func (k *mapKeys) text(it *reflect.MapIter, empty bool) (string, bool) {
+	var a any
+	if empty {
+		k.av.SetIterKey(it)
+		a, k.a = k.a, nil
+	} else {
+		a = it.Key().Interface()
+	}
 	if t := reflect.TypeOf(a); t != nil && t.Kind() == reflect.String {
 		return reflect.ValueOf(a).String(), true
 	}
@@ -781,7 +789,8 @@ func (r *redactor) reflectElem(rv reflect.Value, w *walk) (any, bool) {
 // (map[int]string, a map[any]any decoded from YAML): its values are
 // redacted, and a key that is an interface holding a string is read as a
 // string key is (the value under a secret one replaced, a card number in
-// one masked); other keys are kept as they are. It returns a map of the
+// one masked, keeping the key's type), whatever the interface
+// (map[any]T, map[fmt.Stringer]T); other keys are kept as they are. It returns a map of the
 // same key type to any (the handlers write its keys as they would the
 // original's), built only when something changes.
 func (r *redactor) otherMap(rv reflect.Value, w *walk) (any, bool) {
@@ -790,6 +799,7 @@ func (r *redactor) otherMap(rv reflect.Value, w *walk) (any, bool) {
 	plainElems := t.Elem() == stringType // read without a copy to the heap
 	anyElems := t.Elem() == anyType      // likewise
 	textKeys := t.Key().Kind() == reflect.Interface
+	emptyKeys := t.Key() == anyType
 	keys := mapKeysPool.Get().(*mapKeys)
 	defer mapKeysPool.Put(keys)
 	var out reflect.Value // a map[K]any
@@ -799,7 +809,7 @@ func (r *redactor) otherMap(rv reflect.Value, w *walk) (any, bool) {
 	for it.Next() {
 		k, text := "", false
 		if textKeys {
-			k, text = keys.text(&it)
+			k, text = keys.text(&it, emptyKeys)
 		}
 		var v2 any
 		var ch bool
@@ -848,9 +858,13 @@ func (r *redactor) otherMap(rv reflect.Value, w *walk) (any, bool) {
 		out.SetMapIndex(k, reflect.Value{})
 	}
 	for i, k := range cardKeys {
+		// The masked key keeps the type of the key it replaces: a map
+		// whose keys are an interface with methods (fmt.Stringer) takes
+		// no plain string.
+		kt := k.Elem().Type()
 		masked, _ := maskPANs(k.Elem().String())
-		key := freeKey(masked, func(k string) bool { return out.MapIndex(reflect.ValueOf(k)).IsValid() })
-		out.SetMapIndex(reflect.ValueOf(key), vs[i])
+		key := freeKey(masked, func(k string) bool { return out.MapIndex(reflect.ValueOf(k).Convert(kt)).IsValid() })
+		out.SetMapIndex(reflect.ValueOf(key).Convert(kt), vs[i])
 	}
 	return out.Interface(), true
 }

@@ -198,3 +198,41 @@ func TestRedactMapsWithOtherKeys(t *testing.T) {
 		}
 	}
 }
+
+// stringerKey is a string type with a String method: a key of a
+// map[fmt.Stringer]T.
+type stringerKey string
+
+func (k stringerKey) String() string { return string(k) }
+
+// A key of an interface type with methods (a map[fmt.Stringer]T) that
+// holds a string is read as a string key too, as the documentation says
+// of interface keys. It was not: the key was read with reflect's
+// SetIterKey into an any, which for such a key type stores the interface
+// itself rather than the string it holds, so no key was ever seen, and
+// the value under "password" and a card number in a key were printed in
+// clear. A masked key keeps the key's type, or it could not go back in
+// the map (a string is no fmt.Stringer).
+func TestRedactMapsWithMethodInterfaceKeys(t *testing.T) {
+	v := map[fmt.Stringer]string{
+		stringerKey("password"):            "stringer-secret",
+		stringerKey("4111 1111 1111 1111"): "k",
+		stringerKey("env"):                 "prod",
+	}
+	tl, tbuf := newTextLogger(t, HandlerConfig{})
+	tl.Info("m", "v", v)
+	out := tbuf.String()
+	for _, leak := range []string{"stringer-secret", "4111 1111 1111 1111"} {
+		if strings.Contains(out, leak) {
+			t.Errorf("%q leaked: %s", leak, out)
+		}
+	}
+	for _, want := range []string{"password:" + DefaultRedacted, "**** **** **** 1111:k", "env:prod"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("got %s, want %s in it", out, want)
+		}
+	}
+	if len(v) != 3 || v[stringerKey("password")] != "stringer-secret" {
+		t.Errorf("caller's map was modified: %v", v)
+	}
+}
