@@ -300,7 +300,9 @@ func ProblemFrom(err error) Problem {
 // errors whose problem says "retryable": true, a
 // Retry-After header in whole seconds (rounded up). Overloaded errors never
 // get Retry-After: the dependency asked callers not to retry, which their
-// problem says with "retryable": false whatever their code; nor does a
+// problem says with "retryable": false whatever their code (unless one was
+// made retryable with WithRetryable(true): its problem then says
+// "retryable": true, and it gets Retry-After as any such error); nor does a
 // rate limited or unavailable error made not retryable
 // (WithRetryable(false)), whose problem says the same. Responses are
 // marked Cache-Control: no-store, and a HEAD request gets no body.
