@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -118,10 +119,7 @@ func randomizedDeliveries(t *testing.T, seed uint64) {
 			enqueue(e)
 		}
 	}
-	apply := func(_ context.Context, e *contract.Event) error {
-		if rng(5) == 0 {
-			return &contract.Error{Kind: contract.KindUnavailable, Code: "x"}
-		}
+	record := func(e *contract.Event) error {
 		mu.Lock()
 		defer mu.Unlock()
 		l := applied[e.Subject]
@@ -130,6 +128,30 @@ func randomizedDeliveries(t *testing.T, seed uint64) {
 		}
 		applied[e.Subject] = append(l, e.Sequence)
 		return nil
+	}
+	// failing counts the deliveries whose apply failed and whose failure
+	// the test has not seen yet (Process's error, or the settle of a held
+	// one). The Guard restarts the wait of the held events behind a failed
+	// event before it lets the delivery go, and the delivery is the
+	// test's "held" until its settle runs: the fake clock must not advance
+	// in between, or a full HoldTimeout could pass there and the timeout
+	// skip, which the Guard rightly makes then, would look like a skip of
+	// a held delivery.
+	var failing atomic.Int64
+	apply := func(failed *atomic.Bool) ordering.ApplyFunc {
+		return func(_ context.Context, e *contract.Event) error {
+			if rng(5) == 0 {
+				failed.Store(true)
+				failing.Add(1)
+				return &contract.Error{Kind: contract.KindUnavailable, Code: "x"}
+			}
+			return record(e)
+		}
+	}
+	seen := func(failed *atomic.Bool) {
+		if failed.Swap(false) {
+			failing.Add(-1)
+		}
 	}
 	redeliver := func(d delivery) {
 		// later, maybe
@@ -156,7 +178,9 @@ func randomizedDeliveries(t *testing.T, seed uint64) {
 				}
 				k := fmt.Sprintf("%s/%d", d.e.Subject, d.e.Sequence)
 				dd := d
+				failed := new(atomic.Bool)
 				settle := func(_ context.Context, e *contract.Event, o ordering.Outcome, err error) {
+					defer seen(failed)
 					n, _ := settles.LoadOrStore(dd.id, new(int))
 					mu.Lock()
 					*n.(*int)++
@@ -171,7 +195,10 @@ func randomizedDeliveries(t *testing.T, seed uint64) {
 					}
 					pending.Done()
 				}
-				o, err := g.Process(ctx, d.e, apply, settle)
+				o, err := g.Process(ctx, d.e, apply(failed), settle)
+				if !o.Held {
+					seen(failed)
+				}
 				switch {
 				case err != nil:
 					redeliver(d)
@@ -193,6 +220,9 @@ func randomizedDeliveries(t *testing.T, seed uint64) {
 			case <-stop:
 				return
 			case <-time.After(200 * time.Microsecond):
+			}
+			if failing.Load() > 0 {
+				continue
 			}
 			clk.Advance(time.Duration(rng(1500)) * time.Millisecond)
 			g.Sweep(ctx)
