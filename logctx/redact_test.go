@@ -740,6 +740,36 @@ func TestRedactURLInError(t *testing.T) {
 
 // newTextLogger is newJSONLogger with the text handler, which prints a
 // value of kind Any with its String method or as %+v.
+// checkBothHandlers logs attrs through a Handler wrapping the JSON and the
+// text handler (default HandlerConfig) and fails when either output holds
+// one of leaks, or lacks one of keeps (checked in the JSON output only when
+// keepsJSONOnly: the text handler prints some values in another form).
+func checkBothHandlers(t *testing.T, attrs []any, leaks, keeps []string, keepsJSONOnly bool) {
+	t.Helper()
+	for name, mk := range map[string]func(testing.TB, HandlerConfig) (*slog.Logger, *bytes.Buffer){
+		"json": newJSONLogger, "text": newTextLogger,
+	} {
+		t.Run(name, func(t *testing.T) {
+			l, buf := mk(t, HandlerConfig{})
+			l.Info("m", attrs...)
+			out := buf.String()
+			for _, leak := range leaks {
+				if strings.Contains(out, leak) {
+					t.Errorf("%q leaked: %s", leak, out)
+				}
+			}
+			if keepsJSONOnly && name != "json" {
+				return
+			}
+			for _, keep := range keeps {
+				if !strings.Contains(out, keep) {
+					t.Errorf("%q lost: %s", keep, out)
+				}
+			}
+		})
+	}
+}
+
 func newTextLogger(t testing.TB, cfg HandlerConfig) (*slog.Logger, *bytes.Buffer) {
 	t.Helper()
 	var buf bytes.Buffer
@@ -770,25 +800,7 @@ func TestRedactURLUserinfo(t *testing.T) {
 func TestRedactURLByValue(t *testing.T) {
 	u, _ := url.Parse("https://bob:pw-secret@example.com/cb?access_token=q-secret&page=2#id_token=f-secret")
 	plain, _ := url.Parse("https://example.com/cb?page=2")
-	for name, mk := range map[string]func(testing.TB, HandlerConfig) (*slog.Logger, *bytes.Buffer){
-		"json": newJSONLogger, "text": newTextLogger,
-	} {
-		t.Run(name, func(t *testing.T) {
-			l, buf := mk(t, HandlerConfig{})
-			l.Info("m", "url", *u, "plain", *plain)
-			out := buf.String()
-			for _, leak := range []string{"pw-secret", "q-secret", "f-secret"} {
-				if strings.Contains(out, leak) {
-					t.Errorf("%q leaked: %s", leak, out)
-				}
-			}
-			for _, keep := range []string{"example.com/cb", "page=2"} {
-				if !strings.Contains(out, keep) {
-					t.Errorf("%q lost: %s", keep, out)
-				}
-			}
-		})
-	}
+	checkBothHandlers(t, []any{"url", *u, "plain", *plain}, []string{"pw-secret", "q-secret", "f-secret"}, []string{"example.com/cb", "page=2"}, false)
 }
 
 // A pointer to a header map is printed through by both handlers
@@ -820,26 +832,7 @@ func TestRedactHeaderPointer(t *testing.T) {
 // marshals its Value field. resp.Cookies() returns a []*http.Cookie.
 func TestRedactCookies(t *testing.T) {
 	c := &http.Cookie{Name: "sid", Value: "cookie-secret", Path: "/app", HttpOnly: true}
-	for name, mk := range map[string]func(testing.TB, HandlerConfig) (*slog.Logger, *bytes.Buffer){
-		"json": newJSONLogger, "text": newTextLogger,
-	} {
-		t.Run(name, func(t *testing.T) {
-			l, buf := mk(t, HandlerConfig{})
-			l.Info("m", "c", c, "set", []*http.Cookie{c, {Name: "csrf", Value: "csrf-secret"}, nil},
-				"none", (*http.Cookie)(nil))
-			out := buf.String()
-			for _, leak := range []string{"cookie-secret", "csrf-secret"} {
-				if strings.Contains(out, leak) {
-					t.Errorf("%q leaked: %s", leak, out)
-				}
-			}
-			for _, keep := range []string{"sid=" + DefaultRedacted, "Path=/app", "csrf=" + DefaultRedacted} {
-				if !strings.Contains(out, keep) {
-					t.Errorf("%q lost: %s", keep, out)
-				}
-			}
-		})
-	}
+	checkBothHandlers(t, []any{"c", c, "set", []*http.Cookie{c, {Name: "csrf", Value: "csrf-secret"}, nil}, "none", (*http.Cookie)(nil)}, []string{"cookie-secret", "csrf-secret"}, []string{"sid=" + DefaultRedacted, "Path=/app", "csrf=" + DefaultRedacted}, false)
 	if c.Value != "cookie-secret" {
 		t.Error("caller's cookie was modified")
 	}
@@ -859,25 +852,7 @@ func TestRedactAnyMaps(t *testing.T) {
 		"items": []any{map[string]any{"access_token": "list-secret"}, "pan " + testPAN, 3.0},
 		"meta":  map[string]string{"api_key": "labels-secret"},
 	}
-	for name, mk := range map[string]func(testing.TB, HandlerConfig) (*slog.Logger, *bytes.Buffer){
-		"json": newJSONLogger, "text": newTextLogger,
-	} {
-		t.Run(name, func(t *testing.T) {
-			l, buf := mk(t, HandlerConfig{})
-			l.Info("m", "body", body, "list", []any{map[string]any{"secret": "top-list-secret"}})
-			out := buf.String()
-			for _, leak := range []string{"top-secret", "nested-secret", "list-secret", "labels-secret", testPAN} {
-				if strings.Contains(out, leak) {
-					t.Errorf("%q leaked: %s", leak, out)
-				}
-			}
-			for _, keep := range []string{"bob", "1250", "************1111"} {
-				if !strings.Contains(out, keep) {
-					t.Errorf("%q lost: %s", keep, out)
-				}
-			}
-		})
-	}
+	checkBothHandlers(t, []any{"body", body, "list", []any{map[string]any{"secret": "top-list-secret"}}}, []string{"top-secret", "nested-secret", "list-secret", "labels-secret", testPAN}, []string{"bob", "1250", "************1111"}, false)
 	if body["password"] != "top-secret" || body["payment"].(map[string]any)["note"] != "card "+testPAN {
 		t.Error("caller's map was modified")
 	}
@@ -957,25 +932,7 @@ func (c maskedCard) LogValue() slog.Value {
 func TestRedactAnyMapLogValuer(t *testing.T) {
 	card := maskedCard{Holder: "Ann", Number: testPAN}
 	body := map[string]any{"card": card, "cards": []any{card}, "ref": tokenValuer("x")}
-	for name, mk := range map[string]func(testing.TB, HandlerConfig) (*slog.Logger, *bytes.Buffer){
-		"json": newJSONLogger, "text": newTextLogger,
-	} {
-		t.Run(name, func(t *testing.T) {
-			l, buf := mk(t, HandlerConfig{})
-			l.Info("m", "body", body)
-			out := buf.String()
-			for _, leak := range []string{testPAN, "1234"} {
-				if strings.Contains(out, leak) {
-					t.Errorf("%q leaked: %s", leak, out)
-				}
-			}
-			for _, keep := range []string{"Ann", "************1111", "pan=", "holder"} {
-				if !strings.Contains(out, keep) {
-					t.Errorf("%q lost: %s", keep, out)
-				}
-			}
-		})
-	}
+	checkBothHandlers(t, []any{"body", body}, []string{testPAN, "1234"}, []string{"Ann", "************1111", "pan=", "holder"}, false)
 	l, buf := newJSONLogger(t, HandlerConfig{})
 	l.Info("m", "body", body)
 	want := map[string]any{"holder": "Ann", "number": "************1111", "pin": DefaultRedacted}
