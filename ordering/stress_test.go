@@ -129,28 +129,33 @@ func randomizedDeliveries(t *testing.T, seed uint64) {
 		applied[e.Subject] = append(l, e.Sequence)
 		return nil
 	}
-	// failing counts the deliveries whose apply failed and whose failure
-	// the test has not seen yet (Process's error, or the settle of a held
-	// one). The Guard restarts the wait of the held events behind a failed
-	// event before it lets the delivery go, and the delivery is the
-	// test's "held" until its settle runs: the fake clock must not advance
-	// in between, or a full HoldTimeout could pass there and the timeout
-	// skip, which the Guard rightly makes then, would look like a skip of
-	// a held delivery.
+	// failing counts the Process and Sweep calls running in which an
+	// apply failed. When a held event fails, the Guard restarts the wait
+	// of the events held behind it and lets it go, then runs its settles,
+	// one per delivery it held (duplicates share an entry), before the
+	// call returns; each delivery is the test's "held" until its own
+	// settle runs. The fake clock must not advance in between, or a full
+	// HoldTimeout could pass there and the timeout skip, which the Guard
+	// rightly makes then, would look like a skip of a held delivery. The
+	// call is marked through its context, which the Guard hands to every
+	// apply it runs, a held event's too.
 	var failing atomic.Int64
-	apply := func(failed *atomic.Bool) ordering.ApplyFunc {
-		return func(_ context.Context, e *contract.Event) error {
-			if rng(5) == 0 {
-				failed.Store(true)
+	type failedKey struct{}
+	apply := func(ctx context.Context, e *contract.Event) error {
+		if rng(5) == 0 {
+			if f := ctx.Value(failedKey{}).(*atomic.Bool); f.CompareAndSwap(false, true) {
 				failing.Add(1)
-				return &contract.Error{Kind: contract.KindUnavailable, Code: "x"}
 			}
-			return record(e)
+			return &contract.Error{Kind: contract.KindUnavailable, Code: "x"}
 		}
+		return record(e)
 	}
-	seen := func(failed *atomic.Bool) {
-		if failed.Swap(false) {
-			failing.Add(-1)
+	call := func() (context.Context, func()) {
+		f := new(atomic.Bool)
+		return context.WithValue(ctx, failedKey{}, f), func() {
+			if f.Load() {
+				failing.Add(-1)
+			}
 		}
 	}
 	redeliver := func(d delivery) {
@@ -178,9 +183,7 @@ func randomizedDeliveries(t *testing.T, seed uint64) {
 				}
 				k := fmt.Sprintf("%s/%d", d.e.Subject, d.e.Sequence)
 				dd := d
-				failed := new(atomic.Bool)
 				settle := func(_ context.Context, e *contract.Event, o ordering.Outcome, err error) {
-					defer seen(failed)
 					n, _ := settles.LoadOrStore(dd.id, new(int))
 					mu.Lock()
 					*n.(*int)++
@@ -195,10 +198,9 @@ func randomizedDeliveries(t *testing.T, seed uint64) {
 					}
 					pending.Done()
 				}
-				o, err := g.Process(ctx, d.e, apply(failed), settle)
-				if !o.Held {
-					seen(failed)
-				}
+				cctx, done := call()
+				o, err := g.Process(cctx, d.e, apply, settle)
+				done()
 				switch {
 				case err != nil:
 					redeliver(d)
@@ -225,7 +227,9 @@ func randomizedDeliveries(t *testing.T, seed uint64) {
 				continue
 			}
 			clk.Advance(time.Duration(rng(1500)) * time.Millisecond)
-			g.Sweep(ctx)
+			cctx, done := call()
+			g.Sweep(cctx)
+			done()
 		}
 	}()
 	doneCh := make(chan struct{})
