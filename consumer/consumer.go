@@ -114,7 +114,8 @@ type Config struct {
 	// pgstore.DoTx it makes with that key on the same store could only
 	// meet the claim in progress, and fails at once with
 	// idempotency.ErrNestedCall (the event is dead-lettered), as a Do
-	// nested in a Do does. The claim gives the Handler no fencing token:
+	// nested in a Do does; so does a Handle the Handler makes with its
+	// own delivery (that delivery is dead-lettered, the claim untouched). The claim gives the Handler no fencing token:
 	// idempotency.Token reports false.
 	Store idempotency.Store
 
@@ -317,6 +318,16 @@ func (c *Consumer) Handle(ctx context.Context, d Delivery) Result {
 	var token uint64
 	key := idempotency.Key{Scope: c.scope, Key: e.DedupKey()}
 	if c.store != nil {
+		if o, ok := ctx.Value(owner.Key{}).(owner.Op); ok && owner.Nested(o, c.storeID, key.Scope, key.Key) {
+			// A Handler (or an operation holding this key) handing the
+			// consumer the event it is handling: the claim could only
+			// find that call in progress, and every redelivery would
+			// too. Fail at once, as a nested idempotency.Do does, without
+			// touching the claim the enclosing call holds.
+			err := *(idempotency.ErrNestedCall.(*contract.Error))
+			err.Op = c.name
+			return c.dead(ctx, d, e, "nested call: the event is being handled by the call it came from", &err)
+		}
 		claim, err := c.store.Claim(ctx, idempotency.ClaimRequest{Key: key, Fingerprint: fingerprint(e), Lease: c.lease, Retention: c.retention})
 		if err != nil {
 			if errors.Is(err, contract.ErrTooLarge) {

@@ -60,7 +60,11 @@ For each Delivery, in order:
     Handler runs under the claim of step 2: an idempotency.Do (or
     pgstore.DoTx) it calls with the consumer's own key and store fails at
     once with idempotency.ErrNestedCall, rather than waiting for that claim
-    (see Config.Store). Like an ordering ApplyFunc, it must not hand its
+    (see Config.Store); so does a Handle call it makes with the delivery
+    it is handling (the same source and id, on a Consumer of the same Name
+    and Store), which is dead-lettered with an error matching
+    ErrNestedCall without touching the claim, rather than retried as "in
+    progress elsewhere" by a redelivery that would meet the same claim. Like an ordering ApplyFunc, it must not hand its
     Consumer (or the Guard) another event of its own subject: that waits
     for the subject lock the Handler's caller holds (see the ordering
     package documentation, "Calling the Guard from an ApplyFunc").

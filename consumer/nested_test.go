@@ -69,3 +69,41 @@ func TestHandlerDoWithTheConsumersKeyFailsAtOnce(t *testing.T) {
 		})
 	}
 }
+
+// TestHandlerHandlingItsOwnDeliveryFailsAtOnce: a Handler handing its
+// Consumer its own delivery (the event id it is handling) met the claim
+// Handle holds for it: the nested Handle answered "in progress elsewhere"
+// and a Retry after the lease, a redelivery that would meet the same
+// claim for as long as the Handler keeps doing it. It now fails at once,
+// as a Do with the consumer's key does: dead-lettered with an error
+// matching ErrNestedCall, without running the Handler or touching the
+// claim, which the outer Handle completes as usual.
+func TestHandlerHandlingItsOwnDeliveryFailsAtOnce(t *testing.T) {
+	ev := event("order", 1, `{}`)
+	data := encode(t, ev)
+	var c *consumer.Consumer
+	var nested consumer.Result
+	calls := 0
+	q := &dlq{}
+	c = mustConsumer(t, consumer.Config{Name: "orders", Store: memStore(t), DeadLetter: q.add, Handler: func(ctx context.Context, e *contract.Event) error {
+		calls++
+		if calls == 1 {
+			nested = c.Handle(ctx, consumer.Delivery{Data: data, Attempt: 1})
+		}
+		return nil
+	}})
+	r := c.Handle(context.Background(), consumer.Delivery{Data: data, Attempt: 1})
+	if nested.Action != consumer.DeadLetter || !errors.Is(nested.Err, idempotency.ErrNestedCall) || q.len() != 1 {
+		t.Fatalf("nested Handle of the Handler's own delivery: %v %q (%v), %d dead letters; want it dead-lettered with ErrNestedCall",
+			nested.Action, nested.Reason, nested.Err, q.len())
+	}
+	if calls != 1 {
+		t.Fatalf("the Handler ran %d times; want once (the nested Handle must not run it)", calls)
+	}
+	if r.Action != consumer.Ack || r.Reason != "applied" {
+		t.Fatalf("outer Handle: %v %q (%v); want Ack, applied", r.Action, r.Reason, r.Err)
+	}
+	if r := c.Handle(context.Background(), consumer.Delivery{Data: data, Attempt: 2}); r.Action != consumer.Ack || r.Reason != "duplicate: already processed" {
+		t.Fatalf("redelivery after the outer Handle: %v %q (%v); want a duplicate (the nested call left the claim alone)", r.Action, r.Reason, r.Err)
+	}
+}

@@ -22,7 +22,8 @@ var (
 	// repeated (HTTP 400), or Do (or pgstore.DoTx) was given a Key whose Key
 	// is empty.
 	ErrKeyInvalid error = &contract.Error{Kind: contract.KindInvalid, Code: "idempotency.key_invalid", Detail: "the Idempotency-Key header is not a valid key"}
-	// ErrNestedCall: Do (or the Middleware, Dedup, pgstore.DoTx) was called with the
+	// ErrNestedCall: Do (or the Middleware, Dedup, pgstore.DoTx, a
+	// consumer.Consumer's Handle) was called with the
 	// key of an operation that is still running and whose context it was
 	// given — from inside that operation's function (or a consumer.Consumer's
 	// Handler, under its claim of the event), on the same store —
