@@ -131,7 +131,8 @@ Handler rewrites attributes before passing them on:
     check, are masked to their last four digits wherever they appear in a
     string value (of any string type, and in a []string, an array or map
     of strings), in a map key (two keys that mask to one text are both
-    kept, the second as "**** **** **** 1111 (2)"), in a []byte (which stays a []byte), in a
+    kept, the second as "**** **** **** 1111 (2)"), in an attribute's or
+    a group's key (a Logger.WithGroup name too), in a []byte (which stays a []byte), in a
     [encoding/json.RawMessage] (which stays inline JSON when still valid,
     else becomes a string), in an error's text,
     in the message and in the entity id ("4111 1111 1111 1111" becomes

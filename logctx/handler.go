@@ -27,8 +27,8 @@ type HandlerConfig struct {
 	NoDefaultKeys bool
 
 	// NoCardScan turns off masking of payment card numbers found inside
-	// string values, []byte and json.RawMessage values, error texts, the
-	// message and the entity id. Default false: card numbers are masked.
+	// string values, []byte and json.RawMessage values, error texts,
+	// attribute, group and map keys, the message and the entity id. Default false: card numbers are masked.
 	NoCardScan bool
 
 	// Replacement replaces the value of a secret attribute. Default
@@ -266,6 +266,10 @@ func (h *Handler) WithGroup(name string) slog.Handler {
 	}
 	groups := make([]groupFrame, len(h.groups), len(h.groups)+1)
 	copy(groups, h.groups)
-	groups = append(groups, groupFrame{name: name, secret: h.red.secretKey(name)})
+	secret := h.red.secretKey(name)
+	if h.red.scanPAN {
+		name, _ = maskPANs(name) // printed as a key is
+	}
+	groups = append(groups, groupFrame{name: name, secret: secret})
 	return &Handler{next: h.next, red: h.red, groups: groups}
 }

@@ -254,7 +254,16 @@ func (r *redactor) attr(a slog.Attr, w *walk) (slog.Attr, bool) {
 		a.Value = a.Value.Resolve()
 		changed = true
 	}
-	if r.secretKey(a.Key) {
+	secret := r.secretKey(a.Key)
+	if r.scanPAN {
+		// A key is printed as a value is: a card number in it is masked
+		// too. Like a value without one, a key without one costs a scan
+		// and no allocation.
+		if k, ok := maskPANs(a.Key); ok {
+			a.Key, changed = k, true
+		}
+	}
+	if secret {
 		if a.Value.Kind() == slog.KindGroup && emptyGroup(a.Value.Group(), 0) {
 			return a, changed // an empty group prints nothing anyway
 		}
