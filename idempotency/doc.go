@@ -68,7 +68,11 @@
 // "idempotency.nested_call"), whatever the policy, without a store call —
 // whichever of them holds the key (a DoTx inside a Do, a Do inside a
 // DoTx's function, on the same pgstore.Store) — or a consumer.Consumer,
-// whose Handler runs under its claim of the event's id.
+// whose Handler runs under its claim of the event's id. The same store is
+// the same store value, or one with the same StoreIdentity (see
+// StoreIdentifier): pgstore.Stores on the same table, and redisstore.Stores
+// with the same prefix on the same server and database, are one store
+// however many values were built. MemoryStore is only itself.
 //
 // # Failures
 //

@@ -126,6 +126,22 @@ type Store interface {
 	Get(ctx context.Context, key Key) (Record, error)
 }
 
+// StoreIdentifier is an optional interface of a Store: StoreIdentity names
+// the records the store reads and writes, so that two store values with
+// the same non-empty identity — two pgstore.Stores on one table, built one
+// per handler or on two pools, two redisstore.Stores with one prefix on one
+// server and database — are taken as the same store when a call nested in
+// an operation is checked for holding that operation's key (ErrNestedCall).
+// Two stores on the same records must return the same identity, and two
+// stores on different records different ones: a false match refuses a
+// legitimate nested call, a missed one makes it meet its own claim (under
+// Wait, wait for itself until its context ends). A store without it, or
+// returning "", is the same store only as itself (==). It is asked once,
+// when an executor (or a consumer) is built, so it must not change.
+type StoreIdentifier interface {
+	StoreIdentity() string
+}
+
 // Errors with identity. They are *contract.Error values: match them with
 // errors.Is, which compares Kind and Code.
 var (

@@ -159,8 +159,9 @@
 // the writes commit with the record or not at all.
 //
 // A DoTx, an idempotency.Do over a Store, or any other use of the pool
-// called inside fn (with another key: the same key and store fail at once
-// with idempotency.ErrNestedCall) runs on another connection, in a
+// called inside fn (with another key: the same key and store — any Store
+// on the same table through the same address and database, see
+// Store.StoreIdentity — fail at once with idempotency.ErrNestedCall) runs on another connection, in a
 // transaction of its own, and commits before the enclosing one, whatever
 // becomes of it: when fn then fails, the nested writes and record stay,
 // and a retry of the enclosing call replays the nested one. It also needs

@@ -106,11 +106,16 @@ type Store struct {
 	txRetention time.Duration
 	txOptions   pgx.TxOptions
 	log         *slog.Logger
+	identity    string // StoreIdentity
+	id          any    // owner.StoreID: what nested calls compare
 
 	sqlClaim, sqlComplete, sqlRelease, sqlRenew, sqlGet, sqlDelete, sqlSettle string
 }
 
-var _ idempotency.Store = (*Store)(nil)
+var (
+	_ idempotency.Store           = (*Store)(nil)
+	_ idempotency.StoreIdentifier = (*Store)(nil)
+)
 
 // New returns a Store configured by cfg, or a KindInvalid error (code
 // "config.invalid") naming the first bad field. It does not touch the
@@ -163,8 +168,37 @@ func New(cfg Config) (*Store, error) {
 		txLease: cfg.TxLease, txRetention: cfg.TxRetention, txOptions: cfg.TxOptions,
 		log: cfg.Logger,
 	}
+	s.identity = identity(cfg.Pool.Config().ConnConfig.Config, cfg.Schema, cfg.Table)
+	s.id = owner.StoreID(s, s)
 	s.prepareSQL()
 	return s, nil
+}
+
+// StoreIdentity names the table s uses (idempotency.StoreIdentifier): the
+// server's host and port and the database, from the pool's configuration
+// (the user's name when it names no database, as the server then does),
+// and the schema and table. Stores on the same table through the same
+// address and database — one per handler, on one pool or on several —
+// have the same identity, and are one store to the check of nested calls
+// (idempotency.ErrNestedCall). Stores reaching the table by different
+// addresses (a host name and its IP, a pooler and the server) are not
+// recognized as one: a call nested across them is not refused and meets
+// the enclosing claim as any duplicate does.
+func (s *Store) StoreIdentity() string {
+	if s == nil {
+		return ""
+	}
+	return s.identity
+}
+
+// identity returns StoreIdentity for the table schema.table of the
+// database cfg connects to.
+func identity(cfg pgconn.Config, schema, table string) string {
+	db := cfg.Database
+	if db == "" {
+		db = cfg.User
+	}
+	return fmt.Sprintf("postgresql %q port %d database %q table %s.%s", cfg.Host, cfg.Port, db, schema, table)
 }
 
 func positive(field string, v, def int) (int, error) {

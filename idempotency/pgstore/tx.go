@@ -115,7 +115,7 @@ func DoTx[T any](ctx context.Context, s *Store, key idempotency.Key, fingerprint
 		e.Op, e.Detail = op, "the idempotency key is empty (Key.Key)"
 		return zero, &e
 	}
-	if o, ok := ctx.Value(owner.Key{}).(owner.Op); ok && owner.Nested(o, s, key.Scope, key.Key) {
+	if o, ok := ctx.Value(owner.Key{}).(owner.Op); ok && owner.Nested(o, s.id, key.Scope, key.Key) {
 		// Its claim could only find that operation in progress: under an
 		// enclosing Do's Wait policy, or a retry, it would wait for itself.
 		logctx.Decision(ctx, s.log, slog.LevelError, "refused a nested call", "called inside the running operation holding the same key: failing rather than waiting for itself",
@@ -340,7 +340,9 @@ func (c *txCtx) Parent() context.Context { return c.Context }
 
 func (c *txCtx) Token() (uint64, bool) { return c.token, true }
 
+// Holds reports whether DoTx has not returned and holds (scope, key) in
+// store, an owner.StoreID: that of any Store on the same table (see
+// StoreIdentity) matches c.s's.
 func (c *txCtx) Holds(store any, scope, key string) bool {
-	s, ok := store.(*Store)
-	return ok && s == c.s && c.key.Scope == scope && c.key.Key == key && !c.ended.Load()
+	return store == c.s.id && c.key.Scope == scope && c.key.Key == key && !c.ended.Load()
 }

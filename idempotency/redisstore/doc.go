@@ -168,6 +168,13 @@
 // exactly one of many concurrent claimers wins, because each script runs
 // atomically on the server.
 //
+// Stores with the same Prefix on the same server address and database (one
+// per handler, on one client or on several) are also one store to the
+// check of nested calls: a call nested in an operation holding its key
+// through another of them fails at once with idempotency.ErrNestedCall
+// instead of waiting for itself (see Store.StoreIdentity, and
+// idempotency.StoreIdentifier).
+//
 // # Logging
 //
 // With Config.Logger set, store failures are logged at Warn and refused

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -70,9 +71,13 @@ type Store struct {
 	prefix   string
 	maxBytes int
 	log      *slog.Logger
+	identity string // StoreIdentity
 }
 
-var _ idempotency.Store = (*Store)(nil)
+var (
+	_ idempotency.Store           = (*Store)(nil)
+	_ idempotency.StoreIdentifier = (*Store)(nil)
+)
 
 // New returns a Store configured by cfg, or a KindInvalid error (code
 // "config.invalid") naming the first bad field.
@@ -97,7 +102,50 @@ func New(cfg Config) (*Store, error) {
 	case cfg.MaxResultBytes > MaxMaxResultBytes:
 		return nil, invalidConfig("MaxResultBytes", fmt.Sprintf("must be at most %d (Redis's default 512 MB bulk string limit), got %d", MaxMaxResultBytes, cfg.MaxResultBytes))
 	}
-	return &Store{client: cfg.Client, prefix: cfg.Prefix, maxBytes: cfg.MaxResultBytes, log: cfg.Logger}, nil
+	return &Store{client: cfg.Client, prefix: cfg.Prefix, maxBytes: cfg.MaxResultBytes, log: cfg.Logger,
+		identity: identity(cfg.Client, cfg.Prefix)}, nil
+}
+
+// StoreIdentity names the records s uses (idempotency.StoreIdentifier):
+// its prefix, and the server and database of its client — a *redis.Client's
+// network, address and DB, a *redis.ClusterClient's seed addresses — or,
+// for any other client (a failover client, a Ring, a cluster given its
+// slots by a function), the client value itself. Stores with the same
+// prefix through the same address and database — one per handler, on one
+// client or on several — have the same identity, and are one store to the
+// check of nested calls (idempotency.ErrNestedCall). Stores reaching the
+// server by different addresses (a host name and its IP, other cluster
+// seeds) are not recognized as one: a call nested across them is not
+// refused and meets the enclosing claim as any duplicate does.
+func (s *Store) StoreIdentity() string {
+	if s == nil {
+		return ""
+	}
+	return s.identity
+}
+
+// identity returns StoreIdentity for prefix on the server and database c
+// reaches.
+func identity(c redis.UniversalClient, prefix string) string {
+	var server string
+	switch c := c.(type) {
+	case *redis.Client:
+		if o := c.Options(); o.Addr != "FailoverClient" { // a failover client's placeholder
+			server = fmt.Sprintf("%s %q db %d", o.Network, o.Addr, o.DB)
+		}
+	case *redis.ClusterClient:
+		if o := c.Options(); o.ClusterSlots == nil && len(o.Addrs) > 0 {
+			server = fmt.Sprintf("cluster %q", slices.Sorted(slices.Values(o.Addrs)))
+		}
+	}
+	if server == "" {
+		if reflect.ValueOf(c).Kind() != reflect.Pointer {
+			return "" // no identity: the Store is only itself
+		}
+		// Known only as itself: the client lives as long as the Store.
+		server = fmt.Sprintf("client %T %p", c, c)
+	}
+	return fmt.Sprintf("redis %s prefix %q", server, prefix)
 }
 
 // isNil reports whether c is nil, or a nil pointer in the interface (a

@@ -35,18 +35,33 @@ type Op interface {
 	Token() (uint64, bool)
 }
 
-// StoreID returns what stands for store in Holds and Nested: store itself
-// when == can compare it, so that every operation on it matches, whoever
-// runs it; else self, a comparable value of the holder's own (an
-// executor), so that its own operations still match: a store == cannot
-// compare (a struct holding a slice, used by value) cannot be told the
-// same as another.
+// StoreID returns what stands for store in Holds and Nested: the store's
+// identity when it has one (a StoreIdentity method, the optional interface
+// idempotency.StoreIdentifier, returning a non-empty string), so that two
+// store values on the same backing records (two pgstore.Stores on one
+// table) match; else store itself when == can compare it, so that every
+// operation on it matches, whoever runs it; else self, a comparable value
+// of the holder's own (an executor), so that its own operations still
+// match: a store == cannot compare (a struct holding a slice, used by
+// value) cannot be told the same as another.
+//
+// Called once per holder, when it is built: the identity is boxed then,
+// and comparing it (an identity holding a string) allocates nothing.
 func StoreID(store, self any) any {
+	if s, ok := store.(interface{ StoreIdentity() string }); ok {
+		if id := s.StoreIdentity(); id != "" {
+			return identity{id}
+		}
+	}
 	if v := reflect.ValueOf(store); v.IsValid() && v.Comparable() {
 		return store
 	}
 	return self
 }
+
+// identity is the StoreID of a store with an identity: a type of its own,
+// so it never equals a store that is itself a string.
+type identity struct{ id string }
 
 // Nested reports whether ctx is the context of a running operation — o,
 // the innermost, or one enclosing it — holding (scope, key) in store, a
