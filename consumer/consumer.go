@@ -115,8 +115,9 @@ type Config struct {
 	// meet the claim in progress, and fails at once with
 	// idempotency.ErrNestedCall (the event is dead-lettered), as a Do
 	// nested in a Do does; so does a Handle the Handler makes with its
-	// own delivery (that delivery is dead-lettered, the claim untouched). The claim gives the Handler no fencing token:
-	// idempotency.Token reports false.
+	// own delivery (that delivery is dead-lettered, the claim untouched).
+	// The claim gives the Handler no fencing token: idempotency.Token
+	// reports false.
 	Store idempotency.Store
 
 	// Guard orders events per subject. Nil means events are handled in
