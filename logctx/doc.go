@@ -131,7 +131,11 @@ Handler rewrites attributes before passing them on:
     check, are masked to their last four digits wherever they appear in a
     string value (of any string type, and in a []string, an array or map
     of strings), in a map key (two keys that mask to one text are both
-    kept, the second as "**** **** **** 1111 (2)"), in an attribute's or
+    kept, the second as "**** **** **** 1111 (2)"; a group written as a
+    map — an slog.Value, Attr or LogValuer found in a []any or a map —
+    likewise keeps every attribute slog's handlers would print, a key
+    repeated in it written as the first free of "key (2)", "key (3)"…,
+    its value replaced when the key is secret), in an attribute's or
     a group's key (a Logger.WithGroup name too), in a []byte (which stays a []byte), in a
     [encoding/json.RawMessage] (which stays inline JSON when still valid,
     else becomes a string), in an error's text,

@@ -1109,22 +1109,57 @@ func (r *redactor) rawJSON(b []byte, w *walk) any {
 // groupMap returns the attrs of a group, at depth nested groups, as a
 // map[string]any, nested groups as nested maps and an empty-keyed group's
 // attrs inlined, as slog does. A group nested deeper than a walk goes (a
-// group that holds itself) is replaced.
+// group that holds itself) is replaced; attrs slog ignores (zero ones)
+// are left out. slog's handlers print every attr of a group, a repeated
+// key too, and a map must lose none of them: a key already in the map —
+// repeated in the group, or by a group inlined into it — is written, in
+// the group's order once the others are in, as the first free of
+// "key (2)", "key (3)"… (as maskKeys writes keys that mask alike). Its
+// value is replaced when the key is secret: the walk of the map would
+// not know "pin (2)" for the exact key "pin".
 func (r *redactor) groupMap(as []slog.Attr, depth int) map[string]any {
 	m := make(map[string]any, len(as))
-	for _, a := range as {
-		switch {
-		case a.Value.Kind() != slog.KindGroup:
-			m[a.Key] = a.Value.Any()
-		case depth == maxWalkDepth:
-			m[a.Key] = r.redacted.String()
-		case a.Key == "":
-			maps.Copy(m, r.groupMap(a.Value.Group(), depth+1))
-		default:
-			m[a.Key] = r.groupMap(a.Value.Group(), depth+1)
-		}
+	for _, d := range r.groupInto(m, as, depth, nil) {
+		m[freeKey(d.key, func(k string) bool { _, ok := m[k]; return ok })] = d.val
 	}
 	return m
+}
+
+// groupInto puts the attrs of a group, at depth nested groups, in m for
+// groupMap, and returns repeated, with the attrs whose key m already held
+// appended.
+func (r *redactor) groupInto(m map[string]any, as []slog.Attr, depth int, repeated []keyVal) []keyVal {
+	for _, a := range as {
+		var v any
+		switch {
+		case a.Key == "" && a.Value.Kind() == slog.KindAny && a.Value.Any() == nil:
+			continue // a zero Attr: slog ignores it
+		case a.Value.Kind() != slog.KindGroup:
+			v = a.Value.Any()
+		case depth == maxWalkDepth:
+			v = r.redacted.String()
+		case a.Key == "":
+			repeated = r.groupInto(m, a.Value.Group(), depth+1, repeated)
+			continue
+		default:
+			v = r.groupMap(a.Value.Group(), depth+1)
+		}
+		if _, ok := m[a.Key]; ok {
+			if r.secretKey(a.Key) {
+				v = r.redacted.String()
+			}
+			repeated = append(repeated, keyVal{a.Key, v})
+			continue
+		}
+		m[a.Key] = v
+	}
+	return repeated
+}
+
+// keyVal is an attr of a group whose key groupMap has already placed.
+type keyVal struct {
+	key string
+	val any
 }
 
 // error returns the text of err with the URL of every *url.Error in its
