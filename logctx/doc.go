@@ -131,7 +131,9 @@ Handler rewrites attributes before passing them on:
     check, are masked to their last four digits wherever they appear in a
     string value (of any string type, and in a []string, an array or map
     of strings), in a map key (two keys that mask to one text are both
-    kept, the second as "**** **** **** 1111 (2)"; a group written as a
+    kept, the second as "**** **** **** 1111 (2)", second in the order of
+    the unmasked keys, so that a map is written the same way on every
+    line, whatever order Go's map iteration takes; a group written as a
     map — an slog.Value, Attr or LogValuer found in a []any or a map —
     likewise keeps every attribute slog's handlers would print, a key
     repeated in it written as the first free of "key (2)", "key (3)"…,

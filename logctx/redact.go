@@ -2,6 +2,7 @@ package logctx
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -860,7 +861,14 @@ func (r *redactor) otherMap(rv reflect.Value, w *walk) (any, bool) {
 		return r.redacted.String(), true
 	}
 	// As maskKeys does: every key that holds a card number is taken out
-	// before any masked one goes in.
+	// before any masked one goes in, and they go in in the order of their
+	// unmasked text (then of their type: keys of two string types may
+	// hold one text).
+	slices.SortFunc(cardKeys, func(a, b reflect.Value) int {
+		ta, tb := a.Elem().Type(), b.Elem().Type()
+		return cmp.Or(strings.Compare(a.Elem().String(), b.Elem().String()),
+			strings.Compare(ta.String(), tb.String()), strings.Compare(ta.PkgPath(), tb.PkgPath()))
+	})
 	vs := make([]reflect.Value, len(cardKeys))
 	for i, k := range cardKeys {
 		vs[i] = out.MapIndex(k)
@@ -1383,12 +1391,15 @@ func (r *redactor) header(h map[string][]string) (map[string][]string, bool) {
 // maskKeys moves the values of m under cardKeys, keys that hold card
 // numbers, to those keys masked. Two keys may mask to one text (two cards
 // with the same last four digits, or a key already written masked), and a
-// copy of a map must lose no value: the second to come takes the first
-// free of "… (2)", "… (3)"…
+// copy of a map must lose no value: the second takes the first free of
+// "… (2)", "… (3)"…, second in the order of the unmasked keys, not in the
+// order the map gave them (random), so that a map is written the same way
+// on every line.
 func maskKeys[V any](m map[string]V, cardKeys []string) {
 	if len(cardKeys) == 0 {
 		return
 	}
+	slices.Sort(cardKeys)
 	vs := make([]V, len(cardKeys))
 	for i, k := range cardKeys {
 		vs[i] = m[k]

@@ -236,3 +236,48 @@ func TestRedactMapsWithMethodInterfaceKeys(t *testing.T) {
 		t.Errorf("caller's map was modified: %v", v)
 	}
 }
+
+// Which of two keys that mask alike became "… (2)" followed the map's
+// iteration order, which Go randomizes: the same call logged the same map
+// as {"**** 1111": 1, "**** 1111 (2)": 2} on one line and the other way
+// round on the next. Keys that mask alike are now taken in the order of
+// their unmasked text, so a map is always written the same way.
+func TestRedactMaskedMapKeysDeterministic(t *testing.T) {
+	const a, b = "4000 0000 0006 1111", "5500 0000 0008 1111"
+	const masked = "**** **** **** 1111"
+	u, _ := url.Parse("https://example.com/x?" + url.Values{a: {"1"}, b: {"2"}}.Encode())
+	for name, tc := range map[string]struct {
+		v    any
+		want string // in the text handler's line
+	}{
+		"ints":     {map[string]int{b: 2, a: 1}, masked + ":1 " + masked + " (2):2"},
+		"strings":  {map[string]string{b: "2", a: "1"}, masked + ":1 " + masked + " (2):2"},
+		"labels":   {labels{b: "2", a: "1"}, masked + ":1 " + masked + " (2):2"},
+		"header":   {http.Header{b: {"2"}, a: {"1"}}, masked + ":[1] " + masked + " (2):[2]"},
+		"body":     {map[string]any{b: "2", a: "1", "n": 0}, masked + ":1 " + masked + " (2):2"},
+		"yaml":     {map[any]any{b: "2", a: "1", 7: "x"}, masked + ":1 " + masked + " (2):2"},
+		"stringer": {map[fmt.Stringer]string{stringerKey(b): "2", stringerKey(a): "1"}, masked + ":1 " + masked + " (2):2"},
+		"url":      {u, "x?%2A%2A%2A%2A+%2A%2A%2A%2A+%2A%2A%2A%2A+1111=1&%2A%2A%2A%2A+%2A%2A%2A%2A+%2A%2A%2A%2A+1111+%282%29=2"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var first string
+			for i := range 64 {
+				l, buf := newTextLogger(t, HandlerConfig{})
+				l.Info("m", "v", tc.v)
+				out := buf.String()
+				out = out[strings.Index(out, " v="):]
+				if i == 0 {
+					first = out
+					if !strings.Contains(out, tc.want) {
+						t.Fatalf("got %s, want %s in it", out, tc.want)
+					}
+					if strings.Contains(out, "0000") {
+						t.Fatalf("card number leaked: %s", out)
+					}
+				} else if out != first {
+					t.Fatalf("logged %d times, the line changed:\n%s\n%s", i+1, first, out)
+				}
+			}
+		})
+	}
+}
