@@ -1253,6 +1253,15 @@ func (r *redactor) response(resp *http.Response) slog.Value {
 // like the query; one that does not is dropped rather than leaked, as an
 // unparseable query is.
 func (r *redactor) url(u *url.URL) (slog.Value, bool) {
+	if r.urlClean(u) {
+		return slog.Value{}, false
+	}
+	return r.urlRedacted(u)
+}
+
+// urlRedacted is url for a URL that urlClean could not clear: it writes u
+// out, parsing its query and fragment, to redact it.
+func (r *redactor) urlRedacted(u *url.URL) (slog.Value, bool) {
 	changed := false
 	c := *u
 	if c.User != nil {
@@ -1308,6 +1317,127 @@ func (r *redactor) url(u *url.URL) (slog.Value, bool) {
 		return slog.Value{}, false
 	}
 	return slog.StringValue(out), true
+}
+
+// urlClean reports that urlRedacted would leave u as it is — no user
+// information, no '@' in an opaque URL, a query and a fragment that parse
+// as queries with no secret key and no card number, and no card number in
+// the URL as String writes it — checking it in place, without writing it
+// out or parsing its query into a map: a clean URL, the common one, costs
+// no allocation. It may report false for a clean URL (a query key with an
+// escape, a host String escapes), which urlRedacted then checks; it
+// reports true only when urlRedacted would report no change.
+//
+// String writes the parts it scans — scheme, opaque part, host, path,
+// query, fragment — between ':', '/', '?' and '#', which a card number
+// cannot span, so a card number in what String writes is in one of them.
+// The path and fragment are scanned as they are when String writes them
+// unescaped (every byte one it keeps; RawPath and RawFragment too, which
+// it may write instead), else as escaped (which may allocate, for a path
+// with a space, say); a host that String would escape is left to
+// urlRedacted.
+func (r *redactor) urlClean(u *url.URL) bool {
+	if u.User != nil || strings.IndexByte(u.Opaque, '@') >= 0 || !allBytes(u.Host, urlHostByte) {
+		return false
+	}
+	if !r.queryClean(u.RawQuery) || r.hasPAN(u.Scheme) || r.hasPAN(u.Opaque) || r.hasPAN(u.Host) || r.hasPAN(u.RawQuery) {
+		return false
+	}
+	// EscapedPath writes RawPath, or Path escaped: Path itself when none
+	// of its bytes is one to escape.
+	if allBytes(u.Path, urlPathByte) {
+		if r.hasPAN(u.Path) || r.hasPAN(u.RawPath) {
+			return false
+		}
+	} else if r.hasPAN(u.EscapedPath()) {
+		return false
+	}
+	// Likewise EscapedFragment, which urlRedacted parses as a query.
+	if allBytes(u.Fragment, urlFragmentByte) {
+		for _, f := range [2]string{u.Fragment, u.RawFragment} {
+			if !r.queryClean(f) || r.hasPAN(f) {
+				return false
+			}
+		}
+	} else if f := u.EscapedFragment(); !r.queryClean(f) || r.hasPAN(f) {
+		return false
+	}
+	return true
+}
+
+// queryClean reports that q parses as a query (url.ParseQuery) with no
+// key that is secret or holds a card number and no value that holds one
+// once unescaped, checking it in place. A key with an escape ('%', or '+'
+// for a space), or a value with escapes and 13 digits or more counting
+// each '%' as one, is not cleared: unescaping it would allocate. A card
+// number written as it is, in a key or a value, is left to the caller's
+// scan of the whole query.
+func (r *redactor) queryClean(q string) bool {
+	if strings.Count(q, "&") >= maxQueryParams {
+		return false // more parameters than ParseQuery takes: dropped
+	}
+	for q != "" {
+		var pair string
+		pair, q, _ = strings.Cut(q, "&")
+		if strings.IndexByte(pair, ';') >= 0 {
+			return false // ParseQuery's error: dropped
+		}
+		k, v, _ := strings.Cut(pair, "=")
+		if strings.ContainsAny(k, "%+") || r.secretKey(k) {
+			return false
+		}
+		digits, escaped := 0, false
+		for i := 0; i < len(v); i++ {
+			switch c := v[i]; {
+			case c == '%':
+				if i+2 >= len(v) || !isHex(v[i+1]) || !isHex(v[i+2]) {
+					return false // ParseQuery's error: dropped
+				}
+				digits++ // an escape unescapes to at most one digit
+				escaped = true
+			case c == '+':
+				escaped = true
+			case isDigit(c):
+				digits++
+			}
+		}
+		if escaped && r.scanPAN && digits >= 13 {
+			return false
+		}
+	}
+	return true
+}
+
+// maxQueryParams is url.ParseQuery's default bound on the parameters of a
+// query (GODEBUG urlmaxqueryparams), past which it returns an error.
+const maxQueryParams = 10000
+
+// urlHostByte, urlPathByte and urlFragmentByte report whether String
+// writes c as it is in a URL's host, path or fragment (the unreserved
+// bytes, and some of the reserved ones each part keeps; a test checks
+// them against net/url).
+func urlHostByte(c byte) bool { return isUnreserved(c) || c == ':' || c == '[' || c == ']' }
+
+func urlPathByte(c byte) bool {
+	return isUnreserved(c) || strings.IndexByte("/:@=+,;&$", c) >= 0
+}
+
+func urlFragmentByte(c byte) bool {
+	return isUnreserved(c) || strings.IndexByte("/:@=+,;&$?", c) >= 0
+}
+
+func isUnreserved(c byte) bool { return isAlnum(c) || c == '-' || c == '.' || c == '_' || c == '~' }
+
+func isHex(c byte) bool { return isDigit(c) || ('a' <= c && c <= 'f') || ('A' <= c && c <= 'F') }
+
+// allBytes reports whether every byte of s satisfies ok.
+func allBytes(s string, ok func(byte) bool) bool {
+	for i := 0; i < len(s); i++ {
+		if !ok(s[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 // userPlaceholder stands for the user information of a URL being redacted.
