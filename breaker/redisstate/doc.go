@@ -84,8 +84,20 @@
 // changes, went back to a state they superseded, and applied again it
 // would undo them (a recovered instance reopening for the rest of an old
 // trip's delay); the instance takes the stored epoch and keeps its own
-// state. So after a failover to a server whose clock is behind, whose new
-// changes get older epochs than those seen before, each instance follows
+// state. An instance that starts afterwards sees only the stored state,
+// and cannot tell a stale trip from a trip made a moment ago: so a running
+// instance whose breaker is closed writes its recovery back over the
+// stored trip (a recovery like any other: written only over that trip, and
+// the instances that followed the stale trip probe). An instance started
+// between the restore and that merge follows the stale trip until then
+// (at most a SyncInterval of a running instance), and when no instance
+// that saw the recovery is running, the stale trip is followed for the
+// rest of its delay: nothing stored tells it apart. (A stored trip whose
+// delay has passed on Redis's clock trips no one.) A lost trip is not
+// written back: the instances that saw it stay open, and one that starts
+// afterwards trips on its own counts, as with Redis down. So after a
+// failover to a server whose clock is behind, whose new changes get older
+// epochs than those seen before, each instance follows
 // them from its next merge on; until then it ignores their messages, but
 // its counts are merged, and its recoveries written, only over the stored
 // state it saw: they do not undo a change it has not seen. Likewise for a

@@ -678,7 +678,7 @@ func (s *Shared) sync() {
 	// it there, not when it only got its message (see resetEpoch).
 	had := seen > 0 && seen <= s.stored.Load()
 	s.stored.Store(max(s.stored.Load(), epoch))
-	if !s.raiseEpoch(epoch) && !s.resetEpoch(seen, epoch, had) {
+	if !s.raiseEpoch(epoch) && !s.resetEpoch(seen, epoch, had, state == "open" && remaining > 0) {
 		return
 	}
 	switch {
@@ -719,10 +719,17 @@ func (s *Shared) sync() {
 // state stands; resetEpoch takes the stored epoch, so that the server's
 // next changes are followed, and reports false.
 //
+// The stored state stays in Redis, though, and an instance that starts
+// afterwards sees nothing else: it cannot tell a stored trip (storedOpen:
+// its delay still running) that every running instance has recovered
+// from from one made a moment ago, and would turn away every call for the
+// rest of its delay. So when the local breaker is closed, the instance
+// writes its recovery back over the stored trip (see writeBackRecovery).
+//
 // It does not take the stored epoch when the instance recorded a newer
 // change since seen (a message applied during the merge): the next merge
 // decides.
-func (s *Shared) resetEpoch(seen, epoch int64, had bool) bool {
+func (s *Shared) resetEpoch(seen, epoch int64, had, storedOpen bool) bool {
 	if seen <= epoch {
 		return false
 	}
@@ -735,10 +742,42 @@ func (s *Shared) resetEpoch(seen, epoch int64, had bool) bool {
 	reason := fmt.Sprintf("recorded epoch %d is ahead of the shared state's %d", seen, epoch)
 	if superseded {
 		reason += ", which this instance saw before: Redis lost the changes since; the local state stands"
+		if storedOpen && s.writeBackRecovery(epoch) {
+			reason += ", and its recovery is written back over the stored trip"
+		}
 	}
 	logctx.Decision(s.bgCtx(), s.log, slog.LevelWarn, "breaker shared epoch reset", reason,
 		slog.String(logctx.KeyDependency, s.b.Name()))
 	return !superseded
+}
+
+// writeBackRecovery queues a close over the stored state of epoch, a trip
+// Redis went back to after the instance had recovered from it (see
+// resetEpoch), when the local breaker is closed and no newer local change
+// waits to be published (a close waiting takes the stored epoch: it was
+// made after the recovery Redis lost, over a state the stored trip
+// precedes). It is a recovery like any other: written only if the stored
+// state is still that trip (another instance may have written its own back
+// first), and the instances that followed the stale trip — started since
+// the restore — probe, they do not close blindly. An instance whose
+// breaker is open or half-open writes nothing: its own trip or recovery
+// will be shared when it happens.
+func (s *Shared) writeBackRecovery(epoch int64) bool {
+	s.pubMu.Lock()
+	defer s.pubMu.Unlock()
+	// State takes no lock a hook runs under, and the hook sharing a later
+	// local change (onLocalChange) queues it after this one.
+	if s.b.State() != breaker.StateClosed || s.pubSet && s.pubNext.t.To != breaker.StateClosed {
+		return false
+	}
+	t := breaker.Transition{Name: s.b.Name(), From: breaker.StateHalfOpen, To: breaker.StateClosed,
+		Reason: "recovery written back over a restored trip"}
+	s.pubNext, s.pubSet = change{t: t, seen: epoch}, true
+	select {
+	case s.pubSig <- struct{}{}:
+	default:
+	}
+	return true
 }
 
 // forced reports whether the local breaker is forced by an operator. Trip

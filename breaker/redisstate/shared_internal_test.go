@@ -637,11 +637,16 @@ func TestRestoredTripTheInstanceRecoveredFromIsNotApplied(t *testing.T) {
 	if st, ra := a.b.State(), a.b.RetryAfter(); st != breaker.StateClosed {
 		t.Fatalf("a after Redis lost its recovery: %v for %v, want closed", st, ra)
 	}
-	if e := a.lastEpoch.Load(); e != tripped {
-		t.Fatalf("a recorded epoch %d, want the stored %d", e, tripped)
-	}
+	// a writes its recovery back (TestRestoredTripDoesNotTripInstancesStartedAfter)
+	// and records its epoch.
+	waitStored(t, c, key, "closed")
+	waitSeen(t, a, c)
 	// A change made on that server after the restart is followed.
-	a.apply("open|" + strconv.FormatInt(tripped+1, 10) + "|60000|b")
+	stored, err := c.HGet(ctx, key, "epoch").Int64()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.apply("open|" + strconv.FormatInt(stored+1, 10) + "|60000|b")
 	if st := a.b.State(); st != breaker.StateOpen {
 		t.Fatalf("a after a peer's trip on the restarted server: %v", st)
 	}
@@ -674,5 +679,82 @@ func TestUnstoredRecoveryDoesNotEndTheStoredTrip(t *testing.T) {
 	a.sync()
 	if st, ra := a.b.State(), a.b.RetryAfter(); st != breaker.StateOpen || ra < 9*time.Minute {
 		t.Fatalf("a after its merge: %v for %v, want open for the rest of the stored trip", st, ra)
+	}
+}
+
+// Redis goes back to a trip the running instances have recovered from (a
+// snapshot, a replica promoted without the recovery): they keep their
+// state (TestRestoredTripTheInstanceRecoveredFromIsNotApplied), but the
+// stored trip is all an instance that starts afterwards sees, and it cannot
+// tell it from a trip made a moment ago: it would turn away every call to a
+// healthy dependency for the rest of the old trip's delay. The running
+// instance that finds its recovery lost writes it back over the stored
+// trip: instances that start afterwards find it, and one that started in
+// between and followed the stale trip probes at its next merge.
+func TestRestoredTripDoesNotTripInstancesStartedAfter(t *testing.T) {
+	name := uniqueName(t)
+	cfg := breaker.Config{MinCalls: 4, OpenTimeout: time.Minute, HalfOpenProbes: 1, Window: time.Minute}
+	a, c := newIdleInstance(t, name, "a", cfg)
+	ctx := context.Background()
+	key := a.base + ":state"
+	tripped := c.Time(ctx).Val().UnixMilli()
+	if err := c.HSet(ctx, key, "state", "open", "until", tripped+10*60*1000, "epoch", tripped, "origin", "ops").Err(); err != nil {
+		t.Fatal(err)
+	}
+	a.sync()
+	snapshot := c.HGetAll(ctx, key).Val()
+	a.b.Probe(ctx) // the operator ends the trip early: a probes and recovers
+	if err := a.b.Execute(ctx, func(context.Context) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	waitStored(t, c, key, "closed")
+	waitSeen(t, a, c)
+
+	// Redis restarts from the snapshot; b starts before a's next merge.
+	if err := c.Del(ctx, key).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.HSet(ctx, key, snapshot).Err(); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := newIdleInstance(t, name, "b", cfg)
+	b.sync()
+	if st := b.b.State(); st != breaker.StateOpen {
+		t.Fatalf("b started on the restored trip: %v (it cannot tell it is stale)", st)
+	}
+
+	a.sync()
+	if st := a.b.State(); st != breaker.StateClosed {
+		t.Fatalf("a after Redis lost its recovery: %v, want closed", st)
+	}
+	waitStored(t, c, key, "closed") // a wrote its recovery back
+	if o := c.HGet(ctx, key, "origin").Val(); o != "a" {
+		t.Fatalf("stored recovery from %q, want a's", o)
+	}
+
+	// d starts after a's merge: it finds the recovery.
+	d, _ := newIdleInstance(t, name, "d", cfg)
+	d.sync()
+	if st, ra := d.b.State(), d.b.RetryAfter(); st != breaker.StateClosed {
+		t.Fatalf("d, started after the restore, is %v for %v: tripped by a trip every instance had recovered from", st, ra)
+	}
+	// b, which followed the stale trip, probes from its next merge.
+	b.sync()
+	if st := b.b.State(); st != breaker.StateHalfOpen {
+		t.Fatalf("b after the written-back recovery: %v, want half_open", st)
+	}
+}
+
+// A stored trip whose delay has passed on Redis's clock — restored from an
+// old snapshot, long over — trips no instance that starts afterwards.
+func TestStoredTripWhoseDelayPassedTripsNoOne(t *testing.T) {
+	s, c, key, now := newIdle(t)
+	ctx := context.Background()
+	if err := c.HSet(ctx, key, "state", "open", "until", now-1, "epoch", now-60000, "origin", "b").Err(); err != nil {
+		t.Fatal(err)
+	}
+	s.sync()
+	if st, ra := s.b.State(), s.b.RetryAfter(); st != breaker.StateClosed {
+		t.Fatalf("after its first merge: %v for %v, want closed", st, ra)
 	}
 }
