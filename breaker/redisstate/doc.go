@@ -145,7 +145,13 @@
 // slot; New refuses a prefix containing '{' or '}', which would take it
 // over. A name starting with '}' would leave the tag empty: it is written
 // after a 0xff byte, "P{\xffN}…". Messages on the channel are parsed
-// strictly; anything malformed is ignored and logged.
+// strictly; anything malformed is ignored and logged. So is the state
+// hash, by every script: a value this package does not write there (not a
+// hash, a state other than open or closed, a deadline or epoch that is not
+// a whole number of milliseconds, a deadline more than a year and a day
+// ahead) is neither followed nor overwritten — the instances run on their
+// local breakers, logging "breaker running locally: shared state
+// unavailable" with the key and the field, until it is deleted.
 //
 // # Lifecycle and concurrency
 //

@@ -25,6 +25,45 @@ import "github.com/redis/go-redis/v9"
 // then merges (syncScript runs after the message arrived) always finds that
 // change stored, or a newer one — unless Redis lost it since.
 
+// readState is the start of every script: it reads the state hash at
+// KEYS[1]..":state" and checks that it is one this package writes — the
+// state "open" or "closed", the deadline ("until", Redis's time in ms) and
+// the epoch whole numbers of at most 14 digits (exact in a Lua number, and
+// printed whole in a message), the deadline at most a year (the longest
+// open delay, see breaker.Config.OpenTimeout and Breaker.Trip) and a day
+// (a server whose clock is behind) from now — and returns state, deadline,
+// epoch and origin. Anything else at the key — another program's value, a
+// hand edit, garbage — is not followed (a deadline in microseconds would
+// open every instance for a year, an epoch of 1e300 silence every message)
+// nor overwritten: the script returns an error naming the key and the
+// field, the instance runs on its local breaker and logs it (see
+// Shared.health), until the value is deleted. A missing hash, or missing
+// fields, are the closed state of epoch 0 (nothing stored yet, or lost).
+const readState = `
+local function readState(now)
+  local st = redis.pcall('HMGET', KEYS[1] .. ':state', 'state', 'until', 'epoch', 'origin')
+  local key = string.gsub(KEYS[1] .. ':state', '%c', '?') -- an error reply is one line
+  if st.err then return nil, key .. ': ' .. st.err end
+  local state = st[1] or 'closed'
+  if state ~= 'open' and state ~= 'closed' then return nil, key .. ': field state is neither open nor closed' end
+  local function whole(v)
+    if v == false then return 0 end
+    if #v > 14 or not string.match(v, '^%d+$') then return nil end
+    return tonumber(v)
+  end
+  local untilms = whole(st[2])
+  if not untilms or untilms > now + (366 * 86400000) then
+    return nil, key .. ': field until is not a time in ms at most a year and a day from now'
+  end
+  local epoch = whole(st[3])
+  if not epoch then return nil, key .. ': field epoch is not a whole number of at most 14 digits' end
+  return {state, untilms, epoch, st[4] or ''}
+end
+local function notOurs(why)
+  return redis.error_reply('redisstate: not a shared breaker state this package wrote, left as it is: ' .. why)
+end
+`
+
 // syncScript merges one instance's counts since its last sync into the
 // shared rolling window, trips the shared state when the window's failure
 // rate is reached, and returns {state, open remaining ms, epoch, successes,
@@ -43,18 +82,16 @@ import "github.com/redis/go-redis/v9"
 //
 // ARGV: bucket ms, buckets, successes, failures, min calls, failure ratio,
 // open ms, origin, epoch seen.
-var syncScript = redis.NewScript(`
+var syncScript = redis.NewScript(readState + `
 local base = KEYS[1]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local bms, nb = tonumber(ARGV[1]), tonumber(ARGV[2])
 local ds, df = tonumber(ARGV[3]), tonumber(ARGV[4])
 local cur = math.floor(now / bms)
-local st = redis.call('HMGET', base .. ':state', 'state', 'until', 'epoch', 'origin')
-local state = st[1] or 'closed'
-local untilms = tonumber(st[2]) or 0
-local epoch = tonumber(st[3]) or 0
-local origin = st[4] or ''
+local st, bad = readState(now)
+if not st then return notOurs(bad) end
+local state, untilms, epoch, origin = st[1], st[2], st[3], st[4]
 local seen = tonumber(ARGV[9])
 if seen >= 0 and epoch ~= seen then ds, df = 0, 0 end
 if ds > 0 or df > 0 then
@@ -90,13 +127,14 @@ return {state, remaining, epoch, s, f, origin, tripped}
 // syncScript's own trip does (the counts before the trip decided it) and
 // publishes. Returns the new epoch. ARGV: open ms, origin, bucket ms,
 // buckets.
-var openScript = redis.NewScript(`
+var openScript = redis.NewScript(readState + `
 local base = KEYS[1]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local st = redis.call('HMGET', base .. ':state', 'until', 'epoch')
-local untilms = math.max(tonumber(st[1]) or 0, now + tonumber(ARGV[1]))
-local epoch = math.max((tonumber(st[2]) or 0) + 1, now)
+local st, bad = readState(now)
+if not st then return notOurs(bad) end
+local untilms = math.max(st[2], now + tonumber(ARGV[1]))
+local epoch = math.max(st[3] + 1, now)
 redis.call('HSET', base .. ':state', 'state', 'open', 'until', untilms, 'epoch', epoch, 'origin', ARGV[2])
 local cur = math.floor(now / tonumber(ARGV[3]))
 for i = 0, tonumber(ARGV[4]) - 1 do redis.call('DEL', base .. ':w:' .. (cur - i)) end
@@ -111,12 +149,14 @@ return epoch
 // server that lost the one the instance saw; with no state stored there is
 // nothing to undo.) Returns the new epoch, or 0 when nothing changed. ARGV:
 // origin, epoch seen.
-var closeScript = redis.NewScript(`
+var closeScript = redis.NewScript(readState + `
 local base = KEYS[1]
-local stored = tonumber(redis.call('HGET', base .. ':state', 'epoch')) or 0
-if stored ~= tonumber(ARGV[2]) and stored ~= 0 then return 0 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local st, bad = readState(now)
+if not st then return notOurs(bad) end
+local stored = st[3]
+if stored ~= tonumber(ARGV[2]) and stored ~= 0 then return 0 end
 local epoch = math.max(stored + 1, now)
 redis.call('HSET', base .. ':state', 'state', 'closed', 'until', 0, 'epoch', epoch, 'origin', ARGV[1])
 redis.call('PUBLISH', base .. ':events', 'closed|' .. epoch .. '|0|' .. ARGV[1])

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"log/slog"
 	"math"
 	"strconv"
 	"strings"
@@ -756,5 +757,119 @@ func TestStoredTripWhoseDelayPassedTripsNoOne(t *testing.T) {
 	s.sync()
 	if st, ra := s.b.State(), s.b.RetryAfter(); st != breaker.StateClosed {
 		t.Fatalf("after its first merge: %v for %v, want closed", st, ra)
+	}
+}
+
+// logBuffer is a slog.Logger's output, safe to read while it is written.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// A value at the state key that this package did not write — another
+// program's, a hand edit, a unit mistake, garbage — must not be followed:
+// a deadline in microseconds opened every instance that started for a year,
+// a larger one overflowed the open delay, an epoch such as 1e300 became
+// MinInt64 in the instance and "1e+300" in every message (which all
+// instances then ignored). The scripts refuse it, changing nothing: each
+// instance runs on its local breaker and logs why, once; the stored value
+// is left for an operator to delete.
+func TestCorruptSharedStateIsNotFollowed(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		seed func(c *redis.Client, key string, now int64) error
+	}{
+		{"not a hash", func(c *redis.Client, key string, _ int64) error { return c.Set(ctx, key, "\xff\x00garbage", 0).Err() }},
+		{"unknown state", func(c *redis.Client, key string, now int64) error {
+			return c.HSet(ctx, key, "state", "half-open", "until", now+60000, "epoch", now, "origin", "x").Err()
+		}},
+		{"deadline in microseconds", func(c *redis.Client, key string, now int64) error {
+			return c.HSet(ctx, key, "state", "open", "until", (now+60000)*1000, "epoch", now, "origin", "x").Err()
+		}},
+		{"deadline past int64 nanoseconds", func(c *redis.Client, key string, now int64) error {
+			return c.HSet(ctx, key, "state", "open", "until", "9000000000000000", "epoch", now, "origin", "x").Err()
+		}},
+		{"deadline 1e300", func(c *redis.Client, key string, now int64) error {
+			return c.HSet(ctx, key, "state", "open", "until", "1e300", "epoch", now, "origin", "x").Err()
+		}},
+		{"deadline not a number", func(c *redis.Client, key string, now int64) error {
+			return c.HSet(ctx, key, "state", "open", "until", "soon", "epoch", now, "origin", "x").Err()
+		}},
+		{"epoch 1e300", func(c *redis.Client, key string, now int64) error {
+			return c.HSet(ctx, key, "state", "open", "until", now+60000, "epoch", "1e300", "origin", "x").Err()
+		}},
+		{"negative epoch", func(c *redis.Client, key string, now int64) error {
+			return c.HSet(ctx, key, "state", "open", "until", now+60000, "epoch", "-5", "origin", "x").Err()
+		}},
+		{"fractional epoch", func(c *redis.Client, key string, now int64) error {
+			return c.HSet(ctx, key, "state", "open", "until", now+60000, "epoch", "123.5", "origin", "x").Err()
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
+			t.Cleanup(func() { c.Close() })
+			const prefix = "sadpath-test:breaker:"
+			name := uniqueName(t)
+			key := prefix + "{" + name + "}:state"
+			t.Cleanup(func() { c.Del(ctx, key) })
+			now := c.Time(ctx).Val().UnixMilli()
+			if err := tc.seed(c, key, now); err != nil {
+				t.Fatal(err)
+			}
+			before := c.Dump(ctx, key).Val()
+			// The instance starts over it: its first merge reads it.
+			logs := &logBuffer{}
+			s, err := New(Config{Client: c, Prefix: prefix, SyncInterval: time.Hour, InstanceID: "a",
+				Breaker: breaker.Config{Name: name, DisableMetrics: true, MinCalls: 2, OpenTimeout: time.Minute,
+					Logger: slog.New(slog.NewTextHandler(logs, nil))}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			deadline := time.Now().Add(5 * time.Second)
+			for !s.merged.Load() && !strings.Contains(logs.String(), "breaker running locally") {
+				if time.Now().After(deadline) {
+					t.Fatal("the first merge neither succeeded nor failed")
+				}
+				time.Sleep(time.Millisecond)
+			}
+			if st, ra := s.b.State(), s.b.RetryAfter(); st != breaker.StateClosed {
+				t.Fatalf("after its first merge over the corrupt state: %v for %v, want closed", st, ra)
+			}
+			if e := s.lastEpoch.Load(); e != 0 {
+				t.Fatalf("recorded epoch %d from the corrupt state", e)
+			}
+			l := logs.String()
+			if !strings.Contains(l, "breaker running locally") || !strings.Contains(l, key) {
+				t.Fatalf("want a 'breaker running locally' decision naming %s, logs:\n%s", key, l)
+			}
+			opened := breaker.Transition{From: breaker.StateClosed, To: breaker.StateOpen, OpenFor: time.Minute}
+			if err := s.publish(change{t: opened}); err == nil {
+				t.Fatal("a trip was written over the corrupt state")
+			}
+			recovered := breaker.Transition{From: breaker.StateHalfOpen, To: breaker.StateClosed}
+			if err := s.publish(change{t: recovered, seen: now}); err == nil {
+				t.Fatal("a recovery was written over the corrupt state")
+			}
+			if after := c.Dump(ctx, key).Val(); after != before {
+				t.Fatal("the corrupt state was changed")
+			}
+			if n := strings.Count(logs.String(), `msg="breaker running locally`); n != 1 {
+				t.Fatalf("'breaker running locally' logged %d times, want once", n)
+			}
+		})
 	}
 }
