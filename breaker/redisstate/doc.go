@@ -149,7 +149,9 @@
 // hash, by every script: a value this package does not write there (not a
 // hash, a state other than open or closed, a deadline or epoch that is not
 // a whole number of milliseconds, a deadline more than a year and a day
-// ahead) is neither followed nor overwritten — the instances run on their
+// ahead, a format version field "v" other than 1: this version writes
+// none, a later format that this one must not read will set it) is
+// neither followed nor overwritten — the instances run on their
 // local breakers, logging "breaker running locally: shared state
 // unavailable" with the key and the field, until it is deleted.
 //

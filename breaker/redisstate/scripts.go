@@ -31,19 +31,23 @@ import "github.com/redis/go-redis/v9"
 // the epoch whole numbers of at most 14 digits (exact in a Lua number, and
 // printed whole in a message), the deadline at most a year (the longest
 // open delay, see breaker.Config.OpenTimeout and Breaker.Trip) and a day
-// (a server whose clock is behind) from now — and returns state, deadline,
-// epoch and origin. Anything else at the key — another program's value, a
-// hand edit, garbage — is not followed (a deadline in microseconds would
-// open every instance for a year, an epoch of 1e300 silence every message)
-// nor overwritten: the script returns an error naming the key and the
-// field, the instance runs on its local breaker and logs it (see
-// Shared.health), until the value is deleted. A missing hash, or missing
+// (a server whose clock is behind) from now, and the format version v
+// absent (this package writes none) or 1 — and returns state, deadline,
+// epoch and origin. A later format that older instances must not read sets
+// v; an instance of this version then runs locally rather than misread it
+// or overwrite it during a rolling upgrade. Anything else at the key —
+// another program's value, a hand edit, garbage — is not followed (a
+// deadline in microseconds would open every instance for a year, an epoch
+// of 1e300 silence every message) nor overwritten: the script returns an
+// error naming the key and the field, the instance runs on its local
+// breaker and logs it (see Shared.health), until the value is deleted. A missing hash, or missing
 // fields, are the closed state of epoch 0 (nothing stored yet, or lost).
 const readState = `
 local function readState(now)
-  local st = redis.pcall('HMGET', KEYS[1] .. ':state', 'state', 'until', 'epoch', 'origin')
+  local st = redis.pcall('HMGET', KEYS[1] .. ':state', 'state', 'until', 'epoch', 'origin', 'v')
   local key = string.gsub(KEYS[1] .. ':state', '%c', '?') -- an error reply is one line
   if st.err then return nil, key .. ': ' .. st.err end
+  if st[5] and st[5] ~= '1' then return nil, key .. ': field v: a format version other than 1, the one this package reads' end
   local state = st[1] or 'closed'
   if state ~= 'open' and state ~= 'closed' then return nil, key .. ': field state is neither open nor closed' end
   local function whole(v)

@@ -817,6 +817,11 @@ func TestCorruptSharedStateIsNotFollowed(t *testing.T) {
 		{"fractional epoch", func(c *redis.Client, key string, now int64) error {
 			return c.HSet(ctx, key, "state", "open", "until", now+60000, "epoch", "123.5", "origin", "x").Err()
 		}},
+		// A later format that this version must not read sets a format
+		// version: this version neither follows nor overwrites it.
+		{"newer format version", func(c *redis.Client, key string, now int64) error {
+			return c.HSet(ctx, key, "v", "2", "state", "open", "until", now+60000, "epoch", now, "origin", "x").Err()
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
