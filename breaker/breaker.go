@@ -637,7 +637,11 @@ func (b *Breaker) openDelay(n int) time.Duration {
 	}
 	d = min(d, maxd)
 	if n >= 2 {
-		d -= time.Duration(float64(d) * b.cfg.Jitter * b.random())
+		r := b.random()
+		if !(r >= 0 && r < 1) { // outside the documented [0, 1), NaN included: no jitter
+			r = 0
+		}
+		d -= time.Duration(float64(d) * b.cfg.Jitter * r)
 		d = max(d, base)
 	}
 	return d

@@ -125,7 +125,8 @@ type Config struct {
 	// Clock is the time source. Nil means the system clock.
 	Clock Clock
 	// Rand returns a uniform value in [0, 1) for jitter. Nil means
-	// math/rand/v2.
+	// math/rand/v2. A value outside [0, 1), or NaN, counts as 0: no
+	// jitter for that trip.
 	Rand func() float64
 }
 
