@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"reflect"
 	"regexp"
 	"strings"
 
@@ -27,7 +28,8 @@ type Beginner interface {
 type Config struct {
 	// DB opens the transactions. Required. Use a pool (*pgxpool.Pool) when
 	// several goroutines advance subjects at once: a *pgx.Conn runs one
-	// transaction at a time.
+	// transaction at a time. A nil pointer (a nil *pgxpool.Pool) is
+	// refused.
 	DB Beginner
 
 	// Table is the table holding one row per subject, optionally
@@ -70,6 +72,11 @@ func New(cfg Config) (*State, error) {
 	}
 	if cfg.DB == nil {
 		return nil, bad("Config.DB: required")
+	}
+	if v := reflect.ValueOf(cfg.DB); v.Kind() == reflect.Pointer && v.IsNil() {
+		// A nil *pgxpool.Pool (pgxpool.New's result when its error was
+		// ignored) or *pgx.Conn would panic at the first Advance.
+		return nil, bad("Config.DB: nil %T", cfg.DB)
 	}
 	name := cfg.Table
 	if name == "" {

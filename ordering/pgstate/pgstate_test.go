@@ -73,6 +73,10 @@ func TestConfigInvalid(t *testing.T) {
 		want string
 	}{
 		{pgstate.Config{}, "Config.DB: required"},
+		// A nil pool or connection in the interface (pgxpool.New's result
+		// when its error was ignored) panicked at the first Advance.
+		{pgstate.Config{DB: (*pgxpool.Pool)(nil)}, "Config.DB: nil *pgxpool.Pool"},
+		{pgstate.Config{DB: (*pgx.Conn)(nil)}, "Config.DB: nil *pgx.Conn"},
 		{pgstate.Config{DB: &pgxpool.Pool{}, Table: "Robert'); DROP TABLE x;--"}, `Config.Table: "Robert'); DROP TABLE x;--" is not a lower-case identifier [a-z_][a-z0-9_]*`},
 		{pgstate.Config{DB: &pgxpool.Pool{}, Table: "a.b.c"}, `Config.Table: want table or schema.table, got "a.b.c"`},
 	} {
