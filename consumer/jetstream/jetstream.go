@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -197,7 +198,9 @@ func (a *Adapter) Run(ctx context.Context) error {
 func (a *Adapter) handle(ctx context.Context, msg js.Msg) {
 	attempt := 1
 	if md, err := msg.Metadata(); err == nil {
-		attempt = int(md.NumDelivered)
+		// Saturated: narrowed, a count above the largest int would turn
+		// negative and read as a first delivery, never MaxAttempts.
+		attempt = int(min(md.NumDelivered, math.MaxInt))
 	}
 	d := consumer.Delivery{Data: msg.Data(), Attempt: attempt, Settle: func(r consumer.Result) { a.finish(ctx, msg, r) }}
 	if r := a.c.Handle(ctx, d); r.Action != consumer.Hold {
