@@ -160,7 +160,7 @@ type Breaker struct {
 // New returns a Breaker configured by cfg, or a *contract.Error of
 // KindInvalid naming the first bad field.
 func New(cfg Config) (*Breaker, error) {
-	c, err := cfg.withDefaults()
+	c, err := cfg.withDefaults("Config")
 	if err != nil {
 		return nil, err
 	}

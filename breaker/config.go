@@ -144,11 +144,13 @@ func invalidField(op, field, rule string, got any) error {
 	return e
 }
 
-// withDefaults validates c and returns it with defaults applied.
-func (c Config) withDefaults() (Config, error) {
+// withDefaults validates c and returns it with defaults applied. Errors
+// name the field under path: "Config" for New, "RegistryConfig.Breaker"
+// for a Registry's template.
+func (c Config) withDefaults(path string) (Config, error) {
 	const op = "breaker"
 	bad := func(field, rule string, got any) (Config, error) {
-		return c, invalidField(op, "Config."+field, rule, got)
+		return c, invalidField(op, path+"."+field, rule, got)
 	}
 	if c.Name == "" {
 		return bad("Name", "must not be empty", `""`)

@@ -58,7 +58,8 @@ type Registry struct {
 }
 
 // NewRegistry returns a Registry, or a *contract.Error of KindInvalid naming
-// the first bad field (or, as New, of KindInternal when the MeterProvider
+// the first bad field ("RegistryConfig.Breaker.Window" for the template's)
+// (or, as New, of KindInternal when the MeterProvider
 // cannot create the instruments). Should the MeterProvider fail later, Get
 // still returns a working breaker, without metrics.
 func NewRegistry(cfg RegistryConfig) (*Registry, error) {
@@ -70,6 +71,11 @@ func NewRegistry(cfg RegistryConfig) (*Registry, error) {
 	}
 	t := cfg.Breaker
 	t.Name = "template"
+	// Validated first so that an error names the field the caller set,
+	// RegistryConfig.Breaker.Window, not a Config of its own.
+	if _, err := t.withDefaults("RegistryConfig.Breaker"); err != nil {
+		return nil, err
+	}
 	// A breaker, not only the config: a MeterProvider that cannot create
 	// the instruments is refused here, as New refuses it.
 	b, err := New(t)

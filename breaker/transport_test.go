@@ -319,7 +319,7 @@ func TestRegistryBoundedAndConcurrent(t *testing.T) {
 		t.Fatalf("empty key name %q", b.Name())
 	}
 	if _, err := breaker.NewRegistry(breaker.RegistryConfig{Breaker: breaker.Config{FailureRatio: 3}}); !errors.Is(err, contract.ErrInvalid) ||
-		!strings.Contains(err.Error(), "Config.FailureRatio") {
+		!strings.Contains(err.Error(), "RegistryConfig.Breaker.FailureRatio") {
 		t.Fatalf("bad template: %v", err)
 	}
 	if _, err := breaker.NewRegistry(breaker.RegistryConfig{MaxBreakers: -1}); !errors.Is(err, contract.ErrInvalid) {
