@@ -144,7 +144,8 @@ type Config struct {
 	// MinBackoff × 2^(attempt-1), lengthened to an error's retry-after
 	// hint, and at most MaxBackoff (a hint too: a dependency answering
 	// "Retry-After: 86400" costs MaxBackoff, not a day). Zero means 1s
-	// and 1m.
+	// and 1m (MinBackoff when it is longer); set both, MaxBackoff must be
+	// >= MinBackoff.
 	MinBackoff time.Duration
 	MaxBackoff time.Duration // see MinBackoff
 
@@ -158,7 +159,8 @@ type Config struct {
 	// once it expires, a redelivery may claim the id and run the handler
 	// concurrently (with a Guard, the subject lock still serialises them
 	// and the second is dropped as a duplicate). Retention is how long a processed id is
-	// remembered. Zero means 24h; it must be >= Lease.
+	// remembered. Zero means 24h (Lease when it is longer); it must be
+	// >= Lease.
 	Lease     time.Duration
 	Retention time.Duration // see Lease
 
@@ -221,10 +223,10 @@ func New(cfg Config) (*Consumer, error) {
 		deadLetter:  cfg.DeadLetter,
 		maxAttempts: orDefault(cfg.MaxAttempts, 10),
 		minBackoff:  orDefault(cfg.MinBackoff, time.Second),
-		maxBackoff:  orDefault(cfg.MaxBackoff, time.Minute),
+		maxBackoff:  orDefault(cfg.MaxBackoff, max(time.Minute, cfg.MinBackoff)),
 		maxBytes:    orDefault(cfg.MaxEventBytes, 1<<20),
 		lease:       orDefault(cfg.Lease, time.Minute),
-		retention:   orDefault(cfg.Retention, 24*time.Hour),
+		retention:   orDefault(cfg.Retention, max(24*time.Hour, cfg.Lease)),
 		log:         cfg.Logger,
 	}
 	if c.name == "" {
