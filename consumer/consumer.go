@@ -190,30 +190,30 @@ type Consumer struct {
 // New returns a Consumer configured by cfg, or an error of KindInvalid
 // (code "config.invalid") naming the first bad field.
 func New(cfg Config) (*Consumer, error) {
-	bad := func(format string, args ...any) error {
-		return &contract.Error{Kind: contract.KindInvalid, Code: "config.invalid", Op: "consumer", Detail: fmt.Sprintf(format, args...)}
+	bad := func(field, format string, args ...any) error { // named in Detail and in Fields
+		return contract.ConfigError("consumer", field, fmt.Sprintf(format, args...))
 	}
 	switch {
 	case cfg.Handler == nil:
-		return nil, bad("Config.Handler: required")
+		return nil, bad("Config.Handler", "required")
 	case cfg.MaxAttempts < 0:
-		return nil, bad("Config.MaxAttempts: must be >= 0, got %d", cfg.MaxAttempts)
+		return nil, bad("Config.MaxAttempts", "must be >= 0, got %d", cfg.MaxAttempts)
 	case cfg.MinBackoff < 0:
-		return nil, bad("Config.MinBackoff: must be >= 0, got %s", cfg.MinBackoff)
+		return nil, bad("Config.MinBackoff", "must be >= 0, got %s", cfg.MinBackoff)
 	case cfg.MaxBackoff < 0:
-		return nil, bad("Config.MaxBackoff: must be >= 0, got %s", cfg.MaxBackoff)
+		return nil, bad("Config.MaxBackoff", "must be >= 0, got %s", cfg.MaxBackoff)
 	case cfg.MaxEventBytes < 0:
-		return nil, bad("Config.MaxEventBytes: must be >= 0, got %d", cfg.MaxEventBytes)
+		return nil, bad("Config.MaxEventBytes", "must be >= 0, got %d", cfg.MaxEventBytes)
 	case cfg.Lease < 0:
-		return nil, bad("Config.Lease: must be >= 0, got %s", cfg.Lease)
+		return nil, bad("Config.Lease", "must be >= 0, got %s", cfg.Lease)
 	case cfg.Lease > 0 && cfg.Lease < idempotency.MinLease:
-		return nil, bad("Config.Lease: must be >= %s, got %s", idempotency.MinLease, cfg.Lease)
+		return nil, bad("Config.Lease", "must be >= %s, got %s", idempotency.MinLease, cfg.Lease)
 	case cfg.Retention < 0:
-		return nil, bad("Config.Retention: must be >= 0, got %s", cfg.Retention)
+		return nil, bad("Config.Retention", "must be >= 0, got %s", cfg.Retention)
 	case cfg.Store != nil && nilPointer(cfg.Store):
 		// A nil *idempotency.MemoryStore (a constructor whose error was
 		// ignored) would panic at the first delivery.
-		return nil, bad("Config.Store: nil %T", cfg.Store)
+		return nil, bad("Config.Store", "nil %T", cfg.Store)
 	}
 	c := &Consumer{
 		name:        cfg.Name,
@@ -233,10 +233,10 @@ func New(cfg Config) (*Consumer, error) {
 		c.name = "consumer"
 	}
 	if c.maxBackoff < c.minBackoff {
-		return nil, bad("Config.MaxBackoff: must be >= MinBackoff (%s), got %s", c.minBackoff, c.maxBackoff)
+		return nil, bad("Config.MaxBackoff", "must be >= MinBackoff (%s), got %s", c.minBackoff, c.maxBackoff)
 	}
 	if c.retention < c.lease {
-		return nil, bad("Config.Retention: must be >= Lease (%s), got %s", c.lease, c.retention)
+		return nil, bad("Config.Retention", "must be >= Lease (%s), got %s", c.lease, c.retention)
 	}
 	c.scope = "consumer/" + c.name
 	c.storeID = owner.StoreID(c.store, c)

@@ -784,6 +784,10 @@ func TestConfigInvalid(t *testing.T) {
 		if !errors.Is(err, contract.ErrInvalid) || ce.Code != "config.invalid" || ce.Detail != tc.want {
 			t.Fatalf("New: %v, want config.invalid %q", err, tc.want)
 		}
+		// The field is also machine-readable, as in limit and breaker.
+		if len(ce.Fields) != 1 || !strings.HasPrefix(tc.want, ce.Fields[0].Name+": ") {
+			t.Fatalf("New: fields %v, want the field of %q", ce.Fields, tc.want)
+		}
 	}
 }
 

@@ -117,8 +117,9 @@ own module, github.com/sadpath/sadpath/consumer/jetstream.
 
 Config follows the library's style: zero fields mean their documented
 defaults, New rejects bad values with a KindInvalid error (code
-"config.invalid") naming the field. A Consumer holds no per-delivery state
-and is safe for concurrent use. Logs never carry event data or ids: only the
-decision, its reason, the event type, source, subject and sequence.
+"config.invalid") naming the field in its Detail and Fields
+(contract.ConfigError). A Consumer holds no per-delivery state and is safe
+for concurrent use. Logs never carry event data or ids: only the decision,
+its reason, the event type, source, subject and sequence.
 */
 package consumer

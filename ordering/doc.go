@@ -145,10 +145,11 @@ versions; Newer is the same rule for projections kept elsewhere (in SQL,
 
 Configuration follows the library's style: a Config struct passed to New,
 where a zero field means its documented default and a bad value is an error
-of KindInvalid (code "config.invalid") naming the field. The zero Config is
-valid: in-memory state, gaps rejected, no logging. A Guard is safe for
-concurrent use: events of different subjects run in parallel, those of one
-subject one at a time. For in-order events on the Memory state a decision
+of KindInvalid (code "config.invalid") naming the field in its Detail and
+Fields (contract.ConfigError). The zero Config is valid: in-memory state,
+gaps rejected, no logging. A Guard is safe for concurrent use: events of
+different subjects run in parallel, those of one subject one at a time.
+For in-order events on the Memory state a decision
 costs well under 300 ns and allocates nothing (see BenchmarkGuardInOrder).
 
 For the consumer wiring — strict decoding, deduplication by (source, id),

@@ -1,6 +1,7 @@
 package ordering
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/sadpath/sadpath/contract"
@@ -38,6 +39,8 @@ func invalidEvent(detail string) error {
 	return &contract.Error{Kind: contract.KindInvalid, Code: "ordering.invalid_event", Op: "ordering.guard", Detail: detail}
 }
 
-func configError(detail string) error {
-	return &contract.Error{Kind: contract.KindInvalid, Code: "config.invalid", Op: "ordering", Detail: detail}
+// configError is the error of a constructor given a bad config value: the
+// field named in Detail and in Fields ("Config.MaxHeld: must be >= 0, got -1").
+func configError(field, format string, args ...any) error {
+	return contract.ConfigError("ordering", field, fmt.Sprintf(format, args...))
 }

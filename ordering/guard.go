@@ -225,21 +225,21 @@ type Guard struct {
 func New(cfg Config) (*Guard, error) {
 	switch {
 	case cfg.Gap > GapHold:
-		return nil, configError(fmt.Sprintf("Config.Gap: unknown policy %d", cfg.Gap))
+		return nil, configError("Config.Gap", "unknown policy %d", cfg.Gap)
 	case cfg.OnTimeout > TimeoutReject:
-		return nil, configError(fmt.Sprintf("Config.OnTimeout: unknown action %d", cfg.OnTimeout))
+		return nil, configError("Config.OnTimeout", "unknown action %d", cfg.OnTimeout)
 	case cfg.MaxHeld < 0:
-		return nil, configError(fmt.Sprintf("Config.MaxHeld: must be >= 0, got %d", cfg.MaxHeld))
+		return nil, configError("Config.MaxHeld", "must be >= 0, got %d", cfg.MaxHeld)
 	case cfg.HoldTimeout < 0:
-		return nil, configError(fmt.Sprintf("Config.HoldTimeout: must be >= 0, got %s", cfg.HoldTimeout))
+		return nil, configError("Config.HoldTimeout", "must be >= 0, got %s", cfg.HoldTimeout)
 	case cfg.MaxGap < 0:
-		return nil, configError(fmt.Sprintf("Config.MaxGap: must be >= 0, got %d", cfg.MaxGap))
+		return nil, configError("Config.MaxGap", "must be >= 0, got %d", cfg.MaxGap)
 	case cfg.RetryAfter < 0:
-		return nil, configError(fmt.Sprintf("Config.RetryAfter: must be >= 0, got %s", cfg.RetryAfter))
+		return nil, configError("Config.RetryAfter", "must be >= 0, got %s", cfg.RetryAfter)
 	case cfg.State != nil && nilPointer(cfg.State):
 		// A nil *Memory (a NewMemory whose error was ignored) or nil
 		// *pgstate.State would panic at the first event.
-		return nil, configError(fmt.Sprintf("Config.State: nil %T", cfg.State))
+		return nil, configError("Config.State", "nil %T", cfg.State)
 	}
 	g := &Guard{
 		state:       cfg.State,

@@ -452,6 +452,10 @@ func TestConfigInvalid(t *testing.T) {
 		if !errors.Is(err, contract.ErrInvalid) || contract.As(err).Code != "config.invalid" || contract.As(err).Detail != tc.want {
 			t.Fatalf("New(%+v) = %v, want config.invalid %q", tc.cfg, err, tc.want)
 		}
+		// The field is also machine-readable, as in limit and breaker.
+		if f := contract.As(err).Fields; len(f) != 1 || !strings.HasPrefix(tc.want, f[0].Name+": ") {
+			t.Fatalf("New(%+v): fields %v, want the field of %q", tc.cfg, f, tc.want)
+		}
 	}
 }
 

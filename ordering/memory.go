@@ -88,13 +88,13 @@ var _ State = (*Memory)(nil)
 // NewMemory returns an empty Memory state configured by cfg.
 func NewMemory(cfg MemoryConfig) (*Memory, error) {
 	if cfg.MaxSubjects < 0 {
-		return nil, configError(fmt.Sprintf("MemoryConfig.MaxSubjects: must be >= 0, got %d", cfg.MaxSubjects))
+		return nil, configError("MemoryConfig.MaxSubjects", "must be >= 0, got %d", cfg.MaxSubjects)
 	}
 	if cfg.MaxBytes < 0 {
-		return nil, configError(fmt.Sprintf("MemoryConfig.MaxBytes: must be >= 0, got %d", cfg.MaxBytes))
+		return nil, configError("MemoryConfig.MaxBytes", "must be >= 0, got %d", cfg.MaxBytes)
 	}
 	if cfg.IdleTTL < 0 {
-		return nil, configError(fmt.Sprintf("MemoryConfig.IdleTTL: must be >= 0, got %s", cfg.IdleTTL))
+		return nil, configError("MemoryConfig.IdleTTL", "must be >= 0, got %s", cfg.IdleTTL)
 	}
 	m := &Memory{subjects: make(map[string]*memEntry), max: cfg.MaxSubjects, maxBytes: cfg.MaxBytes, idle: cfg.IdleTTL, clock: cfg.Clock}
 	if m.max == 0 {

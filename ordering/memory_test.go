@@ -3,6 +3,7 @@ package ordering_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -38,6 +39,7 @@ func TestMemoryConfigInvalid(t *testing.T) {
 	}{
 		{ordering.MemoryConfig{MaxSubjects: -1}, "MemoryConfig.MaxSubjects: must be >= 0, got -1"},
 		{ordering.MemoryConfig{IdleTTL: -time.Second}, "MemoryConfig.IdleTTL: must be >= 0, got -1s"},
+		{ordering.MemoryConfig{MaxBytes: -1}, "MemoryConfig.MaxBytes: must be >= 0, got -1"},
 	} {
 		_, err := ordering.NewMemory(tc.cfg)
 		if !errors.Is(err, contract.ErrInvalid) {
@@ -45,6 +47,9 @@ func TestMemoryConfigInvalid(t *testing.T) {
 		}
 		if ce := contract.As(err); ce.Code != "config.invalid" || ce.Detail != tc.field {
 			t.Fatalf("NewMemory(%+v): code %q detail %q, want config.invalid %q", tc.cfg, ce.Code, ce.Detail, tc.field)
+		}
+		if f := contract.As(err).Fields; len(f) != 1 || !strings.HasPrefix(tc.field, f[0].Name+": ") {
+			t.Fatalf("NewMemory(%+v): fields %v, want the field of %q", tc.cfg, f, tc.field)
 		}
 	}
 }

@@ -67,24 +67,25 @@ type Adapter struct {
 }
 
 // New returns an Adapter configured by cfg, or an error of KindInvalid
-// (code "config.invalid") naming the first bad field.
+// (code "config.invalid") naming the first bad field in its Detail and
+// Fields (contract.ConfigError).
 func New(cfg Config) (*Adapter, error) {
-	bad := func(format string, args ...any) error {
-		return &contract.Error{Kind: contract.KindInvalid, Code: "config.invalid", Op: "consumer/jetstream", Detail: fmt.Sprintf(format, args...)}
+	bad := func(field, format string, args ...any) error { // named in Detail and in Fields
+		return contract.ConfigError("consumer/jetstream", field, fmt.Sprintf(format, args...))
 	}
 	switch {
 	case cfg.Pull == nil:
-		return nil, bad("Config.Pull: required")
+		return nil, bad("Config.Pull", "required")
 	case cfg.Consumer == nil:
-		return nil, bad("Config.Consumer: required")
+		return nil, bad("Config.Consumer", "required")
 	case cfg.Batch < 0:
-		return nil, bad("Config.Batch: must be >= 0, got %d", cfg.Batch)
+		return nil, bad("Config.Batch", "must be >= 0, got %d", cfg.Batch)
 	case cfg.MaxWait < 0:
-		return nil, bad("Config.MaxWait: must be >= 0, got %s", cfg.MaxWait)
+		return nil, bad("Config.MaxWait", "must be >= 0, got %s", cfg.MaxWait)
 	case cfg.MaxWait > 0 && cfg.MaxWait < minMaxWait:
 		// The server drops a pull that expired before it was served:
 		// every pull would come back empty, messages waiting or not.
-		return nil, bad("Config.MaxWait: must be at least %s, got %s: a shorter pull expires before the server serves it", minMaxWait, cfg.MaxWait)
+		return nil, bad("Config.MaxWait", "must be at least %s, got %s: a shorter pull expires before the server serves it", minMaxWait, cfg.MaxWait)
 	}
 	a := &Adapter{pull: cfg.Pull, c: cfg.Consumer, batch: cfg.Batch, maxWait: cfg.MaxWait, log: cfg.Logger}
 	if a.batch == 0 {
@@ -98,7 +99,7 @@ func New(cfg Config) (*Adapter, error) {
 		if p := info.Config.AckPolicy; p != js.AckExplicitPolicy {
 			// AckNone acknowledges on delivery and AckAll with any later
 			// message: a NAKed or held message would be lost.
-			return nil, bad("Config.Pull: the consumer's AckPolicy is %s, want explicit acknowledgements: retries and held messages would be acknowledged with others", p)
+			return nil, bad("Config.Pull", "the consumer's AckPolicy is %s, want explicit acknowledgements: retries and held messages would be acknowledged with others", p)
 		}
 		// The server refuses every pull above these limits (409): Run
 		// would log and retry forever without handling a message.
@@ -106,13 +107,13 @@ func New(cfg Config) (*Adapter, error) {
 		// Term, no dead letter): the Consumer must give up first, with
 		// room for retries that are not the event's fault.
 		if m := info.Config.MaxDeliver; m > 0 && m <= a.c.MaxAttempts() {
-			return nil, bad("Config.Pull: the consumer's MaxDeliver (%d) must be larger than the Consumer's MaxAttempts (%d), or -1 (unlimited): JetStream drops a message retried at MaxDeliver, without a dead letter", m, a.c.MaxAttempts())
+			return nil, bad("Config.Pull", "the consumer's MaxDeliver (%d) must be larger than the Consumer's MaxAttempts (%d), or -1 (unlimited): JetStream drops a message retried at MaxDeliver, without a dead letter", m, a.c.MaxAttempts())
 		}
 		if m := info.Config.MaxRequestBatch; m > 0 && a.batch > m {
-			return nil, bad("Config.Batch: %d is above the consumer's MaxRequestBatch (%d): every pull would be refused", a.batch, m)
+			return nil, bad("Config.Batch", "%d is above the consumer's MaxRequestBatch (%d): every pull would be refused", a.batch, m)
 		}
 		if m := info.Config.MaxRequestExpires; m > 0 && a.maxWait > m {
-			return nil, bad("Config.MaxWait: %s is above the consumer's MaxRequestExpires (%s): every pull would be refused", a.maxWait, m)
+			return nil, bad("Config.MaxWait", "%s is above the consumer's MaxRequestExpires (%s): every pull would be refused", a.maxWait, m)
 		}
 	}
 	if held := a.c.MaxHeld(); held > 0 {
@@ -125,7 +126,7 @@ func New(cfg Config) (*Adapter, error) {
 			// m-held, not held+batch: that sum overflows with a huge
 			// MaxHeld or Batch and would accept any MaxAckPending.
 			if m := info.Config.MaxAckPending; m > 0 && (m <= held || m-held <= a.batch) {
-				return nil, bad("Config.Pull: the consumer's MaxAckPending (%d) must be larger than the Guard's MaxHeld (%d) plus Config.Batch (%d), or -1 (unlimited): held messages count against it", m, held, a.batch)
+				return nil, bad("Config.Pull", "the consumer's MaxAckPending (%d) must be larger than the Guard's MaxHeld (%d) plus Config.Batch (%d), or -1 (unlimited): held messages count against it", m, held, a.batch)
 			}
 		}
 	}

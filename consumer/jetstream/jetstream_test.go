@@ -404,6 +404,10 @@ func expectNew(t *testing.T, what string, cfg jetstream.Config, want string) {
 	if ce := contract.As(err); !errors.Is(err, contract.ErrInvalid) || ce.Code != "config.invalid" || ce.Detail != want {
 		t.Fatalf("%s: New: %v, want %q", what, err, want)
 	}
+	// The field is also machine-readable, as in limit and breaker.
+	if f := contract.As(err).Fields; len(f) != 1 || !strings.HasPrefix(want, f[0].Name+": ") {
+		t.Fatalf("%s: New: fields %v, want the field of %q", what, f, want)
+	}
 }
 
 func TestConfigInvalid(t *testing.T) {

@@ -99,6 +99,6 @@ nil error and the SettleFunc alone decides the delivery.
 
 Config.Table defaults to "sadpath_ordering"; Config.DB is required. New
 rejects a bad value with a KindInvalid error (code "config.invalid") naming
-the field. The State passes ordering/statetest.
+the field in its Detail and Fields (contract.ConfigError). The State passes ordering/statetest.
 */
 package pgstate

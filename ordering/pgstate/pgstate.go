@@ -67,16 +67,16 @@ var identRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 // "config.invalid") naming the first bad field. It does not touch the
 // database: call Migrate to create the table.
 func New(cfg Config) (*State, error) {
-	bad := func(format string, args ...any) error {
-		return &contract.Error{Kind: contract.KindInvalid, Code: "config.invalid", Op: "pgstate", Detail: fmt.Sprintf(format, args...)}
+	bad := func(field, format string, args ...any) error { // named in Detail and in Fields
+		return contract.ConfigError("pgstate", field, fmt.Sprintf(format, args...))
 	}
 	if cfg.DB == nil {
-		return nil, bad("Config.DB: required")
+		return nil, bad("Config.DB", "required")
 	}
 	if v := reflect.ValueOf(cfg.DB); v.Kind() == reflect.Pointer && v.IsNil() {
 		// A nil *pgxpool.Pool (pgxpool.New's result when its error was
 		// ignored) or *pgx.Conn would panic at the first Advance.
-		return nil, bad("Config.DB: nil %T", cfg.DB)
+		return nil, bad("Config.DB", "nil %T", cfg.DB)
 	}
 	name := cfg.Table
 	if name == "" {
@@ -84,11 +84,11 @@ func New(cfg Config) (*State, error) {
 	}
 	parts := strings.Split(name, ".")
 	if len(parts) > 2 {
-		return nil, bad("Config.Table: want table or schema.table, got %q", cfg.Table)
+		return nil, bad("Config.Table", "want table or schema.table, got %q", cfg.Table)
 	}
 	for _, p := range parts {
 		if !identRE.MatchString(p) {
-			return nil, bad("Config.Table: %q is not a lower-case identifier [a-z_][a-z0-9_]*", p)
+			return nil, bad("Config.Table", "%q is not a lower-case identifier [a-z_][a-z0-9_]*", p)
 		}
 	}
 	t := pgx.Identifier(parts).Sanitize()

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -84,6 +85,10 @@ func TestConfigInvalid(t *testing.T) {
 		ce := contract.As(err)
 		if !errors.Is(err, contract.ErrInvalid) || ce.Code != "config.invalid" || ce.Detail != tc.want {
 			t.Fatalf("New(%+v) = %v, want %q", tc.cfg, err, tc.want)
+		}
+		// The field is also machine-readable, as in limit and breaker.
+		if len(ce.Fields) != 1 || !strings.HasPrefix(tc.want, ce.Fields[0].Name+": ") {
+			t.Fatalf("New(%+v): fields %v, want the field of %q", tc.cfg, ce.Fields, tc.want)
 		}
 	}
 }
