@@ -13,9 +13,9 @@ Duplicate. Outside that window, or when a producer publishes without the
 header, the consumer's own deduplication by (source, id) catches it.
 
 Publish's errors are retryable (KindUnavailable, or KindTimeout) except
-for a canceled context (KindCanceled), an invalid event (KindInvalid) and
-an event larger than the server's max_payload or the stream's MaxMsgSize
-(KindTooLarge): those two never succeed.
+for a canceled context (KindCanceled), a nil or invalid event or a subject
+NATS refuses (KindInvalid) and an event larger than the server's
+max_payload or the stream's MaxMsgSize (KindTooLarge): those never succeed.
 
 # Consuming
 

@@ -259,11 +259,16 @@ func (a *Adapter) ackFailed(ctx context.Context, msg js.Msg, r consumer.Result, 
 // event within the stream's duplicate window. It returns the PubAck, whose
 // Duplicate field tells a dropped republication.
 //
-// Errors are *contract.Error values: KindInvalid for an invalid event,
-// KindTooLarge (permanent: do not retry) for an event above the server's
-// max_payload or the stream's MaxMsgSize, KindTimeout or KindCanceled from
-// ctx, and KindUnavailable (retryable) for any other failure to publish.
+// Errors are *contract.Error values: KindInvalid (permanent) for a nil or
+// invalid event and for a subject NATS refuses (empty, with whitespace:
+// matching nats.ErrBadSubject), KindTooLarge (permanent: do not retry) for
+// an event above the server's max_payload or the stream's MaxMsgSize,
+// KindTimeout or KindCanceled from ctx, and KindUnavailable (retryable) for
+// any other failure to publish.
 func Publish(ctx context.Context, j js.JetStream, subject string, ev *contract.Event) (*js.PubAck, error) {
+	if ev == nil {
+		return nil, contract.New(contract.KindInvalid, "consumer/jetstream.publish", "nil event")
+	}
 	if err := ev.Validate(); err != nil {
 		return nil, err
 	}
@@ -283,7 +288,8 @@ func Publish(ctx context.Context, j js.JetStream, subject string, ev *contract.E
 // publishError classifies a PublishMsg error. A message larger than the
 // server's max_payload (refused by the client before sending) or the
 // stream's MaxMsgSize (refused in the PubAck) can never be published: it is
-// KindTooLarge, not retryable. Other errors keep the kind contract finds
+// KindTooLarge, not retryable; nor can one on an invalid subject
+// (nats.ErrBadSubject): KindInvalid. Other errors keep the kind contract finds
 // (a timeout, a canceled context), and the rest — no responders, a lost
 // connection, an API error — are KindUnavailable: retryable.
 func publishError(err error) error {
@@ -291,6 +297,9 @@ func publishError(err error) error {
 	switch {
 	case errors.Is(err, nats.ErrMaxPayload), errors.Is(err, js.ErrStreamMessageExceedsMaximum):
 		kind = contract.KindTooLarge
+	case errors.Is(err, nats.ErrBadSubject):
+		// Refused by the client before sending: no retry can publish it.
+		kind = contract.KindInvalid
 	case kind == contract.KindInternal:
 		kind = contract.KindUnavailable
 	}

@@ -274,6 +274,37 @@ func TestPublishRejectsInvalidEvent(t *testing.T) {
 	}
 }
 
+// TestPublishRefusesBadInputPermanently: a nil event panicked, and a
+// subject NATS refuses (empty, with spaces or a line break: nats.ErrBadSubject,
+// refused by the client before sending) was KindUnavailable, retryable, so a
+// caller retrying retryable errors spun on it forever. Both are KindInvalid
+// now, permanent, the subject's refusal still matching nats.ErrBadSubject.
+func TestPublishRefusesBadInputPermanently(t *testing.T) {
+	j, _, subj := stream(t)
+	ev := &contract.Event{ID: "1", Source: "/s", SpecVersion: "1.0", Type: "t"}
+	for _, tc := range []struct {
+		name    string
+		subject string
+		ev      *contract.Event
+		bad     error // wrapped, when not nil
+	}{
+		{"nil event", subj + ".x", nil, nil},
+		{"empty subject", "", ev, nats.ErrBadSubject},
+		{"space", subj + ". x", ev, nats.ErrBadSubject},
+		{"line break", subj + ".a\r\nb", ev, nats.ErrBadSubject},
+		{"tab", subj + ".a\tb", ev, nats.ErrBadSubject},
+	} {
+		_, err := jetstream.Publish(context.Background(), j, tc.subject, tc.ev)
+		if !errors.Is(err, contract.ErrInvalid) || contract.Retryable(err) || (tc.bad != nil && !errors.Is(err, tc.bad)) {
+			t.Errorf("%s: Publish = %v (kind %s, retryable %v), want a permanent KindInvalid", tc.name, err, contract.KindOf(err), contract.Retryable(err))
+		}
+	}
+	// A valid publication still goes through.
+	if _, err := jetstream.Publish(context.Background(), j, subj+".x", ev); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestPublishOversizedIsNotRetryable: an event larger than the server's
 // max_payload or the stream's MaxMsgSize can never be published. Publish
 // says so with KindTooLarge: a caller retrying retryable errors would spin
