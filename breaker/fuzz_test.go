@@ -3,8 +3,10 @@ package breaker_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sadpath/sadpath/breaker"
 	"github.com/sadpath/sadpath/contract"
@@ -46,5 +48,48 @@ func FuzzNew(f *testing.F) {
 		}
 		b.ForceClosed(ctx, "")
 		b.Reset(ctx)
+	})
+}
+
+// FuzzRegistryKeys: registry keys come from outside (a request's host, a
+// tenant id). Any two keys get a breaker each (the same one on every Get),
+// distinct keys distinct breakers, named in valid UTF-8 within 256 bytes;
+// only "" is named EmptyName, and no key is named OverflowName until the
+// registry is full.
+func FuzzRegistryKeys(f *testing.F) {
+	for _, k := range [][2]string{
+		{"api.example", "API.example"}, {"", "(empty)"}, {"(overflow)", "((overflow)"},
+		{"\xff", "\xfe"}, {strings.Repeat("é", 200), strings.Repeat("é", 129) + "x"},
+		{strings.Repeat("(", 300) + "overflow)", strings.Repeat("\x80", 300)},
+	} {
+		f.Add(k[0], k[1])
+	}
+	f.Fuzz(func(t *testing.T, k1, k2 string) {
+		reg, err := breaker.NewRegistry(breaker.RegistryConfig{MaxBreakers: 2, Breaker: breaker.Config{DisableMetrics: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b1, b2 := reg.Get(k1), reg.Get(k2)
+		if reg.Get(k1) != b1 || reg.Get(k2) != b2 {
+			t.Fatal("a key's breaker changed")
+		}
+		if (k1 == k2) != (b1 == b2) {
+			t.Fatalf("keys %q and %q: same breaker %v", k1, k2, b1 == b2)
+		}
+		for _, kb := range []struct {
+			k string
+			b *breaker.Breaker
+		}{{k1, b1}, {k2, b2}} {
+			name := kb.b.Name()
+			if !utf8.ValidString(name) || name == "" || len(name) > 256 {
+				t.Fatalf("key %q: name %q", kb.k, name)
+			}
+			if (name == breaker.EmptyName) != (kb.k == "") || name == breaker.OverflowName {
+				t.Fatalf("key %q: name %q", kb.k, name)
+			}
+		}
+		if o := reg.Get(k1 + k2 + "!"); k1 != k2 && o.Name() != breaker.OverflowName {
+			t.Fatalf("third key in a registry of 2: %q", o.Name())
+		}
 	})
 }
