@@ -143,7 +143,20 @@ func (s *State) Last(ctx context.Context, subject string) (uint64, error) {
 	if err != nil {
 		return 0, pgError(ctx, "pgstate.last", err)
 	}
+	if last < 0 {
+		return 0, negativeLast("pgstate.last", last)
+	}
 	return uint64(last), nil
+}
+
+// negativeLast is the error for a subject's row holding a negative
+// sequence: written outside pgstate, in a table without Migrate's CHECK
+// (last >= 0). Read as a uint64 it would be near 2^64, and every later event
+// of the subject dropped as stale; refused instead, as a failure of the
+// State (KindInternal), which a consumer retries and then dead-letters.
+func negativeLast(op string, last int64) error {
+	return &contract.Error{Kind: contract.KindInternal, Code: "ordering.state_internal", Op: op,
+		Detail: fmt.Sprintf("the subject's stored sequence is negative (%d): the row was written outside pgstate", last)}
 }
 
 // MaxSequence implements ordering.BoundedState: math.MaxInt64, the largest
@@ -194,6 +207,9 @@ func (s *State) Advance(ctx context.Context, subject string, fn func(ctx context
 	}
 	if err != nil {
 		return pgError(ctx, "pgstate.advance", err)
+	}
+	if last < 0 {
+		return negativeLast("pgstate.advance", last)
 	}
 	next, err := fn(context.WithValue(ctx, txKey{}, tx), uint64(last))
 	if err != nil {
