@@ -53,9 +53,11 @@ type MemoryConfig struct {
 }
 
 // Memory is a bounded in-memory State for tests and single-process services.
-// It is safe for concurrent use: Advance calls for different subjects run in
-// parallel, for the same subject one at a time. What it remembers is lost
-// with the process; use ordering/pgstate for a durable, shared state.
+// The zero value is an empty Memory with the defaults of a zero MemoryConfig,
+// as NewMemory(MemoryConfig{}) returns. It is safe for concurrent use:
+// Advance calls for different subjects run in parallel, for the same subject
+// one at a time. What it remembers is lost with the process; use
+// ordering/pgstate for a durable, shared state.
 type Memory struct {
 	mu       sync.RWMutex
 	subjects map[string]*memEntry
@@ -96,7 +98,18 @@ func NewMemory(cfg MemoryConfig) (*Memory, error) {
 	if cfg.IdleTTL < 0 {
 		return nil, configError("MemoryConfig.IdleTTL", "must be >= 0, got %s", cfg.IdleTTL)
 	}
-	m := &Memory{subjects: make(map[string]*memEntry), max: cfg.MaxSubjects, maxBytes: cfg.MaxBytes, idle: cfg.IdleTTL, clock: cfg.Clock}
+	m := &Memory{max: cfg.MaxSubjects, maxBytes: cfg.MaxBytes, idle: cfg.IdleTTL, clock: cfg.Clock}
+	m.initLocked() // not shared yet
+	return m, nil
+}
+
+// initLocked applies the defaults of the zero fields; m.mu is held, or m
+// is not shared yet. NewMemory calls it, and create does for a zero Memory
+// (one not built by NewMemory) before its first subject: the fields it sets
+// are read only under m.mu, but for clock, which is read without it only
+// when IdleTTL > 0, never the case of a zero Memory.
+func (m *Memory) initLocked() {
+	m.subjects = make(map[string]*memEntry)
 	if m.max == 0 {
 		m.max = 100_000
 	}
@@ -111,7 +124,6 @@ func NewMemory(cfg MemoryConfig) (*Memory, error) {
 	if m.clock == nil {
 		m.clock = systemClock{}
 	}
-	return m, nil
 }
 
 // Last returns the last applied sequence of subject, or 0. It does not
@@ -200,6 +212,9 @@ func (m *Memory) unlock(subject string, e *memEntry) {
 func (m *Memory) create(subject string) (*memEntry, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.subjects == nil {
+		m.initLocked() // a zero Memory
+	}
 	if e := m.subjects[subject]; e != nil {
 		return e, nil
 	}
