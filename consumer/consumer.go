@@ -120,8 +120,9 @@ type Config struct {
 	// reports false.
 	Store idempotency.Store
 
-	// Guard orders events per subject. Nil means events are handled in
-	// whatever order they arrive. With a Guard, events without a subject
+	// Guard orders events per subject, created with ordering.New (a zero
+	// Guard is refused). Nil means events are handled in whatever order
+	// they arrive. With a Guard, events without a subject
 	// or sequence are dead-lettered.
 	Guard *ordering.Guard
 
@@ -170,6 +171,7 @@ type Config struct {
 }
 
 // Consumer turns deliveries into decisions. It is safe for concurrent use.
+// Create one with New; the zero value is not usable.
 type Consumer struct {
 	name        string
 	scope       string
@@ -214,6 +216,10 @@ func New(cfg Config) (*Consumer, error) {
 		// A nil *idempotency.MemoryStore (a constructor whose error was
 		// ignored) would panic at the first delivery.
 		return nil, bad("Config.Store", "nil %T", cfg.Store)
+	case cfg.Guard != nil && cfg.Guard.State() == nil:
+		// A zero Guard refuses every event as above the highest sequence
+		// its State can record: each would be dead-lettered at once.
+		return nil, bad("Config.Guard", "not created with ordering.New")
 	}
 	c := &Consumer{
 		name:        cfg.Name,

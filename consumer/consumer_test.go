@@ -778,6 +778,9 @@ func TestConfigInvalid(t *testing.T) {
 		{consumer.Config{Handler: h, Retention: -1}, "Config.Retention: must be >= 0, got -1ns"},
 		{consumer.Config{Handler: h, Lease: time.Hour, Retention: time.Minute}, "Config.Retention: must be >= Lease (1h0m0s), got 1m0s"},
 		{consumer.Config{Handler: h, Store: (*idempotency.MemoryStore)(nil)}, "Config.Store: nil *idempotency.MemoryStore"},
+		// A zero Guard refused every event as above the highest sequence
+		// its (missing) State records: each was dead-lettered at once.
+		{consumer.Config{Handler: h, Guard: &ordering.Guard{}}, "Config.Guard: not created with ordering.New"},
 	} {
 		_, err := consumer.New(tc.cfg)
 		ce := contract.As(err)

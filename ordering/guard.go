@@ -204,7 +204,8 @@ type SettleFunc func(ctx context.Context, ev *contract.Event, o Outcome, err err
 // Events are ordered by (Subject, Sequence); sequences of a subject start at
 // 1 and increase by 1. A Guard is safe for concurrent use: events of
 // different subjects are processed in parallel, events of the same subject
-// one at a time (the State serialises them).
+// one at a time (the State serialises them). Create one with New; the zero
+// value is not usable.
 type Guard struct {
 	state       State
 	mem         *Memory // fast path when state is a *Memory

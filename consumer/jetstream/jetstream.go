@@ -31,7 +31,8 @@ type Config struct {
 	// package documentation). New checks it on Pull.CachedInfo.
 	Pull js.Consumer
 
-	// Consumer decides what to do with each message.
+	// Consumer decides what to do with each message. Required: created
+	// with consumer.New (a zero Consumer is refused).
 	Consumer *consumer.Consumer
 
 	// Batch is how many messages one pull asks for. Zero means 100. It
@@ -57,7 +58,8 @@ const minMaxWait = 10 * time.Millisecond
 // Adapter feeds a JetStream pull consumer to a consumer.Consumer and acts
 // on its decisions: Ack, NAK with delay (Retry), Term (DeadLetter), and
 // nothing for Hold until the held event is settled. Messages are handled
-// one at a time in delivery order by Run.
+// one at a time in delivery order by Run. Create one with New; the zero
+// value is not usable.
 type Adapter struct {
 	pull    js.Consumer
 	c       *consumer.Consumer
@@ -78,6 +80,10 @@ func New(cfg Config) (*Adapter, error) {
 		return nil, bad("Config.Pull", "required")
 	case cfg.Consumer == nil:
 		return nil, bad("Config.Consumer", "required")
+	case cfg.Consumer.MaxAttempts() == 0:
+		// A zero Consumer (New sets MaxAttempts >= 1) would terminate every
+		// message as larger than its MaxEventBytes of 0.
+		return nil, bad("Config.Consumer", "not created with consumer.New")
 	case cfg.Batch < 0:
 		return nil, bad("Config.Batch", "must be >= 0, got %d", cfg.Batch)
 	case cfg.MaxWait < 0:

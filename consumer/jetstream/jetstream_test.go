@@ -452,6 +452,9 @@ func TestConfigInvalid(t *testing.T) {
 		{jetstream.Config{Pull: pull}, "Config.Consumer: required"},
 		{jetstream.Config{Pull: pull, Consumer: c, Batch: -1}, "Config.Batch: must be >= 0, got -1"},
 		{jetstream.Config{Pull: pull, Consumer: c, MaxWait: -1}, "Config.MaxWait: must be >= 0, got -1ns"},
+		// A zero Consumer dead-lettered (terminated) every message as
+		// larger than its MaxEventBytes of 0.
+		{jetstream.Config{Pull: pull, Consumer: &consumer.Consumer{}}, "Config.Consumer: not created with consumer.New"},
 	} {
 		expectNew(t, "config", tc.cfg, tc.want)
 	}

@@ -49,6 +49,7 @@ type Config struct {
 // A State is safe for concurrent use. Sequences above math.MaxInt64 are
 // refused (the column is a bigint): State is an ordering.BoundedState, so
 // a Guard refuses such events up front instead of applying or holding them.
+// Create one with New; the zero value is not usable.
 type State struct {
 	db    Beginner
 	table string // sanitized, ready to splice into SQL
