@@ -3,6 +3,8 @@ package breaker
 import (
 	"net/http"
 	"strings"
+
+	"github.com/sadpath/sadpath/contract"
 )
 
 // TransportConfig configures a Transport.
@@ -53,7 +55,9 @@ func ClassifyResponse(resp *http.Response, err error) Outcome {
 // Responses are returned unchanged, 5xx included: the breaker only counts
 // them. The time to read a response body is not part of the call.
 //
-// A Transport is safe for concurrent use.
+// A Transport is safe for concurrent use. Build one with NewTransport: a
+// zero Transport sends nothing and answers every request with an error of
+// KindInternal.
 type Transport struct {
 	reg      *Registry
 	key      func(*http.Request) string
@@ -96,6 +100,12 @@ func Middleware(cfg TransportConfig) (func(http.RoundTripper) http.RoundTripper,
 
 // RoundTrip implements http.RoundTripper.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if t == nil || t.reg == nil {
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, contract.New(contract.KindInternal, "breaker.Transport", "not created with NewTransport")
+	}
 	b := t.reg.Get(t.key(req))
 	var (
 		resp *http.Response

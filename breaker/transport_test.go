@@ -488,3 +488,34 @@ func TestRegistryKeepsNoCallerString(t *testing.T) {
 		t.Fatalf("breakers: %d", len(reg.Breakers()))
 	}
 }
+
+// closeCounter is a request body that counts its Close calls.
+type closeCounter struct {
+	strings.Reader
+	closed atomic.Int32
+}
+
+func (c *closeCounter) Close() error { c.closed.Add(1); return nil }
+
+// A Transport not built by NewTransport (a zero value, or a nil pointer
+// in a struct field) answers with an error and closes the request body,
+// as a RoundTripper must: it does not panic inside http.Client.
+func TestZeroTransportErrsWithoutPanicking(t *testing.T) {
+	for name, tr := range map[string]*breaker.Transport{"zero": {}, "nil": nil} {
+		t.Run(name, func(t *testing.T) {
+			body := &closeCounter{}
+			req, err := http.NewRequest(http.MethodPost, "http://127.0.0.1:1/x", body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := tr.RoundTrip(req)
+			var ce *contract.Error
+			if resp != nil || !errors.As(err, &ce) || ce.Kind != contract.KindInternal {
+				t.Fatalf("RoundTrip = %v, %v; want no response and a KindInternal *contract.Error", resp, err)
+			}
+			if body.closed.Load() != 1 {
+				t.Fatalf("request body closed %d times, want 1", body.closed.Load())
+			}
+		})
+	}
+}
