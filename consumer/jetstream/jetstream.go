@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -266,8 +267,9 @@ func (a *Adapter) ackFailed(ctx context.Context, msg js.Msg, r consumer.Result, 
 // Duplicate field tells a dropped republication.
 //
 // Errors are *contract.Error values: KindInvalid (permanent) for a nil or
-// invalid event and for a subject NATS refuses (empty, with whitespace:
-// matching nats.ErrBadSubject), KindTooLarge (permanent: do not retry) for
+// invalid event and for a subject that is not a message subject (empty,
+// with whitespace, an empty token or a wildcard token: matching
+// nats.ErrBadSubject), KindTooLarge (permanent: do not retry) for
 // an event above the server's max_payload or the stream's MaxMsgSize,
 // KindTimeout or KindCanceled from ctx, and KindUnavailable (retryable) for
 // any other failure to publish.
@@ -276,6 +278,9 @@ func Publish(ctx context.Context, j js.JetStream, subject string, ev *contract.E
 		return nil, contract.New(contract.KindInvalid, "consumer/jetstream.publish", "nil event")
 	}
 	if err := ev.Validate(); err != nil {
+		return nil, err
+	}
+	if err := publishSubject(subject); err != nil {
 		return nil, err
 	}
 	data, err := json.Marshal(ev)
@@ -289,6 +294,26 @@ func Publish(ctx context.Context, j js.JetStream, subject string, ev *contract.E
 		return nil, publishError(err)
 	}
 	return ack, nil
+}
+
+// publishSubject refuses a subject with an empty token ("a..b", ".a") or a
+// wildcard token ("a.*", "a.>"), which the client sends but NATS gives no
+// meaning as a message's subject: a server may store it, and consumers
+// filtering on concrete subjects never see the event. The error is a
+// permanent KindInvalid matching nats.ErrBadSubject, as for the subjects
+// the client itself refuses (empty, or with white space), which are left
+// to it.
+func publishSubject(subject string) error {
+	if subject == "" {
+		return nil
+	}
+	for tok := range strings.SplitSeq(subject, ".") {
+		if tok == "" || tok == "*" || tok == ">" {
+			return contract.Wrap(contract.KindInvalid, "consumer/jetstream.publish",
+				fmt.Errorf("%w: %q has an empty or wildcard token", nats.ErrBadSubject, subject))
+		}
+	}
+	return nil
 }
 
 // publishError classifies a PublishMsg error. A message larger than the

@@ -279,6 +279,9 @@ func TestPublishRejectsInvalidEvent(t *testing.T) {
 // refused by the client before sending) was KindUnavailable, retryable, so a
 // caller retrying retryable errors spun on it forever. Both are KindInvalid
 // now, permanent, the subject's refusal still matching nats.ErrBadSubject.
+// So are subjects the client sends but NATS gives no meaning as a message's
+// subject (a wildcard or empty token): the server stored one, where no
+// consumer filtering on concrete subjects would ever see it.
 func TestPublishRefusesBadInputPermanently(t *testing.T) {
 	j, _, subj := stream(t)
 	ev := &contract.Event{ID: "1", Source: "/s", SpecVersion: "1.0", Type: "t"}
@@ -293,6 +296,10 @@ func TestPublishRefusesBadInputPermanently(t *testing.T) {
 		{"space", subj + ". x", ev, nats.ErrBadSubject},
 		{"line break", subj + ".a\r\nb", ev, nats.ErrBadSubject},
 		{"tab", subj + ".a\tb", ev, nats.ErrBadSubject},
+		{"wildcard token", subj + ".*", ev, nats.ErrBadSubject},
+		{"full wildcard token", subj + ".>", ev, nats.ErrBadSubject},
+		{"empty token", subj + "..x", ev, nats.ErrBadSubject},
+		{"trailing dot", subj + ".x.", ev, nats.ErrBadSubject},
 	} {
 		_, err := jetstream.Publish(context.Background(), j, tc.subject, tc.ev)
 		if !errors.Is(err, contract.ErrInvalid) || contract.Retryable(err) || (tc.bad != nil && !errors.Is(err, tc.bad)) {
