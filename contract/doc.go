@@ -26,8 +26,11 @@
 // [As], and ask [KindOf], [Retryable] and [RetryAfter]. KindOf, Retryable
 // and As read the first *Error in errors.As order; RetryAfter returns the
 // first hint anywhere in the tree, so in errors.Join(invalid, rateLimited)
-// the rate-limited error's hint is found. Errors that are not an *Error are
-// classified:
+// the rate-limited error's hint is found. An *Error whose Cause is
+// [ErrRefusedLocally] was refused by a guard of this process (a rate
+// limiter, a bulkhead) before the call was made: errors.Is tells it from
+// the same kind returned by the dependency. Errors that are not an *Error
+// are classified:
 //
 //	context.DeadlineExceeded, net.Error and any Timeout() == true   timeout
 //	context.Canceled                                                canceled

@@ -240,6 +240,16 @@ var (
 	ErrMalformed          error = kindSentinel(KindMalformed)
 )
 
+// ErrRefusedLocally is the Cause of an error by which a guard in the
+// calling process (package limit's rate limiters and bulkheads) refused a
+// call before making it. errors.Is(err, ErrRefusedLocally) tells such a
+// refusal from an error of the same kind that the dependency returned (a
+// 429 it answered, read back with ParseProblem, never carries it): the
+// dependency never saw the call, so the refusal added none of its load,
+// and retry does not count it against a Budget. Give it as the Cause of an
+// admission control's own refusals for the same.
+var ErrRefusedLocally = errors.New("refused locally")
+
 // As returns the first *Error in err's chain, or, when there is none, a new
 // *Error classifying err (see KindOf). It returns nil for a nil err. A nil
 // *Error in the chain (a function that returned a nil *Error as an error)

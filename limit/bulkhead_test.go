@@ -455,7 +455,7 @@ func TestBulkheadNoLoggerNoLogs(t *testing.T) {
 	_ = b.Acquire(context.Background())
 	err := b.Acquire(context.Background())
 	wantErr(t, err, contract.KindUnavailable, CodeBulkheadFull)
-	if got := fmt.Sprint(err); got != "bulkhead: unavailable (limit.bulkhead_full): the service is at capacity; retry later" {
+	if got := fmt.Sprint(err); got != "bulkhead: unavailable (limit.bulkhead_full): the service is at capacity; retry later: refused locally" {
 		t.Errorf("message = %q", got)
 	}
 }

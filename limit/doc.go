@@ -38,9 +38,12 @@
 // CodeBulkheadFull or CodeBulkheadWaitTimeout and RetryAfter set from
 // BulkheadConfig.RetryAfter. Unavailable, not rate limited, because the
 // bulkhead protects the server's capacity whoever the caller is: the caller
-// did nothing wrong, the service is busy. A call whose context ends while it
-// waits gets KindCanceled or KindTimeout wrapping the context error; a
-// context that is already done never takes a slot.
+// did nothing wrong, the service is busy. It wraps
+// contract.ErrRefusedLocally: the call was never made, so errors.Is tells
+// it from a dependency's own 503, and a retry Budget does not count it. A
+// call whose context ends while it waits gets KindCanceled or KindTimeout
+// wrapping the context error; a context that is already done never takes a
+// slot.
 //
 // The uncontended path is lock free and allocates nothing: the slots are
 // split over a few stripes, each alone on its cache line (MaxConcurrent in
@@ -65,7 +68,8 @@
 // CodeRateLimited whose RetryAfter is exactly the time until a token is
 // available, read from the bucket's state without reserving: refused calls
 // do not consume tokens, even many at once, so a client that honours
-// Retry-After gets in.
+// Retry-After gets in. Like a bulkhead's refusal, it wraps
+// contract.ErrRefusedLocally.
 //
 // KeyedLimiter keeps one bucket per key (API key, tenant, client IP) with
 // bounded memory: at most KeyedConfig.MaxKeys keys (the least recently used

@@ -10,6 +10,9 @@ import (
 // Stable machine codes of the errors returned by this package. Match an
 // error's kind with errors.Is(err, contract.ErrUnavailable) or
 // errors.Is(err, contract.ErrRateLimited), and its code with contract.As(err).Code.
+// Every refusal (the codes below but CodeConfigInvalid) wraps
+// contract.ErrRefusedLocally: errors.Is tells it from an error of the same
+// kind and code that a dependency answered.
 const (
 	// CodeBulkheadFull: every slot is taken and the wait queue is full (or
 	// MaxWaiting is 0). Kind: contract.KindUnavailable.
@@ -47,7 +50,10 @@ func ctxError(op string, err error) error {
 // Duration, which overflow whoever adds to them (rounding up to seconds).
 const maxRetryAfter = 365 * 24 * time.Hour
 
+// rejected is a refusal: its Cause, contract.ErrRefusedLocally, tells it
+// from the same kind of error returned by the dependency, and keeps it off
+// a retry Budget (the call never reached the dependency).
 func rejected(kind contract.Kind, op, code, detail string, retryAfter time.Duration) error {
 	retryAfter = min(retryAfter, maxRetryAfter)
-	return &contract.Error{Kind: kind, Code: code, Op: op, Detail: detail, RetryAfter: retryAfter}
+	return &contract.Error{Kind: kind, Code: code, Op: op, Detail: detail, RetryAfter: retryAfter, Cause: contract.ErrRefusedLocally}
 }

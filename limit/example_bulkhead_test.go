@@ -35,7 +35,7 @@ func ExampleDo() {
 	fmt.Println(v, err)
 	// Output:
 	// true limit.bulkhead_full 2s
-	// payments-db: unavailable (limit.bulkhead_full): the service is at capacity; retry later
+	// payments-db: unavailable (limit.bulkhead_full): the service is at capacity; retry later: refused locally
 	// charged <nil>
 }
 

@@ -15,7 +15,9 @@ import (
 	"github.com/sadpath/sadpath/logctx"
 )
 
-// wantErr asserts err is a *contract.Error of kind k with the given code.
+// wantErr asserts err is a *contract.Error of kind k with the given code,
+// wrapping contract.ErrRefusedLocally if and only if it is a refusal (rate
+// limited or unavailable), not a context error.
 func wantErr(t *testing.T, err error, k contract.Kind, code string) *contract.Error {
 	t.Helper()
 	if err == nil {
@@ -27,6 +29,10 @@ func wantErr(t *testing.T, err error, k contract.Kind, code string) *contract.Er
 	}
 	if e.Kind != k || (code != "" && e.Code != code) {
 		t.Fatalf("err = %v: kind %v code %q, want kind %v code %q", err, e.Kind, e.Code, k, code)
+	}
+	refusal := k == contract.KindRateLimited || k == contract.KindUnavailable
+	if got := errors.Is(err, contract.ErrRefusedLocally); got != refusal {
+		t.Fatalf("err = %v: errors.Is(err, contract.ErrRefusedLocally) = %v, want %v", err, got, refusal)
 	}
 	return e
 }

@@ -14,14 +14,16 @@ import (
 // safe for concurrent use.
 //
 // Do calls Call once per call, after its first attempt (not when that
-// attempt was a circuit breaker's rejection, see below), Success after each
-// successful attempt, Failure after each attempt failing with a Transient or
-// Overloaded error (permanent errors say nothing about the dependency's
-// health, and a circuit breaker's rejection, errors.Is
-// gobreaker.ErrOpenState or ErrTooManyRequests, never reached it), and
-// Retry before each retry; when Retry reports false the retry
-// is not made and Do returns the failure with StopBudget. A Transport
-// reports every request the same way, those it never retries included.
+// attempt was a circuit breaker's rejection or a local refusal, see
+// below), Success after each successful attempt, Failure after each attempt
+// failing with a Transient or Overloaded error (permanent errors say
+// nothing about the dependency's health, and a circuit breaker's
+// rejection, errors.Is gobreaker.ErrOpenState or ErrTooManyRequests, never
+// reached it, nor did a refusal by a local rate limiter or bulkhead,
+// errors.Is contract.ErrRefusedLocally), and Retry before each retry; when
+// Retry reports false the retry is not made and Do returns the failure
+// with StopBudget. A Transport reports every request the same way, those
+// it never retries included.
 type Budget interface {
 	Call()
 	Success()

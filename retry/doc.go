@@ -139,7 +139,10 @@ A circuit breaker's rejection (errors.Is [gobreaker.ErrOpenState] or
 reached the dependency, so it adds none of the load the budget guards
 against, and an outage behind an open breaker does not empty a
 TokenBucket with rejections alone (retries refused until some 50
-successes after the dependency is back). A retry after a rejection still
+successes after the dependency is back). Nor is a refusal by a rate
+limiter or bulkhead of this process (package limit's, errors.Is
+[contract.ErrRefusedLocally]): a burst over a client-side rate limit does
+not cost a healthy dependency its retries. A retry after a rejection still
 asks the budget: it may reach the dependency.
 
 When the budget refuses, Do returns the original failure inside an *Error

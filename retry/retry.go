@@ -78,9 +78,9 @@ func do[T any](ctx context.Context, p *Policy, fn func(context.Context) (T, erro
 		}
 		return v, nil
 	}
-	if p.budget != nil && !breakerRejected(err) {
+	if p.budget != nil && !notSent(err) {
 		// Counted once it reached the dependency: a circuit breaker's
-		// rejection is no call for the Budget (see breakerRejected).
+		// rejection or a local refusal is no call for the Budget (see notSent).
 		p.budget.Call()
 	}
 	return loop(ctx, p, fn, v, err, true, beforeWait)
@@ -169,12 +169,12 @@ func (c *call) failed(ctx context.Context, n int, err error, beforeWait func()) 
 	case Permanent:
 		return 0, c.stopAt(ctx, now, n, StopPermanent, err, nil)
 	case Overloaded:
-		if p.budget != nil && !breakerRejected(err) {
+		if p.budget != nil && !notSent(err) {
 			p.budget.Failure()
 		}
 		return 0, c.stopAt(ctx, now, n, StopOverloaded, err, nil)
 	}
-	if p.budget != nil && !breakerRejected(err) {
+	if p.budget != nil && !notSent(err) {
 		p.budget.Failure()
 	}
 	if n >= p.maxAttempts {
@@ -289,17 +289,21 @@ func (c *call) stopAt(ctx context.Context, now time.Time, n int, r StopReason, c
 	return e
 }
 
-// breakerRejected reports whether err is a circuit breaker's rejection
-// (package breaker's, errors.Is gobreaker.ErrOpenState or
-// ErrTooManyRequests): the call never reached the dependency. It is
-// neither a Call nor a Failure for the Budget, which protects the
-// dependency from load a rejection does not add, and a failure the breaker
-// has already counted: an outage behind a breaker would otherwise empty a
-// TokenBucket with rejections alone, and refuse retries long after the
-// dependency is back, or swell a RatioBudget's count of calls, and with it
-// the retries it allows once the breaker lets calls through again.
-func breakerRejected(err error) bool {
-	return errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests)
+// notSent reports whether err is a circuit breaker's rejection (package
+// breaker's, errors.Is gobreaker.ErrOpenState or ErrTooManyRequests) or
+// another local refusal (package limit's rate limiters and bulkheads,
+// errors.Is contract.ErrRefusedLocally): the call never reached the
+// dependency. It is neither a Call nor a Failure for the Budget, which
+// protects the dependency from load a refusal does not add, and a failure
+// the breaker has already counted: an outage behind a breaker would
+// otherwise empty a TokenBucket with rejections alone, and refuse retries
+// long after the dependency is back, or swell a RatioBudget's count of
+// calls, and with it the retries it allows once the breaker lets calls
+// through again; so would a burst of calls over a local rate limit, the
+// dependency healthy all along.
+func notSent(err error) bool {
+	return errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) ||
+		errors.Is(err, contract.ErrRefusedLocally)
 }
 
 // innerOverloaded reports whether err is another retry layer's give-up

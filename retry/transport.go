@@ -254,7 +254,7 @@ func (t *Transport) once(req *http.Request) (*http.Response, error) {
 		}
 	}
 	if report {
-		if err == nil || !breakerRejected(err) { // see breakerRejected
+		if err == nil || !notSent(err) { // see notSent
 			t.p.budget.Call()
 		}
 		t.reportOnce(req.Context(), resp, err)
@@ -268,8 +268,8 @@ func (t *Transport) once(req *http.Request) (*http.Response, error) {
 // reportOnce tells the Budget how the one attempt of once went, as try
 // and Do would have: a Success for an answer below 400, a Failure for a
 // RetryStatuses answer or a connection error that the Policy classifies
-// Transient or Overloaded (not a circuit breaker's rejection, see
-// breakerRejected), nothing otherwise, nor when ctx, the caller's
+// Transient or Overloaded (not a circuit breaker's rejection or a local
+// refusal, see notSent), nothing otherwise, nor when ctx, the caller's
 // context, has ended: Do stops then before it reports a failure, which
 // the caller's deadline rather than the dependency caused. The body is not
 // peeked at: a 503 costs a Failure whether it says "overloaded" or not.
@@ -295,7 +295,7 @@ func (t *Transport) reportOnce(ctx context.Context, resp *http.Response, err err
 	if ctx.Err() != nil {
 		return
 	}
-	if c := p.classify(err); (c == Transient || c == Overloaded) && !breakerRejected(err) {
+	if c := p.classify(err); (c == Transient || c == Overloaded) && !notSent(err) {
 		p.budget.Failure()
 	}
 }
