@@ -46,9 +46,12 @@
 // sorts a call's error: nil is a Success; the caller's own errors — contract
 // kinds invalid, unauthorized, forbidden, not found, conflict, precondition
 // failed, too large, and canceled (context.Canceled) — are ignored: a flood
-// of quick bad requests never opens the breaker; timeouts
-// (context.DeadlineExceeded too), unavailable, rate limited, overloaded,
-// internal and unknown errors are failures. A call that takes longer than
+// of quick bad requests never opens the breaker; so is a refusal by a rate
+// limiter of this process (rate limited wrapping contract.ErrRefusedLocally,
+// package limit's), which says how much the callers send, not how the
+// dependency does; timeouts (context.DeadlineExceeded too), unavailable (a
+// full bulkhead of package limit's too), rate limited by the dependency,
+// overloaded, internal and unknown errors are failures. A call that takes longer than
 // Config.SlowCallThreshold is a failure whatever it returned, a caller's
 // error included — the caller still gets its result — so a dependency that
 // turns slow trips the breaker before callers time out, and one that hangs

@@ -1,6 +1,7 @@
 package breaker
 
 import (
+	"errors"
 	"time"
 
 	"github.com/sadpath/sadpath/contract"
@@ -32,10 +33,15 @@ func (o Outcome) String() string {
 // Success. Errors of the caller — contract kinds invalid, unauthorized,
 // forbidden, not found, conflict, precondition failed, too large, and
 // canceled (including context.Canceled) — are ignored: they say nothing about
-// the dependency's health. Everything else — timeouts (including
-// context.DeadlineExceeded and net timeouts), unavailable, rate limited,
-// overloaded, internal and unknown errors — is a Failure. Whatever the
-// classification, a call slower than Config.SlowCallThreshold counts as Slow.
+// the dependency's health; so is the refusal of a rate limiter of this
+// process (rate limited, wrapping contract.ErrRefusedLocally: package
+// limit's), which depends on how much the callers send, not on the
+// dependency. Everything else — timeouts (including
+// context.DeadlineExceeded and net timeouts), unavailable (a full bulkhead
+// of package limit's too: its slots stay taken while the dependency is
+// slow), rate limited by the dependency, overloaded, internal and unknown
+// errors — is a Failure. Whatever the classification, a call slower than
+// Config.SlowCallThreshold counts as Slow.
 func Classify(err error) Outcome {
 	if err == nil {
 		return Success
@@ -45,6 +51,10 @@ func Classify(err error) Outcome {
 		contract.KindNotFound, contract.KindConflict, contract.KindPreconditionFailed,
 		contract.KindTooLarge, contract.KindCanceled:
 		return Ignore
+	case contract.KindRateLimited:
+		if errors.Is(contract.As(err), contract.ErrRefusedLocally) { // the rate limited error itself, not one beside it
+			return Ignore
+		}
 	}
 	return Failure
 }

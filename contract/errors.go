@@ -246,8 +246,9 @@ var (
 // refusal from an error of the same kind that the dependency returned (a
 // 429 it answered, read back with ParseProblem, never carries it): the
 // dependency never saw the call, so the refusal added none of its load,
-// and retry does not count it against a Budget. Give it as the Cause of an
-// admission control's own refusals for the same.
+// and retry does not count it against a Budget; breaker does not count a
+// rate limited one as a failure of the dependency either. Give it as the
+// Cause of an admission control's own refusals for the same.
 var ErrRefusedLocally = errors.New("refused locally")
 
 // As returns the first *Error in err's chain, or, when there is none, a new
