@@ -82,6 +82,17 @@
 // gives it tokens it would not have had. Keys are spread over independently
 // locked shards; MaxKeys bounds them all together.
 //
+// A key forgotten because the limiter was full comes back with a full
+// bucket. Where clients can mint keys (usernames or API keys checked after
+// the limiter, the 65,536 /64s of one IPv6 /48), that is a way around the
+// limit: sending about MaxKeys fresh keys between two uses of a key has it
+// forgotten, the client's own or a victim's under a password guessing
+// attack, and its burst granted again. Bound how fast new keys can arrive
+// as well: with a Limiter of rate G (or a KeyedLimiter on a coarser key) in
+// front, at most G times the refill time keys arrive within one refill
+// period, and a MaxKeys above that makes every eviction lossless. Or key by
+// what clients cannot mint, such as an authenticated tenant.
+//
 // # HTTP
 //
 // Bulkhead.Middleware, Limiter.Middleware and KeyedLimiter.Middleware wrap

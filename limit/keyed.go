@@ -61,6 +61,9 @@ type KeyedConfig struct {
 // Wait-mode debt too (which IdleTimeout guarantees); a key evicted early
 // because more than MaxKeys keys are active comes back with a full bucket,
 // so size MaxKeys above the number of keys active within one refill period.
+// Clients that can mint keys decide that number: bound the rate of new keys
+// too (see the package documentation), or one sending about MaxKeys fresh
+// keys has any key forgotten and its burst granted again.
 //
 // Keys are spread over independently locked shards, so calls for different
 // keys rarely contend; one atomic count of the keys of all shards enforces
