@@ -118,7 +118,11 @@
 // # Time, logging and concurrency
 //
 // Time comes from a Clock (default: the real clock); package limittest has a
-// manual one, so tests of wait timeouts and refills never sleep. With a
+// manual one, so tests of wait timeouts and refills never sleep. A token
+// bucket's time never goes back: a call whose clock reading another call
+// overtook on its way to the bucket acts at the bucket's time, so the
+// refill between the two is never granted twice (x/time/rate, given the
+// older time, would). With a
 // Logger configured, each refusal is logged at Info and each wait at Debug
 // as a logctx.Decision ("bulkhead.rejected", "ratelimit.waited", …) carrying
 // the coordinates of the request's context; with none, nothing is logged and

@@ -98,7 +98,7 @@ type keyShard struct {
 
 type keyEntry struct {
 	key        string
-	bucket     *rate.Limiter
+	bucket     bucket
 	last       time.Time
 	prev, next *keyEntry
 }
@@ -207,7 +207,7 @@ func (k *KeyedLimiter) sweep(now time.Time) {
 // lookup and a move to the front of its shard's list, under the shard's
 // lock; a new key is stored as a copy (or as its hash), never as the
 // caller's string.
-func (k *KeyedLimiter) bucket(key string, now time.Time) (*rate.Limiter, bool) {
+func (k *KeyedLimiter) bucket(key string, now time.Time) (*bucket, bool) {
 	h := maphash.String(k.seed1, key)
 	hashed := len(key) > maxKeyBytes
 	if hashed {
@@ -242,12 +242,15 @@ func (k *KeyedLimiter) bucket(key string, now time.Time) (*rate.Limiter, bool) {
 			// would keep all of that alive for as long as it is tracked.
 			key = strings.Clone(key)
 		}
-		e = &keyEntry{key: key, bucket: k.core.newBucket()}
+		e = &keyEntry{key: key}
+		k.core.initBucket(&e.bucket)
 		s.m[key] = e
 	}
-	e.last = now
+	if now.After(e.last) { // a reading overtaken by another call's does not move it back
+		e.last = now
+	}
 	s.pushFront(e)
-	return e.bucket, created
+	return &e.bucket, created
 }
 
 // claim takes one of the MaxKeys places for a new key of shard own, whose

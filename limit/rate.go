@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"math"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/sadpath/sadpath/contract"
@@ -117,39 +118,108 @@ func newRateCore(cfg LimiterConfig, prefix string) (rateCore, error) {
 	return c, nil
 }
 
-func (c *rateCore) newBucket() *rate.Limiter {
-	l := rate.NewLimiter(c.limit, c.burst)
-	// rate.NewLimiter starts with a full bucket at time zero; anchoring it
-	// on our clock keeps injected clocks (which may read any time) exact.
-	l.SetBurstAt(c.clock.Now(), c.burst)
-	return l
+// bucket is a token bucket whose time never goes back. x/time/rate takes
+// each call's time as given: a time older than the bucket's moves the
+// bucket's clock back to it, and the next call counts the refill between
+// the two a second time. Concurrent calls read the clock before they reach
+// the bucket, so they often arrive out of order (a Wait-mode Limiter under
+// 64 goroutines let through up to twice its rate); every use of lim
+// therefore holds mu and acts at the latest time the bucket has seen, a
+// call whose reading was overtaken at the bucket's time.
+type bucket struct {
+	mu   sync.Mutex
+	last time.Time // the latest time lim was given
+	lim  *rate.Limiter
 }
 
-// take spends one token of lim, at time now, following the mode.
-func (c *rateCore) take(ctx context.Context, lim *rate.Limiter, now time.Time) error {
-	if lim.AllowN(now, 1) { // allocation-free fast path
+// at returns the time a call that read now acts at: now, or the bucket's
+// time if that is later. The caller holds b.mu.
+func (b *bucket) at(now time.Time) time.Time {
+	if now.Before(b.last) {
+		return b.last
+	}
+	b.last = now
+	return now
+}
+
+// cancel gives back the token of r, a reservation of b, at the current time.
+func (b *bucket) cancel(r *rate.Reservation, now time.Time) {
+	b.mu.Lock()
+	r.CancelAt(b.at(now))
+	b.mu.Unlock()
+}
+
+func (c *rateCore) initBucket(b *bucket) {
+	now := c.clock.Now()
+	b.lim = rate.NewLimiter(c.limit, c.burst)
+	// rate.NewLimiter starts with a full bucket at time zero; anchoring it
+	// on our clock keeps injected clocks (which may read any time) exact.
+	b.lim.SetBurstAt(now, c.burst)
+	b.last = now
+}
+
+// take spends one token of b, at time now (or the bucket's time, if later:
+// see bucket), following the mode.
+func (c *rateCore) take(ctx context.Context, b *bucket, now time.Time) error {
+	b.mu.Lock()
+	now = b.at(now)
+	if b.lim.AllowN(now, 1) { // allocation-free fast path
+		b.mu.Unlock()
 		return nil
 	}
+	d, r, refused := c.decide(ctx, b.lim, now)
+	b.mu.Unlock()
+	if refused != "" {
+		return c.reject(ctx, d, refused)
+	}
+	if r == nil {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		b.cancel(r, now)
+		return ctxError(c.name, err)
+	}
+	timer, stop := c.clock.NewTimer(d)
+	select {
+	case <-timer:
+		if c.logger != nil {
+			logctx.Decision(ctx, c.logger, slog.LevelDebug, "ratelimit.waited", "rate exceeded",
+				slog.String(logctx.KeyDependency, c.name),
+				slog.Duration("waited", d))
+		}
+		return nil
+	case <-ctx.Done():
+		stop()
+		b.cancel(r, c.clock.Now())
+		return ctxError(c.name, ctx.Err())
+	}
+}
+
+// decide is take's choice for a call that found no token in lim at now,
+// made under the bucket's lock (and logged after it): a refusal, the
+// reason non-empty, with its retry-after d; a reservation r to wait d for
+// (Wait mode); or, both nil, the call may proceed.
+func (c *rateCore) decide(ctx context.Context, lim *rate.Limiter, now time.Time) (d time.Duration, r *rate.Reservation, refused string) {
 	if c.mode == Reject {
 		// The delay until a token is ours is (1 - tokens) / rate: computed
 		// from the bucket, not from a reservation made and cancelled, which
 		// would take the limiter's lock twice more on the hot reject path.
 		lmt := lim.Limit()
 		if lim.Burst() < 1 || lmt <= 0 {
-			return c.reject(ctx, rate.InfDuration, "no token can ever be granted")
+			return rate.InfDuration, nil, "no token can ever be granted"
 		}
 		wait := (1 - lim.TokensAt(now)) / float64(lmt) * float64(time.Second)
 		if wait >= float64(maxRetryAfter) { // also keeps the conversion from overflowing
-			return c.reject(ctx, maxRetryAfter, "rate exceeded")
+			return maxRetryAfter, nil, "rate exceeded"
 		}
 		d := time.Duration(wait)
 		if d <= 0 { // a token came back (a cancelled wait) since AllowN
 			if lim.AllowN(now, 1) {
-				return nil
+				return 0, nil, ""
 			}
 			d = time.Nanosecond
 		}
-		return c.reject(ctx, d, "rate exceeded")
+		return d, nil, "rate exceeded"
 	}
 	limit := c.maxWait
 	if dl, ok := ctx.Deadline(); ok {
@@ -165,41 +235,24 @@ func (c *rateCore) take(ctx context.Context, lim *rate.Limiter, now time.Time) e
 	// counted on them, so concurrent refusals would drain the bucket.
 	if lmt := lim.Limit(); lmt > 0 && lmt != rate.Inf && lim.Burst() >= 1 {
 		if wait := (1 - lim.TokensAt(now)) / float64(lmt) * float64(time.Second); wait > float64(limit) {
-			return c.reject(ctx, time.Duration(min(wait, float64(maxRetryAfter))), "rate exceeded and the wait would pass max wait or the deadline")
+			return time.Duration(min(wait, float64(maxRetryAfter))), nil, "rate exceeded and the wait would pass max wait or the deadline"
 		}
 	}
 	// Reserve the token to learn exactly when it is ours, then wait for it
 	// or give it back.
-	r := lim.ReserveN(now, 1)
+	r = lim.ReserveN(now, 1)
 	if !r.OK() {
-		return c.reject(ctx, rate.InfDuration, "no token can ever be granted")
+		return rate.InfDuration, nil, "no token can ever be granted"
 	}
-	d := r.DelayFrom(now)
+	d = r.DelayFrom(now)
 	if d == 0 {
-		return nil
+		return 0, nil, ""
 	}
-	if d > limit { // another call reserved since the check above
+	if d > limit { // rounding: the check above saw the wait within limit
 		r.CancelAt(now)
-		return c.reject(ctx, d, "rate exceeded and the wait would pass max wait or the deadline")
+		return d, nil, "rate exceeded and the wait would pass max wait or the deadline"
 	}
-	if err := ctx.Err(); err != nil {
-		r.CancelAt(now)
-		return ctxError(c.name, err)
-	}
-	timer, stop := c.clock.NewTimer(d)
-	select {
-	case <-timer:
-		if c.logger != nil {
-			logctx.Decision(ctx, c.logger, slog.LevelDebug, "ratelimit.waited", "rate exceeded",
-				slog.String(logctx.KeyDependency, c.name),
-				slog.Duration("waited", d))
-		}
-		return nil
-	case <-ctx.Done():
-		stop()
-		r.CancelAt(c.clock.Now())
-		return ctxError(c.name, ctx.Err())
-	}
+	return d, r, ""
 }
 
 func (c *rateCore) reject(ctx context.Context, retryAfter time.Duration, reason string) error {
@@ -232,7 +285,7 @@ func (c *rateCore) reject(ctx context.Context, retryAfter time.Duration, reason 
 // value is not usable.
 type Limiter struct {
 	core   rateCore
-	bucket *rate.Limiter
+	bucket bucket
 }
 
 // NewLimiter returns a Limiter for cfg, or a *contract.Error of KindInvalid
@@ -242,7 +295,9 @@ func NewLimiter(cfg LimiterConfig) (*Limiter, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Limiter{core: c, bucket: c.newBucket()}, nil
+	l := &Limiter{core: c}
+	c.initBucket(&l.bucket)
+	return l, nil
 }
 
 // Take spends one token, waiting for it in Wait mode. It returns nil when
@@ -253,5 +308,5 @@ func (l *Limiter) Take(ctx context.Context) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	return l.core.take(ctx, l.bucket, l.core.clock.Now())
+	return l.core.take(ctx, &l.bucket, l.core.clock.Now())
 }

@@ -193,7 +193,7 @@ func TestLimiterWaitModeConcurrentRefusalsConsumeNothing(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if got := l.bucket.TokensAt(clk.Now()); got != -1 {
+	if got := l.bucket.lim.TokensAt(clk.Now()); got != -1 {
 		t.Fatalf("bucket holds %v tokens after the refusals, want -1 (the waiter's token only)", got)
 	}
 	clk.Advance(time.Second)
