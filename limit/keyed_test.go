@@ -492,7 +492,12 @@ func TestKeyedLimiterFullWaitsForABusyShard(t *testing.T) {
 	s1.mu.Lock() // another call holds shard 1
 	done := make(chan error, 1)
 	go func() { done <- k.Take(context.Background(), shardKeys(k, 0, "new-", 1)[0]) }()
-	time.Sleep(20 * time.Millisecond) // let it find nothing it can evict
+	// Wait, without sleeping, until it holds its own shard: it is then
+	// looking for a key to forget, and every one is in shard 1.
+	for s0 := &k.shards[0]; s0.mu.TryLock(); {
+		s0.mu.Unlock()
+		runtime.Gosched()
+	}
 	select {
 	case err := <-done:
 		t.Fatalf("new key added while every key was locked away: %v", err)
