@@ -85,12 +85,43 @@ redelivery, so a retry delay longer than HoldTimeout (a long backoff, the
 lease a crashed instance left on the event) does not have the event
 skipped before it comes back.
 
-That promise holds per Guard: the wait and its restarts live in the Guard's
-memory. With a State shared by several processes (ordering/pgstate), each
-process's Guard times out its own held events, and a TimeoutSkip it
-records in the shared State does not know that the missing event has just
-failed in another process: that process's redelivery of it is then dropped
-as stale. With a shared State, use TimeoutReject (held events are
+The wait and its restarts live in the Guard's memory, and each process's
+Guard times out its own held events. With a State shared by several
+processes, a Guard learns of the failures seen by the others through the
+State when it is a RedeliveryState (ordering/pgstate is): under GapHold
+with TimeoutSkip, every Guard records in it each failure it sees — the
+sequence and when its redelivery is due: now, or now plus the delay given
+to Retrying — and a timeout skip, decided under the subject's lock, first
+looks there: when a sequence it would skip has a record whose time is
+less than HoldTimeout (the skipping Guard's) ago, or still to come, the
+wait restarts at that time instead, as for a failure seen in the same
+process. So no process's
+timeout skips an event that has just failed in another one and is about to
+be redelivered. Its limits:
+
+  - The failure of an ApplyFunc (direct or released from the hold) is
+    recorded before the subject is unlocked (pgstate: in the transaction
+    that ran it, its effects rolled back): no skip can come between. The
+    other failures — the State's own (before deciding, or a failed commit
+    after the apply), and those reported with Failed or Retrying — are
+    recorded by a write of their own, after them: a skip committed before
+    that write is not held back, as in one process a skip decided before
+    Failed is called is not. Recording is best effort: when it fails too
+    (the database lost along with the event), the failure is logged
+    ("redelivery not recorded") and only the process that saw it knows of
+    it.
+  - A record lapses HoldTimeout after its time: a process that crashed
+    before the redelivery holds the others' timeouts back by one
+    HoldTimeout at most, never for good.
+  - Only Guards under GapHold with TimeoutSkip record failures: run every
+    consumer of the subjects with that policy (a Guard under GapReject or
+    TimeoutReject, which skips nothing, records nothing either).
+  - Times recorded by one process are compared with another's clock: a
+    clock skew between processes shortens or lengthens the wait by as much.
+
+A State shared without being a RedeliveryState gives each Guard's promise
+alone: another process's redelivery of an event skipped meanwhile is
+dropped as stale. With such a State, use TimeoutReject (held events are
 redelivered, nothing is skipped), or have one Guard handle each subject
 (one consumer per subject partition).
 
@@ -102,9 +133,9 @@ records the sequence it returns. Memory is the bounded in-memory State
 (MemoryConfig.MaxSubjects and MaxBytes, optional IdleTTL eviction); the
 github.com/sadpath/sadpath/ordering/pgstate module keeps it in PostgreSQL
 and runs the ApplyFunc inside the transaction that updates the sequence, so
-the effect and the sequence commit together. The package
-github.com/sadpath/sadpath/ordering/statetest checks any State against the
-contract.
+the effect and the sequence commit together, and it is a RedeliveryState
+(see Gaps). The package github.com/sadpath/sadpath/ordering/statetest
+checks any State against the contract.
 
 # Calling the Guard from an ApplyFunc
 
@@ -121,7 +152,10 @@ allocates nothing:
     until the context ends on pgstate. Hand such an event back to the
     broker instead (return a retryable error, or publish it).
   - State().Last, and Retrying and Failed, which only read it, never wait
-    for Memory's lock; on pgstate they take a pool connection of their own.
+    for Memory's lock; on pgstate they take a pool connection of their own
+    (under TimeoutSkip, Retrying and Failed also record the redelivery
+    there, in a table beside the subjects' that the ApplyFunc's
+    transaction does not lock).
   - Process for another subject runs, nested: the ApplyFunc then holds
     both subjects' locks. Keep such nesting in one direction (an order of
     subjects): two ApplyFuncs processing each other's subject at the same

@@ -75,13 +75,16 @@ const (
 	// and the next Process or Sweep of the subject tries again.
 	//
 	// Its promise — a skipped sequence went unseen, or kept failing without
-	// a redelivery, for HoldTimeout — holds per Guard. Guards in several
-	// processes sharing a State (ordering/pgstate) each restart only their
-	// own wait: when the missing event fails in process B while process A
-	// holds events behind it, A's timeout can record the skip in the shared
-	// State, and B's redelivery of the event is then dropped as stale. With
-	// a shared State, use TimeoutReject, or route each subject to one Guard
-	// (one consumer per subject partition).
+	// a redelivery, for HoldTimeout — holds across the processes sharing a
+	// RedeliveryState (ordering/pgstate) whose Guards all skip gaps: each
+	// records the failures it sees there, and a skip honours those of the
+	// others (see RedeliveryState and, for the limits, the package
+	// documentation, "Gaps"). Over a State shared without being one, it
+	// holds per Guard only: when the missing event fails in process B
+	// while process A holds events behind it, A's timeout can record the
+	// skip, and B's redelivery of the event is then dropped as stale; use
+	// TimeoutReject there, or route each subject to one Guard (one
+	// consumer per subject partition).
 	TimeoutSkip TimeoutAction = iota
 	// TimeoutReject settles every held event of the subject with ErrGap, so
 	// the caller redelivers them later; not on the Process call of one of
@@ -128,9 +131,9 @@ type Config struct {
 	// (package consumer does), which restarts the wait at the redelivery.
 	//
 	// The wait and its restarts are this Guard's: with a State shared by
-	// several processes (ordering/pgstate), each Guard times out its own
-	// held events, and a timeout skip it records in the shared State does
-	// not know that another process has just seen the missing event fail.
+	// several processes, each Guard times out its own held events. Under
+	// TimeoutSkip on a RedeliveryState (ordering/pgstate), the failures
+	// the other processes' Guards see restart it too, through the State.
 	// See TimeoutSkip.
 	HoldTimeout time.Duration
 
@@ -219,6 +222,10 @@ type Guard struct {
 	log         *slog.Logger
 	hold        hold
 	maxSeq      uint64 // highest sequence the state can record
+	// shared is the state when it records redeliveries for the Guards of
+	// other processes (RedeliveryState) and this Guard skips gaps
+	// (GapHold with TimeoutSkip): nil otherwise.
+	shared RedeliveryState
 }
 
 // New returns a Guard configured by cfg, or an error of KindInvalid (code
@@ -264,6 +271,9 @@ func New(cfg Config) (*Guard, error) {
 	g.maxSeq = math.MaxUint64
 	if b, ok := g.state.(BoundedState); ok {
 		g.maxSeq = b.MaxSequence()
+	}
+	if rs, ok := g.state.(RedeliveryState); ok && g.policy == GapHold && g.onTimeout == TimeoutSkip {
+		g.shared = rs
 	}
 	if g.maxHeld == 0 {
 		g.maxHeld = 1024
@@ -316,6 +326,12 @@ func (g *Guard) MaxHeld() int {
 // below the lowest held event of its subject; when that read fails, the
 // wait restarts (ev may be the missing one).
 //
+// Under GapHold with TimeoutSkip on a RedeliveryState (ordering/pgstate),
+// it also records there that ev's redelivery is due now, for the Guards of
+// the other processes sharing the State, unless ev is at or below the
+// subject's last applied sequence: one write, without waiting for the
+// subject's lock; a failure of it is logged.
+//
 // Callers that pass every delivery to Process need not call it: Process
 // restarts the wait itself when the missing event fails. Retrying does
 // what Failed does and also takes the redelivery's delay into account.
@@ -323,7 +339,9 @@ func (g *Guard) Failed(ctx context.Context, ev *contract.Event) {
 	if ev == nil || ev.Subject == "" || ev.Sequence == 0 {
 		return
 	}
-	g.undecided(ctx, ev, g.clock.Now())
+	now := g.clock.Now()
+	g.undecided(ctx, ev, now)
+	g.share(ctx, ev, now)
 }
 
 // Retrying tells the Guard that ev failed — in Process, released from the
@@ -337,7 +355,8 @@ func (g *Guard) Failed(ctx context.Context, ev *contract.Event) {
 // drops it as stale. Otherwise, and for an event without subject or
 // sequence, it does nothing. A negative delay counts as 0. Like Failed, it
 // reads the State's last applied sequence only when ev lies below the
-// lowest held event of its subject.
+// lowest held event of its subject, and records the redelivery, due now
+// plus delay, in a RedeliveryState for the other processes' Guards.
 //
 // Package consumer calls it for every delivery it answers with Retry for
 // a reason other than a gap, with the Result's delay.
@@ -345,7 +364,9 @@ func (g *Guard) Retrying(ctx context.Context, ev *contract.Event, delay time.Dur
 	if ev == nil || ev.Subject == "" || ev.Sequence == 0 {
 		return
 	}
-	g.undecided(ctx, ev, g.clock.Now().Add(max(delay, 0)))
+	at := g.clock.Now().Add(max(delay, 0))
+	g.undecided(ctx, ev, at)
+	g.share(ctx, ev, at)
 }
 
 // Process decides ev and, when it is the next of its subject, applies it
@@ -449,12 +470,28 @@ func (g *Guard) advance(ctx context.Context, ev *contract.Event, apply ApplyFunc
 		return g.decideLocked(ctx, e, ev, apply, settle)
 	}
 	var o Outcome
-	err := g.state.Advance(ctx, ev.Subject, func(ctx context.Context, last uint64) (uint64, error) {
-		var next uint64
-		var err error
-		next, o, err = g.decide(ctx, last, ev, apply, settle)
-		return next, err
-	})
+	var err error
+	if g.shared != nil {
+		err = g.shared.AdvanceRedelivery(ctx, ev.Subject, func(ctx context.Context, last uint64, _ func(context.Context, uint64) (time.Time, error)) (uint64, Redelivery, error) {
+			var next uint64
+			var err error
+			next, o, err = g.decide(ctx, last, ev, apply, settle)
+			if err != nil && o.Decision == Apply {
+				// The apply failed: ev is redelivered. Recorded before the
+				// subject is unlocked, so that no Guard sharing the State
+				// skips it in a timeout meanwhile (see expireGap).
+				return next, Redelivery{Sequence: ev.Sequence, At: g.clock.Now()}, err
+			}
+			return next, Redelivery{}, err
+		})
+	} else {
+		err = g.state.Advance(ctx, ev.Subject, func(ctx context.Context, last uint64) (uint64, error) {
+			var next uint64
+			var err error
+			next, o, err = g.decide(ctx, last, ev, apply, settle)
+			return next, err
+		})
+	}
 	switch {
 	case err == nil:
 	case o.Held:
@@ -471,13 +508,44 @@ func (g *Guard) advance(ctx context.Context, ev *contract.Event, apply ApplyFunc
 	case o.Decision == 0:
 		// The State failed before calling decide (BEGIN, the subject's
 		// row lock): nothing was decided, ev may be the missing event.
-		g.undecided(ctx, ev, g.clock.Now())
+		now := g.clock.Now()
+		g.undecided(ctx, ev, now)
+		g.share(ctx, ev, now)
 	case o.Decision == Apply && o.Last == ev.Sequence:
 		// apply succeeded but the State could not record it: the event
 		// failed after all, and the gap it was filling opens again.
 		g.restartWait(ev.Subject)
+		g.share(ctx, ev, g.clock.Now())
 	}
 	return o, err
+}
+
+// advanceState runs fn with subject locked in the State: through
+// AdvanceRedelivery when the State records redeliveries for the other
+// processes' Guards (see Guard.shared), through Advance otherwise, fn then
+// receiving no due function and its Redelivery being ignored.
+func (g *Guard) advanceState(ctx context.Context, subject string, fn RedeliveryFunc) error {
+	if g.shared != nil {
+		return g.shared.AdvanceRedelivery(ctx, subject, fn)
+	}
+	return g.state.Advance(ctx, subject, func(ctx context.Context, last uint64) (uint64, error) {
+		next, _, err := fn(ctx, last, nil)
+		return next, err
+	})
+}
+
+// share records in a RedeliveryState that ev, which failed, is due to be
+// redelivered at at, so that the Guards of the other processes sharing
+// the State do not skip it in a timeout before then plus their
+// HoldTimeout. Best effort: a State error is logged. It does nothing
+// unless the Guard skips gaps on such a State (see Guard.shared).
+func (g *Guard) share(ctx context.Context, ev *contract.Event, at time.Time) {
+	if g.shared == nil || ev.Sequence > g.maxSeq {
+		return
+	}
+	if err := g.shared.Redelivering(ctx, ev.Subject, Redelivery{Sequence: ev.Sequence, At: at}); err != nil {
+		g.decision(ctx, slog.LevelWarn, "redelivery not recorded", "state error: "+err.Error(), ev.Subject, Outcome{Sequence: ev.Sequence})
+	}
 }
 
 func (g *Guard) decideLocked(ctx context.Context, e *memEntry, ev *contract.Event, apply ApplyFunc, settle SettleFunc) (Outcome, error) {
@@ -694,14 +762,15 @@ func (g *Guard) expireGap(ctx context.Context, subject string, minSeq uint64, no
 	}
 	var from, to uint64
 	current := false
-	err := g.state.Advance(ctx, subject, func(ctx context.Context, last uint64) (uint64, error) {
+	var postponed time.Time // a sequence of the gap is due to be redelivered then
+	err := g.advanceState(ctx, subject, func(ctx context.Context, last uint64, due func(context.Context, uint64) (time.Time, error)) (uint64, Redelivery, error) {
 		// Look again now that the subject is locked: since expire looked,
 		// the missing event may have failed (restarting the wait) or an
 		// event below minSeq may have been held. Skipping then would drop
 		// a redelivery or record a held event as applied.
 		lo, s, ok := g.hold.oldest(subject)
 		if !ok || lo != minSeq || now.Sub(s) < g.holdTimeout {
-			return last, nil
+			return last, Redelivery{}, nil
 		}
 		to = minSeq - 1
 		if last < arriving && arriving < minSeq {
@@ -709,15 +778,30 @@ func (g *Guard) expireGap(ctx context.Context, subject string, minSeq uint64, no
 			// arrived, skipping it would drop it as stale. Skip only what
 			// is still missing before it.
 			if arriving == last+1 {
-				return last, nil
+				return last, Redelivery{}, nil
 			}
 			to = arriving - 1
 		}
+		if due != nil && last < to {
+			// The same look at the failures recorded in the State by
+			// every Guard sharing it: a sequence to skip that failed in
+			// another process and is due to be redelivered restarts the
+			// wait at its redelivery, as a failure seen here does.
+			at, err := due(ctx, to)
+			if err != nil {
+				return last, Redelivery{}, err
+			}
+			if !at.IsZero() && now.Sub(at) < g.holdTimeout {
+				g.hold.touch(subject, at)
+				postponed = at
+				return last, Redelivery{}, nil
+			}
+		}
 		from, since, current = last+1, s, true
 		if last < to {
-			return to, nil
+			return to, Redelivery{}, nil
 		}
-		return last, nil
+		return last, Redelivery{}, nil
 	})
 	if err != nil {
 		g.decision(ctx, slog.LevelError, "gap skip failed", "state error: "+err.Error(), subject, Outcome{Decision: Gap, Sequence: minSeq})
@@ -736,6 +820,11 @@ func (g *Guard) expireGap(ctx context.Context, subject string, minSeq uint64, no
 		return true
 	}
 	if !current {
+		if !postponed.IsZero() {
+			g.decision(ctx, slog.LevelInfo, "gap skip postponed",
+				fmt.Sprintf("a sequence at or before %d failed and is due to be redelivered at %s", to, postponed.Format(time.RFC3339Nano)),
+				subject, Outcome{Decision: Gap, Sequence: minSeq})
+		}
 		return false
 	}
 	if from <= to {

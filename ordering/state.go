@@ -1,6 +1,9 @@
 package ordering
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // State keeps the last applied sequence of every subject. Implementations
 // must be safe for concurrent use; shared ones (ordering/pgstate) also across
@@ -42,4 +45,48 @@ type State interface {
 type BoundedState interface {
 	State
 	MaxSequence() uint64
+}
+
+// Redelivery is an event of a subject that failed and will be delivered
+// again: its sequence, and when its redelivery is due.
+type Redelivery struct {
+	Sequence uint64
+	At       time.Time
+}
+
+// RedeliveryFunc is the function RedeliveryState.AdvanceRedelivery runs
+// while the subject is locked. It is an Advance function (see State) that
+// also receives due and returns, with the next sequence and its error, a
+// Redelivery to record (none when its Sequence is 0). due(ctx, to) returns
+// the latest At recorded for a sequence in (last, to], the zero time when
+// there is none; it may be called only while the function runs.
+type RedeliveryFunc func(ctx context.Context, last uint64, due func(ctx context.Context, to uint64) (time.Time, error)) (uint64, Redelivery, error)
+
+// RedeliveryState is a State shared by several processes that also records,
+// for every Guard sharing it, the events of a subject that failed and are
+// due to be redelivered: with it, a TimeoutSkip decided by one process's
+// Guard does not skip an event that has just failed in another (see
+// TimeoutSkip). ordering/pgstate is one; Memory, which no other process
+// shares, is not. A Guard uses it under GapHold with TimeoutSkip only.
+//
+//   - AdvanceRedelivery is Advance with a RedeliveryFunc. The Redelivery
+//     the function returns is recorded whether it fails or not, and before
+//     the subject is unlocked: when it fails, its other effects are undone
+//     (nothing stored, its writes through the State's transaction rolled
+//     back, its error returned unchanged) but the Redelivery is kept, so
+//     that the next AdvanceRedelivery of the subject, in any process, sees
+//     it through due. A Redelivery at or below the sequence stored is not
+//     recorded.
+//   - Redelivering records r outside any Advance (without waiting for the
+//     subject's lock), unless r.Sequence is at or below the subject's last
+//     applied sequence.
+//   - The At recorded for a sequence only moves later: a Redelivery with an
+//     earlier At than the one recorded changes nothing. Redeliveries at or
+//     below the last applied sequence are forgotten once it is stored
+//     (they are no longer due, and due never reports them). At may be
+//     rounded up to the State's precision (pgstate: a microsecond).
+type RedeliveryState interface {
+	State
+	AdvanceRedelivery(ctx context.Context, subject string, fn RedeliveryFunc) error
+	Redelivering(ctx context.Context, subject string, r Redelivery) error
 }

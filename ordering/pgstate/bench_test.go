@@ -14,7 +14,17 @@ import (
 
 // BenchmarkGuardInOrder measures one in-order event through a Guard on
 // PostgreSQL: begin, lock the row, (no-op effect), update, commit.
-func BenchmarkGuardInOrder(b *testing.B) {
+func BenchmarkGuardInOrder(b *testing.B) { benchInOrder(b, ordering.Config{}) }
+
+// BenchmarkGuardInOrderTimeoutSkip is BenchmarkGuardInOrder under GapHold
+// with TimeoutSkip, where the Guard uses AdvanceRedelivery: the same four
+// round trips, with a savepoint sent with the row lock and the
+// redeliveries of the subject deleted with the update.
+func BenchmarkGuardInOrderTimeoutSkip(b *testing.B) {
+	benchInOrder(b, ordering.Config{Gap: ordering.GapHold, OnTimeout: ordering.TimeoutSkip})
+}
+
+func benchInOrder(b *testing.B, cfg ordering.Config) {
 	ctx := context.Background()
 	p, err := pgxpool.New(ctx, testenv.PostgresDSN(b))
 	if err != nil {
@@ -22,8 +32,8 @@ func BenchmarkGuardInOrder(b *testing.B) {
 	}
 	defer p.Close()
 	const name = "pgstate_bench"
-	_, _ = p.Exec(ctx, "DROP TABLE IF EXISTS "+name)
-	defer p.Exec(context.Background(), "DROP TABLE IF EXISTS "+name) //nolint:errcheck
+	_, _ = p.Exec(ctx, "DROP TABLE IF EXISTS "+name+", "+name+"_retry")
+	defer p.Exec(context.Background(), "DROP TABLE IF EXISTS "+name+", "+name+"_retry") //nolint:errcheck
 	st, err := pgstate.New(pgstate.Config{DB: p, Table: name})
 	if err != nil {
 		b.Fatal(err)
@@ -31,7 +41,8 @@ func BenchmarkGuardInOrder(b *testing.B) {
 	if err := st.Migrate(ctx); err != nil {
 		b.Fatal(err)
 	}
-	g, err := ordering.New(ordering.Config{State: st})
+	cfg.State = st
+	g, err := ordering.New(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}

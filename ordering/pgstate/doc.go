@@ -52,17 +52,40 @@ one until its context ends: size the pool for one more per nesting level),
 and commits before the outer transaction, whatever becomes of that one. See
 the ordering package documentation, "Calling the Guard from an ApplyFunc".
 
+# Redeliveries shared between processes
+
 Held gaps are not shared: each process's Guard keeps its own hold buffer
-and times it out on its own. The table records only the last applied
-sequence, so when the missing event of a gap fails in one process (to be
-redelivered) while another process holds events behind it, the other's
-hold timeout under ordering.TimeoutSkip records the skip in the table and
-the redelivery is dropped as stale: the promise that a timeout never skips
-an event that has just failed holds per Guard only. With several processes
-on one table, hold gaps with ordering.TimeoutReject (held events are
-redelivered, nothing is skipped), reject them (ordering.GapReject, the
-default), or have a single Guard handle each subject (one consumer per
-subject partition).
+and times it out on its own. What is shared is the failures: State is an
+ordering.RedeliveryState, and a Guard under ordering.GapHold with
+ordering.TimeoutSkip records in a second table, beside the first (named
+after Config.Table with "_retry" appended: one row per subject and failed
+sequence, with when its redelivery is due), every failure it sees, and
+looks there, with the subject's row locked, before it records a timeout
+skip: a sequence that failed in any process less than HoldTimeout before
+restarts the wait rather than being skipped. When the missing event of a
+gap fails in one process while another holds events behind it, the
+other's timeout therefore waits for the redelivery, as it would for a
+failure of its own, and the redelivery is applied rather than dropped as
+stale. The limits (failures recorded after the fact, records lapsing after
+HoldTimeout, clocks, every Guard under TimeoutSkip) are listed in the
+ordering package documentation, "Gaps".
+
+Under that policy the Guard calls AdvanceRedelivery instead of Advance:
+the same four round trips per event, the row lock being sent with a
+SAVEPOINT (one simple-protocol query) and the update deleting the
+subject's redeliveries it makes obsolete. When the ApplyFunc fails, the
+transaction rolls back to the savepoint — its writes are undone, the row
+stays locked — records the redelivery, touches the row and commits, so a
+process waiting for the row (a timeout skip) finds the record when it
+gets the row; under REPEATABLE READ or SERIALIZABLE, where its snapshot
+would predate the record, the touched row makes it fail to serialize
+(retried on the next sweep) instead. The savepoint makes the ApplyFunc's
+writes those of a subtransaction, and a failure costs three round trips
+instead of one; the other policies keep Advance and pay neither.
+Guard.Retrying and Guard.Failed write to the second table only (they
+never wait for a subject's row). A subject whose first event failed keeps
+its row, at 0, and a redelivery row stays until its subject's sequence
+passes it: one left for a subject never applied again stays with it.
 
 # Errors
 
@@ -101,8 +124,12 @@ nil error and the SettleFunc alone decides the delivery.
 
 # Defaults
 
-Config.Table defaults to "sadpath_ordering"; Config.DB is required. New
-rejects a bad value with a KindInvalid error (code "config.invalid") naming
-the field in its Detail and Fields (contract.ConfigError). The State passes ordering/statetest.
+Config.Table defaults to "sadpath_ordering" (and its table of redeliveries
+to "sadpath_ordering_retry"); Config.DB is required. New rejects a bad
+value with a KindInvalid error (code "config.invalid") naming the field in
+its Detail and Fields (contract.ConfigError), among them a table name
+longer than 57 bytes, which would leave no room for "_retry". Migrate
+creates both tables: run it after upgrading from a version without the
+second. The State passes ordering/statetest.
 */
 package pgstate

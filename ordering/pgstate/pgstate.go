@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -34,7 +35,10 @@ type Config struct {
 
 	// Table is the table holding one row per subject, optionally
 	// schema-qualified ("ordering.sequences"). Names are lower-case
-	// identifiers: [a-z_][a-z0-9_]*. Zero means "sadpath_ordering".
+	// identifiers: [a-z_][a-z0-9_]*, of 57 bytes at most: the table of
+	// redeliveries beside it (see RedeliveryState) is named after it with
+	// "_retry" appended ("ordering.sequences_retry"). Zero means
+	// "sadpath_ordering".
 	Table string
 }
 
@@ -53,14 +57,23 @@ type Config struct {
 type State struct {
 	db    Beginner
 	table string // sanitized, ready to splice into SQL
+	retry string // the table of redeliveries, sanitized
 	q     queries
 }
 
 type queries struct {
 	last, lock, insert, update, forget string
+	// AdvanceRedelivery and Redelivering
+	lockSavepoint, release, savepoint, rollbackTo, touch, updateForget, record, recordUnlocked, due string
 }
 
-var _ ordering.BoundedState = (*State)(nil)
+var (
+	_ ordering.BoundedState    = (*State)(nil)
+	_ ordering.RedeliveryState = (*State)(nil)
+)
+
+// retrySuffix names the table of redeliveries after Config.Table.
+const retrySuffix = "_retry"
 
 var identRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 
@@ -92,20 +105,46 @@ func New(cfg Config) (*State, error) {
 			return nil, bad("Config.Table", "%q is not a lower-case identifier [a-z_][a-z0-9_]*", p)
 		}
 	}
+	if n := len(parts[len(parts)-1]); n+len(retrySuffix) > 63 {
+		// PostgreSQL would cut the redelivery table's name to 63 bytes:
+		// two long names could then share one.
+		return nil, bad("Config.Table: %q is %d bytes long, more than 57: the redelivery table beside it (%q appended) would exceed PostgreSQL's 63",
+			parts[len(parts)-1], n, retrySuffix)
+	}
 	t := pgx.Identifier(parts).Sanitize()
-	return &State{db: cfg.DB, table: t, q: queries{
+	rparts := append([]string(nil), parts...)
+	rparts[len(rparts)-1] += retrySuffix
+	r := pgx.Identifier(rparts).Sanitize()
+	return &State{db: cfg.DB, table: t, retry: r, q: queries{
 		last:   `SELECT last FROM ` + t + ` WHERE subject = $1`,
 		lock:   `SELECT last FROM ` + t + ` WHERE subject = $1 FOR UPDATE`,
 		insert: `INSERT INTO ` + t + ` (subject, last) VALUES ($1, 0) ON CONFLICT (subject) DO NOTHING`,
 		update: `UPDATE ` + t + ` SET last = $2, updated_at = now() WHERE subject = $1`,
 		forget: `DELETE FROM ` + t + ` WHERE subject = $1 AND last = 0`,
+
+		// Sent with the simple protocol: two statements, one round trip.
+		lockSavepoint: `SELECT last FROM ` + t + ` WHERE subject = $1 FOR UPDATE; SAVEPOINT sadpath_ordering_fn`,
+		release:       `RELEASE SAVEPOINT sadpath_ordering_fn`,
+		savepoint:     `SAVEPOINT sadpath_ordering_fn`,
+		rollbackTo:    `ROLLBACK TO SAVEPOINT sadpath_ordering_fn`,
+		touch:         `UPDATE ` + t + ` SET updated_at = now() WHERE subject = $1`,
+		updateForget: `WITH gone AS (DELETE FROM ` + r + ` WHERE subject = $1 AND seq <= $2)
+UPDATE ` + t + ` SET last = $2, updated_at = now() WHERE subject = $1`,
+		record: `INSERT INTO ` + r + ` (subject, seq, due) VALUES ($1, $2, $3)
+ON CONFLICT (subject, seq) DO UPDATE SET due = GREATEST(` + r + `.due, excluded.due)`,
+		recordUnlocked: `INSERT INTO ` + r + ` (subject, seq, due)
+SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM ` + t + ` WHERE subject = $1 AND last >= $2)
+ON CONFLICT (subject, seq) DO UPDATE SET due = GREATEST(` + r + `.due, excluded.due)`,
+		due: `SELECT max(due) FROM ` + r + ` WHERE subject = $1 AND seq > $2 AND seq <= $3`,
 	}}, nil
 }
 
-// Migrate creates the table when it does not exist. Subjects are stored as
-// bytea: any bytes, NUL included, are a valid subject. It is safe to run
+// Migrate creates the table, and the table of redeliveries beside it (see
+// RedeliveryState), when they do not exist. Subjects are stored as bytea:
+// any bytes, NUL included, are a valid subject. It is safe to run
 // concurrently from many instances (an advisory lock serializes it) and on
-// every start.
+// every start; run it after upgrading from a version without the table of
+// redeliveries, which it adds.
 func (s *State) Migrate(ctx context.Context) error {
 	tx, err := s.db.Begin(ctx)
 	if err != nil {
@@ -122,6 +161,15 @@ func (s *State) Migrate(ctx context.Context) error {
 	subject    bytea       PRIMARY KEY,
 	last       bigint      NOT NULL CHECK (last >= 0),
 	updated_at timestamptz NOT NULL DEFAULT now()
+)`)
+	if err != nil {
+		return pgError(ctx, "pgstate.migrate", err)
+	}
+	_, err = tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+s.retry+` (
+	subject bytea       NOT NULL,
+	seq     bigint      NOT NULL CHECK (seq > 0),
+	due     timestamptz NOT NULL,
+	PRIMARY KEY (subject, seq)
 )`)
 	if err != nil {
 		return pgError(ctx, "pgstate.migrate", err)
@@ -234,6 +282,164 @@ func (s *State) Advance(ctx context.Context, subject string, fn func(ctx context
 		}
 	}
 	return pgError(ctx, "pgstate.advance", tx.Commit(ctx))
+}
+
+// AdvanceRedelivery implements ordering.RedeliveryState: Advance (same
+// transaction, row lock, Tx on fn's context, errors) with a savepoint set
+// right after the row lock, in the same round trip, and the table of
+// redeliveries beside the subjects' (Config.Table with "_retry" appended).
+// When fn fails and returns a Redelivery above the last applied sequence,
+// the transaction rolls back to the savepoint — fn's writes are undone,
+// the row stays locked — records the Redelivery, touches the row and
+// commits: a process waiting for the row (a timeout skip) finds the
+// Redelivery when it gets it. Recording is best effort: when it fails too
+// (the connection lost with fn's failure), fn's error is returned all the
+// same, and the transaction is rolled back. A subject's redeliveries at or
+// below the sequence it stores are deleted with that update; due reads the
+// table of redeliveries in the transaction. A subject the table did not
+// know keeps its row, at 0, when fn fails and a Redelivery is recorded.
+//
+// The Guard calls it, instead of Advance, only under GapHold with
+// TimeoutSkip: the savepoint is a subtransaction, whose cost the other
+// configurations do not pay.
+func (s *State) AdvanceRedelivery(ctx context.Context, subject string, fn ordering.RedeliveryFunc) error {
+	tx, err := s.db.Begin(ctx)
+	if err != nil {
+		return pgError(ctx, "pgstate.advance", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after Commit
+	key := []byte(subject)
+	var last int64
+	inserted := false // this transaction created the subject's row
+	err = tx.QueryRow(ctx, s.q.lockSavepoint, pgx.QueryExecModeSimpleProtocol, key).Scan(&last)
+	if errors.Is(err, pgx.ErrNoRows) {
+		// Created outside the savepoint (released, then set again after
+		// the row): rolling back to it must keep the row and its lock,
+		// which a process waiting to create the row waits for.
+		last, inserted, err = s.createSavepoint(ctx, tx, key)
+	}
+	if err != nil {
+		return pgError(ctx, "pgstate.advance", err)
+	}
+	due := func(ctx context.Context, to uint64) (time.Time, error) {
+		var at *time.Time
+		if err := tx.QueryRow(ctx, s.q.due, key, last, int64(min(to, math.MaxInt64))).Scan(&at); err != nil {
+			return time.Time{}, pgError(ctx, "pgstate.due", err)
+		}
+		if at == nil {
+			return time.Time{}, nil
+		}
+		return *at, nil
+	}
+	next, r, err := fn(context.WithValue(ctx, txKey{}, tx), uint64(last), due)
+	if err != nil {
+		if r.Sequence > uint64(last) && r.Sequence <= math.MaxInt64 {
+			// Recorded even when ctx ended (the apply may have failed
+			// for that): the event is redelivered all the same.
+			// The rollback alone first: fn may have left the transaction
+			// aborted, where nothing else can even be prepared.
+			wctx := context.WithoutCancel(ctx)
+			if _, rerr := tx.Exec(wctx, s.q.rollbackTo); rerr != nil {
+				return err
+			}
+			b := &pgx.Batch{}
+			b.Queue(s.q.record, key, int64(r.Sequence), ceilMicro(r.At))
+			// Touched so that a process waiting for the row in a
+			// REPEATABLE READ transaction, whose snapshot cannot see the
+			// Redelivery, fails to serialize rather than skip it.
+			b.Queue(s.q.touch, key)
+			if tx.SendBatch(wctx, b).Close() == nil {
+				_ = tx.Commit(wctx) // best effort: fn's error is the answer
+			}
+		}
+		return err
+	}
+	stored := uint64(last)
+	if next > stored {
+		if next > math.MaxInt64 {
+			return &contract.Error{Kind: contract.KindInvalid, Code: "ordering.sequence_range", Op: "pgstate.advance",
+				Detail: fmt.Sprintf("sequence %d is above the stored range (max %d)", next, int64(math.MaxInt64))}
+		}
+		if _, err := tx.Exec(ctx, s.q.updateForget, key, int64(next)); err != nil {
+			return pgError(ctx, "pgstate.advance", err)
+		}
+		stored = next
+	} else if inserted && last == 0 && r.Sequence == 0 {
+		// As Advance: subjects never applied leave no row.
+		if _, err := tx.Exec(ctx, s.q.forget, key); err != nil {
+			return pgError(ctx, "pgstate.advance", err)
+		}
+	}
+	if r.Sequence > stored && r.Sequence <= math.MaxInt64 {
+		if _, err := tx.Exec(ctx, s.q.record, key, int64(r.Sequence), ceilMicro(r.At)); err != nil {
+			return pgError(ctx, "pgstate.advance", err)
+		}
+	}
+	return pgError(ctx, "pgstate.advance", tx.Commit(ctx))
+}
+
+// createSavepoint creates key's row when it does not exist, outside the
+// savepoint set by lockSavepoint (released first), locks it and sets the
+// savepoint again, in one round trip. inserted reports that it created the
+// row.
+func (s *State) createSavepoint(ctx context.Context, tx pgx.Tx, key []byte) (last int64, inserted bool, err error) {
+	b := &pgx.Batch{}
+	b.Queue(s.q.release)
+	b.Queue(s.q.insert, key)
+	b.Queue(s.q.lock, key)
+	b.Queue(s.q.savepoint)
+	br := tx.SendBatch(ctx, b)
+	defer func() {
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	if _, err = br.Exec(); err != nil {
+		return 0, false, err
+	}
+	var tag pgconn.CommandTag
+	if tag, err = br.Exec(); err != nil {
+		return 0, false, err
+	}
+	if err = br.QueryRow().Scan(&last); err != nil {
+		return 0, false, err // no row: inserted and locked in this transaction, it cannot be
+	}
+	_, err = br.Exec()
+	return last, tag.RowsAffected() == 1, err
+}
+
+// Redelivering implements ordering.RedeliveryState: it records r in the
+// table of redeliveries, in a transaction of its own that does not lock
+// the subject's row, unless the subject's last applied sequence (read
+// without waiting for its lock) is r.Sequence or more. A sequence above
+// math.MaxInt64 is refused with KindInvalid (code
+// "ordering.sequence_range"); a zero one records nothing.
+func (s *State) Redelivering(ctx context.Context, subject string, r ordering.Redelivery) error {
+	if r.Sequence == 0 {
+		return nil
+	}
+	if r.Sequence > math.MaxInt64 {
+		return &contract.Error{Kind: contract.KindInvalid, Code: "ordering.sequence_range", Op: "pgstate.redelivering",
+			Detail: fmt.Sprintf("sequence %d is above the stored range (max %d)", r.Sequence, int64(math.MaxInt64))}
+	}
+	tx, err := s.db.Begin(ctx)
+	if err != nil {
+		return pgError(ctx, "pgstate.redelivering", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after Commit
+	if _, err := tx.Exec(ctx, s.q.recordUnlocked, []byte(subject), int64(r.Sequence), ceilMicro(r.At)); err != nil {
+		return pgError(ctx, "pgstate.redelivering", err)
+	}
+	return pgError(ctx, "pgstate.redelivering", tx.Commit(ctx))
+}
+
+// ceilMicro rounds t up to the microsecond, timestamptz's precision: a
+// redelivery is never recorded as due earlier than it is.
+func ceilMicro(t time.Time) time.Time {
+	if c := t.Truncate(time.Microsecond); !c.Equal(t) {
+		return c.Add(time.Microsecond)
+	}
+	return t
 }
 
 // pgError turns a driver error into a contract error: context errors keep

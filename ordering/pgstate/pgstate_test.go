@@ -56,7 +56,7 @@ func table(t *testing.T, p *pgxpool.Pool) (*pgstate.State, string) {
 	if err := st.Migrate(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _, _ = p.Exec(context.Background(), "DROP TABLE IF EXISTS "+name) })
+	t.Cleanup(func() { _, _ = p.Exec(context.Background(), "DROP TABLE IF EXISTS "+name+", "+name+"_retry") })
 	return st, name
 }
 
@@ -80,6 +80,8 @@ func TestConfigInvalid(t *testing.T) {
 		{pgstate.Config{DB: (*pgx.Conn)(nil)}, "Config.DB: nil *pgx.Conn"},
 		{pgstate.Config{DB: &pgxpool.Pool{}, Table: "Robert'); DROP TABLE x;--"}, `Config.Table: "Robert'); DROP TABLE x;--" is not a lower-case identifier [a-z_][a-z0-9_]*`},
 		{pgstate.Config{DB: &pgxpool.Pool{}, Table: "a.b.c"}, `Config.Table: want table or schema.table, got "a.b.c"`},
+		{pgstate.Config{DB: &pgxpool.Pool{}, Table: "s." + strings.Repeat("t", 58)}, `Config.Table: "` + strings.Repeat("t", 58) +
+			`" is 58 bytes long, more than 57: the redelivery table beside it ("_retry" appended) would exceed PostgreSQL's 63`},
 	} {
 		_, err := pgstate.New(tc.cfg)
 		ce := contract.As(err)
@@ -90,6 +92,85 @@ func TestConfigInvalid(t *testing.T) {
 		if len(ce.Fields) != 1 || !strings.HasPrefix(tc.want, ce.Fields[0].Name+": ") {
 			t.Fatalf("New(%+v): fields %v, want the field of %q", tc.cfg, ce.Fields, tc.want)
 		}
+	}
+	if _, err := pgstate.New(pgstate.Config{DB: &pgxpool.Pool{}, Table: strings.Repeat("t", 57)}); err != nil {
+		t.Fatalf("New with a 57-byte table name: %v", err)
+	}
+}
+
+// TestRedeliveryKeptEffectRolledBack: when the function of
+// AdvanceRedelivery fails, what it wrote through Tx is rolled back, the
+// sequence is not stored, and the Redelivery it returned is recorded —
+// also for a subject the table did not know, whose row then stays at 0.
+// Once the sequence is stored, its redelivery row is deleted.
+func TestRedeliveryKeptEffectRolledBack(t *testing.T) {
+	ctx := context.Background()
+	p := pool(t)
+	st, name := table(t, p)
+	effects := name + "_effects"
+	if _, err := p.Exec(ctx, "CREATE TABLE "+effects+" (subject text, seq bigint)"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = p.Exec(context.Background(), "DROP TABLE IF EXISTS "+effects) })
+	count := func(q string) (n int) {
+		t.Helper()
+		if err := p.QueryRow(ctx, q).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	boom := errors.New("effect failed")
+	at := time.Date(2030, 1, 1, 0, 0, 0, 1, time.UTC) // rounded up to the microsecond
+	for i, subject := range []string{"known", "new"} {
+		if subject == "known" {
+			if err := st.Advance(ctx, subject, func(context.Context, uint64) (uint64, error) { return 1, nil }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		seq := uint64(2 - i) // the next one: 2 on "known", 1 on "new"
+		err := st.AdvanceRedelivery(ctx, subject, func(ctx context.Context, last uint64, _ func(context.Context, uint64) (time.Time, error)) (uint64, ordering.Redelivery, error) {
+			tx, _ := pgstate.Tx(ctx)
+			if _, err := tx.Exec(ctx, "INSERT INTO "+effects+" VALUES ($1, $2)", subject, int64(seq)); err != nil {
+				return 0, ordering.Redelivery{}, err
+			}
+			_, err := tx.Exec(ctx, "SELECT 1/0") // the transaction is aborted: only a rollback works
+			if err == nil {
+				t.Fatal("1/0 succeeded")
+			}
+			return seq, ordering.Redelivery{Sequence: seq, At: at}, boom
+		})
+		if err != boom {
+			t.Fatalf("%s: AdvanceRedelivery = %v, want the fn's error unchanged", subject, err)
+		}
+		if last := mustLast(t, st, subject); last != seq-1 {
+			t.Fatalf("%s: Last = %d, want %d", subject, last, seq-1)
+		}
+		var due time.Time
+		err = st.AdvanceRedelivery(ctx, subject, func(ctx context.Context, last uint64, d func(context.Context, uint64) (time.Time, error)) (uint64, ordering.Redelivery, error) {
+			var err error
+			due, err = d(ctx, seq)
+			return last, ordering.Redelivery{}, err
+		})
+		if err != nil || !due.Equal(at.Truncate(time.Microsecond).Add(time.Microsecond)) {
+			t.Fatalf("%s: due = %v, %v; want %v rounded up to the microsecond", subject, due, err, at)
+		}
+	}
+	if n := count("SELECT count(*) FROM " + effects); n != 0 {
+		t.Fatalf("%d effects committed, want none: the failed fn's writes are rolled back", n)
+	}
+	if n := count("SELECT count(*) FROM " + name + " WHERE subject = 'new'::bytea AND last = 0"); n != 1 {
+		t.Fatalf("%d rows at 0 for the new subject, want 1 (its redelivery recorded beside it)", n)
+	}
+	for _, subject := range []string{"known", "new"} {
+		err := st.AdvanceRedelivery(ctx, subject, func(_ context.Context, last uint64, _ func(context.Context, uint64) (time.Time, error)) (uint64, ordering.Redelivery, error) {
+			return last + 1, ordering.Redelivery{}, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := count("SELECT count(*) FROM " + name + "_retry"); n != 0 {
+		t.Fatalf("%d redelivery rows left once their sequences are stored, want none", n)
 	}
 }
 
@@ -711,7 +792,7 @@ func TestConcurrentMigrate(t *testing.T) {
 		var b [6]byte
 		_, _ = rand.Read(b[:])
 		name := "pgstate_test_" + hex.EncodeToString(b[:])
-		t.Cleanup(func() { _, _ = p.Exec(context.Background(), "DROP TABLE IF EXISTS "+name) })
+		t.Cleanup(func() { _, _ = p.Exec(context.Background(), "DROP TABLE IF EXISTS "+name+", "+name+"_retry") })
 		const replicas = 8
 		start := make(chan struct{})
 		errs := make(chan error, replicas)

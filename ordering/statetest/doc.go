@@ -19,5 +19,11 @@
 // (not retryable: no redelivery can record it),
 // that a canceled context stores nothing, and that an Advance whose context
 // is canceled while fn runs answers nil only when it stored the sequence.
+// For an ordering.RedeliveryState it also checks that a Redelivery returned
+// by a failing AdvanceRedelivery function is kept (and one at or below the
+// last applied sequence is not), that due reports the latest At of the
+// sequences in (last, to] and nothing else, that the At recorded for a
+// sequence only moves later, and that a sequence stored ends its
+// redeliveries.
 // It is used by ordering.Memory and ordering/pgstate.
 package statetest

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/sadpath/sadpath/contract"
 	"github.com/sadpath/sadpath/ordering"
@@ -227,6 +228,122 @@ func Run(t *testing.T, newState func(t *testing.T) ordering.State) {
 		if err == nil && last != 1 {
 			t.Fatalf("Advance canceled during fn = nil, but Last = %d, want 1: a nil answer must mean the sequence is stored", last)
 		}
+	})
+
+	if _, ok := newState(t).(ordering.RedeliveryState); ok {
+		runRedelivery(t, newState)
+	}
+}
+
+// runRedelivery checks the ordering.RedeliveryState contract.
+func runRedelivery(t *testing.T, newState func(t *testing.T) ordering.State) {
+	ctx := context.Background()
+	at := func(sec int64) time.Time { return time.Unix(2_000_000_000+sec, 0) }
+	rstate := func(t *testing.T) ordering.RedeliveryState {
+		return newState(t).(ordering.RedeliveryState)
+	}
+	// dueOf returns what due(to) says for subject, read in an
+	// AdvanceRedelivery that stores nothing.
+	dueOf := func(t *testing.T, s ordering.RedeliveryState, subject string, to uint64) time.Time {
+		t.Helper()
+		var got time.Time
+		err := s.AdvanceRedelivery(ctx, subject, func(ctx context.Context, last uint64, due func(context.Context, uint64) (time.Time, error)) (uint64, ordering.Redelivery, error) {
+			var err error
+			got, err = due(ctx, to)
+			return last, ordering.Redelivery{}, err
+		})
+		if err != nil {
+			t.Fatalf("AdvanceRedelivery(%q) reading due(%d): %v", subject, to, err)
+		}
+		return got
+	}
+	wantDue := func(t *testing.T, s ordering.RedeliveryState, subject string, to uint64, want time.Time) {
+		t.Helper()
+		if got := dueOf(t, s, subject, to); !got.Equal(want) {
+			t.Fatalf("due(%d) on %q = %v, want %v", to, subject, got, want)
+		}
+	}
+
+	t.Run("RedeliveryKeptWhenFnFails", func(t *testing.T) {
+		s := rstate(t)
+		mustAdvance(t, s, "a", 3)
+		boom := errors.New("effect failed")
+		calls := 0
+		err := s.AdvanceRedelivery(ctx, "a", func(context.Context, uint64, func(context.Context, uint64) (time.Time, error)) (uint64, ordering.Redelivery, error) {
+			calls++
+			return 4, ordering.Redelivery{Sequence: 4, At: at(10)}, boom
+		})
+		if err != boom || calls != 1 {
+			t.Fatalf("AdvanceRedelivery with a failing fn = %v after %d calls; want the fn's error unchanged, fn called once", err, calls)
+		}
+		if last, _ := s.Last(ctx, "a"); last != 3 {
+			t.Fatalf("Last after failed fn = %d, want 3", last)
+		}
+		wantDue(t, s, "a", 3, time.Time{}) // (3, 3] is empty
+		wantDue(t, s, "a", 4, at(10))      // kept although fn failed
+		// A Redelivery at or below the last applied sequence is not
+		// recorded (nor reported: due covers (last, to] only).
+		err = s.AdvanceRedelivery(ctx, "a", func(context.Context, uint64, func(context.Context, uint64) (time.Time, error)) (uint64, ordering.Redelivery, error) {
+			return 0, ordering.Redelivery{Sequence: 3, At: at(99)}, boom
+		})
+		if err != boom {
+			t.Fatalf("AdvanceRedelivery = %v, want the fn's error", err)
+		}
+		wantDue(t, s, "a", 100, at(10))
+	})
+
+	t.Run("RedeliveryRecordedWhenFnSucceeds", func(t *testing.T) {
+		s := rstate(t)
+		err := s.AdvanceRedelivery(ctx, "a", func(context.Context, uint64, func(context.Context, uint64) (time.Time, error)) (uint64, ordering.Redelivery, error) {
+			return 4, ordering.Redelivery{Sequence: 6, At: at(5)}, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if last, _ := s.Last(ctx, "a"); last != 4 {
+			t.Fatalf("Last = %d, want 4", last)
+		}
+		wantDue(t, s, "a", 5, time.Time{})
+		wantDue(t, s, "a", 6, at(5))
+	})
+
+	t.Run("RedeliveringLaterWins", func(t *testing.T) {
+		s := rstate(t)
+		mustAdvance(t, s, "a", 3)
+		for _, r := range []ordering.Redelivery{{Sequence: 5, At: at(20)}, {Sequence: 5, At: at(10)}, {Sequence: 7, At: at(30)}, {Sequence: 2, At: at(99)}} {
+			if err := s.Redelivering(ctx, "a", r); err != nil {
+				t.Fatalf("Redelivering(%+v): %v", r, err)
+			}
+		}
+		wantDue(t, s, "a", 4, time.Time{})
+		wantDue(t, s, "a", 6, at(20)) // the later At of sequence 5 stays
+		wantDue(t, s, "a", 7, at(30)) // the latest in (3, 7]
+		// A subject never applied, and subjects that differ after a NUL
+		// byte, are their own.
+		if err := s.Redelivering(ctx, "nul\x00byte", ordering.Redelivery{Sequence: 1, At: at(40)}); err != nil {
+			t.Fatal(err)
+		}
+		wantDue(t, s, "nul\x00byte", 1, at(40))
+		wantDue(t, s, "nul", 1, time.Time{})
+		wantDue(t, s, "b", 10, time.Time{})
+	})
+
+	t.Run("RedeliveriesEndWithTheirSequence", func(t *testing.T) {
+		s := rstate(t)
+		mustAdvance(t, s, "a", 3)
+		for _, r := range []ordering.Redelivery{{Sequence: 4, At: at(50)}, {Sequence: 6, At: at(10)}} {
+			if err := s.Redelivering(ctx, "a", r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		wantDue(t, s, "a", 6, at(50))
+		err := s.AdvanceRedelivery(ctx, "a", func(_ context.Context, last uint64, _ func(context.Context, uint64) (time.Time, error)) (uint64, ordering.Redelivery, error) {
+			return last + 2, ordering.Redelivery{}, nil // 4 and 5 applied (or skipped)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantDue(t, s, "a", 6, at(10)) // 4 is no longer due
 	})
 }
 
