@@ -108,7 +108,7 @@ func New(cfg Config) (*State, error) {
 	if n := len(parts[len(parts)-1]); n+len(retrySuffix) > 63 {
 		// PostgreSQL would cut the redelivery table's name to 63 bytes:
 		// two long names could then share one.
-		return nil, bad("Config.Table: %q is %d bytes long, more than 57: the redelivery table beside it (%q appended) would exceed PostgreSQL's 63",
+		return nil, bad("Config.Table", "%q is %d bytes long, more than 57: the redelivery table beside it (%q appended) would exceed PostgreSQL's 63",
 			parts[len(parts)-1], n, retrySuffix)
 	}
 	t := pgx.Identifier(parts).Sanitize()
