@@ -16,6 +16,7 @@ const (
 	KeyReason        = "reason"         // why it decided so (Decision)
 	KeyDependency    = "dependency"     // the downstream involved ("acquirer")
 	KeyState         = "state"          // a state, e.g. of a breaker or an idempotency record
+	KeySuppressed    = "suppressed"     // occurrences of the same decision written at Debug since its last line at its level
 	KeyTraceID       = "trace_id"       // otel trace id (32 hex) of the span on the context
 	KeySpanID        = "span_id"        // otel span id (16 hex) of the span on the context
 )

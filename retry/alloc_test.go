@@ -7,6 +7,7 @@ package retry_test
 
 import (
 	"context"
+	"log/slog"
 	"testing"
 
 	"github.com/sadpath/sadpath/retry"
@@ -30,5 +31,10 @@ func TestAllocDoFirstTrySuccess(t *testing.T) {
 		if n := testing.AllocsPerRun(1000, func() { _, _ = retry.Do(ctx, p, work) }); n != 0 {
 			t.Errorf("%s: %v allocs, want 0", name, n)
 		}
+	}
+	// With a Logger, whose paced decisions a success checks for an end.
+	p := mustPolicy(t, retry.Config{Logger: slog.New(slog.DiscardHandler)})
+	if n := testing.AllocsPerRun(1000, func() { _, _ = retry.Do(ctx, p, work) }); n != 0 {
+		t.Errorf("with a logger: %v allocs, want 0", n)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/sadpath/sadpath/contract"
+	"github.com/sadpath/sadpath/internal/lograte"
 )
 
 // Strategy is the shape of the waits between attempts. The zero Strategy is
@@ -114,8 +115,11 @@ type Config struct {
 	// for concurrent use. Nil means math/rand/v2.Float64.
 	Random func() float64
 
-	// Logger receives one record per retry (Info), per give-up after a
-	// retry or on an empty budget (Warn). Nil logs nothing.
+	// Logger receives the retries (Info), and the give-ups after a retry
+	// or on an empty budget (Warn): at most 5 of each in 10s at that
+	// level, the others at Debug, and the end of each once it has not
+	// occurred for 10s (see Logs and telemetry in the package
+	// documentation). Nil logs nothing.
 	Logger *slog.Logger
 	// OnRetry, when set, is called before each wait with the number of the
 	// attempt that failed, the wait and the failure. The time it takes
@@ -136,7 +140,8 @@ type Config struct {
 
 // Policy is a validated, immutable retry configuration. Build one with New
 // and share it: a Policy is safe for concurrent use by any number of
-// goroutines, and every Do call keeps its own per-call state. A nil *Policy
+// goroutines, and every Do call keeps its own per-call state (the Policy
+// keeps only the pacing of its log lines, shared by its callers). A nil *Policy
 // passed to Do means New(Config{}).
 type Policy struct {
 	name           string
@@ -153,6 +158,7 @@ type Policy struct {
 	clock          Clock
 	random         func() float64
 	logger         *slog.Logger
+	logs           *lograte.Set // pacing of the decisions logged: non-nil with logger
 	onRetry        func(int, time.Duration, error)
 	tel            *telemetry
 	plain          bool // no budget, no attempt timeout: Do's inlined path
@@ -220,6 +226,9 @@ func New(cfg Config) (*Policy, error) {
 	}
 	if p.clock == nil {
 		p.clock = systemClock{}
+	}
+	if p.logger != nil {
+		p.logs = lograte.NewSet(numLogs)
 	}
 	p.plain = p.budget == nil && p.attemptTimeout == 0
 	if !cfg.DisableTelemetry {

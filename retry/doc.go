@@ -146,7 +146,8 @@ not cost a healthy dependency its retries. A retry after a rejection still
 asks the budget: it may reach the dependency.
 
 When the budget refuses, Do returns the original failure inside an *Error
-with [StopBudget], logs the decision "retry budget exhausted" and counts it.
+with [StopBudget], logs the decision "retry budget exhausted" (paced: see
+Logs and telemetry) and counts it.
 
 # The final error
 
@@ -164,8 +165,23 @@ With [Config.Logger] set, each retry is logged at Info as the decision
 "retrying" (attempt, delay, error kind and text, dependency) and each
 give-up after a retry at Warn, through [logctx.Decision], so the
 coordinates on the context (correlation id, operation, entity) are on
-every record. Idempotency keys, tokens and bodies are never logged: in the
-error text, the URL of a *url.Error (an http.Client failure) is shown as
+every record.
+
+A dependency that is down makes every call retry and give up: at 10,000
+calls a second that would be 30,000 lines a second. The lines are paced
+per Policy and decision (retrying, gave up retrying, retry budget
+exhausted): at most the first 5 in 10 seconds are written at their level,
+the others at Debug (a handler at Debug still sees every one; the counters
+below count every one), and the next line at the level carries
+[logctx.KeySuppressed], how many were written at Debug since. Occasional
+retries are logged as before. Once a decision has not occurred for 10
+seconds, the next call that succeeds logs its end at Info, once: "retries
+ended", "give-ups ended", "retry budget available again", with the
+dependency, that call's coordinates and what was suppressed since
+the last line. The check costs a successful call one atomic load.
+
+Idempotency keys, tokens and bodies are never logged: in the error text,
+the URL of a *url.Error (an http.Client failure) is shown as
 scheme://host/path, without the user info, query and fragment that carry
 credentials.
 

@@ -9,6 +9,7 @@ import (
 	"github.com/sony/gobreaker/v2"
 
 	"github.com/sadpath/sadpath/contract"
+	"github.com/sadpath/sadpath/internal/lograte"
 	"github.com/sadpath/sadpath/logctx"
 )
 
@@ -44,6 +45,9 @@ func Do[T any](ctx context.Context, p *Policy, fn func(context.Context) (T, erro
 	if p != nil && p.plain && ctx != nil && ctx.Err() == nil {
 		v, err := fn(ctx)
 		if err == nil {
+			if p.logs != nil && p.logs.Active() {
+				p.logEnds(ctx)
+			}
 			return v, nil
 		}
 		return loop(ctx, p, fn, v, err, true, nil)
@@ -75,6 +79,9 @@ func do[T any](ctx context.Context, p *Policy, fn func(context.Context) (T, erro
 		if p.budget != nil {
 			p.budget.Call()
 			p.budget.Success()
+		}
+		if p.logs != nil && p.logs.Active() {
+			p.logEnds(ctx)
 		}
 		return v, nil
 	}
@@ -141,9 +148,37 @@ func loop[T any](ctx context.Context, p *Policy, fn func(context.Context) (T, er
 			if p.budget != nil {
 				p.budget.Success()
 			}
+			if p.logs != nil && p.logs.Active() {
+				p.logEnds(ctx)
+			}
 			return v, nil
 		}
 	}
+}
+
+// The decisions whose lines are paced (see package lograte): a dependency
+// that is down would otherwise get a line per retry and per give-up.
+const (
+	logRetrying = iota
+	logGaveUp
+	logBudget
+	numLogs
+)
+
+// logEnds writes the end of each paced decision that has not occurred for
+// an interval, on a call that succeeded.
+func (p *Policy) logEnds(ctx context.Context) {
+	p.logs.LogEnds(ctx, p.logger, p.clock, logEnd, slog.String(logctx.KeyDependency, p.name))
+}
+
+func logEnd(i int) (string, string) {
+	switch i {
+	case logRetrying:
+		return "retries ended", lograte.EndReason
+	case logGaveUp:
+		return "give-ups ended", lograte.EndReason
+	}
+	return "retry budget available again", lograte.EndReason
 }
 
 // call is the per-call state of the failure path.
@@ -224,12 +259,14 @@ func (c *call) failed(ctx context.Context, n int, err error, beforeWait func()) 
 			return 0, final
 		}
 	}
-	if p.logger != nil && p.logger.Enabled(ctx, slog.LevelInfo) {
-		logctx.Decision(ctx, p.logger, slog.LevelInfo, "retrying", errorType(err),
-			slog.String(logctx.KeyDependency, p.name),
-			slog.Int("attempt", n),
-			slog.Duration("delay", wait),
-			slog.String("error", logText(err)))
+	if p.logger != nil {
+		if level, k := p.logs.Occur(logRetrying, now, slog.LevelInfo); p.logger.Enabled(ctx, level) {
+			logctx.Decision(ctx, p.logger, level, "retrying", errorType(err), lograte.Suppressed([]slog.Attr{
+				slog.String(logctx.KeyDependency, p.name),
+				slog.Int("attempt", n),
+				slog.Duration("delay", wait),
+				slog.String("error", logText(err))}, k)...)
+		}
 	}
 	p.tel.retry(ctx, p.name, n, wait, err)
 	return wait, nil
@@ -274,16 +311,18 @@ func (c *call) stopAt(ctx context.Context, now time.Time, n int, r StopReason, c
 		// rejected call would flood the logs for as long as it is open).
 		return e
 	}
-	if p.logger != nil && p.logger.Enabled(ctx, slog.LevelWarn) {
-		msg := "gave up retrying"
+	if p.logger != nil {
+		msg, i := "gave up retrying", logGaveUp
 		if r == StopBudget {
-			msg = "retry budget exhausted"
+			msg, i = "retry budget exhausted", logBudget
 		}
-		logctx.Decision(ctx, p.logger, slog.LevelWarn, msg, r.String(),
-			slog.String(logctx.KeyDependency, p.name),
-			slog.Int("attempts", n),
-			slog.Duration("elapsed", e.Elapsed),
-			slog.String("error", logText(cause)))
+		if level, k := p.logs.Occur(i, now, slog.LevelWarn); p.logger.Enabled(ctx, level) {
+			logctx.Decision(ctx, p.logger, level, msg, r.String(), lograte.Suppressed([]slog.Attr{
+				slog.String(logctx.KeyDependency, p.name),
+				slog.Int("attempts", n),
+				slog.Duration("elapsed", e.Elapsed),
+				slog.String("error", logText(cause))}, k)...)
+		}
 	}
 	p.tel.giveUp(ctx, p.name, e)
 	return e

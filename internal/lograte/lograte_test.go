@@ -1,0 +1,109 @@
+package lograte
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/sadpath/sadpath/logctx"
+	"github.com/sadpath/sadpath/logctx/logctxtest"
+)
+
+type fakeClock struct{ t time.Time }
+
+func (c *fakeClock) Now() time.Time { return c.t }
+
+// TestLimiterPaces: 2,000 occurrences a second for a minute write Burst
+// per Interval at their level, each with the count written at Debug since
+// the previous; the end is written once, at Info,
+// only after an Interval without an occurrence; the next occurrence is
+// written at its level again.
+func TestLimiterPaces(t *testing.T) {
+	log, rec := logctxtest.NewLogger()
+	clk := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+	var l Limiter
+	ctx := logctx.WithCorrelationID(context.Background(), "req-1")
+	const perSecond, seconds = 2_000, 60
+	for range perSecond * seconds {
+		l.Log(ctx, log, clk, slog.LevelWarn, "gave up", "down", slog.String(logctx.KeyDependency, "acquirer"))
+		l.LogEnd(ctx, log, clk, "recovered", EndReason) // interleaved successes: not quiet yet
+		clk.t = clk.t.Add(time.Second / perSecond)
+	}
+	var warn, debug int
+	var total int64
+	for _, e := range rec.Entries() {
+		switch e.Level {
+		case slog.LevelWarn:
+			warn++
+			total++
+			if e.String(logctx.KeyCorrelationID) != "req-1" || e.String(logctx.KeyDependency) != "acquirer" {
+				t.Errorf("line without coordinates: %+v", e.Attrs)
+			}
+			if v, ok := e.Attrs[logctx.KeySuppressed]; ok {
+				total += v.Int64()
+			}
+		case slog.LevelDebug:
+			debug++
+		default:
+			t.Errorf("unexpected line %s %q", e.Level, e.Message)
+		}
+	}
+	if want := seconds / int(Interval/time.Second) * Burst; warn != want {
+		t.Errorf("%d lines at Warn in %ds, want %d", warn, seconds, want)
+	}
+	if debug != perSecond*seconds-warn {
+		t.Errorf("%d lines at Debug, want %d", debug, perSecond*seconds-warn)
+	}
+	rec.Reset()
+
+	clk.t = clk.t.Add(Interval - time.Second)
+	l.LogEnd(ctx, log, clk, "recovered", EndReason)
+	if n := len(rec.Entries()); n != 0 {
+		t.Fatalf("end written after %s quiet, before an Interval", Interval-time.Second)
+	}
+	clk.t = clk.t.Add(time.Second)
+	l.LogEnd(ctx, log, clk, "recovered", EndReason)
+	l.LogEnd(ctx, log, clk, "recovered", EndReason)
+	es := rec.Entries()
+	if len(es) != 1 || es[0].Level != slog.LevelInfo || es[0].Message != "recovered" || es[0].String(logctx.KeyCorrelationID) != "req-1" {
+		t.Fatalf("end: %+v, want one Info line with coordinates", es)
+	}
+	if v, ok := es[0].Attrs[logctx.KeySuppressed]; ok {
+		total += v.Int64()
+	}
+	if total != perSecond*seconds {
+		t.Errorf("lines at Warn and suppressed counts add up to %d, want %d", total, perSecond*seconds)
+	}
+	rec.Reset()
+	l.Log(ctx, log, clk, slog.LevelWarn, "gave up", "down again")
+	if es := rec.Entries(); len(es) != 1 || es[0].Level != slog.LevelWarn || es[0].Has(logctx.KeySuppressed) {
+		t.Fatalf("first occurrence after the end: %+v, want one Warn line without suppressed", es)
+	}
+}
+
+// TestLimiterClockBack: a clock that goes back does not silence a decision.
+func TestLimiterClockBack(t *testing.T) {
+	var l Limiter
+	now := time.Unix(1_700_000_000, 0)
+	for i := range Burst {
+		if lv, _ := l.Occur(now, slog.LevelWarn); lv != slog.LevelWarn {
+			t.Fatalf("occurrence %d of the window not at its level", i+1)
+		}
+	}
+	if lv, _ := l.Occur(now, slog.LevelWarn); lv != slog.LevelDebug {
+		t.Fatal("occurrence past Burst written at its level")
+	}
+	if lv, n := l.Occur(now.Add(-time.Hour), slog.LevelWarn); lv != slog.LevelWarn || n != 1 {
+		t.Fatalf("occurrence after the clock went back: %s, %d suppressed; want Warn, 1", lv, n)
+	}
+}
+
+// TestLimiterNilLogger: without a logger nothing is recorded.
+func TestLimiterNilLogger(t *testing.T) {
+	var l Limiter
+	l.Log(context.Background(), nil, &fakeClock{}, slog.LevelWarn, "x", "y")
+	if l.Active() {
+		t.Fatal("a nil logger recorded an occurrence")
+	}
+}
