@@ -11,6 +11,7 @@ import (
 	"unsafe"
 
 	"github.com/sadpath/sadpath/contract"
+	"github.com/sadpath/sadpath/internal/lograte"
 	"github.com/sadpath/sadpath/logctx"
 )
 
@@ -44,7 +45,8 @@ type BulkheadConfig struct {
 	// Clock is the time source for wait timeouts. Default: the real clock.
 	Clock Clock
 	// Logger receives rejected and waited decisions through logctx.Decision
-	// (rejections at Info, waits at Debug). Default nil: no logging.
+	// (rejections at Info, paced: see the package documentation; waits at
+	// Debug). Default nil: no logging.
 	Logger *slog.Logger
 }
 
@@ -83,6 +85,7 @@ type Bulkhead struct {
 	name       string
 	clock      Clock
 	logger     *slog.Logger
+	rejections *lograte.Limiter // pacing of the rejection lines: non-nil with logger
 
 	mu         sync.Mutex // guards the queue
 	head, tail *waiter
@@ -138,6 +141,9 @@ func NewBulkhead(cfg BulkheadConfig) (*Bulkhead, error) {
 		clock:      clockOr(cfg.Clock),
 		logger:     cfg.Logger,
 	}
+	if b.logger != nil {
+		b.rejections = new(lograte.Limiter)
+	}
 	b.shift = 64 - uint(bits.TrailingZeros(uint(len(b.stripes))))
 	if b.maxWait == 0 {
 		b.maxWait = DefaultMaxWait
@@ -182,9 +188,23 @@ func (b *Bulkhead) Acquire(ctx context.Context) error {
 	// While anyone waits, newcomers queue behind them (no barging), so a
 	// waiter is never starved into a timeout by later arrivals.
 	if b.waiters.Load() == 0 && b.tryAcquire(b.hint(uintptr(unsafe.Pointer(&b)))) {
+		if b.rejections != nil && b.rejections.Active() {
+			b.admitted(ctx)
+		}
 		return nil
 	}
-	return b.acquireSlow(ctx)
+	err := b.acquireSlow(ctx)
+	if err == nil && b.rejections != nil && b.rejections.Active() {
+		b.admitted(ctx)
+	}
+	return err
+}
+
+// admitted logs, once, the end of a run of rejections that has not gone on
+// for an interval (see package lograte), on a call that got a slot.
+func (b *Bulkhead) admitted(ctx context.Context) {
+	b.rejections.LogEnd(ctx, b.logger, b.clock, "bulkhead.rejections_ended", lograte.EndReason,
+		slog.String(logctx.KeyDependency, b.name))
 }
 
 // newStripes splits max slots over a power-of-two number of stripes: about
@@ -396,12 +416,14 @@ func (b *Bulkhead) remove(w *waiter) {
 
 func (b *Bulkhead) reject(ctx context.Context, code, reason string) error {
 	if b.logger != nil {
-		logctx.Decision(ctx, b.logger, slog.LevelInfo, "bulkhead.rejected", reason,
-			slog.String(logctx.KeyDependency, b.name),
-			slog.String("code", code),
-			slog.Int("in_flight", b.InFlight()),
-			slog.Int64("max_concurrent", b.max),
-			slog.Int("max_waiting", b.maxWaiting))
+		if level, n := b.rejections.Occur(b.clock.Now(), slog.LevelInfo); b.logger.Enabled(ctx, level) {
+			logctx.Decision(ctx, b.logger, level, "bulkhead.rejected", reason, lograte.Suppressed([]slog.Attr{
+				slog.String(logctx.KeyDependency, b.name),
+				slog.String("code", code),
+				slog.Int("in_flight", b.InFlight()),
+				slog.Int64("max_concurrent", b.max),
+				slog.Int("max_waiting", b.maxWaiting)}, n)...)
+		}
 	}
 	detail := "the service is at capacity; retry later"
 	return rejected(contract.KindUnavailable, b.name, code, detail, b.retryAfter)

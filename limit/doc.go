@@ -128,6 +128,17 @@
 // the coordinates of the request's context; with none, nothing is logged and
 // nothing is paid. Nothing secret is logged: keys are never written.
 //
+// Refusals go on for as long as the overload does, one per call: they are
+// paced per Bulkhead, Limiter or KeyedLimiter (whose keys share one pace).
+// At most the first 5 in 10 seconds are written at Info, the others at
+// Debug, and the next Info line carries logctx.KeySuppressed, how many were
+// written at Debug since. Once no call has been refused for 10 seconds, the
+// next call admitted logs "bulkhead.rejections_ended" or
+// "ratelimit.rejections_ended" at Info, once, with what was suppressed
+// since the last line. At 10,000 refusals a second that is at most half a
+// line a second instead of 10,000; occasional refusals are logged one by
+// one as before. The check costs an admitted call one atomic load.
+//
 // All types are safe for concurrent use. No goroutine is started: waiting
 // happens in the caller's goroutine.
 package limit

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sadpath/sadpath/contract"
+	"github.com/sadpath/sadpath/internal/lograte"
 	"github.com/sadpath/sadpath/logctx"
 	"golang.org/x/time/rate"
 )
@@ -64,8 +65,9 @@ type LimiterConfig struct {
 	// Clock is the time source of the token bucket and of waits. Default:
 	// the real clock.
 	Clock Clock
-	// Logger receives rejected (Info) and waited (Debug) decisions through
-	// logctx.Decision. Default nil: no logging.
+	// Logger receives rejected (Info, paced: see the package documentation)
+	// and waited (Debug) decisions through logctx.Decision. Default nil: no
+	// logging.
 	Logger *slog.Logger
 }
 
@@ -79,6 +81,9 @@ type rateCore struct {
 	maxWait time.Duration
 	clock   Clock
 	logger  *slog.Logger
+	// rejections paces the rejection lines (see package lograte): non-nil
+	// with logger, shared by every key of a KeyedLimiter.
+	rejections *lograte.Limiter
 }
 
 func newRateCore(cfg LimiterConfig, prefix string) (rateCore, error) {
@@ -105,6 +110,9 @@ func newRateCore(cfg LimiterConfig, prefix string) (rateCore, error) {
 	}
 	if c.name == "" {
 		c.name = "ratelimit"
+	}
+	if c.logger != nil {
+		c.rejections = new(lograte.Limiter)
 	}
 	if c.burst == 0 {
 		c.burst = 1
@@ -165,6 +173,9 @@ func (c *rateCore) take(ctx context.Context, b *bucket, now time.Time) error {
 	now = b.at(now)
 	if b.lim.AllowN(now, 1) { // allocation-free fast path
 		b.mu.Unlock()
+		if c.rejections != nil && c.rejections.Active() {
+			c.admitted(ctx)
+		}
 		return nil
 	}
 	d, r, refused := c.decide(ctx, b.lim, now)
@@ -186,6 +197,9 @@ func (c *rateCore) take(ctx context.Context, b *bucket, now time.Time) error {
 			logctx.Decision(ctx, c.logger, slog.LevelDebug, "ratelimit.waited", "rate exceeded",
 				slog.String(logctx.KeyDependency, c.name),
 				slog.Duration("waited", d))
+			if c.rejections.Active() {
+				c.admitted(ctx)
+			}
 		}
 		return nil
 	case <-ctx.Done():
@@ -255,14 +269,23 @@ func (c *rateCore) decide(ctx context.Context, lim *rate.Limiter, now time.Time)
 	return d, r, ""
 }
 
+// admitted logs, once, the end of a run of rejections that has not gone on
+// for an interval (see package lograte), on a call that got its token.
+func (c *rateCore) admitted(ctx context.Context) {
+	c.rejections.LogEnd(ctx, c.logger, c.clock, "ratelimit.rejections_ended", lograte.EndReason,
+		slog.String(logctx.KeyDependency, c.name))
+}
+
 func (c *rateCore) reject(ctx context.Context, retryAfter time.Duration, reason string) error {
 	retryAfter = min(retryAfter, maxRetryAfter)
 	if c.logger != nil {
-		logctx.Decision(ctx, c.logger, slog.LevelInfo, "ratelimit.rejected", reason,
-			slog.String(logctx.KeyDependency, c.name),
-			slog.Duration("retry_after", retryAfter),
-			slog.Float64("rate", float64(c.limit)),
-			slog.Int("burst", c.burst))
+		if level, n := c.rejections.Occur(c.clock.Now(), slog.LevelInfo); c.logger.Enabled(ctx, level) {
+			logctx.Decision(ctx, c.logger, level, "ratelimit.rejected", reason, lograte.Suppressed([]slog.Attr{
+				slog.String(logctx.KeyDependency, c.name),
+				slog.Duration("retry_after", retryAfter),
+				slog.Float64("rate", float64(c.limit)),
+				slog.Int("burst", c.burst)}, n)...)
+		}
 	}
 	return rejected(contract.KindRateLimited, c.name, CodeRateLimited,
 		"too many requests; retry after the indicated delay", retryAfter)
