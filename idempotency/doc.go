@@ -176,6 +176,20 @@
 // carry a raw key, only KeyHash (12 hex digits of SHA-256), and never a
 // stored body.
 //
+// A store that is down or slow makes every call fail the same way (store
+// failed: not running; ran but could not record the result; lease renewal
+// failed…), and clients retrying against a slow operation meet it in
+// progress (conflict): at 10,000 calls a second that was 10,000 lines a
+// second at Error. The store_error, lease_lost and conflict decisions are
+// paced per Executor and reason: at most the first 5 in 10 seconds are
+// written at their level, the others at Debug, and the next line at the
+// level carries logctx.KeySuppressed, how many were written at Debug since.
+// Occasional ones are logged one by one as before, and the counter counts
+// every one. Once a reason has not occurred for 10 seconds, the next call
+// whose claim the store answers logs its end at Info, once ("store_error
+// ended", the reason, what was suppressed since the last line). Replays,
+// mismatches and panics are not paced.
+//
 // # Configuration, zero values, concurrency
 //
 // Every type is built from a config struct by a constructor (New,

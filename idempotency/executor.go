@@ -128,7 +128,9 @@ type Config struct {
 	// Clock tells the time and arms heartbeat and poll timers. Default: the system clock.
 	Clock Clock
 	// Logger receives one decision record per outcome (see the Outcome
-	// constants), with the key as a short hash. Default nil: no logging.
+	// constants), with the key as a short hash; store_error, lease_lost and
+	// conflict records are paced (see Observability in the package
+	// documentation). Default nil: no logging.
 	Logger *slog.Logger
 	// MeterProvider provides the Meter for the sadpath.idempotency.outcomes
 	// counter. Default: the global otel MeterProvider.
@@ -296,7 +298,7 @@ func newExecutor(cfg Config, name, component string) (*Executor, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = systemClock{}
 	}
-	obs, err := newObserver(component, cfg.Logger, cfg.MeterProvider)
+	obs, err := newObserver(component, cfg.Logger, cfg.Clock, cfg.MeterProvider)
 	if err != nil {
 		return nil, configError(name+".MeterProvider", "counter: %v", err)
 	}
@@ -817,17 +819,18 @@ func (e *Executor) run(ctx context.Context, key Key, fp string, fpBorrowed bool,
 				// Refused, not failed (a key and fingerprint over a
 				// MemoryStore shard's budget): no retry can pass, and
 				// running unprotected is not what FailOpen is for.
-				e.obs.note(ctx, oStoreError, slog.LevelWarn, "store refused the claim as too large: not running", key, slog.String("error", err.Error()))
+				e.obs.notePaced(ctx, pClaimTooLarge, key, slog.String("error", err.Error()))
 				return Result{}, nil, false, err
 			}
 			if e.failOpen && !waited {
-				e.obs.note(ctx, oStoreError, slog.LevelWarn, "store failed: running without idempotency (fail open)", key, slog.String("error", err.Error()))
+				e.obs.notePaced(ctx, pFailOpen, key, slog.String("error", err.Error()))
 				res, _, ferr := fn(&unownedCtx{ctx}) // no claim: no token, not even an enclosing operation's
 				return res, nil, false, ferr
 			}
-			e.obs.note(ctx, oStoreError, slog.LevelError, "store failed: not running (fail closed)", key, slog.String("error", err.Error()))
+			e.obs.notePaced(ctx, pFailClosed, key, slog.String("error", err.Error()))
 			return Result{}, nil, false, errFrom(ErrStoreUnavailable, "idempotency.claim", err).WithRetryAfter(time.Second)
 		}
+		e.obs.ended(ctx) // the store answered: the end of its failures is logged once
 		switch c.Status {
 		case Claimed:
 			res, err := e.own(ctx, key, c.Token, sent, seed, fn)
@@ -844,7 +847,7 @@ func (e *Executor) run(ctx context.Context, key Key, fp string, fpBorrowed bool,
 		case InProgress:
 			remaining := max(c.LeaseRemaining, time.Millisecond)
 			if e.duplicate == FailFast {
-				e.obs.note(ctx, oConflict, slog.LevelInfo, "in progress elsewhere: failing fast", key)
+				e.obs.notePaced(ctx, pConflictFast, key)
 				return Result{}, nil, false, errFrom(ErrInProgress, "idempotency.claim", nil).WithRetryAfter(remaining).WithRetryable(true)
 			}
 			waited = true
@@ -859,12 +862,12 @@ func (e *Executor) run(ctx context.Context, key Key, fp string, fpBorrowed bool,
 			select {
 			case <-ctx.Done():
 				t.Stop()
-				e.obs.note(ctx, oConflict, slog.LevelInfo, "in progress elsewhere: gave up waiting", key)
+				e.obs.notePaced(ctx, pConflictWait, key)
 				return Result{}, nil, false, errFrom(ErrInProgress, "idempotency.claim", context.Cause(ctx)).WithRetryAfter(remaining).WithRetryable(true)
 			case <-tick:
 			}
 		default:
-			e.obs.note(ctx, oStoreError, slog.LevelError, "store answered an unknown claim status", key)
+			e.obs.notePaced(ctx, pUnknownStatus, key)
 			return Result{}, nil, false, errFrom(ErrStoreUnavailable, "idempotency.claim", errors.New("unknown claim status "+c.Status.String()))
 		}
 	}
@@ -884,9 +887,9 @@ func (e *Executor) own(ctx context.Context, key Key, token uint64, sent time.Tim
 			case rerr == nil:
 				e.obs.note(ctx, oExecuted, slog.LevelWarn, "ran and panicked: key released for a retry", key)
 			case errors.Is(rerr, ErrLeaseLost):
-				e.obs.note(ctx, oLeaseLost, slog.LevelWarn, "ran and panicked, and the lease was lost before releasing", key)
+				e.obs.notePaced(ctx, pPanicLeaseLost, key)
 			default:
-				e.obs.note(ctx, oStoreError, slog.LevelError, "ran and panicked, and the release failed: the key stays claimed until its lease expires", key, slog.String("error", rerr.Error()))
+				e.obs.notePaced(ctx, pPanicReleaseFailed, key, slog.String("error", rerr.Error()))
 			}
 		}
 	}()
@@ -911,7 +914,7 @@ func (e *Executor) own(ctx context.Context, key Key, token uint64, sent time.Tim
 	finished = true
 	if hb != nil {
 		if hb.stop() {
-			e.obs.note(ctx, oLeaseLost, slog.LevelError, "lease lost while running: result not recorded", key)
+			e.obs.notePaced(ctx, pLeaseLostRunning, key)
 			return res, errFrom(ErrLeaseLost, "idempotency.renew", ferr)
 		}
 	}
@@ -933,7 +936,7 @@ func (e *Executor) own(ctx context.Context, key Key, token uint64, sent time.Tim
 			// rather than run it a second time.
 			merr := e.store.Complete(bg, key, token, e.notStored())
 			if merr == nil {
-				e.obs.note(ctx, oStoreError, slog.LevelWarn, "ran, but the result was too large to store: duplicates get a conflict", key, slog.String("error", cerr.Error()))
+				e.obs.notePaced(ctx, pResultTooLarge, key, slog.String("error", cerr.Error()))
 				return res, ferr
 			}
 			switch {
@@ -949,7 +952,7 @@ func (e *Executor) own(ctx context.Context, key Key, token uint64, sent time.Tim
 				// out would let the next duplicate run it again.
 				rerr := e.store.Renew(bg, key, token, e.retention)
 				if rerr == nil {
-					e.obs.note(ctx, oStoreError, slog.LevelError, "ran, but neither the result nor the record that it ran could be stored: the key is held in progress for the retention period", key, slog.String("error", merr.Error()))
+					e.obs.notePaced(ctx, pResultHeld, key, slog.String("error", merr.Error()))
 					return res, ferr
 				}
 				if errors.Is(rerr, ErrLeaseLost) {
@@ -961,18 +964,18 @@ func (e *Executor) own(ctx context.Context, key Key, token uint64, sent time.Tim
 		case cerr == nil:
 			e.obs.note(ctx, oExecuted, slog.LevelDebug, "ran and recorded the result", key)
 		case errors.Is(cerr, ErrLeaseLost):
-			e.obs.note(ctx, oLeaseLost, slog.LevelError, "lease lost before completing: result not recorded", key)
+			e.obs.notePaced(ctx, pLeaseLostCompleting, key)
 			return res, errFrom(ErrLeaseLost, "idempotency.complete", ferr)
 		default:
-			e.obs.note(ctx, oStoreError, slog.LevelError, "ran but could not record the result", key, slog.String("error", cerr.Error()))
+			e.obs.notePaced(ctx, pCompleteFailed, key, slog.String("error", cerr.Error()))
 		}
 		return res, ferr
 	}
 	if rerr := e.store.Release(bg, key, token); rerr != nil {
 		if errors.Is(rerr, ErrLeaseLost) {
-			e.obs.note(ctx, oLeaseLost, slog.LevelWarn, "lease lost before releasing", key)
+			e.obs.notePaced(ctx, pLeaseLostReleasing, key)
 		} else {
-			e.obs.note(ctx, oStoreError, slog.LevelError, "release failed: the key stays claimed until its lease expires", key, slog.String("error", rerr.Error()))
+			e.obs.notePaced(ctx, pReleaseFailed, key, slog.String("error", rerr.Error()))
 		}
 	} else {
 		e.obs.note(ctx, oExecuted, slog.LevelDebug, "ran and failed: key released for a retry", key)
@@ -1156,7 +1159,7 @@ func (hb *heartbeat) beat() {
 	if hb.tracked {
 		left := hb.leaseEnd.Sub(e.clock.Now())
 		if err != nil && left <= 0 {
-			e.obs.note(hb.oc.Context, oStoreError, slog.LevelError, "lease renewal failed and the lease has run out: canceling the operation", hb.oc.key, slog.String("error", err.Error()))
+			e.obs.notePaced(hb.oc.Context, pRenewLeaseOut, hb.oc.key, slog.String("error", err.Error()))
 			hb.lose(err)
 			return
 		}
@@ -1167,7 +1170,7 @@ func (hb *heartbeat) beat() {
 	}
 	if err != nil {
 		// Retried at the next beat; the lease may still hold.
-		e.obs.note(hb.oc.Context, oStoreError, slog.LevelWarn, "lease renewal failed", hb.oc.key, slog.String("error", err.Error()))
+		e.obs.notePaced(hb.oc.Context, pRenewFailed, hb.oc.key, slog.String("error", err.Error()))
 	}
 	hb.timer = e.clock.AfterFunc(next, hb.beat)
 }
@@ -1261,7 +1264,7 @@ func (e *Executor) nested(ctx context.Context, o owner.Op, key Key) error {
 	if !owner.Nested(o, e.storeID, key.Scope, key.Key) {
 		return nil
 	}
-	e.obs.note(ctx, oConflict, slog.LevelError, "called inside the running operation holding the same key: failing rather than waiting for itself", key)
+	e.obs.notePaced(ctx, pNested, key)
 	return errFrom(ErrNestedCall, "idempotency.claim", nil)
 }
 

@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/sadpath/sadpath/internal/lograte"
 	"github.com/sadpath/sadpath/logctx"
 )
 
@@ -47,6 +48,8 @@ const meterName = "github.com/sadpath/sadpath/idempotency"
 
 type observer struct {
 	log     *slog.Logger
+	clock   Clock
+	logs    *lograte.Set // pacing of the decisions in paced: non-nil with log
 	counter metric.Int64Counter
 	// opts holds one ready-made option slice per outcome: passing it with
 	// ... spares Add's variadic slice, which would escape through the
@@ -54,7 +57,7 @@ type observer struct {
 	opts [len(outcomes)][]metric.AddOption
 }
 
-func newObserver(component string, log *slog.Logger, mp metric.MeterProvider) (*observer, error) {
+func newObserver(component string, log *slog.Logger, clock Clock, mp metric.MeterProvider) (*observer, error) {
 	if mp == nil {
 		mp = otel.GetMeterProvider()
 	}
@@ -64,7 +67,10 @@ func newObserver(component string, log *slog.Logger, mp metric.MeterProvider) (*
 	if err != nil {
 		return nil, err
 	}
-	o := &observer{log: log, counter: c}
+	o := &observer{log: log, clock: clock, counter: c}
+	if log != nil {
+		o.logs = lograte.NewSet(numPaced)
+	}
 	for i, name := range outcomes {
 		o.opts[i] = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(
 			attribute.String("outcome", name), attribute.String("component", component)))}
@@ -83,6 +89,90 @@ func (o *observer) note(ctx context.Context, oc outcome, level slog.Level, reaso
 	all = append(all, slog.String(KeyHash, hashKey(key)))
 	all = append(all, attrs...)
 	logctx.Decision(ctx, o.log, level, outcomes[oc], reason, all...)
+}
+
+// The decisions a store that is down or slow, or a key hammered by
+// retries, repeats on every call: their lines are paced (see package
+// lograte), so that an outage writes a few lines every 10s instead of one
+// per call. paced gives the outcome, level and reason of each.
+const (
+	pClaimTooLarge = iota
+	pFailOpen
+	pFailClosed
+	pConflictFast
+	pConflictWait
+	pUnknownStatus
+	pPanicLeaseLost
+	pPanicReleaseFailed
+	pLeaseLostRunning
+	pResultTooLarge
+	pResultHeld
+	pLeaseLostCompleting
+	pCompleteFailed
+	pLeaseLostReleasing
+	pReleaseFailed
+	pRenewLeaseOut
+	pRenewFailed
+	pNested
+	numPaced
+)
+
+var paced = [numPaced]struct {
+	oc     outcome
+	level  slog.Level
+	reason string
+}{
+	pClaimTooLarge:       {oStoreError, slog.LevelWarn, "store refused the claim as too large: not running"},
+	pFailOpen:            {oStoreError, slog.LevelWarn, "store failed: running without idempotency (fail open)"},
+	pFailClosed:          {oStoreError, slog.LevelError, "store failed: not running (fail closed)"},
+	pConflictFast:        {oConflict, slog.LevelInfo, "in progress elsewhere: failing fast"},
+	pConflictWait:        {oConflict, slog.LevelInfo, "in progress elsewhere: gave up waiting"},
+	pUnknownStatus:       {oStoreError, slog.LevelError, "store answered an unknown claim status"},
+	pPanicLeaseLost:      {oLeaseLost, slog.LevelWarn, "ran and panicked, and the lease was lost before releasing"},
+	pPanicReleaseFailed:  {oStoreError, slog.LevelError, "ran and panicked, and the release failed: the key stays claimed until its lease expires"},
+	pLeaseLostRunning:    {oLeaseLost, slog.LevelError, "lease lost while running: result not recorded"},
+	pResultTooLarge:      {oStoreError, slog.LevelWarn, "ran, but the result was too large to store: duplicates get a conflict"},
+	pResultHeld:          {oStoreError, slog.LevelError, "ran, but neither the result nor the record that it ran could be stored: the key is held in progress for the retention period"},
+	pLeaseLostCompleting: {oLeaseLost, slog.LevelError, "lease lost before completing: result not recorded"},
+	pCompleteFailed:      {oStoreError, slog.LevelError, "ran but could not record the result"},
+	pLeaseLostReleasing:  {oLeaseLost, slog.LevelWarn, "lease lost before releasing"},
+	pReleaseFailed:       {oStoreError, slog.LevelError, "release failed: the key stays claimed until its lease expires"},
+	pRenewLeaseOut:       {oStoreError, slog.LevelError, "lease renewal failed and the lease has run out: canceling the operation"},
+	pRenewFailed:         {oStoreError, slog.LevelWarn, "lease renewal failed"},
+	pNested:              {oConflict, slog.LevelError, "called inside the running operation holding the same key: failing rather than waiting for itself"},
+}
+
+// notePaced counts the outcome of paced decision p and logs it as a
+// decision, at its level or, when more than a few of p occurred in the
+// last 10s, at Debug (see package lograte).
+func (o *observer) notePaced(ctx context.Context, p int, key Key, attrs ...slog.Attr) {
+	d := &paced[p]
+	o.counter.Add(ctx, 1, o.opts[d.oc]...)
+	if o.log == nil {
+		return
+	}
+	level, n := o.logs.Occur(p, o.clock.Now(), d.level)
+	if !o.log.Enabled(ctx, level) {
+		return
+	}
+	all := make([]slog.Attr, 0, 2+len(attrs))
+	all = append(all, slog.String(KeyHash, hashKey(key)))
+	all = append(all, attrs...)
+	logctx.Decision(ctx, o.log, level, outcomes[d.oc], d.reason, lograte.Suppressed(all, n)...)
+}
+
+// ended logs, once each, the end of the paced decisions that have not
+// occurred for 10s, on a call whose claim the store answered. It costs an
+// atomic load while none is going on.
+func (o *observer) ended(ctx context.Context) {
+	if o.logs != nil && o.logs.Active() {
+		o.logs.LogEnds(ctx, o.log, o.clock, pacedEnd)
+	}
+}
+
+func pacedEnd(p int) (string, string) {
+	d := &paced[p]
+	return outcomes[d.oc] + " ended", d.reason + ": " + lograte.EndReason
 }
 
 // hashKey returns 12 hex digits of SHA-256 over scope and key: enough to
