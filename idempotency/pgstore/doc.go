@@ -220,5 +220,7 @@
 // With Config.Logger set, store failures are logged at Warn and refused
 // stale owners and DoTx replays at Info (with [logctx.Decision]), with the
 // dependency, the operation and the record's key hash — never the raw key
-// or a result.
+// or a result: key_hash, the row's id (base64url), and idempotency.KeyHash,
+// the 12 hex digits the executor logs for the same key, so that one value
+// finds the executor's lines and the store's.
 package pgstore

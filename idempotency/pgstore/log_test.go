@@ -3,6 +3,7 @@ package pgstore
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"strings"
@@ -64,6 +65,49 @@ func TestLogsNeverCarryRawKeys(t *testing.T) {
 			if !strings.Contains(line, want) {
 				t.Errorf("decision line lacks %s: %s", want, line)
 			}
+		}
+	}
+	// The executor replays k: its line names k by idempotency.KeyHash, as
+	// the store's lines must.
+	ex, err := idempotency.New(idempotency.Config{Store: s, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := idempotency.Do(ctx, ex, k, "fp", func(context.Context) (string, error) { return "", nil }); err != nil {
+		t.Fatal(err)
+	}
+	checkSameKeyHash(t, buf.String(), `"key_hash":"`+keyHash(recordID(k))+`"`)
+}
+
+// checkSameKeyHash asserts that every decision line of out carries the
+// decision, and that those naming the record (storeLine) carry the
+// idempotency_key_hash of the executor's line about the same key: an
+// operator greps one value and finds both.
+func checkSameKeyHash(t *testing.T, out, storeLine string) {
+	t.Helper()
+	var exHash string
+	var lines []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		m := map[string]any{}
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("bad line %q: %v", line, err)
+		}
+		if m["decision"] == idempotency.OutcomeReplayed {
+			exHash, _ = m[idempotency.KeyHash].(string)
+		}
+		if strings.Contains(line, storeLine) {
+			lines = append(lines, m)
+		}
+		if m["msg"] == "idempotency store call failed" && m["decision"] != m["msg"] {
+			t.Errorf("store failure is not a decision line: %s", line)
+		}
+	}
+	if exHash == "" || len(lines) == 0 {
+		t.Fatalf("no executor line with %s, or no store line:\n%s", idempotency.KeyHash, out)
+	}
+	for _, m := range lines {
+		if m[idempotency.KeyHash] != exHash {
+			t.Errorf("store line %v: %s %v, want %q as the executor logs", m["msg"], idempotency.KeyHash, m[idempotency.KeyHash], exHash)
 		}
 	}
 }

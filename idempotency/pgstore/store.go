@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -551,7 +552,8 @@ func (s *Store) owned(ctx context.Context, op string, id []byte, n int64, err er
 	}
 	if n != 1 {
 		logctx.Decision(ctx, s.log, slog.LevelInfo, "refused stale owner", "lease lost: token not current or lease expired",
-			slog.String(logctx.KeyDependency, "postgresql"), slog.String("store_op", op), slog.String("key_hash", keyHash(id)))
+			slog.String(logctx.KeyDependency, "postgresql"), slog.String("store_op", op), slog.String("key_hash", keyHash(id)),
+			slog.String(idempotency.KeyHash, shortHash(id)))
 		return idempotency.ErrLeaseLost
 	}
 	return nil
@@ -564,11 +566,22 @@ func (s *Store) fail(ctx context.Context, op string, id []byte, err error) error
 		attrs := []slog.Attr{slog.String(logctx.KeyDependency, "postgresql"), slog.String("store_op", op),
 			slog.String("kind", e.Kind.String()), slog.Any("error", err)}
 		if id != nil {
-			attrs = append(attrs, slog.String("key_hash", keyHash(id)))
+			attrs = append(attrs, slog.String("key_hash", keyHash(id)), slog.String(idempotency.KeyHash, shortHash(id)))
 		}
-		s.log.LogAttrs(ctx, slog.LevelWarn, "idempotency store call failed", attrs...)
+		logctx.Decision(ctx, s.log, slog.LevelWarn, "idempotency store call failed", e.Kind.String(), attrs...)
 	}
 	return e
 }
 
 func keyHash(id []byte) string { return base64.RawURLEncoding.EncodeToString(id) }
+
+// shortHash returns, for a record id, the hash the idempotency executor
+// logs for its key (idempotency.KeyHash: 12 hex digits of the same
+// SHA-256), so that a store line and the executor's line about one key
+// carry the same value.
+func shortHash(id []byte) string {
+	if len(id) < 6 {
+		return ""
+	}
+	return hex.EncodeToString(id[:6])
+}

@@ -119,7 +119,8 @@ func DoTx[T any](ctx context.Context, s *Store, key idempotency.Key, fingerprint
 		// Its claim could only find that operation in progress: under an
 		// enclosing Do's Wait policy, or a retry, it would wait for itself.
 		logctx.Decision(ctx, s.log, slog.LevelError, "refused a nested call", "called inside the running operation holding the same key: failing rather than waiting for itself",
-			slog.String(logctx.KeyDependency, "postgresql"), slog.String("store_op", op), slog.String("key_hash", keyHash(recordID(key))))
+			slog.String(logctx.KeyDependency, "postgresql"), slog.String("store_op", op), slog.String("key_hash", keyHash(recordID(key))),
+			slog.String(idempotency.KeyHash, shortHash(recordID(key))))
 		e := *(idempotency.ErrNestedCall.(*contract.Error))
 		e.Op = op
 		return zero, &e
@@ -135,7 +136,8 @@ func DoTx[T any](ctx context.Context, s *Store, key idempotency.Key, fingerprint
 			return zero, contract.Wrap(contract.KindInternal, op, err).WithCode("pgstore.decode")
 		}
 		logctx.Decision(ctx, s.log, slog.LevelInfo, "replayed stored result", "key already completed",
-			slog.String(logctx.KeyDependency, "postgresql"), slog.String("store_op", op), slog.String("key_hash", keyHash(recordID(key))))
+			slog.String(logctx.KeyDependency, "postgresql"), slog.String("store_op", op), slog.String("key_hash", keyHash(recordID(key))),
+			slog.String(idempotency.KeyHash, shortHash(recordID(key))))
 		return v, nil
 	case idempotency.InProgress:
 		// Retryable, as the executor answers it: the owner may finish or
@@ -218,7 +220,8 @@ func runTx[T any](ctx context.Context, s *Store, key idempotency.Key, token uint
 		case commitDone:
 			committed = true
 			logctx.Decision(ctx, s.log, slog.LevelInfo, "commit confirmed from the record", "connection lost during COMMIT; the record shows it committed",
-				slog.String(logctx.KeyDependency, "postgresql"), slog.String("store_op", op), slog.String("key_hash", keyHash(id)))
+				slog.String(logctx.KeyDependency, "postgresql"), slog.String("store_op", op), slog.String("key_hash", keyHash(id)),
+				slog.String(idempotency.KeyHash, shortHash(id)))
 			return v, nil
 		case commitUnknown:
 			// Nothing to release: the transaction may still commit, and
@@ -226,11 +229,9 @@ func runTx[T any](ctx context.Context, s *Store, key idempotency.Key, token uint
 			committed = true
 			e := contract.Wrap(contract.KindTimeout, op, cerr).WithCode("pgstore.commit_unknown")
 			e.Detail = "the commit may have happened: calling again replays it if it did"
-			if s.log != nil {
-				s.log.LogAttrs(ctx, slog.LevelWarn, "idempotency store call failed", slog.String(logctx.KeyDependency, "postgresql"),
-					slog.String("store_op", op), slog.String("kind", e.Kind.String()), slog.String("code", e.Code),
-					slog.Any("error", cerr), slog.String("key_hash", keyHash(id)))
-			}
+			logctx.Decision(ctx, s.log, slog.LevelWarn, "idempotency store call failed", e.Code, slog.String(logctx.KeyDependency, "postgresql"),
+				slog.String("store_op", op), slog.String("kind", e.Kind.String()), slog.String("code", e.Code),
+				slog.Any("error", cerr), slog.String("key_hash", keyHash(id)), slog.String(idempotency.KeyHash, shortHash(id)))
 			return zero, e
 		}
 		return zero, s.fail(ctx, op, id, cerr)

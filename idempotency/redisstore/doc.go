@@ -179,5 +179,8 @@
 //
 // With Config.Logger set, store failures are logged at Warn and refused
 // stale owners at Info (with [logctx.Decision]), with the dependency, the
-// store operation and the record's key hash — never the raw key or a result.
+// store operation and the record's key hash — never the raw key or a result:
+// key_hash, the record's id (its Redis key is Prefix + "{" + key_hash + "}"),
+// and idempotency.KeyHash, the 12 hex digits the executor logs for the same
+// key, so that one value finds the executor's lines and the store's.
 package redisstore

@@ -363,7 +363,8 @@ func (s *Store) owned(ctx context.Context, op, id string, n int64, err error) er
 	}
 	if n != 1 {
 		logctx.Decision(ctx, s.log, slog.LevelInfo, "refused stale owner", "lease lost: token not current or lease expired",
-			slog.String(logctx.KeyDependency, "redis"), slog.String("store_op", op), slog.String("key_hash", id))
+			slog.String(logctx.KeyDependency, "redis"), slog.String("store_op", op), slog.String("key_hash", id),
+			slog.String(idempotency.KeyHash, shortHash(id)))
 		return idempotency.ErrLeaseLost
 	}
 	return nil
@@ -373,11 +374,24 @@ func (s *Store) owned(ctx context.Context, op, id string, n int64, err error) er
 func (s *Store) fail(ctx context.Context, op, id string, err error) error {
 	e := mapError(op, err)
 	if s.log != nil && e.Kind != contract.KindCanceled {
-		s.log.LogAttrs(ctx, slog.LevelWarn, "idempotency store call failed",
+		logctx.Decision(ctx, s.log, slog.LevelWarn, "idempotency store call failed", e.Kind.String(),
 			slog.String(logctx.KeyDependency, "redis"), slog.String("store_op", op),
-			slog.String("key_hash", id), slog.String("kind", e.Kind.String()), slog.Any("error", err))
+			slog.String("key_hash", id), slog.String(idempotency.KeyHash, shortHash(id)),
+			slog.String("kind", e.Kind.String()), slog.Any("error", err))
 	}
 	return e
+}
+
+// shortHash returns, for a record id, the hash the idempotency executor
+// logs for its key (idempotency.KeyHash: 12 hex digits of the same
+// SHA-256), so that a store line and the executor's line about one key
+// carry the same value.
+func shortHash(id string) string {
+	var sum [sha256.Size]byte
+	if n, err := base64.RawURLEncoding.Decode(sum[:], []byte(id)); err != nil || n != len(sum) {
+		return ""
+	}
+	return hex.EncodeToString(sum[:6])
 }
 
 var errReply = errors.New("redisstore: unexpected script reply")
