@@ -18,6 +18,7 @@ import (
 	"github.com/sadpath/sadpath/contract"
 	"github.com/sadpath/sadpath/idempotency"
 	"github.com/sadpath/sadpath/idempotency/internal/resultcodec"
+	"github.com/sadpath/sadpath/internal/lograte"
 	"github.com/sadpath/sadpath/internal/owner"
 	"github.com/sadpath/sadpath/logctx"
 )
@@ -88,8 +89,9 @@ type Config struct {
 	TxOptions pgx.TxOptions
 
 	// Logger receives store failures, refused stale owners and DoTx's
-	// decisions. Nil logs nothing. Raw keys are never logged: records are
-	// named by their id hash.
+	// decisions; failures, stale owners and nested calls are paced (see
+	// Logging in the package documentation). Nil logs nothing. Raw keys
+	// are never logged: records are named by their id hash.
 	Logger *slog.Logger
 }
 
@@ -107,8 +109,10 @@ type Store struct {
 	txRetention time.Duration
 	txOptions   pgx.TxOptions
 	log         *slog.Logger
-	identity    string // StoreIdentity
-	id          any    // owner.StoreID: what nested calls compare
+	logs        *lograte.Set  // pacing of the failure lines: non-nil with log
+	clock       lograte.Clock // times the pacing
+	identity    string        // StoreIdentity
+	id          any           // owner.StoreID: what nested calls compare
 
 	sqlClaim, sqlComplete, sqlRelease, sqlRenew, sqlGet, sqlDelete, sqlSettle string
 }
@@ -167,7 +171,10 @@ func New(cfg Config) (*Store, error) {
 		qualified: pgx.Identifier{cfg.Schema, cfg.Table}.Sanitize(),
 		maxBytes:  cfg.MaxResultBytes, batch: cfg.CleanupBatch,
 		txLease: cfg.TxLease, txRetention: cfg.TxRetention, txOptions: cfg.TxOptions,
-		log: cfg.Logger,
+		log: cfg.Logger, clock: lograte.System{},
+	}
+	if s.log != nil {
+		s.logs = lograte.NewSet(numPaced)
 	}
 	s.identity = identity(cfg.Pool.Config().ConnConfig.Config, cfg.Schema, cfg.Table)
 	s.id = owner.StoreID(s, s)
@@ -422,6 +429,7 @@ func (s *Store) claim(ctx context.Context, q querier, req idempotency.ClaimReque
 		if err != nil {
 			return idempotency.Claim{}, s.fail(ctx, op, id, err)
 		}
+		s.answered(ctx)
 		if won {
 			return idempotency.Claim{Status: idempotency.Claimed, Token: uint64(token)}, nil
 		}
@@ -511,6 +519,7 @@ func (s *Store) Get(ctx context.Context, key idempotency.Key) (idempotency.Recor
 	if err != nil {
 		return idempotency.Record{}, s.fail(ctx, op, id, err)
 	}
+	s.answered(ctx)
 	if state < 1 || state > 3 {
 		return idempotency.Record{}, s.fail(ctx, op, id, errCorrupt)
 	}
@@ -550,13 +559,46 @@ func (s *Store) owned(ctx context.Context, op string, id []byte, n int64, err er
 	if err != nil {
 		return s.fail(ctx, op, id, err)
 	}
+	s.answered(ctx)
 	if n != 1 {
-		logctx.Decision(ctx, s.log, slog.LevelInfo, "refused stale owner", "lease lost: token not current or lease expired",
-			slog.String(logctx.KeyDependency, "postgresql"), slog.String("store_op", op), slog.String("key_hash", keyHash(id)),
-			slog.String(idempotency.KeyHash, shortHash(id)))
+		if s.log != nil {
+			if level, k := s.logs.Occur(pStaleOwner, s.clock.Now(), slog.LevelInfo); s.log.Enabled(ctx, level) {
+				logctx.Decision(ctx, s.log, level, "refused stale owner", "lease lost: token not current or lease expired", lograte.Suppressed([]slog.Attr{
+					slog.String(logctx.KeyDependency, "postgresql"), slog.String("store_op", op), slog.String("key_hash", keyHash(id)),
+					slog.String(idempotency.KeyHash, shortHash(id))}, k)...)
+			}
+		}
 		return idempotency.ErrLeaseLost
 	}
 	return nil
+}
+
+// The decisions a database that is down or slow repeats on every call:
+// their lines are paced (see package lograte), at most a few every 10s.
+const (
+	pFailed = iota
+	pStaleOwner
+	pNested
+	numPaced
+)
+
+// answered logs, once each, the end of the paced decisions that have not
+// occurred for 10s, on a call the database answered. It costs an atomic
+// load while none is going on.
+func (s *Store) answered(ctx context.Context) {
+	if s.logs != nil && s.logs.Active() {
+		s.logs.LogEnds(ctx, s.log, s.clock, pacedEnd, slog.String(logctx.KeyDependency, "postgresql"))
+	}
+}
+
+func pacedEnd(p int) (string, string) {
+	switch p {
+	case pFailed:
+		return "idempotency store calls succeed again", lograte.EndReason
+	case pStaleOwner:
+		return "stale owners no longer refused", lograte.EndReason
+	}
+	return "nested calls no longer refused", lograte.EndReason
 }
 
 // fail maps err to a contract error and logs it.
@@ -568,9 +610,16 @@ func (s *Store) fail(ctx context.Context, op string, id []byte, err error) error
 		if id != nil {
 			attrs = append(attrs, slog.String("key_hash", keyHash(id)), slog.String(idempotency.KeyHash, shortHash(id)))
 		}
-		logctx.Decision(ctx, s.log, slog.LevelWarn, "idempotency store call failed", e.Kind.String(), attrs...)
+		s.logFailed(ctx, e.Kind.String(), attrs)
 	}
 	return e
+}
+
+// logFailed logs a failed call, paced.
+func (s *Store) logFailed(ctx context.Context, reason string, attrs []slog.Attr) {
+	if level, k := s.logs.Occur(pFailed, s.clock.Now(), slog.LevelWarn); s.log.Enabled(ctx, level) {
+		logctx.Decision(ctx, s.log, level, "idempotency store call failed", reason, lograte.Suppressed(attrs, k)...)
+	}
 }
 
 func keyHash(id []byte) string { return base64.RawURLEncoding.EncodeToString(id) }

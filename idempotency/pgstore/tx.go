@@ -14,6 +14,7 @@ import (
 
 	"github.com/sadpath/sadpath/contract"
 	"github.com/sadpath/sadpath/idempotency"
+	"github.com/sadpath/sadpath/internal/lograte"
 	"github.com/sadpath/sadpath/internal/owner"
 	"github.com/sadpath/sadpath/logctx"
 )
@@ -118,9 +119,13 @@ func DoTx[T any](ctx context.Context, s *Store, key idempotency.Key, fingerprint
 	if o, ok := ctx.Value(owner.Key{}).(owner.Op); ok && owner.Nested(o, s.id, key.Scope, key.Key) {
 		// Its claim could only find that operation in progress: under an
 		// enclosing Do's Wait policy, or a retry, it would wait for itself.
-		logctx.Decision(ctx, s.log, slog.LevelError, "refused a nested call", "called inside the running operation holding the same key: failing rather than waiting for itself",
-			slog.String(logctx.KeyDependency, "postgresql"), slog.String("store_op", op), slog.String("key_hash", keyHash(recordID(key))),
-			slog.String(idempotency.KeyHash, shortHash(recordID(key))))
+		if s.log != nil {
+			if level, k := s.logs.Occur(pNested, s.clock.Now(), slog.LevelError); s.log.Enabled(ctx, level) {
+				logctx.Decision(ctx, s.log, level, "refused a nested call", "called inside the running operation holding the same key: failing rather than waiting for itself", lograte.Suppressed([]slog.Attr{
+					slog.String(logctx.KeyDependency, "postgresql"), slog.String("store_op", op), slog.String("key_hash", keyHash(recordID(key))),
+					slog.String(idempotency.KeyHash, shortHash(recordID(key)))}, k)...)
+			}
+		}
 		e := *(idempotency.ErrNestedCall.(*contract.Error))
 		e.Op = op
 		return zero, &e
@@ -229,14 +234,17 @@ func runTx[T any](ctx context.Context, s *Store, key idempotency.Key, token uint
 			committed = true
 			e := contract.Wrap(contract.KindTimeout, op, cerr).WithCode("pgstore.commit_unknown")
 			e.Detail = "the commit may have happened: calling again replays it if it did"
-			logctx.Decision(ctx, s.log, slog.LevelWarn, "idempotency store call failed", e.Code, slog.String(logctx.KeyDependency, "postgresql"),
-				slog.String("store_op", op), slog.String("kind", e.Kind.String()), slog.String("code", e.Code),
-				slog.Any("error", cerr), slog.String("key_hash", keyHash(id)), slog.String(idempotency.KeyHash, shortHash(id)))
+			if s.log != nil {
+				s.logFailed(ctx, e.Code, []slog.Attr{slog.String(logctx.KeyDependency, "postgresql"),
+					slog.String("store_op", op), slog.String("kind", e.Kind.String()), slog.String("code", e.Code),
+					slog.Any("error", cerr), slog.String("key_hash", keyHash(id)), slog.String(idempotency.KeyHash, shortHash(id))})
+			}
 			return zero, e
 		}
 		return zero, s.fail(ctx, op, id, cerr)
 	}
 	committed = true
+	s.answered(ctx)
 	return v, nil
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/sadpath/sadpath/idempotency"
 	"github.com/sadpath/sadpath/idempotency/internal/resultcodec"
 	"github.com/sadpath/sadpath/internal/ctxcall"
+	"github.com/sadpath/sadpath/internal/lograte"
 	"github.com/sadpath/sadpath/logctx"
 )
 
@@ -57,9 +58,10 @@ type Config struct {
 	// whose proto-max-bulk-len was lowered needs a MaxResultBytes below it).
 	MaxResultBytes int
 
-	// Logger receives store failures and refused stale owners. Nil logs
-	// nothing. Raw keys are never logged: records are named by the hash
-	// that also names their Redis key.
+	// Logger receives store failures and refused stale owners, paced (see
+	// Logging in the package documentation). Nil logs nothing. Raw keys
+	// are never logged: records are named by the hash that also names
+	// their Redis key.
 	Logger *slog.Logger
 }
 
@@ -71,7 +73,9 @@ type Store struct {
 	prefix   string
 	maxBytes int
 	log      *slog.Logger
-	identity string // StoreIdentity
+	logs     *lograte.Set  // pacing of the failure lines: non-nil with log
+	clock    lograte.Clock // times the pacing
+	identity string        // StoreIdentity
 }
 
 var (
@@ -102,8 +106,12 @@ func New(cfg Config) (*Store, error) {
 	case cfg.MaxResultBytes > MaxMaxResultBytes:
 		return nil, invalidConfig("MaxResultBytes", fmt.Sprintf("must be at most %d (Redis's default 512 MB bulk string limit), got %d", MaxMaxResultBytes, cfg.MaxResultBytes))
 	}
-	return &Store{client: cfg.Client, prefix: cfg.Prefix, maxBytes: cfg.MaxResultBytes, log: cfg.Logger,
-		identity: identity(cfg.Client, cfg.Prefix)}, nil
+	s := &Store{client: cfg.Client, prefix: cfg.Prefix, maxBytes: cfg.MaxResultBytes, log: cfg.Logger,
+		clock: lograte.System{}, identity: identity(cfg.Client, cfg.Prefix)}
+	if s.log != nil {
+		s.logs = lograte.NewSet(numPaced)
+	}
+	return s, nil
 }
 
 // StoreIdentity names the records s uses (idempotency.StoreIdentifier):
@@ -218,6 +226,7 @@ func (s *Store) Claim(ctx context.Context, req idempotency.ClaimRequest) (idempo
 	if err != nil {
 		return idempotency.Claim{}, s.fail(ctx, op, id, err)
 	}
+	s.answered(ctx)
 	if len(v) < 3 {
 		return idempotency.Claim{}, s.fail(ctx, op, id, errReply)
 	}
@@ -292,6 +301,7 @@ func (s *Store) Get(ctx context.Context, key idempotency.Key) (idempotency.Recor
 	if err != nil {
 		return idempotency.Record{}, s.fail(ctx, op, id, err)
 	}
+	s.answered(ctx)
 	if len(v) < 4 {
 		return idempotency.Record{}, s.fail(ctx, op, id, errReply)
 	}
@@ -361,25 +371,56 @@ func (s *Store) owned(ctx context.Context, op, id string, n int64, err error) er
 	if err != nil {
 		return s.fail(ctx, op, id, err)
 	}
+	s.answered(ctx)
 	if n != 1 {
-		logctx.Decision(ctx, s.log, slog.LevelInfo, "refused stale owner", "lease lost: token not current or lease expired",
-			slog.String(logctx.KeyDependency, "redis"), slog.String("store_op", op), slog.String("key_hash", id),
-			slog.String(idempotency.KeyHash, shortHash(id)))
+		if s.log != nil {
+			if level, k := s.logs.Occur(pStaleOwner, s.clock.Now(), slog.LevelInfo); s.log.Enabled(ctx, level) {
+				logctx.Decision(ctx, s.log, level, "refused stale owner", "lease lost: token not current or lease expired", lograte.Suppressed([]slog.Attr{
+					slog.String(logctx.KeyDependency, "redis"), slog.String("store_op", op), slog.String("key_hash", id),
+					slog.String(idempotency.KeyHash, shortHash(id))}, k)...)
+			}
+		}
 		return idempotency.ErrLeaseLost
 	}
 	return nil
 }
 
-// fail maps err to a contract error and logs it.
+// fail maps err to a contract error and logs it, paced.
 func (s *Store) fail(ctx context.Context, op, id string, err error) error {
 	e := mapError(op, err)
 	if s.log != nil && e.Kind != contract.KindCanceled {
-		logctx.Decision(ctx, s.log, slog.LevelWarn, "idempotency store call failed", e.Kind.String(),
-			slog.String(logctx.KeyDependency, "redis"), slog.String("store_op", op),
-			slog.String("key_hash", id), slog.String(idempotency.KeyHash, shortHash(id)),
-			slog.String("kind", e.Kind.String()), slog.Any("error", err))
+		if level, k := s.logs.Occur(pFailed, s.clock.Now(), slog.LevelWarn); s.log.Enabled(ctx, level) {
+			logctx.Decision(ctx, s.log, level, "idempotency store call failed", e.Kind.String(), lograte.Suppressed([]slog.Attr{
+				slog.String(logctx.KeyDependency, "redis"), slog.String("store_op", op),
+				slog.String("key_hash", id), slog.String(idempotency.KeyHash, shortHash(id)),
+				slog.String("kind", e.Kind.String()), slog.Any("error", err)}, k)...)
+		}
 	}
 	return e
+}
+
+// The decisions a Redis that is down or slow repeats on every call: their
+// lines are paced (see package lograte), at most a few every 10s.
+const (
+	pFailed = iota
+	pStaleOwner
+	numPaced
+)
+
+// answered logs, once each, the end of the paced decisions that have not
+// occurred for 10s, on a call Redis answered. It costs an atomic load
+// while none is going on.
+func (s *Store) answered(ctx context.Context) {
+	if s.logs != nil && s.logs.Active() {
+		s.logs.LogEnds(ctx, s.log, s.clock, pacedEnd, slog.String(logctx.KeyDependency, "redis"))
+	}
+}
+
+func pacedEnd(p int) (string, string) {
+	if p == pFailed {
+		return "idempotency store calls succeed again", lograte.EndReason
+	}
+	return "stale owners no longer refused", lograte.EndReason
 }
 
 // shortHash returns, for a record id, the hash the idempotency executor
