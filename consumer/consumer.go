@@ -15,6 +15,7 @@ import (
 
 	"github.com/sadpath/sadpath/contract"
 	"github.com/sadpath/sadpath/idempotency"
+	"github.com/sadpath/sadpath/internal/lograte"
 	"github.com/sadpath/sadpath/internal/owner"
 	"github.com/sadpath/sadpath/logctx"
 	"github.com/sadpath/sadpath/ordering"
@@ -165,8 +166,10 @@ type Config struct {
 	Lease     time.Duration
 	Retention time.Duration // see Lease
 
-	// Logger receives the decisions (dead-letter, retry, duplicate). Nil
-	// means no logging.
+	// Logger receives the decisions (dead-letter, retry, duplicate); those
+	// a failure repeats on every delivery are paced (see Logs under
+	// sustained failure in the package documentation). Nil means no
+	// logging.
 	Logger *slog.Logger
 }
 
@@ -187,6 +190,8 @@ type Consumer struct {
 	lease       time.Duration
 	retention   time.Duration
 	log         *slog.Logger
+	logs        *lograte.Set  // pacing of the decisions logged: non-nil with log
+	clock       lograte.Clock // times the pacing
 }
 
 // New returns a Consumer configured by cfg, or an error of KindInvalid
@@ -234,6 +239,10 @@ func New(cfg Config) (*Consumer, error) {
 		lease:       orDefault(cfg.Lease, time.Minute),
 		retention:   orDefault(cfg.Retention, max(24*time.Hour, cfg.Lease)),
 		log:         cfg.Logger,
+		clock:       lograte.System{},
+	}
+	if c.log != nil {
+		c.logs = lograte.NewSet(numPaced)
 	}
 	if c.name == "" {
 		c.name = "consumer"
@@ -297,6 +306,14 @@ func (c *Consumer) Sweep(ctx context.Context) int {
 // one returning a nil *contract.Error as a non-nil error, is a permanent
 // failure.
 func (c *Consumer) Handle(ctx context.Context, d Delivery) Result {
+	r := c.handle(ctx, d)
+	if r.Action == Ack && c.log != nil && c.logs.Active() {
+		c.logEnds(ctx)
+	}
+	return r
+}
+
+func (c *Consumer) handle(ctx context.Context, d Delivery) Result {
 	if d.Attempt < 1 {
 		d.Attempt = 1
 	}
@@ -304,11 +321,11 @@ func (c *Consumer) Handle(ctx context.Context, d Delivery) Result {
 	if len(d.Data) > c.maxBytes {
 		err := &contract.Error{Kind: contract.KindTooLarge, Code: "event.too_large", Op: c.name,
 			Detail: fmt.Sprintf("event is %d bytes, limit %d", len(d.Data), c.maxBytes)}
-		return c.dead(ctx, d, nil, "event too large", err)
+		return c.dead(ctx, d, nil, sDeadInvalid, "event too large", err)
 	}
 	ev, err := contract.DecodeEvent(d.Data)
 	if err != nil {
-		return c.dead(ctx, d, nil, "malformed event", err)
+		return c.dead(ctx, d, nil, sDeadInvalid, "malformed event", err)
 	}
 	e := &ev
 	ctx = c.coordinates(ctx, e)
@@ -321,7 +338,7 @@ func (c *Consumer) Handle(ctx context.Context, d Delivery) Result {
 	if c.guard != nil && (e.Subject == "" || e.Sequence == 0) {
 		err := &contract.Error{Kind: contract.KindInvalid, Code: "ordering.invalid_event", Op: c.name,
 			Detail: "an ordered consumer needs subject and sequence"}
-		return c.dead(ctx, d, e, "event cannot be ordered", err)
+		return c.dead(ctx, d, e, sDeadInvalid, "event cannot be ordered", err)
 	}
 
 	var token uint64
@@ -335,7 +352,7 @@ func (c *Consumer) Handle(ctx context.Context, d Delivery) Result {
 			// touching the claim the enclosing call holds.
 			err := *(idempotency.ErrNestedCall.(*contract.Error))
 			err.Op = c.name
-			return c.dead(ctx, d, e, "nested call: the event is being handled by the call it came from", &err)
+			return c.dead(ctx, d, e, sDeadNested, "nested call: the event is being handled by the call it came from", &err)
 		}
 		claim, err := c.store.Claim(ctx, idempotency.ClaimRequest{Key: key, Fingerprint: fingerprint(e), Lease: c.lease, Retention: c.retention})
 		if err != nil {
@@ -343,24 +360,24 @@ func (c *Consumer) Handle(ctx context.Context, d Delivery) Result {
 				// Refused, not failed (an id over a MemoryStore shard's
 				// budget): no redelivery can be claimed, as the
 				// idempotency executor says too.
-				return c.dead(ctx, d, e, "dedup store refused the event id as too large", err)
+				return c.dead(ctx, d, e, sDeadInvalid, "dedup store refused the event id as too large", err)
 			}
-			return c.retry(ctx, d, e, "dedup store failed", err)
+			return c.retry(ctx, d, e, sRetryStore, "dedup store failed", err)
 		}
 		switch claim.Status {
 		case idempotency.Completed:
-			c.logDecision(ctx, slog.LevelInfo, "duplicate event dropped", "(source, id) already processed", e)
+			c.logDecision(ctx, unpaced, slog.LevelInfo, "duplicate event dropped", "(source, id) already processed", e)
 			return Result{Action: Ack, Reason: "duplicate: already processed", Event: e}
 		case idempotency.InProgress:
 			delay := max(claim.LeaseRemaining, c.minBackoff)
 			c.retrying(ctx, e, delay)
-			c.logDecision(ctx, slog.LevelInfo, "event retry scheduled", "(source, id) in progress elsewhere", e, slog.Duration("delay", delay))
+			c.logDecision(ctx, sRetryInProgress, slog.LevelInfo, "event retry scheduled", "(source, id) in progress elsewhere", e, slog.Duration("delay", delay))
 			return Result{Action: Retry, Delay: delay, Reason: "in progress elsewhere", Event: e,
 				Err: &contract.Error{Kind: contract.KindConflict, Code: "consumer.in_progress", Op: c.name, Detail: "event is being processed elsewhere"}}
 		case idempotency.Mismatch:
 			err := &contract.Error{Kind: contract.KindConflict, Code: "consumer.event_mismatch", Op: c.name,
 				Detail: "an event with the same source and id but other content was processed"}
-			return c.dead(ctx, d, e, "same (source, id), other content", err)
+			return c.dead(ctx, d, e, sDeadInvalid, "same (source, id), other content", err)
 		}
 		token = claim.Token
 		// The Handler runs under this claim: an idempotency.Do or
@@ -473,15 +490,15 @@ func (c *Consumer) failed(ctx context.Context, d Delivery, e *contract.Event, de
 	var r Result
 	switch {
 	case errors.Is(err, ordering.ErrGap):
-		r = c.retry(ctx, d, e, "gap: missing earlier events", err)
+		r = c.retry(ctx, d, e, sRetryGap, "gap: missing earlier events", err)
 	case errors.Is(err, ordering.ErrInvalidEvent):
-		r = c.dead(ctx, d, e, "event cannot be ordered", err) // e.g. a sequence its State cannot record
+		r = c.dead(ctx, d, e, sDeadInvalid, "event cannot be ordered", err) // e.g. a sequence its State cannot record
 	case c.guard != nil && dec == 0 && contract.KindOf(err) == contract.KindOverloaded:
 		// The Guard's State failed before deciding (the Handler never
 		// ran) because it is full: ordering.Memory at MaxSubjects with no
 		// subject idle for IdleTTL yet. That passes as subjects go idle:
 		// retry, bounded by MaxAttempts like any transient failure.
-		r = c.retry(ctx, d, e, "ordering state full", err)
+		r = c.retry(ctx, d, e, sRetryStateFull, "ordering state full", err)
 	case c.guard != nil && dec == 0:
 		// Any other failure of the State before deciding (a pgstate
 		// table missing, a permission revoked, the database unreachable):
@@ -490,21 +507,21 @@ func (c *Consumer) failed(ctx context.Context, d Delivery, e *contract.Event, de
 		// its class, until MaxAttempts, as a dedup store failure is:
 		// dead-lettering it at once would drop every valid event of the
 		// stream for an outage. The reason names the State.
-		r = c.retry(ctx, d, e, "ordering state failed", err)
+		r = c.retry(ctx, d, e, sRetryStateFailed, "ordering state failed", err)
 	case contract.Retryable(err) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
-		r = c.retry(ctx, d, e, "handler failed, transient", err)
+		r = c.retry(ctx, d, e, sRetryHandler, "handler failed, transient", err)
 	default:
-		r = c.dead(ctx, d, e, "handler failed, permanent", err)
+		r = c.dead(ctx, d, e, sDeadPermanent, "handler failed, permanent", err)
 	}
 	r.Decision = dec
 	return r
 }
 
-func (c *Consumer) retry(ctx context.Context, d Delivery, e *contract.Event, reason string, err error) Result {
+func (c *Consumer) retry(ctx context.Context, d Delivery, e *contract.Event, slot int, reason string, err error) Result {
 	// Once ctx is done (a shutdown) a transient failure may be the
 	// cancellation's, not the event's: never give the event up for it.
 	if d.Attempt >= c.maxAttempts && ctx.Err() == nil {
-		return c.dead(ctx, d, e, fmt.Sprintf("%s; gave up after %d attempts", reason, d.Attempt), err)
+		return c.dead(ctx, d, e, slot+sDeadGaveUp, fmt.Sprintf("%s; gave up after %d attempts", reason, d.Attempt), err)
 	}
 	delay := c.backoff(d.Attempt)
 	if ra, ok := contract.RetryAfter(err); ok && ra > delay {
@@ -516,7 +533,7 @@ func (c *Consumer) retry(ctx context.Context, d Delivery, e *contract.Event, rea
 	if !errors.Is(err, ordering.ErrGap) {
 		c.retrying(ctx, e, delay)
 	}
-	c.logDecision(ctx, slog.LevelWarn, "event retry scheduled", reason, e,
+	c.logDecision(ctx, slot, slog.LevelWarn, "event retry scheduled", reason, e,
 		slog.Int("attempt", d.Attempt), slog.Duration("delay", delay), slog.String("error", contract.As(err).CodeOrKind()))
 	return Result{Action: Retry, Delay: delay, Reason: reason, Event: e, Err: err}
 }
@@ -533,8 +550,8 @@ func (c *Consumer) backoff(attempt int) time.Duration {
 	return min(d, c.maxBackoff)
 }
 
-func (c *Consumer) dead(ctx context.Context, d Delivery, e *contract.Event, reason string, err error) Result {
-	c.logDecision(ctx, slog.LevelError, "event dead-lettered", reason, e,
+func (c *Consumer) dead(ctx context.Context, d Delivery, e *contract.Event, slot int, reason string, err error) Result {
+	c.logDecision(ctx, slot, slog.LevelError, "event dead-lettered", reason, e,
 		slog.Int("attempt", d.Attempt), slog.String("error", contract.As(err).CodeOrKind()))
 	if c.deadLetter != nil {
 		c.deadLetter(ctx, d, e, err)
@@ -549,7 +566,7 @@ func (c *Consumer) complete(ctx context.Context, key idempotency.Key, token uint
 	// The effect is done: a lost record only costs a later redelivery a
 	// trip through the Guard (or the Handler, without one).
 	if err := c.store.Complete(context.WithoutCancel(ctx), key, token, idempotency.Result{}); err != nil {
-		c.logDecision(ctx, slog.LevelWarn, "dedup record not stored", "store: "+contract.As(err).CodeOrKind(), e)
+		c.logDecision(ctx, sNotStored, slog.LevelWarn, "dedup record not stored", "store: "+contract.As(err).CodeOrKind(), e)
 	}
 }
 
@@ -558,7 +575,7 @@ func (c *Consumer) release(ctx context.Context, key idempotency.Key, token uint6
 		return
 	}
 	if err := c.store.Release(context.WithoutCancel(ctx), key, token); err != nil {
-		c.logDecision(ctx, slog.LevelWarn, "dedup claim not released", "store: "+contract.As(err).CodeOrKind(), e)
+		c.logDecision(ctx, sNotReleased, slog.LevelWarn, "dedup claim not released", "store: "+contract.As(err).CodeOrKind(), e)
 	}
 }
 
@@ -642,8 +659,17 @@ func sameEvent(a, b *contract.Event) bool {
 		a.Source == b.Source && a.ID == b.ID && a.Subject == b.Subject && a.Sequence == b.Sequence)
 }
 
-func (c *Consumer) logDecision(ctx context.Context, level slog.Level, decision, reason string, e *contract.Event, attrs ...slog.Attr) {
+// logDecision logs a decision about e; a paced one (slot, not unpaced)
+// at level or at Debug as its pace says (see package lograte).
+func (c *Consumer) logDecision(ctx context.Context, slot int, level slog.Level, decision, reason string, e *contract.Event, attrs ...slog.Attr) {
 	if c.log == nil {
+		return
+	}
+	var n int64
+	if slot != unpaced {
+		level, n = c.logs.Occur(slot, c.clock.Now(), level)
+	}
+	if !c.log.Enabled(ctx, level) {
 		return
 	}
 	if e != nil {
@@ -653,7 +679,70 @@ func (c *Consumer) logDecision(ctx context.Context, level slog.Level, decision, 
 			attrs = append(attrs, slog.Uint64("sequence", e.Sequence))
 		}
 	}
-	logctx.Decision(ctx, c.log, level, decision, reason, attrs...)
+	logctx.Decision(ctx, c.log, level, decision, reason, lograte.Suppressed(attrs, n)...)
+}
+
+// The decisions a failing dependency (the dedup store, the ordering
+// State, what the Handler calls) or a bad producer repeats on every
+// delivery: their lines are paced (see package lograte), so that an outage
+// writes a few lines every 10s instead of one per delivery. A dead letter
+// after MaxAttempts is paced by the reason it was retried for
+// (sDeadGaveUp + that retry's slot).
+const (
+	sRetryStore = iota
+	sRetryInProgress
+	sRetryGap
+	sRetryStateFull
+	sRetryStateFailed
+	sRetryHandler
+	numRetry
+)
+
+const sDeadGaveUp = numRetry
+
+const (
+	sDeadInvalid = 2*numRetry + iota
+	sDeadNested
+	sDeadPermanent
+	sNotStored
+	sNotReleased
+	numPaced
+
+	unpaced = -1
+)
+
+// retryReasons are the reasons of the retry slots.
+var retryReasons = [numRetry]string{
+	sRetryStore:       "dedup store failed",
+	sRetryInProgress:  "(source, id) in progress elsewhere",
+	sRetryGap:         "gap: missing earlier events",
+	sRetryStateFull:   "ordering state full",
+	sRetryStateFailed: "ordering state failed",
+	sRetryHandler:     "handler failed, transient",
+}
+
+// logEnds logs, once each, the end of the paced decisions that have not
+// occurred for 10s, on a delivery acknowledged.
+func (c *Consumer) logEnds(ctx context.Context) {
+	c.logs.LogEnds(logctx.WithOperation(ctx, c.name), c.log, c.clock, pacedEnd)
+}
+
+func pacedEnd(slot int) (string, string) {
+	switch {
+	case slot < numRetry:
+		return "event retries ended", retryReasons[slot] + ": " + lograte.EndReason
+	case slot < 2*numRetry:
+		return "event dead letters ended", retryReasons[slot-sDeadGaveUp] + ", gave up: " + lograte.EndReason
+	case slot == sDeadInvalid:
+		return "event dead letters ended", "invalid events: " + lograte.EndReason
+	case slot == sDeadNested:
+		return "event dead letters ended", "nested calls: " + lograte.EndReason
+	case slot == sDeadPermanent:
+		return "event dead letters ended", "handler failed, permanent: " + lograte.EndReason
+	case slot == sNotStored:
+		return "dedup records stored again", lograte.EndReason
+	}
+	return "dedup claims released again", lograte.EndReason
 }
 
 // fingerprint digests what makes an event's content: a redelivery has the

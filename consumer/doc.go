@@ -121,5 +121,23 @@ defaults, New rejects bad values with a KindInvalid error (code
 (contract.ConfigError). A Consumer holds no per-delivery state and is safe
 for concurrent use. Logs never carry event data or ids: only the decision,
 its reason, the event type, source, subject and sequence.
+
+# Logs under sustained failure
+
+A dedup store, ordering State or handler dependency that is down makes
+every delivery retry, and after MaxAttempts every one dead-letter; a
+producer sending bad events dead-letters every one. At 10,000 deliveries
+a second that was 10,000 lines a second. These decisions (event retry
+scheduled, event dead-lettered, dedup record not stored, dedup claim not
+released) are paced per Consumer and reason — a dead letter after
+MaxAttempts by the reason it was retried for: at most the first 5 in 10
+seconds are written at their level, the others at Debug, and the next
+line at the level carries logctx.KeySuppressed, how many were written at
+Debug since. Occasional ones are logged one by one as before, and the
+DeadLetter callback still receives every delivery given up. Once a
+reason has not occurred for 10 seconds, the next delivery acknowledged
+logs its end at Info, once ("event retries ended", "event dead letters
+ended", with the reason, and what was suppressed since the last line).
+Duplicates dropped are not paced.
 */
 package consumer
