@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sadpath/sadpath/contract"
+	"github.com/sadpath/sadpath/internal/lograte"
 	"github.com/sadpath/sadpath/logctx"
 )
 
@@ -169,7 +170,9 @@ type Config struct {
 	Clock Clock
 
 	// Logger receives one record per decision other than apply (apply is
-	// logged at debug level). Nil means no logging.
+	// logged at debug level); those a lasting gap or failure repeats on
+	// every event are paced (see the package documentation). Nil means no
+	// logging.
 	Logger *slog.Logger
 }
 
@@ -220,6 +223,7 @@ type Guard struct {
 	maxGap      uint64 // 0: unlimited
 	clock       Clock
 	log         *slog.Logger
+	logs        *lograte.Set // pacing of the decisions logged: non-nil with log
 	hold        hold
 	maxSeq      uint64 // highest sequence the state can record
 	// shared is the state when it records redeliveries for the Guards of
@@ -286,6 +290,9 @@ func New(cfg Config) (*Guard, error) {
 	}
 	if g.clock == nil {
 		g.clock = systemClock{}
+	}
+	if g.log != nil {
+		g.logs = lograte.NewSet(numPaced)
 	}
 	return g, nil
 }
@@ -413,7 +420,7 @@ func (g *Guard) Process(ctx context.Context, ev *contract.Event, apply ApplyFunc
 	o, err := g.advance(ctx, ev, apply, settle)
 	if err != nil {
 		if o.Decision == Gap && errors.Is(err, ErrInvalidEvent) {
-			g.decision(ctx, slog.LevelError, "gap: event refused", contract.As(err).Detail, ev.Subject, o)
+			g.pacedDecision(ctx, gRefused, slog.LevelError, "gap: event refused", contract.As(err).Detail, ev.Subject, o)
 		}
 		return o, err
 	}
@@ -421,6 +428,9 @@ func (g *Guard) Process(ctx context.Context, ev *contract.Event, apply ApplyFunc
 	case Apply:
 		if g.log != nil && g.log.Enabled(ctx, slog.LevelDebug) {
 			g.decision(ctx, slog.LevelDebug, "event applied", "next in sequence", ev.Subject, o)
+		}
+		if g.logs != nil && g.logs.Active() {
+			g.logs.LogEnds(ctx, g.log, g.clock, pacedEnd)
 		}
 		if g.hold.count.Load() > 0 {
 			// Another delivery of this event may be held: it is settled too.
@@ -436,13 +446,13 @@ func (g *Guard) Process(ctx context.Context, ev *contract.Event, apply ApplyFunc
 		}
 	case Stale:
 		if g.log != nil {
-			g.decision(ctx, slog.LevelWarn, "stale event dropped",
+			g.pacedDecision(ctx, gStale, slog.LevelWarn, "stale event dropped",
 				fmt.Sprintf("sequence %d is older than last applied %d", o.Sequence, o.Last), ev.Subject, o)
 		}
 	case Gap:
 		if o.Held {
 			if g.log != nil {
-				g.decision(ctx, slog.LevelInfo, "gap: event held",
+				g.pacedDecision(ctx, gHeld, slog.LevelInfo, "gap: event held",
 					fmt.Sprintf("expected sequence %d, got %d", o.Last+1, o.Sequence), ev.Subject, o)
 			}
 			return o, nil
@@ -451,7 +461,7 @@ func (g *Guard) Process(ctx context.Context, ev *contract.Event, apply ApplyFunc
 		if g.policy == GapHold && settle != nil {
 			reason += "; hold buffer full"
 		}
-		g.decision(ctx, slog.LevelWarn, "gap: event rejected", reason, ev.Subject, o)
+		g.pacedDecision(ctx, gRejected, slog.LevelWarn, "gap: event rejected", reason, ev.Subject, o)
 		return o, gapError(fmt.Sprintf("subject %q: %s", ev.Subject, reason), g.retryAfter)
 	}
 	return o, nil
@@ -502,7 +512,7 @@ func (g *Guard) advance(ctx context.Context, ev *contract.Event, apply ApplyFunc
 		// and it was added to the hold while the subject was locked, so the
 		// apply of the missing event still finds it when it drains. The
 		// delivery is held: answering the error too would give it two fates.
-		g.decision(ctx, slog.LevelWarn, "state error ignored",
+		g.pacedDecision(ctx, gStateIgnored, slog.LevelWarn, "state error ignored",
 			"event held; a gap stores nothing: "+err.Error(), ev.Subject, o)
 		return o, nil
 	case o.Decision == 0:
@@ -755,7 +765,7 @@ func (g *Guard) expireGap(ctx context.Context, subject string, minSeq uint64, no
 		for _, he := range g.hold.takeAll(subject) {
 			o := Outcome{Decision: Gap, Sequence: he.ev.Sequence}
 			reason := fmt.Sprintf("held %s waiting for sequences before %d", now.Sub(since), minSeq)
-			g.decision(g.heldContext(ctx, &he.ev), slog.LevelWarn, "gap: held event rejected", reason, subject, o)
+			g.pacedDecision(g.heldContext(ctx, &he.ev), gHeldRejected, slog.LevelWarn, "gap: held event rejected", reason, subject, o)
 			g.settle(ctx, he, o, gapError(fmt.Sprintf("subject %q: %s", subject, reason), g.retryAfter))
 		}
 		return true
@@ -804,7 +814,7 @@ func (g *Guard) expireGap(ctx context.Context, subject string, minSeq uint64, no
 		return last, Redelivery{}, nil
 	})
 	if err != nil {
-		g.decision(ctx, slog.LevelError, "gap skip failed", "state error: "+err.Error(), subject, Outcome{Decision: Gap, Sequence: minSeq})
+		g.pacedDecision(ctx, gSkipFailed, slog.LevelError, "gap skip failed", "state error: "+err.Error(), subject, Outcome{Decision: Gap, Sequence: minSeq})
 		if !current || !errors.Is(err, contract.ErrInvalid) {
 			return false // the next sweep tries again
 		}
@@ -814,7 +824,7 @@ func (g *Guard) expireGap(ctx context.Context, subject string, minSeq uint64, no
 		// the caller dead-letters them rather than holding them forever.
 		for _, he := range g.hold.takeFrom(subject, minSeq) {
 			o := Outcome{Decision: Gap, Sequence: he.ev.Sequence}
-			g.decision(g.heldContext(ctx, &he.ev), slog.LevelError, "gap: held event refused", "state refuses the skip: "+err.Error(), subject, o)
+			g.pacedDecision(g.heldContext(ctx, &he.ev), gHeldRefused, slog.LevelError, "gap: held event refused", "state refuses the skip: "+err.Error(), subject, o)
 			g.settle(ctx, he, o, err)
 		}
 		return true
@@ -880,8 +890,53 @@ func (g *Guard) decision(ctx context.Context, level slog.Level, decision, reason
 	if g.log == nil {
 		return
 	}
-	logctx.Decision(ctx, g.log, level, decision, reason,
+	g.logDecision(ctx, level, decision, reason, subject, o, 0)
+}
+
+func (g *Guard) logDecision(ctx context.Context, level slog.Level, decision, reason, subject string, o Outcome, suppressed int64) {
+	logctx.Decision(ctx, g.log, level, decision, reason, lograte.Suppressed([]slog.Attr{
 		slog.String("subject", logctx.Short(subject)), // a hostile megabyte subject is cut
 		slog.Uint64("sequence", o.Sequence),
-		slog.Uint64("last_sequence", o.Last))
+		slog.Uint64("last_sequence", o.Last)}, suppressed)...)
+}
+
+// The decisions a gap that stays open, a producer replaying old events or
+// a State that is down repeats on every event: their lines are paced (see
+// package lograte), a few every 10s per Guard and decision instead of one
+// per event.
+const (
+	gHeld = iota
+	gRejected
+	gHeldRejected
+	gStale
+	gRefused
+	gStateIgnored
+	gSkipFailed
+	gHeldRefused
+	numPaced
+)
+
+// pacedDecision logs decision as Guard.decision does, at level or at Debug
+// as the pace of slot says.
+func (g *Guard) pacedDecision(ctx context.Context, slot int, level slog.Level, decision, reason, subject string, o Outcome) {
+	if g.log == nil {
+		return
+	}
+	level, n := g.logs.Occur(slot, g.clock.Now(), level)
+	if g.log.Enabled(ctx, level) {
+		g.logDecision(ctx, level, decision, reason, subject, o, n)
+	}
+}
+
+func pacedEnd(slot int) (string, string) {
+	return [numPaced]string{
+		gHeld:         "gap holds ended",
+		gRejected:     "gap rejections ended",
+		gHeldRejected: "held event rejections ended",
+		gStale:        "stale events ended",
+		gRefused:      "gap refusals ended",
+		gStateIgnored: "state errors ended",
+		gSkipFailed:   "gap skip failures ended",
+		gHeldRefused:  "held event refusals ended",
+	}[slot], lograte.EndReason
 }
