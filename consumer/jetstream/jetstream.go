@@ -15,6 +15,7 @@ import (
 
 	"github.com/sadpath/sadpath/consumer"
 	"github.com/sadpath/sadpath/contract"
+	"github.com/sadpath/sadpath/internal/lograte"
 	"github.com/sadpath/sadpath/logctx"
 )
 
@@ -49,7 +50,8 @@ type Config struct {
 	// MaxRequestExpires, when set (checked as Batch is).
 	MaxWait time.Duration
 
-	// Logger receives pull and acknowledgement failures. Nil means no logging.
+	// Logger receives pull and acknowledgement failures, paced (see the
+	// package documentation). Nil means no logging.
 	Logger *slog.Logger
 }
 
@@ -67,6 +69,8 @@ type Adapter struct {
 	batch   int
 	maxWait time.Duration
 	log     *slog.Logger
+	logs    *lograte.Set  // pacing of the failures logged: non-nil with log
+	clock   lograte.Clock // times the pacing
 }
 
 // New returns an Adapter configured by cfg, or an error of KindInvalid
@@ -94,7 +98,10 @@ func New(cfg Config) (*Adapter, error) {
 		// every pull would come back empty, messages waiting or not.
 		return nil, bad("Config.MaxWait", "must be at least %s, got %s: a shorter pull expires before the server serves it", minMaxWait, cfg.MaxWait)
 	}
-	a := &Adapter{pull: cfg.Pull, c: cfg.Consumer, batch: cfg.Batch, maxWait: cfg.MaxWait, log: cfg.Logger}
+	a := &Adapter{pull: cfg.Pull, c: cfg.Consumer, batch: cfg.Batch, maxWait: cfg.MaxWait, log: cfg.Logger, clock: lograte.System{}}
+	if a.log != nil {
+		a.logs = lograte.NewSet(numPaced)
+	}
 	if a.batch == 0 {
 		a.batch = 100
 	}
@@ -185,7 +192,9 @@ func (a *Adapter) Run(ctx context.Context) error {
 			a.c.Sweep(ctx)
 		}
 		switch {
-		case err == nil, ctx.Err() != nil, errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+		case err == nil, errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+			a.answered(ctx)
+		case ctx.Err() != nil:
 		case errors.Is(err, js.ErrConsumerDeleted), errors.Is(err, js.ErrConsumerNotFound):
 			return &contract.Error{Kind: contract.KindNotFound, Code: "jetstream.consumer_gone", Op: "consumer/jetstream", Cause: err}
 		case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionDraining):
@@ -193,7 +202,8 @@ func (a *Adapter) Run(ctx context.Context) error {
 			// reconnect once closed.
 			return &contract.Error{Kind: contract.KindUnavailable, Code: "jetstream.connection_closed", Op: "consumer/jetstream", Cause: err}
 		default:
-			logctx.Decision(ctx, a.log, slog.LevelWarn, "pull failed", "jetstream: "+err.Error())
+			a.logs.Log(ctx, a.log, a.clock, pPull, slog.LevelWarn, "pull failed", "jetstream: "+err.Error(),
+				slog.String(logctx.KeyDependency, dependency))
 			select {
 			case <-ctx.Done():
 			case <-time.After(a.maxWait):
@@ -230,7 +240,37 @@ func (a *Adapter) finish(ctx context.Context, msg js.Msg, r consumer.Result) {
 		// The message will be redelivered after its ack wait: the
 		// consumer's dedup and ordering make that harmless.
 		a.ackFailed(ctx, msg, r, err)
+		return
 	}
+	a.answered(ctx)
+}
+
+// dependency names NATS JetStream in the lines the Adapter logs.
+const dependency = "nats"
+
+// The failures a NATS server that is down or unreachable repeats on every
+// pull and every message: their lines are paced (see package lograte), a
+// few every 10s instead of one per message.
+const (
+	pPull = iota
+	pAck
+	numPaced
+)
+
+// answered logs, once each, the end of the paced failures that have not
+// occurred for 10s, on a pull or acknowledgement that succeeded. It costs
+// an atomic load while none is going on.
+func (a *Adapter) answered(ctx context.Context) {
+	if a.logs != nil && a.logs.Active() {
+		a.logs.LogEnds(ctx, a.log, a.clock, pacedEnd, slog.String(logctx.KeyDependency, dependency))
+	}
+}
+
+func pacedEnd(p int) (string, string) {
+	if p == pPull {
+		return "pulls succeed again", lograte.EndReason
+	}
+	return "acknowledgements succeed again", lograte.EndReason
 }
 
 // ackFailed logs a failed acknowledgement with what identifies the message
@@ -241,7 +281,12 @@ func (a *Adapter) ackFailed(ctx context.Context, msg js.Msg, r consumer.Result, 
 	if a.log == nil {
 		return
 	}
-	attrs := make([]slog.Attr, 0, 5)
+	level, n := a.logs.Occur(pAck, a.clock.Now(), slog.LevelWarn)
+	if !a.log.Enabled(ctx, level) {
+		return
+	}
+	attrs := make([]slog.Attr, 0, 7)
+	attrs = append(attrs, slog.String(logctx.KeyDependency, dependency))
 	if md, merr := msg.Metadata(); merr == nil {
 		attrs = append(attrs, slog.Uint64("stream_sequence", md.Sequence.Stream), slog.Uint64("delivery", md.NumDelivered))
 	}
@@ -258,7 +303,7 @@ func (a *Adapter) ackFailed(ctx context.Context, msg js.Msg, r consumer.Result, 
 			attrs = append(attrs, slog.Uint64("sequence", e.Sequence))
 		}
 	}
-	logctx.Decision(ctx, a.log, slog.LevelWarn, "acknowledgement failed", r.Action.String()+": "+err.Error(), attrs...)
+	logctx.Decision(ctx, a.log, level, "acknowledgement failed", r.Action.String()+": "+err.Error(), lograte.Suppressed(attrs, n)...)
 }
 
 // Publish publishes ev on subject with the Nats-Msg-Id header set to the
