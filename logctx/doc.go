@@ -229,19 +229,20 @@ Config (nil: no logging) and call Decision; there is no global logger.
 
 A decision that a failing or overloaded dependency makes on every call
 does not flood the logs while the failure lasts (packages retry, limit,
-idempotency and its stores, consumer, ordering): per component and
-decision, at most the first 5 occurrences in 10 seconds are written at
-their level, the others at Debug, and the next line at the decision's
-level carries suppressed ([KeySuppressed]): how many were written at Debug
-since the previous one. A decision that occurs now and then is logged as
-before, every occurrence at its level; every occurrence is still written
-at Debug and counted by the package's metrics. Once the decision has not
-occurred for 10 seconds, the next call that succeeds writes its end at
-Info, once, with the count suppressed since the last line. Each line
-carries the coordinates of the call it was written on. At 10,000 failing
-calls a second this is at most half a line a second per decision, not
-10,000. Changes of state (a breaker opening and closing) are logged once
-each way and need no such pacing.
+idempotency and its stores, consumer and its JetStream adapter,
+ordering): per component and decision, at most the first 5 occurrences
+in 10 seconds are written at their level, the others at Debug, and the
+next line at the decision's level carries suppressed ([KeySuppressed]):
+how many were written at Debug since the previous one. A decision that
+occurs now and then is logged as before, every occurrence at its level;
+every occurrence is still written at Debug and counted by the package's
+metrics. Once the decision has not occurred for 10 seconds, the next
+call that succeeds writes its end at Info, once, with the count
+suppressed since the last line. Each line carries the coordinates of the
+call it was written on. At 10,000 failing calls a second this is at most
+half a line a second per decision, not 10,000. Changes of state (a
+breaker opening and closing) are logged once each way and need no such
+pacing.
 
 # HTTP
 
