@@ -135,7 +135,8 @@ seconds are written at their level, the others at Debug, and the next
 line at the level carries logctx.KeySuppressed, how many were written at
 Debug since. Occasional ones are logged one by one as before, and the
 DeadLetter callback still receives every delivery given up. Once a
-reason has not occurred for 10 seconds, the next delivery acknowledged
+reason that was paced has not occurred for 10 seconds, the next delivery
+acknowledged
 logs its end at Info, once ("event retries ended", "event dead letters
 ended", with the reason, and what was suppressed since the last line).
 Duplicates dropped are not paced.

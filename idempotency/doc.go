@@ -185,8 +185,8 @@
 // written at their level, the others at Debug, and the next line at the
 // level carries logctx.KeySuppressed, how many were written at Debug since.
 // Occasional ones are logged one by one as before, and the counter counts
-// every one. Once a reason has not occurred for 10 seconds, the next call
-// whose claim the store answers logs its end at Info, once ("store_error
+// every one. Once a reason that was paced has not occurred for 10 seconds,
+// the next call whose claim the store answers logs its end at Info, once ("store_error
 // ended", the reason, what was suppressed since the last line). Replays,
 // mismatches and panics are not paced.
 //

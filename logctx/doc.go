@@ -236,9 +236,9 @@ next line at the decision's level carries suppressed ([KeySuppressed]):
 how many were written at Debug since the previous one. A decision that
 occurs now and then is logged as before, every occurrence at its level;
 every occurrence is still written at Debug and counted by the package's
-metrics. Once the decision has not occurred for 10 seconds, the next
-call that succeeds writes its end at Info, once, with the count
-suppressed since the last line. Each line carries the coordinates of the
+metrics. When some were written at Debug and the decision has not
+occurred for 10 seconds since, the next call that succeeds writes its end
+at Info, once, with the count suppressed since the last line. Each line carries the coordinates of the
 call it was written on. At 10,000 failing calls a second this is at most
 half a line a second per decision, not 10,000. Changes of state (a
 breaker opening and closing) are logged once each way and need no such

@@ -40,8 +40,8 @@ failed, gap: held event refused) are paced per Guard and decision: at most
 the first 5 in 10 seconds are written at their level, the others at Debug,
 and the next line at the level carries logctx.KeySuppressed, how many were
 written at Debug since; occasional ones are logged one by one as before.
-Once a decision has not occurred for 10 seconds, the next event applied
-logs its end at Info, once ("gap rejections ended", "stale events ended",
+Once a decision that was paced has not occurred for 10 seconds, the next
+event applied logs its end at Info, once ("gap rejections ended", "stale events ended",
 …). Duplicates dropped, held events released and gaps skipped (once per
 gap) are not paced.
 

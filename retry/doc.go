@@ -174,8 +174,8 @@ exhausted): at most the first 5 in 10 seconds are written at their level,
 the others at Debug (a handler at Debug still sees every one; the counters
 below count every one), and the next line at the level carries
 [logctx.KeySuppressed], how many were written at Debug since. Occasional
-retries are logged as before. Once a decision has not occurred for 10
-seconds, the next call that succeeds logs its end at Info, once: "retries
+retries are logged as before. Once a decision that was paced has not
+occurred for 10 seconds, the next call that succeeds logs its end at Info, once: "retries
 ended", "give-ups ended", "retry budget available again", with the
 dependency, that call's coordinates and what was suppressed since
 the last line. The check costs a successful call one atomic load.

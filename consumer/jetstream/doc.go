@@ -55,8 +55,8 @@ Both failure lines carry dependency "nats". A server down or unreachable
 fails every pull and every acknowledgement, so they are paced per Adapter:
 at most the first 5 of each in 10 seconds are written at Warn, the others
 at Debug, and the next Warn line carries logctx.KeySuppressed, how many
-were written at Debug since. Once one has not failed for 10 seconds, the
-next pull or acknowledgement that succeeds logs its end at Info, once
+were written at Debug since. Once one that was paced has not failed for 10
+seconds, the next pull or acknowledgement that succeeds logs its end at Info, once
 ("pulls succeed again", "acknowledgements succeed again").
 
 # Held messages and MaxAckPending

@@ -188,7 +188,8 @@
 // (failures, refused stale owners each): at most the first 5 in 10
 // seconds are written at their level, the others at Debug, and the next
 // line carries logctx.KeySuppressed, how many were written at Debug since.
-// Once one has not occurred for 10 seconds, the next call Redis answers
+// Once one that was paced has not occurred for 10 seconds, the next call
+// Redis answers
 // logs its end at Info, once ("idempotency store calls succeed again",
 // "stale owners no longer refused"). At 10,000 failing calls a second
 // that is at most half a line a second per decision, not 10,000.

@@ -10,9 +10,11 @@
 // one. A decision that occurs now and then is therefore logged as it was,
 // each occurrence at its level; every occurrence is still written at Debug
 // (a handler at Debug loses nothing) and still counted by the component's
-// metrics. When the decision has not occurred for an Interval, the next
-// call that succeeds writes its end once, at Info, with what was suppressed
-// since the last line: the recovery.
+// metrics. When the decision was paced (some occurrences written at Debug)
+// and has not occurred for an Interval since, the next call that succeeds
+// writes its end once, at Info, with what was suppressed since the last
+// line: the recovery. A decision never paced gets no end line: each of its
+// occurrences is already in the log at its level.
 //
 // At 10,000 failing calls a second a component writes at most Burst lines
 // per Interval per decision, instead of 10,000 a second.
@@ -121,14 +123,15 @@ func (l *Limiter) Log(ctx context.Context, log *slog.Logger, clock Clock, level 
 }
 
 // LogEnd writes the end of the decision at Info, once, when Ended reports
-// it: decision and reason name the end ("retry budget available again"),
+// it and some occurrences were written at Debug since the last line at
+// their level: decision and reason name the end ("retry budget available again"),
 // attrs give the coordinates the occurrences carried. It costs an atomic
 // load while the decision is not active.
 func (l *Limiter) LogEnd(ctx context.Context, log *slog.Logger, clock Clock, decision, reason string, attrs ...slog.Attr) {
 	if log == nil || !l.active.Load() {
 		return
 	}
-	if ended, n := l.Ended(clock.Now()); ended {
+	if ended, n := l.Ended(clock.Now()); ended && n > 0 {
 		logctx.Decision(ctx, log, slog.LevelInfo, decision, reason, Suppressed(attrs, n)...)
 	}
 }
@@ -188,7 +191,7 @@ func (s *Set) Log(ctx context.Context, log *slog.Logger, clock Clock, i int, lev
 func (s *Set) Active() bool { return s.any.Load() }
 
 // LogEnds writes, at Info, the end of every Limiter of the Set that Ended
-// reports, named by end(i) (a decision and a reason), with attrs. A success
+// reports with occurrences written at Debug since its last line, named by end(i) (a decision and a reason), with attrs. A success
 // path calls it only when Active reports true, so that its arguments cost
 // nothing the rest of the time.
 func (s *Set) LogEnds(ctx context.Context, log *slog.Logger, clock Clock, end func(i int) (decision, reason string), attrs ...slog.Attr) {
@@ -206,6 +209,9 @@ func (s *Set) LogEnds(ctx context.Context, log *slog.Logger, clock Clock, end fu
 		if !ended {
 			still = true
 			continue
+		}
+		if n == 0 {
+			continue // every occurrence was written at its level: nothing to sum up
 		}
 		decision, reason := end(i)
 		logctx.Decision(ctx, log, slog.LevelInfo, decision, reason, Suppressed(attrs, n)...)

@@ -107,3 +107,49 @@ func TestLimiterNilLogger(t *testing.T) {
 		t.Fatal("a nil logger recorded an occurrence")
 	}
 }
+
+// TestOccasionalGetsNoEndLine: a decision that never went past Burst in a
+// window had every occurrence written at its level; the end line would only
+// double the lines of a service with a failure now and then ("retries
+// ended" after each retry). None is written, by a Limiter or a Set, and the
+// decision starts afresh: its next run is paced and ended as any.
+func TestOccasionalGetsNoEndLine(t *testing.T) {
+	log, rec := logctxtest.NewLogger()
+	clk := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+	ctx := context.Background()
+	var l Limiter
+	s := NewSet(2)
+	end := func(int) (string, string) { return "ended", EndReason }
+	for range Burst {
+		l.Log(ctx, log, clk, slog.LevelWarn, "gave up", "down")
+		s.Log(ctx, log, clk, 1, slog.LevelWarn, "store error", "down")
+	}
+	clk.t = clk.t.Add(Interval)
+	rec.Reset()
+	l.LogEnd(ctx, log, clk, "ended", EndReason)
+	s.LogEnds(ctx, log, clk, end)
+	if es := rec.Entries(); len(es) != 0 {
+		t.Fatalf("end lines after occasional occurrences, all written at their level: %+v", es)
+	}
+	if l.Active() || s.Active() {
+		t.Fatal("still active after an Interval without an occurrence")
+	}
+	// A flood afterwards is paced and ended as usual.
+	for range Burst + 3 {
+		l.Log(ctx, log, clk, slog.LevelWarn, "gave up", "down")
+		s.Log(ctx, log, clk, 1, slog.LevelWarn, "store error", "down")
+	}
+	clk.t = clk.t.Add(Interval)
+	rec.Reset()
+	l.LogEnd(ctx, log, clk, "ended", EndReason)
+	s.LogEnds(ctx, log, clk, end)
+	es := rec.Entries()
+	if len(es) != 2 {
+		t.Fatalf("%d end lines after a paced run, want 2 (Limiter and Set): %+v", len(es), es)
+	}
+	for _, e := range es {
+		if v, ok := e.Attrs[logctx.KeySuppressed]; !ok || v.Int64() != 3 {
+			t.Errorf("end line %+v, want suppressed=3", e.Attrs)
+		}
+	}
+}
