@@ -79,7 +79,8 @@ type Config struct {
 	// Constant). Default 100ms; must be >= 0.
 	InitialDelay time.Duration
 	// MaxDelay caps every wait, including a Retry-After hint (an open
-	// circuit breaker's hint beyond it stops Do: see StopRetryAfter). Default
+	// circuit breaker's or a local rate limiter's hint beyond it stops Do:
+	// see StopRetryAfter). Default
 	// min(10s, MaxElapsedTime); must be >= InitialDelay and <=
 	// MaxElapsedTime.
 	MaxDelay time.Duration

@@ -118,7 +118,11 @@ rejection, so a retry around an open breaker (a Transport over a
 breaker.Transport, Do around breaker.Do) fails as fast as the breaker does;
 on the first attempt without a log line or count of its own, as the breaker
 logs its opening once and counts its rejections. A shorter hint is waited
-for like any other.
+for like any other. A rate limiter of this process refusing the call
+(package limit's: KindRateLimited wrapping contract.ErrRefusedLocally) is
+the same: its hint is the time until its bucket holds a token, and a hint
+longer than MaxDelay stops Do with StopRetryAfter. A dependency's own
+429 or 503 hint is advice: it is waited for, capped by MaxDelay.
 
 AttemptTimeout gives each attempt's context its own deadline.
 

@@ -31,8 +31,9 @@ const (
 	// StopContext: the caller's context was canceled or its deadline passed.
 	StopContext
 	// StopRetryAfter: an open circuit breaker turned the call away until
-	// its next probe, further off than MaxDelay: a retry sooner would be
-	// turned away too.
+	// its next probe, or a rate limiter of this process until its next
+	// token, further off than MaxDelay: a retry sooner would be turned
+	// away too.
 	StopRetryAfter
 )
 
@@ -44,7 +45,7 @@ var stopNames = [...]string{
 	StopPermanent:  "permanent error",
 	StopOverloaded: "dependency overloaded",
 	StopContext:    "context done",
-	StopRetryAfter: "breaker open past max delay",
+	StopRetryAfter: "refused past max delay",
 }
 
 // String returns the human name of the reason ("retry budget exhausted").

@@ -112,3 +112,80 @@ func TestLimitRejectionsCostNoBudget(t *testing.T) {
 		})
 	}
 }
+
+// limitClock is one fake clock for a limit.Limiter and a retry.Policy: a
+// retry's sleep moves the limiter's time too.
+type limitClock struct{ *limittest.Clock }
+
+func (c limitClock) Sleep(ctx context.Context, d time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c.Advance(d)
+	return nil
+}
+
+// TestDoAroundLocalRateLimiter: a rate limiter of this process that
+// refuses a call says exactly when its bucket holds a token again, as an
+// open breaker says when it probes; any retry sooner is refused again. Do
+// used to cap such a hint at MaxDelay and sleep into a certain refusal
+// (MaxAttempts-1 times); it now gives up at once with StopRetryAfter when
+// the hint is longer than MaxDelay, and waits for the token when it is not.
+// A dependency's own 429 with the same long hint is still retried after
+// MaxDelay: its hint is advice.
+func TestDoAroundLocalRateLimiter(t *testing.T) {
+	ctx := context.Background()
+	newLimited := func(t *testing.T, every time.Duration) (limitClock, func(context.Context) (int, error), *int) {
+		t.Helper()
+		clk := limitClock{limittest.NewClock(time.Unix(0, 0))}
+		l, err := limit.NewLimiter(limit.LimiterConfig{Rate: rate.Every(every), Burst: 1, Clock: clk})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Take(ctx); err != nil { // the token is spent
+			t.Fatal(err)
+		}
+		calls := 0
+		return clk, func(ctx context.Context) (int, error) {
+			if err := l.Take(ctx); err != nil {
+				return 0, err
+			}
+			calls++
+			return 42, nil
+		}, &calls
+	}
+	t.Run("next token past MaxDelay: no wait, no retry", func(t *testing.T) {
+		clk, fn, calls := newLimited(t, time.Hour)
+		start := clk.Now()
+		_, err := retry.Do(ctx, constPolicy(t, clk, retry.Config{MaxDelay: time.Second, MaxAttempts: 5}), fn)
+		var re *retry.Error
+		if !errors.As(err, &re) || re.Reason != retry.StopRetryAfter || re.Attempts != 1 || !errors.Is(err, contract.ErrRefusedLocally) {
+			t.Fatalf("Do = %v; want StopRetryAfter after 1 attempt, unwrapping to the local refusal", err)
+		}
+		if slept := clk.Now().Sub(start); slept != 0 || *calls != 0 {
+			t.Errorf("slept %v, %d calls made; want no sleep and no call", slept, *calls)
+		}
+	})
+	t.Run("next token within MaxDelay: waited for", func(t *testing.T) {
+		clk, fn, calls := newLimited(t, 3*time.Second)
+		start := clk.Now()
+		v, err := retry.Do(ctx, constPolicy(t, clk, retry.Config{MaxDelay: 5 * time.Second}), fn)
+		if v != 42 || err != nil || *calls != 1 {
+			t.Fatalf("Do = %v, %v after %d calls; want the retry to get the token", v, err, *calls)
+		}
+		if slept := clk.Now().Sub(start); slept != 3*time.Second {
+			t.Errorf("slept %v, want 3s: the time until the token", slept)
+		}
+	})
+	t.Run("the dependency's own 429: capped and retried", func(t *testing.T) {
+		clk := retrytest.NewClock()
+		fn, calls := failing(&contract.Error{Kind: contract.KindRateLimited, Op: "dep", RetryAfter: time.Hour})
+		v, err := retry.Do(ctx, constPolicy(t, clk, retry.Config{MaxDelay: time.Second}), fn)
+		if v != 42 || err != nil || calls.Load() != 2 {
+			t.Fatalf("Do = %v, %v after %d calls; want one retry after MaxDelay", v, err, calls.Load())
+		}
+		if got := clk.Sleeps(); len(got) != 1 || got[0] != time.Second {
+			t.Errorf("sleeps = %v, want [1s]", got)
+		}
+	})
+}

@@ -218,10 +218,10 @@ func (c *call) failed(ctx context.Context, n int, err error, beforeWait func()) 
 	wait := c.s.next()
 	capped := false // the wait is a hint cut to MaxDelay
 	if ra, ok := contract.RetryAfter(err); ok && ra > wait {
-		if ra > p.maxDelay && errors.Is(err, gobreaker.ErrOpenState) {
-			// An open breaker's hint is no guess: it lets no call through
-			// before its next probe, so a retry capped to MaxDelay would
-			// only be turned away again, after waiting for nothing.
+		if ra > p.maxDelay && exactHint(err) {
+			// The hint is no guess: nothing gets through before it, so a
+			// retry capped to MaxDelay would only be turned away again,
+			// after waiting for nothing.
 			return 0, c.stopAt(ctx, now, n, StopRetryAfter, err, nil)
 		}
 		wait, capped = ra, ra >= p.maxDelay
@@ -326,6 +326,22 @@ func (c *call) stopAt(ctx context.Context, now time.Time, n int, r StopReason, c
 	}
 	p.tel.giveUp(ctx, p.name, e)
 	return e
+}
+
+// exactHint reports whether err's retry-after hint is the time before
+// which any retry is certainly refused again without reaching the
+// dependency: an open circuit breaker's (package breaker's, errors.Is
+// gobreaker.ErrOpenState: the time until its next probe) or a rate limiter
+// of this process refusing the call (KindRateLimited wrapping
+// contract.ErrRefusedLocally, package limit's: the time until its bucket
+// holds a token). A dependency's own hint is advice, and a full bulkhead's
+// a guess: they are waited for, capped by MaxDelay.
+func exactHint(err error) bool {
+	if errors.Is(err, gobreaker.ErrOpenState) {
+		return true
+	}
+	ce := contract.As(err)
+	return ce != nil && ce.Kind == contract.KindRateLimited && errors.Is(ce, contract.ErrRefusedLocally)
 }
 
 // notSent reports whether err is a circuit breaker's rejection (package
