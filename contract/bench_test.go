@@ -165,3 +165,26 @@ func BenchmarkValidatorFailing(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDecodeJSONLargeObject decodes an object of 5000 members into a
+// map: past its first 32 names, an object's names are checked for
+// repetitions through a hash index.
+func BenchmarkDecodeJSONLargeObject(b *testing.B) {
+	var body strings.Builder
+	body.WriteString("{")
+	for i := range 5000 {
+		if i > 0 {
+			body.WriteByte(',')
+		}
+		fmt.Fprintf(&body, `"member_%d":%d`, i, i)
+	}
+	body.WriteString("}")
+	s := body.String()
+	b.ReportAllocs()
+	for b.Loop() {
+		var m map[string]int
+		if err := DecodeJSON(strings.NewReader(s), 0, &m); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -65,6 +65,7 @@ type utf8Reader struct {
 	esc   escapeScanner     // finds \u escapes of unpaired surrogates
 	lone  bool              // bad is the offset of such an escape
 	first byte              // the first byte passed that is not JSON white space: the top-level value's
+	names nameScanner       // finds member names repeated in one object
 }
 
 // Read passes the bytes of u.r through once they are known valid UTF-8
@@ -76,6 +77,9 @@ func (u *utf8Reader) Read(p []byte) (int, error) {
 		if at := u.esc.scan(p[:n]); at >= 0 {
 			u.lone = true
 			return 0, u.fail(at)
+		}
+		if u.names.scan(p[:n]) != nil {
+			return 0, errDuplicateName
 		}
 		if u.first == 0 {
 			if i := bytes.IndexFunc(p[:n], func(r rune) bool { return r != ' ' && r != '\t' && r != '\n' && r != '\r' }); i >= 0 {
@@ -273,6 +277,7 @@ func invalidUTF8(at int64, lone bool) *Error {
 //	wrong type for a field          KindMalformed (400) code json.type, names the field and offset
 //	wrong type for the body         KindMalformed (400) code json.type ([] or null for an object)
 //	unknown field                   KindMalformed (400) code json.unknown_field, names the field
+//	repeated member name            KindMalformed (400) code json.duplicate_field, names the member and offset
 //	data after the value            KindMalformed (400) code json.trailing_data, names the offset
 //	not valid UTF-8                 KindMalformed (400) code json.utf8, names the offset
 //	unpaired surrogate (\ud800)     KindMalformed (400) code json.utf8, names the offset
@@ -280,8 +285,8 @@ func invalidUTF8(at int64, lone bool) *Error {
 //	reading r failed                the read error's Kind (timeout, canceled), else KindMalformed, code json.read
 //	v is not a non-nil pointer      KindInternal (500)  code json.target
 //
-// Field errors (type, unknown field) are also in Fields, so they are written
-// as invalid-params. The details quote at most a short prefix of the
+// Field errors (type, unknown field, repeated member) are also in Fields,
+// so they are written as invalid-params. The details quote at most a short prefix of the
 // client's input: a field name or syntax message up to 64 bytes, and the
 // error text of the UnmarshalJSON or UnmarshalText method that refused a
 // value (json.value) up to 128 bytes, cut at a rune, valid UTF-8, with
@@ -290,8 +295,26 @@ func invalidUTF8(at int64, lone bool) *Error {
 // type and, for a number, its length ("got number (16 characters)"), as a
 // card number or PIN sent as a JSON number must reach neither the client
 // nor the logs. An UnmarshalJSON method should still not quote what it
-// refuses. As encoding/json does, field names match case-insensitively
-// and a repeated member keeps its last value.
+// refuses.
+//
+// A member name repeated in one object, at any depth (nested objects,
+// objects in arrays, the object a json.RawMessage keeps), is refused, as
+// RFC 7493 (I-JSON) and encoding/json/v2 do: encoding/json would keep the
+// last value of {"amount":1,"amount":100000}, where a gateway, a signature
+// check or an audit log in another language reads the first. Names are
+// compared unescaped ("a" and "\u0061" are one name). In an object decoded
+// into a struct, whose fields encoding/json matches ignoring case, two
+// names it maps to the same field ("amount" and "AMOUNT", or "Amount") are
+// a repetition too; names differing only in case stay distinct where they
+// are distinct: the keys of a map, of an interface (map[string]any), of a
+// type with its own UnmarshalJSON, and the fields of a struct tagged "a"
+// and "A". The detail names the member (unescaped, clipped as above) and
+// the offset of its repetition ("field \"AMOUNT\" at offset 18 repeats a field
+// whose name differs only in case"), never a value. The check is one pass
+// over the bytes as they are read, with no allocation for a small body,
+// and takes time and memory linear in the body: objects of many members
+// are indexed, and nesting past encoding/json's limit of 10000 is refused
+// by the decoder.
 func DecodeJSON(r io.Reader, limit int64, v any) error {
 	if limit <= 0 {
 		limit = DefaultJSONLimit
@@ -301,11 +324,15 @@ func DecodeJSON(r io.Reader, limit int64, v any) error {
 	}
 	lr := &limitedReader{r: r, remaining: limit}
 	ur := &utf8Reader{r: lr, bad: -1}
+	ur.names.init(v)
 	dec := json.NewDecoder(ur)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		if errors.Is(err, errInvalidUTF8) {
 			return invalidUTF8(ur.bad, ur.lone)
+		}
+		if errors.Is(err, errDuplicateName) {
+			return ur.names.duplicateError()
 		}
 		return decodeError(err, lr, limit)
 	}

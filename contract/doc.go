@@ -42,7 +42,7 @@
 // (WithRetryable overrides it for one error):
 //
 //	Kind                    String                status  retryable
-//	KindMalformed           malformed             400     no   syntactically broken input: bad JSON, wrong types, unknown fields
+//	KindMalformed           malformed             400     no   syntactically broken input: bad JSON, wrong types, unknown or repeated fields
 //	KindInvalid             invalid               422     no   well-formed but meaningless: amount -5, currency "XYZ"
 //	KindUnauthorized        unauthorized          401     no
 //	KindForbidden           forbidden             403     no
@@ -159,9 +159,19 @@
 // offset, never the value (a card number sent as a JSON number is not
 // echoed to the client or the logs); all are
 // KindMalformed (400) with codes json.syntax, json.type, json.unknown_field,
-// json.trailing_data, json.utf8, json.empty, json.value and
-// request.content_type. As with encoding/json,
-// names match case-insensitively and a repeated member keeps its last value.
+// json.duplicate_field, json.trailing_data, json.utf8, json.empty,
+// json.value and request.content_type.
+//
+// A member name repeated in one object, at any depth, is refused
+// (json.duplicate_field, naming the member and the offset of its
+// repetition): encoding/json keeps the last value of
+// {"amount":1,"amount":100000} where a gateway, a signature check or an
+// audit log in another language keeps the first or refuses it, as RFC 7493
+// (I-JSON) and encoding/json/v2 do. Names are compared unescaped. As with
+// encoding/json, names match struct fields case-insensitively, so in an
+// object decoded into a struct two names of one field ("amount" and
+// "AMOUNT") are a repetition too; the keys of a map or an interface, and
+// fields tagged "a" and "A", stay distinct.
 //
 // # Events
 //

@@ -64,6 +64,9 @@ func FuzzDecodeJSON(f *testing.F) {
 		`{"items":[{"qty":-1}]}`, `{"admin":true}`, `{} {}`, `{}x`, `[]`, `null`, `"\ud800"`,
 		`{"booked_at":"2026-13-45T99:00:00Z"}`, strings.Repeat(`[`, 20000), "\xff\xfe{}",
 		`{"payer":"\ud834\udd1e"}`, `{"payer":"\udc00"}`, `{"payer":"\\\ud800"}`,
+		`{"payer":"a","payer":"b"}`, `{"payer":"a","PAYER":"b"}`, `{"payer":"a","p\u0061yer":"b"}`,
+		`{"items":[{"qty":1},{"qty":2,"Qty":3}]}`, `{"booked_at":"2026-11-25T06:00:00Z","BOO\u212aED_AT":"2026-11-25T06:00:00Z"}`,
+		`{"payer":"{\"payer\":1,\"payer\":2}","currency":"EUR"}`, `{"payer":"x"} {"payer":"x","payer":"y"}`,
 	} {
 		f.Add([]byte(seed), int64(64))
 	}
@@ -76,6 +79,9 @@ func FuzzDecodeJSON(f *testing.F) {
 		if err == nil {
 			if !utf8.Valid(body) {
 				t.Fatalf("%q is not valid UTF-8 but decoded", body)
+			}
+			if repeatedName(json.NewDecoder(bytes.NewReader(body)), true) {
+				t.Fatalf("%q repeats a member name but decoded", body)
 			}
 			// U+FFFD is decoded only from itself, never from a bad byte
 			// or an unpaired surrogate escape.
@@ -102,7 +108,80 @@ func FuzzDecodeJSON(f *testing.F) {
 		if len(e.Detail) > 1024 {
 			t.Fatalf("detail of %d bytes", len(e.Detail))
 		}
+		if e.Code == "json.duplicate_field" && json.Valid(body) && !repeatedName(json.NewDecoder(bytes.NewReader(body)), true) {
+			t.Fatalf("%q repeats no member name: %v", body, err)
+		}
 	})
+}
+
+// FuzzDecodeJSONRepeatedNames: into an interface, where names differing in
+// case are distinct, valid JSON decodes exactly when no object repeats a
+// member name.
+func FuzzDecodeJSONRepeatedNames(f *testing.F) {
+	for _, seed := range []string{
+		`{"a":1,"A":2,"\u212a":3,"k":4}`, `{"a":1,"a":2}`, `{"a":{"b":1},"b":{"a":[{"a":1},{"a":1,"A":1}]}}`,
+		`[{"x":1},{"x":1,"y":[{"x":1,"x":1}]}]`, `{"\u00e9":1,"é":2}`, `{"\ud834\udd1e":1,"𝄞":1}`,
+		`{"":1,"":2}`, `{"a\"b":1,"a\u0022b":1}`, `"a"`, `{}`, `[[[]]]`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if !json.Valid(body) || !utf8.Valid(body) || unpairedSurrogate(body) >= 0 {
+			return
+		}
+		var v any
+		err := DecodeJSON(bytes.NewReader(body), int64(len(body))+1, &v)
+		if e := As(err); e != nil && e.Code == "json.type" {
+			return // a number out of float64's range
+		}
+		if repeated := repeatedName(json.NewDecoder(bytes.NewReader(body)), false); repeated != (err != nil) {
+			t.Fatalf("%q: repeated name %v, DecodeJSON = %v", body, repeated, err)
+		}
+		if e := As(err); e != nil && e.Code != "json.duplicate_field" {
+			t.Fatalf("%q: %v", body, err)
+		}
+	})
+}
+
+// repeatedName reads one JSON value from dec and reports whether one of
+// its objects repeats a member name, or, where asStruct (a payment, an
+// item of its "items"), holds two names equal ignoring case: the reference
+// DecodeJSON's check is compared with.
+func repeatedName(dec *json.Decoder, asStruct bool) bool {
+	tok, err := dec.Token()
+	if err != nil {
+		return false
+	}
+	switch tok {
+	case json.Delim('{'):
+		var seen []string
+		for dec.More() {
+			tok, err := dec.Token()
+			if err != nil {
+				return false
+			}
+			name := tok.(string)
+			for _, earlier := range seen {
+				if earlier == name || (asStruct && strings.EqualFold(earlier, name)) {
+					return true
+				}
+			}
+			seen = append(seen, name)
+			if repeatedName(dec, asStruct && strings.EqualFold(name, "items")) {
+				return true
+			}
+		}
+	case json.Delim('['):
+		for dec.More() {
+			if repeatedName(dec, asStruct) {
+				return true
+			}
+		}
+	default:
+		return false
+	}
+	_, _ = dec.Token()
+	return false
 }
 
 // FuzzDecodeEvent: any input decodes or fails with an *Error, never a
