@@ -98,7 +98,10 @@
 // typed member in another case, "Status" or "DETAIL", which a
 // case-insensitive JSON client would read instead of the typed member),
 // and, as RFC 9457 requires, ignores a standard member of the wrong type
-// instead of failing.
+// instead of failing. A problem repeating a member name in one of its
+// objects ({"retryable":false,"retryable":true}) is refused, as DecodeJSON
+// refuses it: clients keeping the first value and clients keeping the last
+// would read two problems; ParseProblem then goes by the status alone.
 //
 // On the client side, [ParseProblem] turns a response back into an *Error:
 // nil below 400; otherwise the kind follows the status (400 malformed, 401,

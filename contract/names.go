@@ -583,6 +583,17 @@ func (s *nameScanner) duplicateError() *Error {
 		Fields: []FieldError{{Name: name, Reason: "is repeated"}}}
 }
 
+// checkNames returns the json.duplicate_field error of the first member
+// name repeated in the JSON text b decoded into v, or nil.
+func checkNames(b []byte, v any) *Error {
+	var s nameScanner
+	s.init(v)
+	if s.scan(b) != nil {
+		return s.duplicateError()
+	}
+	return nil
+}
+
 // Multipliers of wyhash, whose mixing step (mum) hashName uses.
 const (
 	hashK0 = 0xa0761d6478bd642f

@@ -22,7 +22,8 @@ const ProblemContentType = "application/problem+json"
 // sent, but for a member named like a typed one in another case
 // ("Status"), which is decoded into Extensions and never written. As RFC
 // 9457 requires, a standard member whose JSON value has the wrong type
-// ("status": "503") is ignored when decoding, not an error.
+// ("status": "503") is ignored when decoding, not an error; a member name
+// repeated in one object, at any depth, is (see UnmarshalJSON).
 type Problem struct {
 	Type          string         `json:"type,omitempty"`           // URI reference identifying the problem type; "about:blank" when none
 	Title         string         `json:"title,omitempty"`          // short summary of the type; the HTTP status text for about:blank
@@ -118,12 +119,19 @@ func (p Problem) MarshalJSON() ([]byte, error) {
 }
 
 // UnmarshalJSON decodes a problem object. The input must be a JSON object
-// (or null); standard members with a value of the wrong type are ignored;
-// unknown members go to Extensions, numbers as json.Number so they survive a
-// round trip exactly.
+// (or null) that repeats no member name in any of its objects (the
+// json.duplicate_field error of DecodeJSON: a client keeping the first of
+// {"retryable":false,"retryable":true} and one keeping the last would read
+// two problems); standard members with a value of the wrong type are
+// ignored; unknown members go to Extensions, numbers as json.Number so
+// they survive a round trip exactly. Member names are matched exactly:
+// "Status" is an extension, not the status.
 func (p *Problem) UnmarshalJSON(data []byte) error {
 	var members map[string]json.RawMessage
 	if err := json.Unmarshal(data, &members); err != nil {
+		return err
+	}
+	if err := checkNames(data, &members); err != nil {
 		return err
 	}
 	*p = Problem{}
@@ -163,7 +171,9 @@ func (p *Problem) UnmarshalJSON(data []byte) error {
 }
 
 // decodeInvalidParams keeps the well-typed entries of an invalid-params
-// array, at most maxFieldErrors of them.
+// array, at most maxFieldErrors of them: not one naming "name" or "reason"
+// twice in different cases ("name" and "NAME"), which encoding/json reads
+// as one field.
 func decodeInvalidParams(raw json.RawMessage) []FieldError {
 	var entries []json.RawMessage
 	if json.Unmarshal(raw, &entries) != nil {
@@ -178,7 +188,7 @@ func decodeInvalidParams(raw json.RawMessage) []FieldError {
 			Name   *string `json:"name"`
 			Reason string  `json:"reason"`
 		}
-		if json.Unmarshal(entry, &fe) != nil || fe.Name == nil {
+		if json.Unmarshal(entry, &fe) != nil || fe.Name == nil || checkNames(entry, &fe) != nil {
 			continue
 		}
 		out = append(out, FieldError{Name: *fe.Name, Reason: fe.Reason})

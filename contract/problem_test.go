@@ -68,6 +68,26 @@ func TestProblemUnmarshalTolerance(t *testing.T) {
 	}
 }
 
+// A member name repeated in one object of a problem, at any depth, is
+// refused as DecodeJSON refuses it; names differing in case are distinct
+// members.
+func TestProblemUnmarshalRepeatedNames(t *testing.T) {
+	for _, in := range []string{
+		`{"status":503,"status":200}`, `{"code":"a","c\u006fde":"b"}`, `{"x":{"y":[{"z":1,"z":2}]}}`,
+		`{"invalid-params":[{"name":"a","reason":"r","reason":"s"}]}`,
+	} {
+		var p Problem
+		err := json.Unmarshal([]byte(in), &p)
+		if e := As(err); e == nil || e.Kind != KindMalformed || e.Code != "json.duplicate_field" {
+			t.Errorf("%s: %v, want json.duplicate_field", in, err)
+		}
+	}
+	var p Problem
+	if err := json.Unmarshal([]byte(`{"status":503,"Status":200,"x":{"a":1,"A":2}}`), &p); err != nil || p.Status != 503 || p.Extensions["Status"] == nil {
+		t.Errorf("names differing in case: %v, %+v", err, p)
+	}
+}
+
 func TestProblemExtensionsCannotOverrideStandardMembers(t *testing.T) {
 	b, err := json.Marshal(Problem{Status: 404, Extensions: map[string]any{"status": 200, "type": "x", "ok": true}})
 	if err != nil {

@@ -55,7 +55,11 @@ func (e *ResponseError) Error() string {
 // (WithRetryable(true)): a 409 for a request whose Idempotency-Key is still
 // in progress (idempotency.ErrInProgress) is a KindConflict that retry
 // retries after its Retry-After. Bodies that are not JSON, too large or malformed are
-// tolerated: the status alone decides.
+// tolerated: the status alone decides. So does a problem that repeats a
+// member name in one of its objects ({"retryable":false,"retryable":true}),
+// which clients keeping the first value and clients keeping the last read
+// differently; an invalid-params entry naming "name" twice in different
+// cases is left out.
 //
 // ParseProblem reads at most MaxProblemBody bytes of resp.Body and does not
 // close it; the caller still does. HTTP-date Retry-After values are measured

@@ -138,6 +138,18 @@ func TestParseProblem(t *testing.T) {
 		{"hostile Retry-After capped", response(429, "", ``, "Retry-After", "999999999"), KindRateLimited, "", "", 0, MaxRetryAfter, false},
 		{"negative Retry-After ignored", response(429, "", ``, "Retry-After", "-1"), KindRateLimited, "", "", 0, 0, false},
 		{"control characters cleaned", response(400, ProblemContentType, `{"detail":"bad\ninput\u0000!","code":"x\ty"}`), KindMalformed, "x y", "bad input !", 0, 0, true},
+		// A repeated member is read as its first value by some clients
+		// and its last by others: such a problem is not read at all.
+		{"repeated retryable", response(503, ProblemContentType, `{"retryable":true,"retryable":false}`), KindUnavailable, "", "", 0, 0, false},
+		{"repeated code", response(503, ProblemContentType, `{"code":"overloaded","detail":"x","code":"unavailable"}`), KindUnavailable, "", "", 0, 0, false},
+		{"repeated through an escape", response(429, ProblemContentType, `{"detail":"a","det\u0061il":"b"}`), KindRateLimited, "", "", 0, 0, false},
+		{"repeated in an extension", response(409, ProblemContentType, `{"detail":"a","errors":[{"id":1,"id":2}]}`), KindConflict, "", "", 0, 0, false},
+		{"repeated in an invalid-params entry", response(422, ProblemContentType, `{"detail":"a","invalid-params":[{"name":"a","reason":"r","name":"b"}]}`), KindInvalid, "", "", 0, 0, false},
+		// encoding/json matches an entry's "name" and "NAME" to one field:
+		// that entry is left out, as one of the wrong type is.
+		{"invalid-params entry naming a field twice ignoring case", response(422, ProblemContentType,
+			`{"detail":"a","invalid-params":[{"name":"a","NAME":"b","reason":"r"},{"name":"c","reason":"r"},{"Name":"d"}]}`), KindInvalid, "", "a", 2, 0, true},
+		{"members differing in case are distinct", response(503, ProblemContentType, `{"code":"overloaded","Code":"unavailable"}`), KindOverloaded, "overloaded", "", 0, 0, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
