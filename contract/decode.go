@@ -316,6 +316,11 @@ func invalidUTF8(at int64, lone bool) *Error {
 // are indexed, and nesting past encoding/json's limit of 10000 is refused
 // by the decoder.
 func DecodeJSON(r io.Reader, limit int64, v any) error {
+	return decodeJSON(r, limit, v, true)
+}
+
+// decodeJSON is DecodeJSON, refusing unknown fields when strict.
+func decodeJSON(r io.Reader, limit int64, v any, strict bool) error {
 	if limit <= 0 {
 		limit = DefaultJSONLimit
 	}
@@ -326,7 +331,9 @@ func DecodeJSON(r io.Reader, limit int64, v any) error {
 	ur := &utf8Reader{r: lr, bad: -1}
 	ur.names.init(v)
 	dec := json.NewDecoder(ur)
-	dec.DisallowUnknownFields()
+	if strict {
+		dec.DisallowUnknownFields()
+	}
 	if err := dec.Decode(v); err != nil {
 		if errors.Is(err, errInvalidUTF8) {
 			return invalidUTF8(ur.bad, ur.lone)

@@ -422,6 +422,23 @@ func extensionValue(v any) (json.RawMessage, bool) {
 	return strconv.AppendInt(nil, n, 10), true
 }
 
+// DecodeData decodes the event's Data into v as a consumer should read
+// a payload another service wrote: a member v does not know is ignored (a
+// producer may add fields before every consumer knows them: refusing them
+// would dead-letter every event from the first producer upgraded), but
+// everything else DecodeJSON refuses is refused, with its codes: a member
+// name repeated in one object ({"amount":1,"amount":900}, read as 900 by
+// json.Unmarshal and as 1 by a reader keeping the first), a value of the
+// wrong type, invalid UTF-8, data after the value. An event without data
+// is refused with code json.empty. The errors are of KindMalformed, never
+// retryable: the same payload fails on every delivery.
+func (e *Event) DecodeData(v any) error {
+	if len(e.Data) == 0 {
+		return &Error{Kind: KindMalformed, Code: "json.empty", Detail: "event has no data: a JSON value is required"}
+	}
+	return decodeJSON(bytes.NewReader(e.Data), int64(len(e.Data)), v, false)
+}
+
 // Validate checks the attribute values of e against CloudEvents 1.0 and
 // returns nil or an *Error of KindInvalid (code event.invalid) listing every
 // problem in Fields: id, source and type are required, specversion must be

@@ -73,3 +73,23 @@ func ExampleEvent_Validate() {
 	// Output:
 	// invalid (event.invalid): event is invalid: 1 field is invalid
 }
+
+// DecodeData reads an event's payload as a consumer should: a field the
+// consumer does not know yet is ignored (its producer was upgraded first),
+// a repeated one is refused (which value is meant depends on the reader).
+func ExampleEvent_DecodeData() {
+	type captured struct {
+		AmountMinor int64  `json:"amount_minor"`
+		Currency    string `json:"currency"`
+	}
+	ev := contract.Event{Data: []byte(`{"amount_minor":1250,"currency":"EUR","captured_by":"ops"}`)}
+	var c captured
+	fmt.Println(ev.DecodeData(&c), c.AmountMinor, c.Currency)
+
+	ev.Data = []byte(`{"amount_minor":1,"currency":"EUR","amount_minor":900}`)
+	e := contract.As(ev.DecodeData(&c))
+	fmt.Println(e.Kind, e.Code, contract.Retryable(e))
+	// Output:
+	// <nil> 1250 EUR
+	// malformed json.duplicate_field false
+}

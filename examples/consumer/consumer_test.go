@@ -222,6 +222,13 @@ func TestProjectionRejectsBadData(t *testing.T) {
 			ev.Data = []byte(`{"amount_minor":"1"}`)
 			return ev
 		}},
+		{"repeated field", nil, func(s uint64) *contract.Event {
+			// json.Unmarshal would capture 900 where a reader keeping the
+			// first value (an audit trail in another language) sees 1.
+			ev := paymentEvent(t, s, TypeCaptured, 1, "EUR")
+			ev.Data = []byte(`{"amount_minor":1,"currency":"EUR","amount_minor":900}`)
+			return ev
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := NewProjection()

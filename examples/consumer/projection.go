@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"maps"
 	"math"
@@ -63,8 +62,12 @@ func NewProjection() *Projection {
 // on the events before (captured within authorized…) are only recorded as
 // violations for it too, never refused.
 func (p *Projection) Apply(ev *contract.Event) error {
+	// A repeated field ({"amount_minor":1,"amount_minor":9000}, which
+	// json.Unmarshal reads as 9000 where another reader sees 1) or a wrong
+	// type is an invalid event, dead-lettered, never applied; a field the
+	// projection does not know yet is ignored (a producer upgraded first).
 	var d PaymentData
-	if err := json.Unmarshal(ev.Data, &d); err != nil {
+	if err := ev.DecodeData(&d); err != nil {
 		return contract.Wrap(contract.KindInvalid, "projection.apply", err)
 	}
 	switch ev.Type {
