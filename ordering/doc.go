@@ -36,7 +36,7 @@ replaying old events or a State that is down repeats one decision on every
 event: at 10,000 events a second that was 10,000 lines a second. Those
 decisions (gap: event held, gap: event rejected, gap: held event rejected,
 stale event dropped, gap: event refused, state error ignored, gap skip
-failed, gap: held event refused) are paced per Guard and decision: at most
+failed, gap: held event refused, redelivery not recorded) are paced per Guard and decision: at most
 the first 5 in 10 seconds are written at their level, the others at Debug,
 and the next line at the level carries logctx.KeySuppressed, how many were
 written at Debug since; occasional ones are logged one by one as before.

@@ -547,14 +547,15 @@ func (g *Guard) advanceState(ctx context.Context, subject string, fn RedeliveryF
 // share records in a RedeliveryState that ev, which failed, is due to be
 // redelivered at at, so that the Guards of the other processes sharing
 // the State do not skip it in a timeout before then plus their
-// HoldTimeout. Best effort: a State error is logged. It does nothing
+// HoldTimeout. Best effort: a State error is logged (paced: a State that
+// is down fails it for every event). It does nothing
 // unless the Guard skips gaps on such a State (see Guard.shared).
 func (g *Guard) share(ctx context.Context, ev *contract.Event, at time.Time) {
 	if g.shared == nil || ev.Sequence > g.maxSeq {
 		return
 	}
 	if err := g.shared.Redelivering(ctx, ev.Subject, Redelivery{Sequence: ev.Sequence, At: at}); err != nil {
-		g.decision(ctx, slog.LevelWarn, "redelivery not recorded", "state error: "+err.Error(), ev.Subject, Outcome{Sequence: ev.Sequence})
+		g.pacedDecision(ctx, gNotRecorded, slog.LevelWarn, "redelivery not recorded", "state error: "+err.Error(), ev.Subject, Outcome{Sequence: ev.Sequence})
 	}
 }
 
@@ -913,6 +914,7 @@ const (
 	gStateIgnored
 	gSkipFailed
 	gHeldRefused
+	gNotRecorded
 	numPaced
 )
 
@@ -938,5 +940,6 @@ func pacedEnd(slot int) (string, string) {
 		gStateIgnored: "state errors ended",
 		gSkipFailed:   "gap skip failures ended",
 		gHeldRefused:  "held event refusals ended",
+		gNotRecorded:  "redeliveries recorded again",
 	}[slot], lograte.EndReason
 }
