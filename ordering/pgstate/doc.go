@@ -130,6 +130,10 @@ value with a KindInvalid error (code "config.invalid") naming the field in
 its Detail and Fields (contract.ConfigError), among them a table name
 longer than 57 bytes, which would leave no room for "_retry". Migrate
 creates both tables: run it after upgrading from a version without the
-second. The State passes ordering/statetest.
+second. Until then, under GapHold with TimeoutSkip, every event fails with
+KindInternal when its row is locked, before its ApplyFunc runs (a consumer
+retries it, then dead-letters it after MaxAttempts, as with a missing
+first table); the other policies do not use the second table. The State
+passes ordering/statetest.
 */
 package pgstate

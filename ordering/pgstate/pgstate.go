@@ -123,7 +123,13 @@ func New(cfg Config) (*State, error) {
 		forget: `DELETE FROM ` + t + ` WHERE subject = $1 AND last = 0`,
 
 		// Sent with the simple protocol: two statements, one round trip.
-		lockSavepoint: `SELECT last FROM ` + t + ` WHERE subject = $1 FOR UPDATE; SAVEPOINT sadpath_ordering_fn`,
+		// The lock names the table of redeliveries (a subquery the
+		// planner never runs): a missing one, after an upgrade without
+		// Migrate, fails the call here, before fn runs, as a missing
+		// table of sequences does, rather than at the update after fn
+		// has applied the event, whose caller would take the State's
+		// error for fn's.
+		lockSavepoint: `SELECT last FROM ` + t + ` WHERE subject = $1 AND NOT EXISTS (SELECT FROM ` + r + ` WHERE false) FOR UPDATE; SAVEPOINT sadpath_ordering_fn`,
 		release:       `RELEASE SAVEPOINT sadpath_ordering_fn`,
 		savepoint:     `SAVEPOINT sadpath_ordering_fn`,
 		rollbackTo:    `ROLLBACK TO SAVEPOINT sadpath_ordering_fn`,
@@ -301,7 +307,9 @@ func (s *State) Advance(ctx context.Context, subject string, fn func(ctx context
 //
 // The Guard calls it, instead of Advance, only under GapHold with
 // TimeoutSkip: the savepoint is a subtransaction, whose cost the other
-// configurations do not pay.
+// configurations do not pay. A missing table of redeliveries (Migrate not
+// run since the upgrade that added it) fails it with the row lock, before
+// fn runs.
 func (s *State) AdvanceRedelivery(ctx context.Context, subject string, fn ordering.RedeliveryFunc) error {
 	tx, err := s.db.Begin(ctx)
 	if err != nil {
