@@ -82,14 +82,22 @@ func (l *Limiter) Active() bool { return l.active.Load() }
 // Ended reports, once per run of occurrences, whether the decision has not
 // occurred for an Interval at now, with the number of occurrences written
 // at Debug since the last line at level. The next occurrence after it is
-// written at its level again.
+// written at its level again. A reading before the last occurrence's (the
+// clock went back) starts the Interval again from it, rather than wait for
+// the clock to catch up.
 func (l *Limiter) Ended(now time.Time) (bool, int64) {
 	if !l.active.Load() {
 		return false, 0
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !l.active.Load() || now.Sub(l.last) < Interval {
+	if !l.active.Load() {
+		return false, 0
+	}
+	if now.Before(l.last) {
+		l.last = now
+	}
+	if now.Sub(l.last) < Interval {
 		return false, 0
 	}
 	l.active.Store(false)

@@ -153,3 +153,25 @@ func TestOccasionalGetsNoEndLine(t *testing.T) {
 		}
 	}
 }
+
+// TestEndAfterClockBack: a clock that goes back after a paced run (an
+// injected wall clock corrected by an hour) delayed its end by as much:
+// Ended waited for the clock to pass the last occurrence's reading again.
+// The quiet Interval now counts from the first reading after the jump.
+func TestEndAfterClockBack(t *testing.T) {
+	var l Limiter
+	now := time.Unix(1_700_000_000, 0)
+	for range Burst + 2 {
+		l.Occur(now, slog.LevelWarn)
+	}
+	back := now.Add(-time.Hour)
+	if ended, _ := l.Ended(back); ended {
+		t.Fatal("ended at the first reading after the clock went back")
+	}
+	if ended, _ := l.Ended(back.Add(Interval - time.Nanosecond)); ended {
+		t.Fatal("ended before an Interval since the clock went back")
+	}
+	if ended, n := l.Ended(back.Add(Interval)); !ended || n != 2 {
+		t.Fatalf("Ended an Interval after the clock went back = %v, %d; want true, 2 suppressed", ended, n)
+	}
+}
