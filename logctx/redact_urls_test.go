@@ -46,6 +46,52 @@ func FuzzURLClean(f *testing.F) {
 		"https://example.com/%20411111111111111",
 		"https://example.com/x#%20411111111111111",
 		"https://münchen.example/",
+		// User information, opaque URLs.
+		"https://:pw@example.com/",
+		"https://u%40x:p%3Aw@example.com/",
+		"urn:card:4111111111111111",
+		"x:4111-1111-1111-1111?q=1#f",
+		"mailto:a@b?subject=x",
+		// IPv6 zones, ports.
+		"http://[fe80::1%25eth0]:8080/x?a=1",
+		"http://[fe80::1%252525]/",
+		"https://example.com:4111111111111111/",
+		"https://4111-1111-1111-1111/",
+		// Escaped separators and escapes that unescape to digits.
+		"https://example.com/a%2F4111111111111111",
+		"https://example.com/a%3F4111111111111111",
+		"https://example.com/x?a=%26b&c=d",
+		"https://example.com/x?a%3Db=1",
+		"https://example.com/x?a=%34%31%31%31%31%31%31%31%31%31%31%31",
+		"https://example.com/x?a=%34%31%31%31%31%31%31%31%31%31%31%31%31",
+		// '+' and %2B: a space in a query, a plus.
+		"https://example.com/x?access+token=t",
+		"https://example.com/x?access-token=t",
+		"https://example.com/x?a=4111%2B1111%2B1111%2B1111",
+		"https://example.com/x?a=4111+1111+1111+111",
+		"https://example.com/a+4111+1111+1111+1111",
+		// Semicolons.
+		"https://example.com/a;4111111111111111",
+		"https://example.com/x?a=1%3Bb=4111111111111111",
+		"https://example.com/x#a=1;token=t",
+		// Fragments.
+		"https://example.com/#4111111111111111",
+		"https://example.com/#a=4111%201111%201111%201111",
+		"https://example.com/#token=t",
+		"https://example.com/#%zz",
+		"https://example.com/#a%2Fb=c",
+		"https://example.com/x?#",
+		// 13 to 19 digits split by separators a card number cannot span.
+		"https://example.com/4111111111111/111",
+		"https://example.com/x?a=41111111&b=11111111",
+		"https://example.com/411111111/11111111?1111#1111",
+		"https://example.com/4111-1111-1111-1111",
+		"https://example.com/4111 1111 1111 1111/x",
+		"https://example.com/x?a=4111-1111-1111-1111",
+		"https://example.com/x?a=4111 1111 1111 1111",
+		// Unicode digits, which are not card digits.
+		"https://example.com/٤١١١١١١١١١١١١١١١",
+		"https://example.com/x?a=４１１１１１１１１１１１１１１１",
 	} {
 		f.Add(raw)
 	}
@@ -62,6 +108,32 @@ func FuzzURLClean(f *testing.F) {
 			}
 			if v, changed := r.urlRedacted(u); changed {
 				t.Errorf("urlClean cleared %q (scanPAN %v), which urlRedacted writes %q", raw, r.scanPAN, v)
+			}
+		}
+	})
+}
+
+// FuzzURLCleanFields: the same difference for a URL built field by field,
+// as code builds one (url.Parse never returns a RawPath or RawFragment that
+// disagrees with Path or Fragment, an Opaque beside a Host, or a Host with
+// bytes String escapes).
+func FuzzURLCleanFields(f *testing.F) {
+	f.Add("https", "", "example.com", "/a/4111 1111", "", "x=1", "frag", "", false, false)
+	f.Add("", "", "", "4111-1111-1111-1111", "/4111%2D1111", "a=1;b", "#x", "%23x", true, true)
+	f.Add("x", "4111", "h", "/p", "", "", "1111-1111-1111", "", false, false)
+	f.Add("", "", "h:4111", "1111-1111-1111", "", "", "", "", false, false)
+	f.Add("https", "", "example.com", "/a", "/%34111111111111111", "", "a=1", "a=%31", false, false)
+	r := newRedactor(HandlerConfig{})
+	noScan := newRedactor(HandlerConfig{NoCardScan: true})
+	f.Fuzz(func(t *testing.T, scheme, opaque, host, path, rawPath, rawQuery, frag, rawFrag string, forceQuery, omitHost bool) {
+		u := &url.URL{Scheme: scheme, Opaque: opaque, Host: host, Path: path, RawPath: rawPath, RawQuery: rawQuery,
+			Fragment: frag, RawFragment: rawFrag, ForceQuery: forceQuery, OmitHost: omitHost}
+		for _, r := range []*redactor{r, noScan} {
+			if !r.urlClean(u) {
+				continue
+			}
+			if v, changed := r.urlRedacted(u); changed {
+				t.Errorf("urlClean cleared %#v (scanPAN %v), which urlRedacted writes %q", u, r.scanPAN, v)
 			}
 		}
 	})
