@@ -13,7 +13,7 @@
 // metrics. When the decision was paced (some occurrences written at Debug)
 // and has not occurred for an Interval since, the next call that succeeds
 // writes its end once, at Info, with what was suppressed since the last
-// line: the recovery. A decision never paced gets no end line: each of its
+// line, if anything: the recovery. A decision never paced gets no end line: each of its
 // occurrences is already in the log at its level.
 //
 // At 10,000 failing calls a second a component writes at most Burst lines
@@ -48,6 +48,7 @@ type Limiter struct {
 	lines      int       // occurrences written at their level in the window
 	last       time.Time // the last occurrence
 	suppressed int64     // occurrences written at Debug since the last line at level
+	paced      bool      // some occurrence of the run was written at Debug
 }
 
 // Occur records an occurrence at now and returns the level to write it at:
@@ -72,6 +73,7 @@ func (l *Limiter) Occur(now time.Time, level slog.Level) (slog.Level, int64) {
 		return level, n
 	}
 	l.suppressed++
+	l.paced = true
 	return slog.LevelDebug, 0
 }
 
@@ -80,31 +82,32 @@ func (l *Limiter) Occur(now time.Time, level slog.Level) (slog.Level, int64) {
 func (l *Limiter) Active() bool { return l.active.Load() }
 
 // Ended reports, once per run of occurrences, whether the decision has not
-// occurred for an Interval at now, with the number of occurrences written
-// at Debug since the last line at level. The next occurrence after it is
-// written at its level again. A reading before the last occurrence's (the
-// clock went back) starts the Interval again from it, rather than wait for
-// the clock to catch up.
-func (l *Limiter) Ended(now time.Time) (bool, int64) {
+// occurred for an Interval at now; whether the run was paced (some of its
+// occurrences written at Debug, in any of its windows), and the number of
+// occurrences written at Debug since the last line at level. The next
+// occurrence after it is written at its level again. A reading before the
+// last occurrence's (the clock went back) starts the Interval again from
+// it, rather than wait for the clock to catch up.
+func (l *Limiter) Ended(now time.Time) (ended, paced bool, n int64) {
 	if !l.active.Load() {
-		return false, 0
+		return false, false, 0
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if !l.active.Load() {
-		return false, 0
+		return false, false, 0
 	}
 	if now.Before(l.last) {
 		l.last = now
 	}
 	if now.Sub(l.last) < Interval {
-		return false, 0
+		return false, false, 0
 	}
 	l.active.Store(false)
 	l.window, l.lines = time.Time{}, 0
-	n := l.suppressed
-	l.suppressed = 0
-	return true, n
+	paced, n = l.paced, l.suppressed
+	l.paced, l.suppressed = false, 0
+	return true, paced, n
 }
 
 // Clock tells the time: the component's injectable clock.
@@ -131,15 +134,16 @@ func (l *Limiter) Log(ctx context.Context, log *slog.Logger, clock Clock, level 
 }
 
 // LogEnd writes the end of the decision at Info, once, when Ended reports
-// it and some occurrences were written at Debug since the last line at
-// their level: decision and reason name the end ("retry budget available again"),
-// attrs give the coordinates the occurrences carried. It costs an atomic
-// load while the decision is not active.
+// it of a paced run: decision and reason name the end ("retry budget
+// available again"), attrs give the coordinates the occurrences carried,
+// and logctx.KeySuppressed the occurrences written at Debug since the last
+// line at their level, if any. It costs an atomic load while the decision
+// is not active.
 func (l *Limiter) LogEnd(ctx context.Context, log *slog.Logger, clock Clock, decision, reason string, attrs ...slog.Attr) {
 	if log == nil || !l.active.Load() {
 		return
 	}
-	if ended, n := l.Ended(clock.Now()); ended && n > 0 {
+	if ended, paced, n := l.Ended(clock.Now()); ended && paced {
 		logctx.Decision(ctx, log, slog.LevelInfo, decision, reason, Suppressed(attrs, n)...)
 	}
 }
@@ -199,7 +203,8 @@ func (s *Set) Log(ctx context.Context, log *slog.Logger, clock Clock, i int, lev
 func (s *Set) Active() bool { return s.any.Load() }
 
 // LogEnds writes, at Info, the end of every Limiter of the Set that Ended
-// reports with occurrences written at Debug since its last line, named by end(i) (a decision and a reason), with attrs. A success
+// reports of a paced run (see LogEnd), named by end(i) (a decision and a
+// reason), with attrs. A success
 // path calls it only when Active reports true, so that its arguments cost
 // nothing the rest of the time.
 func (s *Set) LogEnds(ctx context.Context, log *slog.Logger, clock Clock, end func(i int) (decision, reason string), attrs ...slog.Attr) {
@@ -213,12 +218,12 @@ func (s *Set) LogEnds(ctx context.Context, log *slog.Logger, clock Clock, end fu
 		if !l.Active() {
 			continue
 		}
-		ended, n := l.Ended(now)
+		ended, paced, n := l.Ended(now)
 		if !ended {
 			still = true
 			continue
 		}
-		if n == 0 {
+		if !paced {
 			continue // every occurrence was written at its level: nothing to sum up
 		}
 		decision, reason := end(i)

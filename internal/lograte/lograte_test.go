@@ -165,13 +165,49 @@ func TestEndAfterClockBack(t *testing.T) {
 		l.Occur(now, slog.LevelWarn)
 	}
 	back := now.Add(-time.Hour)
-	if ended, _ := l.Ended(back); ended {
+	if ended, _, _ := l.Ended(back); ended {
 		t.Fatal("ended at the first reading after the clock went back")
 	}
-	if ended, _ := l.Ended(back.Add(Interval - time.Nanosecond)); ended {
+	if ended, _, _ := l.Ended(back.Add(Interval - time.Nanosecond)); ended {
 		t.Fatal("ended before an Interval since the clock went back")
 	}
-	if ended, n := l.Ended(back.Add(Interval)); !ended || n != 2 {
+	if ended, paced, n := l.Ended(back.Add(Interval)); !ended || !paced || n != 2 {
 		t.Fatalf("Ended an Interval after the clock went back = %v, %d; want true, 2 suppressed", ended, n)
+	}
+}
+
+// TestPacedRunEndsWithALineAfterAQuietLastWindow: a run paced in an early
+// window whose last window stayed within Burst (a failure once a second
+// that stops 3s into a window: the first line of that window carries the
+// count suppressed before) got no end line, though it was paced: the end
+// depended on what was suppressed since the last line, not on the run.
+// Every paced run now ends with a line, with suppressed only when some
+// were written at Debug since the last line at level.
+func TestPacedRunEndsWithALineAfterAQuietLastWindow(t *testing.T) {
+	log, rec := logctxtest.NewLogger()
+	clk := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+	ctx := context.Background()
+	var l Limiter
+	s := NewSet(1)
+	for range 13 { // 10 in the first window (5 at Debug), 3 in the second
+		l.Log(ctx, log, clk, slog.LevelWarn, "gave up", "down")
+		s.Log(ctx, log, clk, 0, slog.LevelWarn, "gave up", "down")
+		clk.t = clk.t.Add(time.Second)
+	}
+	clk.t = clk.t.Add(Interval)
+	rec.Reset()
+	l.LogEnd(ctx, log, clk, "ended", EndReason)
+	s.LogEnds(ctx, log, clk, func(int) (string, string) { return "ended", EndReason })
+	es := rec.Entries()
+	if len(es) != 2 {
+		t.Fatalf("%d end lines after a paced run, want 2 (Limiter and Set): %+v", len(es), es)
+	}
+	for _, e := range es {
+		if e.Level != slog.LevelInfo || e.Message != "ended" || e.Has(logctx.KeySuppressed) {
+			t.Errorf("end line %s %q %v, want Info without suppressed (none since the last line)", e.Level, e.Message, e.Attrs)
+		}
+	}
+	if l.Active() || s.Active() {
+		t.Fatal("still active after the end")
 	}
 }
