@@ -114,9 +114,9 @@ KindInvalid error (code "ordering.sequence_range"). State is an
 ordering.BoundedState, so a Guard refuses such an event up front with an
 error matching ordering.ErrInvalidEvent, before applying or holding it. A
 row holding a negative sequence (written outside pgstate, in a table
-without Migrate's CHECK) is refused by Last and Advance as KindInternal,
-rather than read as a sequence near 2^64 that would drop every later event
-of its subject as stale.
+without Migrate's CHECK) is refused by Last, Advance and AdvanceRedelivery
+as KindInternal, rather than read as a sequence near 2^64 that would drop
+every later event of its subject as stale.
 
 A gap event held by the Guard stays held when its transaction fails to
 commit: that transaction stores no sequence, so Process answers Held with a

@@ -329,6 +329,9 @@ func (s *State) AdvanceRedelivery(ctx context.Context, subject string, fn orderi
 	if err != nil {
 		return pgError(ctx, "pgstate.advance", err)
 	}
+	if last < 0 {
+		return negativeLast("pgstate.advance", last)
+	}
 	due := func(ctx context.Context, to uint64) (time.Time, error) {
 		var at *time.Time
 		if err := tx.QueryRow(ctx, s.q.due, key, last, int64(min(to, math.MaxInt64))).Scan(&at); err != nil {
