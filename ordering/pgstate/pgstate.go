@@ -37,8 +37,8 @@ type Config struct {
 	// schema-qualified ("ordering.sequences"). Names are lower-case
 	// identifiers: [a-z_][a-z0-9_]*, of 57 bytes at most: the table of
 	// redeliveries beside it (see RedeliveryState) is named after it with
-	// "_retry" appended ("ordering.sequences_retry"). Zero means
-	// "sadpath_ordering".
+	// "_retry" appended ("ordering.sequences_retry"): do not give another
+	// State that name as its Table. Zero means "sadpath_ordering".
 	Table string
 }
 
