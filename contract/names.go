@@ -612,7 +612,9 @@ func mum(a, b uint64) uint64 {
 // upper-cased, every other rune replaced by the smallest rune of its case
 // folding orbit (so "k", "K" and the Kelvin sign fold alike). Both are
 // hashBytes of those bytes: eight bytes a round of wyhash's mixing step,
-// in registers (two distinct names collide by chance, 2^-64 a pair).
+// in registers (two distinct names collide by chance, 2^-64 a pair). A
+// name that is not valid UTF-8 (checkNames is given bytes nothing checked)
+// is hashed as encoding/json unquotes it: each invalid byte is U+FFFD.
 func hashName(seed uint64, name []byte) nameHash {
 	exact, fold := seed, seed
 	var any8 uint64 // the bits of every byte: bit 7 set for a name that is not ASCII
@@ -631,6 +633,9 @@ func hashName(seed uint64, name []byte) nameHash {
 	n := uint64(len(name)) << 56 // above the seven bytes a tail has at most
 	h := nameHash{exact: mum((tail|n)^hashK0, exact^hashK2)}
 	if any8&0x8080808080808080 != 0 {
+		if !utf8.Valid(name) {
+			return hashName(seed, validUTF8(name))
+		}
 		h.fold = hashBytes(seed, foldUnicode(name))
 	} else {
 		h.fold = mum((upperASCII(tail)|n)^hashK0, fold^hashK2)
@@ -675,6 +680,19 @@ func foldUnicode(name []byte) []byte {
 		r, size := utf8.DecodeRune(name[i:])
 		out = utf8.AppendRune(out, foldRune(r))
 		i += size
+	}
+	return out
+}
+
+// validUTF8 returns b with each byte that does not start a valid UTF-8
+// sequence replaced by U+FFFD, as encoding/json unquotes a string (unlike
+// bytes.ToValidUTF8, which replaces a run of them by one).
+func validUTF8(b []byte) []byte {
+	out := make([]byte, 0, len(b)+8)
+	for len(b) > 0 {
+		r, size := utf8.DecodeRune(b)
+		out = utf8.AppendRune(out, r)
+		b = b[size:]
 	}
 	return out
 }

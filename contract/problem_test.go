@@ -75,6 +75,9 @@ func TestProblemUnmarshalRepeatedNames(t *testing.T) {
 	for _, in := range []string{
 		`{"status":503,"status":200}`, `{"code":"a","c\u006fde":"b"}`, `{"x":{"y":[{"z":1,"z":2}]}}`,
 		`{"invalid-params":[{"name":"a","reason":"r","reason":"s"}]}`,
+		// encoding/json reads each byte that is not UTF-8 as U+FFFD:
+		// these three names are one.
+		"{\"code\xff\":\"a\",\"code\xfe\":\"b\"}", "{\"x\":{\"a\xc3\":1,\"a\\ufffd\":2}}",
 	} {
 		var p Problem
 		err := json.Unmarshal([]byte(in), &p)
