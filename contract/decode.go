@@ -308,7 +308,8 @@ func invalidUTF8(at int64, lone bool) *Error {
 // a repetition too; names differing only in case stay distinct where they
 // are distinct: the keys of a map, of an interface (map[string]any), of a
 // type with its own UnmarshalJSON, and the fields of a struct tagged "a"
-// and "A". The detail names the member (unescaped, clipped as above) and
+// and "A". The keys of a map with integer keys are the integers
+// encoding/json parses: "1", "01" and "+1" are one key. The detail names the member (unescaped, clipped as above) and
 // the offset of its repetition ("field \"AMOUNT\" at offset 18 repeats a field
 // whose name differs only in case"), never a value. The check is one pass
 // over the bytes as they are read, with no allocation for a small body,

@@ -70,6 +70,15 @@ func TestDecodeJSONDuplicateNames(t *testing.T) {
 		{"map keys differing in case", newMap, `{"a":1,"A":2,"\u212a":3,"k":4}`, "", 0, false},
 		{"map key repeated", newMap, `{"a":1,"b":2,"a":3}`, "a", 13, false},
 		{"map key repeated through an escape", newMap, `{"\u00e9":1,"é":2}`, "é", 12, false},
+		// encoding/json parses the keys of a map with integer keys:
+		// "1", "+1" and "01" are one key, which keeps the last value.
+		{"integer map key with a sign", newIntMap, `{"1":1,"+1":2}`, "+1", 7, false},
+		{"integer map key with a leading zero", newIntMap, `{"10":1,"-1":2,"010":3}`, "010", 15, false},
+		{"integer map key, canonical after", newIntMap, `{"-00":1,"0":2}`, "0", 9, false},
+		{"integer map key, both not canonical", newNestedIntMap, `{"x":{"01":1,"+0001":2}}`, "+0001", 13, false},
+		{"unsigned map key with a leading zero", newUintMap, `{"7":1,"07":2}`, "07", 7, false},
+		{"integer map keys", newIntMap, `{"1":1,"10":2,"-1":3,"0":4,"-10":5}`, "", 0, false},
+		{"string map keys of digits", newMap, `{"1":1,"+1":2,"01":3}`, "", 0, false},
 		{"interface keys differing in case", newAny, `{"x":{"a":1,"A":2},"y":[{"k":1,"K":2}]}`, "", 0, false},
 		{"interface key repeated deep", newAny, `{"x":[[{"a":1}],[{"b":1,"b":2}]]}`, "b", 24, false},
 		{"two fields differing in case", newCaseInsensitive, `{"k":1,"K":2}`, "", 0, false},
@@ -121,6 +130,9 @@ func TestDecodeJSONDuplicateNames(t *testing.T) {
 func newPayment() any         { return new(payment) }
 func newMap() any             { return new(map[string]int) }
 func newAny() any             { return new(any) }
+func newIntMap() any          { return new(map[int64]int) }
+func newUintMap() any         { return new(map[uint8]int) }
+func newNestedIntMap() any    { return new(map[string]map[int8]int) }
 func newCaseInsensitive() any { return new(caseInsensitive) }
 func newEmbedded() any        { return new(withEmbedded) }
 func newMaps() any            { return new(withMaps) }

@@ -349,6 +349,11 @@ func (s *nameScanner) flushHigh() {
 func (s *nameScanner) endName(name []byte) bool {
 	k := len(s.frames) - 1
 	f := &s.frames[k]
+	raw := name
+	if len(name) > 1 && (name[0] == '+' || name[0] == '0' || (name[0] == '-' && name[1] == '0')) {
+		var buf [24]byte
+		name = s.intKey(k, name, buf[:0])
+	}
 	h := hashName(s.seed, name)
 	earlier := s.names[f.start:]
 	ext := s.extAt(k)
@@ -379,7 +384,7 @@ func (s *nameScanner) endName(name []byte) bool {
 		}
 	}
 	if dup {
-		s.key = append(s.key[:0], name...)
+		s.key = append(s.key[:0], raw...)
 		return true
 	}
 	if len(s.names) == math.MaxUint32 { // a body of 64 GiB: positions no longer fit
@@ -419,6 +424,25 @@ func (s *nameScanner) endName(name []byte) bool {
 		}
 	}
 	return false
+}
+
+// intKey returns name, which is not an integer as strconv.FormatInt
+// writes it ("+1", "01", "-0"), as the key encoding/json makes of it in
+// the object of frame k: in a map with integer keys, it parses names, so
+// "+1", "01" and "1" are one key, appended to buf as "1"; elsewhere, or
+// when the name does not parse (an error the decoder reports), name.
+func (s *nameScanner) intKey(k int, name, buf []byte) []byte {
+	switch t := s.target(k); t.kind {
+	case targetIntMap:
+		if n, err := strconv.ParseInt(string(name), 10, 64); err == nil && !t.t.Key().OverflowInt(n) {
+			return strconv.AppendInt(buf, n, 10)
+		}
+	case targetUintMap:
+		if n, err := strconv.ParseUint(string(name), 10, 64); err == nil && !t.t.Key().OverflowUint(n) {
+			return strconv.AppendUint(buf, n, 10)
+		}
+	}
+	return name
 }
 
 // nameIndex is an open-addressing hash table of the names of an object,
@@ -723,7 +747,9 @@ const (
 	targetAny                      // an empty interface: map[string]any, []any
 	targetStruct                   // names match fields, exactly or else ignoring case
 	targetMap
-	targetSeq // a slice or an array
+	targetIntMap  // a map whose keys encoding/json parses with strconv.ParseInt
+	targetUintMap // a map whose keys encoding/json parses with strconv.ParseUint
+	targetSeq     // a slice or an array
 )
 
 // elem returns what the members (object) or elements of a value decoded
@@ -732,7 +758,7 @@ func (t jsonTarget) elem(object bool) jsonTarget {
 	switch {
 	case t.kind == targetAny:
 		return t
-	case t.kind == targetMap && object, t.kind == targetSeq && !object:
+	case t.kind >= targetMap && t.kind <= targetUintMap && object, t.kind == targetSeq && !object:
 		return indirectTarget(t.t.Elem(), reflect.Value{})
 	}
 	return jsonTarget{}
@@ -776,7 +802,18 @@ func indirectTarget(t reflect.Type, v reflect.Value) jsonTarget {
 		case reflect.Struct:
 			return jsonTarget{kind: targetStruct, t: t, v: v}
 		case reflect.Map:
-			return jsonTarget{kind: targetMap, t: t}
+			// encoding/json decodes a key with UnmarshalText if its type
+			// has one, else parses an integer key.
+			kind := targetMap
+			if k := t.Key(); !reflect.PointerTo(k).Implements(textUnmarshaler) {
+				switch k.Kind() {
+				case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+					kind = targetIntMap
+				case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+					kind = targetUintMap
+				}
+			}
+			return jsonTarget{kind: kind, t: t}
 		case reflect.Slice, reflect.Array:
 			return jsonTarget{kind: targetSeq, t: t}
 		}
