@@ -96,6 +96,16 @@ func TestDecodeJSONDuplicateNames(t *testing.T) {
 		{"custom decoder keys differing in case", newMaps, `{"check":{"a":1,"A":2}}`, "", 0, false},
 		{"custom decoder key repeated", newMaps, `{"check":{"a":1,"a":2}}`, "a", 16, false},
 		{"interface holding a struct pointer", newAnyPayment, `{"payer":"a","PAYER":"b"}`, "PAYER", 13, true},
+		// encoding/json decodes into the elements a slice or an array
+		// already has (up to a slice's capacity), an interface holding a
+		// struct pointer included.
+		{"slice element holding a struct pointer", newAnySlice, `[{"payer":"a","PAYER":"b"}]`, "PAYER", 14, true},
+		{"slice element past those it holds", newAnySlice, `[{"payer":"a"},{"a":1,"A":2}]`, "", 0, false},
+		{"slice element within its capacity", newAnySliceCap, `[1,{"payer":"a","PAYER":"b"}]`, "PAYER", 16, true},
+		{"array element holding a struct pointer", newAnyArray, `[{"a":1,"A":1},{"payer":"a","Payer":"b"}]`, "Payer", 28, true},
+		// encoding/json drops the elements past an array's length.
+		{"array element past its length", newPaymentArray, `[{},{},{"payer":"a","Payer":"b"}]`, "", 0, false},
+		{"struct in a slice holding a struct pointer", newPrefilled, `{"l":[{"k":{"payer":"a","PAYER":"b"}}]}`, "PAYER", 24, true},
 	}
 	for _, tt := range tests {
 		for _, size := range []int{1, 2, 3, 7, 4096} {
@@ -136,6 +146,31 @@ func newNestedIntMap() any    { return new(map[string]map[int8]int) }
 func newCaseInsensitive() any { return new(caseInsensitive) }
 func newEmbedded() any        { return new(withEmbedded) }
 func newMaps() any            { return new(withMaps) }
+func newAnySlice() any {
+	v := []any{new(payment)}
+	return &v
+}
+func newAnySliceCap() any {
+	v := make([]any, 1, 2)
+	v[:2][1] = new(payment)
+	return &v
+}
+func newAnyArray() any     { return &[2]any{nil, new(payment)} }
+func newPaymentArray() any { return new([2]payment) }
+
+type prefilled struct {
+	L []struct {
+		K any `json:"k"`
+	} `json:"l"`
+}
+
+func newPrefilled() any {
+	v := &prefilled{L: make([]struct {
+		K any `json:"k"`
+	}, 1)}
+	v.L[0].K = new(payment)
+	return v
+}
 func newAnyPayment() any {
 	var v any = new(payment)
 	return &v

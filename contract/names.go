@@ -38,6 +38,7 @@ type nameHash struct{ exact, fold uint64 }
 // nameFrame is an array or object the scanner is in.
 type nameFrame struct {
 	start uint32 // index in nameScanner.names of the object's first name
+	elems uint32 // an array's elements before the current one
 	flags uint8  // frameObject, frameExpectKey, frameExact, frameStruct
 }
 
@@ -167,8 +168,12 @@ func (s *nameScanner) scan(p []byte) error {
 					s.frames = s.frames[:n-1]
 				}
 			case ',':
-				if n := len(s.frames); n > 0 && s.frames[n-1].flags&frameObject != 0 {
-					s.frames[n-1].flags |= frameExpectKey
+				if n := len(s.frames); n > 0 {
+					if f := &s.frames[n-1]; f.flags&frameObject != 0 {
+						f.flags |= frameExpectKey
+					} else {
+						f.elems++
+					}
 				}
 			case '"':
 				// Most strings end in p without an escape: skipped, or
@@ -536,7 +541,7 @@ func (s *nameScanner) target(k int) jsonTarget {
 			rv := reflect.ValueOf(s.into)
 			t = indirectTarget(rv.Type(), rv)
 		} else if parent := s.frames[i-1]; parent.flags&frameObject == 0 {
-			t = t.elem(false)
+			t = t.elem(false, parent.elems)
 		} else if start := s.frames[i].start; start > parent.start {
 			t = s.member(t, s.names[start-1]) // the parent's last name is this value's
 		} else {
@@ -552,7 +557,7 @@ func (s *nameScanner) target(k int) jsonTarget {
 // decoded into t decodes into.
 func (s *nameScanner) member(t jsonTarget, h nameHash) jsonTarget {
 	if t.kind != targetStruct {
-		return t.elem(true)
+		return t.elem(true, 0)
 	}
 	fs := s.fieldsOf(t.t)
 	i := fs.lookup(h)
@@ -737,7 +742,7 @@ func foldRune(r rune) rune {
 type jsonTarget struct {
 	kind targetKind
 	t    reflect.Type  // the struct, map, slice or array type
-	v    reflect.Value // the struct itself when it exists (reached from the target through fields and non-nil pointers)
+	v    reflect.Value // the struct, slice or array itself when it exists (reached from the target through fields, elements and non-nil pointers)
 }
 
 type targetKind uint8
@@ -752,14 +757,29 @@ const (
 	targetSeq     // a slice or an array
 )
 
-// elem returns what the members (object) or elements of a value decoded
-// into t decode into.
-func (t jsonTarget) elem(object bool) jsonTarget {
+// elem returns what the members (object) or element i of a value decoded
+// into t decode into. encoding/json decodes a map's members into new
+// values, but an array's elements into those the slice (up to its
+// capacity) or array holds, and drops those past an array's length.
+func (t jsonTarget) elem(object bool, i uint32) jsonTarget {
 	switch {
 	case t.kind == targetAny:
 		return t
-	case t.kind >= targetMap && t.kind <= targetUintMap && object, t.kind == targetSeq && !object:
+	case t.kind >= targetMap && t.kind <= targetUintMap && object:
 		return indirectTarget(t.t.Elem(), reflect.Value{})
+	case t.kind == targetSeq && !object:
+		if t.t.Kind() == reflect.Array && int64(i) >= int64(t.t.Len()) {
+			return jsonTarget{}
+		}
+		var v reflect.Value
+		if t.v.IsValid() && int64(i) < int64(t.v.Cap()) {
+			v = t.v
+			if v.Kind() == reflect.Slice {
+				v = v.Slice(0, v.Cap())
+			}
+			v = v.Index(int(i))
+		}
+		return indirectTarget(t.t.Elem(), v)
 	}
 	return jsonTarget{}
 }
@@ -815,7 +835,7 @@ func indirectTarget(t reflect.Type, v reflect.Value) jsonTarget {
 			}
 			return jsonTarget{kind: kind, t: t}
 		case reflect.Slice, reflect.Array:
-			return jsonTarget{kind: targetSeq, t: t}
+			return jsonTarget{kind: targetSeq, t: t, v: v}
 		}
 		return jsonTarget{}
 	}
