@@ -305,13 +305,17 @@ func invalidUTF8(at int64, lone bool) *Error {
 // compared unescaped ("a" and "\u0061" are one name). In an object decoded
 // into a struct, whose fields encoding/json matches ignoring case, two
 // names it maps to the same field ("amount" and "AMOUNT", or "Amount") are
-// a repetition too; names differing only in case stay distinct where they
-// are distinct: the keys of a map, of an interface (map[string]any), of a
-// type with its own UnmarshalJSON, and the fields of a struct tagged "a"
+// a repetition too. A struct type with its own UnmarshalJSON counts as a
+// struct: its method most often decodes it as a struct through a type
+// without the method (type plain T; json.Unmarshal(b, (*plain)(t))).
+// Names differing only in case stay distinct where they are distinct: the
+// keys of a map, of an interface (map[string]any), of a type other than a
+// struct with its own UnmarshalJSON, and the fields of a struct tagged "a"
 // and "A". The keys of a map with integer keys are the integers
-// encoding/json parses: "1", "01" and "+1" are one key. The detail names the member (unescaped, clipped as above) and
-// the offset of its repetition ("field \"AMOUNT\" at offset 18 repeats a field
-// whose name differs only in case"), never a value. The check is one pass
+// encoding/json parses: "1", "01" and "+1" are one key. The detail names
+// the member (unescaped, clipped as above) and the offset of its
+// repetition ("field \"AMOUNT\" at offset 18 repeats a field whose name
+// differs only in case"), never a value. The check is one pass
 // over the bytes as they are read, with no allocation for a small body,
 // and takes time and memory linear in the body: objects of many members
 // are indexed, and nesting past encoding/json's limit of 10000 is refused

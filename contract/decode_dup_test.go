@@ -34,9 +34,30 @@ type withMaps struct {
 
 // objectDecoder takes any JSON: its own UnmarshalJSON decides what names
 // mean, so only exact repetitions are refused inside it.
-type objectDecoder struct{}
+type objectDecoder map[string]json.RawMessage
 
 func (*objectDecoder) UnmarshalJSON([]byte) error { return nil }
+
+// aliasDecoder decodes itself as its struct type does, through a type
+// without its methods: the common way to add a check or default to a
+// struct's decoding, which matches names to fields ignoring case.
+type aliasDecoder struct {
+	Amount int64 `json:"amount"`
+	Note   string
+}
+
+func (a *aliasDecoder) UnmarshalJSON(b []byte) error {
+	type plain aliasDecoder
+	return json.Unmarshal(b, (*plain)(a))
+}
+
+type withAliasDecoder struct {
+	Pay    aliasDecoder  `json:"pay"`
+	PayPtr *aliasDecoder `json:"pay_ptr"`
+	// An unnamed struct has no methods of its own: encoding/json
+	// decodes it as a struct, whose fields are those of aliasDecoder.
+	Embeds struct{ aliasDecoder } `json:"embeds"`
+}
 
 // A member name repeated in one object, at any depth, or two names of one
 // struct's object that encoding/json maps to the same field ignoring case,
@@ -94,6 +115,11 @@ func TestDecodeJSONDuplicateNames(t *testing.T) {
 		{"raw field keys differing in case", newMaps, `{"raw":{"a":1,"A":2}}`, "", 0, false},
 		{"raw field key repeated", newMaps, `{"raw":{"a":{"b":[{"c":1,"c":1}]}}}`, "c", 25, false},
 		{"custom decoder keys differing in case", newMaps, `{"check":{"a":1,"A":2}}`, "", 0, false},
+		{"struct decoding itself as a struct", newAliasDecoder, `{"amount":1,"AMOUNT":2}`, "AMOUNT", 12, true},
+		{"struct decoding itself, in a field", newWithAliasDecoder, `{"pay":{"note":"a","Note":"b"}}`, "Note", 19, true},
+		{"struct decoding itself, through a pointer", newWithAliasDecoder, `{"pay_ptr":{"amount":1,"Amount":2}}`, "Amount", 23, true},
+		{"struct decoding itself, embedded", newWithAliasDecoder, `{"embeds":{"amount":1,"amounT":2}}`, "amounT", 22, true},
+		{"struct decoding itself, names it does not know", newWithAliasDecoder, `{"pay":{"x":1,"X":2,"amount":3}}`, "", 0, false},
 		{"custom decoder key repeated", newMaps, `{"check":{"a":1,"a":2}}`, "a", 16, false},
 		{"interface holding a struct pointer", newAnyPayment, `{"payer":"a","PAYER":"b"}`, "PAYER", 13, true},
 		// encoding/json decodes into the elements a slice or an array
@@ -137,15 +163,17 @@ func TestDecodeJSONDuplicateNames(t *testing.T) {
 	}
 }
 
-func newPayment() any         { return new(payment) }
-func newMap() any             { return new(map[string]int) }
-func newAny() any             { return new(any) }
-func newIntMap() any          { return new(map[int64]int) }
-func newUintMap() any         { return new(map[uint8]int) }
-func newNestedIntMap() any    { return new(map[string]map[int8]int) }
-func newCaseInsensitive() any { return new(caseInsensitive) }
-func newEmbedded() any        { return new(withEmbedded) }
-func newMaps() any            { return new(withMaps) }
+func newPayment() any          { return new(payment) }
+func newMap() any              { return new(map[string]int) }
+func newAny() any              { return new(any) }
+func newIntMap() any           { return new(map[int64]int) }
+func newUintMap() any          { return new(map[uint8]int) }
+func newNestedIntMap() any     { return new(map[string]map[int8]int) }
+func newCaseInsensitive() any  { return new(caseInsensitive) }
+func newEmbedded() any         { return new(withEmbedded) }
+func newMaps() any             { return new(withMaps) }
+func newAliasDecoder() any     { return new(aliasDecoder) }
+func newWithAliasDecoder() any { return new(withAliasDecoder) }
 func newAnySlice() any {
 	v := []any{new(payment)}
 	return &v

@@ -45,7 +45,7 @@ type nameFrame struct {
 const (
 	frameObject    uint8 = 1 << iota
 	frameExpectKey       // the next string is a member name
-	frameExact           // names differing in case are distinct (a map's, an interface's, a custom decoder's)
+	frameExact           // names differing in case are distinct (a map's, an interface's, a custom decoder's other than a struct)
 	frameStruct          // names are a struct's fields: frameExt.assigned says which are set
 )
 
@@ -481,7 +481,8 @@ func (x nameIndex) add(h uint64, pos int) {
 // resolveCase decides, for the object of frame k holding two names that
 // fold alike, whether such names are one: they are when it decodes into a
 // struct, whose fields it then tracks; otherwise (a map, an interface, a
-// custom decoder) only exact repetitions count from then on.
+// custom decoder of another kind) only exact repetitions count from then
+// on.
 func (s *nameScanner) resolveCase(k int) {
 	f := &s.frames[k]
 	t := s.target(k)
@@ -748,7 +749,7 @@ type jsonTarget struct {
 type targetKind uint8
 
 const (
-	targetOther  targetKind = iota // a json.Unmarshaler, a type error, an unknown field: names are compared exactly
+	targetOther  targetKind = iota // a json.Unmarshaler that is not a struct, a type error, an unknown field: names are compared exactly
 	targetAny                      // an empty interface: map[string]any, []any
 	targetStruct                   // names match fields, exactly or else ignoring case
 	targetMap
@@ -790,11 +791,16 @@ var textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
 // indirect does: a non-nil interface holding a non-nil pointer is decoded
 // into what it points to, an empty one takes a map[string]any; a type
 // whose pointer has an UnmarshalJSON (or UnmarshalText) method decodes
-// itself.
+// itself. A struct type is taken to decode its object as a struct does
+// even then: its method most often hands it to encoding/json as a type
+// without the method (type plain T; json.Unmarshal(b, (*plain)(t))),
+// which matches names to fields ignoring case; and encoding/json decodes
+// an unnamed struct with a method promoted from an embedded field as a
+// struct.
 func indirectTarget(t reflect.Type, v reflect.Value) jsonTarget {
 	for {
 		if t.Kind() == reflect.Pointer {
-			if t.Implements(jsonUnmarshaler) || t.Implements(textUnmarshaler) {
+			if t.Elem().Kind() != reflect.Struct && (t.Implements(jsonUnmarshaler) || t.Implements(textUnmarshaler)) {
 				return jsonTarget{}
 			}
 			t = t.Elem()
@@ -805,7 +811,7 @@ func indirectTarget(t reflect.Type, v reflect.Value) jsonTarget {
 			}
 			continue
 		}
-		if pt := reflect.PointerTo(t); pt.Implements(jsonUnmarshaler) || pt.Implements(textUnmarshaler) {
+		if pt := reflect.PointerTo(t); t.Kind() != reflect.Struct && (pt.Implements(jsonUnmarshaler) || pt.Implements(textUnmarshaler)) {
 			return jsonTarget{}
 		}
 		switch t.Kind() {
