@@ -312,14 +312,18 @@ func invalidUTF8(at int64, lone bool) *Error {
 // keys of a map, of an interface (map[string]any), of a type other than a
 // struct with its own UnmarshalJSON, and the fields of a struct tagged "a"
 // and "A". The keys of a map with integer keys are the integers
-// encoding/json parses: "1", "01" and "+1" are one key. The detail names
-// the member (unescaped, clipped as above) and the offset of its
-// repetition ("field \"AMOUNT\" at offset 18 repeats a field whose name
-// differs only in case"), never a value. The check is one pass
-// over the bytes as they are read, with no allocation for a small body,
-// and takes time and memory linear in the body: objects of many members
-// are indexed, and nesting past encoding/json's limit of 10000 is refused
-// by the decoder.
+// encoding/json parses: "1", "01" and "+1" are one key. The keys of a map
+// whose key type has an UnmarshalText method are compared as sent, not as
+// that method reads them: a key type that normalizes its text (upper-cases
+// a currency code, trims space) merges two spellings of one key, keeping
+// the last value; use a string key type and normalize after decoding
+// where that matters. The detail names the member (unescaped, clipped as
+// above) and the offset of its repetition ("field \"AMOUNT\" at offset 18
+// repeats a field whose name differs only in case"), never a value. The
+// check is one pass over the bytes as they are read, with no allocation
+// for a small body, and takes time and memory linear in the body: objects
+// of many members are indexed, and nesting past encoding/json's limit of
+// 10000 is refused by the decoder.
 func DecodeJSON(r io.Reader, limit int64, v any) error {
 	return decodeJSON(r, limit, v, true)
 }
