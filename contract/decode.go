@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -17,220 +18,109 @@ import (
 // when given a limit <= 0: 1 MiB.
 const DefaultJSONLimit int64 = 1 << 20
 
-// errBodyTooLarge is what limitedReader returns past the limit.
+// errBodyTooLarge is what readBody returns past the limit.
 var errBodyTooLarge = errors.New("contract: body over limit")
 
-// limitedReader reads at most limit bytes and fails with errBodyTooLarge as
-// soon as the source has more: unlike io.LimitReader, "too large" is an
-// error, not a silent truncation.
-type limitedReader struct {
-	r         io.Reader
-	remaining int64 // bytes still allowed; -1 once over
-	read      int64
-	err       error // the source's last error other than io.EOF
+// decodeState is what decodeJSON allocates, in one piece: room for a
+// small body, a reader of it for json.Decoder, and the name check.
+type decodeState struct {
+	buf   [512]byte
+	br    bytes.Reader
+	names nameScanner
 }
 
-func (l *limitedReader) Read(p []byte) (int, error) {
-	if l.remaining < 0 {
-		return 0, errBodyTooLarge
+// readBody appends r to b up to its end, at most limit bytes, and fails
+// with errBodyTooLarge as soon as r has more: unlike io.LimitReader, "too
+// large" is an error, not a silent truncation. It returns what it read
+// with the error of r other than io.EOF.
+func readBody(r io.Reader, limit int64, b []byte) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			more := max(int64(len(b)), 512)         // doubled: linear time
+			more = min(more, limit-int64(len(b))+1) // but no room past limit+1 bytes
+			b = slices.Grow(b, int(more))
+		}
+		p := b[len(b):cap(b)]
+		if left := limit - int64(len(b)); left < int64(len(p)) { // left+1 cannot overflow here
+			p = p[:left+1]
+		}
+		n, err := r.Read(p)
+		b = b[:len(b)+n]
+		switch {
+		case int64(len(b)) > limit:
+			return b, errBodyTooLarge
+		case err == io.EOF:
+			return b, nil
+		case err != nil:
+			return b, err
+		}
 	}
-	if l.remaining < int64(len(p)) { // remaining+1 cannot overflow here
-		p = p[:l.remaining+1]
-	}
-	n, err := l.r.Read(p)
-	if err != nil && err != io.EOF {
-		l.err = err
-	}
-	l.remaining -= int64(n)
-	l.read += int64(n)
-	if l.remaining < 0 {
-		return n, errBodyTooLarge
-	}
-	return n, err
 }
 
-// errInvalidUTF8 is what utf8Reader returns from the first invalid byte on.
-var errInvalidUTF8 = errors.New("contract: body is not valid UTF-8")
-
-// utf8Reader passes r through while checking that it is valid UTF-8, as JSON
-// text must be (RFC 8259 8.1): encoding/json would silently turn each bad
-// byte in a string into U+FFFD, so two distinct ids would decode as one. A
-// rune split across reads is checked once the next read completes it.
-type utf8Reader struct {
-	r     io.Reader
-	off   int64             // offset of the first byte not yet checked
-	tail  [utf8.UTFMax]byte // the start of a rune the last read split
-	nt    int               // bytes in tail
-	bad   int64             // offset of the first invalid byte; -1 while none
-	esc   escapeScanner     // finds \u escapes of unpaired surrogates
-	lone  bool              // bad is the offset of such an escape
-	first byte              // the first byte passed that is not JSON white space: the top-level value's
-	names nameScanner       // finds member names repeated in one object
-}
-
-// Read passes the bytes of u.r through once they are known valid UTF-8
-// (but for a split rune, checked by the next read) without an escape of
-// an unpaired surrogate.
-func (u *utf8Reader) Read(p []byte) (int, error) {
-	n, err := u.read(p)
-	if n > 0 {
-		if at := u.esc.scan(p[:n]); at >= 0 {
-			u.lone = true
-			return 0, u.fail(at)
-		}
-		if u.names.scan(p[:n]) != nil {
-			return 0, errDuplicateName
-		}
-		if u.first == 0 {
-			if i := bytes.IndexFunc(p[:n], func(r rune) bool { return r != ' ' && r != '\t' && r != '\n' && r != '\r' }); i >= 0 {
-				u.first = p[i]
-			}
-		}
+// invalidUTF8At returns the offset of the first byte of b that is not
+// valid UTF-8, or -1. JSON text must be UTF-8 (RFC 8259 8.1):
+// encoding/json would silently turn each bad byte in a string into
+// U+FFFD, so two distinct ids would decode as one.
+func invalidUTF8At(b []byte) int64 {
+	if utf8.Valid(b) {
+		return -1
 	}
-	return n, err
-}
-
-func (u *utf8Reader) read(p []byte) (int, error) {
-	if u.bad >= 0 {
-		return 0, errInvalidUTF8
-	}
-	n, err := u.r.Read(p)
-	data := p[:n]
-	final := err == io.EOF
-	if u.nt > 0 {
-		// Complete the rune the last read split, then check it.
-		k := copy(u.tail[u.nt:], data)
-		if !utf8.FullRune(u.tail[:u.nt+k]) {
-			if final {
-				return 0, u.fail(u.off)
-			}
-			u.nt += k
-			return n, err
-		}
-		r, size := utf8.DecodeRune(u.tail[:u.nt+k])
+	for i := 0; ; {
+		r, size := utf8.DecodeRune(b[i:])
 		if r == utf8.RuneError && size == 1 {
-			return 0, u.fail(u.off)
+			return int64(i)
 		}
-		data = data[size-u.nt:]
-		u.off += int64(size)
-		u.nt = 0
+		i += size
 	}
-	end := len(data)
-	if !final {
-		// The last bytes may start a rune the next read completes.
-		for i := end - 1; i >= 0 && i > end-utf8.UTFMax; i-- {
-			if utf8.RuneStart(data[i]) {
-				if !utf8.FullRune(data[i:]) {
-					end = i
-				}
-				break
-			}
-		}
-	}
-	if !utf8.Valid(data[:end]) {
-		i := 0
-		for {
-			r, size := utf8.DecodeRune(data[i:end])
-			if r == utf8.RuneError && size == 1 {
-				return 0, u.fail(u.off + int64(i))
-			}
-			i += size
-		}
-	}
-	u.nt = copy(u.tail[:], data[end:])
-	u.off += int64(end)
-	return n, err
 }
 
-func (u *utf8Reader) fail(at int64) error {
-	u.bad = at
-	return errInvalidUTF8
-}
-
-// escapeScanner finds the \u escapes of unpaired UTF-16 surrogates in JSON
-// text fed to it piece by piece: a high surrogate (\ud800-\udbff) not
-// followed at once by an escaped low one (\udc00-\udfff), or a low one
-// alone. Such an escape is valid JSON syntax but stands for no character:
-// encoding/json decodes each as U+FFFD, so "\ud800", "\udc00" and "\ufffd"
-// would all be one value, as invalid UTF-8 bytes would. A backslash can only
-// start an escape (anywhere else it is a syntax error the decoder reports),
-// so the scanner need not know where strings begin and end.
-type escapeScanner struct {
-	off    int64 // offset of the next byte fed
-	state  uint8 // escPlain, escBackslash or escHex
-	digits int   // hex digits of the \u escape read so far
-	code   rune  // their value
-	high   bool  // the last escape was a high surrogate: a low one must follow
-	escAt  int64 // offset of the backslash of the current escape
-	highAt int64 // offset of the pending high surrogate's escape
-}
-
-const (
-	escPlain uint8 = iota
-	escBackslash
-	escHex
-)
-
-// scan feeds p to s and returns the offset of the first unpaired surrogate
-// escape, or -1.
-func (s *escapeScanner) scan(p []byte) int64 {
-	base := s.off
-	s.off += int64(len(p))
-	for i := 0; i < len(p); {
-		switch s.state {
-		case escPlain:
-			if s.high {
-				if p[i] != '\\' {
-					return s.highAt
-				}
-			} else {
-				j := bytes.IndexByte(p[i:], '\\')
-				if j < 0 {
-					return -1
-				}
-				i += j
+// unpairedSurrogate returns the offset in the JSON text b of the first
+// \u escape of an unpaired UTF-16 surrogate, or -1: a high surrogate
+// (\ud800-\udbff) not followed at once by an escaped low one
+// (\udc00-\udfff), or a low one alone. Such an escape is valid JSON syntax
+// but stands for no character: encoding/json decodes each as U+FFFD, so
+// "\ud800", "\udc00" and "\ufffd" would all be one value, as invalid UTF-8
+// bytes would. A backslash can only start an escape (anywhere else it is a
+// syntax error the decoder reports), so the scan need not know where
+// strings begin and end.
+func unpairedSurrogate(b []byte) int64 {
+	for i := 0; i < len(b); {
+		j := bytes.IndexByte(b[i:], '\\')
+		if j < 0 {
+			return -1
+		}
+		i += j
+		switch r := getu4(b[i:]); {
+		case r < 0:
+			i += 2 // another escape, or a syntax error the decoder reports
+		case r >= 0xdc00 && r <= 0xdfff:
+			return int64(i)
+		case r >= 0xd800 && r <= 0xdbff:
+			if low := getu4(b[i+6:]); low < 0xdc00 || low > 0xdfff {
+				return int64(i)
 			}
-			s.escAt = base + int64(i)
-			s.state = escBackslash
-			i++
-		case escBackslash:
-			if p[i] != 'u' {
-				if s.high {
-					return s.highAt
-				}
-				s.state = escPlain
-				i++
-				continue
-			}
-			s.state, s.digits, s.code = escHex, 0, 0
-			i++
-		case escHex:
-			d := hexDigit(p[i])
-			if d < 0 { // a syntax error: the decoder reports it
-				s.state, s.high = escPlain, false
-				continue
-			}
-			s.code = s.code<<4 | d
-			s.digits++
-			i++
-			if s.digits < 4 {
-				continue
-			}
-			s.state = escPlain
-			switch {
-			case s.high:
-				if s.code < 0xdc00 || s.code > 0xdfff {
-					return s.highAt
-				}
-				s.high = false
-			case s.code >= 0xd800 && s.code <= 0xdbff:
-				s.high, s.highAt = true, s.escAt
-			case s.code >= 0xdc00 && s.code <= 0xdfff:
-				return s.escAt
-			}
+			i += 12
+		default:
+			i += 6
 		}
 	}
 	return -1
+}
+
+// getu4 returns the code of the \uXXXX escape b starts with, or -1.
+func getu4(b []byte) rune {
+	if len(b) < 6 || b[0] != '\\' || b[1] != 'u' {
+		return -1
+	}
+	var r rune
+	for _, c := range b[2:6] {
+		d := hexDigit(c)
+		if d < 0 {
+			return -1
+		}
+		r = r<<4 | d
+	}
+	return r
 }
 
 func hexDigit(c byte) rune {
@@ -243,16 +133,6 @@ func hexDigit(c byte) rune {
 		return rune(c-'A') + 10
 	}
 	return -1
-}
-
-// unpairedSurrogate returns the offset in the JSON text b of the first
-// escape of an unpaired surrogate, or -1.
-func unpairedSurrogate(b []byte) int64 {
-	var s escapeScanner
-	if at := s.scan(b); at >= 0 || !s.high {
-		return at
-	}
-	return s.highAt // b ends right after a high surrogate
 }
 
 // invalidUTF8 is the error of a body that is not valid UTF-8, or, when
@@ -320,10 +200,11 @@ func invalidUTF8(at int64, lone bool) *Error {
 // where that matters. The detail names the member (unescaped, clipped as
 // above) and the offset of its repetition ("field \"AMOUNT\" at offset 18
 // repeats a field whose name differs only in case"), never a value. The
-// check is one pass over the bytes as they are read, with no allocation
-// for a small body, and takes time and memory linear in the body: objects
-// of many members are indexed, and nesting past encoding/json's limit of
-// 10000 is refused by the decoder.
+// body is read whole (json.Decoder holds a value whole before decoding it
+// anyway), then checked in one pass, with no allocation for a small body,
+// in time and memory linear in the body: objects of many members are
+// indexed, and nesting past encoding/json's limit of 10000 is refused by
+// the decoder.
 func DecodeJSON(r io.Reader, limit int64, v any) error {
 	return decodeJSON(r, limit, v, true)
 }
@@ -336,44 +217,46 @@ func decodeJSON(r io.Reader, limit int64, v any, strict bool) error {
 	if r == nil {
 		return &Error{Kind: KindMalformed, Code: "json.empty", Detail: "body is empty: a JSON value is required"}
 	}
-	lr := &limitedReader{r: r, remaining: limit}
-	ur := &utf8Reader{r: lr, bad: -1}
-	ur.names.init(v)
-	dec := json.NewDecoder(ur)
+	// json.Decoder holds the whole value before decoding it anyway: the
+	// body is read whole, then checked, then decoded.
+	d := new(decodeState)
+	body, err := readBody(r, limit, d.buf[:0])
+	if err != nil {
+		return decodeError(err, int64(len(body)), limit, true)
+	}
+	if at := invalidUTF8At(body); at >= 0 {
+		return invalidUTF8(at, false)
+	}
+	if at := unpairedSurrogate(body); at >= 0 {
+		return invalidUTF8(at, true)
+	}
+	d.names.init(v)
+	if d.names.scan(body) != nil {
+		return d.names.duplicateError()
+	}
+	d.br.Reset(body)
+	dec := json.NewDecoder(&d.br)
 	if strict {
 		dec.DisallowUnknownFields()
 	}
 	if err := dec.Decode(v); err != nil {
-		if errors.Is(err, errInvalidUTF8) {
-			return invalidUTF8(ur.bad, ur.lone)
-		}
-		if errors.Is(err, errDuplicateName) {
-			return ur.names.duplicateError()
-		}
-		return decodeError(err, lr, limit)
+		return decodeError(err, int64(len(body)), limit, false)
 	}
-	if ur.first == 'n' && refusesNull(v) {
+	if bytes.TrimLeft(body, jsonSpace)[0] == 'n' && refusesNull(v) {
 		// encoding/json leaves the target as it was for null: a struct
 		// contract would pass as its zero value, where [] or 0 is a 400.
 		return &Error{Kind: KindMalformed, Code: "json.type",
 			Detail: "body must be " + jsonTypeName(reflect.TypeOf(v)) + ", got null"}
 	}
-	end := dec.InputOffset()
-	if _, err := dec.Token(); err != io.EOF {
-		if err != nil && (errors.Is(err, errBodyTooLarge) || isMaxBytes(err)) {
-			return tooLarge(limit, err)
-		}
-		if errors.Is(err, errInvalidUTF8) {
-			return invalidUTF8(ur.bad, ur.lone)
-		}
-		if err != nil && lr.err != nil && errors.Is(err, lr.err) {
-			return readError(err)
-		}
+	if end := dec.InputOffset(); len(bytes.TrimLeft(body[end:], jsonSpace)) > 0 {
 		return &Error{Kind: KindMalformed, Code: "json.trailing_data",
 			Detail: "unexpected data after the JSON value at offset " + strconv.FormatInt(end, 10)}
 	}
 	return nil
 }
+
+// jsonSpace is JSON's white space.
+const jsonSpace = " \t\n\r"
 
 // refusesNull reports whether a top-level null is the wrong type for v, a
 // non-nil pointer: it is, but for a target that can hold null (a pointer,
@@ -415,8 +298,9 @@ func readError(err error) *Error {
 	return &Error{Kind: k, Code: "json.read", Detail: "could not read the body", Cause: err}
 }
 
-// decodeError turns an error of json.Decoder.Decode into an *Error.
-func decodeError(err error, lr *limitedReader, limit int64) error {
+// decodeError turns an error of json.Decoder.Decode, or of reading the
+// body when reading, into an *Error; read is the length of the body read.
+func decodeError(err error, read, limit int64, reading bool) error {
 	var (
 		se *json.SyntaxError
 		te *json.UnmarshalTypeError
@@ -430,7 +314,7 @@ func decodeError(err error, lr *limitedReader, limit int64) error {
 		return &Error{Kind: KindMalformed, Code: "json.empty", Detail: "body is empty: a JSON value is required"}
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return &Error{Kind: KindMalformed, Code: "json.syntax",
-			Detail: "unexpected end of JSON input at offset " + strconv.FormatInt(lr.read, 10)}
+			Detail: "unexpected end of JSON input at offset " + strconv.FormatInt(read, 10)}
 	case errors.As(err, &se):
 		return &Error{Kind: KindMalformed, Code: "json.syntax",
 			Detail: "invalid JSON at offset " + strconv.FormatInt(se.Offset, 10) + ": " + clip(strings.TrimPrefix(se.Error(), "json: "))}
@@ -459,7 +343,7 @@ func decodeError(err error, lr *limitedReader, limit int64) error {
 			Detail: "unknown field " + strconv.Quote(name),
 			Fields: []FieldError{{Name: name, Reason: "is not a known field"}}}
 	}
-	if lr.err != nil && errors.Is(err, lr.err) {
+	if reading {
 		return readError(err)
 	}
 	// An UnmarshalJSON or UnmarshalText method rejected a value (a time that

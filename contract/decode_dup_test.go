@@ -299,7 +299,7 @@ func TestDecodeJSONNameCheckAllocatesNothing(t *testing.T) {
 	allocs := testing.AllocsPerRun(100, func() {
 		*s = nameScanner{}
 		s.init(&p)
-		if s.scan(body[:40]) != nil || s.scan(body[40:len(body)-12]) != nil {
+		if s.scan(body[:len(body)-12]) != nil {
 			t.Fatal("repeated")
 		}
 	})

@@ -18,8 +18,8 @@ import (
 	"unicode/utf8"
 )
 
-// errDuplicateName is what utf8Reader returns once its nameScanner finds a
-// member name repeated in one object.
+// errDuplicateName is what nameScanner.scan returns at a member name
+// repeated in one object.
 var errDuplicateName = errors.New("contract: repeated member name")
 
 const (
@@ -67,14 +67,13 @@ type nameSlow struct {
 	structs map[reflect.Type]*structFields
 }
 
-// nameScanner finds a member name repeated in one object of JSON text fed
-// to it piece by piece, at any depth: the same name after unescaping
-// ("a", "\u0061"), or, in an object decoded into a struct, two names
-// encoding/json maps to the same field ignoring case ("amount", "AMOUNT",
-// "\u212amount" with a Kelvin sign). encoding/json keeps the last of them,
-// where a gateway, signature check or log in another language reads the
-// first: a repeated name is refused, as RFC 7493 (I-JSON) and Go's
-// encoding/json/v2 do.
+// nameScanner finds a member name repeated in one object of JSON text, at
+// any depth: the same name after unescaping ("a", "\u0061"), or, in an
+// object decoded into a struct, two names encoding/json maps to the same
+// field ignoring case ("amount", "AMOUNT", "\u212amount" with a Kelvin
+// sign). encoding/json keeps the last of them, where a gateway, signature
+// check or log in another language reads the first: a repeated name is
+// refused, as RFC 7493 (I-JSON) and Go's encoding/json/v2 do.
 //
 // It keeps two 64-bit hashes (exact and folded, see hashName) of each name
 // of the objects it is in, under a seed drawn for each body: two distinct
@@ -83,44 +82,29 @@ type nameSlow struct {
 // compared one by one up to smallObject of them, then through hash sets:
 // time and memory linear in the size of the body, and no allocation for a
 // small body (at most len(nameBuf) names at a time in the objects it is
-// in, each of at most len(keyBuf) bytes if escaped or split between
-// reads). Whether names differing in
-// case are one field depends on the type an object decodes into, looked
-// up only when two of its names fold alike: a map or an interface keeps
-// "a" and "A" apart, as a struct with fields tagged "a" and "A" does.
+// in, each of at most len(keyBuf) bytes if escaped). Whether names
+// differing in case are one field depends on the type an object decodes
+// into, looked up only when two of its names fold alike: a map or an
+// interface keeps "a" and "A" apart, as a struct with fields tagged "a"
+// and "A" does.
 //
 // The scanner follows valid JSON; on invalid JSON it may stop or report a
 // repetition before the decoder reports the syntax error, never panic.
 type nameScanner struct {
-	on      bool // checking: the target is a non-nil pointer and the body is not too deep
-	folded  bool // the repetition found ignores case
-	state   uint8
-	digits  uint8 // hex digits of the \u escape read so far
-	code    rune  // their value
-	high    rune  // a high surrogate escape waiting for its low half; 0 when none
-	keyFrom int   // where the current name starts in the piece scanned; -1 once it is in key
-	off     int64 // offset of the next byte fed
-	keyAt   int64 // offset of the opening quote of the current name
-	seed    uint64
-	into    any // what the body decodes into
-	frames  []nameFrame
-	names   []nameHash
-	key     []byte // the current name, unescaped, when it has escapes or spans two pieces
-	slow    *nameSlow
+	on     bool  // checking: the target is a non-nil pointer and the body is not too deep
+	folded bool  // the repetition found ignores case
+	keyAt  int64 // offset of the opening quote of the current name
+	seed   uint64
+	into   any // what the body decodes into
+	frames []nameFrame
+	names  []nameHash
+	key    []byte // the current name, unescaped, when it has escapes; the repeated one once found
+	slow   *nameSlow
 
 	frameBuf [6]nameFrame
 	nameBuf  [10]nameHash
 	keyBuf   [32]byte
 }
-
-const (
-	nsOut uint8 = iota
-	nsString
-	nsStringEscape
-	nsKey
-	nsKeyEscape
-	nsKeyHex
-)
 
 // init prepares s to check a body decoded into v; it checks nothing when v
 // is not a non-nil pointer (the decoder reports that).
@@ -134,169 +118,139 @@ func (s *nameScanner) init(v any) {
 	s.frames, s.names, s.key = s.frameBuf[:0], s.nameBuf[:0], s.keyBuf[:0]
 }
 
-// scan feeds p to s and returns errDuplicateName at the first repeated
-// name.
+// scan returns errDuplicateName at the first repeated name in p, the
+// whole JSON text.
 func (s *nameScanner) scan(p []byte) error {
 	if !s.on {
 		return nil
 	}
-	base := s.off
-	s.off += int64(len(p))
 	for i := 0; i < len(p); {
-		switch s.state {
-		case nsOut:
-			c := p[i]
-			i++
-			switch c {
-			case '{', '[':
-				k := len(s.frames)
-				if k == maxNameDepth {
-					s.on = false // the decoder refuses it as too deep
-					return nil
-				}
-				f := nameFrame{start: uint32(len(s.names))}
-				if c == '{' {
-					f.flags = frameObject | frameExpectKey
-				}
-				s.frames = append(s.frames, f)
-				if s.slow != nil && k < len(s.slow.ext) && s.slow.ext[k] != nil {
-					*s.slow.ext[k] = frameExt{assigned: s.slow.ext[k].assigned[:0]} // an earlier sibling's, reused
-				}
-			case '}', ']':
-				if n := len(s.frames); n > 0 {
-					s.names = s.names[:s.frames[n-1].start]
-					s.frames = s.frames[:n-1]
-				}
-			case ',':
-				if n := len(s.frames); n > 0 {
-					if f := &s.frames[n-1]; f.flags&frameObject != 0 {
-						f.flags |= frameExpectKey
-					} else {
-						f.elems++
-					}
-				}
-			case '"':
-				// Most strings end in p without an escape: skipped, or
-				// hashed in place for a name, without the states below.
-				j := quoteOrBackslash(p[i:])
-				whole := j >= 0 && p[i+j] == '"'
-				if n := len(s.frames); n > 0 && s.frames[n-1].flags&frameExpectKey != 0 {
-					s.frames[n-1].flags &^= frameExpectKey
-					s.keyAt = base + int64(i-1)
-					if whole {
-						name := p[i : i+j]
-						i += j + 1
-						if s.endName(name) {
-							return errDuplicateName
-						}
-						continue
-					}
-					s.state, s.keyFrom, s.high = nsKey, i, 0
-				} else if whole {
-					i += j + 1
+		c := p[i]
+		i++
+		switch c {
+		case '{', '[':
+			k := len(s.frames)
+			if k == maxNameDepth {
+				s.on = false // the decoder refuses it as too deep
+				return nil
+			}
+			f := nameFrame{start: uint32(len(s.names))}
+			if c == '{' {
+				f.flags = frameObject | frameExpectKey
+			}
+			s.frames = append(s.frames, f)
+			if s.slow != nil && k < len(s.slow.ext) && s.slow.ext[k] != nil {
+				*s.slow.ext[k] = frameExt{assigned: s.slow.ext[k].assigned[:0]} // an earlier sibling's, reused
+			}
+		case '}', ']':
+			if n := len(s.frames); n > 0 {
+				s.names = s.names[:s.frames[n-1].start]
+				s.frames = s.frames[:n-1]
+			}
+		case ',':
+			if n := len(s.frames); n > 0 {
+				if f := &s.frames[n-1]; f.flags&frameObject != 0 {
+					f.flags |= frameExpectKey
 				} else {
-					s.state = nsString
+					f.elems++
 				}
 			}
-		case nsString:
-			j := quoteOrBackslash(p[i:])
-			if j < 0 {
-				i = len(p)
+		case '"':
+			n := len(s.frames)
+			if n == 0 || s.frames[n-1].flags&frameExpectKey == 0 {
+				i = stringEnd(p, i)
 				continue
 			}
-			i += j
-			s.state = nsOut
-			if p[i] == '\\' {
-				s.state = nsStringEscape
+			s.frames[n-1].flags &^= frameExpectKey
+			s.keyAt = int64(i - 1)
+			name, end := s.name(p, i)
+			if end < 0 {
+				return nil // a syntax error the decoder reports
 			}
-			i++
-		case nsStringEscape: // the escaped byte; a \u escape's digits are plain text
-			s.state = nsString
-			i++
-		case nsKey:
-			j := quoteOrBackslash(p[i:])
-			if j >= 0 && p[i+j] == '"' && s.keyFrom >= 0 {
-				// The whole name is in p, unescaped: hashed in place.
-				name := p[s.keyFrom : i+j]
-				i += j + 1
-				s.state = nsOut
-				if s.endName(name) {
-					return errDuplicateName
-				}
-				continue
-			}
-			if j < 0 {
-				j = len(p) - i
-			}
-			if s.keyFrom >= 0 {
-				s.key = append(s.key[:0], p[s.keyFrom:i]...)
-				s.keyFrom = -1
-			}
-			if j > 0 {
-				s.flushHigh()
-				s.key = append(s.key, p[i:i+j]...)
-				i += j
-			}
-			if i == len(p) {
-				continue
-			}
-			c := p[i]
-			i++
-			if c == '\\' {
-				s.state = nsKeyEscape
-				continue
-			}
-			s.state = nsOut
-			s.flushHigh()
-			if s.endName(s.key) {
+			i = end
+			if s.endName(name) {
 				return errDuplicateName
 			}
-		case nsKeyEscape:
-			c := p[i]
-			i++
-			if c == 'u' {
-				s.state, s.digits, s.code = nsKeyHex, 0, 0
-				continue
-			}
-			s.state = nsKey
-			s.flushHigh()
-			switch c {
-			case 'b':
-				c = '\b'
-			case 'f':
-				c = '\f'
-			case 'n':
-				c = '\n'
-			case 'r':
-				c = '\r'
-			case 't':
-				c = '\t'
-			case '"', '\\', '/':
-			default:
-				continue // a syntax error the decoder reports
-			}
-			s.key = append(s.key, c)
-		case nsKeyHex:
-			d := hexDigit(p[i])
-			if d < 0 { // a syntax error the decoder reports
-				s.state = nsKey
-				continue
-			}
-			i++
-			s.code = s.code<<4 | d
-			if s.digits++; s.digits < 4 {
-				continue
-			}
-			s.state = nsKey
-			s.escapedRune(s.code)
 		}
 	}
-	if s.state == nsKey && s.keyFrom >= 0 {
-		// The name goes on in the next piece: keep what p held.
-		s.key = append(s.key[:0], p[s.keyFrom:]...)
-		s.keyFrom = -1
-	}
 	return nil
+}
+
+// stringEnd returns the index in p past the closing quote of the string
+// that starts at p[i], past its opening quote, or len(p) if p ends first.
+func stringEnd(p []byte, i int) int {
+	for i < len(p) {
+		j := quoteOrBackslash(p[i:])
+		if j < 0 {
+			break
+		}
+		i += j + 1
+		if p[i-1] == '"' {
+			return i
+		}
+		i++ // the escaped byte; a \u escape's digits are plain text
+	}
+	return len(p)
+}
+
+// name returns the member name that starts at p[i], past its opening
+// quote, unescaped as encoding/json unquotes it (a surrogate pair is one
+// rune, an unpaired surrogate U+FFFD): in place in p when it has no
+// escape, else in s.key. end is the index past its closing quote, or -1
+// when p ends first or an escape is invalid: syntax errors the decoder
+// reports.
+func (s *nameScanner) name(p []byte, i int) (name []byte, end int) {
+	// Most names hold no escape: hashed in place.
+	if j := quoteOrBackslash(p[i:]); j >= 0 && p[i+j] == '"' {
+		return p[i : i+j], i + j + 1
+	}
+	s.key = s.key[:0]
+	for {
+		j := quoteOrBackslash(p[i:])
+		if j < 0 {
+			return nil, -1
+		}
+		s.key = append(s.key, p[i:i+j]...)
+		i += j + 1
+		if p[i-1] == '"' {
+			return s.key, i
+		}
+		if i == len(p) {
+			return nil, -1
+		}
+		c := p[i]
+		switch c {
+		case 'b':
+			c = '\b'
+		case 'f':
+			c = '\f'
+		case 'n':
+			c = '\n'
+		case 'r':
+			c = '\r'
+		case 't':
+			c = '\t'
+		case '"', '\\', '/':
+		case 'u':
+			r := getu4(p[i-1:])
+			if r < 0 {
+				return nil, -1
+			}
+			i += 5
+			if utf16.IsSurrogate(r) {
+				r = utf16.DecodeRune(r, getu4(p[i:])) // U+FFFD unless a pair
+				if r != utf8.RuneError {
+					i += 6
+				}
+			}
+			s.key = utf8.AppendRune(s.key, r)
+			continue
+		default:
+			return nil, -1
+		}
+		s.key = append(s.key, c)
+		i++
+	}
 }
 
 // quoteOrBackslash returns the index of the first '"' or '\\' in p, or -1.
@@ -321,32 +275,6 @@ func quoteOrBackslash(p []byte) int {
 		return -1
 	}
 	return j
-}
-
-// escapedRune adds the rune of a \u escape to the name as encoding/json
-// unquotes it: a surrogate pair is one rune, an unpaired surrogate U+FFFD.
-func (s *nameScanner) escapedRune(r rune) {
-	if s.high != 0 {
-		high := s.high
-		s.high = 0
-		if utf16.IsSurrogate(r) && r >= 0xdc00 {
-			s.key = utf8.AppendRune(s.key, utf16.DecodeRune(high, r))
-			return
-		}
-		s.key = utf8.AppendRune(s.key, utf8.RuneError)
-	}
-	if r >= 0xd800 && r < 0xdc00 {
-		s.high = r
-		return
-	}
-	s.key = utf8.AppendRune(s.key, r) // a lone low surrogate is U+FFFD
-}
-
-func (s *nameScanner) flushHigh() {
-	if s.high != 0 {
-		s.high = 0
-		s.key = utf8.AppendRune(s.key, utf8.RuneError)
-	}
 }
 
 // endName checks name, just read, against the earlier names of its object
