@@ -773,7 +773,7 @@ func checkBothHandlers(t *testing.T, attrs []any, leaks, keeps []string, keepsJS
 func newTextLogger(t testing.TB, cfg HandlerConfig) (*slog.Logger, *bytes.Buffer) {
 	t.Helper()
 	var buf bytes.Buffer
-	cfg.Next = slog.NewTextHandler(&buf, nil)
+	cfg.Next = slog.NewTextHandler(&buf, &slog.HandlerOptions{ReplaceAttr: dropTime})
 	return slog.New(mustHandler(t, cfg)), &buf
 }
 
