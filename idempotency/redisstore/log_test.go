@@ -3,7 +3,6 @@ package redisstore
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sadpath/sadpath/idempotency"
+	"github.com/sadpath/sadpath/internal/storelogtest"
 )
 
 // Logs name a record by its hash, never by the raw idempotency key, and
@@ -49,7 +49,7 @@ func TestLogsNeverCarryRawKeys(t *testing.T) {
 	if _, err := idempotency.Do(ctx, ex, k, "fp", func(context.Context) (int, error) { return 0, nil }); !errors.Is(err, idempotency.ErrInProgress) {
 		t.Fatal(err)
 	}
-	checkSameKeyHash(t, buf.String(), `"key_hash":"`+recordID(k)+`"`)
+	storelogtest.CheckSameKeyHash(t, buf.String(), `"key_hash":"`+recordID(k)+`"`, idempotency.OutcomeConflict)
 
 	out := buf.String()
 	if strings.Contains(out, secret) || strings.Contains(out, "secret-body") {
@@ -58,39 +58,6 @@ func TestLogsNeverCarryRawKeys(t *testing.T) {
 	for _, want := range []string{`"decision":"refused stale owner"`, `"key_hash":"` + recordID(k) + `"`, `"msg":"idempotency store call failed"`, `"dependency":"redis"`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("log lacks %s:\n%s", want, out)
-		}
-	}
-}
-
-// checkSameKeyHash asserts that every decision line of out carries the
-// decision, and that those naming the record (storeLine) carry the
-// idempotency_key_hash of the executor's line about the same key: an
-// operator greps one value and finds both.
-func checkSameKeyHash(t *testing.T, out, storeLine string) {
-	t.Helper()
-	var exHash string
-	var lines []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-		m := map[string]any{}
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			t.Fatalf("bad line %q: %v", line, err)
-		}
-		if m["decision"] == idempotency.OutcomeConflict {
-			exHash, _ = m[idempotency.KeyHash].(string)
-		}
-		if strings.Contains(line, storeLine) {
-			lines = append(lines, m)
-		}
-		if m["msg"] == "idempotency store call failed" && m["decision"] != m["msg"] {
-			t.Errorf("store failure is not a decision line: %s", line)
-		}
-	}
-	if exHash == "" || len(lines) == 0 {
-		t.Fatalf("no executor line with %s, or no store line:\n%s", idempotency.KeyHash, out)
-	}
-	for _, m := range lines {
-		if m[idempotency.KeyHash] != exHash {
-			t.Errorf("store line %v: %s %v, want %q as the executor logs", m["msg"], idempotency.KeyHash, m[idempotency.KeyHash], exHash)
 		}
 	}
 }
